@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: Apache-2.0
+# Thin wrapper around CMake. `make run` and `make test` are the two commands in README.md.
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+# CI builds with -Werror; locally too unless WERROR=0.
+WERROR     ?= 1
+VAR        ?= $(CURDIR)/var
+
+.PHONY: all deps build run demo test test-unit test-e2e bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DAIMEDRES_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) $(CMAKE_ARGS)
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Demo models (synthetic cohorts, trained by `aimedres model train`) are created once.
+demo: build
+	@$(BUILD)/aimedres demo init --dir $(VAR)
+
+run: deps build demo
+	MODEL_STORAGE_PATH=$(VAR)/models DATABASE_URL=sqlite://$(VAR)/aimedres.db \
+	  exec $(BUILD)/aimedres serve --host 127.0.0.1 --port 8080
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -R '^[a-z]+/test_' -E '^e2e/'
+
+test-e2e: build
+	cd $(BUILD) && ctest --output-on-failure -R '^e2e/'
+
+bench: deps build
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,33 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian 12 packages that building, running and testing need, when
+# some are missing. Runs apt-get only as root; otherwise it names what is missing.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config
+libevent-dev libjansson-dev libsqlite3-dev libxgboost-dev libssl-dev libcmocka-dev libzstd-dev
+python3 python3-pytest python3-requests python3-xgboost python3-numpy
+curl sqlite3 procps"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing Debian packages:$missing" >&2
+  echo "install-deps: run 'sudo apt-get install$missing' or run make as root" >&2
+  exit 1
+fi
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# One update per machine is enough; apt-get update failing (offline mirror) is not fatal
+# if the package lists are already present.
+if [ ! -f /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock | head -1)" ] || [ "${AIMEDRES_APT_UPDATE:-0}" = 1 ]; then
+  apt-get update -q || true
+fi
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends $missing; }

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The HTTP API: the route table and the application state handlers share. One file per
+ * resource (health.c, models.c, predict.c); routes.c holds the table and the index. */
+#ifndef AIMEDRES_API_API_H
+#define AIMEDRES_API_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "http/server.h"
+#include "model/registry.h"
+#include "store/recorder.h"
+#include "store/store.h"
+
+struct monitor;   /* monitor/monitor.h (issue 4) */
+struct audit_log; /* audit/audit.h (issue 5) */
+struct security;  /* security/security.h (issue 5) */
+
+/* Borrowed by every handler; owned by the serve command. Optional subsystems are NULL
+ * when disabled. */
+typedef struct api_app {
+    const config_t *cfg;
+    store_t *store;
+    recorder_t *recorder;
+    model_registry_t *registry;
+    http_server_t *server;     /* set after the server is created */
+    struct monitor *monitor;   /* drift, quality, accuracy, alerts; NULL = off */
+    struct audit_log *audit;   /* durable audit trail; NULL = off */
+    struct security *security; /* authentication, roles, rate limits; NULL = open */
+    int64_t started_ms;
+} api_app_t;
+
+extern const http_route_t api_routes[];
+extern const size_t api_routes_count;
+
+void api_root(http_ctx_t *ctx);
+void api_index(http_ctx_t *ctx);
+void api_health(http_ctx_t *ctx);
+void api_ready(http_ctx_t *ctx);
+void api_models_list(http_ctx_t *ctx);
+void api_model_get(http_ctx_t *ctx);
+void api_predict(http_ctx_t *ctx);
+void api_metrics(http_ctx_t *ctx);
+
+/* The routes served on PROMETHEUS_PORT when it is set: /metrics and /health only. */
+extern const http_route_t api_metrics_routes[];
+extern const size_t api_metrics_routes_count;
+
+#endif

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Liveness (/health: the process answers, no dependencies) and readiness (/ready: the
+ * database answers, at least one model is loaded, the data disk has room, and the
+ * server is not draining). Load balancers route on /ready. */
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "api/api.h"
+#include "common/util.h"
+
+/* Below either figure the disk check fails: writes (predictions, audit) would soon. */
+#define READY_MIN_FREE_BYTES (64ull << 20)
+#define READY_MIN_FREE_PERCENT 1.0
+
+void api_health(http_ctx_t *ctx)
+{
+    char ts[ISO8601_LEN];
+    util_iso8601(util_now_ms(), ts);
+    http_reply_json(
+        ctx, 200,
+        json_pack("{s:s,s:s,s:s}", "status", "healthy", "timestamp", ts, "version", AIMEDRES_VERSION));
+}
+
+static json_t *disk_check(const char *path, bool *ok)
+{
+    struct statvfs st;
+    if (statvfs(path, &st) != 0) {
+        *ok = false;
+        return json_pack("{s:s,s:s}", "status", "fail", "message", "cannot stat the model storage path");
+    }
+    unsigned long long free_b = (unsigned long long)st.f_bavail * st.f_frsize;
+    unsigned long long total = (unsigned long long)st.f_blocks * st.f_frsize;
+    double pct = total ? 100.0 * (double)free_b / (double)total : 0.0;
+    bool good = free_b >= READY_MIN_FREE_BYTES && pct >= READY_MIN_FREE_PERCENT;
+    if (!good)
+        *ok = false;
+    return json_pack("{s:s,s:I,s:f}", "status", good ? "ok" : "fail", "free_bytes", (json_int_t)free_b,
+                     "free_percent", pct);
+}
+
+void api_ready(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    bool ok = true;
+    char ts[ISO8601_LEN];
+    util_iso8601(util_now_ms(), ts);
+
+    bool db_ok = store_ping(app->store) == 0;
+    ok = ok && db_ok;
+    size_t loaded = model_registry_loaded_count(app->registry);
+    bool models_ok = loaded > 0;
+    ok = ok && models_ok;
+    json_t *disk = disk_check(app->cfg->model_storage_path, &ok);
+    bool draining = app->server && http_server_draining(app->server);
+    ok = ok && !draining;
+
+    json_t *body = json_pack("{s:b,s:{s:{s:s},s:{s:s,s:I},s:o,s:{s:s}},s:s}", "ready", ok, "checks",
+                             "database", "status", db_ok ? "ok" : "fail", "models", "status",
+                             models_ok ? "ok" : "fail", "loaded", (json_int_t)loaded, "disk", disk, "server",
+                             "status", draining ? "draining" : "ok", "timestamp", ts);
+    http_reply_json(ctx, ok ? 200 : 503, body);
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The route table, the service root and the /api/v1 endpoint index (generated from the
+ * table, so it cannot drift from what is served). */
+#include <event2/http.h>
+
+#include "api/api.h"
+#include "common/util.h"
+
+const http_route_t api_routes[] = {
+    {EVHTTP_REQ_GET, "/", api_root, "service name, version and links"},
+    {EVHTTP_REQ_GET, "/api/v1", api_index, "API version and endpoint index"},
+    {EVHTTP_REQ_GET, "/health", api_health, "liveness: the process answers"},
+    {EVHTTP_REQ_GET, "/ready", api_ready, "readiness: database, models and disk"},
+    {EVHTTP_REQ_GET, "/api/v1/models/list", api_models_list, "serving models"},
+    {EVHTTP_REQ_GET, "/api/v1/model/list", api_models_list, "serving models (upstream client path)"},
+    {EVHTTP_REQ_GET, "/api/v1/models/{name}", api_model_get, "a model's versions, schema and metrics"},
+    {EVHTTP_REQ_POST, "/api/v1/models/{name}/predict", api_predict,
+     "predict one row (features) or a batch (instances)"},
+    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)"},
+};
+const size_t api_routes_count = ARRAY_SIZE(api_routes);
+
+const http_route_t api_metrics_routes[] = {
+    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)"},
+    {EVHTTP_REQ_GET, "/health", api_health, "liveness"},
+};
+const size_t api_metrics_routes_count = ARRAY_SIZE(api_metrics_routes);
+
+void api_root(http_ctx_t *ctx)
+{
+    http_reply_json(ctx, 200,
+                    json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "name", "aimedres", "version",
+                              AIMEDRES_VERSION, "description", "clinical ML model serving", "links", "health",
+                              "/health", "ready", "/ready", "api", "/api/v1", "models",
+                              "/api/v1/models/list"));
+}
+
+void api_index(http_ctx_t *ctx)
+{
+    json_t *eps = json_array();
+    for (size_t i = 0; i < api_routes_count; i++) {
+        const http_route_t *r = &api_routes[i];
+        for (unsigned bit = 1; bit <= EVHTTP_REQ_PATCH; bit <<= 1)
+            if (r->methods & bit)
+                json_array_append_new(eps, json_pack("{s:s,s:s,s:s}", "method", router_method_name(bit),
+                                                     "path", r->pattern, "description", r->description));
+    }
+    http_reply_json(
+        ctx, 200,
+        json_pack("{s:s,s:s,s:o}", "version", "v1", "server_version", AIMEDRES_VERSION, "endpoints", eps));
+}

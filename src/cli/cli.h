@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Command groups of the aimedres binary. main.c only dispatches; each group parses its
+ * own flags (every command answers --help) and calls the library modules.
+ * Exit codes: 0 success, 1 failure, 2 usage error. */
+#ifndef AIMEDRES_CLI_CLI_H
+#define AIMEDRES_CLI_CLI_H
+
+#include "common/config.h"
+#include "store/store.h"
+
+int cli_serve(int argc, char **argv);  /* cli/serve.c */
+int cli_model(int argc, char **argv);  /* cli/model.c: train | import | register | list | show */
+int cli_config(int argc, char **argv); /* cli/config.c: check */
+int cli_demo(int argc, char **argv);   /* cli/demo.c: generate | init */
+
+/* Loads the configuration (env_file may be NULL), prints every problem to stderr as
+ * "aimedres: config: ..." and returns NULL on failure. Also initialises logging. */
+config_t *cli_load_config(const char *env_file);
+/* Opens cfg->database_url, printing the reason on failure. */
+store_t *cli_open_store(const config_t *cfg);
+/* True if arg is -h or --help. */
+int cli_is_help(const char *arg);
+
+#endif

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the command groups: configuration and store opening with errors
+ * printed for an operator. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+config_t *cli_load_config(const char *env_file)
+{
+    char err[4096] = "";
+    config_t *cfg = NULL;
+    if (config_load(env_file, &cfg, err, sizeof(err)) < 0) {
+        const char *line = err;
+        while (*line) {
+            const char *nl = strchr(line, '\n');
+            int len = nl ? (int)(nl - line) : (int)strlen(line);
+            if (len > 0)
+                fprintf(stderr, "aimedres: config: %.*s\n", len, line);
+            line += len + (nl ? 1 : 0);
+        }
+        return NULL;
+    }
+    if (log_init(cfg->log_level, cfg->log_file) < 0) {
+        fprintf(stderr, "aimedres: cannot open LOG_FILE %s\n", cfg->log_file);
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+store_t *cli_open_store(const config_t *cfg)
+{
+    char err[1024] = "";
+    store_t *s = NULL;
+    if (store_open(cfg->database_url, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: database: %s\n", err[0] ? err : "cannot open");
+        return NULL;
+    }
+    return s;
+}
+
+int cli_is_help(const char *arg)
+{
+    return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);
+}

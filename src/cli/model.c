@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `aimedres model train | import | register | list | show`: flag parsing and output for
+ * model versions. The work happens in model/train.c and model/registry.c; this file only
+ * turns flags into options and results into tables or JSON. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "model/manifest.h"
+#include "model/registry.h"
+#include "model/train.h"
+
+#define MAX_LIST_ARGS 4096
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: aimedres model <subcommand> [options]\n\n"
+                 "subcommands:\n"
+                 "  train      train an XGBoost model from a CSV and register it\n"
+                 "  import     register a booster trained elsewhere, with schema and metrics from a CSV\n"
+                 "  register   register a version directory (manifest.json + booster)\n"
+                 "  list       list registered model versions\n"
+                 "  show       show one model: manifest summary and versions\n\n"
+                 "'aimedres model <subcommand> --help' describes the options.\n"
+                 "The artifact format is described in docs/model-format.md.\n");
+}
+
+static const char common_data_help[] =
+    "  --drop COL             ignore column COL (repeatable); every other column except the label\n"
+    "                         must be numeric and becomes a feature, in file order\n"
+    "  --units F=U,...        units of features (overrides the sidecar)\n"
+    "  --schema FILE          sidecar schema (default: <data>.schema.json when it exists):\n"
+    "                         "
+    "{\"features\":{name:{\"unit\",\"description\",\"min\",\"max\",\"required\",\"type\"}}}\n"
+    "  --class-labels A,B,... names of classes 0, 1, ... (default \"0\",\"1\",...)\n"
+    "  --threshold P          binary decision threshold on P(class 1), default 0.5\n"
+    "  --description TEXT     manifest description\n"
+    "  --synthetic            mark the model as trained on synthetic data (not for clinical use)\n"
+    "  --set-stable           make this version the serving one even if another version is stable\n"
+    "  --json                 print the summary as JSON\n"
+    "  --env-file FILE        read settings (MODEL_STORAGE_PATH, DATA_DIR, DATABASE_URL) from FILE\n"
+    "  -h, --help             show this help\n";
+
+static void usage_train(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres model train --data CSV --label COL --name NAME --version VERSION [options]\n\n"
+            "Trains an XGBoost booster through the C API on a stratified split (per class; random for\n"
+            "regression), scores the holdout, infers the schema (types, valid ranges widened by 10%% of\n"
+            "the observed span, required when never missing) and drift baselines, registers the version\n"
+            "in MODEL_STORAGE_PATH/<name>/<version>/ and writes the holdout rows to\n"
+            "DATA_DIR/baseline/<name>_validation.csv.\n\n"
+            "options:\n"
+            "  --data CSV             training data with a header row (required)\n"
+            "  --label COL            label column (required): 0/1 -> binary, integers 0..19 -> multiclass,\n"
+            "                         otherwise regression\n"
+            "  --name NAME            model name (required)\n"
+            "  --version VERSION      version, e.g. 1.0.0 (required)\n"
+            "  --task T               binary | multiclass | regression (overrides inference)\n"
+            "  --param K=V            XGBoost parameter (repeatable); defaults: objective by task,\n"
+            "                         max_depth=4 eta=0.1 nthread=2 seed=<seed>\n"
+            "  --rounds N             boosting rounds, default 100\n"
+            "  --seed N               split and XGBoost seed, default 42\n"
+            "  --validation-fraction F  holdout share, default 0.2\n"
+            "%s",
+            common_data_help);
+}
+
+static void usage_import(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: aimedres model import --booster FILE --data CSV --label COL --name NAME --version VERSION "
+        "[options]\n\n"
+        "Registers a booster trained elsewhere (XGBoost .json or .ubj, copied as is). The CSV's feature\n"
+        "columns must match the booster's features in number and, when the booster stores names, in\n"
+        "name and order. The task comes from the booster's objective; all rows of the CSV are the\n"
+        "holdout for metrics and the source of the schema and baselines.\n\n"
+        "options:\n"
+        "  --booster FILE         booster saved by XGBoost (required)\n"
+        "  --data CSV             labelled data with a header row (required)\n"
+        "  --label COL            label column (required)\n"
+        "  --name NAME            model name (required)\n"
+        "  --version VERSION      version (required)\n"
+        "%s",
+        common_data_help);
+}
+
+static void usage_register(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres model register PATH [--set-stable] [--json] [--env-file FILE]\n\n"
+            "Registers the version directory PATH (manifest.json + booster): checks the booster's sha256\n"
+            "against the manifest, that it loads and predicts on its own schema, copies it into\n"
+            "MODEL_STORAGE_PATH/<name>/<version>/ and records it. A refused artifact changes nothing.\n\n"
+            "options:\n"
+            "  --set-stable      make it the serving version (the first version of a model always is)\n"
+            "  --json            print the result as JSON\n"
+            "  --env-file FILE   read settings from FILE first\n"
+            "  -h, --help        show this help\n");
+}
+
+static void usage_list(FILE *out)
+{
+    fprintf(out, "usage: aimedres model list [--json] [--env-file FILE]\n\n"
+                 "Lists every registered version: name, version, stable, task, registration time.\n\n"
+                 "options:\n"
+                 "  --json            print the registry rows as JSON\n"
+                 "  --env-file FILE   read settings from FILE first\n"
+                 "  -h, --help        show this help\n");
+}
+
+static void usage_show(FILE *out)
+{
+    fprintf(out, "usage: aimedres model show NAME [--json] [--env-file FILE]\n\n"
+                 "Shows the manifest of the stable version of NAME (or the latest one when none is stable):\n"
+                 "task, classes, features with units and valid ranges, metrics, and all versions.\n\n"
+                 "options:\n"
+                 "  --json            print {\"name\",\"stable_version\",\"versions\",\"manifest\"} as JSON\n"
+                 "  --env-file FILE   read settings from FILE first\n"
+                 "  -h, --help        show this help\n");
+}
+
+/* ---- shared option parsing ---- */
+
+enum {
+    OPT_DATA = 256,
+    OPT_LABEL,
+    OPT_NAME,
+    OPT_VERSION,
+    OPT_TASK,
+    OPT_PARAM,
+    OPT_ROUNDS,
+    OPT_SEED,
+    OPT_VALFRAC,
+    OPT_DROP,
+    OPT_UNITS,
+    OPT_SCHEMA,
+    OPT_CLASS_LABELS,
+    OPT_THRESHOLD,
+    OPT_DESCRIPTION,
+    OPT_SYNTHETIC,
+    OPT_SET_STABLE,
+    OPT_JSON,
+    OPT_ENV_FILE,
+    OPT_BOOSTER,
+};
+
+typedef struct cli_opts {
+    model_train_opts_t t;
+    const char *params[MAX_LIST_ARGS];
+    const char *drops[MAX_LIST_ARGS];
+    const char *env_file;
+    bool json;
+    int n_positional;
+    const char *positional[4];
+} cli_opts_t;
+
+/* Parses argv (argv[0] is the subcommand). allowed: the OPT_* values this subcommand
+ * takes, 0-terminated. Returns 0, 1 for --help (printed), or 2 for a usage error (printed). */
+static int parse(int argc, char **argv, const char *cmd, const int *allowed, int max_positional,
+                 void (*help)(FILE *), cli_opts_t *co)
+{
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"label", required_argument, NULL, OPT_LABEL},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"version", required_argument, NULL, OPT_VERSION},
+        {"task", required_argument, NULL, OPT_TASK},
+        {"param", required_argument, NULL, OPT_PARAM},
+        {"rounds", required_argument, NULL, OPT_ROUNDS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"validation-fraction", required_argument, NULL, OPT_VALFRAC},
+        {"drop", required_argument, NULL, OPT_DROP},
+        {"units", required_argument, NULL, OPT_UNITS},
+        {"schema", required_argument, NULL, OPT_SCHEMA},
+        {"class-labels", required_argument, NULL, OPT_CLASS_LABELS},
+        {"threshold", required_argument, NULL, OPT_THRESHOLD},
+        {"description", required_argument, NULL, OPT_DESCRIPTION},
+        {"synthetic", no_argument, NULL, OPT_SYNTHETIC},
+        {"set-stable", no_argument, NULL, OPT_SET_STABLE},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"env-file", required_argument, NULL, OPT_ENV_FILE},
+        {"booster", required_argument, NULL, OPT_BOOSTER},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    model_train_opts_init(&co->t);
+    co->t.params = co->params;
+    co->t.drop = co->drops;
+    optind = 0; /* GNU: full re-initialisation */
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, "h", longopts, NULL);
+        if (c == -1)
+            break;
+        if (c == 'h') {
+            help(stdout);
+            return 1;
+        }
+        bool ok = false;
+        for (const int *a = allowed; *a; a++)
+            ok |= *a == c;
+        if (c == '?' || c == ':' || !ok) {
+            /* The offending element: the option itself, not its separate value. */
+            int at = optind - 1;
+            if (c != '?' && optarg && at > 0 && optarg == argv[at])
+                at--;
+            const char *bad = at > 0 && at < argc ? argv[at] : "?";
+            if (c == '?')
+                fprintf(stderr, "aimedres: model %s: unknown option or missing value: '%s'\n", cmd, bad);
+            else
+                fprintf(stderr, "aimedres: model %s: option '%s' does not apply here\n", cmd, bad);
+            help(stderr);
+            return 2;
+        }
+        int64_t iv;
+        double dv;
+        switch (c) {
+        case OPT_DATA: co->t.data_path = optarg; break;
+        case OPT_LABEL: co->t.label = optarg; break;
+        case OPT_NAME: co->t.name = optarg; break;
+        case OPT_VERSION: co->t.version = optarg; break;
+        case OPT_TASK: co->t.task = optarg; break;
+        case OPT_PARAM:
+            if (co->t.n_params >= MAX_LIST_ARGS)
+                goto toomany;
+            co->params[co->t.n_params++] = optarg;
+            break;
+        case OPT_DROP:
+            if (co->t.n_drop >= MAX_LIST_ARGS)
+                goto toomany;
+            co->drops[co->t.n_drop++] = optarg;
+            break;
+        case OPT_ROUNDS:
+            if (util_parse_int64(optarg, 1, MODEL_TRAIN_MAX_ROUNDS, &iv) < 0) {
+                fprintf(stderr, "aimedres: model %s: --rounds: expected an integer 1..%d\n", cmd,
+                        MODEL_TRAIN_MAX_ROUNDS);
+                return 2;
+            }
+            co->t.rounds = (int)iv;
+            break;
+        case OPT_SEED:
+            if (util_parse_int64(optarg, 0, INT64_MAX, &iv) < 0) {
+                fprintf(stderr, "aimedres: model %s: --seed: expected a non-negative integer\n", cmd);
+                return 2;
+            }
+            co->t.seed = (uint64_t)iv;
+            break;
+        case OPT_VALFRAC:
+            if (util_parse_double(optarg, &dv) < 0 || !(dv > 0 && dv <= 0.9)) {
+                fprintf(stderr, "aimedres: model %s: --validation-fraction: expected a number in (0, 0.9]\n",
+                        cmd);
+                return 2;
+            }
+            co->t.validation_fraction = dv;
+            break;
+        case OPT_THRESHOLD:
+            if (util_parse_double(optarg, &dv) < 0 || !(dv > 0 && dv < 1)) {
+                fprintf(stderr,
+                        "aimedres: model %s: --threshold: expected a number strictly between 0 and 1\n", cmd);
+                return 2;
+            }
+            co->t.threshold = dv;
+            break;
+        case OPT_UNITS: co->t.units = optarg; break;
+        case OPT_SCHEMA: co->t.schema_path = optarg; break;
+        case OPT_CLASS_LABELS: co->t.class_labels = optarg; break;
+        case OPT_DESCRIPTION: co->t.description = optarg; break;
+        case OPT_SYNTHETIC: co->t.synthetic = true; break;
+        case OPT_SET_STABLE: co->t.set_stable = true; break;
+        case OPT_JSON: co->json = true; break;
+        case OPT_ENV_FILE: co->env_file = optarg; break;
+        case OPT_BOOSTER: co->t.booster_path = optarg; break;
+        default: break;
+        }
+        continue;
+    toomany:
+        fprintf(stderr, "aimedres: model %s: more than %d --param/--drop options\n", cmd, MAX_LIST_ARGS);
+        return 2;
+    }
+    /* GNU getopt moved the positionals to the end. */
+    while (optind < argc) {
+        if (co->n_positional >= max_positional) {
+            fprintf(stderr, "aimedres: model %s: unexpected argument '%s'\n", cmd, argv[optind]);
+            help(stderr);
+            return 2;
+        }
+        co->positional[co->n_positional++] = argv[optind++];
+    }
+    return 0;
+}
+
+/* Loads the configuration and opens the store; prints the reason and returns 1 on failure. */
+static int open_env(const char *env_file, config_t **ret_cfg, store_t **ret_store)
+{
+    config_t *cfg = cli_load_config(env_file);
+    if (!cfg)
+        return 1;
+    store_t *s = cli_open_store(cfg);
+    if (!s) {
+        config_free(cfg);
+        return 1;
+    }
+    *ret_cfg = cfg;
+    *ret_store = s;
+    return 0;
+}
+
+static void print_metric_line(const char *title, const json_t *metrics)
+{
+    static const char *const keys[] = {"accuracy", "precision", "recall", "f1", "auc",
+                                       "log_loss", "rmse",      "mae",    "r2"};
+    if (!json_is_object(metrics) || json_object_size(metrics) == 0)
+        return;
+    printf("%s", title);
+    json_t *n = json_object_get(metrics, "n_rows");
+    if (json_is_integer(n))
+        printf(" (%lld rows)", (long long)json_integer_value(n));
+    printf(":");
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        json_t *v = json_object_get(metrics, keys[i]);
+        if (json_is_number(v))
+            printf(" %s %.4f", keys[i], json_number_value(v));
+        else if (v && json_is_null(v))
+            printf(" %s n/a", keys[i]);
+    }
+    printf("\n");
+}
+
+static int print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    if (!s)
+        return 1;
+    printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+static void print_summary(const char *verb, const json_t *sum)
+{
+    const json_t *metrics = json_object_get(sum, "metrics");
+    printf("%s %s %s (%s, %lld training rows, %lld holdout rows)\n", verb,
+           json_string_value(json_object_get(sum, "name")),
+           json_string_value(json_object_get(sum, "version")),
+           json_string_value(json_object_get(sum, "task")),
+           (long long)json_integer_value(json_object_get(sum, "n_train")),
+           (long long)json_integer_value(json_object_get(sum, "n_validation")));
+    print_metric_line("  training", json_object_get(metrics, "training"));
+    print_metric_line("  holdout", json_object_get(metrics, "holdout"));
+    printf("  registered at %s%s\n", json_string_value(json_object_get(sum, "path")),
+           json_is_true(json_object_get(sum, "stable")) ? " (stable)" : "");
+    printf("  validation CSV %s\n", json_string_value(json_object_get(sum, "validation_csv")));
+}
+
+static int run_train_like(int argc, char **argv, bool import)
+{
+    static const int allowed_train[] = {OPT_DATA,         OPT_LABEL,     OPT_NAME,        OPT_VERSION,
+                                        OPT_TASK,         OPT_PARAM,     OPT_ROUNDS,      OPT_SEED,
+                                        OPT_VALFRAC,      OPT_DROP,      OPT_UNITS,       OPT_SCHEMA,
+                                        OPT_CLASS_LABELS, OPT_THRESHOLD, OPT_DESCRIPTION, OPT_SYNTHETIC,
+                                        OPT_SET_STABLE,   OPT_JSON,      OPT_ENV_FILE,    0};
+    static const int allowed_import[] = {OPT_BOOSTER,      OPT_DATA,      OPT_LABEL,       OPT_NAME,
+                                         OPT_VERSION,      OPT_DROP,      OPT_UNITS,       OPT_SCHEMA,
+                                         OPT_CLASS_LABELS, OPT_THRESHOLD, OPT_DESCRIPTION, OPT_SYNTHETIC,
+                                         OPT_SET_STABLE,   OPT_JSON,      OPT_ENV_FILE,    0};
+    const char *cmd = import ? "import" : "train";
+    void (*help)(FILE *) = import ? usage_import : usage_train;
+    cli_opts_t *co = calloc(1, sizeof(*co));
+    if (!co) {
+        fprintf(stderr, "aimedres: out of memory\n");
+        return 1;
+    }
+    int rc = parse(argc, argv, cmd, import ? allowed_import : allowed_train, 0, help, co);
+    if (rc != 0) {
+        free(co);
+        return rc == 1 ? 0 : 2;
+    }
+    const char *missing = !co->t.data_path                ? "--data"
+                          : !co->t.label                  ? "--label"
+                          : !co->t.name                   ? "--name"
+                          : !co->t.version                ? "--version"
+                          : import && !co->t.booster_path ? "--booster"
+                                                          : NULL;
+    if (missing) {
+        fprintf(stderr, "aimedres: model %s: %s is required\n", cmd, missing);
+        help(stderr);
+        free(co);
+        return 2;
+    }
+    config_t *cfg = NULL;
+    store_t *store = NULL;
+    if (open_env(co->env_file, &cfg, &store) != 0) {
+        free(co);
+        return 1;
+    }
+    co->t.storage_path = cfg->model_storage_path;
+    co->t.data_dir = cfg->data_dir;
+    co->t.store = store;
+    char err[2048] = "";
+    json_t *summary = NULL;
+    rc = import ? model_import(&co->t, &summary, err, sizeof(err))
+                : model_train(&co->t, &summary, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
+        log_warning("model registration failed", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name,
+                    "version", co->t.version);
+        rc = 1;
+    } else {
+        log_info("model registered", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name, "version",
+                 co->t.version);
+        if (co->json)
+            rc = print_json(summary);
+        else {
+            print_summary(import ? "imported" : "trained", summary);
+            rc = 0;
+        }
+    }
+    json_decref(summary);
+    store_close(store);
+    config_free(cfg);
+    free(co);
+    return rc;
+}
+
+static int run_register(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_SET_STABLE, OPT_JSON, OPT_ENV_FILE, 0};
+    cli_opts_t *co = calloc(1, sizeof(*co));
+    if (!co)
+        return 1;
+    int rc = parse(argc, argv, "register", allowed, 1, usage_register, co);
+    if (rc != 0) {
+        free(co);
+        return rc == 1 ? 0 : 2;
+    }
+    if (co->n_positional != 1) {
+        fprintf(stderr, "aimedres: model register: PATH is required\n");
+        usage_register(stderr);
+        free(co);
+        return 2;
+    }
+    config_t *cfg = NULL;
+    store_t *store = NULL;
+    if (open_env(co->env_file, &cfg, &store) != 0) {
+        free(co);
+        return 1;
+    }
+    char err[2048] = "";
+    json_t *info = NULL;
+    rc = model_register(store, cfg->model_storage_path, co->positional[0], co->t.set_stable, &info, err,
+                        sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
+        rc = 1;
+    } else {
+        log_info("model registered", "{s:s, s:s, s:s}", "command", "register", "name",
+                 json_string_value(json_object_get(info, "name")), "version",
+                 json_string_value(json_object_get(info, "version")));
+        if (co->json) {
+            rc = print_json(info);
+        } else {
+            printf("registered %s %s at %s%s\n", json_string_value(json_object_get(info, "name")),
+                   json_string_value(json_object_get(info, "version")),
+                   json_string_value(json_object_get(info, "path")),
+                   json_is_true(json_object_get(info, "stable")) ? " (stable)" : "");
+            rc = 0;
+        }
+    }
+    json_decref(info);
+    store_close(store);
+    config_free(cfg);
+    free(co);
+    return rc;
+}
+
+static const char *row_s(const json_t *row, const char *key)
+{
+    const char *s = json_string_value(json_object_get(row, key));
+    return s ? s : "";
+}
+
+static int run_list(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_JSON, OPT_ENV_FILE, 0};
+    cli_opts_t *co = calloc(1, sizeof(*co));
+    if (!co)
+        return 1;
+    int rc = parse(argc, argv, "list", allowed, 0, usage_list, co);
+    if (rc != 0) {
+        free(co);
+        return rc == 1 ? 0 : 2;
+    }
+    config_t *cfg = NULL;
+    store_t *store = NULL;
+    if (open_env(co->env_file, &cfg, &store) != 0) {
+        free(co);
+        return 1;
+    }
+    json_t *list = NULL;
+    rc = store_model_list(store, &list);
+    if (rc < 0) {
+        fprintf(stderr, "aimedres: cannot read the model registry: %s\n", strerror(-rc));
+        rc = 1;
+    } else if (co->json) {
+        rc = print_json(list);
+    } else {
+        int wn = 4, wv = 7, wt = 4;
+        size_t i;
+        json_t *row;
+        json_array_foreach(list, i, row)
+        {
+            int n = (int)strlen(row_s(row, "name")), v = (int)strlen(row_s(row, "version")),
+                t = (int)strlen(row_s(row, "task"));
+            wn = n > wn ? n : wn;
+            wv = v > wv ? v : wv;
+            wt = t > wt ? t : wt;
+        }
+        printf("%-*s  %-*s  %-6s  %-*s  %s\n", wn, "NAME", wv, "VERSION", "STABLE", wt, "TASK",
+               "REGISTERED_AT");
+        json_array_foreach(list, i, row)
+        {
+            printf("%-*s  %-*s  %-6s  %-*s  %s\n", wn, row_s(row, "name"), wv, row_s(row, "version"),
+                   json_is_true(json_object_get(row, "stable")) ? "yes" : "", wt, row_s(row, "task"),
+                   row_s(row, "registered_at"));
+        }
+        if (json_array_size(list) == 0)
+            printf("(no models registered)\n");
+        rc = 0;
+    }
+    json_decref(list);
+    store_close(store);
+    config_free(cfg);
+    free(co);
+    return rc;
+}
+
+static void print_manifest(const model_manifest_t *m)
+{
+    printf("name:        %s\n", m->name);
+    printf("version:     %s\n", m->version);
+    printf("task:        %s\n", model_task_name(m->task));
+    if (m->description)
+        printf("description: %s\n", m->description);
+    if (m->synthetic)
+        printf("synthetic:   yes (trained on synthetic data: not for clinical use)\n");
+    if (m->created_at)
+        printf("created_at:  %s\n", m->created_at);
+    if (m->label)
+        printf("label:       %s\n", m->label);
+    if (m->n_classes) {
+        printf("classes:    ");
+        for (size_t i = 0; i < m->n_classes; i++)
+            printf(" %zu=%s", i, m->class_labels[i]);
+        printf("\n");
+    }
+    if (m->task == MODEL_TASK_BINARY)
+        printf("threshold:   %g\n", m->threshold);
+    printf("booster:     %s (%s, sha256 %s)\n", m->booster_file, m->booster_format, m->booster_sha256);
+    int wn = 4;
+    for (size_t i = 0; i < m->n_features; i++) {
+        int n = (int)strlen(m->features[i].name);
+        wn = n > wn ? n : wn;
+    }
+    printf("features (%zu):\n", m->n_features);
+    printf("  %-*s  %-7s  %-12s  %-24s  %s\n", wn, "NAME", "TYPE", "UNIT", "VALID RANGE", "REQUIRED");
+    for (size_t i = 0; i < m->n_features; i++) {
+        const model_feature_t *f = &m->features[i];
+        char range[64];
+        if (f->has_min && f->has_max)
+            snprintf(range, sizeof(range), "[%g, %g]", f->min, f->max);
+        else if (f->has_min)
+            snprintf(range, sizeof(range), ">= %g", f->min);
+        else if (f->has_max)
+            snprintf(range, sizeof(range), "<= %g", f->max);
+        else
+            snprintf(range, sizeof(range), "any");
+        printf("  %-*s  %-7s  %-12s  %-24s  %s\n", wn, f->name, feature_type_name(f->type),
+               f->unit ? f->unit : "-", range, f->required ? "yes" : "no");
+    }
+    print_metric_line("training metrics", m->training_metrics);
+    print_metric_line("holdout metrics", m->holdout_metrics);
+    const char *src = json_string_value(json_object_get(m->holdout_metrics, "source"));
+    if (src)
+        printf("holdout source: %s\n", src);
+}
+
+static int run_show(int argc, char **argv)
+{
+    static const int allowed[] = {OPT_JSON, OPT_ENV_FILE, 0};
+    cli_opts_t *co = calloc(1, sizeof(*co));
+    if (!co)
+        return 1;
+    int rc = parse(argc, argv, "show", allowed, 1, usage_show, co);
+    if (rc != 0) {
+        free(co);
+        return rc == 1 ? 0 : 2;
+    }
+    if (co->n_positional != 1) {
+        fprintf(stderr, "aimedres: model show: NAME is required\n");
+        usage_show(stderr);
+        free(co);
+        return 2;
+    }
+    const char *name = co->positional[0];
+    config_t *cfg = NULL;
+    store_t *store = NULL;
+    if (open_env(co->env_file, &cfg, &store) != 0) {
+        free(co);
+        return 1;
+    }
+    json_t *list = NULL, *versions = json_array(), *out = NULL;
+    model_manifest_t *m = NULL;
+    const json_t *pick = NULL, *stable = NULL;
+    rc = store_model_list(store, &list);
+    if (rc < 0) {
+        fprintf(stderr, "aimedres: cannot read the model registry: %s\n", strerror(-rc));
+        rc = 1;
+        goto done;
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(list, i, row)
+    {
+        if (strcmp(row_s(row, "name"), name) != 0)
+            continue;
+        json_array_append(versions, row);
+        pick = row; /* ordered by registration time: the last is the latest */
+        if (json_is_true(json_object_get(row, "stable")))
+            stable = row;
+    }
+    if (!pick) {
+        fprintf(stderr, "aimedres: no model named '%s' is registered\n", name);
+        rc = 1;
+        goto done;
+    }
+    if (stable)
+        pick = stable;
+    char err[1024] = "";
+    if (model_manifest_load(row_s(pick, "path"), &m, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        rc = 1;
+        goto done;
+    }
+    if (co->json) {
+        out = json_pack("{s:s, s:o, s:O, s:o}", "name", name, "stable_version",
+                        stable ? json_string(row_s(stable, "version")) : json_null(), "versions", versions,
+                        "manifest", model_manifest_to_json(m));
+        rc = out ? print_json(out) : 1;
+    } else {
+        print_manifest(m);
+        printf("versions:\n");
+        json_array_foreach(versions, i, row)
+        {
+            printf("  %-16s %-6s %-24s sha256 %.12s\n", row_s(row, "version"),
+                   json_is_true(json_object_get(row, "stable")) ? "stable" : "", row_s(row, "registered_at"),
+                   row_s(row, "sha256"));
+        }
+        rc = 0;
+    }
+done:
+    json_decref(out);
+    json_decref(list);
+    json_decref(versions);
+    model_manifest_free(m);
+    store_close(store);
+    config_free(cfg);
+    free(co);
+    return rc;
+}
+
+int cli_model(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return 0;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "train") == 0)
+        return run_train_like(argc - 1, argv + 1, false);
+    if (strcmp(sub, "import") == 0)
+        return run_train_like(argc - 1, argv + 1, true);
+    if (strcmp(sub, "register") == 0)
+        return run_register(argc - 1, argv + 1);
+    if (strcmp(sub, "list") == 0)
+        return run_list(argc - 1, argv + 1);
+    if (strcmp(sub, "show") == 0)
+        return run_show(argc - 1, argv + 1);
+    fprintf(stderr, "aimedres: model: unknown subcommand '%s'\n", sub);
+    usage(stderr);
+    return 2;
+}

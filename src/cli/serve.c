@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `aimedres serve`: opens the store, loads the models, starts the HTTP workers and runs
+ * the control loop on the main thread: signals (SIGTERM/SIGINT drain and exit, SIGHUP
+ * reloads models) and the registry poll that picks up models registered by other
+ * processes. Shutdown order matters: stop accepting, let in-flight requests finish (each
+ * waits for its durable record), stop the workers, flush the recorder, close the store. */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "monitor/process.h"
+#include "security/pseudonym.h"
+
+typedef struct serve_state {
+    api_app_t app;
+    http_server_t *metrics_server; /* on PROMETHEUS_PORT, when set */
+    struct event_base *base;
+    struct event *drain_timer;
+    int64_t drain_deadline_ms;
+    bool stopping;
+} serve_state_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: aimedres serve [--host ADDR] [--port N] [--env-file FILE]\n\n"
+                 "Runs the HTTP server with the models registered in the store.\n"
+                 "  --host ADDR      listen address (default HOST or 127.0.0.1)\n"
+                 "  --port N         listen port, 0 for an ephemeral one (default PORT or 8080)\n"
+                 "  --env-file FILE  read settings from FILE first; the environment overrides it\n"
+                 "Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads models.\n");
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    serve_state_t *st = arg;
+    uint64_t inflight = http_server_inflight(st->app.server);
+    if (inflight == 0 || util_now_ms() >= st->drain_deadline_ms) {
+        if (inflight)
+            log_msg(LOG_WARNING, "drain deadline reached", "{s:I}", "inflight", (json_int_t)inflight);
+        event_base_loopbreak(st->base);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    serve_state_t *st = arg;
+    if (sig == SIGHUP) {
+        int n = model_registry_sync(st->app.registry);
+        log_msg(LOG_INFO, "models reloaded", "{s:i,s:I}", "changes", n, "loaded",
+                (json_int_t)model_registry_loaded_count(st->app.registry));
+        return;
+    }
+    if (st->stopping)
+        return;
+    st->stopping = true;
+    log_msg(LOG_INFO, "draining", "{s:s,s:I,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+            "inflight", (json_int_t)http_server_inflight(st->app.server), "deadline_s",
+            st->app.cfg->drain_timeout_s);
+    http_server_drain(st->app.server);
+    if (st->metrics_server)
+        http_server_drain(st->metrics_server);
+    st->drain_deadline_ms = util_now_ms() + (int64_t)st->app.cfg->drain_timeout_s * 1000;
+    struct timeval tv = {0, 10000};
+    st->drain_timer = event_new(st->base, -1, EV_PERSIST, drain_tick, st);
+    event_add(st->drain_timer, &tv);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    serve_state_t *st = arg;
+    if (!st->stopping)
+        model_registry_poll(st->app.registry);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
+                                         {"port", required_argument, NULL, 'p'},
+                                         {"env-file", required_argument, NULL, 'e'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *host = NULL, *port_s = NULL, *env_file = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H': host = optarg; break;
+        case 'p': port_s = optarg; break;
+        case 'e': env_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "aimedres serve: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    int64_t port = -1;
+    if (port_s && util_parse_int64(port_s, 0, 65535, &port) < 0) {
+        fprintf(stderr, "aimedres serve: --port: expected an integer 0..65535, got '%s'\n", port_s);
+        return 2;
+    }
+
+    config_t *cfg = cli_load_config(env_file);
+    if (!cfg)
+        return 1;
+    int rc = 1;
+    serve_state_t st = {0};
+    st.app.cfg = cfg;
+    st.app.started_ms = util_now_ms();
+    struct event *sigs[4] = {0}, *poll_ev = NULL;
+
+    if (cfg->tls_enabled) {
+        /* Serving plain HTTP while the operator believes TLS is on would be worse than
+         * refusing: terminate TLS in front (nginx, deploy/) until native TLS lands. */
+        fprintf(stderr,
+                "aimedres serve: TLS_ENABLED=true: native TLS is not implemented yet; terminate TLS in "
+                "a reverse proxy (see deploy/) and set TLS_ENABLED=false\n");
+        goto out;
+    }
+    if (pseudonym_init(cfg->secret_key) < 0) {
+        fprintf(stderr, "aimedres serve: cannot initialise patient pseudonyms\n");
+        goto out;
+    }
+    if (!cfg->secret_key || !*cfg->secret_key)
+        log_msg(LOG_WARNING, "SECRET_KEY unset: patient pseudonyms use a per-process key", NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int mk = util_mkdir_p(cfg->model_storage_path, 0750);
+    if (mk < 0) {
+        fprintf(stderr, "aimedres serve: MODEL_STORAGE_PATH: cannot create %s: %s\n", cfg->model_storage_path,
+                strerror(-mk));
+        goto out;
+    }
+
+    st.app.store = cli_open_store(cfg);
+    if (!st.app.store)
+        goto out;
+    if ((rc = recorder_new(st.app.store, 0, &st.app.recorder)) < 0) {
+        fprintf(stderr, "aimedres serve: cannot start the prediction recorder: %s\n", strerror(-rc));
+        rc = 1;
+        goto out;
+    }
+    rc = 1;
+    if (model_registry_new(st.app.store, cfg->model_storage_path, &st.app.registry) < 0) {
+        fprintf(stderr, "aimedres serve: cannot create the model registry\n");
+        goto out;
+    }
+    model_registry_sync(st.app.registry);
+    if (model_registry_loaded_count(st.app.registry) == 0)
+        log_msg(LOG_WARNING, "no models loaded; /ready answers 503 until one is registered", "{s:s}",
+                "model_storage_path", cfg->model_storage_path);
+
+    http_server_opts_t hopts = {
+        .host = host ? host : cfg->host,
+        .port = port >= 0 ? (int)port : cfg->port,
+        .workers = cfg->max_workers,
+        .max_body_bytes = cfg->max_body_bytes,
+        .max_header_bytes = cfg->max_header_bytes,
+        .timeout_s = cfg->read_timeout_s,
+        .cors_allowed_origins = cfg->cors_allowed_origins,
+        .hsts = cfg->tls_enabled,
+    };
+    char err[512] = "";
+    if (http_server_new(&hopts, api_routes, api_routes_count, &st.app, &st.app.server, err, sizeof(err)) <
+        0) {
+        fprintf(stderr, "aimedres serve: %s\n", err);
+        goto out;
+    }
+    if (cfg->prometheus_enabled && cfg->prometheus_port > 0) {
+        http_server_opts_t mopts = hopts;
+        mopts.port = cfg->prometheus_port;
+        mopts.workers = 1;
+        mopts.cors_allowed_origins = NULL;
+        if (http_server_new(&mopts, api_metrics_routes, api_metrics_routes_count, &st.app, &st.metrics_server,
+                            err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres serve: PROMETHEUS_PORT: %s\n", err);
+            goto out;
+        }
+    }
+    process_metrics_register(cfg->model_storage_path);
+    st.base = event_base_new();
+    if (!st.base || http_server_start(st.app.server) < 0 ||
+        (st.metrics_server && http_server_start(st.metrics_server) < 0)) {
+        fprintf(stderr, "aimedres serve: cannot start worker threads\n");
+        goto out;
+    }
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < ARRAY_SIZE(signums); i++) {
+        sigs[i] = evsignal_new(st.base, signums[i], on_signal, &st);
+        event_add(sigs[i], NULL);
+    }
+    poll_ev = event_new(st.base, -1, EV_PERSIST, on_poll, &st);
+    struct timeval ptv = {cfg->model_poll_interval_ms / 1000, (cfg->model_poll_interval_ms % 1000) * 1000};
+    event_add(poll_ev, &ptv);
+
+    log_msg(LOG_INFO, "listening", "{s:s,s:i,s:i,s:I,s:s}", "host", hopts.host, "port",
+            http_server_port(st.app.server), "workers", hopts.workers, "models",
+            (json_int_t)model_registry_loaded_count(st.app.registry), "version", AIMEDRES_VERSION);
+    event_base_dispatch(st.base);
+
+    http_server_stop(st.app.server);
+    if (st.metrics_server)
+        http_server_stop(st.metrics_server);
+    recorder_free(st.app.recorder); /* writes what is queued; their requests are gone */
+    st.app.recorder = NULL;
+    uint64_t total = http_server_requests_total(st.app.server);
+    log_msg(LOG_INFO, "stopped", "{s:I}", "requests", (json_int_t)total);
+    rc = 0;
+out:
+    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    if (poll_ev)
+        event_free(poll_ev);
+    if (st.drain_timer)
+        event_free(st.drain_timer);
+    if (st.app.server)
+        http_server_stop(st.app.server);
+    if (st.metrics_server)
+        http_server_stop(st.metrics_server);
+    recorder_free(st.app.recorder);
+    http_server_free(st.metrics_server);
+    http_server_free(st.app.server);
+    model_registry_free(st.app.registry);
+    store_close(st.app.store);
+    if (st.base)
+        event_base_free(st.base);
+    config_free(cfg);
+    return rc;
+}

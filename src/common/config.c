@@ -1,0 +1,1014 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration from the environment and an optional env file. One descriptor table lists
+ * every setting (name, type, default, secrecy, range, field); loading, validation, printing
+ * and freeing all walk that table, so a new setting is one line in `settings[]`.
+ *
+ * DESIGN: loading is three layers of raw strings (defaults < env file < process environment),
+ * then one typed parse of the winning string per setting. An empty string means "not set" at
+ * whatever layer it appears, so the default applies. Every problem is collected (one line
+ * each) before failing, so an operator fixes a file in one pass. Secret values never appear
+ * in messages or in config_print; DATABASE_URL is shown with its password replaced. */
+#include "common/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/util.h"
+
+#define ENV_FILE_MAX (1024 * 1024)
+#define ECHO_MAX 80 /* longest value echoed back in an error message */
+
+enum kind {
+    K_STR,      /* char *, free-form (optionally checked) */
+    K_CHOICE,   /* char *, one of `choices` (case-insensitive, stored canonical) */
+    K_ENUM,     /* int-sized enum, index into `choices` */
+    K_LOGLEVEL, /* log_level_t via log_level_parse */
+    K_BOOL,     /* bool */
+    K_INT,      /* int in [min, max] */
+    K_SIZE,     /* size_t bytes in [min, max], K/M/G suffixes */
+    K_SECONDS,  /* int seconds; parsed as a duration, [min, max] in ms, whole seconds */
+    K_MILLIS,   /* int milliseconds; parsed as a duration, [min, max] in ms */
+};
+
+enum secrecy {
+    PUBLIC = 0,
+    SECRET,     /* never shown */
+    SECRET_URL, /* shown with the URL's password replaced */
+};
+
+/* Extra validation for a string: returns 0 if valid; may store a normalised malloc'd copy
+ * in *ret_norm (left NULL to keep the value as given). */
+typedef int (*check_fn)(const char *value, char **ret_norm);
+
+struct setting {
+    const char *name;
+    enum kind kind;
+    const char *def; /* default as it would be written in the env file; NULL = unset */
+    enum secrecy secret;
+    int64_t min, max;
+    size_t offset;
+    const char *form; /* expected form for K_STR checks and K_CHOICE/K_ENUM choices */
+    check_fn check;   /* K_STR only */
+};
+
+static int check_database_url(const char *v, char **ret_norm);
+static int check_host_port(const char *v, char **ret_norm);
+static int check_cors(const char *v, char **ret_norm);
+
+// clang-format off
+/* One setting per line reads better than the formatter's layout. */
+#define F(field) offsetof(config_t, field)
+#define STR(n, d, fld) {n, K_STR, d, PUBLIC, 0, 0, F(fld), NULL, NULL}
+#define STRCHK(n, d, sec, fld, form, fn) {n, K_STR, d, sec, 0, 0, F(fld), form, fn}
+#define SECRETSTR(n, fld) {n, K_STR, NULL, SECRET, 0, 0, F(fld), NULL, NULL}
+#define CHOICE(n, d, fld, choices) {n, K_CHOICE, d, PUBLIC, 0, 0, F(fld), choices, NULL}
+#define ENUMV(n, d, fld, choices) {n, K_ENUM, d, PUBLIC, 0, 0, F(fld), choices, NULL}
+#define LOGLEVEL(n, d, fld) {n, K_LOGLEVEL, d, PUBLIC, 0, 0, F(fld), "DEBUG|INFO|WARNING|ERROR|CRITICAL", NULL}
+#define BOOLV(n, d, fld) {n, K_BOOL, d, PUBLIC, 0, 0, F(fld), NULL, NULL}
+#define INTV(n, d, lo, hi, fld) {n, K_INT, d, PUBLIC, lo, hi, F(fld), NULL, NULL}
+#define SIZEV(n, d, lo, hi, fld) {n, K_SIZE, d, PUBLIC, lo, hi, F(fld), NULL, NULL}
+#define SECONDS(n, d, lo, hi, fld) {n, K_SECONDS, d, PUBLIC, (lo) * 1000LL, (hi) * 1000LL, F(fld), NULL, NULL}
+#define MILLIS(n, d, lo, hi, fld) {n, K_MILLIS, d, PUBLIC, lo, hi, F(fld), NULL, NULL}
+// clang-format on
+
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+#define HOUR 3600
+
+/* Every setting. Keep docs/configuration.md in step with this table. */
+static const struct setting settings[] = {
+    ENUMV("ENVIRONMENT", "development", environment, "development|staging|production"),
+    BOOLV("DEBUG", "false", debug),
+    LOGLEVEL("LOG_LEVEL", "INFO", log_level),
+    STR("LOG_FILE", NULL, log_file),
+
+    STR("HOST", "127.0.0.1", host),
+    INTV("PORT", "8080", 1, 65535, port),
+    INTV("MAX_WORKERS", "4", 1, 256, max_workers),
+
+    STRCHK("DATABASE_URL", "sqlite:///var/lib/aimedres/aimedres.db", SECRET_URL, database_url,
+           "sqlite:///path, a plain file path or postgresql://user:password@host:port/db",
+           check_database_url),
+    INTV("DATABASE_POOL_SIZE", "20", 1, 1000, database_pool_size),
+
+    SECRETSTR("SECRET_KEY", secret_key),
+    SECRETSTR("JWT_SECRET_KEY", jwt_secret_key),
+    SECRETSTR("API_KEY_SALT", api_key_salt),
+
+    BOOLV("TLS_ENABLED", "false", tls_enabled),
+    STR("TLS_CERT_PATH", NULL, tls_cert_path),
+    STR("TLS_KEY_PATH", NULL, tls_key_path),
+    CHOICE("TLS_MIN_VERSION", "1.2", tls_min_version, "1.2|1.3"),
+
+    STR("MODEL_STORAGE_PATH", "/var/aimedres/models", model_storage_path),
+    STR("DATA_DIR", NULL, data_dir), /* default derived from MODEL_STORAGE_PATH */
+
+    BOOLV("PROMETHEUS_ENABLED", "true", prometheus_enabled),
+    INTV("PROMETHEUS_PORT", "0", 0, 65535, prometheus_port),
+
+    STR("AUDIT_LOG_PATH", NULL, audit_log_path),
+    INTV("AUDIT_LOG_RETENTION_DAYS", "2555", 1, 36500, audit_log_retention_days),
+    BOOLV("SIEM_INTEGRATION_ENABLED", "false", siem_integration_enabled),
+    STRCHK("SYSLOG_SERVER", NULL, PUBLIC, syslog_server, "host:port", check_host_port),
+
+    BOOLV("BACKUP_ENABLED", "false", backup_enabled),
+    STR("BACKUP_PATH", "/var/backup/aimedres", backup_path),
+    INTV("BACKUP_RETENTION_DAYS", "90", 1, 36500, backup_retention_days),
+    STR("BACKUP_ENCRYPTION_KEY_ID", NULL, backup_encryption_key_id),
+
+    SIZEV("MAX_BODY_BYTES", "1M", 1, GIB, max_body_bytes),
+    SIZEV("MAX_HEADER_BYTES", "16K", KIB, MIB, max_header_bytes),
+    INTV("MAX_BATCH_SIZE", "256", 1, 100000, max_batch),
+    SECONDS("READ_TIMEOUT", "30s", 1, HOUR, read_timeout_s),
+    SECONDS("WRITE_TIMEOUT", "30s", 1, HOUR, write_timeout_s),
+    SECONDS("SHUTDOWN_DRAIN_TIMEOUT", "30s", 0, HOUR, drain_timeout_s),
+    STRCHK("CORS_ALLOWED_ORIGINS", NULL, PUBLIC, cors_allowed_origins,
+           "'*' or a comma-separated list of origins like https://app.example.org", check_cors),
+    BOOLV("STORE_PREDICTION_INPUTS", "false", store_prediction_inputs),
+    MILLIS("MODEL_POLL_INTERVAL", "1s", 10, HOUR * 1000LL, model_poll_interval_ms),
+};
+
+#define N_SETTINGS ARRAY_SIZE(settings)
+
+/* Substrings (case-insensitive) that mark a template value nobody replaced. */
+static const char *const placeholders[] = {"GENERATE_",       "CHANGE_ME",  "CHANGEME",
+                                           "SECURE_PASSWORD", "REPLACE_ME", "YOUR_"};
+
+#define SECRET_MIN_LEN 32
+
+/* ---- error collection ---- */
+
+struct errs {
+    char *buf;
+    size_t cap;
+    size_t len;
+    int count;
+};
+
+__attribute__((format(printf, 2, 3))) static void add_err(struct errs *e, const char *fmt, ...)
+{
+    e->count++;
+    if (!e->buf || e->cap == 0 || e->len + 1 >= e->cap)
+        return;
+    if (e->len > 0)
+        e->buf[e->len++] = '\n';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    e->len += (size_t)n;
+    if (e->len >= e->cap)
+        e->len = e->cap - 1;
+    e->buf[e->len] = '\0';
+}
+
+/* Copy of a user value safe to echo: control characters shown as '?', long values cut. */
+static void echo_value(const char *v, char *out, size_t outlen)
+{
+    size_t n = 0, i = 0;
+    for (; v[i] && n + 4 < outlen && i < ECHO_MAX; i++)
+        out[n++] = iscntrl((unsigned char)v[i]) ? '?' : v[i];
+    if (v[i] && n + 4 < outlen) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/* ---- URL redaction ---- */
+
+/* Returns a malloc'd copy of url with the userinfo password and any "password=" query
+ * parameter replaced by "<redacted>". */
+static char *redact_url(const char *url)
+{
+    static const char mark[] = "<redacted>";
+    size_t len = strlen(url);
+    /* Each replacement adds at most one marker: one for the userinfo, one per '?' or '&'. */
+    size_t marks = 1;
+    for (const char *q = url; *q; q++)
+        marks += *q == '?' || *q == '&';
+    char *out = malloc(len + marks * sizeof(mark) + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const char *p = url;
+    const char *scheme = strstr(url, "://");
+    if (scheme) {
+        const char *auth = scheme + 3;
+        const char *auth_end = auth + strcspn(auth, "/?#");
+        const char *at = NULL;
+        for (const char *q = auth; q < auth_end; q++)
+            if (*q == '@')
+                at = q;
+        const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon) {
+            memcpy(out, url, (size_t)(colon + 1 - url));
+            o = (size_t)(colon + 1 - url);
+            memcpy(out + o, mark, sizeof(mark) - 1);
+            o += sizeof(mark) - 1;
+            p = at;
+        }
+    }
+    /* Query parameters named password (libpq accepts ?password=...). */
+    while (*p) {
+        if ((*p == '?' || *p == '&') && strncasecmp(p + 1, "password=", 9) == 0) {
+            memcpy(out + o, p, 10);
+            o += 10;
+            memcpy(out + o, mark, sizeof(mark) - 1);
+            o += sizeof(mark) - 1;
+            p += 10;
+            p += strcspn(p, "&#");
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Password inside a URL (userinfo or ?password=) into a malloc'd string, or NULL if none. */
+static char *url_password(const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    if (!scheme)
+        return NULL;
+    const char *auth = scheme + 3;
+    const char *auth_end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth_end; q++)
+        if (*q == '@')
+            at = q;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon)
+        return strndup(colon + 1, (size_t)(at - colon - 1));
+    for (const char *q = auth_end; *q; q++)
+        if ((*q == '?' || *q == '&') && strncasecmp(q + 1, "password=", 9) == 0)
+            return strndup(q + 10, strcspn(q + 10, "&#"));
+    return NULL;
+}
+
+/* ---- string checks ---- */
+
+static int check_database_url(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    const char *scheme = strstr(v, "://");
+    if (!scheme)
+        return 0; /* a plain path for SQLite */
+    size_t slen = (size_t)(scheme - v);
+    const char *rest = scheme + 3;
+    if (slen == 6 && strncasecmp(v, "sqlite", 6) == 0)
+        return *rest ? 0 : -EINVAL;
+    if ((slen == 10 && strncasecmp(v, "postgresql", 10) == 0) ||
+        (slen == 8 && strncasecmp(v, "postgres", 8) == 0))
+        return *rest ? 0 : -EINVAL;
+    return -EINVAL;
+}
+
+static int check_host_port(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    const char *colon;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (!close || close == v + 1 || close[1] != ':')
+            return -EINVAL;
+        for (const char *q = v + 1; q < close; q++)
+            if (!isxdigit((unsigned char)*q) && *q != ':' && *q != '.')
+                return -EINVAL;
+        colon = close + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon || colon == v)
+            return -EINVAL;
+        for (const char *q = v; q < colon; q++)
+            if (!isalnum((unsigned char)*q) && *q != '.' && *q != '-' && *q != '_')
+                return -EINVAL;
+    }
+    int64_t port;
+    return util_parse_int64(colon + 1, 1, 65535, &port) < 0 ? -EINVAL : 0;
+}
+
+static bool valid_origin(const char *s, size_t n)
+{
+    size_t skip;
+    if (n > 7 && strncasecmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (n > 8 && strncasecmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return false;
+    for (size_t i = skip; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '-' && c != ':' && c != '[' && c != ']' && c != '_')
+            return false; /* no path, no trailing slash: browsers send the bare origin */
+    }
+    return true;
+}
+
+/* "*" or a comma list of origins; normalised to a comma list without blanks. */
+static int check_cors(const char *v, char **ret_norm)
+{
+    char *out = malloc(strlen(v) + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t o = 0;
+    int items = 0;
+    bool star = false;
+    const char *p = v;
+    for (;;) {
+        const char *end = p + strcspn(p, ",");
+        const char *a = p, *b = end;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        size_t n = (size_t)(b - a);
+        if (n == 1 && *a == '*')
+            star = true;
+        else if (!valid_origin(a, n))
+            goto fail;
+        if (o > 0)
+            out[o++] = ',';
+        memcpy(out + o, a, n);
+        o += n;
+        items++;
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    if (star && items > 1)
+        goto fail;
+    out[o] = '\0';
+    *ret_norm = out;
+    return 0;
+fail:
+    free(out);
+    return -EINVAL;
+}
+
+/* ---- typed parsing ---- */
+
+/* Formats a byte count with the largest exact binary suffix ("1M", "16K", "100"). */
+static void fmt_size(int64_t v, char *buf, size_t len)
+{
+    if (v >= GIB && v % GIB == 0)
+        snprintf(buf, len, "%lldG", (long long)(v / GIB));
+    else if (v >= MIB && v % MIB == 0)
+        snprintf(buf, len, "%lldM", (long long)(v / MIB));
+    else if (v >= KIB && v % KIB == 0)
+        snprintf(buf, len, "%lldK", (long long)(v / KIB));
+    else
+        snprintf(buf, len, "%lld", (long long)v);
+}
+
+/* Formats milliseconds as the shortest exact duration ("30s", "5m", "250ms"). */
+static void fmt_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms == 0)
+        snprintf(buf, len, "0s");
+    else if (ms % 86400000 == 0)
+        snprintf(buf, len, "%lldd", (long long)(ms / 86400000));
+    else if (ms % 3600000 == 0)
+        snprintf(buf, len, "%lldh", (long long)(ms / 3600000));
+    else if (ms % 60000 == 0)
+        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(buf, len, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+static int parse_size(const char *s, int64_t *ret)
+{
+    static const struct {
+        const char *suffix;
+        int64_t mult;
+    } units[] = {{"", 1}, {"K", KIB}, {"KiB", KIB}, {"M", MIB}, {"MiB", MIB}, {"G", GIB}, {"GiB", GIB}};
+    if (!isdigit((unsigned char)s[0]))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (strcasecmp(end, units[i].suffix) != 0)
+            continue;
+        if (v > (unsigned long long)(INT64_MAX / units[i].mult))
+            return -ERANGE;
+        *ret = (int64_t)v * units[i].mult;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Index of v in a '|'-separated choice list (case-insensitive), or -1. */
+static int choice_index(const char *choices, const char *v)
+{
+    size_t vlen = strlen(v);
+    int idx = 0;
+    for (const char *p = choices;; idx++) {
+        size_t n = strcspn(p, "|");
+        if (n == vlen && strncasecmp(p, v, n) == 0)
+            return idx;
+        if (!p[n])
+            return -1;
+        p += n + 1;
+    }
+}
+
+/* Writes "expected <form>" for s into buf. */
+static void expected_form(const struct setting *s, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+    switch (s->kind) {
+    case K_STR: snprintf(buf, len, "%s", s->form ? s->form : "a string"); break;
+    case K_CHOICE:
+    case K_ENUM:
+    case K_LOGLEVEL: snprintf(buf, len, "one of %s", s->form); break;
+    case K_BOOL: snprintf(buf, len, "a boolean (true/false, 1/0, yes/no, on/off)"); break;
+    case K_INT:
+        if (strcmp(s->name, "PROMETHEUS_PORT") == 0)
+            snprintf(buf, len, "an integer %lld..%lld (0 = off)", (long long)s->min, (long long)s->max);
+        else
+            snprintf(buf, len, "an integer %lld..%lld", (long long)s->min, (long long)s->max);
+        break;
+    case K_SIZE:
+        fmt_size(s->min, lo, sizeof(lo));
+        fmt_size(s->max, hi, sizeof(hi));
+        snprintf(buf, len, "a size in bytes with optional K/M/G suffix, %s..%s", lo, hi);
+        break;
+    case K_SECONDS:
+        fmt_duration(s->min, lo, sizeof(lo));
+        fmt_duration(s->max, hi, sizeof(hi));
+        snprintf(buf, len, "a duration in whole seconds like 30s, 5m or 30, %s..%s", lo, hi);
+        break;
+    case K_MILLIS:
+        fmt_duration(s->min, lo, sizeof(lo));
+        fmt_duration(s->max, hi, sizeof(hi));
+        snprintf(buf, len, "a duration like 250ms, 1s or 5m, %s..%s", lo, hi);
+        break;
+    }
+}
+
+/* Parses v into the field of s; 0, -EINVAL (malformed/out of range) or -ENOMEM. */
+static int parse_setting(const struct setting *s, const char *v, config_t *cfg)
+{
+    void *field = (char *)cfg + s->offset;
+    int64_t n = 0;
+    int idx;
+    bool b;
+    switch (s->kind) {
+    case K_STR: {
+        char *norm = NULL;
+        if (s->check) {
+            int r = s->check(v, &norm);
+            if (r < 0)
+                return r;
+        }
+        char *copy = norm ? norm : strdup(v);
+        if (!copy)
+            return -ENOMEM;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case K_CHOICE: {
+        idx = choice_index(s->form, v);
+        if (idx < 0)
+            return -EINVAL;
+        const char *p = s->form;
+        for (int i = 0; i < idx; i++)
+            p += strcspn(p, "|") + 1;
+        char *copy = strndup(p, strcspn(p, "|"));
+        if (!copy)
+            return -ENOMEM;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case K_ENUM:
+        idx = choice_index(s->form, v);
+        if (idx < 0)
+            return -EINVAL;
+        *(config_environment_t *)field = (config_environment_t)idx;
+        return 0;
+    case K_LOGLEVEL: return log_level_parse(v, (log_level_t *)field) < 0 ? -EINVAL : 0;
+    case K_BOOL:
+        if (util_parse_bool(v, &b) < 0)
+            return -EINVAL;
+        *(bool *)field = b;
+        return 0;
+    case K_INT:
+        if (util_parse_int64(v, s->min, s->max, &n) < 0)
+            return -EINVAL;
+        *(int *)field = (int)n;
+        return 0;
+    case K_SIZE:
+        if (parse_size(v, &n) < 0 || n < s->min || n > s->max)
+            return -EINVAL;
+        *(size_t *)field = (size_t)n;
+        return 0;
+    case K_SECONDS:
+        if (util_parse_duration_ms(v, &n) < 0 || n < s->min || n > s->max || n % 1000 != 0)
+            return -EINVAL;
+        *(int *)field = (int)(n / 1000);
+        return 0;
+    case K_MILLIS:
+        if (util_parse_duration_ms(v, &n) < 0 || n < s->min || n > s->max)
+            return -EINVAL;
+        *(int *)field = (int)n;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* ---- env-file parser ---- */
+
+static bool is_key_start(char c)
+{
+    return isalpha((unsigned char)c) || c == '_';
+}
+
+static bool is_key_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Parses one line (without its newline) into key/value (malloc'd). Returns 1 for a pair,
+ * 0 for a blank or comment line, -EINVAL with the reason in why. */
+static int parse_line(const char *line, size_t len, char **ret_key, char **ret_val, const char **why)
+{
+    const char *p = line, *end = line + len;
+    if (p < end && end[-1] == '\r')
+        end--;
+    while (p < end && is_blank(*p))
+        p++;
+    if (p == end || *p == '#')
+        return 0;
+    if ((size_t)(end - p) > 7 && strncmp(p, "export", 6) == 0 && is_blank(p[6])) {
+        p += 6;
+        while (p < end && is_blank(*p))
+            p++;
+    }
+    const char *key = p;
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (!eq) {
+        *why = "expected KEY=VALUE";
+        return -EINVAL;
+    }
+    const char *key_end = eq;
+    while (key_end > key && is_blank(key_end[-1]))
+        key_end--;
+    if (key_end == key) {
+        *why = "missing variable name before '='";
+        return -EINVAL;
+    }
+    if (!is_key_start(*key)) {
+        *why = "invalid variable name (letters, digits and '_', not starting with a digit)";
+        return -EINVAL;
+    }
+    for (const char *q = key; q < key_end; q++) {
+        if (!is_key_char(*q)) {
+            *why = "invalid variable name (letters, digits and '_', not starting with a digit)";
+            return -EINVAL;
+        }
+    }
+
+    p = eq + 1;
+    while (p < end && is_blank(*p))
+        p++;
+    char *val = malloc((size_t)(end - p) + 1);
+    if (!val)
+        return -ENOMEM;
+    size_t o = 0;
+    if (p < end && (*p == '\'' || *p == '"')) {
+        char q = *p++;
+        bool closed = false;
+        while (p < end) {
+            if (*p == q) {
+                closed = true;
+                p++;
+                break;
+            }
+            if (q == '"' && *p == '\\' && p + 1 < end) {
+                char c = p[1];
+                if (c == 'n') {
+                    val[o++] = '\n';
+                    p += 2;
+                    continue;
+                }
+                if (c == '"' || c == '\\') {
+                    val[o++] = c;
+                    p += 2;
+                    continue;
+                }
+            }
+            val[o++] = *p++;
+        }
+        if (!closed) {
+            free(val);
+            *why = q == '"' ? "unterminated double quote" : "unterminated single quote";
+            return -EINVAL;
+        }
+        while (p < end && is_blank(*p))
+            p++;
+        if (p < end && *p != '#') {
+            free(val);
+            *why = "unexpected text after the closing quote";
+            return -EINVAL;
+        }
+    } else {
+        const char *v_end = p;
+        for (const char *q = p; q < end; q++) {
+            if (*q == '#' && q > eq + 1 && is_blank(q[-1]))
+                break; /* trailing " # comment" */
+            v_end = q + 1;
+        }
+        while (v_end > p && is_blank(v_end[-1]))
+            v_end--;
+        memcpy(val, p, (size_t)(v_end - p));
+        o = (size_t)(v_end - p);
+    }
+    val[o] = '\0';
+    char *k = strndup(key, (size_t)(key_end - key));
+    if (!k) {
+        free(val);
+        return -ENOMEM;
+    }
+    *ret_key = k;
+    *ret_val = val;
+    return 1;
+}
+
+/* One pass over buf: with cb == NULL only collects syntax errors; else calls cb per pair. */
+static int env_pass(const char *buf, size_t len, const char *filename, config_env_cb cb, void *arg,
+                    struct errs *e)
+{
+    const char *p = buf, *end = buf + len;
+    int lineno = 0;
+    while (p < end) {
+        lineno++;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char *key = NULL, *val = NULL;
+        const char *why = NULL;
+        int r;
+        if (memchr(p, '\0', n)) {
+            r = -EINVAL;
+            why = "NUL byte in line";
+        } else {
+            r = parse_line(p, n, &key, &val, &why);
+        }
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0) {
+            add_err(e, "%s:%d: %s", filename, lineno, why);
+        } else if (r > 0 && cb) {
+            r = cb(key, val, arg);
+            free(key);
+            free(val);
+            if (r != 0)
+                return r;
+        } else {
+            free(key);
+            free(val);
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    return e->count > 0 ? -EINVAL : 0;
+}
+
+int config_parse_env_buffer(const char *buf, size_t len, const char *filename, config_env_cb cb, void *arg,
+                            char *err, size_t errlen)
+{
+    struct errs e = {err, errlen, 0, 0};
+    if (err && errlen)
+        err[0] = '\0';
+    if (!filename)
+        filename = "<env>";
+    /* Validate the whole file first so a bad file has no partial effect. */
+    int r = env_pass(buf, len, filename, NULL, NULL, &e);
+    if (r < 0)
+        return r;
+    return env_pass(buf, len, filename, cb, arg, &e);
+}
+
+int config_parse_env_file(const char *path, config_env_cb cb, void *arg, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int r = util_read_file(path, ENV_FILE_MAX, &buf, &len);
+    if (r < 0) {
+        if (r == -EFBIG)
+            snprintf(err, errlen, "%s: larger than %d bytes, not an env file", path, ENV_FILE_MAX);
+        else
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
+        return r;
+    }
+    r = config_parse_env_buffer(buf, len, path, cb, arg, err, errlen);
+    free(buf);
+    return r;
+}
+
+/* ---- loading ---- */
+
+static const struct setting *find_setting(const char *name)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+/* Raw string layers: raw[i] is the winning string for settings[i] (NULL = not given). */
+struct raw {
+    char *v[N_SETTINGS];
+};
+
+static int take_file_value(const char *key, const char *value, void *arg)
+{
+    struct raw *raw = arg;
+    const struct setting *s = find_setting(key);
+    if (!s)
+        return 0; /* belongs to another component (REDIS_URL, SENTRY_DSN, ...) */
+    size_t i = (size_t)(s - settings);
+    char *copy = strdup(value);
+    if (!copy)
+        return -ENOMEM;
+    free(raw->v[i]);
+    raw->v[i] = copy;
+    return 0;
+}
+
+static bool has_placeholder(const char *v, const char **ret_which)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(placeholders); i++) {
+        if (strcasestr(v, placeholders[i])) {
+            *ret_which = placeholders[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* dirname(MODEL_STORAGE_PATH) + "/data". */
+static char *derive_data_dir(const char *models)
+{
+    size_t n = strlen(models);
+    while (n > 1 && models[n - 1] == '/')
+        n--;
+    while (n > 0 && models[n - 1] != '/')
+        n--;
+    while (n > 1 && models[n - 1] == '/')
+        n--;
+    char *out;
+    if (n == 0)
+        return strdup("./data");
+    if (n == 1 && models[0] == '/')
+        return strdup("/data");
+    if (asprintf(&out, "%.*s/data", (int)n, models) < 0)
+        return NULL;
+    return out;
+}
+
+static void check_cross(const config_t *cfg, struct errs *e)
+{
+    if (cfg->tls_enabled && !cfg->tls_cert_path)
+        add_err(e, "TLS_CERT_PATH: required when TLS_ENABLED=true");
+    if (cfg->tls_enabled && !cfg->tls_key_path)
+        add_err(e, "TLS_KEY_PATH: required when TLS_ENABLED=true");
+    if (cfg->prometheus_enabled && cfg->prometheus_port != 0 && cfg->prometheus_port == cfg->port)
+        add_err(e, "PROMETHEUS_PORT: must differ from PORT (%d), or be 0 to serve metrics on PORT",
+                cfg->port);
+    if (cfg->siem_integration_enabled && !cfg->syslog_server)
+        add_err(e, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
+}
+
+static void check_production(const config_t *cfg, struct errs *e)
+{
+    if (cfg->environment != ENV_PRODUCTION)
+        return;
+    if (cfg->debug)
+        add_err(e, "DEBUG: must be false when ENVIRONMENT=production");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        if (s->secret != SECRET)
+            continue;
+        const char *v = *(char *const *)((const char *)cfg + s->offset);
+        const char *which;
+        if (!v)
+            add_err(e, "%s: must be set when ENVIRONMENT=production", s->name);
+        else if (has_placeholder(v, &which))
+            add_err(e,
+                    "%s: is a template placeholder (contains '%s'); generate a real secret, e.g. "
+                    "openssl rand -hex 32",
+                    s->name, which);
+        else if (strlen(v) < SECRET_MIN_LEN)
+            add_err(e, "%s: must be at least %d characters when ENVIRONMENT=production", s->name,
+                    SECRET_MIN_LEN);
+    }
+    char *pw = cfg->database_url ? url_password(cfg->database_url) : NULL;
+    const char *which;
+    if (pw && has_placeholder(pw, &which))
+        add_err(e, "DATABASE_URL: the password is a template placeholder (contains '%s')", which);
+    free(pw);
+}
+
+int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
+{
+    struct errs e = {err, errlen, 0, 0};
+    struct raw raw = {{0}};
+    config_t *cfg = NULL;
+    int r = 0;
+    if (err && errlen)
+        err[0] = '\0';
+
+    if (env_file) {
+        r = config_parse_env_file(env_file, take_file_value, &raw, err, errlen);
+        if (r < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = getenv(settings[i].name);
+        if (!v)
+            continue;
+        char *copy = strdup(v);
+        if (!copy) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        free(raw.v[i]);
+        raw.v[i] = copy;
+    }
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        bool given = raw.v[i] && raw.v[i][0];
+        const char *v = given ? raw.v[i] : s->def;
+        if (!v)
+            continue;
+        r = parse_setting(s, v, cfg);
+        if (r == -ENOMEM)
+            goto fail;
+        if (r < 0) {
+            char form[160];
+            expected_form(s, form, sizeof(form));
+            if (!given) {
+                add_err(&e, "%s: built-in default '%s' is invalid (bug)", s->name, v);
+            } else if (s->secret == SECRET) {
+                add_err(&e, "%s: expected %s, got a malformed value", s->name, form);
+            } else {
+                char *shown = s->secret == SECRET_URL ? redact_url(v) : NULL;
+                char echo[ECHO_MAX + 8];
+                echo_value(shown ? shown : v, echo, sizeof(echo));
+                free(shown);
+                add_err(&e, "%s: expected %s, got '%s'", s->name, form, echo);
+            }
+            r = 0;
+        }
+    }
+    if (!cfg->data_dir && cfg->model_storage_path) {
+        cfg->data_dir = derive_data_dir(cfg->model_storage_path);
+        if (!cfg->data_dir) {
+            r = -ENOMEM;
+            goto fail;
+        }
+    }
+    if (e.count == 0) {
+        /* Cross-field and production rules only make sense on well-formed values. */
+        check_cross(cfg, &e);
+        check_production(cfg, &e);
+    }
+    if (e.count > 0) {
+        r = -EINVAL;
+        goto fail;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        free(raw.v[i]);
+    *ret = cfg;
+    return 0;
+fail:
+    if (r == -ENOMEM && err && errlen && !err[0])
+        snprintf(err, errlen, "out of memory while loading the configuration");
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        free(raw.v[i]);
+    config_free(cfg);
+    return r;
+}
+
+void config_free(config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (settings[i].kind == K_STR || settings[i].kind == K_CHOICE) {
+            char **field = (char **)((char *)cfg + settings[i].offset);
+            free(*field);
+        }
+    }
+    free(cfg);
+}
+
+/* ---- printing ---- */
+
+static int cmp_setting(const void *a, const void *b)
+{
+    const struct setting *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* Writes v so the env-file parser reads it back: bare when safe, else double-quoted. */
+static void print_value(FILE *out, const char *v)
+{
+    bool plain = *v != '\0';
+    for (const char *p = v; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (isspace(c) || iscntrl(c) || c == '"' || c == '\'' || c == '\\' || c == '#')
+            plain = false;
+    }
+    if (plain || !*v) {
+        fputs(v, out);
+        return;
+    }
+    fputc('"', out);
+    for (const char *p = v; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+void config_print(const config_t *cfg, FILE *out)
+{
+    const struct setting *sorted[N_SETTINGS];
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        sorted[i] = &settings[i];
+    qsort(sorted, N_SETTINGS, sizeof(sorted[0]), cmp_setting);
+
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = sorted[i];
+        const void *field = (const char *)cfg + s->offset;
+        char buf[64];
+        fprintf(out, "%s=", s->name);
+        switch (s->kind) {
+        case K_STR:
+        case K_CHOICE: {
+            const char *v = *(char *const *)field;
+            if (s->secret == SECRET) {
+                fputs(v ? "<redacted>" : "<unset>", out);
+            } else if (s->secret == SECRET_URL && v) {
+                char *red = redact_url(v);
+                print_value(out, red ? red : "<redacted>");
+                free(red);
+            } else {
+                print_value(out, v ? v : "");
+            }
+            break;
+        }
+        case K_ENUM: {
+            int idx = (int)*(const config_environment_t *)field;
+            const char *p = s->form;
+            for (int k = 0; k < idx && strchr(p, '|'); k++)
+                p = strchr(p, '|') + 1;
+            fprintf(out, "%.*s", (int)strcspn(p, "|"), p);
+            break;
+        }
+        case K_LOGLEVEL: fputs(log_level_name(*(const log_level_t *)field), out); break;
+        case K_BOOL: fputs(*(const bool *)field ? "true" : "false", out); break;
+        case K_INT: fprintf(out, "%d", *(const int *)field); break;
+        case K_SIZE: fprintf(out, "%zu", *(const size_t *)field); break;
+        case K_SECONDS:
+            fmt_duration((int64_t)(*(const int *)field) * 1000, buf, sizeof(buf));
+            fputs(buf, out);
+            break;
+        case K_MILLIS:
+            fmt_duration(*(const int *)field, buf, sizeof(buf));
+            fputs(buf, out);
+            break;
+        }
+        fputc('\n', out);
+    }
+}

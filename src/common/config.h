@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration: every setting comes from an environment variable named as in the
+ * deployment guide §1.2, optionally read from an env file first (the environment wins).
+ * Values are validated once at load; a bad value names the variable and expected form. */
+#ifndef AIMEDRES_COMMON_CONFIG_H
+#define AIMEDRES_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/log.h"
+
+typedef enum { ENV_DEVELOPMENT = 0, ENV_STAGING, ENV_PRODUCTION } config_environment_t;
+
+/* All strings are owned by the config and freed by config_free; never NULL for
+ * settings that have a default, NULL for unset optional ones. */
+typedef struct config {
+    config_environment_t environment; /* ENVIRONMENT: development|staging|production */
+    bool debug;                       /* DEBUG */
+    log_level_t log_level;            /* LOG_LEVEL */
+    char *log_file;                   /* LOG_FILE (NULL = stderr) */
+
+    char *host;      /* HOST, default 127.0.0.1 */
+    int port;        /* PORT, default 8080 */
+    int max_workers; /* MAX_WORKERS, 1..256, default 4 */
+
+    char *database_url;     /* DATABASE_URL, default sqlite:///var/lib/aimedres/aimedres.db */
+    int database_pool_size; /* DATABASE_POOL_SIZE, default 20 */
+
+    char *secret_key;     /* SECRET_KEY (secret) */
+    char *jwt_secret_key; /* JWT_SECRET_KEY (secret) */
+    char *api_key_salt;   /* API_KEY_SALT (secret) */
+
+    bool tls_enabled;      /* TLS_ENABLED */
+    char *tls_cert_path;   /* TLS_CERT_PATH (required when TLS_ENABLED) */
+    char *tls_key_path;    /* TLS_KEY_PATH (required when TLS_ENABLED) */
+    char *tls_min_version; /* TLS_MIN_VERSION: 1.2|1.3, default 1.2 */
+
+    char *model_storage_path; /* MODEL_STORAGE_PATH, default /var/aimedres/models */
+    char *data_dir;           /* DATA_DIR: where baseline/<name>_validation.csv live; default
+                                 <dirname(MODEL_STORAGE_PATH)>/data */
+
+    bool prometheus_enabled; /* PROMETHEUS_ENABLED, default true */
+    int prometheus_port;     /* PROMETHEUS_PORT, 0 = not served separately */
+
+    char *audit_log_path;          /* AUDIT_LOG_PATH */
+    int audit_log_retention_days;  /* AUDIT_LOG_RETENTION_DAYS, default 2555 */
+    bool siem_integration_enabled; /* SIEM_INTEGRATION_ENABLED */
+    char *syslog_server;           /* SYSLOG_SERVER host:port */
+
+    bool backup_enabled;            /* BACKUP_ENABLED */
+    char *backup_path;              /* BACKUP_PATH, default /var/backup/aimedres */
+    int backup_retention_days;      /* BACKUP_RETENTION_DAYS, default 90 */
+    char *backup_encryption_key_id; /* BACKUP_ENCRYPTION_KEY_ID */
+
+    /* HTTP limits */
+    size_t max_body_bytes;        /* MAX_BODY_BYTES, default 1 MiB */
+    size_t max_header_bytes;      /* MAX_HEADER_BYTES, default 16 KiB */
+    int max_batch;                /* MAX_BATCH_SIZE, default 256 rows per predict */
+    int read_timeout_s;           /* READ_TIMEOUT, default 30 s */
+    int write_timeout_s;          /* WRITE_TIMEOUT, default 30 s */
+    int drain_timeout_s;          /* SHUTDOWN_DRAIN_TIMEOUT, default 30 s */
+    char *cors_allowed_origins;   /* CORS_ALLOWED_ORIGINS: comma list or "*"; NULL = no CORS */
+    bool store_prediction_inputs; /* STORE_PREDICTION_INPUTS, default false (inputs are PHI) */
+    int model_poll_interval_ms;   /* MODEL_POLL_INTERVAL, default 1s: registry change polling */
+} config_t;
+
+/* Loads defaults, then env_file (if not NULL), then the process environment; an empty value
+ * at any layer means "not set" (the default applies). Unknown keys in the file are ignored.
+ * On error returns -EINVAL and writes every problem, one per line, into err
+ * ("PORT: expected an integer 1..65535, got 'abc'"); secret values are never echoed.
+ * An unreadable env file gives its -errno (-ENOENT, -EFBIG over 1 MiB) with the reason in err.
+ * Caller frees *ret with config_free; *ret is untouched on failure. */
+int config_load(const char *env_file, config_t **ret, char *err, size_t errlen);
+void config_free(config_t *cfg);
+
+/* Prints "KEY=value" lines of the effective configuration, secrets shown as
+ * "<redacted>" (or "<unset>"), sorted by key. */
+void config_print(const config_t *cfg, FILE *out);
+
+/* Env-file parser: KEY=VALUE lines, '#' comments (whole line or trailing after
+ * whitespace when the value is unquoted), optional "export ", single or double quotes
+ * (double quotes honour \n \" \\). Calls cb for each pair; returns 0, or -EINVAL with
+ * "file:line: reason" in err, one line per bad line (no cb call happens for a buffer with any
+ * syntax error). A cb returning non-zero stops parsing and is returned. The key and value
+ * passed to cb are borrowed for the duration of the call. */
+typedef int (*config_env_cb)(const char *key, const char *value, void *arg);
+int config_parse_env_buffer(const char *buf, size_t len, const char *filename, config_env_cb cb, void *arg,
+                            char *err, size_t errlen);
+int config_parse_env_file(const char *path, config_env_cb cb, void *arg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Structured JSON logs: each line is built in memory and emitted with a single write(2), so
+ * lines from concurrent threads (or processes appending to the same file) never interleave.
+ * Before log_init the sink is stderr at INFO. */
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define LOG_LINE_MAX (64 * 1024) /* longer lines are replaced by a truncation notice */
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
+
+static atomic_int min_level = LOG_INFO;
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static int sink_fd = STDERR_FILENO;
+
+int log_init(log_level_t level, const char *file)
+{
+    int fd = STDERR_FILENO;
+    if (file && *file) {
+        fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -errno;
+    }
+    pthread_mutex_lock(&sink_lock);
+    int old = sink_fd;
+    sink_fd = fd;
+    pthread_mutex_unlock(&sink_lock);
+    if (old != STDERR_FILENO && old != fd)
+        close(old);
+    log_set_level(level);
+    return 0;
+}
+
+void log_set_level(log_level_t level)
+{
+    if ((int)level < LOG_DEBUG)
+        level = LOG_DEBUG;
+    if ((int)level > LOG_CRITICAL)
+        level = LOG_CRITICAL;
+    atomic_store(&min_level, (int)level);
+}
+
+int log_level_parse(const char *s, log_level_t *ret)
+{
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < ARRAY_SIZE(level_names); i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *ret = (log_level_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *log_level_name(log_level_t level)
+{
+    if ((int)level < 0 || (size_t)level >= ARRAY_SIZE(level_names))
+        return "UNKNOWN";
+    return level_names[level];
+}
+
+bool log_enabled(log_level_t level)
+{
+    return (int)level >= atomic_load(&min_level);
+}
+
+static void write_line(const char *line, size_t len)
+{
+    pthread_mutex_lock(&sink_lock);
+    /* One write: a short write on a pipe or full disk drops the tail rather than splitting
+     * the line across two writes that another process could interleave with. */
+    ssize_t n;
+    do {
+        n = write(sink_fd, line, len);
+    } while (n < 0 && errno == EINTR);
+    pthread_mutex_unlock(&sink_lock);
+}
+
+void log_json(log_level_t level, const char *msg, json_t *fields)
+{
+    if (!log_enabled(level)) {
+        json_decref(fields);
+        return;
+    }
+    char ts[ISO8601_LEN];
+    util_iso8601(util_now_ms(), ts);
+    json_t *obj = json_object();
+    if (!obj) {
+        json_decref(fields);
+        return;
+    }
+    json_object_set_new(obj, "ts", json_string(ts));
+    json_object_set_new(obj, "level", json_string(log_level_name(level)));
+    json_object_set_new(obj, "msg", json_string(msg ? msg : ""));
+    if (fields && json_is_object(fields)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(fields, key, val)
+        {
+            /* The fixed keys stay authoritative: a field cannot spoof ts/level/msg. */
+            if (strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 || strcmp(key, "msg") == 0)
+                continue;
+            json_object_set(obj, key, val);
+        }
+    }
+    json_decref(fields);
+
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+    json_decref(obj);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    if (len + 1 > LOG_LINE_MAX) {
+        free(text);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "ts", ts, "level", log_level_name(level), "msg",
+                              "log line truncated", "length", (json_int_t)len);
+        text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        if (!text)
+            return;
+        len = strlen(text);
+    }
+    char *line = realloc(text, len + 2);
+    if (!line) {
+        free(text);
+        return;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    write_line(line, len + 1);
+    free(line);
+}
+
+void log_msg(log_level_t level, const char *msg, const char *fields_fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    json_t *fields = NULL;
+    if (fields_fmt && *fields_fmt) {
+        va_list ap;
+        va_start(ap, fields_fmt);
+        json_error_t jerr;
+        fields = json_vpack_ex(&jerr, 0, fields_fmt, ap);
+        va_end(ap);
+        if (!fields)
+            fields = json_pack("{s:s}", "log_error", "bad fields format");
+    }
+    log_json(level, msg, fields);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Structured JSON logs: one object per line to stderr or LOG_FILE.
+ * Never pass feature values or patient identifiers: log pseudonyms and counts only. */
+#ifndef AIMEDRES_COMMON_LOG_H
+#define AIMEDRES_COMMON_LOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARNING = 2, LOG_ERROR = 3, LOG_CRITICAL = 4 } log_level_t;
+
+/* Opens the sink (NULL or "" = stderr; else appended file). 0 or -errno. */
+int log_init(log_level_t min_level, const char *file);
+void log_set_level(log_level_t min_level);
+/* Parses DEBUG|INFO|WARNING|ERROR|CRITICAL (case-insensitive); 0 or -EINVAL. */
+int log_level_parse(const char *s, log_level_t *ret);
+const char *log_level_name(log_level_t level);
+bool log_enabled(log_level_t level);
+
+/* Writes {"ts":..., "level":..., "msg": msg, <fields>}. fields_fmt is a jansson json_pack
+ * format for an object ("{s:s, s:i}") or NULL. Thread-safe; one write(2) per line. */
+void log_msg(log_level_t level, const char *msg, const char *fields_fmt, ...);
+/* Same with a ready object; steals the reference to fields (may be NULL). */
+void log_json(log_level_t level, const char *msg, json_t *fields);
+
+#define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
+#define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)
+#define log_warning(msg, ...) log_msg(LOG_WARNING, msg, __VA_ARGS__)
+#define log_error(msg, ...) log_msg(LOG_ERROR, msg, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small helpers every subsystem uses: clocks, UUIDv7 ids, SHA-256, crash-safe file writes
+ * and strict parsers. Nothing here logs; every failure is a negative errno value so callers
+ * decide how to report it. */
+#include "common/util.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define IO_BLOCK (64 * 1024)
+
+int64_t util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void util_iso8601(int64_t ms, char *buf)
+{
+    int64_t sec = ms / 1000;
+    int64_t rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(buf, ISO8601_LEN, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    size_t n = strftime(buf, ISO8601_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, ISO8601_LEN - n, ".%03dZ", (int)rem);
+}
+
+int util_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -EIO;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+void util_uuid7(char *buf)
+{
+    unsigned char b[16];
+    uint64_t ms = (uint64_t)util_now_ms();
+    if (util_random(b + 6, 10) < 0)
+        abort(); /* no entropy from the kernel: ids would collide, refuse to continue */
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f)); /* version 7 */
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f)); /* variant 10 */
+    static const char hex[] = "0123456789abcdef";
+    char *o = buf;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 0x0f];
+    }
+    *o = '\0';
+}
+
+static void to_hex(const unsigned char *md, unsigned len, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0x0f];
+    }
+    out[2 * len] = '\0';
+}
+
+void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        abort(); /* OpenSSL cannot compute SHA-256: nothing sensible to return */
+    to_hex(md, len, ret_hex);
+}
+
+int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
+{
+    int r = 0;
+    unsigned char *block = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    block = malloc(IO_BLOCK);
+    ctx = EVP_MD_CTX_new();
+    if (!block || !ctx) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        r = -EIO;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t n = read(fd, block, IO_BLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        if (EVP_DigestUpdate(ctx, block, (size_t)n) != 1) {
+            r = -EIO;
+            goto fail;
+        }
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32) {
+        r = -EIO;
+        goto fail;
+    }
+    to_hex(md, len, ret_hex);
+fail:
+    EVP_MD_CTX_free(ctx);
+    free(block);
+    close(fd);
+    return r;
+}
+
+int util_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+{
+    int r;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        if (len == cap) {
+            if (cap > max) {
+                r = -EFBIG;
+                goto fail;
+            }
+            size_t ncap = cap ? cap * 2 : 4096;
+            if (ncap > max + 1)
+                ncap = max + 1; /* one byte past max detects an oversized file */
+            if (ncap <= len) {
+                r = -EFBIG;
+                goto fail;
+            }
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                r = -ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max) {
+            r = -EFBIG;
+            goto fail;
+        }
+    }
+    if (!buf) {
+        buf = malloc(1);
+        if (!buf) {
+            r = -ENOMEM;
+            goto fail;
+        }
+    }
+    buf[len] = '\0';
+    close(fd);
+    *ret_buf = buf;
+    if (ret_len)
+        *ret_len = len;
+    return 0;
+fail:
+    free(buf);
+    close(fd);
+    return r;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Directory part of path ("." when there is no slash) into buf. */
+static void dir_of(const char *path, char *buf, size_t buflen)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, buflen, ".");
+    else if (slash == path)
+        snprintf(buf, buflen, "/");
+    else
+        snprintf(buf, buflen, "%.*s", (int)(slash - path), path);
+}
+
+int util_fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = 0;
+    if (fsync(fd) < 0 && errno != EINVAL)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+/* Opens a fresh temporary sibling of path; its name goes to tmp. */
+static int open_tmp(const char *path, int mode, char *tmp, size_t tmplen)
+{
+    static atomic_uint counter;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned c = atomic_fetch_add(&counter, 1);
+        int n = snprintf(tmp, tmplen, "%s.tmp.%ld.%u", path, (long)getpid(), c);
+        if (n < 0 || (size_t)n >= tmplen)
+            return -ENAMETOOLONG;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+/* fsyncs and closes fd, renames tmp over path and fsyncs the directory; unlinks tmp on failure. */
+static int commit_tmp(int fd, const char *tmp, const char *path)
+{
+    int r = 0;
+    if (fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        unlink(tmp);
+        return r;
+    }
+    char dir[PATH_MAX];
+    dir_of(path, dir, sizeof(dir));
+    return util_fsync_dir(dir);
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len, int mode)
+{
+    char tmp[PATH_MAX];
+    int fd = open_tmp(path, mode, tmp, sizeof(tmp));
+    if (fd < 0)
+        return fd;
+    int r = write_all(fd, data, len);
+    if (r < 0) {
+        close(fd);
+        unlink(tmp);
+        return r;
+    }
+    return commit_tmp(fd, tmp, path);
+}
+
+int util_copy_file_atomic(const char *src, const char *dst, int mode)
+{
+    int r;
+    char tmp[PATH_MAX];
+    char *block = NULL;
+    int out = -1;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    block = malloc(IO_BLOCK);
+    if (!block) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    out = open_tmp(dst, mode, tmp, sizeof(tmp));
+    if (out < 0) {
+        r = out;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t n = read(in, block, IO_BLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto fail_tmp;
+        }
+        if (n == 0)
+            break;
+        r = write_all(out, block, (size_t)n);
+        if (r < 0)
+            goto fail_tmp;
+    }
+    free(block);
+    close(in);
+    return commit_tmp(out, tmp, dst);
+fail_tmp:
+    close(out);
+    unlink(tmp);
+fail:
+    free(block);
+    close(in);
+    return r;
+}
+
+int util_mkdir_p(const char *path, int mode)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0)
+        return -EINVAL;
+    if (len >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, (mode_t)mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, (mode_t)mode) < 0) {
+        if (errno != EEXIST)
+            return -errno;
+        struct stat st;
+        if (stat(buf, &st) < 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
+    return 0;
+}
+
+static int rmtree_at(int dirfd, const char *name, int depth)
+{
+    if (depth > 256)
+        return -ELOOP;
+    if (unlinkat(dirfd, name, 0) == 0)
+        return 0;
+    if (errno == ENOENT)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int rr = rmtree_at(fd, de->d_name, depth + 1);
+        if (rr < 0 && r == 0)
+            r = rr;
+    }
+    closedir(d);
+    if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        r = -errno;
+    return r;
+}
+
+int util_rmtree(const char *path)
+{
+    if (!path || !*path || strcmp(path, "/") == 0)
+        return -EINVAL;
+    return rmtree_at(AT_FDCWD, path, 0);
+}
+
+bool util_path_exists(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0;
+}
+
+bool util_is_safe_name(const char *s)
+{
+    if (!s || !*s || s[0] == '.')
+        return false;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 128)
+            return false;
+        if (!(isascii(c) && (isalnum(c) || c == '.' || c == '_' || c == '-')))
+            return false;
+    }
+    return true;
+}
+
+int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+    if (!s || !*s || isspace((unsigned char)s[0]))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return -EINVAL;
+    if (errno == ERANGE || v < min || v > max)
+        return -ERANGE;
+    *ret = (int64_t)v;
+    return 0;
+}
+
+int util_parse_double(const char *s, double *ret)
+{
+    if (!s || !*s || isspace((unsigned char)s[0]))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end != '\0')
+        return -EINVAL;
+    if (errno == ERANGE || !isfinite(v))
+        return -ERANGE;
+    *ret = v;
+    return 0;
+}
+
+int util_parse_bool(const char *s, bool *ret)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *ret = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *ret = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int util_parse_duration_ms(const char *s, int64_t *ret_ms)
+{
+    static const struct {
+        const char *suffix;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1000}};
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (strcmp(end, units[i].suffix) != 0)
+            continue;
+        if (v > (unsigned long long)(INT64_MAX / units[i].ms))
+            return -ERANGE;
+        *ret_ms = (int64_t)v * units[i].ms;
+        return 0;
+    }
+    return -EINVAL;
+}

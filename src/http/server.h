@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP server: MAX_WORKERS threads, each with its own libevent base, evhttp and
+ * SO_REUSEPORT listener, so the kernel spreads connections and no lock is shared on
+ * the request path. Handlers run on their worker thread; a handler may defer its answer
+ * (e.g. until the prediction record is durable) and finish it later through
+ * http_ctx_post(), which is the only function here safe to call from other threads
+ * besides http_server_drain() and the counters.
+ *
+ * Lifecycle: new (binds, so a busy port fails early) -> start -> drain (stop accepting;
+ * in-flight requests finish, responses carry Connection: close) -> stop (loops exit,
+ * threads joined) -> free. Every response gets the security headers, CORS when the
+ * Origin is allowed, X-Request-ID and one JSON log line. */
+#ifndef AIMEDRES_HTTP_SERVER_H
+#define AIMEDRES_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/router.h"
+
+typedef struct http_server_opts {
+    const char *host;
+    int port; /* 0 = ephemeral (http_server_port tells which) */
+    int workers;
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    int timeout_s;
+    const char *cors_allowed_origins; /* comma list, "*", or NULL = no CORS */
+    bool hsts;                        /* add Strict-Transport-Security (TLS) */
+} http_server_opts_t;
+
+typedef struct http_server http_server_t;
+
+/* Binds the listeners. routes and app are borrowed and must outlive the server. */
+int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, size_t n_routes, void *app,
+                    http_server_t **ret, char *err, size_t errlen);
+int http_server_port(const http_server_t *s);
+/* Starts the worker threads. */
+int http_server_start(http_server_t *s);
+/* Stops accepting new connections (thread-safe, idempotent). */
+void http_server_drain(http_server_t *s);
+bool http_server_draining(const http_server_t *s);
+/* Requests received and not yet answered. */
+uint64_t http_server_inflight(const http_server_t *s);
+uint64_t http_server_requests_total(const http_server_t *s);
+/* Breaks the worker loops and joins the threads. Deferred requests not yet answered
+ * stay pending until http_server_free. */
+void http_server_stop(http_server_t *s);
+void http_server_free(http_server_t *s);
+
+/* ---- per-request API for handlers (worker thread only, except http_ctx_post) ---- */
+
+void *http_ctx_app(const http_ctx_t *ctx);
+/* Decoded path parameter i (in pattern order). */
+const char *http_ctx_param(const http_ctx_t *ctx, size_t i);
+const char *http_ctx_request_id(const http_ctx_t *ctx);
+/* Request header value or NULL. */
+const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
+/* Request body (contiguous, not NUL-terminated); length 0 if none. */
+void http_ctx_body(http_ctx_t *ctx, const char **ret_data, size_t *ret_len);
+const http_route_t *http_ctx_route(const http_ctx_t *ctx);
+/* Milliseconds since the request arrived. */
+double http_ctx_elapsed_ms(const http_ctx_t *ctx);
+/* Peer address as text (for rate limits/audit later). */
+const char *http_ctx_peer(const http_ctx_t *ctx);
+
+/* Sends body as JSON with status and ends the request (ctx is freed). Steals body. */
+void http_reply_json(http_ctx_t *ctx, int status, json_t *body);
+/* Sends data (malloc'd; ownership transferred, freed by the server) with a content type. */
+void http_reply_text(http_ctx_t *ctx, int status, const char *content_type, char *data, size_t len);
+/* Sends {"error":{"code","message","details"}}. Steals details (may be NULL). */
+void http_reply_error(http_ctx_t *ctx, int status, const char *code, json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Adds a response header before replying. */
+void http_ctx_add_header(http_ctx_t *ctx, const char *name, const char *value);
+
+/* Runs fn(ctx, arg) on ctx's worker thread soon. Thread-safe. The handler must have
+ * returned without replying (deferral) and fn must eventually reply. */
+typedef void (*http_post_fn)(http_ctx_t *ctx, void *arg);
+void http_ctx_post(http_ctx_t *ctx, http_post_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Model registry: which versions exist (the store) and which are loaded (memory).
+ * The server keeps one registry; handlers acquire refcounted handles from it. It
+ * reconciles with the store on start, on SIGHUP and whenever the store's registry
+ * generation changes (another process registered a model), loading new stable
+ * versions aside and swapping them in; in-flight requests keep their old handle.
+ *
+ * Registration (model_register) is shared by the CLI and the API. */
+#ifndef AIMEDRES_MODEL_REGISTRY_H
+#define AIMEDRES_MODEL_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "model/runtime.h"
+#include "store/store.h"
+
+typedef struct model_registry model_registry_t;
+
+/* store is borrowed and must outlive the registry. */
+int model_registry_new(store_t *store, const char *storage_path, model_registry_t **ret);
+void model_registry_free(model_registry_t *r);
+
+/* Reconciles loaded handles with the store: loads each model's stable version,
+ * drops models no longer registered. A version that fails to load is logged and the
+ * previous handle (if any) keeps serving. Returns the number of changes or <0. */
+int model_registry_sync(model_registry_t *r);
+/* Calls sync only if the store's registry generation moved since the last sync. */
+int model_registry_poll(model_registry_t *r);
+
+/* Returns a new reference to the handle for name (version NULL = stable). A pinned
+ * registered version that is not loaded is loaded on demand and cached.
+ * NULL with *ret_err = -ENOENT (unknown model or version) or another error. */
+model_handle_t *model_registry_acquire(model_registry_t *r, const char *name, const char *version,
+                                       int *ret_err);
+
+/* [{"name","version","status","task","features":[names],"traffic":{"<version>":100}}]
+ * for every model with a loaded stable version. New reference. */
+json_t *model_registry_list_json(model_registry_t *r);
+/* Details of one model: {"name","serving_version","versions":[{version,sha256,registered_at,
+ * stable,loaded}], "schema":[...features], "task","class_labels","threshold","metrics"}.
+ * NULL if unknown. New reference. */
+json_t *model_registry_model_json(model_registry_t *r, const char *name);
+/* Number of loaded models (for /ready). */
+size_t model_registry_loaded_count(model_registry_t *r);
+
+/* Registers the version directory src_dir (manifest.json + booster):
+ * checks the name/version are safe path components, the booster's sha256 matches the
+ * manifest, the booster loads and predicts on model_schema_probe_row, and the booster's
+ * feature count equals the schema's. Copies it into storage_path/<name>/<version>/
+ * (aside + rename; skipped when src_dir already is that directory), records it in the
+ * store and makes it stable when the model has no stable version or set_stable is true.
+ * Any failure changes nothing and explains itself in err. ret_info (optional):
+ * {"name","version","sha256","stable":bool,"path"}. */
+int model_register(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
+                   json_t **ret_info, char *err, size_t errlen);
+
+#endif

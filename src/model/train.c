@@ -1,0 +1,1648 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* model train / model import: CSV -> features and label -> (XGBoost training on a
+ * stratified split | a booster trained elsewhere) -> metrics, inferred schema and drift
+ * baselines -> manifest.json + booster in a temporary version directory ->
+ * model_register -> validation CSV. See train.h for the contract and
+ * docs/model-format.md for what ends up on disk. */
+#include "model/train.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xgboost/c_api.h>
+
+#include "common/util.h"
+#include "model/csv.h"
+#include "model/evalmetrics.h"
+#include "model/manifest.h"
+#include "model/registry.h"
+
+#define SCHEMA_MAX_BYTES ((size_t)1 << 20)
+#define QUANTILE_BINS 10
+#define RANGE_WIDEN 0.10 /* valid range = observed range widened by 10% of its span per side */
+#define MAX_EXPLICIT_CLASSES 1000
+#define MAX_NAME_LEN 128
+#define MAX_PARAMS 64
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* XGBoost's last error without its stack trace. */
+static int xgb_fail(char *err, size_t errlen, const char *what)
+{
+    const char *msg = XGBGetLastError();
+    if (!msg || !*msg)
+        msg = "unknown error";
+    size_t n = strlen(msg);
+    const char *trace = strstr(msg, "Stack trace");
+    if (trace)
+        n = (size_t)(trace - msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == ':'))
+        n--;
+    if (n > 400)
+        n = 400;
+    seterr(err, errlen, "XGBoost: %s: %.*s", what, (int)n, msg);
+    return -EIO;
+}
+
+void model_train_opts_init(model_train_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->threshold = 0.5;
+    o->rounds = MODEL_TRAIN_DEFAULT_ROUNDS;
+    o->seed = MODEL_TRAIN_DEFAULT_SEED;
+    o->validation_fraction = MODEL_TRAIN_DEFAULT_VALIDATION_FRACTION;
+}
+
+/* ---- seeded PRNG for the split: xoshiro256** seeded through splitmix64 ---- */
+
+typedef struct rng {
+    uint64_t s[4];
+} rng_t;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng_t *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(rng_t *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, n) by Lemire's multiply-shift (bias below 2^-64 * n: irrelevant here). */
+static size_t rng_below(rng_t *r, size_t n)
+{
+    return (size_t)(((unsigned __int128)rng_next(r) * (unsigned __int128)n) >> 64);
+}
+
+static void shuffle(size_t *a, size_t n, rng_t *r)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rng_below(r, i);
+        size_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- dataset: the CSV as a dense matrix of features and a label vector ---- */
+
+typedef struct dataset {
+    csv_table_t *csv;
+    size_t n, d;        /* rows, features */
+    const char **names; /* d feature names (borrowed from the CSV header) */
+    double *X;          /* n x d row-major, NAN = missing */
+    double *y;          /* n labels */
+    int *yi;            /* n labels as class indices (classification only) */
+} dataset_t;
+
+static void dataset_free(dataset_t *ds)
+{
+    csv_free(ds->csv);
+    free(ds->names);
+    free(ds->X);
+    free(ds->y);
+    free(ds->yi);
+    memset(ds, 0, sizeof(*ds));
+}
+
+static bool is_dropped(const model_train_opts_t *o, const char *col)
+{
+    for (size_t i = 0; i < o->n_drop; i++)
+        if (strcmp(o->drop[i], col) == 0)
+            return true;
+    return false;
+}
+
+static bool printable_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_NAME_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, size_t errlen)
+{
+    int rc = csv_read_file(o->data_path, &ds->csv, err, errlen);
+    if (rc < 0)
+        return rc == -EFBIG ? -EINVAL : rc;
+    csv_table_t *t = ds->csv;
+    int label_col = csv_column_index(t, o->label);
+    if (label_col < 0) {
+        seterr(err, errlen, "%s: no label column '%s' in the header", o->data_path, o->label);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < o->n_drop; i++) {
+        if (csv_column_index(t, o->drop[i]) < 0) {
+            seterr(err, errlen, "%s: --drop %s: no such column", o->data_path, o->drop[i]);
+            return -EINVAL;
+        }
+        if (strcmp(o->drop[i], o->label) == 0) {
+            seterr(err, errlen, "--drop %s: that is the label column", o->drop[i]);
+            return -EINVAL;
+        }
+    }
+    if (t->n_rows == 0) {
+        seterr(err, errlen, "%s: no data rows", o->data_path);
+        return -EINVAL;
+    }
+    ds->n = t->n_rows;
+    ds->names = calloc(t->n_cols, sizeof(*ds->names));
+    size_t *cols = calloc(t->n_cols, sizeof(*cols));
+    double *col = calloc(ds->n, sizeof(*col));
+    ds->y = calloc(ds->n, sizeof(*ds->y));
+    if (!ds->names || !cols || !col || !ds->y) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t c = 0; c < t->n_cols; c++) {
+        if ((int)c == label_col || is_dropped(o, t->header[c]))
+            continue;
+        if (!printable_name(t->header[c])) {
+            seterr(err, errlen, "%s: column %zu: a feature name must be 1..%d printable characters",
+                   o->data_path, c + 1, MAX_NAME_LEN);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (strcmp(t->header[c], "label") == 0) {
+            seterr(err, errlen,
+                   "%s: a feature column is named 'label', which the validation CSV reserves for the label; "
+                   "rename it or drop it",
+                   o->data_path);
+            rc = -EINVAL;
+            goto out;
+        }
+        ds->names[ds->d] = t->header[c];
+        cols[ds->d++] = c;
+    }
+    if (ds->d == 0) {
+        seterr(err, errlen, "%s: no feature columns besides the label", o->data_path);
+        rc = -EINVAL;
+        goto out;
+    }
+    ds->X = calloc(ds->n * ds->d, sizeof(*ds->X));
+    if (!ds->X) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t j = 0; j < ds->d; j++) {
+        size_t bad = 0, missing = 0;
+        if (csv_column_numbers(t, cols[j], col, &missing, &bad) < 0) {
+            seterr(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
+                   o->data_path, ds->names[j], t->lines[bad], ds->names[j]);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (missing == ds->n) {
+            seterr(err, errlen, "%s: column '%s' has no values; exclude it with --drop %s", o->data_path,
+                   ds->names[j], ds->names[j]);
+            rc = -EINVAL;
+            goto out;
+        }
+        for (size_t i = 0; i < ds->n; i++)
+            ds->X[i * ds->d + j] = col[i];
+    }
+    for (size_t i = 0; i < ds->n; i++) {
+        int r = csv_parse_number(csv_cell(t, i, (size_t)label_col), &ds->y[i]);
+        if (r != 0) {
+            seterr(err, errlen, "%s: label column '%s' %s at line %zu", o->data_path, o->label,
+                   r == 1 ? "has no value" : "is not a number", t->lines[i]);
+            rc = -EINVAL;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(cols);
+    free(col);
+    return rc;
+}
+
+/* ---- task and labels ---- */
+
+static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t task, size_t k, char *err,
+                        size_t errlen)
+{
+    if (task == MODEL_TASK_REGRESSION)
+        return 0;
+    ds->yi = calloc(ds->n, sizeof(*ds->yi));
+    size_t *count = calloc(k, sizeof(*count));
+    if (!ds->yi || !count) {
+        free(count);
+        seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        double v = ds->y[i];
+        if (!(v >= 0 && v < (double)k && v == floor(v))) {
+            if (task == MODEL_TASK_BINARY)
+                seterr(err, errlen, "%s: a binary model needs labels 0 and 1; line %zu has another value",
+                       o->data_path, ds->csv->lines[i]);
+            else
+                seterr(err, errlen,
+                       "%s: a multiclass model needs integer labels 0..%zu; line %zu has another value",
+                       o->data_path, k - 1, ds->csv->lines[i]);
+            rc = -EINVAL;
+            goto out;
+        }
+        ds->yi[i] = (int)v;
+        count[ds->yi[i]]++;
+    }
+    size_t present = 0;
+    for (size_t c = 0; c < k; c++)
+        present += count[c] > 0;
+    if (present < 2) {
+        seterr(err, errlen, "%s: label column '%s' holds a single class: a classifier needs at least two",
+               o->data_path, o->label);
+        rc = -EINVAL;
+    }
+out:
+    free(count);
+    return rc;
+}
+
+/* Label inference (train.h): 0/1 -> binary; integers 0..19 with 3+ classes -> multiclass;
+ * anything else -> regression. An explicit task is checked against the labels. */
+static int resolve_task(const model_train_opts_t *o, dataset_t *ds, const char *forced,
+                        model_task_t *ret_task, size_t *ret_k, char *err, size_t errlen)
+{
+    bool all01 = true, nonneg_int = true;
+    double max = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        double v = ds->y[i];
+        if (v != 0 && v != 1)
+            all01 = false;
+        if (!(v >= 0 && v == floor(v)))
+            nonneg_int = false;
+        if (i == 0 || v > max)
+            max = v;
+    }
+    model_task_t task;
+    size_t k = 0;
+    if (forced) {
+        if (model_task_parse(forced, &task) < 0) {
+            seterr(err, errlen, "--task: expected binary, multiclass or regression");
+            return -EINVAL;
+        }
+        if (task == MODEL_TASK_MULTICLASS) {
+            if (!nonneg_int || max >= MAX_EXPLICIT_CLASSES) {
+                seterr(err, errlen, "%s: a multiclass model needs integer labels 0..%d (class indices)",
+                       o->data_path, MAX_EXPLICIT_CLASSES - 1);
+                return -EINVAL;
+            }
+            k = (size_t)max + 1;
+        }
+    } else if (all01) {
+        task = MODEL_TASK_BINARY;
+    } else if (nonneg_int && max < MODEL_TRAIN_MAX_CLASSES) {
+        task = MODEL_TASK_MULTICLASS;
+        k = (size_t)max + 1;
+    } else {
+        task = MODEL_TASK_REGRESSION;
+    }
+    if (task == MODEL_TASK_BINARY)
+        k = 2;
+    if (task == MODEL_TASK_MULTICLASS && k < 3) {
+        seterr(err, errlen, "%s: labels 0/1 make a binary model, not a multiclass one (use --task binary)",
+               o->data_path);
+        return -EINVAL;
+    }
+    int rc = check_labels(o, ds, task, k, err, errlen);
+    if (rc < 0)
+        return rc;
+    *ret_task = task;
+    *ret_k = k;
+    return 0;
+}
+
+/* ---- split ---- */
+
+/* Marks the holdout rows in is_val: per class, round(frac * n_class) randomly chosen rows
+ * (at least 1 and at most n_class - 1 for classes with 2+ rows); regression: round(frac * n)
+ * rows. Deterministic for a given seed and file. */
+static int split_rows(const dataset_t *ds, model_task_t task, size_t k, double frac, uint64_t seed,
+                      bool *is_val, size_t *ret_ntrain, size_t *ret_nval, char *err, size_t errlen)
+{
+    size_t *idx = malloc(ds->n * sizeof(*idx));
+    if (!idx) {
+        seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rng_t rng;
+    rng_seed(&rng, seed);
+    size_t groups = task == MODEL_TASK_REGRESSION ? 1 : k;
+    size_t nval = 0;
+    for (size_t g = 0; g < groups; g++) {
+        size_t m = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            if (task == MODEL_TASK_REGRESSION || (size_t)ds->yi[i] == g)
+                idx[m++] = i;
+        if (m < 2)
+            continue; /* a lone row of a class stays in training */
+        size_t take = (size_t)llround(frac * (double)m);
+        if (take < 1)
+            take = 1;
+        if (take > m - 1)
+            take = m - 1;
+        shuffle(idx, m, &rng);
+        for (size_t i = 0; i < take; i++)
+            is_val[idx[i]] = true;
+        nval += take;
+    }
+    free(idx);
+    if (nval == 0 || nval >= ds->n) {
+        seterr(err, errlen, "too few rows (%zu) to hold out a validation split", ds->n);
+        return -EINVAL;
+    }
+    *ret_nval = nval;
+    *ret_ntrain = ds->n - nval;
+    return 0;
+}
+
+/* ---- XGBoost helpers ---- */
+
+static int make_dmatrix(const dataset_t *ds, const size_t *rows, size_t nr, bool with_labels, bool with_names,
+                        DMatrixHandle *ret, char *err, size_t errlen)
+{
+    float *buf = malloc(nr * ds->d * sizeof(float));
+    float *lab = with_labels ? malloc(nr * sizeof(float)) : NULL;
+    int rc = 0;
+    if (!buf || (with_labels && !lab)) {
+        seterr(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < nr; i++) {
+        for (size_t j = 0; j < ds->d; j++)
+            buf[i * ds->d + j] = (float)ds->X[rows[i] * ds->d + j];
+        if (lab)
+            lab[i] = (float)ds->y[rows[i]];
+    }
+    DMatrixHandle h = NULL;
+    if (XGDMatrixCreateFromMat(buf, (bst_ulong)nr, (bst_ulong)ds->d, NAN, &h) != 0) {
+        rc = xgb_fail(err, errlen, "cannot build the data matrix");
+        goto out;
+    }
+    if (lab && XGDMatrixSetFloatInfo(h, "label", lab, (bst_ulong)nr) != 0) {
+        rc = xgb_fail(err, errlen, "cannot set labels");
+        XGDMatrixFree(h);
+        goto out;
+    }
+    if (with_names && XGDMatrixSetStrFeatureInfo(h, "feature_name", ds->names, (bst_ulong)ds->d) != 0) {
+        rc = xgb_fail(err, errlen, "cannot set feature names");
+        XGDMatrixFree(h);
+        goto out;
+    }
+    *ret = h;
+out:
+    free(buf);
+    free(lab);
+    return rc;
+}
+
+/* Predicts rows; *ret (n x outputs doubles) is the caller's to free. */
+static int predict_rows(BoosterHandle bst, const dataset_t *ds, const size_t *rows, size_t nr, size_t outputs,
+                        double **ret, char *err, size_t errlen)
+{
+    DMatrixHandle dm = NULL;
+    int rc = make_dmatrix(ds, rows, nr, false, false, &dm, err, errlen);
+    if (rc < 0)
+        return rc;
+    bst_ulong len = 0;
+    const float *out = NULL;
+    if (XGBoosterPredict(bst, dm, 0, 0, 0, &len, &out) != 0) {
+        rc = xgb_fail(err, errlen, "prediction failed");
+        goto done;
+    }
+    if ((size_t)len != nr * outputs) {
+        seterr(err, errlen, "XGBoost: expected %zu outputs, got %llu", nr * outputs, (unsigned long long)len);
+        rc = -EIO;
+        goto done;
+    }
+    size_t total = nr * outputs;
+    double *p = malloc((total > 0 ? total : 1) * sizeof(*p));
+    if (!p) {
+        seterr(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < nr * outputs; i++)
+        p[i] = out[i];
+    *ret = p;
+done:
+    XGDMatrixFree(dm);
+    return rc;
+}
+
+/* Metrics of predictions pred (rows x outputs) against the labels of rows. */
+static json_t *score_rows(const dataset_t *ds, model_task_t task, size_t k, const size_t *rows, size_t nr,
+                          const double *pred, double threshold)
+{
+    json_t *res = NULL;
+    if (task == MODEL_TASK_REGRESSION) {
+        double *y = malloc((nr ? nr : 1) * sizeof(*y));
+        if (!y)
+            return NULL;
+        for (size_t i = 0; i < nr; i++)
+            y[i] = ds->y[rows[i]];
+        evalmetrics_regression_t m;
+        evalmetrics_regression_compute(y, pred, nr, &m);
+        free(y);
+        return evalmetrics_regression_json(&m);
+    }
+    int *y = malloc((nr ? nr : 1) * sizeof(*y));
+    if (!y)
+        return NULL;
+    for (size_t i = 0; i < nr; i++)
+        y[i] = ds->yi[rows[i]];
+    if (task == MODEL_TASK_BINARY) {
+        evalmetrics_binary_t m;
+        evalmetrics_binary_compute(y, pred, nr, threshold, &m);
+        res = evalmetrics_binary_json(&m);
+    } else {
+        evalmetrics_multiclass_t m;
+        if (evalmetrics_multiclass_compute(y, pred, nr, k, &m) == 0)
+            res = evalmetrics_multiclass_json(&m);
+    }
+    free(y);
+    return res;
+}
+
+/* ---- schema: sidecar and --units overrides ---- */
+
+typedef struct override {
+    const char *unit;        /* borrowed from the sidecar JSON or the units copy */
+    const char *description; /* borrowed from the sidecar JSON */
+    bool has_min, has_max;
+    double min, max;
+    int required; /* -1 unset, else 0/1 */
+    int type;     /* -1 unset, else feature_type_t */
+} override_t;
+
+typedef struct schema_in {
+    override_t *ov;     /* one per feature */
+    json_t *sidecar;    /* owns sidecar strings */
+    char *sidecar_path; /* for messages */
+    char *units_copy;   /* owns --units strings */
+} schema_in_t;
+
+static void schema_in_free(schema_in_t *s)
+{
+    free(s->ov);
+    json_decref(s->sidecar);
+    free(s->sidecar_path);
+    free(s->units_copy);
+}
+
+static int feature_index(const dataset_t *ds, const char *name)
+{
+    for (size_t j = 0; j < ds->d; j++)
+        if (strcmp(ds->names[j], name) == 0)
+            return (int)j;
+    return -1;
+}
+
+static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema_in_t *s, char *err,
+                        size_t errlen)
+{
+    char path[PATH_MAX];
+    if (o->schema_path) {
+        if (snprintf(path, sizeof(path), "%s", o->schema_path) >= (int)sizeof(path))
+            return seterr(err, errlen, "schema path too long"), -ENAMETOOLONG;
+    } else {
+        if (snprintf(path, sizeof(path), "%s.schema.json", o->data_path) >= (int)sizeof(path))
+            return seterr(err, errlen, "data path too long"), -ENAMETOOLONG;
+        if (!util_path_exists(path))
+            return 0;
+    }
+    s->sidecar_path = strdup(path);
+    if (!s->sidecar_path)
+        return seterr(err, errlen, "out of memory"), -ENOMEM;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = util_read_file(path, SCHEMA_MAX_BYTES, &buf, &len);
+    if (rc < 0) {
+        seterr(err, errlen, "%s: %s", path, rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
+        return rc == -EFBIG ? -EINVAL : rc;
+    }
+    json_error_t jerr;
+    s->sidecar = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    if (!s->sidecar) {
+        seterr(err, errlen, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
+        return -EINVAL;
+    }
+    json_t *feats = json_object_get(s->sidecar, "features");
+    if (!json_is_object(s->sidecar) || !json_is_object(feats)) {
+        seterr(err, errlen, "%s: expected {\"features\": {\"<name>\": {...}}}", path);
+        return -EINVAL;
+    }
+    const char *name;
+    json_t *spec;
+    json_object_foreach(feats, name, spec)
+    {
+        int j = feature_index(ds, name);
+        if (j < 0) {
+            if (strcmp(name, o->label) == 0 || is_dropped(o, name))
+                continue; /* documented but not a feature of this model */
+            seterr(err, errlen, "%s: feature '%s' is not a column of %s", path, name, o->data_path);
+            return -EINVAL;
+        }
+        if (!json_is_object(spec)) {
+            seterr(err, errlen, "%s: features.%s: expected an object", path, name);
+            return -EINVAL;
+        }
+        override_t *ov = &s->ov[j];
+        const char *key;
+        json_t *v;
+        json_object_foreach(spec, key, v)
+        {
+            if (json_is_null(v))
+                continue;
+            if (strcmp(key, "unit") == 0 || strcmp(key, "description") == 0) {
+                if (!json_is_string(v) || json_string_length(v) > (strcmp(key, "unit") == 0 ? 128 : 4096)) {
+                    seterr(err, errlen, "%s: features.%s.%s: expected a string", path, name, key);
+                    return -EINVAL;
+                }
+                if (key[0] == 'u')
+                    ov->unit = json_string_value(v);
+                else
+                    ov->description = json_string_value(v);
+            } else if (strcmp(key, "min") == 0 || strcmp(key, "max") == 0) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    seterr(err, errlen, "%s: features.%s.%s: expected a number", path, name, key);
+                    return -EINVAL;
+                }
+                if (key[1] == 'i') {
+                    ov->has_min = true;
+                    ov->min = json_number_value(v);
+                } else {
+                    ov->has_max = true;
+                    ov->max = json_number_value(v);
+                }
+            } else if (strcmp(key, "required") == 0) {
+                if (!json_is_boolean(v)) {
+                    seterr(err, errlen, "%s: features.%s.required: expected true or false", path, name);
+                    return -EINVAL;
+                }
+                ov->required = json_is_true(v);
+            } else if (strcmp(key, "type") == 0) {
+                feature_type_t ft;
+                if (feature_type_parse(json_string_value(v), &ft) < 0) {
+                    seterr(err, errlen, "%s: features.%s.type: expected number, integer or boolean", path,
+                           name);
+                    return -EINVAL;
+                }
+                ov->type = (int)ft;
+            } else {
+                seterr(err, errlen,
+                       "%s: features.%s: unknown key '%s' (unit, description, min, max, required, type)",
+                       path, name, key);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* --units name=unit,name=unit (wins over the sidecar). */
+static int parse_units(const model_train_opts_t *o, const dataset_t *ds, schema_in_t *s, char *err,
+                       size_t errlen)
+{
+    if (!o->units || !*o->units)
+        return 0;
+    s->units_copy = strdup(o->units);
+    if (!s->units_copy)
+        return seterr(err, errlen, "out of memory"), -ENOMEM;
+    char *save = NULL;
+    for (char *tok = strtok_r(s->units_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok) {
+            seterr(err, errlen, "--units: expected name=unit[,name=unit...]");
+            return -EINVAL;
+        }
+        *eq = '\0';
+        int j = feature_index(ds, tok);
+        if (j < 0) {
+            seterr(err, errlen, "--units: '%s' is not a feature column", tok);
+            return -EINVAL;
+        }
+        if (strlen(eq + 1) > 128) {
+            seterr(err, errlen, "--units: unit of '%s' is longer than 128 characters", tok);
+            return -EINVAL;
+        }
+        s->ov[j].unit = eq + 1;
+    }
+    return 0;
+}
+
+/* ---- per-feature schema, range and baseline ---- */
+
+static double quantile_sorted(const double *s, size_t n, double q)
+{
+    if (q <= 0)
+        return s[0];
+    if (q >= 1)
+        return s[n - 1];
+    double pos = q * (double)(n - 1);
+    size_t lo = (size_t)floor(pos);
+    double frac = pos - (double)lo;
+    if (lo + 1 >= n)
+        return s[n - 1];
+    return s[lo] + frac * (s[lo + 1] - s[lo]);
+}
+
+/* Baseline of the (training) values: quantile bin edges at 0, 0.1, ..., 1 with duplicates
+ * removed (booleans: edges 0, 0.5, 1 so each value has its bin), the share of values in
+ * each bin ([e_i, e_i+1), the last bin closed), mean and population standard deviation. */
+static int build_baseline(double *vals, size_t n, feature_type_t type, model_feature_t *f)
+{
+    f->n_bins = 0;
+    f->mean = f->std = 0;
+    if (n == 0)
+        return 0;
+    qsort(vals, n, sizeof(*vals), cmp_double);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += vals[i];
+    double mean = sum / (double)n, ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (vals[i] - mean) * (vals[i] - mean);
+    f->mean = mean;
+    f->std = sqrt(ss / (double)n);
+
+    double edges[QUANTILE_BINS + 1];
+    size_t ne = 0;
+    if (type == FEATURE_BOOLEAN) {
+        if (vals[0] == 0 && vals[n - 1] == 1) {
+            edges[0] = 0;
+            edges[1] = 0.5;
+            edges[2] = 1;
+            ne = 3;
+        }
+    } else {
+        for (int i = 0; i <= QUANTILE_BINS; i++) {
+            double e = quantile_sorted(vals, n, (double)i / QUANTILE_BINS);
+            if (ne == 0 || e > edges[ne - 1])
+                edges[ne++] = e;
+        }
+    }
+    if (ne < 2)
+        return 0; /* constant: no bins */
+    size_t nb = ne - 1;
+    f->bin_edges = malloc(ne * sizeof(double));
+    f->bin_probs = calloc(nb, sizeof(double));
+    if (!f->bin_edges || !f->bin_probs)
+        return -ENOMEM;
+    memcpy(f->bin_edges, edges, ne * sizeof(double));
+    size_t b = 0;
+    size_t *count = calloc(nb, sizeof(*count));
+    if (!count)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) { /* vals are sorted: walk the bins forward */
+        while (b + 1 < nb && vals[i] >= edges[b + 1])
+            b++;
+        count[b]++;
+    }
+    for (size_t i = 0; i < nb; i++)
+        f->bin_probs[i] = (double)count[i] / (double)n;
+    free(count);
+    f->n_bins = nb;
+    return 0;
+}
+
+static void widen_range(feature_type_t type, double lo, double hi, double *ret_lo, double *ret_hi)
+{
+    if (type == FEATURE_BOOLEAN) {
+        *ret_lo = 0;
+        *ret_hi = 1;
+        return;
+    }
+    double span = hi - lo;
+    double pad = span > 0 ? RANGE_WIDEN * span : (lo != 0 ? RANGE_WIDEN * fabs(lo) : 1.0);
+    double a = lo - pad, b = hi + pad;
+    if (lo >= 0 && a < 0)
+        a = 0; /* a non-negative quantity stays non-negative */
+    if (type == FEATURE_INTEGER) {
+        a = floor(a);
+        b = ceil(b);
+    }
+    *ret_lo = a;
+    *ret_hi = b;
+}
+
+/* Fills m->features from the data (all rows for type/range/required, the rows flagged in
+ * base_rows for the baseline) and the overrides. */
+static int build_features(const dataset_t *ds, const bool *base_rows, const schema_in_t *s,
+                          model_manifest_t *m, char *err, size_t errlen)
+{
+    m->features = calloc(ds->d, sizeof(model_feature_t));
+    double *vals = malloc(ds->n * sizeof(double));
+    if (!m->features || !vals) {
+        free(vals);
+        return seterr(err, errlen, "out of memory"), -ENOMEM;
+    }
+    int rc = 0;
+    for (size_t j = 0; j < ds->d; j++) {
+        model_feature_t *f = &m->features[j];
+        m->n_features = j + 1;
+        const override_t *ov = &s->ov[j];
+        const char *src = s->sidecar_path ? s->sidecar_path : "the schema";
+        f->name = strdup(ds->names[j]);
+        if (!f->name) {
+            rc = -ENOMEM;
+            break;
+        }
+        bool is01 = true, integral = true;
+        double lo = INFINITY, hi = -INFINITY;
+        size_t missing = 0;
+        for (size_t i = 0; i < ds->n; i++) {
+            double v = ds->X[i * ds->d + j];
+            if (isnan(v)) {
+                missing++;
+                continue;
+            }
+            if (v != 0 && v != 1)
+                is01 = false;
+            if (v != floor(v) || fabs(v) > 9007199254740992.0)
+                integral = false;
+            if (v < lo)
+                lo = v;
+            if (v > hi)
+                hi = v;
+        }
+        f->type = is01 ? FEATURE_BOOLEAN : integral ? FEATURE_INTEGER : FEATURE_NUMBER;
+        if (ov->type >= 0) {
+            feature_type_t want = (feature_type_t)ov->type;
+            if ((want == FEATURE_BOOLEAN && !is01) || (want == FEATURE_INTEGER && !integral)) {
+                seterr(err, errlen, "%s: feature '%s' is declared %s but the data has other values", src,
+                       f->name, feature_type_name(want));
+                rc = -EINVAL;
+                break;
+            }
+            f->type = want;
+        }
+        f->required = missing == 0;
+        if (ov->required == 1 && missing > 0) {
+            seterr(err, errlen, "%s: feature '%s' is declared required but %zu rows have no value", src,
+                   f->name, missing);
+            rc = -EINVAL;
+            break;
+        }
+        if (ov->required == 0)
+            f->required = false;
+        double rlo, rhi;
+        widen_range(f->type, lo, hi, &rlo, &rhi);
+        if (ov->has_min)
+            rlo = ov->min;
+        if (ov->has_max)
+            rhi = ov->max;
+        if ((ov->has_min || ov->has_max) && (lo < rlo || hi > rhi || rlo > rhi)) {
+            seterr(err, errlen, "%s: feature '%s': the data has values outside the declared range [%g, %g]",
+                   src, f->name, rlo, rhi);
+            rc = -EINVAL;
+            break;
+        }
+        f->has_min = f->has_max = true;
+        f->min = rlo;
+        f->max = rhi;
+        if ((ov->unit && !(f->unit = strdup(ov->unit))) ||
+            (ov->description && !(f->description = strdup(ov->description)))) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t nv = 0;
+        for (size_t i = 0; i < ds->n; i++) {
+            double v = ds->X[i * ds->d + j];
+            if (base_rows[i] && !isnan(v))
+                vals[nv++] = v;
+        }
+        if ((rc = build_baseline(vals, nv, f->type, f)) < 0)
+            break;
+    }
+    free(vals);
+    if (rc == -ENOMEM)
+        seterr(err, errlen, "out of memory");
+    return rc;
+}
+
+static int parse_class_labels(const model_train_opts_t *o, model_task_t task, size_t k, model_manifest_t *m,
+                              char *err, size_t errlen)
+{
+    if (task == MODEL_TASK_REGRESSION) {
+        if (o->class_labels) {
+            seterr(err, errlen, "--class-labels: a regression model has no classes");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    m->class_labels = calloc(k, sizeof(char *));
+    if (!m->class_labels)
+        return seterr(err, errlen, "out of memory"), -ENOMEM;
+    if (!o->class_labels) {
+        for (size_t c = 0; c < k; c++) {
+            char tmp[32];
+            snprintf(tmp, sizeof(tmp), "%zu", c);
+            if (!(m->class_labels[c] = strdup(tmp)))
+                return seterr(err, errlen, "out of memory"), -ENOMEM;
+            m->n_classes = c + 1;
+        }
+        return 0;
+    }
+    const char *p = o->class_labels;
+    size_t c = 0;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (c >= k) {
+            seterr(err, errlen, "--class-labels: %zu labels for %zu classes", c + 1, k);
+            return -EINVAL;
+        }
+        if (len == 0 || len > 128) {
+            seterr(err, errlen, "--class-labels: label %zu must be 1..128 characters", c + 1);
+            return -EINVAL;
+        }
+        if (!(m->class_labels[c] = strndup(p, len)))
+            return seterr(err, errlen, "out of memory"), -ENOMEM;
+        m->n_classes = ++c;
+        for (size_t i = 0; i + 1 < c; i++)
+            if (strcmp(m->class_labels[i], m->class_labels[c - 1]) == 0) {
+                seterr(err, errlen, "--class-labels: duplicate label '%s'", m->class_labels[c - 1]);
+                return -EINVAL;
+            }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    if (c != k) {
+        seterr(err, errlen, "--class-labels: %zu labels for %zu classes", c, k);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- shared driver: everything after the booster exists ---- */
+
+typedef struct job {
+    const model_train_opts_t *o;
+    const char *tool; /* "train" | "import" */
+    dataset_t ds;
+    model_task_t task;
+    size_t k;
+    bool *is_val; /* holdout rows */
+    size_t *train_rows, *val_rows;
+    size_t n_train, n_val;
+    char tmpdir[PATH_MAX];
+    bool tmp_created;
+    char booster_file[32]; /* model.json | model.ubj */
+    const char *booster_format;
+    json_t *training_metrics, *holdout_metrics;
+    json_t *provenance;
+} job_t;
+
+static void job_free(job_t *j)
+{
+    if (j->tmp_created)
+        util_rmtree(j->tmpdir);
+    dataset_free(&j->ds);
+    free(j->is_val);
+    free(j->train_rows);
+    free(j->val_rows);
+    json_decref(j->training_metrics);
+    json_decref(j->holdout_metrics);
+    json_decref(j->provenance);
+}
+
+static int check_common_opts(const model_train_opts_t *o, char *err, size_t errlen)
+{
+    if (!o->data_path || !o->label || !o->name || !o->version)
+        return seterr(err, errlen, "--data, --label, --name and --version are required"), -EINVAL;
+    if (!util_is_safe_name(o->name))
+        return seterr(err, errlen,
+                      "--name: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
+               -EINVAL;
+    if (!util_is_safe_name(o->version))
+        return seterr(err, errlen,
+                      "--version: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
+               -EINVAL;
+    if (!o->storage_path || !o->data_dir || !o->store)
+        return seterr(err, errlen, "internal: storage path, data dir and store are required"), -EINVAL;
+    if (!(o->threshold > 0 && o->threshold < 1))
+        return seterr(err, errlen, "--threshold: must be strictly between 0 and 1"), -EINVAL;
+    if (o->description && strlen(o->description) > 4096)
+        return seterr(err, errlen, "--description: longer than 4096 characters"), -EINVAL;
+    return 0;
+}
+
+int model_train_is_registered(store_t *store, const char *name, const char *version)
+{
+    json_t *list = NULL;
+    int rc = store_model_list(store, &list);
+    if (rc < 0)
+        return rc;
+    size_t i;
+    json_t *row;
+    int found = 0;
+    json_array_foreach(list, i, row)
+    {
+        const char *n = json_string_value(json_object_get(row, "name"));
+        const char *v = json_string_value(json_object_get(row, "version"));
+        if (n && v && strcmp(n, name) == 0 && strcmp(v, version) == 0)
+            found = 1;
+    }
+    json_decref(list);
+    return found;
+}
+
+static int make_tmpdir(job_t *j, char *err, size_t errlen)
+{
+    int rc = util_mkdir_p(j->o->storage_path, 0755);
+    if (rc < 0)
+        return seterr(err, errlen, "cannot create %s: %s", j->o->storage_path, strerror(-rc)), rc;
+    if (snprintf(j->tmpdir, sizeof(j->tmpdir), "%s/.%s-XXXXXX", j->o->storage_path, j->tool) >=
+        (int)sizeof(j->tmpdir))
+        return seterr(err, errlen, "storage path too long"), -ENAMETOOLONG;
+    if (!mkdtemp(j->tmpdir)) {
+        rc = -errno;
+        return seterr(err, errlen, "cannot create a temporary directory in %s: %s", j->o->storage_path,
+                      strerror(errno)),
+               rc;
+    }
+    j->tmp_created = true;
+    return 0;
+}
+
+static int rows_from_flags(job_t *j)
+{
+    j->train_rows = malloc((j->ds.n) * sizeof(size_t));
+    j->val_rows = malloc((j->ds.n) * sizeof(size_t));
+    if (!j->train_rows || !j->val_rows)
+        return -ENOMEM;
+    j->n_train = j->n_val = 0;
+    for (size_t i = 0; i < j->ds.n; i++) {
+        if (j->is_val[i])
+            j->val_rows[j->n_val++] = i;
+        else
+            j->train_rows[j->n_train++] = i;
+    }
+    return 0;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Writes the holdout rows (features + label) aside as <dir>/.<name>_validation.csv.<pid>;
+ * publish_validation renames it into place once the model is registered. */
+static int write_validation(job_t *j, char *pending, size_t pn, char *final, size_t fn, char *err,
+                            size_t errlen)
+{
+    char dir[PATH_MAX];
+    const model_train_opts_t *o = j->o;
+    if (snprintf(dir, sizeof(dir), "%s/baseline", o->data_dir) >= (int)sizeof(dir) ||
+        snprintf(final, fn, "%s/%s_validation.csv", dir, o->name) >= (int)fn ||
+        snprintf(pending, pn, "%s/.%s_validation.csv.%ld", dir, o->name, (long)getpid()) >= (int)pn)
+        return seterr(err, errlen, "data dir path too long"), -ENAMETOOLONG;
+    int rc = util_mkdir_p(dir, 0750);
+    if (rc < 0)
+        return seterr(err, errlen, "cannot create %s: %s", dir, strerror(-rc)), rc;
+    csv_writer_t w;
+    csv_writer_init(&w);
+    for (size_t c = 0; c < j->ds.d; c++)
+        csv_writer_field(&w, j->ds.names[c]);
+    csv_writer_field(&w, "label");
+    csv_writer_end_row(&w);
+    for (size_t r = 0; r < j->n_val; r++) {
+        size_t i = j->val_rows[r];
+        for (size_t c = 0; c < j->ds.d; c++)
+            csv_writer_number(&w, j->ds.X[i * j->ds.d + c]);
+        csv_writer_number(&w, j->ds.y[i]);
+        csv_writer_end_row(&w);
+    }
+    rc = csv_writer_save(&w, pending);
+    csv_writer_free(&w);
+    if (rc < 0)
+        return seterr(err, errlen, "cannot write %s: %s", pending, strerror(-rc)), rc;
+    return 0;
+}
+
+static int build_and_register(job_t *j, const char *default_description, json_t **ret_summary, char *err,
+                              size_t errlen)
+{
+    const model_train_opts_t *o = j->o;
+    schema_in_t sch = {0};
+    model_manifest_t *m = NULL;
+    json_t *info = NULL;
+    char pending[PATH_MAX] = "", final[PATH_MAX] = "";
+    int rc;
+
+    sch.ov = calloc(j->ds.d, sizeof(override_t));
+    if (!sch.ov) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t c = 0; c < j->ds.d; c++)
+        sch.ov[c].required = sch.ov[c].type = -1;
+    if ((rc = load_sidecar(o, &j->ds, &sch, err, errlen)) < 0 ||
+        (rc = parse_units(o, &j->ds, &sch, err, errlen)) < 0)
+        goto out;
+
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    bool *base_rows = j->is_val; /* baseline = training rows (import: all rows) */
+    bool *train_flags = malloc(j->ds.n * sizeof(bool));
+    if (!train_flags) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < j->ds.n; i++)
+        train_flags[i] = j->n_train ? !base_rows[i] : true;
+    rc = build_features(&j->ds, train_flags, &sch, m, err, errlen);
+    free(train_flags);
+    if (rc < 0)
+        goto out;
+    if ((rc = parse_class_labels(o, j->task, j->k, m, err, errlen)) < 0)
+        goto out;
+
+    char created[ISO8601_LEN];
+    util_iso8601(util_now_ms(), created);
+    m->format_version = MODEL_FORMAT_VERSION;
+    m->task = j->task;
+    m->synthetic = o->synthetic;
+    m->threshold = o->threshold;
+    m->name = strdup(o->name);
+    m->version = strdup(o->version);
+    m->description = strdup(o->description ? o->description : default_description);
+    m->created_at = strdup(created);
+    m->label = strdup(o->label);
+    m->backend = strdup("xgboost");
+    m->booster_file = strdup(j->booster_file);
+    m->booster_format = strdup(j->booster_format);
+    m->training_metrics = json_incref(j->training_metrics);
+    m->holdout_metrics = json_incref(j->holdout_metrics);
+    m->extra = json_pack("{s:O}", "provenance", j->provenance);
+    if (!m->name || !m->version || !m->description || !m->created_at || !m->label || !m->backend ||
+        !m->booster_file || !m->booster_format || !m->extra) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "out of memory");
+        goto out;
+    }
+    char bpath[PATH_MAX];
+    if (snprintf(bpath, sizeof(bpath), "%s/%s", j->tmpdir, j->booster_file) >= (int)sizeof(bpath)) {
+        rc = -ENAMETOOLONG;
+        seterr(err, errlen, "path too long");
+        goto out;
+    }
+    if ((rc = util_sha256_file(bpath, m->booster_sha256)) < 0) {
+        seterr(err, errlen, "cannot hash %s: %s", bpath, strerror(-rc));
+        goto out;
+    }
+    if ((rc = model_manifest_save(m, j->tmpdir)) < 0) {
+        seterr(err, errlen, "cannot write the manifest: %s", strerror(-rc));
+        goto out;
+    }
+    /* Round trip through the parser: a manifest we cannot load must not be registered. */
+    model_manifest_t *check = NULL;
+    char sub[512] = "";
+    if ((rc = model_manifest_load(j->tmpdir, &check, sub, sizeof(sub))) < 0) {
+        seterr(err, errlen, "internal: generated manifest does not load: %s", sub);
+        goto out;
+    }
+    model_manifest_free(check);
+
+    if ((rc = write_validation(j, pending, sizeof(pending), final, sizeof(final), err, errlen)) < 0)
+        goto out;
+    char rerr[1024] = "";
+    rc = model_register(o->store, o->storage_path, j->tmpdir, o->set_stable, &info, rerr, sizeof(rerr));
+    if (rc < 0) {
+        seterr(err, errlen, "registration refused: %s", rerr);
+        unlink(pending);
+        goto out;
+    }
+    if (rename(pending, final) < 0) {
+        rc = -errno;
+        seterr(err, errlen, "registered %s %s, but cannot move the validation CSV into %s: %s", o->name,
+               o->version, final, strerror(errno));
+        unlink(pending);
+        goto out;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/baseline", o->data_dir);
+    util_fsync_dir(dir);
+
+    if (ret_summary) {
+        json_t *names = json_array();
+        for (size_t c = 0; names && c < j->ds.d; c++)
+            json_array_append_new(names, json_string(j->ds.names[c]));
+        *ret_summary =
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:{s:O, s:O}, s:O, s:O, s:O, s:s}", "name", o->name,
+                      "version", o->version, "task", model_task_name(j->task), "n_train",
+                      (json_int_t)j->n_train, "n_validation", (json_int_t)j->n_val, "features", names,
+                      "metrics", "training", j->training_metrics, "holdout", j->holdout_metrics, "path",
+                      json_object_get(info, "path"), "sha256", json_object_get(info, "sha256"), "stable",
+                      json_object_get(info, "stable"), "validation_csv", final);
+        if (!*ret_summary) {
+            rc = -ENOMEM;
+            seterr(err, errlen, "registered, but out of memory building the summary");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    schema_in_free(&sch);
+    model_manifest_free(m);
+    json_decref(info);
+    return rc;
+}
+
+/* ---- train ---- */
+
+typedef struct param {
+    char key[64];
+    char value[128];
+} param_t;
+
+static int set_param(param_t *ps, size_t *n, const char *k, const char *v)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(ps[i].key, k) == 0) {
+            snprintf(ps[i].value, sizeof(ps[i].value), "%s", v);
+            return 0;
+        }
+    if (*n >= MAX_PARAMS)
+        return -E2BIG;
+    snprintf(ps[*n].key, sizeof(ps[*n].key), "%s", k);
+    snprintf(ps[*n].value, sizeof(ps[*n].value), "%s", v);
+    (*n)++;
+    return 0;
+}
+
+static const char *get_param(const param_t *ps, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ps[i].key, k) == 0)
+            return ps[i].value;
+    return NULL;
+}
+
+static int build_params(const model_train_opts_t *o, model_task_t task, size_t k, param_t *ps, size_t *n,
+                        char *err, size_t errlen)
+{
+    char tmp[32];
+    *n = 0;
+    set_param(ps, n, "objective",
+              task == MODEL_TASK_BINARY       ? "binary:logistic"
+              : task == MODEL_TASK_MULTICLASS ? "multi:softprob"
+                                              : "reg:squarederror");
+    if (task == MODEL_TASK_MULTICLASS) {
+        snprintf(tmp, sizeof(tmp), "%zu", k);
+        set_param(ps, n, "num_class", tmp);
+    }
+    set_param(ps, n, "max_depth", "4");
+    set_param(ps, n, "eta", "0.1");
+    set_param(ps, n, "nthread", "2");
+    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)(o->seed & 0x7fffffffULL));
+    set_param(ps, n, "seed", tmp);
+    for (size_t i = 0; i < o->n_params; i++) {
+        const char *kv = o->params[i];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(ps[0].key) ||
+            strlen(eq + 1) >= sizeof(ps[0].value) || eq[1] == '\0') {
+            seterr(err, errlen, "--param %s: expected key=value (key < 64, value < 128 characters)", kv);
+            return -EINVAL;
+        }
+        char key[64];
+        memcpy(key, kv, (size_t)(eq - kv));
+        key[eq - kv] = '\0';
+        if (set_param(ps, n, key, eq + 1) < 0) {
+            seterr(err, errlen, "--param: more than %d parameters", MAX_PARAMS);
+            return -EINVAL;
+        }
+    }
+    const char *obj = get_param(ps, *n, "objective");
+    bool ok = task == MODEL_TASK_BINARY ? strcmp(obj, "binary:logistic") == 0
+              : task == MODEL_TASK_MULTICLASS
+                  ? strcmp(obj, "multi:softprob") == 0
+                  : strncmp(obj, "reg:", 4) == 0 || strcmp(obj, "count:poisson") == 0;
+    if (!ok) {
+        seterr(err, errlen,
+               "--param objective=%s does not fit a %s model: the server needs %s (probabilities or values)",
+               obj, model_task_name(task),
+               task == MODEL_TASK_BINARY       ? "binary:logistic"
+               : task == MODEL_TASK_MULTICLASS ? "multi:softprob"
+                                               : "a reg:* or count:poisson objective");
+        return -EINVAL;
+    }
+    const char *nc = get_param(ps, *n, "num_class");
+    if (nc && (task != MODEL_TASK_MULTICLASS || strtoul(nc, NULL, 10) != k)) {
+        seterr(err, errlen, "--param num_class=%s does not match the %zu classes in the labels", nc,
+               task == MODEL_TASK_MULTICLASS ? k : (size_t)0);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, size_t errlen)
+{
+    job_t j = {.o = o, .tool = "train", .booster_format = "json"};
+    snprintf(j.booster_file, sizeof(j.booster_file), "model.json");
+    DMatrixHandle dtrain = NULL;
+    BoosterHandle bst = NULL;
+    double *ptrain = NULL, *pval = NULL;
+    param_t params[MAX_PARAMS];
+    size_t n_params = 0;
+    int rc;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if ((rc = check_common_opts(o, err, errlen)) < 0)
+        goto out;
+    if (o->rounds < 1 || o->rounds > MODEL_TRAIN_MAX_ROUNDS) {
+        seterr(err, errlen, "--rounds: expected 1..%d", MODEL_TRAIN_MAX_ROUNDS);
+        rc = -EINVAL;
+        goto out;
+    }
+    if (!(o->validation_fraction > 0 && o->validation_fraction <= 0.9)) {
+        seterr(err, errlen, "--validation-fraction: expected a number in (0, 0.9]");
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = model_train_is_registered(o->store, o->name, o->version);
+    if (rc != 0) {
+        if (rc > 0) {
+            seterr(err, errlen, "%s version %s is already registered", o->name, o->version);
+            rc = -EEXIST;
+        } else {
+            seterr(err, errlen, "cannot read the model registry: %s", strerror(-rc));
+        }
+        goto out;
+    }
+    if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
+        goto out;
+    if ((rc = resolve_task(o, &j.ds, o->task, &j.task, &j.k, err, errlen)) < 0)
+        goto out;
+    if ((rc = build_params(o, j.task, j.k, params, &n_params, err, errlen)) < 0)
+        goto out;
+    j.is_val = calloc(j.ds.n, sizeof(bool));
+    if (!j.is_val) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = split_rows(&j.ds, j.task, j.k, o->validation_fraction, o->seed, j.is_val, &j.n_train, &j.n_val,
+                         err, errlen)) < 0)
+        goto out;
+    if ((rc = rows_from_flags(&j)) < 0)
+        goto out;
+
+    if ((rc = make_dmatrix(&j.ds, j.train_rows, j.n_train, true, true, &dtrain, err, errlen)) < 0)
+        goto out;
+    if (XGBoosterCreate(&dtrain, 1, &bst) != 0) {
+        rc = xgb_fail(err, errlen, "cannot create a booster");
+        goto out;
+    }
+    /* The C API does not copy the DMatrix's names into the booster (Python does): set
+     * them so model.json carries them and `model import` can check column order. */
+    if (XGBoosterSetStrFeatureInfo(bst, "feature_name", j.ds.names, (bst_ulong)j.ds.d) != 0) {
+        rc = xgb_fail(err, errlen, "cannot store feature names");
+        goto out;
+    }
+    for (size_t i = 0; i < n_params; i++)
+        if (XGBoosterSetParam(bst, params[i].key, params[i].value) != 0) {
+            char what[256];
+            snprintf(what, sizeof(what), "parameter %s=%s", params[i].key, params[i].value);
+            rc = xgb_fail(err, errlen, what);
+            goto out;
+        }
+    for (int it = 0; it < o->rounds; it++)
+        if (XGBoosterUpdateOneIter(bst, it, dtrain) != 0) {
+            rc = xgb_fail(err, errlen, "training failed");
+            goto out;
+        }
+    size_t outputs = j.task == MODEL_TASK_MULTICLASS ? j.k : 1;
+    if ((rc = predict_rows(bst, &j.ds, j.train_rows, j.n_train, outputs, &ptrain, err, errlen)) < 0 ||
+        (rc = predict_rows(bst, &j.ds, j.val_rows, j.n_val, outputs, &pval, err, errlen)) < 0)
+        goto out;
+    j.training_metrics = score_rows(&j.ds, j.task, j.k, j.train_rows, j.n_train, ptrain, o->threshold);
+    j.holdout_metrics = score_rows(&j.ds, j.task, j.k, j.val_rows, j.n_val, pval, o->threshold);
+    if (!j.training_metrics || !j.holdout_metrics) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    json_object_set_new(j.training_metrics, "source", json_string("training split"));
+    json_object_set_new(j.holdout_metrics, "source", json_string("holdout split"));
+
+    if ((rc = make_tmpdir(&j, err, errlen)) < 0)
+        goto out;
+    char bpath[PATH_MAX];
+    if (snprintf(bpath, sizeof(bpath), "%s/%s", j.tmpdir, j.booster_file) >= (int)sizeof(bpath)) {
+        rc = -ENAMETOOLONG;
+        seterr(err, errlen, "path too long");
+        goto out;
+    }
+    if (XGBoosterSaveModel(bst, bpath) != 0) {
+        rc = xgb_fail(err, errlen, "cannot save the booster");
+        goto out;
+    }
+
+    char data_sha[SHA256_HEX_LEN] = "";
+    util_sha256_file(o->data_path, data_sha);
+    json_t *jparams = json_object();
+    for (size_t i = 0; jparams && i < n_params; i++)
+        json_object_set_new(jparams, params[i].key, json_string(params[i].value));
+    j.provenance = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:o}", "tool", "aimedres model train",
+        "aimedres_version", AIMEDRES_VERSION, "data_file", base_name(o->data_path), "data_sha256", data_sha,
+        "n_rows", (json_int_t)j.ds.n, "seed", (json_int_t)o->seed, "n_validation", (json_int_t)j.n_val,
+        "validation_fraction", o->validation_fraction, "rounds", (json_int_t)o->rounds, "params", jparams);
+    if (!j.provenance) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    char desc[512];
+    snprintf(desc, sizeof(desc), "XGBoost %s model trained by aimedres from %s", model_task_name(j.task),
+             base_name(o->data_path));
+    rc = build_and_register(&j, desc, ret_summary, err, errlen);
+out:
+    if (rc == -ENOMEM && err && !err[0])
+        seterr(err, errlen, "out of memory");
+    free(ptrain);
+    free(pval);
+    if (bst)
+        XGBoosterFree(bst);
+    if (dtrain)
+        XGDMatrixFree(dtrain);
+    job_free(&j);
+    return rc;
+}
+
+/* ---- import ---- */
+
+static bool ends_with_ci(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/* Task from the booster's saved configuration (learner.objective.name, num_class). */
+static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k, char *err, size_t errlen)
+{
+    bst_ulong len = 0;
+    const char *cfg = NULL;
+    if (XGBoosterSaveJsonConfig(bst, &len, &cfg) != 0)
+        return xgb_fail(err, errlen, "cannot read the booster configuration");
+    json_t *root = json_loadb(cfg, (size_t)len, 0, NULL);
+    if (!root)
+        return seterr(err, errlen, "cannot parse the booster configuration"), -EINVAL;
+    const json_t *learner = json_object_get(root, "learner");
+    const char *obj = json_string_value(json_object_get(json_object_get(learner, "objective"), "name"));
+    const json_t *nc = json_object_get(json_object_get(learner, "learner_model_param"), "num_class");
+    unsigned long k = 0;
+    if (json_is_string(nc))
+        k = strtoul(json_string_value(nc), NULL, 10);
+    else if (json_is_integer(nc) && json_integer_value(nc) > 0)
+        k = (unsigned long)json_integer_value(nc);
+    int rc = 0;
+    if (!obj) {
+        seterr(err, errlen, "the booster configuration has no learner.objective.name");
+        rc = -EINVAL;
+    } else if (strcmp(obj, "binary:logistic") == 0) {
+        *ret_task = MODEL_TASK_BINARY;
+        *ret_k = 2;
+    } else if (strcmp(obj, "multi:softprob") == 0) {
+        if (k < 3 || k > MAX_EXPLICIT_CLASSES) {
+            seterr(err, errlen, "multi:softprob booster with num_class=%lu is not supported (3..%d)", k,
+                   MAX_EXPLICIT_CLASSES);
+            rc = -EINVAL;
+        } else {
+            *ret_task = MODEL_TASK_MULTICLASS;
+            *ret_k = k;
+        }
+    } else if (strncmp(obj, "reg:", 4) == 0 || strcmp(obj, "count:poisson") == 0) {
+        *ret_task = MODEL_TASK_REGRESSION;
+        *ret_k = 0;
+    } else {
+        seterr(err, errlen,
+               "booster objective '%.64s' is not supported: the server needs binary:logistic, multi:softprob "
+               "or a reg:*/count:poisson objective",
+               obj);
+        rc = -EINVAL;
+    }
+    json_decref(root);
+    return rc;
+}
+
+int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, size_t errlen)
+{
+    job_t j = {.o = o, .tool = "import"};
+    BoosterHandle bst = NULL;
+    double *pred = NULL;
+    int rc;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if ((rc = check_common_opts(o, err, errlen)) < 0)
+        goto out;
+    if (!o->booster_path) {
+        seterr(err, errlen, "--booster is required");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (ends_with_ci(o->booster_path, ".json")) {
+        j.booster_format = "json";
+    } else if (ends_with_ci(o->booster_path, ".ubj")) {
+        j.booster_format = "ubj";
+    } else {
+        seterr(err, errlen, "--booster %s: expected a .json or .ubj file saved by XGBoost (save_model)",
+               o->booster_path);
+        rc = -EINVAL;
+        goto out;
+    }
+    snprintf(j.booster_file, sizeof(j.booster_file), "model.%s", j.booster_format);
+    rc = model_train_is_registered(o->store, o->name, o->version);
+    if (rc != 0) {
+        if (rc > 0) {
+            seterr(err, errlen, "%s version %s is already registered", o->name, o->version);
+            rc = -EEXIST;
+        } else {
+            seterr(err, errlen, "cannot read the model registry: %s", strerror(-rc));
+        }
+        goto out;
+    }
+    if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
+        goto out;
+    if (XGBoosterCreate(NULL, 0, &bst) != 0) {
+        rc = xgb_fail(err, errlen, "cannot create a booster");
+        goto out;
+    }
+    if (XGBoosterLoadModel(bst, o->booster_path) != 0) {
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof(what), "cannot load %s", o->booster_path);
+        rc = xgb_fail(err, errlen, what);
+        goto out;
+    }
+    XGBoosterSetParam(bst, "nthread", "2");
+    bst_ulong nf = 0;
+    if (XGBoosterGetNumFeature(bst, &nf) != 0) {
+        rc = xgb_fail(err, errlen, "cannot read the booster's feature count");
+        goto out;
+    }
+    if ((size_t)nf != j.ds.d) {
+        seterr(
+            err, errlen,
+            "the booster expects %llu features but %s has %zu feature columns (all columns except the label "
+            "'%s' and --drop ones)",
+            (unsigned long long)nf, o->data_path, j.ds.d, o->label);
+        rc = -EINVAL;
+        goto out;
+    }
+    bst_ulong nn = 0;
+    const char **bnames = NULL;
+    if (XGBoosterGetStrFeatureInfo(bst, "feature_name", &nn, &bnames) != 0) {
+        rc = xgb_fail(err, errlen, "cannot read the booster's feature names");
+        goto out;
+    }
+    if (nn > 0) {
+        if ((size_t)nn != j.ds.d) {
+            seterr(err, errlen, "the booster stores %llu feature names but %s has %zu feature columns",
+                   (unsigned long long)nn, o->data_path, j.ds.d);
+            rc = -EINVAL;
+            goto out;
+        }
+        for (size_t c = 0; c < j.ds.d; c++)
+            if (!bnames[c] || strcmp(bnames[c], j.ds.names[c]) != 0) {
+                seterr(
+                    err, errlen,
+                    "feature %zu: the booster was trained with '%.128s' but column %zu of the data is '%s' "
+                    "(the CSV's feature columns must be in the booster's order)",
+                    c + 1, bnames[c] ? bnames[c] : "", c + 1, j.ds.names[c]);
+                rc = -EINVAL;
+                goto out;
+            }
+    }
+    if ((rc = booster_task(bst, &j.task, &j.k, err, errlen)) < 0)
+        goto out;
+    if ((rc = check_labels(o, &j.ds, j.task, j.k, err, errlen)) < 0)
+        goto out;
+
+    /* Every row is holdout; the baseline is taken from all of them. */
+    j.is_val = calloc(j.ds.n, sizeof(bool));
+    if (!j.is_val) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < j.ds.n; i++)
+        j.is_val[i] = true;
+    if ((rc = rows_from_flags(&j)) < 0)
+        goto out;
+    size_t outputs = j.task == MODEL_TASK_MULTICLASS ? j.k : 1;
+    if ((rc = predict_rows(bst, &j.ds, j.val_rows, j.n_val, outputs, &pred, err, errlen)) < 0)
+        goto out;
+    j.training_metrics = json_object();
+    j.holdout_metrics = score_rows(&j.ds, j.task, j.k, j.val_rows, j.n_val, pred, o->threshold);
+    if (!j.training_metrics || !j.holdout_metrics) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    json_object_set_new(j.holdout_metrics, "source", json_string("import data"));
+
+    if ((rc = make_tmpdir(&j, err, errlen)) < 0)
+        goto out;
+    char bpath[PATH_MAX];
+    if (snprintf(bpath, sizeof(bpath), "%s/%s", j.tmpdir, j.booster_file) >= (int)sizeof(bpath)) {
+        rc = -ENAMETOOLONG;
+        seterr(err, errlen, "path too long");
+        goto out;
+    }
+    if ((rc = util_copy_file_atomic(o->booster_path, bpath, 0644)) < 0) {
+        seterr(err, errlen, "cannot copy %s: %s", o->booster_path, strerror(-rc));
+        goto out;
+    }
+    char data_sha[SHA256_HEX_LEN] = "";
+    util_sha256_file(o->data_path, data_sha);
+    j.provenance =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "tool", "aimedres model import", "aimedres_version",
+                  AIMEDRES_VERSION, "booster_file", base_name(o->booster_path), "data_file",
+                  base_name(o->data_path), "data_sha256", data_sha, "n_rows", (json_int_t)j.ds.n);
+    if (!j.provenance) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    char desc[512];
+    snprintf(desc, sizeof(desc), "XGBoost %s model imported by aimedres from %s", model_task_name(j.task),
+             base_name(o->booster_path));
+    rc = build_and_register(&j, desc, ret_summary, err, errlen);
+out:
+    if (rc == -ENOMEM && err && !err[0])
+        seterr(err, errlen, "out of memory");
+    free(pred);
+    if (bst)
+        XGBoosterFree(bst);
+    job_free(&j);
+    return rc;
+}

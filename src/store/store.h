@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store: registry of model versions, prediction records (and later deployments,
+ * feedback, api keys). A driver interface with one backend per database; the SQLite
+ * backend (store/sqlite.c) is the embedded default, PostgreSQL comes next.
+ *
+ * Threading: a store_t may be used from several threads; the backend serialises
+ * access internally. Callers never see SQL. Strings returned inside json_t are
+ * owned by the json_t (caller json_decref's it). */
+#ifndef AIMEDRES_STORE_STORE_H
+#define AIMEDRES_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+/* One prediction request (possibly a batch of rows). All pointers are borrowed for
+ * the duration of the call (store_predictions_put copies what it keeps). */
+typedef struct store_prediction {
+    const char *id;                /* UUIDv7 prediction id */
+    int64_t created_ms;            /* epoch ms */
+    const char *model;
+    const char *version;
+    const char *arm;               /* "stable" for now; rollouts add canary/shadow */
+    const char *request_id;
+    const char *patient_pseudonym; /* HMAC pseudonym or NULL; never the raw id */
+    const char *outputs_json;      /* JSON array, one element per row */
+    const char *inputs_json;       /* JSON array of feature objects, or NULL (PHI; opt-in) */
+    int n_rows;
+    double latency_ms;
+    int status;                    /* HTTP status answered (200) */
+} store_prediction_t;
+
+/* Backend vtable; see store/sqlite.c. */
+typedef struct store_ops {
+    const char *name;
+    int (*open)(const char *location, store_t **ret, char *err, size_t errlen);
+    void (*close)(store_t *s);
+    int (*ping)(store_t *s);
+    int (*schema_version)(store_t *s, int *ret);
+    int (*integrity_check)(store_t *s, char *err, size_t errlen);
+    int (*model_version_put)(store_t *s, const char *name, const char *version, const char *path,
+                             const char *sha256, const char *task, const char *manifest_json);
+    int (*model_set_stable)(store_t *s, const char *name, const char *version);
+    int (*model_list)(store_t *s, json_t **ret);
+    int (*model_get_stable)(store_t *s, const char *name, char *ret_version, size_t n);
+    int (*registry_generation)(store_t *s, int64_t *ret);
+    int (*predictions_put)(store_t *s, const store_prediction_t *p, size_t n);
+    int (*prediction_get)(store_t *s, const char *id, json_t **ret);
+    int (*prediction_count)(store_t *s, int64_t *ret);
+} store_ops_t;
+
+/* Common header of every backend's store object (first member). */
+struct store {
+    const store_ops_t *ops;
+};
+
+/* Opens by URL: "sqlite:///abs/path.db", "sqlite://rel/path.db", or a plain path.
+ * "postgresql://..." returns -ENOTSUP with "PostgreSQL backend is not supported yet".
+ * Creates the database if needed and runs pending migrations. Caller closes *ret. */
+int store_open(const char *url, store_t **ret, char *err, size_t errlen);
+void store_close(store_t *s);
+
+/* 0 if the database answers a trivial query. */
+int store_ping(store_t *s);
+/* Highest applied migration. */
+int store_schema_version(store_t *s, int *ret);
+/* PRAGMA integrity_check (or the backend's equivalent); 0 if "ok", else -EIO with detail. */
+int store_integrity_check(store_t *s, char *err, size_t errlen);
+
+/* Registers (or re-registers, idempotently for the same sha256) a model version.
+ * -EEXIST if name/version exists with a different sha256. Bumps the registry generation. */
+int store_model_version_put(store_t *s, const char *name, const char *version, const char *path,
+                            const char *sha256, const char *task, const char *manifest_json);
+/* Makes version the stable (serving) version of name; -ENOENT if not registered.
+ * Bumps the registry generation. */
+int store_model_set_stable(store_t *s, const char *name, const char *version);
+/* All registered versions: [{"name","version","path","sha256","task","registered_at"
+ * (ISO 8601),"stable":bool}], ordered by name then registration time. */
+int store_model_list(store_t *s, json_t **ret);
+/* The stable version of name into ret_version; -ENOENT if none. */
+int store_model_get_stable(store_t *s, const char *name, char *ret_version, size_t n);
+/* A counter that changes whenever the registry changes (any process). */
+int store_registry_generation(store_t *s, int64_t *ret);
+
+/* Writes n prediction records in one transaction, durable on return (WAL + fsync). */
+int store_predictions_put(store_t *s, const store_prediction_t *p, size_t n);
+/* {"id","created_at","model","version","arm","request_id","patient_pseudonym","outputs":[..],
+ *  "inputs":[..]|null,"n_rows","latency_ms","status"}; -ENOENT if unknown. */
+int store_prediction_get(store_t *s, const char *id, json_t **ret);
+int store_prediction_count(store_t *s, int64_t *ret);
+
+#endif

@@ -1,0 +1,478 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end harness: runs the real `aimedres` binary (AIMEDRES_BIN) on demo models in a
+private copy of the demo directory, on a free loopback port, and talks HTTP to it with
+requests (or raw sockets for what requests cannot send). Used by tests/e2e/conftest.py."""
+
+import contextlib
+import fcntl
+import hashlib
+import http.client
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+
+import requests
+
+BIN = os.environ.get("AIMEDRES_BIN", "")
+SRC = os.environ.get("AIMEDRES_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+DEMO_MODELS = ("alzheimer_classifier", "parkinsons_predictor", "als_classifier")
+HEALTH_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+}
+
+
+def require_binary():
+    if not BIN or not os.access(BIN, os.X_OK):
+        raise RuntimeError("AIMEDRES_BIN is not set to an executable aimedres binary (got %r)" % BIN)
+    return BIN
+
+
+def base_env(extra=None):
+    """A minimal, deterministic environment: nothing from the caller's AiMedRes settings leaks in."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+    }
+    if extra:
+        for k, v in extra.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = str(v)
+    return env
+
+
+def run_cli(args, env=None, timeout=120, cwd=None, input_text=None):
+    """Runs `aimedres ARGS` to completion; returns CompletedProcess with text stdout/stderr."""
+    require_binary()
+    return subprocess.run(
+        [BIN] + list(args),
+        env=base_env(env),
+        cwd=cwd,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def demo_env(demo):
+    """The settings that point the binary at a demo directory (models, store, data)."""
+    demo = os.path.abspath(demo)
+    return {
+        "MODEL_STORAGE_PATH": os.path.join(demo, "models"),
+        "DATABASE_URL": "sqlite://" + os.path.join(demo, "aimedres.db"),
+        "DATA_DIR": os.path.join(demo, "data"),
+    }
+
+
+def _binary_digest():
+    h = hashlib.sha256()
+    with open(require_binary(), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def prepare_demo(cache_root=None):
+    """Runs `aimedres demo init` once per built binary and returns the directory.
+
+    The result is cached next to the binary (keyed by its sha256, guarded by a lock so
+    parallel ctest jobs share one run). Tests never modify it: servers get copies."""
+    require_binary()
+    cache_root = cache_root or os.path.join(os.path.dirname(os.path.abspath(BIN)), "e2e-demo-cache")
+    os.makedirs(cache_root, exist_ok=True)
+    key = _binary_digest()
+    target = os.path.join(cache_root, key)
+    done = os.path.join(target, ".complete")
+    with open(os.path.join(cache_root, ".lock"), "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(done):
+                for old in os.listdir(cache_root):
+                    if not old.startswith("."):
+                        shutil.rmtree(os.path.join(cache_root, old), ignore_errors=True)
+                demo = os.path.join(target, "demo")
+                os.makedirs(target, exist_ok=True)
+                r = run_cli(["demo", "init", "--dir", demo], timeout=600)
+                if r.returncode != 0:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise RuntimeError(
+                        "aimedres demo init failed (exit %d)\nstdout:\n%s\nstderr:\n%s"
+                        % (r.returncode, r.stdout[-4000:], r.stderr[-4000:])
+                    )
+                for name in DEMO_MODELS:
+                    mf = os.path.join(demo, "models", name, "1.0.0", "manifest.json")
+                    if not os.path.exists(mf):
+                        raise RuntimeError("demo init did not create %s" % mf)
+                open(done, "w").close()
+        finally:
+            fcntl.flock(lockf, fcntl.LOCK_UN)
+    return os.path.join(target, "demo")
+
+
+def copy_demo(src, dst):
+    """Copies a demo directory (models, store with its WAL files, data) to dst."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def read_manifest(models_dir, name, version="1.0.0"):
+    with open(os.path.join(models_dir, name, version, "manifest.json")) as f:
+        return json.load(f)
+
+
+def _bounds(feat):
+    lo, hi = feat.get("min"), feat.get("max")
+    if isinstance(lo, bool) or not isinstance(lo, (int, float)):
+        lo = None
+    if isinstance(hi, bool) or not isinstance(hi, (int, float)):
+        hi = None
+    return lo, hi
+
+
+def feature_value(feat, frac=0.5):
+    """A valid value for one manifest feature: the point `frac` of the way through its range
+    (midpoint by default), rounded for integers, a JSON boolean for booleans."""
+    ftype = feat.get("type", "number")
+    if ftype == "boolean":
+        return frac >= 0.5
+    lo, hi = _bounds(feat)
+    if lo is not None and hi is not None:
+        v = lo + (hi - lo) * frac
+    elif lo is not None:
+        v = lo
+    elif hi is not None:
+        v = hi
+    else:
+        v = feat.get("mean", 0.0) or 0.0
+    if ftype == "integer":
+        iv = int(round(v))
+        if lo is not None and iv < lo:
+            iv = int(math.ceil(lo))
+        if hi is not None and iv > hi:
+            iv = int(math.floor(hi))
+        return iv
+    return float(v)
+
+
+def valid_features(manifest, frac=0.5):
+    """A dict of every feature of the manifest with a valid value."""
+    return {f["name"]: feature_value(f, frac) for f in manifest["features"]}
+
+
+def valid_instances(manifest, n):
+    """n valid rows spread over the feature ranges (fractions in 0.1..0.9)."""
+    rows = []
+    for i in range(n):
+        frac = 0.1 + 0.8 * ((i * 7919) % 97) / 96.0
+        rows.append(valid_features(manifest, frac))
+    return rows
+
+
+def first_feature(manifest, types=("number",), required=None, ranged=False):
+    """The first feature of one of the given types (and required-ness / both bounds if asked)."""
+    for f in manifest["features"]:
+        if f.get("type", "number") not in types:
+            continue
+        if required is not None and bool(f.get("required", True)) != required:
+            continue
+        if ranged and None in _bounds(f):
+            continue
+        return f
+    return None
+
+
+def class_labels(manifest):
+    return [str(x) for x in manifest.get("class_labels") or []]
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+class RawResponse:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case name -> last value
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def raw_request(port, data, timeout=10.0, method_hint="GET"):
+    """Sends raw bytes as one HTTP/1.1 request and parses the response (http.client does the
+    framing: Content-Length or chunked). Returns RawResponse."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_raw_response(sock, method_hint)
+
+
+def read_raw_response(sock, method_hint="GET"):
+    resp = http.client.HTTPResponse(sock, method=method_hint)
+    resp.begin()
+    body = resp.read()
+    headers = {k.lower(): v for k, v in resp.getheaders()}
+    return RawResponse(resp.status, resp.reason, headers, body)
+
+
+def build_request(method, path, body=b"", headers=None, host="127.0.0.1"):
+    """Bytes of an HTTP/1.1 request (Content-Length set when a body is given)."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host]
+    hdrs = dict(headers or {})
+    if body and not any(k.lower() == "content-length" for k in hdrs):
+        hdrs["Content-Length"] = str(len(body))
+    for k, v in hdrs.items():
+        lines.append("%s: %s" % (k, v))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# --------------------------------------------------------------------------- server
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+class Server:
+    """One running `aimedres serve` on a private copy of the demo directory."""
+
+    def __init__(self, root, extra_env=None, args=None, port=None):
+        self.root = root  # the private demo copy (models/, aimedres.db, data/)
+        self.models_dir = os.path.join(root, "models")
+        self.data_dir = os.path.join(root, "data")
+        self.db_path = os.path.join(root, "aimedres.db")
+        self.log_path = os.path.join(os.path.dirname(root), "server-%s.log" % os.path.basename(root))
+        self.extra_env = dict(extra_env or {})
+        self.args = list(args or [])
+        self.port = port or free_port()
+        self.proc = None
+        self.returncode = None
+        self.session = requests.Session()
+        self.session.trust_env = False  # never a proxy for loopback
+        self._log = None
+
+    # -- process
+
+    @property
+    def env(self):
+        env = demo_env(self.root)
+        env.update(self.extra_env)
+        return env
+
+    def start(self):
+        require_binary()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port)] + self.args,
+            env=base_env(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            close_fds=True,
+        )
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=HEALTH_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                raise ServerStartError(
+                    "aimedres serve exited with %s before answering /health\n--- log tail ---\n%s"
+                    % (self.proc.returncode, self.log_tail())
+                )
+            try:
+                r = self.session.get(self.url("/health"), timeout=1.0)
+                if r.status_code == 200:
+                    return
+                last = "status %d" % r.status_code
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.05)
+        raise ServerStartError(
+            "GET /health did not answer 200 within %.0f s (last: %s)\n--- log tail ---\n%s"
+            % (timeout, last, self.log_tail())
+        )
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Waits for exit; returns the exit code or None on timeout."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, timeout=STOP_TIMEOUT_S):
+        """SIGTERM, wait; returns (exit code, killed). Kills with SIGKILL after the timeout."""
+        self.session.close()
+        killed = False
+        if self.proc is None:
+            return None, False
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                killed = True
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        if self._log:
+            self._log.close()
+            self._log = None
+        return self.returncode, killed
+
+    # -- logs
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def log_records(self):
+        """Parsed JSON log lines (non-JSON lines are returned as {"_raw": line})."""
+        out = []
+        for line in self.log_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"_raw": line})
+        return out
+
+    # -- HTTP
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", 15)
+        return self.session.request(method, self.url(path), **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def predict(self, name, body, **kw):
+        return self.post("/api/v1/models/%s/predict" % name, json=body, **kw)
+
+    def raw(self, data, timeout=10.0, method_hint="GET"):
+        return raw_request(self.port, data, timeout=timeout, method_hint=method_hint)
+
+    # -- models and store
+
+    def manifest(self, name, version="1.0.0"):
+        return read_manifest(self.models_dir, name, version)
+
+    def db(self):
+        """A read-only-use connection to the server's SQLite store (WAL allows concurrent readers)."""
+        conn = sqlite3.connect(self.db_path, timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def prediction_row(self, prediction_id):
+        with contextlib.closing(self.db()) as conn:
+            row = conn.execute("SELECT * FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+            return dict(row) if row is not None else None
+
+    def prediction_ids(self):
+        with contextlib.closing(self.db()) as conn:
+            return {r[0] for r in conn.execute("SELECT id FROM predictions")}
+
+
+def start_server(demo_src, workdir, extra_env=None, args=None, attempts=3):
+    """Copies demo_src into a new directory under workdir and starts a server on it.
+    Retries on another port if the chosen one was taken meanwhile."""
+    os.makedirs(workdir, exist_ok=True)
+    last = None
+    for i in range(attempts):
+        root = os.path.join(workdir, "demo-%d-%d" % (os.getpid(), int(time.monotonic() * 1e6)))
+        copy_demo(demo_src, root)
+        srv = Server(root, extra_env=extra_env, args=args)
+        try:
+            return srv.start()
+        except ServerStartError as e:
+            srv.stop(timeout=5)
+            last = e
+            if "in use" not in str(e).lower():
+                raise
+    raise last
+
+
+def assert_error_body(resp, status, code=None):
+    """Checks an error response: status, JSON body {"error":{"code","message","details"}},
+    content type and security headers. Returns the error object."""
+    status_got = resp.status_code if hasattr(resp, "status_code") else resp.status
+    text = resp.text if hasattr(resp, "text") else resp.body.decode("utf-8", "replace")
+    assert status_got == status, "expected %d, got %d: %s" % (status, status_got, text[:500])
+    try:
+        body = resp.json()
+    except ValueError:
+        raise AssertionError("error body is not JSON: %r" % text[:500])
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
+    err = body["error"]
+    assert isinstance(err.get("code"), str) and err["code"], err
+    assert isinstance(err.get("message"), str) and err["message"], err
+    assert "details" in err, "error object has no 'details' key: %r" % err
+    if code is not None:
+        assert err["code"] == code, "expected code %r, got %r (%s)" % (code, err["code"], err["message"])
+    assert_security_headers(resp)
+    return err
+
+
+def _headers(resp):
+    if hasattr(resp, "status_code"):
+        return {k.lower(): v for k, v in resp.headers.items()}
+    return resp.headers
+
+
+def assert_security_headers(resp):
+    h = _headers(resp)
+    for name, want in SECURITY_HEADERS.items():
+        assert h.get(name) == want, "header %s: expected %r, got %r" % (name, want, h.get(name))
+    assert h.get("x-request-id"), "no X-Request-ID"
+    ctype = h.get("content-type", "")
+    status = resp.status_code if hasattr(resp, "status_code") else resp.status
+    if status != 204:
+        assert ctype.split(";")[0].strip() == "application/json", "content-type %r" % ctype

@@ -1,0 +1,360 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end tests of the command line: help and usage exit codes, `config check`
+(redaction, validation naming the variable, production rules, env files as the deployment
+guide writes them, environment over file), `serve` refusing bad settings and PostgreSQL
+URLs, and the model listing commands."""
+
+import os
+import time
+
+import pytest
+import requests
+
+import aimedres_harness as h
+
+SECRET = "supersecretvalue-e2e-4f9c2a"
+
+
+def out(r):
+    return r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- help and usage
+
+
+def test_top_level_help(aimedres_bin):
+    r = h.run_cli(["--help"])
+    assert r.returncode == 0, out(r)
+    for cmd in ("serve", "model", "config", "demo"):
+        assert cmd in r.stdout, r.stdout
+    r = h.run_cli(["-h"])
+    assert r.returncode == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "--help"],
+    ["model", "--help"],
+    ["model", "train", "--help"],
+    ["model", "import", "--help"],
+    ["model", "register", "--help"],
+    ["model", "list", "--help"],
+    ["model", "show", "--help"],
+    ["config", "--help"],
+    ["config", "check", "--help"],
+    ["demo", "--help"],
+    ["demo", "generate", "--help"],
+    ["demo", "init", "--help"],
+])
+def test_command_help(aimedres_bin, args):
+    r = h.run_cli(args, timeout=30)
+    assert r.returncode == 0, out(r)
+    assert len(out(r).strip()) > 20, out(r)
+
+
+def test_model_train_help_names_flags(aimedres_bin):
+    r = h.run_cli(["model", "train", "--help"])
+    for flag in ("--data", "--label", "--name", "--version", "--param"):
+        assert flag in out(r), flag
+
+
+def test_version(aimedres_bin):
+    r = h.run_cli(["--version"])
+    assert r.returncode == 0 and r.stdout.startswith("aimedres "), out(r)
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["no-such-command"],
+    ["model", "no-such-subcommand"],
+    ["config", "no-such-subcommand"],
+    ["demo", "no-such-subcommand"],
+    ["serve", "--no-such-flag"],
+    ["model", "train", "--no-such-flag"],
+])
+def test_usage_errors_exit_2(aimedres_bin, args):
+    r = h.run_cli(args, timeout=30)
+    assert r.returncode == 2, "%s -> %d\n%s" % (args, r.returncode, out(r))
+    assert r.stderr.strip(), "usage error without a message"
+
+
+# --------------------------------------------------------------------------- config check
+
+
+def test_config_check_redacts_secrets(aimedres_bin):
+    env = {"SECRET_KEY": SECRET, "JWT_SECRET_KEY": SECRET + "-jwt", "API_KEY_SALT": SECRET + "-salt",
+           "LOG_LEVEL": "WARNING", "MAX_WORKERS": "3"}
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode == 0, out(r)
+    assert SECRET not in out(r), "secret printed by config check"
+    lines = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert lines.get("SECRET_KEY") == "<redacted>", lines.get("SECRET_KEY")
+    assert lines.get("JWT_SECRET_KEY") == "<redacted>"
+    assert lines.get("API_KEY_SALT") == "<redacted>"
+    assert lines.get("MAX_WORKERS") == "3"
+    assert lines.get("LOG_LEVEL", "").upper() == "WARNING"
+    keys = [line.split("=", 1)[0] for line in r.stdout.splitlines() if "=" in line]
+    assert keys == sorted(keys), "not sorted by key"
+    for k in ("PORT", "HOST", "DATABASE_URL", "MODEL_STORAGE_PATH", "MAX_BODY_BYTES", "MAX_BATCH_SIZE"):
+        assert k in lines, k
+
+
+def test_config_check_unset_secret(aimedres_bin):
+    r = h.run_cli(["config", "check"], env={})
+    assert r.returncode == 0, out(r)
+    lines = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert lines.get("SECRET_KEY") in ("<unset>", "<redacted>"), lines.get("SECRET_KEY")
+
+
+@pytest.mark.parametrize("var,value", [
+    ("PORT", "abc"),
+    ("PORT", "70000"),
+    ("MAX_WORKERS", "0"),
+    ("MAX_WORKERS", "many"),
+    ("LOG_LEVEL", "LOUD"),
+    ("ENVIRONMENT", "prod-ish"),
+    ("DEBUG", "maybe"),
+    ("MAX_BODY_BYTES", "-5"),
+    ("TLS_MIN_VERSION", "1.0"),
+    ("AUDIT_LOG_RETENTION_DAYS", "2555  # 7 years"),
+])
+def test_config_check_bad_value(aimedres_bin, var, value):
+    r = h.run_cli(["config", "check"], env={var: value})
+    assert r.returncode == 1, "%s=%r accepted:\n%s" % (var, value, out(r))
+    assert var in r.stderr, "message does not name %s:\n%s" % (var, r.stderr)
+
+
+def test_config_check_reports_every_problem(aimedres_bin):
+    r = h.run_cli(["config", "check"], env={"PORT": "abc", "MAX_WORKERS": "0", "LOG_LEVEL": "LOUD"})
+    assert r.returncode == 1
+    for var in ("PORT", "MAX_WORKERS", "LOG_LEVEL"):
+        assert var in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("env,var", [
+    ({"SECRET_KEY": "GENERATE_SECURE_KEY_HERE"}, "SECRET_KEY"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    ({"JWT_SECRET_KEY": "GENERATE_SECURE_JWT_KEY_HERE"}, "JWT_SECRET_KEY"),
+    ({"API_KEY_SALT": "CHANGE_ME"}, "API_KEY_SALT"),
+    ({"DEBUG": "true"}, "DEBUG"),
+])
+def test_production_refuses_placeholders(aimedres_bin, env, var):
+    good = {"ENVIRONMENT": "production", "SECRET_KEY": SECRET, "JWT_SECRET_KEY": SECRET + "-jwt",
+            "API_KEY_SALT": SECRET + "-salt"}
+    good.update(env)
+    r = h.run_cli(["config", "check"], env=good)
+    assert r.returncode == 1, "production accepted %s:\n%s" % (env, out(r))
+    assert var in r.stderr, r.stderr
+    assert SECRET not in out(r)
+
+
+def test_development_allows_placeholders(aimedres_bin):
+    r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "development", "SECRET_KEY": "GENERATE_SECURE_KEY_HERE"})
+    assert r.returncode == 0, out(r)
+
+
+GUIDE_ENV = """\
+# Application Environment
+ENVIRONMENT=development
+DEBUG=false
+LOG_LEVEL=INFO
+
+# Database (use production DB credentials)
+DATABASE_POOL_SIZE=20
+DATABASE_MAX_OVERFLOW=10
+
+# Redis Cache
+REDIS_URL=redis://prod-redis.internal:6379/0
+REDIS_SSL=true
+
+# Security
+SECRET_KEY={secret}
+SESSION_COOKIE_SAMESITE=Strict
+export JWT_SECRET_KEY='{secret}-jwt'
+API_KEY_SALT="{secret}-salt"
+
+# Model Storage
+MODEL_STORAGE_PATH=/var/aimedres/models
+MODEL_REGISTRY_URL=https://mlflow.internal.hospital.org
+
+# Monitoring
+PROMETHEUS_ENABLED=true
+
+# Audit Logging
+AUDIT_LOG_PATH=/var/log/aimedres/audit.log
+AUDIT_LOG_RETENTION_DAYS=2555  # 7 years for HIPAA
+SIEM_INTEGRATION_ENABLED=true
+SYSLOG_SERVER=syslog.internal.hospital.org:514
+
+# Backup
+BACKUP_ENABLED=true
+BACKUP_PATH="/var/backup/aimedres #1"
+BACKUP_RETENTION_DAYS=90
+BACKUP_ENCRYPTION_KEY_ID=arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012
+
+# Resource Limits
+MAX_WORKERS=4
+MAX_REQUESTS_PER_CHILD=1000
+MEMORY_LIMIT=4G
+"""
+
+
+def unquote(v):
+    """config check prints values so that an env file reads them back: bare or double-quoted."""
+    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+        out, i, inner = [], 0, v[1:-1]
+        while i < len(inner):
+            if inner[i] == "\\" and i + 1 < len(inner):
+                i += 1
+                out.append({"n": "\n"}.get(inner[i], inner[i]))
+            else:
+                out.append(inner[i])
+            i += 1
+        return "".join(out)
+    return v
+
+
+def parse_lines(stdout):
+    return {k: unquote(v) for k, v in (line.split("=", 1) for line in stdout.splitlines() if "=" in line)}
+
+
+def test_env_file_guide_style(aimedres_bin, tmp_path):
+    f = tmp_path / "aimedres.env"
+    f.write_text(GUIDE_ENV.format(secret=SECRET))
+    r = h.run_cli(["config", "check", "--env-file", str(f)])
+    assert r.returncode == 0, out(r)
+    lines = parse_lines(r.stdout)
+    assert lines.get("AUDIT_LOG_RETENTION_DAYS") == "2555", lines.get("AUDIT_LOG_RETENTION_DAYS")
+    assert lines.get("BACKUP_RETENTION_DAYS") == "90"
+    assert lines.get("BACKUP_PATH") == "/var/backup/aimedres #1", lines.get("BACKUP_PATH")
+    assert lines.get("SYSLOG_SERVER") == "syslog.internal.hospital.org:514"
+    assert lines.get("MODEL_STORAGE_PATH") == "/var/aimedres/models"
+    assert lines.get("MAX_WORKERS") == "4"
+    assert lines.get("SECRET_KEY") == "<redacted>" and lines.get("JWT_SECRET_KEY") == "<redacted>"
+    assert SECRET not in out(r)
+
+    # The environment overrides the file.
+    r = h.run_cli(["config", "check", "--env-file", str(f)], env={"MAX_WORKERS": "7", "AUDIT_LOG_RETENTION_DAYS": "30"})
+    assert r.returncode == 0, out(r)
+    lines = parse_lines(r.stdout)
+    assert lines.get("MAX_WORKERS") == "7"
+    assert lines.get("AUDIT_LOG_RETENTION_DAYS") == "30"
+
+
+def test_env_file_errors(aimedres_bin, tmp_path):
+    missing = tmp_path / "nope.env"
+    r = h.run_cli(["config", "check", "--env-file", str(missing)])
+    assert r.returncode == 1, out(r)
+    assert "nope.env" in r.stderr, r.stderr
+    bad = tmp_path / "bad.env"
+    bad.write_text("LOG_LEVEL=INFO\nTHIS LINE IS NOT AN ASSIGNMENT\n")
+    r = h.run_cli(["config", "check", "--env-file", str(bad)])
+    assert r.returncode == 1, out(r)
+    assert "bad.env:2" in r.stderr, r.stderr
+    badval = tmp_path / "badval.env"
+    badval.write_text("PORT=eighty\n")
+    r = h.run_cli(["config", "check", "--env-file", str(badval)])
+    assert r.returncode == 1 and "PORT" in r.stderr, out(r)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_serve_refuses_bad_port(aimedres_bin, demo_copy):
+    env = h.demo_env(demo_copy)
+    env["PORT"] = "abc"
+    r = h.run_cli(["serve"], env=env, timeout=20)
+    assert r.returncode != 0
+    assert "PORT" in r.stderr, r.stderr
+    r = h.run_cli(["serve", "--port", "abc"], env=h.demo_env(demo_copy), timeout=20)
+    assert r.returncode != 0, out(r)
+    assert "port" in r.stderr.lower(), r.stderr
+
+
+def test_serve_refuses_postgresql(aimedres_bin, demo_copy):
+    env = h.demo_env(demo_copy)
+    env["DATABASE_URL"] = "postgresql://aimedres_prod:SECURE_PASSWORD@prod-db.internal:5432/aimedres_prod"
+    r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(h.free_port())], env=env, timeout=20)
+    assert r.returncode != 0, out(r)
+    assert "not supported yet" in r.stderr.lower(), r.stderr
+
+
+def test_serve_refuses_production_placeholder(aimedres_bin, demo_copy):
+    env = h.demo_env(demo_copy)
+    env.update({"ENVIRONMENT": "production", "SECRET_KEY": "GENERATE_SECURE_KEY_HERE"})
+    r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(h.free_port())], env=env, timeout=20)
+    assert r.returncode != 0
+    assert "SECRET_KEY" in r.stderr, r.stderr
+
+
+def test_serve_with_env_file(aimedres_bin, demo_copy, tmp_path):
+    """serve reads HOST/PORT and paths from --env-file; the environment overrides the file."""
+    file_port, env_port = h.free_port(), h.free_port()
+    f = tmp_path / "serve.env"
+    settings = h.demo_env(demo_copy)
+    lines = ["# guide-style file", "HOST=127.0.0.1", "PORT=%d  # trailing comment" % file_port,
+             "AUDIT_LOG_RETENTION_DAYS=2555  # 7 years for HIPAA"]
+    lines += ["%s=%s" % kv for kv in settings.items()]
+    f.write_text("\n".join(lines) + "\n")
+    for env, port in (({}, file_port), ({"PORT": str(env_port)}, env_port)):
+        log = open(tmp_path / ("serve-%d.log" % port), "wb")
+        proc = h.subprocess.Popen([aimedres_bin, "serve", "--env-file", str(f)], env=h.base_env(env),
+                                  stdout=log, stderr=log)
+        try:
+            ok = False
+            deadline = time.monotonic() + 20
+            s = requests.Session()
+            s.trust_env = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if s.get("http://127.0.0.1:%d/health" % port, timeout=1).status_code == 200:
+                        ok = True
+                        break
+                except requests.RequestException:
+                    time.sleep(0.05)
+            assert ok, "server with --env-file did not answer on port %d\n%s" % (
+                port, open(tmp_path / ("serve-%d.log" % port)).read()[-3000:])
+            r = s.get("http://127.0.0.1:%d/api/v1/models/list" % port, timeout=5)
+            assert r.json()["total"] == 3
+        finally:
+            proc.terminate()
+            rc = proc.wait(15)
+            log.close()
+        assert rc == 0
+
+
+# --------------------------------------------------------------------------- model commands
+
+
+def test_model_list_and_show(aimedres_bin, demo_copy):
+    env = h.demo_env(demo_copy)
+    r = h.run_cli(["model", "list"], env=env)
+    assert r.returncode == 0, out(r)
+    for name in h.DEMO_MODELS:
+        assert name in r.stdout
+    assert "1.0.0" in r.stdout
+    r = h.run_cli(["model", "show", "parkinsons_predictor"], env=env)
+    assert r.returncode == 0, out(r)
+    assert "parkinsons_predictor" in r.stdout and "1.0.0" in r.stdout
+    r = h.run_cli(["model", "show", "no_such_model"], env=env)
+    assert r.returncode == 1, out(r)
+    assert "no_such_model" in r.stderr, r.stderr
+
+
+def test_model_register_missing_dir(aimedres_bin, demo_copy, tmp_path):
+    r = h.run_cli(["model", "register", str(tmp_path / "does-not-exist")], env=h.demo_env(demo_copy))
+    assert r.returncode == 1, out(r)
+    assert r.stderr.strip()
+    r = h.run_cli(["model", "register"], env=h.demo_env(demo_copy))
+    assert r.returncode == 2, out(r)
+
+
+def test_demo_files(demo_dir):
+    for name in h.DEMO_MODELS:
+        vdir = os.path.join(demo_dir, "models", name, "1.0.0")
+        mf = h.read_manifest(os.path.join(demo_dir, "models"), name)
+        assert mf["name"] == name and mf["version"] == "1.0.0"
+        assert mf.get("synthetic") is True, "demo model %s not labelled synthetic" % name
+        assert mf["features"] and mf.get("label")
+        assert os.path.isdir(vdir)
+    assert os.path.exists(os.path.join(demo_dir, "aimedres.db"))
+    assert os.path.exists(os.path.join(demo_dir, "data", "cohorts", "parkinsons.csv"))

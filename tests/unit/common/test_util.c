@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for common/util and common/log: UUIDv7 layout and ordering, SHA-256 vectors,
+ * crash-safe writes, safe names, the strict parsers, and the JSON log line format. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+static char tmpdir[4096];
+
+static int setup_tmp(void **state)
+{
+    (void)state;
+    const char *base = getenv("AIMEDRES_TEST_TMP");
+    if (base && *base) {
+        if (util_mkdir_p(base, 0700) < 0)
+            return -1;
+        snprintf(tmpdir, sizeof(tmpdir), "%s/util.XXXXXX", base);
+    } else {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/aimedres-util.XXXXXX");
+    }
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_tmp(void **state)
+{
+    (void)state;
+    return util_rmtree(tmpdir);
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static void test_uuid7_format(void **state)
+{
+    (void)state;
+    char id[UUID_STR_LEN];
+    int64_t before = util_now_ms();
+    util_uuid7(id);
+    int64_t after = util_now_ms();
+    assert_int_equal(strlen(id), 36);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            assert_int_equal(id[i], '-');
+        else
+            assert_true(is_hex(id[i]));
+    }
+    assert_int_equal(id[14], '7');           /* version */
+    assert_non_null(strchr("89ab", id[19])); /* variant 10xx */
+    char ts_hex[13];
+    memcpy(ts_hex, id, 8);
+    memcpy(ts_hex + 8, id + 9, 4);
+    ts_hex[12] = '\0';
+    int64_t ts = (int64_t)strtoll(ts_hex, NULL, 16);
+    assert_true(ts >= before && ts <= after);
+}
+
+static void test_uuid7_order_and_unique(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static char ids[N][UUID_STR_LEN];
+    for (int i = 0; i < N; i++) {
+        util_uuid7(ids[i]);
+        if (i > 0) {
+            /* The 48-bit ms prefix never goes backwards. */
+            assert_true(memcmp(ids[i - 1], ids[i], 13) <= 0);
+        }
+    }
+    qsort(ids, N, UUID_STR_LEN, (int (*)(const void *, const void *))strcmp);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
+static void test_random(void **state)
+{
+    (void)state;
+    unsigned char a[32] = {0}, b[32] = {0};
+    assert_int_equal(util_random(a, sizeof(a)), 0);
+    assert_int_equal(util_random(b, sizeof(b)), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+}
+
+static void test_sha256_vectors(void **state)
+{
+    (void)state;
+    char hex[SHA256_HEX_LEN];
+    util_sha256_hex("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    util_sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    /* File hashing streams in blocks: use a file larger than one block. */
+    size_t n = 200 * 1024;
+    char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 31 + 7);
+    char path[4200], expect[SHA256_HEX_LEN];
+    snprintf(path, sizeof(path), "%s/blob", tmpdir);
+    assert_int_equal(util_write_file_atomic(path, data, n, 0600), 0);
+    util_sha256_hex(data, n, expect);
+    assert_int_equal(util_sha256_file(path, hex), 0);
+    assert_string_equal(hex, expect);
+    free(data);
+
+    snprintf(path, sizeof(path), "%s/missing", tmpdir);
+    assert_int_equal(util_sha256_file(path, hex), -ENOENT);
+}
+
+static void test_atomic_write_and_read(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sub/dir/file.json", tmpdir);
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/sub/dir", tmpdir);
+    assert_int_equal(util_mkdir_p(dir, 0700), 0);
+    assert_int_equal(util_mkdir_p(dir, 0700), 0); /* idempotent */
+
+    assert_int_equal(util_write_file_atomic(path, "first", 5, 0640), 0);
+    assert_int_equal(util_write_file_atomic(path, "second!", 7, 0640), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(path, 1024, &buf, &len), 0);
+    assert_int_equal(len, 7);
+    assert_string_equal(buf, "second!");
+    free(buf);
+
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+
+    /* No temporary files are left behind. */
+    char cmd[4400];
+    snprintf(cmd, sizeof(cmd), "ls -a '%s' | grep -c tmp", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int count = -1;
+    assert_int_equal(fscanf(p, "%d", &count), 1);
+    pclose(p);
+    assert_int_equal(count, 0);
+
+    /* Cap enforced. */
+    buf = NULL;
+    assert_int_equal(util_read_file(path, 6, &buf, &len), -EFBIG);
+    assert_null(buf);
+    assert_int_equal(util_read_file(path, 7, &buf, &len), 0);
+    free(buf);
+
+    /* Writing into a missing directory fails cleanly. */
+    snprintf(path, sizeof(path), "%s/nope/file", tmpdir);
+    assert_int_equal(util_write_file_atomic(path, "x", 1, 0600), -ENOENT);
+
+    /* Copy. */
+    char src[4200], dst[4200];
+    snprintf(src, sizeof(src), "%s/sub/dir/file.json", tmpdir);
+    snprintf(dst, sizeof(dst), "%s/copy.json", tmpdir);
+    assert_int_equal(util_copy_file_atomic(src, dst, 0600), 0);
+    assert_int_equal(util_read_file(dst, 1024, &buf, &len), 0);
+    assert_string_equal(buf, "second!");
+    free(buf);
+
+    /* rmtree removes nested content. */
+    snprintf(dir, sizeof(dir), "%s/sub", tmpdir);
+    assert_true(util_path_exists(dir));
+    assert_int_equal(util_rmtree(dir), 0);
+    assert_false(util_path_exists(dir));
+}
+
+static void test_safe_names(void **state)
+{
+    (void)state;
+    assert_true(util_is_safe_name("alzheimer_classifier"));
+    assert_true(util_is_safe_name("v1.2.3-rc_1"));
+    assert_true(util_is_safe_name("a"));
+    assert_false(util_is_safe_name(""));
+    assert_false(util_is_safe_name(NULL));
+    assert_false(util_is_safe_name("../x"));
+    assert_false(util_is_safe_name(".."));
+    assert_false(util_is_safe_name(".hidden"));
+    assert_false(util_is_safe_name("a/b"));
+    assert_false(util_is_safe_name("a b"));
+    assert_false(util_is_safe_name("caf\xc3\xa9"));
+    char name[130];
+    memset(name, 'a', 128);
+    name[128] = '\0';
+    assert_true(util_is_safe_name(name));
+    name[128] = 'a';
+    name[129] = '\0';
+    assert_false(util_is_safe_name(name));
+}
+
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    assert_int_equal(util_parse_duration_ms("30s", &ms), 0);
+    assert_int_equal(ms, 30000);
+    assert_int_equal(util_parse_duration_ms("5m", &ms), 0);
+    assert_int_equal(ms, 300000);
+    assert_int_equal(util_parse_duration_ms("2h", &ms), 0);
+    assert_int_equal(ms, 7200000);
+    assert_int_equal(util_parse_duration_ms("1d", &ms), 0);
+    assert_int_equal(ms, 86400000);
+    assert_int_equal(util_parse_duration_ms("250ms", &ms), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(util_parse_duration_ms("45", &ms), 0);
+    assert_int_equal(ms, 45000);
+    assert_int_equal(util_parse_duration_ms("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    ms = 7;
+    assert_int_equal(util_parse_duration_ms("", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("-5s", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("5 s", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("5x", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("s", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("1.5s", &ms), -EINVAL);
+    assert_int_equal(util_parse_duration_ms("99999999999999999999d", &ms), -ERANGE);
+    assert_int_equal(ms, 7); /* untouched on failure */
+}
+
+static void test_parse_numbers(void **state)
+{
+    (void)state;
+    int64_t v = 0;
+    assert_int_equal(util_parse_int64("42", 0, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(util_parse_int64("-3", -5, 5, &v), 0);
+    assert_int_equal(v, -3);
+    assert_int_equal(util_parse_int64("101", 0, 100, &v), -ERANGE);
+    assert_int_equal(util_parse_int64("4x", 0, 100, &v), -EINVAL);
+    assert_int_equal(util_parse_int64(" 4", 0, 100, &v), -EINVAL);
+    assert_int_equal(util_parse_int64("", 0, 100, &v), -EINVAL);
+    double d = 0;
+    assert_int_equal(util_parse_double("0.25", &d), 0);
+    assert_true(d == 0.25);
+    assert_int_equal(util_parse_double("1e3", &d), 0);
+    assert_true(d == 1000.0);
+    assert_int_equal(util_parse_double("nan", &d), -ERANGE);
+    assert_int_equal(util_parse_double("1.0abc", &d), -EINVAL);
+    bool b = false;
+    const char *yes[] = {"true", "TRUE", "1", "yes", "On"};
+    const char *no[] = {"false", "False", "0", "no", "OFF"};
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        b = false;
+        assert_int_equal(util_parse_bool(yes[i], &b), 0);
+        assert_true(b);
+        assert_int_equal(util_parse_bool(no[i], &b), 0);
+        assert_false(b);
+    }
+    assert_int_equal(util_parse_bool("maybe", &b), -EINVAL);
+    assert_int_equal(util_parse_bool("", &b), -EINVAL);
+}
+
+static void test_iso8601(void **state)
+{
+    (void)state;
+    char buf[ISO8601_LEN];
+    util_iso8601(0, buf);
+    assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+    util_iso8601(1795764402123LL, buf);
+    assert_string_equal(buf, "2026-11-27T07:26:42.123Z");
+}
+
+static void test_log_lines(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/log.jsonl", tmpdir);
+    assert_int_equal(log_init(LOG_INFO, path), 0);
+    log_debug("hidden", NULL);
+    log_info("request done", "{s:s, s:i}", "route", "/health", "status", 200);
+    log_msg(LOG_ERROR, "quote \" and\nnewline", NULL);
+    log_json(LOG_WARNING, "spoof", json_pack("{s:s, s:s}", "level", "DEBUG", "k", "v"));
+    assert_int_equal(log_init(LOG_INFO, NULL), 0); /* back to stderr, closes the file */
+
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(path, 1 << 20, &buf, &len), 0);
+    int lines = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_error_t jerr;
+        json_t *o = json_loads(line, 0, &jerr);
+        assert_non_null(o);
+        assert_true(json_is_string(json_object_get(o, "ts")));
+        assert_int_equal(strlen(json_string_value(json_object_get(o, "ts"))), 24);
+        const char *level = json_string_value(json_object_get(o, "level"));
+        const char *msg = json_string_value(json_object_get(o, "msg"));
+        if (lines == 0) {
+            assert_string_equal(level, "INFO");
+            assert_string_equal(msg, "request done");
+            assert_string_equal(json_string_value(json_object_get(o, "route")), "/health");
+            assert_int_equal(json_integer_value(json_object_get(o, "status")), 200);
+        } else if (lines == 1) {
+            assert_string_equal(level, "ERROR");
+            assert_string_equal(msg, "quote \" and\nnewline");
+        } else {
+            assert_string_equal(level, "WARNING");
+            assert_string_equal(json_string_value(json_object_get(o, "k")), "v");
+        }
+        json_decref(o);
+    }
+    assert_int_equal(lines, 3);
+    free(buf);
+
+    log_level_t lv;
+    assert_int_equal(log_level_parse("warning", &lv), 0);
+    assert_int_equal(lv, LOG_WARNING);
+    assert_int_equal(log_level_parse("verbose", &lv), -EINVAL);
+    assert_string_equal(log_level_name(LOG_CRITICAL), "CRITICAL");
+    log_set_level(LOG_ERROR);
+    assert_false(log_enabled(LOG_WARNING));
+    assert_true(log_enabled(LOG_CRITICAL));
+    log_set_level(LOG_INFO);
+}
+
+enum { LOG_THREADS = 8, LOG_PER_THREAD = 500 };
+
+static void *log_worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int i = 0; i < LOG_PER_THREAD; i++)
+        log_info("concurrent", "{s:i, s:i, s:s}", "thread", id, "i", i, "pad",
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxx");
+    return NULL;
+}
+
+/* Lines from many threads never interleave: each line is one whole JSON object. */
+static void test_log_threads(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/threads.jsonl", tmpdir);
+    assert_int_equal(log_init(LOG_INFO, path), 0);
+    pthread_t t[LOG_THREADS];
+    for (int i = 0; i < LOG_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, log_worker, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < LOG_THREADS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(log_init(LOG_INFO, NULL), 0);
+
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(path, 16 << 20, &buf, &len), 0);
+    int seen[LOG_THREADS] = {0};
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        int id = (int)json_integer_value(json_object_get(o, "thread"));
+        assert_true(id >= 0 && id < LOG_THREADS);
+        assert_int_equal(json_integer_value(json_object_get(o, "i")), seen[id]); /* in order per thread */
+        seen[id]++;
+        json_decref(o);
+        lines++;
+    }
+    assert_int_equal(lines, LOG_THREADS * LOG_PER_THREAD);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uuid7_format),
+        cmocka_unit_test(test_uuid7_order_and_unique),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_atomic_write_and_read),
+        cmocka_unit_test(test_safe_names),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_iso8601),
+        cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_log_threads),
+    };
+    return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}

@@ -1,0 +1,678 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of the store through its public API (store.h) on real SQLite files: URL
+ * forms, migrations and refusals, the model registry and its generation counter seen
+ * from a second connection, prediction records, integrity checks and thread safety. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <sqlite3.h>
+
+#include "common/util.h"
+#include "store/store.h"
+
+static char tmpdir[PATH_MAX / 2]; /* leaves room for file names below it */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *base = getenv("AIMEDRES_TEST_TMP");
+    if (!base || !*base)
+        base = "/tmp";
+    if (util_mkdir_p(base, 0755) < 0)
+        return -1;
+    snprintf(tmpdir, sizeof(tmpdir), "%s/store-XXXXXX", base);
+    if (!mkdtemp(tmpdir))
+        return -1;
+    char abs[PATH_MAX];
+    if (!realpath(tmpdir, abs)) /* the URL tests chdir and need an absolute path */
+        return -1;
+    if (strlen(abs) >= sizeof(tmpdir))
+        return -1;
+    memcpy(tmpdir, abs, strlen(abs) + 1);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    util_rmtree(tmpdir);
+    return 0;
+}
+
+static void path_in(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", tmpdir, name);
+}
+
+static store_t *open_path(const char *path)
+{
+    char err[512] = "";
+    store_t *s = NULL;
+    int r = store_open(path, &s, err, sizeof(err));
+    if (r < 0)
+        print_error("store_open(%s): %d %s\n", path, r, err);
+    assert_int_equal(r, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static store_t *open_named(const char *name)
+{
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), name);
+    return open_path(path);
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        print_error("raw_exec: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void expect_open_fails(const char *url, int want, const char *needle)
+{
+    char err[512] = "";
+    store_t *s = NULL;
+    int r = store_open(url, &s, err, sizeof(err));
+    if (r != want || !strstr(err, needle))
+        print_error("store_open(%s) = %d, err \"%s\"; want %d containing \"%s\"\n", url, r, err, want,
+                    needle);
+    assert_int_equal(r, want);
+    assert_null(s);
+    assert_non_null(strstr(err, needle));
+}
+
+/* ---- open / URLs / migrations ---------------------------------------------------- */
+
+static void test_open_migrate_reopen(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], url[PATH_MAX + 16];
+    path_in(path, sizeof(path), "migrate.db");
+    snprintf(url, sizeof(url), "sqlite://%s", path); /* path is absolute: sqlite:///... */
+    assert_int_equal(url[9], '/');
+
+    store_t *s = NULL;
+    char err[256] = "";
+    assert_int_equal(store_open(url, &s, err, sizeof(err)), 0);
+    int v1 = 0;
+    assert_int_equal(store_schema_version(s, &v1), 0);
+    assert_true(v1 >= 1);
+    assert_int_equal(store_ping(s), 0);
+    store_close(s);
+
+    s = open_path(url);
+    int v2 = 0;
+    assert_int_equal(store_schema_version(s, &v2), 0);
+    assert_int_equal(v2, v1);
+    store_close(s);
+
+    /* One row per applied migration, WAL on disk, our application id, no world access. */
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations"), v1);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM registry_meta"), 1);
+    assert_int_equal(raw_int(path, "PRAGMA application_id"), 0x41694d52);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0007, 0);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "newer.db");
+    store_close(open_path(path));
+    raw_exec(path, "INSERT INTO schema_migrations (version, applied_at) VALUES (1000, 'future')");
+    expect_open_fails(path, -EPROTO, "newer aimedres");
+}
+
+static void test_foreign_database_refused(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "foreign.db");
+    raw_exec(path, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)");
+    expect_open_fails(path, -EEXIST, "another application");
+    /* and it was left alone */
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions'"), 0);
+}
+
+static void test_not_a_database(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "garbage.db");
+    const char junk[] = "this is not a sqlite database, just some text that is long enough to matter\n";
+    char big[8192];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = junk[i % (sizeof(junk) - 1)];
+    assert_int_equal(util_write_file_atomic(path, big, sizeof(big), 0600), 0);
+    char err[512] = "";
+    store_t *s = NULL;
+    assert_true(store_open(path, &s, err, sizeof(err)) < 0);
+    assert_null(s);
+    assert_non_null(strstr(err, path));
+}
+
+static void test_postgres_refused(void **state)
+{
+    (void)state;
+    expect_open_fails("postgresql://aimedres:s3cret@db:5432/aimedres", -ENOTSUP,
+                      "PostgreSQL backend is not supported yet");
+    expect_open_fails("postgres://aimedres:s3cret@db/aimedres", -ENOTSUP,
+                      "not supported yet (use sqlite:///path)");
+    char err[512] = "";
+    store_t *s = NULL;
+    store_open("postgresql://aimedres:s3cret@db:5432/aimedres", &s, err, sizeof(err));
+    assert_null(strstr(err, "s3cret")); /* never echo credentials */
+}
+
+static void test_bad_url(void **state)
+{
+    (void)state;
+    expect_open_fails("mysql://root:hunter2@db/x", -EINVAL, "sqlite:///");
+    expect_open_fails("mysql://root:hunter2@db/x", -EINVAL, "\"mysql\"");
+    char err[512] = "";
+    store_t *s = NULL;
+    store_open("mysql://root:hunter2@db/x", &s, err, sizeof(err));
+    assert_null(strstr(err, "hunter2"));
+    expect_open_fails("", -EINVAL, "DATABASE_URL");
+    expect_open_fails("sqlite://", -EINVAL, "needs a file path");
+    expect_open_fails("sqlite:relative.db", -EINVAL, "sqlite:///");
+    expect_open_fails("sqlite:///tmp/x.db?check_same_thread=false", -EINVAL, "query parameters");
+}
+
+static void test_url_forms_and_parent_dirs(void **state)
+{
+    (void)state;
+    char cwd[PATH_MAX], p[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(tmpdir), 0);
+
+    store_close(open_path("sqlite://rel/sub/r.db")); /* relative URL, missing parents */
+    path_in(p, sizeof(p), "rel/sub/r.db");
+    assert_true(util_path_exists(p));
+
+    store_close(open_path("plain/dir/p.db")); /* plain relative path */
+    path_in(p, sizeof(p), "plain/dir/p.db");
+    assert_true(util_path_exists(p));
+    struct stat sb;
+    path_in(p, sizeof(p), "plain/dir");
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0750);
+
+    assert_int_equal(chdir(cwd), 0);
+
+    path_in(p, sizeof(p), "abs/a/b/c.db"); /* plain absolute path */
+    store_close(open_path(p));
+    assert_true(util_path_exists(p));
+}
+
+static bool fd_points_to_prefix(int fd, const char *prefix)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return strncmp(target, prefix, strlen(prefix)) == 0;
+}
+
+static void test_fds_are_cloexec(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "cloexec.db");
+    store_t *s = open_path(path);
+    store_prediction_t p = {.id = "c1", .model = "m", .version = "1", .arm = "stable", .outputs_json = "[1]"};
+    assert_int_equal(store_predictions_put(s, &p, 1), 0); /* opens -wal and -shm too */
+
+    int seen = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        int fd = atoi(de->d_name);
+        if (!fd_points_to_prefix(fd, path))
+            continue;
+        int fl = fcntl(fd, F_GETFD);
+        assert_true(fl >= 0);
+        assert_true(fl & FD_CLOEXEC);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 2); /* the database and its WAL */
+    store_close(s);
+}
+
+/* ---- registry ------------------------------------------------------------------------ */
+
+static const char *SHA_A = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char *SHA_B = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+static void test_model_version_put_idempotent(void **state)
+{
+    (void)state;
+    store_t *s = open_named("registry_put.db");
+    int64_t g0 = -1, g1 = -1, g2 = -1;
+    assert_int_equal(store_registry_generation(s, &g0), 0);
+    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/m/alz/1.0", SHA_A, "binary", "{\"a\":1}"), 0);
+    assert_int_equal(store_registry_generation(s, &g1), 0);
+    assert_int_equal(g1, g0 + 1);
+
+    /* same sha: accepted, nothing changes */
+    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/elsewhere", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(store_registry_generation(s, &g2), 0);
+    assert_int_equal(g2, g1);
+
+    /* different sha: refused, nothing changes */
+    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/m/alz/1.0", SHA_B, "binary", "{}"), -EEXIST);
+    assert_int_equal(store_registry_generation(s, &g2), 0);
+    assert_int_equal(g2, g1);
+
+    json_t *list = NULL;
+    assert_int_equal(store_model_list(s, &list), 0);
+    assert_int_equal(json_array_size(list), 1);
+    json_t *row = json_array_get(list, 0);
+    assert_string_equal(json_string_value(json_object_get(row, "sha256")), SHA_A);
+    assert_string_equal(json_string_value(json_object_get(row, "path")), "/m/alz/1.0");
+    json_decref(list);
+
+    assert_int_equal(store_model_version_put(s, NULL, "1", "/p", SHA_A, "binary", "{}"), -EINVAL);
+    assert_int_equal(store_model_version_put(s, "x", "", "/p", SHA_A, "binary", "{}"), -EINVAL);
+    assert_int_equal(store_model_version_put(s, "x", "1", "/p", NULL, "binary", "{}"), -EINVAL);
+    store_close(s);
+}
+
+static void test_set_stable(void **state)
+{
+    (void)state;
+    store_t *s = open_named("registry_stable.db");
+    char v[32];
+    assert_int_equal(store_model_set_stable(s, "nope", "1.0"), -ENOENT);
+    assert_int_equal(store_model_get_stable(s, "nope", v, sizeof(v)), -ENOENT);
+    assert_int_equal(store_model_version_put(s, "park", "1.0", "/m/p/1", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(store_model_version_put(s, "park", "2.0", "/m/p/2", SHA_B, "binary", "{}"), 0);
+    assert_int_equal(store_model_set_stable(s, "park", "3.0"), -ENOENT);
+    assert_int_equal(store_model_get_stable(s, "park", v, sizeof(v)), -ENOENT);
+
+    int64_t g0, g1, g2;
+    assert_int_equal(store_registry_generation(s, &g0), 0);
+    assert_int_equal(store_model_set_stable(s, "park", "1.0"), 0);
+    assert_int_equal(store_model_get_stable(s, "park", v, sizeof(v)), 0);
+    assert_string_equal(v, "1.0");
+    assert_int_equal(store_registry_generation(s, &g1), 0);
+    assert_int_equal(g1, g0 + 1);
+
+    assert_int_equal(store_model_set_stable(s, "park", "1.0"), 0); /* no change, no bump */
+    assert_int_equal(store_registry_generation(s, &g2), 0);
+    assert_int_equal(g2, g1);
+
+    assert_int_equal(store_model_set_stable(s, "park", "2.0"), 0);
+    assert_int_equal(store_model_get_stable(s, "park", v, sizeof(v)), 0);
+    assert_string_equal(v, "2.0");
+    assert_int_equal(store_registry_generation(s, &g2), 0);
+    assert_int_equal(g2, g1 + 1);
+
+    char small[3] = {'x', 'y', 'z'};
+    assert_int_equal(store_model_get_stable(s, "park", small, sizeof(small)), -ERANGE);
+    assert_memory_equal(small, "xyz", 3); /* untouched on failure */
+    store_close(s);
+}
+
+static void test_model_list_shape(void **state)
+{
+    (void)state;
+    store_t *s = open_named("registry_list.db");
+    json_t *list = NULL;
+    assert_int_equal(store_model_list(s, &list), 0);
+    assert_true(json_is_array(list));
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+
+    assert_int_equal(store_model_version_put(s, "zeta", "1", "/z/1", SHA_A, "regression", "{}"), 0);
+    assert_int_equal(store_model_version_put(s, "alpha", "2", "/a/2", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(store_model_version_put(s, "alpha", "10", "/a/10", SHA_B, "multiclass", "{}"), 0);
+    assert_int_equal(store_model_set_stable(s, "alpha", "10"), 0);
+
+    assert_int_equal(store_model_list(s, &list), 0);
+    assert_int_equal(json_array_size(list), 3);
+    const char *want[3][3] = {
+        {"alpha", "2", "binary"}, {"alpha", "10", "multiclass"}, {"zeta", "1", "regression"}};
+    const bool want_stable[3] = {false, true, false};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *o = json_array_get(list, i);
+        assert_true(json_is_object(o));
+        assert_int_equal(json_object_size(o), 7);
+        assert_string_equal(json_string_value(json_object_get(o, "name")), want[i][0]);
+        assert_string_equal(json_string_value(json_object_get(o, "version")), want[i][1]);
+        assert_string_equal(json_string_value(json_object_get(o, "task")), want[i][2]);
+        assert_true(json_is_string(json_object_get(o, "path")));
+        assert_int_equal(strlen(json_string_value(json_object_get(o, "sha256"))), 64);
+        assert_true(json_is_boolean(json_object_get(o, "stable")));
+        assert_int_equal(json_is_true(json_object_get(o, "stable")), want_stable[i]);
+        const char *at = json_string_value(json_object_get(o, "registered_at"));
+        assert_non_null(at);
+        assert_int_equal(strlen(at), 24); /* 2026-11-27T07:26:42.123Z */
+        assert_int_equal(at[10], 'T');
+        assert_int_equal(at[23], 'Z');
+    }
+    json_decref(list);
+    store_close(s);
+}
+
+static void test_generation_visible_to_second_store(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "generation.db");
+    store_t *writer = open_path(path);
+    store_t *poller = open_path(path);
+    int64_t g0, g;
+    assert_int_equal(store_registry_generation(poller, &g0), 0);
+
+    assert_int_equal(store_model_version_put(writer, "als", "1", "/als/1", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(store_registry_generation(poller, &g), 0);
+    assert_int_equal(g, g0 + 1);
+
+    assert_int_equal(store_model_set_stable(writer, "als", "1"), 0);
+    assert_int_equal(store_registry_generation(poller, &g), 0);
+    assert_int_equal(g, g0 + 2);
+
+    char v[16];
+    assert_int_equal(store_model_get_stable(poller, "als", v, sizeof(v)), 0);
+    assert_string_equal(v, "1");
+    /* the second connection writes too; the first sees it */
+    assert_int_equal(store_model_version_put(poller, "als", "2", "/als/2", SHA_B, "binary", "{}"), 0);
+    assert_int_equal(store_registry_generation(writer, &g), 0);
+    assert_int_equal(g, g0 + 3);
+    store_close(writer);
+    store_close(poller);
+}
+
+/* ---- predictions -------------------------------------------------------------------- */
+
+static void test_predictions_put_get_count(void **state)
+{
+    (void)state;
+    store_t *s = open_named("predictions.db");
+    int64_t n = -1;
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_predictions_put(s, NULL, 0), 0);
+
+    store_prediction_t p[3] = {
+        {.id = "0190a1b2-0000-7000-8000-000000000001",
+         .created_ms = 1764228402123,
+         .model = "alz",
+         .version = "1.0",
+         .arm = "stable",
+         .request_id = "req-1",
+         .patient_pseudonym = "ps_abc",
+         .outputs_json = "[{\"label\":\"Demented\",\"probabilities\":{\"Demented\":0.81}}]",
+         .inputs_json = "[{\"MMSE\":22,\"Age\":77}]",
+         .n_rows = 1,
+         .latency_ms = 0.75,
+         .status = 200},
+        {.id = "0190a1b2-0000-7000-8000-000000000002",
+         .created_ms = 1764228402200,
+         .model = "alz",
+         .version = "1.0",
+         .arm = "stable",
+         .request_id = "req-2",
+         .patient_pseudonym = NULL,
+         .outputs_json = "[{\"label\":\"Nondemented\"},{\"label\":\"Demented\"}]",
+         .inputs_json = NULL,
+         .n_rows = 2,
+         .latency_ms = 1.5,
+         .status = 200},
+        {.id = "0190a1b2-0000-7000-8000-000000000003",
+         .created_ms = 1764228402300,
+         .model = "park",
+         .version = "2",
+         .arm = "canary",
+         .request_id = NULL,
+         .outputs_json = "[0.5]",
+         .n_rows = 1,
+         .latency_ms = 0.25,
+         .status = 200},
+    };
+    assert_int_equal(store_predictions_put(s, p, 3), 0);
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 3);
+
+    json_t *o = NULL;
+    assert_int_equal(store_prediction_get(s, p[0].id, &o), 0);
+    assert_int_equal(json_object_size(o), 12);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), p[0].id);
+    assert_string_equal(json_string_value(json_object_get(o, "created_at")), "2025-11-27T07:26:42.123Z");
+    assert_string_equal(json_string_value(json_object_get(o, "model")), "alz");
+    assert_string_equal(json_string_value(json_object_get(o, "version")), "1.0");
+    assert_string_equal(json_string_value(json_object_get(o, "arm")), "stable");
+    assert_string_equal(json_string_value(json_object_get(o, "request_id")), "req-1");
+    assert_string_equal(json_string_value(json_object_get(o, "patient_pseudonym")), "ps_abc");
+    json_t *outputs = json_object_get(o, "outputs");
+    assert_true(json_is_array(outputs));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(outputs, 0), "label")), "Demented");
+    json_t *inputs = json_object_get(o, "inputs");
+    assert_true(json_is_array(inputs));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(inputs, 0), "MMSE")), 22);
+    assert_int_equal(json_integer_value(json_object_get(o, "n_rows")), 1);
+    assert_true(json_real_value(json_object_get(o, "latency_ms")) == 0.75);
+    assert_int_equal(json_integer_value(json_object_get(o, "status")), 200);
+    json_decref(o);
+
+    assert_int_equal(store_prediction_get(s, p[1].id, &o), 0);
+    assert_true(json_is_null(json_object_get(o, "inputs")));
+    assert_true(json_is_null(json_object_get(o, "patient_pseudonym")));
+    assert_int_equal(json_array_size(json_object_get(o, "outputs")), 2);
+    assert_int_equal(json_integer_value(json_object_get(o, "n_rows")), 2);
+    json_decref(o);
+
+    assert_int_equal(store_prediction_get(s, p[2].id, &o), 0);
+    assert_true(json_is_null(json_object_get(o, "request_id")));
+    assert_string_equal(json_string_value(json_object_get(o, "arm")), "canary");
+    json_decref(o);
+
+    o = NULL;
+    assert_int_equal(store_prediction_get(s, "no-such-id", &o), -ENOENT);
+    assert_null(o);
+
+    /* a batch is one transaction: a duplicate id fails it whole */
+    store_prediction_t dup[2] = {p[2], p[2]};
+    dup[0].id = "0190a1b2-0000-7000-8000-000000000004";
+    assert_int_equal(store_predictions_put(s, dup, 2), -EEXIST);
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(store_prediction_get(s, dup[0].id, &o), -ENOENT);
+
+    store_prediction_t bad = p[0];
+    bad.id = NULL;
+    assert_int_equal(store_predictions_put(s, &bad, 1), -EINVAL);
+    bad = p[0];
+    bad.outputs_json = NULL;
+    assert_int_equal(store_predictions_put(s, &bad, 1), -EINVAL);
+    store_close(s);
+
+    /* durable across reopen */
+    s = open_named("predictions.db");
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 3);
+    store_close(s);
+}
+
+static void test_integrity_check_ok(void **state)
+{
+    (void)state;
+    store_t *s = open_named("integrity.db");
+    assert_int_equal(store_model_version_put(s, "m", "1", "/m/1", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(store_model_set_stable(s, "m", "1"), 0);
+    char err[256] = "unset";
+    assert_int_equal(store_integrity_check(s, err, sizeof(err)), 0);
+    store_close(s);
+}
+
+static void test_integrity_check_detects_corruption(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "corrupt.db");
+    store_t *s = open_path(path);
+    char id[64], out[300];
+    memset(out, 0, sizeof(out));
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof(id), "id-%06d", i);
+        snprintf(out, sizeof(out), "[{\"label\":\"x\",\"pad\":\"%0200d\"}]", i);
+        store_prediction_t p = {.id = id,
+                                .model = "m",
+                                .version = "1",
+                                .arm = "stable",
+                                .outputs_json = out,
+                                .n_rows = 1,
+                                .status = 200};
+        assert_int_equal(store_predictions_put(s, &p, 1), 0);
+    }
+    store_close(s); /* last connection: checkpoints the WAL into the file */
+
+    int64_t page = raw_int(path, "PRAGMA page_size");
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size > 100 * page);
+    off_t at = (off_t)((sb.st_size / page) / 2) * page;
+    char *junk = malloc((size_t)page);
+    assert_non_null(junk);
+    memset(junk, 0xa5, (size_t)page);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, (size_t)page, at), page);
+    close(fd);
+    free(junk);
+
+    s = open_path(path);
+    char err[512] = "";
+    assert_int_equal(store_integrity_check(s, err, sizeof(err)), -EIO);
+    assert_true(strlen(err) > 0);
+    store_close(s);
+}
+
+/* ---- threads -------------------------------------------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    int t;
+    int failures;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    char id[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "t%d-%d", w->t, i);
+        store_prediction_t p = {.id = id,
+                                .model = "m",
+                                .version = "1",
+                                .arm = "stable",
+                                .outputs_json = "[1]",
+                                .n_rows = 1,
+                                .status = 200};
+        if (store_predictions_put(w->s, &p, 1) != 0)
+            w->failures++;
+        json_t *o = NULL;
+        if (store_prediction_get(w->s, id, &o) != 0)
+            w->failures++;
+        json_decref(o);
+        int64_t g;
+        if (store_registry_generation(w->s, &g) != 0)
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_shared_store_from_threads(void **state)
+{
+    (void)state;
+    store_t *s = open_named("threads.db");
+    pthread_t th[4];
+    worker_t w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker_t){.s = s, .t = i};
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    int64_t n;
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 800);
+    store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_migrate_reopen),
+        cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_foreign_database_refused),
+        cmocka_unit_test(test_not_a_database),
+        cmocka_unit_test(test_postgres_refused),
+        cmocka_unit_test(test_bad_url),
+        cmocka_unit_test(test_url_forms_and_parent_dirs),
+        cmocka_unit_test(test_fds_are_cloexec),
+        cmocka_unit_test(test_model_version_put_idempotent),
+        cmocka_unit_test(test_set_stable),
+        cmocka_unit_test(test_model_list_shape),
+        cmocka_unit_test(test_generation_visible_to_second_store),
+        cmocka_unit_test(test_predictions_put_get_count),
+        cmocka_unit_test(test_integrity_check_ok),
+        cmocka_unit_test(test_integrity_check_detects_corruption),
+        cmocka_unit_test(test_shared_store_from_threads),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
