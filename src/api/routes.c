@@ -6,23 +6,26 @@
 #include "api/api.h"
 #include "common/util.h"
 
+/* The role column is the minimum role (see docs/security.md): NULL = public, "read" =
+ * any authenticated principal. Enforced by the security authorizer when enabled. */
 const http_route_t api_routes[] = {
-    {EVHTTP_REQ_GET, "/", api_root, "service name, version and links"},
-    {EVHTTP_REQ_GET, "/api/v1", api_index, "API version and endpoint index"},
-    {EVHTTP_REQ_GET, "/health", api_health, "liveness: the process answers"},
-    {EVHTTP_REQ_GET, "/ready", api_ready, "readiness: database, models and disk"},
-    {EVHTTP_REQ_GET, "/api/v1/models/list", api_models_list, "serving models"},
-    {EVHTTP_REQ_GET, "/api/v1/model/list", api_models_list, "serving models (upstream client path)"},
-    {EVHTTP_REQ_GET, "/api/v1/models/{name}", api_model_get, "a model's versions, schema and metrics"},
+    {EVHTTP_REQ_GET, "/", api_root, "service name, version and links", NULL},
+    {EVHTTP_REQ_GET, "/api/v1", api_index, "API version and endpoint index", NULL},
+    {EVHTTP_REQ_GET, "/health", api_health, "liveness: the process answers", NULL},
+    {EVHTTP_REQ_GET, "/ready", api_ready, "readiness: database, models and disk", NULL},
+    {EVHTTP_REQ_GET, "/api/v1/models/list", api_models_list, "serving models", "read"},
+    {EVHTTP_REQ_GET, "/api/v1/model/list", api_models_list, "serving models (upstream client path)", "read"},
+    {EVHTTP_REQ_GET, "/api/v1/models/{name}", api_model_get, "a model's versions, schema and metrics",
+     "read"},
     {EVHTTP_REQ_POST, "/api/v1/models/{name}/predict", api_predict,
-     "predict one row (features) or a batch (instances)"},
-    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)"},
+     "predict one row (features) or a batch (instances)", "clinician"},
+    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)", "monitor"},
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);
 
 const http_route_t api_metrics_routes[] = {
-    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)"},
-    {EVHTTP_REQ_GET, "/health", api_health, "liveness"},
+    {EVHTTP_REQ_GET, "/metrics", api_metrics, "Prometheus metrics (text format 0.0.4)", NULL},
+    {EVHTTP_REQ_GET, "/health", api_health, "liveness", NULL},
 };
 const size_t api_metrics_routes_count = ARRAY_SIZE(api_metrics_routes);
 

@@ -22,6 +22,7 @@ typedef struct http_route {
     const char *pattern;
     http_handler_fn handler;
     const char *description; /* for the /api/v1 endpoint index */
+    const char *role;        /* role required (security/roles.h names); NULL = public */
 } http_route_t;
 
 typedef struct router_match {

@@ -98,6 +98,8 @@ struct http_ctx {
     char request_id[64];
     char peer[64];
     char origin_ok; /* 1 if the request's Origin is allowed */
+    char user[128];
+    char role[32];
     router_match_t match;
 };
 
@@ -169,6 +171,22 @@ const char *http_ctx_request_id(const http_ctx_t *ctx)
 const http_route_t *http_ctx_route(const http_ctx_t *ctx)
 {
     return ctx->route;
+}
+
+void http_ctx_set_principal(http_ctx_t *ctx, const char *user, const char *role)
+{
+    snprintf(ctx->user, sizeof(ctx->user), "%s", user ? user : "");
+    snprintf(ctx->role, sizeof(ctx->role), "%s", role ? role : "");
+}
+
+const char *http_ctx_user(const http_ctx_t *ctx)
+{
+    return ctx->user[0] ? ctx->user : NULL;
+}
+
+const char *http_ctx_role(const http_ctx_t *ctx)
+{
+    return ctx->role[0] ? ctx->role : NULL;
 }
 
 double http_ctx_elapsed_ms(const http_ctx_t *ctx)
@@ -519,6 +537,8 @@ static void generic_cb(struct evhttp_request *req, void *arg)
                          rc == -EINVAL ? "malformed request path" : "no resource at this path");
         return;
     }
+    if (srv->opts.authorize && srv->opts.authorize(ctx, ctx->route, srv->opts.authorize_arg) != 0)
+        return; /* the authorizer answered */
     ctx->route->handler(ctx);
 }
 

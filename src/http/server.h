@@ -29,6 +29,10 @@ typedef struct http_server_opts {
     int timeout_s;
     const char *cors_allowed_origins; /* comma list, "*", or NULL = no CORS */
     bool hsts;                        /* add Strict-Transport-Security (TLS) */
+    /* Called before every routed handler (not for 404/405/OPTIONS). Returns 0 to run the
+     * handler, or non-zero after it has replied itself (401/403/429...). NULL = open. */
+    int (*authorize)(http_ctx_t *ctx, const http_route_t *route, void *arg);
+    void *authorize_arg;
 } http_server_opts_t;
 
 typedef struct http_server http_server_t;
@@ -65,6 +69,12 @@ const http_route_t *http_ctx_route(const http_ctx_t *ctx);
 double http_ctx_elapsed_ms(const http_ctx_t *ctx);
 /* Peer address as text (for rate limits/audit later). */
 const char *http_ctx_peer(const http_ctx_t *ctx);
+
+/* The authenticated principal, set by the authorizer: user (key name or JWT subject)
+ * and role; both NULL for anonymous requests. Strings are copied (max 127 bytes). */
+void http_ctx_set_principal(http_ctx_t *ctx, const char *user, const char *role);
+const char *http_ctx_user(const http_ctx_t *ctx);
+const char *http_ctx_role(const http_ctx_t *ctx);
 
 /* Sends body as JSON with status and ends the request (ctx is freed). Steals body. */
 void http_reply_json(http_ctx_t *ctx, int status, json_t *body);

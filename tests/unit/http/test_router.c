@@ -18,11 +18,11 @@ static void h(http_ctx_t *ctx)
 }
 
 static const http_route_t routes[] = {
-    {EVHTTP_REQ_GET, "/", h, ""},
-    {EVHTTP_REQ_GET, "/health", h, ""},
-    {EVHTTP_REQ_GET, "/api/v1/models/list", h, ""},
-    {EVHTTP_REQ_GET, "/api/v1/models/{name}", h, ""},
-    {EVHTTP_REQ_POST, "/api/v1/models/{name}/predict", h, ""},
+    {EVHTTP_REQ_GET, "/", h, "", NULL},
+    {EVHTTP_REQ_GET, "/health", h, "", NULL},
+    {EVHTTP_REQ_GET, "/api/v1/models/list", h, "", NULL},
+    {EVHTTP_REQ_GET, "/api/v1/models/{name}", h, "", NULL},
+    {EVHTTP_REQ_POST, "/api/v1/models/{name}/predict", h, "", NULL},
 };
 #define N (sizeof(routes) / sizeof(routes[0]))
 
