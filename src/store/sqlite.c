@@ -82,6 +82,43 @@ static const char *const migrations[] = {
     "  status INTEGER NOT NULL);"
     "CREATE INDEX predictions_model_created ON predictions (model, created_ms);"
     "CREATE INDEX predictions_patient ON predictions (patient_pseudonym);",
+    /* 2: ground-truth labels that arrive after the prediction (monitoring) */
+    "CREATE TABLE feedback ("
+    "  prediction_id TEXT NOT NULL REFERENCES predictions (id),"
+    "  row_index INTEGER NOT NULL DEFAULT 0,"
+    "  label_json TEXT NOT NULL,"
+    "  received_ms INTEGER NOT NULL,"
+    "  source TEXT,"
+    "  PRIMARY KEY (prediction_id, row_index));"
+    "CREATE INDEX feedback_received ON feedback (received_ms);",
+    /* 3: API keys: only an HMAC of the secret part is stored */
+    "CREATE TABLE api_keys ("
+    "  key_id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  secret_hmac TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER,"
+    "  revoked_ms INTEGER,"
+    "  last_used_ms INTEGER);",
+    /* 4: deployments (rollouts) and their event timeline */
+    "CREATE TABLE deployments ("
+    "  id TEXT PRIMARY KEY,"
+    "  model TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  strategy TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  active INTEGER NOT NULL,"
+    "  record_json TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX deployments_one_active ON deployments (model) WHERE active = 1;"
+    "CREATE TABLE deployment_events ("
+    "  deployment_id TEXT NOT NULL REFERENCES deployments (id),"
+    "  seq INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  event_json TEXT NOT NULL,"
+    "  PRIMARY KEY (deployment_id, seq));",
 };
 
 enum {
@@ -145,6 +182,17 @@ typedef struct sqlite_store {
 static sqlite_store_t *from_base(store_t *s)
 {
     return (sqlite_store_t *)s;
+}
+
+int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg)
+{
+    if (!st || st->ops != &store_sqlite_ops)
+        return -ENOTSUP;
+    sqlite_store_t *s = from_base(st);
+    pthread_mutex_lock(&s->mu);
+    int rc = fn(s->db, arg);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 /* Maps a SQLite (extended) result code to a negative errno. */
