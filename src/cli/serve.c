@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "common/lockfile.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/process.h"
@@ -123,6 +124,8 @@ int cli_serve(int argc, char **argv)
     st.app.cfg = cfg;
     st.app.started_ms = util_now_ms();
     struct event *sigs[4] = {0}, *poll_ev = NULL;
+    int data_lock = -1;
+    char err[512] = "";
 
     if (cfg->tls_enabled) {
         /* Serving plain HTTP while the operator believes TLS is on would be worse than
@@ -146,6 +149,25 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
 
+    /* The data lock says "a server holds this database": restore refuses to overwrite it
+     * while held. The kernel drops it if we die, so kill -9 leaves no stale lock. */
+    char dbpath[4096], lockpath[4200];
+    if (store_url_file_path(cfg->database_url, dbpath, sizeof(dbpath), err, sizeof(err)) == 0) {
+        char *slash = strrchr(dbpath, '/');
+        if (slash && slash != dbpath) {
+            *slash = '\0';
+            util_mkdir_p(dbpath, 0750);
+            *slash = '/';
+        }
+        lockfile_path_for_db(dbpath, lockpath, sizeof(lockpath));
+        data_lock = lockfile_acquire(lockpath);
+        if (data_lock < 0) {
+            fprintf(stderr, "aimedres serve: %s: %s\n", lockpath,
+                    data_lock == -EWOULDBLOCK ? "another aimedres server already holds this database"
+                                              : strerror(-data_lock));
+            goto out;
+        }
+    }
     st.app.store = cli_open_store(cfg);
     if (!st.app.store)
         goto out;
@@ -174,7 +196,6 @@ int cli_serve(int argc, char **argv)
         .cors_allowed_origins = cfg->cors_allowed_origins,
         .hsts = cfg->tls_enabled,
     };
-    char err[512] = "";
     if (http_server_new(&hopts, api_routes, api_routes_count, &st.app, &st.app.server, err, sizeof(err)) <
         0) {
         fprintf(stderr, "aimedres serve: %s\n", err);
@@ -237,6 +258,7 @@ out:
     http_server_free(st.app.server);
     model_registry_free(st.app.registry);
     store_close(st.app.store);
+    lockfile_release(data_lock);
     if (st.base)
         event_base_free(st.base);
     config_free(cfg);

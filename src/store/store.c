@@ -63,6 +63,19 @@ static int sqlite_path_from_url(const char *url, const char **ret_path, char *er
     return 0;
 }
 
+int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_t errlen)
+{
+    const char *path = NULL;
+    int rc = sqlite_path_from_url(url, &path, err, errlen);
+    if (rc < 0)
+        return rc;
+    if ((size_t)snprintf(buf, len, "%s", path) >= len) {
+        snprintf(err, errlen, "DATABASE_URL: path too long");
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
 static int make_parent_dir(const char *path, char *err, size_t errlen)
 {
     char buf[PATH_MAX];

@@ -19,18 +19,18 @@ typedef struct store store_t;
 /* One prediction request (possibly a batch of rows). All pointers are borrowed for
  * the duration of the call (store_predictions_put copies what it keeps). */
 typedef struct store_prediction {
-    const char *id;                /* UUIDv7 prediction id */
-    int64_t created_ms;            /* epoch ms */
+    const char *id;     /* UUIDv7 prediction id */
+    int64_t created_ms; /* epoch ms */
     const char *model;
     const char *version;
-    const char *arm;               /* "stable" for now; rollouts add canary/shadow */
+    const char *arm; /* "stable" for now; rollouts add canary/shadow */
     const char *request_id;
     const char *patient_pseudonym; /* HMAC pseudonym or NULL; never the raw id */
     const char *outputs_json;      /* JSON array, one element per row */
     const char *inputs_json;       /* JSON array of feature objects, or NULL (PHI; opt-in) */
     int n_rows;
     double latency_ms;
-    int status;                    /* HTTP status answered (200) */
+    int status; /* HTTP status answered (200) */
 } store_prediction_t;
 
 /* Backend vtable; see store/sqlite.c. */
@@ -62,6 +62,10 @@ struct store {
  * Creates the database if needed and runs pending migrations. Caller closes *ret. */
 int store_open(const char *url, store_t **ret, char *err, size_t errlen);
 void store_close(store_t *s);
+/* The database file a DATABASE_URL names (sqlite URLs and plain paths), for data locks
+ * and backups; -ENOTSUP for server databases (PostgreSQL), -EINVAL for a bad URL, with the
+ * reason in err (never echoing anything after the scheme). */
+int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_t errlen);
 
 /* 0 if the database answers a trivial query. */
 int store_ping(store_t *s);

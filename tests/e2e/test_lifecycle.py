@@ -420,3 +420,14 @@ def test_register_picked_up_by_running_server(server, tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("registered stable version not served within 5 s")
+
+
+def test_second_server_on_same_database_refused(server):
+    """A running server holds the data lock (<db>.lock, flock): a second server on the same
+    database refuses to start, naming the reason, and the first keeps serving. Restore
+    relies on the same lock."""
+    r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(h.free_port())], env=server.env, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "already holds this database" in r.stderr, r.stderr
+    assert os.path.exists(server.db_path + ".lock")
+    assert server.get("/health").status_code == 200

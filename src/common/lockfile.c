@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* flock-based data locks; see lockfile.h. */
+#include "common/lockfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+void lockfile_path_for_db(const char *db_path, char *buf, unsigned long len)
+{
+    snprintf(buf, len, "%s.lock", db_path);
+}
+
+int lockfile_acquire(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? -EWOULDBLOCK : -e;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* the pid is informational only; the lock is what counts */
+    }
+    return fd;
+}
+
+void lockfile_release(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing drops the flock */
+}
+
+int lockfile_is_held(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int held = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+        held = errno == EWOULDBLOCK ? 1 : -errno;
+    close(fd);
+    return held;
+}
