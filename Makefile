@@ -40,5 +40,14 @@ test-e2e: build
 bench: deps build
 	bench/run.sh
 
+# reliability (issue 7): libFuzzer targets (clang) and the whole suite under ASan+UBSan.
+FUZZ_SECONDS ?= 25
+.PHONY: fuzz test-sanitize
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) WERROR=$(WERROR) scripts/fuzz.sh
+
+test-sanitize: deps
+	WERROR=$(WERROR) scripts/test-sanitize.sh
+
 clean:
 	rm -rf $(BUILD)

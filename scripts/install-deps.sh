@@ -8,6 +8,12 @@ PACKAGES="build-essential cmake pkg-config
 libevent-dev libjansson-dev libsqlite3-dev libxgboost-dev libssl-dev libcmocka-dev libzstd-dev
 python3 python3-pytest python3-requests python3-xgboost python3-numpy
 curl sqlite3 procps"
+# monitoring (issue 4): promtool, amtool and the real servers for tests/monitoring and the e2e test.
+PACKAGES="$PACKAGES prometheus prometheus-alertmanager python3-yaml"
+# reliability (issue 7): clang + libFuzzer runtime for `make fuzz`, llvm for llvm-symbolizer.
+PACKAGES="$PACKAGES clang libclang-rt-14-dev llvm"
+# audit (issue 5): a real rsyslog (TCP/UDP, and TLS via its OpenSSL driver) for tests/e2e/test_siem.py.
+PACKAGES="$PACKAGES rsyslog rsyslog-openssl"
 
 missing=""
 for p in $PACKAGES; do

@@ -16,6 +16,7 @@
 struct monitor;   /* monitor/monitor.h (issue 4) */
 struct audit_log; /* audit/audit.h (issue 5) */
 struct security;  /* security/security.h (issue 5) */
+struct rollout;   /* rollout/rollout.h (issue 3: rollouts) */
 
 /* Borrowed by every handler; owned by the serve command. Optional subsystems are NULL
  * when disabled. */
@@ -28,6 +29,7 @@ typedef struct api_app {
     struct monitor *monitor;   /* drift, quality, accuracy, alerts; NULL = off */
     struct audit_log *audit;   /* durable audit trail; NULL = off */
     struct security *security; /* authentication, roles, rate limits; NULL = open */
+    struct rollout *rollout;   /* rollouts: deployment controller and router; NULL = off */
     int64_t started_ms;
 } api_app_t;
 
@@ -42,6 +44,20 @@ void api_models_list(http_ctx_t *ctx);
 void api_model_get(http_ctx_t *ctx);
 void api_predict(http_ctx_t *ctx);
 void api_metrics(http_ctx_t *ctx);
+/* monitor (issue 4): api/feedback.c, api/monitoring.c */
+void api_feedback(http_ctx_t *ctx);
+void api_alerts(http_ctx_t *ctx);
+void api_monitoring_model(http_ctx_t *ctx);
+/* rollouts (api/deployments.c) */
+void api_deployments_create(http_ctx_t *ctx);
+void api_deployments_list(http_ctx_t *ctx);
+void api_deployments_status(http_ctx_t *ctx);
+void api_deployment_get(http_ctx_t *ctx);
+void api_deployment_action(http_ctx_t *ctx);
+void api_model_rollback(http_ctx_t *ctx);
+/* audit (issue 5, api/audit.c): role auditor */
+void api_audit_events(http_ctx_t *ctx);
+void api_audit_verify(http_ctx_t *ctx);
 
 /* The routes served on PROMETHEUS_PORT when it is set: /metrics and /health only. */
 extern const http_route_t api_metrics_routes[];

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include "api/api.h"
+#include "audit/audit.h" /* audit (issue 5) */
 #include "common/util.h"
 
 /* Below either figure the disk check fails: writes (predictions, audit) would soon. */
@@ -58,5 +59,15 @@ void api_ready(http_ctx_t *ctx)
                              "database", "status", db_ok ? "ok" : "fail", "models", "status",
                              models_ok ? "ok" : "fail", "loaded", (json_int_t)loaded, "disk", disk, "server",
                              "status", draining ? "draining" : "ok", "timestamp", ts);
+    /* audit (issue 5): a failing audit disk fails closed, so the balancer stops routing here */
+    if (app->audit) {
+        bool audit_ok = audit_log_healthy(app->audit);
+        json_object_set_new(json_object_get(body, "checks"), "audit",
+                            json_pack("{s:s}", "status", audit_ok ? "ok" : "fail"));
+        if (!audit_ok) {
+            ok = false;
+            json_object_set_new(body, "ready", json_false());
+        }
+    }
     http_reply_json(ctx, ok ? 200 : 503, body);
 }

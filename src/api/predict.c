@@ -5,6 +5,7 @@
  * into the store, and only when STORE_PREDICTION_INPUTS is on. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,42 +15,66 @@
 #include "common/util.h"
 #include "model/schema.h"
 #include "monitor/modelmetrics.h"
+#include "audit/audit.h"
+#include "monitor/monitor.h" /* monitor (issue 4) */
+#include "rollout/rollout.h" /* rollouts (issue 3) */
 #include "security/pseudonym.h"
 
 #define MAX_PATIENT_ID 256
 
+/* A 200 goes out only when every durable write of the request has completed: the
+ * prediction record (recorder) and, when the audit trail is on, the MODEL_INFERENCE
+ * audit record. The writers' threads call write_done; the last one hands the answer back
+ * to the request's worker thread. Any failure answers 503: nothing is acknowledged. */
 typedef struct pending {
-    json_t *body; /* the 200 answer, sent once durable */
-    int status;   /* recorder result */
+    http_ctx_t *ctx;
+    json_t *body;         /* the 200 answer */
+    atomic_int remaining; /* durable writes outstanding */
+    atomic_int status;    /* first failure (negative errno), 0 if none */
+    atomic_int failed;    /* WRITE_RECORD or WRITE_AUDIT: which failed first */
 } pending_t;
 
-static void reply_after_record(http_ctx_t *ctx, void *arg)
+enum { WRITE_RECORD = 1, WRITE_AUDIT = 2 };
+
+static void reply_after_writes(http_ctx_t *ctx, void *arg)
 {
     pending_t *p = arg;
-    if (p->status == 0) {
+    int status = atomic_load(&p->status);
+    if (status == 0) {
         http_reply_json(ctx, 200, p->body);
     } else {
+        bool audit = atomic_load(&p->failed) == WRITE_AUDIT;
         json_decref(p->body);
-        log_msg(LOG_ERROR, "prediction record failed", "{s:s,s:i}", "request_id", http_ctx_request_id(ctx),
-                "errno", -p->status);
-        http_reply_error(ctx, 503, "service_unavailable", NULL,
-                         "the prediction could not be recorded durably and is not acknowledged; retry later");
+        log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}", "request_id",
+                http_ctx_request_id(ctx), "errno", -status);
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "%s",
+                         audit ? "the audit record could not be written durably; the prediction is not "
+                                 "acknowledged; retry later"
+                               : "the prediction could not be recorded durably and is not acknowledged; retry later");
     }
     free(p);
 }
 
-typedef struct done_arg {
-    http_ctx_t *ctx;
-    pending_t *p;
-} done_arg_t;
+static void write_done(pending_t *p, int status, int which)
+{
+    if (status < 0) {
+        int none = 0;
+        if (atomic_compare_exchange_strong(&p->status, &none, status))
+            atomic_store(&p->failed, which);
+    }
+    if (atomic_fetch_sub(&p->remaining, 1) == 1)
+        http_ctx_post(p->ctx, reply_after_writes, p);
+}
 
-/* Writer thread: hand the result back to the request's worker thread. */
+/* Writer threads. */
 static void record_done(void *arg, int status)
 {
-    done_arg_t *d = arg;
-    d->p->status = status;
-    http_ctx_post(d->ctx, reply_after_record, d->p);
-    free(d);
+    write_done(arg, status, WRITE_RECORD);
+}
+
+static void audit_done(void *arg, int status)
+{
+    write_done(arg, status, WRITE_AUDIT);
 }
 
 static bool is_json_content_type(const char *ct)
@@ -113,6 +138,7 @@ void api_predict(http_ctx_t *ctx)
     json_t *root = NULL, *errors = NULL, *preds = NULL;
     model_handle_t *h = NULL;
     float *rows = NULL, *out = NULL;
+    rollout_route_t rt = {.arm = "stable"}; /* rollouts (issue 3) */
 
     if (!is_json_content_type(http_ctx_header(ctx, "Content-Type"))) {
         http_reply_error(ctx, 415, "unsupported_media_type", NULL, "Content-Type must be application/json");
@@ -120,6 +146,12 @@ void api_predict(http_ctx_t *ctx)
     }
     if (!util_is_safe_name(name)) {
         http_reply_error(ctx, 404, "model_not_found", NULL, "no model with that name (invalid model name)");
+        return;
+    }
+    if (app->audit && !audit_log_healthy(app->audit)) {
+        /* audit (issue 5): fail closed; no inference without its durable audit record */
+        http_reply_error(ctx, 503, "service_unavailable", NULL,
+                         "the audit trail cannot be written; inference is refused until it recovers");
         return;
     }
     root = parse_body(ctx);
@@ -181,7 +213,13 @@ void api_predict(http_ctx_t *ctx)
 
     int err = 0;
     const char *pin = jver ? json_string_value(jver) : NULL;
-    h = model_registry_acquire(app->registry, name, pin, &err);
+    /* rollouts (issue 3): without a version pin, an active deployment may route this request
+     * to its candidate (sticky by patient_id, else by request id); one atomic load otherwise */
+    if (!pin)
+        rollout_route(app->rollout, name, jpid ? json_string_value(jpid) : NULL, http_ctx_request_id(ctx), &rt);
+    if (!rt.arm) /* a pinned version bypasses routing: label it as such in metrics and records */
+        rt.arm = pin ? "pinned" : "stable";
+    h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire(app->registry, name, pin, &err);
     if (!h && err != -ENOENT) {
         log_msg(LOG_ERROR, "model unavailable", "{s:s,s:s,s:i}", "request_id", http_ctx_request_id(ctx),
                 "model", name, "errno", -err);
@@ -225,6 +263,8 @@ void api_predict(http_ctx_t *ctx)
     }
     if (json_array_size(errors) > 0) {
         size_t ne = json_array_size(errors);
+        if (app->monitor) /* monitor (issue 4): data quality counts the problems */
+            monitor_observe_rejected(app->monitor, m->name, errors);
         http_reply_error(ctx, 422, "validation_failed", errors, "%zu feature problem%s for model '%s'", ne,
                          ne == 1 ? "" : "s", name);
         errors = NULL;
@@ -233,18 +273,27 @@ void api_predict(http_ctx_t *ctx)
 
     char perr[256] = "";
     int64_t t0 = util_mono_ns();
-    int prc = model_handle_predict(h, rows, n_rows, out, perr, sizeof(perr));
-    model_metrics_observe(m->name, m->version, "stable", n_rows, (double)(util_mono_ns() - t0) / 1e9,
-                          prc < 0);
+    /* rollouts (issue 3): test fault injection on the candidate arm, per-arm counts */
+    int prc = rt.handle ? rollout_fault(&rt) : 0;
+    if (prc == 0)
+        prc = model_handle_predict(h, rows, n_rows, out, perr, sizeof(perr));
+    double model_s = (double)(util_mono_ns() - t0) / 1e9;
+    rollout_observe(&rt, model_s, prc < 0);
+    model_metrics_observe(m->name, m->version, rt.arm, n_rows, model_s, prc < 0);
     if (prc < 0) {
         log_msg(LOG_ERROR, "prediction failed", "{s:s,s:s,s:s,s:s}", "request_id", http_ctx_request_id(ctx),
                 "model", m->name, "version", m->version, "error", perr);
         http_reply_error(ctx, 500, "internal_error", NULL, "the model failed to predict");
         goto out;
     }
+    if (app->monitor) /* monitor (issue 4): drift and quality windows, lock-free */
+        monitor_observe(app->monitor, h, rt.arm, rows, n_rows);
     preds = json_array();
     for (size_t i = 0; i < n_rows; i++)
         json_array_append_new(preds, model_handle_row_result(h, out + i * no));
+    /* rollouts (issue 3): a shadow candidate scores a copy off the response path */
+    if (rt.shadow)
+        rollout_shadow_submit(app->rollout, &rt, rows, n_rows, nf, out, no, model_s);
 
     char pid[UUID_STR_LEN];
     util_uuid7(pid);
@@ -253,9 +302,12 @@ void api_predict(http_ctx_t *ctx)
         pseudonym_of(json_string_value(jpid), json_string_length(jpid), pseud);
     char *outputs_json = json_dumps(preds, JSON_COMPACT | JSON_REAL_PRECISION(9));
     char *inputs_json = NULL;
-    if (app->cfg->store_prediction_inputs)
-        inputs_json = json_dumps(features ? json_pack("[O]", features) : instances,
-                                 JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (app->cfg->store_prediction_inputs) {
+        /* reliability (issue 7): the one-row wrapper array is ours to free (LSan found it leaking) */
+        json_t *wrapped = features ? json_pack("[O]", features) : json_incref(instances);
+        inputs_json = json_dumps(wrapped, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(wrapped);
+    }
     json_t *body =
         json_pack("{s:s,s:s,s:s,s:s,s:O}", "prediction_id", pid, "request_id", http_ctx_request_id(ctx),
                   "model", m->name, "version", m->version, "predictions", preds);
@@ -267,7 +319,7 @@ void api_predict(http_ctx_t *ctx)
         .created_ms = util_now_ms(),
         .model = m->name,
         .version = m->version,
-        .arm = "stable",
+        .arm = rt.arm, /* rollouts (issue 3) */
         .request_id = http_ctx_request_id(ctx),
         .patient_pseudonym = jpid ? pseud : NULL,
         .outputs_json = outputs_json,
@@ -276,32 +328,65 @@ void api_predict(http_ctx_t *ctx)
         .status = 200,
     };
     pending_t *p = calloc(1, sizeof(*p));
-    done_arg_t *d = calloc(1, sizeof(*d));
     int rc = -ENOMEM;
-    if (p && d) {
+    if (p) {
+        p->ctx = ctx;
         p->body = body;
-        d->ctx = ctx;
-        d->p = p;
+        body = NULL;
+        atomic_store(&p->remaining, app->audit ? 2 : 1);
         rec.latency_ms = http_ctx_elapsed_ms(ctx);
-        json_object_set_new(body, "latency_ms", json_real(rec.latency_ms));
-        rc = recorder_submit(app->recorder, &rec, record_done, d);
+        json_object_set_new(p->body, "latency_ms", json_real(rec.latency_ms));
+        rc = 0;
+        if (app->audit) {
+            /* audit (issue 5): MODEL_INFERENCE, durable before the answer like the record */
+            char entity[300];
+            snprintf(entity, sizeof(entity), "%s/%s", m->name, m->version);
+            json_t *detail = json_pack("{s:s,s:s,s:s,s:s,s:I}", "model", m->name, "version", m->version, "arm",
+                                       rec.arm, "prediction_id", pid, "rows", (json_int_t)n_rows);
+            audit_event_t ev = {
+                .type = "MODEL_INFERENCE",
+                .user = http_ctx_user(ctx),
+                .role = http_ctx_role(ctx),
+                .action = "E",
+                .entity_type = "model",
+                .entity_id = entity,
+                .source_ip = http_ctx_peer(ctx),
+                .outcome = "success",
+                .request_id = http_ctx_request_id(ctx),
+                .patient_pseudonym = jpid ? pseud : NULL,
+                .detail = detail,
+            };
+            rc = audit_log_submit(app->audit, &ev, audit_done, p);
+            json_decref(detail);
+        }
+        if (rc == 0) {
+            int rrc = recorder_submit(app->recorder, &rec, record_done, p);
+            if (rrc < 0) {
+                if (app->audit)
+                    write_done(p, rrc, WRITE_RECORD); /* the audit callback answers 503 */
+                else
+                    rc = rrc;
+            }
+        }
+        if (rc < 0) {
+            json_decref(p->body);
+            free(p);
+        }
     }
     free(outputs_json);
     free(inputs_json);
-    if (rc < 0) {
-        free(p);
-        free(d);
-        json_decref(body);
+    json_decref(body);
+    if (rc < 0)
         http_reply_error(ctx, 503, "service_unavailable", NULL, "%s",
                          rc == -ESHUTDOWN ? "the server is shutting down; retry"
-                                          : "the prediction could not be queued for recording; retry");
-    }
-    /* else: the answer goes out from reply_after_record once the record is durable */
+                                          : "the prediction could not be queued for durable recording; retry");
+    /* else: the answer goes out from reply_after_writes once every write is durable */
 out:
     json_decref(preds);
     json_decref(errors);
     json_decref(root);
     model_handle_unref(h);
+    rollout_route_done(&rt); /* rollouts (issue 3) */
     free(rows);
     free(out);
 }

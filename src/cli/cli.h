@@ -12,6 +12,17 @@ int cli_serve(int argc, char **argv);  /* cli/serve.c */
 int cli_model(int argc, char **argv);  /* cli/model.c: train | import | register | list | show */
 int cli_config(int argc, char **argv); /* cli/config.c: check */
 int cli_demo(int argc, char **argv);   /* cli/demo.c: generate | init */
+int cli_backup(int argc,
+               char **argv); /* cli/backup.c: full | incremental | verify | list | prune | check | keygen */
+int cli_restore(int argc, char **argv);  /* cli/backup.c */
+int cli_dr_drill(int argc, char **argv); /* cli/backup.c: disaster-recovery drill */
+/* rollouts (issue 3) */
+int cli_deploy(int argc, char **argv);   /* cli/deploy.c: canary | blue-green | direct | status | promote ... */
+int cli_rollback(int argc, char **argv); /* cli/deploy.c: roll a model back */
+int cli_verify(int argc, char **argv);   /* cli/verify.c: post-deployment verification */
+int cli_smoke(int argc, char **argv);    /* cli/verify.c: API smoke tests */
+int cli_apikey(int argc, char **argv);   /* cli/apikey.c: create | list | revoke (security, issue 5) */
+int cli_audit(int argc, char **argv);    /* cli/audit.c: verify | events | checkpoint | prune | keygen (audit) */
 
 /* Loads the configuration (env_file may be NULL), prints every problem to stderr as
  * "aimedres: config: ..." and returns NULL on failure. Also initialises logging. */

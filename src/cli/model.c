@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h" /* audit (issue 5) */
 #include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -360,6 +361,33 @@ static void print_summary(const char *verb, const json_t *sum)
     printf("  validation CSV %s\n", json_string_value(json_object_get(sum, "validation_csv")));
 }
 
+/* audit (issue 5): opens the audit trail before any work, so that a broken audit setup refuses
+ * the command rather than registering a model unaudited; 0 or 1 (reason printed). */
+static int open_audit(const config_t *cfg, audit_log_t **ret)
+{
+    char err[1024] = "";
+    if (audit_log_open(cfg, ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: audit: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */
+static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
+{
+    const char *user = getenv("USER");
+    json_t *detail = json_pack("{s:s,s:s?}", "command", cmd, "version", version);
+    audit_event_t ev = {.type = "MODEL_REGISTERED", .user = user && *user ? user : "cli", .role = "cli",
+                        .action = "C", .entity_type = "model", .entity_id = name,
+                        .outcome = ok ? "success" : "failure", .detail = detail};
+    int rc = audit_log_append_sync(a, &ev);
+    json_decref(detail);
+    if (rc < 0)
+        fprintf(stderr, "aimedres: audit: cannot record the registration: %s\n", strerror(-rc));
+    return rc < 0 ? 1 : 0;
+}
+
 static int run_train_like(int argc, char **argv, bool import)
 {
     static const int allowed_train[] = {OPT_DATA,         OPT_LABEL,     OPT_NAME,        OPT_VERSION,
@@ -404,6 +432,13 @@ static int run_train_like(int argc, char **argv, bool import)
     co->t.storage_path = cfg->model_storage_path;
     co->t.data_dir = cfg->data_dir;
     co->t.store = store;
+    audit_log_t *audit = NULL; /* audit (issue 5) */
+    if (open_audit(cfg, &audit) != 0) {
+        store_close(store);
+        config_free(cfg);
+        free(co);
+        return 1;
+    }
     char err[2048] = "";
     json_t *summary = NULL;
     rc = import ? model_import(&co->t, &summary, err, sizeof(err))
@@ -412,6 +447,9 @@ static int run_train_like(int argc, char **argv, bool import)
         fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
         log_warning("model registration failed", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name,
                     "version", co->t.version);
+        audit_registered(audit, cmd, co->t.name, co->t.version, false); /* audit (issue 5) */
+        rc = 1;
+    } else if (audit_registered(audit, cmd, co->t.name, co->t.version, true) != 0) { /* audit (issue 5) */
         rc = 1;
     } else {
         log_info("model registered", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name, "version",
@@ -424,6 +462,7 @@ static int run_train_like(int argc, char **argv, bool import)
         }
     }
     json_decref(summary);
+    audit_log_close(audit); /* audit (issue 5) */
     store_close(store);
     config_free(cfg);
     free(co);
@@ -453,12 +492,23 @@ static int run_register(int argc, char **argv)
         free(co);
         return 1;
     }
+    audit_log_t *audit = NULL; /* audit (issue 5) */
+    if (open_audit(cfg, &audit) != 0) {
+        store_close(store);
+        config_free(cfg);
+        free(co);
+        return 1;
+    }
     char err[2048] = "";
     json_t *info = NULL;
     rc = model_register(store, cfg->model_storage_path, co->positional[0], co->t.set_stable, &info, err,
                         sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
+        audit_registered(audit, "register", co->positional[0], NULL, false); /* audit (issue 5) */
+        rc = 1;
+    } else if (audit_registered(audit, "register", json_string_value(json_object_get(info, "name")),
+                                json_string_value(json_object_get(info, "version")), true) != 0) { /* audit */
         rc = 1;
     } else {
         log_info("model registered", "{s:s, s:s, s:s}", "command", "register", "name",
@@ -475,6 +525,7 @@ static int run_register(int argc, char **argv)
         }
     }
     json_decref(info);
+    audit_log_close(audit); /* audit (issue 5) */
     store_close(store);
     config_free(cfg);
     free(co);

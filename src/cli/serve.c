@@ -18,10 +18,17 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/process.h"
+#include "monitor/monitor.h" /* monitor (issue 4) */
 #include "security/pseudonym.h"
+#include "audit/audit.h" /* audit (issue 5) */
+#include "audit/siem.h"  /* audit (issue 5) */
+#include "security/security.h" /* security (issue 5) */
+#include "security/tls.h"      /* security (issue 5) */
+#include "rollout/rollout.h"   /* rollouts (issue 3) */
 
 typedef struct serve_state {
     api_app_t app;
+    audit_siem_t *audit_siem; /* audit (issue 5): SIEM forwarder, NULL = off */
     http_server_t *metrics_server; /* on PROMETHEUS_PORT, when set */
     struct event_base *base;
     struct event *drain_timer;
@@ -127,12 +134,11 @@ int cli_serve(int argc, char **argv)
     int data_lock = -1;
     char err[512] = "";
 
-    if (cfg->tls_enabled) {
-        /* Serving plain HTTP while the operator believes TLS is on would be worse than
-         * refusing: terminate TLS in front (nginx, deploy/) until native TLS lands. */
-        fprintf(stderr,
-                "aimedres serve: TLS_ENABLED=true: native TLS is not implemented yet; terminate TLS in "
-                "a reverse proxy (see deploy/) and set TLS_ENABLED=false\n");
+    /* security (issue 5): native TLS; a bad certificate or key refuses to start. */
+    SSL_CTX *tls_ctx = NULL;
+    if (cfg->tls_enabled && tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &tls_ctx,
+                                        err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres serve: %s\n", err);
         goto out;
     }
     if (pseudonym_init(cfg->secret_key) < 0) {
@@ -142,6 +148,15 @@ int cli_serve(int argc, char **argv)
     if (!cfg->secret_key || !*cfg->secret_key)
         log_msg(LOG_WARNING, "SECRET_KEY unset: patient pseudonyms use a per-process key", NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* audit (issue 5): the durable audit trail (NULL when AUDIT_LOG_PATH is unset) and the
+     * SIEM forwarder; a log that cannot be opened refuses to start. */
+    if (audit_log_open(cfg, (audit_log_t **)&st.app.audit, err, sizeof(err)) < 0 ||
+        audit_siem_start(cfg, &st.audit_siem, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres serve: audit: %s\n", err);
+        goto out;
+    }
+    if (!st.app.audit)
+        log_msg(LOG_WARNING, "AUDIT_LOG_PATH unset: no audit trail", NULL);
     int mk = util_mkdir_p(cfg->model_storage_path, 0750);
     if (mk < 0) {
         fprintf(stderr, "aimedres serve: MODEL_STORAGE_PATH: cannot create %s: %s\n", cfg->model_storage_path,
@@ -185,6 +200,13 @@ int cli_serve(int argc, char **argv)
     if (model_registry_loaded_count(st.app.registry) == 0)
         log_msg(LOG_WARNING, "no models loaded; /ready answers 503 until one is registered", "{s:s}",
                 "model_storage_path", cfg->model_storage_path);
+    /* rollouts (issue 3): the deployment controller resumes stored deployments */
+    if (rollout_new(st.app.store, st.app.registry, cfg->data_dir, (rollout_t **)&st.app.rollout, err,
+                    sizeof(err)) < 0 ||
+        rollout_start(st.app.rollout) < 0) {
+        fprintf(stderr, "aimedres serve: rollouts: %s\n", err[0] ? err : "cannot start the controller");
+        goto out;
+    }
 
     http_server_opts_t hopts = {
         .host = host ? host : cfg->host,
@@ -195,7 +217,19 @@ int cli_serve(int argc, char **argv)
         .timeout_s = cfg->read_timeout_s,
         .cors_allowed_origins = cfg->cors_allowed_origins,
         .hsts = cfg->tls_enabled,
+        /* security (issue 5): authentication, roles, rate limits; TLS */
+        .authorize = security_authorize,
+        .authorize_arg = &st.app,
+        .tls_ctx = tls_ctx,
     };
+    /* security (issue 5): AUTH_ENABLED builds the authenticator; off, every route is open. */
+    if (cfg->auth_enabled &&
+        security_new(cfg, st.app.store, (security_t **)&st.app.security, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres serve: %s\n", err[0] ? err : "cannot set up authentication");
+        goto out;
+    }
+    if (!cfg->auth_enabled)
+        log_msg(LOG_WARNING, "AUTH_ENABLED=false: every endpoint is open (development only)", NULL);
     if (http_server_new(&hopts, api_routes, api_routes_count, &st.app, &st.app.server, err, sizeof(err)) <
         0) {
         fprintf(stderr, "aimedres serve: %s\n", err);
@@ -209,6 +243,22 @@ int cli_serve(int argc, char **argv)
         if (http_server_new(&mopts, api_metrics_routes, api_metrics_routes_count, &st.app, &st.metrics_server,
                             err, sizeof(err)) < 0) {
             fprintf(stderr, "aimedres serve: PROMETHEUS_PORT: %s\n", err);
+            goto out;
+        }
+    }
+    /* monitor (issue 4): drift, data quality, accuracy, alerts and their delivery */
+    if (cfg->monitor_enabled) {
+        monitor_settings_t ms;
+        char base[300];
+        if (monitor_settings_from_config(cfg, &ms, err, sizeof(err)) < 0 ||
+            monitor_new(&ms, st.app.store, st.app.registry, &st.app.monitor, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres serve: monitor: %s\n", err[0] ? err : "cannot start");
+            goto out;
+        }
+        snprintf(base, sizeof(base), "http://%s:%d", hopts.host, http_server_port(st.app.server));
+        monitor_set_base_url(st.app.monitor, base);
+        if (monitor_start(st.app.monitor) < 0) {
+            fprintf(stderr, "aimedres serve: monitor: cannot start its thread\n");
             goto out;
         }
     }
@@ -254,8 +304,14 @@ out:
     if (st.metrics_server)
         http_server_stop(st.metrics_server);
     recorder_free(st.app.recorder);
+    audit_siem_stop(st.audit_siem); /* audit (issue 5): workers stopped; pending callbacks fire here */
+    audit_log_close(st.app.audit);  /* audit (issue 5): before the server frees deferred requests */
     http_server_free(st.metrics_server);
     http_server_free(st.app.server);
+    security_free(st.app.security); /* security (issue 5) */
+    tls_ctx_free(tls_ctx);          /* security (issue 5) */
+    monitor_free(st.app.monitor); /* monitor (issue 4): after the workers, before store and registry */
+    rollout_free(st.app.rollout); /* rollouts (issue 3): after the workers, before the registry */
     model_registry_free(st.app.registry);
     store_close(st.app.store);
     lockfile_release(data_lock);

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "common/util.h"
+#include "security/ratelimit.h" /* security (issue 5): RATE_LIMIT_* form */
 
 #define ENV_FILE_MAX (1024 * 1024)
 #define ECHO_MAX 80 /* longest value echoed back in an error message */
@@ -58,6 +59,7 @@ struct setting {
 static int check_database_url(const char *v, char **ret_norm);
 static int check_host_port(const char *v, char **ret_norm);
 static int check_cors(const char *v, char **ret_norm);
+static int check_rate(const char *v, char **ret_norm); /* security (issue 5) */
 
 // clang-format off
 /* One setting per line reads better than the formatter's layout. */
@@ -105,21 +107,70 @@ static const struct setting settings[] = {
     STR("TLS_KEY_PATH", NULL, tls_key_path),
     CHOICE("TLS_MIN_VERSION", "1.2", tls_min_version, "1.2|1.3"),
 
+    /* security (issue 5, auth): AUTH_ENABLED's default depends on ENVIRONMENT (config_load) */
+    BOOLV("AUTH_ENABLED", NULL, auth_enabled),
+    STR("JWT_PUBLIC_KEYS", NULL, jwt_public_keys),
+    STR("JWT_ISSUER", NULL, jwt_issuer),
+    STR("JWT_AUDIENCE", NULL, jwt_audience),
+    STR("JWT_ROLES_CLAIM", "roles", jwt_roles_claim),
+    SECONDS("JWT_LEEWAY", "30s", 0, 600, jwt_leeway_s),
+    INTV("AUTH_LOCKOUT_THRESHOLD", "5", 0, 1000, auth_lockout_threshold),
+    SECONDS("AUTH_LOCKOUT_WINDOW", "15m", 1, 24 * HOUR, auth_lockout_window_s),
+    SECONDS("AUTH_LOCKOUT_DURATION", "15m", 1, 24 * HOUR, auth_lockout_duration_s),
+    STRCHK("RATE_LIMIT_PER_KEY", "100/s", PUBLIC, rate_limit_per_key, "N/s or N/m, optional :burst, or off",
+           check_rate),
+    STRCHK("RATE_LIMIT_PER_IP", "1000/s", PUBLIC, rate_limit_per_ip, "N/s or N/m, optional :burst, or off",
+           check_rate),
+
     STR("MODEL_STORAGE_PATH", "/var/aimedres/models", model_storage_path),
     STR("DATA_DIR", NULL, data_dir), /* default derived from MODEL_STORAGE_PATH */
 
     BOOLV("PROMETHEUS_ENABLED", "true", prometheus_enabled),
     INTV("PROMETHEUS_PORT", "0", 0, 65535, prometheus_port),
+    BOOLV("MONITOR_ENABLED", "true", monitor_enabled), /* monitor */
+    SECONDS("MONITOR_INTERVAL", "300s", 1, 24 * HOUR, monitor_interval_s), /* monitor */
+    SECONDS("ACCURACY_WINDOW", "24h", 1, 90 * 24 * HOUR, accuracy_window_s), /* monitor */
+    INTV("DRIFT_WINDOW", "1000", 10, 1000000, drift_window), /* monitor */
+    STR("ALERT_ACCURACY_DROP_CRITICAL", "0.05", alert_accuracy_drop_critical), /* monitor */
+    STR("ALERT_ACCURACY_DROP_WARNING", "0.02", alert_accuracy_drop_warning), /* monitor */
+    STR("ALERT_ERROR_RATE_CRITICAL", "0.02", alert_error_rate_critical), /* monitor */
+    STR("ALERT_ERROR_RATE_WARNING", "0.01", alert_error_rate_warning), /* monitor */
+    STR("ALERT_LATENCY_P95_CRITICAL", "0.5", alert_latency_p95_critical), /* monitor */
+    STR("ALERT_LATENCY_P95_WARNING", "0.2", alert_latency_p95_warning), /* monitor */
+    STR("ALERT_DRIFT_THRESHOLD", "0.1", alert_drift_threshold), /* monitor */
+    STR("ALERT_DATA_QUALITY_THRESHOLD", "0.95", alert_data_quality_threshold), /* monitor */
+    INTV("ALERT_ACCURACY_MIN_LABELS", "30", 1, 1000000, alert_accuracy_min_labels), /* monitor */
+    STR("ALERTMANAGER_URL", NULL, alertmanager_url), /* monitor */
+    STR("ALERT_WEBHOOK_URL", NULL, alert_webhook_url), /* monitor */
+    MILLIS("ALERT_DELIVERY_TIMEOUT", "5s", 100, 60 * 1000LL, alert_delivery_timeout_ms), /* monitor */
 
     STR("AUDIT_LOG_PATH", NULL, audit_log_path),
     INTV("AUDIT_LOG_RETENTION_DAYS", "2555", 1, 36500, audit_log_retention_days),
     BOOLV("SIEM_INTEGRATION_ENABLED", "false", siem_integration_enabled),
     STRCHK("SYSLOG_SERVER", NULL, PUBLIC, syslog_server, "host:port", check_host_port),
+    CHOICE("AUDIT_DURABILITY", "strict", audit_durability, "strict|async"), /* audit */
+    INTV("AUDIT_CHECKPOINT_RECORDS", "1000", 1, 100000000, audit_checkpoint_records), /* audit */
+    SECONDS("AUDIT_CHECKPOINT_INTERVAL", "5m", 1, 24 * HOUR, audit_checkpoint_interval_s), /* audit */
+    STR("AUDIT_SIGNING_KEY_PATH", NULL, audit_signing_key_path), /* audit */
+    STR("AUDIT_VERIFY_KEY_PATH", NULL, audit_verify_key_path), /* audit */
+    CHOICE("SYSLOG_PROTOCOL", "tcp", syslog_protocol, "udp|tcp|tls"), /* audit */
+    INTV("SYSLOG_FACILITY", "13", 0, 23, syslog_facility), /* audit */
+    STR("SYSLOG_CA_PATH", NULL, syslog_ca_path), /* audit */
 
     BOOLV("BACKUP_ENABLED", "false", backup_enabled),
     STR("BACKUP_PATH", "/var/backup/aimedres", backup_path),
     INTV("BACKUP_RETENTION_DAYS", "90", 1, 36500, backup_retention_days),
     STR("BACKUP_ENCRYPTION_KEY_ID", NULL, backup_encryption_key_id),
+    STR("BACKUP_ENCRYPTION_KEY_FILE", NULL, backup_encryption_key_file),
+    STR("BACKUP_KEY_COMMAND", NULL, backup_key_command),
+    STR("BACKUP_OFFSITE_DIR", NULL, backup_offsite_dir),
+    INTV("BACKUP_KEEP_MIN", "3", 1, 100000, backup_keep_min),
+    SECONDS("BACKUP_MAX_AGE", "12h", 1, 366 * 24 * HOUR, backup_max_age_s),
+    SIZEV("BACKUP_MIN_FREE", "1G", 0, 1LL << 50, backup_min_free_bytes),
+    INTV("BACKUP_COMPRESSION_LEVEL", "1", 1, 19, backup_compression_level),
+    INTV("BACKUP_THREADS", "0", 0, 8, backup_threads),
+    STR("RESULTS_PATH", NULL, results_path),
+    STR("PROD_URL", NULL, prod_url),
 
     SIZEV("MAX_BODY_BYTES", "1M", 1, GIB, max_body_bytes),
     SIZEV("MAX_HEADER_BYTES", "16K", KIB, MIB, max_header_bytes),
@@ -134,6 +185,11 @@ static const struct setting settings[] = {
 };
 
 #define N_SETTINGS ARRAY_SIZE(settings)
+
+const char *config_setting_name(size_t i)
+{
+    return i < N_SETTINGS ? settings[i].name : NULL;
+}
 
 /* Substrings (case-insensitive) that mark a template value nobody replaced. */
 static const char *const placeholders[] = {"GENERATE_",       "CHANGE_ME",  "CHANGEME",
@@ -311,6 +367,14 @@ static bool valid_origin(const char *s, size_t n)
             return false; /* no path, no trailing slash: browsers send the bare origin */
     }
     return true;
+}
+
+/* security (issue 5): RATE_LIMIT_* values, parsed by the rate limiter itself. */
+static int check_rate(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    ratelimit_spec_t spec;
+    return ratelimit_parse_spec(v, &spec);
 }
 
 /* "*" or a comma list of origins; normalised to a comma list without blanks. */
@@ -804,6 +868,8 @@ static void check_production(const config_t *cfg, struct errs *e)
         return;
     if (cfg->debug)
         add_err(e, "DEBUG: must be false when ENVIRONMENT=production");
+    if (!cfg->auth_enabled) /* security (issue 5) */
+        add_err(e, "AUTH_ENABLED: must be true when ENVIRONMENT=production");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *s = &settings[i];
         if (s->secret != SECRET)
@@ -886,6 +952,10 @@ int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
             r = 0;
         }
     }
+    /* security (issue 5): AUTH_ENABLED unset -> on everywhere but development. */
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].name, "AUTH_ENABLED") == 0 && !(raw.v[i] && raw.v[i][0]))
+            cfg->auth_enabled = cfg->environment != ENV_DEVELOPMENT;
     if (!cfg->data_dir && cfg->model_storage_path) {
         cfg->data_dir = derive_data_dir(cfg->model_storage_path);
         if (!cfg->data_dir) {

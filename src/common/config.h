@@ -38,22 +38,71 @@ typedef struct config {
     char *tls_key_path;    /* TLS_KEY_PATH (required when TLS_ENABLED) */
     char *tls_min_version; /* TLS_MIN_VERSION: 1.2|1.3, default 1.2 */
 
+    /* security (issue 5, auth): see docs/security.md */
+    bool auth_enabled;            /* AUTH_ENABLED; default true unless ENVIRONMENT=development */
+    char *jwt_public_keys;        /* JWT_PUBLIC_KEYS: kid=path[,kid=path...] or a directory of *.pem */
+    char *jwt_issuer;             /* JWT_ISSUER: required iss when set */
+    char *jwt_audience;           /* JWT_AUDIENCE: required aud when set */
+    char *jwt_roles_claim;        /* JWT_ROLES_CLAIM, default "roles" */
+    int jwt_leeway_s;             /* JWT_LEEWAY: clock skew allowed on exp/nbf, default 30 s */
+    int auth_lockout_threshold;   /* AUTH_LOCKOUT_THRESHOLD: failures before lockout, default 5; 0 = off */
+    int auth_lockout_window_s;    /* AUTH_LOCKOUT_WINDOW: failures counted within, default 15 min */
+    int auth_lockout_duration_s;  /* AUTH_LOCKOUT_DURATION, default 15 min */
+    char *rate_limit_per_key;     /* RATE_LIMIT_PER_KEY: "N/s" or "N/m" [":burst"] or "off" */
+    char *rate_limit_per_ip;      /* RATE_LIMIT_PER_IP: same form */
+
     char *model_storage_path; /* MODEL_STORAGE_PATH, default /var/aimedres/models */
     char *data_dir;           /* DATA_DIR: where baseline/<name>_validation.csv live; default
                                  <dirname(MODEL_STORAGE_PATH)>/data */
 
     bool prometheus_enabled; /* PROMETHEUS_ENABLED, default true */
     int prometheus_port;     /* PROMETHEUS_PORT, 0 = not served separately */
+    /* monitor (issue 4): drift, data quality, accuracy, alerts; see docs/monitoring.md */
+    bool monitor_enabled;                /* MONITOR_ENABLED, default true */
+    int monitor_interval_s;              /* MONITOR_INTERVAL, default 300 s */
+    int accuracy_window_s;               /* ACCURACY_WINDOW: feedback received within, default 24h */
+    int drift_window;                    /* DRIFT_WINDOW: recent rows per model, default 1000 */
+    char *alert_accuracy_drop_critical;  /* ALERT_ACCURACY_DROP_CRITICAL, default 0.05 (parsed by monitor) */
+    char *alert_accuracy_drop_warning;   /* ALERT_ACCURACY_DROP_WARNING, default 0.02 */
+    char *alert_error_rate_critical;     /* ALERT_ERROR_RATE_CRITICAL, default 0.02 */
+    char *alert_error_rate_warning;      /* ALERT_ERROR_RATE_WARNING, default 0.01 */
+    char *alert_latency_p95_critical;    /* ALERT_LATENCY_P95_CRITICAL seconds, default 0.5 */
+    char *alert_latency_p95_warning;     /* ALERT_LATENCY_P95_WARNING seconds, default 0.2 */
+    char *alert_drift_threshold;         /* ALERT_DRIFT_THRESHOLD, default 0.1 */
+    char *alert_data_quality_threshold;  /* ALERT_DATA_QUALITY_THRESHOLD, default 0.95 */
+    int alert_accuracy_min_labels;       /* ALERT_ACCURACY_MIN_LABELS, default 30 */
+    char *alertmanager_url;              /* ALERTMANAGER_URL: http://host:9093 (NULL = off) */
+    char *alert_webhook_url;             /* ALERT_WEBHOOK_URL: generic JSON webhook (NULL = off) */
+    int alert_delivery_timeout_ms;       /* ALERT_DELIVERY_TIMEOUT per attempt, default 5s */
 
     char *audit_log_path;          /* AUDIT_LOG_PATH */
     int audit_log_retention_days;  /* AUDIT_LOG_RETENTION_DAYS, default 2555 */
     bool siem_integration_enabled; /* SIEM_INTEGRATION_ENABLED */
     char *syslog_server;           /* SYSLOG_SERVER host:port */
+    /* audit (issue 5): durability, checkpoints, signing keys, SIEM transport */
+    char *audit_durability;          /* AUDIT_DURABILITY: strict|async, default strict */
+    int audit_checkpoint_records;    /* AUDIT_CHECKPOINT_RECORDS: checkpoint every N records, default 1000 */
+    int audit_checkpoint_interval_s; /* AUDIT_CHECKPOINT_INTERVAL: and at least every M, default 5m */
+    char *audit_signing_key_path;    /* AUDIT_SIGNING_KEY_PATH: Ed25519 private key PEM */
+    char *audit_verify_key_path;     /* AUDIT_VERIFY_KEY_PATH: Ed25519 public key PEM */
+    char *syslog_protocol;           /* SYSLOG_PROTOCOL: udp|tcp|tls, default tcp */
+    int syslog_facility;             /* SYSLOG_FACILITY: 0..23, default 13 (log audit) */
+    char *syslog_ca_path;            /* SYSLOG_CA_PATH: CA bundle for tls (NULL = system store) */
 
     bool backup_enabled;            /* BACKUP_ENABLED */
     char *backup_path;              /* BACKUP_PATH, default /var/backup/aimedres */
     int backup_retention_days;      /* BACKUP_RETENTION_DAYS, default 90 */
     char *backup_encryption_key_id; /* BACKUP_ENCRYPTION_KEY_ID */
+    char *backup_encryption_key_file; /* BACKUP_ENCRYPTION_KEY_FILE: the 32-byte backup key, mode 0600 */
+    char *backup_key_command;         /* BACKUP_KEY_COMMAND: prints the backup key (e.g. a KMS client) */
+    char *backup_offsite_dir;         /* BACKUP_OFFSITE_DIR: offsite copy of each backup (a mounted path) */
+    int backup_keep_min;              /* BACKUP_KEEP_MIN, default 3: backups prune always keeps */
+    int backup_max_age_s;             /* BACKUP_MAX_AGE, default 12h: `backup check` freshness limit */
+    size_t backup_min_free_bytes;     /* BACKUP_MIN_FREE, default 1G: `backup check` free-space limit */
+    int backup_compression_level;     /* BACKUP_COMPRESSION_LEVEL 1..19 (zstd), default 1 */
+    int backup_threads;               /* BACKUP_THREADS 0..8, 0 = one per CPU */
+    char *results_path;               /* RESULTS_PATH, default <DATA_DIR>/results (backed up) */
+    char *prod_url;                   /* PROD_URL: production server `dr-drill` compares predictions with */
 
     /* HTTP limits */
     size_t max_body_bytes;        /* MAX_BODY_BYTES, default 1 MiB */
@@ -75,6 +124,10 @@ typedef struct config {
  * Caller frees *ret with config_free; *ret is untouched on failure. */
 int config_load(const char *env_file, config_t **ret, char *err, size_t errlen);
 void config_free(config_t *cfg);
+
+/* Name of setting i in the settings table (NULL past the end): every variable the
+ * configuration reads, for tools and tests. */
+const char *config_setting_name(size_t i);
 
 /* Prints "KEY=value" lines of the effective configuration, secrets shown as
  * "<redacted>" (or "<unset>"), sorted by key. */

@@ -18,13 +18,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h> /* security (issue 5): TLS */
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h> /* security (issue 5): TLS */
+#include <netinet/tcp.h> /* security (issue 5): TCP_NODELAY for TLS */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -197,6 +201,43 @@ double http_ctx_elapsed_ms(const http_ctx_t *ctx)
 const char *http_ctx_peer(const http_ctx_t *ctx)
 {
     return ctx->peer;
+}
+
+const char *http_ctx_query(const http_ctx_t *ctx)
+{
+    const char *uri = evhttp_request_get_uri(ctx->req);
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    if (!q)
+        return NULL;
+    return q + 1;
+}
+
+int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t len)
+{
+    const char *q = http_ctx_query(ctx);
+    if (!q)
+        return -ENOENT;
+    /* the fragment, if a client sent one, is not part of the query */
+    char tmp[ROUTER_MAX_PATH + 1];
+    size_t n = strcspn(q, "#");
+    if (n > ROUTER_MAX_PATH)
+        return -EINVAL;
+    memcpy(tmp, q, n);
+    tmp[n] = '\0';
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (evhttp_parse_query_str(tmp, &params) < 0) {
+        evhttp_clear_headers(&params);
+        return -EINVAL;
+    }
+    const char *v = evhttp_find_header(&params, name);
+    int rc = -ENOENT;
+    if (v) {
+        snprintf(buf, len, "%s", v);
+        rc = 0;
+    }
+    evhttp_clear_headers(&params);
+    return rc;
 }
 
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name)
@@ -542,6 +583,23 @@ static void generic_cb(struct evhttp_request *req, void *arg)
     ctx->route->handler(ctx);
 }
 
+/* security (issue 5): TLS. evhttp asks for each accepted connection's bufferevent; we hand
+ * it an OpenSSL one in accepting state with a fresh SSL from the shared context. A client
+ * speaking plain HTTP or an old protocol fails the handshake and the connection closes. */
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+    SSL *ssl = SSL_new((SSL_CTX *)arg);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    else
+        SSL_free(ssl);
+    return bev;
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -614,6 +672,13 @@ int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, 
         evhttp_set_timeout(w->http, opts->timeout_s);
         evhttp_set_default_content_type(w->http, "application/json");
         evhttp_set_gencb(w->http, generic_cb, w);
+        if (opts->tls_ctx) { /* security (issue 5): TLS */
+            /* TLS writes a response as several records; without TCP_NODELAY (inherited by
+             * accepted sockets) Nagle holds the last one for the client's delayed ACK. */
+            int nodelay = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
+            evhttp_set_bevcb(w->http, tls_bevcb, opts->tls_ctx);
+        }
         w->bound = evhttp_accept_socket_with_handle(w->http, fd);
         if (!w->bound) {
             close(fd);

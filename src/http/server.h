@@ -33,6 +33,10 @@ typedef struct http_server_opts {
      * handler, or non-zero after it has replied itself (401/403/429...). NULL = open. */
     int (*authorize)(http_ctx_t *ctx, const http_route_t *route, void *arg);
     void *authorize_arg;
+    /* security (issue 5): an OpenSSL SSL_CTX * (security/tls.h); when set, every accepted
+     * connection is wrapped in TLS (one SSL per connection, this context shared). Borrowed:
+     * must outlive the server. NULL = plain HTTP. */
+    void *tls_ctx;
 } http_server_opts_t;
 
 typedef struct http_server http_server_t;
@@ -60,6 +64,12 @@ void *http_ctx_app(const http_ctx_t *ctx);
 /* Decoded path parameter i (in pattern order). */
 const char *http_ctx_param(const http_ctx_t *ctx, size_t i);
 const char *http_ctx_request_id(const http_ctx_t *ctx);
+/* The raw query string (after '?', still percent-encoded), or NULL if none. Decode
+ * with evhttp_parse_query_str or http_query_param. */
+const char *http_ctx_query(const http_ctx_t *ctx);
+/* Decoded value of query parameter name into buf (truncated to len); 0, -ENOENT if
+ * absent, -EINVAL if the query is malformed. */
+int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t len);
 /* Request header value or NULL. */
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
 /* Request body (contiguous, not NUL-terminated); length 0 if none. */

@@ -129,6 +129,9 @@ static void clear_env(void)
 {
     for (size_t i = 0; i < ARRAY_SIZE(all_vars); i++)
         unsetenv(all_vars[i]);
+    /* every setting the table knows, including ones added after this list was written */
+    for (size_t i = 0; config_setting_name(i); i++)
+        unsetenv(config_setting_name(i));
 }
 
 static int setup_tmp(void **state)
@@ -631,7 +634,8 @@ static void test_print_redacts(void **state)
     assert_null(strstr(out, SECRET_C));
     assert_null(strstr(out, "hunter2"));
     assert_non_null(strstr(out, "\nSECRET_KEY=<redacted>\n"));
-    assert_true(strncmp(out, "API_KEY_SALT=<redacted>\n", 24) == 0); /* first in sort order */
+    assert_non_null(strstr(out, "\nAPI_KEY_SALT=<redacted>\n"));
+
     assert_non_null(strstr(out, "\nJWT_SECRET_KEY=<unset>\n"));
     assert_non_null(strstr(out, "\nDATABASE_URL=postgresql://aimedres_prod:<redacted>@prod-db.internal:5432/"
                                 "aimedres_prod\n"));
@@ -651,7 +655,11 @@ static void test_print_redacts(void **state)
         snprintf(prev, sizeof(prev), "%s", key);
         lines++;
     }
-    assert_int_equal(lines, (int)ARRAY_SIZE(all_vars));
+    size_t n_settings = 0;
+    while (config_setting_name(n_settings))
+        n_settings++;
+    assert_int_equal(lines, (int)n_settings);
+    assert_true(n_settings >= ARRAY_SIZE(all_vars));
     free(out);
 }
 

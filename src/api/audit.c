@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Audit API (role auditor): GET /api/v1/audit/events lists records with filters and a seq
+ * cursor; GET /api/v1/audit/verify runs the verifier. Both read the files directly (the log
+ * is the truth) and both are themselves audited (DATA_ACCESS, AUDIT_VERIFY). They run on the
+ * worker thread: a verify of a long history blocks that worker while it reads. */
+#include <errno.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "audit/audit.h"
+#include "common/util.h"
+
+static bool ts_like(const char *s)
+{
+    /* "YYYY-MM-DD" optionally followed by "T..." (compared as text against record ts) */
+    int64_t d;
+    char date[11];
+    if (strlen(s) < 10 || strlen(s) > 40)
+        return false;
+    memcpy(date, s, 10);
+    date[10] = '\0';
+    return audit_date_parse(date, &d) == 0 && (s[10] == '\0' || s[10] == 'T');
+}
+
+/* Fills q from the query string; on a bad parameter writes the reason into err. */
+static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, char *err, size_t errlen)
+{
+    q->limit = 100;
+    if (!qs || !*qs)
+        return 0;
+    if (evhttp_parse_query_str(qs, kv) < 0) {
+        snprintf(err, errlen, "malformed query string");
+        return -EINVAL;
+    }
+    struct evkeyval *e;
+    TAILQ_FOREACH(e, kv, next)
+    {
+        const char *k = e->key, *v = e->value;
+        int64_t n;
+        if (strcmp(k, "from") == 0 || strcmp(k, "to") == 0) {
+            if (!ts_like(v)) {
+                snprintf(err, errlen, "%s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z", k);
+                return -EINVAL;
+            }
+            *(k[0] == 'f' ? &q->from : &q->to) = v;
+        } else if (strcmp(k, "type") == 0) {
+            q->type = v;
+        } else if (strcmp(k, "user") == 0) {
+            q->user = v;
+        } else if (strcmp(k, "patient") == 0) {
+            q->patient_pseudonym = v;
+        } else if (strcmp(k, "limit") == 0) {
+            if (util_parse_int64(v, 1, 1000, &n) < 0) {
+                snprintf(err, errlen, "limit: expected an integer 1..1000");
+                return -EINVAL;
+            }
+            q->limit = (size_t)n;
+        } else if (strcmp(k, "cursor") == 0) {
+            if (util_parse_int64(v, 0, INT64_MAX, &n) < 0) {
+                snprintf(err, errlen, "cursor: expected the next_cursor of a previous page");
+                return -EINVAL;
+            }
+            q->after_seq = (uint64_t)n;
+        } else {
+            snprintf(err, errlen, "unknown parameter '%.64s' (from, to, type, user, patient, limit, cursor)",
+                     k);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static void audit_access(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
+                         json_t *detail)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    audit_event_t ev = {.type = type,
+                        .user = http_ctx_user(ctx),
+                        .role = http_ctx_role(ctx),
+                        .action = action,
+                        .entity_type = "audit_log",
+                        .source_ip = http_ctx_peer(ctx),
+                        .outcome = outcome,
+                        .request_id = http_ctx_request_id(ctx),
+                        .detail = detail};
+    audit_log_submit(app->audit, &ev, NULL, NULL); /* the answer does not wait for it */
+}
+
+void api_audit_events(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!app->cfg->audit_log_path) {
+        http_reply_error(ctx, 503, "audit_disabled", NULL, "audit is not enabled (AUDIT_LOG_PATH unset)");
+        return;
+    }
+    audit_query_t q = {0};
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    char err[256] = "";
+    if (parse_query(http_ctx_query(ctx), &q, &kv, err, sizeof(err)) < 0) {
+        evhttp_clear_headers(&kv);
+        http_reply_error(ctx, 400, "invalid_parameter", NULL, "%s", err);
+        return;
+    }
+    json_t *recs = NULL;
+    uint64_t next = 0;
+    int rc = audit_query_run(app->cfg, &q, &recs, &next, err, sizeof(err));
+    json_t *detail = json_pack("{s:s?,s:s?,s:s?,s:s?,s:I}", "type", q.type, "user", q.user, "from", q.from,
+                               "to", q.to, "returned", (json_int_t)(recs ? json_array_size(recs) : 0));
+    if (q.patient_pseudonym && strncmp(q.patient_pseudonym, "p_", 2) == 0 &&
+        strlen(q.patient_pseudonym) == 32)
+        json_object_set_new(detail, "patient", json_string(q.patient_pseudonym));
+    evhttp_clear_headers(&kv);
+    audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail);
+    json_decref(detail);
+    if (rc < 0) {
+        http_reply_error(ctx, 500, "audit_read_failed", NULL, "%s", err);
+        return;
+    }
+    json_t *body = json_pack("{s:o,s:I}", "events", recs, "count", (json_int_t)json_array_size(recs));
+    json_object_set_new(body, "next_cursor", next ? json_integer((json_int_t)next) : json_null());
+    http_reply_json(ctx, 200, body);
+}
+
+void api_audit_verify(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!app->cfg->audit_log_path) {
+        http_reply_error(ctx, 503, "audit_disabled", NULL, "audit is not enabled (AUDIT_LOG_PATH unset)");
+        return;
+    }
+    audit_verify_result_t res;
+    char err[1024] = "";
+    int rc = audit_verify(app->cfg, NULL, &res, err, sizeof(err));
+    json_t *detail = rc < 0 ? json_pack("{s:s}", "error", err)
+                            : json_pack("{s:I,s:I}", "records", (json_int_t)res.records, "last_seq",
+                                        (json_int_t)res.last_seq);
+    if (rc == 0 && !res.ok) {
+        json_object_set_new(detail, "first_bad_seq", json_integer((json_int_t)res.bad_seq));
+        json_object_set_new(detail, "kind", json_string(res.bad_kind));
+    }
+    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail);
+    json_decref(detail);
+    if (rc < 0) {
+        http_reply_error(ctx, 500, "audit_verify_failed", NULL, "%s", err);
+        return;
+    }
+    http_reply_json(ctx, 200, audit_verify_result_json(&res));
+}

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* /api/v1/deployments: start, list and steer model rollouts. The handlers only parse and
+ * answer; every state change is made by the rollout controller (rollout/rollout.c).
+ * Unknown id 404, a second active deployment for a model 409, an invalid config 422
+ * naming the field. */
+#include <errno.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "common/util.h"
+#include "rollout/rollout.h"
+
+static json_t *body_json(http_ctx_t *ctx, bool required)
+{
+    const char *data;
+    size_t len;
+    http_ctx_body(ctx, &data, &len);
+    if (len == 0) {
+        if (required)
+            http_reply_error(ctx, 400, "invalid_json", NULL, "request body is empty; expected a JSON object");
+        return required ? NULL : json_object();
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        http_reply_error(ctx, 400, "invalid_json", NULL, "invalid JSON at line %d, column %d", jerr.line,
+                         jerr.column);
+    return root;
+}
+
+static const char *actor_of(http_ctx_t *ctx)
+{
+    const char *u = http_ctx_user(ctx);
+    return u ? u : "api";
+}
+
+static void reply_rc(http_ctx_t *ctx, int rc, const char *field, const char *err)
+{
+    switch (rc) {
+    case -ENOENT: http_reply_error(ctx, 404, "not_found", NULL, "%s", err); break;
+    case -EEXIST: http_reply_error(ctx, 409, "deployment_active", NULL, "%s", err); break;
+    case -EBUSY: http_reply_error(ctx, 409, "invalid_state", NULL, "%s", err); break;
+    case -EINVAL:
+        http_reply_error(ctx, 422, "validation_failed",
+                         json_pack("[{s:s,s:s,s:s}]", "field", field ? field : "body", "problem", "invalid",
+                                   "message", err),
+                         "%s", err);
+        break;
+    default:
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "%s", err[0] ? err : "rollouts unavailable");
+    }
+}
+
+static bool have_rollout(http_ctx_t *ctx, api_app_t *app)
+{
+    if (app->rollout)
+        return true;
+    http_reply_error(ctx, 503, "service_unavailable", NULL, "the rollout controller is not running");
+    return false;
+}
+
+void api_deployments_create(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    json_t *body = body_json(ctx, true);
+    if (!body)
+        return;
+    json_t *rec = NULL;
+    const char *field = NULL;
+    char err[512] = "";
+    int rc = rollout_create(app->rollout, body, actor_of(ctx), &rec, &field, err, sizeof(err));
+    json_decref(body);
+    if (rc < 0) {
+        reply_rc(ctx, rc, field, err);
+        return;
+    }
+    http_reply_json(ctx, 201, rec);
+}
+
+/* GET /api/v1/deployments[?status=S&model=M] and GET /api/v1/models/{name}/deployments. */
+void api_deployments_list(http_ctx_t *ctx)
+{
+    static const char *const statuses[] = {"pending", "validating", "deploying", "monitoring", "stable",
+                                           "failed",  "rolled_back", "paused"};
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    const http_route_t *route = http_ctx_route(ctx);
+    char qmodel[160] = "", qstatus[32] = "";
+    const char *model = route && strstr(route->pattern, "{name}") ? http_ctx_param(ctx, 0) : NULL;
+    int qrc = http_query_param(ctx, "status", qstatus, sizeof(qstatus));
+    if (qrc == -EINVAL) {
+        http_reply_error(ctx, 400, "invalid_query", NULL, "malformed query string");
+        return;
+    }
+    const char *status = NULL;
+    if (qrc == 0) {
+        for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+            if (strcmp(qstatus, statuses[i]) == 0)
+                status = statuses[i];
+        if (!status) {
+            http_reply_error(ctx, 422, "validation_failed", NULL,
+                             "status: expected one of pending, validating, deploying, monitoring, stable, "
+                             "failed, rolled_back, paused");
+            return;
+        }
+    }
+    if (!model && http_query_param(ctx, "model", qmodel, sizeof(qmodel)) == 0) {
+        if (!util_is_safe_name(qmodel)) {
+            http_reply_error(ctx, 422, "validation_failed", NULL, "model: not a valid model name");
+            return;
+        }
+        model = qmodel;
+    }
+    json_t *list = NULL;
+    int rc = rollout_list(app->rollout, status, model, &list);
+    if (rc < 0) {
+        reply_rc(ctx, rc, NULL, "the deployments could not be read");
+        return;
+    }
+    http_reply_json(ctx, 200,
+                    json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "deployments", list));
+}
+
+void api_deployments_status(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    http_reply_json(ctx, 200, rollout_status(app->rollout));
+}
+
+void api_deployment_get(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    const char *id = http_ctx_param(ctx, 0);
+    json_t *rec = NULL;
+    int rc = rollout_get(app->rollout, id, &rec);
+    if (rc < 0) {
+        char err[256];
+        snprintf(err, sizeof(err), "no deployment with id '%.64s'", id);
+        reply_rc(ctx, rc, NULL, rc == -ENOENT ? err : "the deployment could not be read");
+        return;
+    }
+    http_reply_json(ctx, 200, rec);
+}
+
+void api_deployment_action(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    const char *id = http_ctx_param(ctx, 0);
+    const char *action = http_ctx_param(ctx, 1);
+    json_t *body = body_json(ctx, false);
+    if (!body)
+        return;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        reply_rc(ctx, -EINVAL, "body", "the body must be a JSON object");
+        return;
+    }
+    json_t *rec = NULL;
+    const char *field = NULL;
+    char err[512] = "";
+    int rc = rollout_action(app->rollout, id, action, body, actor_of(ctx), &rec, &field, err, sizeof(err));
+    json_decref(body);
+    if (rc < 0) {
+        reply_rc(ctx, rc, field, err);
+        return;
+    }
+    http_reply_json(ctx, 200, rec);
+}
+
+void api_model_rollback(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    if (!have_rollout(ctx, app))
+        return;
+    const char *name = http_ctx_param(ctx, 0);
+    json_t *body = body_json(ctx, false);
+    if (!body)
+        return;
+    json_t *to = json_object_get(body, "to");
+    if (to && (!json_is_string(to) || !util_is_safe_name(json_string_value(to)))) {
+        json_decref(body);
+        reply_rc(ctx, -EINVAL, "to", "\"to\" must be a version string");
+        return;
+    }
+    json_t *res = NULL;
+    char err[512] = "";
+    int rc = rollout_model_rollback(app->rollout, name, to ? json_string_value(to) : NULL, actor_of(ctx),
+                                    &res, err, sizeof(err));
+    json_decref(body);
+    if (rc < 0) {
+        reply_rc(ctx, rc, "to", err);
+        return;
+    }
+    http_reply_json(ctx, 200, res);
+}

@@ -1,0 +1,744 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The audit writer: a queue drained by one thread that appends records with group commit
+ * (one write(2) and one fdatasync per batch), continues the HMAC chain across processes and
+ * daily files, and writes signed checkpoints.
+ *
+ * DESIGN
+ * - Submitters only enqueue (a copy of the event) and return; the event loop never blocks.
+ *   The writer takes the whole queue as one batch, so under load many requests share one
+ *   fdatasync. done() runs on the writer thread after the batch is durable (strict) or
+ *   written (async), or with <0 when it failed.
+ * - Several processes (serve, CLI commands) may append: every batch runs under an exclusive
+ *   flock on <log>.lock. Under the lock the writer checks the file's inode and size against
+ *   what it left; if they differ another process appended (or rotated), so it re-reads the
+ *   last record and continues the chain from there. The file is therefore the only truth:
+ *   (last_seq, last_hash) in memory are a cache valid while (ino, size) match.
+ * - Rotation: when the date (UTC) of the file's last record differs from today, the active
+ *   file is renamed to <log>.<that date> (".N" appended if taken) and a new one started; the
+ *   chain continues (seq and prev_hash carry over). Rotation never deletes.
+ * - Failure: a failed write or fdatasync truncates back to the size before the batch, fails
+ *   the whole batch (fail closed) and marks the log unhealthy. While unhealthy the writer
+ *   retries every second by appending an AUDIT_RECOVERED record (how many records failed and
+ *   since when); its success makes the log healthy again, so /ready recovers without traffic.
+ * - A torn last line (crash between write and fdatasync, never acknowledged) is trimmed
+ *   under the lock and the trim is logged.
+ * - Checkpoints: after every AUDIT_CHECKPOINT_RECORDS records, or AUDIT_CHECKPOINT_INTERVAL
+ *   after a record when fewer came, and at close, the writer signs (seq, hash, ts) of the
+ *   file's last record, appends it to <log>.checkpoints (fdatasync) and then appends an
+ *   AUDIT_CHECKPOINT record carrying it, so the SIEM receives every checkpoint too. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "audit/checkpoint.h"
+#include "audit/record.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define MAX_BATCH 4096
+#define MAX_RECORD_BYTES (16 * 1024)
+#define RETRY_MS 1000
+
+typedef struct item {
+    audit_prepared_t *rec; /* serialised by the submitter; NULL = checkpoint request */
+    audit_done_fn done;
+    void *arg;
+    bool sync; /* fdatasync even in async mode (append_sync) */
+    struct item *next;
+} item_t;
+
+struct audit_log {
+    char *path;
+    char lock_path[4200];
+    char ckpt_path[4200];
+    unsigned char key[AUDIT_KEY_LEN];
+    bool strict;
+    EVP_PKEY *sign_key; /* NULL = no checkpoints */
+    uint64_t ckpt_every;
+    int64_t ckpt_interval_ms;
+
+    /* writer-thread state (also used by close after the thread is joined) */
+    int fd;      /* active file, O_APPEND; -1 = not open */
+    dev_t dev;   /* identity of fd */
+    ino_t ino;   /* identity of fd */
+    off_t known; /* file size after our last write; -1 = unknown (re-read the tail) */
+    int lock_fd; /* <log>.lock */
+    uint64_t last_seq;
+    char last_hash[AUDIT_HASH_HEX];
+    int64_t last_ts_days; /* date of the active file's last record, -1 if the file is empty */
+    uint64_t since_ckpt;  /* records appended since our last checkpoint */
+    int64_t first_unckpt_ms;
+    bool dirty; /* async: written but not yet fdatasync'ed */
+    uint64_t failed_records;
+    int64_t failing_since_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    item_t *head, *tail;
+    size_t queued;
+    bool stopping;
+    bool thread_started;
+    pthread_t thread;
+    atomic_bool healthy;
+};
+
+static int64_t day_of_ms(int64_t ms)
+{
+    return ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+}
+
+static int64_t ts_days(const char *ts)
+{
+    char d[11];
+    int64_t days;
+    if (!ts || strlen(ts) < 10)
+        return -1;
+    memcpy(d, ts, 10);
+    d[10] = '\0';
+    return audit_date_parse(d, &days) < 0 ? -1 : days;
+}
+
+static void item_free(item_t *it)
+{
+    audit_prepared_free(it->rec);
+    free(it);
+}
+
+/* ---- under the flock ---- */
+
+static int lock_log(audit_log_t *a)
+{
+    if (a->lock_fd < 0) {
+        a->lock_fd = open(a->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (a->lock_fd < 0)
+            return -errno;
+    }
+    while (flock(a->lock_fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+static void unlock_log(audit_log_t *a)
+{
+    if (a->lock_fd >= 0)
+        flock(a->lock_fd, LOCK_UN);
+}
+
+static void adopt_record(audit_log_t *a, const json_t *rec, bool in_active)
+{
+    a->last_seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+    snprintf(a->last_hash, sizeof(a->last_hash), "%s", json_string_value(json_object_get(rec, "hash")));
+    a->last_ts_days = in_active ? ts_days(json_string_value(json_object_get(rec, "ts"))) : -1;
+}
+
+/* Makes (fd, last_seq, last_hash) match the files. Called with the flock held. */
+static int sync_state(audit_log_t *a)
+{
+    struct stat st;
+    bool same = false;
+    if (stat(a->path, &st) == 0 && a->fd >= 0 && st.st_ino == a->ino && st.st_dev == a->dev)
+        same = true;
+    if (!same) {
+        if (a->fd >= 0)
+            close(a->fd);
+        a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (a->fd < 0)
+            return -errno;
+        if (fstat(a->fd, &st) < 0)
+            return -errno;
+        a->dev = st.st_dev;
+        a->ino = st.st_ino;
+        a->known = -1;
+    }
+    if (a->known == st.st_size)
+        return 0;
+
+    /* another process appended or rotated, or first use: re-read the last record */
+    int rfd = open(a->path, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0)
+        return -errno;
+    json_t *rec = NULL;
+    off_t valid = 0;
+    int rc = audit_file_tail(rfd, st.st_size, &rec, &valid);
+    close(rfd);
+    if (rc < 0) {
+        log_msg(LOG_CRITICAL, "audit log: last complete line is not a valid record; refusing to append",
+                "{s:s}", "path", a->path);
+        return rc;
+    }
+    if (valid < st.st_size) {
+        if (ftruncate(a->fd, valid) < 0 || fdatasync(a->fd) < 0) {
+            json_decref(rec);
+            return -errno;
+        }
+        log_msg(LOG_WARNING, "audit log: trimmed a torn last record (written, never acknowledged)",
+                "{s:s,s:I,s:I}", "path", a->path, "trimmed_bytes", (json_int_t)(st.st_size - valid), "size",
+                (json_int_t)valid);
+    }
+    if (rec) {
+        adopt_record(a, rec, true);
+        json_decref(rec);
+    } else {
+        /* empty active file: the chain continues from the newest archive */
+        rc = audit_log_last_record(a->path, &rec);
+        if (rc < 0)
+            return rc;
+        if (rec) {
+            adopt_record(a, rec, false);
+            json_decref(rec);
+        } else {
+            a->last_seq = 0;
+            snprintf(a->last_hash, sizeof(a->last_hash), "%s", AUDIT_GENESIS_HASH);
+            a->last_ts_days = -1;
+        }
+    }
+    a->known = valid;
+    return 0;
+}
+
+static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
+{
+    if (a->last_ts_days < 0 || a->known <= 0 || a->last_ts_days == day_of_ms(now_ms))
+        return 0;
+    char date[11], dst[4300];
+    audit_date_format(a->last_ts_days, date);
+    snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
+    for (int i = 1; util_path_exists(dst) && i < 1000; i++)
+        snprintf(dst, sizeof(dst), "%s.%s.%d", a->path, date, i);
+    if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
+        return -errno;
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s", a->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    close(a->fd);
+    a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (a->fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(a->fd, &st) < 0)
+        return -errno;
+    a->dev = st.st_dev;
+    a->ino = st.st_ino;
+    a->known = 0;
+    a->last_ts_days = -1;
+    util_fsync_dir(dir);
+    log_msg(LOG_INFO, "audit log rotated", "{s:s,s:I}", "archive", dst, "last_seq", (json_int_t)a->last_seq);
+    return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Appends the records (seq/ts/prev_hash filled here) as one write; durable if sync. With
+ * the flock held and state synced. On failure the file and the cache are as before. */
+static int append_records(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync)
+{
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    uint64_t seq = a->last_seq;
+    char hash[AUDIT_HASH_HEX];
+    snprintf(hash, sizeof(hash), "%s", a->last_hash);
+    int rc = 0;
+    int64_t now = util_now_ms();
+    if ((rc = rotate_if_needed(a, now)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        size_t l;
+        char prev[AUDIT_HASH_HEX];
+        memcpy(prev, hash, sizeof(prev));
+        char *line = audit_prepared_seal(recs[i], ++seq, now, prev, a->key, hash, &l);
+        if (!line) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if (len + l > cap) {
+            size_t nc = (len + l) * 2;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                free(line);
+                rc = -ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        memcpy(buf + len, line, l);
+        len += l;
+        free(line);
+    }
+    rc = write_all(a->fd, buf, len);
+    if (rc == 0 && sync && fdatasync(a->fd) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        /* undo a partial or unsynced append; if even that fails, re-read the tail next time */
+        if (ftruncate(a->fd, a->known) < 0 || fdatasync(a->fd) < 0)
+            a->known = -1;
+        goto out;
+    }
+    a->dirty = !sync;
+    a->known += (off_t)len;
+    a->last_seq = seq;
+    snprintf(a->last_hash, sizeof(a->last_hash), "%s", hash);
+    a->last_ts_days = day_of_ms(now);
+out:
+    free(buf);
+    return rc;
+}
+
+/* Signs the position of the file's last record and records the checkpoint. Flock held. */
+static int write_checkpoint(audit_log_t *a)
+{
+    if (!a->sign_key)
+        return 0;
+    if (a->last_seq == 0)
+        return -ENODATA; /* nothing to sign yet */
+    char ts[ISO8601_LEN];
+    util_iso8601(util_now_ms(), ts);
+    char *line = NULL;
+    size_t len;
+    int rc = audit_ckpt_sign(a->sign_key, a->last_seq, a->last_hash, ts, &line, &len);
+    if (rc < 0)
+        return rc;
+    int fd = open(a->ckpt_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        rc = -errno;
+        free(line);
+        return rc;
+    }
+    rc = write_all(fd, line, len);
+    if (rc == 0 && fdatasync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    json_t *ck = rc == 0 ? json_loadb(line, len, 0, NULL) : NULL;
+    free(line);
+    if (rc < 0)
+        return rc;
+    a->since_ckpt = 0;
+    json_t *detail =
+        json_pack("{s:O,s:O,s:O}", "checkpoint_seq", json_object_get(ck, "seq"), "checkpoint_hash",
+                  json_object_get(ck, "hash"), "sig", json_object_get(ck, "sig"));
+    json_decref(ck);
+    audit_event_t ev = {.type = "AUDIT_CHECKPOINT", .action = "E", .outcome = "success", .detail = detail};
+    audit_prepared_t *rec = audit_record_prepare(&ev);
+    json_decref(detail);
+    if (!rec)
+        return -ENOMEM;
+    rc = append_records(a, &rec, 1, true);
+    audit_prepared_free(rec);
+    if (rc == 0)
+        a->since_ckpt = 0; /* the checkpoint record itself does not call for another one */
+    return rc;
+}
+
+static bool checkpoint_due(const audit_log_t *a, int64_t now)
+{
+    return a->sign_key && a->since_ckpt > 0 &&
+           (a->since_ckpt >= a->ckpt_every || now - a->first_unckpt_ms >= a->ckpt_interval_ms);
+}
+
+/* One locked round: append the batch (may be empty), then a checkpoint when due.
+ * force_ckpt: 0 = when due, 1 = also when records were added since the last one, 2 = always. */
+static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync, int force_ckpt)
+{
+    int rc = lock_log(a);
+    if (rc < 0)
+        return rc;
+    rc = sync_state(a);
+    if (rc == 0 && n > 0) {
+        rc = append_records(a, recs, n, sync);
+        if (rc == 0) {
+            if (a->since_ckpt == 0)
+                a->first_unckpt_ms = util_now_ms();
+            a->since_ckpt += n;
+        }
+    }
+    if (rc == 0 &&
+        (checkpoint_due(a, util_now_ms()) || (force_ckpt == 1 && a->since_ckpt > 0) || force_ckpt == 2)) {
+        int crc = write_checkpoint(a);
+        if (crc < 0)
+            log_msg(LOG_ERROR, "audit checkpoint failed", "{s:s,s:s}", "path", a->ckpt_path, "error",
+                    strerror(-crc));
+        if (force_ckpt == 2)
+            rc = crc;
+    }
+    unlock_log(a);
+    return rc;
+}
+
+static void note_failure(audit_log_t *a, size_t n, int rc)
+{
+    if (atomic_load(&a->healthy)) {
+        a->failing_since_ms = util_now_ms();
+        log_msg(LOG_CRITICAL, "audit log write failed: failing closed", "{s:s,s:s}", "path", a->path, "error",
+                strerror(-rc));
+    }
+    a->failed_records += n;
+    atomic_store(&a->healthy, false);
+}
+
+/* While unhealthy: try to write the AUDIT_RECOVERED record; success makes us healthy. */
+static void try_recover(audit_log_t *a)
+{
+    char since[ISO8601_LEN];
+    util_iso8601(a->failing_since_ms, since);
+    json_t *detail =
+        json_pack("{s:I,s:s}", "failed_records", (json_int_t)a->failed_records, "failing_since", since);
+    audit_event_t ev = {.type = "AUDIT_RECOVERED", .action = "E", .outcome = "success", .detail = detail};
+    audit_prepared_t *rec = audit_record_prepare(&ev);
+    json_decref(detail);
+    if (!rec)
+        return;
+    int rc = run_batch(a, &rec, 1, true, 0);
+    audit_prepared_free(rec);
+    if (rc == 0) {
+        log_msg(LOG_WARNING, "audit log writable again", "{s:s,s:I}", "path", a->path, "failed_records",
+                (json_int_t)a->failed_records);
+        a->failed_records = 0;
+        atomic_store(&a->healthy, true);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    audit_log_t *a = arg;
+    audit_prepared_t *recs[MAX_BATCH];
+    item_t *items[MAX_BATCH];
+    int64_t last_retry = 0;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->head && !a->stopping) {
+            int64_t now = util_now_ms();
+            if (!atomic_load(&a->healthy) && now - last_retry >= RETRY_MS)
+                break;
+            if (checkpoint_due(a, now))
+                break;
+            if (a->dirty)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait_ms = 250;
+            ts.tv_sec += (ts.tv_nsec / 1000000 + wait_ms) / 1000;
+            ts.tv_nsec = ((ts.tv_nsec / 1000000 + wait_ms) % 1000) * 1000000 + ts.tv_nsec % 1000000;
+            pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+        }
+        if (!a->head && a->stopping)
+            break;
+        size_t n = 0, nrec = 0;
+        bool sync = a->strict, ckpt_req = false;
+        while (a->head && n < MAX_BATCH) {
+            item_t *it = a->head;
+            a->head = it->next;
+            items[n] = it;
+            if (it->rec)
+                recs[nrec++] = it->rec;
+            else
+                ckpt_req = true; /* audit_log_checkpoint */
+            sync = sync || it->sync;
+            n++;
+        }
+        if (!a->head)
+            a->tail = NULL;
+        a->queued -= n;
+        pthread_mutex_unlock(&a->mu);
+
+        /* Recovery is always recorded: before any batch while unhealthy (and every RETRY_MS
+         * without traffic) the AUDIT_RECOVERED record is written first, and only its success
+         * makes the log healthy again. */
+        if (!atomic_load(&a->healthy) && (n > 0 || util_now_ms() - last_retry >= RETRY_MS)) {
+            last_retry = util_now_ms();
+            try_recover(a);
+        }
+        int rc = 0;
+        if (n > 0 || checkpoint_due(a, util_now_ms())) {
+            rc = run_batch(a, recs, nrec, sync, ckpt_req ? 2 : 0);
+            if (rc < 0 && nrec > 0) {
+                note_failure(a, nrec, rc);
+                last_retry = util_now_ms(); /* the first retry waits RETRY_MS */
+            }
+        } else if (a->dirty && a->fd >= 0) {
+            a->dirty = false;
+            if (fdatasync(a->fd) < 0)
+                note_failure(a, 0, -errno);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (items[i]->done)
+                items[i]->done(items[i]->arg, rc);
+            item_free(items[i]);
+        }
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* ---- public API ---- */
+
+int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t errlen)
+{
+    *ret = NULL;
+    if (!cfg->audit_log_path || !*cfg->audit_log_path)
+        return 0;
+    audit_log_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    int rc;
+    a->fd = -1;
+    a->lock_fd = -1;
+    a->known = -1;
+    atomic_init(&a->healthy, true);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    a->path = strdup(cfg->audit_log_path);
+    if (!a->path) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    audit_path_lock(a->path, a->lock_path, sizeof(a->lock_path));
+    audit_path_checkpoints(a->path, a->ckpt_path, sizeof(a->ckpt_path));
+    a->strict = !cfg->audit_durability || strcmp(cfg->audit_durability, "async") != 0;
+    a->ckpt_every = cfg->audit_checkpoint_records > 0 ? (uint64_t)cfg->audit_checkpoint_records : 1000;
+    a->ckpt_interval_ms =
+        (int64_t)(cfg->audit_checkpoint_interval_s > 0 ? cfg->audit_checkpoint_interval_s : 300) * 1000;
+    if (audit_chain_key(cfg->secret_key, a->key) < 0) {
+        snprintf(err, errlen,
+                 "AUDIT_LOG_PATH is set but SECRET_KEY is not: the audit chain key derives from SECRET_KEY "
+                 "(set it, e.g. openssl rand -hex 32, or unset AUDIT_LOG_PATH to run without audit)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (cfg->audit_signing_key_path) {
+        char kerr[512] = "";
+        if ((rc = audit_ckpt_load_private(cfg->audit_signing_key_path, &a->sign_key, kerr, sizeof(kerr))) <
+            0) {
+            snprintf(err, errlen, "AUDIT_SIGNING_KEY_PATH: %s", kerr);
+            goto fail;
+        }
+    } else if (cfg->environment == ENV_PRODUCTION) {
+        snprintf(err, errlen,
+                 "AUDIT_SIGNING_KEY_PATH: required when ENVIRONMENT=production and AUDIT_LOG_PATH is set "
+                 "(signed checkpoints detect truncation; create keys with `aimedres audit keygen`)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s", a->path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if ((rc = util_mkdir_p(dir, 0750)) < 0) {
+            snprintf(err, errlen, "AUDIT_LOG_PATH: cannot create %s: %s", dir, strerror(-rc));
+            goto fail;
+        }
+    }
+    /* open, trim a torn tail and learn the chain position now, so a broken log fails at start */
+    rc = lock_log(a);
+    if (rc == 0) {
+        rc = sync_state(a);
+        unlock_log(a);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "AUDIT_LOG_PATH: cannot open %s: %s", a->path,
+                 rc == -EBADMSG ? "its last line is not a valid audit record (run `aimedres audit verify`)"
+                                : strerror(-rc));
+        goto fail;
+    }
+    if ((rc = -pthread_create(&a->thread, NULL, writer_main, a)) < 0) {
+        snprintf(err, errlen, "cannot start the audit writer thread");
+        goto fail;
+    }
+    a->thread_started = true;
+    if (!a->sign_key)
+        log_msg(LOG_WARNING,
+                "audit checkpoints disabled: AUDIT_SIGNING_KEY_PATH unset (tail truncation is not "
+                "detectable)",
+                NULL);
+    *ret = a;
+    return 0;
+fail:
+    audit_log_close(a);
+    return rc;
+}
+
+static int enqueue(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg, bool sync)
+{
+    if (!ev) {
+        /* a checkpoint request: an item without a record */
+        item_t *ck = calloc(1, sizeof(*ck));
+        if (!ck)
+            return -ENOMEM;
+        ck->done = done;
+        ck->arg = arg;
+        ck->sync = true;
+        pthread_mutex_lock(&a->mu);
+        if (a->stopping) {
+            pthread_mutex_unlock(&a->mu);
+            free(ck);
+            return -ESHUTDOWN;
+        }
+        if (a->tail)
+            a->tail->next = ck;
+        else
+            a->head = ck;
+        a->tail = ck;
+        a->queued++;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        return 0;
+    }
+    if (audit_event_validate(ev) < 0)
+        return -EINVAL;
+    item_t *it = calloc(1, sizeof(*it));
+    if (!it)
+        return -ENOMEM;
+    it->rec = audit_record_prepare(ev);
+    if (!it->rec) {
+        free(it);
+        return -ENOMEM;
+    }
+    if (audit_prepared_size(it->rec) > MAX_RECORD_BYTES) {
+        item_free(it);
+        return -EINVAL; /* a record must stay one bounded line */
+    }
+    it->done = done;
+    it->arg = arg;
+    it->sync = sync;
+    pthread_mutex_lock(&a->mu);
+    if (a->stopping) {
+        pthread_mutex_unlock(&a->mu);
+        item_free(it);
+        return -ESHUTDOWN;
+    }
+    if (a->tail)
+        a->tail->next = it;
+    else
+        a->head = it;
+    a->tail = it;
+    a->queued++;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg)
+{
+    if (!a) {
+        if (done)
+            done(arg, 0);
+        return 0;
+    }
+    return enqueue(a, ev, done, arg, false);
+}
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool finished;
+    int status;
+} waiter_t;
+
+static void wake(void *arg, int status)
+{
+    waiter_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->finished = true;
+    w->status = status;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int submit_wait(audit_log_t *a, const audit_event_t *ev)
+{
+    waiter_t w = {.finished = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    int rc = enqueue(a, ev, wake, &w, true);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.finished)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.status;
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+int audit_log_append_sync(audit_log_t *a, const audit_event_t *ev)
+{
+    if (!a)
+        return 0;
+    if (!ev)
+        return -EINVAL;
+    return submit_wait(a, ev);
+}
+
+int audit_log_checkpoint(audit_log_t *a)
+{
+    if (!a)
+        return -ENOENT;
+    if (!a->sign_key)
+        return -ENOKEY;
+    return submit_wait(a, NULL);
+}
+
+bool audit_log_healthy(audit_log_t *a)
+{
+    return !a || atomic_load(&a->healthy);
+}
+
+void audit_log_close(audit_log_t *a)
+{
+    if (!a)
+        return;
+    if (a->thread_started) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = true;
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->thread, NULL);
+        /* final checkpoint over what we appended; fdatasync what async left */
+        if (a->sign_key && a->since_ckpt > 0 && atomic_load(&a->healthy))
+            run_batch(a, NULL, 0, true, 1);
+        if (a->dirty && a->fd >= 0)
+            fdatasync(a->fd);
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->lock_fd >= 0)
+        close(a->lock_fd);
+    EVP_PKEY_free(a->sign_key);
+    OPENSSL_cleanse(a->key, sizeof(a->key));
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    free(a->path);
+    free(a);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Retention: `audit prune` removes rotated archives older than AUDIT_LOG_RETENTION_DAYS
+ * (calendar days, UTC). Rotation never deletes; the active file and the checkpoints are
+ * never removed here. The verifier anchors on the first remaining record. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "audit/record.h"
+#include "common/util.h"
+
+int audit_prune(const char *log_path, int retention_days, int64_t today_days, json_t *removed, char *err,
+                size_t errlen)
+{
+    if (retention_days < 1) {
+        snprintf(err, errlen, "retention must be at least 1 day");
+        return -EINVAL;
+    }
+    audit_file_t *files;
+    size_t n;
+    int rc = audit_files_list(log_path, &files, &n);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot list %s: %s", log_path, strerror(-rc));
+        return rc;
+    }
+    int count = 0;
+    /* an archive dated D holds records up to D; it may go once D is more than retention_days
+     * before today: kept while today - D <= retention_days */
+    for (size_t i = 0; i < n; i++) {
+        if (files[i].date_days < 0 || today_days - files[i].date_days <= retention_days)
+            continue;
+        if (unlink(files[i].path) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot remove %s: %s", files[i].path, strerror(errno));
+            break;
+        }
+        count++;
+        if (removed) {
+            const char *slash = strrchr(files[i].path, '/');
+            json_array_append_new(removed, json_string(slash ? slash + 1 : files[i].path));
+        }
+    }
+    if (count > 0) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s", log_path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        else
+            snprintf(dir, sizeof(dir), ".");
+        util_fsync_dir(dir);
+    }
+    audit_files_free(files, n);
+    return rc < 0 ? rc : count;
+}

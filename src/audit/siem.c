@@ -1,0 +1,680 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The SIEM forwarder (see siem.h).
+ *
+ * DESIGN
+ * - Position: the cursor names the file by inode (rotation renames the active file, so the
+ *   inode follows the records into their archive), the byte offset after the last record
+ *   sent, and that record's seq. When the inode is gone (pruned) the forwarder finds the
+ *   first record after seq by scanning the files in chain order.
+ * - Only complete lines are sent; a partial last line waits for the writer to finish it.
+ * - States: disconnected -> (connect, backoff 0.5 s doubling to 30 s) -> connected. Before
+ *   each batch a connected stream socket is polled: readable or hung up means the receiver
+ *   closed it (syslog receivers never send), so we reconnect before sending rather than
+ *   writing into a dead connection. A failed send leaves the cursor on the unsent record.
+ * - The cursor is written crash-safely after each batch (at most 256 records). */
+#include "audit/siem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/record.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define BATCH 256
+#define IO_TIMEOUT_S 5
+#define IDLE_MS 200
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define MAX_MSG (AUDIT_MAX_LINE + 8192)
+
+enum proto { P_UDP, P_TCP, P_TLS };
+
+typedef struct cursor {
+    uint64_t ino;
+    int64_t offset;
+    uint64_t seq;
+} cursor_t;
+
+struct audit_siem {
+    char *log_path;
+    char cursor_path[4200];
+    char lock_path[4200];
+    char host[256];
+    char port[16];
+    enum proto proto;
+    int facility;
+    char *ca_path;
+    char hostname[256];
+
+    int sock;
+    SSL_CTX *ssl_ctx;
+    SSL *ssl;
+    int lock_fd;
+    int64_t backoff_ms;
+    int64_t next_connect_ms;
+    bool was_connected;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+    pthread_t thread;
+};
+
+/* ---- formatting ---- */
+
+size_t audit_siem_escape(const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = in; *p; p++) {
+        bool esc = *p == '"' || *p == '\\' || *p == ']';
+        if (esc) {
+            if (n + 1 < outlen)
+                out[n] = '\\';
+            n++;
+        }
+        if (n + 1 < outlen)
+            out[n] = *p;
+        n++;
+    }
+    if (outlen)
+        out[n < outlen ? n : outlen - 1] = '\0';
+    return n;
+}
+
+typedef struct buf {
+    char *d;
+    size_t len, cap;
+    bool failed;
+} buf_t;
+
+static void put(buf_t *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->len + n + 1) * 2;
+        char *nd = realloc(b->d, nc);
+        if (!nd) {
+            b->failed = true;
+            return;
+        }
+        b->d = nd;
+        b->cap = nc;
+    }
+    memcpy(b->d + b->len, s, n);
+    b->len += n;
+    b->d[b->len] = '\0';
+}
+
+static void puts_(buf_t *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_param(buf_t *b, const char *name, const char *value)
+{
+    size_t need = audit_siem_escape(value, NULL, 0);
+    char *esc = malloc(need + 1);
+    if (!esc) {
+        b->failed = true;
+        return;
+    }
+    audit_siem_escape(value, esc, need + 1);
+    puts_(b, " ");
+    puts_(b, name);
+    puts_(b, "=\"");
+    puts_(b, esc);
+    puts_(b, "\"");
+    free(esc);
+}
+
+/* PARAM-NAME / MSGID: 1..32 printable US-ASCII without '=', ' ', ']', '"'. */
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (; *s; s++)
+        if (*s < 33 || *s > 126 || *s == '=' || *s == ']' || *s == '"')
+            return false;
+    return true;
+}
+
+int audit_siem_format(const json_t *rec, int facility, const char *hostname, char **ret, size_t *ret_len)
+{
+    const char *type = json_string_value(json_object_get(rec, "type"));
+    const char *ts = json_string_value(json_object_get(rec, "ts"));
+    const char *outcome = json_string_value(json_object_get(rec, "outcome"));
+    if (!type || !ts || facility < 0 || facility > 23)
+        return -EINVAL;
+    int severity = !outcome || strcmp(outcome, "success") == 0 ? 6 : 4;
+    char head[512];
+    snprintf(head, sizeof(head), "<%d>1 %s %s aimedres - %s [audit@32473", facility * 8 + severity, ts,
+             hostname && *hostname && valid_name(hostname) ? hostname : "-", valid_name(type) ? type : "-");
+    buf_t b = {0};
+    puts_(&b, head);
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(json_object_get(rec, "seq")));
+    put_param(&b, "seq", num);
+    static const char *const fields[] = {"type",        "user",      "role",      "action",
+                                         "entity_type", "entity_id", "source_ip", "outcome",
+                                         "request_id",  "patient",   "hash"};
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        const char *v = json_string_value(json_object_get(rec, fields[i]));
+        if (v)
+            put_param(&b, fields[i], v);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)json_object_get(rec, "detail"), k, v)
+    {
+        char name[40];
+        snprintf(name, sizeof(name), "d.%s", k);
+        if (!valid_name(name))
+            continue;
+        if (json_is_string(v))
+            put_param(&b, name, json_string_value(v));
+        else if (json_is_integer(v) || json_is_real(v) || json_is_boolean(v)) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY);
+            if (s)
+                put_param(&b, name, s);
+            free(s);
+        }
+    }
+    puts_(&b, "] ");
+    char *line = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    if (!line) {
+        free(b.d);
+        return -ENOMEM;
+    }
+    puts_(&b, line);
+    free(line);
+    if (b.failed) {
+        free(b.d);
+        return -ENOMEM;
+    }
+    *ret = b.d;
+    *ret_len = b.len;
+    return 0;
+}
+
+char *audit_siem_frame(const char *msg, size_t len, size_t *ret_len)
+{
+    char pre[32];
+    int p = snprintf(pre, sizeof(pre), "%zu ", len);
+    char *out = malloc((size_t)p + len + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, pre, (size_t)p);
+    memcpy(out + p, msg, len);
+    out[(size_t)p + len] = '\0';
+    *ret_len = (size_t)p + len;
+    return out;
+}
+
+/* ---- transport ---- */
+
+static void disconnect(audit_siem_t *s)
+{
+    if (s->ssl) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->sock >= 0)
+        close(s->sock);
+    s->sock = -1;
+}
+
+static int connect_to(audit_siem_t *s, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = s->proto == P_UDP ? SOCK_DGRAM : SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(s->host, s->port, &hints, &ai);
+    if (g != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", s->host, gai_strerror(g));
+        return -EHOSTUNREACH;
+    }
+    int rc = -ECONNREFUSED;
+    for (struct addrinfo *p = ai; p; p = p->ai_next) {
+        int fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, p->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        if (connect(fd, p->ai_addr, p->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            rc = -errno;
+            close(fd);
+            continue;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (poll(&pfd, 1, IO_TIMEOUT_S * 1000) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
+            rc = soerr ? -soerr : -ETIMEDOUT;
+            close(fd);
+            continue;
+        }
+        int fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        struct timeval tv = {IO_TIMEOUT_S, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        s->sock = fd;
+        rc = 0;
+        break;
+    }
+    freeaddrinfo(ai);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot connect to %s:%s: %s", s->host, s->port, strerror(-rc));
+        return rc;
+    }
+    if (s->proto == P_TLS) {
+        s->ssl = SSL_new(s->ssl_ctx);
+        unsigned char ipbuf[16];
+        bool is_ip = inet_pton(AF_INET, s->host, ipbuf) == 1 || inet_pton(AF_INET6, s->host, ipbuf) == 1;
+        /* the certificate must name what we dialled: an IP SAN for an address, else the host name */
+        bool named = s->ssl && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), s->host) == 1
+                                      : SSL_set_tlsext_host_name(s->ssl, s->host) == 1 &&
+                                            SSL_set1_host(s->ssl, s->host) == 1);
+        if (!s->ssl || SSL_set_fd(s->ssl, s->sock) != 1 || !named || SSL_connect(s->ssl) != 1) {
+            unsigned long e = ERR_get_error();
+            char es[256];
+            ERR_error_string_n(e, es, sizeof(es));
+            snprintf(err, errlen, "TLS handshake with %.100s:%s failed: %.200s", s->host, s->port,
+                     e ? es : "closed");
+            ERR_clear_error();
+            disconnect(s);
+            return -EPROTO;
+        }
+    }
+    return 0;
+}
+
+/* A stream socket the peer has closed polls readable (EOF) or hung up. */
+static bool peer_closed(audit_siem_t *s)
+{
+    if (s->proto == P_UDP || s->sock < 0)
+        return false;
+    struct pollfd pfd = {.fd = s->sock, .events = POLLIN | POLLRDHUP};
+    return poll(&pfd, 1, 0) == 1;
+}
+
+static int send_msg(audit_siem_t *s, const char *msg, size_t len)
+{
+    if (s->proto == P_UDP)
+        return send(s->sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+    size_t flen;
+    char *f = audit_siem_frame(msg, len, &flen);
+    if (!f)
+        return -ENOMEM;
+    int rc = 0;
+    size_t off = 0;
+    while (off < flen) {
+        ssize_t w;
+        if (s->proto == P_TLS) {
+            w = SSL_write(s->ssl, f + off, (int)(flen - off));
+            if (w <= 0) {
+                ERR_clear_error();
+                rc = -EPIPE;
+                break;
+            }
+        } else {
+            w = send(s->sock, f + off, flen - off, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = w < 0 ? -errno : -EPIPE;
+                break;
+            }
+        }
+        off += (size_t)w;
+    }
+    free(f);
+    return rc;
+}
+
+/* ---- cursor and files ---- */
+
+static void load_cursor(audit_siem_t *s, cursor_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    char *data;
+    size_t len;
+    if (util_read_file(s->cursor_path, 4096, &data, &len) < 0)
+        return;
+    json_t *o = json_loadb(data, len, 0, NULL);
+    free(data);
+    if (o) {
+        c->ino = (uint64_t)json_integer_value(json_object_get(o, "ino"));
+        c->offset = json_integer_value(json_object_get(o, "offset"));
+        c->seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+        json_decref(o);
+    }
+}
+
+static int save_cursor(audit_siem_t *s, const cursor_t *c)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "{\"ino\":%llu,\"offset\":%lld,\"seq\":%llu}\n",
+                     (unsigned long long)c->ino, (long long)c->offset, (unsigned long long)c->seq);
+    return util_write_file_atomic(s->cursor_path, buf, (size_t)n, 0640);
+}
+
+/* Finds the file holding the records after c (by inode, else by seq). Returns a malloc'd
+ * path and sets *ret_offset, or NULL when nothing is there yet. Updates c->ino/offset when
+ * it had to move to another file. */
+static char *locate(audit_siem_t *s, cursor_t *c)
+{
+    audit_file_t *files;
+    size_t n;
+    if (audit_files_list(s->log_path, &files, &n) < 0)
+        return NULL;
+    char *path = NULL;
+    for (size_t i = 0; i < n && !path && c->ino; i++) {
+        struct stat st;
+        if (stat(files[i].path, &st) == 0 && (uint64_t)st.st_ino == c->ino) {
+            if (c->offset < st.st_size || i == n - 1) {
+                path = strdup(files[i].path);
+            } else if (i + 1 < n && stat(files[i + 1].path, &st) == 0) {
+                /* finished this file: continue with the next one */
+                path = strdup(files[i + 1].path);
+                c->ino = (uint64_t)st.st_ino;
+                c->offset = 0;
+            }
+        }
+    }
+    for (size_t i = 0; i < n && !path; i++) {
+        /* inode gone (pruned) or first run: the first file whose last seq is past c->seq */
+        int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        json_t *rec = NULL;
+        off_t valid;
+        if (fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec &&
+            (uint64_t)json_integer_value(json_object_get(rec, "seq")) > c->seq) {
+            path = strdup(files[i].path);
+            c->ino = (uint64_t)st.st_ino;
+            c->offset = 0; /* records at or before c->seq are skipped while reading */
+        }
+        json_decref(rec);
+        close(fd);
+    }
+    audit_files_free(files, n);
+    return path;
+}
+
+static bool stopping(audit_siem_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool st = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+static void nap(audit_siem_t *s, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
+    ts.tv_sec += ms / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&s->mu);
+    if (!s->stopping)
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Sends up to BATCH records after c. Returns records sent, 0 when idle, <0 on a send failure. */
+static int forward_batch(audit_siem_t *s, cursor_t *c)
+{
+    char *path = locate(s, c);
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "re");
+    free(path);
+    if (!f)
+        return 0;
+    int sent = 0, rc = 0;
+    int64_t start_offset = c->offset;
+    if (fseeko(f, c->offset, SEEK_SET) != 0) {
+        fclose(f);
+        return 0;
+    }
+    while (sent < BATCH && !stopping(s)) {
+        off_t start = ftello(f);
+        char *line;
+        size_t len;
+        bool term;
+        int r = audit_read_line(f, &line, &len, &term);
+        if (r == 0)
+            break;
+        if (r > 0 && !term) {
+            free(line);
+            break; /* the writer has not finished this line */
+        }
+        off_t end = ftello(f);
+        json_t *rec = r > 0 ? audit_record_parse(line, len) : NULL;
+        if (r > 0)
+            free(line);
+        uint64_t seq = rec ? (uint64_t)json_integer_value(json_object_get(rec, "seq")) : 0;
+        if (!rec || seq <= c->seq) {
+            if (!rec)
+                log_msg(LOG_WARNING, "siem: skipping a line that is not an audit record", "{s:I}", "offset",
+                        (json_int_t)start);
+            json_decref(rec);
+            c->offset = end;
+            continue;
+        }
+        if (c->seq && seq != c->seq + 1)
+            log_msg(LOG_WARNING, "siem: gap in the audit sequence", "{s:I,s:I}", "after", (json_int_t)c->seq,
+                    "next", (json_int_t)seq);
+        char *msg;
+        size_t mlen;
+        rc = audit_siem_format(rec, s->facility, s->hostname, &msg, &mlen);
+        json_decref(rec);
+        if (rc < 0)
+            break;
+        rc = send_msg(s, msg, mlen);
+        free(msg);
+        if (rc < 0)
+            break;
+        c->offset = end;
+        c->seq = seq;
+        sent++;
+    }
+    fclose(f);
+    if (sent > 0 || c->offset != start_offset) {
+        int w = save_cursor(s, c);
+        if (w < 0)
+            log_msg(LOG_ERROR, "siem: cannot save the cursor", "{s:s,s:s}", "path", s->cursor_path, "error",
+                    strerror(-w));
+    }
+    return rc < 0 ? rc : sent;
+}
+
+static void *forwarder_main(void *arg)
+{
+    audit_siem_t *s = arg;
+    cursor_t c;
+    bool locked = false;
+    while (!stopping(s)) {
+        if (!locked) {
+            if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+                locked = true;
+                load_cursor(s, &c);
+                log_msg(LOG_INFO, "siem forwarder started", "{s:s,s:s,s:I}", "server", s->host, "port",
+                        s->port, "after_seq", (json_int_t)c.seq);
+            } else {
+                nap(s, 2000);
+                continue;
+            }
+        }
+        if (s->sock < 0) {
+            if (util_now_ms() < s->next_connect_ms) {
+                nap(s, IDLE_MS);
+                continue;
+            }
+            char err[512] = "";
+            if (connect_to(s, err, sizeof(err)) < 0) {
+                if (s->was_connected || s->backoff_ms == 0)
+                    log_msg(LOG_WARNING, "siem: receiver unreachable; will retry", "{s:s}", "error", err);
+                s->was_connected = false;
+                s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+                if (s->backoff_ms > BACKOFF_MAX_MS)
+                    s->backoff_ms = BACKOFF_MAX_MS;
+                s->next_connect_ms = util_now_ms() + s->backoff_ms;
+                continue;
+            }
+            log_msg(LOG_INFO, "siem: connected", "{s:s,s:s}", "server", s->host, "port", s->port);
+            s->was_connected = true;
+            s->backoff_ms = 0;
+        }
+        if (peer_closed(s)) {
+            log_msg(LOG_WARNING, "siem: receiver closed the connection; reconnecting", NULL);
+            disconnect(s);
+            continue;
+        }
+        int n = forward_batch(s, &c);
+        if (n < 0) {
+            log_msg(LOG_WARNING, "siem: send failed; reconnecting", "{s:s}", "error", strerror(-n));
+            disconnect(s);
+            s->backoff_ms = BACKOFF_MIN_MS;
+            s->next_connect_ms = util_now_ms() + s->backoff_ms;
+        } else if (n == 0) {
+            nap(s, IDLE_MS);
+        }
+    }
+    disconnect(s);
+    return NULL;
+}
+
+static int split_host_port(const char *hp, char *host, size_t hl, char *port, size_t pl)
+{
+    const char *colon;
+    if (hp[0] == '[') {
+        const char *close_b = strchr(hp, ']');
+        if (!close_b || close_b[1] != ':')
+            return -EINVAL;
+        snprintf(host, hl, "%.*s", (int)(close_b - hp - 1), hp + 1);
+        colon = close_b + 1;
+    } else {
+        colon = strrchr(hp, ':');
+        if (!colon)
+            return -EINVAL;
+        snprintf(host, hl, "%.*s", (int)(colon - hp), hp);
+    }
+    snprintf(port, pl, "%s", colon + 1);
+    return host[0] && port[0] ? 0 : -EINVAL;
+}
+
+void audit_siem_stop(audit_siem_t *s)
+{
+    if (!s)
+        return;
+    if (s->thread) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    disconnect(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    SSL_CTX_free(s->ssl_ctx);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->ca_path);
+    free(s->log_path);
+    free(s);
+}
+
+int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t errlen)
+{
+    *ret = NULL;
+    if (!cfg->siem_integration_enabled || !cfg->audit_log_path)
+        return 0;
+    if (!cfg->syslog_server) {
+        snprintf(err, errlen, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
+        return -EINVAL;
+    }
+    audit_siem_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->sock = -1;
+    s->lock_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int rc;
+    s->log_path = strdup(cfg->audit_log_path);
+    s->ca_path = cfg->syslog_ca_path ? strdup(cfg->syslog_ca_path) : NULL;
+    if (!s->log_path || (cfg->syslog_ca_path && !s->ca_path)) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (split_host_port(cfg->syslog_server, s->host, sizeof(s->host), s->port, sizeof(s->port)) < 0) {
+        snprintf(err, errlen, "SYSLOG_SERVER: expected host:port, got '%s'", cfg->syslog_server);
+        rc = -EINVAL;
+        goto fail;
+    }
+    const char *p = cfg->syslog_protocol ? cfg->syslog_protocol : "tcp";
+    s->proto = strcmp(p, "udp") == 0 ? P_UDP : strcmp(p, "tls") == 0 ? P_TLS : P_TCP;
+    s->facility = cfg->syslog_facility;
+    if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
+        snprintf(s->hostname, sizeof(s->hostname), "-");
+    audit_path_cursor(s->log_path, s->cursor_path, sizeof(s->cursor_path));
+    snprintf(s->lock_path, sizeof(s->lock_path), "%s.siem-lock", s->log_path);
+    s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", s->lock_path, strerror(errno));
+        goto fail;
+    }
+    if (s->proto == P_TLS) {
+        s->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!s->ssl_ctx || SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION) != 1) {
+            snprintf(err, errlen, "cannot create a TLS context");
+            rc = -EIO;
+            goto fail;
+        }
+        SSL_CTX_set_verify(s->ssl_ctx, SSL_VERIFY_PEER, NULL);
+        int ok = s->ca_path ? SSL_CTX_load_verify_locations(s->ssl_ctx, s->ca_path, NULL)
+                            : SSL_CTX_set_default_verify_paths(s->ssl_ctx);
+        if (ok != 1) {
+            ERR_clear_error();
+            snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s",
+                     s->ca_path ? s->ca_path : "the system store");
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+    if ((rc = -pthread_create(&s->thread, NULL, forwarder_main, s)) < 0) {
+        s->thread = 0;
+        snprintf(err, errlen, "cannot start the SIEM forwarder thread");
+        goto fail;
+    }
+    *ret = s;
+    return 0;
+fail:
+    audit_siem_stop(s);
+    return rc;
+}

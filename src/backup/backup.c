@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* backup_create and the offsite copy (see backup.h for the states of a backup). Files are
+ * streamed one at a time through backup_stream_encrypt, so memory stays bounded whatever
+ * their size; the only plaintext copy made is the database snapshot, next to the database. */
+#include "backup/backup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup/fsutil.h"
+#include "backup/pool.h"
+#include "backup/progress.h"
+#include "backup/repo.h"
+#include "backup/snapshot.h"
+#include "backup/verify.h"
+#include "common/util.h"
+#include "store/store.h"
+
+#define MAX_DEPTH 32
+#define LOCK_WAIT_MS 2000
+
+/* One file to back up. */
+typedef struct item {
+    char *src;             /* absolute source path (the snapshot for the database) */
+    char *path;            /* manifest path "<area>/<rel>" */
+    const char *component; /* static string */
+    uint64_t size;
+    int64_t mtime_ns;
+    uint32_t mode;
+    bool is_db;
+} item_t;
+
+typedef struct plan {
+    item_t *items;
+    size_t n, cap;
+    uint64_t bytes;
+    json_t *notes; /* borrowed: the manifest's notes array */
+} plan_t;
+
+static void plan_free(plan_t *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->items[i].src);
+        free(p->items[i].path);
+    }
+    free(p->items);
+}
+
+static void note(json_t *notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(json_t *notes, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    json_array_append_new(notes, json_string(buf));
+}
+
+static int64_t mtime_ns_of(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+static int plan_add(plan_t *p, const char *src, const char *path, const char *component,
+                    const struct stat *st, bool is_db)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        item_t *ni = realloc(p->items, cap * sizeof(*ni));
+        if (!ni)
+            return -ENOMEM;
+        p->items = ni;
+        p->cap = cap;
+    }
+    item_t *it = &p->items[p->n];
+    it->src = strdup(src);
+    it->path = strdup(path);
+    if (!it->src || !it->path) {
+        free(it->src);
+        free(it->path);
+        return -ENOMEM;
+    }
+    it->component = component;
+    it->size = (uint64_t)st->st_size;
+    it->mtime_ns = mtime_ns_of(st);
+    it->mode = st->st_mode & 07777;
+    it->is_db = is_db;
+    p->n++;
+    p->bytes += it->size;
+    return 0;
+}
+
+typedef struct walk_stats {
+    size_t hidden, symlinks, other;
+} walk_stats_t;
+
+/* Adds every regular file under dir (recursively) as "<rel>/<name>". Hidden entries
+ * (names starting with '.': staging areas of writers in progress) and symlinks are skipped
+ * and counted. */
+static int walk(plan_t *p, const char *dir, const char *rel, const char *component, int depth,
+                walk_stats_t *ws)
+{
+    if (depth > MAX_DEPTH)
+        return -ELOOP;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (name[0] == '.') {
+            ws->hidden++;
+            continue;
+        }
+        char src[PATH_MAX], sub[PATH_MAX];
+        if (snprintf(src, sizeof(src), "%s/%s", dir, name) >= (int)sizeof(src) ||
+            snprintf(sub, sizeof(sub), "%s/%s", rel, name) >= (int)sizeof(sub)) {
+            r = -ENAMETOOLONG;
+            break;
+        }
+        struct stat st;
+        if (lstat(src, &st) < 0) {
+            if (errno == ENOENT)
+                continue; /* removed while we walk */
+            r = -errno;
+            break;
+        }
+        if (S_ISDIR(st.st_mode))
+            r = walk(p, src, sub, component, depth + 1, ws);
+        else if (S_ISREG(st.st_mode))
+            r = plan_add(p, src, sub, component, &st, false);
+        else if (S_ISLNK(st.st_mode))
+            ws->symlinks++;
+        else
+            ws->other++;
+        if (r < 0)
+            break;
+    }
+    closedir(d);
+    return r;
+}
+
+static int add_tree(plan_t *p, const char *root, const char *area, const char *component, const char *what,
+                    char *err, size_t errlen)
+{
+    struct stat st;
+    if (!root || stat(root, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        note(p->notes, "%s: %s does not exist, nothing to back up", what, root ? root : "(unset)");
+        return 0;
+    }
+    walk_stats_t ws = {0};
+    int r = walk(p, root, area, component, 0, &ws);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: reading %s: %s", what, root, strerror(-r));
+        return r;
+    }
+    if (ws.hidden)
+        note(p->notes, "%s: skipped %zu hidden entries (staging areas)", what, ws.hidden);
+    if (ws.symlinks)
+        note(p->notes, "%s: skipped %zu symbolic links", what, ws.symlinks);
+    if (ws.other)
+        note(p->notes, "%s: skipped %zu special files", what, ws.other);
+    return 0;
+}
+
+/* Files in dirname(AUDIT_LOG_PATH) whose names start with basename(AUDIT_LOG_PATH): the
+ * log, its rotated archives and checkpoints. */
+static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t errlen)
+{
+    if (!audit_log_path) {
+        note(p->notes, "audit: AUDIT_LOG_PATH is not set, no audit files backed up");
+        return 0;
+    }
+    char dir[PATH_MAX], prefix[NAME_MAX + 1];
+    const char *slash = strrchr(audit_log_path, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == audit_log_path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - audit_log_path), audit_log_path);
+    snprintf(prefix, sizeof(prefix), "%s", slash ? slash + 1 : audit_log_path);
+    DIR *d = opendir(dir);
+    if (!d) {
+        note(p->notes, "audit: %s does not exist, no audit files backed up", dir);
+        return 0;
+    }
+    size_t plen = strlen(prefix), n = 0;
+    struct dirent *de;
+    int r = 0;
+    while ((de = readdir(d))) {
+        size_t nlen = strlen(de->d_name);
+        if (plen == 0 || strncmp(de->d_name, prefix, plen) != 0 ||
+            (nlen > 5 && strcmp(de->d_name + nlen - 5, ".lock") == 0)) /* the writer's lock, not data */
+            continue;
+        char src[PATH_MAX], path[PATH_MAX];
+        struct stat st;
+        if (backup_path_join(src, sizeof(src), dir, de->d_name) < 0 ||
+            backup_path_join(path, sizeof(path), "audit", de->d_name) < 0 || lstat(src, &st) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        if ((r = plan_add(p, src, path, "audit", &st, false)) < 0)
+            break;
+        n++;
+    }
+    closedir(d);
+    if (r < 0) {
+        snprintf(err, errlen, "audit: %s", strerror(-r));
+        return r;
+    }
+    if (n == 0)
+        note(p->notes, "audit: no files named %s* in %s yet", prefix, dir);
+    return 0;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+    return strcmp(((const item_t *)a)->path, ((const item_t *)b)->path);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+/* What a worker decided for one plan item. */
+typedef struct slot {
+    backup_file_t f; /* f.stored is owned when the file was stored here */
+    bool referenced;
+    bool done;
+} slot_t;
+
+typedef struct run {
+    const backup_settings_t *s;
+    const backup_key_t *key;
+    backup_manifest_t *m;
+    const backup_manifest_t *parent; /* NULL for full */
+    plan_t *plan;
+    slot_t *slots;
+    char partial[PATH_MAX];
+    char snap[PATH_MAX]; /* the database snapshot ("" when none) */
+    bool snap_made;
+    backup_progress_t prog;
+    pthread_mutex_t mu; /* guards notes, m->db, err */
+    char err[2048];
+} run_t;
+
+static void run_note(run_t *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void run_note(run_t *run, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&run->mu);
+    json_array_append_new(run->m->notes, json_string(buf));
+    pthread_mutex_unlock(&run->mu);
+}
+
+static int run_fail(run_t *run, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run_fail(run_t *run, int r, const char *fmt, ...)
+{
+    pthread_mutex_lock(&run->mu);
+    if (!run->err[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(run->err, sizeof(run->err), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&run->mu);
+    return r;
+}
+
+static int fsync_fd_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+/* Can the parent's entry for it be referenced? Hashes the source only when size (and
+ * mtime) already match; the referenced bytes must still be where the parent says. */
+static int try_reference(run_t *run, const item_t *it, backup_file_t *out, bool *ret_ok)
+{
+    *ret_ok = false;
+    if (!run->parent)
+        return 0;
+    const backup_file_t *pf = backup_manifest_find(run->parent, it->path);
+    if (!pf || pf->size != it->size || (!it->is_db && pf->mtime_ns != it->mtime_ns))
+        return 0;
+    char held[PATH_MAX];
+    struct stat st;
+    if (backup_repo_path(run->s->backup_path, pf->holder, pf->stored, held, sizeof(held)) < 0 ||
+        stat(held, &st) < 0 || (uint64_t)st.st_size != pf->stored_size) {
+        run_note(run, "%s: the copy in %s is missing or damaged; stored again", it->path, pf->holder);
+        return 0;
+    }
+    char sha[SHA256_HEX_LEN];
+    int r = util_sha256_file(it->src, sha);
+    if (r < 0)
+        return r;
+    backup_progress_add(&run->prog, it->size);
+    if (strcmp(sha, pf->sha256) != 0)
+        return 0; /* same size and mtime but other content: store it */
+    out->size = pf->size;
+    memcpy(out->sha256, pf->sha256, sizeof(out->sha256));
+    memcpy(out->holder, pf->holder, sizeof(out->holder));
+    out->stored = pf->stored; /* borrowed from the parent manifest */
+    out->stored_size = pf->stored_size;
+    memcpy(out->nonce, pf->nonce, sizeof(out->nonce));
+    *ret_ok = true;
+    return 0;
+}
+
+static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *out)
+{
+    char stored[32], dst[PATH_MAX], binding[BACKUP_ID_MAX + 40];
+    snprintf(stored, sizeof(stored), "data/%06zu", idx + 1);
+    if (backup_path_join(dst, sizeof(dst), run->partial, stored) < 0)
+        return run_fail(run, -ENAMETOOLONG, "path too long");
+    snprintf(binding, sizeof(binding), "%s/%s", run->m->id, stored);
+    int in = open(it->src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0) {
+        int e = errno;
+        return run_fail(run, -e, "%s: %s", it->src, strerror(e));
+    }
+    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+    struct stat st;
+    if (fstat(in, &st) == 0 && !it->is_db)
+        out->mtime_ns = mtime_ns_of(&st);
+    int o = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (o < 0) {
+        int e = errno;
+        close(in);
+        return run_fail(run, -e, "%s: %s", dst, strerror(e));
+    }
+    backup_stream_opts_t so = {
+        .binding = binding,
+        .level = run->s->compression_level,
+        .progress = backup_progress_add,
+        .progress_arg = &run->prog,
+    };
+    backup_stream_result_t res;
+    char serr[512] = "";
+    int r = backup_stream_encrypt(run->key, in, o, &so, &res, serr, sizeof(serr));
+    close(in);
+    if (r == 0 && fsync(o) < 0) {
+        r = -errno;
+        snprintf(serr, sizeof(serr), "fsync: %s", strerror(errno));
+    }
+    /* Drop the now clean pages so the verification pass reads what is on the disk, not
+     * what is still in the page cache. */
+    if (r == 0)
+        posix_fadvise(o, 0, 0, POSIX_FADV_DONTNEED);
+    if (close(o) < 0 && r == 0) {
+        r = -errno;
+        snprintf(serr, sizeof(serr), "close: %s", strerror(errno));
+    }
+    if (r < 0)
+        return run_fail(run, r, "%s: %s", it->path, serr);
+    out->size = res.plain_size; /* what was read, should the file have changed since listed */
+    memcpy(out->sha256, res.sha256, SHA256_HEX_LEN);
+    snprintf(out->holder, sizeof(out->holder), "%s", run->m->id);
+    out->stored = strdup(stored);
+    out->stored_size = res.stored_size;
+    backup_hex(res.nonce, BACKUP_NONCE_BYTES, out->nonce);
+    return out->stored ? 0 : -ENOMEM;
+}
+
+/* Record counts of the snapshot, for restore checks and the drill. */
+static json_t *db_info(const char *snapshot, const char *db_path)
+{
+    char err[256];
+    store_t *st = NULL;
+    if (store_open(snapshot, &st, err, sizeof(err)) < 0)
+        return json_pack("{s:s,s:s}", "file", base_name(db_path), "error", err);
+    int64_t preds = -1;
+    int schema = -1;
+    json_t *models = NULL;
+    store_prediction_count(st, &preds);
+    store_schema_version(st, &schema);
+    store_model_list(st, &models);
+    store_close(st);
+    /* Opening may leave a shm file beside the snapshot; the snapshot itself is complete
+     * after close (SQLite checkpoints on the last close). */
+    char aux[PATH_MAX];
+    if (backup_path_cat(aux, sizeof(aux), snapshot, "-shm") == 0)
+        unlink(aux);
+    size_t nver = models ? json_array_size(models) : 0;
+    json_decref(models);
+    return json_pack("{s:s,s:I,s:I,s:i}", "file", base_name(db_path), "predictions", (json_int_t)preds,
+                     "model_versions", (json_int_t)nver, "schema_version", schema);
+}
+
+/* The database item: take the snapshot first (in this worker, while others stream files). */
+static int snapshot_item(run_t *run, item_t *it)
+{
+    char serr[512] = "";
+    int r = backup_snapshot_take(run->s->db_path, run->snap, serr, sizeof(serr));
+    if (r < 0)
+        return run_fail(run, r, "database snapshot: %s", serr);
+    run->snap_made = true;
+    json_t *info = db_info(run->snap, run->s->db_path);
+    pthread_mutex_lock(&run->mu);
+    run->m->db = info;
+    pthread_mutex_unlock(&run->mu);
+    struct stat st;
+    if (stat(run->snap, &st) < 0) {
+        int e = errno;
+        return run_fail(run, -e, "snapshot vanished: %s", strerror(e));
+    }
+    run->prog.total += (uint64_t)st.st_size - it->size; /* the estimate was the database file */
+    it->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int process_item(void *arg, size_t i)
+{
+    run_t *run = arg;
+    item_t *it = &run->plan->items[i];
+    slot_t *sl = &run->slots[i];
+    int r;
+    if (it->is_db && (r = snapshot_item(run, it)) < 0)
+        return r;
+    backup_file_t *f = &sl->f;
+    memset(f, 0, sizeof(*f));
+    f->size = it->size;
+    f->mtime_ns = it->mtime_ns;
+    f->mode = it->mode;
+    if ((r = try_reference(run, it, f, &sl->referenced)) < 0)
+        return run_fail(run, r, "%s: %s", it->src, strerror(-r));
+    if (!sl->referenced && (r = store_item(run, i, it, f)) < 0)
+        return r;
+    f->path = it->path;
+    f->component = (char *)it->component;
+    sl->done = true;
+    return 0;
+}
+
+static size_t *largest_first(const plan_t *p)
+{
+    size_t *order = malloc((p->n + 1) * sizeof(*order));
+    if (!order)
+        return NULL;
+    for (size_t i = 0; i < p->n; i++)
+        order[i] = i;
+    for (size_t i = 1; i < p->n; i++)
+        for (size_t j = i; j > 0 && p->items[order[j - 1]].size < p->items[order[j]].size; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    return order;
+}
+
+/* Adds every slot to the manifest in path order, with the per-component totals. */
+static int assemble(run_t *run, size_t *ret_stored, size_t *ret_referenced)
+{
+    backup_manifest_t *m = run->m;
+    for (size_t i = 0; i < run->plan->n; i++) {
+        slot_t *sl = &run->slots[i];
+        const item_t *it = &run->plan->items[i];
+        if (!sl->done)
+            continue;
+        if (sl->referenced)
+            (*ret_referenced)++;
+        else {
+            (*ret_stored)++;
+            m->stored_here += sl->f.stored_size;
+        }
+        m->total_size += sl->f.size;
+        json_t *c = json_object_get(m->components, it->component);
+        if (!c) {
+            c = json_pack("{s:I,s:I}", "files", (json_int_t)0, "bytes", (json_int_t)0);
+            json_object_set_new(m->components, it->component, c);
+        }
+        json_object_set_new(c, "files", json_integer(json_integer_value(json_object_get(c, "files")) + 1));
+        json_object_set_new(
+            c, "bytes",
+            json_integer(json_integer_value(json_object_get(c, "bytes")) + (json_int_t)sl->f.size));
+        int r = backup_manifest_add_file(m, &sl->f);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void slots_free(run_t *run)
+{
+    if (!run->slots)
+        return;
+    for (size_t i = 0; i < run->plan->n; i++)
+        if (run->slots[i].done && !run->slots[i].referenced)
+            free(run->slots[i].f.stored);
+    free(run->slots);
+    run->slots = NULL;
+}
+
+/* Picks the parent of an incremental: the backup `latest` names, if it authenticates
+ * under this key. Otherwise the backup becomes full, with a note saying why. */
+static backup_manifest_t *pick_parent(const backup_settings_t *s, const backup_key_t *key, json_t *notes)
+{
+    char id[BACKUP_ID_MAX], dir[PATH_MAX], err[512];
+    if (backup_repo_latest(s->backup_path, id) < 0) {
+        note(notes, "incremental requested but there is no previous backup: made a full backup");
+        return NULL;
+    }
+    backup_manifest_t *m = NULL;
+    if (backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir)) < 0 ||
+        backup_manifest_load(dir, key, &m, err, sizeof(err)) < 0) {
+        note(notes,
+             "incremental requested but the latest backup %s cannot be used as parent (%s): made a full "
+             "backup",
+             id, err);
+        return NULL;
+    }
+    if (strcmp(m->type, "audit-only") == 0) {
+        backup_manifest_free(m);
+        note(notes, "latest backup %s was reduced to audit files: made a full backup", id);
+        return NULL;
+    }
+    return m;
+}
+
+static void summary_set(json_t *sum, const char *key, json_t *v)
+{
+    json_object_set_new(sum, key, v);
+}
+
+int backup_create(const backup_settings_t *s, const backup_key_t *key, const backup_create_opts_t *o,
+                  json_t **ret_summary, char *err, size_t errlen)
+{
+    int64_t t0 = util_mono_ns();
+    json_t *sum = json_pack("{s:b}", "ok", 0);
+    plan_t plan = {0};
+    run_t run;
+    memset(&run, 0, sizeof(run));
+    pthread_mutex_init(&run.mu, NULL);
+    run.s = s;
+    run.key = key;
+    run.plan = &plan;
+    char final_dir[PATH_MAX];
+    bool partial_made = false;
+    backup_manifest_t *parent = NULL;
+    size_t *order = NULL;
+    int wlock = -1, r;
+
+    wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, LOCK_WAIT_MS, err, errlen);
+    if (wlock < 0) {
+        r = wlock;
+        goto fail;
+    }
+    backup_repo_clean_partials(s->backup_path);
+    backup_snapshot_cleanup_stale(s->db_path);
+
+    run.m = backup_manifest_new();
+    if (!run.m) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    backup_manifest_t *m = run.m;
+    plan.notes = m->notes;
+    m->timestamp_ms = util_now_ms();
+    if ((r = backup_repo_new_id(s->backup_path, m->timestamp_ms, m->id)) < 0) {
+        snprintf(err, errlen, "cannot name the backup: %s", strerror(-r));
+        goto fail;
+    }
+    if (o->type == BACKUP_INCREMENTAL)
+        parent = pick_parent(s, key, m->notes);
+    run.parent = parent;
+    snprintf(m->type, sizeof(m->type), "%s", parent ? "incremental" : "full");
+    if (parent)
+        snprintf(m->parent, sizeof(m->parent), "%s", parent->id);
+    memcpy(m->key_fingerprint, key->fingerprint, sizeof(m->key_fingerprint));
+    m->key_id = s->key_id ? strdup(s->key_id) : NULL;
+    m->tool_version = strdup("aimedres " AIMEDRES_VERSION);
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    m->host = strdup(host);
+    json_object_set_new(m->source, "database", json_string(s->db_path));
+    json_object_set_new(m->source, "models", json_string(s->model_storage_path));
+    json_object_set_new(m->source, "data_dir", json_string(s->data_dir));
+    json_object_set_new(m->source, "results", json_string(s->results_path));
+    if (s->audit_log_path)
+        json_object_set_new(m->source, "audit_log", json_string(s->audit_log_path));
+    if (o->env_file) {
+        char real[PATH_MAX];
+        json_object_set_new(m->source, "config",
+                            json_string(realpath(o->env_file, real) ? real : o->env_file));
+    }
+
+    if (snprintf(run.partial, sizeof(run.partial), "%s/.%s.partial", s->backup_path, m->id) >=
+            (int)sizeof(run.partial) ||
+        backup_repo_path(s->backup_path, m->id, NULL, final_dir, sizeof(final_dir)) < 0) {
+        snprintf(err, errlen, "BACKUP_PATH is too long");
+        r = -ENAMETOOLONG;
+        goto fail;
+    }
+    char data_dir[PATH_MAX];
+    if (backup_path_join(data_dir, sizeof(data_dir), run.partial, "data") < 0 ||
+        mkdir(run.partial, 0700) < 0 || mkdir(data_dir, 0700) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot create %s: %s", data_dir, strerror(errno));
+        goto fail;
+    }
+    partial_made = true;
+
+    /* 1. the database: a consistent snapshot beside it, taken by the worker that streams it */
+    struct stat dbst;
+    if (stat(s->db_path, &dbst) < 0) {
+        note(m->notes, "db: %s does not exist, no database backed up", s->db_path);
+    } else {
+        char path[PATH_MAX];
+        if ((r = backup_snapshot_path(s->db_path, run.snap, sizeof(run.snap))) < 0 ||
+            (r = backup_path_join(path, sizeof(path), "db", base_name(s->db_path))) < 0) {
+            snprintf(err, errlen, "database path too long");
+            goto fail;
+        }
+        if ((r = plan_add(&plan, run.snap, path, "db", &dbst, true)) < 0)
+            goto fail;
+    }
+
+    /* 2. models and their drift baselines, 3. the env file, 4. results, 5. audit */
+    char baseline[PATH_MAX];
+    backup_path_join(baseline, sizeof(baseline), s->data_dir, "baseline");
+    if ((r = add_tree(&plan, s->model_storage_path, "models", "models", "models", err, errlen)) < 0 ||
+        (r = add_tree(&plan, baseline, "baseline", "models", "baseline", err, errlen)) < 0)
+        goto fail;
+    if (o->env_file) {
+        struct stat st;
+        char path[PATH_MAX];
+        if (stat(o->env_file, &st) < 0 || !S_ISREG(st.st_mode)) {
+            r = -ENOENT;
+            snprintf(err, errlen, "env file %s: not a readable file", o->env_file);
+            goto fail;
+        }
+        const char *bn = base_name(o->env_file);
+        backup_path_join(path, sizeof(path), "config", bn[0] == '.' ? bn + 1 : bn); /* no hidden names */
+        if ((r = plan_add(&plan, o->env_file, path, "config", &st, false)) < 0)
+            goto fail;
+    } else {
+        note(m->notes, "config: no --env-file given, configuration not backed up");
+    }
+    if ((r = add_tree(&plan, s->results_path, "results", "results", "results", err, errlen)) < 0 ||
+        (r = add_audit(&plan, s->audit_log_path, err, errlen)) < 0)
+        goto fail;
+    qsort(plan.items, plan.n, sizeof(*plan.items), cmp_items);
+
+    /* Stream every file, several at a time, the largest first. */
+    run.slots = calloc(plan.n + 1, sizeof(*run.slots));
+    order = largest_first(&plan);
+    if (!run.slots || !order) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    char label[64];
+    snprintf(label, sizeof(label), "backup %s", m->id);
+    backup_progress_start(&run.prog, label, plan.bytes, o->progress);
+    r = backup_parallel(plan.n, order, backup_thread_count(s->threads), process_item, &run);
+    backup_progress_finish(&run.prog);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", run.err[0] ? run.err : strerror(-r));
+        goto fail;
+    }
+    if (run.snap_made) {
+        backup_snapshot_remove(run.snap);
+        run.snap_made = false;
+    }
+    size_t stored_files = 0, referenced_files = 0;
+    if ((r = assemble(&run, &stored_files, &referenced_files)) < 0)
+        goto fail;
+
+    /* The manifest, authenticated; then everything durable. */
+    char *text = backup_manifest_dump(m, key);
+    if (!text) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    char mpath[PATH_MAX];
+    backup_path_join(mpath, sizeof(mpath), run.partial, BACKUP_MANIFEST_FILE);
+    r = util_write_file_atomic(mpath, text, strlen(text), 0600);
+    free(text);
+    if (r < 0 || (r = fsync_fd_path(data_dir)) < 0 || (r = util_fsync_dir(run.partial)) < 0) {
+        snprintf(err, errlen, "writing the manifest: %s", strerror(-r));
+        goto fail;
+    }
+
+    /* Verify what is on disk: manifest authenticates, every file decrypts to its hash. */
+    backup_manifest_t *check = NULL;
+    char verr[1024] = "";
+    r = backup_manifest_load(run.partial, key, &check, verr, sizeof(verr));
+    if (r < 0) {
+        snprintf(err, errlen, "verification: %s", verr);
+        goto fail;
+    }
+    json_t *bad = json_array();
+    backup_progress_t vprog;
+    char vlabel[64];
+    snprintf(vlabel, sizeof(vlabel), "verify %s", m->id);
+    backup_progress_start(&vprog, vlabel, check->total_size, o->progress);
+    r = backup_verify_files(s->backup_path, check, run.partial, key, backup_thread_count(s->threads), &vprog,
+                            NULL, bad, NULL);
+    backup_progress_finish(&vprog);
+    backup_manifest_free(check);
+    if (r < 0) {
+        json_t *first = json_array_get(bad, 0);
+        snprintf(err, errlen, "verification failed: %s: %s",
+                 json_string_value(json_object_get(first, "path")),
+                 json_string_value(json_object_get(first, "error")));
+        summary_set(sum, "bad", bad);
+        r = -EIO;
+        goto fail;
+    }
+    json_decref(bad);
+
+    /* Publish: rename into place, then move latest. */
+    if (rename(run.partial, final_dir) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "rename %s: %s", run.partial, strerror(errno));
+        goto fail;
+    }
+    partial_made = false;
+    if ((r = util_fsync_dir(s->backup_path)) < 0 || (r = backup_repo_set_latest(s->backup_path, m->id)) < 0) {
+        snprintf(err, errlen, "publishing %s: %s", m->id, strerror(-r));
+        goto fail;
+    }
+    backup_repo_unlock(wlock);
+    wlock = -1;
+
+    double secs = (double)(util_mono_ns() - t0) / 1e9;
+    summary_set(sum, "id", json_string(m->id));
+    summary_set(sum, "path", json_string(final_dir));
+    summary_set(sum, "type", json_string(m->type));
+    summary_set(sum, "parent", m->parent[0] ? json_string(m->parent) : json_null());
+    summary_set(sum, "timestamp", json_integer(m->timestamp_ms));
+    summary_set(sum, "files", json_integer((json_int_t)m->n_files));
+    summary_set(sum, "stored_files", json_integer((json_int_t)stored_files));
+    summary_set(sum, "referenced_files", json_integer((json_int_t)referenced_files));
+    summary_set(sum, "total_bytes", json_integer((json_int_t)m->total_size));
+    summary_set(sum, "stored_bytes", json_integer((json_int_t)m->stored_here));
+    summary_set(sum, "seconds", json_real(secs));
+    summary_set(sum, "components", json_deep_copy(m->components));
+    summary_set(sum, "notes", json_deep_copy(m->notes));
+    summary_set(sum, "key_fingerprint", json_string(key->fingerprint));
+    summary_set(sum, "verified", json_true());
+    if (m->db)
+        summary_set(sum, "db", json_deep_copy(m->db));
+    summary_set(sum, "ok", json_true());
+    r = 0;
+    if (s->offsite_dir && !o->no_offsite) {
+        json_t *off = NULL;
+        char oerr[1024] = "";
+        int orr = backup_offsite_copy(s, key, m->id, &off, oerr, sizeof(oerr));
+        summary_set(sum, "offsite", off ? off : json_null());
+        if (orr < 0) {
+            snprintf(err, errlen, "the backup %s is complete locally, but the offsite copy failed: %s", m->id,
+                     oerr);
+            summary_set(sum, "ok", json_false());
+            summary_set(sum, "error", json_string(err));
+            r = -EREMOTEIO;
+        }
+    } else {
+        summary_set(sum, "offsite",
+                    json_pack("{s:b,s:s}", "configured", 0, "note",
+                              s->offsite_dir ? "skipped" : "BACKUP_OFFSITE_DIR is not set"));
+    }
+    goto out;
+
+fail:
+    if (run.snap_made)
+        backup_snapshot_remove(run.snap);
+    if (partial_made)
+        util_rmtree(run.partial);
+    backup_repo_unlock(wlock);
+    if (run.m)
+        summary_set(sum, "id", json_string(run.m->id));
+    summary_set(sum, "error", json_string(err));
+    if (r >= 0)
+        r = -EIO;
+out:
+    free(order);
+    slots_free(&run);
+    plan_free(&plan);
+    backup_manifest_free(parent);
+    backup_manifest_free(run.m);
+    pthread_mutex_destroy(&run.mu);
+    if (ret_summary)
+        *ret_summary = sum;
+    else
+        json_decref(sum);
+    return r;
+}
+
+/* ------------------------------------------------------------------ offsite */
+
+static int copy_tree_files(const char *src, const char *dst)
+{
+    DIR *d = opendir(src);
+    if (!d)
+        return -errno;
+    int r = mkdir(dst, 0700) < 0 && errno != EEXIST ? -errno : 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char a[PATH_MAX], b[PATH_MAX];
+        snprintf(a, sizeof(a), "%s/%s", src, de->d_name);
+        snprintf(b, sizeof(b), "%s/%s", dst, de->d_name);
+        struct stat st;
+        if (lstat(a, &st) < 0)
+            r = -errno;
+        else if (S_ISDIR(st.st_mode))
+            r = copy_tree_files(a, b);
+        else if (S_ISREG(st.st_mode) && (r = util_copy_file_atomic(a, b, 0600)) == 0) {
+            /* drop the copy from the page cache: the verification must read the offsite disk */
+            int fd = open(b, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+                close(fd);
+            }
+        }
+    }
+    closedir(d);
+    if (r == 0)
+        r = util_fsync_dir(dst);
+    return r;
+}
+
+/* Copies repo/<id> to offsite/<id> through offsite/.<id>.partial. */
+static int copy_one(const char *repo, const char *offsite, const char *id, char *err, size_t errlen)
+{
+    char src[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX];
+    snprintf(src, sizeof(src), "%s/%s", repo, id);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.partial", offsite, id);
+    snprintf(dst, sizeof(dst), "%s/%s", offsite, id);
+    util_rmtree(tmp);
+    int r = copy_tree_files(src, tmp);
+    if (r == 0 && rename(tmp, dst) < 0)
+        r = -errno;
+    if (r == 0)
+        r = util_fsync_dir(offsite);
+    if (r < 0) {
+        util_rmtree(tmp);
+        snprintf(err, errlen, "copying %s to %s: %s", id, offsite, strerror(-r));
+    }
+    return r;
+}
+
+int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, const char *id, json_t **ret,
+                        char *err, size_t errlen)
+{
+    json_t *rep = json_pack("{s:b,s:s,s:b,s:[]}", "configured", 1, "dir", s->offsite_dir, "ok", 0, "copied");
+    int lock = backup_repo_lock(s->offsite_dir, BACKUP_LOCK_WRITE, LOCK_WAIT_MS, err, errlen);
+    backup_manifest_t *m = NULL;
+    int r = lock;
+    if (lock < 0)
+        goto out;
+    backup_repo_clean_partials(s->offsite_dir);
+    char dir[PATH_MAX];
+    backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir));
+    if ((r = backup_manifest_load(dir, key, &m, err, errlen)) < 0)
+        goto out;
+    /* Holders first (oldest first), then the backup itself. */
+    json_t *holders = json_object();
+    for (size_t i = 0; i < m->n_files; i++)
+        json_object_set_new(holders, m->files[i].holder, json_true());
+    json_object_set_new(holders, id, json_true());
+    const char *h;
+    json_t *v;
+    char **order = calloc(json_object_size(holders) + 1, sizeof(*order));
+    size_t n = 0;
+    json_object_foreach(holders, h, v) order[n++] = (char *)h;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && backup_id_compare(order[j - 1], order[j]) > 0; j--) {
+            char *t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        char have[PATH_MAX];
+        backup_repo_path(s->offsite_dir, order[i], BACKUP_MANIFEST_FILE, have, sizeof(have));
+        if (util_path_exists(have) && strcmp(order[i], id) != 0)
+            continue;
+        if (util_path_exists(have)) {
+            /* re-copy of the same id: replace it */
+            char old[PATH_MAX];
+            backup_repo_path(s->offsite_dir, order[i], NULL, old, sizeof(old));
+            util_rmtree(old);
+        }
+        r = copy_one(s->backup_path, s->offsite_dir, order[i], err, errlen);
+        if (r == 0)
+            json_array_append_new(json_object_get(rep, "copied"), json_string(order[i]));
+    }
+    free(order);
+    json_decref(holders);
+    if (r < 0)
+        goto out;
+
+    /* Verify the copy as a restore from the offsite directory would read it. */
+    json_t *vrep = NULL;
+    r = backup_verify_one(s->offsite_dir, id, key, backup_thread_count(s->threads), false, NULL, &vrep);
+    if (r < 0) {
+        json_t *first = json_array_get(json_object_get(vrep, "bad"), 0);
+        const char *why = first ? json_string_value(json_object_get(first, "error"))
+                                : json_string_value(json_object_get(vrep, "error"));
+        snprintf(err, errlen, "the offsite copy of %s does not verify: %s%s%s", id,
+                 first ? json_string_value(json_object_get(first, "path")) : "", first ? ": " : "",
+                 why ? why : "");
+        json_decref(vrep);
+        r = -EIO;
+        goto out;
+    }
+    json_decref(vrep);
+    if ((r = backup_repo_set_latest(s->offsite_dir, id)) < 0) {
+        snprintf(err, errlen, "moving the offsite latest: %s", strerror(-r));
+        goto out;
+    }
+    json_object_set_new(rep, "ok", json_true());
+    json_object_set_new(rep, "verified", json_true());
+out:
+    if (r < 0)
+        json_object_set_new(rep, "error", json_string(err));
+    backup_manifest_free(m);
+    backup_repo_unlock(lock);
+    *ret = rep;
+    return r < 0 ? r : 0;
+}

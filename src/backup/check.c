@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Backup health check (see check.h). */
+#include "backup/check.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "backup/pool.h"
+#include "backup/progress.h"
+#include "backup/repo.h"
+#include "backup/verify.h"
+#include "common/util.h"
+
+static json_t *freshness(const backup_settings_t *s, const char *id, int64_t ts, int64_t now)
+{
+    if (!id)
+        return json_pack("{s:b,s:s}", "ok", 0, "message", "no backup found (latest is missing)");
+    double age = (double)(now - ts) / 1000.0, max = (double)s->max_age_ms / 1000.0;
+    bool ok = age <= max;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "latest backup %s is %.1f h old (max %.1f h)", id, age / 3600, max / 3600);
+    return json_pack("{s:b,s:s,s:f,s:f,s:s}", "ok", ok, "latest", id, "age_s", age, "max_age_s", max,
+                     "message", msg);
+}
+
+static json_t *verify_in(const char *repo, const char *id, const backup_key_t *key, int threads)
+{
+    json_t *vrep = NULL;
+    int r = backup_verify_one(repo, id, key, threads, false, NULL, &vrep);
+    json_object_set_new(vrep, "ok", json_boolean(r == 0));
+    if (r < 0 && !json_object_get(vrep, "message")) {
+        json_t *first = json_array_get(json_object_get(vrep, "bad"), 0);
+        char msg[1024];
+        if (first)
+            snprintf(msg, sizeof(msg), "%zu bad file(s), first %s: %s",
+                     json_array_size(json_object_get(vrep, "bad")),
+                     json_string_value(json_object_get(first, "path")),
+                     json_string_value(json_object_get(first, "error")));
+        else
+            snprintf(msg, sizeof(msg), "%s", json_string_value(json_object_get(vrep, "error")));
+        json_object_set_new(vrep, "message", json_string(msg));
+    } else if (r == 0) {
+        json_object_set_new(vrep, "message", json_string("every file decrypts and matches its sha256"));
+    }
+    return vrep;
+}
+
+static json_t *offsite(const backup_settings_t *s, const char *id, const backup_key_t *key)
+{
+    if (!s->offsite_dir)
+        return json_pack("{s:b,s:b,s:s}", "ok", 1, "configured", 0, "message",
+                         "BACKUP_OFFSITE_DIR is not set");
+    if (!id)
+        return json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message",
+                         "no local latest backup to compare");
+    char a[PATH_MAX], b[PATH_MAX];
+    backup_repo_path(s->backup_path, id, BACKUP_MANIFEST_FILE, a, sizeof(a));
+    backup_repo_path(s->offsite_dir, id, BACKUP_MANIFEST_FILE, b, sizeof(b));
+    char *ta = NULL, *tb = NULL;
+    size_t la = 0, lb = 0;
+    json_t *out;
+    if (util_read_file(b, 64u << 20, &tb, &lb) < 0) {
+        out = json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message",
+                        "the latest backup has no offsite copy");
+    } else if (util_read_file(a, 64u << 20, &ta, &la) < 0 || la != lb || memcmp(ta, tb, la) != 0) {
+        out = json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message",
+                        "the offsite manifest differs from the local one");
+    } else if (!key) {
+        out = json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message",
+                        "no key to verify the offsite copy");
+    } else {
+        out = verify_in(s->offsite_dir, id, key, backup_thread_count(s->threads));
+        json_object_set_new(out, "configured", json_true());
+        json_object_set_new(out, "dir", json_string(s->offsite_dir));
+    }
+    free(ta);
+    free(tb);
+    return out;
+}
+
+static json_t *disk(const backup_settings_t *s)
+{
+    struct statvfs st;
+    if (statvfs(s->backup_path, &st) != 0)
+        return json_pack("{s:b,s:s}", "ok", 0, "message", "cannot stat BACKUP_PATH");
+    uint64_t free_b = (uint64_t)st.f_bavail * st.f_frsize;
+    bool ok = free_b >= s->min_free_bytes;
+    char f[24], m[24], msg[128];
+    backup_format_bytes(free_b, f, sizeof(f));
+    backup_format_bytes(s->min_free_bytes, m, sizeof(m));
+    snprintf(msg, sizeof(msg), "%s free (min %s)", f, m);
+    return json_pack("{s:b,s:I,s:I,s:s}", "ok", ok, "free_bytes", (json_int_t)free_b, "min_free_bytes",
+                     (json_int_t)s->min_free_bytes, "message", msg);
+}
+
+bool backup_check(const backup_settings_t *s, const backup_key_t *key, const char *key_error, json_t **ret)
+{
+    int64_t now = util_now_ms();
+    char id[BACKUP_ID_MAX];
+    int64_t ts = 0;
+    bool have = backup_latest_info(s->backup_path, &ts, id, sizeof(id)) == 0;
+    json_t *checks = json_object();
+    json_object_set_new(checks, "freshness", freshness(s, have ? id : NULL, ts, now));
+    if (!have)
+        json_object_set_new(checks, "integrity",
+                            json_pack("{s:b,s:s}", "ok", 0, "message", "no backup to verify"));
+    else if (!key)
+        json_object_set_new(
+            checks, "integrity",
+            json_pack("{s:b,s:s}", "ok", 0, "message", key_error ? key_error : "no backup key"));
+    else
+        json_object_set_new(checks, "integrity",
+                            verify_in(s->backup_path, id, key, backup_thread_count(s->threads)));
+    json_object_set_new(checks, "offsite", offsite(s, have ? id : NULL, key));
+    json_object_set_new(checks, "disk", disk(s));
+    bool ok = true;
+    const char *k;
+    json_t *v;
+    json_object_foreach(checks, k, v) ok = ok && json_is_true(json_object_get(v, "ok"));
+    char iso[ISO8601_LEN];
+    util_iso8601(now, iso);
+    *ret = json_pack("{s:b,s:s,s:s,s:o,s:o}", "ok", ok, "timestamp", iso, "backup_path", s->backup_path,
+                     "latest", have ? json_string(id) : json_null(), "checks", checks);
+    return ok;
+}

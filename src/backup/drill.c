@@ -1,0 +1,718 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Disaster-recovery drill (see drill.h for the steps). The drill server is this same
+ * binary started with every data setting pointing into the temporary target, talking to
+ * us over loopback through backup/httpc.c. */
+#include "backup/drill.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "backup/fsutil.h"
+#include "backup/httpc.h"
+#include "backup/manifest.h"
+#include "backup/repo.h"
+#include "backup/restore.h"
+#include "common/util.h"
+#include "model/manifest.h"
+#include "model/runtime.h"
+#include "store/store.h"
+
+extern char **environ;
+
+#define HTTP_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 30000
+#define PROB_TOLERANCE 1e-6
+
+typedef struct drill {
+    const backup_settings_t *s;
+    const backup_drill_opts_t *o;
+    json_t *report, *steps;
+    char target[PATH_MAX];
+    char db_file[PATH_MAX];
+    pid_t server;
+    int port;
+    char log[PATH_MAX];
+    char env_file[PATH_MAX]; /* the restored env file, "" if the backup has none */
+    bool ok;
+} drill_t;
+
+static double secs_since(int64_t t0)
+{
+    return (double)(util_mono_ns() - t0) / 1e9;
+}
+
+static json_t *step(drill_t *d, const char *name, bool ok, int64_t t0, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static json_t *step(drill_t *d, const char *name, bool ok, int64_t t0, const char *fmt, ...)
+{
+    char msg[2048] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
+    json_t *st = json_pack("{s:s,s:b,s:f}", "name", name, "ok", ok, "seconds", t0 ? secs_since(t0) : 0.0);
+    if (msg[0])
+        json_object_set_new(st, ok ? "detail" : "error", json_string(msg));
+    json_array_append_new(d->steps, st);
+    if (!ok)
+        d->ok = false;
+    return st;
+}
+
+static void log_tail(const char *path, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)len - 1 ? end - (off_t)len + 1 : 0;
+    ssize_t n = pread(fd, buf, len - 1, from);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = 0};
+    socklen_t al = sizeof(a);
+    int r = bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(fd, (struct sockaddr *)&a, &al) < 0
+                ? -errno
+                : ntohs(a.sin_port);
+    close(fd);
+    return r;
+}
+
+/* ------------------------------------------------------------------ server */
+
+static const char *const overridden[] = {
+    "MODEL_STORAGE_PATH", "DATABASE_URL",   "DATA_DIR",    "RESULTS_PATH",
+    "AUDIT_LOG_PATH",     "LOG_FILE",       "HOST",        "PORT",
+    "PROMETHEUS_PORT",    "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR"};
+
+static bool is_overridden(const char *kv)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(overridden); i++) {
+        size_t n = strlen(overridden[i]);
+        if (strncmp(kv, overridden[i], n) == 0 && kv[n] == '=')
+            return true;
+    }
+    return false;
+}
+
+static int start_server(drill_t *d, char *err, size_t errlen)
+{
+    char exe[PATH_MAX];
+    const char *src = d->o->exe ? d->o->exe : "/proc/self/exe";
+    ssize_t n = readlink(src, exe, sizeof(exe) - 1);
+    if (n > 0)
+        exe[n] = '\0';
+    else
+        snprintf(exe, sizeof(exe), "%s", src);
+    d->port = free_port();
+    if (d->port < 0) {
+        snprintf(err, errlen, "no free loopback port: %s", strerror(-d->port));
+        return d->port;
+    }
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = calloc(nenv + ARRAY_SIZE(overridden) + 1, sizeof(*envp));
+    char *own[ARRAY_SIZE(overridden)] = {0};
+    if (!envp)
+        return -ENOMEM;
+    size_t k = 0, o = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (!is_overridden(environ[i]))
+            envp[k++] = environ[i];
+    const char *audit_base = NULL;
+    if (d->s->audit_log_path) {
+        audit_base = strrchr(d->s->audit_log_path, '/');
+        audit_base = audit_base ? audit_base + 1 : d->s->audit_log_path;
+    }
+    int r = 0;
+    r |= asprintf(&own[o++], "MODEL_STORAGE_PATH=%s/models", d->target) < 0;
+    r |= asprintf(&own[o++], "DATABASE_URL=sqlite://%s", d->db_file) < 0;
+    r |= asprintf(&own[o++], "DATA_DIR=%s/data", d->target) < 0;
+    r |= asprintf(&own[o++], "RESULTS_PATH=%s/data/results", d->target) < 0;
+    if (audit_base)
+        r |= asprintf(&own[o++], "AUDIT_LOG_PATH=%s/audit/%s", d->target, audit_base) < 0;
+    r |= asprintf(&own[o++], "LOG_FILE=%s", d->log) < 0;
+    r |= asprintf(&own[o++], "HOST=127.0.0.1") < 0;
+    r |= asprintf(&own[o++], "PORT=%d", d->port) < 0;
+    r |= asprintf(&own[o++], "PROMETHEUS_PORT=0") < 0;
+    r |= asprintf(&own[o++], "BACKUP_ENABLED=false") < 0;
+    r |= asprintf(&own[o++], "BACKUP_PATH=%s/backups", d->target) < 0;
+    r |= asprintf(&own[o++], "BACKUP_OFFSITE_DIR=") < 0;
+    for (size_t i = 0; i < o; i++)
+        envp[k++] = own[i];
+    envp[k] = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", d->port);
+    char *argv[] = {exe, "serve", "--host", "127.0.0.1", "--port", port, NULL, NULL, NULL};
+    /* The server reads the env file restored from the backup (the configuration is part of
+     * what is being drilled); without one, the drill's own. */
+    const char *env_file = d->env_file[0] ? d->env_file : d->o->env_file;
+    if (env_file) {
+        argv[6] = "--env-file";
+        argv[7] = (char *)env_file;
+    }
+    int logfd = r ? -1 : open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t pid = -1;
+    if (!r && logfd >= 0 && devnull >= 0)
+        pid = fork();
+    if (pid == 0) {
+        dup2(devnull, STDIN_FILENO);
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        execve(exe, argv, envp);
+        _exit(127);
+    }
+    int e = errno;
+    if (logfd >= 0)
+        close(logfd);
+    if (devnull >= 0)
+        close(devnull);
+    for (size_t i = 0; i < o; i++)
+        free(own[i]);
+    free(envp);
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot start the drill server: %s", r ? "out of memory" : strerror(e));
+        return r ? -ENOMEM : -e;
+    }
+    d->server = pid;
+    return 0;
+}
+
+/* GET until 200; fails early if the server exits. */
+static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err, size_t errlen)
+{
+    char last[512] = "no answer";
+    for (;;) {
+        int status;
+        if (waitpid(d->server, &status, WNOHANG) == d->server) {
+            d->server = -1;
+            char tail[1024];
+            log_tail(d->log, tail, sizeof(tail));
+            snprintf(err, errlen, "the drill server exited (status %d) before %s answered 200; log tail: %s",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), path, tail);
+            return -ECHILD;
+        }
+        backup_http_response_t resp = {0};
+        char herr[256];
+        if (backup_http_request("127.0.0.1", d->port, "GET", path, NULL, 2000, &resp, herr, sizeof(herr)) ==
+            0) {
+            int st = resp.status;
+            snprintf(last, sizeof(last), "status %d: %.300s", st, resp.body);
+            backup_http_response_free(&resp);
+            if (st == 200)
+                return 0;
+        } else {
+            snprintf(last, sizeof(last), "%s", herr);
+        }
+        if (util_mono_ns() / 1000000 >= deadline) {
+            snprintf(err, errlen, "%s did not answer 200 in time (last: %s)", path, last);
+            return -ETIMEDOUT;
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* SIGTERM and wait; returns the exit status or -ETIMEDOUT (then SIGKILLed). */
+static int stop_server(drill_t *d)
+{
+    if (d->server <= 0)
+        return -ECHILD;
+    kill(d->server, SIGTERM);
+    int64_t deadline = util_mono_ns() / 1000000 + STOP_TIMEOUT_MS;
+    for (;;) {
+        int status;
+        pid_t p = waitpid(d->server, &status, WNOHANG);
+        if (p == d->server) {
+            d->server = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        if (util_mono_ns() / 1000000 >= deadline) {
+            kill(d->server, SIGKILL);
+            waitpid(d->server, &status, 0);
+            d->server = -1;
+            return -ETIMEDOUT;
+        }
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ smoke checks */
+
+static int http_json(drill_t *d, const char *host, int port, const char *method, const char *path,
+                     const char *body, int want_status, json_t **ret, char *err, size_t errlen)
+{
+    backup_http_response_t resp = {0};
+    int r = backup_http_request(host, port, method, path, body, HTTP_TIMEOUT_MS, &resp, err, errlen);
+    (void)d;
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *j = json_loadb(resp.body, resp.body_len, 0, &jerr);
+    if (resp.status != want_status || !j) {
+        snprintf(err, errlen, "%s %s answered %d: %.300s", method, path, resp.status, resp.body);
+        json_decref(j);
+        backup_http_response_free(&resp);
+        return -EPROTO;
+    }
+    backup_http_response_free(&resp);
+    *ret = j;
+    return 0;
+}
+
+/* Production's serving set: {"name": "stable version"}. */
+static json_t *production_registry(const backup_settings_t *s, char *err, size_t errlen)
+{
+    store_t *st = NULL;
+    if (store_open(s->database_url, &st, err, errlen) < 0)
+        return NULL;
+    json_t *rows = NULL, *out = json_object();
+    if (store_model_list(st, &rows) == 0) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            if (json_is_true(json_object_get(row, "stable")))
+                json_object_set(out, json_string_value(json_object_get(row, "name")),
+                                json_object_get(row, "version"));
+        }
+    }
+    json_decref(rows);
+    store_close(st);
+    return out;
+}
+
+/* A valid row for the manifest: mid-range values (JSON for the API, floats for the runtime). */
+static json_t *valid_row(const model_manifest_t *m, float *row)
+{
+    json_t *obj = json_object();
+    for (size_t i = 0; i < m->n_features; i++) {
+        const model_feature_t *f = &m->features[i];
+        if (f->type == FEATURE_BOOLEAN) {
+            json_object_set_new(obj, f->name, json_true());
+            row[i] = 1.0f;
+            continue;
+        }
+        double v = f->has_min && f->has_max ? (f->min + f->max) / 2
+                   : f->has_min             ? f->min
+                   : f->has_max             ? f->max
+                                            : f->mean;
+        if (!isfinite(v))
+            v = 0;
+        if (f->type == FEATURE_INTEGER) {
+            v = round(v);
+            if (f->has_min && v < f->min)
+                v = ceil(f->min);
+            if (f->has_max && v > f->max)
+                v = floor(f->max);
+            json_object_set_new(obj, f->name, json_integer((json_int_t)v));
+        } else {
+            json_object_set_new(obj, f->name, json_real(v));
+        }
+        row[i] = (float)v;
+    }
+    return obj;
+}
+
+static bool near(double a, double b)
+{
+    return fabs(a - b) <= PROB_TOLERANCE * (fabs(a) > 1 ? fabs(a) : 1);
+}
+
+/* Same label and probabilities (or value) within float tolerance. */
+static bool same_result(const json_t *a, const json_t *b, char *why, size_t len)
+{
+    const json_t *la = json_object_get(a, "label"), *lb = json_object_get(b, "label");
+    if ((la || lb) && !json_equal(la, lb)) {
+        snprintf(why, len, "label %s vs %s", json_string_value(la) ? json_string_value(la) : "?",
+                 json_string_value(lb) ? json_string_value(lb) : "?");
+        return false;
+    }
+    const json_t *pa = json_object_get(a, "probabilities"), *pb = json_object_get(b, "probabilities");
+    if (pa || pb) {
+        if (!json_is_object(pa) || !json_is_object(pb) || json_object_size(pa) != json_object_size(pb)) {
+            snprintf(why, len, "different class probabilities");
+            return false;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)pa, k, v)
+        {
+            json_t *w = json_object_get(pb, k);
+            if (!json_is_number(w) || !near(json_number_value(v), json_number_value(w))) {
+                snprintf(why, len, "P(%s) %.9g vs %.9g", k, json_number_value(v), json_number_value(w));
+                return false;
+            }
+        }
+    }
+    const json_t *va = json_object_get(a, "value"), *vb = json_object_get(b, "value");
+    if ((va || vb) &&
+        (!json_is_number(va) || !json_is_number(vb) || !near(json_number_value(va), json_number_value(vb)))) {
+        snprintf(why, len, "value %.9g vs %.9g", json_number_value(va), json_number_value(vb));
+        return false;
+    }
+    if (!pa && !pb && !va && !vb) {
+        snprintf(why, len, "no prediction in the answer");
+        return false;
+    }
+    return true;
+}
+
+static int check_models_and_predict(drill_t *d, int *ret_predictions)
+{
+    char err[2048] = "";
+    int64_t t0 = util_mono_ns();
+    *ret_predictions = 0;
+    json_t *prod = production_registry(d->s, err, sizeof(err));
+    json_t *list = NULL;
+    if (!prod) {
+        step(d, "models", false, t0, "cannot read production's registry: %s", err);
+        return -EIO;
+    }
+    if (http_json(d, "127.0.0.1", d->port, "GET", "/api/v1/models/list", NULL, 200, &list, err, sizeof(err)) <
+        0) {
+        step(d, "models", false, t0, "%s", err);
+        json_decref(prod);
+        return -EIO;
+    }
+    json_t *served = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(list, "models"), i, row) json_object_set(
+        served, json_string_value(json_object_get(row, "name")), json_object_get(row, "version"));
+    json_decref(list);
+    bool same = json_equal(prod, served);
+    char *a = json_dumps(prod, JSON_COMPACT | JSON_SORT_KEYS),
+         *b = json_dumps(served, JSON_COMPACT | JSON_SORT_KEYS);
+    if (same)
+        step(d, "models", true, t0, "the restored server serves production's registry: %s", a);
+    else
+        step(d, "models", false, t0, "restored server serves %s, production's registry is %s", b, a);
+    free(a);
+    free(b);
+    json_decref(prod);
+
+    /* One prediction per served model, compared with production's answer. */
+    bool prod_http = d->o->prod_url != NULL;
+    char phost[256] = "";
+    int pport = 0;
+    if (prod_http &&
+        backup_http_parse_url(d->o->prod_url, phost, sizeof(phost), &pport, err, sizeof(err)) < 0) {
+        step(d, "predict", false, 0, "%s", err);
+        json_decref(served);
+        return -EINVAL;
+    }
+    const char *name;
+    json_t *ver;
+    size_t checked = 0, failed = 0;
+    char detail[2048] = "";
+    int64_t t1 = util_mono_ns();
+    json_object_foreach(served, name, ver)
+    {
+        char mdir[PATH_MAX], path[PATH_MAX + 64], merr[512] = "", why[256] = "";
+        const char *version = json_string_value(ver);
+        model_manifest_t *m = NULL;
+        if (!version || backup_path_join(path, sizeof(path), d->target, "models") < 0 ||
+            backup_path_join(mdir, sizeof(mdir), path, name) < 0 ||
+            backup_path_join(path, sizeof(path), mdir, version) < 0 ||
+            model_manifest_load(path, &m, merr, sizeof(merr)) < 0) {
+            failed++;
+            snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "%s: %s; ", name, merr);
+            continue;
+        }
+        float *frow = calloc(m->n_features + 1, sizeof(float));
+        json_t *features = valid_row(m, frow);
+        json_t *req = json_pack("{s:o}", "features", features);
+        char *body = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(req);
+        json_t *got = NULL, *want = NULL;
+        snprintf(path, sizeof(path), "/api/v1/models/%s/predict", name);
+        int r = http_json(d, "127.0.0.1", d->port, "POST", path, body, 200, &got, merr, sizeof(merr));
+        if (r == 0)
+            (*ret_predictions)++;
+        if (r == 0 && prod_http) {
+            r = http_json(d, phost, pport, "POST", path, body, 200, &want, merr, sizeof(merr));
+        } else if (r == 0) {
+            char pdir[PATH_MAX];
+            snprintf(pdir, sizeof(pdir), "%s/%s/%s", d->s->model_storage_path, name, version);
+            model_handle_t *h = NULL;
+            r = model_handle_open(pdir, &h, merr, sizeof(merr));
+            if (r == 0) {
+                float out[256];
+                if (model_handle_outputs(h) > ARRAY_SIZE(out) ||
+                    (r = model_handle_predict(h, frow, 1, out, merr, sizeof(merr))) == 0)
+                    want = json_pack("{s:[o]}", "predictions", model_handle_row_result(h, out));
+                model_handle_unref(h);
+            }
+        }
+        if (r == 0) {
+            json_t *gr = json_array_get(json_object_get(got, "predictions"), 0);
+            json_t *wr = json_array_get(json_object_get(want, "predictions"), 0);
+            if (same_result(gr, wr, why, sizeof(why)))
+                checked++;
+            else {
+                failed++;
+                snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "%s: %s; ", name, why);
+            }
+        } else {
+            failed++;
+            snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), "%s: %s; ", name, merr);
+        }
+        json_decref(got);
+        json_decref(want);
+        free(body);
+        free(frow);
+        model_manifest_free(m);
+    }
+    json_decref(served);
+    if (failed || checked == 0)
+        step(d, "predict", false, t1, "%zu model(s) agree, %zu differ or failed: %s", checked, failed,
+             checked + failed ? detail : "no model is served");
+    else
+        step(d, "predict", true, t1, "%zu model(s): the restored server's prediction equals %s", checked,
+             prod_http ? "the production server's" : "the production model files scored in process");
+    return failed || !same ? -EIO : 0;
+}
+
+static int count_predictions(const char *db, int64_t *ret, char *err, size_t errlen)
+{
+    store_t *st = NULL;
+    int r = store_open(db, &st, err, errlen);
+    if (r < 0)
+        return r;
+    r = store_prediction_count(st, ret);
+    store_close(st);
+    return r;
+}
+
+/* ------------------------------------------------------------------ the drill */
+
+bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const backup_drill_opts_t *o,
+                  json_t **ret_report)
+{
+    drill_t d = {.s = s, .o = o, .server = -1, .ok = true};
+    char started[ISO8601_LEN], err[2048] = "";
+    util_iso8601(util_now_ms(), started);
+    d.steps = json_array();
+    d.report = json_pack("{s:b,s:s,s:{s:i,s:i},s:O}", "ok", 0, "started_at", started, "targets", "rto_s",
+                         BACKUP_DRILL_RTO_TARGET_S, "rpo_s", BACKUP_DRILL_RPO_TARGET_S, "steps", d.steps);
+    char id[BACKUP_ID_MAX] = "";
+    backup_manifest_t *m = NULL;
+    int64_t t0;
+    int predictions = 0;
+
+    /* backup */
+    t0 = util_mono_ns();
+    if (o->use_latest) {
+        if (backup_repo_resolve(s->backup_path, "latest", id, err, sizeof(err)) < 0) {
+            step(&d, "backup", false, t0, "%s", err);
+            goto done;
+        }
+        step(&d, "backup", true, t0, "using the latest backup %s", id);
+    } else {
+        backup_create_opts_t bo = {.type = o->type, .env_file = o->env_file, .progress = o->progress};
+        json_t *sum = NULL;
+        int r = backup_create(s, key, &bo, &sum, err, sizeof(err));
+        const char *bid = json_string_value(json_object_get(sum, "id"));
+        if (bid)
+            snprintf(id, sizeof(id), "%s", bid);
+        if (r < 0 && r != -EREMOTEIO) {
+            step(&d, "backup", false, t0, "%s", err);
+            json_decref(sum);
+            goto done;
+        }
+        if (r == 0)
+            step(&d, "backup", true, t0, "%s backup %s", json_string_value(json_object_get(sum, "type")), id);
+        else
+            step(&d, "backup", false, t0, "%s backup %s; but: %s",
+                 json_string_value(json_object_get(sum, "type")), id, err);
+        json_decref(sum);
+    }
+    char dir[PATH_MAX];
+    backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir));
+    if (backup_manifest_load(dir, key, &m, err, sizeof(err)) < 0) {
+        step(&d, "backup", false, 0, "%s", err);
+        goto done;
+    }
+    char ts[ISO8601_LEN];
+    util_iso8601(m->timestamp_ms, ts);
+    json_object_set_new(d.report, "backup",
+                        json_pack("{s:s,s:s,s:s,s:I}", "id", m->id, "type", m->type, "timestamp", ts, "files",
+                                  (json_int_t)m->n_files));
+
+    /* isolated target */
+    char tmpl[PATH_MAX];
+    const char *base = o->work_dir                             ? o->work_dir
+                       : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR")
+                                                               : "/tmp";
+    snprintf(tmpl, sizeof(tmpl), "%s/aimedres-drill-XXXXXX", base);
+    if (!mkdtemp(tmpl)) {
+        step(&d, "restore", false, 0, "cannot create a temporary directory in %s: %s", base, strerror(errno));
+        goto done;
+    }
+    snprintf(d.target, sizeof(d.target), "%s", tmpl);
+    backup_path_join(d.log, sizeof(d.log), d.target, "server.log");
+    json_object_set_new(d.report, "target", json_string(d.target));
+
+    /* restore: RTO starts here, RPO is the backup's age now */
+    int64_t rto0 = util_mono_ns();
+    double rpo = (double)(util_now_ms() - m->timestamp_ms) / 1000.0;
+    backup_restore_opts_t ro = {.target = d.target, .progress = o->progress};
+    json_t *rrep = NULL;
+    int r = backup_restore(s, key, id, &ro, &rrep, err, sizeof(err));
+    if (r < 0) {
+        step(&d, "restore", false, rto0, "%s", err);
+        json_decref(rrep);
+        goto done;
+    }
+    const char *dbdest = json_string_value(json_object_get(json_object_get(rrep, "destinations"), "db"));
+    if (dbdest)
+        snprintf(d.db_file, sizeof(d.db_file), "%s", dbdest);
+    const char *cfgdest = json_string_value(json_object_get(json_object_get(rrep, "destinations"), "config"));
+    if (cfgdest)
+        snprintf(d.env_file, sizeof(d.env_file), "%s", cfgdest);
+    json_t *dbcheck = json_object_get(json_object_get(rrep, "checks"), "database");
+    int64_t restored_preds = json_integer_value(json_object_get(dbcheck, "predictions"));
+    json_t *rs =
+        step(&d, "restore", true, rto0, "%lld files, %lld bytes; integrity_check ok, models verified",
+             (long long)json_integer_value(json_object_get(rrep, "files")),
+             (long long)json_integer_value(json_object_get(rrep, "bytes")));
+    json_object_set_new(rs, "checks", json_deep_copy(json_object_get(rrep, "checks")));
+    json_decref(rrep);
+    if (!d.db_file[0]) {
+        step(&d, "start", false, 0, "the backup holds no database");
+        goto done;
+    }
+
+    /* start and wait for ready */
+    t0 = util_mono_ns();
+    if (start_server(&d, err, sizeof(err)) < 0) {
+        step(&d, "start", false, t0, "%s", err);
+        goto done;
+    }
+    int64_t deadline =
+        util_mono_ns() / 1000000 + (o->ready_timeout_s > 0 ? o->ready_timeout_s : 120) * 1000LL;
+    if (wait_status(&d, "/health", deadline, err, sizeof(err)) < 0 ||
+        wait_status(&d, "/ready", deadline, err, sizeof(err)) < 0) {
+        step(&d, "start", false, t0, "%s", err);
+        goto stop;
+    }
+    double rto = secs_since(rto0);
+    step(&d, "start", true, t0, "serving on 127.0.0.1:%d%s, /health and /ready answer 200", d.port,
+         d.env_file[0] ? " with the restored env file" : "");
+    json_object_set_new(d.report, "rto_s", json_real(rto));
+    json_object_set_new(d.report, "rpo_s", json_real(rpo));
+    json_object_set_new(d.report, "rto_ok", json_boolean(rto <= BACKUP_DRILL_RTO_TARGET_S));
+    json_object_set_new(d.report, "rpo_ok", json_boolean(rpo <= BACKUP_DRILL_RPO_TARGET_S));
+    if (rto > BACKUP_DRILL_RTO_TARGET_S || rpo > BACKUP_DRILL_RPO_TARGET_S)
+        d.ok = false;
+
+    /* smoke checks */
+    check_models_and_predict(&d, &predictions);
+
+stop:
+    t0 = util_mono_ns();
+    if (d.server > 0) {
+        int st = stop_server(&d);
+        if (st == 0)
+            step(&d, "stop", true, t0, "SIGTERM: exit status 0");
+        else if (st == -ETIMEDOUT)
+            step(&d, "stop", false, t0, "the server ignored SIGTERM for %d s and was killed",
+                 STOP_TIMEOUT_MS / 1000);
+        else {
+            char tail[1024];
+            log_tail(d.log, tail, sizeof(tail));
+            step(&d, "stop", false, t0, "exit status %d after SIGTERM; log tail: %s", st, tail);
+        }
+        if (st == 0) {
+            int64_t after = -1;
+            t0 = util_mono_ns();
+            int64_t want = json_integer_value(json_object_get(m->db, "predictions"));
+            if (count_predictions(d.db_file, &after, err, sizeof(err)) < 0)
+                step(&d, "records", false, t0, "%s", err);
+            else if (restored_preds != want || after != want + predictions)
+                step(&d, "records", false, t0,
+                     "predictions: snapshot %lld, restored %lld, after %d drill predictions %lld (expected "
+                     "%lld)",
+                     (long long)want, (long long)restored_preds, predictions, (long long)after,
+                     (long long)(want + predictions));
+            else
+                step(&d, "records", true, t0,
+                     "predictions: %lld in the snapshot and in the restored store; %lld after the drill's %d",
+                     (long long)want, (long long)after, predictions);
+        }
+    }
+
+    /* the audit chain of the restored log, including what the drill server appended */
+    t0 = util_mono_ns();
+    if (!s->audit_log_path) {
+        json_object_set_new(step(&d, "audit", true, 0, "skipped: AUDIT_LOG_PATH is not set"), "skipped",
+                            json_true());
+    } else if (d.server <= 0 && d.target[0]) {
+        const char *abase = strrchr(s->audit_log_path, '/');
+        abase = abase ? abase + 1 : s->audit_log_path;
+        char adir[PATH_MAX], alog[PATH_MAX];
+        audit_verify_result_t res;
+        memset(&res, 0, sizeof(res));
+        backup_path_join(adir, sizeof(adir), d.target, "audit");
+        if (backup_path_join(alog, sizeof(alog), adir, abase) < 0) {
+            step(&d, "audit", false, t0, "path too long");
+        } else {
+            config_t c = *s->cfg; /* shallow copy, only the log path differs */
+            c.audit_log_path = alog;
+            int ar = audit_verify(&c, NULL, &res, err, sizeof(err));
+            if (ar < 0)
+                step(&d, "audit", false, t0, "the audit chain could not be verified: %s", err);
+            else if (!res.ok)
+                step(&d, "audit", false, t0, "the audit chain does not verify: %s", res.message);
+            else
+                step(&d, "audit", true, t0,
+                     "the restored audit chain verifies: %llu records, %llu checkpoints",
+                     (unsigned long long)res.records, (unsigned long long)res.checkpoints);
+        }
+    }
+
+done:
+    if (d.server > 0)
+        stop_server(&d);
+    if (d.target[0]) {
+        if (o->keep)
+            json_object_set_new(d.report, "kept", json_true());
+        else
+            util_rmtree(d.target);
+        step(&d, "cleanup", true, 0, o->keep ? "kept %s" : "removed %s", d.target);
+    }
+    backup_manifest_free(m);
+    if (!json_object_get(d.report, "rto_s"))
+        d.ok = false;
+    json_object_set_new(d.report, "ok", json_boolean(d.ok));
+    json_decref(d.steps);
+    *ret_report = d.report;
+    return d.ok;
+}

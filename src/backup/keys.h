@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Where the backup key comes from: a key file (BACKUP_ENCRYPTION_KEY_FILE, owner-only
+ * permissions) or the standard output of a key command (BACKUP_KEY_COMMAND, e.g. a KMS
+ * client, run with BACKUP_ENCRYPTION_KEY_ID in its environment). The key is 32 bytes,
+ * given raw, as 64 hex characters or as base64; it is never written into a backup. */
+#ifndef AIMEDRES_BACKUP_KEYS_H
+#define AIMEDRES_BACKUP_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backup/crypto.h"
+#include "backup/settings.h"
+
+#define BACKUP_KEY_COMMAND_TIMEOUT_MS 30000
+#define BACKUP_KEY_INPUT_MAX 4096
+
+/* Loads and derives the key. Errors (err says what to do):
+ *   -ENOKEY  neither source is configured
+ *   -EINVAL  both are configured, or the material is not 32 bytes in a known encoding
+ *   -EPERM   the key file is readable or writable by group or others
+ *   -EIO     the key command failed, timed out or printed too much
+ *   -errno   the key file cannot be read */
+int backup_key_load(const backup_settings_t *s, backup_key_t *ret, char *err, size_t errlen);
+
+/* Decodes 32 key bytes from buf: exactly 32 raw bytes, or (surrounding whitespace
+ * ignored) 64 hex characters or the base64 of 32 bytes. 0 or -EINVAL. */
+int backup_key_decode(const uint8_t *buf, size_t len, uint8_t out[BACKUP_KEY_BYTES]);
+
+/* Writes a new random key as hex to path (O_EXCL, mode 0600). -EEXIST if it exists. */
+int backup_key_generate(const char *path, char *err, size_t errlen);
+
+#endif

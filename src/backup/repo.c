@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Backup repository layout, locks, ids and the `latest` pointer. See repo.h. */
+#include "backup/repo.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+int backup_repo_path(const char *repo, const char *id, const char *sub, char *buf, size_t len)
+{
+    int n = sub ? snprintf(buf, len, "%s/%s/%s", repo, id, sub) : snprintf(buf, len, "%s/%s", repo, id);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int backup_repo_lock(const char *repo, backup_lock_kind_t kind, int wait_ms, char *err, size_t errlen)
+{
+    int r = util_mkdir_p(repo, 0700);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", repo, strerror(-r));
+        return r;
+    }
+    char path[PATH_MAX];
+    const char *name = kind == BACKUP_LOCK_WRITE ? ".write.lock" : ".read.lock";
+    if (snprintf(path, sizeof(path), "%s/%s", repo, name) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return r;
+    }
+    int op = (kind == BACKUP_LOCK_READ_SHARED ? LOCK_SH : LOCK_EX) | LOCK_NB;
+    int64_t deadline = util_mono_ns() / 1000000 + wait_ms;
+    for (;;) {
+        if (flock(fd, op) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            r = -errno;
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            close(fd);
+            return r;
+        }
+        if (util_mono_ns() / 1000000 >= deadline) {
+            char pid[32] = "";
+            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            snprintf(err, errlen, "%s is busy: another %s is running%s%s%s", repo,
+                     kind == BACKUP_LOCK_READ_SHARED ? "prune" : "backup, prune, verify or restore",
+                     pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+            close(fd);
+            return -EWOULDBLOCK;
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (kind != BACKUP_LOCK_READ_SHARED) {
+        char pid[32];
+        int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) {
+            /* informational only */
+        }
+    }
+    return fd;
+}
+
+void backup_repo_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+static int cmp_ids(const void *a, const void *b)
+{
+    return backup_id_compare(*(char *const *)a, *(char *const *)b);
+}
+
+void backup_repo_ids_free(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+int backup_repo_list(const char *repo, char ***ret_ids, size_t *ret_n)
+{
+    *ret_ids = NULL;
+    *ret_n = 0;
+    DIR *d = opendir(repo);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int r = 0;
+    while ((de = readdir(d))) {
+        if (!backup_id_valid(de->d_name))
+            continue;
+        char mpath[PATH_MAX];
+        if (backup_repo_path(repo, de->d_name, BACKUP_MANIFEST_FILE, mpath, sizeof(mpath)) < 0)
+            continue;
+        struct stat st;
+        if (stat(mpath, &st) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nids = realloc(ids, cap * sizeof(*ids));
+            if (!nids) {
+                r = -ENOMEM;
+                break;
+            }
+            ids = nids;
+        }
+        if (!(ids[n] = strdup(de->d_name))) {
+            r = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (r < 0) {
+        backup_repo_ids_free(ids, n);
+        return r;
+    }
+    if (n)
+        qsort(ids, n, sizeof(*ids), cmp_ids);
+    *ret_ids = ids;
+    *ret_n = n;
+    return 0;
+}
+
+int backup_repo_latest(const char *repo, char ret_id[BACKUP_ID_MAX])
+{
+    char path[PATH_MAX], target[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", repo, BACKUP_LATEST) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return errno == EINVAL ? -EPROTO : -errno;
+    target[n] = '\0';
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    if (!backup_id_valid(base))
+        return -EPROTO;
+    char mpath[PATH_MAX];
+    if (backup_repo_path(repo, base, BACKUP_MANIFEST_FILE, mpath, sizeof(mpath)) < 0 ||
+        !util_path_exists(mpath))
+        return -ENOENT;
+    memcpy(ret_id, base, strlen(base) + 1); /* valid ids fit BACKUP_ID_MAX */
+    return 0;
+}
+
+int backup_repo_set_latest(const char *repo, const char *id)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/.latest.%ld", repo, (long)getpid()) >= (int)sizeof(tmp) ||
+        snprintf(path, sizeof(path), "%s/%s", repo, BACKUP_LATEST) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    unlink(tmp);
+    if (symlink(id, tmp) < 0)
+        return -errno;
+    if (rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return -e;
+    }
+    return util_fsync_dir(repo);
+}
+
+int backup_repo_resolve(const char *repo, const char *spec, char ret_id[BACKUP_ID_MAX], char *err,
+                        size_t errlen)
+{
+    if (!spec || strcmp(spec, BACKUP_LATEST) == 0) {
+        int r = backup_repo_latest(repo, ret_id);
+        if (r < 0)
+            snprintf(err, errlen, "%s has no latest backup%s", repo,
+                     r == -ENOENT ? "" : " (latest is unreadable)");
+        return r < 0 ? -ENOENT : 0;
+    }
+    if (!backup_id_valid(spec)) {
+        snprintf(err, errlen, "'%s' is not a backup id (YYYYmmddTHHMMSSZ) or 'latest'", spec);
+        return -EINVAL;
+    }
+    char mpath[PATH_MAX];
+    if (backup_repo_path(repo, spec, BACKUP_MANIFEST_FILE, mpath, sizeof(mpath)) < 0 ||
+        !util_path_exists(mpath)) {
+        snprintf(err, errlen, "no complete backup %s in %s", spec, repo);
+        return -ENOENT;
+    }
+    snprintf(ret_id, BACKUP_ID_MAX, "%s", spec);
+    return 0;
+}
+
+int backup_repo_new_id(const char *repo, int64_t now_ms, char ret_id[BACKUP_ID_MAX])
+{
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
+    char base[20];
+    gmtime_r(&t, &tm);
+    strftime(base, sizeof(base), "%Y%m%dT%H%M%SZ", &tm);
+    for (int i = 0; i < 1000; i++) {
+        char id[BACKUP_ID_MAX], a[PATH_MAX], b[PATH_MAX];
+        if (i == 0)
+            snprintf(id, sizeof(id), "%s", base);
+        else
+            snprintf(id, sizeof(id), "%s-%d", base, i);
+        snprintf(a, sizeof(a), "%s/%s", repo, id);
+        snprintf(b, sizeof(b), "%s/.%s.partial", repo, id);
+        if (!util_path_exists(a) && !util_path_exists(b)) {
+            memcpy(ret_id, id, sizeof(id));
+            return 0;
+        }
+    }
+    return -EEXIST;
+}
+
+int backup_repo_clean_partials(const char *repo)
+{
+    DIR *d = opendir(repo);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] != '.' || n < 10 || strcmp(de->d_name + n - 8, ".partial") != 0)
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s/%s", repo, de->d_name) >= (int)sizeof(path))
+            continue;
+        if (util_rmtree(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+int backup_latest_info(const char *backup_path, int64_t *ret_ts_ms, char *ret_id, size_t idlen)
+{
+    char id[BACKUP_ID_MAX], dir[PATH_MAX], err[256];
+    int r = backup_repo_latest(backup_path, id);
+    if (r < 0)
+        return r == -EPROTO ? -ENOENT : r;
+    if ((r = backup_repo_path(backup_path, id, NULL, dir, sizeof(dir))) < 0)
+        return r;
+    backup_manifest_t *m = NULL;
+    if ((r = backup_manifest_load(dir, NULL, &m, err, sizeof(err))) < 0)
+        return r;
+    *ret_ts_ms = m->timestamp_ms;
+    if (ret_id && idlen)
+        snprintf(ret_id, idlen, "%s", m->id);
+    backup_manifest_free(m);
+    return 0;
+}

@@ -1,0 +1,926 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Restore (see restore.h for the sequence and its guarantees). */
+#include "backup/restore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "backup/fsutil.h"
+#include "backup/pool.h"
+#include "backup/progress.h"
+#include "backup/repo.h"
+#include "backup/snapshot.h"
+#include "backup/verify.h"
+#include "common/lockfile.h"
+#include "common/util.h"
+#include "model/manifest.h"
+#include "store/store.h"
+
+#define LOCK_WAIT_MS 2000
+#define MAX_DEPTH 32
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} components[] = {
+    {"db", BACKUP_C_DB},           {"models", BACKUP_C_MODELS}, {"config", BACKUP_C_CONFIG},
+    {"results", BACKUP_C_RESULTS}, {"audit", BACKUP_C_AUDIT},
+};
+
+static unsigned component_bit(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++)
+        if (strcmp(components[i].name, name) == 0)
+            return components[i].bit;
+    return 0;
+}
+
+int backup_components_parse(const char *list, unsigned *ret, char *err, size_t errlen)
+{
+    unsigned mask = 0;
+    char buf[256];
+    if (!list || snprintf(buf, sizeof(buf), "%s", list) >= (int)sizeof(buf)) {
+        snprintf(err, errlen, "--components: expected a comma list of %s", BACKUP_COMPONENTS);
+        return -EINVAL;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        unsigned b = component_bit(tok);
+        if (!b) {
+            snprintf(err, errlen, "--components: unknown component '%s' (known: %s)", tok, BACKUP_COMPONENTS);
+            return -EINVAL;
+        }
+        mask |= b;
+    }
+    if (!mask) {
+        snprintf(err, errlen, "--components: expected a comma list of %s", BACKUP_COMPONENTS);
+        return -EINVAL;
+    }
+    *ret = mask;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ areas */
+
+typedef enum { KIND_FILE, KIND_DIR, KIND_FILES } area_kind_t;
+
+typedef struct area {
+    const char *name; /* first path component in the manifest */
+    const char *component;
+    area_kind_t kind;
+    bool selected; /* component chosen and present in the backup */
+    size_t nfiles;
+    uint64_t bytes;
+    char dest[PATH_MAX];  /* KIND_FILE: the file; otherwise the directory */
+    char stage[PATH_MAX]; /* KIND_FILE: staged file; otherwise staging directory */
+    bool staged;
+} area_t;
+
+enum { A_DB, A_MODELS, A_BASELINE, A_CONFIG, A_RESULTS, A_AUDIT, A_COUNT };
+
+static void areas_init(area_t a[A_COUNT])
+{
+    memset(a, 0, sizeof(area_t) * A_COUNT);
+    a[A_DB] = (area_t){.name = "db", .component = "db", .kind = KIND_FILE};
+    a[A_MODELS] = (area_t){.name = "models", .component = "models", .kind = KIND_DIR};
+    a[A_BASELINE] = (area_t){.name = "baseline", .component = "models", .kind = KIND_DIR};
+    a[A_CONFIG] = (area_t){.name = "config", .component = "config", .kind = KIND_FILE};
+    a[A_RESULTS] = (area_t){.name = "results", .component = "results", .kind = KIND_DIR};
+    a[A_AUDIT] = (area_t){.name = "audit", .component = "audit", .kind = KIND_FILES};
+}
+
+static int area_of(const char *path)
+{
+    static const char *const names[] = {"db", "models", "baseline", "config", "results", "audit"};
+    size_t n = strcspn(path, "/");
+    for (int i = 0; i < A_COUNT; i++)
+        if (strlen(names[i]) == n && strncmp(path, names[i], n) == 0)
+            return i;
+    return -1;
+}
+
+static const char *rel_of(const char *path)
+{
+    const char *s = strchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* buf = a + sep + b */
+static int setp(char *buf, const char *a, const char *sep, const char *b)
+{
+    int n = snprintf(buf, PATH_MAX, "%s%s%s", a, sep, b);
+    return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Fills dest of every selected area. */
+static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
+                         const backup_restore_opts_t *o, area_t a[A_COUNT], char *err, size_t errlen)
+{
+    areas_init(a);
+    unsigned want = o->components ? o->components : BACKUP_C_ALL;
+    for (size_t i = 0; i < m->n_files; i++) {
+        int ai = area_of(m->files[i].path);
+        if (ai < 0) {
+            snprintf(err, errlen, "manifest: unknown area in %s", m->files[i].path);
+            return -EPROTO;
+        }
+        if (!(want & component_bit(a[ai].component)))
+            continue;
+        a[ai].selected = true;
+        a[ai].nfiles++;
+        a[ai].bytes += m->files[i].size;
+    }
+    if (a[A_DB].nfiles > 1 || a[A_CONFIG].nfiles > 1) {
+        snprintf(err, errlen, "manifest: more than one database or env file");
+        return -EPROTO;
+    }
+    const char *dbfile = NULL, *cfgfile = NULL;
+    for (size_t i = 0; i < m->n_files; i++) {
+        int ai = area_of(m->files[i].path);
+        if (ai == A_DB)
+            dbfile = rel_of(m->files[i].path);
+        if (ai == A_CONFIG)
+            cfgfile = rel_of(m->files[i].path);
+    }
+    if (!dbfile) {
+        const char *slash = strrchr(s->db_path, '/');
+        dbfile = slash ? slash + 1 : s->db_path;
+    }
+    int r = 0;
+    if (o->target) {
+        r |= setp(a[A_DB].dest, o->target, "/", dbfile);
+        r |= setp(a[A_MODELS].dest, o->target, "/", "models");
+        r |= setp(a[A_BASELINE].dest, o->target, "/", "data/baseline");
+        r |= setp(a[A_RESULTS].dest, o->target, "/", "data/results");
+        r |= setp(a[A_AUDIT].dest, o->target, "/", "audit");
+        r |= setp(a[A_CONFIG].dest, o->target, "/config/", cfgfile ? cfgfile : "aimedres.env");
+    } else {
+        r |= setp(a[A_DB].dest, s->db_path, "", "");
+        r |= setp(a[A_MODELS].dest, s->model_storage_path, "", "");
+        r |= setp(a[A_BASELINE].dest, s->data_dir, "/", "baseline");
+        r |= setp(a[A_RESULTS].dest, s->results_path, "", "");
+        if (a[A_AUDIT].selected) {
+            if (!s->audit_log_path) {
+                snprintf(err, errlen,
+                         "the backup holds audit files but AUDIT_LOG_PATH is not set: set it, restore with "
+                         "--target, "
+                         "or leave audit out of --components");
+                return -EINVAL;
+            }
+            const char *slash = strrchr(s->audit_log_path, '/');
+            if (!slash)
+                snprintf(a[A_AUDIT].dest, PATH_MAX, ".");
+            else
+                snprintf(a[A_AUDIT].dest, PATH_MAX, "%.*s",
+                         slash == s->audit_log_path ? 1 : (int)(slash - s->audit_log_path),
+                         s->audit_log_path);
+        }
+        if (a[A_CONFIG].selected) {
+            const char *src = json_string_value(json_object_get(m->source, "config"));
+            const char *dst = o->config_dest ? o->config_dest : src;
+            if (!dst) {
+                snprintf(err, errlen,
+                         "the backup holds an env file but not where it came from: pass --env-file DEST");
+                return -EINVAL;
+            }
+            r |= setp(a[A_CONFIG].dest, dst, "", "");
+        }
+    }
+    if (r) {
+        snprintf(err, errlen, "a destination path is too long");
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+int backup_restore_plan(const backup_settings_t *s, const backup_manifest_t *m,
+                        const backup_restore_opts_t *o, json_t **ret, char *err, size_t errlen)
+{
+    area_t a[A_COUNT];
+    int r = resolve_areas(s, m, o, a, err, errlen);
+    if (r < 0)
+        return r;
+    char ts[ISO8601_LEN];
+    util_iso8601(m->timestamp_ms, ts);
+    json_t *dest = json_object(), *comps = json_array();
+    size_t files = 0;
+    uint64_t bytes = 0;
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].selected)
+            continue;
+        json_object_set_new(dest, a[i].name, json_string(a[i].dest));
+        files += a[i].nfiles;
+        bytes += a[i].bytes;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++)
+        for (int k = 0; k < A_COUNT; k++)
+            if (a[k].selected && strcmp(a[k].component, components[i].name) == 0) {
+                json_array_append_new(comps, json_string(components[i].name));
+                break;
+            }
+    *ret =
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:o}", "id", m->id, "type", m->type, "timestamp", ts, "files",
+                  (json_int_t)files, "bytes", (json_int_t)bytes, "components", comps, "destinations", dest);
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* ------------------------------------------------------------------ staging */
+
+/* Directories restore created, so a refused restore can remove them again (rmdir: only
+ * the empty ones go). */
+typedef struct dirlog {
+    char *paths[64];
+    size_t n;
+} dirlog_t;
+
+/* mkdir -p, recording each directory it creates in log (may be NULL). */
+static int mkdir_tracked(dirlog_t *log, const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0750) == 0) {
+            if (log && log->n < ARRAY_SIZE(log->paths))
+                log->paths[log->n++] = strdup(buf);
+        } else if (errno != EEXIST) {
+            return -errno;
+        }
+        *p = c;
+        if (!c)
+            break;
+    }
+    return 0;
+}
+
+static void dirlog_rollback(dirlog_t *log)
+{
+    while (log->n > 0) {
+        char *p = log->paths[--log->n];
+        rmdir(p);
+        free(p);
+    }
+}
+
+static void dirlog_free(dirlog_t *log)
+{
+    for (size_t i = 0; i < log->n; i++)
+        free(log->paths[i]);
+    log->n = 0;
+}
+
+static int mkdirs_for(dirlog_t *log, const char *file)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", file) >= (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    return mkdir_tracked(log, dir);
+}
+
+static void stage_names(area_t *a, long pid)
+{
+    char parent[PATH_MAX];
+    const char *slash;
+    switch (a->kind) {
+    case KIND_FILE: snprintf(a->stage, PATH_MAX, "%.*s.restore-%ld", PATH_MAX - 32, a->dest, pid); break;
+    case KIND_DIR:
+        slash = strrchr(a->dest, '/');
+        if (slash && slash != a->dest)
+            snprintf(parent, sizeof(parent), "%.*s", (int)(slash - a->dest), a->dest);
+        else
+            snprintf(parent, sizeof(parent), "%s", slash ? "/" : ".");
+        snprintf(a->stage, PATH_MAX, "%.*s/.%.200s.restore-%ld", PATH_MAX - 256, parent,
+                 slash ? slash + 1 : a->dest, pid);
+        break;
+    case KIND_FILES: snprintf(a->stage, PATH_MAX, "%.*s/.restore-%ld", PATH_MAX - 32, a->dest, pid); break;
+    }
+}
+
+static void unstage(area_t a[A_COUNT])
+{
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].staged)
+            continue;
+        if (a[i].kind == KIND_FILE) {
+            char p[PATH_MAX + 8];
+            unlink(a[i].stage);
+            snprintf(p, sizeof(p), "%s-wal", a[i].stage);
+            unlink(p);
+            snprintf(p, sizeof(p), "%s-shm", a[i].stage);
+            unlink(p);
+        } else {
+            util_rmtree(a[i].stage);
+        }
+        a[i].staged = false;
+    }
+}
+
+static int restore_file(const char *repo, const backup_file_t *f, const char *dst, const backup_key_t *key,
+                        backup_progress_t *prog, char *err, size_t errlen)
+{
+    int r = mkdirs_for(NULL, dst);
+    if (r < 0) {
+        backup_errf(err, errlen, "cannot create the directory of %s: %s", dst, strerror(-r));
+        return r;
+    }
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        backup_errf(err, errlen, "%s: %s", dst, strerror(errno));
+        return r;
+    }
+    r = backup_file_decrypt(repo, f, NULL, key, fd, prog, err, errlen);
+    if (r == 0 && fsync(fd) < 0) {
+        r = -errno;
+        backup_errf(err, errlen, "fsync %s: %s", dst, strerror(errno));
+    }
+    if (r == 0) {
+        struct timespec times[2] = {
+            {0, UTIME_OMIT}, {(time_t)(f->mtime_ns / 1000000000LL), (long)(f->mtime_ns % 1000000000LL)}};
+        fchmod(fd, f->mode & 0777);
+        futimens(fd, times);
+    }
+    if (close(fd) < 0 && r == 0) {
+        r = -errno;
+        backup_errf(err, errlen, "close %s: %s", dst, strerror(errno));
+    }
+    if (r < 0)
+        unlink(dst);
+    return r;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+static bool dir_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Every <name>/<version>/manifest.json under dir: load it and check the booster's sha256. */
+static json_t *check_models(const char *dir, int *failures)
+{
+    json_t *bad = json_array();
+    size_t checked = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return json_pack("{s:s,s:I,s:o}", "status", "ok", "checked", (json_int_t)0, "bad", bad);
+    struct dirent *de, *ve;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char ndir[PATH_MAX];
+        DIR *vd = backup_path_join(ndir, sizeof(ndir), dir, de->d_name) < 0 ? NULL : opendir(ndir);
+        if (!vd)
+            continue;
+        while ((ve = readdir(vd))) {
+            if (ve->d_name[0] == '.')
+                continue;
+            char vdir[PATH_MAX], mpath[PATH_MAX], booster[PATH_MAX], merr[512] = "", sha[SHA256_HEX_LEN];
+            if (backup_path_join(vdir, sizeof(vdir), ndir, ve->d_name) < 0 ||
+                backup_path_join(mpath, sizeof(mpath), vdir, MODEL_MANIFEST_FILE) < 0 ||
+                !util_path_exists(mpath))
+                continue;
+            model_manifest_t *mm = NULL;
+            checked++;
+            if (model_manifest_load(mpath, &mm, merr, sizeof(merr)) < 0) {
+                json_array_append_new(bad, json_pack("{s:s,s:s,s:s}", "model", de->d_name, "version",
+                                                     ve->d_name, "error", merr));
+                continue;
+            }
+            int r = backup_path_join(booster, sizeof(booster), vdir, mm->booster_file);
+            if (r == 0)
+                r = util_sha256_file(booster, sha);
+            if (r < 0 || strcmp(sha, mm->booster_sha256) != 0) {
+                char why[256];
+                backup_errf(why, sizeof(why), "booster %s %s", mm->booster_file,
+                            r < 0 ? "is unreadable" : "sha256 differs from the manifest");
+                json_array_append_new(bad, json_pack("{s:s,s:s,s:s}", "model", de->d_name, "version",
+                                                     ve->d_name, "error", why));
+            }
+            model_manifest_free(mm);
+        }
+        closedir(vd);
+    }
+    closedir(d);
+    *failures += (int)json_array_size(bad);
+    return json_pack("{s:s,s:I,s:o}", "status", json_array_size(bad) ? "fail" : "ok", "checked",
+                     (json_int_t)checked, "bad", bad);
+}
+
+/* integrity_check and record count of the staged database (run by the worker that
+ * restored it, while the others go on decrypting). */
+static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, bool *ok)
+{
+    char err[1024] = "";
+    *ok = false;
+    /* first on the bytes exactly as restored, before anything opens the file for writing */
+    if (backup_db_integrity_check(db, err, sizeof(err)) < 0)
+        return json_pack("{s:s,s:s}", "status", "fail", "error", err);
+    store_t *st = NULL;
+    if (store_open(db, &st, err, sizeof(err)) < 0)
+        return json_pack("{s:s,s:s}", "status", "fail", "error", err);
+    json_t *out;
+    int64_t preds = -1;
+    json_t *want = m->db ? json_object_get(m->db, "predictions") : NULL;
+    if (store_prediction_count(st, &preds) < 0) {
+        out = json_pack("{s:s,s:s}", "status", "fail", "error", "cannot count predictions");
+    } else if (json_is_integer(want) && json_integer_value(want) != preds) {
+        out = json_pack("{s:s,s:I,s:I,s:s}", "status", "fail", "predictions", (json_int_t)preds, "expected",
+                        json_integer_value(want), "error", "record count differs from the snapshot's");
+    } else {
+        out = json_pack("{s:s,s:s,s:I}", "status", "ok", "integrity_check", "ok", "predictions", (json_int_t)preds);
+        *ok = true;
+    }
+    store_close(st);
+    char aux[PATH_MAX + 8];
+    if (backup_path_cat(aux, sizeof(aux), db, "-shm") == 0)
+        unlink(aux);
+    return out;
+}
+
+/* Every version registered in the staged database has its directory in models_dir. */
+static json_t *check_registry(const char *db, const char *models_dir, int *failures)
+{
+    char err[1024] = "";
+    store_t *st = NULL;
+    json_t *models = NULL;
+    if (store_open(db, &st, err, sizeof(err)) < 0 || store_model_list(st, &models) < 0) {
+        if (st)
+            store_close(st);
+        (*failures)++;
+        return json_pack("{s:s,s:s}", "status", "fail", "error", err[0] ? err : "cannot list models");
+    }
+    store_close(st);
+    char aux[PATH_MAX + 8];
+    if (backup_path_cat(aux, sizeof(aux), db, "-shm") == 0)
+        unlink(aux);
+    json_t *missing = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(models, i, row)
+    {
+        const char *n = json_string_value(json_object_get(row, "name"));
+        const char *v = json_string_value(json_object_get(row, "version"));
+        char a1[PATH_MAX], a2[PATH_MAX], mpath[PATH_MAX];
+        if (!n || !v || backup_path_join(a1, sizeof(a1), models_dir, n) < 0 ||
+            backup_path_join(a2, sizeof(a2), a1, v) < 0 ||
+            backup_path_join(mpath, sizeof(mpath), a2, MODEL_MANIFEST_FILE) < 0)
+            continue;
+        if (!util_path_exists(mpath))
+            json_array_append_new(missing, json_pack("{s:s,s:s}", "model", n, "version", v));
+    }
+    *failures += (int)json_array_size(missing);
+    json_t *out = json_pack("{s:s,s:I,s:o}", "status", json_array_size(missing) ? "fail" : "ok", "registered",
+                            (json_int_t)json_array_size(models), "missing", missing);
+    json_decref(models);
+    return out;
+}
+
+/* The audit chain of the staged audit files (HMAC links, sequence, signed checkpoints),
+ * verified by the audit module as `aimedres audit verify` would, with AUDIT_LOG_PATH
+ * pointed at the staging area. */
+static json_t *check_audit_chain(const backup_settings_t *s, const backup_manifest_t *m,
+                                 const char *stage_dir, int *failures)
+{
+    const char *src = json_string_value(json_object_get(m->source, "audit_log"));
+    const char *base = src ? strrchr(src, '/') : NULL;
+    base = base ? base + 1 : src;
+    char log[PATH_MAX], err[512] = "";
+    if (!base || !s->cfg || backup_path_join(log, sizeof(log), stage_dir, base) < 0) {
+        (*failures)++;
+        return json_pack("{s:s,s:s}", "status", "fail", "error",
+                         "the backup does not say which file is the audit log");
+    }
+    config_t c = *s->cfg; /* shallow copy: only the log path differs; nothing is freed */
+    c.audit_log_path = log;
+    audit_verify_result_t res;
+    memset(&res, 0, sizeof(res));
+    int r = audit_verify(&c, NULL, &res, err, sizeof(err));
+    if (r < 0 || !res.ok) {
+        (*failures)++;
+        return json_pack(
+            "{s:s,s:s,s:s}", "status", "fail", "error", r < 0 ? err : res.message, "hint",
+            "restore without the audit component (--components db,models,config,results) to proceed");
+    }
+    return json_pack("{s:s,s:I,s:I,s:b}", "status", "ok", "records", (json_int_t)res.records, "checkpoints",
+                     (json_int_t)res.checkpoints, "checkpoints_signed", res.checkpoints_signed);
+}
+
+/* ------------------------------------------------------------------ parallel decrypt */
+
+typedef struct rjob {
+    const char *repo;
+    const backup_manifest_t *m;
+    area_t *a;
+    const backup_key_t *key;
+    backup_progress_t *prog;
+    char (*errs)[1024]; /* per file: "" = good */
+    int *codes;
+    json_t *db_check; /* set by the worker that restored the database */
+    bool db_ok;
+} rjob_t;
+
+static int restore_one(void *arg, size_t i)
+{
+    rjob_t *j = arg;
+    const backup_file_t *f = &j->m->files[i];
+    int ai = area_of(f->path);
+    area_t *ar = &j->a[ai];
+    if (!ar->selected)
+        return 0;
+    char dst[PATH_MAX];
+    int r = ar->kind == KIND_FILE ? backup_path_cat(dst, sizeof(dst), ar->stage, "")
+                                  : backup_path_join(dst, sizeof(dst), ar->stage, rel_of(f->path));
+    if (r == 0)
+        r = restore_file(j->repo, f, dst, j->key, j->prog, j->errs[i], sizeof(j->errs[i]));
+    else
+        snprintf(j->errs[i], sizeof(j->errs[i]), "destination path too long");
+    if (r < 0) {
+        j->codes[i] = r;
+        return r;
+    }
+    if (ai == A_DB)
+        j->db_check = check_db_integrity(dst, j->m, &j->db_ok);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ swap */
+
+/* Renames path aside to "<path>.pre-restore-<id>" (or -N). Appends to moved. */
+static int move_aside(const char *path, const char *id, json_t *moved)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    char aside[PATH_MAX + 64];
+    for (int i = 0; i < 100; i++) {
+        if (i == 0)
+            snprintf(aside, sizeof(aside), "%s.pre-restore-%s", path, id);
+        else
+            snprintf(aside, sizeof(aside), "%s.pre-restore-%s-%d", path, id, i);
+        if (lstat(aside, &st) < 0 && errno == ENOENT) {
+            if (rename(path, aside) < 0)
+                return -errno;
+            json_array_append_new(moved, json_string(aside));
+            return 0;
+        }
+    }
+    return -EEXIST;
+}
+
+static int parent_fsync(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return util_fsync_dir(".");
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return util_fsync_dir(dir);
+}
+
+static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t errlen)
+{
+    int r = 0;
+    if (a->kind == KIND_FILE) {
+        /* the database's WAL and shm belong to the old file: they move aside with it */
+        static const char *const sfx[] = {"-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < ARRAY_SIZE(sfx) && r == 0; i++) {
+            char p[PATH_MAX + 16];
+            snprintf(p, sizeof(p), "%s%s", a->dest, sfx[i]);
+            r = move_aside(p, id, moved);
+        }
+        if (r == 0)
+            r = move_aside(a->dest, id, moved);
+        if (r == 0 && rename(a->stage, a->dest) < 0)
+            r = -errno;
+        if (r == 0) {
+            char sw[PATH_MAX + 8], dw[PATH_MAX + 8];
+            snprintf(sw, sizeof(sw), "%s-wal", a->stage);
+            snprintf(dw, sizeof(dw), "%s-wal", a->dest);
+            if (util_path_exists(sw) && rename(sw, dw) < 0)
+                r = -errno;
+        }
+    } else if (a->kind == KIND_DIR) {
+        r = move_aside(a->dest, id, moved);
+        if (r == 0 && rename(a->stage, a->dest) < 0)
+            r = -errno;
+    } else {
+        /* audit: file by file; replaced files go to <dir>/.pre-restore-<id>/ */
+        DIR *d = opendir(a->stage);
+        if (!d)
+            r = -errno;
+        struct dirent *de;
+        char aside_dir[PATH_MAX + 64];
+        snprintf(aside_dir, sizeof(aside_dir), "%s/.pre-restore-%s", a->dest, id);
+        while (r == 0 && d && (de = readdir(d))) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            char from[PATH_MAX + 300], to[PATH_MAX + 300], old[PATH_MAX + 400];
+            snprintf(from, sizeof(from), "%s/%s", a->stage, de->d_name);
+            snprintf(to, sizeof(to), "%s/%s", a->dest, de->d_name);
+            if (util_path_exists(to)) {
+                if ((r = util_mkdir_p(aside_dir, 0700)) < 0)
+                    break;
+                snprintf(old, sizeof(old), "%s/%s", aside_dir, de->d_name);
+                if (rename(to, old) < 0) {
+                    r = -errno;
+                    break;
+                }
+                if (json_array_size(moved) == 0 ||
+                    strcmp(json_string_value(json_array_get(moved, json_array_size(moved) - 1)), aside_dir) !=
+                        0)
+                    json_array_append_new(moved, json_string(aside_dir));
+            }
+            if (rename(from, to) < 0)
+                r = -errno;
+        }
+        if (d)
+            closedir(d);
+        if (r == 0)
+            rmdir(a->stage);
+        if (r == 0)
+            r = util_fsync_dir(a->dest);
+    }
+    if (r == 0)
+        r = parent_fsync(a->dest);
+    if (r < 0)
+        snprintf(err, errlen, "putting %s in place at %s: %s", a->name, a->dest, strerror(-r));
+    else
+        a->staged = false;
+    return r;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+int backup_restore(const backup_settings_t *s, const backup_key_t *key, const char *id,
+                   const backup_restore_opts_t *o, json_t **ret_report, char *err, size_t errlen)
+{
+    int64_t t0 = util_mono_ns();
+    json_t *rep = json_pack("{s:b,s:s,s:o,s:[],s:{}}", "ok", 0, "id", id, "target",
+                            o->target ? json_string(o->target) : json_null(), "moved_aside", "checks");
+    json_t *checks = json_object_get(rep, "checks");
+    backup_manifest_t *m = NULL;
+    area_t a[A_COUNT];
+    areas_init(a);
+    int rlock = -1, dlock = -1, r;
+    char dir[PATH_MAX];
+    dirlog_t dirs = {.n = 0};
+
+    rlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_READ_SHARED, LOCK_WAIT_MS, err, errlen);
+    if (rlock < 0) {
+        r = rlock;
+        goto fail;
+    }
+    /* 1. manifest and stored files */
+    if ((r = backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir))) < 0 ||
+        (r = backup_manifest_load(dir, key, &m, err, errlen)) < 0) {
+        if (r == -EPROTO)
+            r = -EBADMSG;
+        goto fail;
+    }
+    if ((r = resolve_areas(s, m, o, a, err, errlen)) < 0)
+        goto fail;
+    bool any = false;
+    for (int i = 0; i < A_COUNT; i++)
+        any |= a[i].selected;
+    if (!any) {
+        snprintf(err, errlen, "backup %s holds none of the requested components", id);
+        r = -ENOENT;
+        goto fail;
+    }
+    json_t *bad = json_array();
+    json_object_set_new(rep, "bad", bad);
+    for (size_t i = 0; i < m->n_files; i++) {
+        const backup_file_t *f = &m->files[i];
+        int ai = area_of(f->path);
+        if (!a[ai].selected)
+            continue;
+        char p[PATH_MAX], hm[PATH_MAX];
+        struct stat st;
+        const char *why = NULL;
+        backup_repo_path(s->backup_path, f->holder, BACKUP_MANIFEST_FILE, hm, sizeof(hm));
+        backup_repo_path(s->backup_path, f->holder, f->stored, p, sizeof(p));
+        if (!util_path_exists(hm))
+            why = "the backup holding it is missing (pruned or never copied)";
+        else if (stat(p, &st) < 0)
+            why = "missing";
+        else if ((uint64_t)st.st_size != f->stored_size)
+            why = "stored size differs from the manifest (truncated or replaced)";
+        if (why)
+            json_array_append_new(bad, json_pack("{s:s,s:s,s:s,s:s}", "path", f->path, "holder", f->holder,
+                                                 "stored", f->stored, "error", why));
+    }
+    if (json_array_size(bad)) {
+        json_t *first = json_array_get(bad, 0);
+        snprintf(err, errlen, "backup %s is damaged: %zu file(s) missing or truncated, first %s: %s", id,
+                 json_array_size(bad), json_string_value(json_object_get(first, "path")),
+                 json_string_value(json_object_get(first, "error")));
+        r = -EBADMSG;
+        goto fail;
+    }
+
+    /* 2. the destination's data lock */
+    if (o->target && (r = mkdir_tracked(&dirs, o->target)) < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", o->target, strerror(-r));
+        goto fail;
+    }
+    if ((r = mkdirs_for(&dirs, a[A_DB].dest)) < 0) {
+        snprintf(err, errlen, "cannot create the directory of %s: %s", a[A_DB].dest, strerror(-r));
+        goto fail;
+    }
+    char lockpath[PATH_MAX + 8];
+    lockfile_path_for_db(a[A_DB].dest, lockpath, sizeof(lockpath));
+    dlock = lockfile_acquire(lockpath);
+    if (dlock < 0) {
+        r = dlock == -EWOULDBLOCK ? -EBUSY : dlock;
+        if (r == -EBUSY) {
+            char pid[32] = "";
+            FILE *lf = fopen(lockpath, "re");
+            if (lf) {
+                if (!fgets(pid, sizeof(pid), lf))
+                    pid[0] = '\0';
+                fclose(lf);
+                pid[strcspn(pid, "\n")] = '\0';
+            }
+            snprintf(
+                err, errlen,
+                "refusing to restore: a running server%s%s%s holds the data of %s (lock %s); stop it first",
+                pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", a[A_DB].dest, lockpath);
+        } else {
+            snprintf(err, errlen, "cannot take the data lock %s: %s", lockpath, strerror(-r));
+        }
+        goto fail;
+    }
+
+    /* 3. decrypt into staging areas, verifying every chunk and file */
+    long pid = (long)getpid();
+    uint64_t total = 0;
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].selected)
+            continue;
+        stage_names(&a[i], pid);
+        total += a[i].bytes;
+        if (a[i].kind != KIND_FILE) {
+            util_rmtree(a[i].stage);
+            if ((r = mkdirs_for(&dirs, a[i].stage)) < 0 ||
+                (r = mkdir(a[i].stage, 0750) < 0 ? -errno : 0) < 0) {
+                snprintf(err, errlen, "cannot create %s: %s", a[i].stage, strerror(-r));
+                goto fail;
+            }
+        } else {
+            unlink(a[i].stage);
+            if ((r = mkdirs_for(&dirs, a[i].stage)) < 0) {
+                snprintf(err, errlen, "cannot create the directory of %s: %s", a[i].dest, strerror(-r));
+                goto fail;
+            }
+        }
+        a[i].staged = true;
+    }
+    backup_progress_t prog;
+    char label[64];
+    snprintf(label, sizeof(label), "restore %s", id);
+    backup_progress_start(&prog, label, total, o->progress);
+    rjob_t job = {.repo = s->backup_path, .m = m, .a = a, .key = key, .prog = &prog};
+    job.errs = calloc(m->n_files + 1, sizeof(*job.errs));
+    job.codes = calloc(m->n_files + 1, sizeof(*job.codes));
+    if (!job.errs || !job.codes) {
+        free(job.errs);
+        free(job.codes);
+        r = -ENOMEM;
+        goto fail;
+    }
+    /* largest first: the database (and its integrity_check) starts at once */
+    size_t *order = malloc((m->n_files + 1) * sizeof(*order));
+    if (order) {
+        for (size_t i = 0; i < m->n_files; i++)
+            order[i] = i;
+        for (size_t i = 1; i < m->n_files; i++)
+            for (size_t k = i; k > 0 && m->files[order[k - 1]].size < m->files[order[k]].size; k--) {
+                size_t t = order[k];
+                order[k] = order[k - 1];
+                order[k - 1] = t;
+            }
+    }
+    r = backup_parallel(m->n_files, order, backup_thread_count(s->threads), restore_one, &job);
+    free(order);
+    backup_progress_finish(&prog);
+    size_t nfiles = 0;
+    for (size_t i = 0; i < m->n_files; i++) {
+        const backup_file_t *f = &m->files[i];
+        if (a[area_of(f->path)].selected && !job.codes[i] && !job.errs[i][0])
+            nfiles++;
+        if (!job.codes[i])
+            continue;
+        json_array_append_new(bad, json_pack("{s:s,s:s,s:s,s:s}", "path", f->path, "holder", f->holder,
+                                             "stored", f->stored, "error", job.errs[i]));
+        if (json_array_size(bad) == 1) {
+            snprintf(err, errlen, "refusing to restore: %s (%s/%s): %s", f->path, f->holder, f->stored,
+                     job.errs[i]);
+            r = job.codes[i];
+        }
+    }
+    free(job.errs);
+    free(job.codes);
+    if (r < 0) {
+        json_decref(job.db_check);
+        if (r != -ENOSPC && r != -EIO && r != -ENOMEM && r != -EACCES && r != -ENOENT)
+            r = -EBADMSG;
+        goto fail;
+    }
+
+    /* 4. checks on the staged data */
+    int failures = 0;
+    const char *models_dir = a[A_MODELS].selected ? a[A_MODELS].stage : a[A_MODELS].dest;
+    if (a[A_DB].selected) {
+        if (!job.db_ok)
+            failures++;
+        json_object_set_new(checks, "database",
+                            job.db_check ? job.db_check : json_pack("{s:s}", "status", "fail"));
+        json_object_set_new(checks, "registry",
+                            dir_exists(models_dir) ? check_registry(a[A_DB].stage, models_dir, &failures)
+                                                   : json_pack("{s:s,s:s}", "status", "skipped", "reason",
+                                                               "no models directory"));
+    }
+    if (a[A_MODELS].selected)
+        json_object_set_new(checks, "models", check_models(a[A_MODELS].stage, &failures));
+    json_object_set_new(checks, "audit",
+                        a[A_AUDIT].selected ? check_audit_chain(s, m, a[A_AUDIT].stage, &failures)
+                                            : json_pack("{s:s,s:s}", "status", "skipped", "reason",
+                                                        "no audit files restored"));
+    if (failures) {
+        snprintf(err, errlen, "refusing to restore: %d check(s) failed on the restored data (see checks)",
+                 failures);
+        r = -EUCLEAN;
+        goto fail;
+    }
+
+    /* 5. swap in */
+    json_t *moved = json_object_get(rep, "moved_aside");
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].selected)
+            continue;
+        if ((r = mkdirs_for(NULL, a[i].dest)) < 0 ||
+            (a[i].kind == KIND_FILES && (r = mkdir_tracked(NULL, a[i].dest)) < 0)) {
+            snprintf(err, errlen, "cannot create the directory of %s: %s", a[i].dest, strerror(-r));
+            goto fail;
+        }
+        if ((r = swap_area(&a[i], id, moved, err, errlen)) < 0)
+            goto fail;
+    }
+
+    json_t *dest = json_object(), *comps = json_array();
+    for (int i = 0; i < A_COUNT; i++)
+        if (a[i].selected) {
+            json_object_set_new(dest, a[i].name, json_string(a[i].dest));
+            bool seen = false;
+            for (int k = 0; k < i; k++)
+                seen |= a[k].selected && strcmp(a[k].component, a[i].component) == 0;
+            if (!seen)
+                json_array_append_new(comps, json_string(a[i].component));
+        }
+    json_object_set_new(rep, "destinations", dest);
+    json_object_set_new(rep, "components", comps);
+    json_object_set_new(rep, "type", json_string(m->type));
+    json_object_set_new(rep, "files", json_integer((json_int_t)nfiles));
+    json_object_set_new(rep, "bytes", json_integer((json_int_t)total));
+    json_object_set_new(rep, "seconds", json_real((double)(util_mono_ns() - t0) / 1e9));
+    json_object_set_new(rep, "ok", json_true());
+    json_object_del(rep, "bad");
+    dirlog_free(&dirs);
+    lockfile_release(dlock);
+    backup_repo_unlock(rlock);
+    backup_manifest_free(m);
+    *ret_report = rep;
+    return 0;
+
+fail:
+    unstage(a);
+    dirlog_rollback(&dirs);
+    lockfile_release(dlock);
+    backup_repo_unlock(rlock);
+    backup_manifest_free(m);
+    json_object_set_new(rep, "error", json_string(err));
+    *ret_report = rep;
+    return r < 0 ? r : -EIO;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Restoring a backup, in place (the configured paths) or into a target directory laid
+ * out like a fresh installation (<target>/<db file>, models/, data/baseline/,
+ * data/results/, audit/, config/).
+ *
+ * DESIGN
+ * Nothing in place changes until everything is known good:
+ *   1. the manifest authenticates under the key; every stored file it needs exists;
+ *   2. the data lock of the destination database is taken (a running server holds it:
+ *      refuse); it is held until the end;
+ *   3. every file is decrypted into a staging area beside its destination (same file
+ *      system, so the final step is a rename), each chunk authenticated, each file's size
+ *      and sha256 checked: any mismatch removes the staging area and refuses;
+ *   4. the staged data is checked as the server would use it: PRAGMA integrity_check and
+ *      record counts of the database, every model's booster sha256 against its manifest,
+ *      every registered model version present; a failure refuses as in 3;
+ *   5. swap: whatever is in place is renamed aside to "<path>.pre-restore-<id>" (kept for
+ *      the operator), the staged copy renamed in, directories fsynced.
+ * Models, baselines and results are replaced as whole directories (the backup's state);
+ * audit files are put back file by file into the audit directory, which may hold others. */
+#ifndef AIMEDRES_BACKUP_RESTORE_H
+#define AIMEDRES_BACKUP_RESTORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backup/crypto.h"
+#include "backup/manifest.h"
+#include "backup/settings.h"
+
+#define BACKUP_C_DB (1u << 0)
+#define BACKUP_C_MODELS (1u << 1)
+#define BACKUP_C_CONFIG (1u << 2)
+#define BACKUP_C_RESULTS (1u << 3)
+#define BACKUP_C_AUDIT (1u << 4)
+#define BACKUP_C_ALL 0x1fu
+
+/* "db,models,..." (names of BACKUP_COMPONENTS) into a mask. 0 or -EINVAL naming the bad one. */
+int backup_components_parse(const char *list, unsigned *ret, char *err, size_t errlen);
+
+typedef struct backup_restore_opts {
+    const char *target;      /* NULL: in place */
+    unsigned components;     /* mask; 0 = every component the backup holds */
+    const char *config_dest; /* in place: where the env file goes (NULL: the path it was backed up from) */
+    bool progress;
+} backup_restore_opts_t;
+
+/* What a restore of m would write where (for the confirmation prompt), without touching
+ * anything: {"id","type","timestamp","files","bytes","components":[..],"destinations":{area:path}}.
+ * -EINVAL with err when a destination cannot be determined (e.g. audit in place without
+ * AUDIT_LOG_PATH). */
+int backup_restore_plan(const backup_settings_t *s, const backup_manifest_t *m,
+                        const backup_restore_opts_t *o, json_t **ret, char *err, size_t errlen);
+
+/* Restores backup id from s->backup_path (see DESIGN). *ret_report (new reference, also
+ * on failure): {"ok","id","target","components","files","bytes","seconds","destinations",
+ * "moved_aside":[..],"checks":{"database":{..},"models":{..},"registry":{..},"audit":{..}},
+ * "bad":[..]?,"error"?}. Returns 0, or:
+ *   -EBUSY         a server holds the destination's data lock
+ *   -EKEYREJECTED  the backup was made with another key
+ *   -EBADMSG       the manifest or a file failed verification (report "bad" names them)
+ *   -EUCLEAN       a post-restore check failed (nothing was swapped in)
+ *   -ENOENT        no such backup, or a stored file is missing
+ *   other -errno */
+int backup_restore(const backup_settings_t *s, const backup_key_t *key, const char *id,
+                   const backup_restore_opts_t *o, json_t **ret_report, char *err, size_t errlen);
+
+#endif

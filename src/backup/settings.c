@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Gathers the backup settings from the configuration and derives the database file and
+ * the results directory. See settings.h. */
+#include "backup/settings.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int backup_db_path_from_url(const char *url, char *buf, size_t len, char *err, size_t errlen)
+{
+    if (!url || !*url) {
+        snprintf(err, errlen, "DATABASE_URL is empty");
+        return -EINVAL;
+    }
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        snprintf(err, errlen,
+                 "DATABASE_URL: backups of PostgreSQL come with that backend (pg_dump); "
+                 "only SQLite is supported yet");
+        return -ENOTSUP;
+    }
+    const char *path = url;
+    if (strncmp(url, "sqlite://", 9) == 0)
+        path = url + 9;
+    else if (strstr(url, "://")) {
+        snprintf(err, errlen, "DATABASE_URL: unsupported scheme");
+        return -EINVAL;
+    }
+    if (!*path || strchr(path, '?')) {
+        snprintf(err, errlen, "DATABASE_URL: expected sqlite:///path or a plain file path");
+        return -EINVAL;
+    }
+    if (snprintf(buf, len, "%s", path) >= (int)len) {
+        snprintf(err, errlen, "DATABASE_URL: path too long");
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, char *err, size_t errlen)
+{
+    backup_settings_t s;
+    memset(&s, 0, sizeof(s));
+    s.cfg = cfg;
+    s.backup_path = cfg->backup_path;
+    s.offsite_dir = cfg->backup_offsite_dir;
+    s.key_file = cfg->backup_encryption_key_file;
+    s.key_command = cfg->backup_key_command;
+    s.key_id = cfg->backup_encryption_key_id;
+    s.retention_days = cfg->backup_retention_days;
+    s.keep_min = cfg->backup_keep_min;
+    s.max_age_ms = (int64_t)cfg->backup_max_age_s * 1000;
+    s.min_free_bytes = cfg->backup_min_free_bytes;
+    s.compression_level = cfg->backup_compression_level;
+    s.threads = cfg->backup_threads;
+    s.database_url = cfg->database_url;
+    s.model_storage_path = cfg->model_storage_path;
+    s.data_dir = cfg->data_dir;
+    s.audit_log_path = cfg->audit_log_path;
+    s.audit_retention_days = cfg->audit_log_retention_days;
+    s.prod_url = cfg->prod_url;
+    int r = backup_db_path_from_url(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
+    if (r < 0)
+        return r;
+    const char *results = cfg->results_path;
+    if (results) {
+        s.results_path = results;
+    } else {
+        if (snprintf(s.results_buf, sizeof(s.results_buf), "%s/results", cfg->data_dir) >=
+            (int)sizeof(s.results_buf)) {
+            snprintf(err, errlen, "DATA_DIR: path too long");
+            return -ENAMETOOLONG;
+        }
+        s.results_path = s.results_buf;
+    }
+    *ret = s;
+    /* results_path may point into the struct itself: fix it up after the copy. */
+    if (!results)
+        ret->results_path = ret->results_buf;
+    return 0;
+}

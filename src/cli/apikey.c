@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `aimedres apikey create | list | revoke`: API keys for services and users. create prints
+ * the key once, alone on the last line of stdout (scripts take `tail -n1`); only its HMAC
+ * is stored, so a lost key cannot be shown again, only revoked and replaced. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "security/apikey.h"
+#include "security/roles.h"
+#include "store/apikeys.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres apikey <create|list|revoke> [options]\n\n"
+            "  create --name NAME --role ROLE [--expires DURATION] [--env-file FILE]\n"
+            "         ROLE is one of admin|deployer|clinician|auditor|monitor; DURATION like 90d or 12h\n"
+            "         (default: never). Prints the key once, alone on the last line of stdout.\n"
+            "  list [--json] [--env-file FILE]   key ids, names, roles, dates, status; never secrets\n"
+            "  revoke KEY_ID [--env-file FILE]   the running server refuses it within a second\n"
+            "Keys are sent as X-API-Key: KEY or Authorization: Bearer KEY. The salt is API_KEY_SALT:\n"
+            "changing it invalidates every key.\n");
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return false;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+static int run_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},    {"role", required_argument, NULL, 'r'},
+        {"expires", required_argument, NULL, 'x'}, {"env-file", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *name = NULL, *role = NULL, *expires = NULL, *env_file = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': name = optarg; break;
+        case 'r': role = optarg; break;
+        case 'x': expires = optarg; break;
+        case 'e': env_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !name || !role) {
+        fprintf(stderr, "aimedres apikey create: --name and --role are required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!valid_name(name)) {
+        fprintf(stderr, "aimedres apikey create: --name: 1..100 printable characters\n");
+        return 2;
+    }
+    if (!roles_bit(role)) {
+        fprintf(stderr, "aimedres apikey create: --role: expected one of %s, got '%s'\n", roles_list(), role);
+        return 2;
+    }
+    int64_t ttl_ms = 0;
+    if (expires && (util_parse_duration_ms(expires, &ttl_ms) < 0 || ttl_ms <= 0)) {
+        fprintf(stderr, "aimedres apikey create: --expires: expected a duration like 90d, 12h, got '%s'\n",
+                expires);
+        return 2;
+    }
+    config_t *cfg = cli_load_config(env_file);
+    if (!cfg)
+        return 1;
+    int rc = 1;
+    store_t *st = cli_open_store(cfg);
+    if (!st)
+        goto out;
+    if (!cfg->api_key_salt)
+        fprintf(stderr, "aimedres apikey: warning: API_KEY_SALT is unset (allowed outside production only); "
+                        "setting it later invalidates this key\n");
+    store_apikey_t rec = {0};
+    char id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE], key[APIKEY_KEY_SIZE];
+    int r = -EEXIST;
+    for (int attempt = 0; attempt < 3 && r == -EEXIST; attempt++) {
+        if (apikey_generate(id, secret, key) < 0) {
+            fprintf(stderr, "aimedres apikey create: no randomness available\n");
+            goto out;
+        }
+        snprintf(rec.key_id, sizeof(rec.key_id), "%s", id);
+        snprintf(rec.name, sizeof(rec.name), "%s", name);
+        snprintf(rec.role, sizeof(rec.role), "%s", role);
+        apikey_hmac_hex(cfg->api_key_salt, secret, rec.secret_hmac);
+        rec.created_ms = util_now_ms();
+        rec.expires_ms = ttl_ms ? rec.created_ms + ttl_ms : 0;
+        r = store_apikey_insert(st, &rec);
+    }
+    if (r < 0) {
+        fprintf(stderr, "aimedres apikey create: cannot store the key: %s\n",
+                r == -ENOTSUP ? "API keys need the SQLite store" : strerror(-r));
+        goto out;
+    }
+    char when[ISO8601_LEN] = "never";
+    if (rec.expires_ms)
+        util_iso8601(rec.expires_ms, when);
+    printf("created API key %s (name %s, role %s, expires %s)\n", id, name, role, when);
+    printf("it is shown only once; store it now (the server keeps only its HMAC):\n");
+    printf("%s\n", key);
+    fflush(stdout);
+    rc = 0;
+out:
+    store_close(st);
+    config_free(cfg);
+    return rc;
+}
+
+static const char *status_of(const store_apikey_t *k, int64_t now)
+{
+    if (k->revoked_ms)
+        return "revoked";
+    if (k->expires_ms && now >= k->expires_ms)
+        return "expired";
+    return "active";
+}
+
+static int run_list(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"env-file", required_argument, NULL, 'e'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *env_file = NULL;
+    bool as_json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': as_json = true; break;
+        case 'e': env_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    config_t *cfg = cli_load_config(env_file);
+    if (!cfg)
+        return 1;
+    int rc = 1;
+    store_apikey_t *keys = NULL;
+    size_t n = 0;
+    store_t *st = cli_open_store(cfg);
+    if (!st)
+        goto out;
+    int r = store_apikey_list(st, &keys, &n);
+    if (r < 0) {
+        fprintf(stderr, "aimedres apikey list: %s\n", strerror(-r));
+        goto out;
+    }
+    int64_t now = util_now_ms();
+    json_t *arr = as_json ? json_array() : NULL;
+    if (!as_json)
+        printf("%-16s  %-10s  %-8s  %-24s  %-24s  %-24s  %s\n", "KEY_ID", "ROLE", "STATUS", "CREATED",
+               "EXPIRES", "LAST_USED", "NAME");
+    for (size_t i = 0; i < n; i++) {
+        const store_apikey_t *k = &keys[i];
+        char created[ISO8601_LEN], exp[ISO8601_LEN] = "never", used[ISO8601_LEN] = "never";
+        util_iso8601(k->created_ms, created);
+        if (k->expires_ms)
+            util_iso8601(k->expires_ms, exp);
+        if (k->last_used_ms)
+            util_iso8601(k->last_used_ms, used);
+        if (as_json) {
+            json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "key_id", k->key_id, "name", k->name, "role",
+                                  k->role, "status", status_of(k, now), "created", created, "expires", exp);
+            json_object_set_new(o, "last_used", k->last_used_ms ? json_string(used) : json_null());
+            if (k->revoked_ms) {
+                char rv[ISO8601_LEN];
+                util_iso8601(k->revoked_ms, rv);
+                json_object_set_new(o, "revoked", json_string(rv));
+            }
+            json_array_append_new(arr, o);
+        } else {
+            printf("%-16s  %-10s  %-8s  %-24s  %-24s  %-24s  %s\n", k->key_id, k->role, status_of(k, now),
+                   created, exp, used, k->name);
+        }
+    }
+    if (as_json) {
+        json_dumpf(arr, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(arr);
+    }
+    rc = 0;
+out:
+    free(keys);
+    store_close(st);
+    config_free(cfg);
+    return rc;
+}
+
+static int run_revoke(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *env_file = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e': env_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "aimedres apikey revoke: expected one KEY_ID\n");
+        return 2;
+    }
+    const char *id = argv[optind];
+    if (!apikey_valid_id(id)) {
+        fprintf(stderr,
+                "aimedres apikey revoke: '%s' is not a key id (16 hex characters, as in `apikey list`)\n",
+                id);
+        return 2;
+    }
+    config_t *cfg = cli_load_config(env_file);
+    if (!cfg)
+        return 1;
+    int rc = 1;
+    store_t *st = cli_open_store(cfg);
+    if (!st)
+        goto out;
+    int r = store_apikey_revoke(st, id, util_now_ms());
+    if (r == -ENOENT) {
+        fprintf(stderr, "aimedres apikey revoke: no key %s\n", id);
+    } else if (r == -EALREADY) {
+        printf("API key %s was already revoked\n", id);
+        rc = 0;
+    } else if (r < 0) {
+        fprintf(stderr, "aimedres apikey revoke: %s\n", strerror(-r));
+    } else {
+        printf("revoked API key %s\n", id);
+        rc = 0;
+    }
+out:
+    store_close(st);
+    config_free(cfg);
+    return rc;
+}
+
+int cli_apikey(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return 0;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "create") == 0)
+        return run_create(argc - 1, argv + 1);
+    if (strcmp(sub, "list") == 0)
+        return run_list(argc - 1, argv + 1);
+    if (strcmp(sub, "revoke") == 0)
+        return run_revoke(argc - 1, argv + 1);
+    fprintf(stderr, "aimedres apikey: unknown subcommand '%s'\n", sub);
+    usage(stderr);
+    return 2;
+}

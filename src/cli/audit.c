@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `aimedres audit`: verify the chain and checkpoints (exit 1 naming the first bad record),
+ * list events, write a checkpoint now, prune archives past retention, and generate the
+ * Ed25519 checkpoint keys. verify, checkpoint and prune record what they did in the log. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres audit <verify|events|checkpoint|prune|keygen> [options]\n\n"
+            "  verify [--from YYYY-MM-DD] [--json]  check the hash chain and the signed checkpoints;\n"
+            "                                       exit 1 naming the first bad record\n"
+            "  events [filters]                     print records (JSON lines) in seq order\n"
+            "  checkpoint                           write a signed checkpoint now\n"
+            "  prune [--dry-run]                    remove archives older than AUDIT_LOG_RETENTION_DAYS\n"
+            "  keygen --private FILE --public FILE  create an Ed25519 key pair for checkpoints\n"
+            "Every subcommand takes --env-file FILE and answers --help.\n");
+}
+
+typedef struct opts {
+    const char *env_file, *from, *to, *type, *user, *patient, *priv, *pub;
+    int64_t limit, after;
+    bool json, dry_run;
+} opts_t;
+
+/* Parses the options a subcommand accepts (allowed: letters of the long options below). */
+static int parse(int argc, char **argv, const char *allowed, opts_t *o, void (*help)(FILE *))
+{
+    static const struct option lo[] = {
+        {"env-file", required_argument, NULL, 'e'}, {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},       {"type", required_argument, NULL, 'y'},
+        {"user", required_argument, NULL, 'u'},     {"patient", required_argument, NULL, 'p'},
+        {"limit", required_argument, NULL, 'l'},    {"after", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},           {"dry-run", no_argument, NULL, 'n'},
+        {"private", required_argument, NULL, 'P'},  {"public", required_argument, NULL, 'Q'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (c == 'h') {
+            help(stdout);
+            return 1;
+        }
+        if (c == '?' || (c != 'e' && !strchr(allowed, c))) {
+            if (c != '?')
+                fprintf(stderr, "aimedres audit %s: option not accepted here\n", argv[0]);
+            help(stderr);
+            return -2;
+        }
+        switch (c) {
+        case 'e': o->env_file = optarg; break;
+        case 'f': o->from = optarg; break;
+        case 't': o->to = optarg; break;
+        case 'y': o->type = optarg; break;
+        case 'u': o->user = optarg; break;
+        case 'p': o->patient = optarg; break;
+        case 'j': o->json = true; break;
+        case 'n': o->dry_run = true; break;
+        case 'P': o->priv = optarg; break;
+        case 'Q': o->pub = optarg; break;
+        case 'l':
+            if (util_parse_int64(optarg, 1, 1000, &o->limit) < 0) {
+                fprintf(stderr, "aimedres audit: --limit: expected 1..1000, got '%s'\n", optarg);
+                return -2;
+            }
+            break;
+        case 'a':
+            if (util_parse_int64(optarg, 0, INT64_MAX, &o->after) < 0) {
+                fprintf(stderr, "aimedres audit: --after: expected a seq, got '%s'\n", optarg);
+                return -2;
+            }
+            break;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "aimedres audit: unexpected argument '%s'\n", argv[optind]);
+        help(stderr);
+        return -2;
+    }
+    return 0;
+}
+
+static config_t *load(const opts_t *o)
+{
+    config_t *cfg = cli_load_config(o->env_file);
+    if (cfg && !cfg->audit_log_path) {
+        fprintf(stderr, "aimedres audit: AUDIT_LOG_PATH is not set\n");
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Appends one event from this command; a failure is reported but does not change the exit
+ * code of a read-only command's result. */
+static int record_event(const config_t *cfg, const audit_event_t *ev)
+{
+    char err[1024] = "";
+    audit_log_t *a = NULL;
+    int rc = audit_log_open(cfg, &a, err, sizeof(err));
+    if (rc == 0)
+        rc = audit_log_append_sync(a, ev);
+    audit_log_close(a);
+    if (rc < 0)
+        fprintf(stderr, "aimedres audit: cannot record the %s event: %s\n", ev->type,
+                err[0] ? err : strerror(-rc));
+    return rc;
+}
+
+static const char *os_user(void)
+{
+    const char *u = getenv("USER");
+    return u && *u ? u : "cli";
+}
+
+static void verify_help(FILE *out)
+{
+    fprintf(out, "usage: aimedres audit verify [--from YYYY-MM-DD] [--json] [--env-file FILE]\n\n"
+                 "Checks every record (seq continuity, prev_hash links, HMAC under the key derived from\n"
+                 "SECRET_KEY) and every checkpoint (Ed25519 signature with AUDIT_VERIFY_KEY_PATH or\n"
+                 "AUDIT_SIGNING_KEY_PATH, the hash of the record it names, that the log reaches it).\n"
+                 "--from starts at the archive of that date (its first record anchors the chain).\n"
+                 "Exit 0 when intact, 1 naming the first bad record (file, line, seq, kind), 2 usage.\n"
+                 "Records an AUDIT_VERIFY event.\n");
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "fj", &o, verify_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    config_t *cfg = load(&o);
+    if (!cfg)
+        return 1;
+    audit_verify_result_t res;
+    char err[1024] = "";
+    int rc = audit_verify(cfg, o.from, &res, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "aimedres audit verify: %s\n", err);
+        config_free(cfg);
+        return rc == -EINVAL && o.from && strstr(err, "--from") ? 2 : 1;
+    }
+    if (o.json) {
+        json_t *j = audit_verify_result_json(&res);
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(j);
+    } else if (res.ok) {
+        printf("audit log intact: %llu records (seq %llu..%llu), %llu checkpoints verified%s%s\n",
+               (unsigned long long)res.records, (unsigned long long)res.first_seq,
+               (unsigned long long)res.last_seq, (unsigned long long)res.checkpoints,
+               res.checkpoints_signed ? "" : " (signatures NOT checked: no key)",
+               res.torn_tail_ignored ? "; a torn last line (never acknowledged) was ignored" : "");
+    } else {
+        printf("audit log TAMPERED: first bad record: seq %llu, %s line %llu (%s)\n  %s\n",
+               (unsigned long long)res.bad_seq, res.bad_file, (unsigned long long)res.bad_line, res.bad_kind,
+               res.message);
+    }
+    json_t *detail =
+        json_pack("{s:I,s:I}", "records", (json_int_t)res.records, "last_seq", (json_int_t)res.last_seq);
+    if (!res.ok) {
+        json_object_set_new(detail, "first_bad_seq", json_integer((json_int_t)res.bad_seq));
+        json_object_set_new(detail, "kind", json_string(res.bad_kind));
+    }
+    audit_event_t ev = {.type = "AUDIT_VERIFY",
+                        .user = os_user(),
+                        .role = "cli",
+                        .action = "E",
+                        .entity_type = "audit_log",
+                        .outcome = res.ok ? "success" : "failure",
+                        .detail = detail};
+    record_event(cfg, &ev);
+    json_decref(detail);
+    config_free(cfg);
+    return res.ok ? 0 : 1;
+}
+
+static void events_help(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: aimedres audit events [--from TS] [--to TS] [--type TYPE] [--user USER]\n"
+        "                             [--patient PSEUDONYM] [--limit N] [--after SEQ] [--env-file FILE]\n\n"
+        "Prints matching records as JSON lines in seq order (TS: ISO 8601 UTC, e.g. 2026-11-27 or\n"
+        "2026-11-27T08:00:00Z; --from inclusive, --to exclusive). At most --limit (default 100);\n"
+        "when more match, stderr says which --after to pass next.\n");
+}
+
+static int cmd_events(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "ftyupla", &o, events_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    config_t *cfg = load(&o);
+    if (!cfg)
+        return 1;
+    audit_query_t q = {.from = o.from,
+                       .to = o.to,
+                       .type = o.type,
+                       .user = o.user,
+                       .patient_pseudonym = o.patient,
+                       .after_seq = (uint64_t)o.after,
+                       .limit = o.limit ? (size_t)o.limit : 100};
+    json_t *recs = NULL;
+    uint64_t next = 0;
+    char err[512] = "";
+    int rc = audit_query_run(cfg, &q, &recs, &next, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "aimedres audit events: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(recs, i, r)
+    {
+        char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    }
+    if (next)
+        fprintf(stderr, "aimedres audit events: more records match; next page: --after %llu\n",
+                (unsigned long long)next);
+    json_decref(recs);
+    config_free(cfg);
+    return 0;
+}
+
+static void checkpoint_help(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres audit checkpoint [--env-file FILE]\n\n"
+            "Signs the position of the log's last record now with AUDIT_SIGNING_KEY_PATH and appends it\n"
+            "to <AUDIT_LOG_PATH>.checkpoints (and an AUDIT_CHECKPOINT record to the log).\n");
+}
+
+static int cmd_checkpoint(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "", &o, checkpoint_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    config_t *cfg = load(&o);
+    if (!cfg)
+        return 1;
+    char err[1024] = "";
+    audit_log_t *a = NULL;
+    int rc = audit_log_open(cfg, &a, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "aimedres audit checkpoint: %s\n", err);
+    } else if ((rc = audit_log_checkpoint(a)) < 0) {
+        fprintf(stderr, "aimedres audit checkpoint: %s\n",
+                rc == -ENOKEY    ? "AUDIT_SIGNING_KEY_PATH is not set"
+                : rc == -ENODATA ? "the log has no records yet"
+                                 : strerror(-rc));
+    } else {
+        printf("checkpoint written to %s.checkpoints\n", cfg->audit_log_path);
+    }
+    audit_log_close(a);
+    config_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
+static void prune_help(FILE *out)
+{
+    fprintf(out, "usage: aimedres audit prune [--dry-run] [--env-file FILE]\n\n"
+                 "Removes rotated archives (<AUDIT_LOG_PATH>.YYYY-MM-DD) dated more than\n"
+                 "AUDIT_LOG_RETENTION_DAYS (default 2555, 7 years) calendar days before today (UTC).\n"
+                 "Never the active file or the checkpoints. Prints each file removed and records an\n"
+                 "AUDIT_PRUNE event.\n");
+}
+
+static int cmd_prune(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "n", &o, prune_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    config_t *cfg = load(&o);
+    if (!cfg)
+        return 1;
+    int64_t today = util_now_ms() / 86400000;
+    char err[1024] = "";
+    json_t *removed = json_array();
+    int rc;
+    if (o.dry_run) {
+        /* same rule as audit_prune, without removing */
+        char cutoff[11];
+        audit_date_format(today - cfg->audit_log_retention_days - 1, cutoff);
+        printf("dry run: archives dated %s or earlier would be removed (retention %d days)\n", cutoff,
+               cfg->audit_log_retention_days);
+        rc = 0;
+    } else {
+        rc =
+            audit_prune(cfg->audit_log_path, cfg->audit_log_retention_days, today, removed, err, sizeof(err));
+        size_t i;
+        json_t *v;
+        json_array_foreach(removed, i, v) printf("removed %s\n", json_string_value(v));
+        if (rc < 0)
+            fprintf(stderr, "aimedres audit prune: %s\n", err);
+        else
+            printf("%d archive(s) removed (retention %d days)\n", rc, cfg->audit_log_retention_days);
+        if (json_array_size(removed) > 0) {
+            json_t *detail =
+                json_pack("{s:O,s:i}", "removed", removed, "retention_days", cfg->audit_log_retention_days);
+            audit_event_t ev = {.type = "AUDIT_PRUNE",
+                                .user = os_user(),
+                                .role = "cli",
+                                .action = "D",
+                                .entity_type = "audit_log",
+                                .outcome = rc < 0 ? "failure" : "success",
+                                .detail = detail};
+            record_event(cfg, &ev);
+            json_decref(detail);
+        }
+    }
+    json_decref(removed);
+    config_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
+static void keygen_help(FILE *out)
+{
+    fprintf(out, "usage: aimedres audit keygen --private FILE --public FILE\n\n"
+                 "Creates an Ed25519 key pair (PEM; private 0600, public 0644) for signed checkpoints:\n"
+                 "AUDIT_SIGNING_KEY_PATH=private (the server), AUDIT_VERIFY_KEY_PATH=public (auditors).\n"
+                 "Refuses to overwrite existing files.\n");
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "PQ", &o, keygen_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    if (!o.priv || !o.pub) {
+        keygen_help(stderr);
+        return 2;
+    }
+    char err[1024] = "";
+    if (audit_keygen(o.priv, o.pub, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres audit keygen: %s\n", err);
+        return 1;
+    }
+    printf("private key: %s\npublic key: %s\n", o.priv, o.pub);
+    return 0;
+}
+
+int cli_audit(int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } subs[] = {{"verify", cmd_verify},
+                {"events", cmd_events},
+                {"checkpoint", cmd_checkpoint},
+                {"prune", cmd_prune},
+                {"keygen", cmd_keygen}};
+    for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+        if (strcmp(argv[1], subs[i].name) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "aimedres audit: unknown subcommand '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

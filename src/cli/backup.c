@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `aimedres backup [full|incremental] | verify | list | prune | check | keygen`,
+ * `aimedres restore` and `aimedres dr-drill`: flag parsing, confirmation and output only;
+ * the work is in src/backup/. On a terminal: progress on stderr and readable lines; else
+ * (or with --json) one JSON document on stdout. Exit 0 success, 1 failure, 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup/backup.h"
+#include "backup/check.h"
+#include "backup/drill.h"
+#include "backup/keys.h"
+#include "backup/pool.h"
+#include "backup/progress.h"
+#include "backup/repo.h"
+#include "backup/restore.h"
+#include "backup/retention.h"
+#include "backup/settings.h"
+#include "backup/verify.h"
+#include "cli/cli.h"
+#include "common/util.h"
+
+/* Shared state of one invocation. */
+typedef struct ctx {
+    config_t *cfg;
+    backup_settings_t s;
+    backup_key_t key;
+    bool have_key;
+    bool json; /* JSON on stdout instead of lines */
+} ctx_t;
+
+static void backup_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres backup [full|incremental] [--dest DIR] [--env-file FILE] [--json]\n"
+            "       aimedres backup verify [ID|latest|--all] [--dest DIR] [--json]\n"
+            "       aimedres backup list [--dest DIR] [--json]\n"
+            "       aimedres backup prune [--dry-run] [--dest DIR] [--json]\n"
+            "       aimedres backup check [--dest DIR]\n"
+            "       aimedres backup keygen FILE\n\n"
+            "Backs up the database (online snapshot), models and baselines, the env file given with\n"
+            "--env-file, results and audit files into BACKUP_PATH/<UTC time>/, compressed (zstd) and\n"
+            "encrypted (AES-256-GCM, key from BACKUP_ENCRYPTION_KEY_FILE or BACKUP_KEY_COMMAND), verified,\n"
+            "then moves BACKUP_PATH/latest and copies it to BACKUP_OFFSITE_DIR. The default type is\n"
+            "incremental: files unchanged since the latest backup are referenced, not stored again.\n"
+            "  verify   decrypt and check every file of a backup (default latest) or of all backups\n"
+            "  list     the backups, newest last\n"
+            "  prune    apply BACKUP_RETENTION_DAYS / BACKUP_KEEP_MIN / AUDIT_LOG_RETENTION_DAYS\n"
+            "  check    latest age, integrity, offsite copy, free disk: JSON report, exit 0/1\n"
+            "  keygen   write a new random key (hex, mode 0600) to FILE\n"
+            "  --dest DIR       use DIR instead of BACKUP_PATH\n"
+            "  --env-file FILE  read settings from FILE (the environment overrides it); backup also\n"
+            "                   stores FILE itself (encrypted) as the configuration component\n"
+            "  --json           print JSON even on a terminal\n"
+            "See docs/backup.md.\n");
+}
+
+static void restore_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: aimedres restore ID|latest [--target DIR] [--components LIST] [--yes] [--from DIR]\n"
+        "                        [--env-file FILE] [--config-dest FILE] [--json]\n\n"
+        "Verifies the backup, then restores it. Without --target the configured paths are replaced\n"
+        "(what was there is renamed to *.pre-restore-<id>); refuses while a server holds the data.\n"
+        "  --target DIR       restore into DIR (DIR/<db file>, models/, data/, audit/, config/)\n"
+        "  --components LIST  comma list of db,models,config,results,audit (default: all)\n"
+        "  --yes              do not ask for confirmation (required without a terminal)\n"
+        "  --from DIR         read backups from DIR (e.g. BACKUP_OFFSITE_DIR) instead of BACKUP_PATH\n"
+        "  --env-file FILE    read settings from FILE\n"
+        "  --config-dest FILE in place: where the backed-up env file goes (default: where it came from)\n");
+}
+
+static void drill_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: aimedres dr-drill [--report FILE] [--url URL] [--env-file FILE] [--use-latest] [--full]\n"
+        "                         [--work-dir DIR] [--keep] [--timeout SECONDS]\n\n"
+        "Disaster-recovery drill: backup, restore into a temporary directory, start a server on it on a\n"
+        "free loopback port, check health, models, predictions and record counts against production,\n"
+        "stop it, clean up. Prints (and with --report writes) a JSON report with the measured RTO and\n"
+        "RPO next to the targets (4 h, 6 h). Exit 0 only when every step passed.\n"
+        "  --url URL      production server (http://host:port, or PROD_URL) to compare predictions with;\n"
+        "                 default: score the production model files in this process\n"
+        "  --use-latest   drill on the latest backup instead of taking a new one\n"
+        "  --full         take a full backup (default incremental)\n"
+        "  --keep         keep the temporary directory for inspection\n");
+}
+
+static int load(ctx_t *c, const char *env_file, const char *dest, bool need_key)
+{
+    memset(c, 0, sizeof(*c));
+    c->json = !isatty(STDOUT_FILENO);
+    c->cfg = cli_load_config(env_file);
+    if (!c->cfg)
+        return -EINVAL;
+    char err[1024] = "";
+    if (backup_settings_from_config(c->cfg, &c->s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        return -EINVAL;
+    }
+    if (dest)
+        c->s.backup_path = dest;
+    if (need_key) {
+        if (backup_key_load(&c->s, &c->key, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: backup key: %s\n", err);
+            return -ENOKEY;
+        }
+        c->have_key = true;
+    }
+    return 0;
+}
+
+static void unload(ctx_t *c)
+{
+    backup_key_wipe(&c->key);
+    config_free(c->cfg);
+}
+
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    fflush(stdout);
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static void print_notes(const json_t *notes)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(notes, i, n) printf("  note: %s\n", json_string_value(n));
+}
+
+static void print_bad(const json_t *bad)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(bad, i, b) printf("  BAD %s (%s/%s): %s\n", jstr(b, "path"), jstr(b, "holder"),
+                                         jstr(b, "stored"), jstr(b, "error"));
+}
+
+/* ------------------------------------------------------------------ backup */
+
+static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
+{
+    backup_create_opts_t o = {.type = type, .env_file = env_file, .progress = backup_progress_tty()};
+    json_t *sum = NULL;
+    char err[2048] = "";
+    int r = backup_create(&c->s, &c->key, &o, &sum, err, sizeof(err));
+    if (c->json) {
+        print_json(sum);
+    } else if (r == 0 || r == -EREMOTEIO) {
+        char tb[24], sb[24];
+        backup_format_bytes((uint64_t)json_integer_value(json_object_get(sum, "total_bytes")), tb,
+                            sizeof(tb));
+        backup_format_bytes((uint64_t)json_integer_value(json_object_get(sum, "stored_bytes")), sb,
+                            sizeof(sb));
+        printf("%s backup %s complete and verified: %lld files (%lld stored, %lld unchanged), %s, %s stored, "
+               "%.1f s\n",
+               jstr(sum, "type"), jstr(sum, "id"),
+               (long long)json_integer_value(json_object_get(sum, "files")),
+               (long long)json_integer_value(json_object_get(sum, "stored_files")),
+               (long long)json_integer_value(json_object_get(sum, "referenced_files")), tb, sb,
+               json_real_value(json_object_get(sum, "seconds")));
+        if (json_object_get(sum, "parent") && !json_is_null(json_object_get(sum, "parent")))
+            printf("  parent: %s\n", jstr(sum, "parent"));
+        json_t *off = json_object_get(sum, "offsite");
+        if (json_is_true(json_object_get(off, "ok")))
+            printf("  offsite copy verified in %s\n", jstr(off, "dir"));
+        print_notes(json_object_get(sum, "notes"));
+    }
+    if (r < 0)
+        fprintf(stderr, "aimedres: backup failed: %s\n", err);
+    json_decref(sum);
+    return r == 0 ? 0 : 1;
+}
+
+static int do_verify(ctx_t *c, const char *spec, bool all)
+{
+    json_t *out = json_pack("{s:b,s:[]}", "ok", 1, "backups");
+    json_t *list = json_object_get(out, "backups");
+    char **ids = NULL, err[1024] = "";
+    size_t n = 0;
+    int rc = 0;
+    int lock = backup_repo_lock(c->s.backup_path, BACKUP_LOCK_READ_SHARED, 2000, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        json_decref(out);
+        return 1;
+    }
+    if (all) {
+        backup_repo_list(c->s.backup_path, &ids, &n);
+        if (n == 0)
+            fprintf(stderr, "aimedres: no backups in %s\n", c->s.backup_path);
+    } else {
+        char id[BACKUP_ID_MAX];
+        if (backup_repo_resolve(c->s.backup_path, spec, id, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: %s\n", err);
+            backup_repo_unlock(lock);
+            json_decref(out);
+            return 1;
+        }
+        ids = calloc(1, sizeof(*ids));
+        ids[0] = strdup(id);
+        n = 1;
+    }
+    json_t *cache = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *rep = NULL;
+        int r = backup_verify_one(c->s.backup_path, ids[i], &c->key, backup_thread_count(c->s.threads),
+                                  backup_progress_tty(), cache, &rep);
+        if (r < 0) {
+            rc = 1;
+            json_object_set_new(out, "ok", json_false());
+        }
+        if (!c->json) {
+            if (r == 0)
+                printf("%s: ok (%lld files)\n", ids[i],
+                       (long long)json_integer_value(json_object_get(rep, "files")));
+            else if (json_object_get(rep, "error"))
+                printf("%s: FAILED: %s\n", ids[i], jstr(rep, "error"));
+            else
+                printf("%s: FAILED: %zu bad file(s)\n", ids[i], json_array_size(json_object_get(rep, "bad")));
+            print_bad(json_object_get(rep, "bad"));
+        }
+        json_array_append_new(list, rep);
+    }
+    if (n == 0)
+        rc = 1;
+    json_decref(cache);
+    backup_repo_unlock(lock);
+    if (c->json)
+        print_json(out);
+    json_decref(out);
+    backup_repo_ids_free(ids, n);
+    return rc;
+}
+
+static int do_list(ctx_t *c)
+{
+    char **ids = NULL, latest[BACKUP_ID_MAX] = "";
+    size_t n = 0;
+    if (backup_repo_list(c->s.backup_path, &ids, &n) < 0) {
+        fprintf(stderr, "aimedres: cannot list %s\n", c->s.backup_path);
+        return 1;
+    }
+    backup_repo_latest(c->s.backup_path, latest);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char dir[4096], err[1024] = "";
+        backup_repo_path(c->s.backup_path, ids[i], NULL, dir, sizeof(dir));
+        backup_manifest_t *m = NULL;
+        const char *auth = "unverified (no key)";
+        int r = backup_manifest_load(dir, c->have_key ? &c->key : NULL, &m, err, sizeof(err));
+        if (r < 0 && c->have_key) {
+            auth = r == -EKEYREJECTED ? "other key" : "FAILS authentication";
+            backup_manifest_load(dir, NULL, &m, err, sizeof(err));
+        } else if (c->have_key) {
+            auth = "ok";
+        }
+        json_t *e =
+            json_pack("{s:s,s:b,s:s}", "id", ids[i], "latest", strcmp(ids[i], latest) == 0, "manifest", auth);
+        if (m) {
+            char ts[ISO8601_LEN];
+            util_iso8601(m->timestamp_ms, ts);
+            json_object_set_new(e, "type", json_string(m->type));
+            json_object_set_new(e, "timestamp", json_string(ts));
+            json_object_set_new(e, "parent", m->parent[0] ? json_string(m->parent) : json_null());
+            json_object_set_new(e, "files", json_integer((json_int_t)m->n_files));
+            json_object_set_new(e, "total_bytes", json_integer((json_int_t)m->total_size));
+            json_object_set_new(e, "stored_bytes", json_integer((json_int_t)m->stored_here));
+            json_object_set_new(e, "key_fingerprint", json_string(m->key_fingerprint));
+            json_object_set_new(e, "components", json_deep_copy(m->components));
+            backup_manifest_free(m);
+        }
+        json_array_append_new(arr, e);
+    }
+    if (c->json) {
+        json_t *out = json_pack("{s:s,s:o}", "backup_path", c->s.backup_path, "backups", arr);
+        print_json(out);
+        json_decref(out);
+    } else {
+        if (n == 0)
+            printf("no backups in %s\n", c->s.backup_path);
+        else
+            printf("%-20s %-12s %-24s %8s %10s %10s  %s\n", "ID", "TYPE", "TIME", "FILES", "SIZE", "STORED",
+                   "MANIFEST");
+        size_t i;
+        json_t *e;
+        json_array_foreach(arr, i, e)
+        {
+            char tb[24], sb[24];
+            backup_format_bytes((uint64_t)json_integer_value(json_object_get(e, "total_bytes")), tb,
+                                sizeof(tb));
+            backup_format_bytes((uint64_t)json_integer_value(json_object_get(e, "stored_bytes")), sb,
+                                sizeof(sb));
+            printf("%-20s %-12s %-24s %8lld %10s %10s  %s%s\n", jstr(e, "id"), jstr(e, "type"),
+                   jstr(e, "timestamp"), (long long)json_integer_value(json_object_get(e, "files")), tb, sb,
+                   jstr(e, "manifest"), json_is_true(json_object_get(e, "latest")) ? "  <- latest" : "");
+        }
+        json_decref(arr);
+    }
+    backup_repo_ids_free(ids, n);
+    return 0;
+}
+
+static int do_prune(ctx_t *c, bool dry_run)
+{
+    backup_prune_opts_t o = {.dry_run = dry_run};
+    json_t *out = json_pack("{s:b,s:[]}", "ok", 1, "repositories");
+    const char *repos[2] = {c->s.backup_path, c->s.offsite_dir};
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!repos[i])
+            continue;
+        json_t *rep = NULL;
+        char err[1024] = "";
+        int r = backup_prune(repos[i], &c->s, &c->key, &o, &rep, err, sizeof(err));
+        if (r < 0) {
+            rc = 1;
+            json_object_set_new(out, "ok", json_false());
+            fprintf(stderr, "aimedres: prune %s: %s\n", repos[i], err);
+        }
+        if (!c->json) {
+            char fb[24];
+            backup_format_bytes((uint64_t)json_integer_value(json_object_get(rep, "freed_bytes")), fb,
+                                sizeof(fb));
+            printf("%s%s: kept %zu, reduced to audit files %zu, deleted %zu, freed %s\n",
+                   dry_run ? "(dry run) " : "", repos[i], json_array_size(json_object_get(rep, "kept")),
+                   json_array_size(json_object_get(rep, "reduced")),
+                   json_array_size(json_object_get(rep, "deleted")), fb);
+            size_t k;
+            json_t *v;
+            json_array_foreach(json_object_get(rep, "deleted"), k, v)
+                printf("  deleted %s\n", json_string_value(v));
+            json_array_foreach(json_object_get(rep, "reduced"), k, v)
+                printf("  reduced %s\n", json_string_value(v));
+            json_array_foreach(json_object_get(rep, "untouched"), k, v)
+                printf("  left alone %s: %s\n", jstr(v, "id"), jstr(v, "error"));
+        }
+        json_array_append_new(json_object_get(out, "repositories"), rep);
+    }
+    if (c->json)
+        print_json(out);
+    json_decref(out);
+    return rc;
+}
+
+static int do_check(ctx_t *c, const char *env_file, const char *dest)
+{
+    /* check reports a missing key as a failed check instead of stopping */
+    char err[1024] = "";
+    memset(c, 0, sizeof(*c));
+    c->cfg = cli_load_config(env_file);
+    if (!c->cfg)
+        return 1;
+    if (backup_settings_from_config(c->cfg, &c->s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        return 1;
+    }
+    if (dest)
+        c->s.backup_path = dest;
+    c->have_key = backup_key_load(&c->s, &c->key, err, sizeof(err)) == 0;
+    json_t *rep = NULL;
+    bool ok = backup_check(&c->s, c->have_key ? &c->key : NULL, err, &rep);
+    print_json(rep);
+    json_decref(rep);
+    return ok ? 0 : 1;
+}
+
+int cli_backup(int argc, char **argv)
+{
+    const char *env_file = NULL, *dest = NULL;
+    bool json = false, all = false, dry_run = false;
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'},
+        {"dest", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
+        {"all", no_argument, NULL, 'a'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "e:d:jh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e': env_file = optarg; break;
+        case 'd': dest = optarg; break;
+        case 'j': json = true; break;
+        case 'a': all = true; break;
+        case 'n': dry_run = true; break;
+        case 'h': backup_usage(stdout); return 0;
+        default: backup_usage(stderr); return 2;
+        }
+    }
+    /* GNU getopt moved the positionals (subcommand, argument) to the end. */
+    const char *sub = optind < argc ? argv[optind++] : "incremental";
+    const char *arg = optind < argc ? argv[optind++] : NULL;
+    if (optind < argc) {
+        fprintf(stderr, "aimedres backup: unexpected '%s'\n", argv[optind]);
+        backup_usage(stderr);
+        return 2;
+    }
+    if (strcmp(sub, "keygen") == 0) {
+        if (!arg) {
+            backup_usage(stderr);
+            return 2;
+        }
+        char err[512];
+        if (backup_key_generate(arg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: keygen: %s\n", err);
+            return 1;
+        }
+        printf("wrote a new backup key to %s (mode 0600); set BACKUP_ENCRYPTION_KEY_FILE=%s and keep a copy "
+               "somewhere safe: backups cannot be restored without it\n",
+               arg, arg);
+        return 0;
+    }
+    if (strcmp(sub, "check") == 0) {
+        ctx_t c;
+        int rc = do_check(&c, env_file, dest);
+        unload(&c);
+        return rc;
+    }
+    bool is_create = strcmp(sub, "full") == 0 || strcmp(sub, "incremental") == 0;
+    bool known =
+        is_create || strcmp(sub, "verify") == 0 || strcmp(sub, "list") == 0 || strcmp(sub, "prune") == 0;
+    if (!known || (arg && strcmp(sub, "verify") != 0) || (all && strcmp(sub, "verify") != 0) ||
+        (dry_run && strcmp(sub, "prune") != 0) || (all && arg)) {
+        fprintf(stderr, "aimedres backup: unexpected '%s'\n", known ? (arg ? arg : "option") : sub);
+        backup_usage(stderr);
+        return 2;
+    }
+    ctx_t c;
+    bool is_list = strcmp(sub, "list") == 0;
+    int r = load(&c, env_file, dest, !is_list);
+    if (r < 0) {
+        unload(&c);
+        return 1;
+    }
+    if (is_list) {
+        char err[512];
+        c.have_key = backup_key_load(&c.s, &c.key, err, sizeof(err)) == 0;
+    }
+    if (json)
+        c.json = true;
+    int rc;
+    if (is_create)
+        rc = do_create(&c, strcmp(sub, "full") == 0 ? BACKUP_FULL : BACKUP_INCREMENTAL, env_file);
+    else if (strcmp(sub, "verify") == 0)
+        rc = do_verify(&c, arg ? arg : "latest", all);
+    else if (is_list)
+        rc = do_list(&c);
+    else
+        rc = do_prune(&c, dry_run);
+    unload(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static bool confirm(const json_t *plan)
+{
+    fprintf(stderr, "About to restore backup %s (%s, taken %s): %lld files.\n", jstr(plan, "id"),
+            jstr(plan, "type"), jstr(plan, "timestamp"),
+            (long long)json_integer_value(json_object_get(plan, "files")));
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)json_object_get(plan, "destinations"), k, v)
+        fprintf(stderr, "  %-9s -> %s\n", k, json_string_value(v));
+    fprintf(stderr, "Whatever is there now is renamed to *.pre-restore-%s. Type 'yes' to continue: ",
+            jstr(plan, "id"));
+    fflush(stderr);
+    char line[64];
+    if (!fgets(line, sizeof(line), stdin))
+        return false;
+    line[strcspn(line, "\r\n")] = '\0';
+    return strcmp(line, "yes") == 0;
+}
+
+int cli_restore(int argc, char **argv)
+{
+    const char *env_file = NULL, *target = NULL, *comps = NULL, *from = NULL, *config_dest = NULL;
+    bool yes = false, json = false;
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'},
+        {"target", required_argument, NULL, 't'},
+        {"components", required_argument, NULL, 'c'},
+        {"from", required_argument, NULL, 'f'},
+        {"config-dest", required_argument, NULL, 'C'},
+        {"yes", no_argument, NULL, 'y'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "e:t:c:f:yjh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e': env_file = optarg; break;
+        case 't': target = optarg; break;
+        case 'c': comps = optarg; break;
+        case 'f': from = optarg; break;
+        case 'C': config_dest = optarg; break;
+        case 'y': yes = true; break;
+        case 'j': json = true; break;
+        case 'h': restore_usage(stdout); return 0;
+        default: restore_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        restore_usage(stderr);
+        return 2;
+    }
+    const char *spec = argv[optind];
+    char err[2048] = "";
+    unsigned mask = 0;
+    if (comps && backup_components_parse(comps, &mask, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        return 2;
+    }
+    ctx_t c;
+    if (load(&c, env_file, from, true) < 0) {
+        unload(&c);
+        return 1;
+    }
+    if (json)
+        c.json = true;
+    int rc = 1;
+    char id[BACKUP_ID_MAX], dir[4096];
+    backup_manifest_t *m = NULL;
+    json_t *plan = NULL, *rep = NULL;
+    if (backup_repo_resolve(c.s.backup_path, spec, id, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        goto out;
+    }
+    backup_repo_path(c.s.backup_path, id, NULL, dir, sizeof(dir));
+    if (backup_manifest_load(dir, &c.key, &m, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: refusing to restore %s: %s\n", id, err);
+        goto out;
+    }
+    backup_restore_opts_t o = {
+        .target = target, .components = mask, .config_dest = config_dest, .progress = backup_progress_tty()};
+    if (backup_restore_plan(&c.s, m, &o, &plan, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        goto out;
+    }
+    if (!yes) {
+        if (!isatty(STDIN_FILENO)) {
+            fprintf(
+                stderr,
+                "aimedres: refusing to restore without confirmation: no terminal to ask on; pass --yes\n");
+            goto out;
+        }
+        if (!confirm(plan)) {
+            fprintf(stderr, "aimedres: restore cancelled\n");
+            goto out;
+        }
+    }
+    int r = backup_restore(&c.s, &c.key, id, &o, &rep, err, sizeof(err));
+    if (c.json) {
+        print_json(rep);
+    } else if (r == 0) {
+        printf("restored %s: %lld files in %.1f s, verified; database integrity_check ok\n", id,
+               (long long)json_integer_value(json_object_get(rep, "files")),
+               json_real_value(json_object_get(rep, "seconds")));
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(rep, "destinations"), k, v)
+            printf("  %-9s %s\n", k, json_string_value(v));
+        size_t i;
+        json_array_foreach(json_object_get(rep, "moved_aside"), i, v)
+            printf("  previous data kept at %s\n", json_string_value(v));
+    } else {
+        print_bad(json_object_get(rep, "bad"));
+    }
+    if (r < 0)
+        fprintf(stderr, "aimedres: restore failed: %s\n", err);
+    rc = r == 0 ? 0 : 1;
+out:
+    json_decref(plan);
+    json_decref(rep);
+    backup_manifest_free(m);
+    unload(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ dr-drill */
+
+int cli_dr_drill(int argc, char **argv)
+{
+    const char *env_file = NULL, *report = NULL, *url = NULL, *work = NULL;
+    bool use_latest = false, full = false, keep = false;
+    int64_t timeout = 120;
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'}, {"report", required_argument, NULL, 'r'},
+        {"url", required_argument, NULL, 'u'},      {"work-dir", required_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 'T'},  {"use-latest", no_argument, NULL, 'L'},
+        {"full", no_argument, NULL, 'F'},           {"keep", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "e:r:u:w:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'e': env_file = optarg; break;
+        case 'r': report = optarg; break;
+        case 'u': url = optarg; break;
+        case 'w': work = optarg; break;
+        case 'T':
+            if (util_parse_int64(optarg, 1, 86400, &timeout) < 0) {
+                fprintf(stderr, "aimedres: --timeout: expected seconds 1..86400\n");
+                return 2;
+            }
+            break;
+        case 'L': use_latest = true; break;
+        case 'F': full = true; break;
+        case 'k': keep = true; break;
+        case 'h': drill_usage(stdout); return 0;
+        default: drill_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || (use_latest && full)) {
+        drill_usage(stderr);
+        return 2;
+    }
+    ctx_t c;
+    if (load(&c, env_file, NULL, true) < 0) {
+        unload(&c);
+        return 1;
+    }
+    if (!url)
+        url = c.s.prod_url;
+    backup_drill_opts_t o = {
+        .prod_url = url,
+        .env_file = env_file,
+        .work_dir = work,
+        .use_latest = use_latest,
+        .type = full ? BACKUP_FULL : BACKUP_INCREMENTAL,
+        .keep = keep,
+        .ready_timeout_s = (int)timeout,
+        .progress = backup_progress_tty(),
+    };
+    json_t *rep = NULL;
+    bool ok = backup_drill(&c.s, &c.key, &o, &rep);
+    char *text = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = ok ? 0 : 1;
+    if (report && text) {
+        int r = util_write_file_atomic(report, text, strlen(text), 0640);
+        if (r < 0) {
+            fprintf(stderr, "aimedres: cannot write the report %s: %s\n", report, strerror(-r));
+            rc = 1;
+        }
+    }
+    if (text)
+        puts(text);
+    if (!ok) {
+        size_t i;
+        json_t *st;
+        json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
+            fprintf(stderr, "aimedres: dr-drill: %s failed: %s\n", jstr(st, "name"), jstr(st, "error"));
+    }
+    free(text);
+    json_decref(rep);
+    unload(&c);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* CanaryConfig: the knobs of one deployment (seed guide §1.3) with their defaults,
+ * overridable from the environment (ROLLOUT_* variables) and per deployment (API body,
+ * CLI flags). Durations are given as "30s", "5m", "2h" or plain seconds. */
+#ifndef AIMEDRES_ROLLOUT_CONFIG_H
+#define AIMEDRES_ROLLOUT_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ROLLOUT_MAX_STAGES 16
+
+typedef struct rollout_config {
+    int64_t shadow_duration_ms;          /* 24h */
+    double stages[ROLLOUT_MAX_STAGES];   /* ascending percentages, last one 100 */
+    size_t n_stages;                     /* [5,10,25,50,100] */
+    int64_t stage_duration_ms;           /* 2h (also the blue/green watch window) */
+    int64_t check_interval_ms;           /* 60s */
+    int64_t rollback_window_ms;          /* 1h: previous stable kept loaded after promotion */
+    double min_accuracy;                 /* 0.85 */
+    double min_f1_score;                 /* 0.80 */
+    double min_auc;                      /* 0.70 */
+    double max_performance_degradation;  /* 0.10 */
+    double max_error_rate;               /* 0.05 */
+    double max_demographic_disparity;    /* 0.10 */
+    double min_shadow_agreement;         /* 0.90 */
+    double latency_floor_ms;             /* 5.0: a p95 below this counts as this (timer noise) */
+    int min_requests;                    /* 20: per-arm requests before error/latency gates apply */
+    int min_labels;                      /* 30: feedback labels before the live accuracy gate */
+    char sensitive_column[64];           /* "sex" */
+    bool auto_rollback_enabled;          /* true */
+    bool rollback_on_validation_failure; /* true */
+    bool auto_promote;                   /* false */
+} rollout_config_t;
+
+/* The built-in defaults. */
+void rollout_config_defaults(rollout_config_t *c);
+/* Defaults, then ROLLOUT_<FIELD> environment variables (upper-case field names, e.g.
+ * ROLLOUT_STAGE_DURATION=30s). -EINVAL with err naming the variable. */
+int rollout_config_from_env(rollout_config_t *c, char *err, size_t errlen);
+/* Applies the fields present in obj onto c. Unknown fields and bad values are refused:
+ * -EINVAL with *ret_field set to the field's name (static string) and err explaining. */
+int rollout_config_apply_json(rollout_config_t *c, const json_t *obj, const char **ret_field, char *err,
+                              size_t errlen);
+/* New reference: every field, durations as strings ("30s") and *_ms numbers. */
+json_t *rollout_config_to_json(const rollout_config_t *c);
+/* Formats ms as a compact duration ("90s", "2h", "1500ms"). */
+void rollout_format_duration(int64_t ms, char *buf, size_t n);
+
+#endif

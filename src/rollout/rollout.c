@@ -1,0 +1,1445 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The rollout controller: deployment state machine, traffic router and shadow scorer.
+ *
+ * DESIGN
+ * States (status / mode) of one deployment and who moves between them:
+ *
+ *   pending --ctl--> validating --ctl: offline gates fail--> failed (inactive)
+ *                         |
+ *                         +--ctl: gates pass--> canary:     monitoring/shadow (if shadow_duration > 0)
+ *                         |                                 --ctl: shadow gates pass or API promote-->
+ *                         |                                 deploying/canary stage 0, 1, ... n-1
+ *                         |                                 --ctl: stage end + checks pass + auto_promote,
+ *                         |                                   or API promote--> next stage; after the
+ *                         |                                 last (100%) stage --> stable/stable (inactive)
+ *                         +--ctl--> blue-green: deploying/canary at 0% (warm, smoke) --ctl--> monitoring/
+ *                         |         canary at 100% (watch window) --ctl--> stable/stable
+ *                         +--ctl--> direct: stable replaced, verified --> stable/stable, or restored
+ *
+ *   any active --ctl: live check fails, auto_rollback--> rolled_back/rollback (inactive)
+ *   any active --ctl: live check fails, no auto_rollback--> paused (traffic frozen)
+ *   any active --API pause--> paused --API resume--> the status it had (timers continue)
+ *   any active, or stable within its rollback window --API rollback--> rolled_back/rollback
+ *
+ * "ctl" is the controller thread, the only one that runs gates and timers; API
+ * handlers change state through rollout_action/rollout_create under the same mutex.
+ * Every change is written to the store (record + event) before the mutex is released,
+ * so a restart resumes: timers are wall-clock (phase_started_ms), validation re-runs.
+ *
+ * Invariants: at most one active deployment per model (the store's unique index is the
+ * arbiter); dep_t objects are never freed while the controller lives (the hot path may
+ * hold a pointer); the candidate handle is swapped under the rwlock `rw`, which the hot
+ * path takes only when some deployment routes traffic (n_routing > 0), so with no
+ * deployment a request costs one relaxed atomic load. Rollback stores route_mode NONE
+ * first: from that instant no new request reaches the candidate. */
+#include "rollout/rollout.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "model/schema.h"
+#include "monitor/metrics.h"
+#include "rollout/config.h"
+#include "rollout/gates.h"
+#include "store/deployments.h"
+
+#define SHADOW_QUEUE 1024
+#define MAX_DEPS 4096
+#define TICK_MS 50
+
+enum { ROUTE_NONE = 0, ROUTE_SHADOW, ROUTE_SPLIT };
+enum { PH_VALIDATE = 0, PH_SHADOW, PH_STAGE, PH_BG_WATCH, PH_DONE };
+
+typedef struct arm_stats {
+    unsigned long long requests, errors; /* atomic */
+    rollout_latency_t lat;
+} arm_stats_t;
+
+typedef struct shadow_stats {
+    unsigned long long jobs, rows, agree, errors, dropped; /* atomic */
+    rollout_latency_t lat;
+} shadow_stats_t;
+
+typedef struct dep {
+    char id[32], model[129], version[129], strategy[16], prev_version[129];
+    char status[16], mode[16], paused_from[16];
+    rollout_config_t cfg;
+    int phase;      /* PH_* */
+    int stage;      /* index into cfg.stages during PH_STAGE, -1 otherwise */
+    double traffic; /* percent to the candidate */
+    int64_t started_ms, completed_ms, phase_started_ms, last_check_ms, paused_elapsed_ms, window_until_ms;
+    bool active, rollback_triggered, awaiting_promote;
+    char rollback_reason[512];
+    json_t *tests, *timeline, *last_checks;
+    double stable_p95_ref; /* stable arm p95 last seen with enough samples */
+    /* hot path */
+    _Atomic int route_mode;
+    _Atomic unsigned traffic_bp, epoch;
+    model_handle_t *cand;        /* under rw */
+    model_handle_t *prev_stable; /* kept loaded for the rollback window */
+    arm_stats_t arms[2];         /* 0 stable, 1 candidate; reset at each phase start */
+    shadow_stats_t shadow;
+    uint32_t g_stage, g_traffic_cand, g_traffic_stable;
+} dep_t;
+
+typedef struct shadow_job {
+    dep_t *dep;
+    model_handle_t *h;
+    float *rows, *stable_out;
+    size_t n_rows, nf, no;
+} shadow_job_t;
+
+struct rollout {
+    store_t *store;
+    model_registry_t *registry;
+    char *data_dir;
+    rollout_config_t defaults;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_rwlock_t rw;
+    _Atomic unsigned n_routing;
+    dep_t *deps[MAX_DEPS];
+    size_t n_deps;
+    pthread_t thread, shadow_thread;
+    bool started, stop;
+    /* shadow queue */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcond;
+    shadow_job_t queue[SHADOW_QUEUE];
+    size_t qhead, qlen;
+    bool qstop;
+    uint32_t m_dropped;
+    metric_family_t *f_stage, *f_traffic;
+    /* fault injection (tests) */
+    char fault_version[129];
+    double fault_error_rate;
+    int fault_delay_ms;
+};
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+void rollout_new_id(char buf[32])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned char rnd[3] = {0};
+    util_random(rnd, sizeof(rnd));
+    char ts[16];
+    strftime(ts, sizeof(ts), "%Y%m%d%H%M%S", &tm);
+    snprintf(buf, 32, "deploy_%s_%02x%02x%02x", ts, rnd[0], rnd[1], rnd[2]);
+}
+
+unsigned rollout_bucket(const char *deployment_id, const char *key)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = deployment_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = key ? key : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (unsigned)(h % 10000);
+}
+
+static const char *arm_name(const dep_t *d)
+{
+    return strcmp(d->strategy, "blue-green") == 0 ? "green" : "canary";
+}
+
+static json_t *iso(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char b[ISO8601_LEN];
+    util_iso8601(ms, b);
+    return json_string(b);
+}
+
+static double num_or_nan(const json_t *j)
+{
+    return json_is_number(j) ? json_number_value(j) : NAN;
+}
+
+static json_t *jnum(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *arm_json(const arm_stats_t *a)
+{
+    unsigned long long req = __atomic_load_n(&a->requests, __ATOMIC_RELAXED);
+    unsigned long long err = __atomic_load_n(&a->errors, __ATOMIC_RELAXED);
+    return json_pack("{s:I,s:I,s:o,s:o}", "requests", (json_int_t)req, "errors", (json_int_t)err,
+                     "error_rate", req ? json_real((double)err / (double)req) : json_null(), "p95_latency_ms",
+                     jnum(rollout_latency_quantile_ms(&a->lat, 0.95)));
+}
+
+static json_t *dep_json(const dep_t *d)
+{
+    json_t *perf = json_object();
+    json_object_set_new(perf, "stable", arm_json(&d->arms[0]));
+    json_object_set_new(perf, arm_name(d), arm_json(&d->arms[1]));
+    unsigned long long rows = __atomic_load_n(&d->shadow.rows, __ATOMIC_RELAXED);
+    unsigned long long agree = __atomic_load_n(&d->shadow.agree, __ATOMIC_RELAXED);
+    unsigned long long serr = __atomic_load_n(&d->shadow.errors, __ATOMIC_RELAXED);
+    unsigned long long jobs = __atomic_load_n(&d->shadow.jobs, __ATOMIC_RELAXED);
+    json_object_set_new(perf, "shadow",
+                        json_pack("{s:I,s:I,s:I,s:o,s:o,s:o}", "requests", (json_int_t)jobs, "rows",
+                                  (json_int_t)rows, "dropped",
+                                  (json_int_t)__atomic_load_n(&d->shadow.dropped, __ATOMIC_RELAXED),
+                                  "agreement", rows ? json_real((double)agree / (double)rows) : json_null(),
+                                  "error_rate", jobs ? json_real((double)serr / (double)jobs) : json_null(),
+                                  "p95_latency_ms", jnum(rollout_latency_quantile_ms(&d->shadow.lat, 0.95))));
+    if (d->last_checks)
+        json_object_set(perf, "last_check", d->last_checks);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:O,s:o,s:b,s:o,s:O,s:o,s:b}", "deployment_id",
+                  d->id, "model", d->model, "version", d->version, "strategy", d->strategy, "mode", d->mode,
+                  "status", d->status, "traffic_percentage", d->traffic, "current_stage",
+                  d->stage >= 0 ? json_integer(d->stage) : json_null(), "started_at", iso(d->started_ms),
+                  "completed_at", iso(d->completed_ms), "validation_tests", d->tests, "performance_metrics",
+                  perf, "rollback_triggered", d->rollback_triggered, "rollback_reason",
+                  d->rollback_reason[0] ? json_string(d->rollback_reason) : json_null(), "timeline",
+                  d->timeline, "config", rollout_config_to_json(&d->cfg), "active", d->active);
+    json_object_set_new(o, "previous_version",
+                        d->prev_version[0] ? json_string(d->prev_version) : json_null());
+    json_object_set_new(o, "awaiting_promotion", json_boolean(d->awaiting_promote));
+    json_object_set_new(o, "rollback_available_until", iso(d->window_until_ms));
+    /* controller state for restarts */
+    json_object_set_new(o, "_state",
+                        json_pack("{s:i,s:I,s:I,s:I,s:I,s:s,s:f}", "phase", d->phase, "started_ms",
+                                  (json_int_t)d->started_ms, "phase_started_ms",
+                                  (json_int_t)d->phase_started_ms, "paused_elapsed_ms",
+                                  (json_int_t)d->paused_elapsed_ms, "completed_ms",
+                                  (json_int_t)d->completed_ms, "paused_from", d->paused_from,
+                                  "stable_p95_ref", isfinite(d->stable_p95_ref) ? d->stable_p95_ref : -1.0));
+    return o;
+}
+
+static void update_gauges(rollout_t *r, dep_t *d)
+{
+    char m[260], lv[700];
+    metrics_escape(d->model, m, sizeof(m));
+    if (!d->g_stage) {
+        snprintf(lv, sizeof(lv), "model=\"%s\"", m);
+        d->g_stage = metrics_series(r->f_stage, lv) + 1;
+        char v[260];
+        metrics_escape(d->version, v, sizeof(v));
+        snprintf(lv, sizeof(lv), "model=\"%s\",version=\"%s\"", m, v);
+        d->g_traffic_cand = metrics_series(r->f_traffic, lv) + 1;
+        if (d->prev_version[0]) {
+            metrics_escape(d->prev_version, v, sizeof(v));
+            snprintf(lv, sizeof(lv), "model=\"%s\",version=\"%s\"", m, v);
+            d->g_traffic_stable = metrics_series(r->f_traffic, lv) + 1;
+        }
+    }
+    /* stage: 0 = no canary traffic stage (validation, shadow, done), k = k-th stage */
+    if (d->g_stage && d->g_stage != UINT32_MAX + 1u)
+        metrics_gauge_set(d->g_stage - 1, d->active && d->phase == PH_STAGE ? d->stage + 1 : 0);
+    double cand = d->active ? d->traffic : (strcmp(d->status, "stable") == 0 ? 100 : 0);
+    if (d->g_traffic_cand)
+        metrics_gauge_set(d->g_traffic_cand - 1, cand);
+    if (d->g_traffic_stable)
+        metrics_gauge_set(d->g_traffic_stable - 1, 100 - cand);
+}
+
+/* Writes the record (and an event when event != NULL). Caller holds mu. */
+static void save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
+{
+    int64_t now = util_now_ms();
+    if (event) {
+        json_t *ev = json_pack("{s:o,s:s,s:s,s:s,s:s,s:f}", "at", iso(now), "event", event, "actor",
+                               actor ? actor : "controller", "status", d->status, "mode", d->mode,
+                               "traffic_percentage", d->traffic);
+        if (reason)
+            json_object_set_new(ev, "reason", json_string(reason));
+        json_array_append(d->timeline, ev);
+        int erc = store_deployment_event_add(r->store, d->id, now, ev);
+        if (erc < 0)
+            log_msg(LOG_ERROR, "deployment event not stored", "{s:s,s:i}", "deployment_id", d->id, "errno",
+                    -erc);
+        json_decref(ev);
+        log_msg(LOG_INFO, "deployment", "{s:s,s:s,s:s,s:s,s:s,s:f}", "deployment_id", d->id, "model",
+                d->model, "event", event, "status", d->status, "actor", actor ? actor : "controller",
+                "traffic", d->traffic);
+    }
+    json_t *rec = dep_json(d);
+    int rc = store_deployment_put(r->store, d->id, d->model, d->version, d->strategy, d->status, d->active,
+                                  rec, d->started_ms);
+    if (rc < 0)
+        log_msg(LOG_ERROR, "deployment record not stored", "{s:s,s:i}", "deployment_id", d->id, "errno", -rc);
+    json_decref(rec);
+    update_gauges(r, d);
+}
+
+static void set_state(dep_t *d, const char *status, const char *mode)
+{
+    snprintf(d->status, sizeof(d->status), "%s", status);
+    if (mode)
+        snprintf(d->mode, sizeof(d->mode), "%s", mode);
+}
+
+/* Routing changes: caller holds mu. */
+static void set_route(rollout_t *r, dep_t *d, int mode, double pct)
+{
+    int old = atomic_load(&d->route_mode);
+    pthread_rwlock_wrlock(&r->rw);
+    atomic_store(&d->traffic_bp, (unsigned)lround(pct * 100));
+    atomic_store(&d->route_mode, mode);
+    pthread_rwlock_unlock(&r->rw);
+    if (old == ROUTE_NONE && mode != ROUTE_NONE)
+        atomic_fetch_add(&r->n_routing, 1);
+    else if (old != ROUTE_NONE && mode == ROUTE_NONE)
+        atomic_fetch_sub(&r->n_routing, 1);
+    d->traffic = mode == ROUTE_SPLIT ? pct : 0;
+}
+
+static void reset_stats(dep_t *d)
+{
+    atomic_fetch_add(&d->epoch, 1);
+    for (int i = 0; i < 2; i++) {
+        __atomic_store_n(&d->arms[i].requests, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&d->arms[i].errors, 0, __ATOMIC_RELAXED);
+        rollout_latency_reset(&d->arms[i].lat);
+    }
+}
+
+static void drop_candidate(rollout_t *r, dep_t *d)
+{
+    pthread_rwlock_wrlock(&r->rw);
+    model_handle_t *h = d->cand;
+    d->cand = NULL;
+    pthread_rwlock_unlock(&r->rw);
+    model_handle_unref(h);
+}
+
+static void finish(rollout_t *r, dep_t *d, const char *status, const char *mode, const char *event,
+                   const char *actor, const char *reason)
+{
+    set_route(r, d, ROUTE_NONE, 0);
+    if (strcmp(status, "stable") == 0)
+        d->traffic = 100;
+    d->active = false;
+    d->awaiting_promote = false;
+    d->phase = PH_DONE;
+    d->stage = -1;
+    d->completed_ms = util_now_ms();
+    set_state(d, status, mode);
+    drop_candidate(r, d);
+    save(r, d, event, actor, reason);
+}
+
+/* Immediate rollback: all traffic back to stable at once, candidate unloaded. */
+static void do_rollback(rollout_t *r, dep_t *d, const char *actor, const char *reason)
+{
+    set_route(r, d, ROUTE_NONE, 0); /* first: no new request reaches the candidate */
+    d->rollback_triggered = true;
+    snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", reason);
+    finish(r, d, "rolled_back", "rollback", "rolled_back", actor, reason);
+}
+
+/* The candidate becomes stable; the previous stable stays loaded for the window. */
+static int make_stable(rollout_t *r, dep_t *d, const char *actor, const char *why)
+{
+    model_handle_t *prev = model_registry_acquire(r->registry, d->model, NULL, NULL);
+    int rc = store_model_set_stable(r->store, d->model, d->version);
+    if (rc < 0) {
+        model_handle_unref(prev);
+        return rc;
+    }
+    model_registry_sync(r->registry);
+    model_handle_unref(d->prev_stable);
+    d->prev_stable = prev;
+    d->window_until_ms = util_now_ms() + d->cfg.rollback_window_ms;
+    finish(r, d, "stable", "stable", "promoted_to_stable", actor, why);
+    return 0;
+}
+
+/* Appends under the rwlock too: the hot path walks deps[] holding only the read lock. */
+static void add_dep(rollout_t *r, dep_t *d)
+{
+    pthread_rwlock_wrlock(&r->rw);
+    r->deps[r->n_deps++] = d;
+    pthread_rwlock_unlock(&r->rw);
+}
+
+static dep_t *find_dep(rollout_t *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_deps; i++)
+        if (strcmp(r->deps[i]->id, id) == 0)
+            return r->deps[i];
+    return NULL;
+}
+
+static dep_t *active_for_model(rollout_t *r, const char *model)
+{
+    for (size_t i = 0; i < r->n_deps; i++)
+        if (r->deps[i]->active && strcmp(r->deps[i]->model, model) == 0)
+            return r->deps[i];
+    return NULL;
+}
+
+static void dep_free(dep_t *d)
+{
+    if (!d)
+        return;
+    model_handle_unref(d->cand);
+    model_handle_unref(d->prev_stable);
+    json_decref(d->tests);
+    json_decref(d->timeline);
+    json_decref(d->last_checks);
+    free(d);
+}
+
+/* Loads the candidate version's own handle (unloaded on rollback by dropping it). */
+static model_handle_t *load_version(rollout_t *r, const char *model, const char *version, char *err, size_t n)
+{
+    json_t *list = NULL;
+    model_handle_t *h = NULL;
+    if (store_model_list(r->store, &list) < 0) {
+        snprintf(err, n, "cannot read the model registry");
+        return NULL;
+    }
+    size_t i;
+    json_t *it;
+    const char *path = NULL;
+    json_array_foreach(list, i, it)
+    {
+        const char *nm = json_string_value(json_object_get(it, "name"));
+        const char *v = json_string_value(json_object_get(it, "version"));
+        if (nm && v && strcmp(nm, model) == 0 && strcmp(v, version) == 0)
+            path = json_string_value(json_object_get(it, "path"));
+    }
+    if (!path)
+        snprintf(err, n, "model '%s' has no registered version '%s'", model, version);
+    else if (model_handle_open(path, &h, err, n) < 0)
+        h = NULL;
+    json_decref(list);
+    return h;
+}
+
+/* ---- hot path ---------------------------------------------------------------------- */
+
+void rollout_route(rollout_t *r, const char *model, const char *patient_id, const char *request_id,
+                   rollout_route_t *rt)
+{
+    rt->arm = "stable";
+    if (!r || atomic_load_explicit(&r->n_routing, memory_order_relaxed) == 0)
+        return;
+    pthread_rwlock_rdlock(&r->rw);
+    for (size_t i = 0; i < r->n_deps; i++) {
+        dep_t *d = r->deps[i];
+        int mode = atomic_load_explicit(&d->route_mode, memory_order_acquire);
+        if (mode == ROUTE_NONE || !d->cand || strcmp(d->model, model) != 0)
+            continue;
+        rt->dep = d;
+        rt->epoch = atomic_load_explicit(&d->epoch, memory_order_relaxed);
+        if (mode == ROUTE_SHADOW) {
+            rt->shadow = true;
+            break;
+        }
+        unsigned bp = atomic_load_explicit(&d->traffic_bp, memory_order_relaxed);
+        const char *key = patient_id ? patient_id : request_id;
+        if (bp >= 10000 || rollout_bucket(d->id, key) < bp) {
+            rt->handle = model_handle_ref(d->cand);
+            rt->arm = arm_name(d);
+            if (r->fault_version[0] && strcmp(r->fault_version, d->version) == 0) {
+                rt->fault_delay_ms = r->fault_delay_ms;
+                rt->fault_fail = r->fault_error_rate > 0 && rollout_bucket("fault", request_id) <
+                                                                (unsigned)(r->fault_error_rate * 10000);
+            }
+        }
+        break;
+    }
+    pthread_rwlock_unlock(&r->rw);
+}
+
+int rollout_fault(const rollout_route_t *rt)
+{
+    if (rt->fault_delay_ms > 0) {
+        struct timespec ts = {rt->fault_delay_ms / 1000, (long)(rt->fault_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rt->fault_fail ? -EIO : 0;
+}
+
+void rollout_observe(rollout_route_t *rt, double seconds, bool failed)
+{
+    dep_t *d = rt->dep;
+    if (!d || rt->shadow || atomic_load_explicit(&d->epoch, memory_order_relaxed) != rt->epoch)
+        return;
+    arm_stats_t *a = &d->arms[rt->handle ? 1 : 0];
+    __atomic_fetch_add(&a->requests, 1, __ATOMIC_RELAXED);
+    if (failed)
+        __atomic_fetch_add(&a->errors, 1, __ATOMIC_RELAXED);
+    else
+        rollout_latency_observe(&a->lat, seconds);
+}
+
+void rollout_route_done(rollout_route_t *rt)
+{
+    model_handle_unref(rt->handle);
+    rt->handle = NULL;
+}
+
+void rollout_shadow_submit(rollout_t *r, const rollout_route_t *rt, const float *rows, size_t n_rows,
+                           size_t nf, const float *stable_out, size_t no, double stable_seconds)
+{
+    (void)stable_seconds;
+    dep_t *d = rt->dep;
+    if (!r || !d || !rt->shadow)
+        return;
+    shadow_job_t job = {d, NULL, NULL, NULL, n_rows, nf, no};
+    pthread_mutex_lock(&r->qmu);
+    bool full = r->qlen == SHADOW_QUEUE || r->qstop;
+    pthread_mutex_unlock(&r->qmu);
+    if (full)
+        goto drop;
+    pthread_rwlock_rdlock(&r->rw);
+    job.h = atomic_load(&d->route_mode) == ROUTE_SHADOW ? model_handle_ref(d->cand) : NULL;
+    pthread_rwlock_unlock(&r->rw);
+    if (!job.h)
+        return;
+    job.rows = malloc(sizeof(float) * n_rows * nf);
+    job.stable_out = malloc(sizeof(float) * n_rows * no);
+    if (!job.rows || !job.stable_out)
+        goto drop_job;
+    memcpy(job.rows, rows, sizeof(float) * n_rows * nf);
+    memcpy(job.stable_out, stable_out, sizeof(float) * n_rows * no);
+    pthread_mutex_lock(&r->qmu);
+    if (r->qlen == SHADOW_QUEUE || r->qstop) {
+        pthread_mutex_unlock(&r->qmu);
+        goto drop_job;
+    }
+    r->queue[(r->qhead + r->qlen++) % SHADOW_QUEUE] = job;
+    pthread_cond_signal(&r->qcond);
+    pthread_mutex_unlock(&r->qmu);
+    return;
+drop_job:
+    free(job.rows);
+    free(job.stable_out);
+    model_handle_unref(job.h);
+drop:
+    __atomic_fetch_add(&d->shadow.dropped, 1, __ATOMIC_RELAXED);
+    if (r->m_dropped != UINT32_MAX)
+        metrics_counter_add(r->m_dropped, 1);
+}
+
+/* Same decision? binary: same side of the threshold; multiclass: same argmax;
+ * regression: within 1% (relative) or 1e-6. */
+static bool agrees(const model_manifest_t *m, const float *a, const float *b, size_t no)
+{
+    if (m->task == MODEL_TASK_BINARY)
+        return (a[0] >= m->threshold) == (b[0] >= m->threshold);
+    if (m->task == MODEL_TASK_MULTICLASS) {
+        size_t ia = 0, ib = 0;
+        for (size_t k = 1; k < no; k++) {
+            if (a[k] > a[ia])
+                ia = k;
+            if (b[k] > b[ib])
+                ib = k;
+        }
+        return ia == ib;
+    }
+    return fabs((double)a[0] - b[0]) <= fmax(1e-6, 0.01 * fabs((double)b[0]));
+}
+
+static void *shadow_main(void *arg)
+{
+    rollout_t *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->qmu);
+        while (r->qlen == 0 && !r->qstop)
+            pthread_cond_wait(&r->qcond, &r->qmu);
+        if (r->qlen == 0 && r->qstop) {
+            pthread_mutex_unlock(&r->qmu);
+            return NULL;
+        }
+        shadow_job_t job = r->queue[r->qhead];
+        r->qhead = (r->qhead + 1) % SHADOW_QUEUE;
+        r->qlen--;
+        pthread_mutex_unlock(&r->qmu);
+
+        dep_t *d = job.dep;
+        const model_manifest_t *m = model_handle_manifest(job.h);
+        size_t no = model_handle_outputs(job.h);
+        float *out = malloc(sizeof(float) * job.n_rows * (no ? no : 1));
+        char perr[128];
+        int64_t t0 = util_mono_ns();
+        int rc = (!out || m->n_features != job.nf || no != job.no)
+                     ? -EINVAL
+                     : model_handle_predict(job.h, job.rows, job.n_rows, out, perr, sizeof(perr));
+        double secs = (double)(util_mono_ns() - t0) / 1e9;
+        __atomic_fetch_add(&d->shadow.jobs, 1, __ATOMIC_RELAXED);
+        if (rc < 0) {
+            __atomic_fetch_add(&d->shadow.errors, 1, __ATOMIC_RELAXED);
+        } else {
+            rollout_latency_observe(&d->shadow.lat, secs);
+            unsigned long long ag = 0;
+            for (size_t i = 0; i < job.n_rows; i++)
+                ag += agrees(m, out + i * no, job.stable_out + i * no, no);
+            __atomic_fetch_add(&d->shadow.rows, job.n_rows, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&d->shadow.agree, ag, __ATOMIC_RELAXED);
+        }
+        free(out);
+        free(job.rows);
+        free(job.stable_out);
+        model_handle_unref(job.h);
+    }
+}
+
+/* ---- controller ------------------------------------------------------------------------ */
+
+static void add_test(dep_t *d, json_t *t)
+{
+    json_array_append_new(d->tests, t);
+}
+
+/* Checks live arm figures; returns false with reason when a gate fails. final: the
+ * stage/window is ending (records the verdicts as validation tests). */
+static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t n)
+{
+    const rollout_config_t *c = &d->cfg;
+    json_t *checks = json_object();
+    bool ok = true;
+    char prefix[48];
+    if (d->phase == PH_SHADOW)
+        snprintf(prefix, sizeof(prefix), "shadow");
+    else if (d->phase == PH_STAGE)
+        snprintf(prefix, sizeof(prefix), "canary_stage_%g", c->stages[d->stage]);
+    else
+        snprintf(prefix, sizeof(prefix), "blue_green_watch");
+    char name[96];
+#define CHECK(suffix, score, thr, is_min)                                                                    \
+    do {                                                                                                     \
+        double s_ = (score), t_ = (thr);                                                                     \
+        bool p_ = is_min ? s_ >= t_ : s_ <= t_;                                                              \
+        snprintf(name, sizeof(name), "%s_%s", prefix, suffix);                                               \
+        json_object_set_new(checks, suffix,                                                                  \
+                            json_pack("{s:f,s:f,s:b}", "score", s_, "threshold", t_, "passed", p_));         \
+        if (final || !p_)                                                                                    \
+            add_test(d, rollout_gate_test(name, "live", s_, t_, is_min, p_));                                \
+        if (!p_ && ok) {                                                                                     \
+            ok = false;                                                                                      \
+            snprintf(reason, n, "gate %s failed: %s %.4f %s %.4f", name, suffix, s_, is_min ? "<" : ">",     \
+                     t_);                                                                                    \
+        }                                                                                                    \
+    } while (0)
+
+    if (d->phase == PH_SHADOW) {
+        unsigned long long jobs = __atomic_load_n(&d->shadow.jobs, __ATOMIC_RELAXED);
+        unsigned long long rows = __atomic_load_n(&d->shadow.rows, __ATOMIC_RELAXED);
+        unsigned long long agree = __atomic_load_n(&d->shadow.agree, __ATOMIC_RELAXED);
+        unsigned long long errs = __atomic_load_n(&d->shadow.errors, __ATOMIC_RELAXED);
+        if (jobs >= (unsigned long long)c->min_requests) {
+            CHECK("error_rate", (double)errs / (double)jobs, c->max_error_rate, false);
+            if (rows)
+                CHECK("agreement", (double)agree / (double)rows, c->min_shadow_agreement, true);
+        }
+    } else {
+        const arm_stats_t *sa = &d->arms[0], *ca = &d->arms[1];
+        unsigned long long creq = __atomic_load_n(&ca->requests, __ATOMIC_RELAXED);
+        unsigned long long cerr = __atomic_load_n(&ca->errors, __ATOMIC_RELAXED);
+        unsigned long long sreq = __atomic_load_n(&sa->requests, __ATOMIC_RELAXED);
+        double sp95 = rollout_latency_quantile_ms(&sa->lat, 0.95);
+        if (sreq >= (unsigned long long)c->min_requests && isfinite(sp95))
+            d->stable_p95_ref = sp95;
+        if (creq >= (unsigned long long)c->min_requests ||
+            (creq > 0 && cerr * 1.0 / creq > c->max_error_rate && cerr >= 3)) {
+            CHECK("error_rate", (double)cerr / (double)creq, c->max_error_rate, false);
+            double cp95 = rollout_latency_quantile_ms(&ca->lat, 0.95);
+            if (isfinite(cp95) && isfinite(d->stable_p95_ref)) {
+                double fl = c->latency_floor_ms;
+                CHECK("p95_latency_ratio", fmax(cp95, fl) / fmax(d->stable_p95_ref, fl),
+                      1 + c->max_performance_degradation, false);
+            }
+        }
+        /* accuracy from feedback labels, once there are enough */
+        json_t *acc = NULL;
+        const model_manifest_t *m = d->cand ? model_handle_manifest(d->cand) : NULL;
+        if (m && store_deployment_feedback_accuracy(r->store, d->model, d->phase_started_ms,
+                                                    (const char *const *)m->class_labels, m->n_classes,
+                                                    &acc) == 0) {
+            json_t *v = json_object_get(json_object_get(acc, arm_name(d)), d->version);
+            json_int_t labels = json_integer_value(json_object_get(v, "labels"));
+            json_object_set_new(checks, "labels", json_integer(labels));
+            if (labels >= c->min_labels && labels > 0)
+                CHECK("accuracy", (double)json_integer_value(json_object_get(v, "correct")) / (double)labels,
+                      c->min_accuracy, true);
+            json_decref(acc);
+        }
+    }
+#undef CHECK
+    json_decref(d->last_checks);
+    d->last_checks = checks;
+    return ok;
+}
+
+static void start_stage(rollout_t *r, dep_t *d, int stage, const char *actor, const char *why)
+{
+    d->phase = PH_STAGE;
+    d->stage = stage;
+    d->awaiting_promote = false;
+    d->phase_started_ms = d->last_check_ms = util_now_ms();
+    d->paused_elapsed_ms = 0;
+    reset_stats(d);
+    set_state(d, "deploying", "canary");
+    set_route(r, d, ROUTE_SPLIT, d->cfg.stages[stage]);
+    char ev[48];
+    snprintf(ev, sizeof(ev), "stage_%d_started", stage);
+    save(r, d, ev, actor, why);
+}
+
+static void start_shadow(rollout_t *r, dep_t *d)
+{
+    d->phase = PH_SHADOW;
+    d->stage = -1;
+    d->phase_started_ms = d->last_check_ms = util_now_ms();
+    set_state(d, "monitoring", "shadow");
+    set_route(r, d, ROUTE_SHADOW, 0);
+    save(r, d, "shadow_started", NULL, NULL);
+}
+
+static void live_failure(rollout_t *r, dep_t *d, const char *reason)
+{
+    if (d->cfg.auto_rollback_enabled) {
+        do_rollback(r, d, "controller", reason);
+    } else {
+        snprintf(d->paused_from, sizeof(d->paused_from), "%s", d->status);
+        d->paused_elapsed_ms = util_now_ms() - d->phase_started_ms;
+        set_state(d, "paused", NULL);
+        snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", reason);
+        save(r, d, "paused_on_failed_check", "controller", reason);
+    }
+}
+
+/* Post-deployment verification of a direct deployment: the registry serves the new
+ * version and it predicts its probe row. */
+static bool verify_serving(rollout_t *r, dep_t *d, char *reason, size_t n)
+{
+    model_handle_t *h = model_registry_acquire(r->registry, d->model, NULL, NULL);
+    const model_manifest_t *m = h ? model_handle_manifest(h) : NULL;
+    bool ok = false;
+    if (!m) {
+        snprintf(reason, n, "post-deployment verification failed: model not loaded");
+    } else if (strcmp(m->version, d->version) != 0) {
+        snprintf(reason, n, "post-deployment verification failed: serving %s, expected %s", m->version,
+                 d->version);
+    } else {
+        float *row = malloc(sizeof(float) * (m->n_features ? m->n_features : 1));
+        float *out = malloc(sizeof(float) * model_handle_outputs(h));
+        char perr[128] = "";
+        if (row && out) {
+            model_schema_probe_row(m, row);
+            ok = model_handle_predict(h, row, 1, out, perr, sizeof(perr)) == 0 &&
+                 rollout_fault(&(rollout_route_t){.fault_fail = r->fault_version[0] &&
+                                                                strcmp(r->fault_version, d->version) == 0 &&
+                                                                r->fault_error_rate >= 1}) == 0;
+        }
+        if (!ok)
+            snprintf(reason, n, "post-deployment verification failed: %s %s does not predict%s%s", d->model,
+                     d->version, perr[0] ? ": " : "", perr);
+        free(row);
+        free(out);
+    }
+    model_handle_unref(h);
+    return ok;
+}
+
+static void run_validation(rollout_t *r, dep_t *d)
+{
+    char reason[512] = "", path[1024];
+    snprintf(path, sizeof(path), "%s/baseline/%s_validation.csv", r->data_dir, d->model);
+    model_handle_t *cand = d->cand ? model_handle_ref(d->cand) : NULL;
+    model_handle_t *stable = model_registry_acquire(r->registry, d->model, NULL, NULL);
+    json_t *tests = json_array();
+    rollout_config_t cfg = d->cfg;
+    pthread_mutex_unlock(&r->mu); /* gates take a while; API calls go on meanwhile */
+    int rc = cand ? rollout_gates_offline(&cfg, cand, stable, path, tests, reason, sizeof(reason)) : -ENOENT;
+    pthread_mutex_lock(&r->mu);
+    model_handle_unref(cand);
+    model_handle_unref(stable);
+    if (!d->active || strcmp(d->status, "validating") != 0) { /* rolled back meanwhile */
+        json_decref(tests);
+        return;
+    }
+    json_array_extend(d->tests, tests);
+    json_decref(tests);
+    if (rc != 0 && (rc < 0 || d->cfg.rollback_on_validation_failure)) {
+        d->rollback_triggered = d->cfg.rollback_on_validation_failure;
+        snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", reason);
+        finish(r, d, "failed", d->mode, "validation_failed", "controller", reason);
+        return;
+    }
+    save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", rc ? reason : NULL);
+    if (strcmp(d->strategy, "direct") == 0) {
+        char vr[512];
+        if (make_stable(r, d, "controller", "direct deployment") < 0) {
+            do_rollback(r, d, "controller", "could not make the candidate stable in the store");
+            return;
+        }
+        if (!verify_serving(r, d, vr, sizeof(vr))) {
+            if (d->prev_version[0] && store_model_set_stable(r->store, d->model, d->prev_version) == 0)
+                model_registry_sync(r->registry);
+            d->rollback_triggered = true;
+            snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", vr);
+            set_state(d, "rolled_back", "rollback");
+            d->window_until_ms = 0;
+            model_handle_unref(d->prev_stable);
+            d->prev_stable = NULL;
+            save(r, d, "restored_previous_version", "controller", vr);
+        }
+        return;
+    }
+    if (strcmp(d->strategy, "blue-green") == 0) {
+        /* green is loaded and warm (scored the validation set) at 0%; now switch */
+        char vr[256] = "";
+        if (d->cand) {
+            const model_manifest_t *m = model_handle_manifest(d->cand);
+            float row[4096], out[64];
+            model_schema_probe_row(m, row);
+            if (m->n_features > 4096 || model_handle_outputs(d->cand) > 64 ||
+                model_handle_predict(d->cand, row, 1, out, vr, sizeof(vr)) < 0) {
+                do_rollback(r, d, "controller", "blue/green smoke test failed");
+                return;
+            }
+        }
+        d->phase = PH_BG_WATCH;
+        d->phase_started_ms = d->last_check_ms = util_now_ms();
+        reset_stats(d);
+        set_state(d, "monitoring", "canary");
+        set_route(r, d, ROUTE_SPLIT, 100);
+        save(r, d, "switched_to_green", "controller", NULL);
+        return;
+    }
+    if (d->cfg.shadow_duration_ms > 0)
+        start_shadow(r, d);
+    else
+        start_stage(r, d, 0, "controller", "no shadow phase");
+}
+
+static void step(rollout_t *r, dep_t *d, int64_t now)
+{
+    if (!d->active)
+        return;
+    if (strcmp(d->status, "pending") == 0) {
+        set_state(d, "validating", NULL);
+        save(r, d, "validation_started", NULL, NULL);
+    }
+    if (strcmp(d->status, "validating") == 0) {
+        run_validation(r, d);
+        return;
+    }
+    if (strcmp(d->status, "paused") == 0)
+        return;
+    int64_t dur = d->phase == PH_SHADOW ? d->cfg.shadow_duration_ms : d->cfg.stage_duration_ms;
+    bool ending = now - d->phase_started_ms >= dur;
+    bool due = now - d->last_check_ms >= d->cfg.check_interval_ms;
+    /* checks run every interval; a stage end is checked at once, except while the stage
+     * waits for a manual promotion (then the interval applies) */
+    if (!due && !(ending && !d->awaiting_promote))
+        return;
+    d->last_check_ms = now;
+    char reason[512] = "";
+    bool ok = live_checks(r, d, ending && !d->awaiting_promote, reason, sizeof(reason));
+    if (!ok) {
+        live_failure(r, d, reason);
+        return;
+    }
+    if (!ending) {
+        save(r, d, NULL, NULL, NULL);
+        return;
+    }
+    if (d->phase == PH_BG_WATCH) {
+        make_stable(r, d, "controller", "blue/green watch window passed");
+    } else if (d->phase == PH_SHADOW) {
+        start_stage(r, d, 0, "controller", "shadow phase passed");
+    } else if (!d->cfg.auto_promote) {
+        if (!d->awaiting_promote) {
+            d->awaiting_promote = true;
+            save(r, d, "stage_complete_awaiting_promotion", NULL, NULL);
+        }
+    } else if ((size_t)d->stage + 1 < d->cfg.n_stages) {
+        start_stage(r, d, d->stage + 1, "controller", "stage passed (auto_promote)");
+    } else {
+        make_stable(r, d, "controller", "final stage passed (auto_promote)");
+    }
+}
+
+static void *controller_main(void *arg)
+{
+    rollout_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        int64_t now = util_now_ms();
+        for (size_t i = 0; i < r->n_deps && !r->stop; i++) {
+            dep_t *d = r->deps[i];
+            step(r, d, now);
+            if (!d->active && d->prev_stable && d->window_until_ms && now >= d->window_until_ms) {
+                model_handle_unref(d->prev_stable); /* rollback window over */
+                d->prev_stable = NULL;
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void parse_faults(rollout_t *r)
+{
+    const char *s = getenv("ROLLOUT_FAULT_INJECT");
+    if (!s || !*s)
+        return;
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *save_p = NULL;
+    for (char *tok = strtok_r(buf, ",", &save_p); tok; tok = strtok_r(NULL, ",", &save_p)) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            continue;
+        *eq++ = '\0';
+        if (strcmp(tok, "version") == 0)
+            snprintf(r->fault_version, sizeof(r->fault_version), "%s", eq);
+        else if (strcmp(tok, "error_rate") == 0)
+            r->fault_error_rate = atof(eq);
+        else if (strcmp(tok, "delay_ms") == 0)
+            r->fault_delay_ms = atoi(eq);
+    }
+    log_msg(LOG_WARNING, "rollout fault injection is ON (test setting ROLLOUT_FAULT_INJECT)", "{s:s}",
+            "version", r->fault_version);
+}
+
+int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir, rollout_t **ret, char *err,
+                size_t errlen)
+{
+    rollout_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    if (rollout_config_from_env(&r->defaults, err, errlen) < 0) {
+        free(r);
+        return -EINVAL;
+    }
+    r->store = store;
+    r->registry = registry;
+    r->data_dir = strdup(data_dir ? data_dir : ".");
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    pthread_rwlock_init(&r->rw, NULL);
+    pthread_mutex_init(&r->qmu, NULL);
+    pthread_cond_init(&r->qcond, NULL);
+    r->f_stage = metrics_family("deployment_stage",
+                                "Canary stage of the model's active deployment (1-based; 0 = none)",
+                                METRIC_GAUGE, NULL, 0);
+    r->f_traffic = metrics_family("deployment_traffic_percent",
+                                  "Share of a model's traffic each version serves", METRIC_GAUGE, NULL, 0);
+    metric_family_t *fd =
+        metrics_family("rollout_shadow_dropped_total",
+                       "Shadow scoring jobs dropped because the queue was full", METRIC_COUNTER, NULL, 0);
+    r->m_dropped = fd ? metrics_series(fd, "") : UINT32_MAX;
+    parse_faults(r);
+    *ret = r;
+    return 0;
+}
+
+/* Rebuilds a deployment from its stored record. */
+static dep_t *dep_from_record(rollout_t *r, const json_t *rec)
+{
+    dep_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    snprintf(d->id, sizeof(d->id), "%s", json_string_value(json_object_get(rec, "deployment_id")));
+    snprintf(d->model, sizeof(d->model), "%s", json_string_value(json_object_get(rec, "model")));
+    snprintf(d->version, sizeof(d->version), "%s", json_string_value(json_object_get(rec, "version")));
+    snprintf(d->strategy, sizeof(d->strategy), "%s", json_string_value(json_object_get(rec, "strategy")));
+    const char *pv = json_string_value(json_object_get(rec, "previous_version"));
+    snprintf(d->prev_version, sizeof(d->prev_version), "%s", pv ? pv : "");
+    set_state(d, json_string_value(json_object_get(rec, "status")),
+              json_string_value(json_object_get(rec, "mode")));
+    rollout_config_defaults(&d->cfg);
+    const char *field;
+    char e[128];
+    rollout_config_apply_json(&d->cfg, json_object_get(rec, "config"), &field, e, sizeof(e));
+    d->traffic = num_or_nan(json_object_get(rec, "traffic_percentage"));
+    d->stage = json_is_integer(json_object_get(rec, "current_stage"))
+                   ? (int)json_integer_value(json_object_get(rec, "current_stage"))
+                   : -1;
+    d->rollback_triggered = json_is_true(json_object_get(rec, "rollback_triggered"));
+    const char *rr = json_string_value(json_object_get(rec, "rollback_reason"));
+    snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", rr ? rr : "");
+    d->awaiting_promote = json_is_true(json_object_get(rec, "awaiting_promotion"));
+    d->tests = json_deep_copy(json_object_get(rec, "validation_tests"));
+    d->timeline = json_deep_copy(json_object_get(rec, "timeline"));
+    if (!d->tests)
+        d->tests = json_array();
+    if (!d->timeline)
+        d->timeline = json_array();
+    json_t *s = json_object_get(rec, "_state");
+    d->phase = (int)json_integer_value(json_object_get(s, "phase"));
+    d->started_ms = json_integer_value(json_object_get(s, "started_ms"));
+    d->phase_started_ms = json_integer_value(json_object_get(s, "phase_started_ms"));
+    d->paused_elapsed_ms = json_integer_value(json_object_get(s, "paused_elapsed_ms"));
+    const char *pf = json_string_value(json_object_get(s, "paused_from"));
+    snprintf(d->paused_from, sizeof(d->paused_from), "%s", pf ? pf : "");
+    double ref = num_or_nan(json_object_get(s, "stable_p95_ref"));
+    d->stable_p95_ref = ref >= 0 ? ref : NAN;
+    d->active = true;
+    d->last_check_ms = util_now_ms();
+    (void)r;
+    return d;
+}
+
+int rollout_start(rollout_t *r)
+{
+    json_t *list = NULL;
+    int rc = store_deployment_list(r->store, NULL, NULL, true, 0, &list);
+    if (rc < 0 && rc != -ENOTSUP)
+        return rc;
+    pthread_mutex_lock(&r->mu);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(list, i, rec)
+    {
+        dep_t *d = dep_from_record(r, rec);
+        if (!d || r->n_deps == MAX_DEPS) {
+            dep_free(d);
+            continue;
+        }
+        char err[512];
+        d->cand = load_version(r, d->model, d->version, err, sizeof(err));
+        add_dep(r, d);
+        if (!d->cand) {
+            do_rollback(r, d, "controller", err);
+            continue;
+        }
+        if (strcmp(d->status, "validating") == 0)
+            set_state(d, "pending", NULL); /* validation re-runs */
+        else if (d->phase == PH_SHADOW)
+            set_route(r, d, ROUTE_SHADOW, 0);
+        else if (d->phase == PH_STAGE && d->stage >= 0 && (size_t)d->stage < d->cfg.n_stages)
+            set_route(r, d, ROUTE_SPLIT, d->cfg.stages[d->stage]);
+        else if (d->phase == PH_BG_WATCH)
+            set_route(r, d, ROUTE_SPLIT, 100);
+        save(r, d, "resumed_after_restart", "controller", NULL);
+    }
+    json_decref(list);
+    r->started = true;
+    pthread_mutex_unlock(&r->mu);
+    if (pthread_create(&r->shadow_thread, NULL, shadow_main, r) != 0)
+        return -EAGAIN;
+    if (pthread_create(&r->thread, NULL, controller_main, r) != 0) {
+        pthread_mutex_lock(&r->qmu);
+        r->qstop = true;
+        pthread_cond_broadcast(&r->qcond);
+        pthread_mutex_unlock(&r->qmu);
+        pthread_join(r->shadow_thread, NULL);
+        r->started = false;
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+void rollout_free(rollout_t *r)
+{
+    if (!r)
+        return;
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        pthread_mutex_lock(&r->qmu);
+        r->qstop = true;
+        pthread_cond_broadcast(&r->qcond);
+        pthread_mutex_unlock(&r->qmu);
+        pthread_join(r->shadow_thread, NULL);
+    }
+    for (size_t i = 0; i < r->qlen; i++) {
+        shadow_job_t *j = &r->queue[(r->qhead + i) % SHADOW_QUEUE];
+        free(j->rows);
+        free(j->stable_out);
+        model_handle_unref(j->h);
+    }
+    for (size_t i = 0; i < r->n_deps; i++)
+        dep_free(r->deps[i]);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cond);
+    pthread_rwlock_destroy(&r->rw);
+    pthread_mutex_destroy(&r->qmu);
+    pthread_cond_destroy(&r->qcond);
+    free(r->data_dir);
+    free(r);
+}
+
+/* ---- control ------------------------------------------------------------------------------ */
+
+int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t **ret, const char **ret_field,
+                   char *err, size_t errlen)
+{
+    static const char *const top[] = {"model", "version", "strategy", "config"};
+    if (!json_is_object(body)) {
+        *ret_field = "body";
+        snprintf(err, errlen, "the body must be a JSON object");
+        return -EINVAL;
+    }
+    const char *model = json_string_value(json_object_get(body, "model"));
+    const char *version = json_string_value(json_object_get(body, "version"));
+    const char *strategy = json_string_value(json_object_get(body, "strategy"));
+    if (!model || !util_is_safe_name(model)) {
+        *ret_field = "model";
+        snprintf(err, errlen, "\"model\" must be a model name");
+        return -EINVAL;
+    }
+    if (!version || !util_is_safe_name(version)) {
+        *ret_field = "version";
+        snprintf(err, errlen, "\"version\" must be a version string");
+        return -EINVAL;
+    }
+    if (!strategy)
+        strategy = "canary";
+    if (strcmp(strategy, "canary") && strcmp(strategy, "blue-green") && strcmp(strategy, "direct")) {
+        *ret_field = "strategy";
+        snprintf(err, errlen, "\"strategy\" must be canary, blue-green or direct");
+        return -EINVAL;
+    }
+    rollout_config_t cfg = r->defaults;
+    json_t *cfgobj = json_object_get(body, "config");
+    if (cfgobj && !json_is_object(cfgobj)) {
+        *ret_field = "config";
+        snprintf(err, errlen, "\"config\" must be an object");
+        return -EINVAL;
+    }
+    if (cfgobj && rollout_config_apply_json(&cfg, cfgobj, ret_field, err, errlen) < 0)
+        return -EINVAL;
+    json_t *rest = json_object();
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)body, key, val)
+    {
+        bool known = false;
+        for (size_t i = 0; i < ARRAY_SIZE(top); i++)
+            known |= strcmp(key, top[i]) == 0;
+        if (!known)
+            json_object_set(rest, key, val);
+    }
+    int rc = rollout_config_apply_json(&cfg, rest, ret_field, err, errlen);
+    json_decref(rest);
+    if (rc < 0)
+        return -EINVAL;
+
+    char stable_v[129] = "";
+    if (store_model_get_stable(r->store, model, stable_v, sizeof(stable_v)) < 0) {
+        snprintf(err, errlen, "no model named '%s' with a stable version", model);
+        return -ENOENT;
+    }
+    if (strcmp(stable_v, version) == 0) {
+        *ret_field = "version";
+        snprintf(err, errlen, "version '%s' is already the stable version of '%s'", version, model);
+        return -EINVAL;
+    }
+    model_handle_t *cand = load_version(r, model, version, err, errlen);
+    if (!cand)
+        return -ENOENT;
+
+    pthread_mutex_lock(&r->mu);
+    dep_t *other = active_for_model(r, model);
+    if (other) {
+        snprintf(err, errlen, "model '%s' already has an active deployment %s (%s)", model, other->id,
+                 other->status);
+        pthread_mutex_unlock(&r->mu);
+        model_handle_unref(cand);
+        return -EEXIST;
+    }
+    if (r->n_deps == MAX_DEPS) {
+        pthread_mutex_unlock(&r->mu);
+        model_handle_unref(cand);
+        snprintf(err, errlen, "too many deployments in this process; restart the server");
+        return -ENOSPC;
+    }
+    dep_t *d = calloc(1, sizeof(*d));
+    if (!d) {
+        pthread_mutex_unlock(&r->mu);
+        model_handle_unref(cand);
+        return -ENOMEM;
+    }
+    rollout_new_id(d->id);
+    snprintf(d->model, sizeof(d->model), "%s", model);
+    snprintf(d->version, sizeof(d->version), "%s", version);
+    snprintf(d->strategy, sizeof(d->strategy), "%s", strategy);
+    snprintf(d->prev_version, sizeof(d->prev_version), "%s", stable_v);
+    d->cfg = cfg;
+    d->cand = cand;
+    d->stage = -1;
+    d->active = true;
+    d->stable_p95_ref = NAN;
+    d->started_ms = d->phase_started_ms = util_now_ms();
+    d->tests = json_array();
+    d->timeline = json_array();
+    set_state(d, "pending",
+              strcmp(strategy, "canary") == 0 && cfg.shadow_duration_ms > 0 ? "shadow" : "canary");
+    json_t *rec = dep_json(d);
+    rc = store_deployment_put(r->store, d->id, d->model, d->version, d->strategy, d->status, true, rec,
+                              d->started_ms);
+    json_decref(rec);
+    if (rc < 0) {
+        pthread_mutex_unlock(&r->mu);
+        dep_free(d);
+        if (rc == -EEXIST) {
+            snprintf(err, errlen, "model '%s' already has an active deployment", model);
+            return -EEXIST;
+        }
+        snprintf(err, errlen, "the deployment could not be stored (%s)", strerror(-rc));
+        return rc;
+    }
+    add_dep(r, d);
+    save(r, d, "created", actor, NULL);
+    *ret = dep_json(d);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
+                   json_t **ret, const char **ret_field, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&r->mu);
+    dep_t *d = find_dep(r, id);
+    int rc = 0;
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    if (!d) {
+        json_t *rec = NULL;
+        rc = store_deployment_get(r->store, id, &rec);
+        json_decref(rec);
+        pthread_mutex_unlock(&r->mu);
+        if (rc == 0) {
+            snprintf(err, errlen, "deployment %s is finished; it can no longer be changed", id);
+            return -EBUSY;
+        }
+        snprintf(err, errlen, "no deployment with id '%s'", id);
+        return -ENOENT;
+    }
+    if (strcmp(action, "rollback") == 0) {
+        if (d->active) {
+            do_rollback(r, d, actor, reason ? reason : "manual rollback");
+        } else if (strcmp(d->status, "stable") == 0 && d->prev_stable && d->prev_version[0]) {
+            rc = store_model_set_stable(r->store, d->model, d->prev_version);
+            if (rc == 0) {
+                model_registry_sync(r->registry);
+                d->rollback_triggered = true;
+                snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s",
+                         reason ? reason : "manual rollback");
+                set_state(d, "rolled_back", "rollback");
+                d->traffic = 0;
+                model_handle_unref(d->prev_stable);
+                d->prev_stable = NULL;
+                d->window_until_ms = 0;
+                save(r, d, "rolled_back_to_previous_stable", actor, d->rollback_reason);
+            } else {
+                snprintf(err, errlen, "could not restore version %s: %s", d->prev_version, strerror(-rc));
+            }
+        } else {
+            rc = -EBUSY;
+            snprintf(err, errlen, "deployment %s is %s%s; nothing to roll back", id, d->status,
+                     strcmp(d->status, "stable") == 0 ? " and its rollback window is over" : "");
+        }
+    } else if (strcmp(action, "pause") == 0) {
+        if (!d->active || strcmp(d->status, "paused") == 0) {
+            rc = -EBUSY;
+            snprintf(err, errlen, "deployment %s is %s; only an active, running deployment can be paused", id,
+                     d->status);
+        } else {
+            snprintf(d->paused_from, sizeof(d->paused_from), "%s", d->status);
+            d->paused_elapsed_ms = util_now_ms() - d->phase_started_ms;
+            set_state(d, "paused", NULL);
+            save(r, d, "paused", actor, reason);
+        }
+    } else if (strcmp(action, "resume") == 0) {
+        if (!d->active || strcmp(d->status, "paused") != 0) {
+            rc = -EBUSY;
+            snprintf(err, errlen, "deployment %s is %s; only a paused deployment can be resumed", id,
+                     d->status);
+        } else {
+            set_state(d, d->paused_from[0] ? d->paused_from : "deploying", NULL);
+            d->phase_started_ms = util_now_ms() - d->paused_elapsed_ms;
+            d->last_check_ms = util_now_ms();
+            save(r, d, "resumed", actor, reason);
+        }
+    } else if (strcmp(action, "promote") == 0) {
+        json_t *to = json_object_get(body, "to");
+        if (to && (!json_is_number(to) || json_number_value(to) <= 0 || json_number_value(to) > 100)) {
+            *ret_field = "to";
+            snprintf(err, errlen, "\"to\" must be a traffic percentage in (0, 100]");
+            rc = -EINVAL;
+        } else if (!d->active || strcmp(d->status, "validating") == 0 || strcmp(d->status, "pending") == 0 ||
+                   strcmp(d->status, "paused") == 0) {
+            rc = -EBUSY;
+            snprintf(err, errlen,
+                     "deployment %s is %s; it can be promoted once it is running (resume it first "
+                     "if paused)",
+                     id, d->status);
+        } else if ((to && json_number_value(to) >= 100) || d->phase == PH_BG_WATCH ||
+                   (d->phase == PH_STAGE && (size_t)d->stage + 1 >= d->cfg.n_stages)) {
+            rc = make_stable(r, d, actor, reason ? reason : "manual promotion");
+            if (rc < 0)
+                snprintf(err, errlen, "could not make %s stable: %s", d->version, strerror(-rc));
+        } else {
+            int next = d->phase == PH_SHADOW ? 0 : d->stage + 1;
+            if (to)
+                while ((size_t)next + 1 < d->cfg.n_stages && d->cfg.stages[next] < json_number_value(to))
+                    next++;
+            start_stage(r, d, next, actor, reason ? reason : "manual promotion");
+        }
+    } else {
+        rc = -EINVAL;
+        *ret_field = "action";
+        snprintf(err, errlen, "unknown action '%s'", action);
+    }
+    if (rc == 0)
+        *ret = dep_json(d);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int rollout_model_rollback(rollout_t *r, const char *model, const char *to_version, const char *actor,
+                           json_t **ret, char *err, size_t errlen)
+{
+    char from[129] = "";
+    if (store_model_get_stable(r->store, model, from, sizeof(from)) < 0) {
+        snprintf(err, errlen, "no model named '%s' with a stable version", model);
+        return -ENOENT;
+    }
+    pthread_mutex_lock(&r->mu);
+    dep_t *d = active_for_model(r, model);
+    int rc = 0;
+    if (d && !to_version) {
+        do_rollback(r, d, actor, "manual rollback of the model");
+        *ret = json_pack("{s:s,s:s,s:s,s:s,s:s}", "model", model, "from", d->version, "to", from,
+                         "deployment_id", d->id, "action", "deployment_rolled_back");
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
+    if (d)
+        do_rollback(r, d, actor, "manual rollback of the model");
+    const char *target = to_version;
+    dep_t *last = NULL;
+    for (size_t i = r->n_deps; i-- > 0;)
+        if (strcmp(r->deps[i]->model, model) == 0 && strcmp(r->deps[i]->status, "stable") == 0 &&
+            strcmp(r->deps[i]->version, from) == 0) {
+            last = r->deps[i];
+            break;
+        }
+    if (!target && last && last->prev_version[0])
+        target = last->prev_version;
+    if (!target) {
+        /* the previous stable version: the newest registered version before the stable one */
+        json_t *list = NULL;
+        static char prev[129];
+        prev[0] = '\0';
+        if (store_model_list(r->store, &list) == 0) {
+            size_t i;
+            json_t *it;
+            json_array_foreach(list, i, it)
+            {
+                const char *nm = json_string_value(json_object_get(it, "name"));
+                const char *v = json_string_value(json_object_get(it, "version"));
+                if (!nm || !v || strcmp(nm, model) != 0)
+                    continue;
+                if (strcmp(v, from) == 0)
+                    break;
+                snprintf(prev, sizeof(prev), "%s", v);
+            }
+            json_decref(list);
+        }
+        if (prev[0])
+            target = prev;
+    }
+    if (!target) {
+        snprintf(err, errlen, "model '%s' has no previous version to roll back to; give --to VERSION", model);
+        rc = -EBUSY;
+    } else if ((rc = store_model_set_stable(r->store, model, target)) < 0) {
+        snprintf(err, errlen, "model '%s' has no version '%s'", model, target);
+    } else {
+        model_registry_sync(r->registry);
+        if (last && strcmp(target, last->prev_version) == 0) {
+            last->rollback_triggered = true;
+            snprintf(last->rollback_reason, sizeof(last->rollback_reason), "manual rollback of the model");
+            set_state(last, "rolled_back", "rollback");
+            last->traffic = 0;
+            save(r, last, "rolled_back_to_previous_stable", actor, last->rollback_reason);
+        }
+        log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to",
+                target, "actor", actor ? actor : "");
+        *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target, "deployment_id",
+                         last ? json_string(last->id) : json_null(), "action", "stable_version_restored");
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int rollout_get(rollout_t *r, const char *id, json_t **ret)
+{
+    pthread_mutex_lock(&r->mu);
+    dep_t *d = find_dep(r, id);
+    if (d) {
+        *ret = dep_json(d);
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return store_deployment_get(r->store, id, ret);
+}
+
+int rollout_list(rollout_t *r, const char *status, const char *model, json_t **ret)
+{
+    json_t *list = NULL;
+    int rc = store_deployment_list(r->store, status, model, false, 0, &list);
+    if (rc < 0)
+        return rc;
+    /* live figures for the ones this controller holds */
+    pthread_mutex_lock(&r->mu);
+    size_t i;
+    json_t *rec;
+    json_array_foreach(list, i, rec)
+    {
+        dep_t *d = find_dep(r, json_string_value(json_object_get(rec, "deployment_id")));
+        if (d && d->active)
+            json_array_set_new(list, i, dep_json(d));
+    }
+    pthread_mutex_unlock(&r->mu);
+    *ret = list;
+    return 0;
+}
+
+json_t *rollout_status(rollout_t *r)
+{
+    json_t *a = json_array();
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n_deps; i++)
+        if (r->deps[i]->active)
+            json_array_append_new(a, dep_json(r->deps[i]));
+    pthread_mutex_unlock(&r->mu);
+    return json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(a), "active", a);
+}

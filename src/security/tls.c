@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Server TLS context; see tls.h. Renegotiation, compression and session tickets are off
+ * (tickets would need key rotation across replicas; sessions are cached per process). */
+#include "security/tls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+static void ssl_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, len);
+    else
+        snprintf(buf, len, "unknown error");
+    ERR_clear_error();
+}
+
+int tls_ctx_new(const char *cert_path, const char *key_path, const char *min_version, SSL_CTX **ret,
+                char *err, size_t errlen)
+{
+    char why[256];
+    if (!cert_path || !key_path) {
+        snprintf(err, errlen, "TLS_CERT_PATH and TLS_KEY_PATH are required when TLS_ENABLED=true");
+        return -EINVAL;
+    }
+    int floor = TLS1_2_VERSION;
+    if (min_version && strcmp(min_version, "1.3") == 0)
+        floor = TLS1_3_VERSION;
+    else if (min_version && strcmp(min_version, "1.2") != 0) {
+        snprintf(err, errlen, "TLS_MIN_VERSION: expected 1.2 or 1.3");
+        return -EINVAL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create the TLS context");
+        return -ENOMEM;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, floor) || !SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) ||
+        !SSL_CTX_set_ciphersuites(
+            ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")) {
+        ssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "TLS settings refused: %s", why);
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"aimedres", 8);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+        ssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "TLS_CERT_PATH: cannot load %s: %s", cert_path, why);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+        ssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "TLS_KEY_PATH: cannot load %s: %s", key_path, why);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen, "TLS_KEY_PATH: the key does not match the certificate in TLS_CERT_PATH");
+        goto fail;
+    }
+    *ret = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return -EINVAL;
+}
+
+void tls_ctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}

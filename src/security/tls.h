@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Native TLS for the HTTP server (TLS_ENABLED): one server SSL_CTX built from
+ * TLS_CERT_PATH / TLS_KEY_PATH with TLS_MIN_VERSION (1.2 or 1.3) and modern ciphers only
+ * (TLS 1.2: ECDHE key exchange with AEAD ciphers; TLS 1.3: its AEAD suites). The server
+ * wraps every accepted connection in an SSL bufferevent sharing this context. */
+#ifndef AIMEDRES_SECURITY_TLS_H
+#define AIMEDRES_SECURITY_TLS_H
+
+#include <stddef.h>
+
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* The TLS 1.2 cipher list we allow (OpenSSL names). */
+#define TLS_CIPHERS_12                                                                                       \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"               \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* Builds the server context: loads the certificate chain and the private key, checks they
+ * match, sets protocol floor ("1.2" or "1.3"; NULL = 1.2) and ciphers. -errno with the
+ * reason in err. Caller frees with tls_ctx_free. */
+int tls_ctx_new(const char *cert_path, const char *key_path, const char *min_version, SSL_CTX **ret,
+                char *err, size_t errlen);
+void tls_ctx_free(SSL_CTX *ctx);
+
+#endif

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* SQL for deployment records and their event timelines (tables from migration 4), and
+ * the per-arm accuracy read from prediction feedback (migration 2). Runs on the store's
+ * connection through store_sqlite_with_db; writes use BEGIN IMMEDIATE. */
+#include "store/deployments.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "store/sqlite.h"
+
+#define MAX_LIST 1000
+
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW: return 0;
+    case SQLITE_CONSTRAINT: return -EEXIST;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return -EBUSY;
+    case SQLITE_NOMEM: return -ENOMEM;
+    case SQLITE_FULL: return -ENOSPC;
+    default: return -EIO;
+    }
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    return map_rc(sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+typedef struct put_arg {
+    const char *id, *model, *version, *strategy, *status;
+    bool active;
+    char *record;
+    int64_t created_ms, now_ms;
+} put_arg_t;
+
+static int put_fn(sqlite3 *db, void *a)
+{
+    put_arg_t *p = a;
+    sqlite3_stmt *st = NULL;
+    int rc = exec(db, "BEGIN IMMEDIATE");
+    if (rc < 0)
+        return rc;
+    rc = map_rc(sqlite3_prepare_v2(db,
+                                   "INSERT INTO deployments (id, model, version, strategy, status, active, "
+                                   "record_json, created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) "
+                                   "ON CONFLICT (id) DO UPDATE SET status = excluded.status, active = "
+                                   "excluded.active, record_json = excluded.record_json, updated_ms = "
+                                   "excluded.updated_ms",
+                                   -1, &st, NULL));
+    if (rc < 0)
+        goto fail;
+    sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p->strategy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, p->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, p->active ? 1 : 0);
+    sqlite3_bind_text(st, 7, p->record, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, p->created_ms);
+    sqlite3_bind_int64(st, 9, p->now_ms);
+    rc = map_rc(sqlite3_step(st));
+    if (rc < 0)
+        goto fail;
+    sqlite3_finalize(st);
+    return exec(db, "COMMIT");
+fail:
+    sqlite3_finalize(st);
+    exec(db, "ROLLBACK");
+    return rc;
+}
+
+int store_deployment_put(store_t *st, const char *id, const char *model, const char *version,
+                         const char *strategy, const char *status, bool active, const json_t *record,
+                         int64_t created_ms)
+{
+    put_arg_t p = {id, model, version, strategy, status, active, NULL, created_ms, util_now_ms()};
+    p.record = json_dumps(record, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    if (!p.record)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, put_fn, &p);
+    free(p.record);
+    return rc;
+}
+
+typedef struct ev_arg {
+    const char *id;
+    int64_t at_ms;
+    char *event;
+} ev_arg_t;
+
+static int ev_fn(sqlite3 *db, void *a)
+{
+    ev_arg_t *e = a;
+    sqlite3_stmt *st = NULL;
+    int rc = exec(db, "BEGIN IMMEDIATE");
+    if (rc < 0)
+        return rc;
+    rc = map_rc(sqlite3_prepare_v2(db,
+                                   "INSERT INTO deployment_events (deployment_id, seq, at_ms, event_json) "
+                                   "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM deployment_events "
+                                   "WHERE deployment_id = ?1",
+                                   -1, &st, NULL));
+    if (rc < 0)
+        goto fail;
+    sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, e->at_ms);
+    sqlite3_bind_text(st, 3, e->event, -1, SQLITE_STATIC);
+    rc = map_rc(sqlite3_step(st));
+    if (rc < 0)
+        goto fail;
+    sqlite3_finalize(st);
+    return exec(db, "COMMIT");
+fail:
+    sqlite3_finalize(st);
+    exec(db, "ROLLBACK");
+    return rc;
+}
+
+int store_deployment_event_add(store_t *st, const char *id, int64_t at_ms, const json_t *event)
+{
+    ev_arg_t e = {id, at_ms, json_dumps(event, JSON_COMPACT)};
+    if (!e.event)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, ev_fn, &e);
+    free(e.event);
+    return rc;
+}
+
+typedef struct list_arg {
+    const char *status, *model, *id;
+    bool active_only, events;
+    int limit;
+    json_t *out;
+} list_arg_t;
+
+static int list_fn(sqlite3 *db, void *a)
+{
+    list_arg_t *l = a;
+    sqlite3_stmt *st = NULL;
+    const char *sql =
+        l->events
+            ? "SELECT event_json FROM deployment_events WHERE deployment_id = ?4 ORDER BY seq"
+            : "SELECT record_json FROM deployments WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR "
+              "model = ?2) AND (?3 = 0 OR active = 1) AND (?4 IS NULL OR id = ?4) ORDER BY created_ms "
+              "DESC, id DESC LIMIT ?5";
+    int rc = map_rc(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    if (rc < 0)
+        return rc;
+    if (!l->events) {
+        sqlite3_bind_text(st, 1, l->status, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, l->model, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, l->active_only ? 1 : 0);
+        sqlite3_bind_int(st, 5, l->limit);
+    }
+    sqlite3_bind_text(st, 4, l->id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *txt = (const char *)sqlite3_column_text(st, 0);
+        json_t *rec = txt ? json_loads(txt, 0, NULL) : NULL;
+        if (rec)
+            json_array_append_new(l->out, rec);
+    }
+    rc = map_rc(rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_deployment_list(store_t *st, const char *status, const char *model, bool active_only, int limit,
+                          json_t **ret)
+{
+    list_arg_t l = {status,      model, NULL,
+                    active_only, false, limit <= 0 || limit > MAX_LIST ? MAX_LIST : limit,
+                    json_array()};
+    if (!l.out)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, list_fn, &l);
+    if (rc < 0) {
+        json_decref(l.out);
+        return rc;
+    }
+    *ret = l.out;
+    return 0;
+}
+
+int store_deployment_get(store_t *st, const char *id, json_t **ret)
+{
+    list_arg_t l = {NULL, NULL, id, false, false, 1, json_array()};
+    if (!l.out)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, list_fn, &l);
+    if (rc == 0 && json_array_size(l.out) == 0)
+        rc = -ENOENT;
+    if (rc == 0)
+        *ret = json_incref(json_array_get(l.out, 0));
+    json_decref(l.out);
+    return rc;
+}
+
+int store_deployment_events(store_t *st, const char *id, json_t **ret)
+{
+    list_arg_t l = {NULL, NULL, id, false, true, 0, json_array()};
+    if (!l.out)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, list_fn, &l);
+    if (rc < 0) {
+        json_decref(l.out);
+        return rc;
+    }
+    *ret = l.out;
+    return 0;
+}
+
+typedef struct fb_arg {
+    const char *model;
+    int64_t since_ms;
+    const char *const *class_labels;
+    size_t n_classes;
+    json_t *out;
+} fb_arg_t;
+
+/* The feedback label as a class name (text), or NULL. */
+static const char *feedback_label(const fb_arg_t *f, const json_t *lab, char *buf, size_t n)
+{
+    if (json_is_object(lab))
+        lab = json_object_get(lab, "label");
+    if (json_is_string(lab))
+        return json_string_value(lab);
+    if (json_is_integer(lab) || json_is_boolean(lab)) {
+        json_int_t v = json_is_boolean(lab) ? json_is_true(lab) : json_integer_value(lab);
+        if (f->class_labels && v >= 0 && (size_t)v < f->n_classes)
+            return f->class_labels[v];
+        snprintf(buf, n, "%lld", (long long)v);
+        return buf;
+    }
+    return NULL;
+}
+
+static int fb_fn(sqlite3 *db, void *a)
+{
+    fb_arg_t *f = a;
+    sqlite3_stmt *st = NULL;
+    int rc = map_rc(sqlite3_prepare_v2(db,
+                                       "SELECT p.arm, p.version, p.outputs_json, f.row_index, f.label_json "
+                                       "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
+                                       "WHERE p.model = ?1 AND p.created_ms >= ?2 LIMIT 100000",
+                                       -1, &st, NULL));
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_text(st, 1, f->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, f->since_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *arm = (const char *)sqlite3_column_text(st, 0);
+        const char *ver = (const char *)sqlite3_column_text(st, 1);
+        const char *outs = (const char *)sqlite3_column_text(st, 2);
+        int row = sqlite3_column_int(st, 3);
+        const char *labs = (const char *)sqlite3_column_text(st, 4);
+        if (!arm || !ver || !outs || !labs)
+            continue;
+        json_t *o = json_loads(outs, 0, NULL), *l = json_loads(labs, JSON_DECODE_ANY, NULL);
+        json_t *pred = json_object_get(json_array_get(o, (size_t)row), "label");
+        char buf[32];
+        const char *truth = feedback_label(f, l, buf, sizeof(buf));
+        if (json_is_string(pred) && truth) {
+            json_t *ao = json_object_get(f->out, arm);
+            if (!ao) {
+                ao = json_object();
+                json_object_set_new(f->out, arm, ao);
+            }
+            json_t *vo = json_object_get(ao, ver);
+            if (!vo) {
+                vo = json_pack("{s:i,s:i}", "labels", 0, "correct", 0);
+                json_object_set_new(ao, ver, vo);
+            }
+            json_object_set_new(vo, "labels",
+                                json_integer(json_integer_value(json_object_get(vo, "labels")) + 1));
+            if (strcmp(json_string_value(pred), truth) == 0)
+                json_object_set_new(vo, "correct",
+                                    json_integer(json_integer_value(json_object_get(vo, "correct")) + 1));
+        }
+        json_decref(o);
+        json_decref(l);
+    }
+    rc = map_rc(rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t since_ms,
+                                       const char *const *class_labels, size_t n_classes, json_t **ret)
+{
+    fb_arg_t f = {model, since_ms, class_labels, n_classes, json_object()};
+    if (!f.out)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, fb_fn, &f);
+    if (rc < 0) {
+        json_decref(f.out);
+        return rc;
+    }
+    *ret = f.out;
+    return 0;
+}

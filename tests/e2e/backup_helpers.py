@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for tests/e2e/test_backup.py: an installation to back up (the demo models and
+store from `aimedres demo init`, plus results, audit files and an env file with a secret),
+running the backup commands against it, comparing trees, and damaging backups on purpose."""
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import aimedres_harness as h
+
+SECRET_VALUE = "s3cr3t-value-that-must-never-appear-in-a-backup-0x5f2a"
+RESULTS_MARKER = b"RESULTS-MARKER-plaintext-7c1e"
+
+
+class Install:
+    """A private installation: models/, aimedres.db, data/{baseline,results}/, a genuine
+    audit log (written by the server), an env file with a secret, a backup key, BACKUP_PATH.
+    env() gives the settings for the binary. Build one with Install.create, copy it with
+    Install.clone (cheap: the template is made once per test session)."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.prod = os.path.join(self.root, "prod")
+        self.models = os.path.join(self.prod, "models")
+        self.db = os.path.join(self.prod, "aimedres.db")
+        self.data = os.path.join(self.prod, "data")
+        self.results = os.path.join(self.data, "results")
+        self.audit_dir = os.path.join(self.root, "log")
+        self.audit_log = os.path.join(self.audit_dir, "audit.log")
+        self.backups = os.path.join(self.root, "backups")
+        self.key = os.path.join(self.root, "backup.key")
+        self.env_file = os.path.join(self.root, "aimedres.env")
+        self.extra = {}
+
+    @classmethod
+    def create(cls, root, demo_dir):
+        inst = cls(root)
+        h.copy_demo(demo_dir, inst.prod)
+        os.makedirs(os.path.join(inst.results, "2026-11"), exist_ok=True)
+        with open(os.path.join(inst.results, "2026-11", "report.csv"), "wb") as f:
+            f.write(b"model,accuracy\n" + RESULTS_MARKER + b",0.91\n" * 50)
+        with open(os.path.join(inst.results, "export.json"), "w") as f:
+            json.dump({"rows": list(range(1000))}, f)
+        os.makedirs(inst.audit_dir, exist_ok=True)
+        with open(os.path.join(inst.audit_dir, "server.log"), "wb") as f:
+            f.write(b"not an audit file\n")
+        with open(inst.env_file, "w") as f:
+            f.write("# production settings\nSECRET_KEY=%s\nMAX_WORKERS=2\n" % SECRET_VALUE)
+        r = inst.run(["backup", "keygen", inst.key])
+        assert r.returncode == 0, r.stderr
+        # a genuine audit trail: the server records each prediction in it
+        srv = h.Server(inst.prod, extra_env={"AUDIT_LOG_PATH": inst.audit_log, "SECRET_KEY": SECRET_VALUE})
+        srv.start()
+        try:
+            for name in h.DEMO_MODELS:
+                m = h.read_manifest(inst.models, name)
+                r = srv.predict(name, {"features": h.valid_features(m)})
+                assert r.status_code == 200, r.text
+        finally:
+            rc, killed = srv.stop()
+        assert rc == 0 and not killed, srv.log_tail()
+        for leftover in os.listdir(inst.root):
+            if leftover.startswith("server-"):
+                os.remove(os.path.join(inst.root, leftover))
+        return inst
+
+    @classmethod
+    def clone(cls, template, root):
+        shutil.copytree(template.root, str(root), symlinks=True)
+        return cls(root)
+
+    def env(self, **extra):
+        env = h.demo_env(self.prod)
+        env.update({
+            "BACKUP_PATH": self.backups,
+            "BACKUP_ENCRYPTION_KEY_FILE": self.key,
+            "AUDIT_LOG_PATH": self.audit_log,
+            "SECRET_KEY": SECRET_VALUE,
+            "LOG_LEVEL": "WARNING",
+        })
+        env.update(self.extra)
+        env.update(extra)
+        return env
+
+    def run(self, args, timeout=120, input_text=None, **extra):
+        return subprocess.run([h.require_binary()] + list(args), env=h.base_env(self.env(**extra)),
+                              capture_output=True, text=True, timeout=timeout, input=input_text,
+                              stdin=None if input_text is not None else subprocess.DEVNULL)
+
+    def backup(self, kind="full", *more, **extra):
+        r = self.run(["backup", kind, "--env-file", self.env_file, "--json"] + list(more), **extra)
+        assert r.returncode == 0, "backup %s failed (%d)\n%s\n%s" % (kind, r.returncode, r.stdout, r.stderr)
+        return json.loads(r.stdout)
+
+    def backup_dir(self, bid):
+        return os.path.join(self.backups, bid)
+
+    def manifest(self, bid):
+        with open(os.path.join(self.backup_dir(bid), "manifest.json")) as f:
+            return json.load(f)
+
+    def latest(self):
+        return os.readlink(os.path.join(self.backups, "latest"))
+
+
+def tree_digest(root, skip=()):
+    """{relative path: sha256} of every regular file under root (missing root: {})."""
+    out = {}
+    if not os.path.isdir(root):
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if rel in skip or name.startswith("."):
+                continue
+            with open(p, "rb") as f:
+                out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def audit_digest(audit_dir):
+    """The audit files a backup takes: audit.log* but not the writer's lock file."""
+    return {k: v for k, v in tree_digest(audit_dir).items() if k.startswith("audit.log") and not k.endswith(".lock")}
+
+
+def db_content(path):
+    """Every row of every table (sorted), to compare databases logically."""
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return {t: sorted(con.execute('SELECT * FROM "%s"' % t).fetchall(), key=repr) for t in tables}
+    finally:
+        con.close()
+
+
+def integrity(path):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def prediction_count(path):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    finally:
+        con.close()
+
+
+def insert_predictions(db, n, start=0, con=None):
+    own = con is None
+    con = con or sqlite3.connect(db, timeout=30)
+    try:
+        for i in range(start, start + n):
+            con.execute(
+                "INSERT INTO predictions (id, created_ms, model, version, arm, request_id, patient_pseudonym, "
+                "outputs_json, inputs_json, n_rows, latency_ms, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                ("e2e-%08d" % i, 1795741323000 + i, "alzheimer_classifier", "1.0.0", "stable", "r%d" % i, None,
+                 '[{"label":"x"}]', None, 1, 1.5, 200))
+            if not own:
+                con.commit()  # a continuous writer: one transaction per row
+        con.commit()
+    finally:
+        if own:
+            con.close()
+
+
+def stored_files(backup_dir):
+    d = os.path.join(backup_dir, "data")
+    return sorted(os.path.join(d, n) for n in os.listdir(d))
+
+
+def largest_stored(backup_dir):
+    return max(stored_files(backup_dir), key=os.path.getsize)
+
+
+def all_bytes_under(root):
+    data = bytearray()
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                data += f.read()
+    return bytes(data)
+
+
+def copy_tree(src, dst):
+    shutil.copytree(src, dst, symlinks=True)

@@ -1,0 +1,431 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end tests of access control (issue 5): the auth matrix over every endpoint of the
+route table (read from GET /api/v1, so new routes are covered automatically) x {no
+credential, unknown key, wrong secret, revoked key, expired key, expired JWT, alg none,
+HS/RS confusion, bad signature, wrong role, right role}, with exact status codes; the
+`apikey` CLI (key printed once on the last line, list without secrets, only the HMAC
+stored, revocation within a second); lockout after 5 failures; rate limits with
+Retry-After; and AUTH_ENABLED in `config check` and the production rule."""
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import time
+
+import pytest
+
+import aimedres_harness as h
+import auth_helpers as a
+
+PARK = "parkinsons_predictor"
+AUTH_STATUSES = (401, 403, 429)
+# role a route requires -> a role that does NOT satisfy it ("read" needs a role-less principal)
+WRONG_ROLE = {"clinician": "monitor", "deployer": "clinician", "auditor": "clinician", "monitor": "clinician",
+              "admin": "clinician"}
+
+
+def satisfies(held, required):
+    """The matrix of docs/security.md."""
+    if required is None:
+        return True
+    if held == "admin":
+        return True
+    if required == "read":
+        return held in a.ROLES
+    return held == required
+
+
+@pytest.fixture(scope="module")
+def authz(demo_dir, tmp_path_factory):
+    """One server with AUTH_ENABLED, limits and lockout off (the matrix sends hundreds of bad
+    credentials from one address), one API key per role plus revoked/expired ones, and JWT keys."""
+    work = tmp_path_factory.mktemp("auth")
+    keys = a.Keys(str(work / "jwtkeys"))
+    env = a.auth_env(keys, RATE_LIMIT_PER_KEY="off", RATE_LIMIT_PER_IP="off", AUTH_LOCKOUT_THRESHOLD="0")
+    srv = h.start_server(demo_dir, str(work / "srv"), env)
+    try:
+        cenv = a.server_env(srv)
+        api_keys = {role: a.create_key(cenv, "e2e-" + role, role)[1] for role in a.ROLES}
+        revoked_id, revoked, _ = a.create_key(cenv, "e2e-revoked", "admin")
+        a.revoke_key(cenv, revoked_id)
+        _, expired, _ = a.create_key(cenv, "e2e-expired", "admin", expires="1s")
+        time.sleep(1.2)
+        index = srv.get("/api/v1").json()["endpoints"]
+        yield {"srv": srv, "keys": keys, "api_keys": api_keys, "revoked": revoked, "expired": expired,
+               "endpoints": index, "env": cenv}
+    finally:
+        rc, killed = srv.stop()
+        assert not killed and rc == 0, srv.log_tail()
+
+
+def concrete(path):
+    return (path.replace("{name}", PARK).replace("{model}", PARK)
+            .replace("{id}", "00000000-0000-7000-8000-000000000000").replace("{action}", "pause"))
+
+
+def call(srv, ep, headers):
+    path = concrete(ep["path"])
+    if ep["method"] == "POST":
+        if path.endswith("/predict"):
+            body = {"features": h.valid_features(srv.manifest(PARK))}
+            return srv.post(path, json=body, headers=headers)
+        # malformed JSON: a handler refuses it without side effects, after authorization
+        return srv.post(path, data=b"{not json", headers=dict(headers, **{"Content-Type": "application/json"}))
+    return srv.request(ep["method"], path, headers=headers)
+
+
+def expect_401(r, what, presented=True):
+    err = h.assert_error_body(r, 401, "unauthorized")
+    www = r.headers.get("WWW-Authenticate", "")
+    assert www.startswith("Bearer realm=\"aimedres\""), (what, www)
+    assert ('error="invalid_token"' in www) == presented, (what, www)
+    return err
+
+
+def test_route_index_names_roles(authz):
+    eps = {(e["method"], e["path"]): e["role"] for e in authz["endpoints"]}
+    assert eps[("GET", "/health")] is None and eps[("GET", "/ready")] is None
+    assert eps[("GET", "/")] is None and eps[("GET", "/api/v1")] is None
+    assert eps[("POST", "/api/v1/models/{name}/predict")] == "clinician"
+    assert eps[("GET", "/metrics")] == "monitor"
+    assert eps[("GET", "/api/v1/models/list")] == "read"
+    for role in eps.values():
+        assert role is None or role == "read" or role in a.ROLES, role
+
+
+def bad_credentials(authz):
+    keys = authz["keys"]
+    real_id = a.KEY_RE.match(authz["api_keys"]["admin"]).group(1)
+    return {
+        "unknown key": {"X-API-Key": "amr_0123456789abcdef_" + "A" * 43},
+        "wrong secret for a real key id": {"X-API-Key": "amr_%s_%s" % (real_id, "B" * 42 + "A")},
+        "malformed key": {"X-API-Key": "not-a-key"},
+        "revoked key": {"X-API-Key": authz["revoked"]},
+        "revoked key as bearer": {"Authorization": "Bearer " + authz["revoked"]},
+        "expired key": {"X-API-Key": authz["expired"]},
+        "expired JWT": {"Authorization": "Bearer " + a.jwt_rs256(keys, ["admin"], exp_in=-3600)},
+        "not yet valid JWT": {"Authorization": "Bearer " + a.jwt_rs256(keys, ["admin"], nbf=int(time.time()) + 3600)},
+        "alg none": {"Authorization": "Bearer " + a.jwt_none(["admin"])},
+        "HS/RS confusion (kid)": {"Authorization": "Bearer " + a.jwt_confused(keys, ["admin"])},
+        "HS/RS confusion (no kid)": {"Authorization": "Bearer " + a.jwt_confused(keys, ["admin"], kid=None)},
+        "HS256 wrong secret": {"Authorization": "Bearer " + a.jwt_hs256(["admin"], secret="x" * 40)},
+        "wrong issuer": {"Authorization": "Bearer " + a.jwt_rs256(keys, ["admin"], iss="https://evil.example")},
+        "wrong audience": {"Authorization": "Bearer " + a.jwt_rs256(keys, ["admin"], aud="someone-else")},
+        "basic auth": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+    }
+
+
+def test_matrix_no_and_bad_credentials(authz):
+    srv = authz["srv"]
+    failures = []
+    for ep in authz["endpoints"]:
+        cases = {"no credential": {}}
+        cases.update(bad_credentials(authz))
+        for what, headers in cases.items():
+            r = call(srv, ep, headers)
+            label = "%s %s with %s" % (ep["method"], ep["path"], what)
+            if ep["role"] is None:
+                if r.status_code in AUTH_STATUSES:  # public: credentials are not even looked at
+                    failures.append("%s: public route answered %d" % (label, r.status_code))
+                continue
+            try:
+                expect_401(r, label, presented=bool(headers))
+            except AssertionError as e:
+                failures.append("%s: %s" % (label, e))
+    assert not failures, "\n".join(failures)
+
+
+def test_matrix_roles(authz):
+    """Every endpoint x every role, as an API key and as RS256/ES256/HS256 JWTs."""
+    srv, keys = authz["srv"], authz["keys"]
+    failures = []
+    for ep in authz["endpoints"]:
+        for role in a.ROLES:
+            creds = {
+                "key": {"X-API-Key": authz["api_keys"][role]},
+                "bearer key": {"Authorization": "Bearer " + authz["api_keys"][role]},
+                "RS256": {"Authorization": "Bearer " + a.jwt_rs256(keys, [role])},
+                "ES256": {"Authorization": "Bearer " + a.jwt_es256(keys, [role])},
+                "HS256": {"Authorization": "Bearer " + a.jwt_hs256([role])},
+            }
+            for kind, headers in creds.items():
+                r = call(srv, ep, headers)
+                label = "%s %s as %s (%s): %d %s" % (ep["method"], ep["path"], role, kind, r.status_code,
+                                                      r.text[:200])
+                if satisfies(role, ep["role"]):
+                    if r.status_code in AUTH_STATUSES:
+                        failures.append("allowed role refused: " + label)
+                    elif ep["path"].endswith("/predict") and r.status_code != 200:
+                        failures.append("predict with the right role must be 200: " + label)
+                else:
+                    if r.status_code != 403:
+                        failures.append("expected 403: " + label)
+                        continue
+                    err = r.json()["error"]
+                    if err["code"] != "forbidden" or err["details"]["required_role"] != ep["role"]:
+                        failures.append("bad 403 body: " + label)
+        if ep["role"] is not None:
+            # a valid token without any known role: authenticated, but nothing is granted
+            r = call(srv, ep, {"Authorization": "Bearer " + a.jwt_rs256(keys, ["janitor"])})
+            if r.status_code != 403:
+                failures.append("%s %s with no role: %d" % (ep["method"], ep["path"], r.status_code))
+    assert not failures, "\n".join(failures)
+
+
+def test_predict_principal_and_wrong_role(authz):
+    srv = authz["srv"]
+    body = {"features": h.valid_features(srv.manifest(PARK))}
+    r = srv.predict(PARK, body, headers={"X-API-Key": authz["api_keys"]["monitor"]})
+    err = h.assert_error_body(r, 403, "forbidden")
+    assert err["details"] == {"required_role": "clinician", "role": "monitor"}, err
+    r = srv.predict(PARK, body, headers={"X-API-Key": authz["api_keys"]["clinician"]})
+    assert r.status_code == 200, r.text
+    r = srv.predict(PARK, body)
+    expect_401(r, "predict without credential", presented=False)
+
+
+def test_jwt_roles_and_no_kid(authz):
+    srv, keys = authz["srv"], authz["keys"]
+    # several roles in one token; any one that grants the route is enough
+    tok = a.jwt_rs256(keys, ["monitor", "clinician"])
+    assert srv.get("/metrics", headers={"Authorization": "Bearer " + tok}).status_code == 200
+    r = srv.predict(PARK, {"features": h.valid_features(srv.manifest(PARK))},
+                    headers={"Authorization": "Bearer " + tok})
+    assert r.status_code == 200, r.text
+    # unknown kid -> 401
+    import jwt as pyjwt
+    tok = pyjwt.encode(a.claims(["admin"]), keys.rsa, algorithm="RS256", headers={"kid": "nope"})
+    expect_401(srv.get("/metrics", headers={"Authorization": "Bearer " + tok}), "unknown kid")
+    # an RS256 token that names the EC key: the key pins ES256
+    tok = pyjwt.encode(a.claims(["admin"]), keys.rsa, algorithm="RS256", headers={"kid": "ec1"})
+    expect_401(srv.get("/metrics", headers={"Authorization": "Bearer " + tok}), "alg/key mismatch")
+    # oversize token
+    expect_401(srv.get("/metrics", headers={"Authorization": "Bearer " + "a" * 9000}), "oversize")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_apikey_cli_create_list_store(make_server, tmp_path):
+    srv = make_server(a.auth_env())
+    env = a.server_env(srv)
+    key_id, key, r = a.create_key(env, "ward 7 tablet", "clinician", expires="90d")
+    secret = a.KEY_RE.match(key).group(2)
+    assert r.stdout.count(secret) == 1
+    assert secret not in r.stderr
+    assert re.search(r"expires 20\d\d-", r.stdout), r.stdout
+
+    for args in (["apikey", "list"], ["apikey", "list", "--json"]):
+        lr = h.run_cli(args, env=env)
+        assert lr.returncode == 0, lr.stderr
+        assert key_id in lr.stdout and "ward 7 tablet" in lr.stdout and "clinician" in lr.stdout
+        assert secret not in lr.stdout and secret not in lr.stderr
+    import json
+    listed = json.loads(h.run_cli(["apikey", "list", "--json"], env=env).stdout)
+    mine = [k for k in listed if k["key_id"] == key_id][0]
+    assert mine["status"] == "active" and mine["role"] == "clinician", mine
+
+    # only HMAC-SHA256(API_KEY_SALT, secret) is stored; the secret is nowhere in the database files
+    with contextlib.closing(srv.db()) as conn:
+        row = conn.execute("SELECT secret_hmac FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+    assert row[0] == hmac.new(a.SALT.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    for name in os.listdir(srv.root):
+        if name.startswith("aimedres.db"):
+            with open(os.path.join(srv.root, name), "rb") as f:
+                assert secret.encode() not in f.read(), name
+
+    # the key works, and a different salt makes it useless (salt is part of the check)
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": key}).status_code == 200
+
+    # usage errors
+    assert h.run_cli(["apikey", "create", "--name", "x", "--role", "superuser"], env=env).returncode == 2
+    assert h.run_cli(["apikey", "create", "--role", "admin"], env=env).returncode == 2
+    assert h.run_cli(["apikey", "create", "--name", "x", "--role", "admin", "--expires", "soon"],
+                     env=env).returncode == 2
+    assert h.run_cli(["apikey", "revoke", "not-an-id"], env=env).returncode == 2
+    rr = h.run_cli(["apikey", "revoke", "0123456789abcdef"], env=env)
+    assert rr.returncode == 1 and "no key" in rr.stderr
+
+
+def test_revocation_within_a_second(make_server):
+    srv = make_server(a.auth_env())
+    env = a.server_env(srv)
+    key_id, key, _ = a.create_key(env, "soon revoked", "clinician")
+    hdr = {"X-API-Key": key}
+    assert srv.get("/api/v1/models/list", headers=hdr).status_code == 200  # now cached
+    a.revoke_key(env, key_id)
+    # the server caches key records for 500 ms: one second after the CLI returns it must refuse
+    time.sleep(1.0)
+    expect_401(srv.get("/api/v1/models/list", headers=hdr), "revoked")
+    rr = h.run_cli(["apikey", "revoke", key_id], env=env)
+    assert rr.returncode == 0 and "already revoked" in rr.stdout
+    listed = h.run_cli(["apikey", "list"], env=env).stdout
+    assert re.search(key_id + r"\s+clinician\s+revoked", listed), listed
+
+
+# --------------------------------------------------------------------------- brute force and rate limits
+
+
+def test_lockout_after_5_failures(make_server):
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUTH_LOCKOUT_DURATION="3s"))
+    env = a.server_env(srv)
+    _, key, _ = a.create_key(env, "good", "admin")
+    good = {"X-API-Key": key}
+    # missing credentials do not count; invalid ones do
+    for _ in range(8):
+        assert srv.get("/api/v1/models/list").status_code == 401
+    assert srv.get("/api/v1/models/list", headers=good).status_code == 200
+    for i in range(5):
+        r = srv.get("/api/v1/models/list", headers={"X-API-Key": "amr_0123456789abcdef_" + "A" * 43})
+        expect_401(r, "failure %d" % (i + 1))
+    # locked: even a valid key from this address is refused, with Retry-After
+    r = srv.get("/api/v1/models/list", headers=good)
+    err = h.assert_error_body(r, 429, "locked_out")
+    ra = int(r.headers["Retry-After"])
+    assert 1 <= ra <= 3, ra
+    assert err["details"]["retry_after_s"] == ra
+    # public routes stay reachable (health checks from the same address)
+    assert srv.get("/health").status_code == 200
+    time.sleep(ra + 0.3)
+    assert srv.get("/api/v1/models/list", headers=good).status_code == 200
+
+
+def test_lockout_defaults_15_minutes(make_server):
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off"))
+    tok = "Bearer " + a.jwt_none(["admin"])
+    for _ in range(5):
+        assert srv.get("/metrics", headers={"Authorization": tok}).status_code == 401
+    r = srv.get("/metrics", headers={"Authorization": tok})
+    h.assert_error_body(r, 429, "locked_out")
+    assert 890 <= int(r.headers["Retry-After"]) <= 900, r.headers["Retry-After"]
+
+
+def test_rate_limit_per_key(make_server):
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_KEY="3/m", RATE_LIMIT_PER_IP="off"))
+    env = a.server_env(srv)
+    _, k1, _ = a.create_key(env, "one", "clinician")
+    _, k2, _ = a.create_key(env, "two", "clinician")
+    for _ in range(3):
+        assert srv.get("/api/v1/models/list", headers={"X-API-Key": k1}).status_code == 200
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": k1})
+    h.assert_error_body(r, 429, "rate_limited")
+    assert 1 <= int(r.headers["Retry-After"]) <= 20, r.headers["Retry-After"]  # 1 token per 20 s
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": k2}).status_code == 200  # per key
+
+
+def test_rate_limit_per_address(make_server):
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="4/m", RATE_LIMIT_PER_KEY="off"))
+    env = a.server_env(srv)
+    _, k1, _ = a.create_key(env, "one", "clinician")
+    _, k2, _ = a.create_key(env, "two", "clinician")
+    for k in (k1, k2, k1, k2):
+        assert srv.get("/api/v1/models/list", headers={"X-API-Key": k}).status_code == 200
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": k2})
+    h.assert_error_body(r, 429, "rate_limited")
+    assert 1 <= int(r.headers["Retry-After"]) <= 15, r.headers["Retry-After"]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def config_value(r, name):
+    m = re.search(r"^%s=(.*)$" % name, r.stdout, re.M)
+    assert m, r.stdout
+    return m.group(1)
+
+
+def test_auth_enabled_defaults_and_production_rule(aimedres_bin):
+    r = h.run_cli(["config", "check"])
+    assert r.returncode == 0, r.stderr
+    assert config_value(r, "AUTH_ENABLED") == "false"  # development default
+    r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "staging"})
+    assert r.returncode == 0 and config_value(r, "AUTH_ENABLED") == "true"
+    prod = {"ENVIRONMENT": "production", "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40,
+            "API_KEY_SALT": "a" * 40}
+    r = h.run_cli(["config", "check"], env=prod)
+    assert r.returncode == 0, r.stderr
+    assert config_value(r, "AUTH_ENABLED") == "true"
+    r = h.run_cli(["config", "check"], env=dict(prod, AUTH_ENABLED="false"))
+    assert r.returncode == 1
+    assert "AUTH_ENABLED: must be true when ENVIRONMENT=production" in r.stderr, r.stderr
+    r = h.run_cli(["config", "check"], env={"RATE_LIMIT_PER_KEY": "lots"})
+    assert r.returncode == 1 and "RATE_LIMIT_PER_KEY" in r.stderr, r.stderr
+
+
+def test_auth_disabled_keeps_everything_open(server):
+    r = server.get("/metrics")
+    assert r.status_code == 200
+    assert server.get("/api/v1/models/list").status_code == 200
+
+
+def test_bad_jwt_keys_refuse_to_start(make_server, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    with pytest.raises(h.ServerStartError) as e:
+        make_server(a.auth_env(JWT_PUBLIC_KEYS="k1=%s" % bad))
+    assert "JWT_PUBLIC_KEYS" in str(e.value)
+
+
+# --------------------------------------------------------------------------- audit and metrics
+
+
+def read_audit(path, want, timeout=5.0):
+    """Audit records (parsed) once `want(records)` holds, or whatever is there at the timeout."""
+    import json
+    deadline = time.monotonic() + timeout
+    recs = []
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                recs = [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            recs = []
+        if want(recs):
+            break
+        time.sleep(0.05)
+    return recs
+
+
+def test_auth_audit_events_and_metrics(make_server, tmp_path):
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40, RATE_LIMIT_PER_IP="off"))
+    env = a.server_env(srv)
+    cid, ckey, _ = a.create_key(env, "ward-tablet", "clinician")
+    _, akey, _ = a.create_key(env, "prom", "admin")
+    for _ in range(3):
+        assert srv.get("/api/v1/models/list", headers={"X-API-Key": ckey}).status_code == 200
+    bad = "amr_%s_%s" % (cid, "C" * 42 + "A")
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": bad}).status_code == 401
+    assert srv.get("/metrics", headers={"X-API-Key": ckey}).status_code == 403
+    for _ in range(3):
+        assert srv.get("/api/v1/alerts").status_code == 401
+
+    def complete(recs):
+        return sum(1 for r in recs if r["type"] == "AUTH_FAILURE") >= 3
+    recs = read_audit(log, complete)
+    succ = [r for r in recs if r["type"] == "AUTH_SUCCESS" and r.get("user") == "ward-tablet"]
+    assert len(succ) == 1, recs  # at most once a minute per principal
+    assert succ[0]["role"] == "clinician" and succ[0]["outcome"] == "success"
+    assert succ[0]["detail"]["key_id"] == cid and succ[0]["source_ip"] == "127.0.0.1"
+    fails = [r for r in recs if r["type"] == "AUTH_FAILURE"]
+    anon = [r for r in fails if r["detail"]["reason"] == "no credential"]
+    assert len(anon) == 1 and "user" not in anon[0], fails  # anonymous: once a minute per address
+    bad_key = [r for r in fails if r["action"] == "authenticate" and r not in anon]
+    assert len(bad_key) == 1 and bad_key[0]["detail"]["reason"] == "invalid API key", fails
+    assert bad_key[0]["detail"]["key_id"] == cid and bad_key[0]["entity_id"] == "/api/v1/models/list"
+    denied = [r for r in fails if r["action"] == "authorize"]
+    assert len(denied) == 1 and denied[0]["outcome"] == "denied" and denied[0]["entity_id"] == "/metrics", fails
+    with open(log) as f:
+        text = f.read()
+    for k in (ckey, akey, bad):
+        assert a.KEY_RE.match(k).group(2) not in text  # no secret ever reaches the log
+
+    m = srv.get("/metrics", headers={"X-API-Key": akey}).text
+
+    def value(outcome):
+        mm = re.search(r'^auth_requests_total\{outcome="%s"\} (\d+)' % outcome, m, re.M)
+        assert mm, m[:2000]
+        return int(mm.group(1))
+    assert value("success") >= 3 and value("unauthorized") == 4 and value("forbidden") == 1

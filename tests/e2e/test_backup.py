@@ -1,0 +1,562 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end tests of `aimedres backup`, `restore` and `dr-drill` on a private copy of the
+demo installation (models, SQLite store, results, audit files, env file):
+
+- a full backup restores byte-identically, and no plaintext (secret, results) is stored;
+- incremental chains store only changes and restore each point in time;
+- each corruption (bit flip, manifest edit, truncation, missing file, files swapped between
+  backups, wrong key) is named by `backup verify` and refused by `restore`, which changes
+  nothing;
+- kill -9 in the middle of a backup leaves `latest` on the previous good backup;
+- restore refuses while a server holds the data lock; asks on a terminal; needs --yes
+  without one;
+- a backup taken while a writer inserts rows continuously restores a consistent database;
+- offsite copies, `backup check`, list and prune; the DR drill reports RTO and RPO."""
+
+import fcntl
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+import aimedres_harness as h
+import backup_helpers as bh
+
+
+@pytest.fixture(scope="module")
+def template(demo_dir, tmp_path_factory):
+    """One installation per module (demo copy, results, env file, key, a real audit log)."""
+    return bh.Install.create(tmp_path_factory.mktemp("backup-template") / "inst", demo_dir)
+
+
+@pytest.fixture
+def inst(template, tmp_path):
+    return bh.Install.clone(template, tmp_path / "inst")
+
+
+def out(r):
+    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+
+
+def restore(inst, bid, target, *more, **env):
+    return inst.run(["restore", bid, "--target", str(target), "--yes", "--json"] + list(more), **env)
+
+
+def assert_same_install(inst, target, db_expected=None):
+    """target (a restore --target) holds what the installation holds (or held: db_expected)."""
+    assert bh.tree_digest(os.path.join(target, "models")) == bh.tree_digest(inst.models)
+    assert bh.tree_digest(os.path.join(target, "data", "baseline")) == bh.tree_digest(
+        os.path.join(inst.data, "baseline"))
+    assert bh.tree_digest(os.path.join(target, "data", "results")) == bh.tree_digest(inst.results)
+    assert bh.tree_digest(os.path.join(target, "audit")) == bh.audit_digest(inst.audit_dir)
+    with open(os.path.join(target, "config", "aimedres.env")) as a, open(inst.env_file) as b:
+        assert a.read() == b.read()
+    db = os.path.join(target, "aimedres.db")
+    assert bh.integrity(db) == "ok"
+    assert bh.db_content(db) == (db_expected if db_expected is not None else bh.db_content(inst.db))
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_full_round_trip_is_byte_identical(inst, tmp_path):
+    s = inst.backup("full")
+    assert s["ok"] and s["type"] == "full" and s["verified"]
+    assert s["stored_files"] == s["files"] and s["referenced_files"] == 0
+    assert set(s["components"]) == {"db", "models", "config", "results", "audit"}
+    assert s["components"]["audit"]["files"] == 1  # audit.log, not server.log nor the writer's lock
+    assert inst.latest() == s["id"]
+    m = inst.manifest(s["id"])
+    assert m["encryption"]["scheme"] == "AES-256-GCM" and m["key_fingerprint"] and m["auth"]["mac"]
+    for f in m["files"]:
+        assert len(f["sha256"]) == 64 and len(f["nonce"]) == 24 and f["holder"] == s["id"]
+    assert len({f["nonce"] for f in m["files"]}) == len(m["files"])  # a fresh nonce per file
+    # nothing readable in the backup: the env file's secret and the results are encrypted
+    blob = bh.all_bytes_under(inst.backups)
+    assert bh.SECRET_VALUE.encode() not in blob
+    assert bh.RESULTS_MARKER not in blob
+    assert b"alzheimer_classifier" not in bh.all_bytes_under(os.path.join(inst.backup_dir(s["id"]), "data"))
+
+    target = tmp_path / "restored"
+    r = restore(inst, "latest", target)
+    assert r.returncode == 0, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and rep["checks"]["database"]["integrity_check"] == "ok"
+    assert rep["checks"]["models"]["status"] == "ok" and rep["checks"]["models"]["checked"] == 3
+    assert rep["checks"]["registry"]["status"] == "ok"
+    assert rep["checks"]["audit"]["status"] == "ok" and rep["checks"]["audit"]["records"] == 3
+    assert_same_install(inst, str(target))
+    # the verify command agrees
+    r = inst.run(["backup", "verify", s["id"], "--json"])
+    assert r.returncode == 0, out(r)
+
+
+def test_incremental_chain(inst, tmp_path):
+    full = inst.backup("full")
+    # change: one new result, one model file rewritten, rows in the store
+    with open(os.path.join(inst.results, "new.csv"), "w") as f:
+        f.write("a,b\n1,2\n")
+    bh.insert_predictions(inst.db, 25)
+    state1 = (bh.tree_digest(inst.results), bh.db_content(inst.db))
+    inc1 = inst.backup("incremental")
+    assert inc1["type"] == "incremental" and inc1["parent"] == full["id"]
+    assert 0 < inc1["stored_files"] < inc1["files"]
+    assert inc1["stored_bytes"] < full["stored_bytes"]
+    m1 = inst.manifest(inc1["id"])
+    stored1 = {f["path"] for f in m1["files"] if f["holder"] == inc1["id"]}
+    assert stored1 == {"db/aimedres.db", "results/new.csv"}, stored1
+    assert all(f["holder"] == full["id"] for f in m1["files"] if f["path"] not in stored1)
+
+    os.remove(os.path.join(inst.results, "export.json"))
+    with open(os.path.join(inst.results, "new.csv"), "a") as f:
+        f.write("3,4\n")
+    bh.insert_predictions(inst.db, 5, start=100)
+    inc2 = inst.backup("incremental")
+    assert inc2["parent"] == inc1["id"]
+    m2 = inst.manifest(inc2["id"])
+    holders = {f["holder"] for f in m2["files"]}
+    assert holders == {full["id"], inc2["id"]}, holders  # references point at the holder
+    assert "results/export.json" not in {f["path"] for f in m2["files"]}
+
+    t2 = tmp_path / "t2"
+    r = restore(inst, inc2["id"], t2)
+    assert r.returncode == 0, out(r)
+    assert_same_install(inst, str(t2))
+    t1 = tmp_path / "t1"
+    r = restore(inst, inc1["id"], t1)
+    assert r.returncode == 0, out(r)
+    assert bh.tree_digest(os.path.join(t1, "data", "results")) == state1[0]
+    assert bh.db_content(os.path.join(t1, "aimedres.db")) == state1[1]
+    r = inst.run(["backup", "verify", "--all", "--json"])
+    assert r.returncode == 0, out(r)
+    assert len(json.loads(r.stdout)["backups"]) == 3
+
+
+# --------------------------------------------------------------------------- corruption
+
+
+def corrupt_bit_flip(inst, bid, other):
+    p = bh.largest_stored(inst.backup_dir(bid))
+    with open(p, "r+b") as f:
+        f.seek(os.path.getsize(p) // 2)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0x04]))
+    return "failed authentication"
+
+
+def corrupt_manifest(inst, bid, other):
+    p = os.path.join(inst.backup_dir(bid), "manifest.json")
+    m = json.load(open(p))
+    m["files"][0]["size"] += 1
+    with open(p, "w") as f:
+        json.dump(m, f)
+    return "edited or damaged"
+
+
+def corrupt_truncate(inst, bid, other):
+    p = bh.largest_stored(inst.backup_dir(bid))
+    os.truncate(p, os.path.getsize(p) - 10)
+    return "truncated"
+
+
+def corrupt_missing(inst, bid, other):
+    os.remove(bh.stored_files(inst.backup_dir(bid))[0])
+    return "missing"
+
+
+def corrupt_swap(inst, bid, other):
+    # data/000001 holds the same path in both backups (files are stored in path order)
+    a = os.path.join(inst.backup_dir(bid), "data", "000001")
+    b = os.path.join(inst.backup_dir(other), "data", "000001")
+    tmp = a + ".tmp"
+    os.rename(a, tmp)
+    shutil.copyfile(b, a)
+    os.rename(tmp, b)
+    return "nonce differs"
+
+
+CORRUPTIONS = {
+    "bit_flip": corrupt_bit_flip,
+    "manifest_edit": corrupt_manifest,
+    "truncated": corrupt_truncate,
+    "missing": corrupt_missing,
+    "swapped": corrupt_swap,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS) + ["wrong_key"])
+def test_corruption_detected_and_refused(inst, tmp_path, kind):
+    first = inst.backup("full")
+    bh.insert_predictions(inst.db, 3)  # the second backup's snapshot differs
+    second = inst.backup("full")
+    env = {}
+    if kind == "wrong_key":
+        other_key = str(tmp_path / "other.key")
+        assert inst.run(["backup", "keygen", other_key]).returncode == 0
+        env["BACKUP_ENCRYPTION_KEY_FILE"] = other_key
+        expect = "wrong key"
+    else:
+        expect = CORRUPTIONS[kind](inst, second["id"], first["id"])
+
+    r = inst.run(["backup", "verify", second["id"], "--json"], **env)
+    assert r.returncode == 1, out(r)
+    rep = json.loads(r.stdout)["backups"][0]
+    assert rep["ok"] is False
+    if kind in ("manifest_edit", "wrong_key"):
+        assert expect in rep["error"], rep
+    else:
+        assert rep["bad"] and rep["bad"][0]["path"] and rep["bad"][0]["stored"], rep  # names the bad file
+        assert expect in rep["bad"][0]["error"], rep
+    if kind == "swapped":  # both sides of the swap are caught
+        r1 = inst.run(["backup", "verify", first["id"]])
+        assert r1.returncode == 1, out(r1)
+
+    target = tmp_path / "target"
+    r = restore(inst, second["id"], target, **env)
+    assert r.returncode == 1, out(r)
+    assert "refusing" in r.stderr or "damaged" in r.stderr or "wrong key" in r.stderr, out(r)
+    assert not os.path.exists(target / "aimedres.db")
+    assert not os.path.exists(target / "models")
+    left = [n for n in os.listdir(target)] if os.path.isdir(target) else []
+    assert all(n.endswith(".lock") for n in left), left  # no staging leftovers
+
+    # in place: nothing changes either
+    before = bh.tree_digest(inst.prod)
+    r = inst.run(["restore", second["id"], "--yes"], **env)
+    assert r.returncode == 1, out(r)
+    assert bh.tree_digest(inst.prod, skip=("aimedres.db.lock",)) == {
+        k: v for k, v in before.items() if k != "aimedres.db.lock"}
+    r = inst.run(["backup", "check"], **env)
+    assert r.returncode == 1 and json.loads(r.stdout)["checks"]["integrity"]["ok"] is False, out(r)
+
+
+def test_restore_post_checks_refuse_bad_data(inst, tmp_path):
+    """A backup is byte-faithful, so data that was already bad is caught by the checks after
+    decryption: an edited audit record breaks the chain, a model file no longer matches its
+    manifest. Restore refuses (nothing written) and names the check."""
+    with open(inst.audit_log, "r+") as f:
+        lines = f.readlines()
+        lines[1] = lines[1].replace('"success"', '"failure"')
+        f.seek(0)
+        f.writelines(lines)
+    booster = os.path.join(inst.models, "als_classifier", "1.0.0", "model.json")
+    with open(booster, "a") as f:
+        f.write(" ")
+    s = inst.backup("full")
+    target = tmp_path / "t"
+    r = restore(inst, s["id"], target)
+    assert r.returncode == 1, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["checks"]["audit"]["status"] == "fail", rep["checks"]
+    assert rep["checks"]["models"]["status"] == "fail", rep["checks"]
+    assert rep["checks"]["models"]["bad"][0]["model"] == "als_classifier"
+    assert rep["checks"]["database"]["status"] == "ok"
+    assert not os.path.exists(target / "aimedres.db") and not os.path.exists(target / "models")
+    # leaving the bad components out restores the rest
+    r = restore(inst, s["id"], target, "--components", "db,config,results")
+    assert r.returncode == 0, out(r)
+    assert bh.integrity(str(target / "aimedres.db")) == "ok"
+
+
+def test_restore_refuses_a_corrupt_database(inst, tmp_path):
+    """A database that was already damaged when backed up fails PRAGMA integrity_check after
+    decryption, and the restore is refused."""
+    bh.insert_predictions(inst.db, 3000)
+    con = sqlite3.connect(inst.db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    size = os.path.getsize(inst.db)
+    with open(inst.db, "r+b") as f:
+        f.seek((size // 4096 - 3) * 4096 + 2000)
+        f.write(b"\0" * 64)
+    assert bh.integrity(inst.db) != "ok"
+    s = inst.backup("full")
+    target = tmp_path / "t"
+    r = restore(inst, s["id"], target)
+    assert r.returncode == 1, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["checks"]["database"]["status"] == "fail", rep["checks"]
+    assert not os.path.exists(target / "aimedres.db")
+
+
+# --------------------------------------------------------------------------- crash safety
+
+
+def test_kill9_mid_backup_keeps_previous_latest(inst, tmp_path):
+    good = inst.backup("full")
+    # a large incompressible result at the slowest zstd level makes the next backup take a while
+    with open(os.path.join(inst.results, "big.bin"), "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(4 << 20))
+    env = h.base_env(inst.env(BACKUP_COMPRESSION_LEVEL="19", BACKUP_THREADS="1"))
+    proc = subprocess.Popen([h.require_binary(), "backup", "full"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    partial = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        names = [n for n in os.listdir(inst.backups) if n.endswith(".partial")]
+        if names:
+            d = os.path.join(inst.backups, names[0], "data")
+            if os.path.isdir(d) and sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d)) > (2 << 20):
+                partial = names[0]
+                break
+        time.sleep(0.005)
+    assert partial and proc.poll() is None, "the backup finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert inst.latest() == good["id"]
+    complete = sorted(n for n in os.listdir(inst.backups) if not n.startswith(".") and n != "latest")
+    assert complete == [good["id"]], complete  # the killed one does not look complete
+    r = inst.run(["backup", "verify", "latest"])
+    assert r.returncode == 0, out(r)
+    # the next backup cleans up the partial directory and the plaintext snapshot
+    s = inst.backup("incremental")
+    assert s["ok"] and inst.latest() == s["id"]
+    assert not [n for n in os.listdir(inst.backups) if n.endswith(".partial")]
+    assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+
+
+# --------------------------------------------------------------------------- locking, prompts
+
+
+def test_restore_refused_while_server_holds_data(inst, tmp_path):
+    s = inst.backup("full")
+    before = bh.tree_digest(inst.models)
+    lock_path = inst.db + ".lock"
+    srv = None
+    holder = None
+    # a real server when it takes the data lock; otherwise hold the flock like it does
+    try:
+        srv = h.Server(inst.prod, extra_env={}, port=h.free_port())
+        srv.start()
+        held = True
+        with open(lock_path, "a") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(probe, fcntl.LOCK_UN)
+                held = False
+            except OSError:
+                pass
+        if not held:
+            srv.stop()
+            srv = None
+            holder = open(lock_path, "a")
+            fcntl.flock(holder, fcntl.LOCK_EX)
+        r = inst.run(["restore", s["id"], "--yes"])
+        assert r.returncode == 1, out(r)
+        assert "running server" in r.stderr, out(r)
+        assert bh.tree_digest(inst.models) == before
+        assert not [n for n in os.listdir(inst.prod) if ".restore-" in n or "pre-restore" in n]
+    finally:
+        if srv:
+            rc, killed = srv.stop()
+            assert rc == 0 and not killed
+        if holder:
+            holder.close()
+    # once the data is free, restoring in place works and keeps the old data aside
+    r = inst.run(["restore", s["id"], "--yes", "--components", "db,models"])
+    assert r.returncode == 0, out(r)
+    assert os.path.isdir(inst.models + ".pre-restore-" + s["id"])
+    assert bh.tree_digest(inst.models) == before
+
+
+def test_restore_confirmation(inst, tmp_path):
+    s = inst.backup("full")
+    target = tmp_path / "t"
+    r = inst.run(["restore", s["id"], "--target", str(target)])  # stdin is not a terminal
+    assert r.returncode == 1 and "--yes" in r.stderr, out(r)
+    assert not os.path.exists(target / "aimedres.db")
+    for answer, rc in ((b"no\n", 1), (b"yes\n", 0)):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([h.require_binary(), "restore", s["id"], "--target", str(target)],
+                                env=h.base_env(inst.env()), stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        os.close(slave)
+        os.write(master, answer)
+        o, e = proc.communicate(timeout=60)
+        os.close(master)
+        assert proc.returncode == rc, (o, e)
+        assert b"Type 'yes'" in e
+    assert bh.integrity(str(target / "aimedres.db")) == "ok"
+
+
+# --------------------------------------------------------------------------- live writes
+
+
+def test_backup_while_writing_restores_consistent_db(inst, tmp_path):
+    stop = threading.Event()
+    written = [0]
+    errors = []
+
+    def writer():
+        con = sqlite3.connect(inst.db, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        i = 0
+        try:
+            while not stop.is_set():
+                bh.insert_predictions(inst.db, 1, start=10000 + i, con=con)
+                i += 1
+                written[0] = i
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            con.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        while written[0] < 50:
+            time.sleep(0.01)
+        sums = []
+        for kind in ("full", "incremental", "incremental"):
+            before = written[0]
+            sums.append((before, inst.backup(kind)))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    for i, (before, s) in enumerate(sums):
+        target = tmp_path / ("r%d" % i)
+        r = restore(inst, s["id"], target)
+        assert r.returncode == 0, out(r)
+        db = str(target / "aimedres.db")
+        assert bh.integrity(db) == "ok"
+        n = bh.prediction_count(db)
+        assert n == s["db"]["predictions"]
+        assert before <= n <= written[0]
+        assert n == len(bh.db_content(db)["predictions"])
+
+
+# --------------------------------------------------------------------------- offsite, check, list, prune
+
+
+def test_offsite_check_list_prune(inst, tmp_path):
+    offsite = str(tmp_path / "offsite")
+    inst.extra["BACKUP_OFFSITE_DIR"] = offsite
+    full = inst.backup("full")
+    assert full["offsite"]["ok"] and full["offsite"]["verified"]
+    inc = inst.backup("incremental")
+    assert inc["offsite"]["copied"] == [inc["id"]]
+    assert os.readlink(os.path.join(offsite, "latest")) == inc["id"]
+    r = inst.run(["backup", "check"])
+    assert r.returncode == 0, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and rep["latest"] == inc["id"]
+    assert all(rep["checks"][k]["ok"] for k in ("freshness", "integrity", "offsite", "disk"))
+
+    # restore from the offsite copy alone
+    t = tmp_path / "from-offsite"
+    r = inst.run(["restore", "latest", "--from", offsite, "--target", str(t), "--yes"])
+    assert r.returncode == 0, out(r)
+    assert_same_install(inst, str(t))
+
+    # a damaged offsite copy fails the check, and only the offsite part
+    victim = bh.largest_stored(os.path.join(offsite, full["id"]))
+    with open(victim, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    r = inst.run(["backup", "check"])
+    assert r.returncode == 1, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["checks"]["offsite"]["ok"] is False and rep["checks"]["integrity"]["ok"] is True
+    # freshness and free space limits
+    time.sleep(1.1)
+    r = inst.run(["backup", "check"], BACKUP_MAX_AGE="1s", BACKUP_OFFSITE_DIR="")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 1 and rep["checks"]["freshness"]["ok"] is False, out(r)
+    r = inst.run(["backup", "check"], BACKUP_MIN_FREE="1000000G", BACKUP_OFFSITE_DIR="")
+    assert r.returncode == 1 and json.loads(r.stdout)["checks"]["disk"]["ok"] is False, out(r)
+
+    r = inst.run(["backup", "list", "--json"])
+    assert r.returncode == 0, out(r)
+    lst = json.loads(r.stdout)["backups"]
+    assert [b["id"] for b in lst] == [full["id"], inc["id"]]
+    assert lst[1]["latest"] and lst[1]["manifest"] == "ok" and lst[1]["parent"] == full["id"]
+    # prune keeps young backups and the parent of a kept incremental
+    r = inst.run(["backup", "prune", "--json"], BACKUP_OFFSITE_DIR="")
+    assert r.returncode == 0, out(r)
+    rep = json.loads(r.stdout)["repositories"][0]
+    assert sorted(rep["kept"]) == sorted([full["id"], inc["id"]]) and rep["deleted"] == []
+
+
+def test_no_key_and_usage(inst, tmp_path):
+    r = inst.run(["backup", "full"], BACKUP_ENCRYPTION_KEY_FILE="")
+    assert r.returncode == 1 and "BACKUP_ENCRYPTION_KEY_FILE" in r.stderr, out(r)
+    os.chmod(inst.key, 0o644)
+    r = inst.run(["backup", "full"])
+    assert r.returncode == 1 and "chmod 600" in r.stderr, out(r)
+    os.chmod(inst.key, 0o600)
+    assert not os.path.exists(os.path.join(inst.backups, "latest"))
+    r = inst.run(["backup", "bogus"])
+    assert r.returncode == 2, out(r)
+    for args in (["backup", "--help"], ["restore", "--help"], ["dr-drill", "--help"]):
+        r = inst.run(args)
+        assert r.returncode == 0 and "usage" in r.stdout, out(r)
+    r = inst.run(["restore"])
+    assert r.returncode == 2
+
+
+# --------------------------------------------------------------------------- DR drill
+
+
+def test_dr_drill(inst, tmp_path):
+    inst.backup("full")
+    before = bh.prediction_count(inst.db)
+    audit_before = bh.audit_digest(inst.audit_dir)
+    report = tmp_path / "drill.json"
+    work = tmp_path / "work"
+    work.mkdir()
+    r = inst.run(["dr-drill", "--report", str(report), "--env-file", inst.env_file, "--work-dir", str(work)],
+                 timeout=180)
+    assert r.returncode == 0, out(r)
+    rep = json.load(open(report))
+    assert rep["ok"] is True
+    assert rep["targets"] == {"rto_s": 14400, "rpo_s": 21600}
+    assert 0 < rep["rto_s"] < 14400 and 0 <= rep["rpo_s"] < 21600
+    assert rep["rto_ok"] and rep["rpo_ok"]
+    steps = {s["name"]: s for s in rep["steps"]}
+    for name in ("backup", "restore", "start", "models", "predict", "stop", "records", "cleanup"):
+        assert steps[name]["ok"], steps[name]
+    assert rep["backup"]["type"] == "incremental"
+    assert steps["audit"]["ok"] and "verifies" in steps["audit"]["detail"], steps["audit"]
+    assert os.listdir(work) == []  # cleaned up
+    # production untouched by the drill server (its predictions went to the copy)
+    assert bh.prediction_count(inst.db) == before
+    assert bh.audit_digest(inst.audit_dir) == audit_before
+
+
+def test_dr_drill_against_live_production_server(inst, tmp_path):
+    """The drill backs up while production serves (and writes its audit log), and compares
+    the restored server's predictions with production's own answers over HTTP."""
+    srv = h.Server(inst.prod, extra_env={"AUDIT_LOG_PATH": inst.audit_log, "SECRET_KEY": bh.SECRET_VALUE})
+    srv.start()
+    try:
+        for name in h.DEMO_MODELS:
+            r = srv.predict(name, {"features": h.valid_features(h.read_manifest(inst.models, name))})
+            assert r.status_code == 200, r.text
+        report = tmp_path / "drill.json"
+        r = inst.run(["dr-drill", "--full", "--url", "http://127.0.0.1:%d" % srv.port, "--report", str(report),
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180)
+        assert r.returncode == 0, out(r)
+        rep = json.load(open(report))
+        steps = {s["name"]: s for s in rep["steps"]}
+        assert rep["backup"]["type"] == "full"
+        assert "production server's" in steps["predict"]["detail"], steps["predict"]
+        assert steps["records"]["ok"] and steps["audit"]["ok"], rep["steps"]
+        # production keeps serving throughout
+        assert srv.get("/ready").status_code == 200
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed, srv.log_tail()
+    r = inst.run(["audit", "verify"])
+    assert r.returncode == 0, out(r)

@@ -1,0 +1,471 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end: the server-side monitor (issue 4) on the real binary with MONITOR_INTERVAL=1s:
+POST /api/v1/feedback statuses, rolling accuracy equal to the hand-computed value, drift and
+data-quality gauges and alerts that fire and resolve, delivery to a webhook and to an
+Alertmanager-v2-shaped receiver on loopback, and a receiver that hangs without slowing
+predictions."""
+
+import csv
+import http.server
+import json
+import os
+import re
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+
+import aimedres_harness as h
+
+MODEL = "alzheimer_classifier"
+MON_ENV = {"MONITOR_INTERVAL": "1s"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def metric_values(srv, name):
+    """{labels string: float} for every sample of metric `name` in /metrics."""
+    r = srv.get("/metrics")
+    assert r.status_code == 200, r.text
+    out = {}
+    for line in r.text.splitlines():
+        m = re.match(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+def metric(srv, name, **labels):
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    for k, v in metric_values(srv, name).items():
+        if all(('%s="%s"' % kv) in k for kv in labels.items()):
+            return v
+    raise KeyError("%s{%s} not exported" % (name, want))
+
+
+def wait_for(cond, timeout=15.0, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except (KeyError, AssertionError) as e:  # not exported yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def validation_rows(srv, model=MODEL):
+    """The model's validation CSV as (feature dict, label int) pairs, typed per the manifest."""
+    man = srv.manifest(model)
+    types = {f["name"]: f.get("type", "number") for f in man["features"]}
+    path = os.path.join(srv.data_dir, "baseline", "%s_validation.csv" % model)
+    rows = []
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            label = int(rec.pop("label"))
+            feats = {}
+            for k, v in rec.items():
+                if v == "" or k not in types:
+                    continue
+                feats[k] = int(float(v)) if types[k] in ("integer", "boolean") else float(v)
+            rows.append((feats, label))
+    return rows
+
+
+def shifted_row(man):
+    """Every feature at the top of its valid range: valid, but far from the training data."""
+    return h.valid_features(man, 1.0)
+
+
+def predict_batch(srv, rows, model=MODEL):
+    r = srv.predict(model, {"instances": rows})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def active_alerts(srv, name=None, model=MODEL):
+    body = srv.get("/api/v1/alerts").json()
+    return [a for a in body["active"] if (name is None or a["name"] == name) and a["model"] == model]
+
+
+def resolved_alerts(srv, name, model=MODEL):
+    body = srv.get("/api/v1/alerts").json()
+    return [a for a in body["resolved"] if a["name"] == name and a["model"] == model]
+
+
+class Receiver:
+    """A loopback HTTP receiver recording every POST (path, JSON body); `hang` makes it accept
+    connections and never answer."""
+
+    def __init__(self, hang=False):
+        self.posts = []
+        self.hang = hang
+        self.held = []
+        self.lock = threading.Lock()
+        if hang:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.listen(16)
+            self.port = self.sock.getsockname()[1]
+            self.thread = threading.Thread(target=self._hang_loop, daemon=True)
+        else:
+            rec = self
+
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def do_POST(self):
+                    n = int(self.headers.get("Content-Length", "0"))
+                    body = self.rfile.read(n)
+                    with rec.lock:
+                        rec.posts.append((self.path, self.headers.get("Content-Type"), json.loads(body)))
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+                def log_message(self, *a):
+                    pass
+
+            self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self.port = self.httpd.server_address[1]
+            self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _hang_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.held.append(conn)  # never read, never answered
+
+    def url(self, path=""):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.posts)
+
+    def close(self):
+        if self.hang:
+            self.sock.close()
+            for c in self.held:
+                c.close()
+        else:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def test_feedback_statuses(make_server):
+    srv = make_server(MON_ENV)
+    man = srv.manifest(MODEL)
+    labels = h.class_labels(man)
+    one = srv.predict(MODEL, {"features": h.valid_features(man)}).json()
+    batch = predict_batch(srv, h.valid_instances(man, 3))
+    pid, bid = one["prediction_id"], batch["prediction_id"]
+    predicted = one["prediction"]["label"]
+    other = labels[1 - labels.index(predicted)]
+
+    def fb(body, **kw):
+        return srv.post("/api/v1/feedback", json=body, **kw)
+
+    r = fb({"prediction_id": pid, "label": predicted})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "stored" and r.json()["duplicate"] is False
+    # the same label again, by name or by index: 200, reported as a duplicate
+    for same in (predicted, labels.index(predicted)):
+        r = fb({"prediction_id": pid, "label": same})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "duplicate" and r.json()["duplicate"] is True
+        assert r.json()["stored"] == 0 and r.json()["duplicates"] == 1
+    # another label for the same row: 409 naming the prediction
+    err = h.assert_error_body(fb({"prediction_id": pid, "label": other}), 409, "feedback_conflict")
+    assert pid in err["message"]
+    # unknown prediction id: 404
+    h.assert_error_body(fb({"prediction_id": "01900000-0000-7000-8000-000000000000", "label": 0}), 404,
+                        "prediction_not_found")
+    # wrong label type or value: 422
+    for bad in (True, None, "no-such-class", 2, -1, 0.5, {"x": 1}, [1]):
+        h.assert_error_body(fb({"prediction_id": bid, "label": bad}), 422, "validation_failed")
+    h.assert_error_body(fb({"prediction_id": bid, "label": 0, "row": 3}), 422, "validation_failed")  # 3 rows
+    h.assert_error_body(fb({"prediction_id": bid, "label": 0, "row": "1"}), 422, "validation_failed")
+    h.assert_error_body(fb({"prediction_id": 5, "label": 0}), 422, "validation_failed")
+    h.assert_error_body(fb({"label": 0}), 422, "validation_failed")
+    h.assert_error_body(fb({"prediction_id": bid, "label": 0, "extra": 1}), 422, "validation_failed")
+    h.assert_error_body(fb({"feedback": []}), 422, "validation_failed")
+    h.assert_error_body(fb({"feedback": [{"prediction_id": bid, "label": 0}] * 1001}), 422, "validation_failed")
+    h.assert_error_body(fb([1, 2]), 422, "validation_failed")
+    h.assert_error_body(srv.post("/api/v1/feedback", data=b"{nope", headers={"Content-Type": "application/json"}),
+                        400, "invalid_json")
+    h.assert_error_body(srv.post("/api/v1/feedback", data=b"{}", headers={"Content-Type": "text/plain"}), 415,
+                        "unsupported_media_type")
+
+    # batch: all-or-nothing; one unknown id refuses the whole batch, nothing is stored
+    items = [{"prediction_id": bid, "row": i, "label": i % 2} for i in range(3)]
+    err = h.assert_error_body(fb({"feedback": items + [{"prediction_id": "missing", "label": 0}]}), 404,
+                              "prediction_not_found")
+    assert [d["index"] for d in err["details"]] == [3]
+    with srv.db() as conn:
+        assert conn.execute("SELECT count(*) FROM feedback WHERE prediction_id = ?", (bid,)).fetchone()[0] == 0
+    r = fb({"feedback": items})
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 3 and [x["status"] for x in r.json()["results"]] == ["stored"] * 3
+    r = fb({"feedback": items})  # retry of the whole batch: all duplicates
+    assert r.status_code == 200 and r.json()["duplicates"] == 3
+    with srv.db() as conn:
+        stored = conn.execute("SELECT row_index, label_json FROM feedback WHERE prediction_id = ? ORDER BY 1",
+                              (bid,)).fetchall()
+    assert [(r[0], json.loads(r[1])) for r in stored] == [(i, labels[i % 2]) for i in range(3)]
+
+
+def test_accuracy_gauge_equals_hand_computed(make_server):
+    srv = make_server(MON_ENV)
+    man = srv.manifest(MODEL)
+    labels = h.class_labels(man)
+    rows = validation_rows(srv)[:40]
+    res = predict_batch(srv, [f for f, _ in rows])
+    preds = [labels.index(p["label"]) for p in res["predictions"]]
+    # truth: agree with the model on the first 28 rows, contradict it on the last 12
+    truth = [p if i < 28 else 1 - p for i, p in enumerate(preds)]
+    r = srv.post("/api/v1/feedback", json={"feedback": [
+        {"prediction_id": res["prediction_id"], "row": i, "label": labels[t]} for i, t in enumerate(truth)]})
+    assert r.status_code == 200, r.text
+    tp = sum(1 for t, p in zip(truth, preds) if t == 1 and p == 1)
+    fp = sum(1 for t, p in zip(truth, preds) if t == 0 and p == 1)
+    fn = sum(1 for t, p in zip(truth, preds) if t == 1 and p == 0)
+    accuracy = 28 / 40
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    lab = {"model": MODEL, "version": "1.0.0"}
+    wait_for(lambda: metric(srv, "model_feedback_labels", **lab) == 40, what="40 labels in the window")
+    assert metric(srv, "model_accuracy", **lab) == pytest.approx(accuracy, abs=1e-9)
+    assert metric(srv, "model_precision", **lab) == pytest.approx(precision, abs=1e-9)
+    assert metric(srv, "model_recall", **lab) == pytest.approx(recall, abs=1e-9)
+    assert metric(srv, "model_f1_score", **lab) == pytest.approx(f1, abs=1e-9)
+    # 0.70 is more than 0.05 below the holdout accuracy (0.84): critical and warning accuracy alerts
+    baseline = man["metrics"]["holdout"]["accuracy"]
+    assert baseline - accuracy > 0.05
+    fired = wait_for(lambda: {a["severity"] for a in active_alerts(srv, "ModelAccuracyDrop")} == {"critical", "warning"},
+                     what="ModelAccuracyDrop alerts")
+    assert fired
+    mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
+    v = [x for x in mon["accuracy_window"]["versions"] if x["version"] == "1.0.0"][0]
+    assert v["labels"] == 40 and v["accuracy"] == pytest.approx(accuracy)
+    assert v["baseline_accuracy"] == pytest.approx(baseline)
+    assert mon["status"] == "CRITICAL"
+    assert metric(srv, "model_status", model=MODEL) == 2
+
+
+# --------------------------------------------------------------------------- drift and quality
+
+
+def test_drift_alert_fires_and_resolves_with_webhook(make_server, receiver):
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="300", ALERT_WEBHOOK_URL=receiver.url("/hook")))
+    man = srv.manifest(MODEL)
+    normal = [f for f, _ in validation_rows(srv)]
+    # in-distribution traffic first: no drift
+    predict_batch(srv, normal[:150])
+    predict_batch(srv, normal[150:300])
+    score = wait_for(lambda: (lambda s: s if s == s else None)(metric(srv, "data_drift_score", model=MODEL)),
+                     what="a drift score")
+    assert score < 0.1, "validation rows should not drift (score %r)" % score
+    assert not active_alerts(srv, "DataDriftDetected")
+
+    # shifted inputs (all at the top of their ranges) fill the window
+    for _ in range(3):
+        predict_batch(srv, [shifted_row(man)] * 100)
+    wait_for(lambda: metric(srv, "data_drift_score", model=MODEL) > 0.1, what="drift score above 0.1")
+    psi = metric_values(srv, "feature_drift_psi")
+    assert any(v > 0.1 for k, v in psi.items() if 'model="%s"' % MODEL in k)
+    assert all(0.0 <= v <= 1.0 for k, v in metric_values(srv, "feature_drift_ks").items()
+               if 'model="%s"' % MODEL in k and v == v)
+    alert = wait_for(lambda: active_alerts(srv, "DataDriftDetected"), what="DataDriftDetected firing")[0]
+    assert alert["severity"] == "warning" and alert["category"] == "model_performance"
+    assert alert["labels"]["model"] == MODEL and alert["state"] == "firing"
+    mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
+    assert mon["status"] == "DEGRADED" and mon["drift"]["score"] > 0.1
+    assert {f["name"] for f in mon["drift"]["features"]} == {f["name"] for f in man["features"]}
+
+    # back to normal inputs: the window refills and the alert resolves
+    predict_batch(srv, normal[:150])
+    predict_batch(srv, normal[150:300])
+    wait_for(lambda: resolved_alerts(srv, "DataDriftDetected"), what="DataDriftDetected resolved")
+    assert not active_alerts(srv, "DataDriftDetected")
+    assert metric(srv, "data_drift_score", model=MODEL) < 0.1
+
+    # the webhook saw the alert fire and resolve
+    def statuses():
+        out = []
+        for path, ctype, body in receiver.snapshot():
+            assert path == "/hook" and ctype == "application/json"
+            for a in body["alerts"]:
+                if a["labels"]["alertname"] == "DataDriftDetected":
+                    out.append(a["status"])
+        return out if {"firing", "resolved"} <= set(out) else None
+
+    got = wait_for(statuses, what="webhook firing + resolved")
+    assert got.index("firing") < got.index("resolved")
+    assert metric(srv, "alert_deliveries_total", receiver="webhook", outcome="success") >= 2
+
+
+def test_quality_drops_with_out_of_range_requests(make_server):
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="100"))
+    man = srv.manifest(MODEL)
+    feat = h.first_feature(man, types=("number", "integer"), ranged=True)
+    good = [f for f, _ in validation_rows(srv)][:50]
+    predict_batch(srv, good)
+    wait_for(lambda: metric(srv, "data_quality_score", model=MODEL) > 0.95, what="quality with good rows")
+    assert not active_alerts(srv, "DataQualityLow")
+    n_bad = 50  # 50 bad values among (50 + 50) * 8: quality below 0.95
+    for _ in range(n_bad):
+        row = h.valid_features(man)
+        row[feat["name"]] = feat["max"] + 1000
+        r = srv.predict(MODEL, {"features": row})
+        h.assert_error_body(r, 422, "validation_failed")
+    nf = len(man["features"])
+    missing_good = sum(nf - len(f) for f in good)
+    expected = 1 - (n_bad + missing_good) / ((len(good) + n_bad) * nf)
+    wait_for(lambda: metric(srv, "data_quality_score", model=MODEL) == pytest.approx(expected, abs=1e-9),
+             what="quality %.4f" % expected)
+    assert expected < 0.95
+    mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
+    assert mon["data_quality"]["out_of_range"] == n_bad
+    alert = wait_for(lambda: active_alerts(srv, "DataQualityLow"), what="DataQualityLow firing")[0]
+    assert alert["value"] == pytest.approx(expected, abs=1e-9) and alert["threshold"] == 0.95
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def test_alertmanager_v2_payload_resent_and_resolved(make_server, receiver):
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10", ALERTMANAGER_URL=receiver.url()))
+    man = srv.manifest(MODEL)
+    feat = h.first_feature(man, types=("number", "integer"), ranged=True)
+    for _ in range(5):
+        row = h.valid_features(man)
+        row[feat["name"]] = feat["max"] + 1000
+        srv.predict(MODEL, {"features": row})
+
+    def quality_posts():
+        out = []
+        for path, ctype, body in receiver.snapshot():
+            assert path == "/api/v2/alerts" and ctype == "application/json"
+            assert isinstance(body, list)
+            out += [a for a in body if a["labels"]["alertname"] == "DataQualityLow"]
+        return out
+
+    posts = wait_for(lambda: (lambda p: p if len(p) >= 2 else None)(quality_posts()), what="two sends while firing")
+    a = posts[0]
+    assert set(a) >= {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+    assert a["labels"]["severity"] == "warning" and a["labels"]["category"] == "model_performance"
+    assert a["labels"]["model"] == MODEL
+    assert a["annotations"]["summary"] and a["annotations"]["description"]
+    assert a["generatorURL"].endswith("/api/v1/monitoring/%s" % MODEL)
+    assert posts[1]["startsAt"] == a["startsAt"]  # re-sent, same alert
+    assert a["endsAt"] > a["startsAt"]
+
+    # good rows push the bad ones out of the 10-row window: resolved with endsAt in the past
+    predict_batch(srv, [f for f, _ in validation_rows(srv) if len(f) == len(man["features"])][:10])
+    wait_for(lambda: resolved_alerts(srv, "DataQualityLow"), what="resolved")
+    sent_resolved = wait_for(lambda: [p for p in quality_posts()
+                                      if p["endsAt"] == resolved_alerts(srv, "DataQualityLow")[0]["ends_at"]],
+                             what="resolution sent to Alertmanager")
+    assert sent_resolved[0]["startsAt"] == a["startsAt"]
+
+
+def test_hanging_receiver_does_not_slow_predictions(make_server):
+    hang = Receiver(hang=True)
+    try:
+        srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10", ALERTMANAGER_URL=hang.url(),
+                               ALERT_WEBHOOK_URL=hang.url("/hook"), ALERT_DELIVERY_TIMEOUT="60s"))
+        man = srv.manifest(MODEL)
+        body = {"features": h.valid_features(man)}
+
+        def timed(n):
+            out = []
+            for _ in range(n):
+                t0 = time.monotonic()
+                r = srv.predict(MODEL, body)
+                out.append(time.monotonic() - t0)
+                assert r.status_code == 200, r.text
+            return out
+
+        before = timed(50)
+        # make alerts fire so that deliveries start and get stuck in the receiver
+        feat = h.first_feature(man, types=("number", "integer"), ranged=True)
+        for _ in range(10):
+            row = h.valid_features(man)
+            row[feat["name"]] = feat["max"] + 1000
+            srv.predict(MODEL, {"features": row})
+        wait_for(lambda: hang.held, what="the delivery thread connected to the hanging receiver")
+        wait_for(lambda: active_alerts(srv, "DataQualityLow"), what="alert firing")
+        during = timed(200)  # all answered while the receiver holds the delivery thread
+        assert len(hang.held) >= 1
+        assert statistics.median(during) < max(5 * statistics.median(before), 0.05), (before, during)
+        # the monitor loop keeps evaluating too (it never waits for delivery)
+        t1 = srv.get("/api/v1/monitoring/%s" % MODEL).json()["evaluated_at"]
+        wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["evaluated_at"] != t1,
+                 what="a new evaluation")
+    finally:
+        hang.close()
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def test_monitoring_endpoints_shape(make_server):
+    srv = make_server(MON_ENV)
+    man = srv.manifest(MODEL)
+    predict_batch(srv, h.valid_instances(man, 5))
+    mon = wait_for(lambda: (lambda r: r.json() if r.status_code == 200 and r.json()["predictions"]["total"] >= 5
+                            else None)(srv.get("/api/v1/monitoring/%s" % MODEL)), what="a snapshot")
+    assert mon["model"] == MODEL and mon["status"] in ("HEALTHY", "DEGRADED", "CRITICAL")
+    for key in ("period", "predictions", "error_rate", "latency_seconds", "accuracy_window", "drift",
+                "data_quality", "alerts", "thresholds"):
+        assert key in mon, key
+    assert set(mon["latency_seconds"]) == {"p50", "p95", "p99"}
+    assert set(mon["alerts"]) >= {"critical", "warning", "active"}
+    assert mon["thresholds"]["drift"] == 0.1 and mon["thresholds"]["data_quality"] == 0.95
+    assert mon["thresholds"]["error_rate_critical"] == 0.02 and mon["thresholds"]["latency_p95_critical_seconds"] == 0.5
+    h.assert_error_body(srv.get("/api/v1/monitoring/no_such_model"), 404, "model_not_found")
+    al = srv.get("/api/v1/alerts")
+    assert al.status_code == 200 and set(al.json()) >= {"active", "resolved"}
+    for name in ("model_status", "data_quality_score", "data_drift_score"):
+        assert 'model="%s"' % MODEL in "".join(metric_values(srv, name)), name
+    # error rate and latency over the interval come from the model metrics
+    assert mon["error_rate"] == 0.0 or mon["predictions"]["interval"] == 0
+
+
+def test_monitor_disabled(make_server):
+    srv = make_server({"MONITOR_ENABLED": "false"})
+    man = srv.manifest(MODEL)
+    assert srv.predict(MODEL, {"features": h.valid_features(man)}).status_code == 200
+    h.assert_error_body(srv.get("/api/v1/alerts"), 404, "not_found")
+    assert metric_values(srv, "data_drift_score") == {}
+
+
+def test_bad_monitor_settings_refuse_to_start(demo_copy):
+    env = dict(h.demo_env(demo_copy), ALERT_DRIFT_THRESHOLD="lots", PORT=str(h.free_port()))
+    r = h.run_cli(["serve"], env=env, timeout=30)
+    assert r.returncode != 0
+    assert "ALERT_DRIFT_THRESHOLD" in r.stderr
+    env = dict(h.demo_env(demo_copy), ALERTMANAGER_URL="https://am:9093", PORT=str(h.free_port()))
+    r = h.run_cli(["serve"], env=env, timeout=30)
+    assert r.returncode != 0 and "ALERTMANAGER_URL" in r.stderr

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SIEM forwarding end to end with a real rsyslog (Debian's rsyslogd) started by the test
+on loopback with its own configuration (imtcp/imudp on a free port, omfile to a temp file,
+private work directory, no system syslog involved). Checks RFC 5424 structured data as
+rsyslog parsed it, TCP octet counting, an outage in the middle (rsyslog stopped, events
+appended by the server and by another process, rsyslog restarted: every record arrives
+exactly once and in order), UDP, and TLS (RFC 5425) with certificate verification."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import aimedres_harness as h
+
+SECRET = "e2e-siem-secret-0123456789abcdef0123456789"
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+OSSL_DRIVER = "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(RSYSLOGD), reason="rsyslog is not installed (scripts/install-deps.sh)")
+
+TEMPLATE = 'template(name="t" type="string" string="%msgid%|%structured-data%|%msg%\\n")\n'
+
+
+class Rsyslog:
+    """One private rsyslogd: start(), stop(), received() -> list of (msgid, sd, msg)."""
+
+    def __init__(self, root, proto="tcp", port=None, tls=None):
+        self.root = str(root)
+        os.makedirs(os.path.join(self.root, "work"), exist_ok=True)
+        self.port = port or h.free_port()
+        self.out = os.path.join(self.root, "out.log")
+        self.conf = os.path.join(self.root, "rsyslog.conf")
+        self.pidfile = os.path.join(self.root, "rsyslogd.pid")
+        self.proto = proto
+        g = 'global(workDirectory="%s"' % os.path.join(self.root, "work")
+        if tls:
+            g += ' DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="%s" ' \
+                 'DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s"' % tls
+        conf = g + ")\n"
+        if proto == "udp":
+            conf += 'module(load="imudp")\ninput(type="imudp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
+        elif tls:
+            conf += 'module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")\n'
+            conf += 'input(type="imtcp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
+        else:
+            conf += 'module(load="imtcp")\ninput(type="imtcp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
+        conf += TEMPLATE
+        conf += 'ruleset(name="r") { action(type="omfile" file="%s" template="t" asyncWriting="off" flushOnTXEnd="on") }\n' % self.out
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", self.conf, "-i", self.pidfile],
+                                     stdout=open(os.path.join(self.root, "rsyslogd.out"), "ab"),
+                                     stderr=subprocess.STDOUT, close_fds=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, open(os.path.join(self.root, "rsyslogd.out")).read()
+            if self.proto == "udp":
+                time.sleep(0.5)
+                return self
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("rsyslogd did not listen on %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def received(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out) as f:
+            return [tuple(l.split("|", 2)) for l in f.read().splitlines() if l]
+
+    def seqs(self):
+        return [json.loads(m)["seq"] for _, _, m in self.received()]
+
+
+def audit_env(tmp_path, syslog, proto="tcp", **extra):
+    d = tmp_path / "audit"
+    d.mkdir(exist_ok=True)
+    env = {
+        "SECRET_KEY": SECRET,
+        "AUDIT_LOG_PATH": str(d / "audit.log"),
+        "SIEM_INTEGRATION_ENABLED": "true",
+        "SYSLOG_SERVER": "127.0.0.1:%d" % syslog.port,
+        "SYSLOG_PROTOCOL": proto,
+        "SYSLOG_FACILITY": "13",
+    }
+    env.update(extra)
+    return env
+
+
+def log_seqs(env):
+    with open(env["AUDIT_LOG_PATH"]) as f:
+        return [json.loads(l)["seq"] for l in f.read().splitlines()]
+
+
+def wait_for(pred, timeout=45, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def cli_events(env, n):
+    """Appends from another process: `audit verify` records an AUDIT_VERIFY event."""
+    cli_env = dict(env, SIEM_INTEGRATION_ENABLED="false")
+    for _ in range(n):
+        r = h.run_cli(["audit", "verify"], cli_env)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tcp_outage_catch_up_exactly_once_in_order(make_server, tmp_path):
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env = audit_env(tmp_path, rs)
+        cli_events(env, 3)  # before the server: the forwarder starts from the beginning
+        srv = make_server(env)
+        for _ in range(3):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 6, what="first records at rsyslog")
+
+        # the structured data as rsyslog parsed it, and the record in MSG
+        msgid, sd, msg = rs.received()[0]
+        rec = json.loads(msg)
+        assert msgid == rec["type"] == "AUDIT_VERIFY"
+        assert sd.startswith('[audit@32473 seq="1" type="AUDIT_VERIFY" ')
+        assert 'hash="%s"' % rec["hash"] in sd
+
+        # outage: rsyslog down while the server and another process append
+        rs.stop()
+        for _ in range(4):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        cli_events(env, 2)
+        for _ in range(2):
+            srv.get("/api/v1/audit/verify")
+        time.sleep(1.5)  # the forwarder notices and backs off
+        n_total = len(log_seqs(env))
+        before = len(rs.seqs())
+        assert before < n_total
+        rs.start()
+        wait_for(lambda: len(rs.seqs()) >= n_total, what="catch-up after the outage")
+        time.sleep(1.0)  # nothing more should arrive (no duplicates)
+        got = rs.seqs()
+        want = log_seqs(env)
+        assert got == want, (got, want)
+        assert got == list(range(1, len(got) + 1))
+        cursor = json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))
+        assert cursor["seq"] == want[-1]
+        assert "siem: receiver" in srv.log_text() or "reconnecting" in srv.log_text()
+
+        # restart of aimedres: the persisted cursor means nothing is sent twice
+        srv.stop()
+        srv2 = make_server(env)
+        srv2.get("/api/v1/audit/events", params={"limit": 1})
+        wait_for(lambda: len(rs.seqs()) == len(log_seqs(env)), what="record after restart")
+        time.sleep(0.5)
+        assert rs.seqs() == log_seqs(env)
+    finally:
+        rs.stop()
+
+
+def test_udp_delivery(make_server, tmp_path):
+    rs = Rsyslog(tmp_path / "rsyslog", proto="udp").start()
+    try:
+        env = audit_env(tmp_path, rs, proto="udp")
+        cli_events(env, 2)
+        srv = make_server(env)
+        srv.get("/api/v1/audit/events")
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 3, timeout=20, what="udp records")
+        msgid, sd, _ = rs.received()[-1]
+        assert msgid == "DATA_ACCESS" and 'source_ip="127.0.0.1"' in sd
+    finally:
+        rs.stop()
+
+
+def _make_certs(d):
+    d = str(d)
+    os.makedirs(d, exist_ok=True)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=d)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=test-ca")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj",
+        "/CN=localhost")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem",
+        "-days", "2", "-subj", "/CN=other-ca")
+    return {k: os.path.join(d, v) for k, v in
+            (("ca", "ca.pem"), ("cert", "srv.pem"), ("key", "srv.key"), ("other", "other.pem"))}
+
+
+@pytest.mark.skipif(not os.path.exists(OSSL_DRIVER), reason="rsyslog-openssl is not installed")
+def test_tls_delivery_and_verification(make_server, tmp_path):
+    certs = _make_certs(tmp_path / "certs")
+    rs = Rsyslog(tmp_path / "rsyslog", tls=(certs["ca"], certs["cert"], certs["key"])).start()
+    try:
+        # a CA that did not sign the receiver's certificate: nothing is sent
+        env = audit_env(tmp_path, rs, proto="tls", SYSLOG_CA_PATH=certs["other"])
+        cli_events(env, 2)
+        srv = make_server(env)
+        wait_for(lambda: "TLS handshake" in srv.log_text(), timeout=20, what="TLS refusal in the log")
+        assert rs.seqs() == []
+        srv.stop()
+        # the right CA: everything arrives, from the cursor (nothing was sent before)
+        env["SYSLOG_CA_PATH"] = certs["ca"]
+        env["SYSLOG_SERVER"] = "localhost:%d" % rs.port
+        srv = make_server(env)
+        srv.get("/api/v1/audit/events")
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 3, timeout=30, what="tls records")
+    finally:
+        rs.stop()

@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""End-to-end tests of native TLS (TLS_ENABLED): certificates generated with the openssl CLI;
+TLS 1.2 and 1.3 work and answer with HSTS; TLS 1.1 (forced with openssl s_client at security
+level 0, so the client really offers it) and plain HTTP on the TLS port are refused;
+TLS_MIN_VERSION=1.3 refuses 1.2; non-ECDHE or non-AEAD TLS 1.2 ciphers are refused; bad
+certificate settings stop the server from starting; API keys work over TLS."""
+
+import socket
+import ssl
+
+import pytest
+import requests
+
+import aimedres_harness as h
+import auth_helpers as a
+
+
+class TlsServer(h.Server):
+    def __init__(self, root, cafile, **kw):
+        super().__init__(root, **kw)
+        self.session.verify = cafile
+
+    def url(self, path):
+        return "https://127.0.0.1:%d%s" % (self.port, path)
+
+
+def make_cert(d, kind="rsa"):
+    key, cert = str(d / ("%s-key.pem" % kind)), str(d / ("%s-cert.pem" % kind))
+    newkey = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    a.openssl("req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj",
+              "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(demo_dir, tmp_path):
+    started = []
+
+    def factory(extra=None, kind="rsa"):
+        cert, key = make_cert(tmp_path, kind)
+        env = {"TLS_ENABLED": "true", "TLS_CERT_PATH": cert, "TLS_KEY_PATH": key, "LOG_LEVEL": "WARNING"}
+        env.update(extra or {})
+        root = h.copy_demo(demo_dir, str(tmp_path / ("demo%d" % len(started))))
+        srv = TlsServer(root, cert, extra_env=env)
+        started.append(srv)
+        return srv.start()
+
+    yield factory
+    for srv in started:
+        rc, killed = srv.stop()
+        assert not killed and rc == 0, srv.log_tail()
+
+
+def handshake(port, cafile, version):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile)
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return s.version(), s.cipher(), data
+
+
+def s_client(port, *args):
+    """openssl s_client, allowing the client every protocol (SECLEVEL 0); returns (ok, output)."""
+    r = a.openssl("s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "127.0.0.1", *args,
+                  check=False, input_bytes=b"Q\n", timeout=30)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    ok = "Cipher is (NONE)" not in out and "Cipher is" in out and r.returncode == 0
+    return ok, out
+
+
+def test_tls12_and_tls13_work_with_hsts(tls_server):
+    srv = tls_server()
+    for version, name in ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"), (ssl.TLSVersion.TLSv1_3, "TLSv1.3")):
+        got, cipher, data = handshake(srv.port, srv.session.verify, version)
+        assert got == name, got
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        assert b"Strict-Transport-Security: max-age=31536000; includeSubDomains" in data, data[:600]
+        if name == "TLSv1.2":
+            assert cipher[0].startswith("ECDHE-") and ("GCM" in cipher[0] or "CHACHA20" in cipher[0]), cipher
+    r = srv.get("/health")
+    assert r.status_code == 200 and r.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def old_protocol_error(port, version):
+    """Connects offering only `version` (client security level 0, so the client really offers
+    it); returns the SSLError text, or None if the handshake succeeded."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw):
+                return None
+    except ssl.SSLError as e:
+        return str(e)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_tls11_refused(tls_server):
+    srv = tls_server()
+    for version in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1):
+        err = old_protocol_error(srv.port, version)
+        # the alert comes from the server: the client did offer the old protocol
+        assert err is not None and "ALERT_PROTOCOL_VERSION" in err, (version, err)
+    assert old_protocol_error(srv.port, ssl.TLSVersion.TLSv1_2) is None  # same client, 1.2: fine
+    ok, out = s_client(srv.port, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert not ok, out
+    assert "protocol version" in out or "alert" in out, out
+    # the same client, same options, TLS 1.2: works (so the refusal above is the server's)
+    ok, out = s_client(srv.port, "-tls1_2", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert ok and "TLSv1.2" in out, out
+
+
+def test_weak_tls12_ciphers_refused(tls_server):
+    srv = tls_server()
+    for weak in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "DHE-RSA-AES128-GCM-SHA256"):
+        ok, out = s_client(srv.port, "-tls1_2", "-cipher", weak + ":@SECLEVEL=0")
+        assert not ok, "cipher %s accepted:\n%s" % (weak, out)
+    ok, out = s_client(srv.port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert ok, out
+
+
+def test_plain_http_on_tls_port_refused(tls_server):
+    srv = tls_server()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+    assert b"HTTP/1.1" not in data and b"healthy" not in data, data[:200]
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get("http://127.0.0.1:%d/health" % srv.port, timeout=5)
+    assert srv.get("/health").status_code == 200  # still serving TLS afterwards
+
+
+def test_min_version_13(tls_server):
+    srv = tls_server({"TLS_MIN_VERSION": "1.3"}, kind="ec")
+    got, _, data = handshake(srv.port, srv.session.verify, ssl.TLSVersion.TLSv1_3)
+    assert got == "TLSv1.3" and data.startswith(b"HTTP/1.1 200")
+    with pytest.raises(ssl.SSLError):
+        handshake(srv.port, srv.session.verify, ssl.TLSVersion.TLSv1_2)
+
+
+def test_api_key_over_tls(tls_server):
+    srv = tls_server(a.auth_env())
+    _, key, _ = a.create_key(a.server_env(srv), "tls", "clinician")
+    body = {"features": h.valid_features(srv.manifest("parkinsons_predictor"))}
+    r = srv.predict("parkinsons_predictor", body, headers={"Authorization": "Bearer " + key})
+    assert r.status_code == 200, r.text
+    assert srv.predict("parkinsons_predictor", body).status_code == 401
+
+
+def test_bad_tls_settings_refuse_to_start(demo_dir, tmp_path):
+    cert, key = make_cert(tmp_path, "rsa")
+    other_cert, _ = make_cert(tmp_path, "ec")
+    cases = [
+        ({"TLS_CERT_PATH": str(tmp_path / "missing.pem"), "TLS_KEY_PATH": key}, "TLS_CERT_PATH"),
+        ({"TLS_CERT_PATH": other_cert, "TLS_KEY_PATH": key}, "does not match"),
+        ({"TLS_CERT_PATH": cert}, "TLS_KEY_PATH"),
+    ]
+    for i, (env, needle) in enumerate(cases):
+        env = dict(env, TLS_ENABLED="true")
+        root = h.copy_demo(demo_dir, str(tmp_path / ("bad%d" % i)))
+        srv = TlsServer(root, cert, extra_env=env)
+        with pytest.raises(h.ServerStartError) as e:
+            srv.start()
+        srv.stop(timeout=5)
+        assert srv.returncode == 1 and needle in str(e.value), str(e.value)

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared helpers for the libFuzzer targets: a NUL-terminated copy of the input (most of
+ * our parsers take C strings) and the fixed model manifest the predict target validates
+ * against. Header-only so each target stays one translation unit. */
+#ifndef AIMEDRES_FUZZ_COMMON_H
+#define AIMEDRES_FUZZ_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* malloc'd copy of data with a trailing NUL; aborts on OOM (the fuzzer's limit applies). */
+static inline char *fuzz_cstr(const uint8_t *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    if (!s)
+        abort();
+    if (size)
+        memcpy(s, data, size);
+    s[size] = '\0';
+    return s;
+}
+
+/* A small manifest with one feature of each type and range shape; the predict target
+ * validates fuzzed bodies against it. Kept here so the manifest seed corpus can use it too. */
+#define FUZZ_MANIFEST_JSON                                                                                   \
+    "{\"format_version\":1,\"name\":\"fuzz_model\",\"version\":\"1.0.0\",\"task\":\"binary\","               \
+    "\"description\":\"fuzz\",\"synthetic\":true,\"created_at\":\"2026-01-01T00:00:00Z\","                   \
+    "\"label\":\"y\",\"booster\":{\"backend\":\"xgboost\",\"file\":\"model.json\",\"format\":\"json\","      \
+    "\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"},"                      \
+    "\"features\":["                                                                                         \
+    "{\"name\":\"age\",\"type\":\"integer\",\"required\":true,\"min\":0,\"max\":120},"                       \
+    "{\"name\":\"sex\",\"type\":\"boolean\",\"required\":true,\"min\":0,\"max\":1},"                         \
+    "{\"name\":\"mmse\",\"type\":\"number\",\"required\":true,\"min\":0.0,\"max\":30.0},"                    \
+    "{\"name\":\"bmi\",\"type\":\"number\",\"required\":false,\"min\":10.0},"                                \
+    "{\"name\":\"score\",\"type\":\"number\",\"required\":false}],"                                          \
+    "\"class_labels\":[\"no\",\"yes\"],\"threshold\":0.5}"
+
+#endif
