@@ -82,8 +82,8 @@ void api_deployments_create(http_ctx_t *ctx)
 /* GET /api/v1/deployments[?status=S&model=M] and GET /api/v1/models/{name}/deployments. */
 void api_deployments_list(http_ctx_t *ctx)
 {
-    static const char *const statuses[] = {"pending", "validating", "deploying", "monitoring", "stable",
-                                           "failed",  "rolled_back", "paused"};
+    static const char *const statuses[] = {"pending", "validating", "deploying",   "monitoring",
+                                           "stable",  "failed",     "rolled_back", "paused"};
     api_app_t *app = http_ctx_app(ctx);
     if (!have_rollout(ctx, app))
         return;

@@ -445,7 +445,8 @@ static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, bo
         out = json_pack("{s:s,s:I,s:I,s:s}", "status", "fail", "predictions", (json_int_t)preds, "expected",
                         json_integer_value(want), "error", "record count differs from the snapshot's");
     } else {
-        out = json_pack("{s:s,s:s,s:I}", "status", "ok", "integrity_check", "ok", "predictions", (json_int_t)preds);
+        out = json_pack("{s:s,s:s,s:I}", "status", "ok", "integrity_check", "ok", "predictions",
+                        (json_int_t)preds);
         *ok = true;
     }
     store_close(st);

@@ -9,36 +9,7 @@
 #include <string.h>
 
 #include "common/util.h"
-
-int backup_db_path_from_url(const char *url, char *buf, size_t len, char *err, size_t errlen)
-{
-    if (!url || !*url) {
-        snprintf(err, errlen, "DATABASE_URL is empty");
-        return -EINVAL;
-    }
-    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        snprintf(err, errlen,
-                 "DATABASE_URL: backups of PostgreSQL come with that backend (pg_dump); "
-                 "only SQLite is supported yet");
-        return -ENOTSUP;
-    }
-    const char *path = url;
-    if (strncmp(url, "sqlite://", 9) == 0)
-        path = url + 9;
-    else if (strstr(url, "://")) {
-        snprintf(err, errlen, "DATABASE_URL: unsupported scheme");
-        return -EINVAL;
-    }
-    if (!*path || strchr(path, '?')) {
-        snprintf(err, errlen, "DATABASE_URL: expected sqlite:///path or a plain file path");
-        return -EINVAL;
-    }
-    if (snprintf(buf, len, "%s", path) >= (int)len) {
-        snprintf(err, errlen, "DATABASE_URL: path too long");
-        return -ENAMETOOLONG;
-    }
-    return 0;
-}
+#include "store/store.h"
 
 int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, char *err, size_t errlen)
 {
@@ -62,7 +33,8 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     s.audit_log_path = cfg->audit_log_path;
     s.audit_retention_days = cfg->audit_log_retention_days;
     s.prod_url = cfg->prod_url;
-    int r = backup_db_path_from_url(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
+    /* the store owns URL resolution; PostgreSQL backups (pg_dump) come with that backend */
+    int r = store_url_file_path(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
     if (r < 0)
         return r;
     const char *results = cfg->results_path;

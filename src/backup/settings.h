@@ -40,8 +40,4 @@ typedef struct backup_settings {
  * (PostgreSQL backups come with that backend), -EINVAL for an unusable path. */
 int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, char *err, size_t errlen);
 
-/* The SQLite file path a DATABASE_URL names ("sqlite:///abs", "sqlite://rel" or a plain
- * path) into buf. -ENOTSUP for postgresql://, -EINVAL otherwise. */
-int backup_db_path_from_url(const char *url, char *buf, size_t len, char *err, size_t errlen);
-
 #endif

@@ -20,15 +20,15 @@
 #include "monitor/process.h"
 #include "monitor/monitor.h" /* monitor (issue 4) */
 #include "security/pseudonym.h"
-#include "audit/audit.h" /* audit (issue 5) */
-#include "audit/siem.h"  /* audit (issue 5) */
+#include "audit/audit.h"       /* audit (issue 5) */
+#include "audit/siem.h"        /* audit (issue 5) */
 #include "security/security.h" /* security (issue 5) */
 #include "security/tls.h"      /* security (issue 5) */
 #include "rollout/rollout.h"   /* rollouts (issue 3) */
 
 typedef struct serve_state {
     api_app_t app;
-    audit_siem_t *audit_siem; /* audit (issue 5): SIEM forwarder, NULL = off */
+    audit_siem_t *audit_siem;      /* audit (issue 5): SIEM forwarder, NULL = off */
     http_server_t *metrics_server; /* on PROMETHEUS_PORT, when set */
     struct event_base *base;
     struct event *drain_timer;
@@ -263,6 +263,7 @@ int cli_serve(int argc, char **argv)
         }
     }
     process_metrics_register(cfg->model_storage_path);
+    backup_metrics_register(cfg->backup_path);
     st.base = event_base_new();
     if (!st.base || http_server_start(st.app.server) < 0 ||
         (st.metrics_server && http_server_start(st.metrics_server) < 0)) {
@@ -310,8 +311,8 @@ out:
     http_server_free(st.app.server);
     security_free(st.app.security); /* security (issue 5) */
     tls_ctx_free(tls_ctx);          /* security (issue 5) */
-    monitor_free(st.app.monitor); /* monitor (issue 4): after the workers, before store and registry */
-    rollout_free(st.app.rollout); /* rollouts (issue 3): after the workers, before the registry */
+    monitor_free(st.app.monitor);   /* monitor (issue 4): after the workers, before store and registry */
+    rollout_free(st.app.rollout);   /* rollouts (issue 3): after the workers, before the registry */
     model_registry_free(st.app.registry);
     store_close(st.app.store);
     lockfile_release(data_lock);

@@ -117,7 +117,8 @@ void log_json(log_level_t level, const char *msg, json_t *fields)
     }
     json_decref(fields);
 
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+    char *text =
+        json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
     json_decref(obj);
     if (!text)
         return;
@@ -141,6 +142,37 @@ void log_json(log_level_t level, const char *msg, json_t *fields)
     line[len + 1] = '\0';
     write_line(line, len + 1);
     free(line);
+}
+
+/* True if s can go inside a JSON string as is: printable ASCII without '"' or '\\'. */
+static bool json_plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
+void log_request(const char *request_id, const char *method, const char *route, int status,
+                 double duration_ms)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    if (!json_plain(request_id) || !json_plain(method) || !json_plain(route)) {
+        /* not expected (ids are sanitised, methods and routes come from tables): the general path escapes */
+        log_msg(LOG_INFO, "request", "{s:s,s:s,s:s,s:i,s:f}", "request_id", request_id, "method", method,
+                "route", route, "status", status, "duration_ms", duration_ms);
+        return;
+    }
+    char ts[ISO8601_LEN], line[1024];
+    util_iso8601(util_now_ms(), ts);
+    int n = snprintf(
+        line, sizeof(line),
+        "{\"ts\":\"%s\",\"level\":\"INFO\",\"msg\":\"request\",\"request_id\":\"%s\",\"method\":\"%s\","
+        "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f}\n",
+        ts, request_id, method, route, status, duration_ms);
+    if (n > 0 && (size_t)n < sizeof(line))
+        write_line(line, (size_t)n);
 }
 
 void log_msg(log_level_t level, const char *msg, const char *fields_fmt, ...)

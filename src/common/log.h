@@ -23,6 +23,13 @@ void log_msg(log_level_t level, const char *msg, const char *fields_fmt, ...);
 /* Same with a ready object; steals the reference to fields (may be NULL). */
 void log_json(log_level_t level, const char *msg, json_t *fields);
 
+/* The per-request access line {"ts","level":"INFO","msg":"request","request_id","method",
+ * "route","status","duration_ms"}, formatted without building a JSON object (the hot
+ * path: it would otherwise cost as much as a /health answer). Same sink and semantics as
+ * log_msg; values that would need JSON escaping fall back to log_msg. */
+void log_request(const char *request_id, const char *method, const char *route, int status,
+                 double duration_ms);
+
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)
 #define log_warning(msg, ...) log_msg(LOG_WARNING, msg, __VA_ARGS__)

@@ -384,10 +384,8 @@ static void finish(http_ctx_t *ctx, int status, const char *content_type, struct
     evhttp_send_reply(ctx->req, status, NULL, body);
     double ms = (double)(util_mono_ns() - ctx->start_ns) / 1e6;
     count_request(ctx, status, ms / 1e3);
-    if (log_enabled(LOG_INFO))
-        log_msg(LOG_INFO, "request", "{s:s,s:s,s:s,s:i,s:f}", "request_id", ctx->request_id, "method",
-                router_method_name(ctx->method), "route", ctx->route ? ctx->route->pattern : "unmatched",
-                "status", status, "duration_ms", ms);
+    log_request(ctx->request_id, router_method_name(ctx->method),
+                ctx->route ? ctx->route->pattern : "unmatched", status, ms);
     free(ctx);
 }
 

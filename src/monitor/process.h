@@ -8,5 +8,8 @@
 /* Registers the collectors; disk_path is the filesystem reported by host_disk_percent
  * (copied). Call once. */
 void process_metrics_register(const char *disk_path);
+/* Registers backup_last_success_timestamp_seconds and backup_age_seconds, read from the
+ * latest verified backup under backup_path at scrape time (absent until one exists). */
+void backup_metrics_register(const char *backup_path);
 
 #endif

@@ -560,3 +560,32 @@ def test_dr_drill_against_live_production_server(inst, tmp_path):
     assert rc == 0 and not killed, srv.log_tail()
     r = inst.run(["audit", "verify"])
     assert r.returncode == 0, out(r)
+
+
+def test_server_exports_last_backup_gauges(inst):
+    """The running server exports the time of the last good backup and its age (issue 6),
+    read from BACKUP_PATH at scrape time: absent before the first backup, then equal to the
+    backup's own timestamp."""
+    srv = h.Server(inst.prod, extra_env={k: v for k, v in inst.env().items() if k.startswith("BACKUP_")})
+    srv.start()
+    try:
+        text = srv.get("/metrics").text
+        assert "backup_last_success_timestamp_seconds" not in text
+        b = inst.backup("full")
+        text = srv.get("/metrics").text
+        vals = {}
+        for line in text.splitlines():
+            if line.startswith("backup_"):
+                name, value = line.split()
+                vals[name] = float(value)
+        man = inst.manifest(b["id"])
+        ts = man.get("timestamp_ms") or man.get("created_ms")
+        if ts is None:
+            from datetime import datetime, timezone
+            ts = datetime.strptime(man["timestamp"][:19], "%Y-%m-%dT%H:%M:%S").replace(
+                tzinfo=timezone.utc).timestamp() * 1000
+        assert abs(vals["backup_last_success_timestamp_seconds"] - ts / 1000.0) < 1.0, (vals, man.get("timestamp"))
+        assert 0 <= vals["backup_age_seconds"] < 120
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
