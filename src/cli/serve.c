@@ -201,9 +201,11 @@ int cli_serve(int argc, char **argv)
         log_msg(LOG_WARNING, "no models loaded; /ready answers 503 until one is registered", "{s:s}",
                 "model_storage_path", cfg->model_storage_path);
     /* rollouts (issue 3): the deployment controller resumes stored deployments */
-    if (rollout_new(st.app.store, st.app.registry, cfg->data_dir, (rollout_t **)&st.app.rollout, err,
-                    sizeof(err)) < 0 ||
-        rollout_start(st.app.rollout) < 0) {
+    int rrc = rollout_new(st.app.store, st.app.registry, cfg->data_dir, (rollout_t **)&st.app.rollout, err,
+                          sizeof(err));
+    if (rrc == 0)
+        rollout_set_audit(st.app.rollout, st.app.audit); /* audit (issue 5): DEPLOYMENT_* events */
+    if (rrc < 0 || rollout_start(st.app.rollout) < 0) {
         fprintf(stderr, "aimedres serve: rollouts: %s\n", err[0] ? err : "cannot start the controller");
         goto out;
     }

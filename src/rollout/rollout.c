@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "model/schema.h"
@@ -100,6 +101,7 @@ typedef struct shadow_job {
 
 struct rollout {
     store_t *store;
+    struct audit_log *audit; /* DEPLOYMENT_* audit events; NULL = audit off */
     model_registry_t *registry;
     char *data_dir;
     rollout_config_t defaults;
@@ -270,6 +272,23 @@ static void save(rollout_t *r, dep_t *d, const char *event, const char *actor, c
         if (erc < 0)
             log_msg(LOG_ERROR, "deployment event not stored", "{s:s,s:i}", "deployment_id", d->id, "errno",
                     -erc);
+        if (r->audit) {
+            /* audit (issue 5): every deployment state change, queued (the controller does
+             * not wait on the disk; the store event above is the operational record) */
+            char type[64];
+            snprintf(type, sizeof(type), "DEPLOYMENT_%s", event);
+            for (char *c = type; *c; c++)
+                *c = (*c >= 'a' && *c <= 'z') ? (char)(*c - 32) : (*c == '-' || *c == ' ') ? '_' : *c;
+            audit_event_t aev = {.type = type,
+                                 .user = actor ? actor : "controller",
+                                 .action = "U",
+                                 .entity_type = "deployment",
+                                 .entity_id = d->id,
+                                 .outcome = "success",
+                                 .detail = ev};
+            if (audit_log_submit(r->audit, &aev, NULL, NULL) < 0)
+                log_msg(LOG_ERROR, "deployment audit event not queued", "{s:s}", "deployment_id", d->id);
+        }
         json_decref(ev);
         log_msg(LOG_INFO, "deployment", "{s:s,s:s,s:s,s:s,s:s,s:f}", "deployment_id", d->id, "model",
                 d->model, "event", event, "status", d->status, "actor", actor ? actor : "controller",
@@ -929,6 +948,11 @@ static void parse_faults(rollout_t *r)
     }
     log_msg(LOG_WARNING, "rollout fault injection is ON (test setting ROLLOUT_FAULT_INJECT)", "{s:s}",
             "version", r->fault_version);
+}
+
+void rollout_set_audit(rollout_t *r, struct audit_log *audit)
+{
+    r->audit = audit;
 }
 
 int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir, rollout_t **ret, char *err,

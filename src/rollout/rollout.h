@@ -35,6 +35,10 @@ typedef struct rollout_route {
  * (ROLLOUT_*). Does not start anything (see rollout_start). */
 int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir, rollout_t **ret, char *err,
                 size_t errlen);
+/* DEPLOYMENT_<EVENT> audit records for every state change (borrowed; NULL = none). Call
+ * before rollout_start. */
+struct audit_log;
+void rollout_set_audit(rollout_t *r, struct audit_log *audit);
 /* Resumes the active deployments found in the store (stages and timers continue where
  * they were) and starts the controller and shadow threads. */
 int rollout_start(rollout_t *r);

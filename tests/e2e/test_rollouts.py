@@ -423,3 +423,31 @@ def test_cli_deploy_manual_control_rollback_verify(make_server):
     # against nothing: exit 1 with a reason
     r = h.run_cli(["verify", "--url", "http://127.0.0.1:%d" % h.free_port()], env={})
     assert r.returncode == 1 and "FAIL" in r.stdout
+
+
+def test_deployment_state_changes_are_audited(make_server, tmp_path):
+    """Issue 5: every deployment state change is an audit record (DEPLOYMENT_<EVENT>) naming
+    the deployment, and the chain still verifies."""
+    import json as _json
+    audit_log = str(tmp_path / "audit" / "audit.log")
+    secret = "rollout-audit-secret-0123456789abcdef0123"
+    srv = make_server({"SECRET_KEY": secret, "AUDIT_LOG_PATH": audit_log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="10m")
+    assert r.status_code == 201, r.text
+    dep = r.json()["deployment_id"]
+    assert srv.post("/api/v1/deployments/%s/rollback" % dep, json={"reason": "operator test"}).status_code == 200
+    deadline = time.monotonic() + 10
+    types = []
+    while time.monotonic() < deadline:
+        with open(audit_log) as f:
+            recs = [_json.loads(line) for line in f if line.strip()]
+        types = [x["type"] for x in recs if x.get("entity_id") == dep]
+        if any("ROLL" in t for t in types):
+            break
+        time.sleep(0.1)
+    assert types and all(t.startswith("DEPLOYMENT_") for t in types), types
+    assert any("ROLL" in t for t in types), types
+    srv.stop()
+    v = h.run_cli(["audit", "verify"], env={"SECRET_KEY": secret, "AUDIT_LOG_PATH": audit_log})
+    assert v.returncode == 0, v.stdout + v.stderr
