@@ -38,6 +38,7 @@ test-e2e: build
 	cd $(BUILD) && ctest --output-on-failure -R '^e2e/'
 
 bench: deps build
+	@scripts/install-deps.sh bench
 	bench/run.sh
 
 # reliability (issue 7): libFuzzer targets (clang) and the whole suite under ASan+UBSan.

@@ -16,19 +16,6 @@
 #define FEEDBACK_MAX_BATCH 1000
 #define PREDICTION_ID_MAX 64
 
-static bool json_content_type(const char *ct)
-{
-    if (!ct)
-        return false;
-    while (*ct == ' ')
-        ct++;
-    static const char want[] = "application/json";
-    if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
-        return false;
-    char next = ct[sizeof(want) - 1];
-    return next == '\0' || next == ';' || next == ' ';
-}
-
 static void add_problem(json_t *details, long index, const char *field, const char *problem,
                         const char *message)
 {
@@ -90,7 +77,7 @@ void api_feedback(http_ctx_t *ctx)
     json_t *root = NULL, *details = NULL;
     store_feedback_item_t *items = NULL;
 
-    if (!json_content_type(http_ctx_header(ctx, "Content-Type"))) {
+    if (!http_ctx_is_json(ctx)) {
         http_reply_error(ctx, 415, "unsupported_media_type", NULL, "Content-Type must be application/json");
         return;
     }

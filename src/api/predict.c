@@ -45,12 +45,13 @@ static void reply_after_writes(http_ctx_t *ctx, void *arg)
     } else {
         bool audit = atomic_load(&p->failed) == WRITE_AUDIT;
         json_decref(p->body);
-        log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}", "request_id",
-                http_ctx_request_id(ctx), "errno", -status);
-        http_reply_error(ctx, 503, "service_unavailable", NULL, "%s",
-                         audit ? "the audit record could not be written durably; the prediction is not "
-                                 "acknowledged; retry later"
-                               : "the prediction could not be recorded durably and is not acknowledged; retry later");
+        log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}",
+                "request_id", http_ctx_request_id(ctx), "errno", -status);
+        http_reply_error(
+            ctx, 503, "service_unavailable", NULL, "%s",
+            audit ? "the audit record could not be written durably; the prediction is not "
+                    "acknowledged; retry later"
+                  : "the prediction could not be recorded durably and is not acknowledged; retry later");
     }
     free(p);
 }
@@ -75,19 +76,6 @@ static void record_done(void *arg, int status)
 static void audit_done(void *arg, int status)
 {
     write_done(arg, status, WRITE_AUDIT);
-}
-
-static bool is_json_content_type(const char *ct)
-{
-    if (!ct)
-        return false;
-    while (*ct == ' ')
-        ct++;
-    static const char want[] = "application/json";
-    if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
-        return false;
-    char next = ct[sizeof(want) - 1];
-    return next == '\0' || next == ';' || next == ' ';
 }
 
 /* Parses the body; on failure replies and returns NULL. The parser's message is cut
@@ -140,7 +128,7 @@ void api_predict(http_ctx_t *ctx)
     float *rows = NULL, *out = NULL;
     rollout_route_t rt = {.arm = "stable"}; /* rollouts (issue 3) */
 
-    if (!is_json_content_type(http_ctx_header(ctx, "Content-Type"))) {
+    if (!http_ctx_is_json(ctx)) {
         http_reply_error(ctx, 415, "unsupported_media_type", NULL, "Content-Type must be application/json");
         return;
     }
@@ -216,7 +204,8 @@ void api_predict(http_ctx_t *ctx)
     /* rollouts (issue 3): without a version pin, an active deployment may route this request
      * to its candidate (sticky by patient_id, else by request id); one atomic load otherwise */
     if (!pin)
-        rollout_route(app->rollout, name, jpid ? json_string_value(jpid) : NULL, http_ctx_request_id(ctx), &rt);
+        rollout_route(app->rollout, name, jpid ? json_string_value(jpid) : NULL, http_ctx_request_id(ctx),
+                      &rt);
     if (!rt.arm) /* a pinned version bypasses routing: label it as such in metrics and records */
         rt.arm = pin ? "pinned" : "stable";
     h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire(app->registry, name, pin, &err);
@@ -341,8 +330,8 @@ void api_predict(http_ctx_t *ctx)
             /* audit (issue 5): MODEL_INFERENCE, durable before the answer like the record */
             char entity[300];
             snprintf(entity, sizeof(entity), "%s/%s", m->name, m->version);
-            json_t *detail = json_pack("{s:s,s:s,s:s,s:s,s:I}", "model", m->name, "version", m->version, "arm",
-                                       rec.arm, "prediction_id", pid, "rows", (json_int_t)n_rows);
+            json_t *detail = json_pack("{s:s,s:s,s:s,s:s,s:I}", "model", m->name, "version", m->version,
+                                       "arm", rec.arm, "prediction_id", pid, "rows", (json_int_t)n_rows);
             audit_event_t ev = {
                 .type = "MODEL_INFERENCE",
                 .user = http_ctx_user(ctx),
@@ -378,8 +367,9 @@ void api_predict(http_ctx_t *ctx)
     json_decref(body);
     if (rc < 0)
         http_reply_error(ctx, 503, "service_unavailable", NULL, "%s",
-                         rc == -ESHUTDOWN ? "the server is shutting down; retry"
-                                          : "the prediction could not be queued for durable recording; retry");
+                         rc == -ESHUTDOWN
+                             ? "the server is shutting down; retry"
+                             : "the prediction could not be queued for durable recording; retry");
     /* else: the answer goes out from reply_after_writes once every write is durable */
 out:
     json_decref(preds);

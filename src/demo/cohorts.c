@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rng.h"
 #include "common/util.h"
 #include "model/csv.h"
 
@@ -122,50 +123,22 @@ const demo_cohort_t *demo_cohort_find(const char *name)
 /* ---- PRNG: xoshiro256** (seeded by splitmix64), uniforms from the top 53 bits ---- */
 
 typedef struct rng {
-    uint64_t s[4];
+    rng_state_t st; /* common/rng.h */
     bool has_spare;
     double spare;
 } rng_t;
 
-static uint64_t splitmix64(uint64_t *x)
+static void cohort_rng_seed(rng_t *r, uint64_t seed)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(rng_t *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
+    rng_seed(&r->st, seed);
     r->has_spare = false;
     r->spare = 0;
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next64(rng_t *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
 }
 
 /* Uniform in [0, 1), exactly representable. */
 static double uniform(rng_t *r)
 {
-    return (double)(next64(r) >> 11) * 0x1.0p-53;
+    return rng_uniform(&r->st);
 }
 
 static bool bernoulli(rng_t *r, double p)
@@ -379,7 +352,7 @@ int demo_cohort_csv(const demo_cohort_t *c, char **ret_buf, size_t *ret_len)
     if (!cols || ncols > MAX_COLS)
         return -EINVAL;
     rng_t r;
-    rng_seed(&r, c->seed);
+    cohort_rng_seed(&r, c->seed);
     csv_writer_t w;
     csv_writer_init(&w);
     for (size_t i = 0; i < ncols; i++)

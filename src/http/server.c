@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -238,6 +239,20 @@ int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t 
     }
     evhttp_clear_headers(&params);
     return rc;
+}
+
+bool http_ctx_is_json(const http_ctx_t *ctx)
+{
+    const char *ct = http_ctx_header(ctx, "Content-Type");
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    static const char want[] = "application/json";
+    if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+        return false;
+    char next = ct[sizeof(want) - 1];
+    return next == '\0' || next == ';' || next == ' ';
 }
 
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name)

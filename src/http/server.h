@@ -70,6 +70,9 @@ const char *http_ctx_query(const http_ctx_t *ctx);
 /* Decoded value of query parameter name into buf (truncated to len); 0, -ENOENT if
  * absent, -EINVAL if the query is malformed. */
 int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t len);
+/* True if the request's Content-Type is application/json (any case, optional parameters
+ * such as charset). */
+bool http_ctx_is_json(const http_ctx_t *ctx);
 /* Request header value or NULL. */
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
 /* Request body (contiguous, not NUL-terminated); length 0 if none. */

@@ -31,6 +31,10 @@ typedef struct model_backend {
 
 extern const model_backend_t model_backend_xgboost;
 
+/* "<what>: <XGBoost's last error>" into err, without XGBoost's stack trace (for code that
+ * calls the XGBoost C API directly: the backend and model training). */
+void model_xgboost_error(char *err, size_t errlen, const char *what);
+
 typedef struct model_handle model_handle_t;
 
 /* Opens dir (containing manifest.json and the booster): verifies the booster's sha256

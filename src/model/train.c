@@ -5,6 +5,7 @@
  * model_register -> validation CSV. See train.h for the contract and
  * docs/model-format.md for what ends up on disk. */
 #include "model/train.h"
+#include "model/runtime.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 #include <xgboost/c_api.h>
 
+#include "common/rng.h"
 #include "common/util.h"
 #include "model/csv.h"
 #include "model/evalmetrics.h"
@@ -45,18 +47,9 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 /* XGBoost's last error without its stack trace. */
 static int xgb_fail(char *err, size_t errlen, const char *what)
 {
-    const char *msg = XGBGetLastError();
-    if (!msg || !*msg)
-        msg = "unknown error";
-    size_t n = strlen(msg);
-    const char *trace = strstr(msg, "Stack trace");
-    if (trace)
-        n = (size_t)(trace - msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == ':'))
-        n--;
-    if (n > 400)
-        n = 400;
-    seterr(err, errlen, "XGBoost: %s: %.*s", what, (int)n, msg);
+    char msg[600];
+    model_xgboost_error(msg, sizeof(msg), what);
+    seterr(err, errlen, "XGBoost: %s", msg);
     return -EIO;
 }
 
@@ -69,50 +62,9 @@ void model_train_opts_init(model_train_opts_t *o)
     o->validation_fraction = MODEL_TRAIN_DEFAULT_VALIDATION_FRACTION;
 }
 
-/* ---- seeded PRNG for the split: xoshiro256** seeded through splitmix64 ---- */
+/* ---- seeded split: common/rng.h (xoshiro256**), so a seed gives the same split anywhere ---- */
 
-typedef struct rng {
-    uint64_t s[4];
-} rng_t;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(rng_t *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(rng_t *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, n) by Lemire's multiply-shift (bias below 2^-64 * n: irrelevant here). */
-static size_t rng_below(rng_t *r, size_t n)
-{
-    return (size_t)(((unsigned __int128)rng_next(r) * (unsigned __int128)n) >> 64);
-}
+typedef rng_state_t rng_t;
 
 static void shuffle(size_t *a, size_t n, rng_t *r)
 {

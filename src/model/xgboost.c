@@ -40,7 +40,7 @@ typedef struct xgb_state {
 
 /* XGBoost errors carry a timestamp, source location and sometimes a stack trace:
  * keep the message, drop the trace. */
-static void xgb_error(char *err, size_t errlen, const char *what)
+void model_xgboost_error(char *err, size_t errlen, const char *what)
 {
     const char *msg = XGBGetLastError();
     if (!msg || !*msg)
@@ -87,7 +87,7 @@ static int read_config(xgb_state_t *st, char *err, size_t errlen)
     bst_ulong len = 0;
     const char *cfg = NULL;
     if (XGBoosterSaveJsonConfig(st->booster, &len, &cfg) != 0) {
-        xgb_error(err, errlen, "cannot read booster configuration");
+        model_xgboost_error(err, errlen, "cannot read booster configuration");
         return -EINVAL;
     }
     json_error_t jerr;
@@ -160,7 +160,7 @@ static int read_feature_names(xgb_state_t *st, char *err, size_t errlen)
     bst_ulong n = 0;
     const char **names = NULL;
     if (XGBoosterGetStrFeatureInfo(st->booster, "feature_name", &n, &names) != 0) {
-        xgb_error(err, errlen, "cannot read booster feature names");
+        model_xgboost_error(err, errlen, "cannot read booster feature names");
         return -EINVAL;
     }
     if (n == 0)
@@ -212,7 +212,7 @@ static int predict_raw(xgb_state_t *st, const float *rows, size_t nrows, size_t 
     int rc = XGBoosterPredictFromDense(st->booster, iface, config, NULL, &shape, &dim, &result);
     int r = 0;
     if (rc != 0) {
-        xgb_error(err, errlen, "prediction failed");
+        model_xgboost_error(err, errlen, "prediction failed");
         r = -EIO;
         goto out;
     }
@@ -267,17 +267,17 @@ static int xgb_load(const char *booster_path, void **ret_state, char *err, size_
         return -ENOMEM;
     pthread_mutex_init(&st->lock, NULL);
     if (XGBoosterCreate(NULL, 0, &st->booster) != 0) {
-        xgb_error(err, errlen, "cannot create booster");
+        model_xgboost_error(err, errlen, "cannot create booster");
         r = -ENOMEM;
         goto fail;
     }
     if (XGBoosterLoadModel(st->booster, booster_path) != 0) {
-        xgb_error(err, errlen, "cannot load booster");
+        model_xgboost_error(err, errlen, "cannot load booster");
         r = -EINVAL;
         goto fail;
     }
     if (XGBoosterSetParam(st->booster, "nthread", "1") != 0) {
-        xgb_error(err, errlen, "cannot set nthread");
+        model_xgboost_error(err, errlen, "cannot set nthread");
         r = -EINVAL;
         goto fail;
     }
@@ -285,7 +285,7 @@ static int xgb_load(const char *booster_path, void **ret_state, char *err, size_
     if (r < 0)
         goto fail;
     if (XGBoosterGetNumFeature(st->booster, &st->n_features) != 0) {
-        xgb_error(err, errlen, "cannot read booster feature count");
+        model_xgboost_error(err, errlen, "cannot read booster feature count");
         r = -EINVAL;
         goto fail;
     }

@@ -43,13 +43,13 @@ MODEL = "alzheimer_classifier"  # drift and accuracy
 DRIFT_WINDOW = 1000
 ERR_MODEL = "als_classifier"  # the damaged version
 BAD_VERSION = "9.9.9"
-FIRE_TIMEOUT_S = 15.0
-RESOLVE_TIMEOUT_S = 20.0
+# Upper bounds on waits (not performance assertions): generous for a loaded 2-core runner.
+FIRE_TIMEOUT_S = 30.0
+RESOLVE_TIMEOUT_S = 45.0
 
-pytestmark = pytest.mark.skipif(
-    not (os.access(PROMETHEUS, os.X_OK) and os.access(ALERTMANAGER, os.X_OK)),
-    reason="needs Debian's prometheus and prometheus-alertmanager (scripts/install-deps.sh)",
-)
+# A missing server is a failure, not a skip: scripts/install-deps.sh installs both.
+assert os.access(PROMETHEUS, os.X_OK) and os.access(ALERTMANAGER, os.X_OK), \
+    "needs Debian's prometheus and prometheus-alertmanager (scripts/install-deps.sh)"
 
 
 # --------------------------------------------------------------------------- configs
