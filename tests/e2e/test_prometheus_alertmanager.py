@@ -304,10 +304,13 @@ class Stack:
         r.raise_for_status()
         return r.json()["data"]["result"]
 
-    def prom_alerts(self, name, state="firing"):
+    def prom_alerts(self, name, state="firing", **labels):
+        """Prometheus' alerts named name in state, restricted to those carrying labels (so a
+        check on one model is not held up by another model's alert of the same name)."""
         r = self.http.get(self.prom_url("/api/v1/alerts"), timeout=5)
         r.raise_for_status()
-        return [a for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state]
+        return [a for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == name and a["state"] == state
+                and all(a["labels"].get(k) == v for k, v in labels.items())]
 
     # -- Alertmanager
 
@@ -360,7 +363,9 @@ def check_fires(st, name, origin_labels, receivers, timeout=FIRE_TIMEOUT_S):
     """The alert `name` fires in Prometheus (when origin is Prometheus), is active in
     Alertmanager with origin_labels, and a firing notification reaches each receiver."""
     if origin_labels.get("job"):
-        wait_for("%s firing in Prometheus" % name, lambda: st.prom_alerts(name), timeout)
+        # the same label filter as check_resolves, so a resolve check can never pass on labels
+        # the firing alert did not carry
+        wait_for("%s firing in Prometheus" % name, lambda: st.prom_alerts(name, **origin_labels), timeout)
     am = wait_for("%s active in Alertmanager %r" % (name, origin_labels), lambda: st.am_alerts(name, **origin_labels),
                   timeout)
     for recv in receivers:
@@ -376,7 +381,8 @@ def check_resolves(st, name, origin_labels, receivers, timeout=RESOLVE_TIMEOUT_S
     resolved notification reaches each receiver."""
     if origin_labels.get("job"):
         wait_for("%s no longer firing or pending in Prometheus" % name,
-                 lambda: not st.prom_alerts(name) and not st.prom_alerts(name, "pending"), timeout)
+                 lambda: not st.prom_alerts(name, **origin_labels)
+                 and not st.prom_alerts(name, "pending", **origin_labels), timeout)
     wait_for("%s resolved in Alertmanager" % name, lambda: not st.am_alerts(name, **origin_labels), timeout)
     for recv in receivers:
         wait_for("a resolved %s notification at receiver %s" % (name, recv),
