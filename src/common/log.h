@@ -30,6 +30,15 @@ void log_json(log_level_t level, const char *msg, json_t *fields);
 void log_request(const char *request_id, const char *method, const char *route, int status,
                  double duration_ms);
 
+/* Batching of the calling thread's request lines, for event-loop threads: after
+ * log_thread_batch(true), log_request appends to a per-thread buffer that goes out in one
+ * write(2) at log_thread_flush() (the loop calls it after each round of callbacks, so an
+ * idle server writes each line at once and a busy one writes a round's lines together),
+ * when the buffer fills, or before any other line this thread logs (order is kept).
+ * log_thread_batch(false) flushes and turns batching off. */
+void log_thread_batch(bool on);
+void log_thread_flush(void);
+
 #define log_debug(msg, ...) log_msg(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)
 #define log_warning(msg, ...) log_msg(LOG_WARNING, msg, __VA_ARGS__)

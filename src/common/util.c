@@ -37,22 +37,36 @@ int64_t util_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Timestamps are formatted many times a second (each request line, each answer): the
+ * "YYYY-mm-ddTHH:MM:SS" part is kept per thread and redone only when the second changes. */
 void util_iso8601(int64_t ms, char *buf)
 {
+    static _Thread_local int64_t cached_sec = INT64_MIN;
+    static _Thread_local char prefix[19]; /* YYYY-mm-ddTHH:MM:SS, without NUL */
     int64_t sec = ms / 1000;
     int64_t rem = ms % 1000;
     if (rem < 0) {
         rem += 1000;
         sec -= 1;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        snprintf(buf, ISO8601_LEN, "1970-01-01T00:00:00.000Z");
-        return;
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        char tmp[ISO8601_LEN];
+        if (!gmtime_r(&t, &tm) || strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm) != sizeof(prefix)) {
+            snprintf(buf, ISO8601_LEN, "1970-01-01T00:00:00.000Z"); /* out of the 4-digit years */
+            return;
+        }
+        memcpy(prefix, tmp, sizeof(prefix));
+        cached_sec = sec;
     }
-    size_t n = strftime(buf, ISO8601_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, ISO8601_LEN - n, ".%03dZ", (int)rem);
+    memcpy(buf, prefix, sizeof(prefix));
+    buf[19] = '.';
+    buf[20] = (char)('0' + rem / 100);
+    buf[21] = (char)('0' + rem / 10 % 10);
+    buf[22] = (char)('0' + rem % 10);
+    buf[23] = 'Z';
+    buf[24] = '\0';
 }
 
 int util_random(void *buf, size_t n)
@@ -71,12 +85,28 @@ int util_random(void *buf, size_t n)
     return 0;
 }
 
+/* Ids are minted per request: their random bits come from the kernel in 640-byte draws
+ * kept per thread (64 ids a getrandom(2) call instead of one). Still the kernel's CSPRNG;
+ * secrets and keys keep calling util_random directly. */
+static void id_random(unsigned char *out, size_t n)
+{
+    static _Thread_local unsigned char pool[640];
+    static _Thread_local size_t left;
+    if (left < n) {
+        if (util_random(pool, sizeof(pool)) < 0)
+            abort(); /* no entropy from the kernel: ids would collide, refuse to continue */
+        left = sizeof(pool);
+    }
+    memcpy(out, pool + sizeof(pool) - left, n);
+    memset(pool + sizeof(pool) - left, 0, n); /* a used draw never serves twice */
+    left -= n;
+}
+
 void util_uuid7(char *buf)
 {
     unsigned char b[16];
     uint64_t ms = (uint64_t)util_now_ms();
-    if (util_random(b + 6, 10) < 0)
-        abort(); /* no entropy from the kernel: ids would collide, refuse to continue */
+    id_random(b + 6, 10);
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
     b[6] = (unsigned char)(0x70 | (b[6] & 0x0f)); /* version 7 */

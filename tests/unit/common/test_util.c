@@ -3,6 +3,7 @@
  * crash-safe writes, safe names, the strict parsers, and the JSON log line format. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -277,6 +278,75 @@ static void test_iso8601(void **state)
     assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
     util_iso8601(1795764402123LL, buf);
     assert_string_equal(buf, "2026-11-27T07:26:42.123Z");
+    /* the per-thread cache of the seconds part: same second, next second, back again */
+    util_iso8601(1795764402999LL, buf);
+    assert_string_equal(buf, "2026-11-27T07:26:42.999Z");
+    util_iso8601(1795764403000LL, buf);
+    assert_string_equal(buf, "2026-11-27T07:26:43.000Z");
+    util_iso8601(1795764402007LL, buf);
+    assert_string_equal(buf, "2026-11-27T07:26:42.007Z");
+    util_iso8601(-1, buf);
+    assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
+}
+
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Batched request lines (event-loop threads): nothing is written until a flush, any other
+ * line flushes first so order holds, and every line comes out whole and parseable. */
+static void test_log_batch(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/batch.jsonl", tmpdir);
+    assert_int_equal(log_init(LOG_INFO, path), 0);
+    log_thread_batch(true);
+    log_request("rid-1", "GET", "/health", 200, 0.0734);
+    log_request("rid-2", "POST", "/api/v1/models/{name}/predict", 422, 12.5);
+    assert_int_equal(file_size(path), 0);
+    log_info("other", NULL); /* flushes the two request lines first */
+    size_t after_other = file_size(path);
+    assert_true(after_other > 0);
+    for (int i = 0; i < 400; i++) /* more than one buffer's worth: flushed as it fills */
+        log_request("rid-loop", "GET", "/ready", 503, 1000.0 + i);
+    assert_true(file_size(path) > after_other);
+    log_thread_flush();
+    log_thread_batch(false);
+    log_request("rid-last", "GET", "/health", 200, 1.0); /* unbatched: written at once */
+    assert_int_equal(log_init(LOG_INFO, NULL), 0);
+
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(path, 1 << 22, &buf, &len), 0);
+    int lines = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_error_t jerr;
+        json_t *o = json_loads(line, 0, &jerr);
+        assert_non_null(o);
+        const char *rid = json_string_value(json_object_get(o, "request_id"));
+        if (lines == 0) {
+            assert_string_equal(rid, "rid-1");
+            assert_true(fabs(json_real_value(json_object_get(o, "duration_ms")) - 0.073) < 1e-9);
+        } else if (lines == 1) {
+            assert_string_equal(rid, "rid-2");
+            assert_string_equal(json_string_value(json_object_get(o, "route")), "/api/v1/models/{name}/predict");
+            assert_int_equal(json_integer_value(json_object_get(o, "status")), 422);
+            assert_true(fabs(json_real_value(json_object_get(o, "duration_ms")) - 12.5) < 1e-9);
+        } else if (lines == 2) {
+            assert_string_equal(json_string_value(json_object_get(o, "msg")), "other");
+        } else if (lines < 403) {
+            assert_string_equal(rid, "rid-loop");
+            assert_true(fabs(json_real_value(json_object_get(o, "duration_ms")) - (1000.0 + lines - 3)) < 1e-9);
+        } else {
+            assert_string_equal(rid, "rid-last");
+        }
+        json_decref(o);
+    }
+    assert_int_equal(lines, 404);
+    free(buf);
 }
 
 static void test_log_lines(void **state)
@@ -388,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_iso8601),
+        cmocka_unit_test(test_log_batch),
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_log_threads),
     };
