@@ -411,21 +411,27 @@ static void free_cleanup(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
-static int dump_cb(const char *buffer, size_t size, void *data)
-{
-    return evbuffer_add((struct evbuffer *)data, buffer, size);
-}
-
 void http_reply_json(http_ctx_t *ctx, int status, json_t *body)
 {
     struct evbuffer *buf = evbuffer_new();
-    if (body) {
-        /* 9 significant digits read back every float32 model output exactly */
-        json_dump_callback(body, dump_cb, buf, JSON_COMPACT | JSON_REAL_PRECISION(9));
-        json_decref(body);
+    if (body && status != 204) {
+        /* 9 significant digits read back every float32 model output exactly. Dumped into
+         * one buffer, then added whole: jansson's callback form costs an evbuffer_add per
+         * token. */
+        const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(9);
+        char stack[4096];
+        size_t n = json_dumpb(body, stack, sizeof(stack), flags);
+        if (n > 0 && n <= sizeof(stack)) {
+            evbuffer_add(buf, stack, n);
+        } else if (n > sizeof(stack)) {
+            char *big = malloc(n);
+            if (big && json_dumpb(body, big, n, flags) == n)
+                evbuffer_add_reference(buf, big, n, free_cleanup, NULL); /* freed once written */
+            else
+                free(big);
+        }
     }
-    if (status == 204)
-        evbuffer_drain(buf, evbuffer_get_length(buf));
+    json_decref(body);
     finish(ctx, status, "application/json", buf);
     evbuffer_free(buf);
 }

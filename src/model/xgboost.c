@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "model/runtime.h"
+#include "model/trees.h"
 
 /* DESIGN: concurrency. XGBoost documents prediction (including inplace prediction) as
  * thread safe for tree boosters (gbtree, dart) since 1.4: each call works on a fresh
@@ -36,6 +37,7 @@ typedef struct xgb_state {
     size_t n_names;
     bool serialize; /* not a tree booster: one predict at a time */
     pthread_mutex_t lock;
+    model_trees_t *trees; /* compiled trees, used when they matched libxgboost at load */
 } xgb_state_t;
 
 /* XGBoost errors carry a timestamp, source location and sometimes a stack trace:
@@ -185,6 +187,7 @@ static void xgb_free(void *state)
         return;
     if (st->booster)
         XGBoosterFree(st->booster);
+    model_trees_free(st->trees);
     for (size_t i = 0; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);
@@ -251,6 +254,60 @@ static void register_log(void)
     XGBRegisterLogCallback(xgb_log);
 }
 
+/* Compiles the trees (model/trees.h) and keeps them only if they give bit-identical
+ * outputs to libxgboost on PROBE_ROWS rows built around every split threshold, missing
+ * values included. Any difference, or a model the compiler does not take, leaves
+ * libxgboost in charge; the log says which predictor serves the booster. */
+#define PROBE_ROWS 512
+static void compile_trees(xgb_state_t *st, const char *booster_path)
+{
+    const char *base = strrchr(booster_path, '/');
+    base = base ? base + 1 : booster_path;
+    bst_ulong len = 0;
+    const char *json = NULL;
+    char why[256] = "";
+    model_trees_t *t = NULL;
+    float *rows = NULL, *mine = NULL, *theirs = NULL;
+    if (XGBoosterSaveModelToBuffer(st->booster, "{\"format\":\"json\"}", &len, &json) != 0) {
+        model_xgboost_error(why, sizeof(why), "cannot export the model");
+        goto out;
+    }
+    if (model_trees_from_json(json, (size_t)len, (size_t)st->n_features, st->outputs, &t, why, sizeof(why)) < 0)
+        goto out;
+    size_t nf = (size_t)st->n_features;
+    rows = malloc(PROBE_ROWS * nf * sizeof(float));
+    mine = malloc(PROBE_ROWS * st->outputs * sizeof(float));
+    theirs = malloc(PROBE_ROWS * st->outputs * sizeof(float));
+    if (!rows || !mine || !theirs) {
+        snprintf(why, sizeof(why), "out of memory");
+        goto out;
+    }
+    model_trees_probe_rows(t, rows, PROBE_ROWS);
+    if (predict_raw(st, rows, PROBE_ROWS, nf, theirs, st->outputs, why, sizeof(why)) < 0)
+        goto out;
+    model_trees_predict(t, rows, PROBE_ROWS, mine);
+    for (size_t i = 0; i < PROBE_ROWS * st->outputs; i++) {
+        if (memcmp(&mine[i], &theirs[i], sizeof(float)) != 0) {
+            snprintf(why, sizeof(why), "compiled trees differ from libxgboost on probe row %zu (%.9g vs %.9g)",
+                     i / st->outputs, (double)mine[i], (double)theirs[i]);
+            goto out;
+        }
+    }
+    st->trees = t;
+    t = NULL;
+out:
+    if (st->trees)
+        log_msg(LOG_INFO, "booster predictor", "{s:s,s:s,s:i}", "booster", base, "predictor", "compiled trees",
+                "probe_rows", PROBE_ROWS);
+    else
+        log_msg(LOG_INFO, "booster predictor", "{s:s,s:s,s:s}", "booster", base, "predictor", "libxgboost",
+                "reason", why);
+    model_trees_free(t);
+    free(rows);
+    free(mine);
+    free(theirs);
+}
+
 static int xgb_load(const char *booster_path, void **ret_state, char *err, size_t errlen)
 {
     int r;
@@ -315,6 +372,8 @@ static int xgb_load(const char *booster_path, void **ret_state, char *err, size_
     free(out);
     if (r < 0)
         goto fail;
+    if (!st->serialize)
+        compile_trees(st, booster_path);
     *ret_state = st;
     return 0;
 fail:
@@ -333,6 +392,10 @@ static int xgb_predict(void *state, const float *rows, size_t nrows, size_t ncol
     }
     if (nrows == 0)
         return 0;
+    if (st->trees) {
+        model_trees_predict(st->trees, rows, nrows, out);
+        return 0;
+    }
     return predict_raw(st, rows, nrows, ncols, out, outputs, err, errlen);
 }
 

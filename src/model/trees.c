@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Compiled trees (see trees.h): the booster's model JSON, as libxgboost writes it, turned
+ * into one flat node array. Walking it does exactly what XGBoost's CPU predictor does for
+ * numeric splits: missing (NaN) goes to the default child, otherwise value < threshold goes
+ * left, all in float32; leaf values are added tree by tree, in order, to a float margin that
+ * starts at the model's base margin; then the objective's transform. */
+#include "model/trees.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+#include "common/util.h"
+
+#define MAX_NODES_TOTAL (1u << 26) /* 64 Mi nodes: far above any clinical model */
+#define MAX_OUTPUTS 4096
+
+typedef enum { OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX } transform_t;
+
+typedef struct node {
+    int32_t left; /* -1 for a leaf; children are indexes into the same tree */
+    int32_t right;
+    uint32_t feature;
+    uint32_t default_left;
+    float value; /* threshold, or the leaf value */
+} node_t;
+
+struct model_trees {
+    size_t n_features;
+    size_t outputs;
+    size_t n_trees;
+    node_t *nodes;
+    uint32_t *root; /* first node of each tree in nodes */
+    uint32_t *group; /* output each tree adds to */
+    float base_margin;
+    transform_t transform;
+    /* per feature, the thresholds the trees test (for probe rows) */
+    float **thresholds;
+    size_t *n_thresholds;
+};
+
+static int fail(char *err, size_t errlen, int rc, const char *msg)
+{
+    snprintf(err, errlen, "%s", msg);
+    return rc;
+}
+
+static const json_t *array_of(const json_t *tree, const char *key, size_t n)
+{
+    const json_t *a = json_object_get(tree, key);
+    return json_is_array(a) && json_array_size(a) == n ? a : NULL;
+}
+
+static bool int_at(const json_t *a, size_t i, long long *ret)
+{
+    const json_t *v = json_array_get(a, i);
+    if (json_is_integer(v)) {
+        *ret = json_integer_value(v);
+        return true;
+    }
+    if (json_is_true(v) || json_is_false(v)) {
+        *ret = json_is_true(v);
+        return true;
+    }
+    return false;
+}
+
+/* A number that xgboost wrote (a JSON number, or a string such as "5E-1" in the params). */
+static bool float_of(const json_t *v, float *ret)
+{
+    if (json_is_number(v)) {
+        *ret = (float)json_number_value(v);
+        return true;
+    }
+    if (json_is_string(v)) {
+        char *end;
+        errno = 0;
+        float f = strtof(json_string_value(v), &end);
+        if (errno || end == json_string_value(v) || *end)
+            return false;
+        *ret = f;
+        return true;
+    }
+    return false;
+}
+
+static int read_objective(model_trees_t *t, const json_t *learner, char *err, size_t errlen)
+{
+    const char *obj = json_string_value(json_object_get(json_object_get(learner, "objective"), "name"));
+    const json_t *mp = json_object_get(learner, "learner_model_param");
+    float base;
+    if (!obj || !float_of(json_object_get(mp, "base_score"), &base))
+        return fail(err, errlen, -ENOTSUP, "no objective or base_score in the model");
+    static const char *const identity[] = {"reg:squarederror", "reg:linear", "reg:squaredlogerror",
+                                           "reg:pseudohubererror", "reg:absoluteerror"};
+    if (strcmp(obj, "binary:logistic") == 0 || strcmp(obj, "reg:logistic") == 0) {
+        if (t->outputs != 1 || !(base > 0.0f && base < 1.0f))
+            return fail(err, errlen, -ENOTSUP, "logistic objective with an unexpected shape or base_score");
+        t->transform = OUT_SIGMOID;
+        t->base_margin = -logf(1.0f / base - 1.0f); /* XGBoost's ProbToMargin, in float */
+        return 0;
+    }
+    if (strcmp(obj, "multi:softprob") == 0) {
+        if (t->outputs < 2)
+            return fail(err, errlen, -ENOTSUP, "multi:softprob with fewer than two outputs");
+        t->transform = OUT_SOFTMAX;
+        t->base_margin = base;
+        return 0;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(identity); i++) {
+        if (strcmp(obj, identity[i]) == 0) {
+            if (t->outputs != 1)
+                return fail(err, errlen, -ENOTSUP, "regression objective with several outputs");
+            t->transform = OUT_IDENTITY;
+            t->base_margin = base;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "objective '%.64s' is left to libxgboost", obj);
+    return -ENOTSUP;
+}
+
+static int add_threshold(model_trees_t *t, uint32_t f, float v)
+{
+    size_t n = t->n_thresholds[f];
+    if ((n & (n - 1)) == 0) { /* 0, 1, 2, 4...: grow by doubling */
+        float *p = realloc(t->thresholds[f], (n ? 2 * n : 1) * sizeof(float));
+        if (!p)
+            return -ENOMEM;
+        t->thresholds[f] = p;
+    }
+    t->thresholds[f][n] = v;
+    t->n_thresholds[f] = n + 1;
+    return 0;
+}
+
+/* One tree's arrays into nodes[first..first+n). Refuses anything the walk could not take
+ * safely or that XGBoost would evaluate differently (categorical splits, vector leaves). */
+static int read_tree(model_trees_t *t, const json_t *tree, uint32_t first, size_t n, char *err, size_t errlen)
+{
+    const json_t *left = array_of(tree, "left_children", n), *right = array_of(tree, "right_children", n),
+                 *feat = array_of(tree, "split_indices", n), *cond = array_of(tree, "split_conditions", n),
+                 *dl = array_of(tree, "default_left", n);
+    if (!left || !right || !feat || !cond || !dl)
+        return fail(err, errlen, -ENOTSUP, "a tree lacks one of its node arrays");
+    const json_t *st = json_object_get(tree, "split_type");
+    const json_t *cats = json_object_get(tree, "categories");
+    if (json_array_size(cats) > 0)
+        return fail(err, errlen, -ENOTSUP, "categorical splits are left to libxgboost");
+    const json_t *tp = json_object_get(tree, "tree_param");
+    const char *leaf_vec = json_string_value(json_object_get(tp, "size_leaf_vector"));
+    if (leaf_vec && strcmp(leaf_vec, "0") != 0)
+        return fail(err, errlen, -ENOTSUP, "vector leaves are left to libxgboost");
+    for (size_t i = 0; i < n; i++) {
+        long long l, r, f, d, s = 0;
+        float v;
+        if (!int_at(left, i, &l) || !int_at(right, i, &r) || !int_at(feat, i, &f) || !int_at(dl, i, &d) ||
+            !float_of(json_array_get(cond, i), &v) || (st && !int_at(st, i, &s)))
+            return fail(err, errlen, -EINVAL, "a tree node has a malformed field");
+        if (s != 0)
+            return fail(err, errlen, -ENOTSUP, "categorical splits are left to libxgboost");
+        node_t *nd = &t->nodes[first + i];
+        nd->value = v;
+        if (l == -1) {
+            if (r != -1)
+                return fail(err, errlen, -EINVAL, "a tree node has one child");
+            nd->left = nd->right = -1;
+            continue;
+        }
+        /* children after their parent: the walk always moves forward and ends */
+        if (l <= (long long)i || r <= (long long)i || l >= (long long)n || r >= (long long)n)
+            return fail(err, errlen, -ENOTSUP, "a tree's child index is out of order or range");
+        if (f < 0 || (size_t)f >= t->n_features)
+            return fail(err, errlen, -EINVAL, "a split tests a feature the model does not have");
+        if (isnan(v))
+            return fail(err, errlen, -EINVAL, "a split threshold is not a number");
+        nd->left = (int32_t)l;
+        nd->right = (int32_t)r;
+        nd->feature = (uint32_t)f;
+        nd->default_left = d != 0;
+        if (add_threshold(t, (uint32_t)f, v) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int model_trees_from_json(const char *json, size_t len, size_t n_features, size_t outputs,
+                          model_trees_t **ret, char *err, size_t errlen)
+{
+    if (n_features == 0 || outputs == 0 || outputs > MAX_OUTPUTS)
+        return fail(err, errlen, -EINVAL, "implausible feature or output count");
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
+        return -EINVAL;
+    }
+    int r;
+    model_trees_t *t = calloc(1, sizeof(*t));
+    if (!t) {
+        json_decref(root);
+        return -ENOMEM;
+    }
+    t->n_features = n_features;
+    t->outputs = outputs;
+    const json_t *learner = json_object_get(root, "learner");
+    const json_t *gb = json_object_get(learner, "gradient_booster");
+    const char *gbname = json_string_value(json_object_get(gb, "name"));
+    if (!gbname || strcmp(gbname, "gbtree") != 0) {
+        r = fail(err, errlen, -ENOTSUP, "only gbtree boosters are compiled (dart and gblinear use libxgboost)");
+        goto out;
+    }
+    r = read_objective(t, learner, err, errlen);
+    if (r < 0)
+        goto out;
+    const json_t *model = json_object_get(gb, "model");
+    const json_t *trees = json_object_get(model, "trees"), *info = json_object_get(model, "tree_info");
+    t->n_trees = json_array_size(trees);
+    if (!json_is_array(trees) || t->n_trees == 0 || json_array_size(info) != t->n_trees) {
+        r = fail(err, errlen, -ENOTSUP, "the model has no trees or no tree_info");
+        goto out;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < t->n_trees; i++) {
+        size_t n = json_array_size(json_object_get(json_array_get(trees, i), "left_children"));
+        if (n == 0 || n > MAX_NODES_TOTAL - total) {
+            r = fail(err, errlen, -ENOTSUP, "a tree is empty or the model is too large");
+            goto out;
+        }
+        total += n;
+    }
+    t->nodes = calloc(total, sizeof(*t->nodes));
+    t->root = calloc(t->n_trees, sizeof(*t->root));
+    t->group = calloc(t->n_trees, sizeof(*t->group));
+    t->thresholds = calloc(n_features, sizeof(*t->thresholds));
+    t->n_thresholds = calloc(n_features, sizeof(*t->n_thresholds));
+    if (!t->nodes || !t->root || !t->group || !t->thresholds || !t->n_thresholds) {
+        r = -ENOMEM;
+        goto out;
+    }
+    uint32_t first = 0;
+    for (size_t i = 0; i < t->n_trees; i++) {
+        const json_t *tree = json_array_get(trees, i);
+        size_t n = json_array_size(json_object_get(tree, "left_children"));
+        long long g;
+        if (!int_at(info, i, &g) || g < 0 || (size_t)g >= outputs) {
+            r = fail(err, errlen, -ENOTSUP, "a tree's output group is out of range");
+            goto out;
+        }
+        t->root[i] = first;
+        t->group[i] = (uint32_t)g;
+        r = read_tree(t, tree, first, n, err, errlen);
+        if (r < 0)
+            goto out;
+        first += (uint32_t)n;
+    }
+    r = 0;
+out:
+    json_decref(root);
+    if (r < 0)
+        model_trees_free(t);
+    else
+        *ret = t;
+    return r;
+}
+
+static float walk(const node_t *nodes, const float *row)
+{
+    const node_t *base = nodes;
+    const node_t *nd = base;
+    while (nd->left >= 0) {
+        float v = row[nd->feature];
+        int32_t next = isnan(v) ? (nd->default_left ? nd->left : nd->right) : (v < nd->value ? nd->left : nd->right);
+        nd = base + next;
+    }
+    return nd->value;
+}
+
+void model_trees_predict(const model_trees_t *t, const float *rows, size_t nrows, float *out)
+{
+    for (size_t r = 0; r < nrows; r++) {
+        const float *row = rows + r * t->n_features;
+        float *o = out + r * t->outputs;
+        for (size_t k = 0; k < t->outputs; k++)
+            o[k] = t->base_margin;
+        for (size_t i = 0; i < t->n_trees; i++)
+            o[t->group[i]] += walk(t->nodes + t->root[i], row);
+        switch (t->transform) {
+        case OUT_IDENTITY:
+            break;
+        case OUT_SIGMOID:
+            o[0] = 1.0f / (1.0f + expf(-o[0]));
+            break;
+        case OUT_SOFTMAX: {
+            float wmax = o[0];
+            for (size_t k = 1; k < t->outputs; k++)
+                wmax = o[k] > wmax ? o[k] : wmax;
+            double wsum = 0.0;
+            for (size_t k = 0; k < t->outputs; k++) {
+                o[k] = expf(o[k] - wmax);
+                wsum += o[k];
+            }
+            for (size_t k = 0; k < t->outputs; k++)
+                o[k] /= (float)wsum;
+            break;
+        }
+        }
+    }
+}
+
+void model_trees_probe_rows(const model_trees_t *t, float *rows, size_t nrows)
+{
+    rng_state_t rng;
+    rng_seed(&rng, 0x7265657473ull); /* fixed: the same probes every load */
+    for (size_t r = 0; r < nrows; r++) {
+        for (size_t f = 0; f < t->n_features; f++) {
+            float *v = &rows[r * t->n_features + f];
+            size_t n = t->n_thresholds[f];
+            size_t pick = rng_below(&rng, 8);
+            if (pick == 0 || n == 0) {
+                *v = pick == 0 ? NAN : (float)(rng_uniform(&rng) * 200.0 - 100.0);
+                continue;
+            }
+            float th = t->thresholds[f][rng_below(&rng, n)];
+            switch (pick) {
+            case 1:
+                *v = nextafterf(th, -INFINITY);
+                break;
+            case 2:
+                *v = nextafterf(th, INFINITY);
+                break;
+            case 3:
+                *v = -3.0e38f;
+                break;
+            case 4:
+                *v = 3.0e38f;
+                break;
+            default:
+                *v = th;
+                break;
+            }
+        }
+    }
+}
+
+void model_trees_free(model_trees_t *t)
+{
+    if (!t)
+        return;
+    for (size_t f = 0; t->thresholds && f < t->n_features; f++)
+        free(t->thresholds[f]);
+    free(t->thresholds);
+    free(t->n_thresholds);
+    free(t->nodes);
+    free(t->root);
+    free(t->group);
+    free(t);
+}

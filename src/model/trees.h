@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Compiled trees: a gbtree booster's trees flattened into arrays and walked in C, so a
+ * one-row prediction costs a few hundred instructions instead of libxgboost's per-call
+ * JSON parsing of the array interface. Only what XGBoost's CPU predictor does for plain
+ * numeric trees is reproduced (same float32 comparisons, accumulation order and output
+ * transform); anything else (dart, gblinear, categorical splits, other objectives) is
+ * refused with -ENOTSUP and the caller keeps using libxgboost. model/xgboost.c compares the
+ * two on probe rows at load and uses these only when every output is bit-identical. */
+#ifndef AIMEDRES_MODEL_TREES_H
+#define AIMEDRES_MODEL_TREES_H
+
+#include <stddef.h>
+
+typedef struct model_trees model_trees_t;
+
+/* Builds the evaluator from the booster's model JSON (XGBoosterSaveModelToBuffer with
+ * format json). outputs: 1 (binary:logistic, reg:squarederror, reg:logistic...) or the
+ * class count (multi:softprob). 0, -ENOTSUP (not a model this evaluator reproduces; err
+ * says why) or -EINVAL/-ENOMEM. */
+int model_trees_from_json(const char *json, size_t len, size_t n_features, size_t outputs,
+                          model_trees_t **ret, char *err, size_t errlen);
+
+/* rows: nrows x n_features row-major, NAN = missing. out: nrows * outputs. Thread-safe
+ * (reads only). */
+void model_trees_predict(const model_trees_t *t, const float *rows, size_t nrows, float *out);
+
+/* Probe rows for the load-time comparison: for each row and feature a split threshold of
+ * that feature, its neighbouring floats, a value outside every threshold or NAN, chosen by a
+ * deterministic generator. rows must hold nrows x n_features floats. */
+void model_trees_probe_rows(const model_trees_t *t, float *rows, size_t nrows);
+
+void model_trees_free(model_trees_t *t);
+
+#endif

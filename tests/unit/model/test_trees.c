@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Compiled trees against libxgboost: boosters trained here for each supported objective
+ * must give bit-identical outputs on data rows, rows with missing values and the probe
+ * rows; models the compiler must not take (dart, categorical splits, unknown objectives,
+ * malformed trees) are refused with the right code. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <xgboost/c_api.h>
+
+#include "fixture.h"
+#include "model/trees.h"
+
+#define NFEAT 6
+#define NROWS 300
+
+/* The booster at path as libxgboost's model JSON (what xgboost.c compiles). */
+static char *model_json(const char *path, size_t *ret_len)
+{
+    BoosterHandle b;
+    bst_ulong len = 0;
+    const char *buf = NULL;
+    assert_int_equal(XGBoosterCreate(NULL, 0, &b), 0);
+    assert_int_equal(XGBoosterLoadModel(b, path), 0);
+    assert_int_equal(XGBoosterSaveModelToBuffer(b, "{\"format\":\"json\"}", &len, &buf), 0);
+    char *copy = malloc((size_t)len + 1);
+    assert_non_null(copy);
+    memcpy(copy, buf, (size_t)len);
+    copy[len] = '\0';
+    XGBoosterFree(b);
+    *ret_len = (size_t)len;
+    return copy;
+}
+
+/* Data rows, a third of the values missing in the second half. */
+static float *rows_with_missing(void)
+{
+    float *x = fx_data(NROWS, NFEAT, 991);
+    for (size_t i = NROWS / 2; i < NROWS; i++)
+        for (size_t j = 0; j < NFEAT; j++)
+            if ((i * 7 + j * 3) % 3 == 0)
+                x[i * NFEAT + j] = NAN;
+    return x;
+}
+
+static void assert_same_bits(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
+            fail_msg("output %zu: compiled %.9g, libxgboost %.9g", i, (double)a[i], (double)b[i]);
+    }
+}
+
+static void check_objective(model_task_t task, const char *objective, const char *file, size_t outputs)
+{
+    char *dir = fx_tmpdir("trees");
+    fx_train(task, objective, NFEAT, 25, 5, false, dir, file);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    size_t len;
+    char *json = model_json(path, &len);
+    model_trees_t *t = NULL;
+    char err[256] = "";
+    int rc = model_trees_from_json(json, len, NFEAT, outputs, &t, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s: %s", objective ? objective : "default objective", err);
+
+    float *x = rows_with_missing();
+    size_t n_ref;
+    float *ref = fx_reference(path, x, NROWS, NFEAT, &n_ref);
+    assert_int_equal(n_ref, (size_t)NROWS * outputs);
+    float *mine = malloc(n_ref * sizeof(float));
+    model_trees_predict(t, x, NROWS, mine);
+    assert_same_bits(mine, ref, n_ref);
+    free(ref);
+
+    float *probe = malloc((size_t)NROWS * NFEAT * sizeof(float));
+    model_trees_probe_rows(t, probe, NROWS);
+    size_t nan_seen = 0;
+    for (size_t i = 0; i < (size_t)NROWS * NFEAT; i++)
+        nan_seen += isnan(probe[i]) != 0;
+    assert_true(nan_seen > 0); /* the probes exercise default directions */
+    ref = fx_reference(path, probe, NROWS, NFEAT, &n_ref);
+    model_trees_predict(t, probe, NROWS, mine);
+    assert_same_bits(mine, ref, n_ref);
+
+    free(ref);
+    free(probe);
+    free(mine);
+    free(x);
+    free(json);
+    model_trees_free(t);
+    free(dir);
+}
+
+static void test_binary_json(void **state)
+{
+    (void)state;
+    check_objective(MODEL_TASK_BINARY, NULL, "model.json", 1);
+}
+
+static void test_binary_ubj(void **state)
+{
+    (void)state;
+    check_objective(MODEL_TASK_BINARY, NULL, "model.ubj", 1);
+}
+
+static void test_multiclass(void **state)
+{
+    (void)state;
+    check_objective(MODEL_TASK_MULTICLASS, NULL, "model.json", 3);
+}
+
+static void test_regression(void **state)
+{
+    (void)state;
+    check_objective(MODEL_TASK_REGRESSION, NULL, "model.json", 1);
+}
+
+static void test_reg_logistic(void **state)
+{
+    (void)state;
+    check_objective(MODEL_TASK_BINARY, "reg:logistic", "model.json", 1);
+}
+
+/* A binary booster's JSON, edited by fn, must be refused with want. */
+static void check_refused(void (*edit)(json_t *learner), int want)
+{
+    char *dir = fx_tmpdir("trees-bad");
+    fx_train(MODEL_TASK_BINARY, NULL, NFEAT, 5, 7, false, dir, "model.json");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/model.json", dir);
+    size_t len;
+    char *json = model_json(path, &len);
+    json_t *root = json_loadb(json, len, 0, NULL);
+    assert_non_null(root);
+    edit(json_object_get(root, "learner"));
+    char *text = json_dumps(root, JSON_COMPACT);
+    model_trees_t *t = NULL;
+    char err[256] = "";
+    assert_int_equal(model_trees_from_json(text, strlen(text), NFEAT, 1, &t, err, sizeof(err)), want);
+    assert_null(t);
+    assert_true(err[0] != '\0');
+    free(text);
+    json_decref(root);
+    free(json);
+    free(dir);
+}
+
+static json_t *first_tree(json_t *learner)
+{
+    return json_array_get(json_object_get(json_object_get(json_object_get(learner, "gradient_booster"), "model"),
+                                          "trees"),
+                          0);
+}
+
+static void to_dart(json_t *l)
+{
+    json_object_set_new(json_object_get(l, "gradient_booster"), "name", json_string("dart"));
+}
+
+static void to_poisson(json_t *l)
+{
+    json_object_set_new(json_object_get(l, "objective"), "name", json_string("count:poisson"));
+}
+
+static void categorical(json_t *l)
+{
+    json_array_set_new(json_object_get(first_tree(l), "split_type"), 0, json_integer(1));
+}
+
+static void backwards_child(json_t *l)
+{
+    json_array_set_new(json_object_get(first_tree(l), "left_children"), 0, json_integer(0));
+}
+
+static void feature_out_of_range(json_t *l)
+{
+    json_array_set_new(json_object_get(first_tree(l), "split_indices"), 0, json_integer(NFEAT));
+}
+
+static void one_child(json_t *l)
+{
+    json_array_set_new(json_object_get(first_tree(l), "left_children"), 0, json_integer(-1));
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    check_refused(to_dart, -ENOTSUP);
+    check_refused(to_poisson, -ENOTSUP);
+    check_refused(categorical, -ENOTSUP);
+    check_refused(backwards_child, -ENOTSUP);
+    check_refused(feature_out_of_range, -EINVAL);
+    check_refused(one_child, -EINVAL);
+
+    model_trees_t *t = NULL;
+    char err[256];
+    assert_int_equal(model_trees_from_json("{\"learner\":", 11, NFEAT, 1, &t, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_trees_from_json("{}", 2, NFEAT, 1, &t, err, sizeof(err)), -ENOTSUP);
+    assert_null(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_binary_json),  cmocka_unit_test(test_binary_ubj),
+        cmocka_unit_test(test_multiclass),   cmocka_unit_test(test_regression),
+        cmocka_unit_test(test_reg_logistic), cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
