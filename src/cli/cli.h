@@ -5,6 +5,8 @@
 #ifndef AIMEDRES_CLI_CLI_H
 #define AIMEDRES_CLI_CLI_H
 
+#include <stdio.h>
+
 #include "common/config.h"
 #include "store/store.h"
 
@@ -31,5 +33,17 @@ config_t *cli_load_config(const char *env_file);
 store_t *cli_open_store(const config_t *cfg);
 /* True if arg is -h or --help. */
 int cli_is_help(const char *arg);
+
+/* A subcommand of a command group ("model train", "audit verify"...). run gets argv from
+ * the subcommand's name on. */
+typedef struct cli_sub {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} cli_sub_t;
+
+/* Runs the subcommand named by argv[1] of `aimedres <group>`: usage on stdout and 0 for
+ * -h/--help, usage on stderr and 2 when it is missing or unknown. */
+int cli_dispatch(const char *group, const cli_sub_t *subs, size_t n, void (*usage)(FILE *), int argc,
+                 char **argv);
 
 #endif

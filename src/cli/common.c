@@ -45,3 +45,22 @@ int cli_is_help(const char *arg)
 {
     return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);
 }
+
+int cli_dispatch(const char *group, const cli_sub_t *subs, size_t n, void (*usage)(FILE *), int argc,
+                 char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(argv[1], subs[i].name) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "aimedres: %s: unknown subcommand '%s'\n", group, argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "common/config.h"
+#include "common/util.h"
 
 static void usage(FILE *out)
 {
@@ -63,17 +64,6 @@ static int config_check(int argc, char **argv)
 
 int cli_config(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (cli_is_help(argv[1])) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "check") == 0)
-        return config_check(argc - 1, argv + 1);
-    fprintf(stderr, "aimedres: config: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    static const cli_sub_t subs[] = {{"check", config_check}};
+    return cli_dispatch("config", subs, ARRAY_SIZE(subs), usage, argc, argv);
 }

@@ -257,19 +257,6 @@ out:
 
 int cli_demo(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (cli_is_help(argv[1])) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "generate") == 0)
-        return demo_generate(argc - 1, argv + 1);
-    if (strcmp(argv[1], "init") == 0)
-        return demo_init(argc - 1, argv + 1);
-    fprintf(stderr, "aimedres: demo: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    static const cli_sub_t subs[] = {{"generate", demo_generate}, {"init", demo_init}};
+    return cli_dispatch("demo", subs, ARRAY_SIZE(subs), usage, argc, argv);
 }

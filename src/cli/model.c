@@ -727,28 +727,19 @@ done:
     return rc;
 }
 
+static int run_train(int argc, char **argv)
+{
+    return run_train_like(argc, argv, false);
+}
+
+static int run_import(int argc, char **argv)
+{
+    return run_train_like(argc, argv, true);
+}
+
 int cli_model(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (cli_is_help(argv[1])) {
-        usage(stdout);
-        return 0;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "train") == 0)
-        return run_train_like(argc - 1, argv + 1, false);
-    if (strcmp(sub, "import") == 0)
-        return run_train_like(argc - 1, argv + 1, true);
-    if (strcmp(sub, "register") == 0)
-        return run_register(argc - 1, argv + 1);
-    if (strcmp(sub, "list") == 0)
-        return run_list(argc - 1, argv + 1);
-    if (strcmp(sub, "show") == 0)
-        return run_show(argc - 1, argv + 1);
-    fprintf(stderr, "aimedres: model: unknown subcommand '%s'\n", sub);
-    usage(stderr);
-    return 2;
+    static const cli_sub_t subs[] = {{"train", run_train},   {"import", run_import}, {"register", run_register},
+                                     {"list", run_list},     {"show", run_show}};
+    return cli_dispatch("model", subs, ARRAY_SIZE(subs), usage, argc, argv);
 }
