@@ -14,6 +14,10 @@
 #   BENCH_WARMUP        wrk -d of the warm-up before each measurement (default 2s)
 #   BENCH_CONNECTIONS   wrk -c (default 64)
 #   BENCH_THREADS       wrk -t (default 2)
+#   BENCH_ROUNDS        rounds per pair (default 3): each round measures aimedres, then its peer,
+#                       with both servers up (the idle one costs nothing); the ratio reported is
+#                       the median of the rounds' ratios, so a burst of load on a shared machine
+#                       moves one round rather than the result
 #   BENCH_ONLY          all | peers (peers: only nginx and Flask, e.g. before aimedres is built)
 #   BENCH_DEMO_DIR      use this demo directory instead of `aimedres demo init` into a temp dir
 #                       (needed with BENCH_ONLY=peers when the binary is not available)
@@ -29,6 +33,7 @@ DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 ONLY=${BENCH_ONLY:-all}
 PY=/usr/bin/python3
 MODEL=parkinsons_predictor
@@ -54,6 +59,7 @@ seconds() {
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive integer"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive integer"
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be 1..99"
 for d in "$DURATION" "$WARMUP"; do
     [[ $d =~ ^[1-9][0-9]*[smh]?$ ]] || die "durations look like 10s, 2s or 1m (got '$d')"
 done
@@ -251,10 +257,9 @@ AIM_HEALTH_SIZE="" NGINX_HEALTH_SIZE="" AIM_PREDICT_RESP="" FLASK_PREDICT_RESP="
 if [ "$ONLY" = all ]; then
     log "aimedres serve, MAX_WORKERS=$N: GET /health"
     start_aimedres health
+    AIM_HEALTH_PID=$AIM_PID AIM_HEALTH_PORT=$AIM_PORT
     HEALTH_BODY=$(curl -fsS "http://127.0.0.1:$AIM_PORT/health")
     AIM_HEALTH_SIZE=$(curl -fsS -o /dev/null -w '%{size_header}+%{size_download}' "http://127.0.0.1:$AIM_PORT/health")
-    measure health_aimedres "http://127.0.0.1:$AIM_PORT/health"
-    stop "$AIM_PID" "aimedres (health run)"
 else
     NOTES+=("aimedres half not measured (BENCH_ONLY=peers); nginx served a /health body of the documented shape")
 fi
@@ -277,8 +282,12 @@ PIDS+=("$NGX_PID")
 wait_http "http://127.0.0.1:$NGX_PORT/health" "$NGX_PID" "$NGX/error.log"
 [ "$(curl -fsS "http://127.0.0.1:$NGX_PORT/health")" = "$HEALTH_BODY" ] || die "nginx does not serve the expected body"
 NGINX_HEALTH_SIZE=$(curl -fsS -o /dev/null -w '%{size_header}+%{size_download}' "http://127.0.0.1:$NGX_PORT/health")
-measure health_nginx "http://127.0.0.1:$NGX_PORT/health"
+for ((r = 1; r <= ROUNDS; r++)); do
+    [ "$ONLY" != all ] || measure "health_aimedres_r$r" "http://127.0.0.1:$AIM_HEALTH_PORT/health"
+    measure "health_nginx_r$r" "http://127.0.0.1:$NGX_PORT/health"
+done
 stop "$NGX_PID" nginx
+[ "$ONLY" != all ] || stop "$AIM_HEALTH_PID" "aimedres (health run)"
 
 # ---- aimedres predict ---------------------------------------------------------------------------
 if [ "$ONLY" = all ]; then
@@ -288,8 +297,6 @@ if [ "$ONLY" = all ]; then
     curl -fsS -H 'Content-Type: application/json' --data-binary @"$BODY" \
         "http://127.0.0.1:$AIM_PORT$PREDICT_PATH" >"$AIM_PREDICT_RESP" ||
         die "aimedres refused the predict body: $(curl -sS -H 'Content-Type: application/json' --data-binary @"$BODY" "http://127.0.0.1:$AIM_PORT$PREDICT_PATH")"
-    measure predict_aimedres "http://127.0.0.1:$AIM_PORT$PREDICT_PATH" "$ROOT/bench/post.lua"
-    stop "$AIM_PID" "aimedres (predict run)"
 fi
 
 # ---- Flask / gunicorn ---------------------------------------------------------------------------
@@ -305,8 +312,25 @@ FLASK_PREDICT_RESP=$TMP/predict-flask.json
 curl -fsS -H 'Content-Type: application/json' --data-binary @"$BODY" \
     "http://127.0.0.1:$FL_PORT$PREDICT_PATH" >"$FLASK_PREDICT_RESP" ||
     die "the Flask app refused the predict body: $(curl -sS -H 'Content-Type: application/json' --data-binary @"$BODY" "http://127.0.0.1:$FL_PORT$PREDICT_PATH")"
-measure predict_flask "http://127.0.0.1:$FL_PORT$PREDICT_PATH" "$ROOT/bench/post.lua"
+for ((r = 1; r <= ROUNDS; r++)); do
+    [ "$ONLY" != all ] || measure "predict_aimedres_r$r" "http://127.0.0.1:$AIM_PORT$PREDICT_PATH" "$ROOT/bench/post.lua"
+    measure "predict_flask_r$r" "http://127.0.0.1:$FL_PORT$PREDICT_PATH" "$ROOT/bench/post.lua"
+done
 stop "$FL_PID" gunicorn
+[ "$ONLY" != all ] || stop "$AIM_PID" "aimedres (predict run)"
+
+# The figure of each server is the median of its rounds (requests/s, p50 and p99 each).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+for k in health_aimedres health_nginx predict_aimedres predict_flask; do
+    [ -n "${RPS[${k}_r1]:-}" ] || continue
+    rps=() p50=() p99=() n2=0 se=0 tot=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        rps+=("${RPS[${k}_r$r]}") p50+=("${P50[${k}_r$r]}") p99+=("${P99[${k}_r$r]}")
+        n2=$((n2 + ${NON2XX[${k}_r$r]})) se=$((se + ${SOCKERR[${k}_r$r]})) tot=$((tot + ${TOTAL[${k}_r$r]}))
+    done
+    RPS[$k]=$(median "${rps[@]}") P50[$k]=$(median "${p50[@]}") P99[$k]=$(median "${p99[@]}")
+    NON2XX[$k]=$n2 SOCKERR[$k]=$se TOTAL[$k]=$tot
+done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -328,12 +352,23 @@ EOF
 fi
 
 # ---- report -------------------------------------------------------------------------------------
+# ratio A B: the median over rounds of A's requests/s over B's in the same round.
 ratio() {
-    if [ -n "${RPS[$1]:-}" ] && [ -n "${RPS[$2]:-}" ]; then
-        awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'
-    else
-        echo "pending"
-    fi
+    local r rs=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ -n "${RPS[${1}_r$r]:-}" ] && [ -n "${RPS[${2}_r$r]:-}" ] || { echo pending; return; }
+        rs+=("$(awk -v a="${RPS[${1}_r$r]}" -v b="${RPS[${2}_r$r]}" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')")
+    done
+    printf '%.2fx' "$(median "${rs[@]}")"
+}
+# rounds A B: each round's ratio, for the report.
+rounds() {
+    local r out=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ -n "${RPS[${1}_r$r]:-}" ] && [ -n "${RPS[${2}_r$r]:-}" ] || { echo "n/a"; return; }
+        out+="${out:+, }$(awk -v a="${RPS[${1}_r$r]}" -v b="${RPS[${2}_r$r]}" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')"
+    done
+    echo "$out"
 }
 row() { # row KEY BENCH SERVER
     if [ -n "${RPS[$1]:-}" ]; then
@@ -353,7 +388,8 @@ SUMMARY=$TMP/summary.md
     echo
     echo "- Machine: \`$UNAME\`, $CPU$HYPER, $CORES cores; load average before $LOAD_BEFORE, after $LOAD_AFTER"
     echo "- aimedres $GIT_V (${BUILD_TYPE:-unknown} build); nginx $NGINX_V; gunicorn $GUNICORN_V; $PY_V; wrk $WRK_V"
-    echo "- wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up, loopback, one server at a time;" \
+    echo "- wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up, loopback; $ROUNDS rounds per pair," \
+        "each measuring aimedres then its peer (both up, one loaded at a time); figures are medians over rounds;" \
         "N = $N workers each (aimedres MAX_WORKERS, nginx worker_processes, gunicorn -w sync workers)"
     echo "- /health response bytes (headers+body): aimedres ${AIM_HEALTH_SIZE:-n/a}, nginx $NGINX_HEALTH_SIZE;" \
         "predict body $(wc -c <"$BODY") bytes, one row of $MODEL $MODEL_VERSION; prediction check: $AGREE"
@@ -365,8 +401,9 @@ SUMMARY=$TMP/summary.md
     row predict_aimedres "POST predict" "aimedres serve (durable in SQLite)"
     row predict_flask "POST predict" "Flask $FLASK_V / gunicorn (no writes)"
     echo
-    echo "Ratios of requests/s: /health aimedres/nginx = **$HEALTH_RATIO** (target >= 0.9x);" \
-        "predict aimedres/Flask = **$PREDICT_RATIO** (target >= 20x)."
+    echo "Ratios of requests/s (median of the rounds' ratios): /health aimedres/nginx = **$HEALTH_RATIO**" \
+        "(target >= 0.9x; rounds $(rounds health_aimedres health_nginx)); predict aimedres/Flask = **$PREDICT_RATIO**" \
+        "(target >= 20x; rounds $(rounds predict_aimedres predict_flask))."
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo
         for n in "${NOTES[@]}"; do echo "- Note: $n"; done
