@@ -438,7 +438,9 @@ static void *writer_main(void *arg)
             int64_t now = util_now_ms();
             if (!atomic_load(&a->healthy) && now - last_retry >= RETRY_MS)
                 break;
-            if (checkpoint_due(a, now))
+            /* while unhealthy the retry above writes (and checkpoints): a checkpoint that
+             * can not be written must not spin this loop */
+            if (atomic_load(&a->healthy) && checkpoint_due(a, now))
                 break;
             if (a->dirty)
                 break;
@@ -477,9 +479,11 @@ static void *writer_main(void *arg)
             try_recover(a);
         }
         int rc = 0;
-        if (n > 0 || checkpoint_due(a, util_now_ms())) {
+        if (n > 0 || (atomic_load(&a->healthy) && checkpoint_due(a, util_now_ms()))) {
             rc = run_batch(a, recs, nrec, sync, ckpt_req ? 2 : 0);
-            if (rc < 0 && nrec > 0) {
+            if (rc < 0) {
+                /* a checkpoint that fails alone fails closed too: the trail can no longer be
+                 * sealed */
                 note_failure(a, nrec, rc);
                 last_retry = util_now_ms(); /* the first retry waits RETRY_MS */
             }

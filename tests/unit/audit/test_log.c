@@ -597,6 +597,45 @@ static void test_disk_full_fails_closed(void **state)
         umount2(dir, MNT_DETACH);
 }
 
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The log's directory disappears while a checkpoint is due: the writer fails closed and
+ * retries once a second (AUDIT_RECOVERED) instead of retrying the checkpoint in a tight
+ * loop (seen as a server burning a core on flock/open after its test directory was
+ * removed). It recovers once the directory is back. */
+static void test_checkpoint_failure_backs_off(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    make_cfg(&t, true, 1000);
+    t.cfg.audit_checkpoint_interval_s = 1;
+    audit_log_t *a = open_log(&t.cfg);
+    append_n(a, 1, "u");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", t.path);
+    *strrchr(dir, '/') = '\0';
+    assert_int_equal(util_rmtree(dir), 0);
+    for (int i = 0; i < 50 && audit_log_healthy(a); i++) /* the checkpoint falls due after 1 s */
+        usleep(100 * 1000);
+    assert_false(audit_log_healthy(a));
+    double before = cpu_seconds();
+    usleep(1500 * 1000);
+    double used = cpu_seconds() - before;
+    /* a spinning writer uses the whole 1.5 s; retrying once a second uses milliseconds */
+    if (used > 0.5)
+        fail_msg("the audit writer used %.2f s of CPU in 1.5 s while the log was unwritable", used);
+    assert_int_equal(util_mkdir_p(dir, 0750), 0);
+    for (int i = 0; i < 50 && !audit_log_healthy(a); i++)
+        usleep(100 * 1000);
+    assert_true(audit_log_healthy(a));
+    audit_log_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_tamper_kinds),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_disk_full_fails_closed),
+        cmocka_unit_test(test_checkpoint_failure_backs_off),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
