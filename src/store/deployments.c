@@ -14,24 +14,9 @@
 
 #define MAX_LIST 1000
 
-static int map_rc(int rc)
+static int map_rc(sqlite3 *db, int rc)
 {
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_DONE:
-    case SQLITE_ROW: return 0;
-    case SQLITE_CONSTRAINT: return -EEXIST;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return -EBUSY;
-    case SQLITE_NOMEM: return -ENOMEM;
-    case SQLITE_FULL: return -ENOSPC;
-    default: return -EIO;
-    }
-}
-
-static int exec(sqlite3 *db, const char *sql)
-{
-    return map_rc(sqlite3_exec(db, sql, NULL, NULL, NULL));
+    return store_sqlite_errno(db, rc);
 }
 
 typedef struct put_arg {
@@ -41,22 +26,9 @@ typedef struct put_arg {
     int64_t created_ms, now_ms;
 } put_arg_t;
 
-static int put_fn(sqlite3 *db, void *a)
+static void bind_put(sqlite3_stmt *st, const void *a)
 {
-    put_arg_t *p = a;
-    sqlite3_stmt *st = NULL;
-    int rc = exec(db, "BEGIN IMMEDIATE");
-    if (rc < 0)
-        return rc;
-    rc = map_rc(sqlite3_prepare_v2(db,
-                                   "INSERT INTO deployments (id, model, version, strategy, status, active, "
-                                   "record_json, created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) "
-                                   "ON CONFLICT (id) DO UPDATE SET status = excluded.status, active = "
-                                   "excluded.active, record_json = excluded.record_json, updated_ms = "
-                                   "excluded.updated_ms",
-                                   -1, &st, NULL));
-    if (rc < 0)
-        goto fail;
+    const put_arg_t *p = a;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, p->model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, p->version, -1, SQLITE_STATIC);
@@ -66,15 +38,17 @@ static int put_fn(sqlite3 *db, void *a)
     sqlite3_bind_text(st, 7, p->record, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, p->created_ms);
     sqlite3_bind_int64(st, 9, p->now_ms);
-    rc = map_rc(sqlite3_step(st));
-    if (rc < 0)
-        goto fail;
-    sqlite3_finalize(st);
-    return exec(db, "COMMIT");
-fail:
-    sqlite3_finalize(st);
-    exec(db, "ROLLBACK");
-    return rc;
+}
+
+static int put_fn(sqlite3 *db, void *a)
+{
+    return store_sqlite_write(db,
+                              "INSERT INTO deployments (id, model, version, strategy, status, active, "
+                              "record_json, created_ms, updated_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) "
+                              "ON CONFLICT (id) DO UPDATE SET status = excluded.status, active = "
+                              "excluded.active, record_json = excluded.record_json, updated_ms = "
+                              "excluded.updated_ms",
+                              bind_put, a);
 }
 
 int store_deployment_put(store_t *st, const char *id, const char *model, const char *version,
@@ -96,32 +70,21 @@ typedef struct ev_arg {
     char *event;
 } ev_arg_t;
 
-static int ev_fn(sqlite3 *db, void *a)
+static void bind_ev(sqlite3_stmt *st, const void *a)
 {
-    ev_arg_t *e = a;
-    sqlite3_stmt *st = NULL;
-    int rc = exec(db, "BEGIN IMMEDIATE");
-    if (rc < 0)
-        return rc;
-    rc = map_rc(sqlite3_prepare_v2(db,
-                                   "INSERT INTO deployment_events (deployment_id, seq, at_ms, event_json) "
-                                   "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM deployment_events "
-                                   "WHERE deployment_id = ?1",
-                                   -1, &st, NULL));
-    if (rc < 0)
-        goto fail;
+    const ev_arg_t *e = a;
     sqlite3_bind_text(st, 1, e->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, e->at_ms);
     sqlite3_bind_text(st, 3, e->event, -1, SQLITE_STATIC);
-    rc = map_rc(sqlite3_step(st));
-    if (rc < 0)
-        goto fail;
-    sqlite3_finalize(st);
-    return exec(db, "COMMIT");
-fail:
-    sqlite3_finalize(st);
-    exec(db, "ROLLBACK");
-    return rc;
+}
+
+static int ev_fn(sqlite3 *db, void *a)
+{
+    return store_sqlite_write(db,
+                              "INSERT INTO deployment_events (deployment_id, seq, at_ms, event_json) "
+                              "SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM deployment_events "
+                              "WHERE deployment_id = ?1",
+                              bind_ev, a);
 }
 
 int store_deployment_event_add(store_t *st, const char *id, int64_t at_ms, const json_t *event)
@@ -151,7 +114,7 @@ static int list_fn(sqlite3 *db, void *a)
             : "SELECT record_json FROM deployments WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR "
               "model = ?2) AND (?3 = 0 OR active = 1) AND (?4 IS NULL OR id = ?4) ORDER BY created_ms "
               "DESC, id DESC LIMIT ?5";
-    int rc = map_rc(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    int rc = map_rc(db, sqlite3_prepare_v2(db, sql, -1, &st, NULL));
     if (rc < 0)
         return rc;
     if (!l->events) {
@@ -167,7 +130,7 @@ static int list_fn(sqlite3 *db, void *a)
         if (rec)
             json_array_append_new(l->out, rec);
     }
-    rc = map_rc(rc);
+    rc = map_rc(db, rc);
     sqlite3_finalize(st);
     return rc;
 }
@@ -246,7 +209,7 @@ static int fb_fn(sqlite3 *db, void *a)
 {
     fb_arg_t *f = a;
     sqlite3_stmt *st = NULL;
-    int rc = map_rc(sqlite3_prepare_v2(db,
+    int rc = map_rc(db, sqlite3_prepare_v2(db,
                                        "SELECT p.arm, p.version, p.outputs_json, f.row_index, f.label_json "
                                        "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
                                        "WHERE p.model = ?1 AND p.created_ms >= ?2 LIMIT 100000",
@@ -287,7 +250,7 @@ static int fb_fn(sqlite3 *db, void *a)
         json_decref(o);
         json_decref(l);
     }
-    rc = map_rc(rc);
+    rc = map_rc(db, rc);
     sqlite3_finalize(st);
     return rc;
 }

@@ -196,6 +196,33 @@ int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg)
 }
 
 /* Maps a SQLite (extended) result code to a negative errno. */
+static int map_rc(sqlite3 *db, int rc);
+
+int store_sqlite_errno(sqlite3 *db, int rc)
+{
+    return map_rc(db, rc);
+}
+
+int store_sqlite_write(sqlite3 *db, const char *sql, void (*bind)(sqlite3_stmt *st, const void *arg),
+                       const void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = map_rc(db, sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
+    if (rc < 0)
+        return rc;
+    rc = map_rc(db, sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    if (rc == 0) {
+        bind(st, arg);
+        rc = map_rc(db, sqlite3_step(st));
+    }
+    sqlite3_finalize(st);
+    if (rc == 0)
+        rc = map_rc(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
+    if (rc < 0)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 static int map_rc(sqlite3 *db, int rc)
 {
     switch (rc & 0xff) {

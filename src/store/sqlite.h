@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
 
 /* Runs fn(db, arg) with the store's connection, holding its mutex, and returns fn's
  * result; -ENOTSUP when st is not a SQLite store. For store modules beyond the core
@@ -16,6 +17,17 @@ typedef struct sqlite3 sqlite3;
  * tables they use are created by the migrations in sqlite.c (append-only). */
 typedef int (*store_sqlite_fn)(sqlite3 *db, void *arg);
 int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg);
+
+/* A SQLite (extended) result code as 0 or -errno, the same mapping the store uses
+ * (unique/primary-key constraint -EEXIST, busy/locked -EBUSY, full -ENOSPC, I/O errors
+ * the OS errno of db when known...). */
+int store_sqlite_errno(sqlite3 *db, int rc);
+
+/* One statement as its own write transaction, for the area files: BEGIN IMMEDIATE,
+ * prepare sql, bind(st, arg), step to completion, COMMIT; on any failure ROLLBACK and
+ * nothing changed. 0 or -errno. Call inside a store_sqlite_fn. */
+int store_sqlite_write(sqlite3 *db, const char *sql, void (*bind)(sqlite3_stmt *st, const void *arg),
+                       const void *arg);
 
 /* ops->open takes a filesystem path (not a URL); the parent directory must exist. */
 extern const store_ops_t store_sqlite_ops;
