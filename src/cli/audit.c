@@ -360,22 +360,10 @@ static int cmd_keygen(int argc, char **argv)
 
 int cli_audit(int argc, char **argv)
 {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    static const struct {
-        const char *name;
-        int (*run)(int, char **);
-    } subs[] = {{"verify", cmd_verify},
-                {"events", cmd_events},
-                {"checkpoint", cmd_checkpoint},
-                {"prune", cmd_prune},
-                {"keygen", cmd_keygen}};
-    for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
-        if (strcmp(argv[1], subs[i].name) == 0)
-            return subs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "aimedres audit: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    static const cli_sub_t subs[] = {{"verify", cmd_verify},
+                                     {"events", cmd_events},
+                                     {"checkpoint", cmd_checkpoint},
+                                     {"prune", cmd_prune},
+                                     {"keygen", cmd_keygen}};
+    return cli_dispatch("audit", subs, ARRAY_SIZE(subs), usage, argc, argv);
 }
