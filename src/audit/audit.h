@@ -115,6 +115,10 @@ int audit_prune(const char *log_path, int retention_days, int64_t today_days, js
 int audit_date_parse(const char *s, int64_t *ret_days);
 void audit_date_format(int64_t days, char buf[11]);
 
+/* The OS user running this process (effective uid's name, else "uid:N"), the actor of the
+ * records CLI commands and the server's start write. */
+void audit_os_user(char *buf, size_t len);
+
 /* Writes a new Ed25519 key pair as PEM files (private 0600, public 0644; refuses to
  * overwrite). 0 or -errno with the reason in err. */
 int audit_keygen(const char *private_path, const char *public_path, char *err, size_t errlen);

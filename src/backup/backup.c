@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,12 @@ typedef struct run {
     char partial[PATH_MAX];
     char snap[PATH_MAX]; /* the database snapshot ("" when none) */
     bool snap_made;
+    /* PRAGMA integrity_check of the snapshot, on its own thread beside the file streams */
+    pthread_t ic_thread;
+    bool ic_started;
+    int ic_rc;
+    double ic_seconds;
+    char ic_err[1024];
     backup_progress_t prog;
     pthread_mutex_t mu; /* guards notes, m->db, err */
     char err[2048];
@@ -412,6 +419,42 @@ static json_t *db_info(const char *snapshot, const char *db_path)
                      "model_versions", (json_int_t)nver, "schema_version", schema);
 }
 
+static void *integrity_main(void *arg)
+{
+    run_t *run = arg;
+    int64_t t0 = util_mono_ns();
+    run->ic_rc = backup_db_integrity_check(run->snap, run->ic_err, sizeof(run->ic_err));
+    run->ic_seconds = (double)(util_mono_ns() - t0) / 1e9;
+    return NULL;
+}
+
+/* Waits for the snapshot's integrity_check (if started) and records it in the manifest's
+ * db object, bound to the sha256 of the bytes that were checked, which are the bytes the
+ * backup stored: the snapshot is private to this process (created O_EXCL, 0600, named with
+ * our pid), db_info closed it before the check started, and nothing writes it after. */
+static void integrity_join(run_t *run, const char *sha256)
+{
+    if (!run->ic_started)
+        return;
+    pthread_join(run->ic_thread, NULL);
+    run->ic_started = false;
+    if (!sha256 || !run->m->db)
+        return;
+    bool ok = run->ic_rc == 0;
+    json_t *ic =
+        json_pack("{s:s,s:s,s:s,s:s,s:f}", "pragma", "integrity_check", "result", ok ? "ok" : "failed",
+                  "sha256", sha256, "sqlite_version", sqlite3_libversion(), "seconds", run->ic_seconds);
+    if (!ok)
+        json_object_set_new(ic, "error",
+                            json_string(run->ic_err[0] ? run->ic_err : "integrity_check failed"));
+    json_object_set_new(run->m->db, "integrity", ic);
+    if (!ok)
+        note(run->m->notes,
+             "db: PRAGMA integrity_check of the snapshot FAILED (%s): the live database is damaged; restore "
+             "will refuse this backup's database",
+             run->ic_err);
+}
+
 /* The database item: take the snapshot first (in this worker, while others stream files). */
 static int snapshot_item(run_t *run, item_t *it)
 {
@@ -431,6 +474,12 @@ static int snapshot_item(run_t *run, item_t *it)
     }
     run->prog.total += (uint64_t)st.st_size - it->size; /* the estimate was the database file */
     it->size = (uint64_t)st.st_size;
+    /* the full PRAGMA integrity_check, once per backup, while this worker streams the same
+     * (now immutable) file: restore proves its copy identical by sha256 (see restore.h) */
+    if (pthread_create(&run->ic_thread, NULL, integrity_main, run) == 0)
+        run->ic_started = true;
+    else
+        run_note(run, "db: could not start the integrity_check thread; restore will run the check");
     return 0;
 }
 
@@ -682,6 +731,10 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         snprintf(err, errlen, "%s", run.err[0] ? run.err : strerror(-r));
         goto fail;
     }
+    for (size_t i = 0; i < plan.n; i++)
+        if (plan.items[i].is_db && run.slots[i].done)
+            integrity_join(&run, run.slots[i].f.sha256);
+    integrity_join(&run, NULL);
     if (run.snap_made) {
         backup_snapshot_remove(run.snap);
         run.snap_made = false;
@@ -787,6 +840,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     goto out;
 
 fail:
+    integrity_join(&run, NULL); /* before the snapshot goes */
     if (run.snap_made)
         backup_snapshot_remove(run.snap);
     if (partial_made)

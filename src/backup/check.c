@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "backup/pool.h"
@@ -97,11 +98,34 @@ static json_t *disk(const backup_settings_t *s)
                      (json_int_t)s->min_free_bytes, "message", msg);
 }
 
+/* The shared reader lock of a repository that exists (prune takes it exclusively before it
+ * deletes anything, so the check never reads a half-pruned repository). -1 with nothing to
+ * lock (no repository, nothing to race); -2 with err when it stays busy. */
+static int lock_repo(const char *repo, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!repo || stat(repo, &st) < 0 || !S_ISDIR(st.st_mode))
+        return -1;
+    int fd = backup_repo_lock(repo, BACKUP_LOCK_READ_SHARED, BACKUP_CHECK_LOCK_WAIT_MS, err, errlen);
+    return fd >= 0 ? fd : -2;
+}
+
 bool backup_check(const backup_settings_t *s, const backup_key_t *key, const char *key_error, json_t **ret)
 {
     int64_t now = util_now_ms();
     char id[BACKUP_ID_MAX];
     int64_t ts = 0;
+    char lerr[1024] = "";
+    int lock = lock_repo(s->backup_path, lerr, sizeof(lerr)), olock = -1;
+    if (lock == -2) {
+        char iso[ISO8601_LEN];
+        util_iso8601(now, iso);
+        *ret = json_pack("{s:b,s:s,s:s,s:n,s:{s:{s:b,s:s}}}", "ok", 0, "timestamp", iso, "backup_path",
+                         s->backup_path, "latest", "checks", "lock", "ok", 0, "message", lerr);
+        return false;
+    }
+    if (s->offsite_dir)
+        olock = lock_repo(s->offsite_dir, lerr, sizeof(lerr));
     bool have = backup_latest_info(s->backup_path, &ts, id, sizeof(id)) == 0;
     json_t *checks = json_object();
     json_object_set_new(checks, "freshness", freshness(s, have ? id : NULL, ts, now));
@@ -115,7 +139,16 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     else
         json_object_set_new(checks, "integrity",
                             verify_in(s->backup_path, id, key, backup_thread_count(s->threads)));
-    json_object_set_new(checks, "offsite", offsite(s, have ? id : NULL, key));
+    if (olock == -2)
+        json_object_set_new(
+            checks, "offsite",
+            json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message", lerr));
+    else
+        json_object_set_new(checks, "offsite", offsite(s, have ? id : NULL, key));
+    if (olock >= 0)
+        backup_repo_unlock(olock);
+    if (lock >= 0)
+        backup_repo_unlock(lock);
     json_object_set_new(checks, "disk", disk(s));
     bool ok = true;
     const char *k;

@@ -12,7 +12,13 @@
 #include "backup/crypto.h"
 #include "backup/settings.h"
 
-/* key may be NULL when it could not be loaded (key_error says why): integrity then fails.
+/* How long the check waits for a prune to release the repository (ms); then it fails
+ * with a "lock" check naming the holder. */
+#define BACKUP_CHECK_LOCK_WAIT_MS 30000
+
+/* Takes the shared reader lock of BACKUP_PATH (and of BACKUP_OFFSITE_DIR for the offsite
+ * part), like verify and restore: backups may run meanwhile, prune waits (and is waited for).
+ * key may be NULL when it could not be loaded (key_error says why): integrity then fails.
  * *ret (new reference): {"ok","timestamp","backup_path","latest","checks":{"freshness",
  * "integrity","offsite","disk"}} where each check is {"ok", ...details, "message"}.
  * Returns true when every check passed. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "backup/events.h"
 #include "backup/fsutil.h"
 #include "backup/httpc.h"
 #include "backup/manifest.h"
@@ -542,12 +543,17 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
         const char *bid = json_string_value(json_object_get(sum, "id"));
         if (bid)
             snprintf(id, sizeof(id), "%s", bid);
+        /* the drill's backup is a real one: audited like `aimedres backup` (backup/events.h) */
+        char aerr[1024] = "";
+        int ar = backup_event_backup(s, sum, r, true, aerr, sizeof(aerr));
         if (r < 0 && r != -EREMOTEIO) {
             step(&d, "backup", false, t0, "%s", err);
             json_decref(sum);
             goto done;
         }
-        if (r == 0)
+        if (ar < 0)
+            step(&d, "backup", false, t0, "%s", aerr);
+        else if (r == 0)
             step(&d, "backup", true, t0, "%s backup %s", json_string_value(json_object_get(sum, "type")), id);
         else
             step(&d, "backup", false, t0, "%s backup %s; but: %s",
@@ -586,8 +592,12 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     backup_restore_opts_t ro = {.target = d.target, .progress = o->progress};
     json_t *rrep = NULL;
     int r = backup_restore(s, key, id, &ro, &rrep, err, sizeof(err));
-    if (r < 0) {
-        step(&d, "restore", false, rto0, "%s", err);
+    /* RESTORE records: the live log (production data restored into a temporary directory)
+     * and the restored log, whose chain the audit step verifies at the end */
+    char raerr[1024] = "";
+    int rar = backup_event_restore(s, id, rrep, r, &ro, true, raerr, sizeof(raerr));
+    if (r < 0 || rar < 0) {
+        step(&d, "restore", false, rto0, "%s", r < 0 ? err : raerr);
         json_decref(rrep);
         goto done;
     }

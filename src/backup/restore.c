@@ -424,15 +424,47 @@ static json_t *check_models(const char *dir, int *failures)
                      (json_int_t)checked, "bad", bad);
 }
 
+/* The integrity_check result the backup recorded for exactly these bytes: "ok", "failed"
+ * (*why = its error) or NULL when there is none (older backups, or the check did not run). */
+static const char *recorded_integrity(const backup_manifest_t *m, const backup_file_t *f, const char **why)
+{
+    json_t *ic = m->db ? json_object_get(m->db, "integrity") : NULL;
+    const char *result = json_string_value(json_object_get(ic, "result"));
+    const char *sha = json_string_value(json_object_get(ic, "sha256"));
+    const char *pragma = json_string_value(json_object_get(ic, "pragma"));
+    if (!result || !sha || !pragma || strcmp(pragma, "integrity_check") != 0 || strcmp(sha, f->sha256) != 0)
+        return NULL;
+    *why = json_string_value(json_object_get(ic, "error"));
+    return strcmp(result, "ok") == 0 ? "ok" : "failed";
+}
+
 /* integrity_check and record count of the staged database (run by the worker that
- * restored it, while the others go on decrypting). */
-static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, bool *ok)
+ * restored it, while the others go on decrypting). By default the check is the backup's
+ * own: PRAGMA integrity_check ran on the snapshot at backup time and the authenticated
+ * manifest records its result with the snapshot's sha256, which the restored file was just
+ * proven to have; full (--full-db-check, or a backup without that record) runs the PRAGMA
+ * again on the restored file. */
+static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, const backup_file_t *f,
+                                  bool full, bool *ok)
 {
     char err[1024] = "";
     *ok = false;
-    /* first on the bytes exactly as restored, before anything opens the file for writing */
-    if (backup_db_integrity_check(db, err, sizeof(err)) < 0)
-        return json_pack("{s:s,s:s}", "status", "fail", "error", err);
+    const char *why = NULL;
+    const char *recorded = recorded_integrity(m, f, &why);
+    json_t *ic = m->db ? json_object_get(m->db, "integrity") : NULL;
+    const char *method;
+    if (recorded && strcmp(recorded, "failed") == 0 && !full) {
+        return json_pack("{s:s,s:s,s:s,s:s}", "status", "fail", "integrity_check", "failed", "method",
+                         "backup-time", "error", why ? why : "integrity_check failed on the snapshot");
+    } else if (recorded && !full) {
+        method = "backup-time"; /* proof: same sha256 as the checked snapshot */
+    } else {
+        method = "restore";
+        /* on the bytes exactly as restored, before anything opens the file for writing */
+        if (backup_db_integrity_check(db, err, sizeof(err)) < 0)
+            return json_pack("{s:s,s:s,s:s,s:s}", "status", "fail", "integrity_check", "failed", "method",
+                             method, "error", err);
+    }
     store_t *st = NULL;
     if (store_open(db, &st, err, sizeof(err)) < 0)
         return json_pack("{s:s,s:s}", "status", "fail", "error", err);
@@ -445,8 +477,13 @@ static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, bo
         out = json_pack("{s:s,s:I,s:I,s:s}", "status", "fail", "predictions", (json_int_t)preds, "expected",
                         json_integer_value(want), "error", "record count differs from the snapshot's");
     } else {
-        out = json_pack("{s:s,s:s,s:I}", "status", "ok", "integrity_check", "ok", "predictions",
-                        (json_int_t)preds);
+        out = json_pack("{s:s,s:s,s:s,s:I}", "status", "ok", "integrity_check", "ok", "method", method,
+                        "predictions", (json_int_t)preds);
+        if (strcmp(method, "backup-time") == 0)
+            json_object_set_new(out, "proof",
+                                json_pack("{s:s,s:O?,s:O?}", "sha256", f->sha256, "sqlite_version",
+                                          json_object_get(ic, "sqlite_version"), "seconds_at_backup",
+                                          json_object_get(ic, "seconds")));
         *ok = true;
     }
     store_close(st);
@@ -534,6 +571,7 @@ typedef struct rjob {
     backup_progress_t *prog;
     char (*errs)[1024]; /* per file: "" = good */
     int *codes;
+    bool full_db_check;
     json_t *db_check; /* set by the worker that restored the database */
     bool db_ok;
 } rjob_t;
@@ -558,7 +596,7 @@ static int restore_one(void *arg, size_t i)
         return r;
     }
     if (ai == A_DB)
-        j->db_check = check_db_integrity(dst, j->m, &j->db_ok);
+        j->db_check = check_db_integrity(dst, j->m, f, j->full_db_check, &j->db_ok);
     return 0;
 }
 
@@ -775,6 +813,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
 
     /* 3. decrypt into staging areas, verifying every chunk and file */
+    int64_t t_decrypt = util_mono_ns();
     long pid = (long)getpid();
     uint64_t total = 0;
     for (int i = 0; i < A_COUNT; i++) {
@@ -802,7 +841,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     char label[64];
     snprintf(label, sizeof(label), "restore %s", id);
     backup_progress_start(&prog, label, total, o->progress);
-    rjob_t job = {.repo = s->backup_path, .m = m, .a = a, .key = key, .prog = &prog};
+    rjob_t job = {
+        .repo = s->backup_path, .m = m, .a = a, .key = key, .prog = &prog, .full_db_check = o->full_db_check};
     job.errs = calloc(m->n_files + 1, sizeof(*job.errs));
     job.codes = calloc(m->n_files + 1, sizeof(*job.codes));
     if (!job.errs || !job.codes) {
@@ -851,6 +891,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
 
     /* 4. checks on the staged data */
+    int64_t t_checks = util_mono_ns();
     int failures = 0;
     const char *models_dir = a[A_MODELS].selected ? a[A_MODELS].stage : a[A_MODELS].dest;
     if (a[A_DB].selected) {
@@ -877,6 +918,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
 
     /* 5. swap in */
+    int64_t t_swap = util_mono_ns();
     json_t *moved = json_object_get(rep, "moved_aside");
     for (int i = 0; i < A_COUNT; i++) {
         if (!a[i].selected)
@@ -902,10 +944,26 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         }
     json_object_set_new(rep, "destinations", dest);
     json_object_set_new(rep, "components", comps);
+    if (a[A_AUDIT].selected) {
+        /* the restored active log (for the RESTORE record: backup/events.h) */
+        const char *src = json_string_value(json_object_get(m->source, "audit_log"));
+        const char *base = src ? strrchr(src, '/') : NULL;
+        base = base ? base + 1 : src;
+        char alog[PATH_MAX];
+        if (base && backup_path_join(alog, sizeof(alog), a[A_AUDIT].dest, base) == 0 &&
+            util_path_exists(alog))
+            json_object_set_new(rep, "audit_log", json_string(alog));
+    }
     json_object_set_new(rep, "type", json_string(m->type));
     json_object_set_new(rep, "files", json_integer((json_int_t)nfiles));
     json_object_set_new(rep, "bytes", json_integer((json_int_t)total));
-    json_object_set_new(rep, "seconds", json_real((double)(util_mono_ns() - t0) / 1e9));
+    int64_t t_end = util_mono_ns();
+    json_object_set_new(rep, "seconds", json_real((double)(t_end - t0) / 1e9));
+    /* where the time went: decrypt includes the database check its worker runs */
+    json_object_set_new(rep, "phases",
+                        json_pack("{s:f,s:f,s:f,s:f}", "prepare", (double)(t_decrypt - t0) / 1e9, "decrypt",
+                                  (double)(t_checks - t_decrypt) / 1e9, "checks",
+                                  (double)(t_swap - t_checks) / 1e9, "swap", (double)(t_end - t_swap) / 1e9));
     json_object_set_new(rep, "ok", json_true());
     json_object_del(rep, "bad");
     dirlog_free(&dirs);

@@ -13,7 +13,12 @@
  *      and sha256 checked: any mismatch removes the staging area and refuses;
  *   4. the staged data is checked as the server would use it: PRAGMA integrity_check and
  *      record counts of the database, every model's booster sha256 against its manifest,
- *      every registered model version present; a failure refuses as in 3;
+ *      every registered model version present; a failure refuses as in 3. The
+ *      integrity_check is, by default, the one the backup ran on its snapshot: its result is
+ *      in the authenticated manifest with the snapshot's sha256, and step 3 proved the
+ *      restored file has that sha256, i.e. is the very file that was checked (same bytes,
+ *      same answer). full_db_check (or a backup without that record) runs the PRAGMA again
+ *      on the restored file; a backup whose check failed is refused either way;
  *   5. swap: whatever is in place is renamed aside to "<path>.pre-restore-<id>" (kept for
  *      the operator), the staged copy renamed in, directories fsynced.
  * Models, baselines and results are replaced as whole directories (the backup's state);
@@ -44,6 +49,7 @@ typedef struct backup_restore_opts {
     unsigned components;     /* mask; 0 = every component the backup holds */
     const char *config_dest; /* in place: where the env file goes (NULL: the path it was backed up from) */
     bool progress;
+    bool full_db_check; /* run PRAGMA integrity_check on the restored database (see 4) */
 } backup_restore_opts_t;
 
 /* What a restore of m would write where (for the confirmation prompt), without touching
@@ -54,8 +60,10 @@ int backup_restore_plan(const backup_settings_t *s, const backup_manifest_t *m,
                         const backup_restore_opts_t *o, json_t **ret, char *err, size_t errlen);
 
 /* Restores backup id from s->backup_path (see DESIGN). *ret_report (new reference, also
- * on failure): {"ok","id","target","components","files","bytes","seconds","destinations",
+ * on failure): {"ok","id","target","components","files","bytes","seconds",
+ * "phases":{"prepare","decrypt","checks","swap"},"destinations",
  * "moved_aside":[..],"checks":{"database":{..},"models":{..},"registry":{..},"audit":{..}},
+ * "audit_log"? (the restored active audit log, when audit files were restored),
  * "bad":[..]?,"error"?}. Returns 0, or:
  *   -EBUSY         a server holds the destination's data lock
  *   -EKEYREJECTED  the backup was made with another key

@@ -35,6 +35,14 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     s.prod_url = cfg->prod_url;
     /* the store owns URL resolution; PostgreSQL backups (pg_dump) come with that backend */
     int r = store_url_file_path(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
+    if (r == -ENOTSUP) {
+        snprintf(
+            err, errlen,
+            "DATABASE_URL names a PostgreSQL database: backup, restore and the DR drill are not supported "
+            "yet for PostgreSQL (pg_dump -Fc comes with the PostgreSQL store backend, which does not "
+            "exist yet); only a SQLite store (sqlite:///path) can be backed up, see docs/backup.md");
+        return r;
+    }
     if (r < 0)
         return r;
     const char *results = cfg->results_path;

@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `aimedres apikey create | list | revoke`: API keys for services and users. create prints
  * the key once, alone on the last line of stdout (scripts take `tail -n1`); only its HMAC
- * is stored, so a lost key cannot be shown again, only revoked and replaced. */
+ * is stored, so a lost key cannot be shown again, only revoked and replaced. create and
+ * revoke write APIKEY_CREATED / APIKEY_REVOKED audit records (key id, role, the OS user;
+ * never the secret) through the audit writer, which shares the chain with a running server
+ * under the log's flock (audit/log.c). A broken audit setup refuses the command before it
+ * changes anything; a record that cannot be written after a create revokes the new key. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "common/util.h"
 #include "security/apikey.h"
@@ -37,6 +43,41 @@ static bool valid_name(const char *s)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return false;
     return true;
+}
+
+/* Opens the audit trail (NULL when AUDIT_LOG_PATH is unset); 0, or 1 with the reason printed. */
+static int open_audit(const config_t *cfg, const char *cmd, audit_log_t **ret)
+{
+    char err[1024] = "";
+    if (audit_log_open(cfg, ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres apikey %s: audit: %s\n", cmd, err);
+        return 1;
+    }
+    return 0;
+}
+
+/* The APIKEY_CREATED / APIKEY_REVOKED record, durable before the command reports. 0 or <0. */
+static int audit_key_event(audit_log_t *a, const char *type, const char *cmd, const store_apikey_t *k)
+{
+    if (!a)
+        return 0;
+    char user[128], when[ISO8601_LEN] = "never";
+    audit_os_user(user, sizeof(user));
+    if (k->expires_ms)
+        util_iso8601(k->expires_ms, when);
+    json_t *detail = json_pack("{s:s,s:s,s:s,s:s}", "command", cmd, "key_role", k->role, "key_name", k->name,
+                               "expires", when);
+    audit_event_t ev = {.type = type,
+                        .user = user,
+                        .role = "cli",
+                        .action = strcmp(type, "APIKEY_CREATED") == 0 ? "C" : "U",
+                        .entity_type = "api_key",
+                        .entity_id = k->key_id,
+                        .outcome = "success",
+                        .detail = detail};
+    int rc = detail ? audit_log_append_sync(a, &ev) : -ENOMEM;
+    json_decref(detail);
+    return rc;
 }
 
 static int run_create(int argc, char **argv)
@@ -81,14 +122,18 @@ static int run_create(int argc, char **argv)
     if (!cfg)
         return 1;
     int rc = 1;
-    store_t *st = cli_open_store(cfg);
+    char id[APIKEY_ID_SIZE] = "", secret[APIKEY_SECRET_SIZE] = "", key[APIKEY_KEY_SIZE] = "";
+    audit_log_t *audit = NULL;
+    store_t *st = NULL;
+    if (open_audit(cfg, "create", &audit) != 0)
+        goto out;
+    st = cli_open_store(cfg);
     if (!st)
         goto out;
     if (!cfg->api_key_salt)
         fprintf(stderr, "aimedres apikey: warning: API_KEY_SALT is unset (allowed outside production only); "
                         "setting it later invalidates this key\n");
     store_apikey_t rec = {0};
-    char id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE], key[APIKEY_KEY_SIZE];
     int r = -EEXIST;
     for (int attempt = 0; attempt < 3 && r == -EEXIST; attempt++) {
         if (apikey_generate(id, secret, key) < 0) {
@@ -108,6 +153,15 @@ static int run_create(int argc, char **argv)
                 r == -ENOTSUP ? "API keys need the SQLite store" : strerror(-r));
         goto out;
     }
+    r = audit_key_event(audit, "APIKEY_CREATED", "apikey create", &rec);
+    if (r < 0) {
+        /* no usable key may exist without its record: withdraw it (shown as revoked in list) */
+        int rv = store_apikey_revoke(st, id, util_now_ms());
+        fprintf(stderr,
+                "aimedres apikey create: cannot write the audit record (%s); key %s %s and not shown\n",
+                strerror(-r), id, rv == 0 ? "revoked" : "NOT revoked: revoke it by hand");
+        goto out;
+    }
     char when[ISO8601_LEN] = "never";
     if (rec.expires_ms)
         util_iso8601(rec.expires_ms, when);
@@ -117,7 +171,10 @@ static int run_create(int argc, char **argv)
     fflush(stdout);
     rc = 0;
 out:
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(key, sizeof(key));
     store_close(st);
+    audit_log_close(audit);
     config_free(cfg);
     return rc;
 }
@@ -237,10 +294,17 @@ static int run_revoke(int argc, char **argv)
     if (!cfg)
         return 1;
     int rc = 1;
-    store_t *st = cli_open_store(cfg);
+    audit_log_t *audit = NULL;
+    store_t *st = NULL;
+    if (open_audit(cfg, "revoke", &audit) != 0)
+        goto out;
+    st = cli_open_store(cfg);
     if (!st)
         goto out;
-    int r = store_apikey_revoke(st, id, util_now_ms());
+    store_apikey_t rec = {0};
+    int r = store_apikey_get(st, id, &rec);
+    if (r == 0)
+        r = store_apikey_revoke(st, id, util_now_ms());
     if (r == -ENOENT) {
         fprintf(stderr, "aimedres apikey revoke: no key %s\n", id);
     } else if (r == -EALREADY) {
@@ -248,34 +312,22 @@ static int run_revoke(int argc, char **argv)
         rc = 0;
     } else if (r < 0) {
         fprintf(stderr, "aimedres apikey revoke: %s\n", strerror(-r));
+    } else if ((r = audit_key_event(audit, "APIKEY_REVOKED", "apikey revoke", &rec)) < 0) {
+        fprintf(stderr, "aimedres apikey revoke: revoked API key %s, but cannot write the audit record: %s\n",
+                id, strerror(-r));
     } else {
         printf("revoked API key %s\n", id);
         rc = 0;
     }
 out:
     store_close(st);
+    audit_log_close(audit);
     config_free(cfg);
     return rc;
 }
 
 int cli_apikey(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    if (cli_is_help(argv[1])) {
-        usage(stdout);
-        return 0;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "create") == 0)
-        return run_create(argc - 1, argv + 1);
-    if (strcmp(sub, "list") == 0)
-        return run_list(argc - 1, argv + 1);
-    if (strcmp(sub, "revoke") == 0)
-        return run_revoke(argc - 1, argv + 1);
-    fprintf(stderr, "aimedres apikey: unknown subcommand '%s'\n", sub);
-    usage(stderr);
-    return 2;
+    static const cli_sub_t subs[] = {{"create", run_create}, {"list", run_list}, {"revoke", run_revoke}};
+    return cli_dispatch("apikey", subs, ARRAY_SIZE(subs), usage, argc, argv);
 }

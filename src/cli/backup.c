@@ -13,6 +13,7 @@
 #include "backup/backup.h"
 #include "backup/check.h"
 #include "backup/drill.h"
+#include "backup/events.h"
 #include "backup/keys.h"
 #include "backup/pool.h"
 #include "backup/progress.h"
@@ -64,7 +65,7 @@ static void restore_usage(FILE *out)
     fprintf(
         out,
         "usage: aimedres restore ID|latest [--target DIR] [--components LIST] [--yes] [--from DIR]\n"
-        "                        [--env-file FILE] [--config-dest FILE] [--json]\n\n"
+        "                        [--env-file FILE] [--config-dest FILE] [--full-db-check] [--json]\n\n"
         "Verifies the backup, then restores it. Without --target the configured paths are replaced\n"
         "(what was there is renamed to *.pre-restore-<id>); refuses while a server holds the data.\n"
         "  --target DIR       restore into DIR (DIR/<db file>, models/, data/, audit/, config/)\n"
@@ -72,7 +73,10 @@ static void restore_usage(FILE *out)
         "  --yes              do not ask for confirmation (required without a terminal)\n"
         "  --from DIR         read backups from DIR (e.g. BACKUP_OFFSITE_DIR) instead of BACKUP_PATH\n"
         "  --env-file FILE    read settings from FILE\n"
-        "  --config-dest FILE in place: where the backed-up env file goes (default: where it came from)\n");
+        "  --config-dest FILE in place: where the backed-up env file goes (default: where it came from)\n"
+        "  --full-db-check    run PRAGMA integrity_check on the restored database again; by default the\n"
+        "                     backup's own check of the snapshot counts, as the restored file is proven\n"
+        "                     identical to it by sha256 (backups without that record are checked anyway)\n");
 }
 
 static void drill_usage(FILE *out)
@@ -161,6 +165,11 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     json_t *sum = NULL;
     char err[2048] = "";
     int r = backup_create(&c->s, &c->key, &o, &sum, err, sizeof(err));
+    /* BACKUP audit record, after the backup read the audit files (backup/events.h) */
+    char aerr[1024] = "";
+    int ar = backup_event_backup(&c->s, sum, r, false, aerr, sizeof(aerr));
+    if (ar < 0)
+        json_object_set_new(sum, "audit_error", json_string(aerr));
     if (c->json) {
         print_json(sum);
     } else if (r == 0 || r == -EREMOTEIO) {
@@ -185,8 +194,10 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     }
     if (r < 0)
         fprintf(stderr, "aimedres: backup failed: %s\n", err);
+    if (ar < 0)
+        fprintf(stderr, "aimedres: %s\n", aerr);
     json_decref(sum);
-    return r == 0 ? 0 : 1;
+    return r == 0 && ar == 0 ? 0 : 1;
 }
 
 static int do_verify(ctx_t *c, const char *spec, bool all)
@@ -496,10 +507,11 @@ static bool confirm(const json_t *plan)
 int cli_restore(int argc, char **argv)
 {
     const char *env_file = NULL, *target = NULL, *comps = NULL, *from = NULL, *config_dest = NULL;
-    bool yes = false, json = false;
+    bool yes = false, json = false, full_db_check = false;
     static const struct option opts[] = {
         {"env-file", required_argument, NULL, 'e'},
         {"target", required_argument, NULL, 't'},
+        {"full-db-check", no_argument, NULL, 'F'},
         {"components", required_argument, NULL, 'c'},
         {"from", required_argument, NULL, 'f'},
         {"config-dest", required_argument, NULL, 'C'},
@@ -519,6 +531,7 @@ int cli_restore(int argc, char **argv)
         case 'C': config_dest = optarg; break;
         case 'y': yes = true; break;
         case 'j': json = true; break;
+        case 'F': full_db_check = true; break;
         case 'h': restore_usage(stdout); return 0;
         default: restore_usage(stderr); return 2;
         }
@@ -550,12 +563,22 @@ int cli_restore(int argc, char **argv)
         goto out;
     }
     backup_repo_path(c.s.backup_path, id, NULL, dir, sizeof(dir));
-    if (backup_manifest_load(dir, &c.key, &m, err, sizeof(err)) < 0) {
+    backup_restore_opts_t o = {.target = target,
+                               .components = mask,
+                               .config_dest = config_dest,
+                               .progress = backup_progress_tty(),
+                               .full_db_check = full_db_check};
+    int mr = backup_manifest_load(dir, &c.key, &m, err, sizeof(err));
+    if (mr < 0) {
         fprintf(stderr, "aimedres: refusing to restore %s: %s\n", id, err);
+        /* a refused restore is audited too (a failure in the live log) */
+        json_t *frep = json_pack("{s:s}", "error", err);
+        char aerr[1024] = "";
+        if (backup_event_restore(&c.s, id, frep, mr, &o, false, aerr, sizeof(aerr)) < 0)
+            fprintf(stderr, "aimedres: %s\n", aerr);
+        json_decref(frep);
         goto out;
     }
-    backup_restore_opts_t o = {
-        .target = target, .components = mask, .config_dest = config_dest, .progress = backup_progress_tty()};
     if (backup_restore_plan(&c.s, m, &o, &plan, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: %s\n", err);
         goto out;
@@ -573,12 +596,23 @@ int cli_restore(int argc, char **argv)
         }
     }
     int r = backup_restore(&c.s, &c.key, id, &o, &rep, err, sizeof(err));
+    /* RESTORE audit record(s), after the restored data is in place (backup/events.h) */
+    char aerr[1024] = "";
+    int ar = backup_event_restore(&c.s, id, rep, r, &o, false, aerr, sizeof(aerr));
+    if (ar < 0)
+        json_object_set_new(rep, "audit_error", json_string(aerr));
     if (c.json) {
         print_json(rep);
     } else if (r == 0) {
-        printf("restored %s: %lld files in %.1f s, verified; database integrity_check ok\n", id,
-               (long long)json_integer_value(json_object_get(rep, "files")),
-               json_real_value(json_object_get(rep, "seconds")));
+        json_t *dbc = json_object_get(json_object_get(rep, "checks"), "database");
+        printf(
+            "restored %s: %lld files in %.1f s, verified%s\n", id,
+            (long long)json_integer_value(json_object_get(rep, "files")),
+            json_real_value(json_object_get(rep, "seconds")),
+            !dbc ? ""
+            : strcmp(jstr(dbc, "method"), "backup-time") == 0
+                ? "; database identical (sha256) to the snapshot whose integrity_check passed at backup time"
+                : "; database integrity_check ok");
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(rep, "destinations"), k, v)
@@ -591,7 +625,9 @@ int cli_restore(int argc, char **argv)
     }
     if (r < 0)
         fprintf(stderr, "aimedres: restore failed: %s\n", err);
-    rc = r == 0 ? 0 : 1;
+    if (ar < 0)
+        fprintf(stderr, "aimedres: %s\n", aerr);
+    rc = r == 0 && ar == 0 ? 0 : 1;
 out:
     json_decref(plan);
     json_decref(rep);

@@ -24,6 +24,8 @@
 #include "audit/siem.h"        /* audit (issue 5) */
 #include "security/security.h" /* security (issue 5) */
 #include "security/tls.h"      /* security (issue 5) */
+#include "audit/configfp.h"      /* audit (issue 5, audit3): CONFIG_CHANGE at start */
+#include "security/clientaddr.h" /* security (issue 5, audit3): TRUSTED_PROXIES */
 #include "rollout/rollout.h"   /* rollouts (issue 3) */
 
 typedef struct serve_state {
@@ -157,6 +159,11 @@ int cli_serve(int argc, char **argv)
     }
     if (!st.app.audit)
         log_msg(LOG_WARNING, "AUDIT_LOG_PATH unset: no audit trail", NULL);
+    /* security (issue 5, audit3): client addresses behind trusted proxies */
+    if (clientaddr_configure(cfg->trusted_proxies, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres serve: %s\n", err);
+        goto out;
+    }
     int mk = util_mkdir_p(cfg->model_storage_path, 0750);
     if (mk < 0) {
         fprintf(stderr, "aimedres serve: MODEL_STORAGE_PATH: cannot create %s: %s\n", cfg->model_storage_path,
@@ -201,7 +208,7 @@ int cli_serve(int argc, char **argv)
         log_msg(LOG_WARNING, "no models loaded; /ready answers 503 until one is registered", "{s:s}",
                 "model_storage_path", cfg->model_storage_path);
     /* rollouts (issue 3): the deployment controller resumes stored deployments */
-    int rrc = rollout_new(st.app.store, st.app.registry, cfg->data_dir, (rollout_t **)&st.app.rollout, err,
+    int rrc = rollout_new(st.app.store, st.app.registry, cfg, (rollout_t **)&st.app.rollout, err,
                           sizeof(err));
     if (rrc == 0)
         rollout_set_audit(st.app.rollout, st.app.audit); /* audit (issue 5): DEPLOYMENT_* events */
@@ -266,16 +273,25 @@ int cli_serve(int argc, char **argv)
     }
     process_metrics_register(cfg->model_storage_path);
     backup_metrics_register(cfg->backup_path);
+    /* audit (issue 5, audit3): CONFIG_CHANGE when the configuration differs from the last
+     * start's, recorded once everything is set up and before serving (fingerprints only; a
+     * failure to record it refuses to start) */
+    if (audit_config_record(st.app.audit, cfg, NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres serve: audit: %s\n", err);
+        goto out;
+    }
     st.base = event_base_new();
+    /* audit3: the signal handlers go in before the workers answer /health, so a SIGTERM sent
+     * as soon as the server looks up drains it instead of killing it */
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; st.base && i < ARRAY_SIZE(signums); i++) {
+        sigs[i] = evsignal_new(st.base, signums[i], on_signal, &st);
+        event_add(sigs[i], NULL);
+    }
     if (!st.base || http_server_start(st.app.server) < 0 ||
         (st.metrics_server && http_server_start(st.metrics_server) < 0)) {
         fprintf(stderr, "aimedres serve: cannot start worker threads\n");
         goto out;
-    }
-    int signums[] = {SIGTERM, SIGINT, SIGHUP};
-    for (size_t i = 0; i < ARRAY_SIZE(signums); i++) {
-        sigs[i] = evsignal_new(st.base, signums[i], on_signal, &st);
-        event_add(sigs[i], NULL);
     }
     poll_ev = event_new(st.base, -1, EV_PERSIST, on_poll, &st);
     struct timeval ptv = {cfg->model_poll_interval_ms / 1000, (cfg->model_poll_interval_ms % 1000) * 1000};
@@ -312,6 +328,7 @@ out:
     http_server_free(st.metrics_server);
     http_server_free(st.app.server);
     security_free(st.app.security); /* security (issue 5) */
+    clientaddr_deconfigure();       /* security (issue 5, audit3) */
     tls_ctx_free(tls_ctx);          /* security (issue 5) */
     monitor_free(st.app.monitor);   /* monitor (issue 4): after the workers, before store and registry */
     rollout_free(st.app.rollout);   /* rollouts (issue 3): after the workers, before the registry */

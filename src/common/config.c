@@ -19,6 +19,7 @@
 
 #include "common/util.h"
 #include "security/ratelimit.h" /* security (issue 5): RATE_LIMIT_* form */
+#include "security/clientaddr.h" /* security (issue 5, audit3): TRUSTED_PROXIES form */
 
 #define ENV_FILE_MAX (1024 * 1024)
 #define ECHO_MAX 80 /* longest value echoed back in an error message */
@@ -60,6 +61,23 @@ static int check_database_url(const char *v, char **ret_norm);
 static int check_host_port(const char *v, char **ret_norm);
 static int check_cors(const char *v, char **ret_norm);
 static int check_rate(const char *v, char **ret_norm); /* security (issue 5) */
+static int check_proxies(const char *v, char **ret_norm); /* security (issue 5, audit3) */
+
+/* rollouts (issue 3): one check per CanaryConfig field of rollout/fields.h, each asking
+ * rollout/config.c (the field list and its parsing live there, not here). */
+#define ROLLOUT_CHECK_FN(n, N, t, d, m)                                                                      \
+    static int check_rollout_##n(const char *v, char **ret_norm)                                             \
+    {                                                                                                        \
+        (void)ret_norm;                                                                                      \
+        return rollout_config_check_text(ROLLOUT_F_##n, v);                                                  \
+    }
+ROLLOUT_CONFIG_FIELDS(ROLLOUT_CHECK_FN)
+#undef ROLLOUT_CHECK_FN
+static int check_rollout_fault(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    return rollout_fault_check(v);
+}
 
 // clang-format off
 /* One setting per line reads better than the formatter's layout. */
@@ -121,6 +139,8 @@ static const struct setting settings[] = {
            check_rate),
     STRCHK("RATE_LIMIT_PER_IP", "1000/s", PUBLIC, rate_limit_per_ip, "N/s or N/m, optional :burst, or off",
            check_rate),
+    STRCHK("TRUSTED_PROXIES", NULL, PUBLIC, trusted_proxies, "comma-separated IPv4/IPv6 addresses or CIDRs",
+           check_proxies), /* security (audit3) */
 
     STR("MODEL_STORAGE_PATH", "/var/aimedres/models", model_storage_path),
     STR("DATA_DIR", NULL, data_dir), /* default derived from MODEL_STORAGE_PATH */
@@ -182,6 +202,13 @@ static const struct setting settings[] = {
            "'*' or a comma-separated list of origins like https://app.example.org", check_cors),
     BOOLV("STORE_PREDICTION_INPUTS", "false", store_prediction_inputs),
     MILLIS("MODEL_POLL_INTERVAL", "1s", 10, HOUR * 1000LL, model_poll_interval_ms),
+
+    /* rollouts (issue 3): ROLLOUT_<FIELD> for every field of rollout/fields.h, then the test fault */
+#define ROLLOUT_SETTING(n, N, t, d, m)                                                                       \
+    STRCHK("ROLLOUT_" #N, d, PUBLIC, rollout[ROLLOUT_F_##n], ROLLOUT_FORM_##t, check_rollout_##n),
+    ROLLOUT_CONFIG_FIELDS(ROLLOUT_SETTING)
+#undef ROLLOUT_SETTING
+    STRCHK("ROLLOUT_FAULT_INJECT", NULL, PUBLIC, rollout_fault_inject, ROLLOUT_FORM_FAULT, check_rollout_fault),
 };
 
 #define N_SETTINGS ARRAY_SIZE(settings)
@@ -189,6 +216,21 @@ static const struct setting settings[] = {
 const char *config_setting_name(size_t i)
 {
     return i < N_SETTINGS ? settings[i].name : NULL;
+}
+
+/* audit (issue 5, audit3): raw string values for configuration fingerprints. */
+int config_setting_raw(const config_t *cfg, size_t i, const char **ret_value, bool *ret_secret)
+{
+    if (i >= N_SETTINGS)
+        return -ENOENT;
+    const struct setting *s = &settings[i];
+    *ret_secret = s->secret != PUBLIC;
+    if (s->kind != K_STR && s->kind != K_CHOICE) {
+        *ret_value = NULL;
+        return -EINVAL;
+    }
+    *ret_value = *(char *const *)((const char *)cfg + s->offset);
+    return 0;
 }
 
 /* Substrings (case-insensitive) that mark a template value nobody replaced. */
@@ -375,6 +417,17 @@ static int check_rate(const char *v, char **ret_norm)
     (void)ret_norm;
     ratelimit_spec_t spec;
     return ratelimit_parse_spec(v, &spec);
+}
+
+/* security (issue 5, audit3): TRUSTED_PROXIES, parsed by security/clientaddr.c itself. */
+static int check_proxies(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    char why[200];
+    clientaddr_proxies_t *p = NULL;
+    int rc = clientaddr_proxies_parse(v, &p, why, sizeof(why));
+    clientaddr_proxies_free(p);
+    return rc;
 }
 
 /* "*" or a comma list of origins; normalised to a comma list without blanks. */

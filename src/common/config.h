@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "common/log.h"
+#include "rollout/fields.h" /* rollouts (issue 3): ROLLOUT_N_FIELDS */
 
 typedef enum { ENV_DEVELOPMENT = 0, ENV_STAGING, ENV_PRODUCTION } config_environment_t;
 
@@ -50,6 +51,7 @@ typedef struct config {
     int auth_lockout_duration_s;  /* AUTH_LOCKOUT_DURATION, default 15 min */
     char *rate_limit_per_key;     /* RATE_LIMIT_PER_KEY: "N/s" or "N/m" [":burst"] or "off" */
     char *rate_limit_per_ip;      /* RATE_LIMIT_PER_IP: same form */
+    char *trusted_proxies;        /* TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed (audit3) */
 
     char *model_storage_path; /* MODEL_STORAGE_PATH, default /var/aimedres/models */
     char *data_dir;           /* DATA_DIR: where baseline/<name>_validation.csv live; default
@@ -114,6 +116,12 @@ typedef struct config {
     char *cors_allowed_origins;   /* CORS_ALLOWED_ORIGINS: comma list or "*"; NULL = no CORS */
     bool store_prediction_inputs; /* STORE_PREDICTION_INPUTS, default false (inputs are PHI) */
     int model_poll_interval_ms;   /* MODEL_POLL_INTERVAL, default 1s: registry change polling */
+
+    /* rollouts (issue 3): ROLLOUT_<FIELD>, the defaults of each deployment's CanaryConfig, one per
+     * field of rollout/fields.h (index ROLLOUT_F_*), validated at load by rollout/config.c and
+     * parsed by rollout_config_from_settings; never NULL after a successful load. */
+    char *rollout[ROLLOUT_N_FIELDS];
+    char *rollout_fault_inject; /* ROLLOUT_FAULT_INJECT: tests only, NULL = off */
 } config_t;
 
 /* Loads defaults, then env_file (if not NULL), then the process environment; an empty value
@@ -128,6 +136,12 @@ void config_free(config_t *cfg);
 /* Name of setting i in the settings table (NULL past the end): every variable the
  * configuration reads, for tools and tests. */
 const char *config_setting_name(size_t i);
+
+/* audit (issue 5, audit3): for configuration fingerprints. *ret_secret tells whether setting i
+ * is a secret (never print it: hash it). For string settings *ret_value is the raw value
+ * (borrowed; NULL = unset) and 0 is returned; other kinds give -EINVAL with *ret_value NULL
+ * (use config_print's text). -ENOENT past the end. */
+int config_setting_raw(const config_t *cfg, size_t i, const char **ret_value, bool *ret_secret);
 
 /* Prints "KEY=value" lines of the effective configuration, secrets shown as
  * "<redacted>" (or "<unset>"), sorted by key. */

@@ -204,6 +204,13 @@ const char *http_ctx_peer(const http_ctx_t *ctx)
     return ctx->peer;
 }
 
+/* security (issue 5, audit3): the authorizer replaces the peer with the client address found
+ * behind a trusted proxy (security/clientaddr.c). */
+void http_ctx_set_peer(http_ctx_t *ctx, const char *addr)
+{
+    snprintf(ctx->peer, sizeof(ctx->peer), "%s", addr ? addr : "");
+}
+
 const char *http_ctx_query(const http_ctx_t *ctx)
 {
     const char *uri = evhttp_request_get_uri(ctx->req);

@@ -82,6 +82,9 @@ const http_route_t *http_ctx_route(const http_ctx_t *ctx);
 double http_ctx_elapsed_ms(const http_ctx_t *ctx);
 /* Peer address as text (for rate limits/audit later). */
 const char *http_ctx_peer(const http_ctx_t *ctx);
+/* security (issue 5, audit3): replaces the address http_ctx_peer reports; the authorizer
+ * sets the client address found behind a trusted proxy (TRUSTED_PROXIES). */
+void http_ctx_set_peer(http_ctx_t *ctx, const char *addr);
 
 /* The authenticated principal, set by the authorizer: user (key name or JWT subject)
  * and role; both NULL for anonymous requests. Strings are copied (max 127 bytes). */

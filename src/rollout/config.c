@@ -4,7 +4,6 @@
  * so a field can not be accepted in one place and forgotten in another. */
 #include "rollout/config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,64 +12,44 @@
 
 #include "common/util.h"
 
-typedef enum { F_DURATION, F_RATIO, F_NUMBER, F_INT, F_BOOL, F_STAGES, F_STRING } ftype_t;
+typedef enum { F_DURATION, F_INTERVAL, F_RATIO, F_NUMBER, F_INT, F_BOOL, F_STAGES, F_STRING } ftype_t;
 
 typedef struct field {
-    const char *name;
+    const char *name;    /* JSON name */
+    const char *setting; /* ROLLOUT_<NAME> */
     ftype_t type;
     size_t off;
+    const char *def; /* default, as text */
 } field_t;
 
-#define FLD(n, t)                                                                                            \
-    {                                                                                                        \
-#n, t, offsetof(rollout_config_t, n)                                                                 \
-    }
+/* Generated from rollout/fields.h: the one list of fields. */
 static const field_t fields[] = {
-    {"shadow_duration", F_DURATION, offsetof(rollout_config_t, shadow_duration_ms)},
-    {"canary_stages", F_STAGES, 0},
-    {"stage_duration", F_DURATION, offsetof(rollout_config_t, stage_duration_ms)},
-    {"check_interval", F_DURATION, offsetof(rollout_config_t, check_interval_ms)},
-    {"rollback_window", F_DURATION, offsetof(rollout_config_t, rollback_window_ms)},
-    FLD(min_accuracy, F_RATIO),
-    FLD(min_f1_score, F_RATIO),
-    FLD(min_auc, F_RATIO),
-    FLD(max_performance_degradation, F_RATIO),
-    FLD(max_error_rate, F_RATIO),
-    FLD(max_demographic_disparity, F_RATIO),
-    FLD(min_shadow_agreement, F_RATIO),
-    FLD(latency_floor_ms, F_NUMBER),
-    FLD(min_requests, F_INT),
-    FLD(min_labels, F_INT),
-    FLD(sensitive_column, F_STRING),
-    FLD(auto_rollback_enabled, F_BOOL),
-    FLD(rollback_on_validation_failure, F_BOOL),
-    FLD(auto_promote, F_BOOL),
+#define FIELD_ENTRY(n, N, t, d, m) {#n, "ROLLOUT_" #N, F_##t, offsetof(rollout_config_t, m), d},
+    ROLLOUT_CONFIG_FIELDS(FIELD_ENTRY)
+#undef FIELD_ENTRY
 };
+
+_Static_assert(ARRAY_SIZE(fields) == ROLLOUT_N_FIELDS, "fields[] follows rollout/fields.h");
+
+static int set_field(rollout_config_t *c, const field_t *f, const char *text, const json_t *j, char *err,
+                     size_t errlen);
 
 void rollout_config_defaults(rollout_config_t *c)
 {
     memset(c, 0, sizeof(*c));
-    c->shadow_duration_ms = 24LL * 3600 * 1000;
-    static const double st[] = {5, 10, 25, 50, 100};
-    memcpy(c->stages, st, sizeof(st));
-    c->n_stages = ARRAY_SIZE(st);
-    c->stage_duration_ms = 2LL * 3600 * 1000;
-    c->check_interval_ms = 60 * 1000;
-    c->rollback_window_ms = 3600 * 1000;
-    c->min_accuracy = 0.85;
-    c->min_f1_score = 0.80;
-    c->min_auc = 0.70;
-    c->max_performance_degradation = 0.10;
-    c->max_error_rate = 0.05;
-    c->max_demographic_disparity = 0.10;
-    c->min_shadow_agreement = 0.90;
-    c->latency_floor_ms = 5.0;
-    c->min_requests = 20;
-    c->min_labels = 30;
-    snprintf(c->sensitive_column, sizeof(c->sensitive_column), "sex");
-    c->auto_rollback_enabled = true;
-    c->rollback_on_validation_failure = true;
-    c->auto_promote = false;
+    char msg[160];
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+        set_field(c, &fields[i], fields[i].def, NULL, msg, sizeof(msg)); /* cannot fail: unit-tested */
+}
+
+const char *rollout_config_setting_name(size_t index)
+{
+    return index < ARRAY_SIZE(fields) ? fields[index].setting : NULL;
+}
+
+const char *rollout_config_field_name(size_t index)
+{
+    return index < ARRAY_SIZE(fields) ? fields[index].name : NULL;
 }
 
 /* "5,10,25,50,100" or a JSON array: strictly ascending, in (0, 100], ending at 100. */
@@ -104,7 +83,7 @@ static int parse_stage_list(rollout_config_t *c, const char *s, char *err, size_
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n > ROLLOUT_MAX_STAGES || util_parse_double(tok, &v[n]) < 0) {
-            snprintf(err, errlen, "expected a comma list of percentages like 5,25,100");
+            snprintf(err, errlen, "expected %s", ROLLOUT_FORM_STAGES);
             return -EINVAL;
         }
         n++;
@@ -131,14 +110,12 @@ static int set_field(rollout_config_t *c, const field_t *f, const char *text, co
         return -EINVAL;
     }
     switch (f->type) {
-    case F_DURATION: {
+    case F_DURATION:
+    case F_INTERVAL: {
         int64_t ms;
-        if (util_parse_duration_ms(text, &ms) < 0 || ms < 0) {
-            snprintf(err, errlen, "expected a duration like 30s, 5m or 2h (or seconds)");
-            return -EINVAL;
-        }
-        if (f->off == offsetof(rollout_config_t, check_interval_ms) && ms < 100) {
-            snprintf(err, errlen, "the check interval must be at least 100ms");
+        if (!text || util_parse_duration_ms(text, &ms) < 0 || ms < 0 || (f->type == F_INTERVAL && ms < 100)) {
+            snprintf(err, errlen, "expected %s",
+                     f->type == F_INTERVAL ? ROLLOUT_FORM_INTERVAL : ROLLOUT_FORM_DURATION);
             return -EINVAL;
         }
         *(int64_t *)base = ms;
@@ -147,9 +124,10 @@ static int set_field(rollout_config_t *c, const field_t *f, const char *text, co
     case F_RATIO:
     case F_NUMBER: {
         double v;
-        if (util_parse_double(text, &v) < 0 || !isfinite(v) || v < 0 || (f->type == F_RATIO && v > 1)) {
-            snprintf(err, errlen,
-                     f->type == F_RATIO ? "expected a number in [0, 1]" : "expected a number >= 0");
+        if (!text || util_parse_double(text, &v) < 0 || !isfinite(v) || v < 0 ||
+            (f->type == F_RATIO && v > 1)) {
+            snprintf(err, errlen, "expected %s",
+                     f->type == F_RATIO ? ROLLOUT_FORM_RATIO : ROLLOUT_FORM_NUMBER);
             return -EINVAL;
         }
         *(double *)base = v;
@@ -157,22 +135,22 @@ static int set_field(rollout_config_t *c, const field_t *f, const char *text, co
     }
     case F_INT: {
         int64_t v;
-        if (util_parse_int64(text, 0, 1000000, &v) < 0) {
-            snprintf(err, errlen, "expected an integer 0..1000000");
+        if (!text || util_parse_int64(text, 0, 1000000, &v) < 0) {
+            snprintf(err, errlen, "expected %s", ROLLOUT_FORM_INT);
             return -EINVAL;
         }
         *(int *)base = (int)v;
         return 0;
     }
     case F_BOOL:
-        if (util_parse_bool(text, (bool *)base) < 0) {
-            snprintf(err, errlen, "expected true or false");
+        if (!text || util_parse_bool(text, (bool *)base) < 0) {
+            snprintf(err, errlen, "expected %s", ROLLOUT_FORM_BOOL);
             return -EINVAL;
         }
         return 0;
     case F_STRING:
         if (!text || !*text || strlen(text) >= sizeof(c->sensitive_column)) {
-            snprintf(err, errlen, "expected a column name of 1..63 characters");
+            snprintf(err, errlen, "expected %s", ROLLOUT_FORM_STRING);
             return -EINVAL;
         }
         snprintf(c->sensitive_column, sizeof(c->sensitive_column), "%s", text);
@@ -203,24 +181,75 @@ static int set_field(rollout_config_t *c, const field_t *f, const char *text, co
     return -EINVAL;
 }
 
-int rollout_config_from_env(rollout_config_t *c, char *err, size_t errlen)
+int rollout_config_from_settings(rollout_config_t *c, const char *const values[ROLLOUT_N_FIELDS], char *err,
+                                 size_t errlen)
 {
     rollout_config_defaults(c);
-    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-        char var[96];
-        snprintf(var, sizeof(var), "ROLLOUT_%s", fields[i].name);
-        for (char *p = var; *p; p++)
-            *p = (char)toupper((unsigned char)*p);
-        const char *v = getenv(var);
-        if (!v || !*v)
+    for (size_t i = 0; values && i < ARRAY_SIZE(fields); i++) {
+        if (!values[i] || !*values[i])
             continue;
         char msg[200];
-        if (set_field(c, &fields[i], v, NULL, msg, sizeof(msg)) < 0) {
-            snprintf(err, errlen, "%s: %s", var, msg);
+        if (set_field(c, &fields[i], values[i], NULL, msg, sizeof(msg)) < 0) {
+            snprintf(err, errlen, "%s: %s", fields[i].setting, msg);
             return -EINVAL;
         }
     }
     return 0;
+}
+
+int rollout_config_check_text(int index, const char *text)
+{
+    if (index < 0 || (size_t)index >= ARRAY_SIZE(fields))
+        return -EINVAL;
+    rollout_config_t scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    char msg[200];
+    return set_field(&scratch, &fields[index], text, NULL, msg, sizeof(msg)) < 0 ? -EINVAL : 0;
+}
+
+int rollout_fault_parse(const char *text, rollout_fault_t *ret, char *err, size_t errlen)
+{
+    rollout_fault_t f;
+    memset(&f, 0, sizeof(f));
+    if (!text || !*text) {
+        *ret = f;
+        return 0;
+    }
+    char buf[256];
+    if (strlen(text) >= sizeof(buf))
+        goto bad;
+    snprintf(buf, sizeof(buf), "%s", text);
+    char *save_p = NULL;
+    for (char *tok = strtok_r(buf, ",", &save_p); tok; tok = strtok_r(NULL, ",", &save_p)) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            goto bad;
+        *eq++ = '\0';
+        int64_t n;
+        if (strcmp(tok, "version") == 0 && util_is_safe_name(eq) && strlen(eq) < sizeof(f.version))
+            snprintf(f.version, sizeof(f.version), "%s", eq);
+        else if (strcmp(tok, "error_rate") == 0 && util_parse_double(eq, &f.error_rate) == 0 &&
+                 f.error_rate >= 0 && f.error_rate <= 1)
+            continue;
+        else if (strcmp(tok, "delay_ms") == 0 && util_parse_int64(eq, 0, 60000, &n) == 0)
+            f.delay_ms = (int)n;
+        else
+            goto bad;
+    }
+    if (!f.version[0])
+        goto bad;
+    *ret = f;
+    return 0;
+bad:
+    snprintf(err, errlen, "expected %s", ROLLOUT_FORM_FAULT);
+    return -EINVAL;
+}
+
+int rollout_fault_check(const char *text)
+{
+    rollout_fault_t f;
+    char msg[160];
+    return rollout_fault_parse(text, &f, msg, sizeof(msg));
 }
 
 int rollout_config_apply_json(rollout_config_t *c, const json_t *obj, const char **ret_field, char *err,
@@ -270,6 +299,7 @@ json_t *rollout_config_to_json(const rollout_config_t *c)
         char d[32];
         switch (f->type) {
         case F_DURATION:
+        case F_INTERVAL:
             rollout_format_duration(*(const int64_t *)base, d, sizeof(d));
             json_object_set_new(o, f->name, json_string(d));
             break;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CanaryConfig: the knobs of one deployment (seed guide §1.3) with their defaults,
- * overridable from the environment (ROLLOUT_* variables) and per deployment (API body,
- * CLI flags). Durations are given as "30s", "5m", "2h" or plain seconds. */
+ * overridable by the ROLLOUT_* settings of the configuration (common/config.c, so also from
+ * --env-file) and per deployment (API body, CLI flags). The field list is rollout/fields.h.
+ * Durations are given as "30s", "5m", "2h" or plain seconds. */
 #ifndef AIMEDRES_ROLLOUT_CONFIG_H
 #define AIMEDRES_ROLLOUT_CONFIG_H
 
@@ -9,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rollout/fields.h"
 
 #define ROLLOUT_MAX_STAGES 16
 
@@ -35,11 +38,27 @@ typedef struct rollout_config {
     bool auto_promote;                   /* false */
 } rollout_config_t;
 
-/* The built-in defaults. */
+/* The built-in defaults (the defaults column of rollout/fields.h). */
 void rollout_config_defaults(rollout_config_t *c);
-/* Defaults, then ROLLOUT_<FIELD> environment variables (upper-case field names, e.g.
- * ROLLOUT_STAGE_DURATION=30s). -EINVAL with err naming the variable. */
-int rollout_config_from_env(rollout_config_t *c, char *err, size_t errlen);
+/* Defaults, then values[i] (borrowed; NULL or "" = keep the default) for each field
+ * ROLLOUT_F_*: config_t.rollout of the loaded configuration. -EINVAL with err naming the
+ * setting (ROLLOUT_STAGE_DURATION: expected ...). */
+int rollout_config_from_settings(rollout_config_t *c, const char *const values[ROLLOUT_N_FIELDS], char *err,
+                                 size_t errlen);
+/* Setting name of field index ("ROLLOUT_STAGE_DURATION") and its JSON name
+ * ("stage_duration"); static strings, NULL past the end. */
+const char *rollout_config_setting_name(size_t index);
+const char *rollout_config_field_name(size_t index);
+
+/* Test fault injection (ROLLOUT_FAULT_INJECT=version=V,error_rate=R,delay_ms=N): requests
+ * served by the candidate arm of version V fail with probability R and/or sleep N ms. */
+typedef struct rollout_fault {
+    char version[129]; /* "" = off */
+    double error_rate;
+    int delay_ms;
+} rollout_fault_t;
+/* Parses text (NULL or "" = off: *ret zeroed). -EINVAL with err explaining. */
+int rollout_fault_parse(const char *text, rollout_fault_t *ret, char *err, size_t errlen);
 /* Applies the fields present in obj onto c. Unknown fields and bad values are refused:
  * -EINVAL with *ret_field set to the field's name (static string) and err explaining. */
 int rollout_config_apply_json(rollout_config_t *c, const json_t *obj, const char **ret_field, char *err,

@@ -121,10 +121,7 @@ struct rollout {
     bool qstop;
     uint32_t m_dropped;
     metric_family_t *f_stage, *f_traffic;
-    /* fault injection (tests) */
-    char fault_version[129];
-    double fault_error_rate;
-    int fault_delay_ms;
+    rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -219,14 +216,17 @@ static json_t *dep_json(const dep_t *d)
                         d->prev_version[0] ? json_string(d->prev_version) : json_null());
     json_object_set_new(o, "awaiting_promotion", json_boolean(d->awaiting_promote));
     json_object_set_new(o, "rollback_available_until", iso(d->window_until_ms));
+    /* the previous stable version is loaded, so a rollback is a switch, not a deployment */
+    json_object_set_new(o, "previous_version_loaded", json_boolean(d->prev_stable != NULL));
     /* controller state for restarts */
     json_object_set_new(o, "_state",
-                        json_pack("{s:i,s:I,s:I,s:I,s:I,s:s,s:f}", "phase", d->phase, "started_ms",
+                        json_pack("{s:i,s:I,s:I,s:I,s:I,s:s,s:f,s:I}", "phase", d->phase, "started_ms",
                                   (json_int_t)d->started_ms, "phase_started_ms",
                                   (json_int_t)d->phase_started_ms, "paused_elapsed_ms",
                                   (json_int_t)d->paused_elapsed_ms, "completed_ms",
                                   (json_int_t)d->completed_ms, "paused_from", d->paused_from,
-                                  "stable_p95_ref", isfinite(d->stable_p95_ref) ? d->stable_p95_ref : -1.0));
+                                  "stable_p95_ref", isfinite(d->stable_p95_ref) ? d->stable_p95_ref : -1.0,
+                                  "window_until_ms", (json_int_t)d->window_until_ms));
     return o;
 }
 
@@ -474,10 +474,10 @@ void rollout_route(rollout_t *r, const char *model, const char *patient_id, cons
         if (bp >= 10000 || rollout_bucket(d->id, key) < bp) {
             rt->handle = model_handle_ref(d->cand);
             rt->arm = arm_name(d);
-            if (r->fault_version[0] && strcmp(r->fault_version, d->version) == 0) {
-                rt->fault_delay_ms = r->fault_delay_ms;
-                rt->fault_fail = r->fault_error_rate > 0 && rollout_bucket("fault", request_id) <
-                                                                (unsigned)(r->fault_error_rate * 10000);
+            if (r->fault.version[0] && strcmp(r->fault.version, d->version) == 0) {
+                rt->fault_delay_ms = r->fault.delay_ms;
+                rt->fault_fail = r->fault.error_rate > 0 && rollout_bucket("fault", request_id) <
+                                                                (unsigned)(r->fault.error_rate * 10000);
             }
         }
         break;
@@ -763,9 +763,9 @@ static bool verify_serving(rollout_t *r, dep_t *d, char *reason, size_t n)
         if (row && out) {
             model_schema_probe_row(m, row);
             ok = model_handle_predict(h, row, 1, out, perr, sizeof(perr)) == 0 &&
-                 rollout_fault(&(rollout_route_t){.fault_fail = r->fault_version[0] &&
-                                                                strcmp(r->fault_version, d->version) == 0 &&
-                                                                r->fault_error_rate >= 1}) == 0;
+                 rollout_fault(&(rollout_route_t){.fault_fail = r->fault.version[0] &&
+                                                                strcmp(r->fault.version, d->version) == 0 &&
+                                                                r->fault.error_rate >= 1}) == 0;
         }
         if (!ok)
             snprintf(reason, n, "post-deployment verification failed: %s %s does not predict%s%s", d->model,
@@ -909,6 +909,7 @@ static void *controller_main(void *arg)
             if (!d->active && d->prev_stable && d->window_until_ms && now >= d->window_until_ms) {
                 model_handle_unref(d->prev_stable); /* rollback window over */
                 d->prev_stable = NULL;
+                save(r, d, NULL, NULL, NULL); /* the stored record says so too */
             }
         }
         struct timespec ts;
@@ -926,48 +927,32 @@ static void *controller_main(void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-static void parse_faults(rollout_t *r)
-{
-    const char *s = getenv("ROLLOUT_FAULT_INJECT");
-    if (!s || !*s)
-        return;
-    char buf[256];
-    snprintf(buf, sizeof(buf), "%s", s);
-    char *save_p = NULL;
-    for (char *tok = strtok_r(buf, ",", &save_p); tok; tok = strtok_r(NULL, ",", &save_p)) {
-        char *eq = strchr(tok, '=');
-        if (!eq)
-            continue;
-        *eq++ = '\0';
-        if (strcmp(tok, "version") == 0)
-            snprintf(r->fault_version, sizeof(r->fault_version), "%s", eq);
-        else if (strcmp(tok, "error_rate") == 0)
-            r->fault_error_rate = atof(eq);
-        else if (strcmp(tok, "delay_ms") == 0)
-            r->fault_delay_ms = atoi(eq);
-    }
-    log_msg(LOG_WARNING, "rollout fault injection is ON (test setting ROLLOUT_FAULT_INJECT)", "{s:s}",
-            "version", r->fault_version);
-}
-
 void rollout_set_audit(rollout_t *r, struct audit_log *audit)
 {
     r->audit = audit;
 }
 
-int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir, rollout_t **ret, char *err,
+int rollout_new(store_t *store, model_registry_t *registry, const config_t *cfg, rollout_t **ret, char *err,
                 size_t errlen)
 {
     rollout_t *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
-    if (rollout_config_from_env(&r->defaults, err, errlen) < 0) {
-        free(r);
-        return -EINVAL;
+    char msg[256];
+    if (rollout_config_from_settings(&r->defaults, cfg ? (const char *const *)cfg->rollout : NULL, err,
+                                     errlen) < 0)
+        goto invalid;
+    if (rollout_fault_parse(cfg ? cfg->rollout_fault_inject : NULL, &r->fault, msg, sizeof(msg)) < 0) {
+        snprintf(err, errlen, "ROLLOUT_FAULT_INJECT: %s", msg);
+        goto invalid;
     }
     r->store = store;
     r->registry = registry;
-    r->data_dir = strdup(data_dir ? data_dir : ".");
+    r->data_dir = strdup(cfg && cfg->data_dir ? cfg->data_dir : ".");
+    if (!r->data_dir) {
+        free(r);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cond, NULL);
     pthread_rwlock_init(&r->rw, NULL);
@@ -982,9 +967,15 @@ int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir
         metrics_family("rollout_shadow_dropped_total",
                        "Shadow scoring jobs dropped because the queue was full", METRIC_COUNTER, NULL, 0);
     r->m_dropped = fd ? metrics_series(fd, "") : UINT32_MAX;
-    parse_faults(r);
+    if (r->fault.version[0])
+        log_msg(LOG_WARNING, "rollout fault injection is ON (test setting ROLLOUT_FAULT_INJECT)",
+                "{s:s,s:f,s:i}", "version", r->fault.version, "error_rate", r->fault.error_rate, "delay_ms",
+                r->fault.delay_ms);
     *ret = r;
     return 0;
+invalid:
+    free(r);
+    return -EINVAL;
 }
 
 /* Rebuilds a deployment from its stored record. */
@@ -1024,6 +1015,8 @@ static dep_t *dep_from_record(rollout_t *r, const json_t *rec)
     d->started_ms = json_integer_value(json_object_get(s, "started_ms"));
     d->phase_started_ms = json_integer_value(json_object_get(s, "phase_started_ms"));
     d->paused_elapsed_ms = json_integer_value(json_object_get(s, "paused_elapsed_ms"));
+    d->completed_ms = json_integer_value(json_object_get(s, "completed_ms"));
+    d->window_until_ms = json_integer_value(json_object_get(s, "window_until_ms"));
     const char *pf = json_string_value(json_object_get(s, "paused_from"));
     snprintf(d->paused_from, sizeof(d->paused_from), "%s", pf ? pf : "");
     double ref = num_or_nan(json_object_get(s, "stable_p95_ref"));
@@ -1032,6 +1025,68 @@ static dep_t *dep_from_record(rollout_t *r, const json_t *rec)
     d->last_check_ms = util_now_ms();
     (void)r;
     return d;
+}
+
+/* After a restart, the last promotion of each model that is still inside its rollback
+ * window gets its previous stable version loaded again (before the restart it was kept
+ * loaded), so `rollback` works as it would have: the record is back in memory and the
+ * previous version is ready. Only a promotion whose version still serves counts. The
+ * controller unloads it when the window ends, as for one promoted in this process.
+ * Caller holds mu. */
+static void resume_rollback_windows(rollout_t *r)
+{
+    json_t *list = NULL;
+    if (store_deployment_list(r->store, "stable", NULL, false, 0, &list) < 0)
+        return;
+    int64_t now = util_now_ms();
+    size_t i;
+    json_t *rec;
+    json_array_foreach(list, i, rec) /* newest first */
+    {
+        const char *model = json_string_value(json_object_get(rec, "model"));
+        const char *version = json_string_value(json_object_get(rec, "version"));
+        const char *prev = json_string_value(json_object_get(rec, "previous_version"));
+        const char *id = json_string_value(json_object_get(rec, "deployment_id"));
+        if (!model || !version || !prev || !*prev || !id || find_dep(r, id))
+            continue;
+        bool seen = false; /* an older promotion of a model already handled */
+        for (size_t k = 0; k < i; k++)
+            seen |=
+                json_equal(json_object_get(json_array_get(list, k), "model"), json_object_get(rec, "model"));
+        if (seen)
+            continue;
+        char stable_v[129] = "";
+        if (store_model_get_stable(r->store, model, stable_v, sizeof(stable_v)) < 0 ||
+            strcmp(stable_v, version))
+            continue; /* rolled back or replaced since */
+        dep_t *d = dep_from_record(r, rec);
+        if (!d)
+            continue;
+        if (!d->window_until_ms && d->completed_ms) /* records written before window_until_ms was kept */
+            d->window_until_ms = d->completed_ms + d->cfg.rollback_window_ms;
+        d->active = false;
+        d->phase = PH_DONE;
+        d->stage = -1;
+        if (d->window_until_ms <= now || r->n_deps == MAX_DEPS) {
+            dep_free(d);
+            continue;
+        }
+        char err[512];
+        d->prev_stable = load_version(r, model, d->prev_version, err, sizeof(err));
+        if (!d->prev_stable) {
+            log_msg(LOG_WARNING, "previous stable version not reloaded; rollback will load it",
+                    "{s:s,s:s,s:s}", "deployment_id", d->id, "model", d->model, "error", err);
+            dep_free(d);
+            continue;
+        }
+        add_dep(r, d);
+        char reason[256], until[ISO8601_LEN];
+        util_iso8601(d->window_until_ms, until);
+        snprintf(reason, sizeof(reason), "previous stable version %s loaded again for rollback until %s",
+                 d->prev_version, until);
+        save(r, d, "rollback_window_resumed", "controller", reason);
+    }
+    json_decref(list);
 }
 
 int rollout_start(rollout_t *r)
@@ -1068,6 +1123,7 @@ int rollout_start(rollout_t *r)
         save(r, d, "resumed_after_restart", "controller", NULL);
     }
     json_decref(list);
+    resume_rollback_windows(r);
     r->started = true;
     pthread_mutex_unlock(&r->mu);
     if (pthread_create(&r->shadow_thread, NULL, shadow_main, r) != 0)
@@ -1412,6 +1468,9 @@ int rollout_model_rollback(rollout_t *r, const char *model, const char *to_versi
             snprintf(last->rollback_reason, sizeof(last->rollback_reason), "manual rollback of the model");
             set_state(last, "rolled_back", "rollback");
             last->traffic = 0;
+            model_handle_unref(last->prev_stable); /* it serves again through the registry */
+            last->prev_stable = NULL;
+            last->window_until_ms = 0;
             save(r, last, "rolled_back_to_previous_stable", actor, last->rollback_reason);
         }
         log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to",
@@ -1433,7 +1492,10 @@ int rollout_get(rollout_t *r, const char *id, json_t **ret)
         return 0;
     }
     pthread_mutex_unlock(&r->mu);
-    return store_deployment_get(r->store, id, ret);
+    int rc = store_deployment_get(r->store, id, ret);
+    if (rc == 0) /* not held by this process: nothing of it is loaded */
+        json_object_set_new(*ret, "previous_version_loaded", json_false());
+    return rc;
 }
 
 int rollout_list(rollout_t *r, const char *status, const char *model, json_t **ret)
@@ -1449,8 +1511,10 @@ int rollout_list(rollout_t *r, const char *status, const char *model, json_t **r
     json_array_foreach(list, i, rec)
     {
         dep_t *d = find_dep(r, json_string_value(json_object_get(rec, "deployment_id")));
-        if (d && d->active)
+        if (d)
             json_array_set_new(list, i, dep_json(d));
+        else /* not held by this process: nothing of it is loaded */
+            json_object_set_new(rec, "previous_version_loaded", json_false());
     }
     pthread_mutex_unlock(&r->mu);
     *ret = list;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/config.h"
 #include "model/registry.h"
 #include "model/runtime.h"
 #include "store/store.h"
@@ -30,17 +31,21 @@ typedef struct rollout_route {
     int fault_delay_ms;
 } rollout_route_t;
 
-/* store and registry are borrowed and must outlive the controller. data_dir holds
- * baseline/<model>_validation.csv. Loads the rollout defaults from the environment
- * (ROLLOUT_*). Does not start anything (see rollout_start). */
-int rollout_new(store_t *store, model_registry_t *registry, const char *data_dir, rollout_t **ret, char *err,
+/* store and registry are borrowed and must outlive the controller. cfg (borrowed for the
+ * call; NULL = built-in defaults, data dir ".") gives DATA_DIR, which holds
+ * baseline/<model>_validation.csv, the deployment defaults (ROLLOUT_<FIELD>) and
+ * ROLLOUT_FAULT_INJECT. -EINVAL with err naming the setting when one does not parse.
+ * Does not start anything (see rollout_start). */
+int rollout_new(store_t *store, model_registry_t *registry, const config_t *cfg, rollout_t **ret, char *err,
                 size_t errlen);
 /* DEPLOYMENT_<EVENT> audit records for every state change (borrowed; NULL = none). Call
  * before rollout_start. */
 struct audit_log;
 void rollout_set_audit(rollout_t *r, struct audit_log *audit);
 /* Resumes the active deployments found in the store (stages and timers continue where
- * they were) and starts the controller and shadow threads. */
+ * they were), reloads the previous stable version of each model whose last promotion is
+ * still inside its rollback window (so rollback stays instant across a restart), and
+ * starts the controller and shadow threads. */
 int rollout_start(rollout_t *r);
 /* Stops the threads (deployments stay stored as they are) and frees everything. NULL ok. */
 void rollout_free(rollout_t *r);

@@ -8,7 +8,9 @@
  * SECURITY_KEY_CACHE_MS per key id: a striped cache (64 stripes x 64 slots, each stripe
  * with its own mutex) keeps the store mutex off the hot path while revocation by another
  * process still lands within half a second. Unknown key ids are never cached (lockout
- * bounds how often one address can make us look). Nothing here logs a credential. */
+ * bounds how often one address can make us look). Nothing here logs a credential. The
+ * "address" is the client address (security/clientaddr.h): the TCP peer, or the address a
+ * trusted proxy (TRUSTED_PROXIES) forwarded in X-Forwarded-For. */
 #include "security/security.h"
 
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include "common/util.h"
 #include "monitor/metrics.h"
 #include "security/apikey.h"
+#include "security/clientaddr.h"
 #include "security/jwt.h"
 #include "security/lockout.h"
 #include "security/ratelimit.h"
@@ -331,6 +334,9 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
 {
     api_app_t *app = arg;
     security_t *sec = app ? app->security : NULL;
+    /* behind a trusted proxy, the client address replaces the peer for everything below and
+     * for the handlers' audit records (also with AUTH_ENABLED=false and on public routes) */
+    clientaddr_apply(ctx);
     if (!sec || !route->role)
         return 0;
     const char *peer = http_ctx_peer(ctx);

@@ -193,3 +193,69 @@ def all_bytes_under(root):
 
 def copy_tree(src, dst):
     shutil.copytree(src, dst, symlinks=True)
+
+
+# --------------------------------------------------------------------------- audit records (issue 5)
+# A backup appends its BACKUP record to the live log after it read the audit files, so backup X
+# holds the log up to just before its own record; a restore appends RESTORE to the restored log
+# (and to the live log when that is another file). These helpers compare logs under exactly
+# that rule: everything before the appended records byte for byte, the appended records by type.
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def records(data):
+    """The audit records of a log's bytes (one JSON object a line)."""
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def appended_records(now, before):
+    """now must be before plus whole records: returns those records."""
+    assert now.startswith(before), "the log was rewritten, not appended to"
+    assert before == b"" or before.endswith(b"\n")
+    return records(now[len(before):])
+
+
+def check_restored_audit(inst, target_audit_dir, bid, live_before_backup=None):
+    """target_audit_dir (a restore --target) holds the audit files of backup bid:
+    - every audit file but the active log equals the live one byte for byte;
+    - the restored active log is a prefix P of the live log plus one RESTORE record (bid,
+      success, log "restored") that the restore appended;
+    - the live log after P starts with backup bid's own BACKUP record (the snapshot was taken
+      before it) and holds nothing but BACKUP/RESTORE records of the CLI after P;
+    - live_before_backup (the live log's bytes right before `backup` ran), when given, is P.
+    Returns the RESTORE record."""
+    name = os.path.basename(inst.audit_log)
+    restored_files = audit_digest(target_audit_dir)  # the RESTORE append made a writer lock there
+    assert set(tree_digest(target_audit_dir)) <= set(restored_files) | {name + ".lock"}
+    live_files = audit_digest(inst.audit_dir)
+    assert set(restored_files) == set(live_files), (restored_files, live_files)
+    for rel, digest in restored_files.items():
+        if rel != name:
+            assert digest == live_files[rel], rel
+    restored = read_bytes(os.path.join(target_audit_dir, name))
+    lines = restored.splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    assert last["type"] == "RESTORE" and last["entity_id"] == bid and last["outcome"] == "success", last
+    assert last["detail"]["log"] == "restored" and last["entity_type"] == "backup", last
+    snap = b"".join(lines[:-1])
+    if live_before_backup is not None:
+        assert snap == live_before_backup
+    after = appended_records(read_bytes(inst.audit_log), snap)
+    assert after and after[0]["type"] == "BACKUP" and after[0]["entity_id"] == bid, after[:1]
+    assert all(r["type"] in ("BACKUP", "RESTORE") for r in after), [r["type"] for r in after]
+    # the restored chain continues exactly where the snapshot ended
+    prev = records(snap)
+    if prev:
+        assert last["seq"] == prev[-1]["seq"] + 1 and last["prev_hash"] == prev[-1]["hash"]
+    return last
+
+
+def audit_verify(inst, log_path=None):
+    """`aimedres audit verify` on log_path (default the live log); returns the completed process.
+    Note: it appends an AUDIT_VERIFY record to the log it verifies."""
+    extra = {"AUDIT_LOG_PATH": log_path} if log_path else {}
+    return inst.run(["audit", "verify", "--json"], **extra)

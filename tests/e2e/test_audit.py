@@ -3,7 +3,7 @@
 clean log and after each kind of tampering (edited, deleted, reordered, inserted,
 truncated, forged) naming the record; keygen/checkpoint/prune/events; the audit API
 (GET /api/v1/audit/events, /api/v1/audit/verify); fail-closed /ready on a full audit disk
-(a 64 KiB tmpfs); refusal to start without SECRET_KEY."""
+(a 64 KiB tmpfs); refusal to start without SECRET_KEY; CONFIG_CHANGE records at start."""
 
 import json
 import os
@@ -393,3 +393,56 @@ def test_audit_api_requires_auditor_role(make_server, tmp_path):
             break
         time.sleep(0.05)
     assert acc and acc[0]["user"] == "audit-reader" and acc[0]["role"] == "auditor"
+
+
+def test_config_change_recorded_at_start(make_server, tmp_path):
+    """CONFIG_CHANGE (issue 5): the first start records a baseline; a restart with changed
+    settings names each of them (plain values old -> new, secrets and URLs by name only);
+    an unchanged restart records nothing; the chain verifies throughout."""
+    jwt_a = "e2e-jwt-secret-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    jwt_b = "e2e-jwt-secret-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+    hook_b = "http://127.0.0.1:9/services/T0/SECRETWEBHOOKTOKEN"
+    env = audit_env(tmp_path, JWT_SECRET_KEY=jwt_a, MAX_BATCH_SIZE="256")
+    srv = make_server(env)
+
+    def changes():
+        return [x for x in records(env) if x["type"] == "CONFIG_CHANGE"]
+    first = changes()
+    assert len(first) == 1, first
+    c = first[0]
+    assert c["detail"]["reason"] == "baseline" and c["entity_type"] == "configuration"
+    assert c["user"] and c["outcome"] == "success" and len(c["detail"]["fingerprint"]) == 64
+    state = env["AUDIT_LOG_PATH"] + ".config-state"
+    assert os.path.exists(state) and oct(os.stat(state).st_mode & 0o777) == "0o640"
+    assert srv.stop() == (0, False)
+
+    srv.extra_env.update(JWT_SECRET_KEY=jwt_b, MAX_BATCH_SIZE="64", ALERT_WEBHOOK_URL=hook_b)
+    srv.start()
+    got = changes()
+    assert len(got) == 2, got
+    d = got[1]["detail"]
+    assert d["reason"] == "changed" and d["previous_fingerprint"] == c["detail"]["fingerprint"]
+    by_name = {e["setting"]: e for e in d["changed"]}
+    assert set(by_name) == {"JWT_SECRET_KEY", "MAX_BATCH_SIZE", "ALERT_WEBHOOK_URL"}, d
+    assert (by_name["MAX_BATCH_SIZE"]["old"], by_name["MAX_BATCH_SIZE"]["new"]) == ("256", "64")
+    assert by_name["JWT_SECRET_KEY"] == {"setting": "JWT_SECRET_KEY", "value": "hidden"}
+    assert by_name["ALERT_WEBHOOK_URL"] == {"setting": "ALERT_WEBHOOK_URL", "value": "hidden"}
+    for path in (env["AUDIT_LOG_PATH"], state):
+        text = open(path).read()
+        for secret in (jwt_a, jwt_b, SECRET, "SECRETWEBHOOKTOKEN"):
+            assert secret not in text, (path, secret)
+    assert srv.stop() == (0, False)
+
+    srv.start()  # unchanged: nothing new
+    assert len(changes()) == 2
+    assert srv.stop() == (0, False)
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"], r.stdout + r.stderr
+
+    # a state file edited by hand cannot hide a change: it is reported as unverifiable
+    st = json.load(open(state))
+    st["settings"]["MAX_BATCH_SIZE"]["v"] = "1"
+    json.dump(st, open(state, "w"))
+    srv.start()
+    last = changes()[-1]["detail"]
+    assert last["reason"] == "baseline" and last["previous_state"].startswith("unverifiable"), last

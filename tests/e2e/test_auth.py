@@ -5,7 +5,9 @@ credential, unknown key, wrong secret, revoked key, expired key, expired JWT, al
 HS/RS confusion, bad signature, wrong role, right role}, with exact status codes; the
 `apikey` CLI (key printed once on the last line, list without secrets, only the HMAC
 stored, revocation within a second); lockout after 5 failures; rate limits with
-Retry-After; and AUTH_ENABLED in `config check` and the production rule."""
+Retry-After; AUTH_ENABLED in `config check` and the production rule; APIKEY_CREATED /
+APIKEY_REVOKED audit records written by the CLI while the server appends to the same chain;
+and TRUSTED_PROXIES (X-Forwarded-For believed only from a trusted peer)."""
 
 import contextlib
 import hashlib
@@ -429,3 +431,172 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
         assert mm, m[:2000]
         return int(mm.group(1))
     assert value("success") >= 3 and value("unauthorized") == 4 and value("forbidden") == 1
+
+
+# --------------------------------------------------------------------------- API key lifecycle audit
+
+
+def _os_user():
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_apikey_lifecycle_audited_while_server_writes(make_server, tmp_path):
+    """`apikey create` / `revoke` (separate processes) append APIKEY_CREATED / APIKEY_REVOKED
+    to the chain the running server is writing (AUTH_FAILURE records from a client thread),
+    under the log's flock: key id, key role and the OS user, never the secret; afterwards the
+    whole chain (records and signed checkpoints) verifies and seq has no gap or repeat."""
+    import json
+    import threading
+
+    import requests
+
+    d = tmp_path / "audit"
+    d.mkdir()
+    priv, pub = str(d / "sign.pem"), str(d / "verify.pem")
+    r = h.run_cli(["audit", "keygen", "--private", priv, "--public", pub])
+    assert r.returncode == 0, r.stderr
+    log = str(d / "audit.log")
+    srv = make_server(a.auth_env(AUDIT_LOG_PATH=log, SECRET_KEY="s" * 40, AUDIT_SIGNING_KEY_PATH=priv,
+                                 AUDIT_VERIFY_KEY_PATH=pub, AUDIT_CHECKPOINT_RECORDS="7",
+                                 RATE_LIMIT_PER_IP="off", RATE_LIMIT_PER_KEY="off", AUTH_LOCKOUT_THRESHOLD="0"))
+    env = a.server_env(srv)
+    stop, sent = threading.Event(), []
+
+    def hammer():
+        s = requests.Session()
+        s.trust_env = False
+        bad = {"X-API-Key": "amr_0123456789abcdef_" + "A" * 43}
+        while not stop.is_set():
+            assert s.get(srv.url("/api/v1/models/list"), headers=bad, timeout=10).status_code == 401
+            sent.append(1)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        made = []
+        for i in range(4):
+            kid, key, _ = a.create_key(env, "svc-%d" % i, a.ROLES[i])
+            made.append((kid, key, a.ROLES[i]))
+        a.revoke_key(env, made[0][0])
+        # unknown key: refused, nothing recorded
+        r = h.run_cli(["apikey", "revoke", "fedcba9876543210"], env=env)
+        assert r.returncode == 1
+    finally:
+        stop.set()
+        t.join(10)
+    assert len(sent) > 20  # the server was appending all along
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": made[1][1]}).status_code == 200
+    rc, killed = srv.stop()
+    assert rc == 0 and not killed
+
+    recs = [json.loads(line) for line in open(log)]
+    assert [x["seq"] for x in recs] == list(range(1, len(recs) + 1))
+    created = [x for x in recs if x["type"] == "APIKEY_CREATED"]
+    assert [x["entity_id"] for x in created] == [m[0] for m in made]
+    for x, (kid, key, role) in zip(created, made):
+        assert x["detail"]["key_role"] == role and x["entity_type"] == "api_key"
+        assert x["user"] == _os_user() and x["action"] == "C" and x["outcome"] == "success"
+    revoked = [x for x in recs if x["type"] == "APIKEY_REVOKED"]
+    assert len(revoked) == 1 and revoked[0]["entity_id"] == made[0][0]
+    assert revoked[0]["detail"]["key_role"] == "admin" and revoked[0]["user"] == _os_user()
+    assert sum(1 for x in recs if x["type"] == "AUTH_FAILURE") >= 20
+    text = open(log).read()
+    for _, key, _ in made:
+        assert a.KEY_RE.match(key).group(2) not in text
+    r = h.run_cli(["audit", "verify", "--json"], env=env)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["ok"] is True, r.stdout + r.stderr
+    assert out["checkpoints_signed"] and out["checkpoints_checked"] >= 3, out
+
+
+def test_apikey_create_refused_when_audit_is_broken(make_server, tmp_path):
+    """With AUDIT_LOG_PATH set but unusable, create and revoke refuse before changing anything."""
+    srv = make_server(a.auth_env())
+    env = a.server_env(srv)
+    kid, _, _ = a.create_key(env, "before", "clinician")
+    broken = dict(env, AUDIT_LOG_PATH=str(tmp_path / "audit.log"))  # no SECRET_KEY: audit cannot start
+    broken.pop("SECRET_KEY", None)
+    r = h.run_cli(["apikey", "create", "--name", "x", "--role", "admin"], env=broken)
+    assert r.returncode == 1 and "SECRET_KEY" in r.stderr and not a.KEY_RE.search(r.stdout), r.stderr
+    r = h.run_cli(["apikey", "revoke", kid], env=broken)
+    assert r.returncode == 1 and "SECRET_KEY" in r.stderr
+    listed = h.run_cli(["apikey", "list"], env=env).stdout
+    assert re.search(kid + r"\s+clinician\s+active", listed) and " x\n" not in listed, listed
+
+
+# --------------------------------------------------------------------------- clients behind a proxy
+
+
+BAD_KEY = {"X-API-Key": "amr_0123456789abcdef_" + "A" * 43}
+
+
+def test_forwarded_for_ignored_from_untrusted_peer(make_server, tmp_path):
+    """TRUSTED_PROXIES empty (the default): a spoofed X-Forwarded-For changes nothing, lockout
+    keys on the TCP peer and the audit names the peer."""
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40))
+    _, good, _ = a.create_key(a.server_env(srv), "good", "admin")
+    for i in range(5):
+        expect_401(srv.get("/api/v1/models/list", headers=dict(BAD_KEY, **{"X-Forwarded-For": "203.0.113.%d" % i})), i)
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": good, "X-Forwarded-For": "198.51.100.1"})
+    h.assert_error_body(r, 429, "locked_out")
+    recs = read_audit(log, lambda rs: sum(1 for x in rs if x["type"] == "AUTH_FAILURE") >= 6)
+    fails = [x for x in recs if x["type"] == "AUTH_FAILURE"]
+    assert len(fails) >= 6 and {x["source_ip"] for x in fails} == {"127.0.0.1"}, fails
+
+
+def test_forwarded_for_from_trusted_proxy(make_server, tmp_path, demo_manifests):
+    """TRUSTED_PROXIES lists 127.0.0.1: the client is the right-most untrusted X-Forwarded-For
+    entry. Lockout keys on it (the locked client is refused, another client and the proxy
+    itself are not), the audit records it for auth and prediction events."""
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40,
+                                 TRUSTED_PROXIES="10.0.0.0/8, 127.0.0.1, ::1"))
+    env = a.server_env(srv)
+    _, good, _ = a.create_key(env, "good", "admin")
+    _, clin, _ = a.create_key(env, "ward", "clinician")
+    attacker = {"X-Forwarded-For": "6.6.6.6, 203.0.113.7, 10.1.2.3"}  # spoof, client, inner proxy
+    for _ in range(5):
+        expect_401(srv.get("/api/v1/models/list", headers=dict(BAD_KEY, **attacker)), "bad key")
+    r = srv.get("/api/v1/models/list", headers=dict(attacker, **{"X-API-Key": good}))
+    h.assert_error_body(r, 429, "locked_out")
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": good, "X-Forwarded-For": "203.0.113.7"})
+    h.assert_error_body(r, 429, "locked_out")  # the same client, whatever it puts on the left
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": good, "X-Forwarded-For": "203.0.113.8"})
+    assert r.status_code == 200, r.text  # another client behind the same proxy
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": good}).status_code == 200  # the proxy itself
+    body = {"features": h.valid_features(demo_manifests[PARK]), "patient_id": "xff-patient"}
+    r = srv.predict(PARK, body, headers={"X-API-Key": clin, "X-Forwarded-For": "[2001:db8::7]:4431"})
+    assert r.status_code == 200, r.text
+    pid = r.json()["prediction_id"]
+
+    def done(rs):
+        return any(x["type"] == "MODEL_INFERENCE" for x in rs)
+    recs = read_audit(log, done)
+    fails = [x for x in recs if x["type"] == "AUTH_FAILURE"]
+    assert {x["source_ip"] for x in fails} == {"203.0.113.7"}, fails
+    assert any(x["action"] == "lockout" for x in fails)
+    inf = [x for x in recs if x["type"] == "MODEL_INFERENCE"]
+    assert len(inf) == 1 and inf[0]["detail"]["prediction_id"] == pid and inf[0]["source_ip"] == "2001:db8::7", inf
+
+
+def test_forwarded_for_rate_limit_per_client(make_server):
+    """RATE_LIMIT_PER_IP counts per forwarded client, not per proxy."""
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="2/m", RATE_LIMIT_PER_KEY="off", TRUSTED_PROXIES="127.0.0.1"))
+    _, k, _ = a.create_key(a.server_env(srv), "one", "clinician")
+    for client in ("192.0.2.1", "192.0.2.1"):
+        assert srv.get("/api/v1/models/list", headers={"X-API-Key": k, "X-Forwarded-For": client}).status_code == 200
+    r = srv.get("/api/v1/models/list", headers={"X-API-Key": k, "X-Forwarded-For": "192.0.2.1"})
+    h.assert_error_body(r, 429, "rate_limited")
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": k, "X-Forwarded-For": "192.0.2.2"}).status_code == 200
+
+
+def test_malformed_trusted_proxies_refuses_to_start(make_server):
+    with pytest.raises(h.ServerStartError) as e:
+        make_server(a.auth_env(TRUSTED_PROXIES="10.0.0.0/8, proxy.internal"))
+    assert "TRUSTED_PROXIES" in str(e.value) and "proxy.internal" in str(e.value)
+    r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": "::1/200"})
+    assert r.returncode == 1 and "TRUSTED_PROXIES" in r.stderr, r.stderr
+    r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8, fd00::/8"})
+    assert r.returncode == 0, r.stderr

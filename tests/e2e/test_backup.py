@@ -50,13 +50,15 @@ def restore(inst, bid, target, *more, **env):
     return inst.run(["restore", bid, "--target", str(target), "--yes", "--json"] + list(more), **env)
 
 
-def assert_same_install(inst, target, db_expected=None):
-    """target (a restore --target) holds what the installation holds (or held: db_expected)."""
+def assert_same_install(inst, target, bid, db_expected=None, audit_before=None):
+    """target (a restore --target of backup bid) holds what the installation holds (or held:
+    db_expected); its audit files are the live ones as of backup bid's snapshot (before its
+    own BACKUP record) plus the RESTORE record of this restore (backup_helpers)."""
     assert bh.tree_digest(os.path.join(target, "models")) == bh.tree_digest(inst.models)
     assert bh.tree_digest(os.path.join(target, "data", "baseline")) == bh.tree_digest(
         os.path.join(inst.data, "baseline"))
     assert bh.tree_digest(os.path.join(target, "data", "results")) == bh.tree_digest(inst.results)
-    assert bh.tree_digest(os.path.join(target, "audit")) == bh.audit_digest(inst.audit_dir)
+    bh.check_restored_audit(inst, os.path.join(target, "audit"), bid, audit_before)
     with open(os.path.join(target, "config", "aimedres.env")) as a, open(inst.env_file) as b:
         assert a.read() == b.read()
     db = os.path.join(target, "aimedres.db")
@@ -68,11 +70,22 @@ def assert_same_install(inst, target, db_expected=None):
 
 
 def test_full_round_trip_is_byte_identical(inst, tmp_path):
+    audit_files = bh.audit_digest(inst.audit_dir)
+    log_before = bh.read_bytes(inst.audit_log)
     s = inst.backup("full")
     assert s["ok"] and s["type"] == "full" and s["verified"]
     assert s["stored_files"] == s["files"] and s["referenced_files"] == 0
     assert set(s["components"]) == {"db", "models", "config", "results", "audit"}
-    assert s["components"]["audit"]["files"] == 1  # audit.log, not server.log nor the writer's lock
+    # audit.log and the files beside it named audit.log*, not server.log nor the writer's lock
+    assert s["components"]["audit"]["files"] == len(audit_files) and "audit.log" in audit_files
+    # the BACKUP record (issue 5), appended after the backup read the log
+    (rec,) = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert rec["type"] == "BACKUP" and rec["entity_type"] == "backup" and rec["entity_id"] == s["id"], rec
+    assert rec["outcome"] == "success" and rec["user"] and rec["action"] == "C", rec
+    d = rec["detail"]
+    assert d["type"] == "full" and sorted(d["components"]) == sorted(s["components"]) and not d["drill"], d
+    assert d["total_bytes"] == s["total_bytes"] and d["stored_bytes"] == s["stored_bytes"], d
+    assert d["files"] == s["files"], d
     assert inst.latest() == s["id"]
     m = inst.manifest(s["id"])
     assert m["encryption"]["scheme"] == "AES-256-GCM" and m["key_fingerprint"] and m["auth"]["mac"]
@@ -92,8 +105,30 @@ def test_full_round_trip_is_byte_identical(inst, tmp_path):
     assert rep["ok"] and rep["checks"]["database"]["integrity_check"] == "ok"
     assert rep["checks"]["models"]["status"] == "ok" and rep["checks"]["models"]["checked"] == 3
     assert rep["checks"]["registry"]["status"] == "ok"
-    assert rep["checks"]["audit"]["status"] == "ok" and rep["checks"]["audit"]["records"] == 3
-    assert_same_install(inst, str(target))
+    assert rep["checks"]["audit"]["status"] == "ok"
+    assert rep["checks"]["audit"]["records"] == len(bh.records(log_before))  # the snapshot's
+    # the database check is the backup's own integrity_check, bound to these bytes by sha256
+    db = rep["checks"]["database"]
+    assert db["method"] == "backup-time" and db["proof"]["sha256"] == m["db"]["integrity"]["sha256"], db
+    assert m["db"]["integrity"]["result"] == "ok" and m["db"]["integrity"]["pragma"] == "integrity_check"
+    assert db["proof"]["sha256"] == next(f["sha256"] for f in m["files"] if f["path"] == "db/aimedres.db")
+    assert_same_install(inst, str(target), s["id"], audit_before=log_before)
+    # RESTORE in the live log too (a restore into another directory is recorded where it ran)
+    live = bh.records(bh.read_bytes(inst.audit_log))
+    assert [r["type"] for r in live[-2:]] == ["BACKUP", "RESTORE"]
+    assert live[-1]["detail"]["log"] == "live" and live[-1]["detail"]["target"] == str(target), live[-1]
+    assert live[-1]["detail"]["in_place"] is False and live[-1]["entity_id"] == s["id"]
+    # both chains verify: the restored one with its RESTORE record, the live one
+    r = bh.audit_verify(inst, str(target / "audit" / "audit.log"))
+    assert r.returncode == 0, out(r)
+    r = bh.audit_verify(inst)
+    assert r.returncode == 0, out(r)
+    # --full-db-check runs PRAGMA integrity_check on the restored file itself
+    t2 = tmp_path / "restored-full-check"
+    r = restore(inst, "latest", t2, "--full-db-check")
+    assert r.returncode == 0, out(r)
+    db = json.loads(r.stdout)["checks"]["database"]
+    assert db["method"] == "restore" and db["integrity_check"] == "ok" and "proof" not in db, db
     # the verify command agrees
     r = inst.run(["backup", "verify", s["id"], "--json"])
     assert r.returncode == 0, out(r)
@@ -112,7 +147,8 @@ def test_incremental_chain(inst, tmp_path):
     assert inc1["stored_bytes"] < full["stored_bytes"]
     m1 = inst.manifest(inc1["id"])
     stored1 = {f["path"] for f in m1["files"] if f["holder"] == inc1["id"]}
-    assert stored1 == {"db/aimedres.db", "results/new.csv"}, stored1
+    # the audit log changed too: it gained the full backup's BACKUP record
+    assert stored1 == {"db/aimedres.db", "results/new.csv", "audit/audit.log"}, stored1
     assert all(f["holder"] == full["id"] for f in m1["files"] if f["path"] not in stored1)
 
     os.remove(os.path.join(inst.results, "export.json"))
@@ -129,7 +165,11 @@ def test_incremental_chain(inst, tmp_path):
     t2 = tmp_path / "t2"
     r = restore(inst, inc2["id"], t2)
     assert r.returncode == 0, out(r)
-    assert_same_install(inst, str(t2))
+    assert_same_install(inst, str(t2), inc2["id"])
+    # each backup holds the BACKUP records of the earlier ones, not its own
+    held = [(x["type"], x["entity_id"]) for x in bh.records(bh.read_bytes(t2 / "audit" / "audit.log"))]
+    assert ("BACKUP", full["id"]) in held and ("BACKUP", inc1["id"]) in held
+    assert ("BACKUP", inc2["id"]) not in held
     t1 = tmp_path / "t1"
     r = restore(inst, inc1["id"], t1)
     assert r.returncode == 0, out(r)
@@ -221,9 +261,14 @@ def test_corruption_detected_and_refused(inst, tmp_path, kind):
         assert r1.returncode == 1, out(r1)
 
     target = tmp_path / "target"
+    log_before = bh.read_bytes(inst.audit_log)
     r = restore(inst, second["id"], target, **env)
     assert r.returncode == 1, out(r)
     assert "refusing" in r.stderr or "damaged" in r.stderr or "wrong key" in r.stderr, out(r)
+    # the refused restore is audited as a failure in the live log
+    (rec,) = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert rec["type"] == "RESTORE" and rec["outcome"] == "failure" and rec["entity_id"] == second["id"], rec
+    assert rec["detail"]["error"] and rec["detail"]["log"] == "live", rec
     assert not os.path.exists(target / "aimedres.db")
     assert not os.path.exists(target / "models")
     left = [n for n in os.listdir(target)] if os.path.isdir(target) else []
@@ -280,11 +325,22 @@ def test_restore_refuses_a_corrupt_database(inst, tmp_path):
         f.write(b"\0" * 64)
     assert bh.integrity(inst.db) != "ok"
     s = inst.backup("full")
+    # the backup's own integrity_check of its snapshot found it, and says so
+    ic = inst.manifest(s["id"])["db"]["integrity"]
+    assert ic["result"] == "failed" and ic["error"], ic
+    assert any("integrity_check" in n and "FAILED" in n for n in s["notes"]), s["notes"]
     target = tmp_path / "t"
     r = restore(inst, s["id"], target)
     assert r.returncode == 1, out(r)
     rep = json.loads(r.stdout)
     assert rep["checks"]["database"]["status"] == "fail", rep["checks"]
+    assert rep["checks"]["database"]["method"] == "backup-time", rep["checks"]
+    assert not os.path.exists(target / "aimedres.db")
+    # and the check at restore time agrees
+    r = restore(inst, s["id"], target, "--full-db-check")
+    assert r.returncode == 1, out(r)
+    rep = json.loads(r.stdout)
+    assert rep["checks"]["database"]["status"] == "fail" and rep["checks"]["database"]["method"] == "restore"
     assert not os.path.exists(target / "aimedres.db")
 
 
@@ -458,7 +514,7 @@ def test_offsite_check_list_prune(inst, tmp_path):
     t = tmp_path / "from-offsite"
     r = inst.run(["restore", "latest", "--from", offsite, "--target", str(t), "--yes"])
     assert r.returncode == 0, out(r)
-    assert_same_install(inst, str(t))
+    assert_same_install(inst, str(t), inc["id"])
 
     # a damaged offsite copy fails the check, and only the offsite part
     victim = bh.largest_stored(os.path.join(offsite, full["id"]))
@@ -506,6 +562,76 @@ def test_no_key_and_usage(inst, tmp_path):
     assert r.returncode == 2
 
 
+def test_check_waits_for_prune(inst, tmp_path):
+    """`backup check` takes the repository's shared reader lock, like verify and restore: while
+    a prune holds it exclusively (deleting backups) the check waits instead of reading a
+    half-pruned repository, and goes on as soon as the prune is done. A backup (which only
+    takes the write lock) does not block it."""
+    s = inst.backup("full")
+    with open(os.path.join(inst.backups, ".write.lock"), "a") as wl:
+        fcntl.flock(wl, fcntl.LOCK_EX)  # a backup running: the check does not wait for it
+        r = inst.run(["backup", "check"], timeout=60)
+        assert r.returncode == 0, out(r)
+    holder = open(os.path.join(inst.backups, ".read.lock"), "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # what prune takes before deleting anything
+    try:
+        proc = subprocess.Popen([h.require_binary(), "backup", "check"], env=h.base_env(inst.env()),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        time.sleep(1.5)
+        assert proc.poll() is None, "backup check ran while a prune held the repository"
+    finally:
+        holder.close()  # the prune is done
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (o, e)
+    rep = json.loads(o)
+    assert rep["ok"] and rep["latest"] == s["id"] and rep["checks"]["integrity"]["ok"], rep
+
+
+def test_restore_in_place_audit_record(inst, tmp_path):
+    """In place, the restored log is the live log: the restore appends one RESTORE record to
+    it (the log as of the backup's snapshot), the replaced log is kept aside, the chain
+    verifies."""
+    log_before = bh.read_bytes(inst.audit_log)
+    s = inst.backup("full")
+    replaced = bh.read_bytes(inst.audit_log)
+    r = inst.run(["restore", s["id"], "--yes", "--json"])
+    assert r.returncode == 0, out(r)
+    (rec,) = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert rec["type"] == "RESTORE" and rec["entity_id"] == s["id"] and rec["outcome"] == "success", rec
+    assert rec["action"] == "U" and rec["detail"]["in_place"] is True and rec["detail"]["log"] == "restored"
+    assert sorted(rec["detail"]["components"]) == sorted(["db", "models", "config", "results", "audit"])
+    aside = os.path.join(inst.audit_dir, ".pre-restore-" + s["id"], "audit.log")
+    assert bh.read_bytes(aside) == replaced
+    r = bh.audit_verify(inst)
+    assert r.returncode == 0, out(r)
+
+
+def test_failed_backup_is_audited(inst, tmp_path):
+    """A backup that fails (here: another backup holds the repository) still writes its BACKUP
+    record, with outcome failure and the reason."""
+    inst.backup("full")
+    log_before = bh.read_bytes(inst.audit_log)
+    with open(os.path.join(inst.backups, ".write.lock"), "a") as wl:
+        fcntl.flock(wl, fcntl.LOCK_EX)
+        r = inst.run(["backup", "full", "--json"])
+    assert r.returncode == 1, out(r)
+    (rec,) = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert rec["type"] == "BACKUP" and rec["outcome"] == "failure" and "busy" in rec["detail"]["error"], rec
+    r = bh.audit_verify(inst)
+    assert r.returncode == 0, out(r)
+
+
+def test_postgresql_not_supported_yet(inst, tmp_path):
+    """The store has no PostgreSQL backend yet, so there is nothing to pg_dump: every backup
+    command says so plainly and touches nothing."""
+    url = "postgresql://aimedres:pw@127.0.0.1:5432/aimedres"
+    for args in (["backup", "full"], ["backup", "verify"], ["restore", "latest", "--yes"], ["dr-drill"]):
+        r = inst.run(args, DATABASE_URL=url)
+        assert r.returncode == 1, out(r)
+        assert "PostgreSQL" in r.stderr and "not supported yet" in r.stderr and "pw@" not in r.stderr, out(r)
+    assert not os.path.exists(inst.backups)
+
+
 # --------------------------------------------------------------------------- DR drill
 
 
@@ -513,6 +639,7 @@ def test_dr_drill(inst, tmp_path):
     inst.backup("full")
     before = bh.prediction_count(inst.db)
     audit_before = bh.audit_digest(inst.audit_dir)
+    log_before = bh.read_bytes(inst.audit_log)
     report = tmp_path / "drill.json"
     work = tmp_path / "work"
     work.mkdir()
@@ -530,9 +657,17 @@ def test_dr_drill(inst, tmp_path):
     assert rep["backup"]["type"] == "incremental"
     assert steps["audit"]["ok"] and "verifies" in steps["audit"]["detail"], steps["audit"]
     assert os.listdir(work) == []  # cleaned up
-    # production untouched by the drill server (its predictions went to the copy)
+    # production untouched by the drill server (its predictions went to the copy): the live
+    # audit log only gained the drill's own BACKUP and RESTORE records, and still verifies
     assert bh.prediction_count(inst.db) == before
-    assert bh.audit_digest(inst.audit_dir) == audit_before
+    added = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert [(x["type"], x["entity_id"], x["outcome"]) for x in added] == [
+        ("BACKUP", rep["backup"]["id"], "success"), ("RESTORE", rep["backup"]["id"], "success")], added
+    assert all(x["detail"]["drill"] for x in added) and added[1]["detail"]["target"] == rep["target"]
+    assert {k: v for k, v in bh.audit_digest(inst.audit_dir).items() if k != "audit.log"} == {
+        k: v for k, v in audit_before.items() if k != "audit.log"}
+    r = bh.audit_verify(inst)
+    assert r.returncode == 0, out(r)
 
 
 def test_dr_drill_against_live_production_server(inst, tmp_path):
