@@ -20,6 +20,9 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export LSAN_OPTIONS="suppressions=$SUPP:print_suppressions=0"
 # Lets a timing-sensitive test relax its bounds under sanitizers (code runs 2-5x slower).
 export AIMEDRES_SANITIZE=1
+# The e2e harness multiplies wall-clock waits, timeouts and server-side time allowances by this
+# factor (tests/e2e/aimedres_harness.py, TIME_SCALE); what each test checks stays the same.
+export AIMEDRES_TEST_TIME_SCALE="${AIMEDRES_TEST_TIME_SCALE:-4}"
 cd "$BUILD"
 # Per-test timeouts are scaled for sanitized builds in tests/CMakeLists.txt.
 exec ctest --output-on-failure -j "$JOBS" "$@"

@@ -10,6 +10,7 @@ import http.client
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,8 +23,35 @@ import requests
 BIN = os.environ.get("AIMEDRES_BIN", "")
 SRC = os.environ.get("AIMEDRES_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 DEMO_MODELS = ("alzheimer_classifier", "parkinsons_predictor", "als_classifier")
-HEALTH_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 15.0
+# Wall-clock allowance factor (>= 1) for code that runs slower than a plain build: set by
+# scripts/test-sanitize.sh (ASan+UBSan runs the server 2-5x slower). Tests multiply their waits
+# and time allowances by it (scaled()); what they check stays the same.
+TIME_SCALE = max(1.0, float(os.environ.get("AIMEDRES_TEST_TIME_SCALE") or "1"))
+# Rollout latency gates count a p95 below ROLLOUT_LATENCY_FLOOR_MS (default 5 ms) as the floor,
+# which absorbs scheduler noise. A sanitized server on a busy 2-core machine has much more of it:
+# the offline p95 gate failed good candidates at 11-44 ms against the 5 ms floor. With
+# TIME_SCALE > 1 every Server gets the floor times LATENCY_SCALE, and an injected candidate
+# delay (ROLLOUT_FAULT_INJECT delay_ms, tests only) is multiplied by the same factor, so the
+# ratio the latency gate judges (delay : floor) is what the test wrote. A test's own
+# ROLLOUT_LATENCY_FLOOR_MS wins.
+LATENCY_SCALE = 3.0 * TIME_SCALE if TIME_SCALE > 1 else 1.0
+SLOW_BUILD_SERVER_ENV = {"ROLLOUT_LATENCY_FLOOR_MS": "%g" % (5.0 * LATENCY_SCALE)} if TIME_SCALE > 1 else {}
+
+
+def scale_fault_delay(fault):
+    """ROLLOUT_FAULT_INJECT text with delay_ms multiplied by LATENCY_SCALE (capped at 60000)."""
+    return re.sub(r"delay_ms=(\d+)", lambda m: "delay_ms=%d" % min(60000, int(m.group(1)) * LATENCY_SCALE), fault)
+
+
+def fault_delay_s(fault):
+    """The candidate delay a server started with ROLLOUT_FAULT_INJECT=fault really applies, in
+    seconds (after scale_fault_delay); 0 without delay_ms."""
+    m = re.search(r"delay_ms=(\d+)", scale_fault_delay(fault) if LATENCY_SCALE > 1 else fault)
+    return int(m.group(1)) / 1000.0 if m else 0.0
+
+
+HEALTH_TIMEOUT_S = 20.0 * TIME_SCALE
+STOP_TIMEOUT_S = 15.0 * TIME_SCALE
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "cache-control": "no-store",
@@ -31,6 +59,11 @@ SECURITY_HEADERS = {
     "content-security-policy": "frame-ancestors 'none'",
     "referrer-policy": "no-referrer",
 }
+
+
+def scaled(seconds):
+    """seconds of wall clock, allowing for a slower build (TIME_SCALE)."""
+    return seconds * TIME_SCALE
 
 
 def require_binary():
@@ -57,7 +90,8 @@ def base_env(extra=None):
 
 
 def run_cli(args, env=None, timeout=120, cwd=None, input_text=None):
-    """Runs `aimedres ARGS` to completion; returns CompletedProcess with text stdout/stderr."""
+    """Runs `aimedres ARGS` to completion; returns CompletedProcess with text stdout/stderr.
+    timeout (seconds) is multiplied by TIME_SCALE."""
     require_binary()
     return subprocess.run(
         [BIN] + list(args),
@@ -66,7 +100,7 @@ def run_cli(args, env=None, timeout=120, cwd=None, input_text=None):
         input=input_text,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
     )
 
 
@@ -283,11 +317,17 @@ class Server:
     @property
     def env(self):
         env = demo_env(self.root)
+        env.update(SLOW_BUILD_SERVER_ENV)
         env.update(self.extra_env)
+        if LATENCY_SCALE > 1 and env.get("ROLLOUT_FAULT_INJECT"):
+            env["ROLLOUT_FAULT_INJECT"] = scale_fault_delay(env["ROLLOUT_FAULT_INJECT"])
         return env
 
     def start(self):
         require_binary()
+        # a restarted server is running again: make_server's teardown stops only servers whose
+        # returncode is None (a stale code from the previous stop left restarted ones orphaned)
+        self.returncode = None
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port)] + self.args,
@@ -385,7 +425,7 @@ class Server:
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def request(self, method, path, **kw):
-        kw.setdefault("timeout", 15)
+        kw.setdefault("timeout", scaled(15))
         return self.session.request(method, self.url(path), **kw)
 
     def get(self, path, **kw):

@@ -29,7 +29,7 @@ class Load:
     """n threads POSTing single-row predicts until stopped (hard cap max_s)."""
 
     def __init__(self, srv, body, n=4, max_s=20.0):
-        self.srv, self.body, self.n, self.max_s = srv, json.dumps(body), n, max_s
+        self.srv, self.body, self.n, self.max_s = srv, json.dumps(body), n, h.scaled(max_s)
         self.stop = threading.Event()
         self.results = []  # (t_start, t_end, status, version or error text)
         self.lock = threading.Lock()
@@ -44,7 +44,7 @@ class Load:
             t = time.monotonic()
             try:
                 r = s.post(self.srv.url(PREDICT), data=self.body,
-                           headers={"Content-Type": "application/json"}, timeout=10)
+                           headers={"Content-Type": "application/json"}, timeout=h.scaled(10))
                 ver = r.json().get("version") if r.status_code == 200 else r.text[:300]
                 local.append((t, time.monotonic(), r.status_code, ver))
             except Exception as e:  # noqa: BLE001 - any failure is a finding
@@ -67,12 +67,13 @@ class Load:
 
 
 def current_version(srv, body):
-    r = srv.post(PREDICT, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=10)
+    r = srv.post(PREDICT, data=json.dumps(body), headers={"Content-Type": "application/json"},
+                timeout=h.scaled(10))
     assert r.status_code == 200, r.text
     return r.json()["version"]
 
 
-def train_new_version(srv, version, timeout=120):
+def train_new_version(srv, version, timeout=120):  # run_cli scales the timeout
     """Trains `version` of the Parkinson's model from the demo cohort in another process and
     makes it stable (train --set-stable, or train then register --set-stable)."""
     manifest = srv.manifest(PARK)
@@ -110,7 +111,7 @@ def test_hot_reload_under_load(server):
         server.send_signal(signal.SIGHUP)
         # Poll with a separate client until 1.1.0 serves (within a few seconds).
         switched = None
-        while time.monotonic() - t_done < 5.0:
+        while time.monotonic() - t_done < h.scaled(5.0):
             if current_version(server, body) == "1.1.0":
                 switched = time.monotonic()
                 break
@@ -123,7 +124,8 @@ def test_hot_reload_under_load(server):
 
     failures = [r for r in results if r[2] != 200]
     assert not failures, "%d of %d requests failed during reload, e.g. %s" % (len(failures), len(results), failures[:5])
-    assert switched is not None, "1.1.0 not served within 5 s after training (%.1f s) + SIGHUP" % train_s
+    assert switched is not None, "1.1.0 not served within %.0f s after training (%.1f s) + SIGHUP" % (
+        h.scaled(5.0), train_s)
     versions = [r[3] for r in results]
     assert "1.0.0" in versions and "1.1.0" in versions, set(versions)
     first_new = min(r[1] for r in results if r[3] == "1.1.0")
@@ -171,11 +173,35 @@ def test_sighup_without_changes(server):
 
 def keepalive_conn(port):
     """A connection on which one GET /health has been answered (so the server accepted it)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s = socket.create_connection(("127.0.0.1", port), timeout=h.scaled(30))
     s.sendall(h.build_request("GET", "/health"))
     resp = h.read_raw_response(s)
     assert resp.status == 200
     return s
+
+
+def unread_by_client_port(port):
+    """{client port: bytes the client sent that the server has not read yet} for the established
+    loopback connections to `port`: the client socket's tx_queue (not yet delivered) plus the
+    server socket's rx_queue (delivered, not read by the server), from /proc/net/tcp and tcp6."""
+    out = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "01":  # ESTABLISHED
+                continue
+            local, remote = (int(x.rsplit(":", 1)[1], 16) for x in fields[1:3])
+            tx, rx = (int(x, 16) for x in fields[4].split(":"))
+            if local == port:
+                out[remote] = out.get(remote, 0) + rx
+            elif remote == port:
+                out[local] = out.get(local, 0) + tx
+    return out
 
 
 def predict_request(rows):
@@ -184,11 +210,13 @@ def predict_request(rows):
 
 
 def test_sigterm_drain_in_flight(make_server):
-    srv = make_server({"SHUTDOWN_DRAIN_TIMEOUT": "30"})
+    drain_s = h.scaled(30)  # the idle connections below must not hold the exit until this deadline
+    srv = make_server({"SHUTDOWN_DRAIN_TIMEOUT": "%d" % drain_s})
     mf = srv.manifest(PARK)
     rows = h.valid_instances(mf, 256)
     req = predict_request(rows)
     n = 64
+    stored_before = srv.prediction_ids()
     conns = [keepalive_conn(srv.port) for _ in range(n)]
     idle = [keepalive_conn(srv.port) for _ in range(8)]
     sent = [threading.Event() for _ in range(n)]
@@ -218,34 +246,54 @@ def test_sigterm_drain_in_flight(make_server):
         t.start()
     barrier.wait()
     for e in sent:
-        assert e.wait(10), "could not send all requests"
+        assert e.wait(h.scaled(10)), "could not send all requests"
+    # The promise (docs/operations.md) is for requests fully received before SIGTERM; one the
+    # server has not read yet may be closed unanswered and unrecorded. On a busy machine the
+    # server may not have read a request sendall() has handed to the kernel, so note which
+    # connections it had read completely, just before the signal (no sleep: SIGTERM must still
+    # find requests in flight). At least one must be.
+    ports = [c.getsockname()[1] for c in conns]
+    deadline = time.monotonic() + h.scaled(10)
+    while True:
+        unread = unread_by_client_port(srv.port)
+        read = [i for i, p in enumerate(ports) if unread.get(p) == 0]
+        if read or time.monotonic() > deadline:
+            break
+    assert read, "the server read none of the %d requests within %.0f s" % (n, h.scaled(10))
     t_term = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     for t in threads:
-        t.join(timeout=40)
-    rc = srv.wait(20)
+        t.join(timeout=drain_s + h.scaled(10))
+    rc = srv.wait(drain_s)
     t_exit = time.monotonic()
     for s in conns + idle:
         s.close()
-    assert rc is not None, "server did not exit within 20 s of SIGTERM\n" + srv.log_tail()
+    assert rc is not None, "server did not exit within %.0f s of SIGTERM\n%s" % (drain_s, srv.log_tail())
     assert rc == 0, "exit code %s after SIGTERM\n%s" % (rc, srv.log_tail())
 
     answered_before = sum(1 for r in results if r and r[0] == "response" and r[3] < t_term)
-    bad = [(i, r[:2]) for i, r in enumerate(results) if not r or r[0] != "response" or r[1] != 200]
-    assert not bad, ("requests sent before SIGTERM not answered 200 (%d answered before the signal): %s\n%s"
+    bad = [(i, r[:2]) for i in read for r in [results[i]] if not r or r[0] != "response" or r[1] != 200]
+    assert not bad, ("requests received before SIGTERM not answered 200 (%d answered before the signal): %s\n%s"
                      % (answered_before, bad[:8], srv.log_tail()))
+    # the others: answered 200, or closed without an answer (never a non-200 answer)
+    odd = [(i, r[:2]) for i, r in enumerate(results) if r and r[0] == "response" and r[1] != 200]
+    assert not odd, odd[:8]
     ids = set()
     for r in results:
-        body = json.loads(r[2])
-        assert len(body["predictions"]) == 256
-        ids.add(body["prediction_id"])
-    stored = srv.prediction_ids()
+        if r and r[0] == "response":
+            body = json.loads(r[2])
+            assert len(body["predictions"]) == 256
+            ids.add(body["prediction_id"])
+    stored = srv.prediction_ids() - stored_before
     missing = ids - stored
     assert not missing, "%d answered predictions not in the store after shutdown" % len(missing)
-    answered_after = sum(1 for r in results if r[3] >= t_term)
-    print("drain: %d of %d answered after SIGTERM" % (answered_after, n))
-    # Idle keep-alive connections must not hold the drain until its 30 s deadline.
-    assert t_exit - t_term < 15, "exit took %.1f s" % (t_exit - t_term)
+    # and nothing unanswered was recorded
+    assert stored == ids, "%d predictions recorded that were never answered" % len(stored - ids)
+    answered_after = sum(1 for r in results if r and r[0] == "response" and r[3] >= t_term)
+    print("drain: %d of %d read before SIGTERM, %d answered after it, %d closed unanswered"
+          % (len(read), n, answered_after, n - len(ids)))
+    # Idle keep-alive connections must not hold the drain until its deadline.
+    assert t_exit - t_term < drain_s / 2, "exit took %.1f s (drain deadline %.0f s)" % (t_exit - t_term, drain_s)
 
 
 def test_sigterm_drain_partial_request(make_server):
@@ -254,7 +302,8 @@ def test_sigterm_drain_partial_request(make_server):
     nothing of it is recorded and nothing was acknowledged, so the client may retry it
     elsewhere. A complete request sent alongside still gets its 200, and the server exits 0
     promptly instead of waiting for the drain deadline."""
-    srv = make_server({"SHUTDOWN_DRAIN_TIMEOUT": "30"})
+    drain_s = h.scaled(30)
+    srv = make_server({"SHUTDOWN_DRAIN_TIMEOUT": "%d" % drain_s})
     mf = srv.manifest(PARK)
     partial_req = predict_request(h.valid_instances(mf, 32))
     full_req = predict_request(h.valid_instances(mf, 32))
@@ -269,9 +318,9 @@ def test_sigterm_drain_partial_request(make_server):
     before = srv.prediction_ids()
     t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
-    rc = srv.wait(20)
+    rc = srv.wait(drain_s)
     assert rc == 0, "exit code %s\n%s" % (rc, srv.log_tail())
-    assert time.monotonic() - t0 < 10, "drain waited for requests that never completed"
+    assert time.monotonic() - t0 < drain_s / 3, "drain waited for requests that never completed"
     for s in partial:
         try:
             s.sendall(partial_req[len(partial_req) // 2:])
@@ -298,11 +347,11 @@ def test_sigterm_drain_deadline(make_server):
     time.sleep(0.2)
     t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
-    rc = srv.wait(15)
+    rc = srv.wait(h.scaled(15))
     took = time.monotonic() - t0
     s.close()
     assert rc == 0, "exit code %s\n%s" % (rc, srv.log_tail())
-    assert took < 8, "drain deadline 2 s but exit took %.1f s" % took
+    assert took < 2 + h.scaled(6), "drain deadline 2 s but exit took %.1f s" % took
 
 
 # --------------------------------------------------------------------------- (c) registration refusal
@@ -413,13 +462,13 @@ def test_register_picked_up_by_running_server(server, tmp_path):
     assert r.returncode == 0, r.stderr
     mf = server.manifest(PARK)
     body = {"features": h.valid_features(mf)}
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + h.scaled(5)
     while time.monotonic() < deadline:
         if current_version(server, body) == "1.0.5":
             break
         time.sleep(0.1)
     else:
-        pytest.fail("registered stable version not served within 5 s")
+        pytest.fail("registered stable version not served within %.0f s" % h.scaled(5))
 
 
 def test_second_server_on_same_database_refused(server):

@@ -44,6 +44,7 @@ DRIFT_WINDOW = 1000
 ERR_MODEL = "als_classifier"  # the damaged version
 BAD_VERSION = "9.9.9"
 # Upper bounds on waits (not performance assertions): generous for a loaded 2-core runner.
+# Every wait is multiplied by h.TIME_SCALE (> 1 for slower builds: scripts/test-sanitize.sh).
 FIRE_TIMEOUT_S = 30.0
 RESOLVE_TIMEOUT_S = 45.0
 
@@ -152,7 +153,9 @@ class Recorder:
 
 
 def wait_for(what, fn, timeout, interval=0.25):
-    """Polls fn until it returns a truthy value; fails naming `what` after timeout seconds."""
+    """Polls fn until it returns a truthy value; fails naming `what` after timeout seconds
+    (times h.TIME_SCALE)."""
+    timeout = h.scaled(timeout)
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -174,7 +177,7 @@ class Proc:
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
                                      close_fds=True)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + h.scaled(20)
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited %s at start:\n%s" % (name, self.proc.returncode, self.tail()))
@@ -184,7 +187,7 @@ class Proc:
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("%s not ready within 20 s:\n%s" % (name, self.tail()))
+                raise RuntimeError("%s not ready within %.0f s:\n%s" % (name, h.scaled(20), self.tail()))
             time.sleep(0.1)
 
     def tail(self, n=30):
@@ -469,7 +472,7 @@ def test_high_error_rate_fires_and_resolves(st):
 
     feats = h.valid_features(srv.manifest(ERR_MODEL))
     labels = dict(PROM)
-    deadline = time.monotonic() + FIRE_TIMEOUT_S
+    deadline = time.monotonic() + h.scaled(FIRE_TIMEOUT_S)
     fired = False
     while time.monotonic() < deadline and not fired:
         for _ in range(5):
@@ -490,7 +493,7 @@ def test_high_error_rate_fires_and_resolves(st):
         f.write(good)
     r = srv.predict(ERR_MODEL, {"features": feats, "version": BAD_VERSION})
     assert r.status_code == 200, r.text
-    deadline = time.monotonic() + RESOLVE_TIMEOUT_S
+    deadline = time.monotonic() + h.scaled(RESOLVE_TIMEOUT_S)
     while time.monotonic() < deadline and (st.prom_alerts("HighErrorRate") or st.am_alerts("HighErrorRate", **labels)):
         srv.predict(ERR_MODEL, {"features": feats})
         time.sleep(0.2)
