@@ -457,6 +457,10 @@ def test_slow_senders(hostile_server, demo_manifests):
     finally:
         for s in socks:
             s.close()
+    # The session's pooled keep-alive connection was last used during the drips; the server
+    # closes idle connections after READ_TIMEOUT_S too, about when the slow sockets' answers
+    # arrive, so reusing it races that (legitimate) close. Check liveness on fresh connections.
+    hostile_server.session.close()
     assert_alive(hostile_server, park)
 
 
