@@ -439,15 +439,9 @@ static int check_cors(const char *v, char **ret_norm)
     size_t o = 0;
     int items = 0;
     bool star = false;
-    const char *p = v;
-    for (;;) {
-        const char *end = p + strcspn(p, ",");
-        const char *a = p, *b = end;
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
-        size_t n = (size_t)(b - a);
+    const char *cur = v, *a;
+    size_t n;
+    while (util_list_next(&cur, &a, &n)) {
         if (n == 1 && *a == '*')
             star = true;
         else if (!valid_origin(a, n))
@@ -457,9 +451,6 @@ static int check_cors(const char *v, char **ret_norm)
         memcpy(out + o, a, n);
         o += n;
         items++;
-        if (!*end)
-            break;
-        p = end + 1;
     }
     if (star && items > 1)
         goto fail;

@@ -553,3 +553,20 @@ int util_parse_duration_ms(const char *s, int64_t *ret_ms)
     }
     return -EINVAL;
 }
+
+bool util_list_next(const char **cursor, const char **item, size_t *len)
+{
+    const char *p = *cursor;
+    if (!p)
+        return false;
+    const char *end = p + strcspn(p, ",");
+    const char *a = p, *b = end;
+    while (a < b && isspace((unsigned char)*a))
+        a++;
+    while (b > a && isspace((unsigned char)b[-1]))
+        b--;
+    *item = a;
+    *len = (size_t)(b - a);
+    *cursor = *end ? end + 1 : NULL;
+    return true;
+}

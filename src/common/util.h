@@ -59,4 +59,9 @@ int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 int util_parse_double(const char *s, double *ret);
 int util_parse_bool(const char *s, bool *ret); /* true/false/1/0/yes/no/on/off */
 
+/* Comma-separated lists ("a, b ,c"): yields the next item, surrounding whitespace trimmed
+ * (possibly empty), in *item and *len, and advances *cursor; false once the list is done (an
+ * empty string is one empty item). Start with *cursor = the string. */
+bool util_list_next(const char **cursor, const char **item, size_t *len);
+
 #endif

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 typedef struct net {
     uint8_t addr[16];
     int prefix; /* 0..128 */
@@ -94,15 +96,10 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
     clientaddr_proxies_t *set = calloc(1, sizeof(*set));
     if (!set)
         return -ENOMEM;
-    p = spec;
-    for (;;) {
-        const char *end = p + strcspn(p, ",");
-        const char *a = p, *b = end;
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
-        size_t n = (size_t)(b - a);
+    const char *cur = spec, *a;
+    size_t n;
+    while (util_list_next(&cur, &a, &n)) {
+        const char *b = a + n;
         const char *slash = memchr(a, '/', n);
         net_t nt = {0};
         int fam = parse_ip(a, slash ? (size_t)(slash - a) : n, nt.addr);
@@ -134,9 +131,6 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
         }
         /* host bits beyond the prefix are ignored: 10.1.2.3/8 means 10.0.0.0/8 */
         set->nets[set->n++] = nt;
-        if (!*end)
-            break;
-        p = end + 1;
     }
     *ret = set;
     return 0;

@@ -289,6 +289,29 @@ static void test_iso8601(void **state)
     assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
 }
 
+static void test_list_next(void **state)
+{
+    (void)state;
+    const char *cur = " a, bb ,,c ", *item;
+    size_t n;
+    const char *want[] = {"a", "bb", "", "c"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_true(util_list_next(&cur, &item, &n));
+        assert_int_equal(n, strlen(want[i]));
+        assert_memory_equal(item, want[i], n);
+    }
+    assert_false(util_list_next(&cur, &item, &n));
+    cur = "";
+    assert_true(util_list_next(&cur, &item, &n)); /* one empty item */
+    assert_int_equal(n, 0);
+    assert_false(util_list_next(&cur, &item, &n));
+    cur = "x,";
+    assert_true(util_list_next(&cur, &item, &n));
+    assert_true(util_list_next(&cur, &item, &n)); /* a trailing comma: a last, empty item */
+    assert_int_equal(n, 0);
+    assert_false(util_list_next(&cur, &item, &n));
+}
+
 static size_t file_size(const char *path)
 {
     struct stat st;
@@ -459,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_log_batch),
+        cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_log_threads),
     };
