@@ -44,6 +44,8 @@ die() {
     printf 'audit-bench: error: %s\n' "$*" >&2
     exit 1
 }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 for v in SECS N CONNECTIONS THREADS ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
@@ -101,16 +103,6 @@ for c in "${CASES[@]}"; do
 done
 
 # ---- 2. predict, strict audit vs off --------------------------------------------------------------
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() {
-    local url=$1 pid=$2 i
-    for ((i = 0; i < 300; i++)); do
-        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || die "server exited before answering $url"
-        sleep 0.1
-    done
-    die "no answer from $url within 30 s"
-}
 start_server() { # DIR PORT [VAR=VALUE...] -> SERVER_PID
     local dir=$1 port=$2
     shift 2

@@ -42,14 +42,8 @@ die() {
     printf 'monitoring-bench: error: %s\n' "$*" >&2
     exit 1
 }
-seconds() {
-    case $1 in
-        *h) echo $((${1%h} * 3600)) ;;
-        *m) echo $((${1%m} * 60)) ;;
-        *s) echo "${1%s}" ;;
-        *) echo "$1" ;;
-    esac
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 for v in N CONNECTIONS THREADS ROUNDS SERIES_MODELS SCRAPES; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
@@ -81,36 +75,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-wait_http() {
-    local url=$1 pid=$2 logf=$3 i
-    for ((i = 0; i < 300; i++)); do
-        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logf" >&2 || true
-            die "server exited before answering $url"
-        fi
-        sleep 0.1
-    done
-    die "no answer from $url within 30 s"
-}
 
 NOTES=()
-stop() {
-    local pid=$1 name=$2 i rc=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        NOTES+=("$name did not stop within 15 s of SIGTERM; killed")
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    [ "$rc" -eq 0 ] || NOTES+=("$name exited with status $rc after SIGTERM")
-}
 
 # start_server DIR PORT LOG [VAR=VALUE...]: starts aimedres on the demo copy DIR; sets SERVER_PID.
 start_server() {
@@ -202,7 +169,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2)); then run_mode on "$r"; run_mode off "$r"; else run_mode off "$r"; run_mode on "$r"; fi
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 ON=()
 OFF=()
 PAIRS=()

@@ -45,16 +45,9 @@ die() {
     printf 'bench: error: %s\n' "$*" >&2
     exit 1
 }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-# Seconds from a wrk duration (10s, 1m, 500ms is not accepted by wrk either).
-seconds() {
-    case $1 in
-        *h) echo $((${1%h} * 3600)) ;;
-        *m) echo $((${1%m} * 60)) ;;
-        *s) echo "${1%s}" ;;
-        *) echo "$1" ;;
-    esac
-}
 
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive integer"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
@@ -99,42 +92,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
-# wait_http URL PID LOG: until URL answers 200, the process dies, or 30 s pass.
-wait_http() {
-    local url=$1 pid=$2 logf=$3 i
-    for ((i = 0; i < 300; i++)); do
-        if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logf" >&2 || true
-            die "server exited before answering $url (log above)"
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$logf" >&2 || true
-    die "no answer from $url within 30 s"
-}
 
-# stop PID NAME: SIGTERM, then SIGKILL after 15 s. Records a non-zero exit in the notes.
-stop() {
-    local pid=$1 name=$2 i rc=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        NOTES+=("$name did not stop within 15 s of SIGTERM; killed")
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    [ "$rc" -eq 0 ] || NOTES+=("$name exited with status $rc after SIGTERM")
-}
 
 # Milliseconds from a wrk latency figure (412.00us, 1.23ms, 2.00s, 1.00m).
 to_ms() {
@@ -320,7 +279,6 @@ stop "$FL_PID" gunicorn
 [ "$ONLY" != all ] || stop "$AIM_PID" "aimedres (predict run)"
 
 # The figure of each server is the median of its rounds (requests/s, p50 and p99 each).
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for k in health_aimedres health_nginx predict_aimedres predict_flask; do
     [ -n "${RPS[${k}_r1]:-}" ] || continue
     rps=() p50=() p99=() n2=0 se=0 tot=0
