@@ -224,6 +224,7 @@ int cli_serve(int argc, char **argv)
         .max_body_bytes = cfg->max_body_bytes,
         .max_header_bytes = cfg->max_header_bytes,
         .timeout_s = cfg->read_timeout_s,
+        .write_timeout_s = cfg->write_timeout_s,
         .cors_allowed_origins = cfg->cors_allowed_origins,
         .hsts = cfg->tls_enabled,
         /* security (issue 5): authentication, roles, rate limits; TLS */

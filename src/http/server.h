@@ -26,7 +26,8 @@ typedef struct http_server_opts {
     int workers;
     size_t max_body_bytes;
     size_t max_header_bytes;
-    int timeout_s;
+    int timeout_s;       /* read: a request's bytes, and idle keep-alive connections */
+    int write_timeout_s; /* a client that stops reading its answer; 0 = timeout_s */
     const char *cors_allowed_origins; /* comma list, "*", or NULL = no CORS */
     bool hsts;                        /* add Strict-Transport-Security (TLS) */
     /* Called before every routed handler (not for 404/405/OPTIONS). Returns 0 to run the
