@@ -108,20 +108,7 @@ log "demo init"
     die "aimedres demo init failed"
 }
 BODY=$TMP/predict-body.json
-"$PY" - "$TMP/demo/models/$MODEL/1.0.0/manifest.json" "$BODY" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-feats = {}
-for f in m["features"]:
-    t = f.get("type", "number")
-    if t == "boolean":
-        feats[f["name"]] = False
-        continue
-    lo, hi = f.get("min"), f.get("max")
-    v = (lo + hi) / 2 if lo is not None and hi is not None else (lo if lo is not None else (hi if hi is not None else 0.0))
-    feats[f["name"]] = int(round(v)) if t == "integer" else v
-json.dump({"features": feats}, open(sys.argv[2], "w"))
-EOF
+"$PY" "$ROOT/bench/mkbody.py" "$TMP/demo/models/$MODEL/1.0.0/manifest.json" "$BODY" || die "cannot build the predict body"
 
 # ---- 1. predict throughput, monitoring on vs off --------------------------------------------------
 declare -A RPS

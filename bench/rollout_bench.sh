@@ -33,6 +33,8 @@ PY=/usr/bin/python3
 MODEL=parkinsons_predictor
 PREDICT_PATH=/api/v1/models/$MODEL/predict
 
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 log() { printf 'rollout-bench: %s\n' "$*" >&2; }
 die() {
     printf 'rollout-bench: error: %s\n' "$*" >&2
@@ -73,32 +75,15 @@ log "demo init and a candidate version"
 "$AIMEDRES" model train --data "$DEMO/data/cohorts/parkinsons.csv" --label status --class-labels healthy,parkinsons \
     --name $MODEL --version 2.0.0 --rounds 101 >"$TMP/train.log" 2>&1 || die "training the candidate failed"
 
-PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 MAX_WORKERS=$N LOG_LEVEL=WARNING LOG_FILE=$TMP/server.log SHUTDOWN_DRAIN_TIMEOUT=2s \
     "$AIMEDRES" serve --host 127.0.0.1 --port "$PORT" >"$TMP/stdout.log" 2>&1 &
 SERVER_PID=$!
-for ((i = 0; i < 300; i++)); do
-    curl -fsS -o /dev/null --max-time 2 "$BASE/health" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -n 5 "$TMP/stdout.log")"
-    sleep 0.1
-done
+wait_http "$BASE/health" "$SERVER_PID" "$TMP/stdout.log"
 
 BODY=$TMP/body.json
-"$PY" - "$DEMO/models/$MODEL/1.0.0/manifest.json" "$BODY" <<'PYEOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-feats = {}
-for f in m["features"]:
-    t = f.get("type", "number")
-    if t == "boolean":
-        feats[f["name"]] = False
-        continue
-    lo, hi = f.get("min"), f.get("max")
-    v = (lo + hi) / 2 if lo is not None and hi is not None else (lo if lo is not None else (hi if hi is not None else 0.0))
-    feats[f["name"]] = int(round(v)) if t == "integer" else v
-json.dump({"features": feats}, open(sys.argv[2], "w"))
-PYEOF
+"$PY" "$ROOT/bench/mkbody.py" "$DEMO/models/$MODEL/1.0.0/manifest.json" "$BODY" || die "cannot build the predict body"
 
 DEP=""
 start_dep() { # start_dep CONFIG_JSON: starts a deployment and waits for it to route

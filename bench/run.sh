@@ -178,25 +178,7 @@ MODEL_DIR=$DEMO/models/$MODEL/$MODEL_VERSION
 [ -f "$MODEL_DIR/manifest.json" ] || die "$MODEL_DIR/manifest.json not found"
 
 BODY=$TMP/predict.json
-# One row: the midpoint of each feature's valid range (integers rounded, booleans false).
-"$PY" - "$MODEL_DIR/manifest.json" "$BODY" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1], encoding="utf-8"))
-feats = {}
-for f in m["features"]:
-    t, lo, hi = f.get("type", "number"), f.get("min"), f.get("max")
-    if t == "boolean":
-        feats[f["name"]] = False
-        continue
-    if lo is not None and hi is not None:
-        v = (lo + hi) / 2.0
-    elif lo is not None or hi is not None:
-        v = lo if lo is not None else hi
-    else:
-        v = f.get("mean", 0.0)
-    feats[f["name"]] = int(round(v)) if t == "integer" else v
-json.dump({"features": feats}, open(sys.argv[2], "w"), separators=(",", ":"))
-EOF
+"$PY" "$ROOT/bench/mkbody.py" "$MODEL_DIR/manifest.json" "$BODY" || die "cannot build the predict body"
 export BENCH_BODY_FILE=$BODY
 log "predict body: $(wc -c <"$BODY") bytes, $("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["features"]))' "$BODY") features"
 
