@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Path router; see router.h. Matching is a linear scan: the table has a dozen routes
- * and each comparison is a few segment compares, cheaper than any index. */
+/* Path router; see router.h. Matching is a linear scan over patterns compiled once per
+ * thread: the table has two dozen routes and most are rejected on their segment count. */
 #include "http/router.h"
 
 #include <errno.h>
 #include <event2/http.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 typedef struct segments {
     size_t n;
+    size_t len[ROUTER_MAX_SEGMENTS];
     char seg[ROUTER_MAX_SEGMENTS][256];
 } segments_t;
 
@@ -65,6 +67,7 @@ static int split_path(const char *path, segments_t *out)
             dst[o++] = c;
         }
         dst[o] = '\0';
+        out->len[out->n] = o;
         out->n++;
         if (!end)
             return 0;
@@ -74,30 +77,63 @@ static int split_path(const char *path, segments_t *out)
     }
 }
 
-static int match_pattern(const char *pattern, const segments_t *segs, router_match_t *ret)
+/* A pattern split into segments once: literal text and length, or a parameter. */
+typedef struct cpattern {
+    size_t n;
+    struct {
+        const char *lit;
+        size_t len;
+        bool param;
+    } seg[ROUTER_MAX_SEGMENTS + 1];
+} cpattern_t;
+
+static void compile_pattern(const char *pattern, cpattern_t *c)
 {
-    size_t i = 0, np = 0;
+    c->n = 0;
     const char *p = pattern + 1;
-    while (*p) {
+    while (*p && c->n <= ROUTER_MAX_SEGMENTS) {
         const char *end = strchr(p, '/');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (i >= segs->n)
-            return 0;
-        if (n >= 2 && p[0] == '{' && p[n - 1] == '}') {
-            if (ret && np < ROUTER_MAX_PARAMS)
-                memcpy(ret->params[np], segs->seg[i], strlen(segs->seg[i]) + 1);
-            np++;
-        } else if (strlen(segs->seg[i]) != n || memcmp(segs->seg[i], p, n) != 0) {
-            return 0;
-        }
-        i++;
+        c->seg[c->n].lit = p;
+        c->seg[c->n].len = n;
+        c->seg[c->n].param = n >= 2 && p[0] == '{' && p[n - 1] == '}';
+        c->n++;
         p = end ? end + 1 : p + n;
     }
-    if (i != segs->n)
-        return 0;
-    if (ret)
-        ret->n_params = np;
-    return 1;
+}
+
+/* Each worker thread compiles the route table it serves on first use (a table is static for
+ * the server's life; another table recompiles), so matching a route is a segment count and a
+ * few length-checked compares instead of re-scanning every pattern per request. */
+#define CACHED_ROUTES 64
+static _Thread_local const http_route_t *cached_table;
+static _Thread_local size_t cached_n;
+static _Thread_local cpattern_t cached[CACHED_ROUTES];
+
+static const cpattern_t *pattern_of(const http_route_t *routes, size_t n, size_t r, cpattern_t *tmp)
+{
+    if (n > CACHED_ROUTES) {
+        compile_pattern(routes[r].pattern, tmp);
+        return tmp;
+    }
+    if (cached_table != routes || cached_n != n) {
+        for (size_t i = 0; i < n; i++)
+            compile_pattern(routes[i].pattern, &cached[i]);
+        cached_table = routes;
+        cached_n = n;
+    }
+    return &cached[r];
+}
+
+static bool match_pattern(const cpattern_t *c, const segments_t *segs)
+{
+    if (c->n != segs->n)
+        return false;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->seg[i].param &&
+            (c->seg[i].len != segs->len[i] || memcmp(c->seg[i].lit, segs->seg[i], c->seg[i].len) != 0))
+            return false;
+    return true;
 }
 
 int router_match(const http_route_t *routes, size_t n, const char *path, unsigned method, router_match_t *ret)
@@ -109,11 +145,21 @@ int router_match(const http_route_t *routes, size_t n, const char *path, unsigne
     if (split_path(path, &segs) < 0)
         return -EINVAL;
     for (size_t r = 0; r < n; r++) {
-        if (!match_pattern(routes[r].pattern, &segs, NULL))
+        cpattern_t tmp;
+        const cpattern_t *c = pattern_of(routes, n, r, &tmp);
+        if (!match_pattern(c, &segs))
             continue;
         ret->allowed |= routes[r].methods;
         if ((routes[r].methods & method) && ret->route == NULL) {
-            match_pattern(routes[r].pattern, &segs, ret);
+            size_t np = 0;
+            for (size_t i = 0; i < c->n; i++) {
+                if (!c->seg[i].param)
+                    continue;
+                if (np < ROUTER_MAX_PARAMS)
+                    memcpy(ret->params[np], segs.seg[i], segs.len[i] + 1);
+                np++;
+            }
+            ret->n_params = np;
             ret->route = &routes[r];
         }
     }
