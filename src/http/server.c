@@ -815,7 +815,9 @@ void http_reply_json(http_ctx_t *ctx, int status, json_t *body)
             big = malloc(n);
             if (big && json_dumpb(body, big, n, flags) == n) {
                 data = big;
-            } else {
+            } else { /* out of memory, or a tree another thread changed between the two dumps */
+                log_msg(LOG_ERROR, "response not serialised", "{s:s,s:i}", "request_id", ctx->request_id,
+                        "status", status);
                 n = 0;
                 status = 500;
             }

@@ -201,17 +201,20 @@ static json_t *dep_json(const dep_t *d)
                                   "agreement", rows ? json_real((double)agree / (double)rows) : json_null(),
                                   "error_rate", jobs ? json_real((double)serr / (double)jobs) : json_null(),
                                   "p95_latency_ms", jnum(rollout_latency_quantile_ms(&d->shadow.lat, 0.95))));
+    /* Deep copies: the caller serialises the answer after the mutex is released, while the
+     * controller goes on appending to the live timeline and checks. */
     if (d->last_checks)
-        json_object_set(perf, "last_check", d->last_checks);
+        json_object_set_new(perf, "last_check", json_deep_copy(d->last_checks));
     json_t *o =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:O,s:o,s:b,s:o,s:O,s:o,s:b}", "deployment_id",
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:o,s:b}", "deployment_id",
                   d->id, "model", d->model, "version", d->version, "strategy", d->strategy, "mode", d->mode,
                   "status", d->status, "traffic_percentage", d->traffic, "current_stage",
                   d->stage >= 0 ? json_integer(d->stage) : json_null(), "started_at", iso(d->started_ms),
-                  "completed_at", iso(d->completed_ms), "validation_tests", d->tests, "performance_metrics",
+                  "completed_at", iso(d->completed_ms), "validation_tests", json_deep_copy(d->tests),
+                  "performance_metrics",
                   perf, "rollback_triggered", d->rollback_triggered, "rollback_reason",
                   d->rollback_reason[0] ? json_string(d->rollback_reason) : json_null(), "timeline",
-                  d->timeline, "config", rollout_config_to_json(&d->cfg), "active", d->active);
+                  json_deep_copy(d->timeline), "config", rollout_config_to_json(&d->cfg), "active", d->active);
     json_object_set_new(o, "previous_version",
                         d->prev_version[0] ? json_string(d->prev_version) : json_null());
     json_object_set_new(o, "awaiting_promotion", json_boolean(d->awaiting_promote));
