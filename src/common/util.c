@@ -132,6 +132,17 @@ static void to_hex(const unsigned char *md, unsigned len, char *out)
     out[2 * len] = '\0';
 }
 
+int util_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN])
 {
     unsigned char md[EVP_MAX_MD_SIZE];

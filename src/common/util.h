@@ -28,6 +28,8 @@ int util_random(void *buf, size_t n);
 
 /* SHA-256 of a whole file as lowercase hex; 0, -errno on I/O failure. Streams in 64 KiB blocks. */
 int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN]);
+/* Value of one hexadecimal digit (either case), or -1. */
+int util_hexval(char c);
 /* SHA-256 of a buffer as lowercase hex. */
 void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN]);
 

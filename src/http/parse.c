@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/util.h"
+
 /* RFC 9110 tchar */
 static bool is_tchar(unsigned char c)
 {
@@ -248,17 +250,6 @@ const char *http_head_field(const http_head_t *h, const char *name)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 #define MAX_CHUNK_LINE 1024
 
 int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, size_t *body_len,
@@ -289,10 +280,10 @@ int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, si
             }
             size_t i = 0;
             uint64_t size = 0;
-            for (; i < n && hexval(line[i]) >= 0; i++) {
+            for (; i < n && util_hexval(line[i]) >= 0; i++) {
                 if (i >= 16)
                     return -413; /* more than 64 bits of size */
-                size = size * 16 + (uint64_t)hexval(line[i]);
+                size = size * 16 + (uint64_t)util_hexval(line[i]);
             }
             if (i == 0)
                 return -400;

@@ -9,22 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/util.h"
+
 typedef struct segments {
     size_t n;
     size_t len[ROUTER_MAX_SEGMENTS];
     char seg[ROUTER_MAX_SEGMENTS][256];
 } segments_t;
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Splits and percent-decodes each segment. An empty segment (double slash) is refused
  * except a single trailing slash, which is ignored. */
@@ -54,7 +45,7 @@ static int split_path(const char *path, segments_t *out)
             if (c == '%') {
                 if (i + 2 >= n)
                     return -EINVAL;
-                int hi = hexval(p[i + 1]), lo = hexval(p[i + 2]);
+                int hi = util_hexval(p[i + 1]), lo = util_hexval(p[i + 2]);
                 if (hi < 0 || lo < 0)
                     return -EINVAL;
                 c = (char)(hi * 16 + lo);

@@ -30,12 +30,7 @@ static void check_str(const char *buf, size_t len, const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *buf = malloc(size + 1);
-    if (!buf)
-        abort();
-    if (size)
-        memcpy(buf, data, size);
-    buf[size] = '\0';
+    char *buf = fuzz_cstr(data, size);
     http_head_t h;
     int rc = http_parse_head(buf, size, MAX_HEAD, MAX_BODY, &h);
     if (rc > 0) {

@@ -17,12 +17,28 @@
 #define MAX_HEAD 1024
 #define MAX_BODY 100
 
+typedef struct head_case {
+    const char *req;
+    int rc;
+} head_case_t;
+
 static int parse(const char *text, http_head_t *h, char *buf, size_t cap)
 {
     size_t n = strlen(text);
     assert_true(n < cap);
     memcpy(buf, text, n + 1);
     return http_parse_head(buf, n, MAX_HEAD, MAX_BODY, h);
+}
+
+static void check_cases(const head_case_t *cases, size_t n)
+{
+    char buf[256];
+    http_head_t h;
+    for (size_t i = 0; i < n; i++) {
+        int rc = parse(cases[i].req, &h, buf, sizeof(buf));
+        if (rc != cases[i].rc)
+            fail_msg("case %zu (%s): got %d, want %d", i, cases[i].req, rc, cases[i].rc);
+    }
 }
 
 static void test_simple_get(void **state)
@@ -95,12 +111,7 @@ static void test_obs_fold_becomes_spaces(void **state)
 static void test_request_line_refusals(void **state)
 {
     (void)state;
-    char buf[256];
-    http_head_t h;
-    static const struct {
-        const char *req;
-        int rc;
-    } cases[] = {
+    static const head_case_t cases[] = {
         {"FOO / HTTP/1.1\r\n\r\n", -501},      {"get / HTTP/1.1\r\n\r\n", -501},
         {"TRACE / HTTP/1.1\r\n\r\n", -501},    {"CONNECT a:1 HTTP/1.1\r\n\r\n", -501},
         {"G\001T / HTTP/1.1\r\n\r\n", -400},   {"GET /\r\n\r\n", -400},
@@ -108,11 +119,7 @@ static void test_request_line_refusals(void **state)
         {"GET / HTTP/1.1 x\r\n\r\n", -400},    {"GET  / HTTP/1.1\r\n\r\n", -400},
         {"GET /a\177 HTTP/1.1\r\n\r\n", -400}, {"GET HTTP/1.1\r\n\r\n", -400},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int rc = parse(cases[i].req, &h, buf, sizeof(buf));
-        if (rc != cases[i].rc)
-            fail_msg("case %zu (%s): got %d, want %d", i, cases[i].req, rc, cases[i].rc);
-    }
+    check_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_field_refusals(void **state)
@@ -145,10 +152,7 @@ static void test_framing_refusals(void **state)
     (void)state;
     char buf[256];
     http_head_t h;
-    static const struct {
-        const char *req;
-        int rc;
-    } cases[] = {
+    static const head_case_t cases[] = {
         {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nContent-Length: 1.5\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", -400},
@@ -162,11 +166,7 @@ static void test_framing_refusals(void **state)
         {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -501},
         {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int rc = parse(cases[i].req, &h, buf, sizeof(buf));
-        if (rc != cases[i].rc)
-            fail_msg("case %zu (%s): got %d, want %d", i, cases[i].req, rc, cases[i].rc);
-    }
+    check_cases(cases, sizeof(cases) / sizeof(cases[0]));
     assert_true(
         parse("POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", &h, buf, sizeof(buf)) > 0);
     assert_true(parse("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n", &h,
