@@ -100,13 +100,18 @@ drop_caches() {
     if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi
 }
 
-# Runs a command, prints nothing, returns the wall seconds on stdout.
+# Runs a command, prints nothing, returns the wall seconds on stdout. CPU seconds (user+sys
+# of the command and its children, from /usr/bin/time) go to $WORK/cpu-LABEL, one per line:
+# on a shared machine they move much less with the load than the wall time does.
 timed() {
-    local t0 t1
+    local label=$1 t0 t1
+    shift
     drop_caches
     t0=$(date +%s.%N)
-    "$@" >"$WORK/last.log" 2>&1 || { echo "FAILED: $*" >&2; cat "$WORK/last.log" >&2; exit 1; }
+    /usr/bin/time -f "%U %S" -o "$WORK/last.cpu" "$@" >"$WORK/last.log" 2>&1 ||
+        { echo "FAILED: $*" >&2; cat "$WORK/last.log" >&2; exit 1; }
     t1=$(date +%s.%N)
+    awk '{print $1 + $2}' "$WORK/last.cpu" >>"$WORK/cpu-$label"
     $PY -c "print(round($t1 - $t0, 3))"
 }
 
@@ -122,20 +127,22 @@ echo "   aimedres $("$BIN" --version | cut -d' ' -f2): zstd level ${BACKUP_COMPR
 echo "   $(restic version | cut -d' ' -f1-2): repository v2, AES-256-CTR+Poly1305, --compression auto (zstd)"
 for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$BACKUP_PATH" "$WORK/aimedres-restore" "$WORK/aimedres-restore-full" "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$WORK/restic-restore"
-    AB+=("$(timed "$BIN" backup full --json)")
+    AB+=("$(timed ab "$BIN" backup full --json)")
+    cp "$WORK/last.log" "$WORK/aimedres-backup.json"
     A_STORED=$(du -sb "$BACKUP_PATH" | cut -f1)
-    AV+=("$(timed "$BIN" backup verify latest --json)")
-    AR+=("$(timed "$BIN" restore latest --target "$WORK/aimedres-restore" --yes --json)")
+    AV+=("$(timed av "$BIN" backup verify latest --json)")
+    AR+=("$(timed ar "$BIN" restore latest --target "$WORK/aimedres-restore" --yes --json)")
+    cp "$WORK/last.log" "$WORK/aimedres-restore.json"
     # the same restore with PRAGMA integrity_check run again on the restored file
-    ARF+=("$(timed "$BIN" restore latest --target "$WORK/aimedres-restore-full" --yes --full-db-check --json)")
+    ARF+=("$(timed arf "$BIN" restore latest --target "$WORK/aimedres-restore-full" --yes --full-db-check --json)")
     rm -rf "$WORK/aimedres-restore-full"
     restic init --repository-version 2 >/dev/null
-    RB+=("$(timed restic backup --compression auto -q "$DATA")")
+    RB+=("$(timed rb restic backup --compression auto -q "$DATA")")
     R_STORED=$(du -sb "$RESTIC_REPOSITORY" | cut -f1)
-    RV+=("$(timed restic check --read-data -q)")
-    RR+=("$(timed restic restore latest --target "$WORK/restic-restore" -q)")
+    RV+=("$(timed rv restic check --read-data -q)")
+    RR+=("$(timed rr restic restore latest --target "$WORK/restic-restore" -q)")
     rm -rf "$WORK/restic-restore"
-    RRS+=("$(timed sh -c 'restic restore latest --target "$1" -q && sync' sh "$WORK/restic-restore")")
+    RRS+=("$(timed rrs sh -c 'restic restore latest --target "$1" -q && sync' sh "$WORK/restic-restore")")
     echo "   round $round: aimedres ${AB[-1]} / ${AV[-1]} / ${AR[-1]} (--full-db-check ${ARF[-1]}) s, restic ${RB[-1]} / ${RV[-1]} / ${RR[-1]} (+sync ${RRS[-1]}) s"
 done
 A_BACKUP=$(median "${AB[@]}") A_VERIFY=$(median "${AV[@]}") A_RESTORE=$(median "${AR[@]}") A_RESTORE_FULL=$(median "${ARF[@]}")
@@ -162,7 +169,7 @@ EOF2
 # (beside the compression) and restore proves its copy identical by sha256; `restore
 # --full-db-check` runs it again before putting anything in place. restic checks nothing of the kind.
 DBMB=$($PY -c "print(round($(stat -c %s "$WORK/aimedres-restore/aimedres.db") / 1e6, 1))")
-IC=$(timed sqlite3 "$WORK/aimedres-restore/aimedres.db" "PRAGMA mmap_size=4294967296; PRAGMA integrity_check")
+IC=$(timed ic sqlite3 "$WORK/aimedres-restore/aimedres.db" "PRAGMA mmap_size=4294967296; PRAGMA integrity_check")
 
 printf '\n%-22s %10s %10s %8s   (median MB/s of %s rounds, higher is better)\n' "step" "aimedres" "restic" "ratio" "$ROUNDS"
 row() { # label aimedres_seconds restic_seconds
@@ -181,4 +188,16 @@ echo
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo '+local changes')  machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GB RAM, load average before: $LOAD0"
 echo "median seconds: aimedres backup $A_BACKUP verify $A_VERIFY restore $A_RESTORE (--full-db-check $A_RESTORE_FULL); restic backup $R_BACKUP check --read-data $R_VERIFY restore $R_RESTORE (+sync $R_RESTORE_SYNC)"
 echo "PRAGMA integrity_check of the restored $DBMB MB store alone (sqlite3, one core): $IC s"
+cpu() { median $(cat "$WORK/cpu-$1"); }
+echo "median CPU seconds (user+sys): aimedres backup $(cpu ab) verify $(cpu av) restore $(cpu ar) (--full-db-check $(cpu arf)); restic backup $(cpu rb) check --read-data $(cpu rv) restore $(cpu rr) (+sync $(cpu rrs))"
+# where the last aimedres backup and restore spent their wall time (their JSON summaries)
+$PY - "$WORK/aimedres-backup.json" "$WORK/aimedres-restore.json" <<'EOF3'
+import json, sys
+for name, path in zip(("backup", "restore"), sys.argv[1:]):
+    text = open(path).read()
+    d = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]  # stdout and stderr were logged together
+    ph = " ".join("%s %.2f" % kv for kv in d.get("phases", {}).items())
+    ic = (d.get("db") or {}).get("integrity", {}).get("seconds")
+    print("last aimedres %s phases (s): %s%s" % (name, ph, " (integrity_check thread %.2f)" % ic if ic else ""))
+EOF3
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -24,7 +24,6 @@
 #include "backup/snapshot.h"
 #include "backup/verify.h"
 #include "common/util.h"
-#include "store/store.h"
 
 #define MAX_DEPTH 32
 #define LOCK_WAIT_MS 2000
@@ -244,6 +243,7 @@ static int cmp_items(const void *a, const void *b)
 typedef struct slot {
     backup_file_t f; /* f.stored is owned when the file was stored here */
     bool referenced;
+    bool verified; /* stored here, read back from the disk and checked (store_item) */
     bool done;
 } slot_t;
 
@@ -263,6 +263,11 @@ typedef struct run {
     int ic_rc;
     double ic_seconds;
     char ic_err[1024];
+    /* the snapshot's removal, on its own thread while the manifest is written and checked */
+    pthread_t rm_thread;
+    bool rm_started;
+    int64_t snap_ns, dbinfo_ns; /* wall time of the snapshot and of db_info (phases) */
+    json_t *bad;                /* files whose read-back failed: {"path","stored","error"} */
     backup_progress_t prog;
     pthread_mutex_t mu; /* guards notes, m->db, err */
     char err[2048];
@@ -339,6 +344,28 @@ static int try_reference(run_t *run, const item_t *it, backup_file_t *out, bool 
     return 0;
 }
 
+/* Tests only: AIMEDRES_BACKUP_FAULT_INJECT="flip-after-write=<manifest path>" flips one bit
+ * in the middle of that file's stored stream once it is written and fsynced, i.e. damage on
+ * the disk between the write and the read-back, which the read-back must catch (the backup
+ * then fails and `latest` stays where it was). Unset: nothing happens. */
+static void inject_fault(const char *path, const char *dst, uint64_t stored_size)
+{
+    static const char prefix[] = "flip-after-write=";
+    const char *f = getenv("AIMEDRES_BACKUP_FAULT_INJECT");
+    if (!f || strncmp(f, prefix, sizeof(prefix) - 1) != 0 || strcmp(f + sizeof(prefix) - 1, path) != 0)
+        return;
+    int fd = open(dst, O_RDWR | O_CLOEXEC);
+    uint8_t b;
+    off_t at = (off_t)(stored_size / 2);
+    if (fd >= 0 && pread(fd, &b, 1, at) == 1) {
+        b ^= 0x10;
+        if (pwrite(fd, &b, 1, at) == 1 && fsync(fd) == 0)
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *out)
 {
     char stored[32], dst[PATH_MAX], binding[BACKUP_ID_MAX + 40];
@@ -391,30 +418,34 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
     out->stored = strdup(stored);
     out->stored_size = res.stored_size;
     backup_hex(res.nonce, BACKUP_NONCE_BYTES, out->nonce);
-    return out->stored ? 0 : -ENOMEM;
+    if (!out->stored)
+        return -ENOMEM;
+    inject_fault(it->path, dst, res.stored_size);
+    /* Read it back now, from the disk (fsynced, its pages dropped from the cache above),
+     * while the other workers still compress: every chunk must authenticate under this
+     * backup's binding, and the file must decrypt to the size and sha256 just recorded.
+     * The final pass (verify_written) checks the manifest read back against these results,
+     * so the whole backup is still read back before it is published. */
+    r = backup_file_decrypt(run->s->backup_path, out, dst, run->key, -1, NULL, serr, sizeof(serr));
+    if (r < 0) {
+        pthread_mutex_lock(&run->mu);
+        json_array_append_new(run->bad,
+                              json_pack("{s:s,s:s,s:s}", "path", it->path, "stored", stored, "error", serr));
+        pthread_mutex_unlock(&run->mu);
+        return run_fail(run, -EIO, "verification failed: %s: %s", it->path, serr);
+    }
+    return 0;
 }
 
-/* Record counts of the snapshot, for restore checks and the drill. */
+/* Record counts of the snapshot, for restore checks and the drill (read-only: the file is
+ * not written, so it may run beside the integrity_check). */
 static json_t *db_info(const char *snapshot, const char *db_path)
 {
     char err[256];
-    store_t *st = NULL;
-    if (store_open(snapshot, &st, err, sizeof(err)) < 0)
-        return json_pack("{s:s,s:s}", "file", base_name(db_path), "error", err);
-    int64_t preds = -1;
+    int64_t preds = -1, nver = 0;
     int schema = -1;
-    json_t *models = NULL;
-    store_prediction_count(st, &preds);
-    store_schema_version(st, &schema);
-    store_model_list(st, &models);
-    store_close(st);
-    /* Opening may leave a shm file beside the snapshot; the snapshot itself is complete
-     * after close (SQLite checkpoints on the last close). */
-    char aux[PATH_MAX];
-    if (backup_path_cat(aux, sizeof(aux), snapshot, "-shm") == 0)
-        unlink(aux);
-    size_t nver = models ? json_array_size(models) : 0;
-    json_decref(models);
+    if (backup_db_counts(snapshot, &preds, &nver, &schema, err, sizeof(err)) < 0)
+        return json_pack("{s:s,s:s}", "file", base_name(db_path), "error", err);
     return json_pack("{s:s,s:I,s:I,s:i}", "file", base_name(db_path), "predictions", (json_int_t)preds,
                      "model_versions", (json_int_t)nver, "schema_version", schema);
 }
@@ -431,7 +462,8 @@ static void *integrity_main(void *arg)
 /* Waits for the snapshot's integrity_check (if started) and records it in the manifest's
  * db object, bound to the sha256 of the bytes that were checked, which are the bytes the
  * backup stored: the snapshot is private to this process (created O_EXCL, 0600, named with
- * our pid), db_info closed it before the check started, and nothing writes it after. */
+ * our pid), the SQLite backup API closed it before the check started, and nothing writes
+ * it after (db_info and the check open it read-only and immutable, the stream reads it). */
 static void integrity_join(run_t *run, const char *sha256)
 {
     if (!run->ic_started)
@@ -455,18 +487,18 @@ static void integrity_join(run_t *run, const char *sha256)
              run->ic_err);
 }
 
-/* The database item: take the snapshot first (in this worker, while others stream files). */
+/* The database item: take the snapshot first (in this worker, while others stream files),
+ * start its integrity_check, read its record counts, then stream it. */
 static int snapshot_item(run_t *run, item_t *it)
 {
     char serr[512] = "";
+    int64_t t0 = util_mono_ns();
     int r = backup_snapshot_take(run->s->db_path, run->snap, serr, sizeof(serr));
     if (r < 0)
         return run_fail(run, r, "database snapshot: %s", serr);
     run->snap_made = true;
-    json_t *info = db_info(run->snap, run->s->db_path);
-    pthread_mutex_lock(&run->mu);
-    run->m->db = info;
-    pthread_mutex_unlock(&run->mu);
+    int64_t t1 = util_mono_ns();
+    run->snap_ns = t1 - t0;
     struct stat st;
     if (stat(run->snap, &st) < 0) {
         int e = errno;
@@ -480,6 +512,12 @@ static int snapshot_item(run_t *run, item_t *it)
         run->ic_started = true;
     else
         run_note(run, "db: could not start the integrity_check thread; restore will run the check");
+    int64_t t2 = util_mono_ns();
+    json_t *info = db_info(run->snap, run->s->db_path); /* read-only, beside the check */
+    run->dbinfo_ns = util_mono_ns() - t2;
+    pthread_mutex_lock(&run->mu);
+    run->m->db = info;
+    pthread_mutex_unlock(&run->mu);
     return 0;
 }
 
@@ -498,8 +536,14 @@ static int process_item(void *arg, size_t i)
     f->mode = it->mode;
     if ((r = try_reference(run, it, f, &sl->referenced)) < 0)
         return run_fail(run, r, "%s: %s", it->src, strerror(-r));
-    if (!sl->referenced && (r = store_item(run, i, it, f)) < 0)
-        return r;
+    if (!sl->referenced) {
+        if ((r = store_item(run, i, it, f)) < 0) {
+            free(f->stored); /* slots_free only frees finished slots */
+            f->stored = NULL;
+            return r;
+        }
+        sl->verified = true;
+    }
     f->path = it->path;
     f->component = (char *)it->component;
     sl->done = true;
@@ -596,6 +640,94 @@ static void summary_set(json_t *sum, const char *key, json_t *v)
     json_object_set_new(sum, key, v);
 }
 
+static void *remove_main(void *arg)
+{
+    backup_snapshot_remove(arg);
+    return NULL;
+}
+
+/* Removes the plaintext snapshot on a thread of its own (freeing a file of hundreds of MB
+ * takes a while); remove_join waits for it, on every path out of backup_create. */
+static void remove_start(run_t *run)
+{
+    if (!run->snap_made)
+        return;
+    run->snap_made = false;
+    if (pthread_create(&run->rm_thread, NULL, remove_main, run->snap) == 0)
+        run->rm_started = true;
+    else
+        backup_snapshot_remove(run->snap);
+}
+
+static void remove_join(run_t *run)
+{
+    if (run->rm_started)
+        pthread_join(run->rm_thread, NULL);
+    run->rm_started = false;
+}
+
+static int cmp_item_path(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, ((const item_t *)elem)->path);
+}
+
+/* The final check before publishing, on the manifest as read back from the disk and
+ * authenticated (check): it must list exactly the files this run wrote or referenced, each
+ * with the size, sha256, place, stored size and nonce of a file that was read back and
+ * verified (store_item) or, for a reference, of the parent's entry. Referenced files are
+ * then decrypted from their holders like `backup verify` does (prog counts them). Appends
+ * {"path","error"} to bad; 0 or -EBADMSG (err names the first problem), -ENOMEM. */
+static int verify_written(run_t *run, const backup_manifest_t *check, json_t *bad, backup_progress_t *prog,
+                          char *err, size_t errlen)
+{
+    size_t done = 0, nref = 0;
+    for (size_t i = 0; i < run->plan->n; i++)
+        done += run->slots[i].done;
+    if (check->n_files != done) {
+        snprintf(err, errlen, "the manifest read back lists %zu files, %zu were written", check->n_files, done);
+        return -EBADMSG;
+    }
+    backup_file_t *refs = calloc(check->n_files + 1, sizeof(*refs));
+    if (!refs)
+        return -ENOMEM;
+    int r = 0;
+    for (size_t k = 0; k < check->n_files && r == 0; k++) {
+        const backup_file_t *f = &check->files[k];
+        const item_t *it = bsearch(f->path, run->plan->items, run->plan->n, sizeof(item_t), cmp_item_path);
+        const slot_t *sl = it ? &run->slots[it - run->plan->items] : NULL;
+        bool here = strcmp(f->holder, check->id) == 0;
+        const char *why = NULL;
+        if (!sl || !sl->done)
+            why = "not a file this backup wrote";
+        else if (here != !sl->referenced || (here && !sl->verified))
+            why = "was not read back";
+        else if (f->size != sl->f.size || strcmp(f->sha256, sl->f.sha256) != 0 ||
+                 strcmp(f->holder, sl->f.holder) != 0 || !f->stored || strcmp(f->stored, sl->f.stored) != 0 ||
+                 f->stored_size != sl->f.stored_size || strcmp(f->nonce, sl->f.nonce) != 0)
+            why = "differs from the file written and verified";
+        if (why) {
+            snprintf(err, errlen, "%s: the manifest read back %s", f->path, why);
+            json_array_append_new(bad, json_pack("{s:s,s:s}", "path", f->path, "error", why));
+            r = -EBADMSG;
+        } else if (!here) {
+            refs[nref++] = *f; /* shallow: check outlives refs */
+        }
+    }
+    if (r == 0 && nref > 0) {
+        backup_manifest_t sub = {.n_files = nref, .files = refs};
+        memcpy(sub.id, check->id, sizeof(sub.id));
+        r = backup_verify_files(run->s->backup_path, &sub, run->partial, run->key,
+                                backup_thread_count(run->s->threads), prog, NULL, bad, NULL);
+        if (r < 0) {
+            json_t *first = json_array_get(bad, 0);
+            snprintf(err, errlen, "%s: %s", first ? json_string_value(json_object_get(first, "path")) : "?",
+                     first ? json_string_value(json_object_get(first, "error")) : strerror(-r));
+        }
+    }
+    free(refs);
+    return r;
+}
+
 int backup_create(const backup_settings_t *s, const backup_key_t *key, const backup_create_opts_t *o,
                   json_t **ret_summary, char *err, size_t errlen)
 {
@@ -608,6 +740,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     run.s = s;
     run.key = key;
     run.plan = &plan;
+    run.bad = json_array();
     char final_dir[PATH_MAX];
     bool partial_made = false;
     backup_manifest_t *parent = NULL;
@@ -724,6 +857,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     }
     char label[64];
     snprintf(label, sizeof(label), "backup %s", m->id);
+    int64_t t_plan = util_mono_ns();
     backup_progress_start(&run.prog, label, plan.bytes, o->progress);
     r = backup_parallel(plan.n, order, backup_thread_count(s->threads), process_item, &run);
     backup_progress_finish(&run.prog);
@@ -731,14 +865,13 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         snprintf(err, errlen, "%s", run.err[0] ? run.err : strerror(-r));
         goto fail;
     }
+    int64_t t_streams = util_mono_ns();
     for (size_t i = 0; i < plan.n; i++)
         if (plan.items[i].is_db && run.slots[i].done)
             integrity_join(&run, run.slots[i].f.sha256);
     integrity_join(&run, NULL);
-    if (run.snap_made) {
-        backup_snapshot_remove(run.snap);
-        run.snap_made = false;
-    }
+    int64_t t_integrity = util_mono_ns();
+    remove_start(&run);
     size_t stored_files = 0, referenced_files = 0;
     if ((r = assemble(&run, &stored_files, &referenced_files)) < 0)
         goto fail;
@@ -758,7 +891,11 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         goto fail;
     }
 
-    /* Verify what is on disk: manifest authenticates, every file decrypts to its hash. */
+    int64_t t_manifest = util_mono_ns();
+
+    /* Verify what is on disk: the manifest read back authenticates and lists exactly the
+     * files written, each already read back from the disk and verified by its worker
+     * (store_item); files referenced from older backups are decrypted now. */
     backup_manifest_t *check = NULL;
     char verr[1024] = "";
     r = backup_manifest_load(run.partial, key, &check, verr, sizeof(verr));
@@ -770,21 +907,22 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     backup_progress_t vprog;
     char vlabel[64];
     snprintf(vlabel, sizeof(vlabel), "verify %s", m->id);
-    backup_progress_start(&vprog, vlabel, check->total_size, o->progress);
-    r = backup_verify_files(s->backup_path, check, run.partial, key, backup_thread_count(s->threads), &vprog,
-                            NULL, bad, NULL);
+    uint64_t ref_bytes = 0; /* what is left to decrypt: the files referenced from older backups */
+    for (size_t i = 0; i < plan.n; i++)
+        if (run.slots[i].done && run.slots[i].referenced)
+            ref_bytes += run.slots[i].f.size;
+    backup_progress_start(&vprog, vlabel, ref_bytes, o->progress);
+    r = verify_written(&run, check, bad, &vprog, verr, sizeof(verr));
     backup_progress_finish(&vprog);
     backup_manifest_free(check);
     if (r < 0) {
-        json_t *first = json_array_get(bad, 0);
-        snprintf(err, errlen, "verification failed: %s: %s",
-                 json_string_value(json_object_get(first, "path")),
-                 json_string_value(json_object_get(first, "error")));
+        snprintf(err, errlen, "verification failed: %s", verr);
         summary_set(sum, "bad", bad);
-        r = -EIO;
+        r = r == -ENOMEM ? r : -EIO;
         goto fail;
     }
     json_decref(bad);
+    int64_t t_verify = util_mono_ns();
 
     /* Publish: rename into place, then move latest. */
     if (rename(run.partial, final_dir) < 0) {
@@ -799,8 +937,19 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     }
     backup_repo_unlock(wlock);
     wlock = -1;
+    remove_join(&run);
 
-    double secs = (double)(util_mono_ns() - t0) / 1e9;
+    int64_t t_end = util_mono_ns();
+    double secs = (double)(t_end - t0) / 1e9;
+    /* where the time went (wall seconds): "streams" includes the snapshot, db_info and every
+     * file's read-back; "integrity_wait" is what the integrity_check still took after them */
+    summary_set(sum, "phases",
+                json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "plan", (double)(t_plan - t0) / 1e9, "snapshot",
+                          (double)run.snap_ns / 1e9, "db_info", (double)run.dbinfo_ns / 1e9, "streams",
+                          (double)(t_streams - t_plan) / 1e9, "integrity_wait",
+                          (double)(t_integrity - t_streams) / 1e9, "manifest",
+                          (double)(t_manifest - t_integrity) / 1e9, "verify",
+                          (double)(t_verify - t_manifest) / 1e9, "publish", (double)(t_end - t_verify) / 1e9));
     summary_set(sum, "id", json_string(m->id));
     summary_set(sum, "path", json_string(final_dir));
     summary_set(sum, "type", json_string(m->type));
@@ -843,6 +992,9 @@ fail:
     integrity_join(&run, NULL); /* before the snapshot goes */
     if (run.snap_made)
         backup_snapshot_remove(run.snap);
+    remove_join(&run);
+    if (json_array_size(run.bad) && !json_object_get(sum, "bad"))
+        summary_set(sum, "bad", json_incref(run.bad));
     if (partial_made)
         util_rmtree(run.partial);
     backup_repo_unlock(wlock);
@@ -858,6 +1010,7 @@ out:
     backup_manifest_free(parent);
     backup_manifest_free(run.m);
     pthread_mutex_destroy(&run.mu);
+    json_decref(run.bad);
     if (ret_summary)
         *ret_summary = sum;
     else

@@ -7,6 +7,8 @@
  * DESIGN
  * States of a backup directory, and who moves it:
  *   .<id>.partial/  being written by backup_create (holds the repository write lock);
+ *                   each file is read back from the disk by its worker once written and
+ *                   fsynced, then the manifest is read back and checked against them;
  *                   a crash leaves it here, the next backup or prune deletes it
  *   <id>/           complete and verified (renamed by backup_create after verification)
  *   latest -> <id>  moved only after the rename, so it always names a verified backup
@@ -36,8 +38,9 @@ typedef struct backup_create_opts {
 
 /* Takes a backup into s->backup_path. *ret_summary (always set when not NULL, also on
  * failure, new reference): {"ok","id","type","parent","files","stored_files",
- * "referenced_files","total_bytes","stored_bytes","seconds","components","notes",
- * "offsite":{...},"error"?}. Returns 0; -EWOULDBLOCK if another backup runs; -EIO
+ * "referenced_files","total_bytes","stored_bytes","seconds","phases":{...} (wall seconds per
+ * step, docs/backup.md),"components","notes","offsite":{...},"bad":[...]? (files whose
+ * read-back failed),"error"?}. Returns 0; -EWOULDBLOCK if another backup runs; -EIO
  * (or another -errno) with err when anything fails, in which case nothing that looks
  * complete is left and `latest` is unchanged. An offsite copy failure returns -EREMOTEIO
  * after the local backup completed (latest has moved). */

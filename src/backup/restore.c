@@ -22,7 +22,6 @@
 #include "common/lockfile.h"
 #include "common/util.h"
 #include "model/manifest.h"
-#include "store/store.h"
 
 #define LOCK_WAIT_MS 2000
 #define MAX_DEPTH 32
@@ -465,14 +464,14 @@ static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, co
             return json_pack("{s:s,s:s,s:s,s:s}", "status", "fail", "integrity_check", "failed", "method",
                              method, "error", err);
     }
-    store_t *st = NULL;
-    if (store_open(db, &st, err, sizeof(err)) < 0)
-        return json_pack("{s:s,s:s}", "status", "fail", "error", err);
+    /* read-only and immutable: the checks never write (or migrate) the restored bytes; a
+     * newer aimedres migrates them when it starts on them, as after any upgrade */
     json_t *out;
-    int64_t preds = -1;
+    int64_t preds = -1, nver = 0;
+    int schema = 0;
     json_t *want = m->db ? json_object_get(m->db, "predictions") : NULL;
-    if (store_prediction_count(st, &preds) < 0) {
-        out = json_pack("{s:s,s:s}", "status", "fail", "error", "cannot count predictions");
+    if (backup_db_counts(db, &preds, &nver, &schema, err, sizeof(err)) < 0) {
+        out = json_pack("{s:s,s:s}", "status", "fail", "error", err);
     } else if (json_is_integer(want) && json_integer_value(want) != preds) {
         out = json_pack("{s:s,s:I,s:I,s:s}", "status", "fail", "predictions", (json_int_t)preds, "expected",
                         json_integer_value(want), "error", "record count differs from the snapshot's");
@@ -486,10 +485,6 @@ static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, co
                                           json_object_get(ic, "seconds")));
         *ok = true;
     }
-    store_close(st);
-    char aux[PATH_MAX + 8];
-    if (backup_path_cat(aux, sizeof(aux), db, "-shm") == 0)
-        unlink(aux);
     return out;
 }
 
@@ -497,18 +492,11 @@ static json_t *check_db_integrity(const char *db, const backup_manifest_t *m, co
 static json_t *check_registry(const char *db, const char *models_dir, int *failures)
 {
     char err[1024] = "";
-    store_t *st = NULL;
     json_t *models = NULL;
-    if (store_open(db, &st, err, sizeof(err)) < 0 || store_model_list(st, &models) < 0) {
-        if (st)
-            store_close(st);
+    if (backup_db_model_versions(db, &models, err, sizeof(err)) < 0) {
         (*failures)++;
         return json_pack("{s:s,s:s}", "status", "fail", "error", err[0] ? err : "cannot list models");
     }
-    store_close(st);
-    char aux[PATH_MAX + 8];
-    if (backup_path_cat(aux, sizeof(aux), db, "-shm") == 0)
-        unlink(aux);
     json_t *missing = json_array();
     size_t i;
     json_t *row;

@@ -13,7 +13,9 @@
  *      and sha256 checked: any mismatch removes the staging area and refuses;
  *   4. the staged data is checked as the server would use it: PRAGMA integrity_check and
  *      record counts of the database, every model's booster sha256 against its manifest,
- *      every registered model version present; a failure refuses as in 3. The
+ *      every registered model version present; a failure refuses as in 3. The database is
+ *      read through a read-only, immutable connection (never written or migrated: it stays
+ *      byte for byte the verified file; the server migrates it when it starts). The
  *      integrity_check is, by default, the one the backup ran on its snapshot: its result is
  *      in the authenticated manifest with the snapshot's sha256, and step 3 proved the
  *      restored file has that sha256, i.e. is the very file that was checked (same bytes,

@@ -7,7 +7,9 @@
 #ifndef AIMEDRES_BACKUP_SNAPSHOT_H
 #define AIMEDRES_BACKUP_SNAPSHOT_H
 
+#include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Path of this process's snapshot of db_path into buf: "<db>.backup-snapshot-<pid>". */
 int backup_snapshot_path(const char *db_path, char *buf, size_t len);
@@ -20,6 +22,19 @@ void backup_snapshot_remove(const char *dest);
  * restored copy before it is put in place): opened read-only and immutable, memory-mapped
  * so the check costs no read(2) copies. 0 if "ok"; -EIO with the first problems in err. */
 int backup_db_integrity_check(const char *path, char *err, size_t errlen);
+
+/* What the manifest records about a snapshot (db.predictions, db.model_versions,
+ * db.schema_version), read through a read-only, immutable connection, so it never writes
+ * to or syncs the file (it may run beside backup_db_integrity_check). The queries are the
+ * store's (src/store/sqlite.c: Q_PRED_COUNT, Q_SCHEMA_VERSION; model versions = rows of
+ * model_versions, what store_model_list lists). 0 or -EIO with SQLite's message. */
+int backup_db_counts(const char *path, int64_t *ret_predictions, int64_t *ret_model_versions,
+                     int *ret_schema_version, char *err, size_t errlen);
+
+/* The registered model versions of the database file at path, [{"name","version"}] (the
+ * rows of model_versions, as store_model_list lists them), read-only and immutable like
+ * backup_db_counts. 0, -ENOMEM or -EIO with SQLite's message. */
+int backup_db_model_versions(const char *path, json_t **ret, char *err, size_t errlen);
 
 /* Removes snapshots left by processes that no longer exist. Returns how many. */
 int backup_snapshot_cleanup_stale(const char *db_path);

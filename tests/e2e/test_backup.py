@@ -14,6 +14,7 @@ demo installation (models, SQLite store, results, audit files, env file):
 - offsite copies, `backup check`, list and prune; the DR drill reports RTO and RPO."""
 
 import fcntl
+import hashlib
 import json
 import os
 import pty
@@ -112,6 +113,11 @@ def test_full_round_trip_is_byte_identical(inst, tmp_path):
     assert db["method"] == "backup-time" and db["proof"]["sha256"] == m["db"]["integrity"]["sha256"], db
     assert m["db"]["integrity"]["result"] == "ok" and m["db"]["integrity"]["pragma"] == "integrity_check"
     assert db["proof"]["sha256"] == next(f["sha256"] for f in m["files"] if f["path"] == "db/aimedres.db")
+    # the checks read the restored database without writing (or migrating) it: its bytes are
+    # the snapshot's, and no -wal/-shm was left beside it
+    with open(os.path.join(str(target), "aimedres.db"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == db["proof"]["sha256"]
+    assert not [n for n in os.listdir(str(target)) if n.startswith("aimedres.db-")]
     assert_same_install(inst, str(target), s["id"], audit_before=log_before)
     # RESTORE in the live log too (a restore into another directory is recorded where it ran)
     live = bh.records(bh.read_bytes(inst.audit_log))
@@ -379,6 +385,31 @@ def test_kill9_mid_backup_keeps_previous_latest(inst, tmp_path):
     assert s["ok"] and inst.latest() == s["id"]
     assert not [n for n in os.listdir(inst.backups) if n.endswith(".partial")]
     assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+
+
+@pytest.mark.parametrize("path", ["db/aimedres.db", "results/export.csv"])
+def test_damage_after_write_fails_the_read_back(inst, tmp_path, path):
+    """Each stored file is read back from the disk (fsynced, dropped from the page cache) by
+    its worker right after it was written, before the backup is published: a bit flipped on
+    the disk between the write and the read-back (injected) fails the backup, names the file,
+    and leaves `latest`, the repository and the database directory as they were."""
+    with open(os.path.join(inst.results, "export.csv"), "w") as f:
+        f.write("id,label\n" + "".join("%d,x\n" % i for i in range(50000)))
+    good = inst.backup("full")
+    r = inst.run(["backup", "full", "--json"], AIMEDRES_BACKUP_FAULT_INJECT="flip-after-write=" + path)
+    assert r.returncode == 1, out(r)
+    s = json.loads(r.stdout)
+    assert not s["ok"] and "verification failed" in s["error"] and path in s["error"], s
+    assert "failed authentication" in s["error"], s
+    assert [b["path"] for b in s["bad"]] == [path], s
+    assert inst.latest() == good["id"]
+    assert sorted(n for n in os.listdir(inst.backups) if n not in (".write.lock", ".read.lock")) == \
+        sorted([good["id"], "latest"])
+    assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+    # without the fault the same backup succeeds and records the read-back as done
+    s = inst.backup("full")
+    assert s["ok"] and s["verified"] and inst.latest() == s["id"]
+    assert set(s["phases"]) >= {"snapshot", "streams", "integrity_wait", "verify", "publish"}, s
 
 
 # --------------------------------------------------------------------------- locking, prompts
