@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "common/util.h"
+
 #define MAGIC "AIMRBK\x00\x01"
 #define MAGIC_LEN 8
 #define FORMAT_VERSION 1
@@ -40,23 +42,12 @@ void backup_hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int backup_from_hex(const char *s, uint8_t *out, size_t n)
 {
     if (!s || strlen(s) != 2 * n)
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = util_hexval(s[2 * i]), lo = util_hexval(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);
