@@ -332,6 +332,31 @@ const char *http_ctx_header(const http_ctx_t *ctx, const char *name)
     return ctx->head ? http_head_field(ctx->head, name) : NULL;
 }
 
+int http_ctx_header_list(const http_ctx_t *ctx, const char *name, char *buf, size_t len)
+{
+    size_t o = 0;
+    bool found = false;
+    for (size_t i = 0; ctx->head && i < ctx->head->n_fields; i++) {
+        const http_field_t *f = &ctx->head->fields[i];
+        if (strcasecmp(f->name, name) != 0)
+            continue;
+        size_t n = strlen(f->value), sep = found ? 2 : 0;
+        if (o + sep + n + 1 > len) {
+            if (len)
+                buf[0] = '\0';
+            return -ENOSPC;
+        }
+        memcpy(buf + o, ", ", sep);
+        memcpy(buf + o + sep, f->value, n);
+        o += sep + n;
+        found = true;
+    }
+    if (!found)
+        return -ENOENT;
+    buf[o] = '\0';
+    return 0;
+}
+
 void http_ctx_body(http_ctx_t *ctx, const char **ret_data, size_t *ret_len)
 {
     *ret_len = ctx->body_len;

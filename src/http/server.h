@@ -74,8 +74,12 @@ int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t 
 /* True if the request's Content-Type is application/json (any case, optional parameters
  * such as charset). */
 bool http_ctx_is_json(const http_ctx_t *ctx);
-/* Request header value or NULL. */
+/* Request header value or NULL (the first, if the header is repeated). */
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
+/* Every value of a list-valued header (X-Forwarded-For...), in order, joined with ", " as
+ * RFC 9110 section 5.3 combines repeated fields, into buf: 0, -ENOENT if absent, -ENOSPC
+ * if the whole does not fit in len - 1 bytes (buf then holds nothing usable). */
+int http_ctx_header_list(const http_ctx_t *ctx, const char *name, char *buf, size_t len);
 /* Request body (contiguous, not NUL-terminated); length 0 if none. */
 void http_ctx_body(http_ctx_t *ctx, const char **ret_data, size_t *ret_len);
 const http_route_t *http_ctx_route(const http_ctx_t *ctx);

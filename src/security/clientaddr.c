@@ -256,6 +256,10 @@ void clientaddr_apply(http_ctx_t *ctx)
         return;
     const char *peer = http_ctx_peer(ctx);
     char client[CLIENTADDR_LEN];
-    if (clientaddr_select(g_proxies, peer, http_ctx_header(ctx, "X-Forwarded-For"), client, sizeof(client)))
+    /* every X-Forwarded-For header, as one list: a proxy that adds its own header instead of
+     * appending to the client's must not let the client's header speak for it */
+    char xff[CLIENTADDR_MAX_XFF + 2];
+    const char *list = http_ctx_header_list(ctx, "X-Forwarded-For", xff, sizeof(xff)) == 0 ? xff : NULL;
+    if (clientaddr_select(g_proxies, peer, list, client, sizeof(client)))
         http_ctx_set_peer(ctx, client);
 }

@@ -592,6 +592,24 @@ def test_forwarded_for_rate_limit_per_client(make_server):
     assert srv.get("/api/v1/models/list", headers={"X-API-Key": k, "X-Forwarded-For": "192.0.2.2"}).status_code == 200
 
 
+def test_forwarded_for_repeated_headers_are_one_list(make_server):
+    """A proxy that adds its own X-Forwarded-For header after the client's (instead of
+    appending to it) still has the last word: the headers are read as one list, in order."""
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="1/m", RATE_LIMIT_PER_KEY="off", TRUSTED_PROXIES="127.0.0.1"))
+    _, k, _ = a.create_key(a.server_env(srv), "one", "clinician")
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": k, "X-Forwarded-For": "192.0.2.7"}).status_code == 200
+
+    def two_headers(spoof, real):
+        return h.raw_request(srv.port, ("GET /api/v1/models/list HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
+                                        "X-Forwarded-For: %s\r\nX-Forwarded-For: %s\r\nConnection: close\r\n\r\n"
+                                        % (k, spoof, real)).encode())
+    # the client claims 192.0.2.99 in its own header; the proxy's header says 192.0.2.7
+    r = two_headers("192.0.2.99", "192.0.2.7")
+    assert r.status == 429 and r.json()["error"]["code"] == "rate_limited", r.body[:200]
+    r = two_headers("192.0.2.7", "192.0.2.8")  # and the other way round: a fresh client
+    assert r.status == 200, r.body[:200]
+
+
 def test_malformed_trusted_proxies_refuses_to_start(make_server):
     with pytest.raises(h.ServerStartError) as e:
         make_server(a.auth_env(TRUSTED_PROXIES="10.0.0.0/8, proxy.internal"))
