@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "model/rowjson.h" /* predict4: body and answer without a JSON tree */
 #include "model/schema.h"
 #include "monitor/modelmetrics.h"
 #include "audit/audit.h"
@@ -28,7 +29,8 @@
  * to the request's worker thread. Any failure answers 503: nothing is acknowledged. */
 typedef struct pending {
     http_ctx_t *ctx;
-    json_t *body;         /* the 200 answer */
+    char *body; /* the 200 answer (JSON text, malloc'd) */
+    size_t body_len;
     atomic_int remaining; /* durable writes outstanding */
     atomic_int status;    /* first failure (negative errno), 0 if none */
     atomic_int failed;    /* WRITE_RECORD or WRITE_AUDIT: which failed first */
@@ -41,10 +43,10 @@ static void reply_after_writes(http_ctx_t *ctx, void *arg)
     pending_t *p = arg;
     int status = atomic_load(&p->status);
     if (status == 0) {
-        http_reply_json(ctx, 200, p->body);
+        http_reply_text(ctx, 200, "application/json", p->body, p->body_len); /* takes the buffer */
     } else {
         bool audit = atomic_load(&p->failed) == WRITE_AUDIT;
-        json_decref(p->body);
+        free(p->body);
         log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}",
                 "request_id", http_ctx_request_id(ctx), "errno", -status);
         http_reply_error(
@@ -119,11 +121,49 @@ static void shape_error(http_ctx_t *ctx, const char *field, const char *fmt, ...
     http_reply_error(ctx, 422, "validation_failed", details, "%s", msg);
 }
 
+/* predict4: the 200 answer {"prediction_id","request_id","model","version","predictions",
+ * ["prediction",] "latency_ms"} written directly, as http_reply_json would have dumped the
+ * tree (JSON_COMPACT | JSON_REAL_PRECISION(9)). preds is the encoded "predictions" array.
+ * NULL on allocation failure. */
+static char *encode_answer(const char *pid, const char *request_id, const model_manifest_t *m,
+                           const rowjson_buf_t *preds, bool one_row, double latency_ms, size_t *ret_len)
+{
+    rowjson_buf_t b = {0};
+    rowjson_put(&b, "{\"prediction_id\":", 17);
+    rowjson_put_string(&b, pid);
+    rowjson_put(&b, ",\"request_id\":", 14);
+    rowjson_put_string(&b, request_id);
+    rowjson_put(&b, ",\"model\":", 9);
+    rowjson_put_string(&b, m->name);
+    rowjson_put(&b, ",\"version\":", 11);
+    rowjson_put_string(&b, m->version);
+    rowjson_put(&b, ",\"predictions\":", 15);
+    rowjson_put(&b, preds->data, preds->len);
+    if (one_row) { /* the single row's result again, without the array brackets */
+        rowjson_put(&b, ",\"prediction\":", 14);
+        rowjson_put(&b, preds->data + 1, preds->len - 2);
+    }
+    rowjson_put(&b, ",\"latency_ms\":", 14);
+    rowjson_put_real(&b, latency_ms);
+    rowjson_put(&b, "}", 1);
+    if (b.failed || preds->failed) {
+        free(b.data);
+        return NULL;
+    }
+    *ret_len = b.len;
+    return b.data;
+}
+
 void api_predict(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
     const char *name = http_ctx_param(ctx, 0);
-    json_t *root = NULL, *errors = NULL, *preds = NULL;
+    json_t *root = NULL, *errors = NULL;
+    json_t *features = NULL, *instances = NULL, *jpid = NULL, *jver = NULL;
+    json_t *own_pid = NULL, *own_ver = NULL; /* predict4: the fast path's strings */
+    rowjson_buf_t preds = {0};               /* predict4: the encoded "predictions" array */
+    rowjson_body_t fb;                       /* predict4: the fast path's scan */
+    bool fast = false;
     model_handle_t *h = NULL;
     float *rows = NULL, *out = NULL;
     rollout_route_t rt = {.arm = "stable"}; /* rollouts (issue 3) */
@@ -141,6 +181,26 @@ void api_predict(http_ctx_t *ctx)
         http_reply_error(ctx, 503, "service_unavailable", NULL,
                          "the audit trail cannot be written; inference is refused until it recovers");
         return;
+    }
+    /* predict4: the common single-row body is decoded without a JSON tree; any other body
+     * (or STORE_PREDICTION_INPUTS, which stores the tree) takes the jansson path, which
+     * answers every error. Phase 1 success means jansson would accept the same object. */
+    if (!app->cfg->store_prediction_inputs) {
+        const char *data;
+        size_t len;
+        http_ctx_body(ctx, &data, &len);
+        fast = rowjson_scan(data, len, &fb);
+    }
+    if (fast) {
+        if (fb.patient_id)
+            jpid = own_pid = json_stringn(fb.patient_id, fb.patient_id_len);
+        if (fb.version)
+            jver = own_ver = json_stringn(fb.version, fb.version_len);
+        if ((fb.patient_id && !jpid) || (fb.version && !jver)) {
+            http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
+            goto out;
+        }
+        goto validate_strings;
     }
     root = parse_body(ctx);
     if (!root)
@@ -162,10 +222,10 @@ void api_predict(http_ctx_t *ctx)
             goto out;
         }
     }
-    json_t *features = json_object_get(root, "features");
-    json_t *instances = json_object_get(root, "instances");
-    json_t *jpid = json_object_get(root, "patient_id");
-    json_t *jver = json_object_get(root, "version");
+    features = json_object_get(root, "features");
+    instances = json_object_get(root, "instances");
+    jpid = json_object_get(root, "patient_id");
+    jver = json_object_get(root, "version");
     if ((features == NULL) == (instances == NULL)) {
         shape_error(ctx, "body", "%s",
                     "give exactly one of \"features\" (one row) or \"instances\" (a batch)");
@@ -175,20 +235,21 @@ void api_predict(http_ctx_t *ctx)
         shape_error(ctx, "features", "%s", "\"features\" must be an object of feature name to value");
         goto out;
     }
-    size_t n_rows = 1;
     if (instances) {
         if (!json_is_array(instances) || json_array_size(instances) == 0) {
             shape_error(ctx, "instances", "%s", "\"instances\" must be a non-empty array of feature objects");
             goto out;
         }
-        n_rows = json_array_size(instances);
-        if (n_rows > (size_t)app->cfg->max_batch) {
+        if (json_array_size(instances) > (size_t)app->cfg->max_batch) {
             shape_error(ctx, "instances",
                         "batch too large: at most %d instances per request (MAX_BATCH_SIZE)",
                         app->cfg->max_batch);
             goto out;
         }
     }
+validate_strings:; /* predict4: both paths check patient_id and version alike */
+    size_t n_rows = instances ? json_array_size(instances) : 1;
+    bool one_row = !instances;
     if (jpid && (!json_is_string(jpid) || json_string_length(jpid) == 0 ||
                  json_string_length(jpid) > MAX_PATIENT_ID)) {
         shape_error(ctx, "patient_id", "%s", "\"patient_id\" must be a string of 1..256 characters");
@@ -231,12 +292,24 @@ void api_predict(http_ctx_t *ctx)
     size_t nf = m->n_features, no = model_handle_outputs(h);
     rows = malloc(sizeof(float) * (nf ? nf : 1) * n_rows);
     out = malloc(sizeof(float) * no * n_rows);
-    errors = json_array();
-    if (!rows || !out || !errors) {
+    if (!rows || !out) {
         http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n_rows; i++) {
+    if (fast && !rowjson_row(m, &fb, rows)) {
+        /* predict4: a problem in the row: the jansson path explains it (phase 1 accepted
+         * the body, so it parses; should it not, parse_body answers) */
+        fast = false;
+        root = parse_body(ctx);
+        if (!root)
+            goto out;
+        features = json_object_get(root, "features");
+    }
+    if (!fast && !(errors = json_array())) {
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; !fast && i < n_rows; i++) {
         json_t *row = features ? features : json_array_get(instances, i);
         size_t before = json_array_size(errors);
         if (!json_is_object(row)) {
@@ -250,7 +323,7 @@ void api_predict(http_ctx_t *ctx)
             for (size_t e = before; e < json_array_size(errors); e++)
                 json_object_set_new(json_array_get(errors, e), "instance", json_integer((json_int_t)i));
     }
-    if (json_array_size(errors) > 0) {
+    if (errors && json_array_size(errors) > 0) {
         size_t ne = json_array_size(errors);
         if (app->monitor) /* monitor (issue 4): data quality counts the problems */
             monitor_observe_rejected(app->monitor, m->name, errors);
@@ -277,9 +350,14 @@ void api_predict(http_ctx_t *ctx)
     }
     if (app->monitor) /* monitor (issue 4): drift and quality windows, lock-free */
         monitor_observe(app->monitor, h, rt.arm, rows, n_rows);
-    preds = json_array();
-    for (size_t i = 0; i < n_rows; i++)
-        json_array_append_new(preds, model_handle_row_result(h, out + i * no));
+    /* predict4: the results are encoded once, for the record and for the answer */
+    rowjson_put(&preds, "[", 1);
+    for (size_t i = 0; i < n_rows; i++) {
+        if (i)
+            rowjson_put(&preds, ",", 1);
+        rowjson_put_result(&preds, m, out + i * no);
+    }
+    rowjson_put(&preds, "]", 1);
     /* rollouts (issue 3): a shadow candidate scores a copy off the response path */
     if (rt.shadow)
         rollout_shadow_submit(app->rollout, &rt, rows, n_rows, nf, out, no, model_s);
@@ -289,7 +367,7 @@ void api_predict(http_ctx_t *ctx)
     char pseud[PSEUDONYM_LEN];
     if (jpid)
         pseudonym_of(json_string_value(jpid), json_string_length(jpid), pseud);
-    char *outputs_json = json_dumps(preds, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    const char *outputs_json = preds.failed ? NULL : preds.data;
     char *inputs_json = NULL;
     if (app->cfg->store_prediction_inputs) {
         /* reliability (issue 7): the one-row wrapper array is ours to free (LSan found it leaking) */
@@ -297,11 +375,6 @@ void api_predict(http_ctx_t *ctx)
         inputs_json = json_dumps(wrapped, JSON_COMPACT | JSON_REAL_PRECISION(17));
         json_decref(wrapped);
     }
-    json_t *body =
-        json_pack("{s:s,s:s,s:s,s:s,s:O}", "prediction_id", pid, "request_id", http_ctx_request_id(ctx),
-                  "model", m->name, "version", m->version, "predictions", preds);
-    if (features)
-        json_object_set(body, "prediction", json_array_get(preds, 0));
 
     store_prediction_t rec = {
         .id = pid,
@@ -316,17 +389,16 @@ void api_predict(http_ctx_t *ctx)
         .n_rows = (int)n_rows,
         .status = 200,
     };
-    pending_t *p = calloc(1, sizeof(*p));
+    pending_t *p = outputs_json ? calloc(1, sizeof(*p)) : NULL;
     int rc = -ENOMEM;
     if (p) {
         p->ctx = ctx;
-        p->body = body;
-        body = NULL;
         atomic_store(&p->remaining, app->audit ? 2 : 1);
         rec.latency_ms = http_ctx_elapsed_ms(ctx);
-        json_object_set_new(p->body, "latency_ms", json_real(rec.latency_ms));
-        rc = 0;
-        if (app->audit) {
+        p->body =
+            encode_answer(pid, http_ctx_request_id(ctx), m, &preds, one_row, rec.latency_ms, &p->body_len);
+        rc = p->body ? 0 : -ENOMEM;
+        if (rc == 0 && app->audit) {
             /* audit (issue 5): MODEL_INFERENCE, durable before the answer like the record */
             char entity[300];
             snprintf(entity, sizeof(entity), "%s/%s", m->name, m->version);
@@ -358,13 +430,11 @@ void api_predict(http_ctx_t *ctx)
             }
         }
         if (rc < 0) {
-            json_decref(p->body);
+            free(p->body);
             free(p);
         }
     }
-    free(outputs_json);
     free(inputs_json);
-    json_decref(body);
     if (rc < 0)
         http_reply_error(ctx, 503, "service_unavailable", NULL, "%s",
                          rc == -ESHUTDOWN
@@ -372,7 +442,9 @@ void api_predict(http_ctx_t *ctx)
                              : "the prediction could not be queued for durable recording; retry");
     /* else: the answer goes out from reply_after_writes once every write is durable */
 out:
-    json_decref(preds);
+    free(preds.data);
+    json_decref(own_pid);
+    json_decref(own_ver);
     json_decref(errors);
     json_decref(root);
     model_handle_unref(h);

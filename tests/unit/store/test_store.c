@@ -437,6 +437,66 @@ static void test_generation_visible_to_second_store(void **state)
 
 /* ---- predictions -------------------------------------------------------------------- */
 
+/* predict4: migration 5 makes the patient index partial (rows without a pseudonym stay out
+ * of it) and drops the unused (model, created_ms) index; lookups by pseudonym still use the
+ * patient index, and a version-4 database is upgraded in place. */
+static void test_patient_index_partial(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "partial.db");
+    store_t *s = open_path(path);
+    store_prediction_t p[2] = {
+        {.id = "0190a1b2-0000-7000-8000-0000000000a1",
+         .created_ms = 1,
+         .model = "m",
+         .version = "1",
+         .arm = "stable",
+         .patient_pseudonym = "ps_x",
+         .outputs_json = "[]",
+         .n_rows = 1,
+         .status = 200},
+        {.id = "0190a1b2-0000-7000-8000-0000000000a2",
+         .created_ms = 2,
+         .model = "m",
+         .version = "1",
+         .arm = "stable",
+         .outputs_json = "[]",
+         .n_rows = 1,
+         .status = 200},
+    };
+    assert_int_equal(store_predictions_put(s, p, 2), 0);
+    int v = 0;
+    assert_int_equal(store_schema_version(s, &v), 0);
+    assert_true(v >= 5);
+    store_close(s);
+    const char *partial = "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions_patient' "
+                          "AND sql LIKE '%WHERE patient_pseudonym IS NOT NULL'";
+    assert_int_equal(raw_int(path, partial), 1);
+    /* INDEXED BY fails to prepare if the planner cannot use the partial index for the query */
+    const char *lookup = "SELECT count(*) FROM predictions INDEXED BY predictions_patient "
+                         "WHERE patient_pseudonym = 'ps_x'";
+    assert_int_equal(raw_int(path, lookup), 1);
+
+    /* Back to the version-4 schema, then reopen: migration 5 runs again on the old index. */
+    const char *time_index = "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions_model_created'";
+    assert_int_equal(raw_int(path, time_index), 0);
+    raw_exec(path, "DROP INDEX predictions_patient;"
+                   "CREATE INDEX predictions_patient ON predictions (patient_pseudonym);"
+                   "CREATE INDEX predictions_model_created ON predictions (model, created_ms);"
+                   "DELETE FROM schema_migrations WHERE version = 5;");
+    assert_int_equal(raw_int(path, partial), 0);
+    s = open_path(path);
+    int64_t n = 0;
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 2);
+    store_close(s);
+    assert_int_equal(raw_int(path, partial), 1);
+    assert_int_equal(raw_int(path, lookup), 1);
+    assert_int_equal(raw_int(path, time_index), 0);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 5"), 1);
+}
+
 static void test_predictions_put_get_count(void **state)
 {
     (void)state;
@@ -670,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_model_list_shape),
         cmocka_unit_test(test_generation_visible_to_second_store),
         cmocka_unit_test(test_predictions_put_get_count),
+        cmocka_unit_test(test_patient_index_partial),
         cmocka_unit_test(test_integrity_check_ok),
         cmocka_unit_test(test_integrity_check_detects_corruption),
         cmocka_unit_test(test_shared_store_from_threads),
