@@ -9,8 +9,8 @@
 #     unset), alternating rounds on fresh copies of the demo data (target: strict/off >= 0.8x,
 #     reported, not asserted); after each strict round the log must verify and hold at least
 #     one MODEL_INFERENCE record per answered request.
-# Prints the figures with date and machine and appends a block to docs/benchmarks.md under an
-# "Audit" heading (append-only).
+# Prints the figures with date and machine and adds a block at the top of the "## Audit"
+# section of docs/benchmarks.md (newest first; older runs are kept).
 #
 # Environment (all optional):
 #   BUILD / AIMEDRES        build dir (default build) / binary (default $BUILD/aimedres)
@@ -203,8 +203,30 @@ BLOCK=$(
 )
 printf '%s\n' "$BLOCK"
 if [ "${BENCH_APPEND_DOCS:-1}" != 0 ]; then
+    # the new run goes at the top of the "## Audit" section (newest first); older runs stay
     DOC=$ROOT/docs/benchmarks.md
-    grep -q '^## Audit$' "$DOC" 2>/dev/null || printf '\n## Audit\n\nAppended by `bench/audit_bench.sh` (newest last).\n' >>"$DOC"
-    printf '\n%s\n' "$BLOCK" >>"$DOC"
-    log "appended to $DOC"
+    BLOCK=$BLOCK "$PY" - "$DOC" <<'EOF'
+import os, sys
+path = sys.argv[1]
+block = os.environ["BLOCK"].rstrip("\n") + "\n"
+intro = "Added by `bench/audit_bench.sh` (newest first).\n"
+try:
+    text = open(path).read()
+except FileNotFoundError:
+    text = ""
+lines = text.splitlines(keepends=True)
+if "## Audit\n" not in lines:
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += "\n## Audit\n\n" + intro
+    lines = text.splitlines(keepends=True)
+i = lines.index("## Audit\n") + 1
+while i < len(lines) and (lines[i].strip() == "" or lines[i].startswith(("Added by", "Appended by"))):
+    i += 1
+lines[i:i] = [block, "\n"]
+tmp = path + ".tmp"
+open(tmp, "w").write("".join(lines))
+os.replace(tmp, path)
+EOF
+    log "added to the top of the Audit section of $DOC"
 fi

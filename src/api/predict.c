@@ -399,26 +399,21 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
             encode_answer(pid, http_ctx_request_id(ctx), m, &preds, one_row, rec.latency_ms, &p->body_len);
         rc = p->body ? 0 : -ENOMEM;
         if (rc == 0 && app->audit) {
-            /* audit (issue 5): MODEL_INFERENCE, durable before the answer like the record */
-            char entity[300];
-            snprintf(entity, sizeof(entity), "%s/%s", m->name, m->version);
-            json_t *detail = json_pack("{s:s,s:s,s:s,s:s,s:I}", "model", m->name, "version", m->version,
-                                       "arm", rec.arm, "prediction_id", pid, "rows", (json_int_t)n_rows);
-            audit_event_t ev = {
-                .type = "MODEL_INFERENCE",
+            /* audit (issue 5): MODEL_INFERENCE, durable before the answer like the record;
+             * submitted as plain strings (no JSON tree on the hot path) */
+            audit_inference_t inf = {
                 .user = http_ctx_user(ctx),
                 .role = http_ctx_role(ctx),
-                .action = "E",
-                .entity_type = "model",
-                .entity_id = entity,
                 .source_ip = http_ctx_peer(ctx),
-                .outcome = "success",
                 .request_id = http_ctx_request_id(ctx),
                 .patient_pseudonym = jpid ? pseud : NULL,
-                .detail = detail,
+                .model = m->name,
+                .version = m->version,
+                .arm = rec.arm,
+                .prediction_id = pid,
+                .rows = (int64_t)n_rows,
             };
-            rc = audit_log_submit(app->audit, &ev, audit_done, p);
-            json_decref(detail);
+            rc = audit_log_submit_inference(app->audit, &inf, audit_done, p);
         }
         if (rc == 0) {
             int rrc = recorder_submit(app->recorder, &rec, record_done, p);

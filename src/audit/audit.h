@@ -49,6 +49,22 @@ typedef void (*audit_done_fn)(void *arg, int status);
  * at once (audit off). */
 int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg);
 
+/* The MODEL_INFERENCE record of one prediction, as plain strings (borrowed for the call):
+ * the predict hot path's submit without a JSON tree. The record is byte for byte the one
+ * audit_log_submit writes for {type MODEL_INFERENCE, action "E", entity_type "model",
+ * entity_id "<model>/<version>", outcome "success", detail {arm, model, prediction_id, rows,
+ * version}} (NULL members left out). model and version are required; patient_pseudonym as
+ * in audit_event_t. */
+typedef struct audit_inference {
+    const char *user, *role, *source_ip, *request_id, *patient_pseudonym;
+    const char *model, *version, *arm, *prediction_id;
+    int64_t rows;
+} audit_inference_t;
+
+/* audit_log_submit for an inference: same contract (0, -EINVAL, -ESHUTDOWN; a NULL: done(arg,
+ * 0) at once). */
+int audit_log_submit_inference(audit_log_t *a, const audit_inference_t *inf, audit_done_fn done, void *arg);
+
 /* For CLI commands: submits and waits until the record is durable (strict, whatever the
  * mode). 0 or the negative status. */
 int audit_log_append_sync(audit_log_t *a, const audit_event_t *ev);

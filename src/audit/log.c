@@ -9,10 +9,16 @@
  *   fdatasync. done() runs on the writer thread after the batch is durable (strict) or
  *   written (async), or with <0 when it failed.
  * - Several processes (serve, CLI commands) may append: every batch runs under an exclusive
- *   flock on <log>.lock. Under the lock the writer checks the file's inode and size against
- *   what it left; if they differ another process appended (or rotated), so it re-reads the
- *   last record and continues the chain from there. The file is therefore the only truth:
- *   (last_seq, last_hash) in memory are a cache valid while (ino, size) match.
+ *   flock on <log>.lock. On taking the lock the writer checks the file's inode and size
+ *   against what it left; if they differ another process appended (or rotated), so it
+ *   re-reads the last record and continues the chain from there. The file is therefore the
+ *   only truth: (last_seq, last_hash) in memory are a cache valid while (ino, size) match.
+ *   Under load the writer keeps the lock across back-to-back batches (a lease of at most
+ *   LEASE_MS, dropped as soon as the queue runs dry), so those batches cost one write and
+ *   one fdatasync and no flock/stat.
+ * - The hot path is cheap: the submitter formats the record once into one allocation that
+ *   is also the queue node (record.h: audit_record_prepare_in), and the writer seals the
+ *   lines straight into a buffer reused from batch to batch.
  * - Rotation: when the date (UTC) of the file's last record differs from today, the active
  *   file is renamed to <log>.<that date> (".N" appended if taken) and a new one started; the
  *   chain continues (seq and prev_hash carry over). Rotation never deletes.
@@ -48,9 +54,12 @@
 #define MAX_BATCH 4096
 #define MAX_RECORD_BYTES (16 * 1024)
 #define RETRY_MS 1000
+#define LEASE_MS 20 /* longest the writer keeps the flock across back-to-back batches */
 
+/* A queued record: the node and the record serialised by the submitter share one
+ * allocation (audit_record_prepare_in), freed with free(). */
 typedef struct item {
-    audit_prepared_t *rec; /* serialised by the submitter; NULL = checkpoint request */
+    audit_prepared_t *rec; /* NULL = checkpoint request */
     audit_done_fn done;
     void *arg;
     bool sync; /* fdatasync even in async mode (append_sync) */
@@ -78,7 +87,11 @@ struct audit_log {
     int64_t last_ts_days; /* date of the active file's last record, -1 if the file is empty */
     uint64_t since_ckpt;  /* records appended since our last checkpoint */
     int64_t first_unckpt_ms;
-    bool dirty; /* async: written but not yet fdatasync'ed */
+    bool dirty;        /* async: written but not yet fdatasync'ed */
+    bool locked;       /* the flock is held (kept across back-to-back batches, see LEASE_MS) */
+    int64_t locked_ms; /* when it was taken */
+    char *wbuf;        /* a batch's sealed lines, reused */
+    size_t wcap;
     uint64_t failed_records;
     int64_t failing_since_ms;
 
@@ -110,8 +123,7 @@ static int64_t ts_days(const char *ts)
 
 static void item_free(item_t *it)
 {
-    audit_prepared_free(it->rec);
-    free(it);
+    free(it); /* the record lives in the same allocation */
 }
 
 /* ---- under the flock ---- */
@@ -133,6 +145,7 @@ static void unlock_log(audit_log_t *a)
 {
     if (a->lock_fd >= 0)
         flock(a->lock_fd, LOCK_UN);
+    a->locked = false;
 }
 
 static void adopt_record(audit_log_t *a, const json_t *rec, bool in_active)
@@ -258,11 +271,10 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* Appends the records (seq/ts/prev_hash filled here) as one write; durable if sync. With
- * the flock held and state synced. On failure the file and the cache are as before. */
+ * the flock held and state synced. On failure the file and the cache are as before. The
+ * lines are sealed straight into a->wbuf (reused from batch to batch). */
 static int append_records(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync)
 {
-    size_t cap = 0, len = 0;
-    char *buf = NULL;
     uint64_t seq = a->last_seq;
     char hash[AUDIT_HASH_HEX];
     snprintf(hash, sizeof(hash), "%s", a->last_hash);
@@ -270,47 +282,42 @@ static int append_records(audit_log_t *a, audit_prepared_t **recs, size_t n, boo
     int64_t now = util_now_ms();
     if ((rc = rotate_if_needed(a, now)) < 0)
         return rc;
+    char ts[ISO8601_LEN];
+    util_iso8601(now, ts);
+    size_t need = 0, len = 0;
+    for (size_t i = 0; i < n; i++)
+        need += AUDIT_PREPARED_LINE_MAX(recs[i]);
+    if (need > a->wcap) {
+        size_t nc = need > 64 * 1024 ? need : 64 * 1024;
+        char *nb = realloc(a->wbuf, nc);
+        if (!nb)
+            return -ENOMEM;
+        a->wbuf = nb;
+        a->wcap = nc;
+    }
     for (size_t i = 0; i < n; i++) {
-        size_t l;
         char prev[AUDIT_HASH_HEX];
         memcpy(prev, hash, sizeof(prev));
-        char *line = audit_prepared_seal(recs[i], ++seq, now, prev, a->key, hash, &l);
-        if (!line) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        if (len + l > cap) {
-            size_t nc = (len + l) * 2;
-            char *nb = realloc(buf, nc);
-            if (!nb) {
-                free(line);
-                rc = -ENOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap = nc;
-        }
-        memcpy(buf + len, line, l);
+        size_t l = audit_prepared_seal_into(recs[i], ++seq, ts, prev, a->key, hash, a->wbuf + len);
+        if (l == 0)
+            return -EIO;
         len += l;
-        free(line);
     }
-    rc = write_all(a->fd, buf, len);
+    rc = write_all(a->fd, a->wbuf, len);
     if (rc == 0 && sync && fdatasync(a->fd) < 0)
         rc = -errno;
     if (rc < 0) {
         /* undo a partial or unsynced append; if even that fails, re-read the tail next time */
         if (ftruncate(a->fd, a->known) < 0 || fdatasync(a->fd) < 0)
             a->known = -1;
-        goto out;
+        return rc;
     }
     a->dirty = !sync;
     a->known += (off_t)len;
     a->last_seq = seq;
-    snprintf(a->last_hash, sizeof(a->last_hash), "%s", hash);
+    memcpy(a->last_hash, hash, sizeof(a->last_hash));
     a->last_ts_days = day_of_ms(now);
-out:
-    free(buf);
-    return rc;
+    return 0;
 }
 
 /* Signs the position of the file's last record and records the checkpoint. Flock held. */
@@ -365,13 +372,22 @@ static bool checkpoint_due(const audit_log_t *a, int64_t now)
 }
 
 /* One locked round: append the batch (may be empty), then a checkpoint when due.
- * force_ckpt: 0 = when due, 1 = also when records were added since the last one, 2 = always. */
-static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync, int force_ckpt)
+ * force_ckpt: 0 = when due, 1 = also when records were added since the last one, 2 = always.
+ * keep: on success keep the flock for the next batch (the writer loop releases it when the
+ * queue runs dry or after LEASE_MS); while it is held no other process can have touched the
+ * file, so the next round skips the stat and the tail check. */
+static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync, int force_ckpt, bool keep)
 {
-    int rc = lock_log(a);
-    if (rc < 0)
-        return rc;
-    rc = sync_state(a);
+    int rc = 0;
+    if (!a->locked || a->known < 0) {
+        if (!a->locked) {
+            if ((rc = lock_log(a)) < 0)
+                return rc;
+            a->locked = true;
+            a->locked_ms = util_now_ms();
+        }
+        rc = sync_state(a);
+    }
     if (rc == 0 && n > 0) {
         rc = append_records(a, recs, n, sync);
         if (rc == 0) {
@@ -389,7 +405,8 @@ static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool syn
         if (force_ckpt == 2)
             rc = crc;
     }
-    unlock_log(a);
+    if (rc < 0 || !keep)
+        unlock_log(a);
     return rc;
 }
 
@@ -416,7 +433,7 @@ static void try_recover(audit_log_t *a)
     json_decref(detail);
     if (!rec)
         return;
-    int rc = run_batch(a, &rec, 1, true, 0);
+    int rc = run_batch(a, &rec, 1, true, 0, false);
     audit_prepared_free(rec);
     if (rc == 0) {
         log_msg(LOG_WARNING, "audit log writable again", "{s:s,s:I}", "path", a->path, "failed_records",
@@ -480,7 +497,7 @@ static void *writer_main(void *arg)
         }
         int rc = 0;
         if (n > 0 || (atomic_load(&a->healthy) && checkpoint_due(a, util_now_ms()))) {
-            rc = run_batch(a, recs, nrec, sync, ckpt_req ? 2 : 0);
+            rc = run_batch(a, recs, nrec, sync, ckpt_req ? 2 : 0, true);
             if (rc < 0) {
                 /* a checkpoint that fails alone fails closed too: the trail can no longer be
                  * sealed */
@@ -498,6 +515,17 @@ static void *writer_main(void *arg)
             item_free(items[i]);
         }
         pthread_mutex_lock(&a->mu);
+        if (a->locked && (!a->head || util_now_ms() - a->locked_ms >= LEASE_MS)) {
+            /* the queue ran dry (or the lease is up): let other processes append. After a
+             * lease, pause briefly so that a process blocked in flock gets the lock rather
+             * than us again at once (flock is not fair). */
+            bool busy = a->head != NULL;
+            pthread_mutex_unlock(&a->mu);
+            unlock_log(a);
+            if (busy)
+                nanosleep(&(struct timespec){.tv_nsec = 200 * 1000}, NULL);
+            pthread_mutex_lock(&a->mu);
+        }
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
@@ -591,49 +619,10 @@ fail:
     return rc;
 }
 
-static int enqueue(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg, bool sync)
+/* Appends it to the queue and wakes the writer (a no-op in glibc when it is not waiting, e.g.
+ * during an fdatasync: one wake-up per group, not per record). Frees it when closing. */
+static int push(audit_log_t *a, item_t *it)
 {
-    if (!ev) {
-        /* a checkpoint request: an item without a record */
-        item_t *ck = calloc(1, sizeof(*ck));
-        if (!ck)
-            return -ENOMEM;
-        ck->done = done;
-        ck->arg = arg;
-        ck->sync = true;
-        pthread_mutex_lock(&a->mu);
-        if (a->stopping) {
-            pthread_mutex_unlock(&a->mu);
-            free(ck);
-            return -ESHUTDOWN;
-        }
-        if (a->tail)
-            a->tail->next = ck;
-        else
-            a->head = ck;
-        a->tail = ck;
-        a->queued++;
-        pthread_cond_signal(&a->cv);
-        pthread_mutex_unlock(&a->mu);
-        return 0;
-    }
-    if (audit_event_validate(ev) < 0)
-        return -EINVAL;
-    item_t *it = calloc(1, sizeof(*it));
-    if (!it)
-        return -ENOMEM;
-    it->rec = audit_record_prepare(ev);
-    if (!it->rec) {
-        free(it);
-        return -ENOMEM;
-    }
-    if (audit_prepared_size(it->rec) > MAX_RECORD_BYTES) {
-        item_free(it);
-        return -EINVAL; /* a record must stay one bounded line */
-    }
-    it->done = done;
-    it->arg = arg;
-    it->sync = sync;
     pthread_mutex_lock(&a->mu);
     if (a->stopping) {
         pthread_mutex_unlock(&a->mu);
@@ -651,6 +640,40 @@ static int enqueue(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, 
     return 0;
 }
 
+/* The record's node once formatted (mem from audit_*_prepare_in with head sizeof(item_t)). */
+static int push_record(audit_log_t *a, void *mem, audit_prepared_t *rec, audit_done_fn done, void *arg,
+                       bool sync)
+{
+    if (!mem)
+        return -ENOMEM;
+    item_t *it = mem;
+    *it = (item_t){.rec = rec, .done = done, .arg = arg, .sync = sync};
+    if (audit_prepared_size(rec) > MAX_RECORD_BYTES) {
+        item_free(it);
+        return -EINVAL; /* a record must stay one bounded line */
+    }
+    return push(a, it);
+}
+
+static int enqueue(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg, bool sync)
+{
+    if (!ev) {
+        /* a checkpoint request: an item without a record */
+        item_t *ck = calloc(1, sizeof(*ck));
+        if (!ck)
+            return -ENOMEM;
+        ck->done = done;
+        ck->arg = arg;
+        ck->sync = true;
+        return push(a, ck);
+    }
+    if (audit_event_validate(ev) < 0)
+        return -EINVAL;
+    audit_prepared_t *rec = NULL;
+    void *mem = audit_record_prepare_in(ev, sizeof(item_t), &rec);
+    return push_record(a, mem, rec, done, arg, sync);
+}
+
 int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg)
 {
     if (!a) {
@@ -659,6 +682,20 @@ int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done
         return 0;
     }
     return enqueue(a, ev, done, arg, false);
+}
+
+int audit_log_submit_inference(audit_log_t *a, const audit_inference_t *inf, audit_done_fn done, void *arg)
+{
+    if (!a) {
+        if (done)
+            done(arg, 0);
+        return 0;
+    }
+    if (!inf || audit_inference_validate(inf) < 0)
+        return -EINVAL;
+    audit_prepared_t *rec = NULL;
+    void *mem = audit_inference_prepare_in(inf, sizeof(item_t), &rec);
+    return push_record(a, mem, rec, done, arg, false);
 }
 
 typedef struct waiter {
@@ -731,7 +768,7 @@ void audit_log_close(audit_log_t *a)
         pthread_join(a->thread, NULL);
         /* final checkpoint over what we appended; fdatasync what async left */
         if (a->sign_key && a->since_ckpt > 0 && atomic_load(&a->healthy))
-            run_batch(a, NULL, 0, true, 1);
+            run_batch(a, NULL, 0, true, 1, false);
         if (a->dirty && a->fd >= 0)
             fdatasync(a->fd);
     }
@@ -743,6 +780,7 @@ void audit_log_close(audit_log_t *a)
     OPENSSL_cleanse(a->key, sizeof(a->key));
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    free(a->wbuf);
     free(a->path);
     free(a);
 }

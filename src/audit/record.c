@@ -111,7 +111,8 @@ static EVP_MAC *mac_alg;
 
 typedef struct mac_cache {
     unsigned char key[AUDIT_KEY_LEN];
-    EVP_MAC_CTX *base; /* initialised with key; duplicated per message */
+    EVP_MAC_CTX *base; /* initialised with key; re-initialised (same key) per message */
+    bool fresh;        /* base was just initialised: no re-init needed */
 } mac_cache_t;
 
 static void mac_cache_free(void *p)
@@ -155,15 +156,20 @@ static int hmac_hex(const unsigned char key[AUDIT_KEY_LEN], const char *msg, siz
             return -EIO;
         }
         memcpy(c->key, key, AUDIT_KEY_LEN);
+        c->fresh = true;
     }
-    EVP_MAC_CTX *m = EVP_MAC_CTX_dup(c->base);
+    /* re-initialising with a NULL key restarts HMAC from the saved key state: no allocation */
     unsigned char mac[32];
     size_t n = 0;
-    int ok = m && EVP_MAC_update(m, (const unsigned char *)msg, len) == 1 &&
-             EVP_MAC_final(m, mac, &n, sizeof(mac)) == 1 && n == 32;
-    EVP_MAC_CTX_free(m);
-    if (!ok)
+    int ok = c->fresh ? 1 : EVP_MAC_init(c->base, NULL, 0, NULL);
+    c->fresh = false;
+    ok = ok == 1 && EVP_MAC_update(c->base, (const unsigned char *)msg, len) == 1 &&
+         EVP_MAC_final(c->base, mac, &n, sizeof(mac)) == 1 && n == 32;
+    if (!ok) {
+        EVP_MAC_CTX_free(c->base); /* start over with the key next time */
+        c->base = NULL;
         return -EIO;
+    }
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < 32; i++) {
         ret_hash[2 * i] = hex[mac[i] >> 4];
@@ -223,73 +229,364 @@ int audit_record_seal(json_t *rec, const unsigned char key[AUDIT_KEY_LEN], char 
     return 0;
 }
 
-struct audit_prepared {
-    char *a, *b, *c, *d; /* member groups around prev_hash, seq and ts; a..c may be "" */
-};
+/* ---- the writer's fast path: records formatted ahead of time ----
+ *
+ * The canonical members of a record, in the key order json_dumps(JSON_SORT_KEYS) uses, are
+ *   a: action detail entity_id entity_type outcome patient | prev_hash |
+ *   b: request_id role | seq | c: source_ip | ts | d: type user v
+ * The submitter formats a..d once (directly, without a JSON tree; strings escaped exactly as
+ * jansson escapes them with JSON_ENSURE_ASCII, falling back to jansson for a string that holds
+ * a non-ASCII byte); the writer splices in prev_hash, seq and ts and computes the HMAC. */
 
-/* Appends ,"key":<value as jansson dumps it> to *out. */
-static int add_member(char **out, const char *key, json_t *v)
+/* A growable output buffer that starts on the stack. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool heap, failed;
+    char stack[2048];
+} sbuf_t;
+
+static void sb_init(sbuf_t *b)
 {
-    if (!v)
+    b->p = b->stack;
+    b->len = 0;
+    b->cap = sizeof(b->stack);
+    b->heap = b->failed = false;
+}
+
+static bool sb_reserve(sbuf_t *b, size_t more)
+{
+    if (b->failed)
+        return false;
+    if (b->len + more <= b->cap)
+        return true;
+    size_t nc = (b->len + more) * 2;
+    char *np = b->heap ? realloc(b->p, nc) : malloc(nc);
+    if (!np) {
+        b->failed = true;
+        return false;
+    }
+    if (!b->heap)
+        memcpy(np, b->p, b->len);
+    b->p = np;
+    b->cap = nc;
+    b->heap = true;
+    return true;
+}
+
+static void sb_put(sbuf_t *b, const char *s, size_t n)
+{
+    if (sb_reserve(b, n)) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void sb_free(sbuf_t *b)
+{
+    if (b->heap)
+        free(b->p);
+}
+
+/* Appends the escaped body of s (no quotes) the way jansson dumps a string with
+ * JSON_ENSURE_ASCII (no slash escape). 0, or 1 when jansson refuses the string (invalid
+ * UTF-8; nothing appended). One pass over ASCII; a non-ASCII byte hands the whole string to
+ * jansson's own encoder (\uXXXX, surrogate pairs, UTF-8 validation). */
+static int sb_json_string(sbuf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s), start = b->len;
+    if (!sb_reserve(b, n * 6 + 2))
         return 0;
-    char *dv = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-    json_decref(v);
-    if (!dv)
-        return -ENOMEM;
-    char *n;
-    int r = asprintf(&n, "%s%s\"%s\":%s", *out, **out ? "," : "", key, dv);
-    free(dv);
-    if (r < 0)
-        return -ENOMEM;
-    free(*out);
-    *out = n;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        if (c >= 0x80) {
+            b->len = start;
+            json_t *v = json_string(s);
+            if (!v)
+                return 1;
+            const size_t flags = JSON_ENCODE_ANY | JSON_ENSURE_ASCII | JSON_COMPACT;
+            size_t need = json_dumpb(v, NULL, 0, flags);
+            if (need == 0)
+                b->failed = true;
+            else if (sb_reserve(b, need))
+                b->len += json_dumpb(v, b->p + b->len, need, flags);
+            json_decref(v);
+            return 0;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
     return 0;
 }
 
-static json_t *str_or_null(const char *s)
+/* ,"key": (the comma unless first in its group); key is a literal. */
+static void put_key(sbuf_t *b, size_t group_start, const char *key, size_t klen)
 {
-    return s ? json_string(s) : NULL;
-}
-
-void audit_prepared_free(audit_prepared_t *p)
-{
-    if (!p)
+    if (!sb_reserve(b, klen + 4))
         return;
-    free(p->a);
-    free(p->b);
-    free(p->c);
-    free(p->d);
-    free(p);
+    char *o = b->p + b->len;
+    if (b->len > group_start)
+        *o++ = ',';
+    *o++ = '"';
+    memcpy(o, key, klen);
+    o += klen;
+    *o++ = '"';
+    *o++ = ':';
+    b->len = (size_t)(o - b->p);
 }
 
-size_t audit_prepared_size(const audit_prepared_t *p)
+/* ,"key":"value"; NULL value: nothing. A value jansson refuses (invalid UTF-8) is left out,
+ * as json_object_set_new(o, k, json_string(v)) does. */
+static void add_str_n(sbuf_t *b, size_t group_start, const char *key, size_t klen, const char *v)
 {
-    return strlen(p->a) + strlen(p->b) + strlen(p->c) + strlen(p->d);
+    if (!v)
+        return;
+    size_t mark = b->len;
+    put_key(b, group_start, key, klen);
+    if (sb_json_string(b, v) == 1)
+        b->len = mark;
+}
+#define add_str(b, g, key, v) add_str_n(b, g, key, sizeof(key) - 1, v)
+
+/* Decimal digits of v into buf (at least 21 bytes); returns the length. */
+static size_t fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t fmt_i64(char *buf, int64_t v)
+{
+    if (v >= 0)
+        return fmt_u64(buf, (uint64_t)v);
+    buf[0] = '-';
+    return 1 + fmt_u64(buf + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+static void add_raw(sbuf_t *b, size_t group_start, const char *key, const char *raw, size_t rawlen)
+{
+    put_key(b, group_start, key, strlen(key));
+    sb_put(b, raw, rawlen);
+}
+
+static void add_json(sbuf_t *b, size_t group_start, const char *key, const json_t *v)
+{
+    if (!v)
+        return;
+    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY;
+    add_raw(b, group_start, key, "", 0);
+    if (!sb_reserve(b, 256))
+        return;
+    /* one pass when it fits in the room left (the usual case), else a second with room */
+    size_t need = json_dumpb(v, b->p + b->len, b->cap - b->len, flags);
+    if (need > b->cap - b->len && sb_reserve(b, need))
+        need = json_dumpb(v, b->p + b->len, need, flags);
+    if (need == 0)
+        b->failed = true;
+    else if (!b->failed)
+        b->len += need;
+}
+
+/* The detail of a MODEL_INFERENCE record: {"arm","model","prediction_id","rows","version"}
+ * (sorted), as json_pack would build it; NULL members left out. */
+static void add_inference_detail(sbuf_t *b, size_t group_start, const audit_inference_t *inf)
+{
+    add_raw(b, group_start, "detail", "{", 1);
+    size_t obj = b->len;
+    add_str(b, obj, "arm", inf->arm);
+    add_str(b, obj, "model", inf->model);
+    add_str(b, obj, "prediction_id", inf->prediction_id);
+    char num[24];
+    add_raw(b, obj, "rows", num, fmt_i64(num, inf->rows));
+    add_str(b, obj, "version", inf->version);
+    sb_put(b, "}", 1);
+}
+
+/* Formats ev (or, when inf is set, the MODEL_INFERENCE record it describes) into one
+ * allocation of head bytes (for the caller) followed by the audit_prepared_t. */
+static void *prepare(const audit_event_t *ev, const audit_inference_t *inf, const char *entity_id,
+                     size_t head, audit_prepared_t **ret)
+{
+    sbuf_t b;
+    sb_init(&b);
+    uint32_t seg[4];
+    size_t g = 0;
+    /* a */
+    add_str(&b, g, "action", ev->action);
+    if (inf)
+        add_inference_detail(&b, g, inf);
+    else
+        add_json(&b, g, "detail", ev->detail);
+    add_str(&b, g, "entity_id", entity_id);
+    add_str(&b, g, "entity_type", ev->entity_type);
+    add_str(&b, g, "outcome", ev->outcome);
+    add_str(&b, g, "patient", ev->patient_pseudonym);
+    seg[0] = (uint32_t)(b.len - g);
+    /* b */
+    g = b.len;
+    add_str(&b, g, "request_id", ev->request_id);
+    add_str(&b, g, "role", ev->role);
+    seg[1] = (uint32_t)(b.len - g);
+    /* c */
+    g = b.len;
+    add_str(&b, g, "source_ip", ev->source_ip);
+    seg[2] = (uint32_t)(b.len - g);
+    /* d */
+    g = b.len;
+    add_str(&b, g, "type", ev->type);
+    add_str(&b, g, "user", ev->user);
+    add_raw(&b, g, "v", "1", 1);
+    seg[3] = (uint32_t)(b.len - g);
+    void *mem = NULL;
+    head = (head + 15) & ~(size_t)15;
+    if (!b.failed && b.len < UINT32_MAX && (mem = malloc(head + sizeof(audit_prepared_t) + b.len))) {
+        audit_prepared_t *p = (audit_prepared_t *)((char *)mem + head);
+        memcpy(p->seg, seg, sizeof(seg));
+        p->len = (uint32_t)b.len;
+        memcpy(p->text, b.p, b.len);
+        *ret = p;
+    }
+    sb_free(&b);
+    return mem;
+}
+
+void *audit_record_prepare_in(const audit_event_t *ev, size_t head, audit_prepared_t **ret)
+{
+    return prepare(ev, NULL, ev->entity_id, head, ret);
+}
+
+void *audit_inference_prepare_in(const audit_inference_t *inf, size_t head, audit_prepared_t **ret)
+{
+    char entity[2 * MAX_FIELD + 2];
+    audit_event_t ev = {0};
+    audit_inference_event(inf, &ev);
+    const char *m = inf->model ? inf->model : "", *v = inf->version ? inf->version : "";
+    size_t ml = strnlen(m, MAX_FIELD), vl = strnlen(v, MAX_FIELD); /* validated: at most MAX_FIELD */
+    memcpy(entity, m, ml);
+    entity[ml] = '/';
+    memcpy(entity + ml + 1, v, vl);
+    entity[ml + 1 + vl] = '\0';
+    return prepare(&ev, inf, entity, head, ret);
+}
+
+void audit_inference_event(const audit_inference_t *inf, audit_event_t *ev)
+{
+    *ev = (audit_event_t){
+        .type = "MODEL_INFERENCE",
+        .user = inf->user,
+        .role = inf->role,
+        .action = "E",
+        .entity_type = "model",
+        .source_ip = inf->source_ip,
+        .outcome = "success",
+        .request_id = inf->request_id,
+        .patient_pseudonym = inf->patient_pseudonym,
+    };
+}
+
+int audit_inference_validate(const audit_inference_t *inf)
+{
+    audit_event_t ev;
+    audit_inference_event(inf, &ev);
+    if (!inf->model || !inf->version || !field_ok(inf->model) || !field_ok(inf->version) ||
+        !field_ok(inf->arm) || !field_ok(inf->prediction_id))
+        return -EINVAL;
+    return audit_event_validate(&ev);
 }
 
 audit_prepared_t *audit_record_prepare(const audit_event_t *ev)
 {
-    audit_prepared_t *p = calloc(1, sizeof(*p));
-    if (!p || !(p->a = strdup("")) || !(p->b = strdup("")) || !(p->c = strdup("")) || !(p->d = strdup("")))
-        goto fail;
-    /* strcmp order: action detail entity_id entity_type outcome patient | prev_hash |
-     * request_id role | seq | source_ip | ts | type user v */
-    if (add_member(&p->a, "action", str_or_null(ev->action)) < 0 ||
-        add_member(&p->a, "detail", ev->detail ? json_incref(ev->detail) : NULL) < 0 ||
-        add_member(&p->a, "entity_id", str_or_null(ev->entity_id)) < 0 ||
-        add_member(&p->a, "entity_type", str_or_null(ev->entity_type)) < 0 ||
-        add_member(&p->a, "outcome", str_or_null(ev->outcome)) < 0 ||
-        add_member(&p->a, "patient", str_or_null(ev->patient_pseudonym)) < 0 ||
-        add_member(&p->b, "request_id", str_or_null(ev->request_id)) < 0 ||
-        add_member(&p->b, "role", str_or_null(ev->role)) < 0 ||
-        add_member(&p->c, "source_ip", str_or_null(ev->source_ip)) < 0 ||
-        add_member(&p->d, "type", str_or_null(ev->type)) < 0 ||
-        add_member(&p->d, "user", str_or_null(ev->user)) < 0 || add_member(&p->d, "v", json_integer(1)) < 0)
-        goto fail;
-    return p;
-fail:
-    audit_prepared_free(p);
-    return NULL;
+    audit_prepared_t *p = NULL;
+    return audit_record_prepare_in(ev, 0, &p) ? p : NULL;
+}
+
+void audit_prepared_free(audit_prepared_t *p)
+{
+    free(p); /* prepared with head 0: the record starts its allocation */
+}
+
+size_t audit_prepared_size(const audit_prepared_t *p)
+{
+    return p->len;
+}
+
+static char *put(char *o, const char *s, size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+
+size_t audit_prepared_seal_into(const audit_prepared_t *p, uint64_t seq, const char *ts,
+                                const char *prev_hash, const unsigned char key[AUDIT_KEY_LEN],
+                                char ret_hash[AUDIT_HASH_HEX], char *out)
+{
+    /* out: {"hash":"<64 hex>" then, from offset 74, the canonical form whose leading '{'
+     * becomes the ',' after the hash member */
+    const char *a = p->text, *b = a + p->seg[0], *c = b + p->seg[1], *d = c + p->seg[2];
+    char *canon = out + 74, *o = canon;
+    char num[24];
+    size_t nl = fmt_u64(num, seq);
+    *o++ = '{';
+    o = put(o, a, p->seg[0]);
+    if (p->seg[0])
+        *o++ = ',';
+    o = put(o, "\"prev_hash\":\"", 13);
+    o = put(o, prev_hash, 64);
+    *o++ = '"';
+    if (p->seg[1]) {
+        *o++ = ',';
+        o = put(o, b, p->seg[1]);
+    }
+    o = put(o, ",\"seq\":", 7);
+    o = put(o, num, nl);
+    if (p->seg[2]) {
+        *o++ = ',';
+        o = put(o, c, p->seg[2]);
+    }
+    o = put(o, ",\"ts\":\"", 7);
+    o = put(o, ts, strlen(ts));
+    o = put(o, "\",", 2);
+    o = put(o, d, p->seg[3]);
+    *o++ = '}';
+    size_t n = (size_t)(o - canon);
+    if (hmac_hex(key, canon, n, ret_hash) < 0)
+        return 0;
+    memcpy(out, "{\"hash\":\"", 9);
+    memcpy(out + 9, ret_hash, 64);
+    out[73] = '"';
+    out[74] = ',';
+    *o++ = '\n';
+    return (size_t)(o - out);
 }
 
 char *audit_prepared_seal(const audit_prepared_t *p, uint64_t seq, int64_t ts_ms, const char *prev_hash,
@@ -298,24 +595,16 @@ char *audit_prepared_seal(const audit_prepared_t *p, uint64_t seq, int64_t ts_ms
 {
     char ts[ISO8601_LEN];
     util_iso8601(ts_ms, ts);
-    char *canon;
-    int n = asprintf(&canon, "{%s%s\"prev_hash\":\"%s\"%s%s,\"seq\":%llu%s%s,\"ts\":\"%s\",%s}", p->a,
-                     *p->a ? "," : "", prev_hash, *p->b ? "," : "", p->b, (unsigned long long)seq,
-                     *p->c ? "," : "", p->c, ts, p->d);
-    if (n < 0)
+    char *line = malloc(AUDIT_PREPARED_LINE_MAX(p) + 1);
+    if (!line)
         return NULL;
-    char *line = NULL;
-    if (hmac_hex(key, canon, (size_t)n, ret_hash) == 0) {
-        line = malloc((size_t)n + 80);
-        if (line) {
-            int h = snprintf(line, 80, "{\"hash\":\"%s\",", ret_hash);
-            memcpy(line + h, canon + 1, (size_t)n - 1);
-            line[h + n - 1] = '\n';
-            line[h + n] = '\0';
-            *ret_len = (size_t)h + (size_t)n;
-        }
+    size_t n = audit_prepared_seal_into(p, seq, ts, prev_hash, key, ret_hash, line);
+    if (n == 0) {
+        free(line);
+        return NULL;
     }
-    free(canon);
+    line[n] = '\0';
+    *ret_len = n;
     return line;
 }
 

@@ -43,11 +43,32 @@ char *audit_record_seal_line(const json_t *rec, const unsigned char key[AUDIT_KE
 /* An event serialised ahead of time (on the submitting thread), so that the writer only
  * splices in seq, ts and prev_hash, computes the HMAC and writes: the canonical form is built
  * from fixed pieces in the key order json_dumps(JSON_SORT_KEYS) uses, byte for byte what the
- * verifier recomputes from the parsed line. */
-typedef struct audit_prepared audit_prepared_t;
+ * verifier recomputes from the parsed line. Formatted directly (no JSON tree) into one
+ * allocation; text holds the member groups a, b, c, d back to back (seg = their lengths). */
+typedef struct audit_prepared {
+    uint32_t seg[4];
+    uint32_t len;
+    char text[];
+} audit_prepared_t;
 audit_prepared_t *audit_record_prepare(const audit_event_t *ev); /* NULL on ENOMEM */
 void audit_prepared_free(audit_prepared_t *p);
 size_t audit_prepared_size(const audit_prepared_t *p); /* bytes of the event's members */
+/* The same in one allocation that starts with head bytes for the caller (a queue node), so a
+ * queued record costs one malloc: returns the allocation (free() it; NULL on ENOMEM) and the
+ * record in *ret. Does not validate (audit_event_validate / audit_inference_validate). */
+void *audit_record_prepare_in(const audit_event_t *ev, size_t head, audit_prepared_t **ret);
+void *audit_inference_prepare_in(const audit_inference_t *inf, size_t head, audit_prepared_t **ret);
+/* The MODEL_INFERENCE event inf stands for, without entity_id ("model/version") and detail. */
+void audit_inference_event(const audit_inference_t *inf, audit_event_t *ev);
+int audit_inference_validate(const audit_inference_t *inf); /* 0 or -EINVAL */
+/* Upper bound of a sealed line of p (bytes). */
+#define AUDIT_PREPARED_LINE_MAX(p) ((size_t)(p)->len + 256)
+/* Writes the sealed line of p at seq/ts (ISO 8601) chained to prev_hash into out (at least
+ * AUDIT_PREPARED_LINE_MAX(p) bytes, not NUL-terminated; ends in '\n', "hash" first) and its
+ * hash into ret_hash. Returns the line's length, 0 on failure (HMAC). */
+size_t audit_prepared_seal_into(const audit_prepared_t *p, uint64_t seq, const char *ts,
+                                const char *prev_hash, const unsigned char key[AUDIT_KEY_LEN],
+                                char ret_hash[AUDIT_HASH_HEX], char *out);
 /* The sealed line (malloc'd, ends in '\n', "hash" first) for p at seq/ts chained to prev_hash;
  * its hash into ret_hash. NULL on ENOMEM/EIO. */
 char *audit_prepared_seal(const audit_prepared_t *p, uint64_t seq, int64_t ts_ms, const char *prev_hash,

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "audit/audit.h"
 #include "audit/record.h"
@@ -153,6 +155,125 @@ static void test_prepared_matches_canonical(void **state)
         audit_prepared_free(p);
     }
     json_decref(detail);
+}
+
+/* The chain HMAC (a per-thread context re-initialised per message) against OpenSSL's
+ * one-shot HMAC over the canonical form, several times in a row. */
+static void test_hmac_known_answer(void **state)
+{
+    (void)state;
+    const unsigned char *key = test_key();
+    for (int i = 0; i < 5; i++) {
+        char user[32];
+        snprintf(user, sizeof(user), "user-%d", i);
+        audit_event_t ev = {.type = "DATA_ACCESS", .user = user, .outcome = "success"};
+        json_t *rec = audit_record_build(&ev, (uint64_t)i + 1, 1764230400123 + i, AUDIT_GENESIS_HASH);
+        char *canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+        unsigned char mac[32];
+        unsigned int ml = sizeof(mac);
+        assert_non_null(
+            HMAC(EVP_sha256(), key, AUDIT_KEY_LEN, (const unsigned char *)canon, strlen(canon), mac, &ml));
+        char want[AUDIT_HASH_HEX];
+        for (int j = 0; j < 32; j++)
+            snprintf(want + 2 * j, 3, "%02x", mac[j]);
+        char got[AUDIT_HASH_HEX];
+        assert_int_equal(audit_record_seal(rec, key, got), 0);
+        assert_string_equal(got, want);
+        free(canon);
+        json_decref(rec);
+    }
+}
+
+/* audit_log_submit_inference's record is byte for byte the MODEL_INFERENCE record predict
+ * used to submit as an event with a json_pack'ed detail, whatever the strings hold. */
+static void test_inference_matches_event(void **state)
+{
+    (void)state;
+    const unsigned char *key = test_key();
+    const char *odd = "quote\" back\\ slash/ ctl\x02\x1f\x7f nl\n uni \xc3\xa9 \xf0\x9f\x98\x80";
+    audit_inference_t infs[] = {
+        {.user = "dr-a",
+         .role = "clinician",
+         .source_ip = "127.0.0.1",
+         .request_id = "r-1",
+         .patient_pseudonym = "p_0123456789abcdef0123456789abcd",
+         .model = "parkinsons_predictor",
+         .version = "1.0.0",
+         .arm = "stable",
+         .prediction_id = "pred-1",
+         .rows = 1},
+        {.user = odd,
+         .role = odd,
+         .source_ip = odd,
+         .request_id = odd,
+         .model = odd,
+         .version = odd,
+         .arm = odd,
+         .prediction_id = odd,
+         .rows = -9000000000LL},
+        {.user = "bad \xff utf8", .model = "m", .version = "v\xc3", .rows = 0}, /* invalid UTF-8: left out */
+        {.model = "m", .version = "2"},                                         /* the least */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(infs); i++) {
+        const audit_inference_t *inf = &infs[i];
+        assert_int_equal(audit_inference_validate(inf), 0);
+        audit_prepared_t *p = NULL;
+        void *mem = audit_inference_prepare_in(inf, 40, &p);
+        assert_non_null(mem);
+        assert_ptr_equal((char *)p, (char *)mem + 48); /* head rounded up to 16 */
+        char h1[AUDIT_HASH_HEX], h2[AUDIT_HASH_HEX];
+        size_t len;
+        char *line = audit_prepared_seal(p, 5, 1764230400123, AUDIT_GENESIS_HASH, key, h1, &len);
+        assert_non_null(line);
+        assert_int_equal(strlen(line), len);
+        json_t *parsed = audit_record_parse(line, len - 1);
+        assert_non_null(parsed);
+        assert_true(audit_record_hash_ok(parsed, key));
+
+        json_t *detail = json_object();
+        const char *dk[] = {"arm", "model", "prediction_id", "version"};
+        const char *dv[] = {inf->arm, inf->model, inf->prediction_id, inf->version};
+        for (size_t k = 0; k < ARRAY_SIZE(dk); k++)
+            if (dv[k])
+                json_object_set_new(detail, dk[k], json_string(dv[k]));
+        json_object_set_new(detail, "rows", json_integer(inf->rows));
+        char entity[4096];
+        snprintf(entity, sizeof(entity), "%s/%s", inf->model, inf->version);
+        audit_event_t ev;
+        audit_inference_event(inf, &ev);
+        ev.entity_id = entity;
+        ev.detail = detail;
+        json_t *built = audit_record_build(&ev, 5, 1764230400123, AUDIT_GENESIS_HASH);
+        assert_int_equal(audit_record_seal(built, key, h2), 0);
+        assert_string_equal(h1, h2);
+        assert_true(json_equal(parsed, built));
+        /* and the generic path gives the same bytes */
+        audit_prepared_t *q = audit_record_prepare(&ev);
+        assert_non_null(q);
+        char h3[AUDIT_HASH_HEX];
+        size_t len2;
+        char *line2 = audit_prepared_seal(q, 5, 1764230400123, AUDIT_GENESIS_HASH, key, h3, &len2);
+        assert_int_equal(len2, len);
+        assert_memory_equal(line2, line, len);
+        if (i == 2) {
+            assert_null(json_object_get(parsed, "user"));
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(parsed, "detail"), "model")), "m");
+            assert_null(json_object_get(json_object_get(parsed, "detail"), "version"));
+        }
+        free(line2);
+        audit_prepared_free(q);
+        json_decref(built);
+        json_decref(detail);
+        json_decref(parsed);
+        free(line);
+        free(mem);
+    }
+    audit_inference_t bad = {.model = "m", .version = "1", .patient_pseudonym = "MRN-0042"};
+    assert_int_equal(audit_inference_validate(&bad), -EINVAL); /* a raw identifier is refused */
+    bad.patient_pseudonym = NULL;
+    bad.version = NULL;
+    assert_int_equal(audit_inference_validate(&bad), -EINVAL);
 }
 
 static void test_event_validation(void **state)
@@ -333,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_and_chain), cmocka_unit_test(test_prepared_matches_canonical),
         cmocka_unit_test(test_event_validation),     cmocka_unit_test(test_calendar),
         cmocka_unit_test(test_prune_boundary),       cmocka_unit_test(test_syslog_format),
+        cmocka_unit_test(test_hmac_known_answer),    cmocka_unit_test(test_inference_matches_event),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
