@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config
 libevent-dev libjansson-dev libsqlite3-dev libxgboost-dev libssl-dev libcmocka-dev libzstd-dev
-python3 python3-pytest python3-requests python3-xgboost python3-numpy
+python3 python3-pytest python3-requests python3-xgboost python3-numpy python3-jwt python3-cryptography
 curl sqlite3 procps"
 # monitoring (issue 4): promtool, amtool and the real servers for tests/monitoring and the e2e test.
 PACKAGES="$PACKAGES prometheus prometheus-alertmanager python3-yaml"
