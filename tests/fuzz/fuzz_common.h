@@ -5,10 +5,14 @@
 #ifndef AIMEDRES_FUZZ_COMMON_H
 #define AIMEDRES_FUZZ_COMMON_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model/manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -39,5 +43,21 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
     "{\"name\":\"bmi\",\"type\":\"number\",\"required\":false,\"min\":10.0},"                                \
     "{\"name\":\"score\",\"type\":\"number\",\"required\":false}],"                                          \
     "\"class_labels\":[\"no\",\"yes\"],\"threshold\":0.5}"
+
+/* The manifest of FUZZ_MANIFEST_JSON, parsed once by a target's initialiser; aborts (naming
+ * the target) if it is refused, since every input would then be meaningless. */
+static inline model_manifest_t *fuzz_fixed_manifest(const char *target)
+{
+    json_error_t jerr;
+    json_t *obj = json_loads(FUZZ_MANIFEST_JSON, 0, &jerr);
+    char err[256];
+    model_manifest_t *m = NULL;
+    if (!obj || model_manifest_from_json(obj, &m, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: fixed manifest refused: %s\n", target, obj ? err : jerr.text);
+        abort();
+    }
+    json_decref(obj);
+    return m;
+}
 
 #endif

@@ -19,14 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    json_error_t jerr;
-    json_t *obj = json_loads(FUZZ_MANIFEST_JSON, 0, &jerr);
-    char err[256];
-    if (!obj || model_manifest_from_json(obj, &manifest, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fuzz_predict: fixed manifest refused: %s\n", obj ? err : jerr.text);
-        abort();
-    }
-    json_decref(obj);
+    manifest = fuzz_fixed_manifest("fuzz_predict");
     return 0;
 }
 

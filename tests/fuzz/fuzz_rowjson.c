@@ -20,14 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    json_error_t jerr;
-    json_t *obj = json_loads(FUZZ_MANIFEST_JSON, 0, &jerr);
-    char err[256];
-    if (!obj || model_manifest_from_json(obj, &manifest, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fuzz_rowjson: fixed manifest refused: %s\n", obj ? err : jerr.text);
-        abort();
-    }
-    json_decref(obj);
+    manifest = fuzz_fixed_manifest("fuzz_rowjson");
     if (manifest->n_features > 16)
         abort();
     return 0;

@@ -27,6 +27,7 @@
 #include "audit/audit.h"
 #include "audit/record.h"
 #include "common/util.h"
+#include "testutil.h"
 
 #define SECRET "unit-test-secret-key-0123456789abcdef"
 
@@ -36,13 +37,7 @@ static int case_no;
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    if (util_mkdir_p(base, 0755) < 0)
-        return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/audit-log-XXXXXX", base);
-    if (!mkdtemp(tmpdir))
+    if (test_tmpdir(tmpdir, sizeof(tmpdir), "audit-log") < 0)
         return -1;
     char priv[PATH_MAX], pub[PATH_MAX], err[256];
     snprintf(priv, sizeof(priv), "%s/sign.pem", tmpdir);

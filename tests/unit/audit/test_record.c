@@ -24,19 +24,14 @@
 #include "audit/siem.h"
 #include "common/util.h"
 #include "security/pseudonym.h"
+#include "testutil.h"
 
 static char tmpdir[PATH_MAX / 2];
 
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    if (util_mkdir_p(base, 0755) < 0)
-        return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/audit-record-XXXXXX", base);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return test_tmpdir(tmpdir, sizeof(tmpdir), "audit-record");
 }
 
 static int group_teardown(void **state)

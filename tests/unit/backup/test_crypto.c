@@ -22,6 +22,7 @@
 #include "backup/crypto.h"
 #include "backup/keys.h"
 #include "common/util.h"
+#include "testutil.h"
 
 #define SMALL_CHUNK 4096
 #define HDR BACKUP_STREAM_HEADER_BYTES
@@ -32,12 +33,7 @@ static backup_key_t key, other_key;
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/backup-crypto-XXXXXX", base);
-    if (!mkdtemp(tmpdir))
+    if (test_tmpdir(tmpdir, sizeof(tmpdir), "backup-crypto") < 0)
         return -1;
     uint8_t m1[32], m2[32];
     for (int i = 0; i < 32; i++) {

@@ -21,6 +21,7 @@
 #include "backup/settings.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "testutil.h"
 
 static char dir[2048], live[2300], restored[2300];
 
@@ -31,12 +32,7 @@ typedef struct fx {
 
 static int setup(void **state)
 {
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(dir, sizeof(dir), "%s/backup-events-XXXXXX", base);
-    if (!mkdtemp(dir))
+    if (test_tmpdir(dir, sizeof(dir), "backup-events") < 0)
         return -1;
     snprintf(live, sizeof(live), "%s/log/audit.log", dir);
     snprintf(restored, sizeof(restored), "%s/target/audit/audit.log", dir);

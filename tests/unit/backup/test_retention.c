@@ -22,6 +22,7 @@
 #include "backup/repo.h"
 #include "backup/retention.h"
 #include "common/util.h"
+#include "testutil.h"
 
 #define DAY (86400LL * 1000)
 
@@ -32,12 +33,7 @@ static const int64_t NOW = 1795741323000LL;
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(repo, sizeof(repo), "%s/backup-retention-XXXXXX", base);
-    if (!mkdtemp(repo))
+    if (test_tmpdir(repo, sizeof(repo), "backup-retention") < 0)
         return -1;
     uint8_t m[32] = {3};
     backup_key_derive(m, &key);

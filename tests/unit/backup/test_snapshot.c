@@ -21,18 +21,14 @@
 #include "backup/snapshot.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "testutil.h"
 
 static char dir[2048], live[2100], snap[2100];
 
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(dir, sizeof(dir), "%s/backup-snapshot-XXXXXX", base);
-    if (!mkdtemp(dir))
+    if (test_tmpdir(dir, sizeof(dir), "backup-snapshot") < 0)
         return -1;
     snprintf(live, sizeof(live), "%s/live.db", dir);
     snprintf(snap, sizeof(snap), "%s/live.db.backup-snapshot-1", dir);

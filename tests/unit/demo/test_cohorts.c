@@ -22,6 +22,7 @@
 #include "model/csv.h"
 #include "model/train.h"
 #include "store/store.h"
+#include "testutil.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -31,12 +32,7 @@ static int setup(void **state)
 {
     (void)state;
     log_set_level(LOG_CRITICAL);
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(tmp, sizeof(tmp), "%s/cohorts-XXXXXX", base);
-    return mkdtemp(tmp) ? 0 : -1;
+    return test_tmpdir(tmp, sizeof(tmp), "cohorts");
 }
 
 static int teardown(void **state)

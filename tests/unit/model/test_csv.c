@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "model/csv.h"
+#include "testutil.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -26,12 +27,7 @@ static char tmp[4096];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(tmp, sizeof(tmp), "%s/csv-XXXXXX", base);
-    return mkdtemp(tmp) ? 0 : -1;
+    return test_tmpdir(tmp, sizeof(tmp), "csv");
 }
 
 static int teardown(void **state)

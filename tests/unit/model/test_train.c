@@ -24,6 +24,7 @@
 #include "model/manifest.h"
 #include "model/train.h"
 #include "store/store.h"
+#include "testutil.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -48,12 +49,7 @@ static int setup(void **state)
 {
     (void)state;
     log_set_level(LOG_CRITICAL);
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
-    snprintf(tmp, sizeof(tmp), "%s/train-XXXXXX", base);
-    if (!mkdtemp(tmp))
+    if (test_tmpdir(tmp, sizeof(tmp), "train") < 0)
         return -1;
     snprintf(storage, sizeof(storage), "%s/models", tmp);
     snprintf(datadir, sizeof(datadir), "%s/data", tmp);

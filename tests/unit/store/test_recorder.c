@@ -21,19 +21,14 @@
 #include "common/util.h"
 #include "store/recorder.h"
 #include "store/store.h"
+#include "testutil.h"
 
 static char tmpdir[PATH_MAX / 2]; /* leaves room for file names below it */
 
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    if (util_mkdir_p(base, 0755) < 0)
-        return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/recorder-XXXXXX", base);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return test_tmpdir(tmpdir, sizeof(tmpdir), "recorder");
 }
 
 static int group_teardown(void **state)

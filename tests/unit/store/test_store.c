@@ -22,19 +22,14 @@
 
 #include "common/util.h"
 #include "store/store.h"
+#include "testutil.h"
 
 static char tmpdir[PATH_MAX / 2]; /* leaves room for file names below it */
 
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    if (util_mkdir_p(base, 0755) < 0)
-        return -1;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/store-XXXXXX", base);
-    if (!mkdtemp(tmpdir))
+    if (test_tmpdir(tmpdir, sizeof(tmpdir), "store") < 0)
         return -1;
     char abs[PATH_MAX];
     if (!realpath(tmpdir, abs)) /* the URL tests chdir and need an absolute path */
