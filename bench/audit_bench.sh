@@ -122,20 +122,7 @@ stop_server() {
 log "demo init"
 "$AIMEDRES" demo init --dir "$TMP/demo" >"$TMP/demo-init.log" 2>&1 || die "aimedres demo init failed"
 BODY=$TMP/body.json
-"$PY" - "$TMP/demo/models/$MODEL/1.0.0/manifest.json" "$BODY" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-feats = {}
-for f in m["features"]:
-    t = f.get("type", "number")
-    if t == "boolean":
-        feats[f["name"]] = False
-        continue
-    lo, hi = f.get("min"), f.get("max")
-    v = (lo + hi) / 2 if lo is not None and hi is not None else (lo if lo is not None else (hi if hi is not None else 0.0))
-    feats[f["name"]] = int(round(v)) if t == "integer" else v
-json.dump({"features": feats, "patient_id": "bench-patient-1"}, open(sys.argv[2], "w"))
-EOF
+"$PY" "$ROOT/bench/mkbody.py" "$TMP/demo/models/$MODEL/1.0.0/manifest.json" "$BODY" bench-patient-1 || die "cannot build the predict body"
 
 declare -A RPS
 NOTES=()
