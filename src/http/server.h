@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* HTTP server: MAX_WORKERS threads, each with its own libevent base, evhttp and
- * SO_REUSEPORT listener, so the kernel spreads connections and no lock is shared on
- * the request path. Handlers run on their worker thread; a handler may defer its answer
+/* HTTP/1.1 server: MAX_WORKERS threads, each with its own libevent base, connections
+ * and SO_REUSEPORT listener, so the kernel spreads connections and no lock is shared on
+ * the request path (requests parsed by http/parse.h). Handlers run on their worker thread; a handler may defer its answer
  * (e.g. until the prediction record is durable) and finish it later through
  * http_ctx_post(), which is the only function here safe to call from other threads
  * besides http_server_drain() and the counters.
@@ -66,7 +66,7 @@ void *http_ctx_app(const http_ctx_t *ctx);
 const char *http_ctx_param(const http_ctx_t *ctx, size_t i);
 const char *http_ctx_request_id(const http_ctx_t *ctx);
 /* The raw query string (after '?', still percent-encoded), or NULL if none. Decode
- * with evhttp_parse_query_str or http_query_param. */
+ * with http_query_param. */
 const char *http_ctx_query(const http_ctx_t *ctx);
 /* Decoded value of query parameter name into buf (truncated to len); 0, -ENOENT if
  * absent, -EINVAL if the query is malformed. */
