@@ -539,6 +539,15 @@ static void mark_dirty(conn_t *c)
 
 enum { IO_AGAIN = -1, IO_EOF = -2, IO_ERR = -3 };
 
+/* Asks for on_write once the socket can take more (bounded by WRITE_TIMEOUT). */
+static void want_writable(conn_t *c)
+{
+    if (!c->wev_added) {
+        event_add(c->wev, &c->w->srv->write_tv);
+        c->wev_added = true;
+    }
+}
+
 static int tls_result(conn_t *c, int rc, bool reading)
 {
     int e = SSL_get_error(c->ssl, rc);
@@ -547,16 +556,15 @@ static int tls_result(conn_t *c, int rc, bool reading)
     case SSL_ERROR_WANT_WRITE:
         if (reading) {
             c->tls_read_wants_write = true;
-            if (!c->wev_added) {
-                event_add(c->wev, &c->w->srv->write_tv);
-                c->wev_added = true;
-            }
+            want_writable(c);
         }
         return IO_AGAIN;
     case SSL_ERROR_ZERO_RETURN: return IO_EOF;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
-        return errno == 0 || errno == EAGAIN ? (errno == 0 ? IO_EOF : IO_AGAIN) : IO_ERR;
+        if (errno == 0)
+            return IO_EOF; /* the peer closed without close_notify */
+        return errno == EAGAIN ? IO_AGAIN : IO_ERR;
     default:
         ERR_clear_error(); /* handshake failure, bad record: the connection is done */
         return IO_ERR;
@@ -600,33 +608,49 @@ static ssize_t io_write(conn_t *c, const char *buf, size_t n)
     return rc > 0 ? rc : tls_result(c, rc, false);
 }
 
+static void dirty_unlink(conn_t *c)
+{
+    if (!c->dirty)
+        return;
+    for (conn_t **pp = &c->w->dirty; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == c) {
+            *pp = c->dirty_next;
+            break;
+        }
+    c->dirty = false;
+}
+
+/* Closes the socket side: events, TLS (with one close_notify, not waited for, when
+ * notify), descriptor. */
+static void release_io(conn_t *c, bool notify)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    c->rev = c->wev = NULL;
+    if (c->ssl) {
+        if (notify && c->tls_ready)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    c->ssl = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
 static void conn_free(conn_t *c)
 {
     worker_t *w = c->w;
-    if (c->dirty) {
-        for (conn_t **pp = &w->dirty; *pp; pp = &(*pp)->dirty_next)
-            if (*pp == c) {
-                *pp = c->dirty_next;
-                break;
-            }
-    }
+    dirty_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else if (w->conns == c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->rev)
-        event_free(c->rev);
-    if (c->wev)
-        event_free(c->wev);
-    if (c->ssl) {
-        if (c->tls_ready && !c->zombie)
-            SSL_shutdown(c->ssl); /* one close_notify, not waited for */
-        SSL_free(c->ssl);
-    }
-    if (c->fd >= 0)
-        close(c->fd);
+    release_io(c, !c->zombie);
     free(c->ctx.extra);
     free(c->in);
     free(c->out);
@@ -644,26 +668,9 @@ static void conn_close(conn_t *c)
         conn_free(c);
         return;
     }
-    if (c->rev)
-        event_free(c->rev);
-    if (c->wev)
-        event_free(c->wev);
-    c->rev = c->wev = NULL;
-    if (c->ssl)
-        SSL_free(c->ssl);
-    c->ssl = NULL;
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    release_io(c, false);
     c->zombie = true;
-    if (c->dirty) {
-        for (conn_t **pp = &c->w->dirty; *pp; pp = &(*pp)->dirty_next)
-            if (*pp == c) {
-                *pp = c->dirty_next;
-                break;
-            }
-        c->dirty = false;
-    }
+    dirty_unlink(c);
 }
 
 static void pause_reading(conn_t *c)
@@ -707,10 +714,7 @@ static bool conn_flush(conn_t *c)
     while (c->out_off < c->out_len) {
         ssize_t n = io_write(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n == IO_AGAIN) {
-            if (!c->wev_added) {
-                event_add(c->wev, &c->w->srv->write_tv);
-                c->wev_added = true;
-            }
+            want_writable(c);
             return true;
         }
         if (n < 0) {
@@ -735,6 +739,14 @@ static bool conn_flush(conn_t *c)
     return true;
 }
 
+/* conn_flush, then the pipelined requests that waited for a backed-up output to drain. */
+static void conn_write(conn_t *c)
+{
+    bool backed_up = c->out_len - c->out_off > OUT_HIGH;
+    if (conn_flush(c) && backed_up && c->out_len == 0)
+        conn_process(c);
+}
+
 /* End of a loop round: every connection with new output writes it. */
 static void flush_dirty(worker_t *w)
 {
@@ -742,9 +754,7 @@ static void flush_dirty(worker_t *w)
         conn_t *c = w->dirty;
         w->dirty = c->dirty_next;
         c->dirty = false;
-        bool was_backed_up = c->out_len - c->out_off > OUT_HIGH;
-        if (conn_flush(c) && was_backed_up && c->out_len == 0)
-            conn_process(c); /* pipelined requests waited for the output to drain */
+        conn_write(c);
     }
 }
 
@@ -1274,9 +1284,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         on_read(c->fd, EV_READ, c);
         return;
     }
-    bool backed_up = c->out_len - c->out_off > OUT_HIGH;
-    if (conn_flush(c) && backed_up && c->out_len == 0)
-        conn_process(c);
+    conn_write(c);
 }
 
 static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss)
