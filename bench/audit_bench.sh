@@ -56,30 +56,10 @@ for c in wrk curl cc pkg-config; do command -v "$c" >/dev/null 2>&1 || missing="
 [ -x "$AIMEDRES" ] || die "$AIMEDRES not built (run 'make build' or set BUILD/AIMEDRES)"
 [ -f "$BUILD/libaimedres_core.a" ] || die "$BUILD/libaimedres_core.a not found"
 
-TMP=$(mktemp -d /tmp/aimedres-auditbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmpdir auditbench
 
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-CPU=$(lscpu | awk -F: '/^Model name:/ {sub(/^[ \t]+/, "", $2); print $2; exit}')
-CORES=$(nproc)
-GIT_V=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then GIT_V="$GIT_V+local changes"; fi
+bench_machine
 FS=$(df -T "$TMP" | awk 'NR == 2 {print $2 " on " $1}')
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- 1. appends ---------------------------------------------------------------------------------
 log "building bench/audit_append.c"

@@ -58,24 +58,7 @@ for c in wrk curl; do command -v "$c" >/dev/null 2>&1 || missing="$missing $c"; 
 [ -z "$missing" ] || die "missing:$missing (Debian: apt-get install wrk curl python3)"
 [ -x "$AIMEDRES" ] || die "$AIMEDRES not built (run 'make build' or set BUILD/AIMEDRES)"
 
-TMP=$(mktemp -d /tmp/aimedres-monbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-
+bench_tmpdir monbench
 
 NOTES=()
 
@@ -93,14 +76,7 @@ start_server() {
 }
 
 # ---- machine ------------------------------------------------------------------------------------
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-CPU=$(lscpu | awk -F: '/^Model name:/ {sub(/^[ \t]+/, "", $2); print $2; exit}')
-CORES=$(nproc)
-HYPER=$(lscpu | awk -F: '/^Hypervisor vendor:/ {sub(/^[ \t]+/, "", $2); print " (VM, " $2 ")"; exit}')
-UNAME=$(uname -srm)
-GIT_V=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then GIT_V="$GIT_V+local changes"; fi
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_machine
 
 log "demo init"
 "$AIMEDRES" demo init --dir "$TMP/demo" >"$TMP/demo-init.log" 2>&1 || {

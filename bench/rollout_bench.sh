@@ -46,27 +46,9 @@ for v in N CONNECTIONS THREADS ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 
-TMP=$(mktemp -d /tmp/aimedres-rolloutbench.XXXXXX)
-SERVER_PID=""
-cleanup() {
-    local rc=$?
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmpdir rolloutbench
 
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-CPU=$(lscpu | awk -F: '/^Model name:/ {sub(/^[ \t]+/, "", $2); print $2; exit}')
-CORES=$(nproc)
-GIT_V=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then GIT_V="$GIT_V+local changes"; fi
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_machine
 
 DEMO=$TMP/demo
 export MODEL_STORAGE_PATH=$DEMO/models DATABASE_URL=sqlite://$DEMO/aimedres.db DATA_DIR=$DEMO/data

@@ -48,7 +48,6 @@ die() {
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS must be a positive integer"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive integer"
@@ -71,29 +70,7 @@ if [ "$ONLY" = all ] && [ ! -x "$AIMEDRES" ]; then
     die "$AIMEDRES not built (run 'make build', set BUILD/AIMEDRES, or BENCH_ONLY=peers)"
 fi
 
-TMP=$(mktemp -d /tmp/aimedres-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-
-
+bench_tmpdir bench
 
 # Milliseconds from a wrk latency figure (412.00us, 1.23ms, 2.00s, 1.00m).
 to_ms() {
@@ -147,18 +124,11 @@ measure() {
 
 # ---- machine and versions -----------------------------------------------------------------------
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-UNAME=$(uname -srm)
-CPU=$(lscpu | awk -F: '/^Model name:/ {sub(/^[ \t]+/, "", $2); print $2; exit}')
-CORES=$(nproc)
-HYPER=$(lscpu | awk -F: '/^Hypervisor vendor:/ {sub(/^[ \t]+/, "", $2); print " (VM, " $2 ")"; exit}')
+bench_machine
 NGINX_V=$(nginx -v 2>&1 | sed 's/^nginx version: nginx\///')
 GUNICORN_V=$(gunicorn --version 2>&1 | sed 's/^gunicorn (version \(.*\))$/\1/')
 WRK_V=$(wrk -v 2>&1 | head -n 1 | awk '{print $2}' || true)
 PY_V=$("$PY" -c 'import sys, flask, xgboost; print("python %d.%d.%d, flask %s, xgboost %s" % (sys.version_info[:3] + (flask.__version__, xgboost.__version__)))' 2>/dev/null)
-GIT_V=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)" ]; then GIT_V="$GIT_V+local changes"; fi
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 if [ -z "$BUILD_TYPE" ]; then
     BUILD_TYPE=$(sed -n 's/^ *set(CMAKE_BUILD_TYPE \([A-Za-z]*\)).*/\1/p' "$ROOT/CMakeLists.txt" | head -n 1)
