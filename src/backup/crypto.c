@@ -529,7 +529,9 @@ int backup_stream_decrypt(const backup_key_t *key, int in_fd, int out_fd, const 
                 if (o->progress)
                     o->progress(o->progress_arg, zo.pos);
             }
-            if (in.pos == in.size && zo.pos < zo.size)
+            /* 0: the frame is decoded and flushed; a further call would begin a next frame
+             * and answer with that frame's header size, not with "this one is incomplete" */
+            if (in.pos == in.size && (zret == 0 || zo.pos < zo.size))
                 break;
         }
         s.index++;

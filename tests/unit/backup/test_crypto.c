@@ -167,6 +167,16 @@ static void test_round_trip_default_chunks(void **state)
     round_trip(3u << 20, true, 0, 3); /* > 1 default (1 MiB) chunk */
 }
 
+/* Plaintext of a whole number of decompression blocks (1 MiB): the last call that fills the
+ * output buffer ends the frame, and the loop must not take the next call's hint for "more". */
+static void test_round_trip_exact_mib(void **state)
+{
+    (void)state;
+    round_trip(1u << 20, false, 0, 1);
+    round_trip(2u << 20, false, 0, 1);
+    round_trip(3u << 20, true, 256 * 1024, 2);
+}
+
 static void test_compresses(void **state)
 {
     (void)state;
@@ -455,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_many_chunks_random),
         cmocka_unit_test(test_round_trip_many_chunks_text),
         cmocka_unit_test(test_round_trip_default_chunks),
+        cmocka_unit_test(test_round_trip_exact_mib),
         cmocka_unit_test(test_compresses),
         cmocka_unit_test(test_nonce_is_fresh),
         cmocka_unit_test(test_bit_flip),
