@@ -186,7 +186,24 @@ static void init_evthread(void)
 
 /* ---------- listeners ---------- */
 
-static int open_listener(const char *host, int port, int *ret_port, char *err, size_t errlen)
+/* True if a socket without SO_REUSEPORT can not bind the address: some process listens on
+ * it. Our listeners use SO_REUSEPORT, which would otherwise let a second server (another
+ * aimedres of the same user, started by mistake) join the group and take half the traffic. */
+static bool address_in_use(const struct addrinfo *ai)
+{
+    int p = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (p < 0)
+        return false;
+    int one = 1;
+    setsockopt(p, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT leftovers are fine */
+    bool in_use = bind(p, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+    close(p);
+    return in_use;
+}
+
+/* A listening socket on host:port with SO_REUSEPORT (one per worker). exclusive: refuse an
+ * address that another process listens on (the first worker's; later workers join it). */
+static int open_listener(const char *host, int port, bool exclusive, int *ret_port, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
@@ -198,7 +215,13 @@ static int open_listener(const char *host, int port, int *ret_port, char *err, s
         return -EINVAL;
     }
     int fd = -1, saved = 0;
+    bool taken = false;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (exclusive && port != 0 && address_in_use(ai)) {
+            taken = true;
+            saved = EADDRINUSE;
+            continue;
+        }
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             saved = errno;
@@ -215,7 +238,8 @@ static int open_listener(const char *host, int port, int *ret_port, char *err, s
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(saved));
+        snprintf(err, errlen, "cannot listen on %s:%d: %s%s", host, port, strerror(saved),
+                 taken ? " (another process listens on it: a second aimedres, or another server)" : "");
         return -saved;
     }
     struct sockaddr_storage ss;
@@ -1433,7 +1457,7 @@ int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, 
         w->index = i;
         w->listen_fd = -1;
         pthread_mutex_init(&w->lock, NULL);
-        int fd = open_listener(s->host, port, &port, err, errlen);
+        int fd = open_listener(s->host, port, i == 0, &port, err, errlen);
         if (fd < 0) {
             http_server_free(s);
             return fd;

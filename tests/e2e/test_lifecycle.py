@@ -480,3 +480,18 @@ def test_second_server_on_same_database_refused(server):
     assert "already holds this database" in r.stderr, r.stderr
     assert os.path.exists(server.db_path + ".lock")
     assert server.get("/health").status_code == 200
+
+
+def test_second_server_on_same_port_refused(server, demo_dir, tmp_path):
+    """Listeners use SO_REUSEPORT, which would let a second aimedres (same user, another
+    database) join the port and take part of the traffic: it must refuse to start, naming the
+    port, while the first keeps answering every request."""
+    other = str(tmp_path / "other")
+    h.copy_demo(demo_dir, other)
+    r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(server.port)], env=h.demo_env(other), timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "cannot listen on 127.0.0.1:%d" % server.port in r.stderr, r.stderr
+    assert "another process listens on it" in r.stderr, r.stderr
+    # every connection still reaches the first server (a fresh connection per request)
+    for _ in range(20):
+        assert requests.get(server.url("/api/v1/models/als_classifier"), timeout=10).status_code == 200
