@@ -29,6 +29,8 @@
 #include "common/util.h"
 #include "model/manifest.h"
 #include "model/runtime.h"
+#include "security/apikey.h"
+#include "store/apikeys.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -47,6 +49,8 @@ typedef struct drill {
     int port;
     char log[PATH_MAX];
     char env_file[PATH_MAX]; /* the restored env file, "" if the backup has none */
+    char salt[APIKEY_SECRET_SIZE];    /* the drill server's API_KEY_SALT (fresh) */
+    char api_key[APIKEY_KEY_SIZE];    /* the drill's own key in the restored store */
     bool ok;
 } drill_t;
 
@@ -107,7 +111,8 @@ static int free_port(void)
 static const char *const overridden[] = {
     "MODEL_STORAGE_PATH", "DATABASE_URL",   "DATA_DIR",    "RESULTS_PATH",
     "AUDIT_LOG_PATH",     "LOG_FILE",       "HOST",        "PORT",
-    "PROMETHEUS_PORT",    "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR"};
+    "PROMETHEUS_PORT",    "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR",
+    "API_KEY_SALT"};
 
 static bool is_overridden(const char *kv)
 {
@@ -117,6 +122,36 @@ static bool is_overridden(const char *kv)
             return true;
     }
     return false;
+}
+
+/* The drill's credential: a clinician key (read models, predict), valid for an hour, in the
+ * restored store, which is a private copy deleted after the drill. Its HMAC uses a fresh
+ * salt that the drill server gets as API_KEY_SALT, so the checks pass through the restored
+ * server's real authentication whatever AUTH_ENABLED says, without any production secret. */
+static int mint_key(drill_t *d, char *err, size_t errlen)
+{
+    char id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE], unused[APIKEY_KEY_SIZE];
+    if (apikey_generate(id, d->salt, unused) < 0 || apikey_generate(id, secret, d->api_key) < 0) {
+        snprintf(err, errlen, "cannot generate the drill's API key: no randomness");
+        return -EIO;
+    }
+    store_apikey_t rec = {0};
+    snprintf(rec.key_id, sizeof(rec.key_id), "%s", id);
+    snprintf(rec.name, sizeof(rec.name), "dr-drill");
+    snprintf(rec.role, sizeof(rec.role), "clinician");
+    apikey_hmac_hex(d->salt, secret, rec.secret_hmac);
+    rec.created_ms = util_now_ms();
+    rec.expires_ms = rec.created_ms + 3600 * 1000LL;
+    store_t *st = NULL;
+    int r = store_open(d->db_file, &st, err, errlen);
+    if (r == 0) {
+        r = store_apikey_insert(st, &rec);
+        if (r < 0)
+            snprintf(err, errlen, "cannot add the drill's API key to the restored store: %s", strerror(-r));
+        store_close(st);
+    }
+    explicit_bzero(secret, sizeof(secret));
+    return r;
 }
 
 static int start_server(drill_t *d, char *err, size_t errlen)
@@ -163,6 +198,7 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     r |= asprintf(&own[o++], "BACKUP_ENABLED=false") < 0;
     r |= asprintf(&own[o++], "BACKUP_PATH=%s/backups", d->target) < 0;
     r |= asprintf(&own[o++], "BACKUP_OFFSITE_DIR=") < 0;
+    r |= asprintf(&own[o++], "API_KEY_SALT=%s", d->salt) < 0;
     for (size_t i = 0; i < o; i++)
         envp[k++] = own[i];
     envp[k] = NULL;
@@ -220,8 +256,8 @@ static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err
         }
         backup_http_response_t resp = {0};
         char herr[256];
-        if (backup_http_request("127.0.0.1", d->port, "GET", path, NULL, 2000, &resp, herr, sizeof(herr)) ==
-            0) {
+        if (backup_http_request("127.0.0.1", d->port, "GET", path, NULL, NULL, 2000, &resp, herr,
+                                sizeof(herr)) == 0) {
             int st = resp.status;
             snprintf(last, sizeof(last), "status %d: %.300s", st, resp.body);
             backup_http_response_free(&resp);
@@ -266,12 +302,15 @@ static int stop_server(drill_t *d)
 
 /* ------------------------------------------------------------------ smoke checks */
 
+/* A request to the drill server (host NULL: with the drill's key) or to production (with
+ * --api-key-file's key, if any). */
 static int http_json(drill_t *d, const char *host, int port, const char *method, const char *path,
                      const char *body, int want_status, json_t **ret, char *err, size_t errlen)
 {
     backup_http_response_t resp = {0};
-    int r = backup_http_request(host, port, method, path, body, HTTP_TIMEOUT_MS, &resp, err, errlen);
-    (void)d;
+    const char *key = host ? d->o->prod_api_key : d->api_key;
+    int r = backup_http_request(host ? host : "127.0.0.1", port, method, path, body, key, HTTP_TIMEOUT_MS,
+                                &resp, err, errlen);
     if (r < 0)
         return r;
     json_error_t jerr;
@@ -396,7 +435,7 @@ static int check_models_and_predict(drill_t *d, int *ret_predictions)
         step(d, "models", false, t0, "cannot read production's registry: %s", err);
         return -EIO;
     }
-    if (http_json(d, "127.0.0.1", d->port, "GET", "/api/v1/models/list", NULL, 200, &list, err, sizeof(err)) <
+    if (http_json(d, NULL, d->port, "GET", "/api/v1/models/list", NULL, 200, &list, err, sizeof(err)) <
         0) {
         step(d, "models", false, t0, "%s", err);
         json_decref(prod);
@@ -454,7 +493,7 @@ static int check_models_and_predict(drill_t *d, int *ret_predictions)
         json_decref(req);
         json_t *got = NULL, *want = NULL;
         snprintf(path, sizeof(path), "/api/v1/models/%s/predict", name);
-        int r = http_json(d, "127.0.0.1", d->port, "POST", path, body, 200, &got, merr, sizeof(merr));
+        int r = http_json(d, NULL, d->port, "POST", path, body, 200, &got, merr, sizeof(merr));
         if (r == 0)
             (*ret_predictions)++;
         if (r == 0 && prod_http) {
@@ -622,7 +661,7 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
 
     /* start and wait for ready */
     t0 = util_mono_ns();
-    if (start_server(&d, err, sizeof(err)) < 0) {
+    if (mint_key(&d, err, sizeof(err)) < 0 || start_server(&d, err, sizeof(err)) < 0) {
         step(&d, "start", false, t0, "%s", err);
         goto done;
     }

@@ -141,7 +141,8 @@ static long dechunk(char *b, size_t len)
 }
 
 int backup_http_request(const char *host, int port, const char *method, const char *path, const char *body,
-                        int timeout_ms, backup_http_response_t *ret, char *err, size_t errlen)
+                        const char *api_key, int timeout_ms, backup_http_response_t *ret, char *err,
+                        size_t errlen)
 {
     int64_t deadline = now_ms() + timeout_ms;
     int fd = connect_to(host, port, deadline, err, errlen);
@@ -152,8 +153,9 @@ int backup_http_request(const char *host, int port, const char *method, const ch
     int n = asprintf(
         &req,
         "%s %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: aimedres-dr-drill\r\nAccept: application/json\r\n"
-        "Connection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+        "Connection: close\r\n%s%s%s%sContent-Length: %zu\r\n\r\n%s",
         method, path, host, port, body ? "Content-Type: application/json\r\n" : "",
+        api_key ? "X-API-Key: " : "", api_key ? api_key : "", api_key ? "\r\n" : "",
         body ? strlen(body) : (size_t)0, body ? body : "");
     if (n < 0) {
         close(fd);

@@ -21,11 +21,13 @@ typedef struct backup_http_response {
 int backup_http_parse_url(const char *url, char *host, size_t hostlen, int *ret_port, char *err,
                           size_t errlen);
 
-/* Sends method path (with body as application/json when not NULL) to host:port and reads
- * the whole response within timeout_ms. 0 (any HTTP status) or -errno with err
- * (-ETIMEDOUT, -ECONNREFUSED, -EPROTO for an unparsable response, -EFBIG over the cap). */
+/* Sends method path (with body as application/json when not NULL, and X-API-Key when
+ * api_key is not NULL) to host:port and reads the whole response within timeout_ms. 0 (any
+ * HTTP status) or -errno with err (-ETIMEDOUT, -ECONNREFUSED, -EPROTO for an unparsable
+ * response, -EFBIG over the cap). */
 int backup_http_request(const char *host, int port, const char *method, const char *path, const char *body,
-                        int timeout_ms, backup_http_response_t *ret, char *err, size_t errlen);
+                        const char *api_key, int timeout_ms, backup_http_response_t *ret, char *err,
+                        size_t errlen);
 void backup_http_response_free(backup_http_response_t *r);
 
 #endif

@@ -21,8 +21,10 @@
 #include "backup/restore.h"
 #include "backup/retention.h"
 #include "backup/settings.h"
+#include "backup/httpc.h"
 #include "backup/verify.h"
 #include "cli/cli.h"
+#include "security/apikey.h"
 #include "common/util.h"
 
 /* Shared state of one invocation. */
@@ -83,14 +85,17 @@ static void drill_usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: aimedres dr-drill [--report FILE] [--url URL] [--env-file FILE] [--use-latest] [--full]\n"
-        "                         [--work-dir DIR] [--keep] [--timeout SECONDS]\n\n"
+        "usage: aimedres dr-drill [--report FILE] [--url URL [--api-key-file FILE]] [--env-file FILE]\n"
+        "                         [--use-latest] [--full] [--work-dir DIR] [--keep] [--timeout SECONDS]\n\n"
         "Disaster-recovery drill: backup, restore into a temporary directory, start a server on it on a\n"
         "free loopback port, check health, models, predictions and record counts against production,\n"
         "stop it, clean up. Prints (and with --report writes) a JSON report with the measured RTO and\n"
         "RPO next to the targets (4 h, 6 h). Exit 0 only when every step passed.\n"
         "  --url URL      production server (http://host:port, or PROD_URL) to compare predictions with;\n"
         "                 default: score the production model files in this process\n"
+        "  --api-key-file FILE  an API key (role clinician or admin) sent to --url when production\n"
+        "                 has AUTH_ENABLED; the drill's own server is checked with a temporary key\n"
+        "                 of its own, minted in the restored copy of the store\n"
         "  --use-latest   drill on the latest backup instead of taking a new one\n"
         "  --full         take a full backup (default incremental)\n"
         "  --keep         keep the temporary directory for inspection\n");
@@ -638,9 +643,39 @@ out:
 
 /* ------------------------------------------------------------------ dr-drill */
 
+/* An API key from a file (surrounding whitespace ignored) into key; -1 with the reason. */
+static int read_api_key(const char *path, char key[APIKEY_KEY_SIZE])
+{
+    char *buf = NULL, id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE];
+    size_t len = 0;
+    int r = util_read_file(path, 4096, &buf, &len);
+    if (r < 0) {
+        fprintf(stderr, "aimedres: dr-drill: --api-key-file %s: %s\n", path, strerror(-r));
+        return -1;
+    }
+    const char *b = buf;
+    size_t size = len;
+    while (len && strchr(" \t\r\n", b[len - 1]))
+        len--;
+    while (len && strchr(" \t\r\n", *b)) {
+        b++;
+        len--;
+    }
+    r = apikey_parse(b, len, id, secret);
+    if (r == 0)
+        snprintf(key, APIKEY_KEY_SIZE, "%.*s", (int)len, b);
+    else
+        fprintf(stderr, "aimedres: dr-drill: --api-key-file %s: not an API key (amr_<16 hex>_<43 base64url>)\n",
+                path);
+    explicit_bzero(buf, size);
+    free(buf);
+    explicit_bzero(secret, sizeof(secret));
+    return r < 0 ? -1 : 0;
+}
+
 int cli_dr_drill(int argc, char **argv)
 {
-    const char *env_file = NULL, *report = NULL, *url = NULL, *work = NULL;
+    const char *env_file = NULL, *report = NULL, *url = NULL, *work = NULL, *key_file = NULL;
     bool use_latest = false, full = false, keep = false;
     int64_t timeout = 120;
     static const struct option opts[] = {
@@ -648,7 +683,8 @@ int cli_dr_drill(int argc, char **argv)
         {"url", required_argument, NULL, 'u'},      {"work-dir", required_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 'T'},  {"use-latest", no_argument, NULL, 'L'},
         {"full", no_argument, NULL, 'F'},           {"keep", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"api-key-file", required_argument, NULL, 'K'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     optind = 1;
     int ch;
@@ -667,6 +703,7 @@ int cli_dr_drill(int argc, char **argv)
         case 'L': use_latest = true; break;
         case 'F': full = true; break;
         case 'k': keep = true; break;
+        case 'K': key_file = optarg; break;
         case 'h': drill_usage(stdout); return 0;
         default: drill_usage(stderr); return 2;
         }
@@ -682,8 +719,26 @@ int cli_dr_drill(int argc, char **argv)
     }
     if (!url)
         url = c.s.prod_url;
+    /* arguments are checked before the drill takes a backup, not when it reaches them */
+    char host[256], uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
+    int port;
+    if (url && backup_http_parse_url(url, host, sizeof(host), &port, uerr, sizeof(uerr)) < 0) {
+        fprintf(stderr, "aimedres: dr-drill: --url: %s\n", uerr);
+        unload(&c);
+        return 2;
+    }
+    if (key_file && !url) {
+        fprintf(stderr, "aimedres: dr-drill: --api-key-file is the key for --url (or PROD_URL); neither is set\n");
+        unload(&c);
+        return 2;
+    }
+    if (key_file && read_api_key(key_file, prod_key) < 0) {
+        unload(&c);
+        return 2;
+    }
     backup_drill_opts_t o = {
         .prod_url = url,
+        .prod_api_key = prod_key[0] ? prod_key : NULL,
         .env_file = env_file,
         .work_dir = work,
         .use_latest = use_latest,

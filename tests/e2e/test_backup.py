@@ -728,6 +728,53 @@ def test_dr_drill_against_live_production_server(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_dr_drill_with_authentication(inst, tmp_path):
+    """AUTH_ENABLED=true (production's default): the drill checks its restored server through
+    that server's real authentication with a temporary clinician key of its own (minted in the
+    restored copy of the store, under a fresh salt), and production with --api-key-file."""
+    auth = {"AUTH_ENABLED": "true", "API_KEY_SALT": "s" * 40}
+    srv = h.Server(inst.prod, extra_env=dict(auth, AUDIT_LOG_PATH=inst.audit_log, SECRET_KEY=bh.SECRET_VALUE))
+    srv.start()
+    try:
+        r = inst.run(["apikey", "create", "--name", "drill-prod", "--role", "clinician"], **auth)
+        assert r.returncode == 0, out(r)
+        keyfile = tmp_path / "prod.key"
+        keyfile.write_text(r.stdout.strip().splitlines()[-1] + "\n")
+        assert srv.get("/api/v1/models/list").status_code == 401  # production does refuse anonymity
+        report = tmp_path / "drill.json"
+        url = "http://127.0.0.1:%d" % srv.port
+        r = inst.run(["dr-drill", "--full", "--url", url, "--api-key-file", str(keyfile), "--report", str(report),
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180, **auth)
+        assert r.returncode == 0, out(r)
+        steps = {s["name"]: s for s in json.load(open(report))["steps"]}
+        assert steps["models"]["ok"] and "production server's" in steps["predict"]["detail"], steps
+        # without production's key the comparison is refused by production, and said so
+        r = inst.run(["dr-drill", "--url", url, "--env-file", inst.env_file, "--work-dir", str(tmp_path)],
+                     timeout=180, **auth)
+        assert r.returncode == 1 and "predict failed" in r.stderr and "401" in r.stderr, out(r)
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed, srv.log_tail()
+
+
+def test_dr_drill_argument_errors_before_any_work(inst, tmp_path):
+    """A bad --url or --api-key-file is a usage error (exit 2) found before the drill takes a
+    backup, restores or starts anything."""
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not-a-key\n")
+    good_shape = tmp_path / "good.key"
+    good_shape.write_text("amr_0123456789abcdef_" + "A" * 43 + "\n")
+    for args, msg in ((["--url", "notaurl"], "--url"),
+                      (["--url", "https://127.0.0.1:1"], "--url"),
+                      (["--url", "http://127.0.0.1:1", "--api-key-file", str(bad_key)], "not an API key"),
+                      (["--url", "http://127.0.0.1:1", "--api-key-file", str(tmp_path / "none")], "--api-key-file"),
+                      (["--api-key-file", str(good_shape)], "neither is set")):
+        r = inst.run(["dr-drill", "--work-dir", str(tmp_path)] + args)
+        assert r.returncode == 2 and msg in r.stderr, (args, out(r))
+    assert not os.path.exists(inst.backups)  # nothing was backed up
+    assert [p for p in os.listdir(tmp_path) if p.startswith("aimedres-drill-")] == []
+
+
 def test_server_exports_last_backup_gauges(inst):
     """The running server exports the time of the last good backup and its age (issue 6),
     read from BACKUP_PATH at scrape time: absent before the first backup, then equal to the
