@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,5 +456,25 @@ int backup_manifest_load(const char *dir, const backup_key_t *key, backup_manife
     }
     r = backup_manifest_parse(text, len, key, ret, err, errlen);
     free(text);
-    return r;
+    if (r < 0)
+        return r;
+    /* The id is authenticated with the rest; the directory name is not. A manifest copied
+     * from another backup verifies on its own, so it must also name the directory it is
+     * in (<id>, or .<id>.partial while a backup is being written; `latest` resolved). */
+    char real[PATH_MAX];
+    const char *base = realpath(dir, real) ? strrchr(real, '/') : NULL;
+    base = base ? base + 1 : "";
+    size_t n = strlen((*ret)->id);
+    bool named = strcmp(base, (*ret)->id) == 0 ||
+                 (base[0] == '.' && strncmp(base + 1, (*ret)->id, n) == 0 && strcmp(base + 1 + n, ".partial") == 0);
+    if (!named) {
+        snprintf(err, errlen,
+                 "%s: the manifest is that of backup %s, not of this directory (%s): copied or moved from "
+                 "another backup",
+                 path, (*ret)->id, base);
+        backup_manifest_free(*ret);
+        *ret = NULL;
+        return -EPROTO;
+    }
+    return 0;
 }

@@ -4,8 +4,8 @@ demo installation (models, SQLite store, results, audit files, env file):
 
 - a full backup restores byte-identically, and no plaintext (secret, results) is stored;
 - incremental chains store only changes and restore each point in time;
-- each corruption (bit flip, manifest edit, truncation, missing file, files swapped between
-  backups, wrong key) is named by `backup verify` and refused by `restore`, which changes
+- each corruption (bit flip, manifest edit, a manifest copied from another backup,
+  truncation, missing file, files swapped between backups, wrong key) is named by `backup verify` and refused by `restore`, which changes
   nothing;
 - kill -9 in the middle of a backup leaves `latest` on the previous good backup;
 - restore refuses while a server holds the data lock; asks on a terminal; needs --yes
@@ -230,9 +230,17 @@ def corrupt_swap(inst, bid, other):
     return "nonce differs"
 
 
+def corrupt_manifest_copied(inst, bid, other):
+    # a whole, authentic manifest of another backup: valid on its own, wrong for this directory
+    shutil.copyfile(os.path.join(inst.backup_dir(other), "manifest.json"),
+                    os.path.join(inst.backup_dir(bid), "manifest.json"))
+    return "copied or moved from another backup"
+
+
 CORRUPTIONS = {
     "bit_flip": corrupt_bit_flip,
     "manifest_edit": corrupt_manifest,
+    "manifest_copied": corrupt_manifest_copied,
     "truncated": corrupt_truncate,
     "missing": corrupt_missing,
     "swapped": corrupt_swap,
@@ -257,7 +265,7 @@ def test_corruption_detected_and_refused(inst, tmp_path, kind):
     assert r.returncode == 1, out(r)
     rep = json.loads(r.stdout)["backups"][0]
     assert rep["ok"] is False
-    if kind in ("manifest_edit", "wrong_key"):
+    if kind in ("manifest_edit", "manifest_copied", "wrong_key"):
         assert expect in rep["error"], rep
     else:
         assert rep["bad"] and rep["bad"][0]["path"] and rep["bad"][0]["stored"], rep  # names the bad file
