@@ -105,8 +105,8 @@ typedef struct walk_stats {
 } walk_stats_t;
 
 /* Adds every regular file under dir (recursively) as "<rel>/<name>". Hidden entries
- * (names starting with '.': staging areas of writers in progress) and symlinks are skipped
- * and counted. */
+ * (names starting with '.': staging areas of writers in progress) are skipped and counted;
+ * so are symlinks, except in the models component, where they are followed. */
 static int walk(plan_t *p, const char *dir, const char *rel, const char *component, int depth,
                 walk_stats_t *ws)
 {
@@ -142,6 +142,12 @@ static int walk(plan_t *p, const char *dir, const char *rel, const char *compone
             r = walk(p, src, sub, component, depth + 1, ws);
         else if (S_ISREG(st.st_mode))
             r = plan_add(p, src, sub, component, &st, false);
+        else if (S_ISLNK(st.st_mode) && strcmp(component, "models") == 0 && stat(src, &st) == 0 &&
+                 (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)))
+            /* the server serves a model through a link, so the backup takes what it points at
+             * (stored as ordinary files; MAX_DEPTH stops a loop) */
+            r = S_ISDIR(st.st_mode) ? walk(p, src, sub, component, depth + 1, ws)
+                                    : plan_add(p, src, sub, component, &st, false);
         else if (S_ISLNK(st.st_mode))
             ws->symlinks++;
         else
@@ -810,7 +816,11 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     /* 1. the database: a consistent snapshot beside it, taken by the worker that streams it */
     struct stat dbst;
     if (stat(s->db_path, &dbst) < 0) {
-        note(m->notes, "db: %s does not exist, no database backed up", s->db_path);
+        r = -errno;
+        snprintf(err, errlen,
+                 "the database %s (DATABASE_URL) %s: a backup without it could not restore this installation",
+                 s->db_path, errno == ENOENT ? "does not exist" : strerror(errno));
+        goto fail;
     } else {
         char path[PATH_MAX];
         if ((r = backup_snapshot_path(s->db_path, run.snap, sizeof(run.snap))) < 0 ||
@@ -870,6 +880,17 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         if (plan.items[i].is_db && run.slots[i].done)
             integrity_join(&run, run.slots[i].f.sha256);
     integrity_join(&run, NULL);
+    json_t *ic = m->db ? json_object_get(m->db, "integrity") : NULL;
+    if (ic && strcmp(json_string_value(json_object_get(ic, "result")) ?: "", "ok") != 0) {
+        /* a backup whose database restore would refuse is not a good backup: not published */
+        r = -EIO;
+        snprintf(err, errlen,
+                 "the database %s fails PRAGMA integrity_check (%s): it is damaged, and a backup of it could "
+                 "not be restored; nothing published (copy the file aside for analysis, then repair it or "
+                 "restore the last good backup)",
+                 s->db_path, run.ic_err[0] ? run.ic_err : "integrity_check failed");
+        goto fail;
+    }
     int64_t t_integrity = util_mono_ns();
     remove_start(&run);
     size_t stored_files = 0, referenced_files = 0;

@@ -326,9 +326,12 @@ def test_restore_post_checks_refuse_bad_data(inst, tmp_path):
     assert bh.integrity(str(target / "aimedres.db")) == "ok"
 
 
-def test_restore_refuses_a_corrupt_database(inst, tmp_path):
-    """A database that was already damaged when backed up fails PRAGMA integrity_check after
-    decryption, and the restore is refused."""
+def test_backup_refuses_a_corrupt_or_missing_database(inst, tmp_path):
+    """A live database that fails PRAGMA integrity_check (the backup checks its snapshot) or
+    that does not exist gives no backup: exit 1 naming why, nothing published, `latest` still
+    on the last good backup, which restores the database as it was."""
+    good = inst.backup("full")
+    good_db = bh.db_content(inst.db)
     bh.insert_predictions(inst.db, 3000)
     con = sqlite3.connect(inst.db)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -338,24 +341,41 @@ def test_restore_refuses_a_corrupt_database(inst, tmp_path):
         f.seek((size // 4096 - 3) * 4096 + 2000)
         f.write(b"\0" * 64)
     assert bh.integrity(inst.db) != "ok"
-    s = inst.backup("full")
-    # the backup's own integrity_check of its snapshot found it, and says so
-    ic = inst.manifest(s["id"])["db"]["integrity"]
-    assert ic["result"] == "failed" and ic["error"], ic
-    assert any("integrity_check" in n and "FAILED" in n for n in s["notes"]), s["notes"]
+    def entries():  # backups, latest and any .partial; not the lock files
+        return sorted(n for n in os.listdir(inst.backups) if not n.endswith(".lock"))
+    before = entries()
+    r = inst.run(["backup", "full", "--env-file", inst.env_file])
+    assert r.returncode == 1, out(r)
+    assert "fails PRAGMA integrity_check" in r.stderr and "nothing published" in r.stderr, out(r)
+    assert entries() == before  # no new backup, no .partial left
+    assert os.readlink(os.path.join(inst.backups, "latest")) in (good["id"], os.path.join(inst.backups, good["id"]))
+    r = inst.run(["backup", "check"])
+    assert r.returncode == 0, out(r)
     target = tmp_path / "t"
-    r = restore(inst, s["id"], target)
-    assert r.returncode == 1, out(r)
-    rep = json.loads(r.stdout)
-    assert rep["checks"]["database"]["status"] == "fail", rep["checks"]
-    assert rep["checks"]["database"]["method"] == "backup-time", rep["checks"]
-    assert not os.path.exists(target / "aimedres.db")
-    # and the check at restore time agrees
-    r = restore(inst, s["id"], target, "--full-db-check")
-    assert r.returncode == 1, out(r)
-    rep = json.loads(r.stdout)
-    assert rep["checks"]["database"]["status"] == "fail" and rep["checks"]["database"]["method"] == "restore"
-    assert not os.path.exists(target / "aimedres.db")
+    r = restore(inst, "latest", target)
+    assert r.returncode == 0, out(r)
+    assert bh.db_content(str(target / "aimedres.db")) == good_db
+
+    r = inst.run(["backup", "full"], DATABASE_URL="sqlite://%s" % (tmp_path / "typo" / "aimedres.db"))
+    assert r.returncode == 1 and "does not exist" in r.stderr and "DATABASE_URL" in r.stderr, out(r)
+    assert entries() == before
+
+
+def test_symlinked_model_is_backed_up(inst, tmp_path):
+    """A model directory that is a symbolic link (the server serves through it) is backed up
+    with what it points at, so the restore holds every registered model."""
+    elsewhere = str(tmp_path / "models-elsewhere")
+    src = os.path.join(inst.models, "parkinsons_predictor")
+    shutil.move(src, elsewhere)
+    os.symlink(elsewhere, src)
+    b = inst.backup("full")
+    assert not any("symbolic" in n for n in b["notes"]), b["notes"]
+    target = tmp_path / "t"
+    r = restore(inst, b["id"], target)
+    assert r.returncode == 0, out(r)
+    restored = target / "models" / "parkinsons_predictor"
+    assert restored.is_dir() and not restored.is_symlink()
+    assert bh.tree_digest(str(restored)) == bh.tree_digest(elsewhere)
 
 
 # --------------------------------------------------------------------------- crash safety
