@@ -753,7 +753,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     size_t *order = NULL;
     int wlock = -1, r;
 
-    wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, LOCK_WAIT_MS, err, errlen);
+    wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, true, LOCK_WAIT_MS, err, errlen);
     if (wlock < 0) {
         r = wlock;
         goto fail;
@@ -1098,7 +1098,7 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
                         char *err, size_t errlen)
 {
     json_t *rep = json_pack("{s:b,s:s,s:b,s:[]}", "configured", 1, "dir", s->offsite_dir, "ok", 0, "copied");
-    int lock = backup_repo_lock(s->offsite_dir, BACKUP_LOCK_WRITE, LOCK_WAIT_MS, err, errlen);
+    int lock = backup_repo_lock(s->offsite_dir, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen);
     backup_manifest_t *m = NULL;
     int r = lock;
     if (lock < 0)

@@ -106,7 +106,7 @@ static int lock_repo(const char *repo, char *err, size_t errlen)
     struct stat st;
     if (!repo || stat(repo, &st) < 0 || !S_ISDIR(st.st_mode))
         return -1;
-    int fd = backup_repo_lock(repo, BACKUP_LOCK_READ_SHARED, BACKUP_CHECK_LOCK_WAIT_MS, err, errlen);
+    int fd = backup_repo_lock(repo, BACKUP_LOCK_READ_SHARED, false, BACKUP_CHECK_LOCK_WAIT_MS, err, errlen);
     return fd >= 0 ? fd : -2;
 }
 

@@ -22,11 +22,25 @@ int backup_repo_path(const char *repo, const char *id, const char *sub, char *bu
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-int backup_repo_lock(const char *repo, backup_lock_kind_t kind, int wait_ms, char *err, size_t errlen)
+int backup_repo_require(const char *repo, char *err, size_t errlen)
 {
-    int r = util_mkdir_p(repo, 0700);
+    struct stat st;
+    int r = stat(repo, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR : 0;
+    if (r < 0)
+        snprintf(err, errlen,
+                 "no backup repository at %s (%s): is the volume mounted? a repository is created by the "
+                 "first `aimedres backup`",
+                 repo, r == -ENOENT ? "no such directory" : strerror(-r));
+    return r;
+}
+
+int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int wait_ms, char *err,
+                     size_t errlen)
+{
+    int r = create ? util_mkdir_p(repo, 0700) : backup_repo_require(repo, err, errlen);
     if (r < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", repo, strerror(-r));
+        if (create)
+            snprintf(err, errlen, "cannot create %s: %s", repo, strerror(-r));
         return r;
     }
     char path[PATH_MAX];

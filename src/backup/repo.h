@@ -21,9 +21,13 @@
 typedef enum { BACKUP_LOCK_WRITE, BACKUP_LOCK_READ_SHARED, BACKUP_LOCK_READ_EXCLUSIVE } backup_lock_kind_t;
 
 /* Takes a repository lock, waiting up to wait_ms. Returns the fd (close it to release),
- * -EWOULDBLOCK with the holder's pid in err when still held, or -errno. Creates the
- * repository directory (0700) when needed. */
-int backup_repo_lock(const char *repo, backup_lock_kind_t kind, int wait_ms, char *err, size_t errlen);
+ * -EWOULDBLOCK with the holder's pid in err when still held, or -errno. create: make the
+ * repository directory (0700) when needed (only `backup` does: a missing BACKUP_PATH for a
+ * reader, or a missing offsite directory, is an unmounted volume or a typo, -ENOENT). */
+int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int wait_ms, char *err,
+                     size_t errlen);
+/* 0 if repo is a directory, else -errno with "no backup repository at ..." in err. */
+int backup_repo_require(const char *repo, char *err, size_t errlen);
 void backup_repo_unlock(int fd);
 
 /* Ids of complete backups (directory with a manifest), oldest first. Caller frees each

@@ -714,7 +714,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     char dir[PATH_MAX];
     dirlog_t dirs = {.n = 0};
 
-    rlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_READ_SHARED, LOCK_WAIT_MS, err, errlen);
+    rlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_READ_SHARED, false, LOCK_WAIT_MS, err, errlen);
     if (rlock < 0) {
         r = rlock;
         goto fail;

@@ -212,9 +212,11 @@ int backup_prune(const char *repo, const backup_settings_t *s, const backup_key_
     json_t *needed = json_object();
     json_t *rep = json_pack("{s:s,s:b,s:[],s:[],s:[],s:[],s:I}", "repo", repo, "dry_run", o->dry_run, "kept",
                             "reduced", "deleted", "untouched", "freed_bytes", (json_int_t)0);
+    if ((r = backup_repo_require(repo, err, errlen)) < 0)
+        goto out;
     if (!o->dry_run) {
-        if ((wlock = backup_repo_lock(repo, BACKUP_LOCK_WRITE, LOCK_WAIT_MS, err, errlen)) < 0 ||
-            (rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, LOCK_WAIT_MS, err, errlen)) < 0) {
+        if ((wlock = backup_repo_lock(repo, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen)) < 0 ||
+            (rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, false, LOCK_WAIT_MS, err, errlen)) < 0) {
             r = wlock < 0 ? wlock : rlock;
             goto out;
         }

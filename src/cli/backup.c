@@ -212,7 +212,7 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
     char **ids = NULL, err[1024] = "";
     size_t n = 0;
     int rc = 0;
-    int lock = backup_repo_lock(c->s.backup_path, BACKUP_LOCK_READ_SHARED, 2000, err, sizeof(err));
+    int lock = backup_repo_lock(c->s.backup_path, BACKUP_LOCK_READ_SHARED, false, 2000, err, sizeof(err));
     if (lock < 0) {
         fprintf(stderr, "aimedres: %s\n", err);
         json_decref(out);
@@ -270,6 +270,11 @@ static int do_list(ctx_t *c)
 {
     char **ids = NULL, latest[BACKUP_ID_MAX] = "";
     size_t n = 0;
+    char rerr[1024];
+    if (backup_repo_require(c->s.backup_path, rerr, sizeof(rerr)) < 0) {
+        fprintf(stderr, "aimedres: %s\n", rerr); /* "no backups" would hide a typo or an unmounted volume */
+        return 1;
+    }
     if (backup_repo_list(c->s.backup_path, &ids, &n) < 0) {
         fprintf(stderr, "aimedres: cannot list %s\n", c->s.backup_path);
         return 1;

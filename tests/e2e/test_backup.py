@@ -558,6 +558,19 @@ def test_backup_while_writing_restores_consistent_db(inst, tmp_path):
 def test_offsite_check_list_prune(inst, tmp_path):
     offsite = str(tmp_path / "offsite")
     inst.extra["BACKUP_OFFSITE_DIR"] = offsite
+    # a missing offsite directory is an unmounted volume, not a place to create a local copy
+    r = inst.run(["backup", "full"])
+    assert r.returncode == 1 and "offsite copy failed" in r.stderr and "mounted" in r.stderr, out(r)
+    assert not os.path.exists(offsite)
+    # readers do not create a repository either, and say there is none
+    for args in (["backup", "list", "--dest", str(tmp_path / "nowhere")],
+                 ["backup", "verify", "--dest", str(tmp_path / "nowhere")],
+                 ["backup", "prune", "--dry-run", "--dest", str(tmp_path / "nowhere")]):
+        r = inst.run(args)
+        assert r.returncode == 1 and "mounted" in r.stderr, (args, out(r))
+    assert not os.path.exists(tmp_path / "nowhere")
+    shutil.rmtree(inst.backups)  # the refused run's backup is complete locally; start afresh
+    os.mkdir(offsite)
     full = inst.backup("full")
     assert full["offsite"]["ok"] and full["offsite"]["verified"]
     inc = inst.backup("incremental")
