@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 #include "backup/events.h"
 #include "backup/fsutil.h"
 #include "backup/httpc.h"
+#include "backup/interrupt.h"
 #include "backup/manifest.h"
 #include "backup/repo.h"
 #include "backup/restore.h"
@@ -218,6 +220,10 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     if (!r && logfd >= 0 && devnull >= 0)
         pid = fork();
     if (pid == 0) {
+        /* the drill server must not outlive the drill, however the drill ends */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(127);
         dup2(devnull, STDIN_FILENO);
         dup2(logfd, STDOUT_FILENO);
         dup2(logfd, STDERR_FILENO);
@@ -237,6 +243,7 @@ static int start_server(drill_t *d, char *err, size_t errlen)
         return r ? -ENOMEM : -e;
     }
     d->server = pid;
+    backup_interrupt_child(pid);
     return 0;
 }
 
@@ -248,6 +255,7 @@ static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err
         int status;
         if (waitpid(d->server, &status, WNOHANG) == d->server) {
             d->server = -1;
+            backup_interrupt_child(0);
             char tail[1024];
             log_tail(d->log, tail, sizeof(tail));
             snprintf(err, errlen, "the drill server exited (status %d) before %s answered 200; log tail: %s",
@@ -287,12 +295,14 @@ static int stop_server(drill_t *d)
         pid_t p = waitpid(d->server, &status, WNOHANG);
         if (p == d->server) {
             d->server = -1;
+            backup_interrupt_child(0);
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
         if (util_mono_ns() / 1000000 >= deadline) {
             kill(d->server, SIGKILL);
             waitpid(d->server, &status, 0);
             d->server = -1;
+            backup_interrupt_child(0);
             return -ETIMEDOUT;
         }
         struct timespec ts = {0, 20 * 1000000};
@@ -622,6 +632,7 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
         goto done;
     }
     snprintf(d.target, sizeof(d.target), "%s", tmpl);
+    backup_interrupt_add(d.target);
     backup_path_join(d.log, sizeof(d.log), d.target, "server.log");
     json_object_set_new(d.report, "target", json_string(d.target));
 
@@ -755,6 +766,7 @@ done:
             json_object_set_new(d.report, "kept", json_true());
         else
             util_rmtree(d.target);
+        backup_interrupt_forget(d.target);
         step(&d, "cleanup", true, 0, o->keep ? "kept %s" : "removed %s", d.target);
     }
     backup_manifest_free(m);

@@ -14,6 +14,7 @@
 
 #include "audit/audit.h"
 #include "backup/fsutil.h"
+#include "backup/interrupt.h"
 #include "backup/pool.h"
 #include "backup/progress.h"
 #include "backup/repo.h"
@@ -327,6 +328,7 @@ static void unstage(area_t a[A_COUNT])
             util_rmtree(a[i].stage);
         }
         a[i].staged = false;
+        backup_interrupt_forget(a[i].stage);
     }
 }
 
@@ -824,6 +826,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
             }
         }
         a[i].staged = true;
+        backup_interrupt_add(a[i].stage);
     }
     backup_progress_t prog;
     char label[64];

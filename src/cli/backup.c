@@ -22,6 +22,7 @@
 #include "backup/retention.h"
 #include "backup/settings.h"
 #include "backup/httpc.h"
+#include "backup/interrupt.h"
 #include "backup/verify.h"
 #include "cli/cli.h"
 #include "security/apikey.h"
@@ -605,6 +606,7 @@ int cli_restore(int argc, char **argv)
             goto out;
         }
     }
+    backup_interrupt_arm(); /* Ctrl-C from here on removes what this restore staged */
     int r = backup_restore(&c.s, &c.key, id, &o, &rep, err, sizeof(err));
     /* RESTORE audit record(s), after the restored data is in place (backup/events.h) */
     char aerr[1024] = "";
@@ -753,6 +755,7 @@ int cli_dr_drill(int argc, char **argv)
         .progress = backup_progress_tty(),
     };
     json_t *rep = NULL;
+    backup_interrupt_arm(); /* Ctrl-C removes the drill's plaintext copy and stops its server */
     bool ok = backup_drill(&c.s, &c.key, &o, &rep);
     char *text = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     int rc = ok ? 0 : 1;

@@ -816,6 +816,66 @@ def test_dr_drill_argument_errors_before_any_work(inst, tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.startswith("aimedres-drill-")] == []
 
 
+def _children(pid):
+    """Pids whose parent is pid (from /proc)."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
+def _wait_for(cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.005)
+    return None
+
+
+def test_interrupted_restore_and_drill_leave_no_plaintext(inst, tmp_path):
+    """SIGINT in the middle of a restore removes what it staged (decrypted patient data);
+    SIGTERM while a drill's server runs stops that server and removes the drill's temporary
+    installation. Both exit 128+signal."""
+    with open(os.path.join(inst.results, "big.bin"), "wb") as f:
+        for _ in range(75):
+            f.write(os.urandom(4 << 20))
+    inst.backup("full")
+    env = h.base_env(inst.env(BACKUP_THREADS="1"))
+    target = tmp_path / "t"
+    proc = subprocess.Popen([h.require_binary(), "restore", "latest", "--target", str(target), "--yes"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    staged = _wait_for(lambda: os.path.isdir(target) and [
+        n for n, _, fs in os.walk(target) for x in [n] + fs if ".restore-" in x])
+    assert staged, "no staging area seen"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "interrupted" in err, err
+    left = [os.path.join(d, x) for d, ds, fs in os.walk(target) for x in fs + [y for y in ds if "restore" in y]
+            if not x.endswith(".lock")]
+    assert left == [], left  # (empty parent directories it created may remain)
+
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen([h.require_binary(), "dr-drill", "--use-latest", "--work-dir", str(work)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kids = _wait_for(lambda: _children(proc.pid))
+    assert kids, "the drill server never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (proc.returncode, err)
+    assert _wait_for(lambda: not any(os.path.exists("/proc/%d" % k) for k in kids), 15), "drill server left"
+    assert os.listdir(work) == []
+
+
 def test_server_exports_last_backup_gauges(inst):
     """The running server exports the time of the last good backup and its age (issue 6),
     read from BACKUP_PATH at scrape time: absent before the first backup, then equal to the

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Cleanup of an interrupted restore or drill (see interrupt.h). The signal handler only
+ * writes the signal number to a pipe (async-signal-safe); a thread waiting on the pipe does
+ * the work with ordinary calls and ends the process. Each path is first renamed aside, so
+ * that a worker still writing into it by name fails instead of recreating it, then removed. */
+#include "backup/interrupt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define MAX_PATHS 16
+
+static int pipe_fds[2] = {-1, -1};
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static char *paths[MAX_PATHS]; /* guarded by mu */
+static _Atomic pid_t child;
+static atomic_bool armed;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char c = (unsigned char)sig;
+    ssize_t w = write(pipe_fds[1], &c, 1);
+    (void)w;
+    errno = saved;
+}
+
+static void remove_aside(const char *path)
+{
+    char aside[PATH_MAX];
+    const char *victim = path;
+    if (snprintf(aside, sizeof(aside), "%s.interrupted-%ld", path, (long)getpid()) < (int)sizeof(aside) &&
+        rename(path, aside) == 0)
+        victim = aside;
+    struct stat st;
+    if (lstat(victim, &st) < 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        util_rmtree(victim);
+        return;
+    }
+    unlink(victim);
+    char side[PATH_MAX];
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
+
+static void *watcher(void *arg)
+{
+    (void)arg;
+    unsigned char sig = 0;
+    while (read(pipe_fds[0], &sig, 1) < 0 && errno == EINTR)
+        ;
+    pid_t pid = atomic_load(&child);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+    pthread_mutex_lock(&mu); /* held until _exit: nobody registers anything any more */
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_PATHS; i++)
+        if (paths[i]) {
+            remove_aside(paths[i]);
+            n++;
+        }
+    fprintf(stderr, "aimedres: interrupted by signal %d: %s%s\n", sig,
+            n ? "removed the data this run had written" : "nothing to clean up",
+            pid > 0 ? " and stopped the drill server" : "");
+    _exit(128 + sig);
+}
+
+int backup_interrupt_arm(void)
+{
+    if (atomic_exchange(&armed, true))
+        return 0;
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0)
+        return -errno;
+    pthread_t t;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the watcher itself takes no signal */
+    int e = pthread_create(&t, NULL, watcher, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0)
+        return -e;
+    pthread_detach(t);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    return 0;
+}
+
+void backup_interrupt_add(const char *path)
+{
+    if (!atomic_load(&armed) || !path)
+        return;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < MAX_PATHS; i++)
+        if (!paths[i]) {
+            paths[i] = strdup(path);
+            break;
+        }
+    pthread_mutex_unlock(&mu);
+}
+
+void backup_interrupt_forget(const char *path)
+{
+    if (!atomic_load(&armed) || !path)
+        return;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < MAX_PATHS; i++)
+        if (paths[i] && strcmp(paths[i], path) == 0) {
+            free(paths[i]);
+            paths[i] = NULL;
+        }
+    pthread_mutex_unlock(&mu);
+}
+
+void backup_interrupt_child(pid_t pid)
+{
+    atomic_store(&child, pid);
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Ctrl-C, SIGTERM or SIGHUP in the middle of a restore or a drill: the decrypted data that
+ * run was writing (staging areas, the drill's temporary installation) is removed and the
+ * drill's server is stopped before the process exits 128+signal, instead of leaving
+ * plaintext patient data and an orphan server behind. Staging areas are only ever paths
+ * this run created; data moved aside or already swapped into place is never touched. */
+#ifndef AIMEDRES_BACKUP_INTERRUPT_H
+#define AIMEDRES_BACKUP_INTERRUPT_H
+
+#include <sys/types.h>
+
+/* Installs the handlers (SIGINT, SIGTERM, SIGHUP) and the thread that cleans up; once per
+ * process, before the work starts. 0 or -errno. */
+int backup_interrupt_arm(void);
+/* Registers a path (file or directory tree) to remove on interruption; a file's -wal and
+ * -shm siblings go with it. No-op when not armed. */
+void backup_interrupt_add(const char *path);
+/* Forgets a path registered with backup_interrupt_add (done with it, or kept). */
+void backup_interrupt_forget(const char *path);
+/* The child to SIGTERM on interruption (0: none). */
+void backup_interrupt_child(pid_t pid);
+
+#endif
