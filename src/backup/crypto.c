@@ -86,22 +86,6 @@ void backup_key_mac_hex(const backup_key_t *k, const void *data, size_t n, char 
 
 /* ------------------------------------------------------------------ I/O helpers */
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Starts writeback of everything written so far once another WRITEBACK_EVERY bytes are
  * dirty, so the caller's final fsync finds little left to do and the disk works while
  * the CPU compresses and encrypts. Advisory: errors are ignored (fsync reports them). */
@@ -257,7 +241,7 @@ static int emit_chunk(enc_t *e, const uint8_t *data, size_t len, bool final, cha
         return -EIO;
     }
     size_t total = CHUNK_HDR + len + BACKUP_TAG_BYTES;
-    int r = write_all(e->out_fd, e->frame, total);
+    int r = util_write_all(e->out_fd, e->frame, total);
     if (r < 0) {
         snprintf(err, errlen, "write: %s", strerror(-r));
         return r;
@@ -312,7 +296,7 @@ int backup_stream_encrypt(const backup_key_t *key, int in_fd, int out_fd, const 
     }
     put_be32(e.s.header + 28, FLAG_ZSTD);
     stream_set_header(&e.s);
-    if ((r = write_all(out_fd, e.s.header, sizeof(e.s.header))) < 0) {
+    if ((r = util_write_all(out_fd, e.s.header, sizeof(e.s.header))) < 0) {
         snprintf(err, errlen, "write: %s", strerror(-r));
         goto out;
     }
@@ -520,7 +504,7 @@ int backup_stream_decrypt(const backup_key_t *key, int in_fd, int out_fd, const 
                     goto out;
                 }
                 EVP_DigestUpdate(s.plain_md, obuf, zo.pos);
-                if (out_fd >= 0 && (r = write_all(out_fd, obuf, zo.pos)) < 0) {
+                if (out_fd >= 0 && (r = util_write_all(out_fd, obuf, zo.pos)) < 0) {
                     snprintf(err, errlen, "write: %s", strerror(-r));
                     goto out;
                 }

@@ -298,8 +298,47 @@ static int parse(int argc, char **argv, const char *cmd, const int *allowed, int
     return 0;
 }
 
-/* Loads the configuration and opens the store; prints the reason and returns 1 on failure. */
-static int open_env(const char *env_file, config_t **ret_cfg, store_t **ret_store)
+/* Allocates the options and parses argv for subcommand cmd; arg names the one positional
+ * argument it requires ("PATH", "NAME"), NULL for none. Returns the options (caller frees),
+ * or NULL with *ret_status the exit status: 0 after --help, 1 out of memory, 2 for a usage
+ * error (printed). */
+static cli_opts_t *parse_cmd(int argc, char **argv, const char *cmd, const int *allowed, const char *arg,
+                             void (*help)(FILE *), int *ret_status)
+{
+    cli_opts_t *co = calloc(1, sizeof(*co));
+    if (!co) {
+        *ret_status = 1;
+        return NULL;
+    }
+    int rc = parse(argc, argv, cmd, allowed, arg ? 1 : 0, help, co);
+    if (rc == 0 && arg && co->n_positional != 1) {
+        fprintf(stderr, "aimedres: model %s: %s is required\n", cmd, arg);
+        help(stderr);
+        rc = 2;
+    }
+    if (rc != 0) {
+        free(co);
+        *ret_status = rc == 1 ? 0 : 2;
+        return NULL;
+    }
+    return co;
+}
+
+/* audit (issue 5): opens the audit trail before any work, so that a broken audit setup refuses
+ * the command rather than registering a model unaudited; 0 or 1 (reason printed). */
+static int open_audit(const config_t *cfg, audit_log_t **ret)
+{
+    char err[1024] = "";
+    if (audit_log_open(cfg, ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: audit: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Loads the configuration, opens the store and, when ret_audit is not NULL, the audit trail;
+ * prints the reason and returns 1 on failure. close_env undoes it. */
+static int open_env(const char *env_file, config_t **ret_cfg, store_t **ret_store, audit_log_t **ret_audit)
 {
     config_t *cfg = cli_load_config(env_file);
     if (!cfg)
@@ -309,9 +348,21 @@ static int open_env(const char *env_file, config_t **ret_cfg, store_t **ret_stor
         config_free(cfg);
         return 1;
     }
+    if (ret_audit && open_audit(cfg, ret_audit) != 0) {
+        store_close(s);
+        config_free(cfg);
+        return 1;
+    }
     *ret_cfg = cfg;
     *ret_store = s;
     return 0;
+}
+
+static void close_env(config_t *cfg, store_t *store, audit_log_t *audit)
+{
+    audit_log_close(audit); /* audit (issue 5) */
+    store_close(store);
+    config_free(cfg);
 }
 
 static void print_metric_line(const char *title, const json_t *metrics)
@@ -361,18 +412,6 @@ static void print_summary(const char *verb, const json_t *sum)
     printf("  validation CSV %s\n", json_string_value(json_object_get(sum, "validation_csv")));
 }
 
-/* audit (issue 5): opens the audit trail before any work, so that a broken audit setup refuses
- * the command rather than registering a model unaudited; 0 or 1 (reason printed). */
-static int open_audit(const config_t *cfg, audit_log_t **ret)
-{
-    char err[1024] = "";
-    if (audit_log_open(cfg, ret, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: audit: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
 /* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */
 static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
 {
@@ -401,15 +440,12 @@ static int run_train_like(int argc, char **argv, bool import)
                                          OPT_SET_STABLE,   OPT_JSON,      OPT_ENV_FILE,    0};
     const char *cmd = import ? "import" : "train";
     void (*help)(FILE *) = import ? usage_import : usage_train;
-    cli_opts_t *co = calloc(1, sizeof(*co));
+    int rc = 0;
+    cli_opts_t *co = parse_cmd(argc, argv, cmd, import ? allowed_import : allowed_train, NULL, help, &rc);
     if (!co) {
-        fprintf(stderr, "aimedres: out of memory\n");
-        return 1;
-    }
-    int rc = parse(argc, argv, cmd, import ? allowed_import : allowed_train, 0, help, co);
-    if (rc != 0) {
-        free(co);
-        return rc == 1 ? 0 : 2;
+        if (rc == 1)
+            fprintf(stderr, "aimedres: out of memory\n");
+        return rc;
     }
     const char *missing = !co->t.data_path                ? "--data"
                           : !co->t.label                  ? "--label"
@@ -425,20 +461,14 @@ static int run_train_like(int argc, char **argv, bool import)
     }
     config_t *cfg = NULL;
     store_t *store = NULL;
-    if (open_env(co->env_file, &cfg, &store) != 0) {
+    audit_log_t *audit = NULL; /* audit (issue 5) */
+    if (open_env(co->env_file, &cfg, &store, &audit) != 0) {
         free(co);
         return 1;
     }
     co->t.storage_path = cfg->model_storage_path;
     co->t.data_dir = cfg->data_dir;
     co->t.store = store;
-    audit_log_t *audit = NULL; /* audit (issue 5) */
-    if (open_audit(cfg, &audit) != 0) {
-        store_close(store);
-        config_free(cfg);
-        free(co);
-        return 1;
-    }
     char err[2048] = "";
     json_t *summary = NULL;
     rc = import ? model_import(&co->t, &summary, err, sizeof(err))
@@ -462,9 +492,7 @@ static int run_train_like(int argc, char **argv, bool import)
         }
     }
     json_decref(summary);
-    audit_log_close(audit); /* audit (issue 5) */
-    store_close(store);
-    config_free(cfg);
+    close_env(cfg, store, audit);
     free(co);
     return rc;
 }
@@ -472,30 +500,14 @@ static int run_train_like(int argc, char **argv, bool import)
 static int run_register(int argc, char **argv)
 {
     static const int allowed[] = {OPT_SET_STABLE, OPT_JSON, OPT_ENV_FILE, 0};
-    cli_opts_t *co = calloc(1, sizeof(*co));
+    int rc = 0;
+    cli_opts_t *co = parse_cmd(argc, argv, "register", allowed, "PATH", usage_register, &rc);
     if (!co)
-        return 1;
-    int rc = parse(argc, argv, "register", allowed, 1, usage_register, co);
-    if (rc != 0) {
-        free(co);
-        return rc == 1 ? 0 : 2;
-    }
-    if (co->n_positional != 1) {
-        fprintf(stderr, "aimedres: model register: PATH is required\n");
-        usage_register(stderr);
-        free(co);
-        return 2;
-    }
+        return rc;
     config_t *cfg = NULL;
     store_t *store = NULL;
-    if (open_env(co->env_file, &cfg, &store) != 0) {
-        free(co);
-        return 1;
-    }
     audit_log_t *audit = NULL; /* audit (issue 5) */
-    if (open_audit(cfg, &audit) != 0) {
-        store_close(store);
-        config_free(cfg);
+    if (open_env(co->env_file, &cfg, &store, &audit) != 0) {
         free(co);
         return 1;
     }
@@ -525,9 +537,7 @@ static int run_register(int argc, char **argv)
         }
     }
     json_decref(info);
-    audit_log_close(audit); /* audit (issue 5) */
-    store_close(store);
-    config_free(cfg);
+    close_env(cfg, store, audit);
     free(co);
     return rc;
 }
@@ -541,17 +551,13 @@ static const char *row_s(const json_t *row, const char *key)
 static int run_list(int argc, char **argv)
 {
     static const int allowed[] = {OPT_JSON, OPT_ENV_FILE, 0};
-    cli_opts_t *co = calloc(1, sizeof(*co));
+    int rc = 0;
+    cli_opts_t *co = parse_cmd(argc, argv, "list", allowed, NULL, usage_list, &rc);
     if (!co)
-        return 1;
-    int rc = parse(argc, argv, "list", allowed, 0, usage_list, co);
-    if (rc != 0) {
-        free(co);
-        return rc == 1 ? 0 : 2;
-    }
+        return rc;
     config_t *cfg = NULL;
     store_t *store = NULL;
-    if (open_env(co->env_file, &cfg, &store) != 0) {
+    if (open_env(co->env_file, &cfg, &store, NULL) != 0) {
         free(co);
         return 1;
     }
@@ -587,8 +593,7 @@ static int run_list(int argc, char **argv)
         rc = 0;
     }
     json_decref(list);
-    store_close(store);
-    config_free(cfg);
+    close_env(cfg, store, NULL);
     free(co);
     return rc;
 }
@@ -646,24 +651,14 @@ static void print_manifest(const model_manifest_t *m)
 static int run_show(int argc, char **argv)
 {
     static const int allowed[] = {OPT_JSON, OPT_ENV_FILE, 0};
-    cli_opts_t *co = calloc(1, sizeof(*co));
+    int rc = 0;
+    cli_opts_t *co = parse_cmd(argc, argv, "show", allowed, "NAME", usage_show, &rc);
     if (!co)
-        return 1;
-    int rc = parse(argc, argv, "show", allowed, 1, usage_show, co);
-    if (rc != 0) {
-        free(co);
-        return rc == 1 ? 0 : 2;
-    }
-    if (co->n_positional != 1) {
-        fprintf(stderr, "aimedres: model show: NAME is required\n");
-        usage_show(stderr);
-        free(co);
-        return 2;
-    }
+        return rc;
     const char *name = co->positional[0];
     config_t *cfg = NULL;
     store_t *store = NULL;
-    if (open_env(co->env_file, &cfg, &store) != 0) {
+    if (open_env(co->env_file, &cfg, &store, NULL) != 0) {
         free(co);
         return 1;
     }
@@ -721,8 +716,7 @@ done:
     json_decref(list);
     json_decref(versions);
     model_manifest_free(m);
-    store_close(store);
-    config_free(cfg);
+    close_env(cfg, store, NULL);
     free(co);
     return rc;
 }

@@ -282,6 +282,35 @@ static void echo_value(const char *v, char *out, size_t outlen)
 
 /* ---- URL redaction ---- */
 
+/* Finds the authority of url ("scheme://user:password@host:port"): returns its end (the
+ * first '/', '?' or '#' after it, or the NUL), NULL when url has no "://". [*ret_pw,
+ * *ret_pw_end) is the userinfo password, both NULL when there is none. */
+static const char *url_authority(const char *url, const char **ret_pw, const char **ret_pw_end)
+{
+    *ret_pw = *ret_pw_end = NULL;
+    const char *scheme = strstr(url, "://");
+    if (!scheme)
+        return NULL;
+    const char *auth = scheme + 3;
+    const char *auth_end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth_end; q++)
+        if (*q == '@')
+            at = q;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon) {
+        *ret_pw = colon + 1;
+        *ret_pw_end = at;
+    }
+    return auth_end;
+}
+
+/* True at the '?' or '&' that starts a "password=" query parameter (libpq accepts one). */
+static bool is_password_param(const char *q)
+{
+    return (*q == '?' || *q == '&') && strncasecmp(q + 1, "password=", 9) == 0;
+}
+
 /* Returns a malloc'd copy of url with the userinfo password and any "password=" query
  * parameter replaced by "<redacted>". */
 static char *redact_url(const char *url)
@@ -297,26 +326,18 @@ static char *redact_url(const char *url)
         return NULL;
     size_t o = 0;
     const char *p = url;
-    const char *scheme = strstr(url, "://");
-    if (scheme) {
-        const char *auth = scheme + 3;
-        const char *auth_end = auth + strcspn(auth, "/?#");
-        const char *at = NULL;
-        for (const char *q = auth; q < auth_end; q++)
-            if (*q == '@')
-                at = q;
-        const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-        if (colon) {
-            memcpy(out, url, (size_t)(colon + 1 - url));
-            o = (size_t)(colon + 1 - url);
-            memcpy(out + o, mark, sizeof(mark) - 1);
-            o += sizeof(mark) - 1;
-            p = at;
-        }
+    const char *pw, *pw_end;
+    url_authority(url, &pw, &pw_end);
+    if (pw) {
+        o = (size_t)(pw - url);
+        memcpy(out, url, o);
+        memcpy(out + o, mark, sizeof(mark) - 1);
+        o += sizeof(mark) - 1;
+        p = pw_end;
     }
-    /* Query parameters named password (libpq accepts ?password=...). */
+    /* Query parameters named password. */
     while (*p) {
-        if ((*p == '?' || *p == '&') && strncasecmp(p + 1, "password=", 9) == 0) {
+        if (is_password_param(p)) {
             memcpy(out + o, p, 10);
             o += 10;
             memcpy(out + o, mark, sizeof(mark) - 1);
@@ -334,20 +355,14 @@ static char *redact_url(const char *url)
 /* Password inside a URL (userinfo or ?password=) into a malloc'd string, or NULL if none. */
 static char *url_password(const char *url)
 {
-    const char *scheme = strstr(url, "://");
-    if (!scheme)
+    const char *pw, *pw_end;
+    const char *auth_end = url_authority(url, &pw, &pw_end);
+    if (!auth_end)
         return NULL;
-    const char *auth = scheme + 3;
-    const char *auth_end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *q = auth; q < auth_end; q++)
-        if (*q == '@')
-            at = q;
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon)
-        return strndup(colon + 1, (size_t)(at - colon - 1));
+    if (pw)
+        return strndup(pw, (size_t)(pw_end - pw));
     for (const char *q = auth_end; *q; q++)
-        if ((*q == '?' || *q == '&') && strncasecmp(q + 1, "password=", 9) == 0)
+        if (is_password_param(q))
             return strndup(q + 10, strcspn(q + 10, "&#"));
     return NULL;
 }
@@ -496,26 +511,9 @@ static void fmt_duration(int64_t ms, char *buf, size_t len)
 
 static int parse_size(const char *s, int64_t *ret)
 {
-    static const struct {
-        const char *suffix;
-        int64_t mult;
-    } units[] = {{"", 1}, {"K", KIB}, {"KiB", KIB}, {"M", MIB}, {"MiB", MIB}, {"G", GIB}, {"GiB", GIB}};
-    if (!isdigit((unsigned char)s[0]))
-        return -EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
-        return -ERANGE;
-    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-        if (strcasecmp(end, units[i].suffix) != 0)
-            continue;
-        if (v > (unsigned long long)(INT64_MAX / units[i].mult))
-            return -ERANGE;
-        *ret = (int64_t)v * units[i].mult;
-        return 0;
-    }
-    return -EINVAL;
+    static const util_unit_t units[] = {{"", 1},      {"K", KIB}, {"KiB", KIB}, {"M", MIB},
+                                        {"MiB", MIB}, {"G", GIB}, {"GiB", GIB}};
+    return util_parse_scaled(s, units, ARRAY_SIZE(units), true, ret);
 }
 
 /* Index of v in a '|'-separated choice list (case-insensitive), or -1. */
@@ -567,6 +565,17 @@ static void expected_form(const struct setting *s, char *buf, size_t len)
     }
 }
 
+/* Stores copy (malloc'd; NULL when it could not be made) in the string field, freeing the
+ * old value; 0 or -ENOMEM. */
+static int set_string(void *field, char *copy)
+{
+    if (!copy)
+        return -ENOMEM;
+    free(*(char **)field);
+    *(char **)field = copy;
+    return 0;
+}
+
 /* Parses v into the field of s; 0, -EINVAL (malformed/out of range) or -ENOMEM. */
 static int parse_setting(const struct setting *s, const char *v, config_t *cfg)
 {
@@ -582,12 +591,7 @@ static int parse_setting(const struct setting *s, const char *v, config_t *cfg)
             if (r < 0)
                 return r;
         }
-        char *copy = norm ? norm : strdup(v);
-        if (!copy)
-            return -ENOMEM;
-        free(*(char **)field);
-        *(char **)field = copy;
-        return 0;
+        return set_string(field, norm ? norm : strdup(v));
     }
     case K_CHOICE: {
         idx = choice_index(s->form, v);
@@ -596,12 +600,7 @@ static int parse_setting(const struct setting *s, const char *v, config_t *cfg)
         const char *p = s->form;
         for (int i = 0; i < idx; i++)
             p += strcspn(p, "|") + 1;
-        char *copy = strndup(p, strcspn(p, "|"));
-        if (!copy)
-            return -ENOMEM;
-        free(*(char **)field);
-        *(char **)field = copy;
-        return 0;
+        return set_string(field, strndup(p, strcspn(p, "|")));
     }
     case K_ENUM:
         idx = choice_index(s->form, v);
@@ -626,15 +625,13 @@ static int parse_setting(const struct setting *s, const char *v, config_t *cfg)
         *(size_t *)field = (size_t)n;
         return 0;
     case K_SECONDS:
-        if (util_parse_duration_ms(v, &n) < 0 || n < s->min || n > s->max || n % 1000 != 0)
+    case K_MILLIS: {
+        bool whole_s = s->kind == K_SECONDS;
+        if (util_parse_duration_ms(v, &n) < 0 || n < s->min || n > s->max || (whole_s && n % 1000 != 0))
             return -EINVAL;
-        *(int *)field = (int)(n / 1000);
+        *(int *)field = (int)(whole_s ? n / 1000 : n);
         return 0;
-    case K_MILLIS:
-        if (util_parse_duration_ms(v, &n) < 0 || n < s->min || n > s->max)
-            return -EINVAL;
-        *(int *)field = (int)n;
-        return 0;
+    }
     }
     return -EINVAL;
 }

@@ -10,10 +10,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -22,6 +24,16 @@
 #include <openssl/evp.h>
 
 #define IO_BLOCK (64 * 1024)
+
+void util_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 int64_t util_now_ms(void)
 {
@@ -152,17 +164,42 @@ void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN])
     to_hex(md, len, ret_hex);
 }
 
+/* Reads fd to its end in IO_BLOCK pieces and hands each to fn; 0, or the first error
+ * (-errno from read, -ENOMEM, or what fn returned). */
+static int for_each_block(int fd, int (*fn)(void *arg, const void *data, size_t n), void *arg)
+{
+    unsigned char *block = malloc(IO_BLOCK);
+    if (!block)
+        return -ENOMEM;
+    int r = 0;
+    for (;;) {
+        ssize_t n = read(fd, block, IO_BLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        if (n == 0 || (r = fn(arg, block, (size_t)n)) < 0)
+            break;
+    }
+    free(block);
+    return r;
+}
+
+static int digest_block(void *ctx, const void *data, size_t n)
+{
+    return EVP_DigestUpdate(ctx, data, n) == 1 ? 0 : -EIO;
+}
+
 int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
 {
     int r = 0;
-    unsigned char *block = NULL;
-    EVP_MD_CTX *ctx = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    block = malloc(IO_BLOCK);
-    ctx = EVP_MD_CTX_new();
-    if (!block || !ctx) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx) {
         r = -ENOMEM;
         goto fail;
     }
@@ -170,21 +207,8 @@ int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
         r = -EIO;
         goto fail;
     }
-    for (;;) {
-        ssize_t n = read(fd, block, IO_BLOCK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        if (EVP_DigestUpdate(ctx, block, (size_t)n) != 1) {
-            r = -EIO;
-            goto fail;
-        }
-    }
+    if ((r = for_each_block(fd, digest_block, ctx)) < 0)
+        goto fail;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32) {
@@ -194,7 +218,6 @@ int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
     to_hex(md, len, ret_hex);
 fail:
     EVP_MD_CTX_free(ctx);
-    free(block);
     close(fd);
     return r;
 }
@@ -262,7 +285,7 @@ fail:
     return r;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int util_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
@@ -345,7 +368,7 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, int m
     int fd = open_tmp(path, mode, tmp, sizeof(tmp));
     if (fd < 0)
         return fd;
-    int r = write_all(fd, data, len);
+    int r = util_write_all(fd, data, len);
     if (r < 0) {
         close(fd);
         unlink(tmp);
@@ -354,49 +377,30 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, int m
     return commit_tmp(fd, tmp, path);
 }
 
+static int write_block(void *fd, const void *data, size_t n)
+{
+    return util_write_all(*(int *)fd, data, n);
+}
+
 int util_copy_file_atomic(const char *src, const char *dst, int mode)
 {
-    int r;
     char tmp[PATH_MAX];
-    char *block = NULL;
-    int out = -1;
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return -errno;
-    block = malloc(IO_BLOCK);
-    if (!block) {
-        r = -ENOMEM;
-        goto fail;
-    }
-    out = open_tmp(dst, mode, tmp, sizeof(tmp));
+    int out = open_tmp(dst, mode, tmp, sizeof(tmp));
     if (out < 0) {
-        r = out;
-        goto fail;
+        close(in);
+        return out;
     }
-    for (;;) {
-        ssize_t n = read(in, block, IO_BLOCK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            goto fail_tmp;
-        }
-        if (n == 0)
-            break;
-        r = write_all(out, block, (size_t)n);
-        if (r < 0)
-            goto fail_tmp;
-    }
-    free(block);
+    int r = for_each_block(in, write_block, &out);
     close(in);
+    if (r < 0) {
+        close(out);
+        unlink(tmp);
+        return r;
+    }
     return commit_tmp(out, tmp, dst);
-fail_tmp:
-    close(out);
-    unlink(tmp);
-fail:
-    free(block);
-    close(in);
-    return r;
 }
 
 int util_mkdir_p(const char *path, int mode)
@@ -541,12 +545,8 @@ int util_parse_bool(const char *s, bool *ret)
     return -EINVAL;
 }
 
-int util_parse_duration_ms(const char *s, int64_t *ret_ms)
+int util_parse_scaled(const char *s, const util_unit_t *units, size_t n, bool ignore_case, int64_t *ret)
 {
-    static const struct {
-        const char *suffix;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1000}};
     if (!s || !isdigit((unsigned char)s[0]))
         return -EINVAL;
     char *end;
@@ -554,15 +554,22 @@ int util_parse_duration_ms(const char *s, int64_t *ret_ms)
     unsigned long long v = strtoull(s, &end, 10);
     if (errno == ERANGE)
         return -ERANGE;
-    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-        if (strcmp(end, units[i].suffix) != 0)
+    for (size_t i = 0; i < n; i++) {
+        if ((ignore_case ? strcasecmp(end, units[i].suffix) : strcmp(end, units[i].suffix)) != 0)
             continue;
-        if (v > (unsigned long long)(INT64_MAX / units[i].ms))
+        if (v > (unsigned long long)(INT64_MAX / units[i].scale))
             return -ERANGE;
-        *ret_ms = (int64_t)v * units[i].ms;
+        *ret = (int64_t)v * units[i].scale;
         return 0;
     }
     return -EINVAL;
+}
+
+int util_parse_duration_ms(const char *s, int64_t *ret_ms)
+{
+    static const util_unit_t units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                                        {"h", 3600000}, {"d", 86400000}, {"", 1000}};
+    return util_parse_scaled(s, units, ARRAY_SIZE(units), false, ret_ms);
 }
 
 bool util_list_next(const char **cursor, const char **item, size_t *len)

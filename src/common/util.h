@@ -14,6 +14,10 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Formats a message into a caller's `char *err, size_t errlen` buffer (truncating); does
+ * nothing when err is NULL or errlen is 0. */
+void util_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Wall clock in milliseconds since the epoch. */
 int64_t util_now_ms(void);
 /* Monotonic clock in nanoseconds (for latencies). */
@@ -36,6 +40,8 @@ void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN]);
 /* Reads a whole file (at most max bytes, else -EFBIG) into a NUL-terminated malloc'd buffer.
  * Caller frees *ret_buf. */
 int util_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/* Writes all len bytes to fd, resuming after short writes and EINTR; 0 or -errno. */
+int util_write_all(int fd, const void *data, size_t len);
 /* Crash-safe write: writes to path.tmp.<pid>.<n> (O_EXCL), fsyncs, renames over path, fsyncs the dir.
  * The directory must exist; on failure the temporary file is removed and path is unchanged. */
 int util_write_file_atomic(const char *path, const void *data, size_t len, int mode);
@@ -56,6 +62,15 @@ bool util_is_safe_name(const char *s);
 /* Parses a duration like "30s", "5m", "2h", "1d", "250ms" or plain seconds into ms.
  * 0 or -EINVAL. */
 int util_parse_duration_ms(const char *s, int64_t *ret_ms);
+/* A unit suffix and how much one of it is worth, for util_parse_scaled. */
+typedef struct util_unit {
+    const char *suffix; /* "" for a bare number */
+    int64_t scale;
+} util_unit_t;
+/* Parses decimal digits followed by exactly one of the n suffixes of units (compared
+ * ignoring case when ignore_case) into the number times that suffix's scale.
+ * 0, -EINVAL (no leading digit, unknown suffix) or -ERANGE (does not fit in int64_t). */
+int util_parse_scaled(const char *s, const util_unit_t *units, size_t n, bool ignore_case, int64_t *ret);
 /* Strict integer/double/bool parsers: whole string must match; 0 or -EINVAL / -ERANGE. */
 int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 int util_parse_double(const char *s, double *ret);

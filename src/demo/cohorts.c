@@ -439,6 +439,25 @@ static int write_if_changed(const char *path, const char *buf, size_t len, int *
     return rc;
 }
 
+/* Renders one file of cohort c and writes it to path unless unchanged. A render failure
+ * is explained as "<what> <c->file>: <reason>". */
+static int render_and_write(const demo_cohort_t *c, int (*render)(const demo_cohort_t *, char **, size_t *),
+                            const char *what, const char *path, int *written, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = render(c, &buf, &len);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s %s: %s", what, c->file, strerror(-rc));
+        return rc;
+    }
+    rc = write_if_changed(path, buf, len, written);
+    free(buf);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
+    return rc;
+}
+
 int demo_cohorts_write(const char *dir, int *ret_written, char *err, size_t errlen)
 {
     int written = 0;
@@ -450,33 +469,16 @@ int demo_cohorts_write(const char *dir, int *ret_written, char *err, size_t errl
     for (size_t i = 0; i < DEMO_COHORT_COUNT; i++) {
         const demo_cohort_t *c = &demo_cohorts[i];
         char path[4096];
-        char *buf = NULL;
-        size_t len = 0;
         if (snprintf(path, sizeof(path), "%s/%s", dir, c->file) >= (int)sizeof(path) - 16) {
             snprintf(err, errlen, "%s: path too long", dir);
             return -ENAMETOOLONG;
         }
-        if ((rc = demo_cohort_csv(c, &buf, &len)) < 0) {
-            snprintf(err, errlen, "cannot generate %s: %s", c->file, strerror(-rc));
+        if ((rc = render_and_write(c, demo_cohort_csv, "cannot generate", path, &written, err, errlen)) < 0)
             return rc;
-        }
-        rc = write_if_changed(path, buf, len, &written);
-        free(buf);
-        if (rc < 0) {
-            snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
-            return rc;
-        }
         strcat(path, ".schema.json");
-        if ((rc = demo_cohort_schema_json(c, &buf, &len)) < 0) {
-            snprintf(err, errlen, "cannot build the schema of %s: %s", c->file, strerror(-rc));
+        if ((rc = render_and_write(c, demo_cohort_schema_json, "cannot build the schema of", path, &written,
+                                   err, errlen)) < 0)
             return rc;
-        }
-        rc = write_if_changed(path, buf, len, &written);
-        free(buf);
-        if (rc < 0) {
-            snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
-            return rc;
-        }
     }
     if (ret_written)
         *ret_written = written;

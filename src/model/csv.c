@@ -17,17 +17,6 @@
 
 #define WRITER_MAX_BYTES ((size_t)256 << 20)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Growable array of cell pointers and row line numbers. */
 typedef struct cellvec {
     char **v;
@@ -104,13 +93,13 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
                 r++;
                 for (;;) {
                     if (r >= len) {
-                        seterr(err, errlen, "line %zu: quoted field is not closed", qline);
+                        util_errf(err, errlen, "line %zu: quoted field is not closed", qline);
                         rc = -EINVAL;
                         goto fail;
                     }
                     char c = buf[r];
                     if (c == '\0') {
-                        seterr(err, errlen, "line %zu: NUL byte in data", line);
+                        util_errf(err, errlen, "line %zu: NUL byte in data", line);
                         rc = -EINVAL;
                         goto fail;
                     }
@@ -131,7 +120,7 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
                 if (r < len && buf[r] != ',' && buf[r] != '\n' &&
                     !(buf[r] == '\r' && r + 1 < len && buf[r + 1] == '\n') &&
                     !(buf[r] == '\r' && r + 1 == len)) {
-                    seterr(err, errlen, "line %zu: unexpected character after a closing quote", line);
+                    util_errf(err, errlen, "line %zu: unexpected character after a closing quote", line);
                     rc = -EINVAL;
                     goto fail;
                 }
@@ -141,7 +130,7 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
                     if (c == ',' || c == '\n' || (c == '\r' && (r + 1 == len || buf[r + 1] == '\n')))
                         break;
                     if (c == '\0') {
-                        seterr(err, errlen, "line %zu: NUL byte in data", line);
+                        util_errf(err, errlen, "line %zu: NUL byte in data", line);
                         rc = -EINVAL;
                         goto fail;
                     }
@@ -155,12 +144,12 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
             buf[w++] = '\0';
             nfields++;
             if (nfields > CSV_MAX_COLUMNS) {
-                seterr(err, errlen, "line %zu: more than %d columns", rec_line, CSV_MAX_COLUMNS);
+                util_errf(err, errlen, "line %zu: more than %d columns", rec_line, CSV_MAX_COLUMNS);
                 rc = -EFBIG;
                 goto fail;
             }
             if (cv.n + 1 > CSV_MAX_CELLS) {
-                seterr(err, errlen, "line %zu: more than %zu cells in the file", rec_line, CSV_MAX_CELLS);
+                util_errf(err, errlen, "line %zu: more than %zu cells in the file", rec_line, CSV_MAX_CELLS);
                 rc = -EFBIG;
                 goto fail;
             }
@@ -190,7 +179,7 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
             continue;
         }
         if (nfields != n_cols) {
-            seterr(err, errlen, "line %zu: expected %zu fields, found %zu", rec_line, n_cols, nfields);
+            util_errf(err, errlen, "line %zu: expected %zu fields, found %zu", rec_line, n_cols, nfields);
             rc = -EINVAL;
             goto fail;
         }
@@ -198,20 +187,20 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
             goto fail;
     }
     if (!have_header) {
-        seterr(err, errlen, "empty file: no header row");
+        util_errf(err, errlen, "empty file: no header row");
         rc = -EINVAL;
         goto fail;
     }
     for (size_t i = 0; i < n_cols; i++) {
         cv.v[i] = trim_inplace(cv.v[i]);
         if (cv.v[i][0] == '\0') {
-            seterr(err, errlen, "line 1: column %zu of the header has no name", i + 1);
+            util_errf(err, errlen, "line 1: column %zu of the header has no name", i + 1);
             rc = -EINVAL;
             goto fail;
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(cv.v[i], cv.v[j]) == 0) {
-                seterr(err, errlen, "line 1: duplicate column name '%s'", cv.v[i]);
+                util_errf(err, errlen, "line 1: duplicate column name '%s'", cv.v[i]);
                 rc = -EINVAL;
                 goto fail;
             }
@@ -231,7 +220,7 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
     return 0;
 fail:
     if (rc == -ENOMEM)
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
     free(cv.v);
     free(cv.lines);
     free(buf);
@@ -241,12 +230,12 @@ fail:
 int csv_parse(const char *data, size_t len, csv_table_t **ret, char *err, size_t errlen)
 {
     if (len > CSV_MAX_FILE_BYTES) {
-        seterr(err, errlen, "larger than %zu MiB", CSV_MAX_FILE_BYTES >> 20);
+        util_errf(err, errlen, "larger than %zu MiB", CSV_MAX_FILE_BYTES >> 20);
         return -EFBIG;
     }
     char *buf = malloc(len + 1);
     if (!buf) {
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     if (len)
@@ -261,17 +250,17 @@ int csv_read_file(const char *path, csv_table_t **ret, char *err, size_t errlen)
     size_t len = 0;
     int rc = util_read_file(path, CSV_MAX_FILE_BYTES, &buf, &len);
     if (rc == -EFBIG) {
-        seterr(err, errlen, "%s: larger than %zu MiB", path, CSV_MAX_FILE_BYTES >> 20);
+        util_errf(err, errlen, "%s: larger than %zu MiB", path, CSV_MAX_FILE_BYTES >> 20);
         return rc;
     }
     if (rc < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(-rc));
+        util_errf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     char inner[512] = "";
     rc = parse_owned(buf, len, ret, inner, sizeof(inner));
     if (rc < 0)
-        seterr(err, errlen, "%s: %s", path, inner);
+        util_errf(err, errlen, "%s: %s", path, inner);
     return rc;
 }
 

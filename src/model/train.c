@@ -33,23 +33,12 @@
 #define MAX_NAME_LEN 128
 #define MAX_PARAMS 64
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* XGBoost's last error without its stack trace. */
 static int xgb_fail(char *err, size_t errlen, const char *what)
 {
     char msg[600];
     model_xgboost_error(msg, sizeof(msg), what);
-    seterr(err, errlen, "XGBoost: %s", msg);
+    util_errf(err, errlen, "XGBoost: %s", msg);
     return -EIO;
 }
 
@@ -130,21 +119,21 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     csv_table_t *t = ds->csv;
     int label_col = csv_column_index(t, o->label);
     if (label_col < 0) {
-        seterr(err, errlen, "%s: no label column '%s' in the header", o->data_path, o->label);
+        util_errf(err, errlen, "%s: no label column '%s' in the header", o->data_path, o->label);
         return -EINVAL;
     }
     for (size_t i = 0; i < o->n_drop; i++) {
         if (csv_column_index(t, o->drop[i]) < 0) {
-            seterr(err, errlen, "%s: --drop %s: no such column", o->data_path, o->drop[i]);
+            util_errf(err, errlen, "%s: --drop %s: no such column", o->data_path, o->drop[i]);
             return -EINVAL;
         }
         if (strcmp(o->drop[i], o->label) == 0) {
-            seterr(err, errlen, "--drop %s: that is the label column", o->drop[i]);
+            util_errf(err, errlen, "--drop %s: that is the label column", o->drop[i]);
             return -EINVAL;
         }
     }
     if (t->n_rows == 0) {
-        seterr(err, errlen, "%s: no data rows", o->data_path);
+        util_errf(err, errlen, "%s: no data rows", o->data_path);
         return -EINVAL;
     }
     ds->n = t->n_rows;
@@ -154,23 +143,24 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     ds->y = calloc(ds->n, sizeof(*ds->y));
     if (!ds->names || !cols || !col || !ds->y) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     for (size_t c = 0; c < t->n_cols; c++) {
         if ((int)c == label_col || is_dropped(o, t->header[c]))
             continue;
         if (!printable_name(t->header[c])) {
-            seterr(err, errlen, "%s: column %zu: a feature name must be 1..%d printable characters",
-                   o->data_path, c + 1, MAX_NAME_LEN);
+            util_errf(err, errlen, "%s: column %zu: a feature name must be 1..%d printable characters",
+                      o->data_path, c + 1, MAX_NAME_LEN);
             rc = -EINVAL;
             goto out;
         }
         if (strcmp(t->header[c], "label") == 0) {
-            seterr(err, errlen,
-                   "%s: a feature column is named 'label', which the validation CSV reserves for the label; "
-                   "rename it or drop it",
-                   o->data_path);
+            util_errf(
+                err, errlen,
+                "%s: a feature column is named 'label', which the validation CSV reserves for the label; "
+                "rename it or drop it",
+                o->data_path);
             rc = -EINVAL;
             goto out;
         }
@@ -178,27 +168,27 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
         cols[ds->d++] = c;
     }
     if (ds->d == 0) {
-        seterr(err, errlen, "%s: no feature columns besides the label", o->data_path);
+        util_errf(err, errlen, "%s: no feature columns besides the label", o->data_path);
         rc = -EINVAL;
         goto out;
     }
     ds->X = calloc(ds->n * ds->d, sizeof(*ds->X));
     if (!ds->X) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     for (size_t j = 0; j < ds->d; j++) {
         size_t bad = 0, missing = 0;
         if (csv_column_numbers(t, cols[j], col, &missing, &bad) < 0) {
-            seterr(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
-                   o->data_path, ds->names[j], t->lines[bad], ds->names[j]);
+            util_errf(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
+                      o->data_path, ds->names[j], t->lines[bad], ds->names[j]);
             rc = -EINVAL;
             goto out;
         }
         if (missing == ds->n) {
-            seterr(err, errlen, "%s: column '%s' has no values; exclude it with --drop %s", o->data_path,
-                   ds->names[j], ds->names[j]);
+            util_errf(err, errlen, "%s: column '%s' has no values; exclude it with --drop %s", o->data_path,
+                      ds->names[j], ds->names[j]);
             rc = -EINVAL;
             goto out;
         }
@@ -208,8 +198,8 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     for (size_t i = 0; i < ds->n; i++) {
         int r = csv_parse_number(csv_cell(t, i, (size_t)label_col), &ds->y[i]);
         if (r != 0) {
-            seterr(err, errlen, "%s: label column '%s' %s at line %zu", o->data_path, o->label,
-                   r == 1 ? "has no value" : "is not a number", t->lines[i]);
+            util_errf(err, errlen, "%s: label column '%s' %s at line %zu", o->data_path, o->label,
+                      r == 1 ? "has no value" : "is not a number", t->lines[i]);
             rc = -EINVAL;
             goto out;
         }
@@ -232,7 +222,7 @@ static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t
     size_t *count = calloc(k, sizeof(*count));
     if (!ds->yi || !count) {
         free(count);
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     int rc = 0;
@@ -240,12 +230,12 @@ static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t
         double v = ds->y[i];
         if (!(v >= 0 && v < (double)k && v == floor(v))) {
             if (task == MODEL_TASK_BINARY)
-                seterr(err, errlen, "%s: a binary model needs labels 0 and 1; line %zu has another value",
-                       o->data_path, ds->csv->lines[i]);
+                util_errf(err, errlen, "%s: a binary model needs labels 0 and 1; line %zu has another value",
+                          o->data_path, ds->csv->lines[i]);
             else
-                seterr(err, errlen,
-                       "%s: a multiclass model needs integer labels 0..%zu; line %zu has another value",
-                       o->data_path, k - 1, ds->csv->lines[i]);
+                util_errf(err, errlen,
+                          "%s: a multiclass model needs integer labels 0..%zu; line %zu has another value",
+                          o->data_path, k - 1, ds->csv->lines[i]);
             rc = -EINVAL;
             goto out;
         }
@@ -256,8 +246,8 @@ static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t
     for (size_t c = 0; c < k; c++)
         present += count[c] > 0;
     if (present < 2) {
-        seterr(err, errlen, "%s: label column '%s' holds a single class: a classifier needs at least two",
-               o->data_path, o->label);
+        util_errf(err, errlen, "%s: label column '%s' holds a single class: a classifier needs at least two",
+                  o->data_path, o->label);
         rc = -EINVAL;
     }
 out:
@@ -285,13 +275,13 @@ static int resolve_task(const model_train_opts_t *o, dataset_t *ds, const char *
     size_t k = 0;
     if (forced) {
         if (model_task_parse(forced, &task) < 0) {
-            seterr(err, errlen, "--task: expected binary, multiclass or regression");
+            util_errf(err, errlen, "--task: expected binary, multiclass or regression");
             return -EINVAL;
         }
         if (task == MODEL_TASK_MULTICLASS) {
             if (!nonneg_int || max >= MAX_EXPLICIT_CLASSES) {
-                seterr(err, errlen, "%s: a multiclass model needs integer labels 0..%d (class indices)",
-                       o->data_path, MAX_EXPLICIT_CLASSES - 1);
+                util_errf(err, errlen, "%s: a multiclass model needs integer labels 0..%d (class indices)",
+                          o->data_path, MAX_EXPLICIT_CLASSES - 1);
                 return -EINVAL;
             }
             k = (size_t)max + 1;
@@ -307,8 +297,8 @@ static int resolve_task(const model_train_opts_t *o, dataset_t *ds, const char *
     if (task == MODEL_TASK_BINARY)
         k = 2;
     if (task == MODEL_TASK_MULTICLASS && k < 3) {
-        seterr(err, errlen, "%s: labels 0/1 make a binary model, not a multiclass one (use --task binary)",
-               o->data_path);
+        util_errf(err, errlen, "%s: labels 0/1 make a binary model, not a multiclass one (use --task binary)",
+                  o->data_path);
         return -EINVAL;
     }
     int rc = check_labels(o, ds, task, k, err, errlen);
@@ -329,7 +319,7 @@ static int split_rows(const dataset_t *ds, model_task_t task, size_t k, double f
 {
     size_t *idx = malloc(ds->n * sizeof(*idx));
     if (!idx) {
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     rng_t rng;
@@ -355,7 +345,7 @@ static int split_rows(const dataset_t *ds, model_task_t task, size_t k, double f
     }
     free(idx);
     if (nval == 0 || nval >= ds->n) {
-        seterr(err, errlen, "too few rows (%zu) to hold out a validation split", ds->n);
+        util_errf(err, errlen, "too few rows (%zu) to hold out a validation split", ds->n);
         return -EINVAL;
     }
     *ret_nval = nval;
@@ -372,7 +362,7 @@ static int make_dmatrix(const dataset_t *ds, const size_t *rows, size_t nr, bool
     float *lab = with_labels ? malloc(nr * sizeof(float)) : NULL;
     int rc = 0;
     if (!buf || (with_labels && !lab)) {
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto out;
     }
@@ -419,14 +409,15 @@ static int predict_rows(BoosterHandle bst, const dataset_t *ds, const size_t *ro
         goto done;
     }
     if ((size_t)len != nr * outputs) {
-        seterr(err, errlen, "XGBoost: expected %zu outputs, got %llu", nr * outputs, (unsigned long long)len);
+        util_errf(err, errlen, "XGBoost: expected %zu outputs, got %llu", nr * outputs,
+                  (unsigned long long)len);
         rc = -EIO;
         goto done;
     }
     size_t total = nr * outputs;
     double *p = malloc((total > 0 ? total : 1) * sizeof(*p));
     if (!p) {
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto done;
     }
@@ -512,33 +503,33 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
     char path[PATH_MAX];
     if (o->schema_path) {
         if (snprintf(path, sizeof(path), "%s", o->schema_path) >= (int)sizeof(path))
-            return seterr(err, errlen, "schema path too long"), -ENAMETOOLONG;
+            return util_errf(err, errlen, "schema path too long"), -ENAMETOOLONG;
     } else {
         if (snprintf(path, sizeof(path), "%s.schema.json", o->data_path) >= (int)sizeof(path))
-            return seterr(err, errlen, "data path too long"), -ENAMETOOLONG;
+            return util_errf(err, errlen, "data path too long"), -ENAMETOOLONG;
         if (!util_path_exists(path))
             return 0;
     }
     s->sidecar_path = strdup(path);
     if (!s->sidecar_path)
-        return seterr(err, errlen, "out of memory"), -ENOMEM;
+        return util_errf(err, errlen, "out of memory"), -ENOMEM;
     char *buf = NULL;
     size_t len = 0;
     int rc = util_read_file(path, SCHEMA_MAX_BYTES, &buf, &len);
     if (rc < 0) {
-        seterr(err, errlen, "%s: %s", path, rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
+        util_errf(err, errlen, "%s: %s", path, rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
         return rc == -EFBIG ? -EINVAL : rc;
     }
     json_error_t jerr;
     s->sidecar = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     free(buf);
     if (!s->sidecar) {
-        seterr(err, errlen, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
+        util_errf(err, errlen, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
         return -EINVAL;
     }
     json_t *feats = json_object_get(s->sidecar, "features");
     if (!json_is_object(s->sidecar) || !json_is_object(feats)) {
-        seterr(err, errlen, "%s: expected {\"features\": {\"<name>\": {...}}}", path);
+        util_errf(err, errlen, "%s: expected {\"features\": {\"<name>\": {...}}}", path);
         return -EINVAL;
     }
     const char *name;
@@ -549,11 +540,11 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
         if (j < 0) {
             if (strcmp(name, o->label) == 0 || is_dropped(o, name))
                 continue; /* documented but not a feature of this model */
-            seterr(err, errlen, "%s: feature '%s' is not a column of %s", path, name, o->data_path);
+            util_errf(err, errlen, "%s: feature '%s' is not a column of %s", path, name, o->data_path);
             return -EINVAL;
         }
         if (!json_is_object(spec)) {
-            seterr(err, errlen, "%s: features.%s: expected an object", path, name);
+            util_errf(err, errlen, "%s: features.%s: expected an object", path, name);
             return -EINVAL;
         }
         override_t *ov = &s->ov[j];
@@ -565,7 +556,7 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
                 continue;
             if (strcmp(key, "unit") == 0 || strcmp(key, "description") == 0) {
                 if (!json_is_string(v) || json_string_length(v) > (strcmp(key, "unit") == 0 ? 128 : 4096)) {
-                    seterr(err, errlen, "%s: features.%s.%s: expected a string", path, name, key);
+                    util_errf(err, errlen, "%s: features.%s.%s: expected a string", path, name, key);
                     return -EINVAL;
                 }
                 if (key[0] == 'u')
@@ -574,7 +565,7 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
                     ov->description = json_string_value(v);
             } else if (strcmp(key, "min") == 0 || strcmp(key, "max") == 0) {
                 if (!json_is_number(v) || !isfinite(json_number_value(v))) {
-                    seterr(err, errlen, "%s: features.%s.%s: expected a number", path, name, key);
+                    util_errf(err, errlen, "%s: features.%s.%s: expected a number", path, name, key);
                     return -EINVAL;
                 }
                 if (key[1] == 'i') {
@@ -586,22 +577,22 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
                 }
             } else if (strcmp(key, "required") == 0) {
                 if (!json_is_boolean(v)) {
-                    seterr(err, errlen, "%s: features.%s.required: expected true or false", path, name);
+                    util_errf(err, errlen, "%s: features.%s.required: expected true or false", path, name);
                     return -EINVAL;
                 }
                 ov->required = json_is_true(v);
             } else if (strcmp(key, "type") == 0) {
                 feature_type_t ft;
                 if (feature_type_parse(json_string_value(v), &ft) < 0) {
-                    seterr(err, errlen, "%s: features.%s.type: expected number, integer or boolean", path,
-                           name);
+                    util_errf(err, errlen, "%s: features.%s.type: expected number, integer or boolean", path,
+                              name);
                     return -EINVAL;
                 }
                 ov->type = (int)ft;
             } else {
-                seterr(err, errlen,
-                       "%s: features.%s: unknown key '%s' (unit, description, min, max, required, type)",
-                       path, name, key);
+                util_errf(err, errlen,
+                          "%s: features.%s: unknown key '%s' (unit, description, min, max, required, type)",
+                          path, name, key);
                 return -EINVAL;
             }
         }
@@ -617,22 +608,22 @@ static int parse_units(const model_train_opts_t *o, const dataset_t *ds, schema_
         return 0;
     s->units_copy = strdup(o->units);
     if (!s->units_copy)
-        return seterr(err, errlen, "out of memory"), -ENOMEM;
+        return util_errf(err, errlen, "out of memory"), -ENOMEM;
     char *save = NULL;
     for (char *tok = strtok_r(s->units_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         if (!eq || eq == tok) {
-            seterr(err, errlen, "--units: expected name=unit[,name=unit...]");
+            util_errf(err, errlen, "--units: expected name=unit[,name=unit...]");
             return -EINVAL;
         }
         *eq = '\0';
         int j = feature_index(ds, tok);
         if (j < 0) {
-            seterr(err, errlen, "--units: '%s' is not a feature column", tok);
+            util_errf(err, errlen, "--units: '%s' is not a feature column", tok);
             return -EINVAL;
         }
         if (strlen(eq + 1) > 128) {
-            seterr(err, errlen, "--units: unit of '%s' is longer than 128 characters", tok);
+            util_errf(err, errlen, "--units: unit of '%s' is longer than 128 characters", tok);
             return -EINVAL;
         }
         s->ov[j].unit = eq + 1;
@@ -744,7 +735,7 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
     double *vals = malloc(ds->n * sizeof(double));
     if (!m->features || !vals) {
         free(vals);
-        return seterr(err, errlen, "out of memory"), -ENOMEM;
+        return util_errf(err, errlen, "out of memory"), -ENOMEM;
     }
     int rc = 0;
     for (size_t j = 0; j < ds->d; j++) {
@@ -779,8 +770,8 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
         if (ov->type >= 0) {
             feature_type_t want = (feature_type_t)ov->type;
             if ((want == FEATURE_BOOLEAN && !is01) || (want == FEATURE_INTEGER && !integral)) {
-                seterr(err, errlen, "%s: feature '%s' is declared %s but the data has other values", src,
-                       f->name, feature_type_name(want));
+                util_errf(err, errlen, "%s: feature '%s' is declared %s but the data has other values", src,
+                          f->name, feature_type_name(want));
                 rc = -EINVAL;
                 break;
             }
@@ -788,8 +779,8 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
         }
         f->required = missing == 0;
         if (ov->required == 1 && missing > 0) {
-            seterr(err, errlen, "%s: feature '%s' is declared required but %zu rows have no value", src,
-                   f->name, missing);
+            util_errf(err, errlen, "%s: feature '%s' is declared required but %zu rows have no value", src,
+                      f->name, missing);
             rc = -EINVAL;
             break;
         }
@@ -802,8 +793,9 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
         if (ov->has_max)
             rhi = ov->max;
         if ((ov->has_min || ov->has_max) && (lo < rlo || hi > rhi || rlo > rhi)) {
-            seterr(err, errlen, "%s: feature '%s': the data has values outside the declared range [%g, %g]",
-                   src, f->name, rlo, rhi);
+            util_errf(err, errlen,
+                      "%s: feature '%s': the data has values outside the declared range [%g, %g]", src,
+                      f->name, rlo, rhi);
             rc = -EINVAL;
             break;
         }
@@ -826,7 +818,7 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
     }
     free(vals);
     if (rc == -ENOMEM)
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
     return rc;
 }
 
@@ -835,20 +827,20 @@ static int parse_class_labels(const model_train_opts_t *o, model_task_t task, si
 {
     if (task == MODEL_TASK_REGRESSION) {
         if (o->class_labels) {
-            seterr(err, errlen, "--class-labels: a regression model has no classes");
+            util_errf(err, errlen, "--class-labels: a regression model has no classes");
             return -EINVAL;
         }
         return 0;
     }
     m->class_labels = calloc(k, sizeof(char *));
     if (!m->class_labels)
-        return seterr(err, errlen, "out of memory"), -ENOMEM;
+        return util_errf(err, errlen, "out of memory"), -ENOMEM;
     if (!o->class_labels) {
         for (size_t c = 0; c < k; c++) {
             char tmp[32];
             snprintf(tmp, sizeof(tmp), "%zu", c);
             if (!(m->class_labels[c] = strdup(tmp)))
-                return seterr(err, errlen, "out of memory"), -ENOMEM;
+                return util_errf(err, errlen, "out of memory"), -ENOMEM;
             m->n_classes = c + 1;
         }
         return 0;
@@ -865,19 +857,19 @@ static int parse_class_labels(const model_train_opts_t *o, model_task_t task, si
         while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
             len--;
         if (c >= k) {
-            seterr(err, errlen, "--class-labels: %zu labels for %zu classes", c + 1, k);
+            util_errf(err, errlen, "--class-labels: %zu labels for %zu classes", c + 1, k);
             return -EINVAL;
         }
         if (len == 0 || len > 128) {
-            seterr(err, errlen, "--class-labels: label %zu must be 1..128 characters", c + 1);
+            util_errf(err, errlen, "--class-labels: label %zu must be 1..128 characters", c + 1);
             return -EINVAL;
         }
         if (!(m->class_labels[c] = strndup(p, len)))
-            return seterr(err, errlen, "out of memory"), -ENOMEM;
+            return util_errf(err, errlen, "out of memory"), -ENOMEM;
         m->n_classes = ++c;
         for (size_t i = 0; i + 1 < c; i++)
             if (strcmp(m->class_labels[i], m->class_labels[c - 1]) == 0) {
-                seterr(err, errlen, "--class-labels: duplicate label '%s'", m->class_labels[c - 1]);
+                util_errf(err, errlen, "--class-labels: duplicate label '%s'", m->class_labels[c - 1]);
                 return -EINVAL;
             }
         if (!e)
@@ -885,7 +877,7 @@ static int parse_class_labels(const model_train_opts_t *o, model_task_t task, si
         p = e + 1;
     }
     if (c != k) {
-        seterr(err, errlen, "--class-labels: %zu labels for %zu classes", c, k);
+        util_errf(err, errlen, "--class-labels: %zu labels for %zu classes", c, k);
         return -EINVAL;
     }
     return 0;
@@ -926,21 +918,21 @@ static void job_free(job_t *j)
 static int check_common_opts(const model_train_opts_t *o, char *err, size_t errlen)
 {
     if (!o->data_path || !o->label || !o->name || !o->version)
-        return seterr(err, errlen, "--data, --label, --name and --version are required"), -EINVAL;
+        return util_errf(err, errlen, "--data, --label, --name and --version are required"), -EINVAL;
     if (!util_is_safe_name(o->name))
-        return seterr(err, errlen,
-                      "--name: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
+        return util_errf(err, errlen,
+                         "--name: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
                -EINVAL;
     if (!util_is_safe_name(o->version))
-        return seterr(err, errlen,
-                      "--version: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
+        return util_errf(err, errlen,
+                         "--version: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
                -EINVAL;
     if (!o->storage_path || !o->data_dir || !o->store)
-        return seterr(err, errlen, "internal: storage path, data dir and store are required"), -EINVAL;
+        return util_errf(err, errlen, "internal: storage path, data dir and store are required"), -EINVAL;
     if (!(o->threshold > 0 && o->threshold < 1))
-        return seterr(err, errlen, "--threshold: must be strictly between 0 and 1"), -EINVAL;
+        return util_errf(err, errlen, "--threshold: must be strictly between 0 and 1"), -EINVAL;
     if (o->description && strlen(o->description) > 4096)
-        return seterr(err, errlen, "--description: longer than 4096 characters"), -EINVAL;
+        return util_errf(err, errlen, "--description: longer than 4096 characters"), -EINVAL;
     return 0;
 }
 
@@ -968,14 +960,14 @@ static int make_tmpdir(job_t *j, char *err, size_t errlen)
 {
     int rc = util_mkdir_p(j->o->storage_path, 0755);
     if (rc < 0)
-        return seterr(err, errlen, "cannot create %s: %s", j->o->storage_path, strerror(-rc)), rc;
+        return util_errf(err, errlen, "cannot create %s: %s", j->o->storage_path, strerror(-rc)), rc;
     if (snprintf(j->tmpdir, sizeof(j->tmpdir), "%s/.%s-XXXXXX", j->o->storage_path, j->tool) >=
         (int)sizeof(j->tmpdir))
-        return seterr(err, errlen, "storage path too long"), -ENAMETOOLONG;
+        return util_errf(err, errlen, "storage path too long"), -ENAMETOOLONG;
     if (!mkdtemp(j->tmpdir)) {
         rc = -errno;
-        return seterr(err, errlen, "cannot create a temporary directory in %s: %s", j->o->storage_path,
-                      strerror(errno)),
+        return util_errf(err, errlen, "cannot create a temporary directory in %s: %s", j->o->storage_path,
+                         strerror(errno)),
                rc;
     }
     j->tmp_created = true;
@@ -1014,10 +1006,10 @@ static int write_validation(job_t *j, char *pending, size_t pn, char *final, siz
     if (snprintf(dir, sizeof(dir), "%s/baseline", o->data_dir) >= (int)sizeof(dir) ||
         snprintf(final, fn, "%s/%s_validation.csv", dir, o->name) >= (int)fn ||
         snprintf(pending, pn, "%s/.%s_validation.csv.%ld", dir, o->name, (long)getpid()) >= (int)pn)
-        return seterr(err, errlen, "data dir path too long"), -ENAMETOOLONG;
+        return util_errf(err, errlen, "data dir path too long"), -ENAMETOOLONG;
     int rc = util_mkdir_p(dir, 0750);
     if (rc < 0)
-        return seterr(err, errlen, "cannot create %s: %s", dir, strerror(-rc)), rc;
+        return util_errf(err, errlen, "cannot create %s: %s", dir, strerror(-rc)), rc;
     csv_writer_t w;
     csv_writer_init(&w);
     for (size_t c = 0; c < j->ds.d; c++)
@@ -1034,7 +1026,7 @@ static int write_validation(job_t *j, char *pending, size_t pn, char *final, siz
     rc = csv_writer_save(&w, pending);
     csv_writer_free(&w);
     if (rc < 0)
-        return seterr(err, errlen, "cannot write %s: %s", pending, strerror(-rc)), rc;
+        return util_errf(err, errlen, "cannot write %s: %s", pending, strerror(-rc)), rc;
     return 0;
 }
 
@@ -1051,7 +1043,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     sch.ov = calloc(j->ds.d, sizeof(override_t));
     if (!sch.ov) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     for (size_t c = 0; c < j->ds.d; c++)
@@ -1063,14 +1055,14 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     m = calloc(1, sizeof(*m));
     if (!m) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     bool *base_rows = j->is_val; /* baseline = training rows (import: all rows) */
     bool *train_flags = malloc(j->ds.n * sizeof(bool));
     if (!train_flags) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < j->ds.n; i++)
@@ -1102,28 +1094,28 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     if (!m->name || !m->version || !m->description || !m->created_at || !m->label || !m->backend ||
         !m->booster_file || !m->booster_format || !m->extra) {
         rc = -ENOMEM;
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
         goto out;
     }
     char bpath[PATH_MAX];
     if (snprintf(bpath, sizeof(bpath), "%s/%s", j->tmpdir, j->booster_file) >= (int)sizeof(bpath)) {
         rc = -ENAMETOOLONG;
-        seterr(err, errlen, "path too long");
+        util_errf(err, errlen, "path too long");
         goto out;
     }
     if ((rc = util_sha256_file(bpath, m->booster_sha256)) < 0) {
-        seterr(err, errlen, "cannot hash %s: %s", bpath, strerror(-rc));
+        util_errf(err, errlen, "cannot hash %s: %s", bpath, strerror(-rc));
         goto out;
     }
     if ((rc = model_manifest_save(m, j->tmpdir)) < 0) {
-        seterr(err, errlen, "cannot write the manifest: %s", strerror(-rc));
+        util_errf(err, errlen, "cannot write the manifest: %s", strerror(-rc));
         goto out;
     }
     /* Round trip through the parser: a manifest we cannot load must not be registered. */
     model_manifest_t *check = NULL;
     char sub[512] = "";
     if ((rc = model_manifest_load(j->tmpdir, &check, sub, sizeof(sub))) < 0) {
-        seterr(err, errlen, "internal: generated manifest does not load: %s", sub);
+        util_errf(err, errlen, "internal: generated manifest does not load: %s", sub);
         goto out;
     }
     model_manifest_free(check);
@@ -1133,14 +1125,14 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     char rerr[1024] = "";
     rc = model_register(o->store, o->storage_path, j->tmpdir, o->set_stable, &info, rerr, sizeof(rerr));
     if (rc < 0) {
-        seterr(err, errlen, "registration refused: %s", rerr);
+        util_errf(err, errlen, "registration refused: %s", rerr);
         unlink(pending);
         goto out;
     }
     if (rename(pending, final) < 0) {
         rc = -errno;
-        seterr(err, errlen, "registered %s %s, but cannot move the validation CSV into %s: %s", o->name,
-               o->version, final, strerror(errno));
+        util_errf(err, errlen, "registered %s %s, but cannot move the validation CSV into %s: %s", o->name,
+                  o->version, final, strerror(errno));
         unlink(pending);
         goto out;
     }
@@ -1161,7 +1153,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
                       json_object_get(info, "stable"), "validation_csv", final);
         if (!*ret_summary) {
             rc = -ENOMEM;
-            seterr(err, errlen, "registered, but out of memory building the summary");
+            util_errf(err, errlen, "registered, but out of memory building the summary");
             goto out;
         }
     }
@@ -1226,14 +1218,14 @@ static int build_params(const model_train_opts_t *o, model_task_t task, size_t k
         const char *eq = strchr(kv, '=');
         if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(ps[0].key) ||
             strlen(eq + 1) >= sizeof(ps[0].value) || eq[1] == '\0') {
-            seterr(err, errlen, "--param %s: expected key=value (key < 64, value < 128 characters)", kv);
+            util_errf(err, errlen, "--param %s: expected key=value (key < 64, value < 128 characters)", kv);
             return -EINVAL;
         }
         char key[64];
         memcpy(key, kv, (size_t)(eq - kv));
         key[eq - kv] = '\0';
         if (set_param(ps, n, key, eq + 1) < 0) {
-            seterr(err, errlen, "--param: more than %d parameters", MAX_PARAMS);
+            util_errf(err, errlen, "--param: more than %d parameters", MAX_PARAMS);
             return -EINVAL;
         }
     }
@@ -1243,19 +1235,61 @@ static int build_params(const model_train_opts_t *o, model_task_t task, size_t k
                   ? strcmp(obj, "multi:softprob") == 0
                   : strncmp(obj, "reg:", 4) == 0 || strcmp(obj, "count:poisson") == 0;
     if (!ok) {
-        seterr(err, errlen,
-               "--param objective=%s does not fit a %s model: the server needs %s (probabilities or values)",
-               obj, model_task_name(task),
-               task == MODEL_TASK_BINARY       ? "binary:logistic"
-               : task == MODEL_TASK_MULTICLASS ? "multi:softprob"
-                                               : "a reg:* or count:poisson objective");
+        util_errf(
+            err, errlen,
+            "--param objective=%s does not fit a %s model: the server needs %s (probabilities or values)",
+            obj, model_task_name(task),
+            task == MODEL_TASK_BINARY       ? "binary:logistic"
+            : task == MODEL_TASK_MULTICLASS ? "multi:softprob"
+                                            : "a reg:* or count:poisson objective");
         return -EINVAL;
     }
     const char *nc = get_param(ps, *n, "num_class");
     if (nc && (task != MODEL_TASK_MULTICLASS || strtoul(nc, NULL, 10) != k)) {
-        seterr(err, errlen, "--param num_class=%s does not match the %zu classes in the labels", nc,
-               task == MODEL_TASK_MULTICLASS ? k : (size_t)0);
+        util_errf(err, errlen, "--param num_class=%s does not match the %zu classes in the labels", nc,
+                  task == MODEL_TASK_MULTICLASS ? k : (size_t)0);
         return -EINVAL;
+    }
+    return 0;
+}
+
+/* Registers the job's version described as "XGBoost <task> model <verb> by aimedres from
+ * <source's file name>"; -ENOMEM when the job has no provenance (it could not be built). */
+static int register_job(job_t *j, const char *verb, const char *source, json_t **ret_summary, char *err,
+                        size_t errlen)
+{
+    if (!j->provenance)
+        return -ENOMEM;
+    char desc[512];
+    snprintf(desc, sizeof(desc), "XGBoost %s model %s by aimedres from %s", model_task_name(j->task), verb,
+             base_name(source));
+    return build_and_register(j, desc, ret_summary, err, errlen);
+}
+
+/* 0 when o's name and version are not registered yet; else -EEXIST or the store's error,
+ * explained in err. */
+static int check_unregistered(const model_train_opts_t *o, char *err, size_t errlen)
+{
+    int rc = model_train_is_registered(o->store, o->name, o->version);
+    if (rc > 0) {
+        util_errf(err, errlen, "%s version %s is already registered", o->name, o->version);
+        return -EEXIST;
+    }
+    if (rc < 0)
+        util_errf(err, errlen, "cannot read the model registry: %s", strerror(-rc));
+    return rc;
+}
+
+/* Makes the job's temporary version directory and puts the path of its booster file in
+ * buf; 0 or -errno explained in err. */
+static int tmp_booster_path(job_t *j, char *buf, size_t n, char *err, size_t errlen)
+{
+    int rc = make_tmpdir(j, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (snprintf(buf, n, "%s/%s", j->tmpdir, j->booster_file) >= (int)n) {
+        util_errf(err, errlen, "path too long");
+        return -ENAMETOOLONG;
     }
     return 0;
 }
@@ -1276,25 +1310,17 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
     if ((rc = check_common_opts(o, err, errlen)) < 0)
         goto out;
     if (o->rounds < 1 || o->rounds > MODEL_TRAIN_MAX_ROUNDS) {
-        seterr(err, errlen, "--rounds: expected 1..%d", MODEL_TRAIN_MAX_ROUNDS);
+        util_errf(err, errlen, "--rounds: expected 1..%d", MODEL_TRAIN_MAX_ROUNDS);
         rc = -EINVAL;
         goto out;
     }
     if (!(o->validation_fraction > 0 && o->validation_fraction <= 0.9)) {
-        seterr(err, errlen, "--validation-fraction: expected a number in (0, 0.9]");
+        util_errf(err, errlen, "--validation-fraction: expected a number in (0, 0.9]");
         rc = -EINVAL;
         goto out;
     }
-    rc = model_train_is_registered(o->store, o->name, o->version);
-    if (rc != 0) {
-        if (rc > 0) {
-            seterr(err, errlen, "%s version %s is already registered", o->name, o->version);
-            rc = -EEXIST;
-        } else {
-            seterr(err, errlen, "cannot read the model registry: %s", strerror(-rc));
-        }
+    if ((rc = check_unregistered(o, err, errlen)) < 0)
         goto out;
-    }
     if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
         goto out;
     if ((rc = resolve_task(o, &j.ds, o->task, &j.task, &j.k, err, errlen)) < 0)
@@ -1349,14 +1375,9 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
     json_object_set_new(j.training_metrics, "source", json_string("training split"));
     json_object_set_new(j.holdout_metrics, "source", json_string("holdout split"));
 
-    if ((rc = make_tmpdir(&j, err, errlen)) < 0)
-        goto out;
     char bpath[PATH_MAX];
-    if (snprintf(bpath, sizeof(bpath), "%s/%s", j.tmpdir, j.booster_file) >= (int)sizeof(bpath)) {
-        rc = -ENAMETOOLONG;
-        seterr(err, errlen, "path too long");
+    if ((rc = tmp_booster_path(&j, bpath, sizeof(bpath), err, errlen)) < 0)
         goto out;
-    }
     if (XGBoosterSaveModel(bst, bpath) != 0) {
         rc = xgb_fail(err, errlen, "cannot save the booster");
         goto out;
@@ -1372,17 +1393,10 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
         "aimedres_version", AIMEDRES_VERSION, "data_file", base_name(o->data_path), "data_sha256", data_sha,
         "n_rows", (json_int_t)j.ds.n, "seed", (json_int_t)o->seed, "n_validation", (json_int_t)j.n_val,
         "validation_fraction", o->validation_fraction, "rounds", (json_int_t)o->rounds, "params", jparams);
-    if (!j.provenance) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    char desc[512];
-    snprintf(desc, sizeof(desc), "XGBoost %s model trained by aimedres from %s", model_task_name(j.task),
-             base_name(o->data_path));
-    rc = build_and_register(&j, desc, ret_summary, err, errlen);
+    rc = register_job(&j, "trained", o->data_path, ret_summary, err, errlen);
 out:
     if (rc == -ENOMEM && err && !err[0])
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
     free(ptrain);
     free(pval);
     if (bst)
@@ -1410,7 +1424,7 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
         return xgb_fail(err, errlen, "cannot read the booster configuration");
     json_t *root = json_loadb(cfg, (size_t)len, 0, NULL);
     if (!root)
-        return seterr(err, errlen, "cannot parse the booster configuration"), -EINVAL;
+        return util_errf(err, errlen, "cannot parse the booster configuration"), -EINVAL;
     const json_t *learner = json_object_get(root, "learner");
     const char *obj = json_string_value(json_object_get(json_object_get(learner, "objective"), "name"));
     const json_t *nc = json_object_get(json_object_get(learner, "learner_model_param"), "num_class");
@@ -1421,15 +1435,15 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
         k = (unsigned long)json_integer_value(nc);
     int rc = 0;
     if (!obj) {
-        seterr(err, errlen, "the booster configuration has no learner.objective.name");
+        util_errf(err, errlen, "the booster configuration has no learner.objective.name");
         rc = -EINVAL;
     } else if (strcmp(obj, "binary:logistic") == 0) {
         *ret_task = MODEL_TASK_BINARY;
         *ret_k = 2;
     } else if (strcmp(obj, "multi:softprob") == 0) {
         if (k < 3 || k > MAX_EXPLICIT_CLASSES) {
-            seterr(err, errlen, "multi:softprob booster with num_class=%lu is not supported (3..%d)", k,
-                   MAX_EXPLICIT_CLASSES);
+            util_errf(err, errlen, "multi:softprob booster with num_class=%lu is not supported (3..%d)", k,
+                      MAX_EXPLICIT_CLASSES);
             rc = -EINVAL;
         } else {
             *ret_task = MODEL_TASK_MULTICLASS;
@@ -1439,10 +1453,11 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
         *ret_task = MODEL_TASK_REGRESSION;
         *ret_k = 0;
     } else {
-        seterr(err, errlen,
-               "booster objective '%.64s' is not supported: the server needs binary:logistic, multi:softprob "
-               "or a reg:*/count:poisson objective",
-               obj);
+        util_errf(
+            err, errlen,
+            "booster objective '%.64s' is not supported: the server needs binary:logistic, multi:softprob "
+            "or a reg:*/count:poisson objective",
+            obj);
         rc = -EINVAL;
     }
     json_decref(root);
@@ -1461,7 +1476,7 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     if ((rc = check_common_opts(o, err, errlen)) < 0)
         goto out;
     if (!o->booster_path) {
-        seterr(err, errlen, "--booster is required");
+        util_errf(err, errlen, "--booster is required");
         rc = -EINVAL;
         goto out;
     }
@@ -1470,22 +1485,14 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     } else if (ends_with_ci(o->booster_path, ".ubj")) {
         j.booster_format = "ubj";
     } else {
-        seterr(err, errlen, "--booster %s: expected a .json or .ubj file saved by XGBoost (save_model)",
-               o->booster_path);
+        util_errf(err, errlen, "--booster %s: expected a .json or .ubj file saved by XGBoost (save_model)",
+                  o->booster_path);
         rc = -EINVAL;
         goto out;
     }
     snprintf(j.booster_file, sizeof(j.booster_file), "model.%s", j.booster_format);
-    rc = model_train_is_registered(o->store, o->name, o->version);
-    if (rc != 0) {
-        if (rc > 0) {
-            seterr(err, errlen, "%s version %s is already registered", o->name, o->version);
-            rc = -EEXIST;
-        } else {
-            seterr(err, errlen, "cannot read the model registry: %s", strerror(-rc));
-        }
+    if ((rc = check_unregistered(o, err, errlen)) < 0)
         goto out;
-    }
     if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
         goto out;
     if (XGBoosterCreate(NULL, 0, &bst) != 0) {
@@ -1505,7 +1512,7 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         goto out;
     }
     if ((size_t)nf != j.ds.d) {
-        seterr(
+        util_errf(
             err, errlen,
             "the booster expects %llu features but %s has %zu feature columns (all columns except the label "
             "'%s' and --drop ones)",
@@ -1521,14 +1528,14 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     }
     if (nn > 0) {
         if ((size_t)nn != j.ds.d) {
-            seterr(err, errlen, "the booster stores %llu feature names but %s has %zu feature columns",
-                   (unsigned long long)nn, o->data_path, j.ds.d);
+            util_errf(err, errlen, "the booster stores %llu feature names but %s has %zu feature columns",
+                      (unsigned long long)nn, o->data_path, j.ds.d);
             rc = -EINVAL;
             goto out;
         }
         for (size_t c = 0; c < j.ds.d; c++)
             if (!bnames[c] || strcmp(bnames[c], j.ds.names[c]) != 0) {
-                seterr(
+                util_errf(
                     err, errlen,
                     "feature %zu: the booster was trained with '%.128s' but column %zu of the data is '%s' "
                     "(the CSV's feature columns must be in the booster's order)",
@@ -1563,16 +1570,11 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     }
     json_object_set_new(j.holdout_metrics, "source", json_string("import data"));
 
-    if ((rc = make_tmpdir(&j, err, errlen)) < 0)
-        goto out;
     char bpath[PATH_MAX];
-    if (snprintf(bpath, sizeof(bpath), "%s/%s", j.tmpdir, j.booster_file) >= (int)sizeof(bpath)) {
-        rc = -ENAMETOOLONG;
-        seterr(err, errlen, "path too long");
+    if ((rc = tmp_booster_path(&j, bpath, sizeof(bpath), err, errlen)) < 0)
         goto out;
-    }
     if ((rc = util_copy_file_atomic(o->booster_path, bpath, 0644)) < 0) {
-        seterr(err, errlen, "cannot copy %s: %s", o->booster_path, strerror(-rc));
+        util_errf(err, errlen, "cannot copy %s: %s", o->booster_path, strerror(-rc));
         goto out;
     }
     char data_sha[SHA256_HEX_LEN] = "";
@@ -1581,17 +1583,10 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "tool", "aimedres model import", "aimedres_version",
                   AIMEDRES_VERSION, "booster_file", base_name(o->booster_path), "data_file",
                   base_name(o->data_path), "data_sha256", data_sha, "n_rows", (json_int_t)j.ds.n);
-    if (!j.provenance) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    char desc[512];
-    snprintf(desc, sizeof(desc), "XGBoost %s model imported by aimedres from %s", model_task_name(j.task),
-             base_name(o->booster_path));
-    rc = build_and_register(&j, desc, ret_summary, err, errlen);
+    rc = register_job(&j, "imported", o->booster_path, ret_summary, err, errlen);
 out:
     if (rc == -ENOMEM && err && !err[0])
-        seterr(err, errlen, "out of memory");
+        util_errf(err, errlen, "out of memory");
     free(pred);
     if (bst)
         XGBoosterFree(bst);

@@ -74,6 +74,12 @@ static uint64_t hash_addr(const char *k)
     return h;
 }
 
+/* Recycling preference of a slot: free (0) < unlocked (1) < locked (2). */
+static int recycle_rank(const entry_t *e, int64_t now_ms)
+{
+    return !e->addr[0] ? 0 : e->locked_until_ms > now_ms ? 2 : 1;
+}
+
 /* Finds addr's entry (create: recycle a slot when absent). Stripe lock held. */
 static entry_t *find(stripe_t *st, uint64_t h, const char *addr, int64_t now_ms, bool create)
 {
@@ -85,8 +91,8 @@ static entry_t *find(stripe_t *st, uint64_t h, const char *addr, int64_t now_ms,
         if (!create)
             continue;
         /* preference: free < unlocked (oldest) < locked (oldest) */
-        int rank = !e->addr[0] ? 0 : e->locked_until_ms > now_ms ? 2 : 1;
-        int vrank = !victim ? 3 : !victim->addr[0] ? 0 : victim->locked_until_ms > now_ms ? 2 : 1;
+        int rank = recycle_rank(e, now_ms);
+        int vrank = victim ? recycle_rank(victim, now_ms) : 3;
         if (rank < vrank || (rank == vrank && victim && e->seen_ms < victim->seen_ms))
             victim = e;
     }
@@ -97,14 +103,22 @@ static entry_t *find(stripe_t *st, uint64_t h, const char *addr, int64_t now_ms,
     return victim;
 }
 
+/* Copies addr as entries keep it (truncated to ADDR_MAX - 1 bytes) into key, hashes it into
+ * *ret_hash and returns its stripe. */
+static stripe_t *stripe_of(lockout_t *lo, const char *addr, char key[ADDR_MAX], uint64_t *ret_hash)
+{
+    snprintf(key, ADDR_MAX, "%s", addr);
+    *ret_hash = hash_addr(key);
+    return &lo->stripes[(*ret_hash >> 32) % STRIPES];
+}
+
 bool lockout_locked(lockout_t *lo, const char *addr, int64_t now_ms, int *ret_retry_after_s)
 {
     if (!lo || !addr)
         return false;
     char a[ADDR_MAX];
-    snprintf(a, sizeof(a), "%s", addr);
-    uint64_t h = hash_addr(a);
-    stripe_t *st = &lo->stripes[(h >> 32) % STRIPES];
+    uint64_t h;
+    stripe_t *st = stripe_of(lo, addr, a, &h);
     bool locked = false;
     pthread_mutex_lock(&st->mu);
     entry_t *e = find(st, h, a, now_ms, false);
@@ -122,9 +136,8 @@ bool lockout_fail(lockout_t *lo, const char *addr, int64_t now_ms)
     if (!lo || !addr)
         return false;
     char a[ADDR_MAX];
-    snprintf(a, sizeof(a), "%s", addr);
-    uint64_t h = hash_addr(a);
-    stripe_t *st = &lo->stripes[(h >> 32) % STRIPES];
+    uint64_t h;
+    stripe_t *st = stripe_of(lo, addr, a, &h);
     bool locked_now = false;
     pthread_mutex_lock(&st->mu);
     entry_t *e = find(st, h, a, now_ms, true);

@@ -97,6 +97,21 @@ int store_deployment_event_add(store_t *st, const char *id, int64_t at_ms, const
     return rc;
 }
 
+/* Runs fn(db, arg) on the store's connection, fn filling `out` (a new reference; NULL:
+ * out of memory). 0 with *ret = out, or the error with out freed. */
+static int collect(store_t *st, store_sqlite_fn fn, void *arg, json_t *out, json_t **ret)
+{
+    if (!out)
+        return -ENOMEM;
+    int rc = store_sqlite_with_db(st, fn, arg);
+    if (rc < 0) {
+        json_decref(out);
+        return rc;
+    }
+    *ret = out;
+    return 0;
+}
+
 typedef struct list_arg {
     const char *status, *model, *id;
     bool active_only, events;
@@ -141,43 +156,28 @@ int store_deployment_list(store_t *st, const char *status, const char *model, bo
     list_arg_t l = {status,      model, NULL,
                     active_only, false, limit <= 0 || limit > MAX_LIST ? MAX_LIST : limit,
                     json_array()};
-    if (!l.out)
-        return -ENOMEM;
-    int rc = store_sqlite_with_db(st, list_fn, &l);
-    if (rc < 0) {
-        json_decref(l.out);
-        return rc;
-    }
-    *ret = l.out;
-    return 0;
+    return collect(st, list_fn, &l, l.out, ret);
 }
 
 int store_deployment_get(store_t *st, const char *id, json_t **ret)
 {
     list_arg_t l = {NULL, NULL, id, false, false, 1, json_array()};
-    if (!l.out)
-        return -ENOMEM;
-    int rc = store_sqlite_with_db(st, list_fn, &l);
-    if (rc == 0 && json_array_size(l.out) == 0)
+    json_t *found = NULL;
+    int rc = collect(st, list_fn, &l, l.out, &found);
+    if (rc < 0)
+        return rc;
+    if (json_array_size(found) == 0)
         rc = -ENOENT;
-    if (rc == 0)
-        *ret = json_incref(json_array_get(l.out, 0));
-    json_decref(l.out);
+    else
+        *ret = json_incref(json_array_get(found, 0));
+    json_decref(found);
     return rc;
 }
 
 int store_deployment_events(store_t *st, const char *id, json_t **ret)
 {
     list_arg_t l = {NULL, NULL, id, false, true, 0, json_array()};
-    if (!l.out)
-        return -ENOMEM;
-    int rc = store_sqlite_with_db(st, list_fn, &l);
-    if (rc < 0) {
-        json_decref(l.out);
-        return rc;
-    }
-    *ret = l.out;
-    return 0;
+    return collect(st, list_fn, &l, l.out, ret);
 }
 
 typedef struct fb_arg {
@@ -259,13 +259,5 @@ int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t s
                                        const char *const *class_labels, size_t n_classes, json_t **ret)
 {
     fb_arg_t f = {model, since_ms, class_labels, n_classes, json_object()};
-    if (!f.out)
-        return -ENOMEM;
-    int rc = store_sqlite_with_db(st, fb_fn, &f);
-    if (rc < 0) {
-        json_decref(f.out);
-        return rc;
-    }
-    *ret = f.out;
-    return 0;
+    return collect(st, fb_fn, &f, f.out, ret);
 }

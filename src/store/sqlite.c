@@ -337,6 +337,35 @@ static int commit(sqlite_store_t *s)
     return rc;
 }
 
+/* query_int64 under mu: 0 with *ret set, or the mapped errno (logged as op). */
+static int locked_int64(sqlite_store_t *s, int q, const char *op, int64_t *ret)
+{
+    int64_t v = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = query_int64(s, q, &v);
+    int r = rc == SQLITE_OK ? 0 : db_fail(s, op, rc);
+    pthread_mutex_unlock(&s->mu);
+    if (r == 0)
+        *ret = v;
+    return r;
+}
+
+/* Steps the one-key lookup q with key bound to ?1: 0 with the row in *ret_st, -ENOENT, or
+ * the mapped errno (logged as op). Once *ret_st is set the caller releases it. Caller holds mu. */
+static int lookup(sqlite_store_t *s, int q, const char *key, const char *op, sqlite3_stmt **ret_st)
+{
+    int rc = SQLITE_OK;
+    sqlite3_stmt *st = stmt(s, q, &rc);
+    if (!st)
+        return db_fail(s, op, rc);
+    *ret_st = st;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? -ENOENT : db_fail(s, op, rc);
+}
+
 /* Text of a one-row PRAGMA into buf. SQLite result code. */
 static int pragma_text(sqlite_store_t *s, const char *sql, char *buf, size_t n)
 {
@@ -554,12 +583,8 @@ static int sqlite_ping(store_t *base)
 
 static int sqlite_schema_version(store_t *base, int *ret)
 {
-    sqlite_store_t *s = from_base(base);
     int64_t v = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = query_int64(s, Q_SCHEMA_VERSION, &v);
-    int r = rc == SQLITE_OK ? 0 : db_fail(s, "schema_version", rc);
-    pthread_mutex_unlock(&s->mu);
+    int r = locked_int64(from_base(base), Q_SCHEMA_VERSION, "schema_version", &v);
     if (r == 0)
         *ret = (int)v;
     return r;
@@ -635,6 +660,36 @@ static bool empty(const char *s)
     return !s || !*s;
 }
 
+/* Opens the write transaction and steps the lookup of (name, version) in model_versions:
+ * SQLITE_ROW (the row is in *ret_st), SQLITE_DONE (absent) or an error code. Once *ret_st
+ * is set the caller releases it. Caller holds mu. */
+static int begin_find_version(sqlite_store_t *s, const char *name, const char *version, sqlite3_stmt **ret_st)
+{
+    int rc = run(s, Q_BEGIN);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *st = stmt(s, Q_MV_SHA, &rc);
+    if (!st)
+        return rc;
+    *ret_st = st;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+    return sqlite3_step(st);
+}
+
+/* Steps the bound registry write st, bumps registry_meta.generation when it changed a row
+ * (same transaction, see DESIGN) and commits. SQLite result code. Caller holds mu. */
+static int registry_write(sqlite_store_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    release(st);
+    if (rc != SQLITE_DONE)
+        return rc;
+    if (sqlite3_changes(s->db) > 0 && (rc = run(s, Q_GEN_BUMP)) != SQLITE_OK)
+        return rc;
+    return commit(s);
+}
+
 static int sqlite_model_version_put(store_t *base, const char *name, const char *version, const char *path,
                                     const char *sha256, const char *task, const char *manifest_json)
 {
@@ -646,14 +701,7 @@ static int sqlite_model_version_put(store_t *base, const char *name, const char 
     char ts[ISO8601_LEN];
     now_iso(ts);
     pthread_mutex_lock(&s->mu);
-    rc = run(s, Q_BEGIN);
-    if (rc != SQLITE_OK)
-        goto fail_db;
-    if (!(st = stmt(s, Q_MV_SHA, &rc)))
-        goto fail_db;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    rc = begin_find_version(s, name, version, &st);
     if (rc == SQLITE_ROW) {
         const unsigned char *have = sqlite3_column_text(st, 0);
         r = have && strcmp((const char *)have, sha256) == 0 ? 0 : -EEXIST;
@@ -673,13 +721,7 @@ static int sqlite_model_version_put(store_t *base, const char *name, const char 
     sqlite3_bind_text(st, 5, task, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, manifest_json, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, ts, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    release(st);
-    if (rc != SQLITE_DONE)
-        goto fail_db;
-    if ((rc = run(s, Q_GEN_BUMP)) != SQLITE_OK)
-        goto fail_db;
-    if ((rc = commit(s)) != SQLITE_OK)
+    if ((rc = registry_write(s, st)) != SQLITE_OK)
         goto fail_db;
     goto out;
 
@@ -701,14 +743,7 @@ static int sqlite_model_set_stable(store_t *base, const char *name, const char *
     char ts[ISO8601_LEN];
     now_iso(ts);
     pthread_mutex_lock(&s->mu);
-    rc = run(s, Q_BEGIN);
-    if (rc != SQLITE_OK)
-        goto fail_db;
-    if (!(st = stmt(s, Q_MV_SHA, &rc)))
-        goto fail_db;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    rc = begin_find_version(s, name, version, &st);
     release(st);
     if (rc == SQLITE_DONE) {
         r = -ENOENT;
@@ -722,13 +757,7 @@ static int sqlite_model_set_stable(store_t *base, const char *name, const char *
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, ts, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    release(st);
-    if (rc != SQLITE_DONE)
-        goto fail_db;
-    if (sqlite3_changes(s->db) > 0 && (rc = run(s, Q_GEN_BUMP)) != SQLITE_OK)
-        goto fail_db;
-    if ((rc = commit(s)) != SQLITE_OK)
+    if ((rc = registry_write(s, st)) != SQLITE_OK)
         goto fail_db;
     goto out;
 
@@ -788,16 +817,10 @@ static int sqlite_model_get_stable(store_t *base, const char *name, char *ret_ve
     if (empty(name))
         return -EINVAL;
     sqlite_store_t *s = from_base(base);
-    int r = 0, rc = SQLITE_OK;
+    sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = stmt(s, Q_STABLE_GET, &rc);
-    if (!st) {
-        r = db_fail(s, "model_get_stable", rc);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int r = lookup(s, Q_STABLE_GET, name, "model_get_stable", &st);
+    if (r == 0) {
         const char *v = col_text(st, 0);
         size_t len = v ? strlen(v) : 0;
         if (!v)
@@ -806,28 +829,15 @@ static int sqlite_model_get_stable(store_t *base, const char *name, char *ret_ve
             r = -ERANGE;
         else
             memcpy(ret_version, v, len + 1);
-    } else if (rc == SQLITE_DONE) {
-        r = -ENOENT;
-    } else {
-        r = db_fail(s, "model_get_stable", rc);
     }
     release(st);
-out:
     pthread_mutex_unlock(&s->mu);
     return r;
 }
 
 static int sqlite_registry_generation(store_t *base, int64_t *ret)
 {
-    sqlite_store_t *s = from_base(base);
-    int64_t g = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = query_int64(s, Q_GEN_GET, &g);
-    int r = rc == SQLITE_OK ? 0 : db_fail(s, "registry_generation", rc);
-    pthread_mutex_unlock(&s->mu);
-    if (r == 0)
-        *ret = g;
-    return r;
+    return locked_int64(from_base(base), Q_GEN_GET, "registry_generation", ret);
 }
 
 static int sqlite_predictions_put(store_t *base, const store_prediction_t *p, size_t n)
@@ -890,21 +900,11 @@ static int sqlite_prediction_get(store_t *base, const char *id, json_t **ret)
     if (empty(id))
         return -EINVAL;
     sqlite_store_t *s = from_base(base);
-    int r = 0, rc = SQLITE_OK;
+    sqlite3_stmt *st = NULL;
     json_t *o = NULL;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = stmt(s, Q_PRED_GET, &rc);
-    if (!st) {
-        r = db_fail(s, "prediction_get", rc);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        r = -ENOENT;
-    } else if (rc != SQLITE_ROW) {
-        r = db_fail(s, "prediction_get", rc);
-    } else {
+    int r = lookup(s, Q_PRED_GET, id, "prediction_get", &st);
+    if (r == 0) {
         char created[ISO8601_LEN];
         util_iso8601(sqlite3_column_int64(st, 1), created);
         json_t *outputs = stored_json(col_text(st, 7));
@@ -925,7 +925,6 @@ static int sqlite_prediction_get(store_t *base, const char *id, json_t **ret)
         }
     }
     release(st);
-out:
     pthread_mutex_unlock(&s->mu);
     if (r == 0)
         *ret = o;
@@ -934,15 +933,7 @@ out:
 
 static int sqlite_prediction_count(store_t *base, int64_t *ret)
 {
-    sqlite_store_t *s = from_base(base);
-    int64_t c = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = query_int64(s, Q_PRED_COUNT, &c);
-    int r = rc == SQLITE_OK ? 0 : db_fail(s, "prediction_count", rc);
-    pthread_mutex_unlock(&s->mu);
-    if (r == 0)
-        *ret = c;
-    return r;
+    return locked_int64(from_base(base), Q_PRED_COUNT, "prediction_count", ret);
 }
 
 const store_ops_t store_sqlite_ops = {

@@ -185,6 +185,104 @@ static void test_atomic_write_and_read(void **state)
     assert_false(util_path_exists(dir));
 }
 
+/* util_copy_file_atomic streams in blocks: a file of several blocks plus a tail comes out
+ * byte for byte, and a missing source leaves no temporary file behind. */
+static void test_copy_multiblock(void **state)
+{
+    (void)state;
+    size_t n = 3 * 64 * 1024 + 123;
+    char *data = malloc(n);
+    assert_non_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 17 + 3);
+    char src[4200], dst[4200];
+    snprintf(src, sizeof(src), "%s/big.src", tmpdir);
+    snprintf(dst, sizeof(dst), "%s/big.dst", tmpdir);
+    assert_int_equal(util_write_file_atomic(src, data, n, 0600), 0);
+    assert_int_equal(util_copy_file_atomic(src, dst, 0640), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(dst, n, &buf, &len), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(buf, data, n);
+    free(buf);
+    struct stat st;
+    assert_int_equal(stat(dst, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    free(data);
+
+    snprintf(src, sizeof(src), "%s/absent.src", tmpdir);
+    snprintf(dst, sizeof(dst), "%s/absent.dst", tmpdir);
+    assert_int_equal(util_copy_file_atomic(src, dst, 0600), -ENOENT);
+    assert_false(util_path_exists(dst));
+}
+
+static void test_write_all(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(util_write_all(p[1], "hello, ", 7), 0);
+    assert_int_equal(util_write_all(p[1], "world", 5), 0);
+    assert_int_equal(util_write_all(p[1], "", 0), 0);
+    close(p[1]);
+    char got[32] = "";
+    assert_int_equal(read(p[0], got, sizeof(got) - 1), 12);
+    assert_string_equal(got, "hello, world");
+    close(p[0]);
+    assert_int_equal(util_write_all(-1, "x", 1), -EBADF);
+}
+
+static void test_errf(void **state)
+{
+    (void)state;
+    char err[8] = "unset";
+    util_errf(err, sizeof(err), "%s %d", "code", 42);
+    assert_string_equal(err, "code 42");
+    util_errf(err, sizeof(err), "%s", "much too long");
+    assert_string_equal(err, "much to"); /* truncated, NUL-terminated */
+    util_errf(err, 0, "%s", "ignored");
+    assert_string_equal(err, "much to");
+    util_errf(NULL, 16, "%s", "ignored"); /* no buffer: nothing happens */
+}
+
+static void test_parse_scaled(void **state)
+{
+    (void)state;
+    static const util_unit_t units[] = {{"", 1}, {"K", 1024}, {"KiB", 1024}, {"x", 3}};
+    static const struct {
+        const char *in;
+        bool ignore_case;
+        int rc;
+        int64_t value; /* when rc == 0 */
+    } cases[] = {
+        {"12", false, 0, 12},
+        {"2K", false, 0, 2048},
+        {"3KiB", false, 0, 3072},
+        {"2k", false, -EINVAL, 0},
+        {"3kib", false, -EINVAL, 0},
+        {"2k", true, 0, 2048},
+        {"3kib", true, 0, 3072},
+        {"7X", true, 0, 21},
+        {"K", true, -EINVAL, 0},
+        {"-1", true, -EINVAL, 0},
+        {" 1", true, -EINVAL, 0},
+        {"1M", true, -EINVAL, 0},
+        {NULL, true, -EINVAL, 0},
+        {"9223372036854775807", true, 0, INT64_MAX},
+        {"9007199254740991K", true, 0, INT64_C(9007199254740991) * 1024},
+        {"9007199254740992K", true, -ERANGE, 0},
+        {"99999999999999999999", true, -ERANGE, 0},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        int64_t v = -5;
+        int rc = util_parse_scaled(cases[i].in, units, ARRAY_SIZE(units), cases[i].ignore_case, &v);
+        if (rc != cases[i].rc || v != (rc == 0 ? cases[i].value : -5))
+            fail_msg("case %zu (\"%s\"): rc %d value %lld", i, cases[i].in ? cases[i].in : "NULL", rc,
+                     (long long)v);
+    }
+}
+
 static void test_safe_names(void **state)
 {
     (void)state;
@@ -477,6 +575,10 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_atomic_write_and_read),
+        cmocka_unit_test(test_copy_multiblock),
+        cmocka_unit_test(test_write_all),
+        cmocka_unit_test(test_errf),
+        cmocka_unit_test(test_parse_scaled),
         cmocka_unit_test(test_safe_names),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_numbers),
