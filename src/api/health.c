@@ -59,14 +59,22 @@ void api_ready(http_ctx_t *ctx)
     size_t loaded = model_registry_loaded_count(app->registry);
     bool models_ok = loaded > 0;
     ok = ok && models_ok;
+    /* A registered model that fails to load is reported ("degraded") but does not by itself
+     * take the replica out of rotation: with shared model storage one broken artifact would
+     * otherwise stop every replica from serving the models that work. */
+    json_t *failed = model_registry_failed_json(app->registry);
+    const char *models_status = !models_ok ? "fail" : json_array_size(failed) ? "degraded" : "ok";
     json_t *disk = disk_check(app->cfg->model_storage_path, &ok);
     bool draining = app->server && http_server_draining(app->server);
     ok = ok && !draining;
 
     json_t *body = json_pack("{s:b,s:{s:{s:s},s:{s:s,s:I},s:o,s:{s:s}},s:s}", "ready", ok, "checks",
                              "database", "status", db_ok ? "ok" : "fail", "models", "status",
-                             models_ok ? "ok" : "fail", "loaded", (json_int_t)loaded, "disk", disk, "server",
+                             models_status, "loaded", (json_int_t)loaded, "disk", disk, "server",
                              "status", draining ? "draining" : "ok", "timestamp", ts);
+    if (json_array_size(failed))
+        json_object_set(json_object_get(json_object_get(body, "checks"), "models"), "failed", failed);
+    json_decref(failed);
     /* audit (issue 5): a failing audit disk fails closed, so the balancer stops routing here */
     if (app->audit) {
         bool audit_ok = audit_log_healthy(app->audit);

@@ -22,6 +22,7 @@
 #include "security/pseudonym.h"
 
 #define MAX_PATIENT_ID 256
+#define MAX_REPORTED_PROBLEMS 100 /* feature problems listed in one 422 answer */
 
 /* A 200 goes out only when every durable write of the request has completed: the
  * prediction record (recorder) and, when the audit trail is on, the MODEL_INFERENCE
@@ -252,7 +253,7 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
     bool one_row = !instances;
     if (jpid && (!json_is_string(jpid) || json_string_length(jpid) == 0 ||
                  json_string_length(jpid) > MAX_PATIENT_ID)) {
-        shape_error(ctx, "patient_id", "%s", "\"patient_id\" must be a string of 1..256 characters");
+        shape_error(ctx, "patient_id", "%s", "\"patient_id\" must be a string of 1..256 bytes (UTF-8)");
         goto out;
     }
     if (jver && (!json_is_string(jver) || !util_is_safe_name(json_string_value(jver)))) {
@@ -327,8 +328,14 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
         size_t ne = json_array_size(errors);
         if (app->monitor) /* monitor (issue 4): data quality counts the problems */
             monitor_observe_rejected(app->monitor, m->name, errors);
-        http_reply_error(ctx, 422, "validation_failed", errors, "%zu feature problem%s for model '%s'", ne,
-                         ne == 1 ? "" : "s", name);
+        /* a body of thousands of bad keys must not get an answer of hundreds of kilobytes */
+        char listed[48] = "";
+        if (ne > MAX_REPORTED_PROBLEMS)
+            snprintf(listed, sizeof(listed), " (the first %d are listed)", MAX_REPORTED_PROBLEMS);
+        while (json_array_size(errors) > MAX_REPORTED_PROBLEMS)
+            json_array_remove(errors, json_array_size(errors) - 1);
+        http_reply_error(ctx, 422, "validation_failed", errors, "%zu feature problem%s for model '%s'%s", ne,
+                         ne == 1 ? "" : "s", name, listed);
         errors = NULL;
         goto out;
     }

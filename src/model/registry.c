@@ -663,6 +663,18 @@ size_t model_registry_loaded_count(model_registry_t *r)
     return n;
 }
 
+json_t *model_registry_failed_json(model_registry_t *r)
+{
+    json_t *out = json_array();
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n_entries; i++)
+        if (!r->entries[i]->stable && r->entries[i]->stable_err)
+            json_array_append_new(out, json_pack("{s:s,s:s}", "model", r->entries[i]->name, "error",
+                                                 strerror(-r->entries[i]->stable_err)));
+    pthread_rwlock_unlock(&r->lock);
+    return out;
+}
+
 /* ---- registration ---- */
 
 /* Same artifact: identical manifest JSON and a booster matching its sha256. */

@@ -43,6 +43,9 @@ json_t *model_registry_list_json(model_registry_t *r);
 json_t *model_registry_model_json(model_registry_t *r, const char *name);
 /* Number of loaded models (for /ready). */
 size_t model_registry_loaded_count(model_registry_t *r);
+/* Models whose stable version failed to load and that have nothing serving:
+ * [{"model","error"}] (for /ready). New reference. */
+json_t *model_registry_failed_json(model_registry_t *r);
 
 /* Registers the version directory src_dir (manifest.json + booster):
  * checks the name/version are safe path components, the booster's sha256 matches the

@@ -332,6 +332,20 @@ def test_unknown_feature(module_server, park):
     find_problem(details_list(err), "no_such_feature", "unknown")
 
 
+def test_problem_list_is_capped(module_server, park):
+    """3000 unknown keys: every one is counted in the message, the first 100 are listed, and
+    the answer stays small."""
+    feats = h.valid_features(park)
+    for i in range(3000):
+        feats["extra_%04d" % i] = 1
+    r = module_server.predict(PARK, {"features": feats})
+    err = h.assert_error_body(r, 422, "validation_failed")
+    assert "3000 feature problems" in err["message"] and "the first 100 are listed" in err["message"], err
+    assert len(details_list(err)) == 100
+    assert details_list(err)[0]["feature"] == "extra_0000"
+    assert len(r.content) < 20000, len(r.content)
+
+
 def test_every_problem_named(module_server, park):
     num = [f for f in park["features"] if f.get("type") == "number" and "min" in f and "max" in f]
     req = [f for f in park["features"] if f.get("required", True)]
