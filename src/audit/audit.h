@@ -37,6 +37,9 @@ typedef struct audit_event {
  * between write and fdatasync; never acknowledged) is trimmed and the trim is logged.
  * Caller frees *ret with audit_log_close. */
 int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t errlen);
+/* What audit_log_open would refuse in the settings alone (keys), without opening the log:
+ * for `config check`. 0 when AUDIT_LOG_PATH is unset or the keys are usable. */
+int audit_settings_check(const config_t *cfg, char *err, size_t errlen);
 
 /* done(arg, status): status 0 when the record is durable, <0 (-ENOSPC, -EROFS, -EIO...) when
  * it could not be written (fail closed). Called exactly once, from the writer thread. */

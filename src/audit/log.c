@@ -533,6 +533,45 @@ static void *writer_main(void *arg)
 
 /* ---- public API ---- */
 
+/* The chain key (from SECRET_KEY) and the checkpoint signing key (AUDIT_SIGNING_KEY_PATH,
+ * required in production), or the reason they can not be had. */
+static int load_keys(const config_t *cfg, unsigned char chain[AUDIT_KEY_LEN], EVP_PKEY **ret_sign, char *err,
+                     size_t errlen)
+{
+    if (audit_chain_key(cfg->secret_key, chain) < 0) {
+        snprintf(err, errlen,
+                 "AUDIT_LOG_PATH is set but SECRET_KEY is not: the audit chain key derives from SECRET_KEY "
+                 "(set it, e.g. openssl rand -hex 32, or unset AUDIT_LOG_PATH to run without audit)");
+        return -EINVAL;
+    }
+    if (cfg->audit_signing_key_path) {
+        char kerr[512] = "";
+        int rc = audit_ckpt_load_private(cfg->audit_signing_key_path, ret_sign, kerr, sizeof(kerr));
+        if (rc < 0)
+            snprintf(err, errlen, "AUDIT_SIGNING_KEY_PATH: %s", kerr);
+        return rc;
+    }
+    if (cfg->environment == ENV_PRODUCTION) {
+        snprintf(err, errlen,
+                 "AUDIT_SIGNING_KEY_PATH: required when ENVIRONMENT=production and AUDIT_LOG_PATH is set "
+                 "(signed checkpoints detect truncation; create keys with `aimedres audit keygen`)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int audit_settings_check(const config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->audit_log_path || !*cfg->audit_log_path)
+        return 0;
+    unsigned char chain[AUDIT_KEY_LEN];
+    EVP_PKEY *sign = NULL;
+    int rc = load_keys(cfg, chain, &sign, err, errlen);
+    OPENSSL_cleanse(chain, sizeof(chain));
+    EVP_PKEY_free(sign);
+    return rc;
+}
+
 int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t errlen)
 {
     *ret = NULL;
@@ -559,27 +598,8 @@ int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t err
     a->ckpt_every = cfg->audit_checkpoint_records > 0 ? (uint64_t)cfg->audit_checkpoint_records : 1000;
     a->ckpt_interval_ms =
         (int64_t)(cfg->audit_checkpoint_interval_s > 0 ? cfg->audit_checkpoint_interval_s : 300) * 1000;
-    if (audit_chain_key(cfg->secret_key, a->key) < 0) {
-        snprintf(err, errlen,
-                 "AUDIT_LOG_PATH is set but SECRET_KEY is not: the audit chain key derives from SECRET_KEY "
-                 "(set it, e.g. openssl rand -hex 32, or unset AUDIT_LOG_PATH to run without audit)");
-        rc = -EINVAL;
+    if ((rc = load_keys(cfg, a->key, &a->sign_key, err, errlen)) < 0)
         goto fail;
-    }
-    if (cfg->audit_signing_key_path) {
-        char kerr[512] = "";
-        if ((rc = audit_ckpt_load_private(cfg->audit_signing_key_path, &a->sign_key, kerr, sizeof(kerr))) <
-            0) {
-            snprintf(err, errlen, "AUDIT_SIGNING_KEY_PATH: %s", kerr);
-            goto fail;
-        }
-    } else if (cfg->environment == ENV_PRODUCTION) {
-        snprintf(err, errlen,
-                 "AUDIT_SIGNING_KEY_PATH: required when ENVIRONMENT=production and AUDIT_LOG_PATH is set "
-                 "(signed checkpoints detect truncation; create keys with `aimedres audit keygen`)");
-        rc = -EINVAL;
-        goto fail;
-    }
     char dir[4200];
     snprintf(dir, sizeof(dir), "%s", a->path);
     char *slash = strrchr(dir, '/');

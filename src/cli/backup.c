@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "backup/backup.h"
 #include "backup/check.h"
 #include "backup/drill.h"
@@ -124,6 +125,17 @@ static int load(ctx_t *c, const char *env_file, const char *dest, bool need_key)
         c->have_key = true;
     }
     return 0;
+}
+
+/* Commands that append BACKUP/RESTORE audit records check, before any work, that the audit
+ * log could be written (keys), instead of finding out after the backup is published. */
+static int audit_ready(const ctx_t *c)
+{
+    char err[1024] = "";
+    if (audit_settings_check(c->cfg, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "aimedres: the audit log can not be written, so nothing was started: %s\n", err);
+    return -EINVAL;
 }
 
 static void unload(ctx_t *c)
@@ -471,6 +483,8 @@ int cli_backup(int argc, char **argv)
     ctx_t c;
     bool is_list = strcmp(sub, "list") == 0;
     int r = load(&c, env_file, dest, !is_list);
+    if (r == 0 && is_create)
+        r = audit_ready(&c);
     if (r < 0) {
         unload(&c);
         return 1;
@@ -559,7 +573,7 @@ int cli_restore(int argc, char **argv)
         return 2;
     }
     ctx_t c;
-    if (load(&c, env_file, from, true) < 0) {
+    if (load(&c, env_file, from, true) < 0 || audit_ready(&c) < 0) {
         unload(&c);
         return 1;
     }
@@ -720,7 +734,7 @@ int cli_dr_drill(int argc, char **argv)
         return 2;
     }
     ctx_t c;
-    if (load(&c, env_file, NULL, true) < 0) {
+    if (load(&c, env_file, NULL, true) < 0 || audit_ready(&c) < 0) {
         unload(&c);
         return 1;
     }

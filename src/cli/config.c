@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "security/tls.h"
+#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -28,6 +31,32 @@ static void usage_check(FILE *out)
                  "  --env-file FILE   read KEY=VALUE settings from FILE first\n"
                  "  -h, --help        show this help\n\n"
                  "Every variable is described in docs/configuration.md.\n");
+}
+
+/* What `serve` refuses beyond the settings' syntax: the database URL it can open, the TLS
+ * certificate and key it loads, the audit keys it needs. Same functions as serve, nothing
+ * opened for writing. Prints each problem; the number found. */
+static int preflight(const config_t *cfg)
+{
+    int bad = 0;
+    char err[1024], path[4096];
+    if (cfg->database_url && store_url_file_path(cfg->database_url, path, sizeof(path), err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: config: DATABASE_URL: %s\n", err);
+        bad++;
+    }
+    if (cfg->tls_enabled) {
+        SSL_CTX *ctx = NULL;
+        if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &ctx, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: config: %s\n", err);
+            bad++;
+        }
+        tls_ctx_free(ctx);
+    }
+    if (audit_settings_check(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: config: %s\n", err);
+        bad++;
+    }
+    return bad;
 }
 
 static int config_check(int argc, char **argv)
@@ -57,9 +86,11 @@ static int config_check(int argc, char **argv)
     if (!cfg)
         return 1;
     config_print(cfg, stdout);
-    printf("configuration OK\n");
+    int bad = preflight(cfg);
+    if (!bad)
+        printf("configuration OK\n");
     config_free(cfg);
-    return fflush(stdout) == 0 ? 0 : 1;
+    return fflush(stdout) == 0 && !bad ? 0 : 1;
 }
 
 int cli_config(int argc, char **argv)

@@ -238,6 +238,7 @@ static const char *const placeholders[] = {"GENERATE_",       "CHANGE_ME",  "CHA
                                            "SECURE_PASSWORD", "REPLACE_ME", "YOUR_"};
 
 #define SECRET_MIN_LEN 32
+#define SECRET_MIN_DISTINCT 8 /* a hex secret of 32+ random characters has ~15 */
 
 /* ---- error collection ---- */
 
@@ -903,6 +904,19 @@ static void check_cross(const config_t *cfg, struct errs *e)
         add_err(e, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
 }
 
+/* Number of different bytes in s (a secret of spaces or one repeated character has 1). */
+static size_t distinct_chars(const char *s)
+{
+    bool seen[256] = {false};
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (!seen[*p]) {
+            seen[*p] = true;
+            n++;
+        }
+    return n;
+}
+
 static void check_production(const config_t *cfg, struct errs *e)
 {
     if (cfg->environment != ENV_PRODUCTION)
@@ -927,6 +941,20 @@ static void check_production(const config_t *cfg, struct errs *e)
         else if (strlen(v) < SECRET_MIN_LEN)
             add_err(e, "%s: must be at least %d characters when ENVIRONMENT=production", s->name,
                     SECRET_MIN_LEN);
+        else if (distinct_chars(v) < SECRET_MIN_DISTINCT)
+            add_err(e,
+                    "%s: has only %zu distinct characters (spaces, a repeated character?): not a random "
+                    "secret; e.g. openssl rand -hex 32",
+                    s->name, distinct_chars(v));
+        else
+            for (size_t k = 0; k < i; k++) {
+                const char *w = settings[k].secret == SECRET ? *(char *const *)((const char *)cfg +
+                                                                                  settings[k].offset)
+                                                             : NULL;
+                if (w && strcmp(v, w) == 0)
+                    add_err(e, "%s: must differ from %s (one leaked secret must not give away the other)",
+                            s->name, settings[k].name);
+            }
     }
     char *pw = cfg->database_url ? url_password(cfg->database_url) : NULL;
     const char *which;

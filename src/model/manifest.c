@@ -450,6 +450,11 @@ static int parse_metrics(const json_t *obj, model_manifest_t *m, char *err, size
     return m->training_metrics && m->holdout_metrics ? 0 : -ENOMEM;
 }
 
+bool model_name_reserved(const char *name)
+{
+    return name && strcmp(name, "list") == 0;
+}
+
 int model_manifest_from_json(const json_t *obj, model_manifest_t **ret, char *err, size_t errlen)
 {
     int r;
@@ -474,6 +479,10 @@ int model_manifest_from_json(const json_t *obj, model_manifest_t **ret, char *er
         goto fail;
     if (!util_is_safe_name(m->name)) {
         r = fail(err, errlen, "name: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'");
+        goto fail;
+    }
+    if (model_name_reserved(m->name)) {
+        r = fail(err, errlen, "name: %s", MODEL_NAME_RESERVED_MSG);
         goto fail;
     }
     if ((r = req_string(obj, "version", "", 128, &m->version, err, errlen)) < 0)

@@ -66,6 +66,10 @@ typedef struct model_manifest {
 /* Parses and validates a manifest object. On failure returns -EINVAL and a message
  * naming the field ("features[3].max: expected a number"). Caller frees *ret. */
 int model_manifest_from_json(const json_t *obj, model_manifest_t **ret, char *err, size_t errlen);
+/* True for a model name the HTTP API needs for itself ("list": GET /api/v1/models/list would
+ * hide the model's own page). Refused by the manifest parser and by `model train/import`. */
+bool model_name_reserved(const char *name);
+#define MODEL_NAME_RESERVED_MSG "'list' is reserved (GET /api/v1/models/list is the list of models)"
 /* Loads dir/manifest.json or a manifest file path. */
 int model_manifest_load(const char *path, model_manifest_t **ret, char *err, size_t errlen);
 /* New reference; the full manifest as JSON (inverse of from_json). */

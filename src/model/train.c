@@ -923,6 +923,8 @@ static int check_common_opts(const model_train_opts_t *o, char *err, size_t errl
         return util_errf(err, errlen,
                          "--name: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),
                -EINVAL;
+    if (model_name_reserved(o->name))
+        return util_errf(err, errlen, "--name: %s", MODEL_NAME_RESERVED_MSG), -EINVAL;
     if (!util_is_safe_name(o->version))
         return util_errf(err, errlen,
                          "--version: expected 1..128 characters of [A-Za-z0-9._-], not starting with '.'"),

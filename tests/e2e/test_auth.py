@@ -344,8 +344,8 @@ def test_auth_enabled_defaults_and_production_rule(aimedres_bin):
     assert config_value(r, "AUTH_ENABLED") == "false"  # development default
     r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "staging"})
     assert r.returncode == 0 and config_value(r, "AUTH_ENABLED") == "true"
-    prod = {"ENVIRONMENT": "production", "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40,
-            "API_KEY_SALT": "a" * 40}
+    prod = {"ENVIRONMENT": "production", "SECRET_KEY": "5e" + "0123456789abcdef" * 3,
+            "JWT_SECRET_KEY": "7a" + "fedcba9876543210" * 3, "API_KEY_SALT": "9c" + "0f1e2d3c4b5a6978" * 3}
     r = h.run_cli(["config", "check"], env=prod)
     assert r.returncode == 0, r.stderr
     assert config_value(r, "AUTH_ENABLED") == "true"

@@ -693,6 +693,19 @@ def test_failed_backup_is_audited(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_unwritable_audit_log_stops_before_any_work(inst, tmp_path):
+    """With AUDIT_LOG_PATH set but no SECRET_KEY (the chain key), backup, restore and the drill
+    could not write their audit record: they say so and start nothing (a backup used to be
+    published first, its JSON saying ok, then exit 1)."""
+    for args in (["backup", "full"], ["restore", "latest", "--target", str(tmp_path / "t"), "--yes"],
+                 ["dr-drill", "--work-dir", str(tmp_path)]):
+        r = inst.run(args, SECRET_KEY="")
+        assert r.returncode == 1 and "nothing was started" in r.stderr and "SECRET_KEY" in r.stderr, (args, out(r))
+        assert '"ok": true' not in r.stdout, (args, out(r))
+    assert not os.path.exists(inst.backups)
+    assert not os.path.exists(tmp_path / "t")
+
+
 def test_postgresql_not_supported_yet(inst, tmp_path):
     """The store has no PostgreSQL backend yet, so there is nothing to pg_dump: every backup
     command says so plainly and touches nothing."""

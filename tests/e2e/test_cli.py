@@ -4,7 +4,9 @@
 guide writes them, environment over file), `serve` refusing bad settings and PostgreSQL
 URLs, and the model listing commands."""
 
+import json
 import os
+import shutil
 import time
 
 import pytest
@@ -13,6 +15,7 @@ import requests
 import aimedres_harness as h
 
 SECRET = "supersecretvalue-e2e-4f9c2a"
+LONG_SECRET = "3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f2a4b6c8d"  # long enough for production
 
 
 def out(r):
@@ -145,6 +148,44 @@ def test_production_refuses_placeholders(aimedres_bin, env, var):
     assert r.returncode == 1, "production accepted %s:\n%s" % (env, out(r))
     assert var in r.stderr, r.stderr
     assert SECRET not in out(r)
+
+
+@pytest.mark.parametrize("env,msg", [
+    ({"SECRET_KEY": " " * 40}, "SECRET_KEY: has only 1 distinct characters"),
+    ({"API_KEY_SALT": "x" * 64}, "API_KEY_SALT: has only 1 distinct characters"),
+    ({"JWT_SECRET_KEY": LONG_SECRET}, "JWT_SECRET_KEY: must differ from SECRET_KEY"),
+])
+def test_production_refuses_weak_or_shared_secrets(aimedres_bin, env, msg):
+    good = {"ENVIRONMENT": "production", "SECRET_KEY": LONG_SECRET, "JWT_SECRET_KEY": LONG_SECRET + "-jwt",
+            "API_KEY_SALT": LONG_SECRET + "-salt"}
+    r = h.run_cli(["config", "check"], env=good)
+    assert r.returncode == 0, out(r)
+    good.update(env)
+    r = h.run_cli(["config", "check"], env=good)
+    assert r.returncode == 1 and msg in r.stderr, out(r)
+    assert LONG_SECRET not in out(r)
+
+
+def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_path):
+    """config check runs serve's own checks beyond syntax: a database URL serve cannot open,
+    TLS files it cannot load, audit keys it requires. Each is named, exit 1, and serve
+    refuses the same configuration."""
+    prod = {"ENVIRONMENT": "production", "SECRET_KEY": LONG_SECRET, "JWT_SECRET_KEY": LONG_SECRET + "-jwt",
+            "API_KEY_SALT": LONG_SECRET + "-salt"}
+    cases = [
+        (dict(prod, AUDIT_LOG_PATH=str(tmp_path / "audit" / "audit.log")), "AUDIT_SIGNING_KEY_PATH: required"),
+        ({"TLS_ENABLED": "true", "TLS_CERT_PATH": str(tmp_path / "none.crt"),
+          "TLS_KEY_PATH": str(tmp_path / "none.key")}, "none.crt"),
+        ({"DATABASE_URL": "postgresql://u:hunter2pw@db.internal/x"}, "not supported yet"),
+    ]
+    for env, msg in cases:
+        r = h.run_cli(["config", "check"], env=env)
+        assert r.returncode == 1 and msg in r.stderr and "configuration OK" not in r.stdout, (env, out(r))
+        assert "hunter2pw" not in out(r)
+        srv_env = dict(h.demo_env(demo_copy), **env)
+        r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(h.free_port())], env=srv_env, timeout=30)
+        assert r.returncode == 1, (env, out(r))
+    assert not os.path.exists(tmp_path / "audit")  # config check wrote nothing
 
 
 def test_development_allows_placeholders(aimedres_bin):
@@ -346,6 +387,24 @@ def test_model_register_missing_dir(aimedres_bin, demo_copy, tmp_path):
     assert r.stderr.strip()
     r = h.run_cli(["model", "register"], env=h.demo_env(demo_copy))
     assert r.returncode == 2, out(r)
+
+
+def test_model_name_list_is_reserved(aimedres_bin, demo_copy, tmp_path):
+    """A model named "list" would hide its own page behind GET /api/v1/models/list: train
+    refuses the name, and so does register for a manifest that carries it."""
+    env = h.demo_env(demo_copy)
+    data = os.path.join(demo_copy, "data", "baseline", "parkinsons_predictor_validation.csv")
+    r = h.run_cli(["model", "train", "--data", data, "--label", "label", "--name", "list", "--version", "1"], env=env)
+    assert r.returncode != 0 and "'list' is reserved" in r.stderr, out(r)
+    src = tmp_path / "v"
+    shutil.copytree(os.path.join(demo_copy, "models", "parkinsons_predictor", "1.0.0"), src)
+    man = json.load(open(src / "manifest.json"))
+    man["name"] = "list"
+    json.dump(man, open(src / "manifest.json", "w"))
+    before = h.run_cli(["model", "list"], env=env).stdout
+    r = h.run_cli(["model", "register", str(src)], env=env)
+    assert r.returncode == 1 and "'list' is reserved" in r.stderr, out(r)
+    assert h.run_cli(["model", "list"], env=env).stdout == before
 
 
 def test_demo_files(demo_dir):
