@@ -66,6 +66,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     serve_state_t *st = arg;
     if (sig == SIGHUP) {
+        int lr = log_reopen(); /* logrotate: `postrotate kill -HUP` */
+        if (lr < 0)
+            log_msg(LOG_ERROR, "cannot reopen LOG_FILE; still writing to the old file", "{s:s}", "error",
+                    strerror(-lr));
         int n = model_registry_sync(st->app.registry);
         log_msg(LOG_INFO, "models reloaded", "{s:i,s:I}", "changes", n, "loaded",
                 (json_int_t)model_registry_loaded_count(st->app.registry));
@@ -273,7 +277,8 @@ int cli_serve(int argc, char **argv)
         }
     }
     process_metrics_register(cfg->model_storage_path);
-    backup_metrics_register(cfg->backup_path);
+    if (cfg->backup_enabled) /* this server's data is backed up: export the backup's age */
+        backup_metrics_register(cfg->backup_path);
     /* audit (issue 5, audit3): CONFIG_CHANGE when the configuration differs from the last
      * start's, recorded once everything is set up and before serving (fingerprints only; a
      * failure to record it refuses to start) */

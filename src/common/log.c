@@ -23,23 +23,56 @@ static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "
 static atomic_int min_level = LOG_INFO;
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sink_fd = STDERR_FILENO;
+static char *sink_path; /* LOG_FILE, for log_reopen; NULL for stderr (guarded by sink_lock) */
 
-int log_init(log_level_t level, const char *file)
+/* Points the sink at file (NULL or "": stderr); the old file is closed once no writer uses it. */
+static int open_sink(const char *file)
 {
     int fd = STDERR_FILENO;
+    char *path = NULL;
     if (file && *file) {
         fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd < 0)
             return -errno;
+        if (!(path = strdup(file))) {
+            close(fd);
+            return -ENOMEM;
+        }
     }
     pthread_mutex_lock(&sink_lock);
     int old = sink_fd;
+    char *old_path = sink_path;
     sink_fd = fd;
+    sink_path = path;
     pthread_mutex_unlock(&sink_lock);
     if (old != STDERR_FILENO && old != fd)
         close(old);
+    free(old_path);
+    return 0;
+}
+
+int log_init(log_level_t level, const char *file)
+{
+    int r = open_sink(file);
+    if (r < 0)
+        return r;
     log_set_level(level);
     return 0;
+}
+
+int log_reopen(void)
+{
+    pthread_mutex_lock(&sink_lock);
+    char *path = sink_path ? strdup(sink_path) : NULL;
+    bool to_file = sink_path != NULL;
+    pthread_mutex_unlock(&sink_lock);
+    if (!to_file)
+        return 0;
+    if (!path)
+        return -ENOMEM;
+    int r = open_sink(path);
+    free(path);
+    return r;
 }
 
 void log_set_level(log_level_t level)

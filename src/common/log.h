@@ -12,6 +12,9 @@ typedef enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARNING = 2, LOG_ERROR = 3, LOG_
 /* Opens the sink (NULL or "" = stderr; else appended file). 0 or -errno. */
 int log_init(log_level_t min_level, const char *file);
 void log_set_level(log_level_t min_level);
+/* Reopens the LOG_FILE given to log_init by name (after logrotate moved it; serve does it on
+ * SIGHUP); nothing when logging to stderr. 0 or -errno (the old file then stays in use). */
+int log_reopen(void);
 /* Parses DEBUG|INFO|WARNING|ERROR|CRITICAL (case-insensitive); 0 or -EINVAL. */
 int log_level_parse(const char *s, log_level_t *ret);
 const char *log_level_name(log_level_t level);

@@ -157,13 +157,19 @@ static void backup_collector(FILE *out, void *arg)
     char id[64];
     /* backup_latest_info reads the small manifest of `latest` (no key needed); a scrape
      * every few seconds costs one small file read. */
-    if (backup_latest_info(backup_dir, &ts_ms, id, sizeof(id)) < 0 || ts_ms <= 0)
-        return; /* no good backup yet: the series are absent, which alert rules can see */
+    if (backup_latest_info(backup_dir, &ts_ms, id, sizeof(id)) < 0 || ts_ms <= 0) {
+        /* no good backup yet: timestamp 0 (so `time() - ...` is huge and BackupStale fires), no age */
+        fprintf(out, "# HELP backup_last_success_timestamp_seconds Time of the latest complete, verified backup "
+                     "(0: none yet).\n"
+                     "# TYPE backup_last_success_timestamp_seconds gauge\nbackup_last_success_timestamp_seconds 0\n");
+        return;
+    }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     double age = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)ts_ms / 1e3;
     fprintf(out,
-            "# HELP backup_last_success_timestamp_seconds Time of the latest complete, verified backup.\n"
+            "# HELP backup_last_success_timestamp_seconds Time of the latest complete, verified backup "
+            "(0: none yet).\n"
             "# TYPE backup_last_success_timestamp_seconds gauge\nbackup_last_success_timestamp_seconds %.3f\n"
             "# HELP backup_age_seconds Age of the latest complete, verified backup.\n"
             "# TYPE backup_age_seconds gauge\nbackup_age_seconds %.3f\n",

@@ -9,7 +9,8 @@
  * (copied). Call once. */
 void process_metrics_register(const char *disk_path);
 /* Registers backup_last_success_timestamp_seconds and backup_age_seconds, read from the
- * latest verified backup under backup_path at scrape time (absent until one exists). */
+ * latest verified backup under backup_path at scrape time (the timestamp is 0 and the age
+ * absent until one exists). serve registers them when BACKUP_ENABLED=true. */
 void backup_metrics_register(const char *backup_path);
 
 #endif

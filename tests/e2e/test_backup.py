@@ -890,14 +890,17 @@ def test_interrupted_restore_and_drill_leave_no_plaintext(inst, tmp_path):
 
 
 def test_server_exports_last_backup_gauges(inst):
-    """The running server exports the time of the last good backup and its age (issue 6),
-    read from BACKUP_PATH at scrape time: absent before the first backup, then equal to the
-    backup's own timestamp."""
-    srv = h.Server(inst.prod, extra_env={k: v for k, v in inst.env().items() if k.startswith("BACKUP_")})
+    """With BACKUP_ENABLED=true the running server exports the time of the last good backup
+    and its age (issue 6), read from BACKUP_PATH at scrape time: timestamp 0 before the first
+    backup, then equal to the backup's own timestamp. Without it, neither series (a server
+    whose data is not backed up must not raise BackupStale)."""
+    srv = h.Server(inst.prod, extra_env=dict({k: v for k, v in inst.env().items() if k.startswith("BACKUP_")},
+                                             BACKUP_ENABLED="true"))
     srv.start()
     try:
         text = srv.get("/metrics").text
-        assert "backup_last_success_timestamp_seconds" not in text
+        # never backed up: the timestamp is 0 (BackupStale fires on it), no age yet
+        assert "\nbackup_last_success_timestamp_seconds 0\n" in text and "backup_age_seconds" not in text
         b = inst.backup("full")
         text = srv.get("/metrics").text
         vals = {}
@@ -913,6 +916,13 @@ def test_server_exports_last_backup_gauges(inst):
                 tzinfo=timezone.utc).timestamp() * 1000
         assert abs(vals["backup_last_success_timestamp_seconds"] - ts / 1000.0) < 1.0, (vals, man.get("timestamp"))
         assert 0 <= vals["backup_age_seconds"] < 120
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
+    srv = h.Server(inst.prod, extra_env={k: v for k, v in inst.env().items() if k.startswith("BACKUP_")})
+    srv.start()
+    try:
+        assert "backup_" not in srv.get("/metrics").text
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed

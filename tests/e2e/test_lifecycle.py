@@ -495,3 +495,29 @@ def test_second_server_on_same_port_refused(server, demo_dir, tmp_path):
     # every connection still reaches the first server (a fresh connection per request)
     for _ in range(20):
         assert requests.get(server.url("/api/v1/models/als_classifier"), timeout=10).status_code == 200
+
+
+def test_sighup_reopens_log_file(make_server, tmp_path):
+    """logrotate moves LOG_FILE away and sends SIGHUP: the server writes to a new file of that
+    name from then on (one JSON line per request), and nothing more to the moved one."""
+    log = str(tmp_path / "aimedres.jsonl")
+    srv = make_server(extra_env={"LOG_FILE": log})
+    assert srv.get("/health").status_code == 200
+    rotated = log + ".1"
+    os.rename(log, rotated)
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(log), "no new log file after SIGHUP"
+    size_rotated = os.path.getsize(rotated)
+    assert srv.get("/api/v1").status_code == 200
+    deadline = time.monotonic() + 10
+    lines = []
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in open(log) if x.strip()]
+        if any(x.get("route") == "/api/v1" for x in lines):
+            break
+        time.sleep(0.05)
+    assert any(x.get("route") == "/api/v1" for x in lines), lines
+    assert os.path.getsize(rotated) == size_rotated

@@ -55,6 +55,7 @@ route pagerduty-critical,slack-alerts severity=critical category=application ale
 route ml-team-email,slack-alerts severity=warning category=model_performance alertname=DataDriftDetected
 route ml-team-email,slack-alerts severity=warning category=data_quality alertname=DataQualityLow
 route slack-alerts severity=warning category=system alertname=HighMemoryUsage
+route pagerduty-critical,slack-alerts severity=critical category=backup alertname=BackupStale
 route default-receiver severity=info category=system alertname=Informational
 
 # Every receiver the route tree names exists (check-config does it too) and no placeholder
