@@ -24,7 +24,8 @@
  * copy out before returning. The one-off lazy Configure() runs in load() through a
  * warm-up prediction, so concurrent calls never race on it. tests/unit/model/
  * test_runtime.c checks 4 threads against single-threaded results. gblinear is not
- * covered by that guarantee, so its calls are serialised with a mutex. */
+ * covered by that guarantee, so its calls are serialised with a mutex; it has no inplace
+ * prediction either, so it predicts from a DMatrix built per call. */
 
 #define MAX_OUTPUTS 4096 /* classes per row */
 
@@ -210,9 +211,17 @@ static int predict_raw(xgb_state_t *st, const float *rows, size_t nrows, size_t 
     const bst_ulong *shape = NULL;
     bst_ulong dim = 0;
     const float *result = NULL;
-    if (st->serialize)
+    DMatrixHandle dm = NULL;
+    int rc;
+    if (st->serialize) {
+        /* gblinear has no inplace prediction: a DMatrix of the same rows (NaN = missing) */
         pthread_mutex_lock(&st->lock);
-    int rc = XGBoosterPredictFromDense(st->booster, iface, config, NULL, &shape, &dim, &result);
+        rc = XGDMatrixCreateFromMat(rows, (bst_ulong)nrows, (bst_ulong)ncols, NAN, &dm);
+        if (rc == 0)
+            rc = XGBoosterPredictFromDMatrix(st->booster, dm, config, &shape, &dim, &result);
+    } else {
+        rc = XGBoosterPredictFromDense(st->booster, iface, config, NULL, &shape, &dim, &result);
+    }
     int r = 0;
     if (rc != 0) {
         model_xgboost_error(err, errlen, "prediction failed");
@@ -230,6 +239,8 @@ static int predict_raw(xgb_state_t *st, const float *rows, size_t nrows, size_t 
     }
     memcpy(out, result, total * sizeof(float));
 out:
+    if (dm)
+        XGDMatrixFree(dm);
     if (st->serialize)
         pthread_mutex_unlock(&st->lock);
     return r;

@@ -121,6 +121,22 @@ def imported(env_root):
             reloaded = xgb.Booster()
             reloaded.load_model(path)  # predict with exactly what was imported
             out[name] = (reloaded, task, x[:N_PREDICT])
+    # a linear booster (gblinear), which libxgboost predicts through a DMatrix
+    x, score = make_data(9)
+    y = labels_for("binary", score)
+    data_csv = os.path.join(env_root, "data", "linear.csv")
+    write_csv(data_csv, x, y, "binary")
+    dtrain = xgb.DMatrix(x, label=y, missing=np.nan, feature_names=FEATURES)
+    booster = xgb.train({"objective": "binary:logistic", "booster": "gblinear", "seed": 9, "nthread": 1},
+                        dtrain, num_boost_round=10)
+    path = os.path.join(env_root, "boosters", "linear.json")
+    booster.save_model(path)
+    r = h.run_cli(["model", "import", "--booster", path, "--data", data_csv, "--label", "outcome",
+                   "--name", "eq_binary_linear", "--version", "1"], env=env, timeout=300)
+    assert r.returncode == 0, "import of the gblinear booster failed\n%s" % r.stderr[-3000:]
+    reloaded = xgb.Booster()
+    reloaded.load_model(path)
+    out["eq_binary_linear"] = (reloaded, "binary", x[:N_PREDICT])
     return out
 
 
@@ -147,7 +163,18 @@ def test_predictions_equal_python_xgboost(server, imported, task, fmt):
     want = booster.inplace_predict(x, missing=np.nan)
     via_dmatrix = booster.predict(xgb.DMatrix(x, missing=np.nan, feature_names=FEATURES))
     np.testing.assert_allclose(want, via_dmatrix, rtol=REL, atol=ABS)
+    check_served(server, name, task, x, want)
 
+
+def test_gblinear_equals_python_xgboost(server, imported):
+    booster, task, x = imported["eq_binary_linear"]
+    assert booster.save_config().find('"gblinear"') >= 0
+    want = booster.predict(xgb.DMatrix(x, missing=np.nan, feature_names=FEATURES))
+    check_served(server, "eq_binary_linear", task, x, want)
+
+
+def check_served(server, name, task, x, want):
+    """The server's batch and single-row answers for rows x equal want (Python's)."""
     # Batch request, then a few single-row requests ({"features": {...}}).
     resp = server.predict(name, {"instances": instances(x)})
     assert resp.status_code == 200, resp.text
