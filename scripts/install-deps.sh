@@ -14,6 +14,8 @@ PACKAGES="$PACKAGES prometheus prometheus-alertmanager python3-yaml"
 PACKAGES="$PACKAGES clang libclang-rt-14-dev llvm"
 # audit (issue 5): a real rsyslog (TCP/UDP, and TLS via its OpenSSL driver) for tests/e2e/test_siem.py.
 PACKAGES="$PACKAGES rsyslog rsyslog-openssl"
+# backups (issue 6): faketime, to run a DR drill "hours later" (its RPO check) in tests/e2e.
+PACKAGES="$PACKAGES faketime"
 # `install-deps.sh bench`: the peers the benchmarks compare against (not needed for tests;
 # nginx's package starts a system service, so it is installed only when asked for).
 if [ "${1:-}" = bench ]; then

@@ -182,6 +182,52 @@ static int add_tree(plan_t *p, const char *root, const char *area, const char *c
     return 0;
 }
 
+/* True if path is root or lies below it (resolved through symlinks; a path not created yet
+ * is resolved through its parent; false when root does not exist). */
+static bool path_within(const char *path, const char *root)
+{
+    char p[PATH_MAX], r[PATH_MAX];
+    if (!path || !root || !realpath(root, r))
+        return false;
+    if (!realpath(path, p)) { /* not created yet (the first backup): its parent then */
+        char parent[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        if (!slash || slash == path ||
+            snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path) >= (int)sizeof(parent) ||
+            !realpath(parent, p) || strlen(p) + strlen(slash) >= sizeof(p))
+            return false;
+        strcat(p, slash);
+    }
+    size_t n = strlen(r);
+    return strncmp(p, r, n) == 0 && (p[n] == '\0' || p[n] == '/' || (n == 1 && r[0] == '/'));
+}
+
+/* A repository (or the offsite copy) inside a tree the backup reads would put every backup
+ * into the next one, which then grows without end: refused. */
+static int repo_outside_sources(const backup_settings_t *s, char *err, size_t errlen)
+{
+    char baseline[PATH_MAX];
+    backup_path_join(baseline, sizeof(baseline), s->data_dir, "baseline");
+    const struct {
+        const char *name, *path;
+    } sources[] = {{"MODEL_STORAGE_PATH", s->model_storage_path},
+                   {"DATA_DIR/baseline", baseline},
+                   {"RESULTS_PATH", s->results_path}};
+    const struct {
+        const char *name, *path;
+    } repos[] = {{"BACKUP_PATH", s->backup_path}, {"BACKUP_OFFSITE_DIR", s->offsite_dir}};
+    for (size_t i = 0; i < ARRAY_SIZE(repos); i++)
+        for (size_t k = 0; k < ARRAY_SIZE(sources); k++)
+            if (path_within(repos[i].path, sources[k].path)) {
+                snprintf(err, errlen,
+                         "%s %s lies inside %s %s, which is backed up: every backup would contain the "
+                         "previous ones; put the repository elsewhere",
+                         repos[i].name, repos[i].path, sources[k].name, sources[k].path);
+                return -EINVAL;
+            }
+    return 0;
+}
+
 /* Files in dirname(AUDIT_LOG_PATH) whose names start with basename(AUDIT_LOG_PATH): the
  * log, its rotated archives and checkpoints. */
 static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t errlen)
@@ -753,6 +799,8 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     size_t *order = NULL;
     int wlock = -1, r;
 
+    if ((r = repo_outside_sources(s, err, errlen)) < 0)
+        goto fail;
     wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, true, LOCK_WAIT_MS, err, errlen);
     if (wlock < 0) {
         r = wlock;

@@ -639,6 +639,9 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     /* restore: RTO starts here, RPO is the backup's age now */
     int64_t rto0 = util_mono_ns();
     double rpo = (double)(util_now_ms() - m->timestamp_ms) / 1000.0;
+    /* known now: in the report even when a later step fails */
+    json_object_set_new(d.report, "rpo_s", json_real(rpo));
+    json_object_set_new(d.report, "rpo_ok", json_boolean(rpo <= BACKUP_DRILL_RPO_TARGET_S));
     backup_restore_opts_t ro = {.target = d.target, .progress = o->progress};
     json_t *rrep = NULL;
     int r = backup_restore(s, key, id, &ro, &rrep, err, sizeof(err));
@@ -687,9 +690,7 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     step(&d, "start", true, t0, "serving on 127.0.0.1:%d%s, /health and /ready answer 200", d.port,
          d.env_file[0] ? " with the restored env file" : "");
     json_object_set_new(d.report, "rto_s", json_real(rto));
-    json_object_set_new(d.report, "rpo_s", json_real(rpo));
     json_object_set_new(d.report, "rto_ok", json_boolean(rto <= BACKUP_DRILL_RTO_TARGET_S));
-    json_object_set_new(d.report, "rpo_ok", json_boolean(rpo <= BACKUP_DRILL_RPO_TARGET_S));
     if (rto > BACKUP_DRILL_RTO_TARGET_S || rpo > BACKUP_DRILL_RPO_TARGET_S)
         d.ok = false;
 

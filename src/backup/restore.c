@@ -902,8 +902,22 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
                                             : json_pack("{s:s,s:s}", "status", "skipped", "reason",
                                                         "no audit files restored"));
     if (failures) {
-        snprintf(err, errlen, "refusing to restore: %d check(s) failed on the restored data (see checks)",
-                 failures);
+        /* name each failed check and why, so a terminal user need not rerun with --json */
+        int n = snprintf(err, errlen, "refusing to restore: %d check(s) failed on the restored data:", failures);
+        const char *name;
+        json_t *c;
+        json_object_foreach(checks, name, c)
+        {
+            const char *st = json_string_value(json_object_get(c, "status"));
+            if (!st || strcmp(st, "fail") != 0 || n < 0 || (size_t)n >= errlen)
+                continue;
+            json_t *why = json_deep_copy(c);
+            json_object_del(why, "status");
+            char *text = json_dumps(why, JSON_COMPACT | JSON_SORT_KEYS);
+            n += snprintf(err + n, errlen - (size_t)n, " %s %s;", name, text ? text : "");
+            free(text);
+            json_decref(why);
+        }
         r = -EUCLEAN;
         goto fail;
     }

@@ -96,8 +96,9 @@ static void drill_usage(FILE *out)
         "  --url URL      production server (http://host:port, or PROD_URL) to compare predictions with;\n"
         "                 default: score the production model files in this process\n"
         "  --api-key-file FILE  an API key (role clinician or admin) sent to --url when production\n"
-        "                 has AUTH_ENABLED; the drill's own server is checked with a temporary key\n"
-        "                 of its own, minted in the restored copy of the store\n"
+        "                 has AUTH_ENABLED (default: AIMEDRES_API_KEY, as for deploy and verify); the\n"
+        "                 drill's own server is checked with a temporary key of its own, minted in\n"
+        "                 the restored copy of the store\n"
         "  --use-latest   drill on the latest backup instead of taking a new one\n"
         "  --full         take a full backup (default incremental)\n"
         "  --keep         keep the temporary directory for inspection\n");
@@ -757,6 +758,18 @@ int cli_dr_drill(int argc, char **argv)
         unload(&c);
         return 2;
     }
+    /* as `deploy` and `verify`: AIMEDRES_API_KEY when no file is given */
+    const char *env_key = getenv("AIMEDRES_API_KEY");
+    if (!key_file && url && env_key && *env_key) {
+        char id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE];
+        if (apikey_parse(env_key, strlen(env_key), id, secret) < 0) {
+            fprintf(stderr, "aimedres: dr-drill: AIMEDRES_API_KEY is not an API key (amr_<16 hex>_<43 base64url>)\n");
+            unload(&c);
+            return 2;
+        }
+        explicit_bzero(secret, sizeof(secret));
+        snprintf(prod_key, sizeof(prod_key), "%s", env_key);
+    }
     backup_drill_opts_t o = {
         .prod_url = url,
         .prod_api_key = prod_key[0] ? prod_key : NULL,
@@ -787,6 +800,15 @@ int cli_dr_drill(int argc, char **argv)
         json_t *st;
         json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
             fprintf(stderr, "aimedres: dr-drill: %s failed: %s\n", jstr(st, "name"), jstr(st, "error"));
+        json_t *tg = json_object_get(rep, "targets");
+        if (json_is_false(json_object_get(rep, "rpo_ok")))
+            fprintf(stderr, "aimedres: dr-drill: RPO target missed: the backup used was %.0f s old (target %lld s)\n",
+                    json_number_value(json_object_get(rep, "rpo_s")),
+                    (long long)json_integer_value(json_object_get(tg, "rpo_s")));
+        if (json_is_false(json_object_get(rep, "rto_ok")))
+            fprintf(stderr, "aimedres: dr-drill: RTO target missed: restore and start took %.0f s (target %lld s)\n",
+                    json_number_value(json_object_get(rep, "rto_s")),
+                    (long long)json_integer_value(json_object_get(tg, "rto_s")));
     }
     free(text);
     json_decref(rep);

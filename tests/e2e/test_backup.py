@@ -319,6 +319,9 @@ def test_restore_post_checks_refuse_bad_data(inst, tmp_path):
     assert rep["checks"]["models"]["status"] == "fail", rep["checks"]
     assert rep["checks"]["models"]["bad"][0]["model"] == "als_classifier"
     assert rep["checks"]["database"]["status"] == "ok"
+    # stderr (what a terminal shows) names each failed check and why, not only a count
+    assert "2 check(s) failed" in r.stderr and " audit {" in r.stderr and " models {" in r.stderr, out(r)
+    assert "als_classifier" in r.stderr, out(r)
     assert not os.path.exists(target / "aimedres.db") and not os.path.exists(target / "models")
     # leaving the bad components out restores the rest
     r = restore(inst, s["id"], target, "--components", "db,config,results")
@@ -706,6 +709,20 @@ def test_unwritable_audit_log_stops_before_any_work(inst, tmp_path):
     assert not os.path.exists(tmp_path / "t")
 
 
+def test_repository_inside_a_backed_up_tree_is_refused(inst, tmp_path):
+    """A repository (or offsite copy) inside RESULTS_PATH or MODEL_STORAGE_PATH would put
+    each backup into the next one: refused before anything is created."""
+    inside = os.path.join(inst.results, "backups")
+    r = inst.run(["backup", "full"], BACKUP_PATH=inside)
+    assert r.returncode == 1 and "lies inside RESULTS_PATH" in r.stderr, out(r)
+    assert not os.path.exists(inside)
+    offsite = os.path.join(inst.models, "offsite")
+    os.mkdir(offsite)
+    r = inst.run(["backup", "full"], BACKUP_OFFSITE_DIR=offsite)
+    assert r.returncode == 1 and "BACKUP_OFFSITE_DIR" in r.stderr and "MODEL_STORAGE_PATH" in r.stderr, out(r)
+    assert os.listdir(offsite) == [] and not os.path.exists(inst.backups)
+
+
 def test_postgresql_not_supported_yet(inst, tmp_path):
     """The store has no PostgreSQL backend yet, so there is nothing to pg_dump: every backup
     command says so plainly and touches nothing."""
@@ -782,6 +799,21 @@ def test_dr_drill_against_live_production_server(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_dr_drill_reports_a_missed_rpo(inst, tmp_path):
+    """A drill on a backup older than the RPO target (6 h; here the drill runs 7 hours later
+    under faketime) exits 1 and says why on stderr, with rpo_s in the report."""
+    inst.backup("full")
+    report = tmp_path / "drill.json"
+    env = h.base_env(inst.env())
+    r = subprocess.run(["faketime", "-f", "+7h", h.require_binary(), "dr-drill", "--use-latest", "--report",
+                        str(report), "--work-dir", str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 1, out(r)
+    assert "RPO target missed" in r.stderr and "target 21600 s" in r.stderr, out(r)
+    rep = json.load(open(report))
+    assert rep["rpo_ok"] is False and 7 * 3600 - 120 < rep["rpo_s"] < 7 * 3600 + 600, rep
+
+
 def test_dr_drill_with_authentication(inst, tmp_path):
     """AUTH_ENABLED=true (production's default): the drill checks its restored server through
     that server's real authentication with a temporary clinician key of its own (minted in the
@@ -802,6 +834,10 @@ def test_dr_drill_with_authentication(inst, tmp_path):
         assert r.returncode == 0, out(r)
         steps = {s["name"]: s for s in json.load(open(report))["steps"]}
         assert steps["models"]["ok"] and "production server's" in steps["predict"]["detail"], steps
+        # AIMEDRES_API_KEY works as for deploy and verify
+        r = inst.run(["dr-drill", "--url", url, "--env-file", inst.env_file, "--work-dir", str(tmp_path)],
+                     timeout=180, AIMEDRES_API_KEY=keyfile.read_text().strip(), **auth)
+        assert r.returncode == 0, out(r)
         # without production's key the comparison is refused by production, and said so
         r = inst.run(["dr-drill", "--url", url, "--env-file", inst.env_file, "--work-dir", str(tmp_path)],
                      timeout=180, **auth)
