@@ -810,6 +810,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         if (!a[i].selected)
             continue;
         stage_names(&a[i], pid);
+        backup_interrupt_add(a[i].stage); /* before it exists: an interruption may come at once */
         total += a[i].bytes;
         if (a[i].kind != KIND_FILE) {
             util_rmtree(a[i].stage);
@@ -826,7 +827,6 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
             }
         }
         a[i].staged = true;
-        backup_interrupt_add(a[i].stage);
     }
     backup_progress_t prog;
     char label[64];
