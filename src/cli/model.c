@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit/audit.h" /* audit (issue 5) */
 #include "cli/cli.h"
@@ -338,11 +339,24 @@ static int open_audit(const config_t *cfg, audit_log_t **ret)
 
 /* Loads the configuration, opens the store and, when ret_audit is not NULL, the audit trail;
  * prints the reason and returns 1 on failure. close_env undoes it. */
+/* The configuration, the store and (ret_audit) the audit log. Without ret_audit the command
+ * only reads, and a database that does not exist is an error rather than created empty (a
+ * mistyped DATABASE_URL must not answer "no models registered"). */
 static int open_env(const char *env_file, config_t **ret_cfg, store_t **ret_store, audit_log_t **ret_audit)
 {
     config_t *cfg = cli_load_config(env_file);
     if (!cfg)
         return 1;
+    char db[4096], err[512];
+    if (!ret_audit && store_url_file_path(cfg->database_url, db, sizeof(db), err, sizeof(err)) == 0 &&
+        access(db, F_OK) != 0) {
+        fprintf(stderr,
+                "aimedres: database: %s (DATABASE_URL) does not exist: a typo, or nothing was registered "
+                "here yet (serve and model register create it)\n",
+                db);
+        config_free(cfg);
+        return 1;
+    }
     store_t *s = cli_open_store(cfg);
     if (!s) {
         config_free(cfg);

@@ -381,6 +381,17 @@ def test_model_list_and_show(aimedres_bin, demo_copy):
     assert "no_such_model" in r.stderr, r.stderr
 
 
+def test_read_only_commands_do_not_create_a_database(aimedres_bin, tmp_path):
+    """`model list` and `model show` on a DATABASE_URL that names no file (a typo) say so
+    and create nothing, instead of answering from a new empty database."""
+    db = tmp_path / "typo" / "aimdres.db"
+    env = {"DATABASE_URL": "sqlite://%s" % db, "MODEL_STORAGE_PATH": str(tmp_path / "models")}
+    for args in (["model", "list"], ["model", "show", "parkinsons_predictor"]):
+        r = h.run_cli(args, env=env)
+        assert r.returncode == 1 and "does not exist" in r.stderr and str(db) in r.stderr, out(r)
+    assert not os.path.exists(tmp_path / "typo")
+
+
 def test_model_register_missing_dir(aimedres_bin, demo_copy, tmp_path):
     r = h.run_cli(["model", "register", str(tmp_path / "does-not-exist")], env=h.demo_env(demo_copy))
     assert r.returncode == 1, out(r)
