@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "model/manifest.h"
+#include "testutil.h"
 
 #define FX_ROWS 240
 
@@ -26,19 +27,39 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #pragma GCC diagnostic ignored "-Wunused-function"
 
+/* test_tmpdir's directory, malloc'd; aborts when it can not be made. */
 static char *fx_tmpdir(const char *tag)
 {
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
     char *path = malloc(4096);
-    snprintf(path, 4096, "%s/%s-XXXXXX", base, tag);
-    if (!mkdtemp(path)) {
-        fprintf(stderr, "mkdtemp %s: %s\n", path, strerror(errno));
+    if (!path || test_tmpdir(path, 4096, tag) < 0) {
+        fprintf(stderr, "cannot make a temporary directory for %s: %s\n", tag, strerror(errno));
         abort();
     }
     return path;
+}
+
+/* A binary manifest (model "m" version "1", labels no/yes, a placeholder booster sha256)
+ * over the features given as a JSON array text; NULL, with the reason on stderr, when the
+ * text or the manifest does not parse. */
+static model_manifest_t *fx_manifest(const char *features_json)
+{
+    json_error_t je;
+    json_t *features = json_loads(features_json, 0, &je);
+    if (!features) {
+        fprintf(stderr, "fx_manifest: features: %s\n", je.text);
+        return NULL;
+    }
+    json_t *in = json_pack("{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:o, s:[s,s]}", "format_version", 1,
+                           "name", "m", "version", "1", "task", "binary", "booster", "backend", "xgboost",
+                           "file", "model.json", "format", "json", "sha256",
+                           "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "features",
+                           features, "class_labels", "no", "yes");
+    model_manifest_t *m = NULL;
+    char err[512];
+    if (model_manifest_from_json(in, &m, err, sizeof(err)) < 0)
+        fprintf(stderr, "fx_manifest: %s\n", err);
+    json_decref(in);
+    return m;
 }
 
 static uint64_t fx_rng = 88172645463325252ull;

@@ -17,25 +17,13 @@ static model_manifest_t *m;
 static int setup(void **state)
 {
     (void)state;
-    json_t *in = json_pack(
-        "{s:i, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:[{s:s, s:s, s:b, s:i, s:i}, {s:s, s:s, s:b, s:i, "
-        "s:i},"
-        " {s:s, s:s, s:b}, {s:s, s:s, s:b}, {s:s, s:s, s:b, s:i}, {s:s, s:s, s:b, s:f}], s:[s,s]}",
-        "format_version", 1, "name", "m", "version", "1", "task", "binary", "booster", "backend", "xgboost",
-        "file", "model.json", "format", "json", "sha256",
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "features", "name", "age", "type",
-        "integer", "required", 1, "min", 0, "max", 120, "name", "bmi", "type", "number", "required", 0, "min",
-        10, "max", 80, "name", "smoker", "type", "boolean", "required", 1, "name", "score", "type", "number",
-        "required", 1, "name", "dose", "type", "number", "required", 0, "min", 0, "name", "cap", "type",
-        "integer", "required", 0, "max", 5.5, "class_labels", "no", "yes");
-    char err[512];
-    int r = model_manifest_from_json(in, &m, err, sizeof(err));
-    json_decref(in);
-    if (r < 0) {
-        fprintf(stderr, "setup: %s\n", err);
-        return -1;
-    }
-    return 0;
+    m = fx_manifest("[{\"name\": \"age\", \"type\": \"integer\", \"required\": true, \"min\": 0, \"max\": 120},"
+                    " {\"name\": \"bmi\", \"type\": \"number\", \"required\": false, \"min\": 10, \"max\": 80},"
+                    " {\"name\": \"smoker\", \"type\": \"boolean\", \"required\": true},"
+                    " {\"name\": \"score\", \"type\": \"number\", \"required\": true},"
+                    " {\"name\": \"dose\", \"type\": \"number\", \"required\": false, \"min\": 0},"
+                    " {\"name\": \"cap\", \"type\": \"integer\", \"required\": false, \"max\": 5.5}]");
+    return m ? 0 : -1;
 }
 
 static int teardown(void **state)
