@@ -247,6 +247,13 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The drill server has been waited for: nothing left to stop, here or on interruption. */
+static void server_reaped(drill_t *d)
+{
+    d->server = -1;
+    backup_interrupt_child(0);
+}
+
 /* GET until 200; fails early if the server exits. */
 static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err, size_t errlen)
 {
@@ -254,8 +261,7 @@ static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err
     for (;;) {
         int status;
         if (waitpid(d->server, &status, WNOHANG) == d->server) {
-            d->server = -1;
-            backup_interrupt_child(0);
+            server_reaped(d);
             char tail[1024];
             log_tail(d->log, tail, sizeof(tail));
             snprintf(err, errlen, "the drill server exited (status %d) before %s answered 200; log tail: %s",
@@ -294,15 +300,13 @@ static int stop_server(drill_t *d)
         int status;
         pid_t p = waitpid(d->server, &status, WNOHANG);
         if (p == d->server) {
-            d->server = -1;
-            backup_interrupt_child(0);
+            server_reaped(d);
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
         if (util_mono_ns() / 1000000 >= deadline) {
             kill(d->server, SIGKILL);
             waitpid(d->server, &status, 0);
-            d->server = -1;
-            backup_interrupt_child(0);
+            server_reaped(d);
             return -ETIMEDOUT;
         }
         struct timespec ts = {0, 20 * 1000000};
