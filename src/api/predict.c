@@ -95,6 +95,11 @@ static json_t *parse_body(http_ctx_t *ctx)
     json_error_t jerr;
     /* DECODE_ANY: a bare scalar is valid JSON, refused below as a shape problem (422) */
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /* An integer beyond int64 is valid JSON: read that body with every integer as a double,
+     * so that the schema names the feature whose value is out of its range (422) */
+    if (!root && strstr(jerr.text, "too big"))
+        root =
+            json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!root) {
         char *near = strstr(jerr.text, " near ");
         if (near)

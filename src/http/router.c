@@ -131,6 +131,7 @@ int router_match(const http_route_t *routes, size_t n, const char *path, unsigne
 {
     segments_t segs;
     ret->route = NULL;
+    ret->path_route = NULL;
     ret->allowed = 0;
     ret->n_params = 0;
     if (split_path(path, &segs) < 0)
@@ -141,6 +142,8 @@ int router_match(const http_route_t *routes, size_t n, const char *path, unsigne
         if (!match_pattern(c, &segs))
             continue;
         ret->allowed |= routes[r].methods;
+        if (!ret->path_route)
+            ret->path_route = &routes[r];
         if ((routes[r].methods & method) && ret->route == NULL) {
             size_t np = 0;
             for (size_t i = 0; i < c->n; i++) {

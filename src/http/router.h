@@ -26,8 +26,10 @@ typedef struct http_route {
 } http_route_t;
 
 typedef struct router_match {
-    const http_route_t *route; /* NULL when nothing matched */
-    unsigned allowed;          /* methods of routes matching the path (for 405) */
+    const http_route_t *route;      /* NULL when nothing matched */
+    const http_route_t *path_route; /* first route whose pattern matches the path, whatever
+                                       its methods (labels 405 and OPTIONS answers) */
+    unsigned allowed;               /* methods of routes matching the path (for 405) */
     size_t n_params;
     char params[ROUTER_MAX_PARAMS][256]; /* decoded parameter values */
 } router_match_t;

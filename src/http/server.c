@@ -1082,7 +1082,9 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
 
     unsigned m = ctx->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : ctx->method;
     int rc = router_match(srv->routes, srv->n_routes, path, m, &ctx->match);
-    ctx->route = ctx->match.route;
+    /* a 405 or an OPTIONS answer is counted and logged under the path's route, not as
+     * "unmatched": only paths no route knows are */
+    ctx->route = rc == -EPERM ? ctx->match.path_route : ctx->match.route;
     if (ctx->method == EVHTTP_REQ_OPTIONS && (rc == 0 || rc == -EPERM)) {
         options_reply(ctx, ctx->match.allowed);
         goto out;

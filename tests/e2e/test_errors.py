@@ -111,6 +111,37 @@ def test_method_not_allowed_list(module_server):
     assert "GET" in allow_set(r)
 
 
+def requests_counted(srv, method, route, status):
+    """http_requests_total for one (method, route, status) series; 0 when absent."""
+    r = srv.get("/metrics")
+    assert r.status_code == 200, r.text
+    want = '{method="%s",route="%s",status="%d"} ' % (method, route, status)
+    for line in r.text.splitlines():
+        if line.startswith("http_requests_total" + want):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_405_and_options_counted_under_their_route(limits_server):
+    """A wrong method or a preflight on a known path is counted under that path's route
+    pattern; only paths no route knows are "unmatched"."""
+    route = "/api/v1/models/{name}/predict"
+    before = requests_counted(limits_server, "DELETE", route, 405)
+    h.assert_error_body(limits_server.request("DELETE", PREDICT), 405, "method_not_allowed")
+    assert requests_counted(limits_server, "DELETE", route, 405) == before + 1
+    assert requests_counted(limits_server, "DELETE", "unmatched", 405) == 0
+
+    before = requests_counted(limits_server, "OPTIONS", route, 204)
+    r = limits_server.request("OPTIONS", PREDICT, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204, r.text
+    assert requests_counted(limits_server, "OPTIONS", route, 204) == before + 1
+
+    before = requests_counted(limits_server, "GET", "unmatched", 404)
+    h.assert_error_body(limits_server.get("/no/such/path"), 404, "not_found")
+    assert requests_counted(limits_server, "GET", "unmatched", 404) == before + 1
+
+
 # --------------------------------------------------------------------------- body limits
 #
 # An over-limit body is refused by the protocol layer before the request reaches the router:
@@ -322,6 +353,20 @@ def test_out_of_range(module_server, park):
         feats[f["name"]] = v
         r = module_server.predict(PARK, {"features": feats})
         assert r.status_code == 200, r.text
+
+
+def test_integer_beyond_int64_is_out_of_range(module_server, park):
+    """An integer too big for int64 is still valid JSON: 422 naming the feature, not 400."""
+    f = h.first_feature(park, types=("number", "integer"), ranged=True)
+    assert f, "no ranged feature"
+    for digits in ("123456789012345678901234567890", "-123456789012345678901234567890"):
+        text = json.dumps({"features": h.valid_features(park)})
+        text = text.replace('"%s": %s' % (f["name"], json.dumps(h.valid_features(park)[f["name"]])),
+                            '"%s": %s' % (f["name"], digits))
+        assert digits in text
+        r = post_raw_json(module_server, PREDICT, text)
+        err = h.assert_error_body(r, 422, "validation_failed")
+        find_problem(details_list(err), f["name"], "out_of_range")
 
 
 def test_unknown_feature(module_server, park):

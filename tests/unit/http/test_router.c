@@ -67,6 +67,9 @@ static void test_method_not_allowed(void **state)
     router_match_t m;
     assert_int_equal(router_match(routes, N, "/api/v1/models/x/predict", EVHTTP_REQ_GET, &m), -EPERM);
     assert_int_equal(m.allowed, EVHTTP_REQ_POST);
+    assert_null(m.route);
+    assert_non_null(m.path_route); /* the route a 405 is counted under */
+    assert_string_equal(m.path_route->pattern, "/api/v1/models/{name}/predict");
     char allow[64];
     router_allow_header(m.allowed | EVHTTP_REQ_OPTIONS, allow, sizeof(allow));
     assert_string_equal(allow, "POST, OPTIONS");
