@@ -60,12 +60,23 @@ int backup_parallel(size_t n, const size_t *order, int threads, int (*fn)(void *
     return j.error;
 }
 
-int backup_thread_count(int threads_setting)
+static int threads_per_cpu(int threads_setting, long per_cpu)
 {
     if (threads_setting > 0)
         return threads_setting > MAX_THREADS ? MAX_THREADS : threads_setting;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
+    n *= per_cpu;
     return n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+int backup_thread_count(int threads_setting)
+{
+    return threads_per_cpu(threads_setting, 1);
+}
+
+int backup_restore_thread_count(int threads_setting)
+{
+    return threads_per_cpu(threads_setting, 2);
 }

@@ -854,7 +854,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
                 order[k - 1] = t;
             }
     }
-    r = backup_parallel(m->n_files, order, backup_thread_count(s->threads), restore_one, &job);
+    r = backup_parallel(m->n_files, order, backup_restore_thread_count(s->threads), restore_one, &job);
     free(order);
     backup_progress_finish(&prog);
     size_t nfiles = 0;
