@@ -96,13 +96,18 @@ def build_cases(park):
     add("nested-ok-depth-but-wrong-shape", post_json(("[" * 100 + "]" * 100).encode()), 422,
         "validation_failed")
 
-    # -- 3. huge numbers: overflow is a JSON error (400); in-range-but-absurd values are 422
-    for i, lit in enumerate(["1e400", "-1e400", "1" * 300, "-" + "9" * 300, "1e999999999",
-                             "123456789012345678901234567890", "9223372036854775808",
-                             "-9223372036854775809", "1" + "0" * 400 + ".0"]):
+    # -- 3. huge numbers: beyond a double is a JSON error (400); an integer beyond int64 is read
+    #       as a double; in-range-but-absurd values are 422
+    for i, lit in enumerate(["1e400", "-1e400", "1e999999999", "1" + "0" * 400 + ".0",
+                             "1" * 400, "-" + "9" * 400]):
         f = dict(good)
         body = json.dumps({"features": f}).replace(json.dumps(f[num]), lit, 1)
         add("huge-number-%d" % i, post_json(body.encode()), 400, "invalid_json")
+    for i, lit in enumerate(["1" * 300, "-" + "9" * 300, "123456789012345678901234567890",
+                             "9223372036854775808", "-9223372036854775809"]):
+        f = dict(good)
+        body = json.dumps({"features": f}).replace(json.dumps(f[num]), lit, 1)
+        add("beyond-int64-%d" % i, post_json(body.encode()), 422, "validation_failed")
     for i, val in enumerate([1e300, -1e300, 1.7976931348623157e308, 9223372036854775807, 4e38, -4e38]):
         f = dict(good)
         f[num] = val
