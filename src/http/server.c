@@ -174,6 +174,9 @@ struct conn {
     char *out;
     size_t out_len, out_off, out_cap;
     unsigned out_responses; /* responses in out not yet fully written */
+    uint64_t req_start_ns;  /* first byte of the request being read (0: none); READ_TIMEOUT
+                               bounds the whole request from here, not only each silence */
+    bool deadline_armed;    /* rev's timeout is the request's rest, not read_tv */
     size_t lingered;
     http_ctx_t ctx;
 };
@@ -1111,6 +1114,39 @@ out:
     c->in_dispatch = false;
 }
 
+/* READ_TIMEOUT is also a deadline for each request as a whole, from its first byte: a client
+ * that trickles a byte now and then (slowloris) is answered 408 when it has spent READ_TIMEOUT
+ * on one request, not kept forever by the silence timeout that each byte resets. While a
+ * request is partly read, the read event's timeout is the rest of its time; afterwards it is
+ * read_tv again (the idle keep-alive timeout). Returns false when it refused the request. */
+static bool arm_request_deadline(conn_t *c)
+{
+    http_server_t *srv = c->w->srv;
+    bool partial = (c->state == ST_HEAD || c->state == ST_BODY) && c->in_len > c->consumed;
+    if (!partial) {
+        c->req_start_ns = 0;
+        if (c->deadline_armed && !c->read_paused && c->rev)
+            event_add(c->rev, &srv->read_tv);
+        c->deadline_armed = false;
+        return true;
+    }
+    uint64_t now = util_mono_ns(), limit = (uint64_t)srv->read_tv.tv_sec * 1000000000ull;
+    if (!c->req_start_ns)
+        c->req_start_ns = now;
+    uint64_t spent = now - c->req_start_ns;
+    if (spent >= limit) {
+        refuse(c, 408, c->state == ST_BODY ? &c->head : NULL);
+        return false;
+    }
+    if (!c->read_paused && c->rev) {
+        uint64_t rest = limit - spent;
+        struct timeval tv = {(time_t)(rest / 1000000000ull), (suseconds_t)(rest % 1000000000ull / 1000)};
+        event_add(c->rev, &tv);
+        c->deadline_armed = true;
+    }
+    return true;
+}
+
 /* Parses and dispatches what the input buffer holds, request after request, until it needs
  * more bytes, a request is busy, or the connection is closing. */
 static void conn_process(conn_t *c)
@@ -1184,6 +1220,8 @@ static void conn_process(conn_t *c)
     }
     if (c->read_paused && c->state != ST_BUSY)
         resume_reading(c); /* a busy request no longer pins the buffer */
+    if (!arm_request_deadline(c))
+        return; /* refused with 408 */
     if (c->ssl && c->state != ST_BUSY && c->in_len < c->in_cap && SSL_pending(c->ssl) > 0)
         event_active(c->rev, EV_READ, 0); /* decrypted bytes wait inside OpenSSL */
 }

@@ -120,6 +120,44 @@ def test_stalled_request_gets_408(http_server):
     assert READ_TIMEOUT_S * 0.8 <= elapsed < READ_TIMEOUT_S * 4 + 5, elapsed
 
 
+def trickle_until_answered(sock, data, every_s):
+    """Sends data one byte every every_s seconds until the server answers or closes;
+    returns (what it answered, seconds from the first byte)."""
+    t0 = time.monotonic()
+    for i in range(len(data)):
+        try:
+            sock.sendall(data[i:i + 1])
+        except OSError:
+            break
+        sock.settimeout(every_s)
+        try:
+            first = sock.recv(65536)
+        except socket.timeout:
+            continue
+        sock.settimeout(10)
+        return first + recv_all(sock), time.monotonic() - t0
+    sock.settimeout(READ_TIMEOUT_S * 4 + 5)
+    return recv_all(sock), time.monotonic() - t0
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_trickled_request_gets_408_within_read_timeout(http_server, body, part):
+    """READ_TIMEOUT bounds a request as a whole: a client sending one byte every 0.4 s (each
+    silence far shorter than READ_TIMEOUT) is answered 408 once the request has taken
+    READ_TIMEOUT, not served the silence timeout forever (slowloris)."""
+    head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nX-Pad: %s\r\n\r\n" % (PREDICT.encode(), len(body), b"p" * 200))
+    with connect(http_server) as s:
+        if part == "body":
+            s.sendall(head)
+            data, elapsed = trickle_until_answered(s, body, 0.4)
+        else:
+            data, elapsed = trickle_until_answered(s, head + body, 0.4)
+    assert data.startswith(b"HTTP/1.1 408 "), data[:100]
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
+    assert READ_TIMEOUT_S * 0.8 <= elapsed < READ_TIMEOUT_S + 2, elapsed
+
+
 def test_idle_connection_closed_silently(http_server):
     with connect(http_server, timeout=READ_TIMEOUT_S * 4 + 5) as s:
         s.sendall(h.build_request("GET", "/health"))
