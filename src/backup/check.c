@@ -22,8 +22,12 @@ static json_t *freshness(const backup_settings_t *s, const char *id, int64_t ts,
         return json_pack("{s:b,s:s}", "ok", 0, "message", "no backup found (latest is missing)");
     double age = (double)(now - ts) / 1000.0, max = (double)s->max_age_ms / 1000.0;
     bool ok = age <= max;
-    char msg[160];
-    snprintf(msg, sizeof(msg), "latest backup %s is %.1f h old (max %.1f h)", id, age / 3600, max / 3600);
+    /* text in the units the limit was configured in (BACKUP_MAX_AGE=1m is "1m", not "0.0 h");
+     * age_s and max_age_s stay numbers of seconds */
+    char a[24], m[24], msg[160];
+    backup_format_duration(now - ts, a, sizeof(a));
+    backup_format_duration_exact(s->max_age_ms, m, sizeof(m));
+    snprintf(msg, sizeof(msg), "latest backup %s is %s old (max %s)", id, a, m);
     return json_pack("{s:b,s:s,s:f,s:f,s:s}", "ok", ok, "latest", id, "age_s", age, "max_age_s", max,
                      "message", msg);
 }
@@ -92,7 +96,7 @@ static json_t *disk(const backup_settings_t *s)
     bool ok = free_b >= s->min_free_bytes;
     char f[24], m[24], msg[128];
     backup_format_bytes(free_b, f, sizeof(f));
-    backup_format_bytes(s->min_free_bytes, m, sizeof(m));
+    backup_format_bytes_exact(s->min_free_bytes, m, sizeof(m)); /* 1G is 2^30: "1 GiB" */
     snprintf(msg, sizeof(msg), "%s free (min %s)", f, m);
     return json_pack("{s:b,s:I,s:I,s:s}", "ok", ok, "free_bytes", (json_int_t)free_b, "min_free_bytes",
                      (json_int_t)s->min_free_bytes, "message", msg);

@@ -9,14 +9,18 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "backup/progress.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -105,9 +109,50 @@ out:
     return r;
 }
 
-/* Runs cmd under /bin/sh -c with BACKUP_ENCRYPTION_KEY_ID set; captures stdout. */
-static int run_command(const char *cmd, const char *key_id, uint8_t *buf, size_t *ret_len, char *err,
-                       size_t errlen)
+/* The controlling terminal, opened, when this process's group is in its foreground: the key
+ * command runs in a process group of its own (so that a timeout can kill everything it
+ * started), and gets the terminal's foreground while it runs, so that it can still ask for a
+ * PIN or a passphrase on /dev/tty. -1 without one (cron, systemd) or in a background job. */
+static int foreground_tty(void)
+{
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (tcgetpgrp(fd) != getpgrp()) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Whether the child has ended (how, in si), without reaping it: until it is reaped its pid,
+ * which is also its process group's id, cannot be reused, so kill(-pid) stays safe. */
+static bool ended(pid_t pid, siginfo_t *si)
+{
+    memset(si, 0, sizeof(*si));
+    while (waitid(P_PID, (id_t)pid, si, WEXITED | WNOHANG | WNOWAIT) < 0)
+        if (errno != EINTR)
+            return true; /* not our child (cannot happen): nothing to wait for */
+    return si->si_pid == pid;
+}
+
+/* Waits until the child ended or deadline_ms (monotonic) passed; whether it ended. */
+static bool wait_until(pid_t pid, siginfo_t *si, int64_t deadline_ms)
+{
+    while (!ended(pid, si)) {
+        if (util_mono_ns() / 1000000 >= deadline_ms)
+            return false;
+        poll(NULL, 0, 10);
+    }
+    return true;
+}
+
+/* Runs cmd under /bin/sh -c with BACKUP_ENCRYPTION_KEY_ID set; captures stdout. The command
+ * runs in a new process group; when it fails, prints too much or does not finish within the
+ * timeout, the whole group (a KMS client's helpers, `sh -c 'sleep 100; ...'`'s sleep) is
+ * killed, not just the shell. */
+static int run_command(const char *cmd, const char *key_id, int timeout_ms, uint8_t *buf, size_t *ret_len,
+                       char *err, size_t errlen)
 {
     /* The child's environment is built here: only async-signal-safe calls after fork. */
     size_t nenv = 0;
@@ -135,31 +180,61 @@ static int run_command(const char *cmd, const char *key_id, uint8_t *buf, size_t
         free(idvar);
         return -EIO;
     }
+    /* Handing the terminal over and taking it back happen while our group is (or becomes) a
+     * background group: SIGTTOU, which would stop us, stays blocked meanwhile. */
+    sigset_t ttou, oldmask;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    int tty = foreground_tty();
+    struct termios saved;
+    bool have_saved = tty >= 0 && tcgetattr(tty, &saved) == 0;
+    pthread_sigmask(tty >= 0 ? SIG_BLOCK : SIG_SETMASK, tty >= 0 ? &ttou : NULL, &oldmask);
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
+        if (tty >= 0) {
+            pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+            close(tty);
+        }
         close(pfd[0]);
         close(pfd[1]);
         free(envp);
         free(idvar);
-        snprintf(err, errlen, "BACKUP_KEY_COMMAND: fork: %s", strerror(errno));
+        snprintf(err, errlen, "BACKUP_KEY_COMMAND: fork: %s", strerror(e));
         return -EIO;
     }
     if (pid == 0) {
+        /* both sides set the group and the foreground, so neither order of running races */
+        setpgid(0, 0);
+        if (tty >= 0)
+            tcsetpgrp(tty, getpid());
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
         dup2(pfd[1], STDOUT_FILENO); /* dup2 clears O_CLOEXEC on the copy */
         execve("/bin/sh", (char *const[]){"sh", "-c", (char *)cmd, NULL}, envp);
         _exit(127);
     }
+    setpgid(pid, pid); /* EACCES once the child has exec'd: it did it itself */
+    if (tty >= 0)
+        tcsetpgrp(tty, pid);
     free(envp);
     free(idvar);
     close(pfd[1]);
     size_t got = 0;
     int r = 0;
-    int64_t deadline = util_mono_ns() / 1000000 + BACKUP_KEY_COMMAND_TIMEOUT_MS;
+    siginfo_t si;
+    char limit[24];
+    backup_format_duration_exact(timeout_ms, limit, sizeof(limit));
+    int64_t deadline = util_mono_ns() / 1000000 + timeout_ms;
     for (;;) {
         int64_t left = deadline - util_mono_ns() / 1000000;
         if (left <= 0) {
-            snprintf(err, errlen, "BACKUP_KEY_COMMAND: no answer within %d s",
-                     BACKUP_KEY_COMMAND_TIMEOUT_MS / 1000);
+            if (ended(pid, &si))
+                snprintf(err, errlen,
+                         "BACKUP_KEY_COMMAND exited, but a process it started kept its output open past the "
+                         "%s limit",
+                         limit);
+            else
+                snprintf(err, errlen, "BACKUP_KEY_COMMAND: no answer within %s", limit);
             r = -EIO;
             break;
         }
@@ -183,17 +258,34 @@ static int run_command(const char *cmd, const char *key_id, uint8_t *buf, size_t
         }
     }
     close(pfd[0]);
-    if (r < 0)
-        kill(pid, SIGKILL);
-    int status = 0;
+    /* output closed: the command has until the same deadline to exit (it may close stdout
+     * and linger) */
+    if (r == 0 && !wait_until(pid, &si, deadline)) {
+        snprintf(err, errlen, "BACKUP_KEY_COMMAND: closed its output but did not exit within %s", limit);
+        r = -EIO;
+    }
+    if (r == 0 && !(si.si_code == CLD_EXITED && si.si_status == 0)) {
+        if (si.si_code == CLD_EXITED)
+            snprintf(err, errlen, "BACKUP_KEY_COMMAND exited with status %d", si.si_status);
+        else
+            snprintf(err, errlen, "BACKUP_KEY_COMMAND was killed by signal %d", si.si_status);
+        r = -EIO;
+    }
+    /* On any failure, everything the command started goes with it: the whole group, killed
+     * while its leader is still unreaped (so the group id is still ours), then the leader. */
+    if (r < 0) {
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL); /* in case it never became a group leader */
+    }
+    int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (r == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        if (WIFEXITED(status))
-            snprintf(err, errlen, "BACKUP_KEY_COMMAND exited with status %d", WEXITSTATUS(status));
-        else
-            snprintf(err, errlen, "BACKUP_KEY_COMMAND was killed by signal %d", WTERMSIG(status));
-        r = -EIO;
+    if (tty >= 0) {
+        tcsetpgrp(tty, getpgrp()); /* take the terminal back */
+        if (r < 0 && have_saved)   /* a killed PIN prompt may have left echo off */
+            tcsetattr(tty, TCSANOW, &saved);
+        pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+        close(tty);
     }
     if (r == 0)
         *ret_len = got;
@@ -217,7 +309,10 @@ int backup_key_load(const backup_settings_t *s, backup_key_t *ret, char *err, si
     uint8_t master[BACKUP_KEY_BYTES];
     size_t len = 0;
     int r = s->key_file ? load_file(s->key_file, buf, &len, err, errlen)
-                        : run_command(s->key_command, s->key_id, buf, &len, err, errlen);
+                        : run_command(s->key_command, s->key_id,
+                                      s->key_command_timeout_ms > 0 ? s->key_command_timeout_ms
+                                                                    : BACKUP_KEY_COMMAND_TIMEOUT_MS,
+                                      buf, &len, err, errlen);
     if (r == 0) {
         r = backup_key_decode(buf, len, master);
         if (r < 0)

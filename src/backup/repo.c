@@ -194,12 +194,22 @@ int backup_repo_set_latest(const char *repo, const char *id)
 int backup_repo_resolve(const char *repo, const char *spec, char ret_id[BACKUP_ID_MAX], char *err,
                         size_t errlen)
 {
+    struct stat st;
+    char path[PATH_MAX];
     if (!spec || strcmp(spec, BACKUP_LATEST) == 0) {
         int r = backup_repo_latest(repo, ret_id);
-        if (r < 0)
-            snprintf(err, errlen, "%s has no latest backup%s", repo,
-                     r == -ENOENT ? "" : " (latest is unreadable)");
-        return r < 0 ? -ENOENT : 0;
+        if (r == 0)
+            return 0;
+        /* no `latest` at all (an empty repository) vs one that dangles or is not ours */
+        bool exists = snprintf(path, sizeof(path), "%s/%s", repo, BACKUP_LATEST) < (int)sizeof(path) &&
+                      lstat(path, &st) == 0;
+        if (!exists) {
+            snprintf(err, errlen, "%s has no latest backup", repo);
+            return -ENOENT;
+        }
+        snprintf(err, errlen, "%s/latest does not point at a complete backup (%s): the repository is damaged",
+                 repo, r == -ENOENT ? "its manifest is missing" : "unreadable or not a backup id");
+        return -EUCLEAN;
     }
     if (!backup_id_valid(spec)) {
         snprintf(err, errlen, "'%s' is not a backup id (YYYYmmddTHHMMSSZ) or 'latest'", spec);
@@ -208,7 +218,14 @@ int backup_repo_resolve(const char *repo, const char *spec, char ret_id[BACKUP_I
     char mpath[PATH_MAX];
     if (backup_repo_path(repo, spec, BACKUP_MANIFEST_FILE, mpath, sizeof(mpath)) < 0 ||
         !util_path_exists(mpath)) {
-        snprintf(err, errlen, "no complete backup %s in %s", spec, repo);
+        /* a backup's directory only gets its final name once the backup is complete: one
+         * without its manifest is a damaged backup, not an unknown id */
+        if (backup_repo_path(repo, spec, NULL, path, sizeof(path)) == 0 && stat(path, &st) == 0) {
+            snprintf(err, errlen, "backup %s in %s is damaged: its %s is missing", spec, repo,
+                     BACKUP_MANIFEST_FILE);
+            return -EUCLEAN;
+        }
+        snprintf(err, errlen, "no backup %s in %s", spec, repo);
         return -ENOENT;
     }
     snprintf(ret_id, BACKUP_ID_MAX, "%s", spec);

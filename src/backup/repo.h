@@ -40,7 +40,10 @@ void backup_repo_ids_free(char **ids, size_t n);
 int backup_repo_latest(const char *repo, char ret_id[BACKUP_ID_MAX]);
 /* Points `latest` at id atomically (symlink aside, rename, fsync the directory). */
 int backup_repo_set_latest(const char *repo, const char *id);
-/* "latest" or an id of a complete backup into ret_id; -ENOENT with a message otherwise. */
+/* "latest" or an id of a complete backup into ret_id. With a message in err otherwise:
+ *   -ENOENT   no backup of that id (or no `latest`: an empty repository)
+ *   -EINVAL   spec is neither an id nor "latest"
+ *   -EUCLEAN  it is there but damaged: `latest` dangles, or the id's directory has no manifest */
 int backup_repo_resolve(const char *repo, const char *spec, char ret_id[BACKUP_ID_MAX], char *err,
                         size_t errlen);
 

@@ -14,18 +14,19 @@
 typedef struct backup_settings {
     const config_t *cfg; /* borrowed: the whole configuration (audit chain checks need it) */
     /* Strings are borrowed from the config_t (or the CLI's argv) and must outlive this. */
-    const char *backup_path;  /* BACKUP_PATH (or --dest) */
-    const char *offsite_dir;  /* BACKUP_OFFSITE_DIR, NULL = no offsite copy */
-    const char *key_file;     /* BACKUP_ENCRYPTION_KEY_FILE */
-    const char *key_command;  /* BACKUP_KEY_COMMAND */
-    const char *key_id;       /* BACKUP_ENCRYPTION_KEY_ID: a label (KMS ARN), not a secret */
-    int retention_days;       /* BACKUP_RETENTION_DAYS */
-    int keep_min;             /* BACKUP_KEEP_MIN */
-    int64_t max_age_ms;       /* BACKUP_MAX_AGE */
-    uint64_t min_free_bytes;  /* BACKUP_MIN_FREE */
-    int compression_level;    /* BACKUP_COMPRESSION_LEVEL (zstd) */
-    int threads;              /* BACKUP_THREADS, 0 = one per CPU */
-    const char *database_url; /* DATABASE_URL */
+    const char *backup_path;    /* BACKUP_PATH (or --dest) */
+    const char *offsite_dir;    /* BACKUP_OFFSITE_DIR, NULL = no offsite copy */
+    const char *key_file;       /* BACKUP_ENCRYPTION_KEY_FILE */
+    const char *key_command;    /* BACKUP_KEY_COMMAND */
+    const char *key_id;         /* BACKUP_ENCRYPTION_KEY_ID: a label (KMS ARN), not a secret */
+    int key_command_timeout_ms; /* 0: BACKUP_KEY_COMMAND_TIMEOUT_MS (backup/keys.h); tests set less */
+    int retention_days;         /* BACKUP_RETENTION_DAYS */
+    int keep_min;               /* BACKUP_KEEP_MIN */
+    int64_t max_age_ms;         /* BACKUP_MAX_AGE */
+    uint64_t min_free_bytes;    /* BACKUP_MIN_FREE */
+    int compression_level;      /* BACKUP_COMPRESSION_LEVEL (zstd) */
+    int threads;                /* BACKUP_THREADS, 0 = one per CPU */
+    const char *database_url;   /* DATABASE_URL */
     const char *model_storage_path;
     const char *data_dir;
     const char *results_path;   /* RESULTS_PATH, default <DATA_DIR>/results */

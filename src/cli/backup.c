@@ -2,7 +2,16 @@
 /* `aimedres backup [full|incremental] | verify | list | prune | check | keygen`,
  * `aimedres restore` and `aimedres dr-drill`: flag parsing, confirmation and output only;
  * the work is in src/backup/. On a terminal: progress on stderr and readable lines; else
- * (or with --json) one JSON document on stdout. Exit 0 success, 1 failure, 2 usage. */
+ * (or with --json) one JSON document on stdout.
+ *
+ * Exit status, the same for every command here (EXIT_HELP below, docs/backup.md):
+ *   0  success
+ *   1  the operation ran and failed: a damaged backup, a failed check or drill, a restore
+ *      refused on a mismatch or a held lock, a configuration or environment problem (no key,
+ *      unmounted repository)
+ *   2  usage: a bad argument, or something named on the command line that does not exist
+ *      (an unknown backup id, no `latest` in an empty repository, a missing --env-file),
+ *      or restore without --yes and without a terminal to ask on. Nothing was done. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -28,6 +37,11 @@
 #include "cli/cli.h"
 #include "security/apikey.h"
 #include "common/util.h"
+
+#define EXIT_HELP                                                                                            \
+    "\nExit status: 0 success; 1 the operation ran and failed (damaged backup, failed check or drill,\n"     \
+    "restore refused, no key, repository missing); 2 usage error or a named thing that does not exist\n"     \
+    "(unknown backup id, no latest backup, missing --env-file, restore without --yes off a terminal).\n"
 
 /* Shared state of one invocation. */
 typedef struct ctx {
@@ -60,8 +74,7 @@ static void backup_usage(FILE *out)
             "  --dest DIR       use DIR instead of BACKUP_PATH\n"
             "  --env-file FILE  read settings from FILE (the environment overrides it); backup also\n"
             "                   stores FILE itself (encrypted) as the configuration component\n"
-            "  --json           print JSON even on a terminal\n"
-            "See docs/backup.md.\n");
+            "  --json           print JSON even on a terminal\n" EXIT_HELP "See docs/backup.md.\n");
 }
 
 static void restore_usage(FILE *out)
@@ -80,7 +93,8 @@ static void restore_usage(FILE *out)
         "  --config-dest FILE in place: where the backed-up env file goes (default: where it came from)\n"
         "  --full-db-check    run PRAGMA integrity_check on the restored database again; by default the\n"
         "                     backup's own check of the snapshot counts, as the restored file is proven\n"
-        "                     identical to it by sha256 (backups without that record are checked anyway)\n");
+        "                     identical to it by sha256 (backups without that record are checked anyway)\n"
+        "  --json             print JSON even on a terminal\n" EXIT_HELP);
 }
 
 static void drill_usage(FILE *out)
@@ -92,7 +106,7 @@ static void drill_usage(FILE *out)
         "Disaster-recovery drill: backup, restore into a temporary directory, start a server on it on a\n"
         "free loopback port, check health, models, predictions and record counts against production,\n"
         "stop it, clean up. Prints (and with --report writes) a JSON report with the measured RTO and\n"
-        "RPO next to the targets (4 h, 6 h). Exit 0 only when every step passed.\n"
+        "RPO next to the targets (4h, 6h).\n"
         "  --url URL      production server (http://host:port, or PROD_URL) to compare predictions with;\n"
         "                 default: score the production model files in this process\n"
         "  --api-key-file FILE  an API key (role clinician or admin) sent to --url when production\n"
@@ -101,7 +115,24 @@ static void drill_usage(FILE *out)
         "                 the restored copy of the store\n"
         "  --use-latest   drill on the latest backup instead of taking a new one\n"
         "  --full         take a full backup (default incremental)\n"
-        "  --keep         keep the temporary directory for inspection\n");
+        "  --keep         keep the temporary directory for inspection\n" EXIT_HELP
+        "The drill exits 1 when any step failed or a target was missed (the report says which).\n");
+}
+
+/* 2 (usage) with a message when --env-file names a file that does not exist; else 0. */
+static int env_file_status(const char *env_file)
+{
+    if (!env_file || access(env_file, F_OK) == 0 || errno != ENOENT)
+        return 0;
+    fprintf(stderr, "aimedres: --env-file %s: no such file\n", env_file);
+    return 2;
+}
+
+/* Exit status when a backup named on the command line could not be resolved
+ * (backup_repo_resolve): unknown or malformed is a usage error, a damaged one a failure. */
+static int resolve_status(int r)
+{
+    return r == -ENOENT || r == -EINVAL ? 2 : 1;
 }
 
 static int load(ctx_t *c, const char *env_file, const char *dest, bool need_key)
@@ -192,18 +223,19 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     if (c->json) {
         print_json(sum);
     } else if (r == 0 || r == -EREMOTEIO) {
-        char tb[24], sb[24];
+        char tb[24], sb[24], db[24];
         backup_format_bytes((uint64_t)json_integer_value(json_object_get(sum, "total_bytes")), tb,
                             sizeof(tb));
         backup_format_bytes((uint64_t)json_integer_value(json_object_get(sum, "stored_bytes")), sb,
                             sizeof(sb));
+        backup_format_duration((int64_t)(json_number_value(json_object_get(sum, "seconds")) * 1000), db,
+                               sizeof(db));
         printf("%s backup %s complete and verified: %lld files (%lld stored, %lld unchanged), %s, %s stored, "
-               "%.1f s\n",
+               "in %s\n",
                jstr(sum, "type"), jstr(sum, "id"),
                (long long)json_integer_value(json_object_get(sum, "files")),
                (long long)json_integer_value(json_object_get(sum, "stored_files")),
-               (long long)json_integer_value(json_object_get(sum, "referenced_files")), tb, sb,
-               json_real_value(json_object_get(sum, "seconds")));
+               (long long)json_integer_value(json_object_get(sum, "referenced_files")), tb, sb, db);
         if (json_object_get(sum, "parent") && !json_is_null(json_object_get(sum, "parent")))
             printf("  parent: %s\n", jstr(sum, "parent"));
         json_t *off = json_object_get(sum, "offsite");
@@ -238,11 +270,12 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
             fprintf(stderr, "aimedres: no backups in %s\n", c->s.backup_path);
     } else {
         char id[BACKUP_ID_MAX];
-        if (backup_repo_resolve(c->s.backup_path, spec, id, err, sizeof(err)) < 0) {
+        int r = backup_repo_resolve(c->s.backup_path, spec, id, err, sizeof(err));
+        if (r < 0) {
             fprintf(stderr, "aimedres: %s\n", err);
             backup_repo_unlock(lock);
             json_decref(out);
-            return 1;
+            return resolve_status(r);
         }
         ids = calloc(1, sizeof(*ids));
         ids[0] = strdup(id);
@@ -400,6 +433,8 @@ static int do_check(ctx_t *c, const char *env_file, const char *dest)
     /* check reports a missing key as a failed check instead of stopping */
     char err[1024] = "";
     memset(c, 0, sizeof(*c));
+    if (env_file_status(env_file))
+        return 2;
     c->cfg = cli_load_config(env_file);
     if (!c->cfg)
         return 1;
@@ -481,6 +516,8 @@ int cli_backup(int argc, char **argv)
         backup_usage(stderr);
         return 2;
     }
+    if (env_file_status(env_file))
+        return 2;
     ctx_t c;
     bool is_list = strcmp(sub, "list") == 0;
     int r = load(&c, env_file, dest, !is_list);
@@ -573,6 +610,8 @@ int cli_restore(int argc, char **argv)
         fprintf(stderr, "aimedres: %s\n", err);
         return 2;
     }
+    if (env_file_status(env_file))
+        return 2;
     ctx_t c;
     if (load(&c, env_file, from, true) < 0 || audit_ready(&c) < 0) {
         unload(&c);
@@ -584,8 +623,16 @@ int cli_restore(int argc, char **argv)
     char id[BACKUP_ID_MAX], dir[4096];
     backup_manifest_t *m = NULL;
     json_t *plan = NULL, *rep = NULL;
-    if (backup_repo_resolve(c.s.backup_path, spec, id, err, sizeof(err)) < 0) {
+    /* a missing repository is an unmounted volume or a typo in BACKUP_PATH/--from (1), an
+     * unknown id in an existing one a usage error (2) */
+    if (backup_repo_require(c.s.backup_path, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: %s\n", err);
+        goto out;
+    }
+    int rr = backup_repo_resolve(c.s.backup_path, spec, id, err, sizeof(err));
+    if (rr < 0) {
+        fprintf(stderr, "aimedres: %s\n", err);
+        rc = resolve_status(rr);
         goto out;
     }
     backup_repo_path(c.s.backup_path, id, NULL, dir, sizeof(dir));
@@ -613,7 +660,9 @@ int cli_restore(int argc, char **argv)
         if (!isatty(STDIN_FILENO)) {
             fprintf(
                 stderr,
-                "aimedres: refusing to restore without confirmation: no terminal to ask on; pass --yes\n");
+                "aimedres: refusing to restore %s without confirmation: no terminal to ask on; pass --yes\n",
+                id);
+            rc = 2;
             goto out;
         }
         if (!confirm(plan)) {
@@ -632,10 +681,12 @@ int cli_restore(int argc, char **argv)
         print_json(rep);
     } else if (r == 0) {
         json_t *dbc = json_object_get(json_object_get(rep, "checks"), "database");
+        char took[24];
+        backup_format_duration((int64_t)(json_number_value(json_object_get(rep, "seconds")) * 1000), took,
+                               sizeof(took));
         printf(
-            "restored %s: %lld files in %.1f s, verified%s\n", id,
-            (long long)json_integer_value(json_object_get(rep, "files")),
-            json_real_value(json_object_get(rep, "seconds")),
+            "restored %s: %lld files in %s, verified%s\n", id,
+            (long long)json_integer_value(json_object_get(rep, "files")), took,
             !dbc ? ""
             : strcmp(jstr(dbc, "method"), "backup-time") == 0
                 ? "; database identical (sha256) to the snapshot whose integrity_check passed at backup time"
@@ -734,6 +785,8 @@ int cli_dr_drill(int argc, char **argv)
         drill_usage(stderr);
         return 2;
     }
+    if (env_file_status(env_file))
+        return 2;
     ctx_t c;
     if (load(&c, env_file, NULL, true) < 0 || audit_ready(&c) < 0) {
         unload(&c);
@@ -741,6 +794,19 @@ int cli_dr_drill(int argc, char **argv)
     }
     if (!url)
         url = c.s.prod_url;
+    if (use_latest) {
+        /* --use-latest names `latest`: with none (an empty repository) that is 2, like restore;
+         * a missing repository or a damaged `latest` is the drill's failure (its report says so) */
+        char id[BACKUP_ID_MAX], rerr[1024];
+        int rr = backup_repo_require(c.s.backup_path, rerr, sizeof(rerr)) < 0
+                     ? 0
+                     : backup_repo_resolve(c.s.backup_path, "latest", id, rerr, sizeof(rerr));
+        if (rr == -ENOENT) {
+            fprintf(stderr, "aimedres: dr-drill: --use-latest: %s\n", rerr);
+            unload(&c);
+            return 2;
+        }
+    }
     /* arguments are checked before the drill takes a backup, not when it reaches them */
     char host[256], uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
     int port;
@@ -801,14 +867,23 @@ int cli_dr_drill(int argc, char **argv)
         json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
             fprintf(stderr, "aimedres: dr-drill: %s failed: %s\n", jstr(st, "name"), jstr(st, "error"));
         json_t *tg = json_object_get(rep, "targets");
-        if (json_is_false(json_object_get(rep, "rpo_ok")))
-            fprintf(stderr, "aimedres: dr-drill: RPO target missed: the backup used was %.0f s old (target %lld s)\n",
-                    json_number_value(json_object_get(rep, "rpo_s")),
-                    (long long)json_integer_value(json_object_get(tg, "rpo_s")));
-        if (json_is_false(json_object_get(rep, "rto_ok")))
-            fprintf(stderr, "aimedres: dr-drill: RTO target missed: restore and start took %.0f s (target %lld s)\n",
-                    json_number_value(json_object_get(rep, "rto_s")),
-                    (long long)json_integer_value(json_object_get(tg, "rto_s")));
+        char got[24], want[24];
+        if (json_is_false(json_object_get(rep, "rpo_ok"))) {
+            backup_format_duration((int64_t)(json_number_value(json_object_get(rep, "rpo_s")) * 1000), got,
+                                   sizeof(got));
+            backup_format_duration_exact(json_integer_value(json_object_get(tg, "rpo_s")) * 1000, want,
+                                         sizeof(want));
+            fprintf(stderr, "aimedres: dr-drill: RPO target missed: the backup used was %s old (target %s)\n",
+                    got, want);
+        }
+        if (json_is_false(json_object_get(rep, "rto_ok"))) {
+            backup_format_duration((int64_t)(json_number_value(json_object_get(rep, "rto_s")) * 1000), got,
+                                   sizeof(got));
+            backup_format_duration_exact(json_integer_value(json_object_get(tg, "rto_s")) * 1000, want,
+                                         sizeof(want));
+            fprintf(stderr, "aimedres: dr-drill: RTO target missed: restore and start took %s (target %s)\n",
+                    got, want);
+        }
     }
     free(text);
     json_decref(rep);
