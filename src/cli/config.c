@@ -2,6 +2,7 @@
 /* `aimedres config check [--env-file F]`: loads the configuration exactly as `serve` would
  * and prints the effective settings with secrets redacted, so an operator can validate an
  * env file before a deployment. Exit 0 when valid, 1 on configuration errors, 2 on usage. */
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,8 @@
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "monitor/alertmanager.h"
+#include "monitor/monitor.h"
 #include "security/tls.h"
 #include "store/store.h"
 
@@ -33,16 +36,43 @@ static void usage_check(FILE *out)
                  "Every variable is described in docs/configuration.md.\n");
 }
 
-/* What `serve` refuses beyond the settings' syntax: the database URL it can open, the TLS
- * certificate and key it loads, the audit keys it needs. Same functions as serve, nothing
+/* What `serve` refuses beyond the settings' syntax: the database URL it can open, the HOST
+ * it resolves, the monitor's thresholds and alert receiver URLs, the TLS certificate and
+ * key it loads, the audit keys it needs. Same functions as serve, nothing
  * opened for writing. Prints each problem; the number found. */
 static int preflight(const config_t *cfg)
 {
     int bad = 0;
     char err[1024], path[4096];
     if (cfg->database_url && store_url_file_path(cfg->database_url, path, sizeof(path), err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: config: DATABASE_URL: %s\n", err);
+        fprintf(stderr, "aimedres: config: %s%s\n", strncmp(err, "DATABASE_URL", 12) ? "DATABASE_URL: " : "",
+                err);
         bad++;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int gai = cfg->host ? getaddrinfo(cfg->host, NULL, &hints, &res) : 0;
+    if (gai != 0) {
+        fprintf(stderr, "aimedres: config: HOST: cannot listen on '%s': %s\n", cfg->host, gai_strerror(gai));
+        bad++;
+    }
+    if (res)
+        freeaddrinfo(res);
+    monitor_settings_t ms;
+    if (monitor_settings_from_config(cfg, &ms, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: config: %s\n", err);
+        bad++;
+    }
+    const struct {
+        const char *name, *url;
+    } urls[] = {{"ALERTMANAGER_URL", cfg->alertmanager_url}, {"ALERT_WEBHOOK_URL", cfg->alert_webhook_url}};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        char host[256], port[16], upath[1024];
+        if (urls[i].url && *urls[i].url &&
+            alert_http_parse_url(urls[i].url, host, sizeof(host), port, sizeof(port), upath, sizeof(upath), err,
+                                 sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: config: %s: %s\n", urls[i].name, err);
+            bad++;
+        }
     }
     if (cfg->tls_enabled) {
         SSL_CTX *ctx = NULL;

@@ -38,8 +38,9 @@ enum kind {
 
 enum secrecy {
     PUBLIC = 0,
-    SECRET,     /* never shown */
-    SECRET_URL, /* shown with the URL's password replaced */
+    SECRET,          /* never shown */
+    SECRET_URL,      /* shown with the URL's password replaced */
+    SECRET_URL_TAIL, /* shown as scheme://host:port/<redacted>: path and query may be a token */
 };
 
 /* Extra validation for a string: returns 0 if valid; may store a normalised malloc'd copy
@@ -160,8 +161,8 @@ static const struct setting settings[] = {
     STR("ALERT_DRIFT_THRESHOLD", "0.1", alert_drift_threshold), /* monitor */
     STR("ALERT_DATA_QUALITY_THRESHOLD", "0.95", alert_data_quality_threshold), /* monitor */
     INTV("ALERT_ACCURACY_MIN_LABELS", "30", 1, 1000000, alert_accuracy_min_labels), /* monitor */
-    STR("ALERTMANAGER_URL", NULL, alertmanager_url), /* monitor */
-    STR("ALERT_WEBHOOK_URL", NULL, alert_webhook_url), /* monitor */
+    STRCHK("ALERTMANAGER_URL", NULL, SECRET_URL, alertmanager_url, NULL, NULL), /* monitor */
+    STRCHK("ALERT_WEBHOOK_URL", NULL, SECRET_URL_TAIL, alert_webhook_url, NULL, NULL), /* monitor */
     MILLIS("ALERT_DELIVERY_TIMEOUT", "5s", 100, 60 * 1000LL, alert_delivery_timeout_ms), /* monitor */
 
     STR("AUDIT_LOG_PATH", NULL, audit_log_path),
@@ -190,7 +191,7 @@ static const struct setting settings[] = {
     INTV("BACKUP_COMPRESSION_LEVEL", "1", 1, 19, backup_compression_level),
     INTV("BACKUP_THREADS", "0", 0, 8, backup_threads),
     STR("RESULTS_PATH", NULL, results_path),
-    STR("PROD_URL", NULL, prod_url),
+    STRCHK("PROD_URL", NULL, SECRET_URL, prod_url, NULL, NULL),
 
     SIZEV("MAX_BODY_BYTES", "1M", 1, GIB, max_body_bytes),
     SIZEV("MAX_HEADER_BYTES", "16K", KIB, MIB, max_header_bytes),
@@ -313,8 +314,9 @@ static bool is_password_param(const char *q)
 }
 
 /* Returns a malloc'd copy of url with the userinfo password and any "password=" query
- * parameter replaced by "<redacted>". */
-static char *redact_url(const char *url)
+ * parameter replaced by "<redacted>"; with tail, also everything after the authority (a
+ * webhook's path or query is often its secret token). */
+static char *redact_url(const char *url, bool tail)
 {
     static const char mark[] = "<redacted>";
     size_t len = strlen(url);
@@ -335,6 +337,14 @@ static char *redact_url(const char *url)
         memcpy(out + o, mark, sizeof(mark) - 1);
         o += sizeof(mark) - 1;
         p = pw_end;
+    }
+    const char *auth_end = tail ? url_authority(url, &pw, &pw_end) : NULL;
+    if (auth_end && *auth_end) {
+        memcpy(out + o, p, (size_t)(auth_end - p));
+        o += (size_t)(auth_end - p);
+        out[o++] = '/';
+        memcpy(out + o, mark, sizeof(mark));
+        return out;
     }
     /* Query parameters named password. */
     while (*p) {
@@ -825,7 +835,9 @@ int config_parse_env_file(const char *path, config_env_cb cb, void *arg, char *e
             snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
         return r;
     }
-    r = config_parse_env_buffer(buf, len, path, cb, arg, err, errlen);
+    /* a UTF-8 byte-order mark (Windows editors write one) is not part of the first name */
+    size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    r = config_parse_env_buffer(buf + bom, len - bom, path, cb, arg, err, errlen);
     free(buf);
     return r;
 }
@@ -1012,7 +1024,9 @@ int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
             } else if (s->secret == SECRET) {
                 add_err(&e, "%s: expected %s, got a malformed value", s->name, form);
             } else {
-                char *shown = s->secret == SECRET_URL ? redact_url(v) : NULL;
+                char *shown = s->secret == SECRET_URL || s->secret == SECRET_URL_TAIL
+                                  ? redact_url(v, s->secret == SECRET_URL_TAIL)
+                                  : NULL;
                 char echo[ECHO_MAX + 8];
                 echo_value(shown ? shown : v, echo, sizeof(echo));
                 free(shown);
@@ -1118,8 +1132,8 @@ void config_print(const config_t *cfg, FILE *out)
             const char *v = *(char *const *)field;
             if (s->secret == SECRET) {
                 fputs(v ? "<redacted>" : "<unset>", out);
-            } else if (s->secret == SECRET_URL && v) {
-                char *red = redact_url(v);
+            } else if ((s->secret == SECRET_URL || s->secret == SECRET_URL_TAIL) && v) {
+                char *red = redact_url(v, s->secret == SECRET_URL_TAIL);
                 print_value(out, red ? red : "<redacted>");
                 free(red);
             } else {

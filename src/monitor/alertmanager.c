@@ -60,6 +60,13 @@ int alert_http_parse_url(const char *url, char *host, size_t hostlen, char *port
         return -EINVAL;
     }
     const char *p = url + 7, *hs, *he;
+    const char *at = memchr(p, '@', strcspn(p, "/?#"));
+    if (at) {
+        snprintf(err, errlen, "credentials in the URL (user:password@host) are not supported: the "
+                              "alert receivers are reached without authentication (put a local proxy "
+                              "in front for that)");
+        return -EINVAL;
+    }
     if (*p == '[') {
         hs = p + 1;
         he = strchr(hs, ']');

@@ -177,15 +177,48 @@ def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_pa
         ({"TLS_ENABLED": "true", "TLS_CERT_PATH": str(tmp_path / "none.crt"),
           "TLS_KEY_PATH": str(tmp_path / "none.key")}, "none.crt"),
         ({"DATABASE_URL": "postgresql://u:hunter2pw@db.internal/x"}, "not supported yet"),
+        ({"ALERT_DRIFT_THRESHOLD": "abc"}, "ALERT_DRIFT_THRESHOLD: expected a number 0..100"),
+        ({"ALERT_ERROR_RATE_CRITICAL": "7"}, "ALERT_ERROR_RATE_CRITICAL: expected a number 0..1"),
+        ({"ALERT_LATENCY_P95_CRITICAL": "fast"}, "ALERT_LATENCY_P95_CRITICAL: expected seconds"),
+        ({"ALERTMANAGER_URL": "ftp://x"}, "ALERTMANAGER_URL: only http://"),
+        ({"ALERTMANAGER_URL": "http://admin:hunter2pw@127.0.0.1:29093"}, "ALERTMANAGER_URL: credentials in the URL"),
+        ({"ALERT_WEBHOOK_URL": "nonsense"}, "ALERT_WEBHOOK_URL: only http://"),
+        ({"HOST": "not a host"}, "HOST: cannot listen on 'not a host'"),
     ]
     for env, msg in cases:
         r = h.run_cli(["config", "check"], env=env)
         assert r.returncode == 1 and msg in r.stderr and "configuration OK" not in r.stdout, (env, out(r))
         assert "hunter2pw" not in out(r)
         srv_env = dict(h.demo_env(demo_copy), **env)
-        r = h.run_cli(["serve", "--host", "127.0.0.1", "--port", str(h.free_port())], env=srv_env, timeout=30)
+        host = [] if "HOST" in env else ["--host", "127.0.0.1"]  # --host would override HOST
+        r = h.run_cli(["serve"] + host + ["--port", str(h.free_port())], env=srv_env, timeout=30)
         assert r.returncode == 1, (env, out(r))
     assert not os.path.exists(tmp_path / "audit")  # config check wrote nothing
+
+
+def test_config_check_redacts_urls_and_reads_a_bom(aimedres_bin, tmp_path):
+    """Receiver URLs are shown without their credentials or tokens: the userinfo password
+    of ALERTMANAGER_URL and PROD_URL, everything after the authority of ALERT_WEBHOOK_URL
+    (a webhook's path or query is often its token). An env file that begins with a UTF-8
+    byte-order mark (Windows editors) reads like one without; nothing says 'DATABASE_URL:'
+    twice."""
+    env = {"ALERT_WEBHOOK_URL": "http://hooks.local:8080/services/T0/B0/tok3nPath?token=s3cr3tQ",
+           "PROD_URL": "http://ops:hunter2pw@prod.local:8080"}
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode == 0, out(r)
+    lines = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert lines["ALERT_WEBHOOK_URL"] == "http://hooks.local:8080/<redacted>", lines["ALERT_WEBHOOK_URL"]
+    assert lines["PROD_URL"] == "http://ops:<redacted>@prod.local:8080", lines["PROD_URL"]
+    for secret in ("tok3nPath", "s3cr3tQ", "hunter2pw"):
+        assert secret not in out(r)
+    f = tmp_path / "bom.env"
+    f.write_bytes(b"\xef\xbb\xbfPORT=9092\r\nMAX_WORKERS=3\n")
+    r = h.run_cli(["config", "check", "--env-file", str(f)], env={})
+    assert r.returncode == 0, out(r)
+    lines = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert lines["PORT"] == "9092" and lines["MAX_WORKERS"] == "3", out(r)
+    r = h.run_cli(["config", "check"], env={"DATABASE_URL": "postgresql://u@h/db"})
+    assert r.returncode == 1 and "DATABASE_URL: DATABASE_URL" not in r.stderr, out(r)
 
 
 def test_development_allows_placeholders(aimedres_bin):
