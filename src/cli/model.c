@@ -47,7 +47,17 @@ static const char common_data_help[] =
     "  --set-stable           make this version the serving one even if another version is stable\n"
     "  --json                 print the summary as JSON\n"
     "  --env-file FILE        read settings (MODEL_STORAGE_PATH, DATA_DIR, DATABASE_URL) from FILE\n"
-    "  -h, --help             show this help\n";
+    "  -h, --help             show this help\n\n"
+    "Data rules: at least 10 rows; missing cells are empty, NA or nan (any other text in a numeric\n"
+    "column is refused, naming its line); a column with one value everywhere trains with a warning.\n"
+    "Classifier labels are the class indices 0..K-1 (0/1 for binary); train also needs every class\n"
+    "present with 2+ rows. Recode other codings (1/2, yes/no) and name the classes with\n"
+    "--class-labels.\n\n"
+    "Exit status: 0 registered; 1 the data cannot make this model, or the registry, storage or\n"
+    "XGBoost failed; 2 usage error (a missing, malformed or unknown option or --param, or one\n"
+    "naming a column or feature the data does not have). Nothing is registered on failure.\n";
+
+_Static_assert(MODEL_TRAIN_MIN_ROWS == 10, "common_data_help states the minimum row count");
 
 static void usage_train(FILE *out)
 {
@@ -66,10 +76,11 @@ static void usage_train(FILE *out)
             "  --version VERSION      version, e.g. 1.0.0 (required)\n"
             "  --task T               binary | multiclass | regression (overrides inference)\n"
             "  --param K=V            XGBoost parameter (repeatable); defaults: objective by task,\n"
-            "                         max_depth=4 eta=0.1 nthread=2 seed=<seed>\n"
+            "                         max_depth=4 eta=0.1 nthread=2 seed=<seed>; a parameter XGBoost\n"
+            "                         does not use (mistyped, or not for this objective) is refused\n"
             "  --rounds N             boosting rounds, default 100\n"
             "  --seed N               split and XGBoost seed, default 42\n"
-            "  --validation-fraction F  holdout share, default 0.2\n"
+            "  --validation-fraction F  holdout share, default 0.2 (per class: every class needs 2+ rows)\n"
             "%s",
             common_data_help);
 }
@@ -492,12 +503,16 @@ static int run_train_like(int argc, char **argv, bool import)
         log_warning("model registration failed", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name,
                     "version", co->t.version);
         audit_registered(audit, cmd, co->t.name, co->t.version, false); /* audit (issue 5) */
-        rc = 1;
+        rc = rc == -EINVAL ? 2 : 1; /* train.h: -EINVAL is a wrong option, a usage error */
     } else if (audit_registered(audit, cmd, co->t.name, co->t.version, true) != 0) { /* audit (issue 5) */
         rc = 1;
     } else {
         log_info("model registered", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name, "version",
                  co->t.version);
+        size_t wi;
+        json_t *w;
+        json_array_foreach(json_object_get(summary, "warnings"), wi, w)
+            fprintf(stderr, "aimedres: warning: %s\n", json_string_value(w));
         if (co->json)
             rc = print_json(summary);
         else {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <xgboost/c_api.h>
 
+#include "common/log.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "model/csv.h"
@@ -111,11 +112,37 @@ static bool printable_name(const char *s)
     return true;
 }
 
+/* Explains why column col (named name) is not numeric, first bad cell at data row bad. A
+ * column whose cells are mostly numbers has a stray cell (a "N/A", "?" or "NULL" meant as
+ * missing, a typo): name its line but never its content, which could be PHI. A column of
+ * text is meant to be dropped. */
+static void explain_not_numeric(const model_train_opts_t *o, const csv_table_t *t, size_t col,
+                                const char *name, size_t bad, char *err, size_t errlen)
+{
+    size_t numbers = 0, text = 0;
+    for (size_t i = 0; i < t->n_rows; i++) {
+        double v;
+        int r = csv_parse_number(csv_cell(t, i, col), &v);
+        if (r == 0)
+            numbers++;
+        else if (r < 0)
+            text++;
+    }
+    if (numbers > text)
+        util_errf(err, errlen,
+                  "%s: line %zu, column '%s': value is not a number; only an empty cell, NA or nan mean "
+                  "missing (%zu of the column's cells %s not a number)",
+                  o->data_path, t->lines[bad], name, text, text == 1 ? "is" : "are");
+    else
+        util_errf(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
+                  o->data_path, name, t->lines[bad], name);
+}
+
 static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, size_t errlen)
 {
     int rc = csv_read_file(o->data_path, &ds->csv, err, errlen);
     if (rc < 0)
-        return rc == -EFBIG ? -EINVAL : rc;
+        return rc == -EFBIG || rc == -EINVAL ? -EBADMSG : rc;
     csv_table_t *t = ds->csv;
     int label_col = csv_column_index(t, o->label);
     if (label_col < 0) {
@@ -134,7 +161,14 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     }
     if (t->n_rows == 0) {
         util_errf(err, errlen, "%s: no data rows", o->data_path);
-        return -EINVAL;
+        return -EBADMSG;
+    }
+    if (t->n_rows < MODEL_TRAIN_MIN_ROWS) {
+        util_errf(err, errlen,
+                  "%s: %zu data row%s: a model needs at least %d (a holdout split, metrics and drift "
+                  "baselines from fewer rows mean nothing)",
+                  o->data_path, t->n_rows, t->n_rows == 1 ? "" : "s", MODEL_TRAIN_MIN_ROWS);
+        return -EBADMSG;
     }
     ds->n = t->n_rows;
     ds->names = calloc(t->n_cols, sizeof(*ds->names));
@@ -152,7 +186,7 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
         if (!printable_name(t->header[c])) {
             util_errf(err, errlen, "%s: column %zu: a feature name must be 1..%d printable characters",
                       o->data_path, c + 1, MAX_NAME_LEN);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             goto out;
         }
         if (strcmp(t->header[c], "label") == 0) {
@@ -161,7 +195,7 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
                 "%s: a feature column is named 'label', which the validation CSV reserves for the label; "
                 "rename it or drop it",
                 o->data_path);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             goto out;
         }
         ds->names[ds->d] = t->header[c];
@@ -169,7 +203,7 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     }
     if (ds->d == 0) {
         util_errf(err, errlen, "%s: no feature columns besides the label", o->data_path);
-        rc = -EINVAL;
+        rc = -EBADMSG;
         goto out;
     }
     ds->X = calloc(ds->n * ds->d, sizeof(*ds->X));
@@ -181,15 +215,14 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     for (size_t j = 0; j < ds->d; j++) {
         size_t bad = 0, missing = 0;
         if (csv_column_numbers(t, cols[j], col, &missing, &bad) < 0) {
-            util_errf(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
-                      o->data_path, ds->names[j], t->lines[bad], ds->names[j]);
-            rc = -EINVAL;
+            explain_not_numeric(o, t, cols[j], ds->names[j], bad, err, errlen);
+            rc = -EBADMSG;
             goto out;
         }
         if (missing == ds->n) {
             util_errf(err, errlen, "%s: column '%s' has no values; exclude it with --drop %s", o->data_path,
                       ds->names[j], ds->names[j]);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             goto out;
         }
         for (size_t i = 0; i < ds->n; i++)
@@ -198,9 +231,16 @@ static int dataset_load(const model_train_opts_t *o, dataset_t *ds, char *err, s
     for (size_t i = 0; i < ds->n; i++) {
         int r = csv_parse_number(csv_cell(t, i, (size_t)label_col), &ds->y[i]);
         if (r != 0) {
-            util_errf(err, errlen, "%s: label column '%s' %s at line %zu", o->data_path, o->label,
-                      r == 1 ? "has no value" : "is not a number", t->lines[i]);
-            rc = -EINVAL;
+            if (r == 1)
+                util_errf(err, errlen, "%s: label column '%s' has no value at line %zu", o->data_path,
+                          o->label, t->lines[i]);
+            else
+                util_errf(err, errlen,
+                          "%s: label column '%s' is not a number at line %zu: labels are numbers (class "
+                          "indices 0..K-1 for a classifier); recode the label column to 0..K-1 and name the "
+                          "classes with --class-labels NAME0,NAME1,...",
+                          o->data_path, o->label, t->lines[i]);
+            rc = -EBADMSG;
             goto out;
         }
     }
@@ -211,10 +251,68 @@ out:
     return rc;
 }
 
+/* Warnings about data that trains but is probably a mistake: feature columns whose values
+ * are all the same (missing cells aside) carry no information. A JSON array of strings,
+ * empty when all is well; NULL when out of memory. */
+static json_t *data_warnings(const model_train_opts_t *o, const dataset_t *ds)
+{
+    json_t *w = json_array();
+    for (size_t j = 0; w && j < ds->d; j++) {
+        bool constant = true, seen = false;
+        double first = 0;
+        for (size_t i = 0; i < ds->n && constant; i++) {
+            double v = ds->X[i * ds->d + j];
+            if (isnan(v))
+                continue;
+            if (!seen) {
+                first = v;
+                seen = true;
+            } else if (v != first) {
+                constant = false;
+            }
+        }
+        if (!constant)
+            continue;
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "column '%s' has the same value in every row of %s: it cannot help the model; exclude "
+                 "it with --drop %s",
+                 ds->names[j], o->data_path, ds->names[j]);
+        if (json_array_append_new(w, json_string(msg)) < 0) {
+            json_decref(w);
+            return NULL;
+        }
+    }
+    return w;
+}
+
 /* ---- task and labels ---- */
 
-static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t task, size_t k, char *err,
-                        size_t errlen)
+/* Appends ", c" (or "c" first) for each class c < k with no rows to buf, at most 20 of them. */
+static void list_missing_classes(const size_t *count, size_t k, char *buf, size_t n)
+{
+    size_t used = 0, listed = 0;
+    buf[0] = '\0';
+    for (size_t c = 0; c < k && used < n; c++) {
+        if (count[c] > 0)
+            continue;
+        int w = listed == 20 ? snprintf(buf + used, n - used, ", ...")
+                             : snprintf(buf + used, n - used, "%s%zu", listed ? ", " : "", c);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+        if (++listed > 20)
+            break;
+    }
+}
+
+/* Maps the labels to class indices 0..k-1 in ds->yi. Always: every label is such an index
+ * and at least two classes occur. For training (train = true) also: every class 0..k-1
+ * occurs (a class that never occurs would get probability mass it can never have earned,
+ * e.g. labels coded 1/2 making a 3-class model) and has MODEL_TRAIN_MIN_CLASS_ROWS rows, so
+ * that it can be in both the training and the holdout split. */
+static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t task, size_t k, bool train,
+                        char *err, size_t errlen)
 {
     if (task == MODEL_TASK_REGRESSION)
         return 0;
@@ -230,26 +328,55 @@ static int check_labels(const model_train_opts_t *o, dataset_t *ds, model_task_t
         double v = ds->y[i];
         if (!(v >= 0 && v < (double)k && v == floor(v))) {
             if (task == MODEL_TASK_BINARY)
-                util_errf(err, errlen, "%s: a binary model needs labels 0 and 1; line %zu has another value",
+                util_errf(err, errlen,
+                          "%s: a binary model needs labels 0 and 1; line %zu has another value (recode the "
+                          "label column to 0/1 and name the classes with --class-labels NAME0,NAME1)",
                           o->data_path, ds->csv->lines[i]);
             else
                 util_errf(err, errlen,
                           "%s: a multiclass model needs integer labels 0..%zu; line %zu has another value",
                           o->data_path, k - 1, ds->csv->lines[i]);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             goto out;
         }
         ds->yi[i] = (int)v;
         count[ds->yi[i]]++;
     }
-    size_t present = 0;
+    size_t present = 0, lo = k, hi = 0;
     for (size_t c = 0; c < k; c++)
-        present += count[c] > 0;
+        if (count[c] > 0) {
+            present++;
+            lo = c < lo ? c : lo;
+            hi = c;
+        }
     if (present < 2) {
         util_errf(err, errlen, "%s: label column '%s' holds a single class: a classifier needs at least two",
                   o->data_path, o->label);
-        rc = -EINVAL;
+        rc = -EBADMSG;
+        goto out;
     }
+    if (!train)
+        goto out;
+    if (present < k) {
+        char missing[160];
+        list_missing_classes(count, k, missing, sizeof(missing));
+        util_errf(err, errlen,
+                  "%s: label column '%s' has no rows of class%s %s: class labels must be the indices "
+                  "0..K-1 with every class present (found %zu classes among %zu..%zu); recode the label "
+                  "column to 0..%zu and name the classes with --class-labels NAME0,NAME1,...",
+                  o->data_path, o->label, k - present > 1 ? "es" : "", missing, present, lo, hi, present - 1);
+        rc = -EBADMSG;
+        goto out;
+    }
+    for (size_t c = 0; c < k; c++)
+        if (count[c] < MODEL_TRAIN_MIN_CLASS_ROWS) {
+            util_errf(err, errlen,
+                      "%s: class %zu has %zu row%s: every class needs at least %d rows (one for training, "
+                      "one for the holdout split)",
+                      o->data_path, c, count[c], count[c] == 1 ? "" : "s", MODEL_TRAIN_MIN_CLASS_ROWS);
+            rc = -EBADMSG;
+            goto out;
+        }
 out:
     free(count);
     return rc;
@@ -282,7 +409,7 @@ static int resolve_task(const model_train_opts_t *o, dataset_t *ds, const char *
             if (!nonneg_int || max >= MAX_EXPLICIT_CLASSES) {
                 util_errf(err, errlen, "%s: a multiclass model needs integer labels 0..%d (class indices)",
                           o->data_path, MAX_EXPLICIT_CLASSES - 1);
-                return -EINVAL;
+                return -EBADMSG;
             }
             k = (size_t)max + 1;
         }
@@ -299,9 +426,9 @@ static int resolve_task(const model_train_opts_t *o, dataset_t *ds, const char *
     if (task == MODEL_TASK_MULTICLASS && k < 3) {
         util_errf(err, errlen, "%s: labels 0/1 make a binary model, not a multiclass one (use --task binary)",
                   o->data_path);
-        return -EINVAL;
+        return -EBADMSG;
     }
-    int rc = check_labels(o, ds, task, k, err, errlen);
+    int rc = check_labels(o, ds, task, k, true, err, errlen);
     if (rc < 0)
         return rc;
     *ret_task = task;
@@ -346,7 +473,7 @@ static int split_rows(const dataset_t *ds, model_task_t task, size_t k, double f
     free(idx);
     if (nval == 0 || nval >= ds->n) {
         util_errf(err, errlen, "too few rows (%zu) to hold out a validation split", ds->n);
-        return -EINVAL;
+        return -EBADMSG;
     }
     *ret_nval = nval;
     *ret_ntrain = ds->n - nval;
@@ -518,19 +645,19 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
     int rc = util_read_file(path, SCHEMA_MAX_BYTES, &buf, &len);
     if (rc < 0) {
         util_errf(err, errlen, "%s: %s", path, rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
-        return rc == -EFBIG ? -EINVAL : rc;
+        return rc == -EFBIG ? -EBADMSG : rc;
     }
     json_error_t jerr;
     s->sidecar = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     free(buf);
     if (!s->sidecar) {
         util_errf(err, errlen, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
-        return -EINVAL;
+        return -EBADMSG;
     }
     json_t *feats = json_object_get(s->sidecar, "features");
     if (!json_is_object(s->sidecar) || !json_is_object(feats)) {
         util_errf(err, errlen, "%s: expected {\"features\": {\"<name>\": {...}}}", path);
-        return -EINVAL;
+        return -EBADMSG;
     }
     const char *name;
     json_t *spec;
@@ -541,11 +668,11 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
             if (strcmp(name, o->label) == 0 || is_dropped(o, name))
                 continue; /* documented but not a feature of this model */
             util_errf(err, errlen, "%s: feature '%s' is not a column of %s", path, name, o->data_path);
-            return -EINVAL;
+            return -EBADMSG;
         }
         if (!json_is_object(spec)) {
             util_errf(err, errlen, "%s: features.%s: expected an object", path, name);
-            return -EINVAL;
+            return -EBADMSG;
         }
         override_t *ov = &s->ov[j];
         const char *key;
@@ -557,7 +684,7 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
             if (strcmp(key, "unit") == 0 || strcmp(key, "description") == 0) {
                 if (!json_is_string(v) || json_string_length(v) > (strcmp(key, "unit") == 0 ? 128 : 4096)) {
                     util_errf(err, errlen, "%s: features.%s.%s: expected a string", path, name, key);
-                    return -EINVAL;
+                    return -EBADMSG;
                 }
                 if (key[0] == 'u')
                     ov->unit = json_string_value(v);
@@ -566,7 +693,7 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
             } else if (strcmp(key, "min") == 0 || strcmp(key, "max") == 0) {
                 if (!json_is_number(v) || !isfinite(json_number_value(v))) {
                     util_errf(err, errlen, "%s: features.%s.%s: expected a number", path, name, key);
-                    return -EINVAL;
+                    return -EBADMSG;
                 }
                 if (key[1] == 'i') {
                     ov->has_min = true;
@@ -578,7 +705,7 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
             } else if (strcmp(key, "required") == 0) {
                 if (!json_is_boolean(v)) {
                     util_errf(err, errlen, "%s: features.%s.required: expected true or false", path, name);
-                    return -EINVAL;
+                    return -EBADMSG;
                 }
                 ov->required = json_is_true(v);
             } else if (strcmp(key, "type") == 0) {
@@ -586,14 +713,14 @@ static int load_sidecar(const model_train_opts_t *o, const dataset_t *ds, schema
                 if (feature_type_parse(json_string_value(v), &ft) < 0) {
                     util_errf(err, errlen, "%s: features.%s.type: expected number, integer or boolean", path,
                               name);
-                    return -EINVAL;
+                    return -EBADMSG;
                 }
                 ov->type = (int)ft;
             } else {
                 util_errf(err, errlen,
                           "%s: features.%s: unknown key '%s' (unit, description, min, max, required, type)",
                           path, name, key);
-                return -EINVAL;
+                return -EBADMSG;
             }
         }
     }
@@ -772,7 +899,7 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
             if ((want == FEATURE_BOOLEAN && !is01) || (want == FEATURE_INTEGER && !integral)) {
                 util_errf(err, errlen, "%s: feature '%s' is declared %s but the data has other values", src,
                           f->name, feature_type_name(want));
-                rc = -EINVAL;
+                rc = -EBADMSG;
                 break;
             }
             f->type = want;
@@ -781,7 +908,7 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
         if (ov->required == 1 && missing > 0) {
             util_errf(err, errlen, "%s: feature '%s' is declared required but %zu rows have no value", src,
                       f->name, missing);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             break;
         }
         if (ov->required == 0)
@@ -796,7 +923,7 @@ static int build_features(const dataset_t *ds, const bool *base_rows, const sche
             util_errf(err, errlen,
                       "%s: feature '%s': the data has values outside the declared range [%g, %g]", src,
                       f->name, rlo, rhi);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             break;
         }
         f->has_min = f->has_max = true;
@@ -900,6 +1027,7 @@ typedef struct job {
     const char *booster_format;
     json_t *training_metrics, *holdout_metrics;
     json_t *provenance;
+    json_t *warnings; /* data_warnings() */
 } job_t;
 
 static void job_free(job_t *j)
@@ -913,6 +1041,7 @@ static void job_free(job_t *j)
     json_decref(j->training_metrics);
     json_decref(j->holdout_metrics);
     json_decref(j->provenance);
+    json_decref(j->warnings);
 }
 
 static int check_common_opts(const model_train_opts_t *o, char *err, size_t errlen)
@@ -935,6 +1064,16 @@ static int check_common_opts(const model_train_opts_t *o, char *err, size_t errl
         return util_errf(err, errlen, "--threshold: must be strictly between 0 and 1"), -EINVAL;
     if (o->description && strlen(o->description) > 4096)
         return util_errf(err, errlen, "--description: longer than 4096 characters"), -EINVAL;
+    /* --units syntax now (its names are checked against the features later), so that a
+     * malformed value is a usage error whatever the data holds. */
+    for (const char *p = o->units; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (len > 0 && (!eq || eq == p))
+            return util_errf(err, errlen, "--units: expected name=unit[,name=unit...]"), -EINVAL;
+        p = e ? e + 1 : p + len;
+    }
     return 0;
 }
 
@@ -1111,6 +1250,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     }
     if ((rc = model_manifest_save(m, j->tmpdir)) < 0) {
         util_errf(err, errlen, "cannot write the manifest: %s", strerror(-rc));
+        rc = rc == -EINVAL ? -EIO : rc;
         goto out;
     }
     /* Round trip through the parser: a manifest we cannot load must not be registered. */
@@ -1118,6 +1258,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     char sub[512] = "";
     if ((rc = model_manifest_load(j->tmpdir, &check, sub, sizeof(sub))) < 0) {
         util_errf(err, errlen, "internal: generated manifest does not load: %s", sub);
+        rc = rc == -EINVAL ? -EIO : rc; /* -EINVAL is kept for wrong options (train.h) */
         goto out;
     }
     model_manifest_free(check);
@@ -1128,6 +1269,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     rc = model_register(o->store, o->storage_path, j->tmpdir, o->set_stable, &info, rerr, sizeof(rerr));
     if (rc < 0) {
         util_errf(err, errlen, "registration refused: %s", rerr);
+        rc = rc == -EINVAL ? -EIO : rc; /* -EINVAL is kept for wrong options (train.h) */
         unlink(pending);
         goto out;
     }
@@ -1147,12 +1289,12 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
         for (size_t c = 0; names && c < j->ds.d; c++)
             json_array_append_new(names, json_string(j->ds.names[c]));
         *ret_summary =
-            json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:{s:O, s:O}, s:O, s:O, s:O, s:s}", "name", o->name,
-                      "version", o->version, "task", model_task_name(j->task), "n_train",
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:{s:O, s:O}, s:O, s:O, s:O, s:s, s:O}", "name",
+                      o->name, "version", o->version, "task", model_task_name(j->task), "n_train",
                       (json_int_t)j->n_train, "n_validation", (json_int_t)j->n_val, "features", names,
                       "metrics", "training", j->training_metrics, "holdout", j->holdout_metrics, "path",
                       json_object_get(info, "path"), "sha256", json_object_get(info, "sha256"), "stable",
-                      json_object_get(info, "stable"), "validation_csv", final);
+                      json_object_get(info, "stable"), "validation_csv", final, "warnings", j->warnings);
         if (!*ret_summary) {
             rc = -ENOMEM;
             util_errf(err, errlen, "registered, but out of memory building the summary");
@@ -1197,6 +1339,36 @@ static const char *get_param(const param_t *ps, size_t n, const char *k)
     return NULL;
 }
 
+/* Sets every --param key=value over ps (the syntax is checked here, before any data is
+ * read, so that a malformed one is a usage error whatever the data holds). */
+static int add_user_params(const model_train_opts_t *o, param_t *ps, size_t *n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < o->n_params; i++) {
+        const char *kv = o->params[i];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(ps[0].key) ||
+            strlen(eq + 1) >= sizeof(ps[0].value) || eq[1] == '\0') {
+            util_errf(err, errlen, "--param %s: expected key=value (key < 64, value < 128 characters)", kv);
+            return -EINVAL;
+        }
+        char key[64];
+        memcpy(key, kv, (size_t)(eq - kv));
+        key[eq - kv] = '\0';
+        if (strcmp(key, "validate_parameters") == 0 || strcmp(key, "verbosity") == 0) {
+            util_errf(err, errlen,
+                      "--param %s: set by aimedres (XGBoost must validate parameters so that a mistyped "
+                      "one is refused)",
+                      key);
+            return -EINVAL;
+        }
+        if (set_param(ps, n, key, eq + 1) < 0) {
+            util_errf(err, errlen, "--param: more than %d parameters", MAX_PARAMS);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int build_params(const model_train_opts_t *o, model_task_t task, size_t k, param_t *ps, size_t *n,
                         char *err, size_t errlen)
 {
@@ -1215,22 +1387,9 @@ static int build_params(const model_train_opts_t *o, model_task_t task, size_t k
     set_param(ps, n, "nthread", "2");
     snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)(o->seed & 0x7fffffffULL));
     set_param(ps, n, "seed", tmp);
-    for (size_t i = 0; i < o->n_params; i++) {
-        const char *kv = o->params[i];
-        const char *eq = strchr(kv, '=');
-        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(ps[0].key) ||
-            strlen(eq + 1) >= sizeof(ps[0].value) || eq[1] == '\0') {
-            util_errf(err, errlen, "--param %s: expected key=value (key < 64, value < 128 characters)", kv);
-            return -EINVAL;
-        }
-        char key[64];
-        memcpy(key, kv, (size_t)(eq - kv));
-        key[eq - kv] = '\0';
-        if (set_param(ps, n, key, eq + 1) < 0) {
-            util_errf(err, errlen, "--param: more than %d parameters", MAX_PARAMS);
-            return -EINVAL;
-        }
-    }
+    int rc = add_user_params(o, ps, n, err, errlen);
+    if (rc < 0)
+        return rc;
     const char *obj = get_param(ps, *n, "objective");
     bool ok = task == MODEL_TASK_BINARY ? strcmp(obj, "binary:logistic") == 0
               : task == MODEL_TASK_MULTICLASS
@@ -1247,9 +1406,119 @@ static int build_params(const model_train_opts_t *o, model_task_t task, size_t k
         return -EINVAL;
     }
     const char *nc = get_param(ps, *n, "num_class");
-    if (nc && (task != MODEL_TASK_MULTICLASS || strtoul(nc, NULL, 10) != k)) {
-        util_errf(err, errlen, "--param num_class=%s does not match the %zu classes in the labels", nc,
-                  task == MODEL_TASK_MULTICLASS ? k : (size_t)0);
+    if (nc && task == MODEL_TASK_BINARY) {
+        util_errf(err, errlen,
+                  "--param num_class=%s: the labels (0/1) make a binary model, which takes no num_class; "
+                  "remove the parameter (multiclass needs labels 0..K-1 with K >= 3)",
+                  nc);
+        return -EINVAL;
+    }
+    if (nc && task == MODEL_TASK_REGRESSION) {
+        util_errf(err, errlen,
+                  "--param num_class=%s: a regression model has no classes; remove the parameter", nc);
+        return -EINVAL;
+    }
+    if (nc && strtoul(nc, NULL, 10) != k) {
+        util_errf(err, errlen, "--param num_class=%s does not match the %zu classes in the labels", nc, k);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- unknown parameters: XGBoost's own validation, captured from its log ---- */
+
+/* With validate_parameters=1, XGBoost's first training iteration logs a warning
+ * 'Parameters: { "max_dpeth", ... } are not used.' naming every parameter no component of
+ * the model took (unknown, mistyped, or meaningless for this objective and booster). The
+ * log callback is per thread in XGBoost, and so is this capture. */
+#define UNUSED_MAX 1024
+static _Thread_local struct {
+    bool on;
+    char names[UNUSED_MAX]; /* "a\0b\0" */
+    size_t len;
+} unused_cap;
+
+static void capture_unused(const char *msg)
+{
+    const char *p = strstr(msg, "Parameters: {");
+    const char *end = p ? strchr(p, '}') : NULL;
+    if (!end)
+        return;
+    for (p = strchr(p, '"'); p && p < end; p = strchr(p, '"')) {
+        const char *q = strchr(p + 1, '"');
+        if (!q || q > end)
+            break;
+        size_t n = (size_t)(q - p - 1);
+        if (n > 0 && unused_cap.len + n + 1 <= UNUSED_MAX) {
+            memcpy(unused_cap.names + unused_cap.len, p + 1, n);
+            unused_cap.names[unused_cap.len + n] = '\0';
+            unused_cap.len += n + 1;
+        }
+        p = q + 1;
+    }
+}
+
+/* XGBoost's log, routed to log.c as model/xgboost.c does (parameter names and file locations,
+ * never data values), except the unused-parameter warning while a capture is on. */
+static void train_xgb_log(const char *msg)
+{
+    if (unused_cap.on && strstr(msg, "are not used") && strstr(msg, "Parameters: {")) {
+        capture_unused(msg);
+        return;
+    }
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    if (n > 1024)
+        n = 1024;
+    log_msg(strstr(msg, "WARNING") ? LOG_WARNING : LOG_INFO, "xgboost", "{s:s%}", "detail", msg, n);
+}
+
+static bool user_param(const model_train_opts_t *o, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < o->n_params; i++)
+        if (strncmp(o->params[i], key, kl) == 0 && o->params[i][kl] == '=')
+            return true;
+    return false;
+}
+
+/* Runs the first boosting round with the unused-parameter capture on. Unused parameters the
+ * user gave are refused (-EINVAL, naming them); unused defaults of ours (e.g. max_depth
+ * under booster=gblinear) are dropped from ps so provenance records only what applied. */
+static int first_round(const model_train_opts_t *o, model_task_t task, BoosterHandle bst,
+                       DMatrixHandle dtrain, param_t *ps, size_t *n, char *err, size_t errlen)
+{
+    unused_cap.on = true;
+    unused_cap.len = 0;
+    XGBRegisterLogCallback(train_xgb_log);
+    int xrc = XGBoosterUpdateOneIter(bst, 0, dtrain);
+    unused_cap.on = false;
+    if (xrc != 0)
+        return xgb_fail(err, errlen, "training failed");
+    char bad[512] = "";
+    size_t blen = 0;
+    for (size_t off = 0; off < unused_cap.len; off += strlen(unused_cap.names + off) + 1) {
+        const char *name = unused_cap.names + off;
+        if (!user_param(o, name)) {
+            size_t i = 0;
+            while (i < *n && strcmp(ps[i].key, name) != 0)
+                i++;
+            if (i < *n) { /* one of our defaults: not applied, so not recorded */
+                memmove(&ps[i], &ps[i + 1], (*n - i - 1) * sizeof(*ps));
+                (*n)--;
+                continue;
+            }
+        }
+        int w = snprintf(bad + blen, sizeof(bad) - blen, "%s%s", blen ? ", " : "", name);
+        if (w > 0 && (size_t)w < sizeof(bad) - blen)
+            blen += (size_t)w;
+    }
+    if (blen > 0) {
+        util_errf(err, errlen,
+                  "--param: unknown XGBoost parameter(s): %s (XGBoost does not use them: mistyped, or not "
+                  "for a %s model with these settings; see the XGBoost parameter reference)",
+                  bad, model_task_name(task));
         return -EINVAL;
     }
     return 0;
@@ -1321,10 +1590,22 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
         rc = -EINVAL;
         goto out;
     }
+    model_task_t forced;
+    if (o->task && model_task_parse(o->task, &forced) < 0) {
+        util_errf(err, errlen, "--task: expected binary, multiclass or regression");
+        rc = -EINVAL;
+        goto out;
+    }
+    if ((rc = add_user_params(o, params, &n_params, err, errlen)) < 0) /* syntax only: rebuilt below */
+        goto out;
     if ((rc = check_unregistered(o, err, errlen)) < 0)
         goto out;
     if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
         goto out;
+    if (!(j.warnings = data_warnings(o, &j.ds))) {
+        rc = -ENOMEM;
+        goto out;
+    }
     if ((rc = resolve_task(o, &j.ds, o->task, &j.task, &j.k, err, errlen)) < 0)
         goto out;
     if ((rc = build_params(o, j.task, j.k, params, &n_params, err, errlen)) < 0)
@@ -1359,7 +1640,15 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
             rc = xgb_fail(err, errlen, what);
             goto out;
         }
-    for (int it = 0; it < o->rounds; it++)
+    /* Validation on, and warnings through, whatever verbosity an earlier caller set. */
+    if (XGBoosterSetParam(bst, "validate_parameters", "1") != 0 ||
+        XGBoosterSetParam(bst, "verbosity", "1") != 0) {
+        rc = xgb_fail(err, errlen, "cannot enable parameter validation");
+        goto out;
+    }
+    if ((rc = first_round(o, j.task, bst, dtrain, params, &n_params, err, errlen)) < 0)
+        goto out;
+    for (int it = 1; it < o->rounds; it++)
         if (XGBoosterUpdateOneIter(bst, it, dtrain) != 0) {
             rc = xgb_fail(err, errlen, "training failed");
             goto out;
@@ -1426,7 +1715,7 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
         return xgb_fail(err, errlen, "cannot read the booster configuration");
     json_t *root = json_loadb(cfg, (size_t)len, 0, NULL);
     if (!root)
-        return util_errf(err, errlen, "cannot parse the booster configuration"), -EINVAL;
+        return util_errf(err, errlen, "cannot parse the booster configuration"), -EBADMSG;
     const json_t *learner = json_object_get(root, "learner");
     const char *obj = json_string_value(json_object_get(json_object_get(learner, "objective"), "name"));
     const json_t *nc = json_object_get(json_object_get(learner, "learner_model_param"), "num_class");
@@ -1438,7 +1727,7 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
     int rc = 0;
     if (!obj) {
         util_errf(err, errlen, "the booster configuration has no learner.objective.name");
-        rc = -EINVAL;
+        rc = -EBADMSG;
     } else if (strcmp(obj, "binary:logistic") == 0) {
         *ret_task = MODEL_TASK_BINARY;
         *ret_k = 2;
@@ -1446,7 +1735,7 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
         if (k < 3 || k > MAX_EXPLICIT_CLASSES) {
             util_errf(err, errlen, "multi:softprob booster with num_class=%lu is not supported (3..%d)", k,
                       MAX_EXPLICIT_CLASSES);
-            rc = -EINVAL;
+            rc = -EBADMSG;
         } else {
             *ret_task = MODEL_TASK_MULTICLASS;
             *ret_k = k;
@@ -1460,7 +1749,7 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
             "booster objective '%.64s' is not supported: the server needs binary:logistic, multi:softprob "
             "or a reg:*/count:poisson objective",
             obj);
-        rc = -EINVAL;
+        rc = -EBADMSG;
     }
     json_decref(root);
     return rc;
@@ -1497,6 +1786,10 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         goto out;
     if ((rc = dataset_load(o, &j.ds, err, errlen)) < 0)
         goto out;
+    if (!(j.warnings = data_warnings(o, &j.ds))) {
+        rc = -ENOMEM;
+        goto out;
+    }
     if (XGBoosterCreate(NULL, 0, &bst) != 0) {
         rc = xgb_fail(err, errlen, "cannot create a booster");
         goto out;
@@ -1519,7 +1812,7 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
             "the booster expects %llu features but %s has %zu feature columns (all columns except the label "
             "'%s' and --drop ones)",
             (unsigned long long)nf, o->data_path, j.ds.d, o->label);
-        rc = -EINVAL;
+        rc = -EBADMSG;
         goto out;
     }
     bst_ulong nn = 0;
@@ -1532,7 +1825,7 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         if ((size_t)nn != j.ds.d) {
             util_errf(err, errlen, "the booster stores %llu feature names but %s has %zu feature columns",
                       (unsigned long long)nn, o->data_path, j.ds.d);
-            rc = -EINVAL;
+            rc = -EBADMSG;
             goto out;
         }
         for (size_t c = 0; c < j.ds.d; c++)
@@ -1542,13 +1835,13 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
                     "feature %zu: the booster was trained with '%.128s' but column %zu of the data is '%s' "
                     "(the CSV's feature columns must be in the booster's order)",
                     c + 1, bnames[c] ? bnames[c] : "", c + 1, j.ds.names[c]);
-                rc = -EINVAL;
+                rc = -EBADMSG;
                 goto out;
             }
     }
     if ((rc = booster_task(bst, &j.task, &j.k, err, errlen)) < 0)
         goto out;
-    if ((rc = check_labels(o, &j.ds, j.task, j.k, err, errlen)) < 0)
+    if ((rc = check_labels(o, &j.ds, j.task, j.k, false, err, errlen)) < 0)
         goto out;
 
     /* Every row is holdout; the baseline is taken from all of them. */

@@ -21,7 +21,9 @@
 #define MODEL_TRAIN_MAX_ROUNDS 100000
 #define MODEL_TRAIN_DEFAULT_SEED 42
 #define MODEL_TRAIN_DEFAULT_VALIDATION_FRACTION 0.2
-#define MODEL_TRAIN_MAX_CLASSES 20 /* label inference: at most this many integer classes */
+#define MODEL_TRAIN_MAX_CLASSES 20   /* label inference: at most this many integer classes */
+#define MODEL_TRAIN_MIN_ROWS 10      /* train and import refuse data with fewer rows */
+#define MODEL_TRAIN_MIN_CLASS_ROWS 2 /* train: each class in both the training and holdout split */
 
 /* All pointers are borrowed for the duration of the call. */
 typedef struct model_train_opts {
@@ -60,10 +62,19 @@ void model_train_opts_init(model_train_opts_t *o);
 
 /* Trains, registers and writes the validation CSV. On success *ret_summary (optional) is
  * {"name","version","task","n_train","n_validation","features":[..],"metrics":{"training",
- * "holdout"},"path","sha256","stable","validation_csv"} (new reference).
- * Errors: -EINVAL (bad options or data, explained in err), -EEXIST (name/version already
+ * "holdout"},"path","sha256","stable","validation_csv","warnings":[..]} (new reference);
+ * warnings are sentences about data that trained but is probably a mistake (a constant
+ * column), for the caller to show.
+ * Data rules: at least MODEL_TRAIN_MIN_ROWS rows; classification labels are the class
+ * indices 0..K-1 with every class present and at least MODEL_TRAIN_MIN_CLASS_ROWS rows in
+ * each; every --param must be one XGBoost uses (checked by XGBoost's validate_parameters on
+ * the first round, before anything is written).
+ * Errors: -EINVAL (an option is wrong: malformed, unknown, or naming a column, feature or
+ * parameter that does not apply; the CLI's usage error), -EBADMSG (the data cannot make this
+ * model: CSV, labels, sidecar schema, booster vs data), -EEXIST (name/version already
  * registered), -EIO (XGBoost or registration failed), -ENOMEM, or -errno from the file
- * system. Nothing is registered and no file is left behind on failure. */
+ * system. Every error is explained in err. Nothing is registered and no file is left behind
+ * on failure. */
 int model_train(const model_train_opts_t *opts, json_t **ret_summary, char *err, size_t errlen);
 
 /* Imports opts->booster_path with the schema, baselines and holdout metrics taken from

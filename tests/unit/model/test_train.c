@@ -303,7 +303,7 @@ static void test_train_regression_and_multiclass(void **state)
     /* Forcing binary on 0..2 labels is explained, not attempted. */
     opts_for(&o, data, "cls", "multi_as_binary");
     o.task = "binary";
-    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "labels 0 and 1"));
 }
 
@@ -320,7 +320,7 @@ static void test_train_errors(void **state)
     fclose(f);
     model_train_opts_t o;
     opts_for(&o, data, "y", "bad");
-    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "column 'site' is not numeric (line 2)"));
     assert_non_null(strstr(err, "--drop site"));
 
@@ -403,7 +403,7 @@ static void test_sidecar(void **state)
     opts_for(&o, data, "y", "side_bad");
     o.drop = drop;
     o.n_drop = 1;
-    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "feature 'x1'"));
     assert_non_null(strstr(err, "outside the declared range"));
 
@@ -411,12 +411,12 @@ static void test_sidecar(void **state)
     f = fopen(side, "w");
     fprintf(f, "{\"features\":{\"x9\":{\"unit\":\"m\"}}}");
     fclose(f);
-    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "feature 'x9' is not a column"));
     f = fopen(side, "w");
     fprintf(f, "{\"features\":{\"x1\":{\"units\":\"m\"}}}");
     fclose(f);
-    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "unknown key 'units'"));
     unlink(side);
 }
@@ -487,7 +487,7 @@ static void test_import(void **state)
     o.drop = drop;
     o.n_drop = 1;
     o.booster_path = booster;
-    assert_int_equal(model_import(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_import(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "expects 4 features but"));
     assert_non_null(strstr(err, "3 feature columns"));
     assert_int_equal(model_train_is_registered(store, "imp", "1"), 0);
@@ -496,7 +496,7 @@ static void test_import(void **state)
     snprintf(booster, sizeof(booster), "%s/swapped.ubj", tmp);
     train_booster(data, 3, names_swapped, booster);
     o.booster_path = booster;
-    assert_int_equal(model_import(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_int_equal(model_import(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "feature 2: the booster was trained with 'flag'"));
     assert_int_equal(model_train_is_registered(store, "imp", "1"), 0);
 
@@ -543,12 +543,296 @@ static void test_import(void **state)
     assert_int_equal(model_train_is_registered(store, "imp", "2"), 1);
 }
 
+/* ---- reviewer findings (wave 6): label coding, unknown parameters, degenerate data ---- */
+
+/* n rows "a,b,<label>" where the label of row i is labels[i % n_labels] (text as given);
+ * a separates the classes, b is noise, k (when with_const) is 7 everywhere. */
+static void write_coded(const char *path, size_t n, const char *const *labels, size_t n_labels,
+                        bool with_const)
+{
+    rng_state = 5;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,%sy\n", with_const ? "k," : "");
+    for (size_t i = 0; i < n; i++) {
+        size_t c = i % n_labels;
+        fprintf(f, "%.3f,%.3f,%s%s\n", (double)c * 3 + nrand(), urand(), with_const ? "7," : "", labels[c]);
+    }
+    fclose(f);
+}
+
+/* Nothing of a refused attempt at name is registered or left in storage or DATA_DIR. */
+static void assert_nothing_left(const char *name)
+{
+    char path[4400];
+    assert_int_equal(model_train_is_registered(store, name, "1"), 0);
+    snprintf(path, sizeof(path), "%s/%s", storage, name);
+    assert_false(util_path_exists(path));
+    snprintf(path, sizeof(path), "%s/baseline/%s_validation.csv", datadir, name);
+    assert_false(util_path_exists(path));
+    /* no temporary version directory (.train-XXXXXX) either */
+    char cmd[4400];
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' 2>/dev/null | grep -q '^\\.'", storage);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+static void test_train_label_coding(void **state)
+{
+    (void)state;
+    char data[4200], err[2048] = "";
+    model_train_opts_t o;
+
+    /* 1/2 coding: was a 3-class model with a class 0 that never occurs. */
+    static const char *const one_two[] = {"1", "2"};
+    snprintf(data, sizeof(data), "%s/lab12.csv", tmp);
+    write_coded(data, 200, one_two, 2, false);
+    opts_for(&o, data, "y", "lab12");
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "no rows of class 0:"));
+    assert_non_null(strstr(err, "0..K-1 with every class present"));
+    assert_non_null(strstr(err, "recode the label column to 0..1"));
+    assert_non_null(strstr(err, "--class-labels"));
+    assert_nothing_left("lab12");
+    /* ... and with --task multiclass too. */
+    o.task = "multiclass";
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "no rows of class 0:"));
+
+    /* A gap in the middle: 0, 2, 4 -> classes 1 and 3 are named. */
+    static const char *const gaps[] = {"0", "2", "4"};
+    snprintf(data, sizeof(data), "%s/gaps.csv", tmp);
+    write_coded(data, 300, gaps, 3, false);
+    opts_for(&o, data, "y", "gaps");
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "no rows of classes 1, 3:"));
+    assert_non_null(strstr(err, "recode the label column to 0..2"));
+    assert_nothing_left("gaps");
+
+    /* Text labels: the error says how to fix it. */
+    static const char *const yes_no[] = {"no", "yes"};
+    snprintf(data, sizeof(data), "%s/textlab.csv", tmp);
+    write_coded(data, 200, yes_no, 2, false);
+    opts_for(&o, data, "y", "yesno");
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "is not a number at line 2"));
+    assert_non_null(strstr(err, "recode the label column to 0..K-1"));
+    assert_non_null(strstr(err, "--class-labels"));
+    assert_null(strstr(err, "yes"));
+    assert_nothing_left("yesno");
+
+    /* Recoded to 0/1 with names it trains. */
+    static const char *const zero_one[] = {"0", "1"};
+    write_coded(data, 200, zero_one, 2, false);
+    o.class_labels = "no,yes";
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), 0);
+}
+
+static void test_train_unknown_param(void **state)
+{
+    (void)state;
+    char data[4200], err[2048] = "";
+    static const char *const zero_one[] = {"0", "1"};
+    snprintf(data, sizeof(data), "%s/params.csv", tmp);
+    write_coded(data, 200, zero_one, 2, false);
+    model_train_opts_t o;
+
+    /* A typo XGBoost would ignore is refused, naming it; a valid one beside it is not named. */
+    const char *typo[] = {"eta=0.3", "max_dpeth=8", "colsample_bytre=0.5"};
+    opts_for(&o, data, "y", "typo");
+    o.params = typo;
+    o.n_params = 3;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "--param: unknown XGBoost parameter(s): "));
+    assert_non_null(strstr(err, "max_dpeth"));
+    assert_non_null(strstr(err, "colsample_bytre"));
+    assert_null(strstr(err, "eta"));
+    assert_nothing_left("typo");
+
+    /* Valid for XGBoost but not for this objective: also unused, also refused. */
+    static const char *const three[] = {"0", "1", "2"};
+    char mdata[4200];
+    snprintf(mdata, sizeof(mdata), "%s/params3.csv", tmp);
+    write_coded(mdata, 300, three, 3, false);
+    const char *spw[] = {"scale_pos_weight=3"};
+    opts_for(&o, mdata, "y", "spw");
+    o.params = spw;
+    o.n_params = 1;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "unknown XGBoost parameter(s): scale_pos_weight"));
+    assert_nothing_left("spw");
+
+    /* Switching validation off is not an option. */
+    const char *novalid[] = {"validate_parameters=0"};
+    opts_for(&o, data, "y", "novalid");
+    o.params = novalid;
+    o.n_params = 1;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "validate_parameters"));
+
+    /* Parameters that apply are recorded; a default the chosen booster does not use
+     * (max_depth under gblinear) is not claimed in provenance. */
+    const char *linear[] = {"booster=gblinear", "lambda=0.5"};
+    opts_for(&o, data, "y", "linear");
+    o.params = linear;
+    o.n_params = 2;
+    o.rounds = 5;
+    json_t *sum = NULL;
+    int rc = model_train(&o, &sum, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    model_manifest_t *m = NULL;
+    assert_int_equal(
+        model_manifest_load(json_string_value(json_object_get(sum, "path")), &m, err, sizeof(err)), 0);
+    json_t *params = json_object_get(json_object_get(m->extra, "provenance"), "params");
+    assert_string_equal(json_string_value(json_object_get(params, "booster")), "gblinear");
+    assert_string_equal(json_string_value(json_object_get(params, "lambda")), "0.5");
+    assert_null(json_object_get(params, "max_depth"));
+    assert_non_null(json_object_get(params, "eta"));
+    model_manifest_free(m);
+    json_decref(sum);
+}
+
+static void test_train_num_class_message(void **state)
+{
+    (void)state;
+    char data[4200], err[2048] = "";
+    static const char *const zero_one[] = {"0", "1"};
+    snprintf(data, sizeof(data), "%s/nc.csv", tmp);
+    write_coded(data, 100, zero_one, 2, false);
+    model_train_opts_t o;
+    const char *nc2[] = {"num_class=2"};
+    opts_for(&o, data, "y", "nc");
+    o.params = nc2;
+    o.n_params = 1;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "0 classes"));
+    assert_non_null(strstr(err, "--param num_class=2: the labels (0/1) make a binary model"));
+
+    static const char *const three[] = {"0", "1", "2"};
+    write_coded(data, 150, three, 3, false);
+    const char *nc4[] = {"num_class=4"};
+    o.params = nc4;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "num_class=4 does not match the 3 classes"));
+    assert_nothing_left("nc");
+}
+
+static void test_train_degenerate_data(void **state)
+{
+    (void)state;
+    char data[4200], err[2048] = "";
+    model_train_opts_t o;
+
+    /* One positive in 20 rows: it cannot be in both splits. */
+    snprintf(data, sizeof(data), "%s/onepos.csv", tmp);
+    FILE *f = fopen(data, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,y\n");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%d,%d,%d\n", i, i % 3, i == 0);
+    fclose(f);
+    opts_for(&o, data, "y", "onepos");
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "class 1 has 1 row: every class needs at least 2 rows"));
+    assert_nothing_left("onepos");
+
+    /* Below the minimum row count (train and import alike). */
+    snprintf(data, sizeof(data), "%s/few.csv", tmp);
+    f = fopen(data, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,y\n1,2,0\n2,3,1\n3,1,0\n4,4,1\n");
+    fclose(f);
+    opts_for(&o, data, "y", "few");
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "4 data rows: a model needs at least 10"));
+    assert_nothing_left("few");
+    char booster[4300];
+    snprintf(booster, sizeof(booster), "%s/few.json", tmp);
+    f = fopen(booster, "w"); /* never loaded: the row count is checked first */
+    assert_non_null(f);
+    fprintf(f, "{}");
+    fclose(f);
+    o.booster_path = booster;
+    assert_int_equal(model_import(&o, NULL, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "at least 10"));
+    assert_nothing_left("few");
+
+    /* Exactly the minimum trains. */
+    f = fopen(data, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,y\n");
+    for (int i = 0; i < MODEL_TRAIN_MIN_ROWS; i++)
+        fprintf(f, "%d,%d,%d\n", i, (i * 7) % 5, i % 2);
+    fclose(f);
+    opts_for(&o, data, "y", "ten");
+    o.rounds = 3;
+    assert_int_equal(model_train(&o, NULL, err, sizeof(err)), 0);
+
+    /* A constant column trains, with a warning naming it and the option to drop it. */
+    static const char *const zero_one[] = {"0", "1"};
+    snprintf(data, sizeof(data), "%s/const.csv", tmp);
+    write_coded(data, 200, zero_one, 2, true);
+    opts_for(&o, data, "y", "const");
+    json_t *sum = NULL;
+    assert_int_equal(model_train(&o, &sum, err, sizeof(err)), 0);
+    json_t *w = json_object_get(sum, "warnings");
+    assert_int_equal(json_array_size(w), 1);
+    const char *msg = json_string_value(json_array_get(w, 0));
+    assert_non_null(strstr(msg, "column 'k' has the same value in every row"));
+    assert_non_null(strstr(msg, "--drop k"));
+    json_decref(sum);
+    /* ... and none once it is dropped. */
+    const char *drop[] = {"k"};
+    opts_for(&o, data, "y", "const_dropped");
+    o.drop = drop;
+    o.n_drop = 1;
+    assert_int_equal(model_train(&o, &sum, err, sizeof(err)), 0);
+    assert_int_equal(json_array_size(json_object_get(sum, "warnings")), 0);
+    json_decref(sum);
+}
+
+static void test_train_stray_missing_cell(void **state)
+{
+    (void)state;
+    char data[4200], err[2048] = "";
+    static const char *const markers[] = {"N/A", "NULL", "?", "SMITH-4411"};
+    for (size_t m = 0; m < ARRAY_SIZE(markers); m++) {
+        snprintf(data, sizeof(data), "%s/stray.csv", tmp);
+        FILE *f = fopen(data, "w");
+        assert_non_null(f);
+        fprintf(f, "age,score,y\n");
+        for (int i = 0; i < 50; i++) { /* data row 2 is line 4 */
+            if (i == 2)
+                fprintf(f, "%s,%d,%d\n", markers[m], i % 7, i % 2);
+            else
+                fprintf(f, "%d,%d,%d\n", 40 + i, i % 7, i % 2);
+        }
+        fclose(f);
+        model_train_opts_t o;
+        opts_for(&o, data, "y", "stray");
+        assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "line 4, column 'age': value is not a number"));
+        assert_non_null(strstr(err, "only an empty cell, NA or nan mean missing"));
+        assert_null(strstr(err, "not numeric"));
+        assert_null(strstr(err, markers[m])); /* the cell could be PHI: never echoed */
+        assert_nothing_left("stray");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_train_binary), cmocka_unit_test(test_train_regression_and_multiclass),
-        cmocka_unit_test(test_train_errors), cmocka_unit_test(test_sidecar),
+        cmocka_unit_test(test_train_binary),
+        cmocka_unit_test(test_train_regression_and_multiclass),
+        cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_sidecar),
         cmocka_unit_test(test_import),
+        cmocka_unit_test(test_train_label_coding),
+        cmocka_unit_test(test_train_unknown_param),
+        cmocka_unit_test(test_train_num_class_message),
+        cmocka_unit_test(test_train_degenerate_data),
+        cmocka_unit_test(test_train_stray_missing_cell),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
