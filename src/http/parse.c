@@ -154,6 +154,8 @@ static int derive_framing(http_head_t *h, uint64_t max_body)
                 h->keep_alive = true;
         } else if (strcasecmp(f->name, "Expect") == 0) {
             h->expect_continue = strcasecmp(f->value, "100-continue") == 0;
+        } else if (strcasecmp(f->name, "Host") == 0) {
+            h->n_host++;
         }
     }
     if (h->chunked && h->has_length)

@@ -34,6 +34,7 @@ typedef struct http_head {
     uint64_t content_length;
     bool keep_alive;      /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
     bool expect_continue; /* "Expect: 100-continue" */
+    unsigned n_host;      /* Host fields (the server wants exactly one in HTTP/1.1) */
     size_t n_fields;
     http_field_t fields[HTTP_MAX_FIELDS]; /* last: the parser clears everything before it */
 } http_head_t;

@@ -1071,8 +1071,15 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
     ctx->body = body;
     ctx->body_len = body_len;
 
-    /* The path, without query string, still percent-encoded. */
+    /* The path, without query string, still percent-encoded. An absolute-form target
+     * ("http://host/path", RFC 9112 section 3.2.2, which a server must accept) is its path. */
     const char *uri = c->head.target;
+    if (strncasecmp(uri, "http://", 7) == 0 || strncasecmp(uri, "https://", 8) == 0) {
+        uri = strstr(uri, "//") + 2;
+        uri += strcspn(uri, "/?#");
+        if (*uri != '/')
+            uri = "/";
+    }
     char path[ROUTER_MAX_PATH + 1];
     size_t plen = strcspn(uri, "?#");
     if (plen > ROUTER_MAX_PATH) {
@@ -1082,6 +1089,13 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
     }
     memcpy(path, uri, plen);
     path[plen] = '\0';
+    if (c->head.minor == 1 ? c->head.n_host != 1 : c->head.n_host > 1) {
+        c->close_after = true; /* RFC 9112 section 3.2: 400, and which host was meant is unknown */
+        http_reply_error(ctx, 400, "bad_request", NULL, "%s",
+                         c->head.n_host ? "more than one Host header"
+                                        : "HTTP/1.1 request without a Host header");
+        goto out;
+    }
 
     unsigned m = ctx->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : ctx->method;
     int rc = router_match(srv->routes, srv->n_routes, path, m, &ctx->match);

@@ -267,9 +267,14 @@ def build_cases(park):
     add("http-bad-version", b"GET /health HTTP/1.x\r\nHost: x\r\nConnection: close\r\n\r\n", 400)
     add("http-lowercase", b"GET /health http/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)
     add("no-path", b"GET HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)
-    # absolute-form targets are refused as a malformed path (never routed by their authority)
+    # absolute-form targets (RFC 9112 section 3.2.2: a server must accept them) are served by
+    # their path; the authority routes nothing (neither does Host: there are no virtual hosts)
     add("absolute-uri-other-host", b"GET http://evil.example/health HTTP/1.1\r\nHost: x\r\n"
-        b"Connection: close\r\n\r\n", 400, "invalid_path")
+        b"Connection: close\r\n\r\n", 200)
+    add("absolute-uri-no-path", b"GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200)  # GET /
+    add("no-host-http-1.1", b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_request")
+    add("two-hosts", b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400,
+        "bad_request")
     add("path-not-slash", b"GET health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)
     add("path-star", b"GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400)
     add("header-no-colon", b"GET /health HTTP/1.1\r\nHost: x\r\nNoColonHere\r\nConnection: close\r\n\r\n",

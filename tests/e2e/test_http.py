@@ -158,6 +158,25 @@ def test_trickled_request_gets_408_within_read_timeout(http_server, body, part):
     assert READ_TIMEOUT_S * 0.8 <= elapsed < READ_TIMEOUT_S + 2, elapsed
 
 
+def test_absolute_form_target_and_host_rules(http_server):
+    """RFC 9112: a server must accept an absolute-form target (as proxies send it); an
+    HTTP/1.1 request without Host, or any request with two, is 400 and the connection
+    closes; HTTP/1.0 without Host is fine."""
+    with connect(http_server) as s:
+        s.sendall(b"GET http://aimedres.internal:8080/health HTTP/1.1\r\nHost: aimedres.internal:8080\r\n"
+                  b"Connection: close\r\n\r\n")
+        st, _, b = split_responses(recv_all(s), ["GET"])[0]
+    assert st == 200 and json.loads(b)["status"] == "healthy", (st, b[:200])
+    cases = [(b"GET /health HTTP/1.1\r\n\r\n", 400, b"without a Host"),
+             (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, b"more than one Host"),
+             (b"GET /health HTTP/1.0\r\n\r\n", 200, b"healthy")]
+    for raw, status, text in cases:
+        with connect(http_server) as s:
+            s.sendall(raw)
+            data = recv_all(s)  # also proves that the server closed the connection
+        assert data.startswith(b"HTTP/1.1 %d " % status) and text in data, (raw, data[:300])
+
+
 def test_idle_connection_closed_silently(http_server):
     with connect(http_server, timeout=READ_TIMEOUT_S * 4 + 5) as s:
         s.sendall(h.build_request("GET", "/health"))

@@ -58,6 +58,7 @@ static void test_simple_get(void **state)
     assert_false(h.chunked);
     assert_int_equal(h.n_fields, 2);
     assert_string_equal(http_head_field(&h, "host"), "a");
+    assert_int_equal(h.n_host, 1);
     assert_string_equal(http_head_field(&h, "x-request-id"), "abc"); /* whitespace trimmed */
     assert_null(http_head_field(&h, "Origin"));
     assert_memory_equal(buf + rc, "NEXT", 4); /* a pipelined request stays untouched */
