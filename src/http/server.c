@@ -1031,6 +1031,8 @@ static void refuse(conn_t *c, int status, const http_head_t *head)
     c->close_after = true;
     c->in_dispatch = true;
     http_ctx_t *ctx = ctx_begin(c, head);
+    if (status == 408 && c->req_start_ns)
+        ctx->start_ns = c->req_start_ns; /* logged and observed as the time the request took */
     switch (status) {
     case 408:
         http_reply_error(ctx, 408, "request_timeout", NULL,
