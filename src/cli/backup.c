@@ -746,6 +746,23 @@ static int read_api_key(const char *path, char key[APIKEY_KEY_SIZE])
     return r < 0 ? -1 : 0;
 }
 
+/* Says on stderr why the drill missed its target `which` ("rpo" or "rto": report fields
+ * <which>_ok, <which>_s and targets.<which>_s), if it did: "<before> <measured><after>
+ * (target <target>)". */
+static void drill_target_missed(const json_t *rep, const char *which, const char *before, const char *after)
+{
+    char ok_key[16], s_key[16], got[24], want[24];
+    snprintf(ok_key, sizeof(ok_key), "%s_ok", which);
+    snprintf(s_key, sizeof(s_key), "%s_s", which);
+    if (!json_is_false(json_object_get(rep, ok_key)))
+        return;
+    json_t *target = json_object_get(json_object_get(rep, "targets"), s_key);
+    backup_format_duration((int64_t)(json_number_value(json_object_get(rep, s_key)) * 1000), got,
+                           sizeof(got));
+    backup_format_duration_exact(json_integer_value(target) * 1000, want, sizeof(want));
+    fprintf(stderr, "aimedres: dr-drill: %s %s%s (target %s)\n", before, got, after, want);
+}
+
 int cli_dr_drill(int argc, char **argv)
 {
     const char *env_file = NULL, *report = NULL, *url = NULL, *work = NULL, *key_file = NULL;
@@ -866,24 +883,8 @@ int cli_dr_drill(int argc, char **argv)
         json_t *st;
         json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
             fprintf(stderr, "aimedres: dr-drill: %s failed: %s\n", jstr(st, "name"), jstr(st, "error"));
-        json_t *tg = json_object_get(rep, "targets");
-        char got[24], want[24];
-        if (json_is_false(json_object_get(rep, "rpo_ok"))) {
-            backup_format_duration((int64_t)(json_number_value(json_object_get(rep, "rpo_s")) * 1000), got,
-                                   sizeof(got));
-            backup_format_duration_exact(json_integer_value(json_object_get(tg, "rpo_s")) * 1000, want,
-                                         sizeof(want));
-            fprintf(stderr, "aimedres: dr-drill: RPO target missed: the backup used was %s old (target %s)\n",
-                    got, want);
-        }
-        if (json_is_false(json_object_get(rep, "rto_ok"))) {
-            backup_format_duration((int64_t)(json_number_value(json_object_get(rep, "rto_s")) * 1000), got,
-                                   sizeof(got));
-            backup_format_duration_exact(json_integer_value(json_object_get(tg, "rto_s")) * 1000, want,
-                                         sizeof(want));
-            fprintf(stderr, "aimedres: dr-drill: RTO target missed: restore and start took %s (target %s)\n",
-                    got, want);
-        }
+        drill_target_missed(rep, "rpo", "RPO target missed: the backup used was", " old");
+        drill_target_missed(rep, "rto", "RTO target missed: restore and start took", "");
     }
     free(text);
     json_decref(rep);

@@ -34,6 +34,9 @@ extern const model_backend_t model_backend_xgboost;
 /* "<what>: <XGBoost's last error>" into err, without XGBoost's stack trace (for code that
  * calls the XGBoost C API directly: the backend and model training). */
 void model_xgboost_error(char *err, size_t errlen, const char *what);
+/* Logs one message of XGBoost's log callback through log.c (a warning when it says WARNING):
+ * parameter names and file locations, never data values. For XGBRegisterLogCallback. */
+void model_xgboost_log(const char *msg);
 
 typedef struct model_handle model_handle_t;
 

@@ -1466,12 +1466,7 @@ static void train_xgb_log(const char *msg)
         capture_unused(msg);
         return;
     }
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    if (n > 1024)
-        n = 1024;
-    log_msg(strstr(msg, "WARNING") ? LOG_WARNING : LOG_INFO, "xgboost", "{s:s%}", "detail", msg, n);
+    model_xgboost_log(msg);
 }
 
 static bool user_param(const model_train_opts_t *o, const char *key)

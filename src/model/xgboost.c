@@ -249,7 +249,7 @@ out:
 /* XGBoost prints warnings (deprecated parameters, old model formats) straight to stderr,
  * which would break our one-JSON-object-per-line logs: route them through log.c. They
  * carry parameter names and file locations, never data values. */
-static void xgb_log(const char *msg)
+void model_xgboost_log(const char *msg)
 {
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
@@ -262,7 +262,7 @@ static void xgb_log(const char *msg)
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static void register_log(void)
 {
-    XGBRegisterLogCallback(xgb_log);
+    XGBRegisterLogCallback(model_xgboost_log);
 }
 
 /* Compiles the trees (model/trees.h) and keeps them only if they give bit-identical
