@@ -5,12 +5,16 @@
 #ifndef AIMEDRES_BACKUP_FSUTIL_H
 #define AIMEDRES_BACKUP_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* buf = a + "/" + b; 0 or -ENAMETOOLONG (buf then holds a truncated path: do not use it). */
 int backup_path_join(char *buf, size_t len, const char *a, const char *b);
 /* buf = a + b; 0 or -ENAMETOOLONG. */
 int backup_path_cat(char *buf, size_t len, const char *a, const char *b);
+/* True if path is root or lies below it, both resolved through symlinks (a path not created
+ * yet through its parent); false when root does not exist. */
+bool backup_path_within(const char *path, const char *root);
 /* snprintf into an error buffer; long messages are cut. */
 void backup_errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,64 @@ static void stage_names(area_t *a, long pid)
     }
 }
 
+/* Removes in dir the staging entries "<prefix><pid>[-wal|-shm|-journal]" of restores that
+ * died without cleaning up (kill -9, power cut): decrypted patient data nothing else would
+ * ever remove. Only entries of processes that no longer exist; each removed path is added
+ * to `removed`. Called with the destination's data lock held. */
+static void remove_stale_stages(const char *dir, const char *prefix, json_t *removed)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t pl = strlen(prefix);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, pl) != 0)
+            continue;
+        char *end;
+        const char *digits = de->d_name + pl;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *digits == '-' || *digits == '+' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (*end && strcmp(end, "-wal") != 0 && strcmp(end, "-shm") != 0 && strcmp(end, "-journal") != 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* that process still runs (or is not ours to judge) */
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(p, &st) < 0)
+            continue;
+        if ((S_ISDIR(st.st_mode) ? util_rmtree(p) : (unlink(p) < 0 ? -errno : 0)) == 0)
+            json_array_append_new(removed, json_string(p));
+    }
+    closedir(d);
+}
+
+/* The stale staging entries of every selected area (see stage_names for their names). */
+static void remove_stale_areas(const area_t a[A_COUNT], json_t *removed)
+{
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].selected)
+            continue;
+        char dir[PATH_MAX], prefix[NAME_MAX + 16];
+        const char *slash = strrchr(a[i].dest, '/');
+        if (a[i].kind == KIND_FILES) {
+            snprintf(dir, sizeof(dir), "%s", a[i].dest);
+            snprintf(prefix, sizeof(prefix), ".restore-");
+        } else {
+            if (slash && slash != a[i].dest)
+                snprintf(dir, sizeof(dir), "%.*s", (int)(slash - a[i].dest), a[i].dest);
+            else
+                snprintf(dir, sizeof(dir), "%s", slash ? "/" : ".");
+            const char *base = slash ? slash + 1 : a[i].dest;
+            snprintf(prefix, sizeof(prefix), a[i].kind == KIND_FILE ? "%.200s.restore-" : ".%.200s.restore-",
+                     base);
+        }
+        remove_stale_stages(dir, prefix, removed);
+    }
+}
+
 static void unstage(area_t a[A_COUNT])
 {
     for (int i = 0; i < A_COUNT; i++) {
@@ -592,26 +651,36 @@ static int restore_one(void *arg, size_t i)
 
 /* ------------------------------------------------------------------ swap */
 
-/* Renames path aside to "<path>.pre-restore-<id>" (or -N). Appends to moved. */
+/* The first of "<path>.pre-restore-<id>", "...-1", "...-2"... that does not exist, in
+ * aside[n]: what an earlier restore of the same backup set aside is never overwritten. */
+static int aside_name(const char *path, const char *id, char *aside, size_t n)
+{
+    struct stat st;
+    for (int i = 0; i < 100; i++) {
+        if (i == 0)
+            snprintf(aside, n, "%s.pre-restore-%s", path, id);
+        else
+            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+        if (lstat(aside, &st) < 0 && errno == ENOENT)
+            return 0;
+    }
+    return -EEXIST;
+}
+
+/* Renames path aside (aside_name). Appends to moved. */
 static int move_aside(const char *path, const char *id, json_t *moved)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
     char aside[PATH_MAX + 64];
-    for (int i = 0; i < 100; i++) {
-        if (i == 0)
-            snprintf(aside, sizeof(aside), "%s.pre-restore-%s", path, id);
-        else
-            snprintf(aside, sizeof(aside), "%s.pre-restore-%s-%d", path, id, i);
-        if (lstat(aside, &st) < 0 && errno == ENOENT) {
-            if (rename(path, aside) < 0)
-                return -errno;
-            json_array_append_new(moved, json_string(aside));
-            return 0;
-        }
-    }
-    return -EEXIST;
+    int r = aside_name(path, id, aside, sizeof(aside));
+    if (r < 0)
+        return r;
+    if (rename(path, aside) < 0)
+        return -errno;
+    json_array_append_new(moved, json_string(aside));
+    return 0;
 }
 
 static int parent_fsync(const char *path)
@@ -655,13 +724,16 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
         if (r == 0 && rename(a->stage, a->dest) < 0)
             r = -errno;
     } else {
-        /* audit: file by file; replaced files go to <dir>/.pre-restore-<id>/ */
+        /* audit: file by file; replaced files go to <dir>/.pre-restore-<id>[-N]/, a directory
+         * of this restore's own (the set-aside logs of an earlier one stay as they are) */
         DIR *d = opendir(a->stage);
         if (!d)
             r = -errno;
         struct dirent *de;
-        char aside_dir[PATH_MAX + 64];
-        snprintf(aside_dir, sizeof(aside_dir), "%s/.pre-restore-%s", a->dest, id);
+        char aside_dir[PATH_MAX + 64], base[PATH_MAX + 8];
+        snprintf(base, sizeof(base), "%s/", a->dest);
+        if (r == 0)
+            r = aside_name(base, id, aside_dir, sizeof(aside_dir));
         while (r == 0 && d && (de = readdir(d))) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
@@ -712,10 +784,37 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     backup_manifest_t *m = NULL;
     area_t a[A_COUNT];
     areas_init(a);
-    int rlock = -1, dlock = -1, r;
+    int wlock = -1, rlock = -1, dlock = -1, r;
     char dir[PATH_MAX];
     dirlog_t dirs = {.n = 0};
 
+    /* decrypted data must never land inside the backup storage (unencrypted PHI and secrets
+     * beside the encrypted copies, invisible to list and prune) */
+    const struct {
+        const char *name, *path;
+    } repos[] = {{"BACKUP_PATH", s->backup_path}, {"BACKUP_OFFSITE_DIR", s->offsite_dir}};
+    for (size_t i = 0; o->target && i < ARRAY_SIZE(repos); i++)
+        if (backup_path_within(o->target, repos[i].path)) {
+            snprintf(err, errlen,
+                     "refusing to restore into %s: it lies inside %s %s, and the decrypted patient data and "
+                     "secrets would sit in the backup storage; choose a target outside it",
+                     o->target, repos[i].name, repos[i].path);
+            r = -EINVAL;
+            goto fail;
+        }
+    /* An in-place restore also holds the repository's write lock (taken first, as prune
+     * does): a backup started meanwhile would capture the half-restored state and become
+     * latest. A read-only repository (WORM volume, offsite copy) can not be written by a
+     * backup either: no lock needed there. */
+    if (!o->target) {
+        wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen);
+        if (wlock == -EROFS || wlock == -EACCES)
+            wlock = -1;
+        else if (wlock < 0) {
+            r = wlock;
+            goto fail;
+        }
+    }
     rlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_READ_SHARED, false, LOCK_WAIT_MS, err, errlen);
     if (rlock < 0) {
         r = rlock;
@@ -801,6 +900,13 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         }
         goto fail;
     }
+
+    /* what restores killed before they could clean up left here (decrypted PHI) */
+    json_t *stale = json_array();
+    remove_stale_areas(a, stale);
+    if (json_array_size(stale))
+        json_object_set(rep, "removed_stale_stages", stale);
+    json_decref(stale);
 
     /* 3. decrypt into staging areas, verifying every chunk and file */
     int64_t t_decrypt = util_mono_ns();
@@ -974,6 +1080,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     dirlog_free(&dirs);
     lockfile_release(dlock);
     backup_repo_unlock(rlock);
+    backup_repo_unlock(wlock);
     backup_manifest_free(m);
     *ret_report = rep;
     return 0;
@@ -983,6 +1090,7 @@ fail:
     dirlog_rollback(&dirs);
     lockfile_release(dlock);
     backup_repo_unlock(rlock);
+    backup_repo_unlock(wlock);
     backup_manifest_free(m);
     json_object_set_new(rep, "error", json_string(err));
     *ret_report = rep;

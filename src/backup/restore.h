@@ -5,9 +5,13 @@
  *
  * DESIGN
  * Nothing in place changes until everything is known good:
+ *   0. a target inside BACKUP_PATH or BACKUP_OFFSITE_DIR is refused (decrypted PHI must not
+ *      sit in the backup storage); an in-place restore takes the repository's write lock
+ *      (before its read lock, as prune does), so no backup runs meanwhile;
  *   1. the manifest authenticates under the key; every stored file it needs exists;
  *   2. the data lock of the destination database is taken (a running server holds it:
- *      refuse); it is held until the end;
+ *      refuse); it is held until the end. Staging entries of restores that died without
+ *      cleaning up (SIGKILL: decrypted data) are removed then;
  *   3. every file is decrypted into a staging area beside its destination (same file
  *      system, so the final step is a rename), each chunk authenticated, each file's size
  *      and sha256 checked: any mismatch removes the staging area and refuses;
@@ -21,8 +25,10 @@
  *      restored file has that sha256, i.e. is the very file that was checked (same bytes,
  *      same answer). full_db_check (or a backup without that record) runs the PRAGMA again
  *      on the restored file; a backup whose check failed is refused either way;
- *   5. swap: whatever is in place is renamed aside to "<path>.pre-restore-<id>" (kept for
- *      the operator), the staged copy renamed in, directories fsynced.
+ *   5. swap: whatever is in place is renamed aside to "<path>.pre-restore-<id>" (or -1,
+ *      -2...: an earlier restore's set-aside data is never overwritten; replaced audit files
+ *      go to "<audit dir>/.pre-restore-<id>[-N]/"), the staged copy renamed in, directories
+ *      fsynced.
  * Models, baselines and results are replaced as whole directories (the backup's state);
  * audit files are put back file by file into the audit directory, which may hold others. */
 #ifndef AIMEDRES_BACKUP_RESTORE_H
