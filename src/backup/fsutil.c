@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int backup_path_join(char *buf, size_t len, const char *a, const char *b)
 {
@@ -36,14 +37,32 @@ bool backup_path_within(const char *path, const char *root)
     char p[PATH_MAX], r[PATH_MAX];
     if (!path || !root || !realpath(root, r))
         return false;
-    if (!realpath(path, p)) { /* not created yet: its parent then */
-        char parent[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-        if (!slash || slash == path ||
-            snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path) >= (int)sizeof(parent) ||
-            !realpath(parent, p) || strlen(p) + strlen(slash) >= sizeof(p))
+    if (!realpath(path, p)) {
+        /* not created yet: resolve its nearest existing ancestor and append the rest */
+        char abs[PATH_MAX], head[PATH_MAX], cwd[PATH_MAX];
+        int len = path[0] == '/'             ? snprintf(abs, sizeof(abs), "%s", path)
+                  : getcwd(cwd, sizeof(cwd)) ? snprintf(abs, sizeof(abs), "%s/%s", cwd, path)
+                                             : -1;
+        if (len < 0 || len >= (int)sizeof(abs))
             return false;
-        strcat(p, slash);
+        memcpy(head, abs, (size_t)len + 1);
+        char *slash;
+        for (;;) { /* ends at "/" at the latest, which exists */
+            slash = strrchr(head, '/');
+            if (slash == head) {
+                snprintf(p, sizeof(p), "/");
+                break;
+            }
+            *slash = '\0';
+            if (realpath(head, p))
+                break;
+        }
+        const char *rest = abs + (slash - head); /* "/name..." after the existing part */
+        if (strcmp(p, "/") == 0)
+            rest++;
+        if (strlen(p) + strlen(rest) >= sizeof(p))
+            return false;
+        strcat(p, rest);
     }
     size_t n = strlen(r);
     return strncmp(p, r, n) == 0 && (p[n] == '\0' || p[n] == '/' || (n == 1 && r[0] == '/'));
