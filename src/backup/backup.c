@@ -182,26 +182,6 @@ static int add_tree(plan_t *p, const char *root, const char *area, const char *c
     return 0;
 }
 
-/* True if path is root or lies below it (resolved through symlinks; a path not created yet
- * is resolved through its parent; false when root does not exist). */
-static bool path_within(const char *path, const char *root)
-{
-    char p[PATH_MAX], r[PATH_MAX];
-    if (!path || !root || !realpath(root, r))
-        return false;
-    if (!realpath(path, p)) { /* not created yet (the first backup): its parent then */
-        char parent[PATH_MAX];
-        const char *slash = strrchr(path, '/');
-        if (!slash || slash == path ||
-            snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path) >= (int)sizeof(parent) ||
-            !realpath(parent, p) || strlen(p) + strlen(slash) >= sizeof(p))
-            return false;
-        strcat(p, slash);
-    }
-    size_t n = strlen(r);
-    return strncmp(p, r, n) == 0 && (p[n] == '\0' || p[n] == '/' || (n == 1 && r[0] == '/'));
-}
-
 /* A repository (or the offsite copy) inside a tree the backup reads would put every backup
  * into the next one, which then grows without end: refused. */
 static int repo_outside_sources(const backup_settings_t *s, char *err, size_t errlen)
@@ -218,7 +198,7 @@ static int repo_outside_sources(const backup_settings_t *s, char *err, size_t er
     } repos[] = {{"BACKUP_PATH", s->backup_path}, {"BACKUP_OFFSITE_DIR", s->offsite_dir}};
     for (size_t i = 0; i < ARRAY_SIZE(repos); i++)
         for (size_t k = 0; k < ARRAY_SIZE(sources); k++)
-            if (path_within(repos[i].path, sources[k].path)) {
+            if (backup_path_within(repos[i].path, sources[k].path)) {
                 snprintf(err, errlen,
                          "%s %s lies inside %s %s, which is backed up: every backup would contain the "
                          "previous ones; put the repository elsewhere",
@@ -320,6 +300,7 @@ typedef struct run {
     bool rm_started;
     int64_t snap_ns, dbinfo_ns; /* wall time of the snapshot and of db_info (phases) */
     json_t *bad;                /* files whose read-back failed: {"path","stored","error"} */
+    json_t *damaged; /* referenced copies that failed to decrypt, stored afresh: {"path","holder",…} */
     backup_progress_t prog;
     pthread_mutex_t mu; /* guards notes, m->db, err */
     char err[2048];
@@ -588,6 +569,36 @@ static int process_item(void *arg, size_t i)
     f->mode = it->mode;
     if ((r = try_reference(run, it, f, &sl->referenced)) < 0)
         return run_fail(run, r, "%s: %s", it->src, strerror(-r));
+    if (sl->referenced) {
+        /* Read the referenced bytes back from their holder now, on this worker: a damaged
+         * copy in an old backup must not fail every later incremental at the very end. The
+         * live file has the sha256 the reference wanted, so it is stored afresh here and the
+         * damaged holder is named for the operator. */
+        char derr[512] = "";
+        f->path = it->path;
+        r = backup_file_decrypt(run->s->backup_path, f, NULL, run->key, -1, NULL, derr, sizeof(derr));
+        if (r == 0) {
+            sl->verified = true;
+        } else {
+            char holder[BACKUP_ID_MAX], stored[32];
+            snprintf(holder, sizeof(holder), "%s", f->holder);
+            snprintf(stored, sizeof(stored), "%s", f->stored ? f->stored : "?");
+            run_note(run,
+                     "%s: its copy in backup %s (%s) is damaged (%s): stored afresh from the live file; "
+                     "run `aimedres backup verify --all` (older backups referencing it are damaged too) "
+                     "and `aimedres backup full`",
+                     it->path, holder, stored, derr);
+            pthread_mutex_lock(&run->mu);
+            json_array_append_new(run->damaged, json_pack("{s:s,s:s,s:s,s:s}", "path", it->path, "holder",
+                                                          holder, "stored", stored, "error", derr));
+            pthread_mutex_unlock(&run->mu);
+            memset(f, 0, sizeof(*f));
+            f->size = it->size;
+            f->mtime_ns = it->mtime_ns;
+            f->mode = it->mode;
+            sl->referenced = false;
+        }
+    }
     if (!sl->referenced) {
         if ((r = store_item(run, i, it, f)) < 0) {
             free(f->stored); /* slots_free only frees finished slots */
@@ -726,22 +737,19 @@ static int cmp_item_path(const void *key, const void *elem)
 /* The final check before publishing, on the manifest as read back from the disk and
  * authenticated (check): it must list exactly the files this run wrote or referenced, each
  * with the size, sha256, place, stored size and nonce of a file that was read back and
- * verified (store_item) or, for a reference, of the parent's entry. Referenced files are
- * then decrypted from their holders like `backup verify` does (prog counts them). Appends
- * {"path","error"} to bad; 0 or -EBADMSG (err names the first problem), -ENOMEM. */
-static int verify_written(run_t *run, const backup_manifest_t *check, json_t *bad, backup_progress_t *prog,
-                          char *err, size_t errlen)
+ * verified during this run: stored here (store_item) or, for a reference, decrypted from its
+ * holder by the worker that decided to reference it (process_item). Appends {"path","error"}
+ * to bad; 0 or -EBADMSG (err names the first problem). */
+static int verify_written(run_t *run, const backup_manifest_t *check, json_t *bad, char *err, size_t errlen)
 {
-    size_t done = 0, nref = 0;
+    size_t done = 0;
     for (size_t i = 0; i < run->plan->n; i++)
         done += run->slots[i].done;
     if (check->n_files != done) {
-        snprintf(err, errlen, "the manifest read back lists %zu files, %zu were written", check->n_files, done);
+        snprintf(err, errlen, "the manifest read back lists %zu files, %zu were written", check->n_files,
+                 done);
         return -EBADMSG;
     }
-    backup_file_t *refs = calloc(check->n_files + 1, sizeof(*refs));
-    if (!refs)
-        return -ENOMEM;
     int r = 0;
     for (size_t k = 0; k < check->n_files && r == 0; k++) {
         const backup_file_t *f = &check->files[k];
@@ -751,7 +759,7 @@ static int verify_written(run_t *run, const backup_manifest_t *check, json_t *ba
         const char *why = NULL;
         if (!sl || !sl->done)
             why = "not a file this backup wrote";
-        else if (here != !sl->referenced || (here && !sl->verified))
+        else if (here != !sl->referenced || !sl->verified)
             why = "was not read back";
         else if (f->size != sl->f.size || strcmp(f->sha256, sl->f.sha256) != 0 ||
                  strcmp(f->holder, sl->f.holder) != 0 || !f->stored || strcmp(f->stored, sl->f.stored) != 0 ||
@@ -761,22 +769,8 @@ static int verify_written(run_t *run, const backup_manifest_t *check, json_t *ba
             snprintf(err, errlen, "%s: the manifest read back %s", f->path, why);
             json_array_append_new(bad, json_pack("{s:s,s:s}", "path", f->path, "error", why));
             r = -EBADMSG;
-        } else if (!here) {
-            refs[nref++] = *f; /* shallow: check outlives refs */
         }
     }
-    if (r == 0 && nref > 0) {
-        backup_manifest_t sub = {.n_files = nref, .files = refs};
-        memcpy(sub.id, check->id, sizeof(sub.id));
-        r = backup_verify_files(run->s->backup_path, &sub, run->partial, run->key,
-                                backup_thread_count(run->s->threads), prog, NULL, bad, NULL);
-        if (r < 0) {
-            json_t *first = json_array_get(bad, 0);
-            snprintf(err, errlen, "%s: %s", first ? json_string_value(json_object_get(first, "path")) : "?",
-                     first ? json_string_value(json_object_get(first, "error")) : strerror(-r));
-        }
-    }
-    free(refs);
     return r;
 }
 
@@ -793,6 +787,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     run.key = key;
     run.plan = &plan;
     run.bad = json_array();
+    run.damaged = json_array();
     char final_dir[PATH_MAX];
     bool partial_made = false;
     backup_manifest_t *parent = NULL;
@@ -973,16 +968,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         goto fail;
     }
     json_t *bad = json_array();
-    backup_progress_t vprog;
-    char vlabel[64];
-    snprintf(vlabel, sizeof(vlabel), "verify %s", m->id);
-    uint64_t ref_bytes = 0; /* what is left to decrypt: the files referenced from older backups */
-    for (size_t i = 0; i < plan.n; i++)
-        if (run.slots[i].done && run.slots[i].referenced)
-            ref_bytes += run.slots[i].f.size;
-    backup_progress_start(&vprog, vlabel, ref_bytes, o->progress);
-    r = verify_written(&run, check, bad, &vprog, verr, sizeof(verr));
-    backup_progress_finish(&vprog);
+    r = verify_written(&run, check, bad, verr, sizeof(verr));
     backup_manifest_free(check);
     if (r < 0) {
         snprintf(err, errlen, "verification failed: %s", verr);
@@ -1032,6 +1018,8 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     summary_set(sum, "seconds", json_real(secs));
     summary_set(sum, "components", json_deep_copy(m->components));
     summary_set(sum, "notes", json_deep_copy(m->notes));
+    if (json_array_size(run.damaged)) /* damaged copies in older backups, stored afresh here */
+        summary_set(sum, "damaged_references", json_incref(run.damaged));
     summary_set(sum, "key_fingerprint", json_string(key->fingerprint));
     summary_set(sum, "verified", json_true());
     if (m->db)
@@ -1080,6 +1068,7 @@ out:
     backup_manifest_free(run.m);
     pthread_mutex_destroy(&run.mu);
     json_decref(run.bad);
+    json_decref(run.damaged);
     if (ret_summary)
         *ret_summary = sum;
     else
@@ -1146,7 +1135,10 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
                         char *err, size_t errlen)
 {
     json_t *rep = json_pack("{s:b,s:s,s:b,s:[]}", "configured", 1, "dir", s->offsite_dir, "ok", 0, "copied");
-    int lock = backup_repo_lock(s->offsite_dir, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen);
+    /* never created: a missing one is an unmounted volume (say so, not "created by backup") */
+    int lock = backup_repo_require_offsite(s->offsite_dir, err, errlen);
+    if (lock == 0)
+        lock = backup_repo_lock(s->offsite_dir, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen);
     backup_manifest_t *m = NULL;
     int r = lock;
     if (lock < 0)

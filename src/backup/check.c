@@ -59,6 +59,10 @@ static json_t *offsite(const backup_settings_t *s, const char *id, const backup_
     if (!s->offsite_dir)
         return json_pack("{s:b,s:b,s:s}", "ok", 1, "configured", 0, "message",
                          "BACKUP_OFFSITE_DIR is not set");
+    char rerr[1024];
+    if (backup_repo_require_offsite(s->offsite_dir, rerr, sizeof(rerr)) < 0)
+        return json_pack("{s:b,s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "exists", 0, "dir",
+                         s->offsite_dir, "message", rerr);
     if (!id)
         return json_pack("{s:b,s:b,s:s,s:s}", "ok", 0, "configured", 1, "dir", s->offsite_dir, "message",
                          "no local latest backup to compare");
@@ -104,13 +108,16 @@ static json_t *disk(const backup_settings_t *s)
 
 /* The shared reader lock of a repository that exists (prune takes it exclusively before it
  * deletes anything, so the check never reads a half-pruned repository). -1 with nothing to
- * lock (no repository, nothing to race); -2 with err when it stays busy. */
-static int lock_repo(const char *repo, char *err, size_t errlen)
+ * lock (no repository, nothing to race); -2 with err when it stays busy or fails. A
+ * read-only repository (a WORM volume) is read without it: the note goes to notes. */
+static int lock_repo(const char *repo, json_t *notes, char *err, size_t errlen)
 {
     struct stat st;
     if (!repo || stat(repo, &st) < 0 || !S_ISDIR(st.st_mode))
         return -1;
     int fd = backup_repo_lock(repo, BACKUP_LOCK_READ_SHARED, false, BACKUP_CHECK_LOCK_WAIT_MS, err, errlen);
+    if (fd >= 0 && err[0])
+        json_array_append_new(notes, json_string(err));
     return fd >= 0 ? fd : -2;
 }
 
@@ -120,8 +127,10 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     char id[BACKUP_ID_MAX];
     int64_t ts = 0;
     char lerr[1024] = "";
-    int lock = lock_repo(s->backup_path, lerr, sizeof(lerr)), olock = -1;
+    json_t *notes = json_array();
+    int lock = lock_repo(s->backup_path, notes, lerr, sizeof(lerr)), olock = -1;
     if (lock == -2) {
+        json_decref(notes);
         char iso[ISO8601_LEN];
         util_iso8601(now, iso);
         *ret = json_pack("{s:b,s:s,s:s,s:n,s:{s:{s:b,s:s}}}", "ok", 0, "timestamp", iso, "backup_path",
@@ -129,7 +138,7 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
         return false;
     }
     if (s->offsite_dir)
-        olock = lock_repo(s->offsite_dir, lerr, sizeof(lerr));
+        olock = lock_repo(s->offsite_dir, notes, lerr, sizeof(lerr));
     bool have = backup_latest_info(s->backup_path, &ts, id, sizeof(id)) == 0;
     json_t *checks = json_object();
     json_object_set_new(checks, "freshness", freshness(s, have ? id : NULL, ts, now));
@@ -162,5 +171,8 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     util_iso8601(now, iso);
     *ret = json_pack("{s:b,s:s,s:s,s:o,s:o}", "ok", ok, "timestamp", iso, "backup_path", s->backup_path,
                      "latest", have ? json_string(id) : json_null(), "checks", checks);
+    if (json_array_size(notes))
+        json_object_set(*ret, "notes", notes);
+    json_decref(notes);
     return ok;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,9 +35,56 @@ int backup_repo_require(const char *repo, char *err, size_t errlen)
     return r;
 }
 
+int backup_repo_require_offsite(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    int r = stat(dir, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR : 0;
+    if (r < 0)
+        snprintf(err, errlen,
+                 "the offsite directory %s (BACKUP_OFFSITE_DIR) %s: is the volume mounted? aimedres never "
+                 "creates it (that would put the offsite copy on the local disk); mount the volume, or "
+                 "create the directory on it",
+                 dir,
+                 r == -ENOENT    ? "does not exist"
+                 : r == -ENOTDIR ? "is not a directory"
+                                 : strerror(-r));
+    return r;
+}
+
+/* Is path on a file system mounted read-only? */
+static bool on_readonly_fs(const char *path)
+{
+    struct statvfs sv;
+    return statvfs(path, &sv) == 0 && (sv.f_flag & ST_RDONLY);
+}
+
+/* A reader's lock on a repository it cannot write to (a WORM volume, a read-only mount):
+ * the existing lock file opened read-only (flock works on it), else the directory itself,
+ * unlocked: nothing can delete or add anything there either. Note in err; fd or -errno. */
+static int readonly_read_lock(const char *repo, const char *path, int open_errno, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        snprintf(err, errlen, "%s is read-only (%s): its %s was opened read-only", repo, strerror(open_errno),
+                 ".read.lock");
+        return fd;
+    }
+    if (open_errno == EACCES && !on_readonly_fs(repo))
+        return -open_errno; /* a permission problem, not a read-only volume */
+    fd = open(repo, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    snprintf(err, errlen,
+             "%s is read-only (%s): read without the repository lock (no backup or prune can change it)",
+             repo, strerror(open_errno));
+    return fd;
+}
+
 int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int wait_ms, char *err,
                      size_t errlen)
 {
+    if (err && errlen)
+        err[0] = '\0'; /* stays empty on success unless there is a note (read-only repository) */
     int r = create ? util_mkdir_p(repo, 0700) : backup_repo_require(repo, err, errlen);
     if (r < 0) {
         if (create)
@@ -48,6 +96,15 @@ int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int
     if (snprintf(path, sizeof(path), "%s/%s", repo, name) >= (int)sizeof(path))
         return -ENAMETOOLONG;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && kind == BACKUP_LOCK_READ_SHARED && (errno == EROFS || errno == EACCES)) {
+        int e = errno;
+        char note[1024] = "";
+        fd = readonly_read_lock(repo, path, e, note, sizeof(note));
+        if (fd < 0)
+            errno = e;
+        else if (err && errlen)
+            snprintf(err, errlen, "%s", note); /* success: err holds the note */
+    }
     if (fd < 0) {
         r = -errno;
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -69,8 +126,10 @@ int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int
             ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
             pid[n > 0 ? n : 0] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
-            snprintf(err, errlen, "%s is busy: another %s is running%s%s%s", repo,
-                     kind == BACKUP_LOCK_READ_SHARED ? "prune" : "backup, prune, verify or restore",
+            snprintf(err, errlen, "%s is busy: %s%s%s%s", repo,
+                     kind == BACKUP_LOCK_WRITE         ? "a backup, prune or in-place restore is running"
+                     : kind == BACKUP_LOCK_READ_SHARED ? "a prune is running"
+                                                       : "a verify, check, restore or prune is reading it",
                      pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
             close(fd);
             return -EWOULDBLOCK;

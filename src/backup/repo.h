@@ -23,11 +23,21 @@ typedef enum { BACKUP_LOCK_WRITE, BACKUP_LOCK_READ_SHARED, BACKUP_LOCK_READ_EXCL
 /* Takes a repository lock, waiting up to wait_ms. Returns the fd (close it to release),
  * -EWOULDBLOCK with the holder's pid in err when still held, or -errno. create: make the
  * repository directory (0700) when needed (only `backup` does: a missing BACKUP_PATH for a
- * reader, or a missing offsite directory, is an unmounted volume or a typo, -ENOENT). */
+ * reader, or a missing offsite directory, is an unmounted volume or a typo, -ENOENT).
+ * The busy message names who may hold it: BACKUP_LOCK_WRITE "a backup, prune or in-place
+ * restore", the shared reader lock "a prune", the exclusive one the readers.
+ * A shared reader lock on a repository that cannot be written (open fails with EROFS, or
+ * EACCES on a read-only mount: a WORM volume) still succeeds: the lock file is opened
+ * read-only when it exists (flock works on it), else the fd is the directory itself and
+ * nothing is locked (no backup or prune can change a read-only repository either). Then,
+ * and only then, err holds a note saying so on success (err is "" after other successes). */
 int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int wait_ms, char *err,
                      size_t errlen);
 /* 0 if repo is a directory, else -errno with "no backup repository at ..." in err. */
 int backup_repo_require(const char *repo, char *err, size_t errlen);
+/* The same for BACKUP_OFFSITE_DIR, which is never created: "the offsite directory ...
+ * (BACKUP_OFFSITE_DIR) does not exist: is the volume mounted? ..." in err. */
+int backup_repo_require_offsite(const char *dir, char *err, size_t errlen);
 void backup_repo_unlock(int fd);
 
 /* Ids of complete backups (directory with a manifest), oldest first. Caller frees each

@@ -33,6 +33,17 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     s.audit_log_path = cfg->audit_log_path;
     s.audit_retention_days = cfg->audit_log_retention_days;
     s.prod_url = cfg->prod_url;
+    /* A relative path would be resolved against the current directory, which is $HOME under
+     * cron and / under systemd: the backups would silently land somewhere else. */
+    const char *names[2] = {"BACKUP_PATH", "BACKUP_OFFSITE_DIR"}, *paths[2] = {s.backup_path, s.offsite_dir};
+    for (int i = 0; i < 2; i++)
+        if (paths[i] && paths[i][0] && paths[i][0] != '/') {
+            snprintf(err, errlen,
+                     "%s=%s must be an absolute path (a relative one is resolved against the current "
+                     "directory, which is $HOME under cron and / under systemd)",
+                     names[i], paths[i]);
+            return -EINVAL;
+        }
     /* the store owns URL resolution; PostgreSQL backups (pg_dump) come with that backend */
     int r = store_url_file_path(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
     if (r == -ENOTSUP) {

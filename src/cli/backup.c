@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -36,6 +37,7 @@
 #include "backup/verify.h"
 #include "cli/cli.h"
 #include "security/apikey.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #define EXIT_HELP                                                                                            \
@@ -264,6 +266,10 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
         json_decref(out);
         return 1;
     }
+    if (err[0]) { /* a read-only repository (WORM volume): read without the lock */
+        fprintf(stderr, "aimedres: note: %s\n", err);
+        json_object_set_new(out, "notes", json_pack("[s]", err));
+    }
     if (all) {
         backup_repo_list(c->s.backup_path, &ids, &n);
         if (n == 0)
@@ -397,7 +403,12 @@ static int do_prune(ctx_t *c, bool dry_run)
             continue;
         json_t *rep = NULL;
         char err[1024] = "";
-        int r = backup_prune(repos[i], &c->s, &c->key, &o, &rep, err, sizeof(err));
+        /* BACKUP_OFFSITE_DIR is never created by `backup`: its own message, not BACKUP_PATH's */
+        int r = i == 1 ? backup_repo_require_offsite(repos[i], err, sizeof(err)) : 0;
+        if (r < 0)
+            rep = json_pack("{s:s,s:b,s:s}", "repository", repos[i], "ok", 0, "error", err);
+        else
+            r = backup_prune(repos[i], &c->s, &c->key, &o, &rep, err, sizeof(err));
         if (r < 0) {
             rc = 1;
             json_object_set_new(out, "ok", json_false());
@@ -435,11 +446,26 @@ static int do_check(ctx_t *c, const char *env_file, const char *dest)
     memset(c, 0, sizeof(*c));
     if (env_file_status(env_file))
         return 2;
-    c->cfg = cli_load_config(env_file);
-    if (!c->cfg)
-        return 1;
-    if (backup_settings_from_config(c->cfg, &c->s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+    /* a monitor parses the report: a setting that cannot be used is a failed check in it too */
+    char cerr[4096] = "";
+    int cr = config_load(env_file, &c->cfg, cerr, sizeof(cerr));
+    if (cr == 0 && log_init(c->cfg->log_level, c->cfg->log_file) < 0) {
+        snprintf(cerr, sizeof(cerr), "cannot open LOG_FILE %s", c->cfg->log_file);
+        cr = -EINVAL;
+    }
+    if (cr == 0 && backup_settings_from_config(c->cfg, &c->s, cerr, sizeof(cerr)) < 0)
+        cr = -EINVAL;
+    if (cr < 0) {
+        for (char *line = cerr, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
+            nl = strchr(line, '\n');
+            fprintf(stderr, "aimedres: config: %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+        }
+        char iso[ISO8601_LEN];
+        util_iso8601(util_now_ms(), iso);
+        json_t *rep = json_pack("{s:b,s:s,s:n,s:{s:{s:b,s:s}}}", "ok", 0, "timestamp", iso, "latest",
+                                "checks", "configuration", "ok", 0, "message", cerr);
+        print_json(rep);
+        json_decref(rep);
         return 1;
     }
     if (dest)
@@ -746,6 +772,37 @@ static int read_api_key(const char *path, char key[APIKEY_KEY_SIZE])
     return r < 0 ? -1 : 0;
 }
 
+/* 0 when the drill's --report FILE can be written (its directory exists and is writable,
+ * FILE is not a directory); else -1 with the reason on stderr. Checked before the drill runs:
+ * finding out after an hour-long drill loses its report. */
+static int report_writable(const char *report)
+{
+    char dir[4096];
+    const char *slash = strrchr(report, '/');
+    if (slash == report)
+        snprintf(dir, sizeof(dir), "/");
+    else if (slash)
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - report), report);
+    else
+        snprintf(dir, sizeof(dir), ".");
+    struct stat st;
+    const char *why = NULL;
+    if (slash && !slash[1])
+        why = "names a directory, not a file";
+    else if (stat(dir, &st) < 0)
+        why = errno == ENOENT ? "its directory does not exist" : strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = "its directory is not a directory";
+    else if (access(dir, W_OK | X_OK) < 0)
+        why = "its directory is not writable";
+    else if (stat(report, &st) == 0 && S_ISDIR(st.st_mode))
+        why = "names a directory, not a file";
+    if (!why)
+        return 0;
+    fprintf(stderr, "aimedres: dr-drill: --report %s: %s (%s); nothing was done\n", report, why, dir);
+    return -1;
+}
+
 /* Says on stderr why the drill missed its target `which` ("rpo" or "rto": report fields
  * <which>_ok, <which>_s and targets.<which>_s), if it did: "<before> <measured><after>
  * (target <target>)". */
@@ -825,6 +882,10 @@ int cli_dr_drill(int argc, char **argv)
         }
     }
     /* arguments are checked before the drill takes a backup, not when it reaches them */
+    if (report && report_writable(report) < 0) {
+        unload(&c);
+        return 2;
+    }
     char host[256], uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
     int port;
     if (url && backup_http_parse_url(url, host, sizeof(host), &port, uerr, sizeof(uerr)) < 0) {
