@@ -29,6 +29,9 @@ int cli_audit(int argc, char **argv);    /* cli/audit.c: verify | events | check
 /* Loads the configuration (env_file may be NULL), prints every problem to stderr as
  * "aimedres: config: ..." and returns NULL on failure. Also initialises logging. */
 config_t *cli_load_config(const char *env_file);
+/* The same, but logging goes to stderr and LOG_FILE is neither opened nor created (for
+ * `config check`, which writes nothing). */
+config_t *cli_load_config_logging_to_stderr(const char *env_file);
 /* Opens cfg->database_url, printing the reason on failure. */
 store_t *cli_open_store(const config_t *cfg);
 /* True if arg is -h or --help. */

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the command groups: configuration and store opening with errors
  * printed for an operator. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "common/log.h"
 
-config_t *cli_load_config(const char *env_file)
+static config_t *load_config(const char *env_file, bool open_log_file)
 {
     char err[4096] = "";
     config_t *cfg = NULL;
@@ -22,12 +23,22 @@ config_t *cli_load_config(const char *env_file)
         }
         return NULL;
     }
-    if (log_init(cfg->log_level, cfg->log_file) < 0) {
+    if (log_init(cfg->log_level, open_log_file ? cfg->log_file : NULL) < 0) {
         fprintf(stderr, "aimedres: cannot open LOG_FILE %s\n", cfg->log_file);
         config_free(cfg);
         return NULL;
     }
     return cfg;
+}
+
+config_t *cli_load_config(const char *env_file)
+{
+    return load_config(env_file, true);
+}
+
+config_t *cli_load_config_logging_to_stderr(const char *env_file)
+{
+    return load_config(env_file, false);
 }
 
 store_t *cli_open_store(const config_t *cfg)

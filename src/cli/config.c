@@ -2,9 +2,12 @@
 /* `aimedres config check [--env-file F]`: loads the configuration exactly as `serve` would
  * and prints the effective settings with secrets redacted, so an operator can validate an
  * env file before a deployment. Exit 0 when valid, 1 on configuration errors, 2 on usage. */
+#include <errno.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit/audit.h"
 #include "cli/cli.h"
@@ -44,7 +47,8 @@ static int preflight(const config_t *cfg)
 {
     int bad = 0;
     char err[1024], path[4096];
-    if (cfg->database_url && store_url_file_path(cfg->database_url, path, sizeof(path), err, sizeof(err)) < 0) {
+    if (cfg->database_url &&
+        store_url_file_path(cfg->database_url, path, sizeof(path), err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: config: %s%s\n", strncmp(err, "DATABASE_URL", 12) ? "DATABASE_URL: " : "",
                 err);
         bad++;
@@ -57,6 +61,23 @@ static int preflight(const config_t *cfg)
     }
     if (res)
         freeaddrinfo(res);
+    /* LOG_FILE: serve appends to it (creating it 0640): it must be writable, or its
+     * directory must be; checked without creating anything */
+    if (cfg->log_file && *cfg->log_file) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", cfg->log_file);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        const char *d = slash ? dir : ".";
+        bool ok =
+            access(cfg->log_file, F_OK) == 0 ? access(cfg->log_file, W_OK) == 0 : access(d, W_OK | X_OK) == 0;
+        if (!ok) {
+            fprintf(stderr, "aimedres: config: LOG_FILE: %s can not be written by this user: %s\n",
+                    cfg->log_file, strerror(errno));
+            bad++;
+        }
+    }
     monitor_settings_t ms;
     if (monitor_settings_from_config(cfg, &ms, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: config: %s\n", err);
@@ -68,15 +89,16 @@ static int preflight(const config_t *cfg)
     for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
         char host[256], port[16], upath[1024];
         if (urls[i].url && *urls[i].url &&
-            alert_http_parse_url(urls[i].url, host, sizeof(host), port, sizeof(port), upath, sizeof(upath), err,
-                                 sizeof(err)) < 0) {
+            alert_http_parse_url(urls[i].url, host, sizeof(host), port, sizeof(port), upath, sizeof(upath),
+                                 err, sizeof(err)) < 0) {
             fprintf(stderr, "aimedres: config: %s: %s\n", urls[i].name, err);
             bad++;
         }
     }
     if (cfg->tls_enabled) {
         SSL_CTX *ctx = NULL;
-        if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &ctx, err, sizeof(err)) < 0) {
+        if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &ctx, err, sizeof(err)) <
+            0) {
             fprintf(stderr, "aimedres: config: %s\n", err);
             bad++;
         }
@@ -112,7 +134,7 @@ static int config_check(int argc, char **argv)
             return 2;
         }
     }
-    config_t *cfg = cli_load_config(env_file);
+    config_t *cfg = cli_load_config_logging_to_stderr(env_file);
     if (!cfg)
         return 1;
     config_print(cfg, stdout);

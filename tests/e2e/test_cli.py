@@ -221,6 +221,18 @@ def test_config_check_redacts_urls_and_reads_a_bom(aimedres_bin, tmp_path):
     assert r.returncode == 1 and "DATABASE_URL: DATABASE_URL" not in r.stderr, out(r)
 
 
+def test_config_check_writes_no_log_file(aimedres_bin, tmp_path):
+    """config check writes nothing: LOG_FILE is checked (writable, or its directory is) but
+    neither created nor opened, so a check run as root leaves no root-owned log behind."""
+    log = tmp_path / "logs" / "aimedres.jsonl"
+    log.parent.mkdir()
+    r = h.run_cli(["config", "check"], env={"LOG_FILE": str(log)})
+    assert r.returncode == 0, out(r)
+    assert not log.exists(), "config check created LOG_FILE"
+    r = h.run_cli(["config", "check"], env={"LOG_FILE": str(tmp_path / "no-such-dir" / "a.jsonl")})
+    assert r.returncode == 1 and "LOG_FILE:" in r.stderr, out(r)
+
+
 def test_development_allows_placeholders(aimedres_bin):
     r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "development", "SECRET_KEY": "GENERATE_SECURE_KEY_HERE"})
     assert r.returncode == 0, out(r)
