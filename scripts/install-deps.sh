@@ -16,6 +16,9 @@ PACKAGES="$PACKAGES clang libclang-rt-14-dev llvm"
 PACKAGES="$PACKAGES rsyslog rsyslog-openssl"
 # backups (issue 6): faketime, to run a DR drill "hours later" (its RPO check) in tests/e2e.
 PACKAGES="$PACKAGES faketime"
+# deploy units: systemd-analyze verifies the shipped systemd units in tests/e2e (a tool only:
+# nothing is started; on a systemd machine the package is already there).
+PACKAGES="$PACKAGES systemd"
 # `install-deps.sh bench`: the peers the benchmarks compare against (not needed for tests;
 # nginx's package starts a system service, so it is installed only when asked for).
 if [ "${1:-}" = bench ]; then

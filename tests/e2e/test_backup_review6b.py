@@ -107,6 +107,8 @@ def test_units_make_the_offsite_directory_writable(name):
     mounts = [l for l in lines if l.startswith("RequiresMountsFor=")]
     assert any("/mnt/offsite/aimedres" in l.split("=", 1)[1].split() for l in mounts), mounts
     assert "BACKUP_OFFSITE_DIR" in text  # the comment telling the operator to adapt it
+    # every aimedres command opens LOG_FILE (review7: check and prune failed without it)
+    assert any("/var/log/aimedres" in l.split("=", 1)[1].replace("-/", "/").split() for l in rw), rw
     # docs/backup.md uses the same mount point
     with open(os.path.join(ROOT, "docs", "backup.md")) as f:
         assert "/mnt/offsite/aimedres" in f.read()
