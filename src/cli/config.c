@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -111,6 +112,18 @@ static int preflight(const config_t *cfg)
     return bad;
 }
 
+/* Secrets in a file every user of the machine can read: a warning (serve does not refuse
+ * them), naming the file and its mode. */
+static void warn_world_readable(const char *what, const char *path)
+{
+    struct stat st;
+    if (path && stat(path, &st) == 0 && (st.st_mode & 0004))
+        fprintf(stderr,
+                "aimedres: config: warning: %s %s is readable by every user (mode %04o) and holds secrets: "
+                "chmod o-rwx (e.g. 0640, group of the service user)\n",
+                what, path, (unsigned)(st.st_mode & 07777));
+}
+
 static int config_check(int argc, char **argv)
 {
     const char *env_file = NULL;
@@ -139,6 +152,9 @@ static int config_check(int argc, char **argv)
         return 1;
     config_print(cfg, stdout);
     int bad = preflight(cfg);
+    warn_world_readable("the env file", env_file);
+    if (cfg->tls_enabled)
+        warn_world_readable("TLS_KEY_PATH", cfg->tls_key_path);
     if (!bad)
         printf("configuration OK\n");
     config_free(cfg);

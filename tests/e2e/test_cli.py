@@ -233,6 +233,19 @@ def test_config_check_writes_no_log_file(aimedres_bin, tmp_path):
     assert r.returncode == 1 and "LOG_FILE:" in r.stderr, out(r)
 
 
+def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_path):
+    f = tmp_path / "prod.env"
+    f.write_text("SECRET_KEY=%s\n" % LONG_SECRET)
+    os.chmod(f, 0o644)
+    r = h.run_cli(["config", "check", "--env-file", str(f)], env={})
+    assert r.returncode == 0, out(r)  # a warning: serve does not refuse it
+    assert "readable by every user (mode 0644)" in r.stderr and str(f) in r.stderr, out(r)
+    assert LONG_SECRET not in out(r)
+    os.chmod(f, 0o640)
+    r = h.run_cli(["config", "check", "--env-file", str(f)], env={})
+    assert r.returncode == 0 and "readable by every user" not in r.stderr, out(r)
+
+
 def test_development_allows_placeholders(aimedres_bin):
     r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "development", "SECRET_KEY": "GENERATE_SECURE_KEY_HERE"})
     assert r.returncode == 0, out(r)
