@@ -15,6 +15,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -124,7 +125,8 @@ def test_units_verify_with_systemd_analyze(tmp_path):
         with open(tmp_path / os.path.basename(p), "w") as f:
             f.write(text)
     units = [str(tmp_path / n) for n in ("aimedres-backup-check.service", "aimedres-backup-prune.service",
-                                          "aimedres-dr-drill.service")]
+                                          "aimedres-dr-drill.service", "aimedres-backup-verify.service")]
+    units += sorted(str(tmp_path / n) for n in os.listdir(tmp_path) if n.endswith(".timer"))
     shutil.copy(tmp_path / "aimedres-backup@.service", tmp_path / "aimedres-backup@incremental.service")
     units.append(str(tmp_path / "aimedres-backup@incremental.service"))
     r = subprocess.run([tool, "verify"] + units, capture_output=True, text=True, timeout=120)
@@ -132,6 +134,14 @@ def test_units_verify_with_systemd_analyze(tmp_path):
                               and "/run/systemd" in r.stderr):
         pytest.skip("systemd-analyze cannot run here: %s" % r.stderr.strip()[:200])
     assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), out(r)
+    # hardened like the server's unit: systemd's own exposure score stays "OK" (<= 4.0)
+    for unit in units:
+        if not unit.endswith(".service"):
+            continue
+        r = subprocess.run([tool, "security", "--offline=true", unit], capture_output=True, text=True,
+                           timeout=60)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
+        assert m and float(m.group(1)) <= 4.0, (unit, (r.stdout + r.stderr)[-300:])
 
 
 class ReadOnlyBind:
