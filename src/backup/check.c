@@ -26,7 +26,7 @@ static json_t *freshness(const backup_settings_t *s, const char *id, int64_t ts,
      * age_s and max_age_s stay numbers of seconds */
     char a[24], m[24], msg[160];
     backup_format_duration(now - ts, a, sizeof(a));
-    backup_format_duration_exact(s->max_age_ms, m, sizeof(m));
+    util_format_duration_ms(s->max_age_ms, m, sizeof(m));
     snprintf(msg, sizeof(msg), "latest backup %s is %s old (max %s)", id, a, m);
     return json_pack("{s:b,s:s,s:f,s:f,s:s}", "ok", ok, "latest", id, "age_s", age, "max_age_s", max,
                      "message", msg);

@@ -223,7 +223,7 @@ static int run_command(const char *cmd, const char *key_id, int timeout_ms, uint
     int r = 0;
     siginfo_t si;
     char limit[24];
-    backup_format_duration_exact(timeout_ms, limit, sizeof(limit));
+    util_format_duration_ms(timeout_ms, limit, sizeof(limit));
     int64_t deadline = util_mono_ns() / 1000000 + timeout_ms;
     for (;;) {
         int64_t left = deadline - util_mono_ns() / 1000000;

@@ -45,24 +45,6 @@ void backup_format_bytes_exact(uint64_t n, char *buf, unsigned long len)
     snprintf(buf, len, "%llu %s", (unsigned long long)n, iec_units[u]);
 }
 
-void backup_format_duration_exact(int64_t ms, char *buf, unsigned long len)
-{
-    const char *sign = ms < 0 ? "-" : "";
-    uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    if (a == 0)
-        snprintf(buf, len, "0s");
-    else if (a % 86400000 == 0)
-        snprintf(buf, len, "%s%llud", sign, (unsigned long long)(a / 86400000));
-    else if (a % 3600000 == 0)
-        snprintf(buf, len, "%s%lluh", sign, (unsigned long long)(a / 3600000));
-    else if (a % 60000 == 0)
-        snprintf(buf, len, "%s%llum", sign, (unsigned long long)(a / 60000));
-    else if (a % 1000 == 0)
-        snprintf(buf, len, "%s%llus", sign, (unsigned long long)(a / 1000));
-    else
-        snprintf(buf, len, "%s%llums", sign, (unsigned long long)a);
-}
-
 void backup_format_duration(int64_t ms, char *buf, unsigned long len)
 {
     const char *sign = ms < 0 ? "-" : "";

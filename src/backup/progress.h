@@ -33,9 +33,7 @@ void backup_format_bytes(uint64_t n, char *buf, unsigned long len);
 /* A configured size, exactly, in the largest binary unit that divides it: "1 GiB" for
  * BACKUP_MIN_FREE=1G, "1536 KiB", "1000 B". */
 void backup_format_bytes_exact(uint64_t n, char *buf, unsigned long len);
-/* A configured duration, exactly, in the largest unit that divides it, as the settings are
- * written: "12h", "1m", "90s", "2d", "250ms". */
-void backup_format_duration_exact(int64_t ms, char *buf, unsigned long len);
+/* (A configured duration is shown exactly by util_format_duration_ms, as in config check.) */
 /* A measured duration: its largest unit that is at least 1 and the next one when not 0,
  * truncated: "1d 4h", "2h 31m", "3m 12s", "1m", "12.3s", "850ms". Negative with a "-". */
 void backup_format_duration(int64_t ms, char *buf, unsigned long len);

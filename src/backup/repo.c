@@ -23,10 +23,16 @@ int backup_repo_path(const char *repo, const char *id, const char *sub, char *bu
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-int backup_repo_require(const char *repo, char *err, size_t errlen)
+/* 0 if path is a directory, else -errno of stat or -ENOTDIR. */
+static int dir_status(const char *path)
 {
     struct stat st;
-    int r = stat(repo, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR : 0;
+    return stat(path, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR : 0;
+}
+
+int backup_repo_require(const char *repo, char *err, size_t errlen)
+{
+    int r = dir_status(repo);
     if (r < 0)
         snprintf(err, errlen,
                  "no backup repository at %s (%s): is the volume mounted? a repository is created by the "
@@ -37,8 +43,7 @@ int backup_repo_require(const char *repo, char *err, size_t errlen)
 
 int backup_repo_require_offsite(const char *dir, char *err, size_t errlen)
 {
-    struct stat st;
-    int r = stat(dir, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR : 0;
+    int r = dir_status(dir);
     if (r < 0)
         snprintf(err, errlen,
                  "the offsite directory %s (BACKUP_OFFSITE_DIR) %s: is the volume mounted? aimedres never "

@@ -294,23 +294,31 @@ static int mkdirs_for(dirlog_t *log, const char *file)
     return mkdir_tracked(log, dir);
 }
 
+/* Where an area is staged: the directory and the name prefix before the pid. A file's copy
+ * is "<dest>.restore-<pid>", a directory's ".<name>.restore-<pid>" beside it, the audit
+ * files' ".restore-<pid>/" inside the audit directory. */
+static void stage_location(const area_t *a, char dir[PATH_MAX], char prefix[NAME_MAX + 16])
+{
+    const char *slash = strrchr(a->dest, '/');
+    if (a->kind == KIND_FILES) {
+        snprintf(dir, PATH_MAX, "%s", a->dest);
+        snprintf(prefix, NAME_MAX + 16, ".restore-");
+        return;
+    }
+    if (slash && slash != a->dest)
+        snprintf(dir, PATH_MAX, "%.*s", (int)(slash - a->dest), a->dest);
+    else
+        snprintf(dir, PATH_MAX, "%s", slash ? "/" : ".");
+    snprintf(prefix, NAME_MAX + 16, a->kind == KIND_FILE ? "%.200s.restore-" : ".%.200s.restore-",
+             slash ? slash + 1 : a->dest);
+}
+
 static void stage_names(area_t *a, long pid)
 {
-    char parent[PATH_MAX];
-    const char *slash;
-    switch (a->kind) {
-    case KIND_FILE: snprintf(a->stage, PATH_MAX, "%.*s.restore-%ld", PATH_MAX - 32, a->dest, pid); break;
-    case KIND_DIR:
-        slash = strrchr(a->dest, '/');
-        if (slash && slash != a->dest)
-            snprintf(parent, sizeof(parent), "%.*s", (int)(slash - a->dest), a->dest);
-        else
-            snprintf(parent, sizeof(parent), "%s", slash ? "/" : ".");
-        snprintf(a->stage, PATH_MAX, "%.*s/.%.200s.restore-%ld", PATH_MAX - 256, parent,
-                 slash ? slash + 1 : a->dest, pid);
-        break;
-    case KIND_FILES: snprintf(a->stage, PATH_MAX, "%.*s/.restore-%ld", PATH_MAX - 32, a->dest, pid); break;
-    }
+    char dir[PATH_MAX], prefix[NAME_MAX + 16];
+    stage_location(a, dir, prefix);
+    snprintf(a->stage, PATH_MAX, "%.*s%s%s%ld", PATH_MAX - NAME_MAX - 64, dir, strcmp(dir, "/") ? "/" : "",
+             prefix, pid);
 }
 
 /* Removes in dir the staging entries "<prefix><pid>[-wal|-shm|-journal]" of restores that
@@ -347,26 +355,14 @@ static void remove_stale_stages(const char *dir, const char *prefix, json_t *rem
     closedir(d);
 }
 
-/* The stale staging entries of every selected area (see stage_names for their names). */
+/* The stale staging entries of every selected area (stage_location). */
 static void remove_stale_areas(const area_t a[A_COUNT], json_t *removed)
 {
     for (int i = 0; i < A_COUNT; i++) {
         if (!a[i].selected)
             continue;
         char dir[PATH_MAX], prefix[NAME_MAX + 16];
-        const char *slash = strrchr(a[i].dest, '/');
-        if (a[i].kind == KIND_FILES) {
-            snprintf(dir, sizeof(dir), "%s", a[i].dest);
-            snprintf(prefix, sizeof(prefix), ".restore-");
-        } else {
-            if (slash && slash != a[i].dest)
-                snprintf(dir, sizeof(dir), "%.*s", (int)(slash - a[i].dest), a[i].dest);
-            else
-                snprintf(dir, sizeof(dir), "%s", slash ? "/" : ".");
-            const char *base = slash ? slash + 1 : a[i].dest;
-            snprintf(prefix, sizeof(prefix), a[i].kind == KIND_FILE ? "%.200s.restore-" : ".%.200s.restore-",
-                     base);
-        }
+        stage_location(&a[i], dir, prefix);
         remove_stale_stages(dir, prefix, removed);
     }
 }

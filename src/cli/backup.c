@@ -816,7 +816,7 @@ static void drill_target_missed(const json_t *rep, const char *which, const char
     json_t *target = json_object_get(json_object_get(rep, "targets"), s_key);
     backup_format_duration((int64_t)(json_number_value(json_object_get(rep, s_key)) * 1000), got,
                            sizeof(got));
-    backup_format_duration_exact(json_integer_value(target) * 1000, want, sizeof(want));
+    util_format_duration_ms(json_integer_value(target) * 1000, want, sizeof(want));
     fprintf(stderr, "aimedres: dr-drill: %s %s%s (target %s)\n", before, got, after, want);
 }
 

@@ -330,7 +330,7 @@ static char *redact_url(const char *url, bool tail)
     size_t o = 0;
     const char *p = url;
     const char *pw, *pw_end;
-    url_authority(url, &pw, &pw_end);
+    const char *auth_end = url_authority(url, &pw, &pw_end);
     if (pw) {
         o = (size_t)(pw - url);
         memcpy(out, url, o);
@@ -338,8 +338,7 @@ static char *redact_url(const char *url, bool tail)
         o += sizeof(mark) - 1;
         p = pw_end;
     }
-    const char *auth_end = tail ? url_authority(url, &pw, &pw_end) : NULL;
-    if (auth_end && *auth_end) {
+    if (tail && auth_end && *auth_end) {
         memcpy(out + o, p, (size_t)(auth_end - p));
         o += (size_t)(auth_end - p);
         out[o++] = '/';
@@ -504,22 +503,6 @@ static void fmt_size(int64_t v, char *buf, size_t len)
 }
 
 /* Formats milliseconds as the shortest exact duration ("30s", "5m", "250ms"). */
-static void fmt_duration(int64_t ms, char *buf, size_t len)
-{
-    if (ms == 0)
-        snprintf(buf, len, "0s");
-    else if (ms % 86400000 == 0)
-        snprintf(buf, len, "%lldd", (long long)(ms / 86400000));
-    else if (ms % 3600000 == 0)
-        snprintf(buf, len, "%lldh", (long long)(ms / 3600000));
-    else if (ms % 60000 == 0)
-        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
-    else if (ms % 1000 == 0)
-        snprintf(buf, len, "%llds", (long long)(ms / 1000));
-    else
-        snprintf(buf, len, "%lldms", (long long)ms);
-}
-
 static int parse_size(const char *s, int64_t *ret)
 {
     static const util_unit_t units[] = {{"", 1},      {"K", KIB}, {"KiB", KIB}, {"M", MIB},
@@ -564,13 +547,13 @@ static void expected_form(const struct setting *s, char *buf, size_t len)
         snprintf(buf, len, "a size in bytes with optional K/M/G suffix, %s..%s", lo, hi);
         break;
     case K_SECONDS:
-        fmt_duration(s->min, lo, sizeof(lo));
-        fmt_duration(s->max, hi, sizeof(hi));
+        util_format_duration_ms(s->min, lo, sizeof(lo));
+        util_format_duration_ms(s->max, hi, sizeof(hi));
         snprintf(buf, len, "a duration in whole seconds like 30s, 5m or 30, %s..%s", lo, hi);
         break;
     case K_MILLIS:
-        fmt_duration(s->min, lo, sizeof(lo));
-        fmt_duration(s->max, hi, sizeof(hi));
+        util_format_duration_ms(s->min, lo, sizeof(lo));
+        util_format_duration_ms(s->max, hi, sizeof(hi));
         snprintf(buf, len, "a duration like 250ms, 1s or 5m, %s..%s", lo, hi);
         break;
     }
@@ -1154,11 +1137,11 @@ void config_print(const config_t *cfg, FILE *out)
         case K_INT: fprintf(out, "%d", *(const int *)field); break;
         case K_SIZE: fprintf(out, "%zu", *(const size_t *)field); break;
         case K_SECONDS:
-            fmt_duration((int64_t)(*(const int *)field) * 1000, buf, sizeof(buf));
+            util_format_duration_ms((int64_t)(*(const int *)field) * 1000, buf, sizeof(buf));
             fputs(buf, out);
             break;
         case K_MILLIS:
-            fmt_duration(*(const int *)field, buf, sizeof(buf));
+            util_format_duration_ms(*(const int *)field, buf, sizeof(buf));
             fputs(buf, out);
             break;
         }

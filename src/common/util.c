@@ -572,6 +572,20 @@ int util_parse_duration_ms(const char *s, int64_t *ret_ms)
     return util_parse_scaled(s, units, ARRAY_SIZE(units), false, ret_ms);
 }
 
+void util_format_duration_ms(int64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        uint64_t ms;
+        const char *name;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    const char *sign = ms < 0 ? "-" : "";
+    uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    size_t u = 0;
+    while (a != 0 && a % units[u].ms != 0)
+        u++;
+    snprintf(buf, len, "%s%llu%s", sign, (unsigned long long)(a / units[u].ms), a ? units[u].name : "s");
+}
+
 bool util_list_next(const char **cursor, const char **item, size_t *len)
 {
     const char *p = *cursor;

@@ -62,6 +62,9 @@ bool util_is_safe_name(const char *s);
 /* Parses a duration like "30s", "5m", "2h", "1d", "250ms" or plain seconds into ms.
  * 0 or -EINVAL. */
 int util_parse_duration_ms(const char *s, int64_t *ret_ms);
+/* The inverse: ms in the largest of d, h, m, s, ms that shows it exactly ("12h", "90s",
+ * "1500ms", "0s"; a '-' for negative values), as a duration setting is written. */
+void util_format_duration_ms(int64_t ms, char *buf, size_t len);
 /* A unit suffix and how much one of it is worth, for util_parse_scaled. */
 typedef struct util_unit {
     const char *suffix; /* "" for a bare number */

@@ -2,7 +2,8 @@
 /* Unit tests for the human-readable sizes and durations of backup output (backup/progress.h):
  * binary units with IEC names as the settings are parsed (BACKUP_MIN_FREE=1G is "1 GiB", not
  * "1.1 GB"), configured values exact, measured ones truncated (never overstated), and
- * durations in a unit that does not round them to zero (BACKUP_MAX_AGE=1m is "1m", not "0.0 h"). */
+ * durations in a unit that does not round them to zero (BACKUP_MAX_AGE=1m is "1m", not "0.0 h");
+ * configured durations through util_format_duration_ms, the formatter config check uses. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "backup/progress.h"
+#include "common/util.h"
 
 #define KIB 1024ULL
 #define MIB (KIB * KIB)
@@ -42,7 +44,7 @@ static const char *dur(int64_t ms)
 static const char *dur_exact(int64_t ms)
 {
     static char buf[24];
-    backup_format_duration_exact(ms, buf, sizeof(buf));
+    util_format_duration_ms(ms, buf, sizeof(buf));
     return buf;
 }
 
