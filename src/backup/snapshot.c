@@ -114,48 +114,6 @@ out:
     return r;
 }
 
-int backup_db_integrity_check(const char *path, char *err, size_t errlen)
-{
-    char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int r = -EIO;
-    if (!uri)
-        return -ENOMEM;
-    int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
-    sqlite3_free(uri);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "cannot open %s: %s", path, sqlite3_errstr(rc));
-        goto out;
-    }
-    sqlite3_exec(db, "PRAGMA mmap_size = 4294967296", NULL, NULL, NULL); /* capped by SQLite's build limit */
-    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(20)", -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
-        goto out;
-    }
-    size_t used = 0;
-    bool ok = false;
-    err[0] = '\0';
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *line = (const char *)sqlite3_column_text(st, 0);
-        if (line && strcmp(line, "ok") == 0) {
-            ok = true;
-            continue;
-        }
-        if (line && used + 3 < errlen)
-            used += (size_t)snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", line);
-    }
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
-        goto out;
-    }
-    r = ok && used == 0 ? 0 : -EIO;
-out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return r;
-}
-
 static int query_count(sqlite3 *db, const char *sql, int64_t *ret, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
@@ -194,6 +152,42 @@ static int open_immutable(const char *path, sqlite3 **ret, char *err, size_t err
     }
     sqlite3_exec(*ret, "PRAGMA mmap_size = 4294967296", NULL, NULL, NULL);
     return 0;
+}
+
+int backup_db_integrity_check(const char *path, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int r = open_immutable(path, &db, err, errlen);
+    if (r < 0)
+        return r;
+    r = -EIO;
+    int rc;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(20)", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    size_t used = 0;
+    bool ok = false;
+    err[0] = '\0';
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        if (line && strcmp(line, "ok") == 0) {
+            ok = true;
+            continue;
+        }
+        if (line && used + 3 < errlen)
+            used += (size_t)snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", line);
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    r = ok && used == 0 ? 0 : -EIO;
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r;
 }
 
 int backup_db_model_versions(const char *path, json_t **ret, char *err, size_t errlen)

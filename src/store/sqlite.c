@@ -128,6 +128,32 @@ static const char *const migrations[] = {
     "CREATE INDEX predictions_patient ON predictions (patient_pseudonym) "
     "WHERE patient_pseudonym IS NOT NULL;"
     "DROP INDEX predictions_model_created;",
+    /* 6: the predictions table keyed by its id alone (WITHOUT ROWID) and no patient index.
+     * A rowid table kept a second b-tree for the TEXT primary key, so each record was
+     * written twice; the patient index had no query (nothing looks predictions up by
+     * pseudonym) and, its keys being random, was most of a backup's integrity_check (3.4 s
+     * -> 0.55 s for 900k rows, file 252 -> 184 MB; docs/benchmarks.md). SQLite's
+     * documented table rebuild: migrate() runs it with foreign keys off and checks them
+     * before the commit (feedback references predictions (id)). */
+    "CREATE TABLE predictions_v6 ("
+    "  id TEXT NOT NULL PRIMARY KEY,"
+    "  created_ms INTEGER NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  arm TEXT NOT NULL,"
+    "  request_id TEXT,"
+    "  patient_pseudonym TEXT,"
+    "  outputs_json TEXT NOT NULL,"
+    "  inputs_json TEXT,"
+    "  n_rows INTEGER NOT NULL,"
+    "  latency_ms REAL NOT NULL,"
+    "  status INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO predictions_v6 (id, created_ms, model, version, arm, request_id, patient_pseudonym,"
+    "  outputs_json, inputs_json, n_rows, latency_ms, status)"
+    "  SELECT id, created_ms, model, version, arm, request_id, patient_pseudonym,"
+    "  outputs_json, inputs_json, n_rows, latency_ms, status FROM predictions ORDER BY id;"
+    "DROP TABLE predictions;"
+    "ALTER TABLE predictions_v6 RENAME TO predictions;",
 };
 
 enum {
@@ -393,6 +419,37 @@ static void now_iso(char buf[ISO8601_LEN])
 
 /* ---- open, migrations, close ---------------------------------------------------- */
 
+/* Appends up to `max_rows` rows of a diagnostic PRAGMA to err; returns rows seen. */
+static int collect_pragma(sqlite_store_t *s, const char *sql, int max_rows, char *err, size_t errlen,
+                          int *ret_rc)
+{
+    sqlite3_stmt *st = NULL;
+    int rows = 0;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (rows++ >= max_rows)
+                continue;
+            size_t used = strlen(err);
+            if (used + 1 >= errlen)
+                continue;
+            char line[512] = "";
+            int ncol = sqlite3_column_count(st);
+            for (int c = 0; c < ncol; c++) {
+                const unsigned char *t = sqlite3_column_text(st, c);
+                size_t l = strlen(line);
+                snprintf(line + l, sizeof(line) - l, "%s%s", c ? " " : "", t ? (const char *)t : "NULL");
+            }
+            snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", line);
+        }
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    *ret_rc = rc;
+    return rows;
+}
+
 /* Applies pending migrations, one transaction each. Caller holds mu (or owns s alone). */
 static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen)
 {
@@ -452,6 +509,20 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
                      sqlite3_errmsg(s->db));
             rollback(s);
             return r;
+        }
+        /* foreign keys are off while migrations run (a table rebuild drops the parent of
+         * a reference): the rows must still satisfy them before anything commits */
+        char fk[1024] = "";
+        int rows = collect_pragma(s, "PRAGMA foreign_key_check", 10, fk, sizeof(fk), &rc);
+        if (rc != SQLITE_OK)
+            goto fail_rc;
+        if (rows > 0) {
+            snprintf(err, errlen,
+                     "database %s: migration %lld would break %d foreign key reference(s) "
+                     "(table rowid parent fkid): %s; nothing was changed",
+                     path, (long long)current + 1, rows, fk);
+            rollback(s);
+            return -EPROTO;
         }
         int rc2 = SQLITE_OK;
         sqlite3_stmt *st = stmt(s, Q_MIGRATION_DONE, &rc2);
@@ -552,7 +623,8 @@ static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen
                  rc != SQLITE_OK ? sqlite3_errmsg(s->db) : val);
         goto fail;
     }
-    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    /* foreign keys are enforced from here on; migrations run without and check them */
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         r = map_rc(s->db, rc);
         snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(s->db));
@@ -561,6 +633,12 @@ static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen
     r = migrate(s, path, err, errlen);
     if (r < 0)
         goto fail;
+    rc = sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        r = map_rc(s->db, rc);
+        snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
     *ret = &s->base;
     return 0;
 
@@ -588,37 +666,6 @@ static int sqlite_schema_version(store_t *base, int *ret)
     if (r == 0)
         *ret = (int)v;
     return r;
-}
-
-/* Appends up to `max_rows` rows of a diagnostic PRAGMA to err; returns rows seen. */
-static int collect_pragma(sqlite_store_t *s, const char *sql, int max_rows, char *err, size_t errlen,
-                          int *ret_rc)
-{
-    sqlite3_stmt *st = NULL;
-    int rows = 0;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (rows++ >= max_rows)
-                continue;
-            size_t used = strlen(err);
-            if (used + 1 >= errlen)
-                continue;
-            char line[512] = "";
-            int ncol = sqlite3_column_count(st);
-            for (int c = 0; c < ncol; c++) {
-                const unsigned char *t = sqlite3_column_text(st, c);
-                size_t l = strlen(line);
-                snprintf(line + l, sizeof(line) - l, "%s%s", c ? " " : "", t ? (const char *)t : "NULL");
-            }
-            snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", line);
-        }
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    *ret_rc = rc;
-    return rows;
 }
 
 static int sqlite_integrity_check(store_t *base, char *err, size_t errlen)

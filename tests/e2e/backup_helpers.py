@@ -140,9 +140,13 @@ def db_content(path):
 
 
 def integrity(path):
+    """PRAGMA integrity_check's first line, or the error when the check can not even run
+    (damage to a page it must read first)."""
     con = sqlite3.connect(path)
     try:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        return "error: %s" % e
     finally:
         con.close()
 

@@ -139,6 +139,25 @@ static void test_damaged_copy_fails_the_check(void **state)
     backup_snapshot_remove(snap);
 }
 
+/* SQLite reads '?', '#' and '%' in a URI filename as syntax: every read-only open of a
+ * snapshot escapes them (the integrity check did not, and failed every backup of a store
+ * under such a directory with a false "damaged" verdict). */
+static void test_uri_characters_in_the_path(void **state)
+{
+    (void)state;
+    store_close(make_live(10));
+    char odd[2200], err[512] = "";
+    snprintf(odd, sizeof(odd), "%s/a?b#c%%41.db.backup-snapshot-2", dir);
+    assert_int_equal(backup_snapshot_take(live, odd, err, sizeof(err)), 0);
+    assert_int_equal(backup_db_integrity_check(odd, err, sizeof(err)), 0);
+    int64_t preds = -1, nver = -1;
+    int schema = -1;
+    assert_int_equal(backup_db_counts(odd, &preds, &nver, &schema, err, sizeof(err)), 0);
+    assert_int_equal(preds, 10);
+    backup_snapshot_remove(odd);
+    assert_false(util_path_exists(odd));
+}
+
 static void test_missing_table_is_an_error(void **state)
 {
     (void)state;
@@ -162,6 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_snapshot_counts_and_read_only_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_copy_fails_the_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uri_characters_in_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_table_is_an_error, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "common/util.h"
+#include "store/sqlite.h"
 #include "store/store.h"
 #include "testutil.h"
 
@@ -432,64 +433,94 @@ static void test_generation_visible_to_second_store(void **state)
 
 /* ---- predictions -------------------------------------------------------------------- */
 
-/* predict4: migration 5 makes the patient index partial (rows without a pseudonym stay out
- * of it) and drops the unused (model, created_ms) index; lookups by pseudonym still use the
- * patient index, and a version-4 database is upgraded in place. */
-static void test_patient_index_partial(void **state)
+/* The version-5 predictions table (a rowid table, its TEXT key in a second b-tree, the
+ * partial patient index), for the upgrade tests below. */
+static const char *const v5_predictions =
+    "DROP TABLE predictions;"
+    "CREATE TABLE predictions (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, model TEXT NOT NULL,"
+    " version TEXT NOT NULL, arm TEXT NOT NULL, request_id TEXT, patient_pseudonym TEXT,"
+    " outputs_json TEXT NOT NULL, inputs_json TEXT, n_rows INTEGER NOT NULL, latency_ms REAL NOT NULL,"
+    " status INTEGER NOT NULL);"
+    "CREATE INDEX predictions_patient ON predictions (patient_pseudonym) WHERE patient_pseudonym IS NOT NULL;"
+    "INSERT INTO predictions VALUES ('0190a1b2-0000-7000-8000-0000000000b2', 2, 'm', '1', 'stable', NULL,"
+    " 'ps_x', '[{\"value\":2}]', NULL, 1, 0.5, 200);"
+    "INSERT INTO predictions VALUES ('0190a1b2-0000-7000-8000-0000000000b1', 1, 'm', '1', 'canary', 'r1',"
+    " NULL, '[{\"value\":1}]', '[{\"x\":1}]', 1, 0.25, 200);"
+    "DELETE FROM schema_migrations WHERE version = 6;";
+
+static const char *const is_v6 = "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions' "
+                                 "AND sql LIKE '%WITHOUT ROWID' AND NOT EXISTS (SELECT 1 FROM "
+                                 "sqlite_schema WHERE tbl_name = 'predictions' AND type = 'index')";
+
+static int delete_referenced(sqlite3 *db, void *arg)
+{
+    (void)arg;
+    return sqlite3_exec(db, "DELETE FROM predictions WHERE id = '0190a1b2-0000-7000-8000-0000000000b1'", NULL,
+                        NULL, NULL);
+}
+
+/* Migration 6: predictions is keyed by its id alone (WITHOUT ROWID: one b-tree, not two) and
+ * has no patient index (no query used it). A version-5 store is rebuilt in place with every
+ * record and its feedback intact, and foreign keys are enforced again afterwards. */
+static void test_predictions_table_v6(void **state)
 {
     (void)state;
     char path[PATH_MAX];
-    path_in(path, sizeof(path), "partial.db");
+    path_in(path, sizeof(path), "v6.db");
     store_t *s = open_path(path);
-    store_prediction_t p[2] = {
-        {.id = "0190a1b2-0000-7000-8000-0000000000a1",
-         .created_ms = 1,
-         .model = "m",
-         .version = "1",
-         .arm = "stable",
-         .patient_pseudonym = "ps_x",
-         .outputs_json = "[]",
-         .n_rows = 1,
-         .status = 200},
-        {.id = "0190a1b2-0000-7000-8000-0000000000a2",
-         .created_ms = 2,
-         .model = "m",
-         .version = "1",
-         .arm = "stable",
-         .outputs_json = "[]",
-         .n_rows = 1,
-         .status = 200},
-    };
-    assert_int_equal(store_predictions_put(s, p, 2), 0);
     int v = 0;
     assert_int_equal(store_schema_version(s, &v), 0);
-    assert_true(v >= 5);
+    assert_true(v >= 6);
     store_close(s);
-    const char *partial = "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions_patient' "
-                          "AND sql LIKE '%WHERE patient_pseudonym IS NOT NULL'";
-    assert_int_equal(raw_int(path, partial), 1);
-    /* INDEXED BY fails to prepare if the planner cannot use the partial index for the query */
-    const char *lookup = "SELECT count(*) FROM predictions INDEXED BY predictions_patient "
-                         "WHERE patient_pseudonym = 'ps_x'";
-    assert_int_equal(raw_int(path, lookup), 1);
+    assert_int_equal(raw_int(path, is_v6), 1);
 
-    /* Back to the version-4 schema, then reopen: migration 5 runs again on the old index. */
-    const char *time_index = "SELECT count(*) FROM sqlite_schema WHERE name = 'predictions_model_created'";
-    assert_int_equal(raw_int(path, time_index), 0);
-    raw_exec(path, "DROP INDEX predictions_patient;"
-                   "CREATE INDEX predictions_patient ON predictions (patient_pseudonym);"
-                   "CREATE INDEX predictions_model_created ON predictions (model, created_ms);"
-                   "DELETE FROM schema_migrations WHERE version = 5;");
-    assert_int_equal(raw_int(path, partial), 0);
+    /* back to version 5, with feedback on one record, then reopen */
+    raw_exec(path, v5_predictions);
+    raw_exec(path, "INSERT INTO feedback (prediction_id, row_index, label_json, received_ms) VALUES "
+                   "('0190a1b2-0000-7000-8000-0000000000b1', 0, '1', 3);");
+    assert_int_equal(raw_int(path, is_v6), 0);
     s = open_path(path);
     int64_t n = 0;
     assert_int_equal(store_prediction_count(s, &n), 0);
     assert_int_equal(n, 2);
+    json_t *rec = NULL;
+    assert_int_equal(store_prediction_get(s, "0190a1b2-0000-7000-8000-0000000000b1", &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "arm")), "canary");
+    assert_string_equal(json_string_value(json_object_get(rec, "request_id")), "r1");
+    assert_string_equal(json_string_value(json_object_get(rec, "created_at")), "1970-01-01T00:00:00.001Z");
+    json_decref(rec);
+    char err[512] = "";
+    assert_int_equal(store_integrity_check(s, err, sizeof(err)), 0);
+    /* foreign keys are on again: a record referenced by feedback can not go */
+    assert_int_equal(store_sqlite_with_db(s, delete_referenced, NULL), SQLITE_CONSTRAINT_FOREIGNKEY);
     store_close(s);
-    assert_int_equal(raw_int(path, partial), 1);
-    assert_int_equal(raw_int(path, lookup), 1);
-    assert_int_equal(raw_int(path, time_index), 0);
-    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 5"), 1);
+    assert_int_equal(raw_int(path, is_v6), 1);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM feedback f JOIN predictions p ON p.id = f.prediction_id"),
+                     1);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 1);
+}
+
+/* A version-5 store whose feedback names a record that is not there (written with foreign
+ * keys off) is not migrated: the rebuild would keep a broken reference. The open fails with
+ * a message naming the reference and the store stays at version 5, unchanged. */
+static void test_migration_refuses_broken_reference(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "v6-broken.db");
+    store_close(open_path(path));
+    raw_exec(path, v5_predictions);
+    raw_exec(path, "PRAGMA foreign_keys = OFF; INSERT INTO feedback (prediction_id, row_index, label_json, "
+                   "received_ms) VALUES ('no-such-prediction', 0, '1', 3);");
+    char err[512] = "";
+    store_t *s = NULL;
+    assert_int_equal(store_open(path, &s, err, sizeof(err)), -EPROTO);
+    assert_null(s);
+    assert_non_null(strstr(err, "migration 6 would break 1 foreign key reference"));
+    assert_non_null(strstr(err, "feedback"));
+    assert_int_equal(raw_int(path, is_v6), 0);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM predictions"), 2);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 0);
 }
 
 static void test_predictions_put_get_count(void **state)
@@ -725,7 +756,8 @@ int main(void)
         cmocka_unit_test(test_model_list_shape),
         cmocka_unit_test(test_generation_visible_to_second_store),
         cmocka_unit_test(test_predictions_put_get_count),
-        cmocka_unit_test(test_patient_index_partial),
+        cmocka_unit_test(test_predictions_table_v6),
+        cmocka_unit_test(test_migration_refuses_broken_reference),
         cmocka_unit_test(test_integrity_check_ok),
         cmocka_unit_test(test_integrity_check_detects_corruption),
         cmocka_unit_test(test_shared_store_from_threads),
