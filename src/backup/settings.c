@@ -27,6 +27,7 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     s.min_free_bytes = cfg->backup_min_free_bytes;
     s.compression_level = cfg->backup_compression_level;
     s.threads = cfg->backup_threads;
+    s.key_command_timeout_ms = cfg->backup_key_command_timeout_ms;
     s.database_url = cfg->database_url;
     s.model_storage_path = cfg->model_storage_path;
     s.data_dir = cfg->data_dir;

@@ -19,7 +19,7 @@ typedef struct backup_settings {
     const char *key_file;       /* BACKUP_ENCRYPTION_KEY_FILE */
     const char *key_command;    /* BACKUP_KEY_COMMAND */
     const char *key_id;         /* BACKUP_ENCRYPTION_KEY_ID: a label (KMS ARN), not a secret */
-    int key_command_timeout_ms; /* 0: BACKUP_KEY_COMMAND_TIMEOUT_MS (backup/keys.h); tests set less */
+    int key_command_timeout_ms; /* BACKUP_KEY_COMMAND_TIMEOUT; 0: BACKUP_KEY_COMMAND_TIMEOUT_MS (keys.h) */
     int retention_days;         /* BACKUP_RETENTION_DAYS */
     int keep_min;               /* BACKUP_KEEP_MIN */
     int64_t max_age_ms;         /* BACKUP_MAX_AGE */

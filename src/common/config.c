@@ -184,6 +184,7 @@ static const struct setting settings[] = {
     STR("BACKUP_ENCRYPTION_KEY_ID", NULL, backup_encryption_key_id),
     STR("BACKUP_ENCRYPTION_KEY_FILE", NULL, backup_encryption_key_file),
     STR("BACKUP_KEY_COMMAND", NULL, backup_key_command),
+    MILLIS("BACKUP_KEY_COMMAND_TIMEOUT", "30s", 1000, HOUR * 1000LL, backup_key_command_timeout_ms),
     STR("BACKUP_OFFSITE_DIR", NULL, backup_offsite_dir),
     INTV("BACKUP_KEEP_MIN", "3", 1, 100000, backup_keep_min),
     SECONDS("BACKUP_MAX_AGE", "12h", 1, 366 * 24 * HOUR, backup_max_age_s),

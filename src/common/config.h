@@ -97,6 +97,7 @@ typedef struct config {
     char *backup_encryption_key_id; /* BACKUP_ENCRYPTION_KEY_ID */
     char *backup_encryption_key_file; /* BACKUP_ENCRYPTION_KEY_FILE: the 32-byte backup key, mode 0600 */
     char *backup_key_command;         /* BACKUP_KEY_COMMAND: prints the backup key (e.g. a KMS client) */
+    int backup_key_command_timeout_ms; /* BACKUP_KEY_COMMAND_TIMEOUT: killed (with its group) after this */
     char *backup_offsite_dir;         /* BACKUP_OFFSITE_DIR: offsite copy of each backup (a mounted path) */
     int backup_keep_min;              /* BACKUP_KEEP_MIN, default 3: backups prune always keeps */
     int backup_max_age_s;             /* BACKUP_MAX_AGE, default 12h: `backup check` freshness limit */

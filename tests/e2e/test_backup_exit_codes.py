@@ -157,3 +157,30 @@ def test_check_shows_limits_as_configured(inst):
     rep = json.loads(r.stdout)
     assert rep["checks"]["disk"]["message"].endswith("(min 1536 KiB)"), rep
     assert rep["checks"]["freshness"]["message"].endswith("(max 12h)"), rep
+
+
+def test_key_command_timeout_is_configurable(inst):
+    """BACKUP_KEY_COMMAND_TIMEOUT bounds the key command (default 30 s): a command that
+    does not answer within it is killed and the backup fails (1) naming the limit as it was
+    written; a malformed value is refused (1) before anything runs, naming the variable."""
+    import time
+    key_hex = open(inst.key).read().strip()
+    cmd = "sleep 30; echo %s" % key_hex
+    t0 = time.monotonic()
+    r = inst.run(["backup", "full"], BACKUP_ENCRYPTION_KEY_FILE="", BACKUP_KEY_COMMAND=cmd,
+                 BACKUP_KEY_COMMAND_TIMEOUT="1s")
+    took = time.monotonic() - t0
+    assert r.returncode == 1, out(r)
+    assert "BACKUP_KEY_COMMAND: no answer within 1s" in r.stderr, out(r)
+    assert took < 20, took  # killed at its 1 s limit, not after the command's 30 s
+    left = os.listdir(inst.backups) if os.path.isdir(inst.backups) else []
+    assert not [n for n in left if not n.endswith(".lock")], left
+    # a command that answers in time under the same limit works
+    r = inst.run(["backup", "full", "--json"], BACKUP_ENCRYPTION_KEY_FILE="",
+                 BACKUP_KEY_COMMAND="echo %s" % key_hex, BACKUP_KEY_COMMAND_TIMEOUT="1s")
+    assert r.returncode == 0, out(r)
+    for bad in ("0", "soon", "2h"):
+        r = inst.run(["backup", "full"], BACKUP_ENCRYPTION_KEY_FILE="", BACKUP_KEY_COMMAND=cmd,
+                     BACKUP_KEY_COMMAND_TIMEOUT=bad)
+        assert r.returncode == 1, (bad, out(r))  # an unusable setting (docs/backup.md "Exit status")
+        assert "BACKUP_KEY_COMMAND_TIMEOUT" in r.stderr, (bad, out(r))
