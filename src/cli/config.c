@@ -54,14 +54,20 @@ static int preflight(const config_t *cfg)
                 err);
         bad++;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int gai = cfg->host ? getaddrinfo(cfg->host, NULL, &hints, &res) : 0;
-    if (gai != 0) {
-        fprintf(stderr, "aimedres: config: HOST: cannot listen on '%s': %s\n", cfg->host, gai_strerror(gai));
-        bad++;
+    const char *hosts[2][2] = {{"HOST", cfg->host}, {"PROMETHEUS_HOST", cfg->prometheus_host}};
+    for (int i = 0; i < 2; i++) {
+        if (!hosts[i][1] || !*hosts[i][1])
+            continue;
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+        int gai = getaddrinfo(hosts[i][1], NULL, &hints, &res);
+        if (gai != 0) {
+            fprintf(stderr, "aimedres: config: %s: cannot listen on '%s': %s\n", hosts[i][0], hosts[i][1],
+                    gai_strerror(gai));
+            bad++;
+        }
+        if (res)
+            freeaddrinfo(res);
     }
-    if (res)
-        freeaddrinfo(res);
     /* LOG_FILE: serve appends to it (creating it 0640): it must be writable, or its
      * directory must be; checked without creating anything */
     if (cfg->log_file && *cfg->log_file) {

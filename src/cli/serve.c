@@ -252,11 +252,14 @@ int cli_serve(int argc, char **argv)
     if (cfg->prometheus_enabled && cfg->prometheus_port > 0) {
         http_server_opts_t mopts = hopts;
         mopts.port = cfg->prometheus_port;
+        /* its own address: the API behind nginx on loopback, /metrics where Prometheus reaches it */
+        if (cfg->prometheus_host && *cfg->prometheus_host)
+            mopts.host = cfg->prometheus_host;
         mopts.workers = 1;
         mopts.cors_allowed_origins = NULL;
         if (http_server_new(&mopts, api_metrics_routes, api_metrics_routes_count, &st.app, &st.metrics_server,
                             err, sizeof(err)) < 0) {
-            fprintf(stderr, "aimedres serve: PROMETHEUS_PORT: %s\n", err);
+            fprintf(stderr, "aimedres serve: PROMETHEUS_PORT (on %s): %s\n", mopts.host, err);
             goto out;
         }
     }

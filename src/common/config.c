@@ -148,6 +148,7 @@ static const struct setting settings[] = {
 
     BOOLV("PROMETHEUS_ENABLED", "true", prometheus_enabled),
     INTV("PROMETHEUS_PORT", "0", 0, 65535, prometheus_port),
+    STR("PROMETHEUS_HOST", NULL, prometheus_host),
     BOOLV("MONITOR_ENABLED", "true", monitor_enabled), /* monitor */
     SECONDS("MONITOR_INTERVAL", "300s", 1, 24 * HOUR, monitor_interval_s), /* monitor */
     SECONDS("ACCURACY_WINDOW", "24h", 1, 90 * 24 * HOUR, accuracy_window_s), /* monitor */

@@ -59,6 +59,7 @@ typedef struct config {
 
     bool prometheus_enabled; /* PROMETHEUS_ENABLED, default true */
     int prometheus_port;     /* PROMETHEUS_PORT, 0 = not served separately */
+    char *prometheus_host;   /* PROMETHEUS_HOST: the metrics port's address; NULL = HOST */
     /* monitor (issue 4): drift, data quality, accuracy, alerts; see docs/monitoring.md */
     bool monitor_enabled;                /* MONITOR_ENABLED, default true */
     int monitor_interval_s;              /* MONITOR_INTERVAL, default 300 s */

@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The separate /metrics listener (PROMETHEUS_PORT) binds where PROMETHEUS_HOST says, so
+the API can stay on loopback behind nginx while Prometheus scrapes another interface;
+without PROMETHEUS_HOST it binds HOST. `config check` resolves PROMETHEUS_HOST like HOST.
+127.0.0.2 is a second loopback address (Linux routes all of 127/8 to lo)."""
+
+import requests
+
+import aimedres_harness as h
+
+
+def reachable(url):
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_metrics_port_on_its_own_address(make_server):
+    mport = h.free_port()
+    srv = make_server({"PROMETHEUS_ENABLED": "true", "PROMETHEUS_PORT": str(mport),
+                       "PROMETHEUS_HOST": "127.0.0.2"})
+    assert reachable("http://127.0.0.2:%d/metrics" % mport) == 200
+    r = requests.get("http://127.0.0.2:%d/metrics" % mport, timeout=5)
+    assert "http_requests_total" in r.text
+    assert reachable("http://127.0.0.1:%d/metrics" % mport) is None  # not on HOST
+    assert reachable("http://127.0.0.1:%d/health" % srv.port) == 200  # the API stays on HOST
+    assert reachable("http://127.0.0.2:%d/health" % srv.port) is None
+
+
+def test_metrics_port_defaults_to_host(make_server):
+    mport = h.free_port()
+    make_server({"PROMETHEUS_ENABLED": "true", "PROMETHEUS_PORT": str(mport)})
+    assert reachable("http://127.0.0.1:%d/metrics" % mport) == 200
+    assert reachable("http://127.0.0.2:%d/metrics" % mport) is None
+
+
+def test_config_check_resolves_prometheus_host(demo_dir):
+    env = h.demo_env(demo_dir)
+    env.update({"PROMETHEUS_PORT": "9464", "PROMETHEUS_HOST": "no-such-host.invalid"})
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "PROMETHEUS_HOST: cannot listen on 'no-such-host.invalid'" in r.stderr, r.stderr
+    env["PROMETHEUS_HOST"] = "127.0.0.2"
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PROMETHEUS_HOST" in r.stdout and "127.0.0.2" in r.stdout
