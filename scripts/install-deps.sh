@@ -19,6 +19,10 @@ PACKAGES="$PACKAGES faketime"
 # deploy units: systemd-analyze verifies the shipped systemd units in tests/e2e (a tool only:
 # nothing is started; on a systemd machine the package is already there).
 PACKAGES="$PACKAGES systemd"
+# deploy8 (nginx front end): tests/e2e/test_deploy_nginx.py runs deploy/nginx/aimedres.conf in a
+# private nginx on loopback ports. On a systemd machine the package also enables nginx.service
+# on port 80 (`systemctl disable --now nginx` if it is not wanted there).
+PACKAGES="$PACKAGES nginx"
 # `install-deps.sh bench`: the peers the benchmarks compare against (not needed for tests;
 # nginx's package starts a system service, so it is installed only when asked for).
 if [ "${1:-}" = bench ]; then
