@@ -470,6 +470,44 @@ static void test_log_batch(void **state)
     free(buf);
 }
 
+/* A busy server's log file gets its writeback started every 4 MiB (so 30 s of dirty pages
+ * never go out at once behind the store's fdatasync); a sink that is not a regular file
+ * (here /dev/null, like a pipe to journald) never, and no line is lost or split. */
+static void test_log_writeback(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/writeback.jsonl", tmpdir);
+    assert_int_equal(log_init(LOG_INFO, path), 0);
+    assert_int_equal(log_writeback_kicks(), 0);
+    log_thread_batch(true);
+    int n = 0;
+    while (file_size(path) < (9u << 20)) {
+        for (int i = 0; i < 1000; i++, n++)
+            log_request("0190a1b2-0000-7000-8000-000000000001", "POST", "/api/v1/models/{name}/predict", 200,
+                        1.0 + i);
+        log_thread_flush();
+    }
+    log_thread_batch(false);
+    size_t size = file_size(path);
+    assert_int_equal(log_writeback_kicks(), size / (4u << 20));
+    assert_int_equal(log_init(LOG_INFO, "/dev/null"), 0);
+    assert_int_equal(log_writeback_kicks(), 0);
+    for (int i = 0; i < 60000; i++) /* ~9 MiB to a character device */
+        log_request("0190a1b2-0000-7000-8000-000000000001", "POST", "/api/v1/models/{name}/predict", 200, 1.0);
+    assert_int_equal(log_writeback_kicks(), 0);
+    assert_int_equal(log_init(LOG_INFO, NULL), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(util_read_file(path, 1 << 26, &buf, &len), 0);
+    int lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    assert_int_equal(lines, n);
+    assert_int_equal(buf[len - 1], '\n');
+    free(buf);
+}
+
 static void test_log_lines(void **state)
 {
     (void)state;
@@ -586,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_log_batch),
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_log_writeback),
         cmocka_unit_test(test_log_threads),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
