@@ -450,6 +450,29 @@ static int collect_pragma(sqlite_store_t *s, const char *sql, int max_rows, char
     return rows;
 }
 
+/* What to add to a failed migration's message for the causes an operator can act on. */
+static const char *migration_hint(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+        return " (another process holds the store's write lock: a server, or another aimedres command "
+               "upgrading the store, which can take minutes for a large one; stop the server before "
+               "upgrading, and retry when the other command has finished)";
+    case SQLITE_FULL:
+        return " (an upgrade that rebuilds a table needs free space of about 2.5 times the database file; "
+               "nothing was changed: free some and start again; docs/operations.md)";
+    default:
+        return "";
+    }
+}
+
+/* PRAGMA foreign_key_check: the number of broken references, up to 10 of them in fk. */
+static int fk_violations(sqlite_store_t *s, char *fk, size_t fklen, int *ret_rc)
+{
+    fk[0] = '\0';
+    return collect_pragma(s, "PRAGMA foreign_key_check", 10, fk, fklen, ret_rc);
+}
+
 /* Applies pending migrations, one transaction each. Caller holds mu (or owns s alone). */
 static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen)
 {
@@ -502,18 +525,31 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
             if (rc != SQLITE_OK)
                 goto fail_rc;
         }
+        /* foreign keys are off while migrations run (a table rebuild drops the parent of
+         * a reference): the rows must satisfy them before anything commits, and references
+         * that were broken before are named as such, not blamed on the migration */
+        char fk[1024];
+        int before = current > 0 ? fk_violations(s, fk, sizeof(fk), &rc) : 0;
+        if (rc != SQLITE_OK)
+            goto fail_rc;
+        if (before > 0) {
+            snprintf(err, errlen,
+                     "database %s: %d row(s) already reference a missing row (table rowid parent fkid: %s), "
+                     "so migration %lld was not applied and nothing was changed; see them with `sqlite3 %s "
+                     "'PRAGMA foreign_key_check'`, repair or delete them, then start again",
+                     path, before, fk, (long long)current + 1, path);
+            rollback(s);
+            return -EPROTO;
+        }
         rc = sqlite3_exec(s->db, migrations[current], NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             int r = map_rc(s->db, rc);
-            snprintf(err, errlen, "database %s: migration %lld failed: %s", path, (long long)current + 1,
-                     sqlite3_errmsg(s->db));
+            snprintf(err, errlen, "database %s: migration %lld failed: %s%s", path, (long long)current + 1,
+                     sqlite3_errmsg(s->db), migration_hint(rc));
             rollback(s);
             return r;
         }
-        /* foreign keys are off while migrations run (a table rebuild drops the parent of
-         * a reference): the rows must still satisfy them before anything commits */
-        char fk[1024] = "";
-        int rows = collect_pragma(s, "PRAGMA foreign_key_check", 10, fk, sizeof(fk), &rc);
+        int rows = fk_violations(s, fk, sizeof(fk), &rc);
         if (rc != SQLITE_OK)
             goto fail_rc;
         if (rows > 0) {
@@ -545,7 +581,8 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
 
     fail_rc:;
         int r = map_rc(s->db, rc);
-        snprintf(err, errlen, "database %s: schema migration: %s", path, sqlite3_errmsg(s->db));
+        snprintf(err, errlen, "database %s: schema migration: %s%s", path, sqlite3_errmsg(s->db),
+                 migration_hint(rc));
         rollback(s);
         return r;
     }
@@ -624,7 +661,10 @@ static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen
         goto fail;
     }
     /* foreign keys are enforced from here on; migrations run without and check them */
-    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
+    /* secure_delete: freed pages (records a migration moved, anything deleted) are zeroed,
+     * so no PHI lingers in free pages of the file or its backups, whatever SQLite's build */
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = OFF",
+                      NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         r = map_rc(s->db, rc);
         snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(s->db));

@@ -502,7 +502,8 @@ static void test_predictions_table_v6(void **state)
 
 /* A version-5 store whose feedback names a record that is not there (written with foreign
  * keys off) is not migrated: the rebuild would keep a broken reference. The open fails with
- * a message naming the reference and the store stays at version 5, unchanged. */
+ * a message that says the reference was already broken (not the migration's doing), names
+ * it and how to find it, and the store stays at version 5, unchanged. */
 static void test_migration_refuses_broken_reference(void **state)
 {
     (void)state;
@@ -516,11 +517,53 @@ static void test_migration_refuses_broken_reference(void **state)
     store_t *s = NULL;
     assert_int_equal(store_open(path, &s, err, sizeof(err)), -EPROTO);
     assert_null(s);
-    assert_non_null(strstr(err, "migration 6 would break 1 foreign key reference"));
+    assert_non_null(strstr(err, "1 row(s) already reference a missing row"));
+    assert_non_null(strstr(err, "migration 6 was not applied and nothing was changed"));
     assert_non_null(strstr(err, "feedback"));
+    assert_non_null(strstr(err, "PRAGMA foreign_key_check"));
     assert_int_equal(raw_int(path, is_v6), 0);
     assert_int_equal(raw_int(path, "SELECT count(*) FROM predictions"), 2);
     assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 0);
+}
+
+static int secure_delete_of(sqlite3 *db, void *arg)
+{
+    (void)arg;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA secure_delete", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A store another process holds the write lock of (a server, or another command upgrading
+ * it) can not be migrated: the open fails after the busy timeout with a message that says
+ * so and what to do, and nothing changes. */
+static void test_migration_busy_is_explained(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    path_in(path, sizeof(path), "v6-busy.db");
+    store_close(open_path(path));
+    raw_exec(path, v5_predictions);
+    sqlite3 *holder = NULL;
+    assert_int_equal(sqlite3_open(path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    char err[1024] = "";
+    store_t *s = NULL;
+    assert_true(store_open(path, &s, err, sizeof(err)) < 0);
+    assert_null(s);
+    assert_non_null(strstr(err, "database is locked"));
+    assert_non_null(strstr(err, "another process holds the store's write lock"));
+    sqlite3_exec(holder, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(holder);
+    assert_int_equal(raw_int(path, is_v6), 0);
+    s = open_path(path); /* free again: migrates */
+    /* and the store's connection zeroes freed pages, whatever SQLite's compiled default */
+    assert_int_equal(store_sqlite_with_db(s, secure_delete_of, NULL), 1);
+    store_close(s);
+    assert_int_equal(raw_int(path, is_v6), 1);
 }
 
 static void test_predictions_put_get_count(void **state)
@@ -758,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_predictions_put_get_count),
         cmocka_unit_test(test_predictions_table_v6),
         cmocka_unit_test(test_migration_refuses_broken_reference),
+        cmocka_unit_test(test_migration_busy_is_explained),
         cmocka_unit_test(test_integrity_check_ok),
         cmocka_unit_test(test_integrity_check_detects_corruption),
         cmocka_unit_test(test_shared_store_from_threads),
