@@ -141,18 +141,24 @@ static void write_raw(const char *line, size_t len)
     do {
         n = write(sink_fd, line, len);
     } while (n < 0 && errno == EINTR);
+    /* The writeback is started outside the lock (it can take milliseconds, and every
+     * logging thread would wait), on a duplicate of the descriptor, which a concurrent
+     * log_reopen can not close under it. */
+    int kick = -1;
     if (n > 0 && (sink_unkicked += (size_t)n) >= LOG_WRITEBACK_EVERY) {
         sink_unkicked = 0;
         if (sink_regular < 0) {
             struct stat st;
             sink_regular = fstat(sink_fd, &st) == 0 && S_ISREG(st.st_mode);
         }
-        if (sink_regular) { /* asynchronous; advisory (errors show up in the write itself) */
-            sync_file_range(sink_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (sink_regular && (kick = fcntl(sink_fd, F_DUPFD_CLOEXEC, 3)) >= 0)
             sink_kicks++;
-        }
     }
     pthread_mutex_unlock(&sink_lock);
+    if (kick >= 0) { /* asynchronous; advisory (errors show up in the writes themselves) */
+        sync_file_range(kick, 0, 0, SYNC_FILE_RANGE_WRITE);
+        close(kick);
+    }
 }
 
 unsigned long log_writeback_kicks(void)
