@@ -161,6 +161,11 @@ static int config_check(int argc, char **argv)
     warn_world_readable("the env file", env_file);
     if (cfg->tls_enabled)
         warn_world_readable("TLS_KEY_PATH", cfg->tls_key_path);
+    if (cfg->prometheus_host && *cfg->prometheus_host && (!cfg->prometheus_enabled || cfg->prometheus_port == 0))
+        fprintf(stderr,
+                "aimedres: config: warning: PROMETHEUS_HOST=%s has no effect: it binds the PROMETHEUS_PORT "
+                "listener, which is off (PROMETHEUS_PORT=0 or PROMETHEUS_ENABLED=false)\n",
+                cfg->prometheus_host);
     if (!bad)
         printf("configuration OK\n");
     config_free(cfg);

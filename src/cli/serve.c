@@ -246,7 +246,7 @@ int cli_serve(int argc, char **argv)
         log_msg(LOG_WARNING, "AUTH_ENABLED=false: every endpoint is open (development only)", NULL);
     if (http_server_new(&hopts, api_routes, api_routes_count, &st.app, &st.app.server, err, sizeof(err)) <
         0) {
-        fprintf(stderr, "aimedres serve: %s\n", err);
+        fprintf(stderr, "aimedres serve: HOST/PORT (%s:%d): %s\n", hopts.host, hopts.port, err);
         goto out;
     }
     if (cfg->prometheus_enabled && cfg->prometheus_port > 0) {
@@ -259,7 +259,8 @@ int cli_serve(int argc, char **argv)
         mopts.cors_allowed_origins = NULL;
         if (http_server_new(&mopts, api_metrics_routes, api_metrics_routes_count, &st.app, &st.metrics_server,
                             err, sizeof(err)) < 0) {
-            fprintf(stderr, "aimedres serve: PROMETHEUS_PORT (on %s): %s\n", mopts.host, err);
+            fprintf(stderr, "aimedres serve: PROMETHEUS_HOST/PROMETHEUS_PORT (%s:%d): %s\n", mopts.host,
+                    mopts.port, err);
             goto out;
         }
     }
@@ -306,9 +307,16 @@ int cli_serve(int argc, char **argv)
     struct timeval ptv = {cfg->model_poll_interval_ms / 1000, (cfg->model_poll_interval_ms % 1000) * 1000};
     event_add(poll_ev, &ptv);
 
-    log_msg(LOG_INFO, "listening", "{s:s,s:i,s:i,s:I,s:s}", "host", hopts.host, "port",
-            http_server_port(st.app.server), "workers", hopts.workers, "models",
-            (json_int_t)model_registry_loaded_count(st.app.registry), "version", AIMEDRES_VERSION);
+    json_t *where = json_pack("{s:s,s:i,s:i,s:I,s:s}", "host", hopts.host, "port", http_server_port(st.app.server),
+                              "workers", hopts.workers, "models",
+                              (json_int_t)model_registry_loaded_count(st.app.registry), "version", AIMEDRES_VERSION);
+    if (where && st.metrics_server) {
+        json_object_set_new(where, "metrics_host",
+                            json_string(cfg->prometheus_host && *cfg->prometheus_host ? cfg->prometheus_host
+                                                                                      : hopts.host));
+        json_object_set_new(where, "metrics_port", json_integer(http_server_port(st.metrics_server)));
+    }
+    log_json(LOG_INFO, "listening", where);
     event_base_dispatch(st.base);
 
     http_server_stop(st.app.server);

@@ -214,7 +214,7 @@ static int open_listener(const char *host, int port, bool exclusive, int *ret_po
     snprintf(portstr, sizeof(portstr), "%d", port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "HOST: cannot resolve '%s': %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve '%s' to listen on: %s", host, gai_strerror(rc));
         return -EINVAL;
     }
     int fd = -1, saved = 0;

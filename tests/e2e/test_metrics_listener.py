@@ -45,3 +45,25 @@ def test_config_check_resolves_prometheus_host(demo_dir):
     r = h.run_cli(["config", "check"], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PROMETHEUS_HOST" in r.stdout and "127.0.0.2" in r.stdout
+    assert "has no effect" not in r.stderr
+    env["PROMETHEUS_PORT"] = "0"  # the listener is off: the setting does nothing, and says so
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning: PROMETHEUS_HOST=127.0.0.2 has no effect" in r.stderr, r.stderr
+
+
+def test_serve_names_the_setting_it_can_not_bind(make_server, demo_dir, tmp_path):
+    """A PROMETHEUS_HOST that does not resolve stops serve with a message naming it (not
+    HOST), and the listening line says where /metrics is."""
+    import subprocess
+    env = h.demo_env(h.copy_demo(demo_dir, str(tmp_path / "d")))
+    env.update({"PROMETHEUS_ENABLED": "true", "PROMETHEUS_PORT": str(h.free_port()),
+                "PROMETHEUS_HOST": "[::1]", "PORT": str(h.free_port())})
+    r = subprocess.run([h.require_binary(), "serve"], env=h.base_env(env), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0
+    assert "PROMETHEUS_HOST/PROMETHEUS_PORT ([::1]:" in r.stderr and "cannot resolve '[::1]'" in r.stderr, r.stderr
+    mport = h.free_port()
+    srv = make_server({"PROMETHEUS_ENABLED": "true", "PROMETHEUS_PORT": str(mport), "PROMETHEUS_HOST": "127.0.0.2"})
+    assert '"metrics_host":"127.0.0.2"' in srv.log_tail().replace(" ", "") or \
+        '"metrics_host": "127.0.0.2"' in srv.log_tail(), srv.log_tail()
