@@ -231,10 +231,11 @@ static int run_command(const char *cmd, const char *key_id, int timeout_ms, uint
             if (ended(pid, &si))
                 snprintf(err, errlen,
                          "BACKUP_KEY_COMMAND exited, but a process it started kept its output open past the "
-                         "%s limit",
+                         "%s limit (BACKUP_KEY_COMMAND_TIMEOUT)",
                          limit);
             else
-                snprintf(err, errlen, "BACKUP_KEY_COMMAND: no answer within %s", limit);
+                snprintf(err, errlen, "BACKUP_KEY_COMMAND: no answer within %s (BACKUP_KEY_COMMAND_TIMEOUT)",
+                         limit);
             r = -EIO;
             break;
         }
