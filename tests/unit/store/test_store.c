@@ -500,6 +500,14 @@ static void test_predictions_table_v6(void **state)
     assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 1);
 }
 
+/* A new store taken back to version 5 (its two records in the version-5 table). */
+static void make_v5(char *path, size_t len, const char *name)
+{
+    path_in(path, len, name);
+    store_close(open_path(path));
+    raw_exec(path, v5_predictions);
+}
+
 /* A version-5 store whose feedback names a record that is not there (written with foreign
  * keys off) is not migrated: the rebuild would keep a broken reference. The open fails with
  * a message that says the reference was already broken (not the migration's doing), names
@@ -508,9 +516,7 @@ static void test_migration_refuses_broken_reference(void **state)
 {
     (void)state;
     char path[PATH_MAX];
-    path_in(path, sizeof(path), "v6-broken.db");
-    store_close(open_path(path));
-    raw_exec(path, v5_predictions);
+    make_v5(path, sizeof(path), "v6-broken.db");
     raw_exec(path, "PRAGMA foreign_keys = OFF; INSERT INTO feedback (prediction_id, row_index, label_json, "
                    "received_ms) VALUES ('no-such-prediction', 0, '1', 3);");
     char err[512] = "";
@@ -544,9 +550,7 @@ static void test_migration_busy_is_explained(void **state)
 {
     (void)state;
     char path[PATH_MAX];
-    path_in(path, sizeof(path), "v6-busy.db");
-    store_close(open_path(path));
-    raw_exec(path, v5_predictions);
+    make_v5(path, sizeof(path), "v6-busy.db");
     sqlite3 *holder = NULL;
     assert_int_equal(sqlite3_open(path, &holder), SQLITE_OK);
     assert_int_equal(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
