@@ -10,10 +10,33 @@ import shutil
 import sqlite3
 import subprocess
 
+import pytest
+
 import aimedres_harness as h
 
 SECRET_VALUE = "s3cr3t-value-that-must-never-appear-in-a-backup-0x5f2a"
 RESULTS_MARKER = b"RESULTS-MARKER-plaintext-7c1e"
+
+
+def out(r):
+    """A finished command's exit status and output, for assertion messages."""
+    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+
+
+def install_fixtures(name):
+    """The fixtures `template` (one Install per test module, made under a temporary
+    directory called name) and `inst` (a cheap private copy of it per test). A module
+    assigns both: `template, inst = bh.install_fixtures("...")`."""
+
+    @pytest.fixture(scope="module")
+    def template(demo_dir, tmp_path_factory):
+        return Install.create(tmp_path_factory.mktemp(name) / "inst", demo_dir)
+
+    @pytest.fixture
+    def inst(template, tmp_path):
+        return Install.clone(template, tmp_path / "inst")
+
+    return template, inst
 
 
 class Install:

@@ -19,7 +19,6 @@ import json
 import os
 import pty
 import re
-import select
 import shutil
 import signal
 import sqlite3
@@ -33,19 +32,9 @@ import aimedres_harness as h
 import backup_helpers as bh
 
 
-@pytest.fixture(scope="module")
-def template(demo_dir, tmp_path_factory):
-    """One installation per module (demo copy, results, env file, key, a real audit log)."""
-    return bh.Install.create(tmp_path_factory.mktemp("backup-template") / "inst", demo_dir)
-
-
-@pytest.fixture
-def inst(template, tmp_path):
-    return bh.Install.clone(template, tmp_path / "inst")
-
-
-def out(r):
-    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+# one installation per module (demo copy, results, env file, key, a real audit log)
+template, inst = bh.install_fixtures("backup-template")
+out = bh.out
 
 
 def restore(inst, bid, target, *more, **env):

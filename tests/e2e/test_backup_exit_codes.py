@@ -15,25 +15,14 @@ import json
 import os
 import re
 
-import pytest
-
 import backup_helpers as bh
 
 UNKNOWN = "20990101T000000Z"  # a well-formed id no backup has
 
 
-@pytest.fixture(scope="module")
-def template(demo_dir, tmp_path_factory):
-    return bh.Install.create(tmp_path_factory.mktemp("backup-exit-template") / "inst", demo_dir)
-
-
-@pytest.fixture
-def inst(template, tmp_path):
-    return bh.Install.clone(template, tmp_path / "inst")
-
-
-def out(r):
-    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+# one installation per module (demo copy, results, env file, key, a real audit log)
+template, inst = bh.install_fixtures("backup-exit-template")
+out = bh.out
 
 
 def test_unknown_backup_is_2_damaged_is_1(inst, tmp_path):

@@ -28,18 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 UNITS = os.path.join(ROOT, "deploy", "backup", "systemd")
 
 
-@pytest.fixture(scope="module")
-def template(demo_dir, tmp_path_factory):
-    return bh.Install.create(tmp_path_factory.mktemp("backup-review6b") / "inst", demo_dir)
-
-
-@pytest.fixture
-def inst(template, tmp_path):
-    return bh.Install.clone(template, tmp_path / "inst")
-
-
-def out(r):
-    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+# one installation per module (demo copy, results, env file, key, a real audit log)
+template, inst = bh.install_fixtures("backup-review6b")
+out = bh.out
 
 
 def flip_first_chunk(path):

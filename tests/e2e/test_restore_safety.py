@@ -23,18 +23,9 @@ import aimedres_harness as h
 import backup_helpers as bh
 
 
-@pytest.fixture(scope="module")
-def template(demo_dir, tmp_path_factory):
-    return bh.Install.create(tmp_path_factory.mktemp("restore-safety-template") / "inst", demo_dir)
-
-
-@pytest.fixture
-def inst(template, tmp_path):
-    return bh.Install.clone(template, tmp_path / "inst")
-
-
-def out(r):
-    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (r.returncode, r.stdout, r.stderr)
+# one installation per module (demo copy, results, env file, key, a real audit log)
+template, inst = bh.install_fixtures("restore-safety-template")
+out = bh.out
 
 
 def grep_tree(root, needle):
