@@ -459,7 +459,7 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
      * backup's binding, and the file must decrypt to the size and sha256 just recorded.
      * The final pass (verify_written) checks the manifest read back against these results,
      * so the whole backup is still read back before it is published. */
-    r = backup_file_decrypt(run->s->backup_path, out, dst, run->key, -1, NULL, serr, sizeof(serr));
+    r = backup_file_decrypt(run->s->backup_path, out, dst, run->key, -1, &run->prog, serr, sizeof(serr));
     if (r < 0) {
         pthread_mutex_lock(&run->mu);
         json_array_append_new(run->bad,
@@ -576,7 +576,7 @@ static int process_item(void *arg, size_t i)
          * damaged holder is named for the operator. */
         char derr[512] = "";
         f->path = it->path;
-        r = backup_file_decrypt(run->s->backup_path, f, NULL, run->key, -1, NULL, derr, sizeof(derr));
+        r = backup_file_decrypt(run->s->backup_path, f, NULL, run->key, -1, &run->prog, derr, sizeof(derr));
         if (r == 0) {
             sl->verified = true;
         } else {
@@ -912,6 +912,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     snprintf(label, sizeof(label), "backup %s", m->id);
     int64_t t_plan = util_mono_ns();
     backup_progress_start(&run.prog, label, plan.bytes, o->progress);
+    run.prog.passes = 2; /* every byte is read (and stored or hashed), then read back and verified */
     r = backup_parallel(plan.n, order, backup_thread_count(s->threads), process_item, &run);
     backup_progress_finish(&run.prog);
     if (r < 0) {

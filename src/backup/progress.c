@@ -77,7 +77,9 @@ void backup_format_duration(int64_t ms, char *buf, unsigned long len)
 static void draw(backup_progress_t *p, int64_t now, bool final)
 {
     char done[24], total[24], rate[24], eta[32] = "";
-    uint64_t d = __atomic_load_n(&p->done, __ATOMIC_RELAXED);
+    uint64_t d = __atomic_load_n(&p->done, __ATOMIC_RELAXED) / (p->passes ? p->passes : 1);
+    if (p->total && d > p->total)
+        d = p->total; /* work beyond the plan (a damaged reference stored afresh) */
     double secs = (double)(now - p->start_ns) / 1e9;
     double bps = secs > 0 ? (double)d / secs : 0;
     backup_format_bytes(d, done, sizeof(done));
@@ -106,6 +108,7 @@ void backup_progress_start(backup_progress_t *p, const char *label, uint64_t tot
     p->enabled = enabled;
     p->label = label;
     p->total = total;
+    p->passes = 1;
     p->done = 0;
     p->start_ns = util_mono_ns();
     p->last_draw_ns = 0;

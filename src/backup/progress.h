@@ -13,6 +13,8 @@ typedef struct backup_progress {
     bool enabled;
     const char *label;    /* borrowed */
     uint64_t total, done; /* done: atomic */
+    unsigned passes;      /* each byte of total is added this many times (start sets 1; a step
+                           * that writes and then reads back sets 2): shown done = done / passes */
     int64_t start_ns, last_draw_ns;
     int drawing; /* atomic: one thread draws at a time */
     bool drawn;

@@ -3,12 +3,16 @@
  * binary units with IEC names as the settings are parsed (BACKUP_MIN_FREE=1G is "1 GiB", not
  * "1.1 GB"), configured values exact, measured ones truncated (never overstated), and
  * durations in a unit that does not round them to zero (BACKUP_MAX_AGE=1m is "1m", not "0.0 h");
- * configured durations through util_format_duration_ms, the formatter config check uses. */
+ * configured durations through util_format_duration_ms, the formatter config check uses; and the
+ * bar's line for a step that passes over its bytes twice (a backup's write and read-back). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -107,6 +111,52 @@ static void test_duration_measured(void **state)
     assert_string_equal(dur(-90000), "-1m 30s"); /* a backup from the future: clock skew */
 }
 
+/* The line finish draws (stderr captured in a temporary file): "label: done / total (pct%)...". */
+static char *final_line(backup_progress_t *p, char *buf, size_t len)
+{
+    char path[] = "/tmp/aimedres-progress-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    backup_progress_finish(p);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(fd, buf, len - 1, 0);
+    close(fd);
+    unlink(path);
+    buf[n > 0 ? n : 0] = '\0';
+    char *cr = strrchr(buf, '\r');
+    return cr ? cr + 1 : buf;
+}
+
+/* A step that reads every byte twice (backup: stored, then read back) counts both passes:
+ * the bar shows the data's bytes and reaches 100% only when the second pass ends. */
+static void test_two_passes(void **state)
+{
+    (void)state;
+    backup_progress_t p;
+    char buf[512];
+    backup_progress_start(&p, "backup x", 4 * MIB, true);
+    p.passes = 2;
+    backup_progress_add(&p, 4 * MIB); /* the first pass only */
+    assert_non_null(strstr(final_line(&p, buf, sizeof(buf)), "backup x: 2 MiB / 4 MiB (50%)"));
+    backup_progress_add(&p, 4 * MIB);
+    assert_non_null(strstr(final_line(&p, buf, sizeof(buf)), "backup x: 4 MiB / 4 MiB (100%)"));
+    backup_progress_add(&p, 1 * MIB); /* work beyond the plan is not shown as more than the total */
+    assert_non_null(strstr(final_line(&p, buf, sizeof(buf)), "backup x: 4 MiB / 4 MiB (100%)"));
+
+    backup_progress_start(&p, "verify y", 3 * MIB, true); /* one pass by default */
+    backup_progress_add(&p, 3 * MIB);
+    assert_non_null(strstr(final_line(&p, buf, sizeof(buf)), "verify y: 3 MiB / 3 MiB (100%)"));
+
+    backup_progress_start(&p, "quiet", 3 * MIB, false); /* not a terminal: nothing drawn */
+    backup_progress_add(&p, 3 * MIB);
+    assert_string_equal(final_line(&p, buf, sizeof(buf)), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_bytes_configured),
         cmocka_unit_test(test_duration_configured),
         cmocka_unit_test(test_duration_measured),
+        cmocka_unit_test(test_two_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
