@@ -7,12 +7,16 @@ CMAKE_ARGS ?=
 WERROR     ?= 1
 VAR        ?= $(CURDIR)/var
 
-.PHONY: all deps build run demo test test-unit test-e2e bench clean
+.PHONY: all deps deps-test build run demo test test-unit test-e2e bench clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+# the packages, and the tests' tools that are no Debian package (helm: scripts/install-helm.sh)
+deps-test:
+	@scripts/install-deps.sh test
 
 $(BUILD)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DAIMEDRES_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) $(CMAKE_ARGS)
@@ -28,7 +32,7 @@ run: deps build demo
 	MODEL_STORAGE_PATH=$(VAR)/models DATABASE_URL=sqlite://$(VAR)/aimedres.db \
 	  exec $(BUILD)/aimedres serve --host 127.0.0.1 --port 8080
 
-test: deps build
+test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-unit: build
@@ -47,7 +51,7 @@ FUZZ_SECONDS ?= 25
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) WERROR=$(WERROR) scripts/fuzz.sh
 
-test-sanitize: deps
+test-sanitize: deps-test
 	WERROR=$(WERROR) scripts/test-sanitize.sh
 
 clean:

@@ -23,11 +23,28 @@ PACKAGES="$PACKAGES systemd"
 # private nginx on loopback ports. On a systemd machine the package also enables nginx.service
 # on port 80 (`systemctl disable --now nginx` if it is not wanted there).
 PACKAGES="$PACKAGES nginx"
+# Helm chart: the Kubernetes 1.22 API models tests/e2e/test_deploy_helm.py checks the rendered
+# chart against, offline. helm itself is no Debian package: see tools() below.
+PACKAGES="$PACKAGES python3-kubernetes"
 # `install-deps.sh bench`: the peers the benchmarks compare against (not needed for tests;
 # nginx's package starts a system service, so it is installed only when asked for).
 if [ "${1:-}" = bench ]; then
   PACKAGES="$PACKAGES wrk nginx-light gunicorn python3-flask restic"
 fi
+
+# `install-deps.sh test` (make test): also the tests' tools that are no Debian package, after
+# the packages (they need curl and python3): helm v3.9.4 for tests/e2e/test_deploy_helm.py
+# (scripts/install-helm.sh, checksum-pinned). Installed as root only, like the packages;
+# otherwise this says what to run. `make run` needs none of them.
+tools() {
+  [ "${1:-}" = test ] || return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    sh "$(dirname "$0")/install-helm.sh" || exit 1
+  elif ! sh "$(dirname "$0")/install-helm.sh" --check; then
+    echo "install-deps: helm v3.9.4 (for the tests) is missing: run 'sudo sh scripts/install-helm.sh' or run make as root" >&2
+    exit 1
+  fi
+}
 
 missing=""
 for p in $PACKAGES; do
@@ -35,7 +52,7 @@ for p in $PACKAGES; do
     missing="$missing $p"
   fi
 done
-[ -z "$missing" ] && exit 0
+[ -z "$missing" ] && { tools "${1:-}"; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing Debian packages:$missing" >&2
@@ -51,3 +68,4 @@ if [ ! -f /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/nul
 fi
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends $missing; }
+tools "${1:-}"

@@ -1,0 +1,153 @@
+{{/*
+SPDX-License-Identifier: Apache-2.0
+Names, labels, the checks that refuse an unsafe release (replicaCount, existingSecret, settings
+the chart owns), and the pieces the server Deployment and the backup CronJobs share: the
+environment, the secret files, the security contexts.
+*/}}
+
+{{- define "aimedres.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "aimedres.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "aimedres.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "aimedres.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "aimedres.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aimedres.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "aimedres.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "aimedres.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* The server pod: what the Service, NetworkPolicy and the backups' podAffinity select. */}}
+{{- define "aimedres.serverSelectorLabels" -}}
+{{ include "aimedres.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end -}}
+
+{{- define "aimedres.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "aimedres.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "aimedres.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "aimedres.dataClaim" -}}
+{{- default (printf "%s-data" (include "aimedres.fullname" .)) .Values.persistence.data.existingClaim -}}
+{{- end -}}
+
+{{- define "aimedres.backupsClaim" -}}
+{{- default (printf "%s-backups" (include "aimedres.fullname" .)) .Values.persistence.backups.existingClaim -}}
+{{- end -}}
+
+{{/* Fixed paths inside the container (the image's directories, on the volumes below). */}}
+{{- define "aimedres.dataDir" -}}/var/lib/aimedres{{- end -}}
+{{- define "aimedres.backupDir" -}}/var/backup/aimedres{{- end -}}
+{{- define "aimedres.secretDir" -}}/etc/aimedres/secret{{- end -}}
+{{- define "aimedres.keyDir" -}}/run/aimedres-keys{{- end -}}
+
+{{/*
+Refuse what cannot work. Included by every template that renders a workload, so that
+`helm template`, `lint` and `install` all fail with the reason.
+*/}}
+{{- define "aimedres.validate" -}}
+{{- if ne (int .Values.replicaCount) 1 -}}
+{{- fail (printf "replicaCount must be 1 (got %v): the store is SQLite with a single-writer lock on its volume, so a second replica would be a second writer; more replicas need the PostgreSQL backend, which is not available yet" .Values.replicaCount) -}}
+{{- end -}}
+{{- if not .Values.existingSecret -}}
+{{- fail "existingSecret is required: name an existing Secret holding SECRET_KEY, JWT_SECRET_KEY, API_KEY_SALT, audit-signing.pem (and backup.key for the backup jobs); this chart never renders secrets from values (see values.yaml)" -}}
+{{- end -}}
+{{- $owned := list "PORT" "PROMETHEUS_PORT" "HOST" "DATABASE_URL" "MODEL_STORAGE_PATH" "DATA_DIR" "RESULTS_PATH" "AUDIT_LOG_PATH" "AUDIT_SIGNING_KEY_PATH" "BACKUP_PATH" "BACKUP_ENABLED" "BACKUP_ENCRYPTION_KEY_FILE" -}}
+{{- $secret := list "SECRET_KEY" "JWT_SECRET_KEY" "API_KEY_SALT" -}}
+{{- range $k, $v := .Values.config -}}
+{{- if has $k $owned -}}
+{{- fail (printf "config.%s: set by the chart (from its volumes and ports); remove it from values" $k) -}}
+{{- end -}}
+{{- if has $k $secret -}}
+{{- fail (printf "config.%s is a secret: put it in existingSecret, never in values" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.ingress.enabled (not (regexMatch "^[0-9]+[kKmMgG]?$" (toString .Values.config.MAX_BODY_BYTES))) -}}
+{{- fail (printf "config.MAX_BODY_BYTES=%v: with the Ingress enabled it must be a number with an optional k/m/g suffix, the form ingress-nginx's proxy-body-size also understands" .Values.config.MAX_BODY_BYTES) -}}
+{{- end -}}
+{{- if eq (int .Values.service.port) (int .Values.metrics.port) -}}
+{{- fail "metrics.port must differ from service.port (PROMETHEUS_PORT != PORT)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Settings the chart owns, from its volumes and ports: the ConfigMap's fixed part. */}}
+{{- define "aimedres.ownedConfig" -}}
+PORT: {{ .Values.service.port | quote }}
+PROMETHEUS_PORT: {{ .Values.metrics.port | quote }}
+DATABASE_URL: {{ printf "sqlite://%s/aimedres.db" (include "aimedres.dataDir" .) | quote }}
+MODEL_STORAGE_PATH: {{ printf "%s/models" (include "aimedres.dataDir" .) | quote }}
+DATA_DIR: {{ printf "%s/data" (include "aimedres.dataDir" .) | quote }}
+AUDIT_LOG_PATH: {{ printf "%s/audit/audit.log" (include "aimedres.dataDir" .) | quote }}
+AUDIT_SIGNING_KEY_PATH: {{ printf "%s/%s" (include "aimedres.secretDir" .) .Values.secretKeys.auditSigningKey | quote }}
+BACKUP_PATH: {{ include "aimedres.backupDir" . | quote }}
+BACKUP_ENABLED: {{ .Values.backups.enabled | toString | quote }}
+{{- end -}}
+
+{{/* Environment of the server and the backup jobs: the ConfigMap, then the three secrets. */}}
+{{- define "aimedres.env" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "aimedres.fullname" . }}
+env:
+  - name: SECRET_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.existingSecret }}
+        key: {{ .Values.secretKeys.secretKey }}
+  - name: JWT_SECRET_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.existingSecret }}
+        key: {{ .Values.secretKeys.jwtSecretKey }}
+  - name: API_KEY_SALT
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.existingSecret }}
+        key: {{ .Values.secretKeys.apiKeySalt }}
+{{- end -}}
+
+{{- define "aimedres.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+fsGroup: {{ .Values.podSecurityContext.fsGroup }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "aimedres.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
