@@ -638,15 +638,66 @@ void audit_siem_stop(audit_siem_t *s)
     free(s);
 }
 
+/* The TLS client context of the forwarder: TLS 1.2+, the peer verified against ca_path (NULL:
+ * the system store). */
+static int tls_client_ctx(const char *ca_path, SSL_CTX **ret, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    *ret = NULL;
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "cannot create a TLS context");
+        return -EIO;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = ca_path ? SSL_CTX_load_verify_locations(ctx, ca_path, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s",
+                 ca_path ? ca_path : "the system store");
+        return -EINVAL;
+    }
+    *ret = ctx;
+    return 0;
+}
+
+/* SYSLOG_SERVER, required, as host and port. */
+static int server_address(const config_t *cfg, char *host, size_t hl, char *port, size_t pl, char *err,
+                          size_t errlen)
+{
+    if (!cfg->syslog_server) {
+        snprintf(err, errlen, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
+        return -EINVAL;
+    }
+    if (split_host_port(cfg->syslog_server, host, hl, port, pl) < 0) {
+        snprintf(err, errlen, "SYSLOG_SERVER: expected host:port, got '%s'", cfg->syslog_server);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->siem_integration_enabled || !cfg->audit_log_path)
+        return 0;
+    char host[256], port[16];
+    int rc = server_address(cfg, host, sizeof(host), port, sizeof(port), err, errlen);
+    if (rc < 0)
+        return rc;
+    if (!cfg->syslog_protocol || strcmp(cfg->syslog_protocol, "tls") != 0)
+        return 0;
+    SSL_CTX *ctx = NULL;
+    rc = tls_client_ctx(cfg->syslog_ca_path, &ctx, err, errlen);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
 int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t errlen)
 {
     *ret = NULL;
     if (!cfg->siem_integration_enabled || !cfg->audit_log_path)
         return 0;
-    if (!cfg->syslog_server) {
-        snprintf(err, errlen, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
-        return -EINVAL;
-    }
     audit_siem_t *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -661,11 +712,8 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
         rc = -ENOMEM;
         goto fail;
     }
-    if (split_host_port(cfg->syslog_server, s->host, sizeof(s->host), s->port, sizeof(s->port)) < 0) {
-        snprintf(err, errlen, "SYSLOG_SERVER: expected host:port, got '%s'", cfg->syslog_server);
-        rc = -EINVAL;
+    if ((rc = server_address(cfg, s->host, sizeof(s->host), s->port, sizeof(s->port), err, errlen)) < 0)
         goto fail;
-    }
     const char *p = cfg->syslog_protocol ? cfg->syslog_protocol : "tcp";
     s->proto = strcmp(p, "udp") == 0 ? P_UDP : strcmp(p, "tls") == 0 ? P_TLS : P_TCP;
     s->facility = cfg->syslog_facility;
@@ -679,24 +727,8 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
         snprintf(err, errlen, "cannot open %s: %s", s->lock_path, strerror(errno));
         goto fail;
     }
-    if (s->proto == P_TLS) {
-        s->ssl_ctx = SSL_CTX_new(TLS_client_method());
-        if (!s->ssl_ctx || SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION) != 1) {
-            snprintf(err, errlen, "cannot create a TLS context");
-            rc = -EIO;
-            goto fail;
-        }
-        SSL_CTX_set_verify(s->ssl_ctx, SSL_VERIFY_PEER, NULL);
-        int ok = s->ca_path ? SSL_CTX_load_verify_locations(s->ssl_ctx, s->ca_path, NULL)
-                            : SSL_CTX_set_default_verify_paths(s->ssl_ctx);
-        if (ok != 1) {
-            ERR_clear_error();
-            snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s",
-                     s->ca_path ? s->ca_path : "the system store");
-            rc = -EINVAL;
-            goto fail;
-        }
-    }
+    if (s->proto == P_TLS && (rc = tls_client_ctx(s->ca_path, &s->ssl_ctx, err, errlen)) < 0)
+        goto fail;
     if ((rc = -pthread_create(&s->thread, NULL, forwarder_main, s)) < 0) {
         s->thread = 0;
         snprintf(err, errlen, "cannot start the SIEM forwarder thread");

@@ -21,6 +21,9 @@ typedef struct audit_siem audit_siem_t;
  * just before a crash may be sent again: receivers can de-duplicate on seq), best effort
  * for UDP. Caller stops it with audit_siem_stop. 0 or -errno with the reason in err. */
 int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t errlen);
+/* What audit_siem_start would refuse in the settings (SYSLOG_SERVER, the TLS CA it loads),
+ * without opening or connecting anything: for `config check`. 0 or -errno with err set. */
+int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen);
 /* Stops the thread after the batch in flight (bounded by the socket timeouts). NULL-safe. */
 void audit_siem_stop(audit_siem_t *s);
 

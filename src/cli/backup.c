@@ -73,6 +73,8 @@ static void backup_usage(FILE *out)
             "  prune    apply BACKUP_RETENTION_DAYS / BACKUP_KEEP_MIN / AUDIT_LOG_RETENTION_DAYS\n"
             "  check    latest age, integrity, offsite copy, free disk: JSON report, exit 0/1\n"
             "  keygen   write a new random key (hex, mode 0600) to FILE\n"
+            "  --all            verify: every backup in the repository\n"
+            "  --dry-run        prune: list what would be removed, remove nothing\n"
             "  --dest DIR       use DIR instead of BACKUP_PATH\n"
             "  --env-file FILE  read settings from FILE (the environment overrides it); backup also\n"
             "                   stores FILE itself (encrypted) as the configuration component\n"
@@ -115,9 +117,16 @@ static void drill_usage(FILE *out)
         "                 has AUTH_ENABLED (default: AIMEDRES_API_KEY, as for deploy and verify); the\n"
         "                 drill's own server is checked with a temporary key of its own, minted in\n"
         "                 the restored copy of the store\n"
+        "  --report FILE  also write the JSON report to FILE\n"
+        "  --env-file FILE  read settings from FILE (the environment overrides it); the backup\n"
+        "                 stores it as the configuration component\n"
         "  --use-latest   drill on the latest backup instead of taking a new one\n"
         "  --full         take a full backup (default incremental)\n"
-        "  --keep         keep the temporary directory for inspection\n" EXIT_HELP
+        "  --work-dir DIR  where the temporary restore target is made (default $TMPDIR or /tmp);\n"
+        "                 it needs room for a full restore of the backup\n"
+        "  --keep         keep the temporary directory for inspection\n"
+        "  --timeout SECONDS  how long the drill's server may take to become ready (1..86400,\n"
+        "                 default 120); a schema upgrade of a large store needs more\n" EXIT_HELP
         "The drill exits 1 when any step failed or a target was missed (the report says which).\n");
 }
 

@@ -11,11 +11,14 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "audit/siem.h"
+#include "backup/httpc.h"
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/util.h"
 #include "monitor/alertmanager.h"
 #include "monitor/monitor.h"
+#include "security/jwt.h"
 #include "security/tls.h"
 #include "store/store.h"
 
@@ -40,9 +43,41 @@ static void usage_check(FILE *out)
                  "Every variable is described in docs/configuration.md.\n");
 }
 
+/* A file serve appends to, creating it (and with mkdirs its missing directories, as for
+ * AUDIT_LOG_PATH): it must be writable, or its directory must be (with mkdirs: the nearest
+ * existing one above it); checked without creating anything. Prints the problem; 1 when
+ * there is one. */
+static int check_appendable(const char *name, const char *file, bool mkdirs)
+{
+    if (!file || !*file)
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", file);
+    bool ok;
+    if (access(file, F_OK) == 0) {
+        ok = access(file, W_OK) == 0;
+    } else {
+        char *slash;
+        do {
+            slash = strrchr(dir, '/');
+            if (slash)
+                *(slash == dir ? slash + 1 : slash) = '\0';
+            else
+                snprintf(dir, sizeof(dir), ".");
+        } while (mkdirs && slash && slash != dir && access(dir, F_OK) != 0);
+        ok = access(dir, W_OK | X_OK) == 0;
+    }
+    if (ok)
+        return 0;
+    fprintf(stderr, "aimedres: config: %s: %s can not be written by this user: %s\n", name, file,
+            strerror(errno));
+    return 1;
+}
+
 /* What `serve` refuses beyond the settings' syntax: the database URL it can open, the HOST
- * it resolves, the monitor's thresholds and alert receiver URLs, the TLS certificate and
- * key it loads, the audit keys it needs. Same functions as serve, nothing
+ * it resolves, the files it appends to, the monitor's thresholds and alert receiver URLs, the
+ * TLS certificate and key it loads, the audit keys it needs, the JWT keys it loads with
+ * AUTH_ENABLED, the SIEM forwarder's address and CA. Same functions as serve, nothing
  * opened for writing. Prints each problem; the number found. */
 static int preflight(const config_t *cfg)
 {
@@ -54,7 +89,9 @@ static int preflight(const config_t *cfg)
                 err);
         bad++;
     }
-    const char *hosts[2][2] = {{"HOST", cfg->host}, {"PROMETHEUS_HOST", cfg->prometheus_host}};
+    /* PROMETHEUS_HOST binds nothing while the metrics port is off (config_check warns) */
+    bool metrics_on = cfg->prometheus_enabled && cfg->prometheus_port != 0;
+    const char *hosts[2][2] = {{"HOST", cfg->host}, {"PROMETHEUS_HOST", metrics_on ? cfg->prometheus_host : NULL}};
     for (int i = 0; i < 2; i++) {
         if (!hosts[i][1] || !*hosts[i][1])
             continue;
@@ -68,23 +105,8 @@ static int preflight(const config_t *cfg)
         if (res)
             freeaddrinfo(res);
     }
-    /* LOG_FILE: serve appends to it (creating it 0640): it must be writable, or its
-     * directory must be; checked without creating anything */
-    if (cfg->log_file && *cfg->log_file) {
-        char dir[4096];
-        snprintf(dir, sizeof(dir), "%s", cfg->log_file);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        const char *d = slash ? dir : ".";
-        bool ok =
-            access(cfg->log_file, F_OK) == 0 ? access(cfg->log_file, W_OK) == 0 : access(d, W_OK | X_OK) == 0;
-        if (!ok) {
-            fprintf(stderr, "aimedres: config: LOG_FILE: %s can not be written by this user: %s\n",
-                    cfg->log_file, strerror(errno));
-            bad++;
-        }
-    }
+    bad += check_appendable("LOG_FILE", cfg->log_file, false);
+    bad += check_appendable("AUDIT_LOG_PATH", cfg->audit_log_path, true);
     monitor_settings_t ms;
     if (monitor_settings_from_config(cfg, &ms, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: config: %s\n", err);
@@ -114,6 +136,35 @@ static int preflight(const config_t *cfg)
     if (audit_settings_check(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: config: %s\n", err);
         bad++;
+    }
+    if (cfg->prod_url && *cfg->prod_url) {
+        char host[256];
+        int port;
+        const char *auth = strncmp(cfg->prod_url, "http://", 7) == 0 ? cfg->prod_url + 7 : "";
+        if (auth[strcspn(auth, "@/")] == '@') {
+            fprintf(stderr, "aimedres: config: PROD_URL: credentials in the URL are not used: dr-drill "
+                            "sends an API key (--api-key-file or AIMEDRES_API_KEY)\n");
+            bad++;
+        } else if (backup_http_parse_url(cfg->prod_url, host, sizeof(host), &port, err, sizeof(err)) < 0) {
+            /* err quotes the URL: printed without it */
+            fprintf(stderr, "aimedres: config: PROD_URL: expected http://host[:port] (dr-drill speaks plain "
+                            "HTTP to it)\n");
+            bad++;
+        }
+    }
+    if (audit_siem_settings_check(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres: config: %s\n", err);
+        bad++;
+    }
+    if (cfg->auth_enabled) {
+        jwt_keyset_t *ks = NULL;
+        err[0] = '\0';
+        if (jwt_keyset_new(cfg->jwt_secret_key, cfg->jwt_public_keys, &ks, err, sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres: config: %s%s\n", strstr(err, "JWT_") ? "" : "JWT_PUBLIC_KEYS: ",
+                    err[0] ? err : "cannot load the JWT keys");
+            bad++;
+        }
+        jwt_keyset_free(ks);
     }
     return bad;
 }

@@ -22,10 +22,12 @@ static void usage(FILE *out)
     fprintf(out, "usage: aimedres deploy canary|blue-green|direct MODEL VERSION [options]\n"
                  "       aimedres deploy status [ID] [--json]\n"
                  "       aimedres deploy promote ID [--to PERCENT] [--reason TEXT]\n"
-                 "       aimedres deploy pause|resume|rollback ID [--reason TEXT]\n"
-                 "       aimedres rollback MODEL [--to VERSION]\n\n"
+                 "       aimedres deploy pause|resume|rollback ID [--reason TEXT]\n\n"
                  "Acts through the running server's API; the server's controller validates, routes,\n"
-                 "promotes and rolls back.\n"
+                 "promotes and rolls back. A new deployment is validated and run by the server after\n"
+                 "`deploy` returns: without --wait, exit 0 means it was accepted, and `deploy status ID`\n"
+                 "tells how it ends (a failed gate: status failed, rollback_reason names it).\n"
+                 "See also `aimedres rollback MODEL` (--help).\n"
                  "options:\n"
                  "  --url URL               server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n"
                  "  --auto-promote          advance stages and promote to stable when checks pass\n"
@@ -39,6 +41,8 @@ static void usage(FILE *out)
                  "  --no-auto-rollback      pause instead of rolling back when a live check fails\n"
                  "  --set FIELD=VALUE       any other CanaryConfig field (repeatable)\n"
                  "  --wait                  wait until the deployment finishes; exit 0 only if stable\n"
+                 "  --to PERCENT            promote: to this stage (100: stable)\n"
+                 "  --reason TEXT           promote, pause, resume, rollback: recorded with the event\n"
                  "  --json                  print the server's JSON\n"
                  "Credentials: AIMEDRES_API_KEY (role deployer for changes, read for status).\n");
 }
@@ -368,6 +372,19 @@ out:
     return rc;
 }
 
+static void rollback_usage(FILE *out)
+{
+    fprintf(out, "usage: aimedres rollback MODEL [--to VERSION] [--url URL] [--json]\n\n"
+                 "Rolls the model back through the running server's API (POST\n"
+                 "/api/v1/models/MODEL/rollback; role deployer): its active deployment, else its last\n"
+                 "promotion (within the rollback window), else to the previous registered version.\n"
+                 "  --to VERSION   make this registered version stable instead\n"
+                 "  --url URL      server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n"
+                 "  --json         print the server's JSON answer\n"
+                 "The API key comes from AIMEDRES_API_KEY when the server has AUTH_ENABLED.\n"
+                 "Exit status: 0 rolled back; 1 the server refused or could not be reached; 2 usage.\n");
+}
+
 int cli_rollback(int argc, char **argv)
 {
     static const struct option opts[] = {{"to", required_argument, NULL, 't'},
@@ -386,12 +403,12 @@ int cli_rollback(int argc, char **argv)
         case 't': to = optarg; break;
         case 'u': snprintf(url, sizeof(url), "%s", optarg); break;
         case 'j': as_json = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': rollback_usage(stdout); return 0;
+        default: rollback_usage(stderr); return 2;
         }
     }
     if (argc - optind != 1 || !util_is_safe_name(argv[optind]) || (to && !util_is_safe_name(to))) {
-        fprintf(stderr, "usage: aimedres rollback MODEL [--to VERSION] [--url URL]\n");
+        rollback_usage(stderr);
         return 2;
     }
     char path[512];

@@ -219,13 +219,17 @@ static int run(int argc, char **argv, bool full)
             }
             break;
         case 'h':
-            printf("usage: aimedres %s [--url URL]%s\n\n%s\n", full ? "verify" : "smoke",
-                   full ? " [--max-error-rate X]" : "",
+            printf("usage: aimedres %s [--url URL]%s\n\n%s\n"
+                   "  --url URL    the server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n%s",
+                   full ? "verify" : "smoke", full ? " [--max-error-rate X]" : "",
                    full ? "Post-deployment verification: health, models loaded, API smoke tests, the error\n"
                           "rate from the server's counters (default limit 0.05) and resource use.\n"
-                          "Exit 0 when every check passes, 1 otherwise. Key: AIMEDRES_API_KEY."
+                          "Exit 0 when every check passes, 1 otherwise. Key: AIMEDRES_API_KEY (it reads\n"
+                          "/metrics and predicts, so with AUTH_ENABLED an admin key)."
                         : "API smoke tests: health, readiness, index, model list, one valid and one\n"
-                          "invalid prediction per model. Exit 0 when all pass. Key: AIMEDRES_API_KEY.");
+                          "invalid prediction per model. Exit 0 when all pass. Key: AIMEDRES_API_KEY.",
+                   full ? "  --max-error-rate X  the highest error rate (0..1) the server's counters may show\n"
+                        : "");
             return 0;
         default: return 2;
         }

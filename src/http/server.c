@@ -962,7 +962,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 
 static bool sane_request_id(const char *s, size_t len)
 {
-    if (len == 0 || len >= 63 || strlen(s) != len)
+    if (len == 0 || len > 63 || strlen(s) != len) /* 1-63 characters (docs/api.md) */
         return false;
     for (size_t n = 0; n < len; n++) {
         char c = s[n];
@@ -973,10 +973,18 @@ static bool sane_request_id(const char *s, size_t len)
     return true;
 }
 
+/* The Allow header's methods for a route allowing `allowed`: also OPTIONS, and HEAD where GET
+ * is (dispatch answers HEAD as GET without the body). */
+static void allow_header(unsigned allowed, char *buf, size_t len)
+{
+    router_allow_header(allowed | EVHTTP_REQ_OPTIONS | (allowed & EVHTTP_REQ_GET ? EVHTTP_REQ_HEAD : 0), buf,
+                        len);
+}
+
 static void options_reply(http_ctx_t *ctx, unsigned allowed)
 {
     char allow[128];
-    router_allow_header(allowed | EVHTTP_REQ_OPTIONS, allow, sizeof(allow));
+    allow_header(allowed, allow, sizeof(allow));
     http_ctx_add_header(ctx, "Allow", allow);
     if (ctx->origin_ok) {
         http_ctx_add_header(ctx, "Access-Control-Allow-Methods", allow);
@@ -1110,9 +1118,7 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
     }
     if (rc == -EPERM) {
         char allow[128];
-        router_allow_header(ctx->match.allowed | EVHTTP_REQ_OPTIONS |
-                                (ctx->match.allowed & EVHTTP_REQ_GET ? EVHTTP_REQ_HEAD : 0),
-                            allow, sizeof(allow));
+        allow_header(ctx->match.allowed, allow, sizeof(allow));
         http_ctx_add_header(ctx, "Allow", allow);
         http_reply_error(ctx, 405, "method_not_allowed", NULL, "method %s is not allowed here; allowed: %s",
                          router_method_name(ctx->method), allow);

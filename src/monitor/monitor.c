@@ -135,7 +135,8 @@ static int parse_seconds(const char *name, const char *v, double *ret, char *err
         *ret = (double)ms / 1000.0;
         return 0;
     }
-    snprintf(err, errlen, "%s: expected seconds like 0.5 or a duration like 500ms, got '%.40s'", name,
+    snprintf(err, errlen,
+             "%s: expected seconds like 0.5 or a duration like 500ms, above 0 and at most 1h, got '%.40s'", name,
              v ? v : "");
     return -EINVAL;
 }

@@ -358,6 +358,10 @@ def test_request_id_generated(module_server):
     r = module_server.get("/health", headers={"X-Request-ID": bad})
     assert r.status_code == 200
     assert r.headers.get("X-Request-ID") and r.headers["X-Request-ID"] != bad
+    # the documented bounds, 1-63 characters (docs/api.md): 63 is kept, 64 replaced
+    for n, kept in ((1, True), (63, True), (64, False)):
+        rid = ("r-" + "9" * n)[:n]
+        assert (module_server.get("/health", headers={"X-Request-ID": rid}).headers["X-Request-ID"] == rid) == kept, n
 
 
 # --------------------------------------------------------------------------- store and logs

@@ -6,6 +6,7 @@ URLs, and the model listing commands."""
 
 import json
 import os
+import re
 import shutil
 import time
 
@@ -52,6 +53,21 @@ def test_command_help(aimedres_bin, args):
     r = h.run_cli(args, timeout=30)
     assert r.returncode == 0, out(r)
     assert len(out(r).strip()) > 20, out(r)
+
+
+def test_every_command_has_its_own_help_describing_its_flags(aimedres_bin):
+    """Each command the top-level help lists answers --help with its own usage line, and every
+    --flag its usage names is described below it (not only listed)."""
+    top = h.run_cli(["--help"]).stdout
+    cmds = re.findall(r"^  (\S+)\s", top.split("commands:")[1], re.M)
+    assert {"serve", "backup", "restore", "dr-drill", "deploy", "rollback", "verify", "smoke"} <= set(cmds), cmds
+    for cmd in cmds:
+        r = h.run_cli([cmd, "--help"], timeout=30)
+        assert r.returncode == 0, (cmd, out(r))
+        assert r.stdout.startswith("usage: aimedres %s " % cmd), (cmd, r.stdout[:200])
+        usage, _, body = r.stdout.partition("\n\n")
+        undescribed = sorted(f for f in set(re.findall(r"--[a-z][a-z-]+", usage)) if f not in body)
+        assert not undescribed, (cmd, undescribed)
 
 
 def test_model_train_help_names_flags(aimedres_bin):
@@ -168,11 +184,25 @@ def test_production_refuses_weak_or_shared_secrets(aimedres_bin, env, msg):
 
 def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_path):
     """config check runs serve's own checks beyond syntax: a database URL serve cannot open,
-    TLS files it cannot load, audit keys it requires. Each is named, exit 1, and serve
-    refuses the same configuration."""
+    TLS files it cannot load, audit keys it requires, JWT keys it loads, the SIEM CA, an audit
+    log it cannot create. Each is named, exit 1, and serve refuses the same configuration."""
     prod = {"ENVIRONMENT": "production", "SECRET_KEY": LONG_SECRET, "JWT_SECRET_KEY": LONG_SECRET + "-jwt",
             "API_KEY_SALT": LONG_SECRET + "-salt"}
+    private, public = str(tmp_path / "k.pem"), str(tmp_path / "k.pub.pem")
+    r = h.run_cli(["audit", "keygen", "--private", private, "--public", public])
+    assert r.returncode == 0, out(r)
+    (tmp_path / "a-file").write_text("not a directory\n")
+    siem = {"SECRET_KEY": LONG_SECRET, "AUDIT_LOG_PATH": str(tmp_path / "siem" / "audit.log"),
+            "SIEM_INTEGRATION_ENABLED": "true", "SYSLOG_SERVER": "127.0.0.1:%d" % h.free_port()}
     cases = [
+        ({"AUTH_ENABLED": "true", "JWT_PUBLIC_KEYS": str(tmp_path / "no-keys")},
+         "JWT_PUBLIC_KEYS: cannot open directory"),
+        ({"AUTH_ENABLED": "true", "JWT_PUBLIC_KEYS": "k1=" + private}, "key 'k1': not a PEM public key"),
+        (dict(siem, SYSLOG_PROTOCOL="tls", SYSLOG_CA_PATH=str(tmp_path / "none-ca.pem")),
+         "SYSLOG_CA_PATH: cannot load CA certificates"),
+        (dict(siem, SYSLOG_SERVER="no-port"), "SYSLOG_SERVER: expected host:port"),
+        ({"SECRET_KEY": LONG_SECRET, "AUDIT_LOG_PATH": str(tmp_path / "a-file" / "audit.log")},
+         "AUDIT_LOG_PATH: %s can not be written" % (tmp_path / "a-file" / "audit.log")),
         (dict(prod, AUDIT_LOG_PATH=str(tmp_path / "audit" / "audit.log")), "AUDIT_SIGNING_KEY_PATH: required"),
         ({"TLS_ENABLED": "true", "TLS_CERT_PATH": str(tmp_path / "none.crt"),
           "TLS_KEY_PATH": str(tmp_path / "none.key")}, "none.crt"),
@@ -196,6 +226,16 @@ def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_pa
     assert not os.path.exists(tmp_path / "audit")  # config check wrote nothing
 
 
+def test_config_check_refuses_a_prod_url_the_drill_can_not_use(aimedres_bin):
+    """PROD_URL is for dr-drill, which speaks plain HTTP: an https:// URL is refused by config
+    check as by the drill, without printing the URL (it may hold credentials)."""
+    r = h.run_cli(["config", "check"], env={"PROD_URL": "https://u:hunter2pw@prod.example.org"})
+    assert r.returncode == 1 and "PROD_URL: expected http://host[:port]" in r.stderr, out(r)
+    assert "hunter2pw" not in out(r)
+    r = h.run_cli(["config", "check"], env={"PROD_URL": "http://prod.example.org:8080"})
+    assert r.returncode == 0, out(r)
+
+
 def test_config_check_redacts_urls_and_reads_a_bom(aimedres_bin, tmp_path):
     """Receiver URLs are shown without their credentials or tokens: the userinfo password
     of ALERTMANAGER_URL and PROD_URL, everything after the authority of ALERT_WEBHOOK_URL
@@ -205,7 +245,8 @@ def test_config_check_redacts_urls_and_reads_a_bom(aimedres_bin, tmp_path):
     env = {"ALERT_WEBHOOK_URL": "http://hooks.local:8080/services/T0/B0/tok3nPath?token=s3cr3tQ",
            "PROD_URL": "http://ops:hunter2pw@prod.local:8080"}
     r = h.run_cli(["config", "check"], env=env)
-    assert r.returncode == 0, out(r)
+    # credentials in PROD_URL are refused (dr-drill sends an API key), and still not shown
+    assert r.returncode == 1 and "PROD_URL: credentials in the URL are not used" in r.stderr, out(r)
     lines = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert lines["ALERT_WEBHOOK_URL"] == "http://hooks.local:8080/<redacted>", lines["ALERT_WEBHOOK_URL"]
     assert lines["PROD_URL"] == "http://ops:<redacted>@prod.local:8080", lines["PROD_URL"]

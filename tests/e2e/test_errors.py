@@ -98,6 +98,20 @@ def test_method_not_allowed_health(module_server):
         assert "GET" in allow and method not in allow, allow
 
 
+def test_options_and_405_name_the_same_methods(module_server):
+    """OPTIONS and a 405 on the same path list the same Allow (HEAD wherever GET is)."""
+    for path, methods in (("/health", {"GET", "HEAD", "OPTIONS"}),
+                          ("/api/v1/models/x/predict", {"POST", "OPTIONS"}),
+                          ("/api/v1/models/list", {"GET", "HEAD", "OPTIONS"})):
+        o = module_server.request("OPTIONS", path)
+        assert o.status_code in (200, 204), (path, o.status_code)
+        r = module_server.request("PUT", path, data=b"{}", headers={"Content-Type": "application/json"})
+        h.assert_error_body(r, 405, "method_not_allowed")
+        assert allow_set(o) == allow_set(r) == methods, (path, o.headers.get("Allow"), r.headers.get("Allow"))
+        if "HEAD" in methods:
+            assert module_server.request("HEAD", path).status_code == 200, path
+
+
 def test_method_not_allowed_predict(module_server):
     for method in ("GET", "PUT", "DELETE"):
         r = module_server.request(method, "/api/v1/models/x/predict")

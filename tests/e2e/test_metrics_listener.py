@@ -50,6 +50,10 @@ def test_config_check_resolves_prometheus_host(demo_dir):
     r = h.run_cli(["config", "check"], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "warning: PROMETHEUS_HOST=127.0.0.2 has no effect" in r.stderr, r.stderr
+    env["PROMETHEUS_HOST"] = "no-such-host.invalid"  # off: not resolved (serve binds nothing)
+    r = h.run_cli(["config", "check"], env=env)
+    assert r.returncode == 0 and "cannot listen" not in r.stderr, r.stdout + r.stderr
+    assert "warning: PROMETHEUS_HOST=no-such-host.invalid has no effect" in r.stderr, r.stderr
 
 
 def test_serve_names_the_setting_it_can_not_bind(make_server, demo_dir, tmp_path):
