@@ -74,8 +74,11 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
     return 0;
 }
 
-static void audit_access(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
-                         json_t *detail)
+/* The record of this read of the audit trail. wait: the answer waits until it is durable (an
+ * events page discloses who did what to which patient pseudonym: no disclosure without its
+ * own record); 0 or -errno. Otherwise it is queued (verify discloses counts only). */
+static int audit_access(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
+                        json_t *detail, bool wait)
 {
     api_app_t *app = http_ctx_app(ctx);
     audit_event_t ev = {.type = type,
@@ -87,7 +90,14 @@ static void audit_access(http_ctx_t *ctx, const char *type, const char *action, 
                         .outcome = outcome,
                         .request_id = http_ctx_request_id(ctx),
                         .detail = detail};
-    audit_log_submit(app->audit, &ev, NULL, NULL); /* the answer does not wait for it */
+    return wait ? audit_log_append_sync(app->audit, &ev) : audit_log_submit(app->audit, &ev, NULL, NULL);
+}
+
+static void refuse_unaudited(http_ctx_t *ctx)
+{
+    http_reply_error(ctx, 503, "service_unavailable", NULL,
+                     "the audit trail cannot be written; reading it is refused until it recovers (every read "
+                     "of it is itself audited)");
 }
 
 void api_audit_events(http_ctx_t *ctx)
@@ -95,6 +105,10 @@ void api_audit_events(http_ctx_t *ctx)
     api_app_t *app = http_ctx_app(ctx);
     if (!app->cfg->audit_log_path) {
         http_reply_error(ctx, 503, "audit_disabled", NULL, "audit is not enabled (AUDIT_LOG_PATH unset)");
+        return;
+    }
+    if (!audit_log_healthy(app->audit)) { /* fail closed, as predict */
+        refuse_unaudited(ctx);
         return;
     }
     audit_query_t q = {0};
@@ -115,8 +129,13 @@ void api_audit_events(http_ctx_t *ctx)
         strlen(q.patient_pseudonym) == 32)
         json_object_set_new(detail, "patient", json_string(q.patient_pseudonym));
     evhttp_clear_headers(&kv);
-    audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail);
+    int arc = audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail, true);
     json_decref(detail);
+    if (arc < 0) {
+        json_decref(recs);
+        refuse_unaudited(ctx);
+        return;
+    }
     if (rc < 0) {
         http_reply_error(ctx, 500, "audit_read_failed", NULL, "%s", err);
         return;
@@ -143,7 +162,7 @@ void api_audit_verify(http_ctx_t *ctx)
         json_object_set_new(detail, "first_bad_seq", json_integer((json_int_t)res.bad_seq));
         json_object_set_new(detail, "kind", json_string(res.bad_kind));
     }
-    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail);
+    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail, false);
     json_decref(detail);
     if (rc < 0) {
         http_reply_error(ctx, 500, "audit_verify_failed", NULL, "%s", err);

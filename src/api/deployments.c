@@ -51,6 +51,26 @@ static void reply_rc(http_ctx_t *ctx, int rc, const char *field, const char *err
     }
 }
 
+/* A record as the API shows it: without "_state", the controller's own fields that the
+ * stored record keeps for a restart (phase numbers, internal timestamps). Records are fresh
+ * copies (dep_json, or parsed from the store). */
+static json_t *public_record(json_t *rec)
+{
+    json_object_del(rec, "_state");
+    return rec;
+}
+
+static json_t *public_records(json_t *arr)
+{
+    size_t i;
+    json_t *rec;
+    json_array_foreach(arr, i, rec)
+    {
+        public_record(rec);
+    }
+    return arr;
+}
+
 static bool have_rollout(http_ctx_t *ctx, api_app_t *app)
 {
     if (app->rollout)
@@ -76,7 +96,7 @@ void api_deployments_create(http_ctx_t *ctx)
         reply_rc(ctx, rc, field, err);
         return;
     }
-    http_reply_json(ctx, 201, rec);
+    http_reply_json(ctx, 201, public_record(rec));
 }
 
 /* GET /api/v1/deployments[?status=S&model=M] and GET /api/v1/models/{name}/deployments. */
@@ -121,7 +141,8 @@ void api_deployments_list(http_ctx_t *ctx)
         return;
     }
     http_reply_json(ctx, 200,
-                    json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "deployments", list));
+                    json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "deployments",
+                              public_records(list)));
 }
 
 void api_deployments_status(http_ctx_t *ctx)
@@ -129,7 +150,9 @@ void api_deployments_status(http_ctx_t *ctx)
     api_app_t *app = http_ctx_app(ctx);
     if (!have_rollout(ctx, app))
         return;
-    http_reply_json(ctx, 200, rollout_status(app->rollout));
+    json_t *st = rollout_status(app->rollout);
+    public_records(json_object_get(st, "active"));
+    http_reply_json(ctx, 200, st);
 }
 
 void api_deployment_get(http_ctx_t *ctx)
@@ -146,7 +169,7 @@ void api_deployment_get(http_ctx_t *ctx)
         reply_rc(ctx, rc, NULL, rc == -ENOENT ? err : "the deployment could not be read");
         return;
     }
-    http_reply_json(ctx, 200, rec);
+    http_reply_json(ctx, 200, public_record(rec));
 }
 
 void api_deployment_action(http_ctx_t *ctx)
@@ -173,7 +196,7 @@ void api_deployment_action(http_ctx_t *ctx)
         reply_rc(ctx, rc, field, err);
         return;
     }
-    http_reply_json(ctx, 200, rec);
+    http_reply_json(ctx, 200, public_record(rec));
 }
 
 void api_model_rollback(http_ctx_t *ctx)

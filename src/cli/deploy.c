@@ -119,10 +119,13 @@ static void print_record(const json_t *d)
         if (!json_is_integer(json_object_get(a, "requests")))
             continue;
         json_t *er = json_object_get(a, "error_rate"), *p95 = json_object_get(a, "p95_latency_ms");
-        printf("  Arm %-7s requests %lld, error rate %s%.4f, p95 %.3f ms\n", arm,
-               (long long)json_integer_value(json_object_get(a, "requests")),
-               json_is_number(er) ? "" : "n/a ", json_is_number(er) ? json_number_value(er) : 0.0,
-               json_is_number(p95) ? json_number_value(p95) : NAN);
+        char ers[32] = "n/a", p95s[32] = "n/a"; /* no traffic yet: nothing measured */
+        if (json_is_number(er) && isfinite(json_number_value(er)))
+            snprintf(ers, sizeof(ers), "%.4f", json_number_value(er));
+        if (json_is_number(p95) && isfinite(json_number_value(p95)))
+            snprintf(p95s, sizeof(p95s), "%.3f ms", json_number_value(p95));
+        printf("  Arm %-7s requests %lld, error rate %s, p95 %s\n", arm,
+               (long long)json_integer_value(json_object_get(a, "requests")), ers, p95s);
     }
     printf("\nValidation Tests:\n");
     size_t i;
@@ -130,10 +133,11 @@ static void print_record(const json_t *d)
     json_array_foreach(json_object_get(d, "validation_tests"), i, t)
     {
         json_t *score = json_object_get(t, "score");
-        printf("  - %s: %s (score: %s%.3f, threshold: %.3f)\n",
-               json_string_value(json_object_get(t, "test_name")),
-               json_is_true(json_object_get(t, "passed")) ? "PASS" : "FAIL",
-               json_is_number(score) ? "" : "n/a ", json_is_number(score) ? json_number_value(score) : NAN,
+        char scs[32] = "n/a";
+        if (json_is_number(score) && isfinite(json_number_value(score)))
+            snprintf(scs, sizeof(scs), "%.3f", json_number_value(score));
+        printf("  - %s: %s (score: %s, threshold: %.3f)\n", json_string_value(json_object_get(t, "test_name")),
+               json_is_true(json_object_get(t, "passed")) ? "PASS" : "FAIL", scs,
                json_number_value(json_object_get(t, "threshold")));
     }
     if (json_array_size(json_object_get(d, "validation_tests")) == 0)

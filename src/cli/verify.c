@@ -48,6 +48,16 @@ static int req(report_t *r, const char *method, const char *path, const char *bo
 }
 
 /* A value inside the feature's declared range (the middle; integers rounded). */
+/* "status N: <the error message of the JSON error body>" of an answer that was not 200, in buf. */
+static const char *unexpected(const rollout_http_response_t *resp, char *buf, size_t n)
+{
+    json_t *j = resp->body ? json_loads(resp->body, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    snprintf(buf, n, "status %d%s%.200s", resp->status, msg ? ": " : "", msg ? msg : "");
+    json_decref(j);
+    return buf;
+}
+
 static json_t *feature_value(const json_t *f)
 {
     const char *type = json_string_value(json_object_get(f, "type"));
@@ -95,7 +105,7 @@ static void smoke(report_t *r)
         snprintf(path, sizeof(path), "/api/v1/models/%s", name);
         snprintf(what, sizeof(what), "predict %.20s", name);
         if (req(r, "GET", path, NULL, &resp, err, sizeof(err)) < 0 || resp.status != 200) {
-            line(r, 0, what, "GET %s: %s", path, resp.body ? "unexpected status" : err);
+            line(r, 0, what, "GET %s: %s", path, resp.body ? unexpected(&resp, err, sizeof(err)) : err);
             rollout_http_response_free(&resp);
             continue;
         }
@@ -170,7 +180,7 @@ static void server_figures(report_t *r, double max_error_rate)
     rollout_http_response_t resp;
     char err[512];
     if (req(r, "GET", "/metrics", NULL, &resp, err, sizeof(err)) < 0 || resp.status != 200) {
-        line(r, 0, "metrics", "GET /metrics: %s", resp.body ? "unexpected status" : err);
+        line(r, 0, "metrics", "GET /metrics: %s", resp.body ? unexpected(&resp, err, sizeof(err)) : err);
         rollout_http_response_free(&resp);
         return;
     }

@@ -272,11 +272,16 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         r = srv.get("/ready")
         assert r.status_code == 503 and r.json()["checks"]["audit"]["status"] == "fail", r.text
         assert "audit log write failed" in srv.log_text()
+        # reading the trail is audited too: no page of it without its DATA_ACCESS record
+        r = srv.get("/api/v1/audit/events", params={"limit": 1})
+        assert r.status_code == 503 and "events" not in r.json(), r.text
+        assert "audit trail cannot be written" in r.json()["error"]["message"]
         os.unlink(filler)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and srv.get("/ready").status_code != 200:
             time.sleep(0.1)
         assert srv.get("/ready").status_code == 200
+        assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
         srv.stop()
         r, out = verify(env)
         assert r.returncode == 0 and out["ok"], r.stdout + r.stderr

@@ -86,6 +86,23 @@ def expect_401(r, what, presented=True):
     return err
 
 
+def test_verify_and_smoke_with_each_role(authz):
+    """docs/rollouts.md: one role per key, so `verify` (reads /metrics, predicts) passes only with
+    an admin key, `smoke` with clinician or admin; a refused check names the status it got."""
+    srv = authz["srv"]
+    url = "http://127.0.0.1:%d" % srv.port
+    for role, verify_ok, smoke_ok in (("admin", True, True), ("clinician", False, True), ("monitor", False, False)):
+        env = dict(authz["env"], AIMEDRES_API_KEY=authz["api_keys"][role])
+        r = h.run_cli(["verify", "--url", url], env=env, timeout=60)
+        assert (r.returncode == 0) == verify_ok, (role, r.stdout, r.stderr)
+        if role == "clinician":
+            assert "GET /metrics: status 403" in r.stdout, r.stdout
+        if role == "monitor":
+            assert "HTTP 403" in r.stdout, r.stdout
+        r = h.run_cli(["smoke", "--url", url], env=env, timeout=60)
+        assert (r.returncode == 0) == smoke_ok, (role, r.stdout, r.stderr)
+
+
 def test_route_index_names_roles(authz):
     eps = {(e["method"], e["path"]): e["role"] for e in authz["endpoints"]}
     assert eps[("GET", "/health")] is None and eps[("GET", "/ready")] is None

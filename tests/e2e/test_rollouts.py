@@ -296,6 +296,10 @@ def test_two_models_at_once(make_server):
     assert da["status"] == "stable" and db["status"] == "stable", (da["rollback_reason"], db["rollback_reason"])
     listed = srv.get("/api/v1/models/%s/deployments" % ALS).json()
     assert [x["deployment_id"] for x in listed["deployments"]] == [db["deployment_id"]]
+    # the controller's restart state (stored with the record) is not part of the API
+    shown = [a.json(), b.json(), da, db] + both["active"] + listed["deployments"] + \
+        srv.get("/api/v1/deployments").json()["deployments"]
+    assert shown and not [x for x in shown if "_state" in x], shown
 
 
 def test_api_errors(make_server):
