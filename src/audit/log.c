@@ -612,10 +612,14 @@ int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t err
     }
     /* open, trim a torn tail and learn the chain position now, so a broken log fails at start */
     rc = lock_log(a);
-    if (rc == 0) {
-        rc = sync_state(a);
-        unlock_log(a);
+    if (rc < 0) { /* the lock file beside the log: its directory must be writable too */
+        snprintf(err, errlen, "AUDIT_LOG_PATH: cannot open the lock file %s: %s (the log's directory must be "
+                 "writable by the service user: the lock, checkpoint and state files live beside the log)",
+                 a->lock_path, strerror(-rc));
+        goto fail;
     }
+    rc = sync_state(a);
+    unlock_log(a);
     if (rc < 0) {
         snprintf(err, errlen, "AUDIT_LOG_PATH: cannot open %s: %s", a->path,
                  rc == -EBADMSG ? "its last line is not a valid audit record (run `aimedres audit verify`)"

@@ -650,12 +650,17 @@ static int tls_client_ctx(const char *ca_path, SSL_CTX **ret, char *err, size_t 
         return -EIO;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    int ok = ca_path ? SSL_CTX_load_verify_locations(ctx, ca_path, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+    /* a PEM bundle file, or a directory of hashed certificates (c_rehash, as /etc/ssl/certs) */
+    struct stat st;
+    bool dir = ca_path && stat(ca_path, &st) == 0 && S_ISDIR(st.st_mode);
+    int ok = !ca_path ? SSL_CTX_set_default_verify_paths(ctx)
+             : dir    ? SSL_CTX_load_verify_locations(ctx, NULL, ca_path)
+                      : SSL_CTX_load_verify_locations(ctx, ca_path, NULL);
     if (ok != 1) {
         ERR_clear_error();
         SSL_CTX_free(ctx);
-        snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s",
-                 ca_path ? ca_path : "the system store");
+        snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s (a PEM bundle file, or a "
+                 "directory of hashed certificates)", ca_path ? ca_path : "the system store");
         return -EINVAL;
     }
     *ret = ctx;

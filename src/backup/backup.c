@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backup/fsutil.h"
+#include "backup/interrupt.h"
 #include "backup/pool.h"
 #include "backup/progress.h"
 #include "backup/repo.h"
@@ -289,6 +290,7 @@ typedef struct run {
     char partial[PATH_MAX];
     char snap[PATH_MAX]; /* the database snapshot ("" when none) */
     bool snap_made;
+    int snap_hold; /* its flock (backup_snapshot_take) while snap_made */
     /* PRAGMA integrity_check of the snapshot, on its own thread beside the file streams */
     pthread_t ic_thread;
     bool ic_started;
@@ -526,7 +528,8 @@ static int snapshot_item(run_t *run, item_t *it)
 {
     char serr[512] = "";
     int64_t t0 = util_mono_ns();
-    int r = backup_snapshot_take(run->s->db_path, run->snap, serr, sizeof(serr));
+    backup_interrupt_add(run->snap); /* plaintext: SIGTERM/SIGINT remove it (and end the run) */
+    int r = backup_snapshot_take(run->s->db_path, run->snap, &run->snap_hold, serr, sizeof(serr));
     if (r < 0)
         return run_fail(run, r, "database snapshot: %s", serr);
     run->snap_made = true;
@@ -703,9 +706,16 @@ static void summary_set(json_t *sum, const char *key, json_t *v)
     json_object_set_new(sum, key, v);
 }
 
+static void snapshot_remove(run_t *run)
+{
+    backup_snapshot_remove(run->snap, run->snap_hold);
+    run->snap_hold = -1;
+    backup_interrupt_forget(run->snap);
+}
+
 static void *remove_main(void *arg)
 {
-    backup_snapshot_remove(arg);
+    snapshot_remove(arg);
     return NULL;
 }
 
@@ -716,10 +726,10 @@ static void remove_start(run_t *run)
     if (!run->snap_made)
         return;
     run->snap_made = false;
-    if (pthread_create(&run->rm_thread, NULL, remove_main, run->snap) == 0)
+    if (pthread_create(&run->rm_thread, NULL, remove_main, run) == 0)
         run->rm_started = true;
     else
-        backup_snapshot_remove(run->snap);
+        snapshot_remove(run);
 }
 
 static void remove_join(run_t *run)
@@ -783,6 +793,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     run_t run;
     memset(&run, 0, sizeof(run));
     pthread_mutex_init(&run.mu, NULL);
+    run.snap_hold = -1;
     run.s = s;
     run.key = key;
     run.plan = &plan;
@@ -848,6 +859,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         goto fail;
     }
     char data_dir[PATH_MAX];
+    backup_interrupt_add(run.partial); /* SIGTERM/SIGINT remove it (a run killed harder: the next run) */
     if (backup_path_join(data_dir, sizeof(data_dir), run.partial, "data") < 0 ||
         mkdir(run.partial, 0700) < 0 || mkdir(data_dir, 0700) < 0) {
         r = -errno;
@@ -981,6 +993,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     int64_t t_verify = util_mono_ns();
 
     /* Publish: rename into place, then move latest. */
+    backup_interrupt_forget(run.partial); /* from here on it is (about to be) a complete backup */
     if (rename(run.partial, final_dir) < 0) {
         r = -errno;
         snprintf(err, errlen, "rename %s: %s", run.partial, strerror(errno));
@@ -1049,12 +1062,13 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
 fail:
     integrity_join(&run, NULL); /* before the snapshot goes */
     if (run.snap_made)
-        backup_snapshot_remove(run.snap);
+        snapshot_remove(&run);
     remove_join(&run);
     if (json_array_size(run.bad) && !json_object_get(sum, "bad"))
         summary_set(sum, "bad", json_incref(run.bad));
     if (partial_made)
         util_rmtree(run.partial);
+    backup_interrupt_forget(run.partial);
     backup_repo_unlock(wlock);
     if (run.m)
         summary_set(sum, "id", json_string(run.m->id));

@@ -18,6 +18,10 @@
 
 #define DAY_MS (86400LL * 1000)
 #define LOCK_WAIT_MS 2000
+/* Readers (an hourly check, a weekly verify, a restore) are waited for much longer than a
+ * writer: prune runs once a day from a timer, and failing it whenever a check happens to be
+ * reading would let the repository grow until the disk is full. */
+#define READERS_WAIT_MS (10 * 60 * 1000)
 
 typedef enum { ST_DELETE = 0, ST_KEEP, ST_REDUCE, ST_UNTOUCHED } state_t;
 
@@ -216,7 +220,8 @@ int backup_prune(const char *repo, const backup_settings_t *s, const backup_key_
         goto out;
     if (!o->dry_run) {
         if ((wlock = backup_repo_lock(repo, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen)) < 0 ||
-            (rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, false, LOCK_WAIT_MS, err, errlen)) < 0) {
+            (rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, false, READERS_WAIT_MS, err, errlen)) <
+                0) {
             r = wlock < 0 ? wlock : rlock;
             goto out;
         }

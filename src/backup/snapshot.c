@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,13 +26,22 @@
 #define BUSY_WAIT_MS 30000
 #define PREFETCH_MAX ((off_t)1 << 30) /* bytes of the database read ahead */
 
+#define RANDOM_HEX 16
+#define STALE_EMPTY_S 60 /* an empty unlocked snapshot younger than this may be one being created */
+
 int backup_snapshot_path(const char *db_path, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s%s%ld", db_path, SNAP_TAG, (long)getpid());
+    uint8_t rnd[RANDOM_HEX / 2];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return -EIO;
+    char hex[RANDOM_HEX + 1];
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    int n = snprintf(buf, len, "%s%s%ld-%s", db_path, SNAP_TAG, (long)getpid(), hex);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-void backup_snapshot_remove(const char *dest)
+void backup_snapshot_remove(const char *dest, int hold)
 {
     static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
     for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
@@ -37,10 +49,13 @@ void backup_snapshot_remove(const char *dest)
         if (snprintf(p, sizeof(p), "%s%s", dest, suffixes[i]) < (int)sizeof(p))
             unlink(p);
     }
+    if (hold >= 0)
+        close(hold); /* after the unlink: nobody can take it for stale in between */
 }
 
-int backup_snapshot_take(const char *db_path, const char *dest, char *err, size_t errlen)
+int backup_snapshot_take(const char *db_path, const char *dest, int *ret_hold, char *err, size_t errlen)
 {
+    *ret_hold = -1;
     if (!util_path_exists(db_path)) {
         snprintf(err, errlen, "database %s does not exist", db_path);
         return -ENOENT;
@@ -59,7 +74,13 @@ int backup_snapshot_take(const char *db_path, const char *dest, char *err, size_
         snprintf(err, errlen, "cannot create the snapshot %s: %s", dest, strerror(e));
         return -e;
     }
-    close(fd);
+    /* held until backup_snapshot_remove: a snapshot nobody holds is a killed run's leftover */
+    if (flock(fd, LOCK_EX) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot lock the snapshot %s: %s", dest, strerror(e));
+        backup_snapshot_remove(dest, fd);
+        return -e;
+    }
 
     sqlite3 *src = NULL, *dst = NULL;
     sqlite3_backup *b = NULL;
@@ -110,7 +131,9 @@ out:
     sqlite3_close(src);
     sqlite3_close(dst);
     if (r < 0)
-        backup_snapshot_remove(dest);
+        backup_snapshot_remove(dest, fd);
+    else
+        *ret_hold = fd;
     return r;
 }
 
@@ -266,11 +289,30 @@ int backup_snapshot_cleanup_stale(const char *db_path)
         long pid = strtol(de->d_name + blen, &end, 10);
         if (pid <= 0 || end == de->d_name + blen)
             continue;
-        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
         char p[PATH_MAX];
-        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) < (int)sizeof(p) && unlink(p) == 0)
+        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p))
+            continue;
+        if (*end == '\0') { /* "<pid>": an older version's name, judged by its pid */
+            if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                continue;
+            if (unlink(p) == 0)
+                removed++;
+            continue;
+        }
+        if (*end != '-' || strlen(end + 1) != RANDOM_HEX)
+            continue; /* a -wal/-shm/-journal sibling goes with its snapshot */
+        int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        /* unlocked: its run is gone, unless it is an empty file a run has just created and not
+         * yet locked (microseconds; an empty leftover goes once it is a minute old) */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
+            (st.st_size > 0 || time(NULL) - st.st_mtime > STALE_EMPTY_S)) {
+            backup_snapshot_remove(p, -1);
             removed++;
+        }
+        close(fd);
     }
     closedir(d);
     return removed;

@@ -11,13 +11,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Path of this process's snapshot of db_path into buf: "<db>.backup-snapshot-<pid>". */
+/* A fresh snapshot path for db_path in buf: "<db>.backup-snapshot-<pid>-<16 random hex>" (the
+ * pid alone repeats: every backup in a container is pid 1). */
 int backup_snapshot_path(const char *db_path, char *buf, size_t len);
 /* Copies db_path into dest (created 0600, must not exist). Waits up to 30 s for a busy
- * database. 0, -ENOENT if db_path does not exist, -EIO with SQLite's message. */
-int backup_snapshot_take(const char *db_path, const char *dest, char *err, size_t errlen);
-/* Removes dest and its journal files. */
-void backup_snapshot_remove(const char *dest);
+ * database. *ret_hold: a descriptor holding an exclusive flock on dest for as long as the
+ * snapshot is in use (backup_snapshot_cleanup_stale leaves it alone); give it to
+ * backup_snapshot_remove. 0, -ENOENT if db_path does not exist, -EIO with SQLite's message. */
+int backup_snapshot_take(const char *db_path, const char *dest, int *ret_hold, char *err, size_t errlen);
+/* Removes dest and its journal files, then closes hold (-1: none). */
+void backup_snapshot_remove(const char *dest, int hold);
 /* PRAGMA integrity_check of the database file at path, which nothing else may be using (a
  * restored copy before it is put in place): opened read-only and immutable, memory-mapped
  * so the check costs no read(2) copies. 0 if "ok"; -EIO with the first problems in err. */
@@ -36,7 +39,10 @@ int backup_db_counts(const char *path, int64_t *ret_predictions, int64_t *ret_mo
  * backup_db_counts. 0, -ENOMEM or -EIO with SQLite's message. */
 int backup_db_model_versions(const char *path, json_t **ret, char *err, size_t errlen);
 
-/* Removes snapshots left by processes that no longer exist. Returns how many. */
+/* Removes snapshots of db_path that no run holds any more (killed backups: kill -9, an OOM
+ * kill, a pod deleted mid-run), whatever their pid: a snapshot is live while its flock is
+ * held. A name without the random part (made before 2026-11-27) is judged by its pid, as
+ * then. Returns how many. */
 int backup_snapshot_cleanup_stale(const char *db_path);
 
 #endif

@@ -225,6 +225,10 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     backup_create_opts_t o = {.type = type, .env_file = env_file, .progress = backup_progress_tty()};
     json_t *sum = NULL;
     char err[2048] = "";
+    /* SIGTERM (a pod deleted, a node drained, systemd stop), SIGINT, SIGHUP: the plaintext
+     * snapshot and the unfinished backup directory go before the process ends (it would
+     * otherwise wait, as pid 1 in a container, for the SIGKILL) */
+    backup_interrupt_arm();
     int r = backup_create(&c->s, &c->key, &o, &sum, err, sizeof(err));
     /* BACKUP audit record, after the backup read the audit files (backup/events.h) */
     char aerr[1024] = "";

@@ -43,10 +43,11 @@ static void usage_check(FILE *out)
                  "Every variable is described in docs/configuration.md.\n");
 }
 
-/* A file serve appends to, creating it (and with mkdirs its missing directories, as for
- * AUDIT_LOG_PATH): it must be writable, or its directory must be (with mkdirs: the nearest
- * existing one above it); checked without creating anything. Prints the problem; 1 when
- * there is one. */
+/* A file serve appends to, creating it: it must be writable, or its directory must be.
+ * With mkdirs (AUDIT_LOG_PATH: serve creates its missing directories, and lock, checkpoint
+ * and state files beside it) the directory must be writable even when the file exists (the
+ * nearest existing one when it does not). Checked without creating anything. Prints the
+ * problem; 1 when there is one. */
 static int check_appendable(const char *name, const char *file, bool mkdirs)
 {
     if (!file || !*file)
@@ -54,9 +55,11 @@ static int check_appendable(const char *name, const char *file, bool mkdirs)
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", file);
     bool ok;
-    if (access(file, F_OK) == 0) {
+    if (access(file, F_OK) == 0 && !mkdirs) {
         ok = access(file, W_OK) == 0;
-    } else {
+    } else if (access(file, F_OK) == 0 && access(file, W_OK) != 0) {
+        ok = false;
+    } else { /* the directory (with mkdirs: which also gets files beside it), or its nearest existing one */
         char *slash;
         do {
             slash = strrchr(dir, '/');
@@ -66,6 +69,12 @@ static int check_appendable(const char *name, const char *file, bool mkdirs)
                 snprintf(dir, sizeof(dir), ".");
         } while (mkdirs && slash && slash != dir && access(dir, F_OK) != 0);
         ok = access(dir, W_OK | X_OK) == 0;
+        if (!ok) {
+            fprintf(stderr, "aimedres: config: %s: %s: the directory %s can not be written by this user: %s%s\n",
+                    name, file, dir, strerror(errno),
+                    mkdirs ? " (serve creates the lock, checkpoint and state files beside the log)" : "");
+            return 1;
+        }
     }
     if (ok)
         return 0;

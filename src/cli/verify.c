@@ -47,7 +47,6 @@ static int req(report_t *r, const char *method, const char *path, const char *bo
     return rollout_http_request(r->url, method, path, body, r->key, TIMEOUT_MS, resp, err, n);
 }
 
-/* A value inside the feature's declared range (the middle; integers rounded). */
 /* "status N: <the error message of the JSON error body>" of an answer that was not 200, in buf. */
 static const char *unexpected(const rollout_http_response_t *resp, char *buf, size_t n)
 {
@@ -58,6 +57,7 @@ static const char *unexpected(const rollout_http_response_t *resp, char *buf, si
     return buf;
 }
 
+/* A value inside the feature's declared range (the middle; integers rounded). */
 static json_t *feature_value(const json_t *f)
 {
     const char *type = json_string_value(json_object_get(f, "type"));

@@ -408,6 +408,67 @@ def test_kill9_mid_backup_keeps_previous_latest(inst, tmp_path):
     assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
 
 
+def slow_backup(inst, prefix=()):
+    """Starts a backup that takes a while (a large incompressible file at zstd level 19) and
+    returns the process once its snapshot exists and data is being written. Two threads: one
+    compresses the large file, the other the rest, the database first; the snapshot stays
+    until every stream is done."""
+    with open(os.path.join(inst.results, "big.bin"), "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(4 << 20))
+    env = h.base_env(inst.env(BACKUP_COMPRESSION_LEVEL="19", BACKUP_THREADS="2"))
+    proc = subprocess.Popen(list(prefix) + [h.require_binary(), "backup", "full"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        snaps = [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+        parts = [n for n in os.listdir(inst.backups) if n.endswith(".partial")] if os.path.isdir(inst.backups) else []
+        if snaps and parts:
+            d = os.path.join(inst.backups, parts[0], "data")
+            if os.path.isdir(d) and sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d)) > (1 << 20):
+                return proc
+        time.sleep(0.005)
+    raise AssertionError("the backup finished before it could be interrupted")
+
+
+def test_sigterm_mid_backup_removes_the_snapshot_and_the_partial(inst):
+    """SIGTERM (systemd stop, a pod deleted) in the middle of a backup: the plaintext snapshot
+    and the unfinished backup directory are removed before the process exits 128+15, and
+    `latest` stays on the previous backup."""
+    good = inst.backup("full")
+    proc = slow_backup(inst)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
+    assert b"interrupted by signal 15" in err, err
+    assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+    assert not [n for n in os.listdir(inst.backups) if n.endswith(".partial")]
+    assert inst.latest() == good["id"]
+
+
+def test_killed_backup_as_pid_1_does_not_block_the_next(inst):
+    """In a container every backup is pid 1: the leftover snapshot of one killed there (SIGKILL
+    after the grace period, an OOM kill) carries the same pid as the next run's. The next
+    backup, pid 1 too, removes it (no run holds its lock) and succeeds."""
+    pid1 = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
+    proc = slow_backup(inst, pid1)
+    left = [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+    assert left and left[0].split("backup-snapshot-")[1].startswith("1-"), left
+    ns_pid = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()[0])
+    proc.send_signal(signal.SIGKILL)  # unshare dies, and --kill-child takes the backup (pid 1 inside) with it
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists("/proc/%d" % ns_pid):
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/%d" % ns_pid), "the backup outlived its namespace"
+    assert [n for n in os.listdir(inst.prod) if "backup-snapshot" in n] == left  # left behind
+    os.remove(os.path.join(inst.results, "big.bin"))
+    r = subprocess.run(pid1 + [h.require_binary(), "backup", "incremental", "--json"],
+                       env=h.base_env(inst.env()), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, out(r)
+    assert not [n for n in os.listdir(inst.prod) if "backup-snapshot" in n]
+
+
 @pytest.mark.parametrize("path", ["db/aimedres.db", "results/export.csv"])
 def test_damage_after_write_fails_the_read_back(inst, tmp_path, path):
     """Each stored file is read back from the disk (fsynced, dropped from the page cache) by
@@ -730,6 +791,24 @@ def test_check_waits_for_prune(inst, tmp_path):
     assert proc.returncode == 0, (o, e)
     rep = json.loads(o)
     assert rep["ok"] and rep["latest"] == s["id"] and rep["checks"]["integrity"]["ok"], rep
+
+
+def test_prune_waits_for_a_reader(inst):
+    """A daily prune that meets a check or a verify reading the repository waits for it (up to
+    10 minutes) instead of failing at once: failing every time they collide would let the
+    repository grow until its disk is full."""
+    inst.backup("full")
+    holder = open(os.path.join(inst.backups, ".read.lock"), "a")
+    fcntl.flock(holder, fcntl.LOCK_SH)  # what check, verify and restore take
+    try:
+        proc = subprocess.Popen([h.require_binary(), "backup", "prune", "--json"], env=h.base_env(inst.env()),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        time.sleep(3)  # longer than the 2 s a writer waits
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        holder.close()  # the reader is done
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (o, e)
 
 
 def test_restore_in_place_audit_record(inst, tmp_path):

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -202,7 +203,8 @@ def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_pa
          "SYSLOG_CA_PATH: cannot load CA certificates"),
         (dict(siem, SYSLOG_SERVER="no-port"), "SYSLOG_SERVER: expected host:port"),
         ({"SECRET_KEY": LONG_SECRET, "AUDIT_LOG_PATH": str(tmp_path / "a-file" / "audit.log")},
-         "AUDIT_LOG_PATH: %s can not be written" % (tmp_path / "a-file" / "audit.log")),
+         "AUDIT_LOG_PATH: %s: the directory %s can not be written" % (tmp_path / "a-file" / "audit.log",
+                                                                       tmp_path / "a-file")),
         (dict(prod, AUDIT_LOG_PATH=str(tmp_path / "audit" / "audit.log")), "AUDIT_SIGNING_KEY_PATH: required"),
         ({"TLS_ENABLED": "true", "TLS_CERT_PATH": str(tmp_path / "none.crt"),
           "TLS_KEY_PATH": str(tmp_path / "none.key")}, "none.crt"),
@@ -224,6 +226,61 @@ def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_pa
         r = h.run_cli(["serve"] + host + ["--port", str(h.free_port())], env=srv_env, timeout=30)
         assert r.returncode == 1, (env, out(r))
     assert not os.path.exists(tmp_path / "audit")  # config check wrote nothing
+
+
+def test_config_check_needs_the_audit_logs_directory_writable(aimedres_bin):
+    """As the service user: an AUDIT_LOG_PATH file it may write, in a directory it may not
+    (root-owned 0755), passes for the file but serve creates its lock, checkpoint and state
+    files beside the log: config check refuses it, naming the directory, and so does serve,
+    naming the lock file."""
+    import pathlib
+    import tempfile
+    base = pathlib.Path(tempfile.mkdtemp(prefix="aimedres-nobody-", dir="/tmp"))  # pytest's are 0700
+    request_cleanup = shutil.rmtree
+    os.chmod(base, 0o755)
+    d = base / "root-owned"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    log = d / "audit.log"
+    log.write_text("")
+    os.chown(log, 65534, 65534)  # nobody
+    os.chmod(log, 0o640)
+    env = {"SECRET_KEY": LONG_SECRET, "AUDIT_LOG_PATH": str(log)}
+    binary = str(base / "aimedres")  # the build tree may be in a directory nobody can enter (/root)
+    shutil.copy(h.require_binary(), binary)
+
+    def as_nobody(args, extra=None, timeout=30):
+        import pwd
+        pw = pwd.getpwnam("nobody")
+        return subprocess.run([binary] + args, env=h.base_env(dict(env, **(extra or {}))), cwd=str(base),
+                              capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=lambda: (os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+    try:
+        r = as_nobody(["config", "check"])
+        assert r.returncode == 1 and "AUDIT_LOG_PATH: %s: the directory %s can not be written" % (log, d) in \
+            r.stderr, out(r)
+        db = base / "db"
+        db.mkdir()
+        os.chown(db, 65534, 65534)
+        r = as_nobody(["serve", "--port", str(h.free_port())],
+                      {"DATABASE_URL": "sqlite://%s/x.db" % db, "MODEL_STORAGE_PATH": str(db / "models")})
+        assert r.returncode == 1 and "cannot open the lock file %s.lock" % log in r.stderr, out(r)
+    finally:
+        request_cleanup(base, ignore_errors=True)
+
+
+def test_config_check_takes_a_ca_directory_for_the_siem(aimedres_bin, tmp_path):
+    """SYSLOG_CA_PATH may be a directory of hashed certificates (/etc/ssl/certs) as well as a
+    PEM bundle; a file that is no certificate is refused, saying which forms work."""
+    siem = {"SECRET_KEY": LONG_SECRET, "AUDIT_LOG_PATH": str(tmp_path / "a" / "audit.log"),
+            "SIEM_INTEGRATION_ENABLED": "true", "SYSLOG_SERVER": "127.0.0.1:6514", "SYSLOG_PROTOCOL": "tls"}
+    cadir = tmp_path / "cas"
+    cadir.mkdir()
+    r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(cadir)))
+    assert r.returncode == 0, out(r)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(tmp_path / "junk.pem")))
+    assert r.returncode == 1 and "a PEM bundle file, or a directory of hashed certificates" in r.stderr, out(r)
 
 
 def test_config_check_refuses_a_prod_url_the_drill_can_not_use(aimedres_bin):

@@ -86,7 +86,9 @@ static void test_snapshot_counts_and_read_only_reads(void **state)
     store_t *st = make_live(25);
     char err[512] = "";
     /* taken while the live store is open (WAL with uncheckpointed frames) */
-    assert_int_equal(backup_snapshot_take(live, snap, err, sizeof(err)), 0);
+    int hold = -1;
+    assert_int_equal(backup_snapshot_take(live, snap, &hold, err, sizeof(err)), 0);
+    assert_true(hold >= 0);
     store_close(st);
     assert_false(exists_with(snap, "-journal")); /* journal_mode=OFF: no rollback journal */
     struct stat sb;
@@ -113,7 +115,7 @@ static void test_snapshot_counts_and_read_only_reads(void **state)
     assert_string_equal(before, after);
     assert_false(exists_with(snap, "-wal"));
     assert_false(exists_with(snap, "-shm"));
-    backup_snapshot_remove(snap);
+    backup_snapshot_remove(snap, hold);
     assert_false(util_path_exists(snap));
 }
 
@@ -122,7 +124,8 @@ static void test_damaged_copy_fails_the_check(void **state)
     (void)state;
     store_close(make_live(400));
     char err[512] = "";
-    assert_int_equal(backup_snapshot_take(live, snap, err, sizeof(err)), 0);
+    int hold = -1;
+    assert_int_equal(backup_snapshot_take(live, snap, &hold, err, sizeof(err)), 0);
     struct stat sb;
     assert_int_equal(stat(snap, &sb), 0);
     assert_true(sb.st_size >= 8 * 4096);
@@ -136,7 +139,7 @@ static void test_damaged_copy_fails_the_check(void **state)
     err[0] = '\0';
     assert_int_equal(backup_db_integrity_check(snap, err, sizeof(err)), -EIO);
     assert_true(err[0] != '\0');
-    backup_snapshot_remove(snap);
+    backup_snapshot_remove(snap, hold);
 }
 
 /* SQLite reads '?', '#' and '%' in a URI filename as syntax: every read-only open of a
@@ -148,14 +151,72 @@ static void test_uri_characters_in_the_path(void **state)
     store_close(make_live(10));
     char odd[2200], err[512] = "";
     snprintf(odd, sizeof(odd), "%s/a?b#c%%41.db.backup-snapshot-2", dir);
-    assert_int_equal(backup_snapshot_take(live, odd, err, sizeof(err)), 0);
+    int hold = -1;
+    assert_int_equal(backup_snapshot_take(live, odd, &hold, err, sizeof(err)), 0);
     assert_int_equal(backup_db_integrity_check(odd, err, sizeof(err)), 0);
     int64_t preds = -1, nver = -1;
     int schema = -1;
     assert_int_equal(backup_db_counts(odd, &preds, &nver, &schema, err, sizeof(err)), 0);
     assert_int_equal(preds, 10);
-    backup_snapshot_remove(odd);
+    backup_snapshot_remove(odd, hold);
     assert_false(util_path_exists(odd));
+}
+
+static void write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Leftovers of killed backups go, whatever their pid (in a container every backup is pid 1,
+ * so a pid test kept them forever and each later snapshot of the same name failed): a
+ * snapshot is live while its run holds its flock. Kept: a live one (this process holds it),
+ * an empty one just created (its creator may not have locked it yet), another database's,
+ * and an old-style "<pid>" name whose process runs. */
+static void test_stale_snapshots_are_removed_by_lock_not_pid(void **state)
+{
+    (void)state;
+    store_close(make_live(5));
+    char err[512] = "", mine[2200], dead1[2200], fresh_empty[2200], other_db[2200], old_dead[2200],
+        old_alive[2200], wal[2300];
+    /* a live snapshot of this process, taken the way a backup does */
+    assert_int_equal(backup_snapshot_path(live, mine, sizeof(mine)), 0);
+    char again[2200];
+    assert_int_equal(backup_snapshot_path(live, again, sizeof(again)), 0);
+    assert_string_not_equal(mine, again); /* a fresh name every time, even with the same pid */
+    int hold = -1;
+    assert_int_equal(backup_snapshot_take(live, mine, &hold, err, sizeof(err)), 0);
+    /* what a backup killed as pid 1 leaves: unlocked, not empty, with its -wal sibling */
+    snprintf(dead1, sizeof(dead1), "%s/live.db.backup-snapshot-1-0123456789abcdef", dir);
+    write_file(dead1, "SQLite format 3");
+    snprintf(wal, sizeof(wal), "%s-wal", dead1);
+    write_file(wal, "x");
+    snprintf(fresh_empty, sizeof(fresh_empty), "%s/live.db.backup-snapshot-1-fedcba9876543210", dir);
+    write_file(fresh_empty, "");
+    snprintf(other_db, sizeof(other_db), "%s/other.db.backup-snapshot-1-0123456789abcdef", dir);
+    write_file(other_db, "x");
+    snprintf(old_dead, sizeof(old_dead), "%s/live.db.backup-snapshot-999999999", dir);
+    write_file(old_dead, "x");
+    snprintf(old_alive, sizeof(old_alive), "%s/live.db.backup-snapshot-%ld", dir, (long)getppid());
+    write_file(old_alive, "x");
+
+    assert_int_equal(backup_snapshot_cleanup_stale(live), 2);
+    assert_false(util_path_exists(dead1));
+    assert_false(util_path_exists(wal));
+    assert_false(util_path_exists(old_dead));
+    assert_true(util_path_exists(mine));
+    assert_true(util_path_exists(fresh_empty));
+    assert_true(util_path_exists(other_db));
+    assert_true(util_path_exists(old_alive));
+    /* released (the run ended without removing it: killed): now it is stale too */
+    close(hold);
+    assert_int_equal(backup_snapshot_cleanup_stale(live), 1);
+    assert_false(util_path_exists(mine));
+    unlink(fresh_empty);
+    unlink(other_db);
+    unlink(old_alive);
 }
 
 static void test_missing_table_is_an_error(void **state)
@@ -182,6 +243,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_counts_and_read_only_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_copy_fails_the_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uri_characters_in_the_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_snapshots_are_removed_by_lock_not_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_table_is_an_error, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
