@@ -36,6 +36,9 @@ HELM = os.path.join(TOOLS_DIR, "helm-v3.9.4", "helm")
 SECRET = "aimedres-secrets"
 MIN = ["--set", "existingSecret=" + SECRET]
 SECRET_SETTINGS = ("SECRET_KEY", "JWT_SECRET_KEY", "API_KEY_SALT")
+# URLs the binary redacts (SECRET_URL, SECRET_URL_TAIL): optional keys of existingSecret
+SECRET_URLS = ("ALERTMANAGER_URL", "ALERT_WEBHOOK_URL")
+SERVER = "StatefulSet"  # the server's workload kind (at most one pod, even across a node partition)
 
 # apiVersion/kind -> the python3-kubernetes (k8s 1.22 API) model class
 MODELS = {
@@ -43,13 +46,14 @@ MODELS = {
     ("v1", "Service"): "V1Service",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
-    ("apps/v1", "Deployment"): "V1Deployment",
+    ("apps/v1", "StatefulSet"): "V1StatefulSet",
     ("batch/v1", "CronJob"): "V1CronJob",
     ("networking.k8s.io/v1", "Ingress"): "V1Ingress",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-ALL_ON = MIN + ["--set", "ingress.enabled=true", "--set", "ingress.tlsSecretName=aimedres-tls",
+INGRESS = ["--set", "ingress.enabled=true", "--set", "config.TRUSTED_PROXIES=10.244.0.0/16"]
+ALL_ON = MIN + INGRESS + ["--set", "ingress.tlsSecretName=aimedres-tls",
                 "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"]
 
 
@@ -88,8 +92,8 @@ def one(docs, kind):
 
 
 def pod_specs(docs):
-    """(name, pod spec) of every workload: the Deployment and each CronJob's job template."""
-    out = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in by_kind(docs, "Deployment")]
+    """(name, pod spec) of every workload: the server StatefulSet and each CronJob's job template."""
+    out = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in by_kind(docs, SERVER)]
     out += [(d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"])
             for d in by_kind(docs, "CronJob")]
     return out
@@ -200,7 +204,7 @@ def local_env(root, cm_data):
 def make_secret_files(root, docs):
     """The existingSecret's files as a Secret volume with fsGroup shows them (mode 0440), and the
     three secret settings; returns the settings."""
-    dep = one(docs, "Deployment")
+    dep = one(docs, SERVER)
     vol = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "secret-files"][0]
     mount = [m for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
              if m["name"] == "secret-files"][0]["mountPath"]
@@ -238,7 +242,7 @@ def test_chart_metadata_follows_the_binary():
     with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
         m = re.search(r"project\(aimedres VERSION (\S+)", f.read())
     assert m and m.group(1) == chart["appVersion"]
-    dep = one(render(*MIN), "Deployment")
+    dep = one(render(*MIN), SERVER)
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "aimedres:" + chart["appVersion"]
 
 
@@ -259,7 +263,7 @@ def test_every_rendered_object_validates_against_the_k8s_models():
 
 
 def test_the_schema_walk_catches_typos_types_and_missing_fields():
-    dep = one(render(*MIN), "Deployment")
+    dep = one(render(*MIN), SERVER)
     validate(dep)
     c = dep["spec"]["template"]["spec"]["containers"][0]
     c["imagePullPolcy"] = "Always"
@@ -280,9 +284,9 @@ def test_more_than_one_replica_is_refused_with_the_reason():
         err = render_fails(*MIN, "--set", "replicaCount=" + n)
         assert "replicaCount must be 1" in err and "SQLite" in err and "single-writer" in err, err
         assert "PostgreSQL backend, which is not available yet" in err, err
-    dep = one(render(*MIN), "Deployment")
+    dep = one(render(*MIN), SERVER)
     assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "strategy" not in dep["spec"]  # a Deployment's field
 
 
 def test_secrets_come_only_from_the_existing_secret():
@@ -338,7 +342,7 @@ def test_image_ports_paths_and_volumes_agree():
         dockerfile = f.read()
     docs = render(*MIN)
     data = configmap(docs)
-    dep = one(docs, "Deployment")
+    dep = one(docs, SERVER)
     spec = dep["spec"]["template"]["spec"]
     c = spec["containers"][0]
     assert '["/usr/local/bin/aimedres"]' in re.search(r"^ENTRYPOINT (.*)$", dockerfile, re.M).group(1)
@@ -405,9 +409,9 @@ def test_security_context_on_every_pod():
     assert sa["automountServiceAccountToken"] is False
 
 
-def test_probes_answer_on_a_real_server(make_server, tmp_path):
+def test_probes_answer_on_a_real_server(demo_dir, make_server, tmp_path):
     docs = render(*MIN)
-    dep = one(docs, "Deployment")
+    dep = one(docs, SERVER)
     c = dep["spec"]["template"]["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     probes = {k: c[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
@@ -420,17 +424,23 @@ def test_probes_answer_on_a_real_server(make_server, tmp_path):
     sp = probes["startupProbe"]
     assert sp["periodSeconds"] * sp["failureThreshold"] >= 15 * 60, sp
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30  # SHUTDOWN_DRAIN_TIMEOUT
-    # a real server with the rendered production settings (paths under tmp_path; the demo's
-    # models, store and data from the harness), on free ports instead of 8080/9090
+    # a real server with the rendered production settings and the chart's layout: every path
+    # of the ConfigMap (store, models, data, audit log, backups) moved under tmp_path, the demo's
+    # store, models and data copied where the data volume is mounted; free ports, not 8080/9090
     data = configmap(docs)
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    h.copy_demo(demo_dir, local_path(tmp_path, mounts["data"]))
+    assert data["DATABASE_URL"] == "sqlite://%s/aimedres.db" % mounts["data"], data["DATABASE_URL"]
     run = local_env(tmp_path, data)
     secrets = make_secret_files(tmp_path, docs)
-    for k in ("DATABASE_URL", "MODEL_STORAGE_PATH", "DATA_DIR", "PORT", "BACKUP_PATH"):
-        run.pop(k)
+    for k in ("DATABASE_URL", "MODEL_STORAGE_PATH", "DATA_DIR", "AUDIT_LOG_PATH", "BACKUP_PATH"):
+        assert re.sub("^sqlite://", "", run[k]).startswith(str(tmp_path) + "/"), (k, run[k])
+    os.makedirs(run["BACKUP_PATH"], exist_ok=True)
+    run.pop("PORT")
     run["PROMETHEUS_PORT"] = str(h.free_port())
-    os.makedirs(str(tmp_path) + data["BACKUP_PATH"], exist_ok=True)
-    run["BACKUP_PATH"] = str(tmp_path) + data["BACKUP_PATH"]
     srv = make_server(dict(run, **secrets))
+    r = h.run_cli(["model", "list"], env=dict(run, **secrets))  # the server's store is the chart's
+    assert r.returncode == 0 and h.DEMO_MODELS[0] in r.stdout, (r.stdout, r.stderr)
     for k in ("livenessProbe", "readinessProbe", "startupProbe"):
         r = srv.get(probes[k]["httpGet"]["path"])
         assert r.status_code == 200, (k, r.status_code, r.text)
@@ -486,7 +496,7 @@ def test_cronjobs_follow_the_backup_schedule_and_commands():
 
 def test_backup_jobs_share_the_servers_volumes_on_its_node():
     docs = render(*MIN)
-    dep = one(docs, "Deployment")
+    dep = one(docs, SERVER)
     server_labels = dep["spec"]["template"]["metadata"]["labels"]
     dvols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     for name, cj in cronjobs(docs).items():
@@ -567,7 +577,7 @@ def test_toggles_render_or_vanish():
     docs = render(*MIN, "--set", "backups.enabled=false")
     assert [p["metadata"]["name"] for p in by_kind(docs, "PersistentVolumeClaim")] == ["aimedres-data"]
     assert configmap(docs)["BACKUP_ENABLED"] == "false"
-    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec = one(docs, SERVER)["spec"]["template"]["spec"]
     assert "backups" not in {v["name"] for v in spec["volumes"]}
 
 
@@ -575,7 +585,7 @@ def test_network_policy_admits_the_ingress_and_prometheus_namespaces_only():
     docs = render(*MIN, "--set", "networkPolicy.ingressNamespaceSelector.matchLabels.team=edge",
                   "--set", "networkPolicy.prometheusNamespaceSelector.matchLabels.team=obs")
     np = one(docs, "NetworkPolicy")
-    dep = one(docs, "Deployment")
+    dep = one(docs, SERVER)
     labels = dep["spec"]["template"]["metadata"]["labels"]
     sel = np["spec"]["podSelector"]["matchLabels"]
     assert all(labels.get(k) == v for k, v in sel.items())
@@ -619,7 +629,7 @@ def test_ingress_body_limit_equals_max_body_bytes_and_tls(tmp_path):
         assert path["backend"]["service"] == {"name": one(docs, "Service")["metadata"]["name"], "port": {"name": "http"}}
     err = render_fails(*ALL_ON, "--set", "config.MAX_BODY_BYTES=1MiB")
     assert "MAX_BODY_BYTES=1MiB" in err and "proxy-body-size" in err, err
-    ing = one(render(*MIN, "--set", "ingress.enabled=true"), "Ingress")
+    ing = one(render(*MIN, *INGRESS), "Ingress")
     assert "tls" not in ing["spec"]
 
 
@@ -652,18 +662,227 @@ def test_service_monitor_and_prometheus_rule_match_the_service_and_the_repo_rule
     assert pr["spec"]["groups"] == repo_groups
 
 
-def test_notes_render(tmp_path):
+def render_notes(tmp_path, *args):
     """helm template skips NOTES.txt: render it from a copy of the chart as an ordinary file."""
     chart = str(tmp_path / "aimedres")
-    shutil.copytree(CHART, chart)
-    with open(os.path.join(chart, "templates", "NOTES.txt")) as f:
-        text = f.read()
-    os.remove(os.path.join(chart, "templates", "NOTES.txt"))
-    with open(os.path.join(chart, "templates", "notes.yaml"), "w") as f:  # a YAML document helm accepts
-        f.write("kind: Notes\ntext: |\n" + "".join("  " + line for line in text.splitlines(True)))
-    r = helm("template", "rel", chart, "--namespace", "clinical", *MIN, "--show-only", "templates/notes.yaml")
+    if not os.path.exists(chart):
+        shutil.copytree(CHART, chart)
+        with open(os.path.join(chart, "templates", "NOTES.txt")) as f:
+            text = f.read()
+        os.remove(os.path.join(chart, "templates", "NOTES.txt"))
+        with open(os.path.join(chart, "templates", "notes.yaml"), "w") as f:  # a YAML document helm accepts
+            f.write("kind: Notes\ntext: |\n" + "".join("  " + line for line in text.splitlines(True)))
+    r = helm("template", "rel", chart, "--namespace", "clinical", *args, "--show-only", "templates/notes.yaml")
     assert r.returncode == 0, r.stderr
-    notes = yaml.safe_load(r.stdout)["text"]
+    return yaml.safe_load(r.stdout)["text"]
+
+
+def test_notes_render(tmp_path):
+    notes = render_notes(tmp_path, *MIN)
     for want in ("svc/rel-aimedres", "/health", "/ready", "docs/operations.md", "rel-aimedres.clinical.svc:8080",
-                 "backup-{full,incremental,check,prune,verify}"):
+                 "statefulset/rel-aimedres", "rel-aimedres-backup-{full,incremental,check,prune,verify}"):
         assert want in notes, (want, notes)
+    # the default NetworkPolicy admits no in-cluster client: the notes say so, and how to add one
+    assert "Clients inside the cluster: none yet" in notes and "networkPolicy.extraFrom" in notes, notes
+    notes = render_notes(tmp_path, *MIN, "--set", "networkPolicy.extraFrom[0].ipBlock.cidr=10.0.5.0/24")
+    assert "Clients inside the cluster: http://rel-aimedres.clinical.svc:8080, from the ingress" in notes, notes
+    assert "none yet" not in notes
+    notes = render_notes(tmp_path, *MIN, "--set", "networkPolicy.enabled=false")
+    assert "Clients inside the cluster: http://rel-aimedres.clinical.svc:8080 (networkPolicy.enabled=false" in notes
+    notes = render_notes(tmp_path, *ALL_ON, "--set", "ingress.host=ai.example.net")
+    assert "Clients: https://ai.example.net/" in notes, notes
+
+
+# --------------------------------------------------------------------------- review10 findings
+
+
+def test_server_is_a_statefulset_of_one_with_the_charts_claims():
+    """At most one server pod, even across a node partition: a StatefulSet creates the
+    replacement only once the old pod is gone (a Deployment would start it at once, and the
+    RWO volume is force-detached while the old pod may still write)."""
+    for args in (MIN, ALL_ON, MIN + ["--set", "persistence.data.existingClaim=d1"]):
+        docs = render(*args)
+        assert not by_kind(docs, "Deployment") and not by_kind(docs, "ReplicaSet")
+        sts = one(docs, SERVER)
+        assert sts["apiVersion"] == "apps/v1"
+        spec = sts["spec"]
+        assert spec["replicas"] == 1
+        assert spec["serviceName"] == one(docs, "Service")["metadata"]["name"]
+        assert spec["podManagementPolicy"] == "OrderedReady"
+        assert spec["updateStrategy"] == {"type": "RollingUpdate"}  # no partition, no maxUnavailable
+        assert "volumeClaimTemplates" not in spec  # the claims of pvc.yaml / existingClaim
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["template"]["spec"]["volumes"]
+                  if "persistentVolumeClaim" in v}
+        made = {p["metadata"]["name"] for p in by_kind(docs, "PersistentVolumeClaim")}
+        want = "d1" if "persistence.data.existingClaim=d1" in args else "aimedres-data"
+        assert claims["data"] == want and (want == "d1" or want in made), (claims, made)
+        validate(sts)
+
+
+def cron_field(field, lo, hi):
+    """The values of one cron time field (*, */n, a-b, a-b/n, a,b,...)."""
+    out = set()
+    for part in field.split(","):
+        rng, _, step = part.partition("/")
+        if rng == "*":
+            a, b = lo, hi
+        elif "-" in rng:
+            a, b = (int(x) for x in rng.split("-"))
+        else:
+            a = b = int(rng)
+        out |= set(range(a, b + 1, int(step or 1)))
+    return out
+
+
+def cron_starts(schedule):
+    """{(weekday 0-6, hour, minute)} a weekly cron schedule starts at (day of month and month '*')."""
+    m, hr, dom, mon, dow = schedule.split()
+    assert dom == "*" and mon == "*", schedule
+    days = {d % 7 for d in cron_field(dow, 0, 7)}
+    return {(d, x, y) for d in days for x in cron_field(hr, 0, 23) for y in cron_field(m, 0, 59)}
+
+
+def systemd_starts(oncalendar):
+    """The same for the OnCalendar forms deploy/backup/systemd uses (fails on any other)."""
+    names = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    if oncalendar == "hourly":
+        return cron_starts("0 * * * *")
+    m = re.fullmatch(r"(?:(\w{3}) )?\*-\*-\* (\d+)(?:/(\d+))?:(\d+):00(?: UTC)?", oncalendar)
+    assert m, "OnCalendar form not understood here: %r" % oncalendar
+    dow = str(names.index(m.group(1))) if m.group(1) else "*"
+    hour = m.group(2) + ("-23/" + m.group(3) if m.group(3) else "")
+    return cron_starts("%s %s * * %s" % (int(m.group(4)), hour, dow))
+
+
+def test_prune_never_starts_with_another_backup_job():
+    """prune takes the repository exclusively and waits 2 s for it: it must not start in the
+    same minute as the hourly check (or any other job), in the chart, the cron file and the
+    systemd timers."""
+    chart = {name: cj["spec"]["schedule"] for name, cj in cronjobs(render(*MIN)).items()}
+    cron = {args[1] if args[0] == "backup" else args[0]: sched for args, sched in cron_lines().items()}
+    del cron["dr-drill"]  # quarterly on the 1st: not a weekly schedule (05:00, after prune)
+    assert set(chart) == set(cron) == {"full", "incremental", "check", "prune", "verify"}
+    timers = {}
+    sysdir = os.path.join(ROOT, "deploy", "backup", "systemd")
+    for f in sorted(os.listdir(sysdir)):
+        m = re.fullmatch(r"aimedres-backup-(\w+)\.timer", f)
+        if m:
+            with open(os.path.join(sysdir, f)) as fh:
+                timers[m.group(1)] = re.search(r"^OnCalendar=(.*)$", fh.read(), re.M).group(1).strip()
+    assert set(timers) == set(chart), timers
+    for where, starts in (("chart", {k: cron_starts(v) for k, v in chart.items()}),
+                          ("cron file", {k: cron_starts(v) for k, v in cron.items()}),
+                          ("systemd", {k: systemd_starts(v) for k, v in timers.items()})):
+        assert starts["check"] and len(starts["check"]) == 7 * 24, where
+        for other, times in starts.items():
+            if other != "prune":
+                both = starts["prune"] & times
+                assert not both, "%s: prune starts with %s at %s" % (where, other, sorted(both)[:3])
+
+
+def test_ingress_requires_trusted_proxies_and_a_host():
+    err = render_fails(*MIN, "--set", "ingress.enabled=true")
+    assert "config.TRUSTED_PROXIES is empty with ingress.enabled=true" in err, err
+    assert "pod CIDR" in err and "lock out every client" in err and "source_ip" in err, err
+    err = render_fails(*MIN, *INGRESS, "--set", "ingress.host=")
+    assert "ingress.host is empty" in err, err
+    # the value reaches the server, which accepts it
+    data = configmap(render(*MIN, *INGRESS))
+    assert data["TRUSTED_PROXIES"] == "10.244.0.0/16"
+    r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": data["TRUSTED_PROXIES"]})
+    assert r.returncode == 0, r.stderr
+    # without the Ingress, no proxy is in front: empty is right
+    assert "TRUSTED_PROXIES" not in configmap(render(*MIN))
+
+
+def test_numbers_from_a_values_file_render_as_the_binary_reads_them(tmp_path):
+    vals = tmp_path / "numbers.yaml"
+    vals.write_text("config:\n  BACKUP_MIN_FREE: 10000000000\n  DRIFT_WINDOW: 1000000\n"
+                    "  MAX_BODY_BYTES: 2097152\n  ALERT_ERROR_RATE_CRITICAL: 0.05\n")
+    docs = render(*ALL_ON, "-f", str(vals))
+    data = configmap(docs)
+    assert data["BACKUP_MIN_FREE"] == "10000000000", data["BACKUP_MIN_FREE"]
+    assert data["DRIFT_WINDOW"] == "1000000", data["DRIFT_WINDOW"]
+    assert data["MAX_BODY_BYTES"] == "2097152", data["MAX_BODY_BYTES"]
+    assert data["ALERT_ERROR_RATE_CRITICAL"] == "0.05", data["ALERT_ERROR_RATE_CRITICAL"]
+    ing = one(docs, "Ingress")
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "2097152"
+    run = local_env(tmp_path, data)
+    run["HOST"] = "0.0.0.0"
+    secrets = make_secret_files(tmp_path, docs)
+    r = h.run_cli(["config", "check"], env=dict(run, **secrets))
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    cfg = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert cfg["DRIFT_WINDOW"] == "1000000" and cfg["MAX_BODY_BYTES"] == "2097152", cfg
+    assert cfg["ALERT_ERROR_RATE_CRITICAL"] == "0.05", cfg
+    assert cfg["BACKUP_MIN_FREE"] in ("10000000000", "10G"), cfg["BACKUP_MIN_FREE"]
+
+
+def test_credential_urls_come_from_the_existing_secret():
+    for key in SECRET_URLS:
+        err = render_fails(*MIN, "--set", "config.%s=http://user:pw@am.example:9093/hook/TOKEN" % key)
+        assert "config.%s may carry a credential" % key in err and "existingSecret" in err, err
+    docs = render(*ALL_ON, "--set", "secretKeys.alertWebhookUrl=webhook")
+    assert not set(configmap(docs)) & set(SECRET_URLS)
+    specs = pod_specs(docs)
+    assert len(specs) == 6
+    for name, spec in specs:
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        for key, secret_key in (("ALERTMANAGER_URL", "ALERTMANAGER_URL"), ("ALERT_WEBHOOK_URL", "webhook")):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": secret_key, "optional": True}, \
+                (name, env[key])
+
+
+def test_cronjob_names_stay_distinct_for_long_release_names():
+    release = "clinical-decision-support-production"
+    r = helm("template", release, CHART, "--namespace", "clinical", *MIN)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    full = one(docs, "Service")["metadata"]["name"]
+    assert full == release + "-aimedres"
+    names = [cj["metadata"]["name"] for cj in by_kind(docs, "CronJob")]
+    assert len(set(names)) == 5, names
+    for n in names:
+        assert len(n) <= 52, n
+        prefix, job = re.fullmatch(r"(.*)-backup-(\w+)", n).groups()
+        assert job in ("full", "incremental", "check", "prune", "verify"), n
+        assert full.startswith(prefix), (n, full)
+        assert cronjobs(docs)[job]["metadata"]["name"] == n
+    # short names are kept whole
+    assert sorted(cj["metadata"]["name"] for cj in by_kind(render(*MIN), "CronJob")) == [
+        "aimedres-backup-" + j for j in ("check", "full", "incremental", "prune", "verify")]
+
+
+def test_network_policy_extra_from_admits_in_cluster_clients(tmp_path):
+    vals = tmp_path / "np.yaml"
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ehr"}},
+              "podSelector": {"matchLabels": {"app": "ehr-gateway"}}},
+             {"ipBlock": {"cidr": "10.0.5.0/24"}}]
+    vals.write_text(yaml.safe_dump({"networkPolicy": {"extraFrom": peers}}))
+    docs = render(*MIN, "-f", str(vals))
+    np = one(docs, "NetworkPolicy")
+    validate(np)
+    got = {r["ports"][0]["port"]: r["from"] for r in np["spec"]["ingress"]}
+    assert got["http"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}] \
+        + peers, got["http"]
+    assert got["metrics"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # default: no extra peer
+    got = {r["ports"][0]["port"]: r["from"] for r in one(render(*MIN), "NetworkPolicy")["spec"]["ingress"]}
+    assert len(got["http"]) == 1
+
+
+def test_unsupported_settings_and_names_are_refused():
+    for v in ("true", "1", "yes", "ON"):
+        err = render_fails(*MIN, "--set-string", "config.TLS_ENABLED=" + v)
+        assert "config.TLS_ENABLED=true is not supported" in err and "terminate TLS at the Ingress" in err, err
+    render(*MIN, "--set-string", "config.TLS_ENABLED=false")
+    err = render_fails(*MIN, "--set", "config.LOG_FILE=/var/log/aimedres.log")
+    assert "config.LOG_FILE is not supported" in err and "read-only" in err and "stderr" in err, err
+    for bad in ("aimedres.prod", "Aimedres", "9aimedres", "aimedres_x"):
+        err = render_fails(*MIN, "--set", "fullnameOverride=" + bad)
+        assert "is not a DNS-1035 label" in err and bad in err, err
+    err = render_fails(*MIN, "--set", "nameOverride=Med")  # fullname aimedres-Med
+    assert "is not a DNS-1035 label" in err, err
+    r = helm("template", "1st", CHART, *MIN)  # a valid release name, not a valid Service name
+    assert r.returncode != 0 and "is not a DNS-1035 label" in r.stderr, r.stderr
+    one(render(*MIN, "--set", "fullnameOverride=ai-med-01"), SERVER)
