@@ -54,5 +54,10 @@ fuzz: deps
 test-sanitize: deps-test
 	WERROR=$(WERROR) scripts/test-sanitize.sh
 
+# image (opt-in: root + podman, a few minutes, not in `make test`): build and run deploy/compose/Dockerfile
+.PHONY: test-image
+test-image: build
+	scripts/test-image.sh --bin $(BUILD)/aimedres
+
 clean:
 	rm -rf $(BUILD)
