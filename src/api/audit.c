@@ -74,11 +74,10 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
     return 0;
 }
 
-/* The record of this read of the audit trail. wait: the answer waits until it is durable (an
- * events page discloses who did what to which patient pseudonym: no disclosure without its
- * own record); 0 or -errno. Otherwise it is queued (verify discloses counts only). */
+/* The record of this read of the audit trail, queued; done(arg, status) runs on the audit
+ * writer's thread once it is durable (or failed). -errno if it could not be queued. */
 static int audit_access(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
-                        json_t *detail, bool wait)
+                        json_t *detail, audit_done_fn done, void *arg)
 {
     api_app_t *app = http_ctx_app(ctx);
     audit_event_t ev = {.type = type,
@@ -90,7 +89,7 @@ static int audit_access(http_ctx_t *ctx, const char *type, const char *action, c
                         .outcome = outcome,
                         .request_id = http_ctx_request_id(ctx),
                         .detail = detail};
-    return wait ? audit_log_append_sync(app->audit, &ev) : audit_log_submit(app->audit, &ev, NULL, NULL);
+    return audit_log_submit(app->audit, &ev, done, arg);
 }
 
 static void refuse_unaudited(http_ctx_t *ctx)
@@ -98,6 +97,37 @@ static void refuse_unaudited(http_ctx_t *ctx)
     http_reply_error(ctx, 503, "service_unavailable", NULL,
                      "the audit trail cannot be written; reading it is refused until it recovers (every read "
                      "of it is itself audited)");
+}
+
+/* An events page waiting for its own DATA_ACCESS record: a page names users and patient
+ * pseudonyms, so it is sent only once that record is durable. The worker does not wait (its
+ * other connections go on): the writer's callback posts the answer back to it, as predict. */
+typedef struct events_page {
+    http_ctx_t *ctx;
+    json_t *body;      /* the 200 answer, or NULL when the read failed */
+    char err[256];     /* why the read failed (500) */
+    int status;        /* the record's outcome */
+} events_page_t;
+
+static void events_reply(http_ctx_t *ctx, void *arg)
+{
+    events_page_t *pg = arg;
+    if (pg->status < 0) {
+        json_decref(pg->body);
+        refuse_unaudited(ctx);
+    } else if (!pg->body) {
+        http_reply_error(ctx, 500, "audit_read_failed", NULL, "%s", pg->err);
+    } else {
+        http_reply_json(ctx, 200, pg->body);
+    }
+    free(pg);
+}
+
+static void events_audited(void *arg, int status) /* the audit writer's thread */
+{
+    events_page_t *pg = arg;
+    pg->status = status;
+    http_ctx_post(pg->ctx, events_reply, pg);
 }
 
 void api_audit_events(http_ctx_t *ctx)
@@ -114,35 +144,40 @@ void api_audit_events(http_ctx_t *ctx)
     audit_query_t q = {0};
     struct evkeyvalq kv;
     TAILQ_INIT(&kv);
-    char err[256] = "";
-    if (parse_query(http_ctx_query(ctx), &q, &kv, err, sizeof(err)) < 0) {
+    events_page_t *pg = calloc(1, sizeof(*pg));
+    if (!pg) {
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
+        return;
+    }
+    pg->ctx = ctx;
+    if (parse_query(http_ctx_query(ctx), &q, &kv, pg->err, sizeof(pg->err)) < 0) {
         evhttp_clear_headers(&kv);
-        http_reply_error(ctx, 400, "invalid_parameter", NULL, "%s", err);
+        http_reply_error(ctx, 400, "invalid_parameter", NULL, "%s", pg->err);
+        free(pg);
         return;
     }
     json_t *recs = NULL;
     uint64_t next = 0;
-    int rc = audit_query_run(app->cfg, &q, &recs, &next, err, sizeof(err));
+    int rc = audit_query_run(app->cfg, &q, &recs, &next, pg->err, sizeof(pg->err));
     json_t *detail = json_pack("{s:s?,s:s?,s:s?,s:s?,s:I}", "type", q.type, "user", q.user, "from", q.from,
                                "to", q.to, "returned", (json_int_t)(recs ? json_array_size(recs) : 0));
     if (q.patient_pseudonym && strncmp(q.patient_pseudonym, "p_", 2) == 0 &&
         strlen(q.patient_pseudonym) == 32)
         json_object_set_new(detail, "patient", json_string(q.patient_pseudonym));
     evhttp_clear_headers(&kv);
-    int arc = audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail, true);
-    json_decref(detail);
-    if (arc < 0) {
+    if (rc == 0) {
+        pg->body = json_pack("{s:o,s:I}", "events", recs, "count", (json_int_t)json_array_size(recs));
+        json_object_set_new(pg->body, "next_cursor", next ? json_integer((json_int_t)next) : json_null());
+    } else {
         json_decref(recs);
+    }
+    int arc = audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail, events_audited, pg);
+    json_decref(detail);
+    if (arc < 0) { /* not queued: no callback will come */
+        json_decref(pg->body);
+        free(pg);
         refuse_unaudited(ctx);
-        return;
     }
-    if (rc < 0) {
-        http_reply_error(ctx, 500, "audit_read_failed", NULL, "%s", err);
-        return;
-    }
-    json_t *body = json_pack("{s:o,s:I}", "events", recs, "count", (json_int_t)json_array_size(recs));
-    json_object_set_new(body, "next_cursor", next ? json_integer((json_int_t)next) : json_null());
-    http_reply_json(ctx, 200, body);
 }
 
 void api_audit_verify(http_ctx_t *ctx)
@@ -162,7 +197,9 @@ void api_audit_verify(http_ctx_t *ctx)
         json_object_set_new(detail, "first_bad_seq", json_integer((json_int_t)res.bad_seq));
         json_object_set_new(detail, "kind", json_string(res.bad_kind));
     }
-    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail, false);
+    /* queued, not waited for: the result discloses counts only, and is needed most when the
+     * log is failing */
+    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail, NULL, NULL);
     json_decref(detail);
     if (rc < 0) {
         http_reply_error(ctx, 500, "audit_verify_failed", NULL, "%s", err);

@@ -789,6 +789,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
 {
     int64_t t0 = util_mono_ns();
     json_t *sum = json_pack("{s:b}", "ok", 0);
+    bool deferred = false;
     plan_t plan = {0};
     run_t run;
     memset(&run, 0, sizeof(run));
@@ -993,7 +994,11 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     int64_t t_verify = util_mono_ns();
 
     /* Publish: rename into place, then move latest. */
-    backup_interrupt_forget(run.partial); /* from here on it is (about to be) a complete backup */
+    /* From here on it is (about to be) a complete backup: a signal no longer removes anything
+     * and waits until the backup's audit record is written (hold_signals_after_publish) */
+    backup_interrupt_defer();
+    deferred = true;
+    backup_interrupt_forget(run.partial);
     if (rename(run.partial, final_dir) < 0) {
         r = -errno;
         snprintf(err, errlen, "rename %s: %s", run.partial, strerror(errno));
@@ -1063,6 +1068,8 @@ fail:
     integrity_join(&run, NULL); /* before the snapshot goes */
     if (run.snap_made)
         snapshot_remove(&run);
+    else
+        backup_interrupt_forget(run.snap); /* registered before it was (or was not) made */
     remove_join(&run);
     if (json_array_size(run.bad) && !json_object_get(sum, "bad"))
         summary_set(sum, "bad", json_incref(run.bad));
@@ -1088,6 +1095,8 @@ out:
         *ret_summary = sum;
     else
         json_decref(sum);
+    if (deferred && !o->hold_signals_after_publish)
+        backup_interrupt_resume(); /* a signal noted meanwhile ends the process here */
     return r;
 }
 
@@ -1103,6 +1112,10 @@ static int copy_tree_files(const char *src, const char *dst)
     while (r == 0 && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
+        if (backup_interrupt_pending()) { /* a signal while deferred (backup_offsite_copy) */
+            r = -EINTR;
+            break;
+        }
         char a[PATH_MAX], b[PATH_MAX];
         snprintf(a, sizeof(a), "%s/%s", src, de->d_name);
         snprintf(b, sizeof(b), "%s/%s", dst, de->d_name);
@@ -1180,6 +1193,13 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
             order[j - 1] = t;
         }
     for (size_t i = 0; i < n && r >= 0; i++) {
+        int sig = backup_interrupt_pending();
+        if (sig) { /* the backup is published: its audit record comes first, the copy next time */
+            snprintf(err, errlen, "interrupted by signal %d before the offsite copy was complete (the next "
+                     "backup copies what is missing)", sig);
+            r = -EINTR;
+            break;
+        }
         char have[PATH_MAX];
         backup_repo_path(s->offsite_dir, order[i], BACKUP_MANIFEST_FILE, have, sizeof(have));
         if (util_path_exists(have) && strcmp(order[i], id) != 0)

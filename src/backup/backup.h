@@ -34,6 +34,10 @@ typedef struct backup_create_opts {
     const char *env_file; /* the configuration component; NULL = not backed up (noted) */
     bool progress;        /* draw progress on stderr */
     bool no_offsite;      /* skip BACKUP_OFFSITE_DIR (the drill's own backups use it as configured) */
+    /* backup/interrupt.h armed: from the publishing on, a signal is deferred (the offsite copy
+     * stops early); false: backup_create ends the deferral before it returns; true: the caller
+     * does (backup_interrupt_resume), after it has written the backup's audit record */
+    bool hold_signals_after_publish;
 } backup_create_opts_t;
 
 /* Takes a backup into s->backup_path. *ret_summary (always set when not NULL, also on

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Cleanup of an interrupted restore or drill (see interrupt.h). The signal handler only
+/* Cleanup of an interrupted backup, restore or drill (see interrupt.h). The signal handler only
  * writes the signal number to a pipe (async-signal-safe); a thread waiting on the pipe does
  * the work with ordinary calls and ends the process. Each path is first renamed aside, so
  * that a worker still writing into it by name fails instead of recreating it, then removed. */
@@ -27,6 +27,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char *paths[MAX_PATHS]; /* guarded by mu */
 static _Atomic pid_t child;
 static atomic_bool armed;
+static bool deferred;      /* guarded by mu */
+static atomic_int pending; /* the signal noted while deferred */
 
 static void on_signal(int sig)
 {
@@ -59,16 +61,13 @@ static void remove_aside(const char *path)
     unlink(side);
 }
 
-static void *watcher(void *arg)
+/* With mu held (until _exit: nobody registers anything any more): stops the child, removes
+ * the registered paths and ends the process. */
+static void finish_locked(int sig)
 {
-    (void)arg;
-    unsigned char sig = 0;
-    while (read(pipe_fds[0], &sig, 1) < 0 && errno == EINTR)
-        ;
     pid_t pid = atomic_load(&child);
     if (pid > 0)
         kill(pid, SIGTERM);
-    pthread_mutex_lock(&mu); /* held until _exit: nobody registers anything any more */
     size_t n = 0;
     for (size_t i = 0; i < MAX_PATHS; i++)
         if (paths[i]) {
@@ -79,6 +78,28 @@ static void *watcher(void *arg)
             n ? "removed the data this run had written" : "nothing to clean up",
             pid > 0 ? " and stopped the drill server" : "");
     _exit(128 + sig);
+}
+
+static void *watcher(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        unsigned char sig = 0;
+        ssize_t got;
+        while ((got = read(pipe_fds[0], &sig, 1)) < 0 && errno == EINTR)
+            ;
+        if (got != 1)
+            return NULL;
+        pthread_mutex_lock(&mu);
+        if (deferred && atomic_load(&pending) == 0) { /* a second signal does not wait */
+            atomic_store(&pending, sig);
+            fprintf(stderr, "aimedres: signal %d: the backup is published; finishing its audit record first\n",
+                    sig);
+            pthread_mutex_unlock(&mu);
+            continue;
+        }
+        finish_locked(sig);
+    }
 }
 
 int backup_interrupt_arm(void)
@@ -128,6 +149,32 @@ void backup_interrupt_forget(const char *path)
             free(paths[i]);
             paths[i] = NULL;
         }
+    pthread_mutex_unlock(&mu);
+}
+
+void backup_interrupt_defer(void)
+{
+    if (!atomic_load(&armed))
+        return;
+    pthread_mutex_lock(&mu); /* after a watcher already at work: it never returns */
+    deferred = true;
+    pthread_mutex_unlock(&mu);
+}
+
+int backup_interrupt_pending(void)
+{
+    return atomic_load(&pending);
+}
+
+void backup_interrupt_resume(void)
+{
+    if (!atomic_load(&armed))
+        return;
+    pthread_mutex_lock(&mu);
+    deferred = false;
+    int sig = atomic_load(&pending);
+    if (sig)
+        finish_locked(sig);
     pthread_mutex_unlock(&mu);
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Ctrl-C, SIGTERM or SIGHUP in the middle of a restore or a drill: the decrypted data that
- * run was writing (staging areas, the drill's temporary installation) is removed and the
+/* Ctrl-C, SIGTERM or SIGHUP in the middle of a backup, a restore or a drill: the data that
+ * run was writing (a backup's plaintext snapshot and unfinished directory, a restore's staging
+ * areas, the drill's temporary installation) is removed and the
  * drill's server is stopped before the process exits 128+signal, instead of leaving
  * plaintext patient data and an orphan server behind. Staging areas are only ever paths
  * this run created; data moved aside or already swapped into place is never touched. */
@@ -19,5 +20,13 @@ void backup_interrupt_add(const char *path);
 void backup_interrupt_forget(const char *path);
 /* The child to SIGTERM on interruption (0: none). */
 void backup_interrupt_child(pid_t pid);
+/* From here on a signal is only noted: the caller finishes what must not be cut (a published
+ * backup's audit record) and then calls backup_interrupt_resume. A second signal acts at once.
+ * No-op when not armed. */
+void backup_interrupt_defer(void);
+/* The signal noted while deferred (0: none): long deferred work, the offsite copy, stops early. */
+int backup_interrupt_pending(void);
+/* Ends the deferral: a signal noted meanwhile cleans up and ends the process now (128+signal). */
+void backup_interrupt_resume(void);
 
 #endif

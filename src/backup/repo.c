@@ -328,7 +328,10 @@ int backup_repo_clean_partials(const char *repo)
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t n = strlen(de->d_name);
-        if (de->d_name[0] != '.' || n < 10 || strcmp(de->d_name + n - 8, ".partial") != 0)
+        /* ".<id>.partial", and ".<id>.partial.interrupted-<pid>": one an interrupted run had
+         * renamed aside to remove when a SIGKILL cut that short */
+        if (de->d_name[0] != '.' ||
+            ((n < 10 || strcmp(de->d_name + n - 8, ".partial") != 0) && !strstr(de->d_name, ".partial.interrupted-")))
             continue;
         char path[PATH_MAX];
         if (snprintf(path, sizeof(path), "%s/%s", repo, de->d_name) >= (int)sizeof(path))

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,9 +19,9 @@
 
 #define DAY_MS (86400LL * 1000)
 #define LOCK_WAIT_MS 2000
-/* Readers (an hourly check, a weekly verify, a restore) are waited for much longer than a
- * writer: prune runs once a day from a timer, and failing it whenever a check happens to be
- * reading would let the repository grow until the disk is full. */
+/* How long prune keeps trying when a reader (an hourly check, a weekly verify, a restore) or a
+ * backup holds the repository: it runs once a day from a timer, and failing it whenever a check
+ * happens to be reading would let the repository grow until the disk is full. */
 #define READERS_WAIT_MS (10 * 60 * 1000)
 
 typedef enum { ST_DELETE = 0, ST_KEEP, ST_REDUCE, ST_UNTOUCHED } state_t;
@@ -188,6 +189,35 @@ static int delete_backup(const char *repo, const char *id, uint64_t *freed, char
     return 0;
 }
 
+/* The write lock (no backup, prune or in-place restore runs: waited for LOCK_WAIT_MS, then
+ * prune gives up, as a backup does) and the reader lock exclusively (no check, verify or
+ * restore reads). Readers are waited for up to READERS_WAIT_MS, but not while holding the
+ * write lock: a backup that starts meanwhile runs (and prune, finding it, gives up).
+ * 0, or -EWOULDBLOCK with err naming who is busy. */
+static int lock_both(const char *repo, int *wlock, int *rlock, char *err, size_t errlen)
+{
+    int64_t deadline = util_mono_ns() / 1000000 + READERS_WAIT_MS;
+    bool said = false;
+    for (;;) {
+        *wlock = backup_repo_lock(repo, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen);
+        if (*wlock < 0)
+            return *wlock;
+        *rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, false, 0, err, errlen);
+        if (*rlock >= 0)
+            return 0;
+        backup_repo_unlock(*wlock);
+        *wlock = -1;
+        if (*rlock != -EWOULDBLOCK || util_mono_ns() / 1000000 >= deadline)
+            return *rlock;
+        if (!said) {
+            fprintf(stderr, "aimedres: prune: %s; waiting (up to %d minutes)\n", err, READERS_WAIT_MS / 60000);
+            said = true;
+        }
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void cleanup_deleting(const char *repo)
 {
     DIR *d = opendir(repo);
@@ -219,12 +249,8 @@ int backup_prune(const char *repo, const backup_settings_t *s, const backup_key_
     if ((r = backup_repo_require(repo, err, errlen)) < 0)
         goto out;
     if (!o->dry_run) {
-        if ((wlock = backup_repo_lock(repo, BACKUP_LOCK_WRITE, false, LOCK_WAIT_MS, err, errlen)) < 0 ||
-            (rlock = backup_repo_lock(repo, BACKUP_LOCK_READ_EXCLUSIVE, false, READERS_WAIT_MS, err, errlen)) <
-                0) {
-            r = wlock < 0 ? wlock : rlock;
+        if ((r = lock_both(repo, &wlock, &rlock, err, errlen)) < 0)
             goto out;
-        }
         backup_repo_clean_partials(repo);
         cleanup_deleting(repo);
     }

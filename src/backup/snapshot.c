@@ -292,8 +292,14 @@ int backup_snapshot_cleanup_stale(const char *db_path)
         char p[PATH_MAX];
         if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p))
             continue;
-        if (*end == '\0') { /* "<pid>": an older version's name, judged by its pid */
-            if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        if (strstr(end, ".interrupted-")) { /* renamed aside by an interrupted run, then SIGKILLed */
+            backup_snapshot_remove(p, -1);
+            removed++;
+            continue;
+        }
+        if (*end == '\0') { /* "<pid>": an older version's name, judged by its pid; pid 1 is a
+                            * container's backup (on a host, init takes no backups) */
+            if (pid != 1 && (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH))
                 continue;
             if (unlink(p) == 0)
                 removed++;

@@ -222,7 +222,10 @@ static void print_bad(const json_t *bad)
 
 static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
 {
-    backup_create_opts_t o = {.type = type, .env_file = env_file, .progress = backup_progress_tty()};
+    backup_create_opts_t o = {.type = type,
+                              .env_file = env_file,
+                              .progress = backup_progress_tty(),
+                              .hold_signals_after_publish = true};
     json_t *sum = NULL;
     char err[2048] = "";
     /* SIGTERM (a pod deleted, a node drained, systemd stop), SIGINT, SIGHUP: the plaintext
@@ -263,6 +266,8 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     if (ar < 0)
         fprintf(stderr, "aimedres: %s\n", aerr);
     json_decref(sum);
+    fflush(stdout);
+    backup_interrupt_resume(); /* a signal after the publishing ends the process only now: 128+sig */
     return r == 0 && ar == 0 ? 0 : 1;
 }
 

@@ -238,6 +238,34 @@ def test_audit_api(make_server, tmp_path):
     assert any(x["type"] == "AUDIT_VERIFY" and x.get("source_ip") == "127.0.0.1" for x in records(env))
 
 
+def test_audit_events_wait_without_blocking_the_worker(make_server, tmp_path):
+    """A page of the trail is sent once its DATA_ACCESS record is durable. While that record
+    waits (here: the log's lock held, as a CLI appender holds it), the one HTTP worker goes on
+    serving its other connections, and the page comes when the record is written."""
+    import fcntl
+    import threading
+    import time
+
+    env = audit_env(tmp_path, MAX_WORKERS="1")
+    srv = make_server(env)
+    assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+    holder = open(env["AUDIT_LOG_PATH"] + ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=srv.get("/api/v1/audit/events", params={"limit": 1})))
+    try:
+        t.start()
+        time.sleep(0.5)
+        assert "r" not in got, "the page was sent before its own record was written"
+        t0 = time.monotonic()
+        assert srv.get("/health").status_code == 200
+        assert time.monotonic() - t0 < 2, "the worker was blocked by the waiting audit read"
+    finally:
+        holder.close()
+    t.join(timeout=30)
+    assert got["r"].status_code == 200 and got["r"].json()["count"] == 1, got["r"].text
+
+
 def _mount_tmpfs(path, size="64k"):
     os.makedirs(path, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", path], capture_output=True, text=True)

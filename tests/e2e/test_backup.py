@@ -446,6 +446,34 @@ def test_sigterm_mid_backup_removes_the_snapshot_and_the_partial(inst):
     assert inst.latest() == good["id"]
 
 
+def test_sigterm_after_publishing_still_writes_the_audit_record(inst, tmp_path):
+    """Once a backup is published (latest moved), SIGTERM no longer cuts it short: the offsite
+    copy stops early, the backup's BACKUP audit record is written and its report printed, and
+    only then does the process exit 128+15. A copy of patient data never goes unrecorded."""
+    good = inst.backup("full")
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    with open(os.path.join(inst.results, "big.bin"), "wb") as f:  # a long offsite copy
+        for _ in range(24):
+            f.write(os.urandom(4 << 20))
+    log_before = bh.read_bytes(inst.audit_log)
+    env = h.base_env(inst.env(BACKUP_OFFSITE_DIR=str(offsite), BACKUP_COMPRESSION_LEVEL="1"))
+    proc = subprocess.Popen([h.require_binary(), "backup", "full", "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and inst.latest() == good["id"]:
+        time.sleep(0.002)
+    assert proc.poll() is None and inst.latest() != good["id"], "no window between publishing and the end"
+    proc.send_signal(signal.SIGTERM)
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, o, e)
+    s = json.loads(o)  # the report is printed
+    assert s["id"] == inst.latest(), (s, inst.latest())
+    recs = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert [(r["type"], r["entity_id"]) for r in recs] == [("BACKUP", s["id"])], recs
+    assert inst.run(["backup", "verify", "latest"]).returncode == 0
+
+
 def test_killed_backup_as_pid_1_does_not_block_the_next(inst):
     """In a container every backup is pid 1: the leftover snapshot of one killed there (SIGKILL
     after the grace period, an OOM kill) carries the same pid as the next run's. The next
@@ -807,6 +835,20 @@ def test_prune_waits_for_a_reader(inst):
         assert proc.poll() is None, proc.communicate()
     finally:
         holder.close()  # the reader is done
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (o, e)
+    assert b"waiting" in e, e  # it says why it does not answer at once
+    # and while it waits it holds nothing: a backup that starts meanwhile runs
+    holder = open(os.path.join(inst.backups, ".read.lock"), "a")
+    fcntl.flock(holder, fcntl.LOCK_SH)
+    try:
+        proc = subprocess.Popen([h.require_binary(), "backup", "prune", "--json"], env=h.base_env(inst.env()),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        time.sleep(1)
+        s = inst.backup("incremental")
+        assert s["ok"], s
+    finally:
+        holder.close()
     o, e = proc.communicate(timeout=60)
     assert proc.returncode == 0, (o, e)
 

@@ -85,6 +85,37 @@ static void test_missing_offsite_message(void **state)
 /* EACCES on a writable file system is a permission problem: no unlocked fallback. Root
  * ignores directory permissions, so as root the lock is tried in a child that has become
  * nobody (65534). */
+/* Unfinished backups are removed, also one an interrupted run had renamed aside when a SIGKILL
+ * cut its cleanup short; finished backups and other hidden entries stay. */
+static void test_clean_partials(void **state)
+{
+    (void)state;
+    static const char *const gone[] = {".20261127T010203Z.partial", ".20261127T010203Z.partial.interrupted-1"};
+    static const char *const kept[] = {"20261127T010203Z", ".write.lock", ".read.lock"};
+    char p[2300];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, gone[i]);
+        assert_int_equal(mkdir(p, 0700), 0);
+    }
+    snprintf(p, sizeof(p), "%s/%s", dir, kept[0]);
+    assert_int_equal(mkdir(p, 0700), 0);
+    for (size_t i = 1; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, kept[i]);
+        int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    assert_int_equal(backup_repo_clean_partials(dir), 2);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, gone[i]);
+        assert_false(util_path_exists(p));
+    }
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, kept[i]);
+        assert_true(util_path_exists(p));
+    }
+}
+
 static void test_eacces_on_writable_fs_still_fails(void **state)
 {
     (void)state;
@@ -113,6 +144,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_busy_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_offsite_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eacces_on_writable_fs_still_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_partials, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

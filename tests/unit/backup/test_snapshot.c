@@ -201,11 +201,20 @@ static void test_stale_snapshots_are_removed_by_lock_not_pid(void **state)
     write_file(old_dead, "x");
     snprintf(old_alive, sizeof(old_alive), "%s/live.db.backup-snapshot-%ld", dir, (long)getppid());
     write_file(old_alive, "x");
+    /* an old-style name of pid 1: a container's backup (init takes none on a host) */
+    char old_pid1[2200], aside[2300];
+    snprintf(old_pid1, sizeof(old_pid1), "%s/live.db.backup-snapshot-1", dir);
+    write_file(old_pid1, "x");
+    /* renamed aside by an interrupted run that a SIGKILL then cut short */
+    snprintf(aside, sizeof(aside), "%s/live.db.backup-snapshot-7-0123456789abcdef.interrupted-7", dir);
+    write_file(aside, "x");
 
-    assert_int_equal(backup_snapshot_cleanup_stale(live), 2);
+    assert_int_equal(backup_snapshot_cleanup_stale(live), 4);
     assert_false(util_path_exists(dead1));
     assert_false(util_path_exists(wal));
     assert_false(util_path_exists(old_dead));
+    assert_false(util_path_exists(old_pid1));
+    assert_false(util_path_exists(aside));
     assert_true(util_path_exists(mine));
     assert_true(util_path_exists(fresh_empty));
     assert_true(util_path_exists(other_db));
