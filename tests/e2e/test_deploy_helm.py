@@ -708,7 +708,8 @@ def test_server_is_a_statefulset_of_one_with_the_charts_claims():
         spec = sts["spec"]
         assert spec["replicas"] == 1
         assert spec["serviceName"] == one(docs, "Service")["metadata"]["name"]
-        assert spec["podManagementPolicy"] == "OrderedReady"
+        # Parallel: an unready pod (no model yet) must not block the upgrade that replaces it
+        assert spec["podManagementPolicy"] == "Parallel"
         assert spec["updateStrategy"] == {"type": "RollingUpdate"}  # no partition, no maxUnavailable
         assert "volumeClaimTemplates" not in spec  # the claims of pvc.yaml / existingClaim
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["template"]["spec"]["volumes"]
@@ -755,7 +756,7 @@ def systemd_starts(oncalendar):
 
 
 def test_prune_never_starts_with_another_backup_job():
-    """prune takes the repository exclusively and waits 2 s for it: it must not start in the
+    """prune takes the repository exclusively (waiting for readers): it must not start in the
     same minute as the hourly check (or any other job), in the chart, the cron file and the
     systemd timers."""
     chart = {name: cj["spec"]["schedule"] for name, cj in cronjobs(render(*MIN)).items()}
@@ -886,3 +887,9 @@ def test_unsupported_settings_and_names_are_refused():
     r = helm("template", "1st", CHART, *MIN)  # a valid release name, not a valid Service name
     assert r.returncode != 0 and "is not a DNS-1035 label" in r.stderr, r.stderr
     one(render(*MIN, "--set", "fullnameOverride=ai-med-01"), SERVER)
+    # the pods' controller-revision-hash label (name + 11 characters) is limited to 63
+    one(render(*MIN, "--set", "fullnameOverride=" + "a" * 52), SERVER)
+    err = render_fails(*MIN, "--set", "fullnameOverride=" + "a" * 53)
+    assert "at most 52" in err and "controller-revision-hash" in err, err
+    r = helm("template", "hospital-north-campus-radiology-prod-eu1-blue", CHART, *MIN)
+    assert r.returncode != 0 and "at most 52" in r.stderr, r.stderr

@@ -127,6 +127,9 @@ or a token in the path may be part of them, so they come from existingSecret (op
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
 {{- fail (printf "the name %q (release name, nameOverride or fullnameOverride) is not a DNS-1035 label: Kubernetes names the Service after it, so it must be lower-case letters, digits and '-', start with a letter and end with a letter or digit (at most 63)" $fullname) -}}
 {{- end -}}
+{{- if gt (len $fullname) 52 -}}
+{{- fail (printf "the name %q (release name, nameOverride or fullnameOverride) is %d characters: at most 52, because the StatefulSet's pods carry a controller-revision-hash label of the name plus 11 characters, which Kubernetes limits to 63 (a longer name renders, but its pod is never created)" $fullname (len $fullname)) -}}
+{{- end -}}
 {{- if .Values.ingress.enabled -}}
 {{- if not .Values.ingress.host -}}
 {{- fail "ingress.host is empty with ingress.enabled=true: set the host name clients use (e.g. aimedres.hospital.example.org); the Ingress rule and its TLS certificate are for that host" -}}
