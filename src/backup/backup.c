@@ -1139,6 +1139,15 @@ static int copy_tree_files(const char *src, const char *dst)
     return r;
 }
 
+/* The offsite copy's error when a signal came after the publishing (backup_interrupt_pending). */
+static void interrupted_copy(char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "interrupted by signal %d before the offsite copy was complete (the next backup copies what is "
+             "missing)",
+             backup_interrupt_pending());
+}
+
 /* Copies repo/<id> to offsite/<id> through offsite/.<id>.partial. */
 static int copy_one(const char *repo, const char *offsite, const char *id, char *err, size_t errlen)
 {
@@ -1154,7 +1163,10 @@ static int copy_one(const char *repo, const char *offsite, const char *id, char 
         r = util_fsync_dir(offsite);
     if (r < 0) {
         util_rmtree(tmp);
-        snprintf(err, errlen, "copying %s to %s: %s", id, offsite, strerror(-r));
+        if (r == -EINTR)
+            interrupted_copy(err, errlen);
+        else
+            snprintf(err, errlen, "copying %s to %s: %s", id, offsite, strerror(-r));
     }
     return r;
 }
@@ -1193,10 +1205,8 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
             order[j - 1] = t;
         }
     for (size_t i = 0; i < n && r >= 0; i++) {
-        int sig = backup_interrupt_pending();
-        if (sig) { /* the backup is published: its audit record comes first, the copy next time */
-            snprintf(err, errlen, "interrupted by signal %d before the offsite copy was complete (the next "
-                     "backup copies what is missing)", sig);
+        if (backup_interrupt_pending()) { /* the backup is published: its audit record first */
+            interrupted_copy(err, errlen);
             r = -EINTR;
             break;
         }
@@ -1219,7 +1229,13 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
     if (r < 0)
         goto out;
 
-    /* Verify the copy as a restore from the offsite directory would read it. */
+    /* Verify the copy as a restore from the offsite directory would read it (not after a
+     * signal: reading the whole copy back would outlast a stop's grace period) */
+    if (backup_interrupt_pending()) {
+        interrupted_copy(err, errlen);
+        r = -EINTR;
+        goto out;
+    }
     json_t *vrep = NULL;
     r = backup_verify_one(s->offsite_dir, id, key, backup_thread_count(s->threads), false, NULL, &vrep);
     if (r < 0) {

@@ -590,15 +590,18 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
         }
         step(&d, "backup", true, t0, "using the latest backup %s", id);
     } else {
-        backup_create_opts_t bo = {.type = o->type, .env_file = o->env_file, .progress = o->progress};
+        backup_create_opts_t bo = {
+            .type = o->type, .env_file = o->env_file, .progress = o->progress, .hold_signals_after_publish = true};
         json_t *sum = NULL;
         int r = backup_create(s, key, &bo, &sum, err, sizeof(err));
         const char *bid = json_string_value(json_object_get(sum, "id"));
         if (bid)
             snprintf(id, sizeof(id), "%s", bid);
-        /* the drill's backup is a real one: audited like `aimedres backup` (backup/events.h) */
+        /* the drill's backup is a real one: audited like `aimedres backup` (backup/events.h),
+         * and a signal after its publishing waits for that record, as there */
         char aerr[1024] = "";
         int ar = backup_event_backup(s, sum, r, true, aerr, sizeof(aerr));
+        backup_interrupt_resume();
         if (r < 0 && r != -EREMOTEIO) {
             step(&d, "backup", false, t0, "%s", err);
             json_decref(sum);

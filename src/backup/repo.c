@@ -131,6 +131,12 @@ int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int
             ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
             pid[n > 0 ? n : 0] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
+            /* the file holds the pid of the last exclusive holder (a prune); readers share the
+             * lock and write none: when a shared lock is free to take, readers hold it */
+            if (kind == BACKUP_LOCK_READ_EXCLUSIVE && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+                flock(fd, LOCK_UN);
+                pid[0] = '\0';
+            }
             snprintf(err, errlen, "%s is busy: %s%s%s%s", repo,
                      kind == BACKUP_LOCK_WRITE         ? "a backup, prune or in-place restore is running"
                      : kind == BACKUP_LOCK_READ_SHARED ? "a prune is running"

@@ -474,6 +474,33 @@ def test_sigterm_after_publishing_still_writes_the_audit_record(inst, tmp_path):
     assert inst.run(["backup", "verify", "latest"]).returncode == 0
 
 
+def test_sigterm_after_the_drills_backup_is_published_still_records_it(inst, tmp_path):
+    """The drill's own backup is audited like `aimedres backup`: a SIGTERM once it is published
+    waits for its BACKUP record, then the drill ends 128+15 leaving nothing of its own."""
+    good = inst.backup("full")
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    with open(os.path.join(inst.results, "big.bin"), "wb") as f:
+        for _ in range(24):
+            f.write(os.urandom(4 << 20))
+    work = tmp_path / "work"
+    work.mkdir()
+    log_before = bh.read_bytes(inst.audit_log)
+    env = h.base_env(inst.env(BACKUP_OFFSITE_DIR=str(offsite), BACKUP_COMPRESSION_LEVEL="1"))
+    proc = subprocess.Popen([h.require_binary(), "dr-drill", "--full", "--work-dir", str(work)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and inst.latest() == good["id"]:
+        time.sleep(0.002)
+    assert proc.poll() is None and inst.latest() != good["id"], "no window between publishing and the end"
+    proc.send_signal(signal.SIGTERM)
+    o, e = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, o, e)
+    recs = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    assert ("BACKUP", inst.latest()) in [(r["type"], r["entity_id"]) for r in recs], recs
+    assert os.listdir(work) == [], os.listdir(work)
+
+
 def test_killed_backup_as_pid_1_does_not_block_the_next(inst):
     """In a container every backup is pid 1: the leftover snapshot of one killed there (SIGKILL
     after the grace period, an OOM kill) carries the same pid as the next run's. The next

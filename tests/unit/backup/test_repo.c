@@ -65,6 +65,15 @@ static void test_busy_messages(void **state)
     r = backup_repo_lock(dir, BACKUP_LOCK_READ_EXCLUSIVE, false, 100, err, sizeof(err));
     assert_int_equal(r, -EWOULDBLOCK);
     assert_non_null(strstr(err, "a verify, check, restore or prune is reading it"));
+    /* readers write no pid: the file's (the last prune's, above) is not named as theirs */
+    assert_null(strstr(err, "(pid "));
+    backup_repo_unlock(held);
+    /* a prune holding it exclusively is named */
+    held = backup_repo_lock(dir, BACKUP_LOCK_READ_EXCLUSIVE, false, 0, err, sizeof(err));
+    assert_true(held >= 0);
+    r = backup_repo_lock(dir, BACKUP_LOCK_READ_EXCLUSIVE, false, 100, err, sizeof(err));
+    assert_int_equal(r, -EWOULDBLOCK);
+    assert_non_null(strstr(err, "(pid "));
     backup_repo_unlock(held);
 }
 
