@@ -446,49 +446,19 @@ def test_sigterm_mid_backup_removes_the_snapshot_and_the_partial(inst):
     assert inst.latest() == good["id"]
 
 
-def test_sigterm_after_publishing_still_writes_the_audit_record(inst, tmp_path):
-    """Once a backup is published (latest moved), SIGTERM no longer cuts it short: the offsite
-    copy stops early, the backup's BACKUP audit record is written and its report printed, and
-    only then does the process exit 128+15. A copy of patient data never goes unrecorded."""
-    good = inst.backup("full")
-    offsite = tmp_path / "offsite"
-    offsite.mkdir()
-    with open(os.path.join(inst.results, "big.bin"), "wb") as f:  # a long offsite copy
-        for _ in range(24):
-            f.write(os.urandom(4 << 20))
-    log_before = bh.read_bytes(inst.audit_log)
-    env = h.base_env(inst.env(BACKUP_OFFSITE_DIR=str(offsite), BACKUP_COMPRESSION_LEVEL="1"))
-    proc = subprocess.Popen([h.require_binary(), "backup", "full", "--json"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and inst.latest() == good["id"]:
-        time.sleep(0.002)
-    assert proc.poll() is None and inst.latest() != good["id"], "no window between publishing and the end"
-    proc.send_signal(signal.SIGTERM)
-    o, e = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, o, e)
-    s = json.loads(o)  # the report is printed
-    assert s["id"] == inst.latest(), (s, inst.latest())
-    recs = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
-    assert [(r["type"], r["entity_id"]) for r in recs] == [("BACKUP", s["id"])], recs
-    assert inst.run(["backup", "verify", "latest"]).returncode == 0
-
-
-def test_sigterm_after_the_drills_backup_is_published_still_records_it(inst, tmp_path):
-    """The drill's own backup is audited like `aimedres backup`: a SIGTERM once it is published
-    waits for its BACKUP record, then the drill ends 128+15 leaving nothing of its own."""
+def sigterm_once_published(inst, tmp_path, args):
+    """Runs `aimedres ARGS` with an offsite directory and a large file (a long offsite copy),
+    sends SIGTERM as soon as `latest` moves, and returns (process, stdout, the audit records it
+    appended). The process must end 128+15."""
     good = inst.backup("full")
     offsite = tmp_path / "offsite"
     offsite.mkdir()
     with open(os.path.join(inst.results, "big.bin"), "wb") as f:
         for _ in range(24):
             f.write(os.urandom(4 << 20))
-    work = tmp_path / "work"
-    work.mkdir()
     log_before = bh.read_bytes(inst.audit_log)
     env = h.base_env(inst.env(BACKUP_OFFSITE_DIR=str(offsite), BACKUP_COMPRESSION_LEVEL="1"))
-    proc = subprocess.Popen([h.require_binary(), "dr-drill", "--full", "--work-dir", str(work)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([h.require_binary()] + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and inst.latest() == good["id"]:
         time.sleep(0.002)
@@ -496,7 +466,28 @@ def test_sigterm_after_the_drills_backup_is_published_still_records_it(inst, tmp
     proc.send_signal(signal.SIGTERM)
     o, e = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, o, e)
-    recs = bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+    return o, bh.appended_records(bh.read_bytes(inst.audit_log), log_before)
+
+
+def test_sigterm_after_publishing_still_writes_the_audit_record(inst, tmp_path):
+    """Once a backup is published (latest moved), SIGTERM no longer cuts it short: the offsite
+    copy stops early, the backup's BACKUP audit record is written and its report printed, and
+    only then does the process exit 128+15. A copy of patient data never goes unrecorded."""
+    o, recs = sigterm_once_published(inst, tmp_path, ["backup", "full", "--json"])
+    s = json.loads(o)  # the report is printed
+    assert s["id"] == inst.latest(), (s, inst.latest())
+    assert [(r["type"], r["entity_id"]) for r in recs] == [("BACKUP", s["id"])], recs
+    off = s["offsite"]  # stopped by the signal (or, if it came late, finished and verified)
+    assert off.get("ok") or "interrupted by signal 15" in off.get("error", ""), off
+    assert inst.run(["backup", "verify", "latest"]).returncode == 0
+
+
+def test_sigterm_after_the_drills_backup_is_published_still_records_it(inst, tmp_path):
+    """The drill's own backup is audited like `aimedres backup`: a SIGTERM once it is published
+    waits for its BACKUP record, then the drill ends 128+15 leaving nothing of its own."""
+    work = tmp_path / "work"
+    work.mkdir()
+    _, recs = sigterm_once_published(inst, tmp_path, ["dr-drill", "--full", "--work-dir", str(work)])
     assert ("BACKUP", inst.latest()) in [(r["type"], r["entity_id"]) for r in recs], recs
     assert os.listdir(work) == [], os.listdir(work)
 
