@@ -24,7 +24,8 @@
  * "ctl" is the controller thread, the only one that runs gates and timers; API
  * handlers change state through rollout_action/rollout_create under the same mutex.
  * Every change is written to the store (record + event) before the mutex is released,
- * so a restart resumes: timers are wall-clock (phase_started_ms), validation re-runs.
+ * so a restart resumes: validation re-runs, and a shadow phase, stage or blue/green watch
+ * starts again (its live measurements were in memory); other timers are wall-clock.
  *
  * Invariants: at most one active deployment per model (the store's unique index is the
  * arbiter); dep_t objects are never freed while the controller lives (the hot path may
@@ -1123,7 +1124,17 @@ int rollout_start(rollout_t *r)
             set_route(r, d, ROUTE_SPLIT, d->cfg.stages[d->stage]);
         else if (d->phase == PH_BG_WATCH)
             set_route(r, d, ROUTE_SPLIT, 100);
-        save(r, d, "resumed_after_restart", "controller", NULL);
+        const char *why = NULL;
+        if (d->phase == PH_SHADOW || d->phase == PH_STAGE || d->phase == PH_BG_WATCH) {
+            /* The live measurements of this phase (requests, errors, latencies, shadow
+             * agreement) were the previous process's: the phase starts again, so that its end
+             * is judged on evidence. Resuming the timer instead let a stage end after a restart
+             * with too few requests to check, and promote a candidate that was failing. */
+            d->phase_started_ms = d->last_check_ms = util_now_ms();
+            d->paused_elapsed_ms = 0;
+            why = "the current phase starts again: its live measurements were held by the previous process";
+        }
+        save(r, d, "resumed_after_restart", "controller", why);
     }
     json_decref(list);
     resume_rollback_windows(r);

@@ -264,6 +264,7 @@ def test_restart_mid_canary_resumes(make_server):
     dep = r.json()["deployment_id"]
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 1, timeout=30)
     t_stage1 = iso_s(d["timeline"][-1]["at"])
+    time.sleep(2)  # half the stage has run when the server stops
     srv.stop()
     assert srv.returncode == 0
     srv.returncode = None
@@ -271,13 +272,47 @@ def test_restart_mid_canary_resumes(make_server):
     d = record(srv, dep)
     assert d["status"] == "deploying" and d["current_stage"] == 1 and d["traffic_percentage"] == 50
     assert "resumed_after_restart" in events(d)
-    # the stage timer continued from where it was: stage 2 starts about 4 s after stage 1 began
+    t_resumed = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "resumed_after_restart"))
+    assert t_resumed > t_stage1
+    # the stage starts again at the restart (its live measurements were the previous process's):
+    # stage 2 starts about 4 s after the resumption, not 4 s after stage 1 began
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 2 or not d["active"], timeout=30)
     t_stage2 = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "stage_2_started"))
-    assert 3.5 <= t_stage2 - t_stage1 <= 7.5, t_stage2 - t_stage1
+    assert 3.5 <= t_stage2 - t_resumed <= 7.5, (t_stage2 - t_resumed, t_stage2 - t_stage1)
     d = wait_until(srv, dep, finished, timeout=30)
     assert d["status"] == "stable"
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "2.0.0"
+
+
+def test_restart_mid_stage_judges_the_stage_on_new_evidence(make_server):
+    """The live measurements of a stage are in memory: after a restart the stage starts again,
+    so its end is judged on what the candidate did since. Here the candidate fails (30 % errors)
+    only in traffic that comes after the moment the interrupted stage would have ended: it is
+    rolled back at the restarted stage's end, not promoted for want of evidence."""
+    srv = make_server({"ROLLOUT_FAULT_INJECT": "version=2.0.0,error_rate=0.3"})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    stage_s = 8
+    # no auto_promote: the first stage's end decides between awaiting promotion and rolled back
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="%ds" % stage_s,
+               check_interval="10m", auto_promote=False)
+    dep = r.json()["deployment_id"]
+    d = wait_until(srv, dep, lambda d: d["current_stage"] == 0, timeout=30)
+    t_stage0 = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "stage_0_started"))
+    time.sleep(max(0.0, t_stage0 + 5 - time.time()))
+    srv.stop()
+    assert srv.returncode == 0
+    srv.returncode = None
+    srv.start()
+    d = record(srv, dep)
+    t_resumed = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "resumed_after_restart"))
+    # traffic only after the interrupted stage's own end, and before the restarted one's
+    time.sleep(max(0.0, t_stage0 + stage_s + 0.5 - time.time()))
+    assert time.time() < t_resumed + stage_s - 2, "the restart took too long for this test"
+    with Traffic(srv, PARK, patients=100000):
+        time.sleep(min(3.0, t_resumed + stage_s - 1 - time.time()))
+    d = wait_until(srv, dep, lambda d: not d["active"] or d["awaiting_promotion"], timeout=60)
+    assert d["status"] == "rolled_back" and "error_rate" in d["rollback_reason"], (d["status"], d["rollback_reason"])
+    assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
 
 
 def test_two_models_at_once(make_server):
