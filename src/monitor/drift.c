@@ -18,6 +18,19 @@ size_t drift_bin_of(const double *edges, size_t n_bins, double v)
     return lo;
 }
 
+size_t drift_bin_of_f32(const double *edges, size_t n_bins, float v)
+{
+    size_t lo = 0, hi = n_bins - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        if (v >= (float)edges[mid])
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 static double share(uint64_t c, uint64_t total)
 {
     return (double)c / (double)total;

@@ -17,6 +17,10 @@
  * last bin is closed, values below e_0 go to bin 0 and values above the last edge to the
  * last bin (as model/train.c counted the training values). n_bins must be >= 1. */
 size_t drift_bin_of(const double *edges, size_t n_bins, double v);
+/* The same for a value the server holds as float32 (the model's input): compared with each edge
+ * rounded to float32, so that a value equal to an edge in the data ("0.005") lands in the bin
+ * training put it in (float32(0.005) is below the double 0.005). */
+size_t drift_bin_of_f32(const double *edges, size_t n_bins, float v);
 
 /* PSI = sum over bins of (a_i - e_i) * ln(a_i / e_i), a_i = counts[i] / total, e_i =
  * base_probs[i], both floored at DRIFT_PSI_EPS. NAN when the counts total 0. */

@@ -26,7 +26,9 @@
 #define MAX_FEATURES 256 /* features per model the monitor follows */
 #define MAX_BINS 64
 #define FEEDBACK_MAX 200000                    /* labels read per evaluation */
-#define MIN_DRIFT_SAMPLES_DIV 10               /* drift needs window/10 scored values (at least 1) */
+#define MIN_DRIFT_SAMPLES_DIV 2 /* drift needs window/2 scored values (at least 1): with 100 the
+                                 * largest of a model's feature PSIs exceeds 0.1 by chance alone */
+#define MIN_QUALITY_ROWS 30     /* data quality is judged on at least this many rows (or a full window) */
 #define RESOLVED_RETENTION_MS (15 * 60 * 1000) /* as Prometheus re-sends resolved alerts */
 #define NAME_MAX_LEN 129
 
@@ -625,7 +627,10 @@ static void evaluate_inputs(struct monitor *m, mentry_t *e, const model_manifest
     }
     f->window_rows = feature_window_rows(st->win);
     f->values = feature_window_codes(st->win, f->by_code);
-    f->quality = feature_window_quality(st->win);
+    /* a couple of rows (a post-deployment `verify`'s smoke predictions, which leave optional
+     * features out) say nothing about a model's inputs: NaN until there are enough */
+    size_t min_rows = m->s.drift_window < MIN_QUALITY_ROWS ? (size_t)m->s.drift_window : MIN_QUALITY_ROWS;
+    f->quality = f->window_rows >= min_rows ? feature_window_quality(st->win) : NAN;
     uint64_t min_samples = m->s.drift_window / MIN_DRIFT_SAMPLES_DIV;
     if (min_samples == 0)
         min_samples = 1;

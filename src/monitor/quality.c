@@ -90,7 +90,7 @@ uint64_t feature_window_histogram(const feature_window_t *w, size_t j, const dou
         memcpy(&v, &bits, sizeof(v));
         if (isnan(v))
             continue;
-        counts[drift_bin_of(edges, n_bins, (double)v)]++;
+        counts[drift_bin_of_f32(edges, n_bins, v)]++;
         n++;
     }
     return n;

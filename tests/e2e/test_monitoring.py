@@ -325,6 +325,26 @@ def test_drift_alert_fires_and_resolves_with_webhook(make_server, receiver):
     assert metric(srv, "alert_deliveries_total", receiver="webhook", outcome="success") >= 2
 
 
+def test_a_few_rows_do_not_judge_quality_or_drift(make_server):
+    """After a restart a `verify` sends a couple of smoke rows that leave optional features out:
+    data quality (and drift) wait for enough rows (30, and DRIFT_WINDOW/2) before they are
+    judged, so no DataQualityLow fires on them; with enough rows the score is computed."""
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="100"))
+    man = srv.manifest(MODEL)
+    required_only = {f["name"]: v for f, (name, v) in zip(man["features"], h.valid_features(man).items())
+                     if f.get("required", True)}
+    assert len(required_only) < len(man["features"]), "the model needs an optional feature for this test"
+    for _ in range(2):
+        assert srv.predict(MODEL, {"features": required_only}).status_code == 200
+    time.sleep(2.5)  # two evaluations (MONITOR_INTERVAL=1s)
+    mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
+    assert mon["data_quality"]["values"] > 0 and mon["data_quality"]["score"] is None, mon["data_quality"]
+    assert mon["drift"]["score"] is None, mon["drift"]
+    assert not active_alerts(srv, "DataQualityLow")
+    predict_batch(srv, [required_only] * 30)
+    wait_for(lambda: metric(srv, "data_quality_score", model=MODEL) < 1.0, what="quality judged on 32 rows")
+
+
 def test_quality_drops_with_out_of_range_requests(make_server):
     srv = make_server(dict(MON_ENV, DRIFT_WINDOW="100"))
     man = srv.manifest(MODEL)
@@ -358,7 +378,7 @@ def test_alertmanager_v2_payload_resent_and_resolved(make_server, receiver):
     srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10", ALERTMANAGER_URL=receiver.url()))
     man = srv.manifest(MODEL)
     feat = h.first_feature(man, types=("number", "integer"), ranged=True)
-    for _ in range(5):
+    for _ in range(10):  # a full window: quality is judged on it
         row = h.valid_features(man)
         row[feat["name"]] = feat["max"] + 1000
         srv.predict(MODEL, {"features": row})

@@ -13,6 +13,23 @@
 
 #include "monitor/drift.h"
 
+/* A value equal to an edge in the data lands where training (doubles) put it, although the
+ * server holds it as float32: float32(0.005) is below the double 0.005. */
+static void test_bin_of_f32(void **state)
+{
+    (void)state;
+    const double edges[] = {0, 0.005, 0.01, 0.3}; /* bins [0,0.005) [0.005,0.01) [0.01,0.3] */
+    assert_true((double)0.005f < 0.005);
+    assert_int_equal(drift_bin_of(edges, 3, 0.005), 1);           /* training */
+    assert_int_equal(drift_bin_of(edges, 3, (double)0.005f), 0);  /* the old server path */
+    assert_int_equal(drift_bin_of_f32(edges, 3, 0.005f), 1);      /* the server now */
+    assert_int_equal(drift_bin_of_f32(edges, 3, 0.0049f), 0);
+    assert_int_equal(drift_bin_of_f32(edges, 3, 0.01f), 2);
+    assert_int_equal(drift_bin_of_f32(edges, 3, 0.3f), 2);
+    assert_int_equal(drift_bin_of_f32(edges, 3, -1.0f), 0);
+    assert_int_equal(drift_bin_of_f32(edges, 3, 99.0f), 2);
+}
+
 static void test_bin_of(void **state)
 {
     (void)state;
@@ -76,6 +93,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bin_of),
+        cmocka_unit_test(test_bin_of_f32),
         cmocka_unit_test(test_psi_hand_values),
         cmocka_unit_test(test_ks_hand_values),
     };
