@@ -1205,11 +1205,6 @@ int backup_offsite_copy(const backup_settings_t *s, const backup_key_t *key, con
             order[j - 1] = t;
         }
     for (size_t i = 0; i < n && r >= 0; i++) {
-        if (backup_interrupt_pending()) { /* the backup is published: its audit record first */
-            interrupted_copy(err, errlen);
-            r = -EINTR;
-            break;
-        }
         char have[PATH_MAX];
         backup_repo_path(s->offsite_dir, order[i], BACKUP_MANIFEST_FILE, have, sizeof(have));
         if (util_path_exists(have) && strcmp(order[i], id) != 0)

@@ -6,10 +6,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backup/fsutil.h"
@@ -19,9 +19,10 @@
 
 #define DAY_MS (86400LL * 1000)
 #define LOCK_WAIT_MS 2000
-/* How long prune keeps trying when a reader (an hourly check, a weekly verify, a restore) or a
- * backup holds the repository: it runs once a day from a timer, and failing it whenever a check
- * happens to be reading would let the repository grow until the disk is full. */
+/* How long prune keeps trying while a reader (an hourly check, a weekly verify, a restore)
+ * holds the repository: it runs once a day from a timer, and failing it whenever a check
+ * happens to be reading would let the repository grow until the disk is full. (A backup, which
+ * holds the write lock, makes prune give up after LOCK_WAIT_MS, as before.) */
 #define READERS_WAIT_MS (10 * 60 * 1000)
 
 typedef enum { ST_DELETE = 0, ST_KEEP, ST_REDUCE, ST_UNTOUCHED } state_t;

@@ -52,34 +52,31 @@ static int check_appendable(const char *name, const char *file, bool mkdirs)
 {
     if (!file || !*file)
         return 0;
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", file);
-    bool ok;
-    if (access(file, F_OK) == 0 && !mkdirs) {
-        ok = access(file, W_OK) == 0;
-    } else if (access(file, F_OK) == 0 && access(file, W_OK) != 0) {
-        ok = false;
-    } else { /* the directory (with mkdirs: which also gets files beside it), or its nearest existing one */
-        char *slash;
-        do {
-            slash = strrchr(dir, '/');
-            if (slash)
-                *(slash == dir ? slash + 1 : slash) = '\0';
-            else
-                snprintf(dir, sizeof(dir), ".");
-        } while (mkdirs && slash && slash != dir && access(dir, F_OK) != 0);
-        ok = access(dir, W_OK | X_OK) == 0;
-        if (!ok) {
-            fprintf(stderr, "aimedres: config: %s: %s: the directory %s can not be written by this user: %s%s\n",
-                    name, file, dir, strerror(errno),
-                    mkdirs ? " (serve creates the lock, checkpoint and state files beside the log)" : "");
+    if (access(file, F_OK) == 0) {
+        if (access(file, W_OK) != 0) {
+            fprintf(stderr, "aimedres: config: %s: %s can not be written by this user: %s\n", name, file,
+                    strerror(errno));
             return 1;
         }
+        if (!mkdirs)
+            return 0;
     }
-    if (ok)
+    /* its directory (with mkdirs: the nearest one that exists) */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", file);
+    char *slash;
+    do {
+        slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        else
+            snprintf(dir, sizeof(dir), ".");
+    } while (mkdirs && slash && slash != dir && access(dir, F_OK) != 0);
+    if (access(dir, W_OK | X_OK) == 0)
         return 0;
-    fprintf(stderr, "aimedres: config: %s: %s can not be written by this user: %s\n", name, file,
-            strerror(errno));
+    fprintf(stderr, "aimedres: config: %s: %s: the directory %s can not be written by this user: %s%s\n", name,
+            file, dir, strerror(errno),
+            mkdirs ? " (serve creates the lock, checkpoint and state files beside the log)" : "");
     return 1;
 }
 

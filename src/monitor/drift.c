@@ -3,14 +3,17 @@
 #include "monitor/drift.h"
 
 #include <math.h>
+#include <stdbool.h>
 
-size_t drift_bin_of(const double *edges, size_t n_bins, double v)
+/* Largest i in [0, n_bins-1] with v >= edges[i] (i >= 1), else 0: binary search. as_f32: each
+ * edge rounded to float32 first (v is then a float32 value widened, so the comparison is the
+ * float32 one). */
+static size_t bin_of(const double *edges, size_t n_bins, double v, bool as_f32)
 {
-    /* largest i in [0, n_bins-1] with v >= edges[i] (i >= 1), else 0: binary search */
     size_t lo = 0, hi = n_bins - 1;
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2;
-        if (v >= edges[mid])
+        if (v >= (as_f32 ? (double)(float)edges[mid] : edges[mid]))
             lo = mid;
         else
             hi = mid - 1;
@@ -18,17 +21,14 @@ size_t drift_bin_of(const double *edges, size_t n_bins, double v)
     return lo;
 }
 
+size_t drift_bin_of(const double *edges, size_t n_bins, double v)
+{
+    return bin_of(edges, n_bins, v, false);
+}
+
 size_t drift_bin_of_f32(const double *edges, size_t n_bins, float v)
 {
-    size_t lo = 0, hi = n_bins - 1;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        if (v >= (float)edges[mid])
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
+    return bin_of(edges, n_bins, (double)v, true);
 }
 
 static double share(uint64_t c, uint64_t total)

@@ -38,7 +38,7 @@ void feature_window_push(feature_window_t *w, const float *row, const uint8_t *c
 size_t feature_window_rows(const feature_window_t *w);
 
 /* Histogram of feature j's scored values (code OK, not NaN) over n_bins bins with the
- * given edges (drift_bin_of); counts[n_bins] is overwritten. Returns the values counted. */
+ * given edges (drift_bin_of_f32: the values are float32); counts[n_bins] is overwritten. Returns the values counted. */
 uint64_t feature_window_histogram(const feature_window_t *w, size_t j, const double *edges, size_t n_bins,
                                   uint64_t *counts);
 
