@@ -101,8 +101,9 @@ static void print_record(const json_t *d)
                : "-");
     printf("  Mode: %s\n", json_string_value(json_object_get(d, "mode")));
     printf("  Status: %s%s\n", json_string_value(json_object_get(d, "status")),
-           json_is_true(json_object_get(d, "awaiting_promotion")) ? " (stage complete, awaiting promotion)"
-                                                                  : "");
+           json_is_true(json_object_get(d, "awaiting_promotion"))  ? " (stage complete, awaiting promotion)"
+           : json_is_true(json_object_get(d, "awaiting_evidence")) ? " (time is up, awaiting min_requests)"
+                                                                   : "");
     printf("  Traffic: %g%%\n", json_number_value(json_object_get(d, "traffic_percentage")));
     if (json_is_integer(stage))
         printf("  Stage: %lld of %zu\n", (long long)json_integer_value(stage) + 1, json_array_size(stages));

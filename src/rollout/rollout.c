@@ -80,6 +80,7 @@ typedef struct dep {
     double traffic; /* percent to the candidate */
     int64_t started_ms, completed_ms, phase_started_ms, last_check_ms, paused_elapsed_ms, window_until_ms;
     bool active, rollback_triggered, awaiting_promote;
+    bool awaiting_evidence; /* the phase's time is up but it has fewer than min_requests */
     char rollback_reason[512];
     json_t *tests, *timeline, *last_checks;
     double stable_p95_ref; /* stable arm p95 last seen with enough samples */
@@ -219,6 +220,7 @@ static json_t *dep_json(const dep_t *d)
     json_object_set_new(o, "previous_version",
                         d->prev_version[0] ? json_string(d->prev_version) : json_null());
     json_object_set_new(o, "awaiting_promotion", json_boolean(d->awaiting_promote));
+    json_object_set_new(o, "awaiting_evidence", json_boolean(d->awaiting_evidence));
     json_object_set_new(o, "rollback_available_until", iso(d->window_until_ms));
     /* the previous stable version is loaded, so a rollback is a switch, not a deployment */
     json_object_set_new(o, "previous_version_loaded", json_boolean(d->prev_stable != NULL));
@@ -331,6 +333,7 @@ static void set_route(rollout_t *r, dep_t *d, int mode, double pct)
 
 static void reset_stats(dep_t *d)
 {
+    d->awaiting_evidence = false;
     atomic_fetch_add(&d->epoch, 1);
     for (int i = 0; i < 2; i++) {
         __atomic_store_n(&d->arms[i].requests, 0, __ATOMIC_RELAXED);
@@ -355,7 +358,7 @@ static void finish(rollout_t *r, dep_t *d, const char *status, const char *mode,
     if (strcmp(status, "stable") == 0)
         d->traffic = 100;
     d->active = false;
-    d->awaiting_promote = false;
+    d->awaiting_promote = d->awaiting_evidence = false;
     d->phase = PH_DONE;
     d->stage = -1;
     d->completed_ms = util_now_ms();
@@ -666,7 +669,7 @@ static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t
         unsigned long long rows = __atomic_load_n(&d->shadow.rows, __ATOMIC_RELAXED);
         unsigned long long agree = __atomic_load_n(&d->shadow.agree, __ATOMIC_RELAXED);
         unsigned long long errs = __atomic_load_n(&d->shadow.errors, __ATOMIC_RELAXED);
-        if (jobs >= (unsigned long long)c->min_requests) {
+        if (jobs > 0 && jobs >= (unsigned long long)c->min_requests) {
             CHECK("error_rate", (double)errs / (double)jobs, c->max_error_rate, false);
             if (rows)
                 CHECK("agreement", (double)agree / (double)rows, c->min_shadow_agreement, true);
@@ -679,7 +682,7 @@ static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t
         double sp95 = rollout_latency_quantile_ms(&sa->lat, 0.95);
         if (sreq >= (unsigned long long)c->min_requests && isfinite(sp95))
             d->stable_p95_ref = sp95;
-        if (creq >= (unsigned long long)c->min_requests ||
+        if ((creq > 0 && creq >= (unsigned long long)c->min_requests) ||
             (creq > 0 && cerr * 1.0 / creq > c->max_error_rate && cerr >= 3)) {
             CHECK("error_rate", (double)cerr / (double)creq, c->max_error_rate, false);
             double cp95 = rollout_latency_quantile_ms(&ca->lat, 0.95);
@@ -708,6 +711,33 @@ static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t
     json_decref(d->last_checks);
     d->last_checks = checks;
     return ok;
+}
+
+/* True when the current phase has seen fewer than min_requests requests (shadow predictions
+ * in the shadow phase, candidate requests in a stage or blue/green watch): its end can not be
+ * judged yet. why says what is missing. */
+static bool short_of_evidence(const dep_t *d, char *why, size_t n)
+{
+    unsigned long long have, need = (unsigned long long)d->cfg.min_requests;
+    const char *what;
+    char phase[48];
+    if (d->phase == PH_SHADOW) {
+        have = __atomic_load_n(&d->shadow.jobs, __ATOMIC_RELAXED);
+        what = "shadow predictions";
+        snprintf(phase, sizeof(phase), "shadow phase");
+    } else {
+        have = __atomic_load_n(&d->arms[1].requests, __ATOMIC_RELAXED);
+        what = "candidate requests";
+        if (d->phase == PH_STAGE)
+            snprintf(phase, sizeof(phase), "canary stage %g%%", d->cfg.stages[d->stage]);
+        else
+            snprintf(phase, sizeof(phase), "blue/green watch");
+    }
+    if (have >= need)
+        return false;
+    snprintf(why, n, "%s ran its time with %llu of the %llu %s min_requests asks for; it goes on until it has them",
+             phase, have, need, what);
+    return true;
 }
 
 static void start_stage(rollout_t *r, dep_t *d, int stage, const char *actor, const char *why)
@@ -869,10 +899,20 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         return;
     int64_t dur = d->phase == PH_SHADOW ? d->cfg.shadow_duration_ms : d->cfg.stage_duration_ms;
     bool ending = now - d->phase_started_ms >= dur;
+    bool extended_now = false;
+    char why[256];
+    if (ending && !d->awaiting_promote && short_of_evidence(d, why, sizeof(why))) {
+        /* no evidence, no promotion: the phase goes on until it has min_requests */
+        ending = false;
+        if (!d->awaiting_evidence) {
+            d->awaiting_evidence = extended_now = true;
+            save(r, d, "extended_awaiting_evidence", "controller", why);
+        }
+    }
     bool due = now - d->last_check_ms >= d->cfg.check_interval_ms;
-    /* checks run every interval; a stage end is checked at once, except while the stage
-     * waits for a manual promotion (then the interval applies) */
-    if (!due && !(ending && !d->awaiting_promote))
+    /* checks run every interval; a phase's end is checked at once (also when it is extended
+     * for want of evidence), except while a stage waits for a manual promotion */
+    if (!due && !extended_now && !(ending && !d->awaiting_promote))
         return;
     d->last_check_ms = now;
     char reason[512] = "";

@@ -259,8 +259,9 @@ def test_sticky_routing_per_patient(make_server):
 def test_restart_mid_canary_resumes(make_server):
     srv = make_server()
     train(srv, PARK, "2.0.0", "--rounds", "101")
+    # min_requests=0: the stages end on time alone (no traffic here; this test is about timing)
     r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[10, 50, 100], stage_duration="4s",
-               check_interval="500ms", auto_promote=True)
+               check_interval="500ms", auto_promote=True, min_requests=0)
     dep = r.json()["deployment_id"]
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 1, timeout=30)
     t_stage1 = iso_s(d["timeline"][-1]["at"])
@@ -315,14 +316,100 @@ def test_restart_mid_stage_judges_the_stage_on_new_evidence(make_server):
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
 
 
+def _extensions(d):
+    return [e for e in d["timeline"] if e["event"] == "extended_awaiting_evidence"]
+
+
+def _send(srv, n, model=PARK):
+    """n predicts without a patient id (split by request id); returns the versions that answered."""
+    feats = h.valid_features(srv.manifest(model))
+    out = collections.Counter()
+    for _ in range(n):
+        r = srv.predict(model, {"features": feats})
+        assert r.status_code == 200, r.text
+        out[r.json()["version"]] += 1
+    return out
+
+
+def test_no_evidence_no_promotion(make_server):
+    """A phase whose time is up with fewer than min_requests samples goes on until it has them
+    (shadow predictions, then candidate requests per stage): an idle model's canary is never
+    promoted on time alone, and each phase's end is judged once its evidence exists."""
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="1s", canary_stages=[50, 100], stage_duration="1s",
+               check_interval="300ms", min_requests=10, auto_promote=True)
+    assert r.status_code == 201, r.text
+    dep = r.json()["deployment_id"]
+
+    # shadow: its time runs out with no request; it stays in shadow, saying why
+    d = wait_until(srv, dep, lambda d: d["awaiting_evidence"], timeout=30)
+    assert d["mode"] == "shadow" and d["status"] == "monitoring" and d["traffic_percentage"] == 0
+    ext = _extensions(d)
+    assert len(ext) == 1 and ext[0]["actor"] == "controller"
+    assert ext[0]["reason"].startswith("shadow phase ran its time with 0 of the 10 shadow predictions"), ext
+    time.sleep(1.5)  # several check intervals: still waiting, one event only
+    d = record(srv, dep)
+    assert d["mode"] == "shadow" and d["awaiting_evidence"] and len(_extensions(d)) == 1
+    assert "stage_0_started" not in events(d)
+
+    _send(srv, 12)  # 12 shadow predictions: the shadow phase is judged and passes
+    d = wait_until(srv, dep, lambda d: d["current_stage"] == 0 and not d["awaiting_evidence"], timeout=30)
+    shadow_tests = [t["test_name"] for t in d["validation_tests"] if t["test_name"].startswith("shadow_")]
+    assert "shadow_error_rate" in shadow_tests and "shadow_agreement" in shadow_tests, shadow_tests
+
+    # stage 0 (50 %): same, counted in candidate requests
+    d = wait_until(srv, dep, lambda d: d["awaiting_evidence"], timeout=30)
+    assert d["current_stage"] == 0 and d["traffic_percentage"] == 50
+    assert _extensions(d)[-1]["reason"].startswith(
+        "canary stage 50% ran its time with 0 of the 10 candidate requests"), _extensions(d)
+    seen = collections.Counter()
+    while seen["2.0.0"] < 10:
+        seen += _send(srv, 10)
+        assert sum(seen.values()) < 400, seen
+    d = wait_until(srv, dep, lambda d: d["current_stage"] == 1, timeout=30)
+    assert "canary_stage_50_error_rate" in [t["test_name"] for t in d["validation_tests"]]
+
+    # the 100 % stage: a manual promotion is still possible while it waits for evidence
+    d = wait_until(srv, dep, lambda d: d["awaiting_evidence"], timeout=30)
+    assert d["active"] and d["status"] == "deploying" and len(_extensions(d)) == 3
+    r = srv.post("/api/v1/deployments/%s/promote" % dep, json={"reason": "low traffic, reviewed by hand"})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["status"] == "stable" and not d["awaiting_evidence"]
+    assert d["timeline"][-1]["actor"] == "api" and d["timeline"][-1]["reason"] == "low traffic, reviewed by hand"
+    assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "2.0.0"
+
+
+def test_blue_green_watch_waits_for_evidence_but_rolls_back_on_errors(make_server):
+    srv = make_server({"ROLLOUT_FAULT_INJECT": "version=2.0.0,error_rate=1"})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", "blue-green", stage_duration="500ms", check_interval="300ms",
+               min_requests=50)
+    dep = r.json()["deployment_id"]
+    d = wait_until(srv, dep, lambda d: d["awaiting_evidence"], timeout=30)
+    assert d["status"] == "monitoring" and d["traffic_percentage"] == 100
+    assert _extensions(d)[0]["reason"].startswith("blue/green watch ran its time with 0 of the 50")
+    time.sleep(1.0)
+    assert record(srv, dep)["status"] == "monitoring"  # not promoted on time alone
+    # 3 failures are evidence enough to fail (the early error check), though fewer than min_requests
+    feats = h.valid_features(srv.manifest(PARK))
+    codes = [srv.predict(PARK, {"features": feats}).status_code for _ in range(3)]
+    assert codes == [500, 500, 500], codes
+    d = wait_until(srv, dep, finished, timeout=10)
+    assert d["status"] == "rolled_back" and "error_rate" in d["rollback_reason"], d["rollback_reason"]
+    assert not d["awaiting_evidence"]
+    assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
+
+
 def test_two_models_at_once(make_server):
     srv = make_server()
     train(srv, PARK, "2.0.0", "--rounds", "101")
     train(srv, ALS, "2.0.0", "--rounds", "101")
     a = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1s",
-               check_interval="300ms", auto_promote=True)
+               check_interval="300ms", auto_promote=True, min_requests=0)
     b = deploy(srv, ALS, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1s",
-               check_interval="300ms", auto_promote=True)
+               check_interval="300ms", auto_promote=True, min_requests=0)
     assert a.status_code == 201 and b.status_code == 201
     both = srv.get("/api/v1/deployments/status").json()
     assert both["count"] == 2

@@ -11,7 +11,7 @@ import aimedres_harness as h
 from test_rollouts import ALS, PARK, deploy, events, finished, iso_s, record, train, wait_until
 
 FAST = dict(shadow_duration="0s", canary_stages=[100], stage_duration="1s", check_interval="300ms",
-            auto_promote=True)
+            auto_promote=True, min_requests=0)  # no traffic: the stage ends on time alone
 SHORT_WINDOW_S = 20
 
 
