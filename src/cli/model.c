@@ -101,6 +101,9 @@ static void usage_import(FILE *out)
         "  --label COL            label column (required)\n"
         "  --name NAME            model name (required)\n"
         "  --version VERSION      version (required)\n"
+        "  --all-rounds           a booster saved after early stopping is refused unless its rounds end\n"
+        "                         at best_iteration (save booster[:best_iteration+1]); this serves all\n"
+        "                         of its rounds instead, as Booster.predict does\n"
         "%s",
         common_data_help);
 }
@@ -163,6 +166,7 @@ enum {
     OPT_JSON,
     OPT_ENV_FILE,
     OPT_BOOSTER,
+    OPT_ALL_ROUNDS,
 };
 
 typedef struct cli_opts {
@@ -201,6 +205,7 @@ static int parse(int argc, char **argv, const char *cmd, const int *allowed, int
         {"json", no_argument, NULL, OPT_JSON},
         {"env-file", required_argument, NULL, OPT_ENV_FILE},
         {"booster", required_argument, NULL, OPT_BOOSTER},
+        {"all-rounds", no_argument, NULL, OPT_ALL_ROUNDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -291,6 +296,7 @@ static int parse(int argc, char **argv, const char *cmd, const int *allowed, int
         case OPT_JSON: co->json = true; break;
         case OPT_ENV_FILE: co->env_file = optarg; break;
         case OPT_BOOSTER: co->t.booster_path = optarg; break;
+        case OPT_ALL_ROUNDS: co->t.all_rounds = true; break;
         default: break;
         }
         continue;
@@ -462,7 +468,8 @@ static int run_train_like(int argc, char **argv, bool import)
     static const int allowed_import[] = {OPT_BOOSTER,      OPT_DATA,      OPT_LABEL,       OPT_NAME,
                                          OPT_VERSION,      OPT_DROP,      OPT_UNITS,       OPT_SCHEMA,
                                          OPT_CLASS_LABELS, OPT_THRESHOLD, OPT_DESCRIPTION, OPT_SYNTHETIC,
-                                         OPT_SET_STABLE,   OPT_JSON,      OPT_ENV_FILE,    0};
+                                         OPT_SET_STABLE,   OPT_JSON,      OPT_ENV_FILE,    OPT_ALL_ROUNDS,
+                                         0};
     const char *cmd = import ? "import" : "train";
     void (*help)(FILE *) = import ? usage_import : usage_train;
     int rc = 0;

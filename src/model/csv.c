@@ -153,7 +153,9 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
                 rc = -EFBIG;
                 goto fail;
             }
-            if ((rc = cellvec_push(&cv, buf + field_start)) < 0)
+            /* header names lose surrounding blanks, unless quoted (" age" is a name) */
+            if ((rc = cellvec_push(&cv, have_header || quoted ? buf + field_start : trim_inplace(buf + field_start))) <
+                0)
                 goto fail;
             if (!at_eof && sep == ',') {
                 r++;
@@ -192,7 +194,6 @@ static int parse_owned(char *buf, size_t len, csv_table_t **ret, char *err, size
         goto fail;
     }
     for (size_t i = 0; i < n_cols; i++) {
-        cv.v[i] = trim_inplace(cv.v[i]);
         if (cv.v[i][0] == '\0') {
             util_errf(err, errlen, "line 1: column %zu of the header has no name", i + 1);
             rc = -EINVAL;

@@ -185,7 +185,17 @@ int model_handle_predict(model_handle_t *h, const float *rows, size_t nrows, flo
     if (nrows == 0)
         return 0;
     int r = h->backend->predict(h->state, rows, nrows, h->manifest->n_features, out, h->outputs, err, errlen);
-    return r < 0 ? -EIO : 0;
+    if (r < 0)
+        return -EIO;
+    /* an overflowing leaf sum or a broken booster: no answer rather than a null one */
+    for (size_t i = 0; i < nrows * h->outputs; i++) {
+        if (!isfinite(out[i])) {
+            snprintf(err, errlen, "row %zu: the booster produced a non-finite output (%s)", i / h->outputs,
+                     isnan(out[i]) ? "NaN" : "infinity");
+            return -EIO;
+        }
+    }
+    return 0;
 }
 
 /* JSON has no NaN: a non-finite output (a broken booster) becomes null. */

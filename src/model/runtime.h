@@ -34,6 +34,14 @@ extern const model_backend_t model_backend_xgboost;
 /* "<what>: <XGBoost's last error>" into err, without XGBoost's stack trace (for code that
  * calls the XGBoost C API directly: the backend and model training). */
 void model_xgboost_error(char *err, size_t errlen, const char *what);
+/* Loads a .json or .ubj booster file into a BoosterHandle, first checking that the file is
+ * what its name says (an empty file, UBJSON named .json and the like are named as such).
+ * 0 or -errno with the reason in err. */
+int model_xgboost_load_file(void *booster, const char *path, char *err, size_t errlen);
+/* libxgboost loads a booster without checking its trees and then reads wherever a node's
+ * indexes point: checks a loaded BoosterHandle (model_trees_check on its model JSON) before
+ * anything predicts with it. 0, or -EINVAL with "booster is malformed: <why>" in err. */
+int model_xgboost_check(void *booster, size_t n_features, size_t outputs, char *err, size_t errlen);
 /* Logs one message of XGBoost's log callback through log.c (a warning when it says WARNING):
  * parameter names and file locations, never data values. For XGBRegisterLogCallback. */
 void model_xgboost_log(const char *msg);
@@ -53,7 +61,8 @@ const char *model_handle_dir(const model_handle_t *h);
 /* Floats per row in predict's output: 1 (binary, regression) or n_classes. */
 size_t model_handle_outputs(const model_handle_t *h);
 
-/* rows: nrows x manifest n_features. out: nrows * model_handle_outputs(h). 0 or -EIO. */
+/* rows: nrows x manifest n_features. out: nrows * model_handle_outputs(h). 0 or -EIO (also
+ * when an output is not finite: err names the row). */
 int model_handle_predict(model_handle_t *h, const float *rows, size_t nrows, float *out, char *err,
                          size_t errlen);
 

@@ -548,8 +548,16 @@ static int predict_rows(BoosterHandle bst, const dataset_t *ds, const size_t *ro
         rc = -ENOMEM;
         goto done;
     }
-    for (size_t i = 0; i < nr * outputs; i++)
+    for (size_t i = 0; i < nr * outputs; i++) {
+        if (!isfinite(out[i])) { /* the server would refuse to answer with it */
+            util_errf(err, errlen, "the booster's output for the row on line %zu of the data is not finite (%s)",
+                      ds->csv->lines[rows[i / outputs]], isnan(out[i]) ? "NaN" : "infinity");
+            free(p);
+            rc = -EBADMSG;
+            goto done;
+        }
         p[i] = out[i];
+    }
     *ret = p;
 done:
     XGDMatrixFree(dm);
@@ -1750,6 +1758,32 @@ static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k
     return rc;
 }
 
+/* A booster saved after early stopping holds every round it ran, and best_iteration names
+ * the one to use: XGBClassifier and XGBRegressor predict with rounds 0..best_iteration,
+ * Booster.predict with all of them. Which one the team validated is not in the file, so
+ * import refuses to guess unless --all-rounds says "all". */
+static int check_early_stopping(BoosterHandle bst, const model_train_opts_t *o, char *err, size_t errlen)
+{
+    const char *best = NULL;
+    int found = 0, rounds = 0;
+    if (XGBoosterGetAttr(bst, "best_iteration", &best, &found) != 0)
+        return xgb_fail(err, errlen, "cannot read the booster's attributes");
+    int64_t b;
+    if (!found || !best || util_parse_int64(best, 0, INT32_MAX, &b) < 0 || o->all_rounds)
+        return 0;
+    if (XGBoosterBoostedRounds(bst, &rounds) != 0)
+        return xgb_fail(err, errlen, "cannot read the booster's round count");
+    if (b + 1 >= rounds)
+        return 0;
+    util_errf(err, errlen,
+              "the booster was saved after early stopping: best_iteration is %lld but it holds %d rounds. "
+              "XGBClassifier/XGBRegressor predict with the first %lld rounds, Booster.predict with all %d. "
+              "Save the rounds you validated (booster[:%lld].save_model(...)) and import that file, or pass "
+              "--all-rounds to serve all %d",
+              (long long)b, rounds, (long long)b + 1, rounds, (long long)b + 1, rounds);
+    return -EBADMSG;
+}
+
 int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, size_t errlen)
 {
     job_t j = {.o = o, .tool = "import"};
@@ -1789,10 +1823,8 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         rc = xgb_fail(err, errlen, "cannot create a booster");
         goto out;
     }
-    if (XGBoosterLoadModel(bst, o->booster_path) != 0) {
-        char what[PATH_MAX + 32];
-        snprintf(what, sizeof(what), "cannot load %s", o->booster_path);
-        rc = xgb_fail(err, errlen, what);
+    if ((rc = model_xgboost_load_file(bst, o->booster_path, err, errlen)) < 0) {
+        rc = rc == -EINVAL ? -EBADMSG : rc;
         goto out;
     }
     XGBoosterSetParam(bst, "nthread", "2");
@@ -1836,6 +1868,13 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     }
     if ((rc = booster_task(bst, &j.task, &j.k, err, errlen)) < 0)
         goto out;
+    size_t outputs = j.task == MODEL_TASK_MULTICLASS ? j.k : 1;
+    if ((rc = model_xgboost_check(bst, j.ds.d, outputs, err, errlen)) < 0) {
+        rc = rc == -EINVAL ? -EBADMSG : rc;
+        goto out;
+    }
+    if ((rc = check_early_stopping(bst, o, err, errlen)) < 0)
+        goto out;
     if ((rc = check_labels(o, &j.ds, j.task, j.k, false, err, errlen)) < 0)
         goto out;
 
@@ -1849,7 +1888,6 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         j.is_val[i] = true;
     if ((rc = rows_from_flags(&j)) < 0)
         goto out;
-    size_t outputs = j.task == MODEL_TASK_MULTICLASS ? j.k : 1;
     if ((rc = predict_rows(bst, &j.ds, j.val_rows, j.n_val, outputs, &pred, err, errlen)) < 0)
         goto out;
     j.training_metrics = json_object();

@@ -55,6 +55,7 @@ typedef struct model_train_opts {
 
     /* Import only. */
     const char *booster_path; /* .json or .ubj file saved by XGBoost (required) */
+    bool all_rounds;          /* serve every round of an early-stopped booster (see model_import) */
 } model_train_opts_t;
 
 /* Fills the defaults above; every pointer NULL. */
@@ -81,7 +82,10 @@ int model_train(const model_train_opts_t *opts, json_t **ret_summary, char *err,
  * opts->data_path (all of it is the holdout: metrics.holdout.source = "import data").
  * The booster's feature count and (if stored) feature names must match the CSV's
  * feature columns in order; the task comes from the booster's objective. The booster
- * file is copied byte for byte. Same summary and errors as model_train (n_train = 0). */
+ * file is copied byte for byte. A booster whose trees are malformed (model_xgboost_check),
+ * or that was saved after early stopping with rounds beyond best_iteration (unless
+ * opts->all_rounds), is refused with -EBADMSG. Same summary and errors as model_train
+ * (n_train = 0). */
 int model_import(const model_train_opts_t *opts, json_t **ret_summary, char *err, size_t errlen);
 
 /* True if name/version is already in the store (0/1), or -errno. */

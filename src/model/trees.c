@@ -190,13 +190,166 @@ static int read_tree(model_trees_t *t, const json_t *tree, uint32_t first, size_
     return 0;
 }
 
+/* The model JSON as jansson can read it: libxgboost writes NaN (and +-Infinity) as bare
+ * tokens, for instance in the split conditions of categorical nodes; outside strings they
+ * become null. */
+static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr)
+{
+    char *copy = malloc(len / 3 * 4 + 16); /* "NaN" (3 bytes) -> "null" (4) at worst */
+    if (!copy) {
+        snprintf(jerr->text, sizeof(jerr->text), "out of memory");
+        return NULL;
+    }
+    size_t o = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+        if (in_str) {
+            copy[o++] = c;
+            if (c == '\\' && i + 1 < len)
+                copy[o++] = json[++i];
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        static const char *const bare[] = {"-Infinity", "Infinity", "NaN"};
+        size_t k = 0;
+        for (; k < ARRAY_SIZE(bare); k++)
+            if (len - i >= strlen(bare[k]) && memcmp(json + i, bare[k], strlen(bare[k])) == 0)
+                break;
+        if (k < ARRAY_SIZE(bare)) {
+            memcpy(copy + o, "null", 4);
+            o += 4;
+            i += strlen(bare[k]) - 1;
+            continue;
+        }
+        in_str = c == '"';
+        copy[o++] = c;
+    }
+    json_t *root = json_loadb(copy, o, JSON_ALLOW_NUL, jerr);
+    free(copy);
+    return root;
+}
+
+/* One tree of a booster about to be trusted by libxgboost (see model_trees_check). */
+static int check_tree(const json_t *tree, size_t ti, size_t n_features, char *err, size_t errlen)
+{
+    const json_t *left = json_object_get(tree, "left_children");
+    size_t n = json_array_size(left);
+    const json_t *right = array_of(tree, "right_children", n), *feat = array_of(tree, "split_indices", n);
+    if (n == 0 || !right || !feat) {
+        snprintf(err, errlen, "tree %zu has no nodes or node arrays of different lengths", ti);
+        return -EINVAL;
+    }
+    unsigned char *seen = calloc(n, 1);
+    uint32_t *stack = malloc(n * sizeof(*stack));
+    int rc = 0;
+    if (!seen || !stack) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* every node reachable from the root, reached once: no loop, no shared child, no index
+     * outside the tree, every split on a feature the booster has */
+    size_t top = 0;
+    stack[top++] = 0;
+    seen[0] = 1;
+    while (top > 0) {
+        size_t i = stack[--top];
+        long long l, r, f;
+        if (!int_at(left, i, &l) || !int_at(right, i, &r) || !int_at(feat, i, &f)) {
+            snprintf(err, errlen, "tree %zu node %zu has a malformed field", ti, i);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (l == -1 && r == -1)
+            continue;
+        if (l < 0 || r < 0 || (size_t)l >= n || (size_t)r >= n) {
+            snprintf(err, errlen, "tree %zu node %zu has a child index outside the tree (%lld, %lld of %zu nodes)",
+                     ti, i, l, r, n);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (f < 0 || (size_t)f >= n_features) {
+            snprintf(err, errlen, "tree %zu node %zu splits on feature %lld; the booster has %zu features", ti, i,
+                     f, n_features);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (l == r || seen[l] || seen[r]) {
+            snprintf(err, errlen, "tree %zu node %zu leads back to a node already reached (a loop or a shared child)",
+                     ti, i);
+            rc = -EINVAL;
+            goto out;
+        }
+        seen[l] = seen[r] = 1;
+        stack[top++] = (uint32_t)l;
+        stack[top++] = (uint32_t)r;
+    }
+out:
+    free(seen);
+    free(stack);
+    return rc;
+}
+
+int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = load_model_json(json, len, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
+        return -EINVAL;
+    }
+    int rc = 0;
+    const json_t *gb = json_object_get(json_object_get(root, "learner"), "gradient_booster");
+    const char *name = json_string_value(json_object_get(gb, "name"));
+    const json_t *model = NULL;
+    if (name && strcmp(name, "gbtree") == 0)
+        model = json_object_get(gb, "model");
+    else if (name && strcmp(name, "dart") == 0)
+        model = json_object_get(json_object_get(gb, "gbtree"), "model");
+    if (name && strcmp(name, "gblinear") == 0) {
+        size_t w = json_array_size(json_object_get(json_object_get(gb, "model"), "weights"));
+        if (w != (n_features + 1) * outputs) {
+            snprintf(err, errlen, "the linear booster has %zu weights; %zu features and %zu outputs need %zu", w,
+                     n_features, outputs, (n_features + 1) * outputs);
+            rc = -EINVAL;
+        }
+        goto out;
+    }
+    if (!model) {
+        snprintf(err, errlen, "the model JSON has no trees where %s keeps them", name ? name : "a booster");
+        rc = -EINVAL;
+        goto out;
+    }
+    const json_t *trees = json_object_get(model, "trees"), *info = json_object_get(model, "tree_info");
+    size_t nt = json_array_size(trees);
+    if (json_array_size(info) != nt) {
+        snprintf(err, errlen, "the model has %zu trees but %zu tree_info entries", nt, json_array_size(info));
+        rc = -EINVAL;
+        goto out;
+    }
+    for (size_t i = 0; i < nt && rc == 0; i++) {
+        long long g;
+        if (!int_at(info, i, &g) || g < 0 || (size_t)g >= outputs) {
+            snprintf(err, errlen, "tree %zu adds to output %lld; the booster has %zu", i,
+                     int_at(info, i, &g) ? g : -1LL, outputs);
+            rc = -EINVAL;
+        } else {
+            rc = check_tree(json_array_get(trees, i), i, n_features, err, errlen);
+        }
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
 int model_trees_from_json(const char *json, size_t len, size_t n_features, size_t outputs,
                           model_trees_t **ret, char *err, size_t errlen)
 {
     if (n_features == 0 || outputs == 0 || outputs > MAX_OUTPUTS)
         return fail(err, errlen, -EINVAL, "implausible feature or output count");
     json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
+    json_t *root = load_model_json(json, len, &jerr);
     if (!root) {
         snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
         return -EINVAL;

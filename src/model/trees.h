@@ -20,6 +20,13 @@ typedef struct model_trees model_trees_t;
 int model_trees_from_json(const char *json, size_t len, size_t n_features, size_t outputs,
                           model_trees_t **ret, char *err, size_t errlen);
 
+/* Checks what libxgboost trusts without checking, before it predicts with the booster:
+ * every tree's nodes form a tree (children inside it, no loop, no shared child), every split
+ * tests a feature the booster has, every tree adds to an existing output, a linear booster
+ * has its weight count. Covers gbtree, dart and gblinear JSON. 0, or -EINVAL with the reason
+ * (a corrupt artifact, which libxgboost would read out of bounds), or -ENOMEM. */
+int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen);
+
 /* rows: nrows x n_features row-major, NAN = missing. out: nrows * outputs. Thread-safe
  * (reads only). */
 void model_trees_predict(const model_trees_t *t, const float *rows, size_t nrows, float *out);

@@ -59,6 +59,65 @@ void model_xgboost_error(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
 }
 
+/* XGBoost picks the format by the file name and, for a file of the other format, says only
+ * "Expecting: ..." about a byte: the first bytes say which format the file is. */
+static int sniff_format(const char *path, bool want_json, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    unsigned char b[64];
+    size_t n = fread(b, 1, sizeof(b), f), i = 0;
+    fclose(f);
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
+        i++;
+    if (i == n) {
+        snprintf(err, errlen, "%s is empty: not a booster saved by XGBoost", path);
+        return -EINVAL;
+    }
+    size_t j = i + 1;
+    while (want_json && j < n && (b[j] == ' ' || b[j] == '\t' || b[j] == '\r' || b[j] == '\n'))
+        j++;
+    /* JSON: '{' then '"' (or '}'); UBJSON: '{' then a key length typed i, U, I, l or L */
+    bool json_like = b[i] == '{' && j < n && (b[j] == '"' || b[j] == '}');
+    bool ubj_like = b[i] == '{' && i + 1 < n && strchr("iUIlL$#", b[i + 1]) && b[i + 1] != '\0';
+    if (want_json && !json_like && ubj_like) {
+        snprintf(err, errlen, "%s is UBJSON, not JSON: name it .ubj", path);
+        return -EINVAL;
+    }
+    if (!want_json && !ubj_like && json_like) {
+        snprintf(err, errlen, "%s is JSON, not UBJSON: name it .json", path);
+        return -EINVAL;
+    }
+    if (!json_like && !ubj_like) {
+        snprintf(err, errlen, "%s is not a booster saved by XGBoost (save_model to a .json or .ubj file)", path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int model_xgboost_load_file(void *booster, const char *path, char *err, size_t errlen)
+{
+    size_t plen = strlen(path);
+    bool json = plen > 5 && strcmp(path + plen - 5, ".json") == 0;
+    if (!json && !(plen > 4 && strcmp(path + plen - 4, ".ubj") == 0)) {
+        snprintf(err, errlen, "booster file must end in .json or .ubj (XGBoost picks the format by extension)");
+        return -EINVAL;
+    }
+    int r = sniff_format(path, json, err, errlen);
+    if (r < 0)
+        return r;
+    if (XGBoosterLoadModel(booster, path) != 0) {
+        char what[300];
+        snprintf(what, sizeof(what), "cannot load booster %.256s", path);
+        model_xgboost_error(err, errlen, what);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static const char *const regression_objectives[] = {
     "reg:squarederror", "reg:linear", "reg:squaredlogerror", "reg:pseudohubererror", "reg:absoluteerror",
     "reg:logistic",     "reg:gamma",  "reg:tweedie",         "count:poisson",
@@ -319,17 +378,25 @@ out:
     free(theirs);
 }
 
+int model_xgboost_check(void *booster, size_t n_features, size_t outputs, char *err, size_t errlen)
+{
+    bst_ulong len = 0;
+    const char *json = NULL;
+    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"json\"}", &len, &json) != 0) {
+        model_xgboost_error(err, errlen, "cannot export the model to check it");
+        return -EINVAL;
+    }
+    char why[256] = "";
+    int r = model_trees_check(json, (size_t)len, n_features, outputs, why, sizeof(why));
+    if (r == -EINVAL)
+        snprintf(err, errlen, "booster is malformed: %s", why);
+    return r;
+}
+
 static int xgb_load(const char *booster_path, void **ret_state, char *err, size_t errlen)
 {
     int r;
     pthread_once(&log_once, register_log);
-    size_t plen = strlen(booster_path);
-    if (!((plen > 5 && strcmp(booster_path + plen - 5, ".json") == 0) ||
-          (plen > 4 && strcmp(booster_path + plen - 4, ".ubj") == 0))) {
-        snprintf(err, errlen,
-                 "booster file must end in .json or .ubj (XGBoost picks the format by extension)");
-        return -EINVAL;
-    }
     xgb_state_t *st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;
@@ -339,11 +406,9 @@ static int xgb_load(const char *booster_path, void **ret_state, char *err, size_
         r = -ENOMEM;
         goto fail;
     }
-    if (XGBoosterLoadModel(st->booster, booster_path) != 0) {
-        model_xgboost_error(err, errlen, "cannot load booster");
-        r = -EINVAL;
+    r = model_xgboost_load_file(st->booster, booster_path, err, errlen);
+    if (r < 0)
         goto fail;
-    }
     if (XGBoosterSetParam(st->booster, "nthread", "1") != 0) {
         model_xgboost_error(err, errlen, "cannot set nthread");
         r = -EINVAL;
@@ -364,6 +429,9 @@ static int xgb_load(const char *booster_path, void **ret_state, char *err, size_
         goto fail;
     }
     r = read_feature_names(st, err, errlen);
+    if (r < 0)
+        goto fail;
+    r = model_xgboost_check(st->booster, (size_t)st->n_features, st->outputs, err, errlen);
     if (r < 0)
         goto fail;
     /* Warm-up: runs XGBoost's lazy configuration now, single-threaded, and proves the

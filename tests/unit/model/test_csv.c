@@ -101,6 +101,13 @@ static void test_quotes_crlf_bom(void **state)
     assert_int_equal(t->lines[2], 7); /* the quoted CRLF counted as a line */
     csv_free(t);
 
+    /* A quoted header name keeps its blanks (it may be a booster's feature name). */
+    t = parse_ok("\" age\",\"bmi \", c \n1,2,3\n");
+    assert_string_equal(t->header[0], " age");
+    assert_string_equal(t->header[1], "bmi ");
+    assert_string_equal(t->header[2], "c");
+    csv_free(t);
+
     /* Trailing empty field and a header-only file. */
     t = parse_ok("a,b\n1,\n");
     assert_string_equal(csv_cell(t, 0, 1), "");

@@ -210,12 +210,88 @@ static void test_refusals(void **state)
     assert_null(t);
 }
 
+/* model_trees_check on a binary booster's JSON edited by fn: want, with an err naming it. */
+static void check_checked(void (*edit)(json_t *learner), int want, const char *why)
+{
+    char *dir = fx_tmpdir("trees-check");
+    fx_train(MODEL_TASK_BINARY, NULL, NFEAT, 5, 7, false, dir, "model.json");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/model.json", dir);
+    size_t len;
+    char *json = model_json(path, &len);
+    json_t *root = json_loadb(json, len, 0, NULL);
+    assert_non_null(root);
+    if (edit)
+        edit(json_object_get(root, "learner"));
+    char *text = json_dumps(root, JSON_COMPACT);
+    char err[256] = "";
+    assert_int_equal(model_trees_check(text, strlen(text), NFEAT, 1, err, sizeof(err)), want);
+    if (why && !strstr(err, why))
+        fail_msg("err '%s' does not say '%s'", err, why);
+    free(text);
+    json_decref(root);
+    free(json);
+    free(dir);
+}
+
+static void child_outside(json_t *l)
+{
+    json_array_set_new(json_object_get(first_tree(l), "left_children"), 0, json_integer(1000000));
+}
+
+static void shared_child(json_t *l)
+{
+    json_t *t = first_tree(l);
+    json_array_set(json_object_get(t, "right_children"), 0, json_array_get(json_object_get(t, "left_children"), 0));
+}
+
+static void group_out_of_range(json_t *l)
+{
+    json_t *model = json_object_get(json_object_get(l, "gradient_booster"), "model");
+    json_array_set_new(json_object_get(model, "tree_info"), 0, json_integer(1));
+}
+
+static void short_node_array(json_t *l)
+{
+    json_array_remove(json_object_get(first_tree(l), "split_indices"), 0);
+}
+
+static void test_check(void **state)
+{
+    (void)state;
+    check_checked(NULL, 0, NULL);
+    check_checked(feature_out_of_range, -EINVAL, "tree 0 node 0 splits on feature 6; the booster has 6 features");
+    check_checked(backwards_child, -EINVAL, "leads back to a node already reached");
+    check_checked(shared_child, -EINVAL, "leads back to a node already reached");
+    check_checked(child_outside, -EINVAL, "child index outside the tree");
+    check_checked(one_child, -EINVAL, "child index outside the tree");
+    check_checked(group_out_of_range, -EINVAL, "tree 0 adds to output 1; the booster has 1");
+    check_checked(short_node_array, -EINVAL, "node arrays of different lengths");
+    check_checked(categorical, 0, NULL); /* libxgboost predicts those: not malformed */
+    check_checked(to_dart, -EINVAL, "no trees where dart keeps them");
+
+    /* gblinear: the weight count follows features and outputs */
+    const char *lin = "{\"learner\":{\"gradient_booster\":{\"name\":\"gblinear\",\"model\":{\"weights\":[1,2,3]}}}}";
+    char err[256] = "";
+    assert_int_equal(model_trees_check(lin, strlen(lin), 2, 1, err, sizeof(err)), 0);
+    assert_int_equal(model_trees_check(lin, strlen(lin), 3, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "has 3 weights; 3 features and 1 outputs need 4"));
+
+    /* libxgboost writes NaN and infinities as bare tokens; inside strings they stay text */
+    const char *bare = "{\"x\":[NaN,Infinity,-Infinity,\"NaN \\\" NaN\"],\"learner\":{\"gradient_booster\":"
+                       "{\"name\":\"gblinear\",\"model\":{\"weights\":[NaN,2,3]}}}}";
+    assert_int_equal(model_trees_check(bare, strlen(bare), 2, 1, err, sizeof(err)), 0);
+    assert_int_equal(model_trees_check("{\"a\":", 5, 2, 1, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "cannot parse the model JSON"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_json),  cmocka_unit_test(test_binary_ubj),
         cmocka_unit_test(test_multiclass),   cmocka_unit_test(test_regression),
         cmocka_unit_test(test_reg_logistic), cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
