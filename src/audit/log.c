@@ -55,6 +55,10 @@
 #define MAX_RECORD_BYTES (16 * 1024)
 #define RETRY_MS 1000
 #define LEASE_MS 20 /* longest the writer keeps the flock across back-to-back batches */
+/* Another writer holds the flock for a batch (a write and an fdatasync). Holding it for
+ * seconds means a stuck process: the batch fails closed (503s, /ready) instead of hanging
+ * its requests, and the writer retries every RETRY_MS. */
+#define LOCK_WAIT_MS 5000
 
 /* A queued record: the node and the record serialised by the submitter share one
  * allocation (audit_record_prepare_in), freed with free(). */
@@ -100,6 +104,7 @@ struct audit_log {
     item_t *head, *tail;
     size_t queued;
     bool stopping;
+    _Atomic int64_t stop_ms; /* when close began (0: running): bounds the lock wait at shutdown */
     bool thread_started;
     pthread_t thread;
     atomic_bool healthy;
@@ -135,10 +140,25 @@ static int lock_log(audit_log_t *a)
         if (a->lock_fd < 0)
             return -errno;
     }
-    while (flock(a->lock_fd, LOCK_EX) < 0)
-        if (errno != EINTR)
+    /* polled, so that the wait is bounded: flock(2) has no timeout */
+    int64_t t0 = util_now_ms();
+    long pause_us = 200;
+    for (;;) {
+        if (flock(a->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK)
             return -errno;
-    return 0;
+        int64_t now = util_now_ms(), stop = atomic_load(&a->stop_ms);
+        if (now - t0 >= LOCK_WAIT_MS || (stop && now - stop >= LOCK_WAIT_MS)) {
+            log_msg(LOG_ERROR, "audit log lock held by another process", "{s:s,s:I}", "lock", a->lock_path,
+                    "waited_ms", (json_int_t)(now - t0));
+            return -ETIMEDOUT;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = pause_us * 1000}, NULL);
+        pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
+    }
 }
 
 static void unlock_log(audit_log_t *a)
@@ -496,7 +516,10 @@ static void *writer_main(void *arg)
             try_recover(a);
         }
         int rc = 0;
-        if (n > 0 || (atomic_load(&a->healthy) && checkpoint_due(a, util_now_ms()))) {
+        if (n > 0 && !atomic_load(&a->healthy)) {
+            rc = -EIO; /* not even the recovery record could be written (a lock wait is long) */
+            note_failure(a, nrec, rc);
+        } else if (n > 0 || (atomic_load(&a->healthy) && checkpoint_due(a, util_now_ms()))) {
             rc = run_batch(a, recs, nrec, sync, ckpt_req ? 2 : 0, true);
             if (rc < 0) {
                 /* a checkpoint that fails alone fails closed too: the trail can no longer be
@@ -785,6 +808,7 @@ void audit_log_close(audit_log_t *a)
     if (!a)
         return;
     if (a->thread_started) {
+        atomic_store(&a->stop_ms, util_now_ms());
         pthread_mutex_lock(&a->mu);
         a->stopping = true;
         pthread_cond_signal(&a->cv);

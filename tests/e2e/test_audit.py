@@ -318,6 +318,51 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         subprocess.run(["umount", "-l", d], capture_output=True)
 
 
+def test_a_stuck_lock_holder_fails_closed_and_does_not_hang_shutdown(make_server, tmp_path, demo_manifests):
+    """Another process holding the audit log's lock (a stopped CLI, a hung file system) used
+    to hang every audited request, and shutdown, for as long as it held it. Now a batch waits
+    at most 5 s for the lock, then fails closed; the log recovers once the lock is free."""
+    import fcntl
+    import time
+
+    env = audit_env(tmp_path)
+    srv = make_server(env)
+    name, feats = next(iter(demo_manifests.items()))
+    body = {"features": h.valid_features(feats)}
+    assert srv.predict(name, body).status_code == 200
+    lock = open(env["AUDIT_LOG_PATH"] + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        r = srv.predict(name, body, timeout=30)
+        waited = time.monotonic() - t0
+        h.assert_error_body(r, 503)
+        assert 4.5 <= waited < 12, waited
+        assert srv.get("/ready").status_code == 503
+        h.assert_error_body(srv.predict(name, body), 503)  # at once while unhealthy
+        assert "audit log lock held by another process" in srv.log_text()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and srv.get("/ready").status_code != 200:
+        time.sleep(0.2)
+    assert srv.predict(name, body).status_code == 200
+
+    # shutdown with the lock held again: bounded, not forever
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        srv.predict(name, body, timeout=30)
+        t0 = time.monotonic()
+        rc, killed = srv.stop(timeout=30)
+        assert not killed and time.monotonic() - t0 < 15, time.monotonic() - t0
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"], r.stdout + r.stderr
+    assert any(x["type"] == "AUDIT_RECOVERED" for x in records(env))
+
+
 def test_model_register_is_audited(demo_copy, tmp_path):
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
     src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
