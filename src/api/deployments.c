@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "common/util.h"
 #include "rollout/rollout.h"
 
@@ -79,10 +80,23 @@ static bool have_rollout(http_ctx_t *ctx, api_app_t *app)
     return false;
 }
 
+/* A change is refused while the audit trail cannot be written (fail closed, as predict):
+ * every deployment change has its durable audit event before the call answers. */
+static bool can_change(http_ctx_t *ctx, api_app_t *app)
+{
+    if (!have_rollout(ctx, app))
+        return false;
+    if (!app->audit || audit_log_healthy(app->audit))
+        return true;
+    http_reply_error(ctx, 503, "service_unavailable", NULL,
+                     "the audit trail cannot be written; deployment changes are refused until it recovers");
+    return false;
+}
+
 void api_deployments_create(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!have_rollout(ctx, app))
+    if (!can_change(ctx, app))
         return;
     json_t *body = body_json(ctx, true);
     if (!body)
@@ -175,7 +189,7 @@ void api_deployment_get(http_ctx_t *ctx)
 void api_deployment_action(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!have_rollout(ctx, app))
+    if (!can_change(ctx, app))
         return;
     const char *id = http_ctx_param(ctx, 0);
     const char *action = http_ctx_param(ctx, 1);
@@ -202,7 +216,7 @@ void api_deployment_action(http_ctx_t *ctx)
 void api_model_rollback(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!have_rollout(ctx, app))
+    if (!can_change(ctx, app))
         return;
     const char *name = http_ctx_param(ctx, 0);
     json_t *body = body_json(ctx, false);

@@ -81,6 +81,10 @@ typedef struct dep {
     int64_t started_ms, completed_ms, phase_started_ms, last_check_ms, paused_elapsed_ms, window_until_ms;
     bool active, rollback_triggered, awaiting_promote;
     bool awaiting_evidence; /* the phase's time is up but it has fewer than min_requests */
+    /* not yet in the store (it was busy or failing): the controller retries every second */
+    bool unsaved;
+    json_t *pending_events; /* [ms, event] not yet stored, in order */
+    int64_t retry_ms;
     char rollback_reason[512];
     json_t *tests, *timeline, *last_checks;
     double stable_p95_ref; /* stable arm p95 last seen with enough samples */
@@ -124,6 +128,7 @@ struct rollout {
     uint32_t m_dropped;
     metric_family_t *f_stage, *f_traffic;
     rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
+    unsigned save_failures; /* under mu: an API call compares it before and after */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -263,10 +268,50 @@ static void update_gauges(rollout_t *r, dep_t *d)
         metrics_gauge_set(d->g_traffic_stable - 1, 100 - cand);
 }
 
-/* Writes the record (and an event when event != NULL). Caller holds mu. */
-static void save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
+/* Stores the events still pending, oldest first; stops at the first failure. */
+static int flush_events(rollout_t *r, dep_t *d)
+{
+    while (json_array_size(d->pending_events) > 0) {
+        json_t *p = json_array_get(d->pending_events, 0); /* [ms, event] */
+        int rc = store_deployment_event_add(r->store, d->id, json_integer_value(json_array_get(p, 0)),
+                                            json_array_get(p, 1));
+        if (rc < 0)
+            return rc;
+        json_array_remove(d->pending_events, 0);
+    }
+    return 0;
+}
+
+/* The record, after the pending events. 0, or <0 with d->unsaved set. */
+static int store_record(rollout_t *r, dep_t *d)
+{
+    int rc = flush_events(r, d);
+    if (rc == 0) {
+        json_t *rec = dep_json(d);
+        rc = store_deployment_put(r->store, d->id, d->model, d->version, d->strategy, d->status, d->active, rec,
+                                  d->started_ms);
+        json_decref(rec);
+    }
+    bool was = d->unsaved;
+    d->unsaved = rc < 0;
+    d->retry_ms = util_now_ms() + 1000;
+    if (rc < 0 && !was)
+        log_msg(LOG_ERROR, "deployment record not stored; retrying every second", "{s:s,s:s}", "deployment_id",
+                d->id, "error", strerror(-rc));
+    else if (rc == 0 && was)
+        log_msg(LOG_WARNING, "deployment record stored after a failure", "{s:s}", "deployment_id", d->id);
+    return rc;
+}
+
+/* Writes the record (and an event when event != NULL). Caller holds mu. A change an API
+ * call made (actor other than the controller) has its audit event made durable before the
+ * call answers; the controller's own are queued. On any failure r->save_failures counts it
+ * (the API answers 503: not acknowledged) and the store write is retried by the controller:
+ * the change is in effect in this process either way (a rollback stops traffic at once). */
+static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
 {
     int64_t now = util_now_ms();
+    bool failed = false;
     if (event) {
         json_t *ev = json_pack("{s:o,s:s,s:s,s:s,s:s,s:f}", "at", iso(now), "event", event, "actor",
                                actor ? actor : "controller", "status", d->status, "mode", d->mode,
@@ -274,13 +319,11 @@ static void save(rollout_t *r, dep_t *d, const char *event, const char *actor, c
         if (reason)
             json_object_set_new(ev, "reason", json_string(reason));
         json_array_append(d->timeline, ev);
-        int erc = store_deployment_event_add(r->store, d->id, now, ev);
-        if (erc < 0)
-            log_msg(LOG_ERROR, "deployment event not stored", "{s:s,s:i}", "deployment_id", d->id, "errno",
-                    -erc);
+        if (!d->pending_events)
+            d->pending_events = json_array();
+        json_array_append_new(d->pending_events, json_pack("[I,O]", (json_int_t)now, ev));
         if (r->audit) {
-            /* audit (issue 5): every deployment state change, queued (the controller does
-             * not wait on the disk; the store event above is the operational record) */
+            /* audit (issue 5): every deployment state change */
             char type[64];
             snprintf(type, sizeof(type), "DEPLOYMENT_%s", event);
             for (char *c = type; *c; c++)
@@ -292,21 +335,25 @@ static void save(rollout_t *r, dep_t *d, const char *event, const char *actor, c
                                  .entity_id = d->id,
                                  .outcome = "success",
                                  .detail = ev};
-            if (audit_log_submit(r->audit, &aev, NULL, NULL) < 0)
-                log_msg(LOG_ERROR, "deployment audit event not queued", "{s:s}", "deployment_id", d->id);
+            bool from_api = actor && strcmp(actor, "controller") != 0;
+            if ((from_api ? audit_log_append_sync(r->audit, &aev) : audit_log_submit(r->audit, &aev, NULL, NULL)) <
+                0) {
+                failed = true;
+                log_msg(LOG_ERROR, "deployment audit event not written", "{s:s,s:s}", "deployment_id", d->id,
+                        "event", event);
+            }
         }
         json_decref(ev);
         log_msg(LOG_INFO, "deployment", "{s:s,s:s,s:s,s:s,s:s,s:f}", "deployment_id", d->id, "model",
                 d->model, "event", event, "status", d->status, "actor", actor ? actor : "controller",
                 "traffic", d->traffic);
     }
-    json_t *rec = dep_json(d);
-    int rc = store_deployment_put(r->store, d->id, d->model, d->version, d->strategy, d->status, d->active,
-                                  rec, d->started_ms);
-    if (rc < 0)
-        log_msg(LOG_ERROR, "deployment record not stored", "{s:s,s:i}", "deployment_id", d->id, "errno", -rc);
-    json_decref(rec);
+    if (store_record(r, d) < 0)
+        failed = true;
     update_gauges(r, d);
+    if (failed)
+        r->save_failures++;
+    return failed ? -EIO : 0;
 }
 
 static void set_state(dep_t *d, const char *status, const char *mode)
@@ -426,6 +473,7 @@ static void dep_free(dep_t *d)
     json_decref(d->tests);
     json_decref(d->timeline);
     json_decref(d->last_checks);
+    json_decref(d->pending_events);
     free(d);
 }
 
@@ -949,6 +997,8 @@ static void *controller_main(void *arg)
         int64_t now = util_now_ms();
         for (size_t i = 0; i < r->n_deps && !r->stop; i++) {
             dep_t *d = r->deps[i];
+            if ((d->unsaved || json_array_size(d->pending_events) > 0) && now >= d->retry_ms)
+                store_record(r, d);
             step(r, d, now);
             if (!d->active && d->prev_stable && d->window_until_ms && now >= d->window_until_ms) {
                 model_handle_unref(d->prev_stable); /* rollback window over */
@@ -1216,8 +1266,13 @@ void rollout_free(rollout_t *r)
         free(j->stable_out);
         model_handle_unref(j->h);
     }
-    for (size_t i = 0; i < r->n_deps; i++)
-        dep_free(r->deps[i]);
+    for (size_t i = 0; i < r->n_deps; i++) {
+        dep_t *d = r->deps[i];
+        if ((d->unsaved || json_array_size(d->pending_events) > 0) && store_record(r, d) < 0)
+            log_msg(LOG_CRITICAL, "deployment change lost at shutdown: the store could not record it", "{s:s,s:s}",
+                    "deployment_id", d->id, "status", d->status);
+        dep_free(d);
+    }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cond);
     pthread_rwlock_destroy(&r->rw);
@@ -1228,6 +1283,18 @@ void rollout_free(rollout_t *r)
 }
 
 /* ---- control ------------------------------------------------------------------------------ */
+
+/* An API call's change that save() could not make durable: not acknowledged (503). */
+static int unsaved_change(rollout_t *r, unsigned before, char *err, size_t errlen)
+{
+    if (r->save_failures == before)
+        return 0;
+    snprintf(err, errlen,
+             "the change is in effect in this server but could not be made durable (the database or the audit "
+             "trail is unavailable; see the server log); the server keeps trying to store it: check the "
+             "deployment before relying on it");
+    return -EIO;
+}
 
 int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t **ret, const char **ret_field,
                    char *err, size_t errlen)
@@ -1344,15 +1411,18 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t *
             snprintf(err, errlen, "model '%s' already has an active deployment", model);
             return -EEXIST;
         }
-        snprintf(err, errlen, "the deployment could not be stored (%s)", strerror(-rc));
-        return rc;
+        snprintf(err, errlen, "the deployment could not be stored (%s); nothing was started", strerror(-rc));
+        return rc == -EBUSY ? -EAGAIN : rc;
     }
     add_dep(r, d);
+    unsigned before = r->save_failures;
     save(r, d, "created", actor, NULL);
-    *ret = dep_json(d);
+    rc = unsaved_change(r, before, err, errlen);
+    if (rc == 0)
+        *ret = dep_json(d);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->mu);
-    return 0;
+    return rc;
 }
 
 int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
@@ -1361,6 +1431,7 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
     pthread_mutex_lock(&r->mu);
     dep_t *d = find_dep(r, id);
     int rc = 0;
+    unsigned before = r->save_failures;
     const char *reason = json_string_value(json_object_get(body, "reason"));
     if (!d) {
         json_t *rec = NULL;
@@ -1451,6 +1522,8 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
         snprintf(err, errlen, "unknown action '%s'", action);
     }
     if (rc == 0)
+        rc = unsaved_change(r, before, err, errlen);
+    if (rc == 0)
         *ret = dep_json(d);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->mu);
@@ -1468,8 +1541,13 @@ int rollout_model_rollback(rollout_t *r, const char *model, const char *to_versi
     pthread_mutex_lock(&r->mu);
     dep_t *d = active_for_model(r, model);
     int rc = 0;
+    unsigned before = r->save_failures;
     if (d && !to_version) {
         do_rollback(r, d, actor, "manual rollback of the model");
+        if ((rc = unsaved_change(r, before, err, errlen)) < 0) {
+            pthread_mutex_unlock(&r->mu);
+            return rc;
+        }
         *ret = json_pack("{s:s,s:s,s:s,s:s,s:s}", "model", model, "from", d->version, "to", from,
                          "deployment_id", d->id, "action", "deployment_rolled_back");
         pthread_mutex_unlock(&r->mu);
@@ -1529,8 +1607,11 @@ int rollout_model_rollback(rollout_t *r, const char *model, const char *to_versi
         }
         log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to",
                 target, "actor", actor ? actor : "");
-        *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target, "deployment_id",
-                         last ? json_string(last->id) : json_null(), "action", "stable_version_restored");
+        rc = unsaved_change(r, before, err, errlen);
+        if (rc == 0)
+            *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target,
+                             "deployment_id", last ? json_string(last->id) : json_null(), "action",
+                             "stable_version_restored");
     }
     pthread_mutex_unlock(&r->mu);
     return rc;

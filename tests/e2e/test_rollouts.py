@@ -6,6 +6,7 @@ interval (counting what it served), sticky routing, resume after a restart, two 
 once, blue/green, direct, manual control from the CLI, and the API's 404/409/422."""
 
 import collections
+import json
 import math
 import os
 import signal
@@ -400,6 +401,87 @@ def test_blue_green_watch_waits_for_evidence_but_rolls_back_on_errors(make_serve
     assert d["status"] == "rolled_back" and "error_rate" in d["rollback_reason"], d["rollback_reason"]
     assert not d["awaiting_evidence"]
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
+
+
+AUDIT_SECRET = "e2e-rollout-audit-secret-0123456789abcdef0123"
+
+
+def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_later(make_server, tmp_path):
+    """review17: a rollback answered 200 while the store was locked was lost at the next
+    restart (the candidate served again). Now the answer is 503 (not acknowledged), the
+    rollback is in effect in the process at once, and the controller stores it as soon as
+    the store is writable again: after kill -9 and a restart it is still rolled back."""
+    import sqlite3
+
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the store
+        resp = srv.post("/api/v1/deployments/%s/rollback" % dep, json={"reason": "bad"}, timeout=60)
+        err = h.assert_error_body(resp, 503)
+        assert "in effect in this server but could not be made durable" in err["message"], err
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "deployment record stored after a failure" not in srv.log_text():
+        time.sleep(0.1)
+    assert "deployment record stored after a failure" in srv.log_text(), srv.log_tail()
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    srv.returncode = None
+    srv.start()
+    d = record(srv, dep)
+    assert d["status"] == "rolled_back" and not d["active"], (d["status"], events(d))
+    assert "rolled_back" in events(d)
+    with srv.db() as conn:
+        stored = [row[0] for row in conn.execute(
+            "SELECT json_extract(event_json, '$.event') FROM deployment_events WHERE deployment_id = ? ORDER BY seq",
+            (dep,))]
+    assert "rolled_back" in stored, stored
+    assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
+
+
+def test_deployment_changes_fail_closed_without_the_audit_trail(make_server, tmp_path):
+    """review17: with the audit trail unwritable a pause was answered 200 and its audit event
+    never written. Changes are refused (503) until it recovers; then the 200 comes only once
+    the DEPLOYMENT_* event is in the file."""
+    import fcntl
+
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    feats = h.valid_features(srv.manifest(PARK))
+    lock = open(log + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a stuck writer: the trail fails closed after 5 s
+        srv.predict(PARK, {"features": feats}, timeout=30)
+        wait = time.monotonic() + 10
+        while time.monotonic() < wait and srv.get("/ready").status_code != 503:
+            time.sleep(0.1)
+        for path in ("/api/v1/deployments/%s/pause" % dep, "/api/v1/models/%s/rollback" % PARK):
+            err = h.assert_error_body(srv.post(path, json={}), 503)
+            assert "audit trail cannot be written" in err["message"], err
+        err = h.assert_error_body(srv.post("/api/v1/deployments", json={"model": ALS, "version": "1.0.0"}), 503)
+        assert record(srv, dep)["status"] == "deploying"
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    wait = time.monotonic() + 15
+    while time.monotonic() < wait and srv.get("/ready").status_code != 200:
+        time.sleep(0.2)
+    resp = srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "review"})
+    assert resp.status_code == 200, resp.text
+    with open(log) as f:  # durable before the answer: no wait here
+        types = [json.loads(line)["type"] for line in f if line.strip()]
+    assert "DEPLOYMENT_PAUSED" in types and "AUDIT_RECOVERED" in types, types[-5:]
 
 
 def test_two_models_at_once(make_server):
