@@ -98,6 +98,8 @@ struct audit_log {
     size_t wcap;
     uint64_t failed_records;
     int64_t failing_since_ms;
+    uint64_t gap_found; /* sync_state found records missing (last seq still there + 1): AUDIT_GAP due */
+    bool gap_due;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -198,6 +200,9 @@ static int sync_state(audit_log_t *a)
         return 0;
 
     /* another process appended or rotated, or first use: re-read the last record */
+    uint64_t had_seq = a->last_seq;
+    char had_hash[AUDIT_HASH_HEX];
+    snprintf(had_hash, sizeof(had_hash), "%s", a->last_hash);
     int rfd = open(a->path, O_RDONLY | O_CLOEXEC);
     if (rfd < 0)
         return -errno;
@@ -235,6 +240,20 @@ static int sync_state(audit_log_t *a)
             snprintf(a->last_hash, sizeof(a->last_hash), "%s", AUDIT_GENESIS_HASH);
             a->last_ts_days = -1;
         }
+    }
+    uint64_t found = a->last_seq;
+    if (a->last_seq < had_seq) {
+        /* Appends and rotation only move the chain forward: records this process wrote are
+         * gone (the file was deleted, replaced or truncated outside aimedres). The chain
+         * continues from what we wrote, so `audit verify` reports the gap instead of a new,
+         * intact-looking chain starting at seq 1. */
+        log_msg(LOG_CRITICAL, "audit log: records this server wrote are missing from the files", "{s:s,s:I,s:I}",
+                "path", a->path, "last_seq_written", (json_int_t)had_seq, "last_seq_found",
+                (json_int_t)a->last_seq);
+        a->last_seq = had_seq;
+        snprintf(a->last_hash, sizeof(a->last_hash), "%s", had_hash);
+        a->gap_found = found;
+        a->gap_due = true;
     }
     a->known = valid;
     return 0;
@@ -396,6 +415,26 @@ static bool checkpoint_due(const audit_log_t *a, int64_t now)
  * keep: on success keep the flock for the next batch (the writer loop releases it when the
  * queue runs dry or after LEASE_MS); while it is held no other process can have touched the
  * file, so the next round skips the stat and the tail check. */
+/* The chain's own account of a loss sync_state found, durable before anything follows it:
+ * `audit verify` fails at it for good (the records are gone; the trail says so). */
+static int append_gap(audit_log_t *a)
+{
+    json_t *detail = json_pack("{s:I,s:I,s:s}", "missing_from_seq", (json_int_t)(a->gap_found + 1),
+                               "missing_to_seq", (json_int_t)a->last_seq, "reason",
+                               "records written by this server were no longer in the log files (deleted, "
+                               "replaced or truncated outside aimedres)");
+    audit_event_t ev = {.type = "AUDIT_GAP", .action = "E", .outcome = "failure", .detail = detail};
+    audit_prepared_t *rec = audit_record_prepare(&ev);
+    json_decref(detail);
+    if (!rec)
+        return -ENOMEM;
+    int rc = append_records(a, &rec, 1, true);
+    audit_prepared_free(rec);
+    if (rc == 0)
+        a->gap_due = false;
+    return rc;
+}
+
 static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool sync, int force_ckpt, bool keep)
 {
     int rc = 0;
@@ -408,6 +447,8 @@ static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool syn
         }
         rc = sync_state(a);
     }
+    if (rc == 0 && a->gap_due)
+        rc = append_gap(a);
     if (rc == 0 && n > 0) {
         rc = append_records(a, recs, n, sync);
         if (rc == 0) {

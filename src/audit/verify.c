@@ -313,6 +313,17 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                             (unsigned long long)lineno, (unsigned long long)seq);
                 else if (ci < ncks && cks[ci].seq == seq)
                     res->checkpoints++;
+                const char *type = json_string_value(json_object_get(rec, "type"));
+                if (res->ok && type && strcmp(type, "AUDIT_GAP") == 0) {
+                    /* the writer's own record of a loss: the chain goes on, the records are gone */
+                    const json_t *det = json_object_get(rec, "detail");
+                    fail_at(res, path, lineno, seq, "deleted",
+                            "line %llu (seq %llu): AUDIT_GAP: the server found records %lld..%lld missing "
+                            "from the log files",
+                            (unsigned long long)lineno, (unsigned long long)seq,
+                            (long long)json_integer_value(json_object_get(det, "missing_from_seq")),
+                            (long long)json_integer_value(json_object_get(det, "missing_to_seq")));
+                }
             }
             if (res->ok) {
                 res->records++;

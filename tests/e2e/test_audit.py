@@ -363,6 +363,28 @@ def test_a_stuck_lock_holder_fails_closed_and_does_not_hang_shutdown(make_server
     assert any(x["type"] == "AUDIT_RECOVERED" for x in records(env))
 
 
+def test_a_deleted_log_is_a_gap_verify_reports_not_a_new_chain(make_server, tmp_path, demo_manifests):
+    """review17: the active log deleted under a running server made it start a new chain at
+    seq 1, silently, and `audit verify` said intact. The writer now keeps the chain going
+    from what it wrote, logs the loss, and verify reports the missing records."""
+    env = audit_env(tmp_path, signing=False)
+    srv = make_server(env)
+    name, feats = next(iter(demo_manifests.items()))
+    body = {"features": h.valid_features(feats)}
+    for _ in range(5):
+        assert srv.predict(name, body).status_code == 200
+    before = records(env)
+    os.unlink(env["AUDIT_LOG_PATH"])
+    assert srv.predict(name, body).status_code == 200
+    rc, killed = srv.stop()
+    assert rc == 0 and not killed
+    assert "audit log: records this server wrote are missing from the files" in srv.log_text()
+    after = records(env)
+    assert after[0]["seq"] > before[-1]["seq"], (after[0]["seq"], before[-1]["seq"])
+    r, out = verify(env)
+    assert r.returncode != 0 and out and not out["ok"], r.stdout + r.stderr
+
+
 def test_model_register_is_audited(demo_copy, tmp_path):
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
     src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
