@@ -35,6 +35,9 @@ typedef struct pending {
     atomic_int remaining; /* durable writes outstanding */
     atomic_int status;    /* first failure (negative errno), 0 if none */
     atomic_int failed;    /* WRITE_RECORD or WRITE_AUDIT: which failed first */
+    atomic_int audit_status; /* the MODEL_INFERENCE record's own outcome (0 = durable) */
+    struct audit_log *audit;
+    char pid[40], model[129], version[129];
 } pending_t;
 
 enum { WRITE_RECORD = 1, WRITE_AUDIT = 2 };
@@ -50,6 +53,25 @@ static void reply_after_writes(http_ctx_t *ctx, void *arg)
         free(p->body);
         log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}",
                 "request_id", http_ctx_request_id(ctx), "errno", -status);
+        if (!audit && p->audit && atomic_load(&p->audit_status) == 0) {
+            /* the trail holds a MODEL_INFERENCE for an answer that was never given: say so,
+             * with the same prediction id, so that an auditor can tell the two apart */
+            json_t *det = json_pack("{s:s,s:s,s:s,s:s}", "prediction_id", p->pid, "model", p->model, "version",
+                                    p->version, "reason", "the prediction record could not be stored; answered 503");
+            audit_event_t ev = {.type = "MODEL_INFERENCE_NOT_DELIVERED",
+                                .user = http_ctx_user(ctx),
+                                .role = http_ctx_role(ctx),
+                                .action = "E",
+                                .entity_type = "prediction",
+                                .entity_id = p->pid,
+                                .source_ip = http_ctx_peer(ctx),
+                                .outcome = "failure",
+                                .request_id = http_ctx_request_id(ctx),
+                                .detail = det};
+            if (audit_log_submit(p->audit, &ev, NULL, NULL) < 0)
+                log_msg(LOG_ERROR, "audit record not queued", "{s:s}", "request_id", http_ctx_request_id(ctx));
+            json_decref(det);
+        }
         http_reply_error(
             ctx, 503, "service_unavailable", NULL, "%s",
             audit ? "the audit record could not be written durably; the prediction is not "
@@ -78,6 +100,7 @@ static void record_done(void *arg, int status)
 
 static void audit_done(void *arg, int status)
 {
+    atomic_store(&((pending_t *)arg)->audit_status, status < 0 ? status : 0);
     write_done(arg, status, WRITE_AUDIT);
 }
 
@@ -406,6 +429,10 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
     if (p) {
         p->ctx = ctx;
         atomic_store(&p->remaining, app->audit ? 2 : 1);
+        p->audit = app->audit;
+        snprintf(p->pid, sizeof(p->pid), "%s", pid);
+        snprintf(p->model, sizeof(p->model), "%s", m->name);
+        snprintf(p->version, sizeof(p->version), "%s", m->version);
         rec.latency_ms = http_ctx_elapsed_ms(ctx);
         p->body =
             encode_answer(pid, http_ctx_request_id(ctx), m, &preds, one_row, rec.latency_ms, &p->body_len);

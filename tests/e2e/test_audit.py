@@ -385,6 +385,40 @@ def test_a_deleted_log_is_a_gap_verify_reports_not_a_new_chain(make_server, tmp_
     assert r.returncode != 0 and out and not out["ok"], r.stdout + r.stderr
 
 
+def test_an_inference_refused_for_want_of_its_record_is_marked_not_delivered(make_server, tmp_path,
+                                                                             demo_manifests):
+    """review17: with the store unwritable, predict answered 503 but the trail kept a
+    MODEL_INFERENCE (outcome success) for it, indistinguishable from a delivered one. The
+    same prediction id now also gets MODEL_INFERENCE_NOT_DELIVERED."""
+    import sqlite3
+
+    env = audit_env(tmp_path, signing=False)
+    srv = make_server(env)
+    name, feats = next(iter(demo_manifests.items()))
+    body = {"features": h.valid_features(feats)}
+    ok = srv.predict(name, body)
+    assert ok.status_code == 200
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        h.assert_error_body(srv.predict(name, body, timeout=60), 503)
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    rc, killed = srv.stop()
+    assert rc == 0 and not killed
+    recs = records(env)
+    inf = [x for x in recs if x["type"] == "MODEL_INFERENCE"]
+    nd = [x for x in recs if x["type"] == "MODEL_INFERENCE_NOT_DELIVERED"]
+    assert len(inf) == 2 and len(nd) == 1, [x["type"] for x in recs]
+    delivered = ok.json()["prediction_id"]
+    refused = [x["detail"]["prediction_id"] for x in inf if x["detail"]["prediction_id"] != delivered]
+    assert nd[0]["entity_id"] == refused[0] and nd[0]["outcome"] == "failure", nd[0]
+    assert srv.prediction_row(refused[0]) is None and srv.prediction_row(delivered) is not None
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"], r.stdout + r.stderr
+
+
 def test_model_register_is_audited(demo_copy, tmp_path):
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
     src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
