@@ -55,6 +55,15 @@ void api_ready(http_ctx_t *ctx)
     util_iso8601(util_now_ms(), ts);
 
     bool db_ok = store_ping(app->store) == 0;
+    /* writes can fail while reads work (a full disk, another writer's lock): after a failed
+     * prediction batch, ready again only once a write commits */
+    int64_t failing = recorder_failing_since(app->recorder);
+    if (db_ok && failing) {
+        if (store_ping_write(app->store) == 0)
+            recorder_clear_failing(app->recorder);
+        else
+            db_ok = false;
+    }
     ok = ok && db_ok;
     size_t loaded = model_registry_loaded_count(app->registry);
     bool models_ok = loaded > 0;
@@ -72,6 +81,12 @@ void api_ready(http_ctx_t *ctx)
                              "database", "status", db_ok ? "ok" : "fail", "models", "status",
                              models_status, "loaded", (json_int_t)loaded, "disk", disk, "server",
                              "status", draining ? "draining" : "ok", "timestamp", ts);
+    if (!db_ok && failing) {
+        char since[ISO8601_LEN];
+        util_iso8601(failing, since);
+        json_object_set_new(json_object_get(json_object_get(body, "checks"), "database"), "writes_failing_since",
+                            json_string(since));
+    }
     if (json_array_size(failed))
         json_object_set(json_object_get(json_object_get(body, "checks"), "models"), "failed", failed);
     json_decref(failed);

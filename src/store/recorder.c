@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define DEFAULT_BATCH 512
 #define MAX_BATCH 65536
@@ -63,6 +64,7 @@ struct recorder {
 
     _Atomic uint64_t records;
     _Atomic uint64_t batches;
+    _Atomic int64_t failing_since_ms; /* 0: the last batch was written */
 };
 
 static void *writer_main(void *arg)
@@ -93,7 +95,10 @@ static void *writer_main(void *arg)
         if (status == 0) {
             atomic_fetch_add(&r->records, n);
             atomic_fetch_add(&r->batches, 1);
+            atomic_store(&r->failing_since_ms, 0);
         } else {
+            int64_t none = 0;
+            atomic_compare_exchange_strong(&r->failing_since_ms, &none, util_now_ms());
             log_msg(LOG_ERROR, "recorder: batch not written; failing its requests", "{s:I, s:i}", "records",
                     (json_int_t)n, "errno", -status);
         }
@@ -232,4 +237,15 @@ void recorder_free(recorder_t *r)
     free(r->batch_items);
     free(r->batch);
     free(r);
+}
+
+int64_t recorder_failing_since(recorder_t *r)
+{
+    return r ? atomic_load(&r->failing_since_ms) : 0;
+}
+
+void recorder_clear_failing(recorder_t *r)
+{
+    if (r)
+        atomic_store(&r->failing_since_ms, 0);
 }

@@ -21,6 +21,11 @@ int recorder_new(store_t *store, size_t max_batch, recorder_t **ret);
 int recorder_submit(recorder_t *r, const store_prediction_t *p, recorder_done_fn done, void *arg);
 /* Records written since start and batches committed (for metrics/benchmarks). */
 void recorder_stats(recorder_t *r, uint64_t *ret_records, uint64_t *ret_batches);
+/* When the last batch failed, the time (ms since the epoch) batches started failing; 0 when
+ * the last one was written. For /ready, which probes the store (store_ping_write) while it is
+ * set and clears it once a write commits again (with no traffic no batch would). */
+int64_t recorder_failing_since(recorder_t *r);
+void recorder_clear_failing(recorder_t *r);
 /* Writes everything still queued, calls their callbacks, stops the thread, frees. */
 void recorder_free(recorder_t *r);
 

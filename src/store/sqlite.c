@@ -168,6 +168,7 @@ enum {
     Q_MV_INSERT,
     Q_GEN_BUMP,
     Q_GEN_GET,
+    Q_PING_WRITE,
     Q_STABLE_SET,
     Q_STABLE_GET,
     Q_MODEL_LIST,
@@ -191,6 +192,7 @@ static const char *const queries[Q_COUNT_] = {
                     "registered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_GEN_BUMP] = "UPDATE registry_meta SET generation = generation + 1 WHERE id = 1",
     [Q_GEN_GET] = "SELECT generation FROM registry_meta WHERE id = 1",
+    [Q_PING_WRITE] = "UPDATE registry_meta SET generation = generation WHERE id = 1",
     [Q_STABLE_SET] = "INSERT INTO model_stable (name, version, updated_at) VALUES (?1, ?2, ?3) "
                      "ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
                      "updated_at = excluded.updated_at WHERE version != excluded.version",
@@ -699,6 +701,20 @@ static int sqlite_ping(store_t *base)
     return r;
 }
 
+/* A row rewritten with its own value: a WAL frame and a sync, nothing changed. */
+static int sqlite_ping_write(store_t *base)
+{
+    sqlite_store_t *s = from_base(base);
+    pthread_mutex_lock(&s->mu);
+    int rc = run(s, Q_BEGIN);
+    if (rc == SQLITE_OK)
+        rc = run(s, Q_PING_WRITE);
+    rc = rc == SQLITE_OK ? commit(s) : (rollback(s), rc);
+    int r = rc == SQLITE_OK ? 0 : db_fail(s, "ping_write", rc);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 static int sqlite_schema_version(store_t *base, int *ret)
 {
     int64_t v = 0;
@@ -1028,6 +1044,7 @@ const store_ops_t store_sqlite_ops = {
     .open = sqlite_open,
     .close = sqlite_close,
     .ping = sqlite_ping,
+    .ping_write = sqlite_ping_write,
     .schema_version = sqlite_schema_version,
     .integrity_check = sqlite_integrity_check,
     .model_version_put = sqlite_model_version_put,

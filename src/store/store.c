@@ -112,6 +112,11 @@ int store_ping(store_t *s)
     return s->ops->ping(s);
 }
 
+int store_ping_write(store_t *s)
+{
+    return s->ops->ping_write(s);
+}
+
 int store_schema_version(store_t *s, int *ret)
 {
     return s->ops->schema_version(s, ret);

@@ -39,6 +39,7 @@ typedef struct store_ops {
     int (*open)(const char *location, store_t **ret, char *err, size_t errlen);
     void (*close)(store_t *s);
     int (*ping)(store_t *s);
+    int (*ping_write)(store_t *s);
     int (*schema_version)(store_t *s, int *ret);
     int (*integrity_check)(store_t *s, char *err, size_t errlen);
     int (*model_version_put)(store_t *s, const char *name, const char *version, const char *path,
@@ -69,6 +70,10 @@ int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_
 
 /* 0 if the database answers a trivial query. */
 int store_ping(store_t *s);
+/* 0 if a durable write transaction commits (one that leaves every row as it was): for
+ * readiness while writes are failing (a full disk, a foreign write lock), which a read
+ * does not see. Waits as long as any write for a busy database. */
+int store_ping_write(store_t *s);
 /* Highest applied migration. */
 int store_schema_version(store_t *s, int *ret);
 /* PRAGMA integrity_check (or the backend's equivalent); 0 if "ok", else -EIO with detail. */

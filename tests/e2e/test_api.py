@@ -132,6 +132,34 @@ def test_ready_reports_a_model_that_fails_to_load(demo_dir, tmp_path):
     assert rc == 0 and not killed
 
 
+def test_ready_fails_while_the_store_cannot_be_written(make_server, demo_manifests):
+    """review17: with the store unwritable (here another connection holds its write lock)
+    every predict answered 503 while /ready stayed 200, so a balancer kept sending traffic.
+    After a failed prediction batch /ready probes with a write; it is ready again as soon as
+    one commits, without waiting for traffic that a balancer would no longer send."""
+    import sqlite3
+
+    srv = make_server()
+    name, m = next(iter(demo_manifests.items()))
+    body = {"features": h.valid_features(m)}
+    assert srv.predict(name, body).status_code == 200
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        h.assert_error_body(srv.predict(name, body, timeout=60), 503)
+        r = srv.get("/ready", timeout=60)
+        assert r.status_code == 503, r.text
+        db = r.json()["checks"]["database"]
+        assert db["status"] == "fail" and "writes_failing_since" in db, db
+        parse_iso8601(db["writes_failing_since"])
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    r = srv.get("/ready")
+    assert r.status_code == 200 and r.json()["checks"]["database"] == {"status": "ok"}, r.text
+    assert srv.predict(name, body).status_code == 200
+
+
 # --------------------------------------------------------------------------- models
 
 

@@ -129,6 +129,11 @@ static void test_open_migrate_reopen(void **state)
     assert_int_equal(store_schema_version(s, &v1), 0);
     assert_true(v1 >= 1);
     assert_int_equal(store_ping(s), 0);
+    int64_t g1 = -1, g2 = -2;
+    assert_int_equal(store_registry_generation(s, &g1), 0);
+    assert_int_equal(store_ping_write(s), 0); /* a committed write that changes nothing */
+    assert_int_equal(store_registry_generation(s, &g2), 0);
+    assert_int_equal(g1, g2);
     store_close(s);
 
     s = open_path(url);
