@@ -22,17 +22,14 @@ import xgboost as xgb
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import aimedres_harness as h  # noqa: E402
-from test_xgboost_equality import FEATURES, labels_for, make_data, write_csv  # noqa: E402
+from test_xgboost_equality import FEATURES, labels_for, make_data, make_root, write_csv  # noqa: E402
 
 ROUNDS = 12
 
 
 @pytest.fixture(scope="module")
 def env_root(tmp_path_factory):
-    h.require_binary()
-    root = str(tmp_path_factory.mktemp("import-safety"))
-    for d in ("models", "data", "boosters"):
-        os.makedirs(os.path.join(root, d))
+    root = make_root(tmp_path_factory, "import-safety")
     # one good model first: the store exists, and every refusal below must leave it as it is
     booster, _, _, data_csv = train(root, "binary", seed=6)
     good = os.path.join(root, "boosters", "base.json")

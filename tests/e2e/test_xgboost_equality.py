@@ -82,13 +82,18 @@ def close(got, want):
     return math.isfinite(got) and abs(got - want) <= max(ABS, REL * abs(want))
 
 
-@pytest.fixture(scope="module")
-def env_root(tmp_path_factory):
+def make_root(tmp_path_factory, name):
+    """An empty installation for imported boosters: models/, data/, boosters/."""
     h.require_binary()
-    root = str(tmp_path_factory.mktemp("xgb-equality"))
+    root = str(tmp_path_factory.mktemp(name))
     for d in ("models", "data", "boosters"):
         os.makedirs(os.path.join(root, d))
     return root
+
+
+@pytest.fixture(scope="module")
+def env_root(tmp_path_factory):
+    return make_root(tmp_path_factory, "xgb-equality")
 
 
 @pytest.fixture(scope="module")

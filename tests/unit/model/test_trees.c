@@ -132,10 +132,10 @@ static void test_reg_logistic(void **state)
     check_objective(MODEL_TASK_BINARY, "reg:logistic", "model.json", 1);
 }
 
-/* A binary booster's JSON, edited by fn, must be refused with want. */
-static void check_refused(void (*edit)(json_t *learner), int want)
+/* A freshly trained binary booster's model JSON, edited by edit (if any), as text. */
+static char *edited_json(void (*edit)(json_t *learner))
 {
-    char *dir = fx_tmpdir("trees-bad");
+    char *dir = fx_tmpdir("trees-edit");
     fx_train(MODEL_TASK_BINARY, NULL, NFEAT, 5, 7, false, dir, "model.json");
     char path[4200];
     snprintf(path, sizeof(path), "%s/model.json", dir);
@@ -143,17 +143,25 @@ static void check_refused(void (*edit)(json_t *learner), int want)
     char *json = model_json(path, &len);
     json_t *root = json_loadb(json, len, 0, NULL);
     assert_non_null(root);
-    edit(json_object_get(root, "learner"));
+    if (edit)
+        edit(json_object_get(root, "learner"));
     char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    free(json);
+    free(dir);
+    return text;
+}
+
+/* A binary booster's JSON, edited by fn, must be refused with want. */
+static void check_refused(void (*edit)(json_t *learner), int want)
+{
+    char *text = edited_json(edit);
     model_trees_t *t = NULL;
     char err[256] = "";
     assert_int_equal(model_trees_from_json(text, strlen(text), NFEAT, 1, &t, err, sizeof(err)), want);
     assert_null(t);
     assert_true(err[0] != '\0');
     free(text);
-    json_decref(root);
-    free(json);
-    free(dir);
 }
 
 static json_t *first_tree(json_t *learner)
@@ -213,25 +221,12 @@ static void test_refusals(void **state)
 /* model_trees_check on a binary booster's JSON edited by fn: want, with an err naming it. */
 static void check_checked(void (*edit)(json_t *learner), int want, const char *why)
 {
-    char *dir = fx_tmpdir("trees-check");
-    fx_train(MODEL_TASK_BINARY, NULL, NFEAT, 5, 7, false, dir, "model.json");
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/model.json", dir);
-    size_t len;
-    char *json = model_json(path, &len);
-    json_t *root = json_loadb(json, len, 0, NULL);
-    assert_non_null(root);
-    if (edit)
-        edit(json_object_get(root, "learner"));
-    char *text = json_dumps(root, JSON_COMPACT);
+    char *text = edited_json(edit);
     char err[256] = "";
     assert_int_equal(model_trees_check(text, strlen(text), NFEAT, 1, err, sizeof(err)), want);
     if (why && !strstr(err, why))
         fail_msg("err '%s' does not say '%s'", err, why);
     free(text);
-    json_decref(root);
-    free(json);
-    free(dir);
 }
 
 static void child_outside(json_t *l)
