@@ -80,23 +80,26 @@ static bool have_rollout(http_ctx_t *ctx, api_app_t *app)
     return false;
 }
 
-/* A change is refused while the audit trail cannot be written (fail closed, as predict):
- * every deployment change has its durable audit event before the call answers. */
-static bool can_change(http_ctx_t *ctx, api_app_t *app)
+/* A change that moves a candidate forward (create, promote, resume) is refused while the
+ * audit trail cannot be written (fail closed, as predict). A rollback or pause (the safe
+ * direction) goes through: it takes effect, is answered 503 (its audit record is not
+ * durable yet) and is audited late by the controller once the trail recovers. */
+static bool can_change(http_ctx_t *ctx, api_app_t *app, bool forward)
 {
     if (!have_rollout(ctx, app))
         return false;
-    if (!app->audit || audit_log_healthy(app->audit))
+    if (!forward || !app->audit || audit_log_healthy(app->audit))
         return true;
     http_reply_error(ctx, 503, "service_unavailable", NULL,
-                     "the audit trail cannot be written; deployment changes are refused until it recovers");
+                     "the audit trail cannot be written; deployments are not started, promoted or resumed "
+                     "until it recovers (rollback and pause still work)");
     return false;
 }
 
 void api_deployments_create(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!can_change(ctx, app))
+    if (!can_change(ctx, app, true))
         return;
     json_t *body = body_json(ctx, true);
     if (!body)
@@ -189,10 +192,10 @@ void api_deployment_get(http_ctx_t *ctx)
 void api_deployment_action(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!can_change(ctx, app))
-        return;
     const char *id = http_ctx_param(ctx, 0);
     const char *action = http_ctx_param(ctx, 1);
+    if (!can_change(ctx, app, strcmp(action, "rollback") != 0 && strcmp(action, "pause") != 0))
+        return;
     json_t *body = body_json(ctx, false);
     if (!body)
         return;
@@ -216,7 +219,7 @@ void api_deployment_action(http_ctx_t *ctx)
 void api_model_rollback(http_ctx_t *ctx)
 {
     api_app_t *app = http_ctx_app(ctx);
-    if (!can_change(ctx, app))
+    if (!can_change(ctx, app, false))
         return;
     const char *name = http_ctx_param(ctx, 0);
     json_t *body = body_json(ctx, false);

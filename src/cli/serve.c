@@ -341,7 +341,8 @@ out:
         http_server_stop(st.metrics_server);
     recorder_free(st.app.recorder);
     audit_siem_stop(st.audit_siem); /* audit (issue 5): workers stopped; pending callbacks fire here */
-    audit_log_close(st.app.audit);  /* audit (issue 5): before the server frees deferred requests */
+    rollout_set_audit(st.app.rollout, NULL); /* audit (issue 5): the controller runs on; never a freed log */
+    audit_log_close(st.app.audit);           /* audit (issue 5): before the server frees deferred requests */
     http_server_free(st.metrics_server);
     http_server_free(st.app.server);
     security_free(st.app.security); /* security (issue 5) */

@@ -81,9 +81,11 @@ typedef struct dep {
     int64_t started_ms, completed_ms, phase_started_ms, last_check_ms, paused_elapsed_ms, window_until_ms;
     bool active, rollback_triggered, awaiting_promote;
     bool awaiting_evidence; /* the phase's time is up but it has fewer than min_requests */
+    bool held_for_audit;    /* the audit trail is failing: no step forward (see step) */
     /* not yet in the store (it was busy or failing): the controller retries every second */
     bool unsaved;
     json_t *pending_events; /* [ms, event] not yet stored, in order */
+    json_t *late_audit;     /* events to audit once stored and the trail is writable */
     int64_t retry_ms;
     char rollback_reason[512];
     json_t *tests, *timeline, *last_checks;
@@ -303,57 +305,90 @@ static int store_record(rollout_t *r, dep_t *d)
     return rc;
 }
 
-/* Writes the record (and an event when event != NULL). Caller holds mu. A change an API
- * call made (actor other than the controller) has its audit event made durable before the
- * call answers; the controller's own are queued. On any failure r->save_failures counts it
- * (the API answers 503: not acknowledged) and the store write is retried by the controller:
- * the change is in effect in this process either way (a rollback stops traffic at once). */
+/* One DEPLOYMENT_<EVENT> audit record for ev. outcome "failure" (with "stored": false in the
+ * detail) when the change is in effect but not stored; late: written after the fact, once the
+ * store and the trail took it. from_api: durable before returning. 0 or <0. */
+static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool late, bool from_api)
+{
+    const char *event = json_string_value(json_object_get(ev, "event"));
+    char type[64];
+    snprintf(type, sizeof(type), "DEPLOYMENT_%s", event ? event : "");
+    for (char *c = type; *c; c++)
+        *c = (*c >= 'a' && *c <= 'z') ? (char)(*c - 32) : (*c == '-' || *c == ' ') ? '_' : *c;
+    json_t *detail = json_copy(ev);
+    if (!stored)
+        json_object_set_new(detail, "stored", json_false());
+    if (late)
+        json_object_set_new(detail, "recorded_late", json_true());
+    audit_event_t aev = {.type = type,
+                         .user = json_string_value(json_object_get(ev, "actor")),
+                         .action = "U",
+                         .entity_type = "deployment",
+                         .entity_id = d->id,
+                         .outcome = stored ? "success" : "failure",
+                         .detail = detail};
+    int rc = !audit_log_healthy(r->audit) ? -EIO
+             : from_api                  ? audit_log_append_sync(r->audit, &aev)
+                                         : audit_log_submit(r->audit, &aev, NULL, NULL);
+    json_decref(detail);
+    return rc;
+}
+
+/* Audits, as written late, the events whose change was not stored or not audited when it was
+ * made: once the record is stored and the trail is writable again (controller, every tick). */
+static void audit_late(rollout_t *r, dep_t *d)
+{
+    while (json_array_size(d->late_audit) > 0 && !d->unsaved && json_array_size(d->pending_events) == 0 &&
+           r->audit && audit_log_healthy(r->audit)) {
+        if (audit_event(r, d, json_array_get(d->late_audit, 0), true, true, false) < 0)
+            break;
+        json_array_remove(d->late_audit, 0);
+    }
+}
+
+/* Writes the record (and an event when event != NULL), then audits the event: "success" only
+ * when the change is stored. A change made through the API (actor other than the controller)
+ * has its audit record durable before the call answers; the controller's own are queued. On
+ * any failure r->save_failures counts it (the API answers 503: not acknowledged), the store
+ * write is retried by the controller, and the event is audited again ("recorded_late") once
+ * both took it. The change is in effect in this process either way (a rollback stops
+ * traffic at once). Caller holds mu. */
 static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
 {
     int64_t now = util_now_ms();
-    bool failed = false;
+    json_t *ev = NULL;
     if (event) {
-        json_t *ev = json_pack("{s:o,s:s,s:s,s:s,s:s,s:f}", "at", iso(now), "event", event, "actor",
-                               actor ? actor : "controller", "status", d->status, "mode", d->mode,
-                               "traffic_percentage", d->traffic);
+        ev = json_pack("{s:o,s:s,s:s,s:s,s:s,s:f}", "at", iso(now), "event", event, "actor",
+                       actor ? actor : "controller", "status", d->status, "mode", d->mode, "traffic_percentage",
+                       d->traffic);
         if (reason)
             json_object_set_new(ev, "reason", json_string(reason));
         json_array_append(d->timeline, ev);
         if (!d->pending_events)
             d->pending_events = json_array();
         json_array_append_new(d->pending_events, json_pack("[I,O]", (json_int_t)now, ev));
-        if (r->audit) {
-            /* audit (issue 5): every deployment state change */
-            char type[64];
-            snprintf(type, sizeof(type), "DEPLOYMENT_%s", event);
-            for (char *c = type; *c; c++)
-                *c = (*c >= 'a' && *c <= 'z') ? (char)(*c - 32) : (*c == '-' || *c == ' ') ? '_' : *c;
-            audit_event_t aev = {.type = type,
-                                 .user = actor ? actor : "controller",
-                                 .action = "U",
-                                 .entity_type = "deployment",
-                                 .entity_id = d->id,
-                                 .outcome = "success",
-                                 .detail = ev};
-            bool from_api = actor && strcmp(actor, "controller") != 0;
-            if ((from_api ? audit_log_append_sync(r->audit, &aev) : audit_log_submit(r->audit, &aev, NULL, NULL)) <
-                0) {
-                failed = true;
-                log_msg(LOG_ERROR, "deployment audit event not written", "{s:s,s:s}", "deployment_id", d->id,
-                        "event", event);
-            }
-        }
-        json_decref(ev);
         log_msg(LOG_INFO, "deployment", "{s:s,s:s,s:s,s:s,s:s,s:f}", "deployment_id", d->id, "model",
                 d->model, "event", event, "status", d->status, "actor", actor ? actor : "controller",
                 "traffic", d->traffic);
     }
-    if (store_record(r, d) < 0)
-        failed = true;
+    bool stored = store_record(r, d) == 0, audited = true;
+    if (ev && r->audit) {
+        /* audit (issue 5): every deployment state change */
+        audited = audit_event(r, d, ev, stored, false, actor && strcmp(actor, "controller") != 0) == 0;
+        if (!stored || !audited) {
+            if (!d->late_audit)
+                d->late_audit = json_array();
+            json_array_append(d->late_audit, ev);
+        }
+        if (!audited)
+            log_msg(LOG_ERROR, "deployment audit event not written; written late once the trail recovers",
+                    "{s:s,s:s}", "deployment_id", d->id, "event", event);
+    }
+    json_decref(ev);
     update_gauges(r, d);
-    if (failed)
+    if (!stored || !audited)
         r->save_failures++;
-    return failed ? -EIO : 0;
+    return stored && audited ? 0 : -EIO;
 }
 
 static void set_state(dep_t *d, const char *status, const char *mode)
@@ -474,6 +509,7 @@ static void dep_free(dep_t *d)
     json_decref(d->timeline);
     json_decref(d->last_checks);
     json_decref(d->pending_events);
+    json_decref(d->late_audit);
     free(d);
 }
 
@@ -935,6 +971,17 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
 {
     if (!d->active)
         return;
+    /* Nothing moves a candidate forward while its audit record can not be written; checks
+     * and rollbacks (the safe direction) go on, audited late. */
+    bool hold = r->audit && !audit_log_healthy(r->audit);
+    if (hold != d->held_for_audit) {
+        d->held_for_audit = hold;
+        log_msg(hold ? LOG_WARNING : LOG_INFO,
+                hold ? "deployment held: the audit trail can not be written" : "deployment goes on: audit trail writable",
+                "{s:s,s:s}", "deployment_id", d->id, "status", d->status);
+    }
+    if (hold && (strcmp(d->status, "pending") == 0 || strcmp(d->status, "validating") == 0))
+        return;
     if (strcmp(d->status, "pending") == 0) {
         set_state(d, "validating", NULL);
         save(r, d, "validation_started", NULL, NULL);
@@ -949,6 +996,8 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
     bool ending = now - d->phase_started_ms >= dur;
     bool extended_now = false;
     char why[256];
+    if (hold)
+        ending = false; /* checked every interval, ended once the trail is back */
     if (ending && !d->awaiting_promote && short_of_evidence(d, why, sizeof(why))) {
         /* no evidence, no promotion: the phase goes on until it has min_requests */
         ending = false;
@@ -999,6 +1048,7 @@ static void *controller_main(void *arg)
             dep_t *d = r->deps[i];
             if ((d->unsaved || json_array_size(d->pending_events) > 0) && now >= d->retry_ms)
                 store_record(r, d);
+            audit_late(r, d);
             step(r, d, now);
             if (!d->active && d->prev_stable && d->window_until_ms && now >= d->window_until_ms) {
                 model_handle_unref(d->prev_stable); /* rollback window over */
@@ -1023,7 +1073,17 @@ static void *controller_main(void *arg)
 
 void rollout_set_audit(rollout_t *r, struct audit_log *audit)
 {
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu); /* the controller reads it under mu */
+    for (size_t i = 0; !audit && r->audit && i < r->n_deps; i++) {
+        audit_late(r, r->deps[i]); /* queued before the log closes, which drains its queue */
+        if (json_array_size(r->deps[i]->late_audit) > 0)
+            log_msg(LOG_CRITICAL, "deployment audit events not written at shutdown", "{s:s,s:I}", "deployment_id",
+                    r->deps[i]->id, "events", (json_int_t)json_array_size(r->deps[i]->late_audit));
+    }
     r->audit = audit;
+    pthread_mutex_unlock(&r->mu);
 }
 
 int rollout_new(store_t *store, model_registry_t *registry, const config_t *cfg, rollout_t **ret, char *err,

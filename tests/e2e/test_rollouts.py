@@ -406,14 +406,28 @@ def test_blue_green_watch_waits_for_evidence_but_rolls_back_on_errors(make_serve
 AUDIT_SECRET = "e2e-rollout-audit-secret-0123456789abcdef0123"
 
 
+def _audit_records(log):
+    with open(log) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _wait_ready(srv, status, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and srv.get("/ready", timeout=30).status_code != status:
+        time.sleep(0.2)
+    assert srv.get("/ready", timeout=30).status_code == status
+
+
 def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_later(make_server, tmp_path):
     """review17: a rollback answered 200 while the store was locked was lost at the next
     restart (the candidate served again). Now the answer is 503 (not acknowledged), the
-    rollback is in effect in the process at once, and the controller stores it as soon as
-    the store is writable again: after kill -9 and a restart it is still rolled back."""
+    rollback is in effect in the process at once, the trail says it was not stored
+    (review18), and the controller stores it as soon as the store is writable again, then
+    audits it as recorded late: after kill -9 and a restart it is still rolled back."""
     import sqlite3
 
-    srv = make_server()
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
     train(srv, PARK, "2.0.0", "--rounds", "101")
     r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
     dep = r.json()["deployment_id"]
@@ -424,12 +438,17 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
         resp = srv.post("/api/v1/deployments/%s/rollback" % dep, json={"reason": "bad"}, timeout=60)
         err = h.assert_error_body(resp, 503)
         assert "in effect in this server but could not be made durable" in err["message"], err
+        rb = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_ROLLED_BACK"]
+        assert len(rb) == 1 and rb[0]["outcome"] == "failure" and rb[0]["detail"]["stored"] is False, rb
     finally:
         locker.execute("COMMIT")
         locker.close()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "deployment record stored after a failure" not in srv.log_text():
+    while time.monotonic() < deadline and not [
+            x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_ROLLED_BACK" and x["outcome"] == "success"]:
         time.sleep(0.1)
+    late = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_ROLLED_BACK" and x["outcome"] == "success"]
+    assert len(late) == 1 and late[0]["detail"]["recorded_late"] is True, late
     assert "deployment record stored after a failure" in srv.log_text(), srv.log_tail()
     srv.proc.send_signal(signal.SIGKILL)
     srv.proc.wait()
@@ -446,42 +465,55 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
 
 
-def test_deployment_changes_fail_closed_without_the_audit_trail(make_server, tmp_path):
-    """review17: with the audit trail unwritable a pause was answered 200 and its audit event
-    never written. Changes are refused (503) until it recovers; then the 200 comes only once
-    the DEPLOYMENT_* event is in the file."""
+def test_deployment_changes_while_the_audit_trail_fails(make_server, tmp_path):
+    """review17/18: with the audit trail unwritable a pause was answered 200 and its audit
+    event never written; the controller also promoted. Now nothing moves a candidate forward
+    (create, promote, resume and the controller's own steps wait), a pause or rollback takes
+    effect but is answered 503 and audited late, and a change made once the trail is back is
+    durable in the file before its 200."""
     import fcntl
 
     log = str(tmp_path / "audit.log")
     srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
     train(srv, PARK, "2.0.0", "--rounds", "101")
-    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
+    stage_s = 8  # longer than the 5 s the trail takes to fail closed
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="%ds" % stage_s,
+               check_interval="300ms", min_requests=0, auto_promote=True)
     dep = r.json()["deployment_id"]
-    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    d = wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    t_stage0 = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "stage_0_started"))
     feats = h.valid_features(srv.manifest(PARK))
     lock = open(log + ".lock", "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a stuck writer: the trail fails closed after 5 s
         srv.predict(PARK, {"features": feats}, timeout=30)
-        wait = time.monotonic() + 10
-        while time.monotonic() < wait and srv.get("/ready").status_code != 503:
-            time.sleep(0.1)
-        for path in ("/api/v1/deployments/%s/pause" % dep, "/api/v1/models/%s/rollback" % PARK):
-            err = h.assert_error_body(srv.post(path, json={}), 503)
-            assert "audit trail cannot be written" in err["message"], err
-        err = h.assert_error_body(srv.post("/api/v1/deployments", json={"model": ALS, "version": "1.0.0"}), 503)
-        assert record(srv, dep)["status"] == "deploying"
+        _wait_ready(srv, 503)
+        assert time.time() < t_stage0 + stage_s - 0.5, "the trail took too long to fail for this test"
+        time.sleep(max(0.0, t_stage0 + stage_s + 1.5 - time.time()))  # stage 0 is over: the controller holds it
+        d = record(srv, dep)
+        assert d["current_stage"] == 0 and d["status"] == "deploying", (d["status"], events(d))
+        for path, body in (("/api/v1/deployments", {"model": ALS, "version": "1.0.0"}),
+                           ("/api/v1/deployments/%s/promote" % dep, {})):
+            err = h.assert_error_body(srv.post(path, json=body), 503)
+            assert "not started, promoted or resumed until it recovers" in err["message"], err
+        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "look"}), 503)
+        assert "in effect in this server but could not be made durable" in err["message"], err
+        assert record(srv, dep)["status"] == "paused"
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
-    wait = time.monotonic() + 15
-    while time.monotonic() < wait and srv.get("/ready").status_code != 200:
-        time.sleep(0.2)
-    resp = srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "review"})
+    _wait_ready(srv, 200)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "DEPLOYMENT_PAUSED" not in [x["type"] for x in _audit_records(log)]:
+        time.sleep(0.1)
+    paused = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_PAUSED"]
+    assert len(paused) == 1 and paused[0]["detail"]["recorded_late"] is True and paused[0]["user"] != "controller"
+    resp = srv.post("/api/v1/deployments/%s/resume" % dep, json={"reason": "review"})
     assert resp.status_code == 200, resp.text
-    with open(log) as f:  # durable before the answer: no wait here
-        types = [json.loads(line)["type"] for line in f if line.strip()]
-    assert "DEPLOYMENT_PAUSED" in types and "AUDIT_RECOVERED" in types, types[-5:]
+    types = [x["type"] for x in _audit_records(log)]  # durable before the answer: no wait here
+    assert "DEPLOYMENT_RESUMED" in types and "AUDIT_RECOVERED" in types, types[-5:]
+    d = wait_until(srv, dep, finished, timeout=30)  # held no more: on to stable
+    assert d["status"] == "stable", (d["status"], events(d))
 
 
 def test_two_models_at_once(make_server):
