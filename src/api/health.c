@@ -30,12 +30,14 @@ void api_health(http_ctx_t *ctx)
     http_reply_text(ctx, 200, "application/json", body, (size_t)n);
 }
 
-static json_t *disk_check(const char *path, bool *ok)
+static json_t *disk_check(const char *path, const char *what, bool *ok)
 {
     struct statvfs st;
     if (statvfs(path, &st) != 0) {
         *ok = false;
-        return json_pack("{s:s,s:s}", "status", "fail", "message", "cannot stat the model storage path");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "cannot stat the %s", what);
+        return json_pack("{s:s,s:s}", "status", "fail", "message", msg);
     }
     unsigned long long free_b = (unsigned long long)st.f_bavail * st.f_frsize;
     unsigned long long total = (unsigned long long)st.f_blocks * st.f_frsize;
@@ -55,8 +57,22 @@ void api_ready(http_ctx_t *ctx)
     util_iso8601(util_now_ms(), ts);
 
     bool db_ok = store_ping(app->store) == 0;
+    /* the database's own file system (it may be a volume of its own) */
+    json_t *db_disk = NULL;
+    char db_path[4096], perr[128];
+    if (store_url_file_path(app->cfg->database_url, db_path, sizeof(db_path), perr, sizeof(perr)) == 0) {
+        char *slash = strrchr(db_path, '/');
+        if (slash)
+            *(slash == db_path ? slash + 1 : slash) = '\0';
+        else
+            snprintf(db_path, sizeof(db_path), ".");
+        bool disk_ok = true;
+        db_disk = disk_check(db_path, "database directory", &disk_ok);
+        db_ok = db_ok && disk_ok;
+    }
     /* writes can fail while reads work (a full disk, another writer's lock): after a failed
-     * prediction batch, ready again only once a write commits */
+     * prediction batch, ready again once a write commits (the probe gives up at once when the
+     * store is busy, so this worker is not held) and the disk has room */
     int64_t failing = recorder_failing_since(app->recorder);
     if (db_ok && failing) {
         if (store_ping_write(app->store) == 0)
@@ -73,7 +89,7 @@ void api_ready(http_ctx_t *ctx)
      * otherwise stop every replica from serving the models that work. */
     json_t *failed = model_registry_failed_json(app->registry);
     const char *models_status = !models_ok ? "fail" : json_array_size(failed) ? "degraded" : "ok";
-    json_t *disk = disk_check(app->cfg->model_storage_path, &ok);
+    json_t *disk = disk_check(app->cfg->model_storage_path, "model storage path", &ok);
     bool draining = app->server && http_server_draining(app->server);
     ok = ok && !draining;
 
@@ -81,6 +97,8 @@ void api_ready(http_ctx_t *ctx)
                              "database", "status", db_ok ? "ok" : "fail", "models", "status",
                              models_status, "loaded", (json_int_t)loaded, "disk", disk, "server",
                              "status", draining ? "draining" : "ok", "timestamp", ts);
+    if (db_disk)
+        json_object_set_new(json_object_get(json_object_get(body, "checks"), "database"), "disk", db_disk);
     if (!db_ok && failing) {
         char since[ISO8601_LEN];
         util_iso8601(failing, since);

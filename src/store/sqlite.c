@@ -43,6 +43,7 @@
 #include "common/util.h"
 
 #define BUSY_TIMEOUT_MS 5000
+#define PING_WRITE_BUSY_MS 100 /* store_ping_write: a readiness probe waits this long at most */
 #define APPLICATION_ID 0x41694d52 /* "AiMR" in the database header */
 #define DB_FILE_MODE 0640         /* predictions may hold PHI: no world access */
 
@@ -705,11 +706,15 @@ static int sqlite_ping(store_t *base)
 static int sqlite_ping_write(store_t *base)
 {
     sqlite_store_t *s = from_base(base);
-    pthread_mutex_lock(&s->mu);
+    /* a probe answers at once: busy is an answer (readiness must not hold its caller) */
+    if (pthread_mutex_trylock(&s->mu) != 0)
+        return -EBUSY;
+    sqlite3_busy_timeout(s->db, PING_WRITE_BUSY_MS);
     int rc = run(s, Q_BEGIN);
     if (rc == SQLITE_OK)
         rc = run(s, Q_PING_WRITE);
     rc = rc == SQLITE_OK ? commit(s) : (rollback(s), rc);
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     int r = rc == SQLITE_OK ? 0 : db_fail(s, "ping_write", rc);
     pthread_mutex_unlock(&s->mu);
     return r;

@@ -71,8 +71,9 @@ int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_
 /* 0 if the database answers a trivial query. */
 int store_ping(store_t *s);
 /* 0 if a durable write transaction commits (one that leaves every row as it was): for
- * readiness while writes are failing (a full disk, a foreign write lock), which a read
- * does not see. Waits as long as any write for a busy database. */
+ * readiness while writes are failing (a foreign write lock, a read-only or failing disk),
+ * which a read does not see. A probe: -EBUSY at once when this process's connection is in
+ * use, and after 100 ms when another process holds the write lock. */
 int store_ping_write(store_t *s);
 /* Highest applied migration. */
 int store_schema_version(store_t *s, int *ret);

@@ -8,6 +8,7 @@ import datetime
 import math
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -147,7 +148,9 @@ def test_ready_fails_while_the_store_cannot_be_written(make_server, demo_manifes
     try:
         locker.execute("BEGIN IMMEDIATE")
         h.assert_error_body(srv.predict(name, body, timeout=60), 503)
+        t0 = time.monotonic()
         r = srv.get("/ready", timeout=60)
+        assert time.monotonic() - t0 < 2, time.monotonic() - t0  # a probe, not a 5 s busy wait
         assert r.status_code == 503, r.text
         db = r.json()["checks"]["database"]
         assert db["status"] == "fail" and "writes_failing_since" in db, db
@@ -156,8 +159,49 @@ def test_ready_fails_while_the_store_cannot_be_written(make_server, demo_manifes
         locker.execute("COMMIT")
         locker.close()
     r = srv.get("/ready")
-    assert r.status_code == 200 and r.json()["checks"]["database"] == {"status": "ok"}, r.text
+    assert r.status_code == 200 and r.json()["checks"]["database"]["status"] == "ok", r.text
+    assert "writes_failing_since" not in r.json()["checks"]["database"]
     assert srv.predict(name, body).status_code == 200
+
+
+def test_ready_fails_while_the_database_disk_is_full(demo_dir, tmp_path):
+    """review18: with the database on a full volume of its own every predict failed while
+    /ready said ready (the model path's disk was fine, and a no-op write still commits).
+    /ready now checks the database directory's free space too."""
+    import shutil
+    import subprocess
+
+    fs = str(tmp_path / "dbfs")
+    os.makedirs(fs)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", fs], capture_output=True, text=True)
+    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
+    srv = None
+    try:
+        root = h.copy_demo(demo_dir, str(tmp_path / "demo"))
+        for f in os.listdir(root):
+            if f.startswith("aimedres.db"):
+                shutil.copy(os.path.join(root, f), fs)
+        srv = h.Server(root, extra_env={"DATABASE_URL": "sqlite://%s/aimedres.db" % fs}).start()
+        m = h.read_manifest(os.path.join(demo_dir, "models"), "parkinsons_predictor")
+        body = {"features": h.valid_features(m)}
+        assert srv.get("/ready").status_code == 200
+        assert srv.predict("parkinsons_predictor", body).status_code == 200
+        st = os.statvfs(fs)
+        with open(os.path.join(fs, "filler"), "wb") as f:
+            f.write(b"\0" * (st.f_bavail * st.f_frsize - 8192))
+        r = srv.get("/ready", timeout=30)
+        assert r.status_code == 503, r.text
+        db = r.json()["checks"]["database"]
+        assert db["status"] == "fail" and db["disk"]["status"] == "fail", db
+        os.unlink(os.path.join(fs, "filler"))
+        r = srv.get("/ready")
+        assert r.status_code == 200, r.text
+        assert srv.predict("parkinsons_predictor", body).status_code == 200
+    finally:
+        if srv:
+            rc, killed = srv.stop()
+        subprocess.run(["umount", "-l", fs], capture_output=True)
+    assert rc == 0 and not killed
 
 
 # --------------------------------------------------------------------------- models
