@@ -237,9 +237,28 @@ static int check_tree(const json_t *tree, size_t ti, size_t n_features, char *er
     const json_t *left = json_object_get(tree, "left_children");
     size_t n = json_array_size(left);
     const json_t *right = array_of(tree, "right_children", n), *feat = array_of(tree, "split_indices", n);
-    if (n == 0 || !right || !feat) {
+    const json_t *stype = json_object_get(tree, "split_type");
+    if (n == 0 || !right || !feat || (stype && json_array_size(stype) != n)) {
         snprintf(err, errlen, "tree %zu has no nodes or node arrays of different lengths", ti);
         return -EINVAL;
+    }
+    /* categorical splits: libxgboost reads categories[segment .. segment+size) for each node
+     * listed, trusting all three */
+    const json_t *cats = json_object_get(tree, "categories"), *cnodes = json_object_get(tree, "categories_nodes"),
+                 *csegs = json_object_get(tree, "categories_segments"),
+                 *csizes = json_object_get(tree, "categories_sizes");
+    size_t nc = json_array_size(cnodes), ncat = json_array_size(cats);
+    if (json_array_size(csegs) != nc || json_array_size(csizes) != nc) {
+        snprintf(err, errlen, "tree %zu has categorical arrays of different lengths", ti);
+        return -EINVAL;
+    }
+    for (size_t k = 0; k < nc; k++) {
+        long long node, seg, size;
+        if (!int_at(cnodes, k, &node) || !int_at(csegs, k, &seg) || !int_at(csizes, k, &size) || node < 0 ||
+            (size_t)node >= n || seg < 0 || size < 0 || (size_t)seg > ncat || (size_t)size > ncat - (size_t)seg) {
+            snprintf(err, errlen, "tree %zu categorical split %zu points outside its node or category arrays", ti, k);
+            return -EINVAL;
+        }
     }
     unsigned char *seen = calloc(n, 1);
     uint32_t *stack = malloc(n * sizeof(*stack));
@@ -300,7 +319,21 @@ int model_trees_check(const char *json, size_t len, size_t n_features, size_t ou
         return -EINVAL;
     }
     int rc = 0;
-    const json_t *gb = json_object_get(json_object_get(root, "learner"), "gradient_booster");
+    const json_t *learner = json_object_get(root, "learner");
+    if (n_features == 0) { /* a file not loaded yet: its own parameters say */
+        const json_t *mp = json_object_get(learner, "learner_model_param");
+        float nf = 0, ncl = 0;
+        if (!float_of(json_object_get(mp, "num_feature"), &nf) || !(nf >= 1 && nf <= 1e6) ||
+            (json_object_get(mp, "num_class") && !float_of(json_object_get(mp, "num_class"), &ncl)) ||
+            !(ncl >= 0 && ncl <= MAX_OUTPUTS)) {
+            snprintf(err, errlen, "the model JSON has no plausible learner_model_param (num_feature, num_class)");
+            rc = -EINVAL;
+            goto out;
+        }
+        n_features = (size_t)nf;
+        outputs = ncl >= 2 ? (size_t)ncl : 1;
+    }
+    const json_t *gb = json_object_get(learner, "gradient_booster");
     const char *name = json_string_value(json_object_get(gb, "name"));
     const json_t *model = NULL;
     if (name && strcmp(name, "gbtree") == 0)

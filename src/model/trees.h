@@ -23,7 +23,8 @@ int model_trees_from_json(const char *json, size_t len, size_t n_features, size_
 /* Checks what libxgboost trusts without checking, before it predicts with the booster:
  * every tree's nodes form a tree (children inside it, no loop, no shared child), every split
  * tests a feature the booster has, every tree adds to an existing output, a linear booster
- * has its weight count. Covers gbtree, dart and gblinear JSON. 0, or -EINVAL with the reason
+ * has its weight count. Covers gbtree, dart and gblinear JSON. n_features 0: a file not yet
+ * loaded, whose learner_model_param gives them (outputs: num_class, else 1). 0, or -EINVAL with the reason
  * (a corrupt artifact, which libxgboost would read out of bounds), or -ENOMEM. */
 int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen);
 

@@ -15,6 +15,7 @@
 #include <xgboost/c_api.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "model/runtime.h"
 #include "model/trees.h"
 
@@ -63,18 +64,20 @@ void model_xgboost_error(char *err, size_t errlen, const char *what)
  * "Expecting: ..." about a byte: the first bytes say which format the file is. */
 static int sniff_format(const char *path, bool want_json, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(path, "rbe");
     if (!f) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -errno;
     }
-    unsigned char b[64];
+    unsigned char b[4096]; /* indented JSON may start with many blanks */
     size_t n = fread(b, 1, sizeof(b), f), i = 0;
     fclose(f);
     while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
         i++;
     if (i == n) {
-        snprintf(err, errlen, "%s is empty: not a booster saved by XGBoost", path);
+        snprintf(err, errlen, n < sizeof(b) ? "%s is empty: not a booster saved by XGBoost"
+                                            : "%s starts with 4096 blanks: not a booster saved by XGBoost",
+                 path);
         return -EINVAL;
     }
     size_t j = i + 1;
@@ -98,6 +101,28 @@ static int sniff_format(const char *path, bool want_json, char *err, size_t errl
     return 0;
 }
 
+/* A JSON booster is checked before libxgboost parses it: some corrupt trees (categorical
+ * segments) crash its loader itself. (UBJSON is checked after loading, from the JSON that
+ * libxgboost exports: model_xgboost_check.) */
+static int check_file(const char *path, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int r = util_read_file(path, (size_t)1 << 31, &buf, &len);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(-r));
+        return r;
+    }
+    char why[256] = "";
+    r = model_trees_check(buf, len, 0, 0, why, sizeof(why));
+    free(buf);
+    if (r == -EINVAL && strncmp(why, "cannot parse", 12) == 0)
+        snprintf(err, errlen, "cannot load booster %.256s: %s", path, why); /* truncated, not JSON */
+    else if (r == -EINVAL)
+        snprintf(err, errlen, "booster is malformed: %s", why);
+    return r;
+}
+
 int model_xgboost_load_file(void *booster, const char *path, char *err, size_t errlen)
 {
     size_t plen = strlen(path);
@@ -108,6 +133,8 @@ int model_xgboost_load_file(void *booster, const char *path, char *err, size_t e
     }
     int r = sniff_format(path, json, err, errlen);
     if (r < 0)
+        return r;
+    if (json && (r = check_file(path, err, errlen)) < 0)
         return r;
     if (XGBoosterLoadModel(booster, path) != 0) {
         char what[300];
