@@ -608,6 +608,10 @@ static ssize_t io_read(conn_t *c, char *buf, size_t n)
             return IO_EOF;
         return errno == EAGAIN || errno == EINTR ? IO_AGAIN : IO_ERR;
     }
+    /* OpenSSL's error queue is per thread, and SSL_get_error reads it: whatever another
+     * connection of this worker left there (a failed SSL_shutdown to a peer that reset)
+     * would make this one's WANT_READ look fatal. Clear it before every call. */
+    ERR_clear_error();
     if (!c->tls_ready) {
         errno = 0;
         int rc = SSL_accept(c->ssl);
@@ -630,6 +634,7 @@ static ssize_t io_write(conn_t *c, const char *buf, size_t n)
     }
     if (!c->tls_ready)
         return IO_AGAIN; /* nothing is written before the handshake ends */
+    ERR_clear_error(); /* see io_read */
     errno = 0;
     int rc = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
     return rc > 0 ? rc : tls_result(c, rc, false);
@@ -660,6 +665,7 @@ static void release_io(conn_t *c, bool notify)
         if (notify && c->tls_ready)
             SSL_shutdown(c->ssl);
         SSL_free(c->ssl);
+        ERR_clear_error(); /* a shutdown to a peer that reset leaves errors: not the next conn's */
     }
     c->ssl = NULL;
     if (c->fd >= 0)
