@@ -1457,7 +1457,11 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     log_thread_batch(true);
     for (;;) {
-        int rc = event_base_loop(w->base, EVLOOP_ONCE);
+        /* NO_EXIT_ON_EMPTY: a draining worker may have nothing pending (no listener, a busy
+         * connection whose reading is paused) while a completion is still to be posted to it
+         * (http_ctx_post activates the wake event, which is never added): it must wait for
+         * that, not return and end the thread with the request unanswered. */
+        int rc = event_base_loop(w->base, EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY);
         log_thread_flush();
         flush_dirty(w);
         if (rc != 0 || event_base_got_break(w->base) || event_base_got_exit(w->base))
