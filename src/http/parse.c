@@ -90,24 +90,36 @@ static int parse_request_line(char *line, size_t n, http_head_t *h)
     return 0;
 }
 
-static bool token_in_list(const char *list, const char *token)
+/* How many times token is in the comma-separated list; *ret_last: whether it is the last. */
+static int token_count(const char *list, const char *token, bool *ret_last)
 {
     size_t tl = strlen(token);
     const char *p = list;
+    int n = 0;
+    bool last = false;
     while (*p) {
         while (*p == ',' || is_ows(*p))
             p++;
+        if (!*p)
+            break;
         const char *e = p;
         while (*e && *e != ',')
             e++;
         const char *t = e;
         while (t > p && is_ows(t[-1]))
             t--;
-        if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0)
-            return true;
+        last = (size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0;
+        n += last;
         p = e;
     }
-    return false;
+    if (ret_last)
+        *ret_last = last;
+    return n;
+}
+
+static bool token_in_list(const char *list, const char *token)
+{
+    return token_count(list, token, NULL) > 0;
 }
 
 /* Content-Length: 1*DIGIT. -400 malformed, -413 beyond 2^64-1. */
@@ -144,8 +156,14 @@ static int derive_framing(http_head_t *h, uint64_t max_body)
             h->has_length = true;
             h->content_length = v;
         } else if (strcasecmp(f->name, "Transfer-Encoding") == 0) {
-            if (++n_te > 1 || strcasecmp(f->value, "chunked") != 0 || strlen(f->value) != f->value_len)
-                return -501;
+            if (++n_te > 1)
+                return -400; /* chunked twice, or a coding after chunked: malformed framing */
+            if (strcasecmp(f->value, "chunked") != 0 || strlen(f->value) != f->value_len) {
+                /* chunked twice or not last: malformed (400); gzip, chunked: not implemented */
+                bool last = false;
+                int n = token_count(f->value, "chunked", &last);
+                return n > 1 || (n == 1 && !last) ? -400 : -501;
+            }
             h->chunked = true;
         } else if (strcasecmp(f->name, "Connection") == 0) {
             if (token_in_list(f->value, "close"))
@@ -160,8 +178,7 @@ static int derive_framing(http_head_t *h, uint64_t max_body)
     }
     if (h->chunked && h->has_length)
         return -400; /* RFC 9112 section 6.1: a smuggling attempt, never guessed at */
-    if (h->has_length && h->content_length > max_body)
-        return -413;
+    h->body_too_large = h->has_length && h->content_length > max_body;
     return 0;
 }
 

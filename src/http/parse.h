@@ -34,6 +34,7 @@ typedef struct http_head {
     uint64_t content_length;
     bool keep_alive;      /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
     bool expect_continue; /* "Expect: 100-continue" */
+    bool body_too_large;  /* declared Content-Length over max_body: answer 413 with this head */
     unsigned n_host;      /* Host fields (the server wants exactly one in HTTP/1.1) */
     size_t n_fields;
     http_field_t fields[HTTP_MAX_FIELDS]; /* last: the parser clears everything before it */
@@ -41,7 +42,9 @@ typedef struct http_head {
 
 /* Parses the head at buf[0..len). Returns the head's length (through the empty line) when it
  * is complete, 0 when more bytes are needed (and len is still within max_head), or a negated
- * status: -400, -413 (declared Content-Length over max_body), -414, -431, -501. On success,
+ * status: -400, -413 (a Content-Length beyond 2^64), -414, -431, -501. A declared
+ * Content-Length over max_body parses, with body_too_large set, so that the 413 keeps the
+ * request's id and CORS headers. On success,
  * buf's bytes inside the head are rewritten (NULs, folded lines). */
 int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, http_head_t *h);
 

@@ -1199,6 +1199,10 @@ static void conn_process(conn_t *c)
                 refuse(c, -rc, NULL);
                 break;
             }
+            if (c->head.body_too_large) {
+                refuse(c, 413, &c->head); /* with its request id and CORS headers */
+                break;
+            }
             c->head_len = (size_t)rc;
             c->raw_off = c->head_len;
             c->body_len = 0;

@@ -206,6 +206,24 @@ def test_body_too_large_declared_length(small_body_server):
     assert_413(resp)
 
 
+def test_413_for_a_declared_length_keeps_the_request_id_and_cors(demo_dir, tmp_path):
+    """review19: a 413 decided from Content-Length replaced the client's X-Request-ID with a new
+    one, left out the CORS headers (a browser app saw a CORS failure, not the 413) and was
+    logged as method UNKNOWN."""
+    srv = h.start_server(demo_dir, str(tmp_path / "d"), {"MAX_BODY_BYTES": "4096", "CORS_ALLOWED_ORIGINS": ORIGIN})
+    try:
+        r = srv.post(PREDICT, data=b"x" * 5000, headers={"Content-Type": "application/json",
+                                                           "X-Request-ID": "ehr-req-42", "Origin": ORIGIN})
+        assert_413(r)
+        assert r.headers["X-Request-ID"] == "ehr-req-42", r.headers
+        assert r.headers.get("Access-Control-Allow-Origin") == ORIGIN, r.headers
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
+    line = [x for x in srv.log_records() if x.get("request_id") == "ehr-req-42"]
+    assert line and line[0]["method"] == "POST" and line[0]["status"] == 413, line
+
+
 def test_body_too_large_chunked(small_body_server):
     chunk = b'{"pad":"' + b"a" * 2000 + b'"}'
     body = b""
