@@ -285,3 +285,43 @@ def test_quoted_header_names_keep_their_blanks(env_root):
     assert r.returncode == 1 and "trained with ' age' but column 1 of the data is 'age'" in r.stderr, r.stderr
     r = do_import(env_root, path, quoted, "blanks")
     assert r.returncode == 0, r.stderr[-1000:]
+
+
+def test_categorical_booster_checked_before_libxgboost_reads_it(env_root):
+    """review18: a categorical booster whose categories_segments point past its categories
+    crashed libxgboost's loader itself (exit 139), before any check of the loaded model. A
+    JSON booster is now checked from the file first. A valid one, and one saved with wide
+    indentation, import."""
+    rng = np.random.default_rng(7)
+    x = np.column_stack([rng.integers(0, 6, 300).astype(float), rng.normal(size=300)])
+    y = ((x[:, 0] % 2 == 0) ^ (x[:, 1] > 0)).astype(int)
+    dm = xgb.DMatrix(x, label=y, feature_names=["site", "score"], feature_types=["c", "q"],
+                     enable_categorical=True)
+    booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3,
+                         "max_cat_to_onehot": 1, "nthread": 1, "seed": 7}, dm, 5)
+    data_csv = os.path.join(env_root, "data", "categorical.csv")
+    with open(data_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["site", "score", "outcome"])
+        for row, label in zip(x, y):
+            w.writerow([repr(float(row[0])), repr(float(row[1])), str(int(label))])
+    good = os.path.join(env_root, "boosters", "categorical.json")
+    booster.save_model(good)
+    with open(good) as f:
+        j = json.load(f)
+    wide = os.path.join(env_root, "boosters", "categorical-wide.json")
+    with open(wide, "w") as f:
+        json.dump(j, f, indent=70)
+    for path, name in ((good, "cat_ok"), (wide, "cat_wide")):
+        r = do_import(env_root, path, data_csv, name)
+        assert r.returncode == 0, (name, r.stderr[-1000:])
+
+    def bad_segments(j):
+        t = trees(j)[0]
+        assert t["categories_segments"], "the first tree has no categorical split"
+        t["categories_segments"] = [10 ** 6 for _ in t["categories_segments"]]
+    path = save_edited(env_root, booster, "categorical-bad", bad_segments)
+    r = do_import(env_root, path, data_csv, "cat_bad")
+    assert r.returncode == 1, (r.returncode, r.stderr[-1000:])
+    assert "tree 0 categorical split 0 points outside its node or category arrays" in r.stderr, r.stderr[-1000:]
+    assert ("cat_bad", "1") not in registered(env_root)
