@@ -104,6 +104,21 @@ static void audit_done(void *arg, int status)
     write_done(arg, status, WRITE_AUDIT);
 }
 
+/* An unknown model is the first thing wrong with a request for it: a body error is only
+ * reported for a model that exists (checked here, off the hot path). True when it replied. */
+static bool replied_unknown_model(http_ctx_t *ctx)
+{
+    api_app_t *app = http_ctx_app(ctx);
+    const char *name = http_ctx_param(ctx, 0);
+    int err = 0;
+    model_handle_t *h = model_registry_acquire(app->registry, name, NULL, &err);
+    model_handle_unref(h);
+    if (h || err != -ENOENT)
+        return false;
+    http_reply_error(ctx, 404, "model_not_found", NULL, "no model named '%s'", name);
+    return true;
+}
+
 /* Parses the body; on failure replies and returns NULL. The parser's message is cut
  * before "near '...'" so that no fragment of the submitted body is echoed. */
 static json_t *parse_body(http_ctx_t *ctx)
@@ -112,7 +127,8 @@ static json_t *parse_body(http_ctx_t *ctx)
     size_t len;
     http_ctx_body(ctx, &data, &len);
     if (len == 0) {
-        http_reply_error(ctx, 400, "invalid_json", NULL, "request body is empty; expected a JSON object");
+        if (!replied_unknown_model(ctx))
+            http_reply_error(ctx, 400, "invalid_json", NULL, "request body is empty; expected a JSON object");
         return NULL;
     }
     json_error_t jerr;
@@ -124,6 +140,8 @@ static json_t *parse_body(http_ctx_t *ctx)
         root =
             json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!root) {
+        if (replied_unknown_model(ctx))
+            return NULL;
         char *near = strstr(jerr.text, " near ");
         if (near)
             *near = '\0';
@@ -141,6 +159,8 @@ static void shape_error(http_ctx_t *ctx, const char *field, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 static void shape_error(http_ctx_t *ctx, const char *field, const char *fmt, ...)
 {
+    if (replied_unknown_model(ctx))
+        return;
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
@@ -255,6 +275,10 @@ void api_predict(http_ctx_t *ctx)
     instances = json_object_get(root, "instances");
     jpid = json_object_get(root, "patient_id");
     jver = json_object_get(root, "version");
+    if (json_is_null(jpid)) /* EHR serialisers send absent optional fields as null */
+        jpid = NULL;
+    if (json_is_null(jver))
+        jver = NULL;
     if ((features == NULL) == (instances == NULL)) {
         shape_error(ctx, "body", "%s",
                     "give exactly one of \"features\" (one row) or \"instances\" (a batch)");

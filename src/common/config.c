@@ -457,7 +457,9 @@ static int check_proxies(const char *v, char **ret_norm)
     return rc;
 }
 
-/* "*" or a comma list of origins; normalised to a comma list without blanks. */
+/* "*" or a comma list of origins; normalised to a comma list without blanks, each origin in
+ * lower case and without its scheme's default port (https://EHR.example.org:443 is what a
+ * browser sends as https://ehr.example.org). */
 static int check_cors(const char *v, char **ret_norm)
 {
     char *out = malloc(strlen(v) + 1);
@@ -475,7 +477,13 @@ static int check_cors(const char *v, char **ret_norm)
             goto fail;
         if (o > 0)
             out[o++] = ',';
-        memcpy(out + o, a, n);
+        /* as browsers send Origin: scheme and host in lower case, no default port */
+        if (n > 12 && strncasecmp(a, "https://", 8) == 0 && memcmp(a + n - 4, ":443", 4) == 0)
+            n -= 4;
+        else if (n > 10 && strncasecmp(a, "http://", 7) == 0 && memcmp(a + n - 3, ":80", 3) == 0)
+            n -= 3;
+        for (size_t i = 0; i < n; i++)
+            out[o + i] = (char)tolower((unsigned char)a[i]);
         o += n;
         items++;
     }

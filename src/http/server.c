@@ -435,7 +435,7 @@ static bool origin_allowed(const char *list, const char *origin)
         const char *t = e;
         while (t > p && t[-1] == ' ')
             t--;
-        if ((size_t)(t - p) == olen && strncmp(p, origin, olen) == 0)
+        if ((size_t)(t - p) == olen && strncasecmp(p, origin, olen) == 0) /* scheme and host: any case */
             return true;
         p = e;
     }

@@ -302,15 +302,16 @@ def test_body_shape(module_server, body):
 
 def test_patient_id_and_version_must_be_strings(module_server, park):
     feats = h.valid_features(park)
-    for extra in ({"patient_id": 12345}, {"version": 1}, {"version": None}, {"patient_id": ["a"]}):
+    for extra in ({"patient_id": 12345}, {"version": 1}, {"patient_id": ["a"]}, {"patient_id": ""}):
         body = {"features": feats}
         body.update(extra)
         r = module_server.predict(PARK, body)
-        if extra == {"version": None}:
-            # null may count as absent (like a null feature) or be refused; never a 5xx.
-            assert r.status_code in (200, 422), r.text
-            continue
-        h.assert_error_body(r, 422, "validation_failed")
+        err = h.assert_error_body(r, 422, "validation_failed")
+        assert err["details"][0]["field"] == next(iter(extra)), err
+    # null means absent, as a null feature means missing (review19: EHR serialisers send it)
+    for extra in ({"patient_id": None}, {"version": None}, {"patient_id": None, "version": None}):
+        r = module_server.predict(PARK, dict(extra, features=feats))
+        assert r.status_code == 200, r.text
 
 
 def test_batch_limit(limits_server, park):
@@ -464,6 +465,15 @@ def test_batch_problem_instances(module_server, park):
 def test_predict_unknown_model(module_server, park):
     r = module_server.predict("no_such_model", {"features": h.valid_features(park)})
     h.assert_error_body(r, 404, "model_not_found")
+    # review19: a mistyped model name is what is wrong, whatever the body (an empty object,
+    # two rows forms, invalid JSON, no body): not an error about the body
+    for body in (b"{}", b'{"features": {}, "instances": []}', b'{"features": 1e400}', b"{", b""):
+        r = module_server.post(PREDICT.replace(PARK, "no_such_model"), data=body,
+                               headers={"Content-Type": "application/json"})
+        h.assert_error_body(r, 404, "model_not_found")
+    # for a model that exists, the body's problem is reported
+    h.assert_error_body(module_server.post(PREDICT, data=b"{}", headers={"Content-Type": "application/json"}),
+                        422, "validation_failed")
 
 
 def test_predict_unknown_version(module_server, park):
@@ -517,6 +527,23 @@ def test_cors_preflight_allowed(limits_server):
     assert "POST" in r.headers.get("Access-Control-Allow-Methods", "").upper()
     assert "content-type" in r.headers.get("Access-Control-Allow-Headers", "").lower()
     assert int(r.headers.get("Access-Control-Max-Age", "0")) > 0
+
+
+def test_cors_origins_are_matched_as_browsers_send_them(demo_dir, tmp_path):
+    """review19: CORS_ALLOWED_ORIGINS=https://EHR.example.org:443 passed config check but never
+    matched, because browsers send the origin in lower case and without its default port."""
+    srv = h.start_server(demo_dir, str(tmp_path / "d"),
+                         {"CORS_ALLOWED_ORIGINS": "https://EHR.example.org:443, http://Portal.example.org:80"})
+    try:
+        for origin in ("https://ehr.example.org", "http://portal.example.org"):
+            r = srv.request("OPTIONS", PREDICT, headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+            assert r.headers.get("Access-Control-Allow-Origin") == origin, (origin, r.headers)
+        r = srv.request("OPTIONS", PREDICT, headers={"Origin": "https://ehr.example.org:8443",
+                                                      "Access-Control-Request-Method": "POST"})
+        assert "Access-Control-Allow-Origin" not in r.headers
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
 
 
 def test_cors_preflight_other_origin(limits_server):

@@ -144,10 +144,9 @@ def build_cases(park):
         "{\"features\":{},\"instances\":[{}]}", "{\"features\":{},\"extra\":1}",
         "{\"FEATURES\":{}}", "{\"features\":{}}",
         json.dumps({"features": good, "patient_id": 123}), json.dumps({"features": good, "patient_id": ""}),
-        json.dumps({"features": good, "patient_id": None}), json.dumps({"features": good, "patient_id": []}),
+        json.dumps({"features": good, "patient_id": []}),
         json.dumps({"features": good, "patient_id": "p" * 257}),
         json.dumps({"features": good, "version": 1}), json.dumps({"features": good, "version": ""}),
-        json.dumps({"features": good, "version": None}),
         json.dumps({"instances": [good, 1, "x", None]}), json.dumps({"instances": [good] * 257}),
         json.dumps({"features": {k: None for k in names}}),
         json.dumps({"features": dict(good, **{"unknown_feature": 1})}),
@@ -156,6 +155,9 @@ def build_cases(park):
     ]
     for i, text in enumerate(shapes):
         add("shape-%02d" % i, post_json(text.encode()), 422, "validation_failed")
+    # null means absent for the optional fields (as a null feature means missing)
+    add("null-patient-id", post_json(json.dumps({"features": good, "patient_id": None}).encode()), 200)
+    add("null-version", post_json(json.dumps({"features": good, "version": None}).encode()), 200)
 
     # -- 6. duplicate keys: refused by the parser (400), at every level
     for i, text in enumerate([

@@ -116,18 +116,23 @@ def test_errors_identical_on_both_paths(server, demo_manifests):
         h.assert_error_body(a, 422, "validation_failed")
 
 
-@pytest.mark.parametrize("text,status", [
-    ('{"features":{"a":1,"a":2}}', 400),      # duplicate key: refused before the model lookup
+BODY_ERRORS = [
+    ('{"features":{"a":1,"a":2}}', 400),      # duplicate key
     ('{"features":{"a":1e400}}', 400),         # real overflow
-    ('{"features":{"a":99999999999999999999}}', 404),  # beyond int64, still valid JSON (a double)
     ('{"features":{"a":01}}', 400),            # leading zero
     ('{"features":{"a":1}} x', 400),           # trailing garbage
-    ('{"features":{"a":1}}', 404),             # well-formed: unknown model
-])
-def test_body_errors_precede_model_lookup(server, text, status):
+]
+
+
+@pytest.mark.parametrize("text,status", BODY_ERRORS)
+def test_an_unknown_model_is_reported_before_body_errors(server, text, status):
+    """review19: a mistyped model name is what is wrong (404), whatever the body; for a model
+    that exists the body's own error is reported, on both decoding paths."""
     r = post(server, "no_such_model", text)
-    assert r.status_code == status, r.text
-    h.assert_error_body(r, status)
+    h.assert_error_body(r, 404, "model_not_found")
+    h.assert_error_body(post(server, PARK, text), status)
+    for ok in ('{"features":{"a":99999999999999999999}}', '{"features":{"a":1}}'):
+        h.assert_error_body(post(server, "no_such_model", ok), 404, "model_not_found")
 
 
 def test_pinned_version_and_patient_checks(server, demo_manifests):

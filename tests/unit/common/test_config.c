@@ -430,7 +430,7 @@ static void test_value_forms(void **state)
     setenv("STORE_PREDICTION_INPUTS", "YES", 1);
     setenv("TLS_MIN_VERSION", "1.3", 1);
     setenv("ENVIRONMENT", "Staging", 1);
-    setenv("CORS_ALLOWED_ORIGINS", " https://a.example.org , http://localhost:3000 ", 1);
+    setenv("CORS_ALLOWED_ORIGINS", " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ", 1);
     setenv("SYSLOG_SERVER", "[fd00::1]:6514", 1);
     setenv("PROMETHEUS_PORT", "9090", 1);
     config_t *cfg = NULL;
@@ -446,7 +446,7 @@ static void test_value_forms(void **state)
     assert_true(cfg->store_prediction_inputs);
     assert_string_equal(cfg->tls_min_version, "1.3");
     assert_int_equal(cfg->environment, ENV_STAGING);
-    assert_string_equal(cfg->cors_allowed_origins, "https://a.example.org,http://localhost:3000");
+    assert_string_equal(cfg->cors_allowed_origins, "https://a.example.org,http://localhost:3000,http://b.example.org");
     assert_string_equal(cfg->syslog_server, "[fd00::1]:6514");
     assert_int_equal(cfg->prometheus_port, 9090);
     config_free(cfg);
