@@ -253,10 +253,36 @@ static int check_tree(const json_t *tree, size_t ti, size_t n_features, char *er
         return -EINVAL;
     }
     for (size_t k = 0; k < nc; k++) {
-        long long node, seg, size;
+        long long node, seg, size, st = 0, l = -1, prev = -1;
         if (!int_at(cnodes, k, &node) || !int_at(csegs, k, &seg) || !int_at(csizes, k, &size) || node < 0 ||
             (size_t)node >= n || seg < 0 || size < 0 || (size_t)seg > ncat || (size_t)size > ncat - (size_t)seg) {
             snprintf(err, errlen, "tree %zu categorical split %zu points outside its node or category arrays", ti, k);
+            return -EINVAL;
+        }
+        /* listed once, in order, and only for a split node marked categorical */
+        if ((k > 0 && (!int_at(cnodes, k - 1, &prev) || prev >= node)) || !stype || !int_at(stype, (size_t)node, &st) ||
+            st != 1 || !int_at(left, (size_t)node, &l) || l == -1) {
+            snprintf(err, errlen, "tree %zu categorical split %zu names node %lld, which is not a categorical split", ti,
+                     k, node);
+            return -EINVAL;
+        }
+    }
+    for (size_t k = 0; k < ncat; k++) {
+        long long c;
+        if (!int_at(cats, k, &c) || c < 0 || c > INT32_MAX) {
+            snprintf(err, errlen, "tree %zu category %zu is not a category number (0..2^31-1)", ti, k);
+            return -EINVAL;
+        }
+    }
+    /* and every node marked categorical is listed */
+    for (size_t i = 0, k = 0; stype && i < n; i++) {
+        long long st = 0, node = -1;
+        if (!int_at(stype, i, &st) || st == 0)
+            continue;
+        while (k < nc && int_at(cnodes, k, &node) && node < (long long)i)
+            k++;
+        if (st != 1 || k >= nc || !int_at(cnodes, k, &node) || node != (long long)i) {
+            snprintf(err, errlen, "tree %zu node %zu is marked categorical but has no categories", ti, i);
             return -EINVAL;
         }
     }

@@ -320,8 +320,25 @@ def test_categorical_booster_checked_before_libxgboost_reads_it(env_root):
         t = trees(j)[0]
         assert t["categories_segments"], "the first tree has no categorical split"
         t["categories_segments"] = [10 ** 6 for _ in t["categories_segments"]]
-    path = save_edited(env_root, booster, "categorical-bad", bad_segments)
-    r = do_import(env_root, path, data_csv, "cat_bad")
-    assert r.returncode == 1, (r.returncode, r.stderr[-1000:])
-    assert "tree 0 categorical split 0 points outside its node or category arrays" in r.stderr, r.stderr[-1000:]
-    assert ("cat_bad", "1") not in registered(env_root)
+    def numeric_node_listed(j):  # review20: crashed libxgboost's export (SIGABRT)
+        t = trees(j)[0]
+        numeric = [i for i, st in enumerate(t["split_type"]) if st == 0 and t["left_children"][i] != -1]
+        assert numeric, "tree 0 has no numeric split"
+        t["categories_nodes"][0] = numeric[0]
+
+    def leaf_listed(j):
+        t = trees(j)[0]
+        t["categories_nodes"][0] = t["left_children"].index(-1)
+
+    def negative_category(j):
+        trees(j)[0]["categories"][0] = -1
+
+    for name, edit, why in (("segments", bad_segments, "categorical split 0 points outside its node or category arrays"),
+                            ("numeric", numeric_node_listed, "which is not a categorical split"),
+                            ("leaf", leaf_listed, "which is not a categorical split"),
+                            ("negative", negative_category, "category 0 is not a category number")):
+        path = save_edited(env_root, booster, "categorical-" + name, edit)
+        r = do_import(env_root, path, data_csv, "cat_bad_" + name)
+        assert r.returncode == 1, (name, r.returncode, r.stderr[-1000:])
+        assert "booster is malformed: tree 0 " in r.stderr and why in r.stderr, (name, r.stderr[-1000:])
+        assert ("cat_bad_" + name, "1") not in registered(env_root)

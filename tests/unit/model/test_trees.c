@@ -262,7 +262,8 @@ static void test_check(void **state)
     check_checked(one_child, -EINVAL, "child index outside the tree");
     check_checked(group_out_of_range, -EINVAL, "tree 0 adds to output 1; the booster has 1");
     check_checked(short_node_array, -EINVAL, "node arrays of different lengths");
-    check_checked(categorical, 0, NULL); /* libxgboost predicts those: not malformed */
+    /* a node marked categorical with no categories listed: libxgboost's export aborts */
+    check_checked(categorical, -EINVAL, "tree 0 node 0 is marked categorical but has no categories");
     check_checked(to_dart, -EINVAL, "no trees where dart keeps them");
 
     /* gblinear: the weight count follows features and outputs */
