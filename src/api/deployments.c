@@ -58,6 +58,7 @@ static void reply_rc(http_ctx_t *ctx, int rc, const char *field, const char *err
 static json_t *public_record(json_t *rec)
 {
     json_object_del(rec, "_state");
+    json_object_del(rec, "_late_audit");
     return rec;
 }
 
@@ -194,7 +195,12 @@ void api_deployment_action(http_ctx_t *ctx)
     api_app_t *app = http_ctx_app(ctx);
     const char *id = http_ctx_param(ctx, 0);
     const char *action = http_ctx_param(ctx, 1);
-    if (!can_change(ctx, app, strcmp(action, "rollback") != 0 && strcmp(action, "pause") != 0))
+    static const char *const actions[] = {"promote", "pause", "resume", "rollback"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        known |= strcmp(action, actions[i]) == 0;
+    /* an unknown action is reported as such (by the controller), whatever the trail's state */
+    if (!can_change(ctx, app, known && strcmp(action, "rollback") != 0 && strcmp(action, "pause") != 0))
         return;
     json_t *body = body_json(ctx, false);
     if (!body)

@@ -131,6 +131,13 @@ struct rollout {
     metric_family_t *f_stage, *f_traffic;
     rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
     unsigned save_failures; /* under mu: an API call compares it before and after */
+    /* controller audit records queued and not yet written; failed ones come back through
+     * audit_failed (own lock: the audit writer's callback must not take mu, which an API
+     * call may hold while it waits for that writer) */
+    _Atomic int audit_inflight;
+    pthread_mutex_t amu;
+    json_t *audit_failed; /* [[deployment_id, event], ...] */
+    bool audit_detached;  /* serve is closing the log: nothing moves forward unaudited */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -232,6 +239,8 @@ static json_t *dep_json(const dep_t *d)
     /* the previous stable version is loaded, so a rollback is a switch, not a deployment */
     json_object_set_new(o, "previous_version_loaded", json_boolean(d->prev_stable != NULL));
     /* controller state for restarts */
+    if (json_array_size(d->late_audit) > 0)
+        json_object_set_new(o, "_late_audit", json_deep_copy(d->late_audit));
     json_object_set_new(o, "_state",
                         json_pack("{s:i,s:I,s:I,s:I,s:I,s:s,s:f,s:I}", "phase", d->phase, "started_ms",
                                   (json_int_t)d->started_ms, "phase_started_ms",
@@ -305,6 +314,59 @@ static int store_record(rollout_t *r, dep_t *d)
     return rc;
 }
 
+typedef struct audit_cb {
+    rollout_t *r;
+    char dep_id[32];
+    json_t *ev;
+} audit_cb_t;
+
+/* The audit writer's thread: a failed record goes back to be audited late (the controller
+ * moves it to its deployment, see take_failed_audits). Never takes mu. */
+static void audit_written(void *arg, int status)
+{
+    audit_cb_t *cb = arg;
+    rollout_t *r = cb->r;
+    if (status < 0) {
+        pthread_mutex_lock(&r->amu);
+        if (!r->audit_failed)
+            r->audit_failed = json_array();
+        json_array_append_new(r->audit_failed, json_pack("[s,O]", cb->dep_id, cb->ev));
+        pthread_mutex_unlock(&r->amu);
+    }
+    json_decref(cb->ev);
+    free(cb);
+    atomic_fetch_sub(&r->audit_inflight, 1);
+}
+
+static dep_t *find_dep(rollout_t *r, const char *id);
+static int store_record(rollout_t *r, dep_t *d);
+
+/* Controller: controller audit records that failed after being queued join their
+ * deployment's late audits (stored with its record, so a restart does not lose them). */
+static void take_failed_audits(rollout_t *r)
+{
+    pthread_mutex_lock(&r->amu);
+    json_t *failed = r->audit_failed;
+    r->audit_failed = NULL;
+    pthread_mutex_unlock(&r->amu);
+    size_t i;
+    json_t *it;
+    json_array_foreach(failed, i, it)
+    {
+        dep_t *d = find_dep(r, json_string_value(json_array_get(it, 0)));
+        if (!d) {
+            log_msg(LOG_CRITICAL, "deployment audit event lost: its deployment is gone", "{s:s}", "deployment_id",
+                    json_string_value(json_array_get(it, 0)));
+            continue;
+        }
+        if (!d->late_audit)
+            d->late_audit = json_array();
+        json_array_append(d->late_audit, json_array_get(it, 1));
+        store_record(r, d);
+    }
+    json_decref(failed);
+}
+
 /* One DEPLOYMENT_<EVENT> audit record for ev. outcome "failure" (with "stored": false in the
  * detail) when the change is in effect but not stored; late: written after the fact, once the
  * store and the trail took it. from_api: durable before returning. 0 or <0. */
@@ -327,9 +389,29 @@ static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool lat
                          .entity_id = d->id,
                          .outcome = stored ? "success" : "failure",
                          .detail = detail};
-    int rc = !audit_log_healthy(r->audit) ? -EIO
-             : from_api                  ? audit_log_append_sync(r->audit, &aev)
-                                         : audit_log_submit(r->audit, &aev, NULL, NULL);
+    int rc;
+    if (!r->audit || !audit_log_healthy(r->audit)) {
+        rc = -EIO;
+    } else if (from_api) {
+        rc = audit_log_append_sync(r->audit, &aev);
+    } else {
+        /* queued: the callback tells whether it was written; a failure comes back to be
+         * audited late, and the controller holds candidates while any is outstanding */
+        audit_cb_t *cb = malloc(sizeof(*cb));
+        rc = -ENOMEM;
+        if (cb) {
+            cb->r = r;
+            snprintf(cb->dep_id, sizeof(cb->dep_id), "%s", d->id);
+            cb->ev = json_incref(ev);
+            atomic_fetch_add(&r->audit_inflight, 1);
+            rc = audit_log_submit(r->audit, &aev, audit_written, cb);
+            if (rc < 0) {
+                atomic_fetch_sub(&r->audit_inflight, 1);
+                json_decref(cb->ev);
+                free(cb);
+            }
+        }
+    }
     json_decref(detail);
     return rc;
 }
@@ -338,12 +420,16 @@ static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool lat
  * made: once the record is stored and the trail is writable again (controller, every tick). */
 static void audit_late(rollout_t *r, dep_t *d)
 {
+    bool removed = false;
     while (json_array_size(d->late_audit) > 0 && !d->unsaved && json_array_size(d->pending_events) == 0 &&
            r->audit && audit_log_healthy(r->audit)) {
         if (audit_event(r, d, json_array_get(d->late_audit, 0), true, true, false) < 0)
             break;
         json_array_remove(d->late_audit, 0);
+        removed = true;
     }
+    if (removed)
+        store_record(r, d); /* the stored list of late audits shrinks too */
 }
 
 /* Writes the record (and an event when event != NULL), then audits the event: "success" only
@@ -379,6 +465,8 @@ static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, co
             if (!d->late_audit)
                 d->late_audit = json_array();
             json_array_append(d->late_audit, ev);
+            if (stored)
+                store_record(r, d); /* kept with the record: a restart audits it */
         }
         if (!audited)
             log_msg(LOG_ERROR, "deployment audit event not written; written late once the trail recovers",
@@ -973,7 +1061,8 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         return;
     /* Nothing moves a candidate forward while its audit record can not be written; checks
      * and rollbacks (the safe direction) go on, audited late. */
-    bool hold = r->audit && !audit_log_healthy(r->audit);
+    bool hold = r->audit_detached || (r->audit && (!audit_log_healthy(r->audit) ||
+                                                   atomic_load(&r->audit_inflight) > 0));
     if (hold != d->held_for_audit) {
         d->held_for_audit = hold;
         log_msg(hold ? LOG_WARNING : LOG_INFO,
@@ -1044,6 +1133,7 @@ static void *controller_main(void *arg)
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         int64_t now = util_now_ms();
+        take_failed_audits(r);
         for (size_t i = 0; i < r->n_deps && !r->stop; i++) {
             dep_t *d = r->deps[i];
             if ((d->unsaved || json_array_size(d->pending_events) > 0) && now >= d->retry_ms)
@@ -1076,6 +1166,8 @@ void rollout_set_audit(rollout_t *r, struct audit_log *audit)
     if (!r)
         return;
     pthread_mutex_lock(&r->mu); /* the controller reads it under mu */
+    if (!audit && r->audit)
+        r->audit_detached = true; /* the controller runs on until rollout_free: it holds */
     for (size_t i = 0; !audit && r->audit && i < r->n_deps; i++) {
         audit_late(r, r->deps[i]); /* queued before the log closes, which drains its queue */
         if (json_array_size(r->deps[i]->late_audit) > 0)
@@ -1108,6 +1200,7 @@ int rollout_new(store_t *store, model_registry_t *registry, const config_t *cfg,
         return -ENOMEM;
     }
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->amu, NULL);
     pthread_cond_init(&r->cond, NULL);
     pthread_rwlock_init(&r->rw, NULL);
     pthread_mutex_init(&r->qmu, NULL);
@@ -1159,6 +1252,8 @@ static dep_t *dep_from_record(rollout_t *r, const json_t *rec)
     snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", rr ? rr : "");
     d->awaiting_promote = json_is_true(json_object_get(rec, "awaiting_promotion"));
     d->tests = json_deep_copy(json_object_get(rec, "validation_tests"));
+    if (json_array_size(json_object_get(rec, "_late_audit")) > 0)
+        d->late_audit = json_deep_copy(json_object_get(rec, "_late_audit"));
     d->timeline = json_deep_copy(json_object_get(rec, "timeline"));
     if (!d->tests)
         d->tests = json_array();
@@ -1288,6 +1383,24 @@ int rollout_start(rollout_t *r)
     }
     json_decref(list);
     resume_rollback_windows(r);
+    /* finished deployments whose audit events are still to be written (the trail failed,
+     * then the server stopped): kept, inactive, until the controller audits them */
+    list = NULL;
+    if (store_deployment_list(r->store, NULL, NULL, false, 1000, &list) == 0) {
+        json_array_foreach(list, i, rec)
+        {
+            const char *id = json_string_value(json_object_get(rec, "deployment_id"));
+            if (!id || find_dep(r, id) || json_array_size(json_object_get(rec, "_late_audit")) == 0 ||
+                r->n_deps == MAX_DEPS)
+                continue;
+            dep_t *d = dep_from_record(r, rec);
+            if (!d)
+                continue;
+            d->active = false;
+            add_dep(r, d);
+        }
+    }
+    json_decref(list);
     r->started = true;
     pthread_mutex_unlock(&r->mu);
     if (pthread_create(&r->shadow_thread, NULL, shadow_main, r) != 0)
@@ -1334,6 +1447,8 @@ void rollout_free(rollout_t *r)
         dep_free(d);
     }
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->amu);
+    json_decref(r->audit_failed);
     pthread_cond_destroy(&r->cond);
     pthread_rwlock_destroy(&r->rw);
     pthread_mutex_destroy(&r->qmu);

@@ -516,6 +516,75 @@ def test_deployment_changes_while_the_audit_trail_fails(make_server, tmp_path):
     assert d["status"] == "stable", (d["status"], events(d))
 
 
+def test_every_controller_step_reaches_the_trail_even_when_the_writer_stalls(make_server, tmp_path):
+    """review20: a controller event queued while the audit writer was stuck was lost when the
+    write failed (only failed_records in AUDIT_RECOVERED said so), and the controller went on
+    promoting through every stage meanwhile. Now it holds while any of its audit records is
+    unwritten, a failed one is audited late, and at the end every event of the timeline is in
+    the trail."""
+    import fcntl
+
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[10, 20, 30, 40, 50, 100],
+               stage_duration="1s", check_interval="200ms", min_requests=0, auto_promote=True)
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["current_stage"] == 0, timeout=30)
+    lock = open(log + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        time.sleep(9)
+        d = record(srv, dep)
+        assert d["active"] and d["current_stage"] <= 1, (d["current_stage"], events(d))
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    d = wait_until(srv, dep, finished, timeout=60)
+    assert d["status"] == "stable", events(d)
+    want = {"DEPLOYMENT_" + e.upper() for e in events(d)}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = {x["type"] for x in _audit_records(log) if x.get("entity_id") == dep and x["outcome"] == "success"}
+        if want <= got:
+            break
+        time.sleep(0.2)
+    assert want <= got, sorted(want - got)
+
+
+def test_late_audits_survive_a_restart(make_server, tmp_path):
+    """review20: events waiting to be audited late lived in memory only; a restart lost them."""
+    import fcntl
+
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    feats = h.valid_features(srv.manifest(PARK))
+    lock = open(log + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        srv.predict(PARK, {"features": feats}, timeout=30)
+        _wait_ready(srv, 503)
+        h.assert_error_body(srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "look"}), 503)
+        rc, killed = srv.stop()
+        assert rc == 0 and not killed
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    assert "DEPLOYMENT_PAUSED" not in [x["type"] for x in _audit_records(log)]
+    srv.start()
+    assert record(srv, dep)["status"] == "paused"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "DEPLOYMENT_PAUSED" not in [x["type"] for x in _audit_records(log)]:
+        time.sleep(0.2)
+    paused = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_PAUSED"]
+    assert len(paused) == 1 and paused[0]["detail"]["recorded_late"] is True, paused
+    assert "_late_audit" not in record(srv, dep)
+
+
 def test_two_models_at_once(make_server):
     srv = make_server()
     train(srv, PARK, "2.0.0", "--rounds", "101")
