@@ -2,6 +2,7 @@
 /* Liveness (/health: the process answers, no dependencies) and readiness (/ready: the
  * database answers, at least one model is loaded, the data disk has room, and the
  * server is not draining). Load balancers route on /ready. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -56,7 +57,8 @@ void api_ready(http_ctx_t *ctx)
     char ts[ISO8601_LEN];
     util_iso8601(util_now_ms(), ts);
 
-    bool db_ok = store_ping(app->store) == 0;
+    int prc = store_ping(app->store);
+    bool db_ok = prc == 0 || prc == -EBUSY; /* busy: a write is under way; writes failing shows below */
     /* the database's own file system (it may be a volume of its own) */
     json_t *db_disk = NULL;
     char db_path[4096], perr[128];

@@ -695,7 +695,8 @@ fail:
 static int sqlite_ping(store_t *base)
 {
     sqlite_store_t *s = from_base(base);
-    pthread_mutex_lock(&s->mu);
+    if (pthread_mutex_trylock(&s->mu) != 0)
+        return -EBUSY; /* in use: it answers (a caller like /ready must not wait behind a write) */
     int rc = run(s, Q_PING);
     int r = rc == SQLITE_OK ? 0 : db_fail(s, "ping", rc);
     pthread_mutex_unlock(&s->mu);

@@ -68,7 +68,8 @@ void store_close(store_t *s);
  * reason in err (never echoing anything after the scheme). */
 int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_t errlen);
 
-/* 0 if the database answers a trivial query. */
+/* 0 if the database answers a trivial query; -EBUSY at once when this process's connection
+ * is in use (a write under way: the database is there). */
 int store_ping(store_t *s);
 /* 0 if a durable write transaction commits (one that leaves every row as it was): for
  * readiness while writes are failing (a foreign write lock, a read-only or failing disk),
