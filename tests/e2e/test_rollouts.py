@@ -418,6 +418,17 @@ def _wait_ready(srv, status, timeout=15):
     assert srv.get("/ready", timeout=30).status_code == status
 
 
+def _audited_canary_in_stage_0(make_server, tmp_path):
+    """A server with an audit log and a 2.0.0 canary deploying at 50 % for an hour: (srv, log, id)."""
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    return srv, log, dep
+
+
 def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_later(make_server, tmp_path):
     """review17: a rollback answered 200 while the store was locked was lost at the next
     restart (the candidate served again). Now the answer is 503 (not acknowledged), the
@@ -426,12 +437,7 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
     audits it as recorded late: after kill -9 and a restart it is still rolled back."""
     import sqlite3
 
-    log = str(tmp_path / "audit.log")
-    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
-    train(srv, PARK, "2.0.0", "--rounds", "101")
-    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
-    dep = r.json()["deployment_id"]
-    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    srv, log, dep = _audited_canary_in_stage_0(make_server, tmp_path)
     locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")  # another writer holds the store
@@ -556,12 +562,7 @@ def test_late_audits_survive_a_restart(make_server, tmp_path):
     """review20: events waiting to be audited late lived in memory only; a restart lost them."""
     import fcntl
 
-    log = str(tmp_path / "audit.log")
-    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
-    train(srv, PARK, "2.0.0", "--rounds", "101")
-    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
-    dep = r.json()["deployment_id"]
-    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    srv, log, dep = _audited_canary_in_stage_0(make_server, tmp_path)
     feats = h.valid_features(srv.manifest(PARK))
     lock = open(log + ".lock", "a")
     try:
