@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -29,6 +30,7 @@ static _Atomic pid_t child;
 static atomic_bool armed;
 static bool deferred;      /* guarded by mu */
 static atomic_int pending; /* the signal noted while deferred */
+static atomic_bool cleaning; /* the cleanup has begun: workers create nothing more */
 
 static void on_signal(int sig)
 {
@@ -65,6 +67,7 @@ static void remove_aside(const char *path)
  * the registered paths and ends the process. */
 static void finish_locked(int sig)
 {
+    atomic_store(&cleaning, true);
     pid_t pid = atomic_load(&child);
     if (pid > 0)
         kill(pid, SIGTERM);
@@ -74,6 +77,13 @@ static void finish_locked(int sig)
             remove_aside(paths[i]);
             n++;
         }
+    /* A worker past its backup_interrupt_cleaning() check when the flag was set may still
+     * create a directory or file under a path just removed (mkdir -p of a staging area):
+     * after a moment in which it has done so or failed, remove again. */
+    nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    for (size_t i = 0; i < MAX_PATHS; i++)
+        if (paths[i])
+            remove_aside(paths[i]);
     fprintf(stderr, "aimedres: interrupted by signal %d: %s%s\n", sig,
             n ? "removed the data this run had written" : "nothing to clean up",
             pid > 0 ? " and stopped the drill server" : "");
@@ -124,6 +134,11 @@ int backup_interrupt_arm(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     return 0;
+}
+
+bool backup_interrupt_cleaning(void)
+{
+    return atomic_load(&cleaning);
 }
 
 void backup_interrupt_add(const char *path)

@@ -8,6 +8,7 @@
 #ifndef AIMEDRES_BACKUP_INTERRUPT_H
 #define AIMEDRES_BACKUP_INTERRUPT_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Installs the handlers (SIGINT, SIGTERM, SIGHUP) and the thread that cleans up; once per
@@ -16,6 +17,9 @@ int backup_interrupt_arm(void);
 /* Registers a path (file or directory tree) to remove on interruption; a file's -wal and
  * -shm siblings go with it. No-op when not armed. */
 void backup_interrupt_add(const char *path);
+/* True once an interruption's cleanup has begun: a worker creates no directory or file any
+ * more (it would recreate a staging area just removed). */
+bool backup_interrupt_cleaning(void);
 /* Forgets a path registered with backup_interrupt_add (done with it, or kept). */
 void backup_interrupt_forget(const char *path);
 /* The child to SIGTERM on interruption (0: none). */

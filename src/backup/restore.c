@@ -390,6 +390,10 @@ static void unstage(area_t a[A_COUNT])
 static int restore_file(const char *repo, const backup_file_t *f, const char *dst, const backup_key_t *key,
                         backup_progress_t *prog, char *err, size_t errlen)
 {
+    if (backup_interrupt_cleaning()) { /* its staging area is being removed: recreate nothing */
+        backup_errf(err, errlen, "interrupted");
+        return -ECANCELED;
+    }
     int r = mkdirs_for(NULL, dst);
     if (r < 0) {
         backup_errf(err, errlen, "cannot create the directory of %s: %s", dst, strerror(-r));
