@@ -1113,6 +1113,11 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
         goto out;
     }
 
+    if (ctx->method == EVHTTP_REQ_OPTIONS && strcmp(path, "*") == 0) {
+        /* RFC 9110 section 9.3.7: the server as a whole; Allow lists the methods it implements */
+        options_reply(ctx, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
+        goto out;
+    }
     unsigned m = ctx->method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : ctx->method;
     int rc = router_match(srv->routes, srv->n_routes, path, m, &ctx->match);
     /* a 405 or an OPTIONS answer is counted and logged under the path's route, not as

@@ -136,6 +136,16 @@ def requests_counted(srv, method, route, status):
     return 0.0
 
 
+def test_options_asterisk_is_the_server_as_a_whole(module_server):
+    """review19: OPTIONS * (RFC 9110 section 9.3.7) was answered 400 invalid_path."""
+    with socket.create_connection(("127.0.0.1", module_server.port), timeout=10) as s:
+        s.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        resp = h.read_raw_response(s, "OPTIONS")
+    assert resp.status == 204, resp.status
+    allow = {m.strip() for m in resp.headers["allow"].split(",")}
+    assert allow == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, allow
+
+
 def test_405_and_options_counted_under_their_route(limits_server):
     """A wrong method or a preflight on a known path is counted under that path's route
     pattern; only paths no route knows are "unmatched"."""
