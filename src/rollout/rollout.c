@@ -1061,12 +1061,14 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         return;
     /* Nothing moves a candidate forward while its audit record can not be written; checks
      * and rollbacks (the safe direction) go on, audited late. */
-    bool hold = r->audit_detached || (r->audit && (!audit_log_healthy(r->audit) ||
-                                                   atomic_load(&r->audit_inflight) > 0));
-    if (hold != d->held_for_audit) {
-        d->held_for_audit = hold;
-        log_msg(hold ? LOG_WARNING : LOG_INFO,
-                hold ? "deployment held: the audit trail can not be written" : "deployment goes on: audit trail writable",
+    bool trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
+    /* and for the moment its own last records are queued: a stalled writer stops it here */
+    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0);
+    if (trail_down != d->held_for_audit) {
+        d->held_for_audit = trail_down;
+        log_msg(trail_down ? LOG_WARNING : LOG_INFO,
+                trail_down ? "deployment held: the audit trail can not be written"
+                           : "deployment goes on: audit trail writable",
                 "{s:s,s:s}", "deployment_id", d->id, "status", d->status);
     }
     if (hold && (strcmp(d->status, "pending") == 0 || strcmp(d->status, "validating") == 0))
@@ -1171,8 +1173,9 @@ void rollout_set_audit(rollout_t *r, struct audit_log *audit)
     for (size_t i = 0; !audit && r->audit && i < r->n_deps; i++) {
         audit_late(r, r->deps[i]); /* queued before the log closes, which drains its queue */
         if (json_array_size(r->deps[i]->late_audit) > 0)
-            log_msg(LOG_CRITICAL, "deployment audit events not written at shutdown", "{s:s,s:I}", "deployment_id",
-                    r->deps[i]->id, "events", (json_int_t)json_array_size(r->deps[i]->late_audit));
+            log_msg(LOG_WARNING, "deployment audit events not written at shutdown: kept with the record, written at the next start",
+                    "{s:s,s:I}", "deployment_id", r->deps[i]->id, "events",
+                    (json_int_t)json_array_size(r->deps[i]->late_audit));
     }
     r->audit = audit;
     pthread_mutex_unlock(&r->mu);
