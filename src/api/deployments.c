@@ -4,6 +4,8 @@
  * Unknown id 404, a second active deployment for a model 409, an invalid config 422
  * naming the field. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -73,6 +75,64 @@ static json_t *public_records(json_t *arr)
     return arr;
 }
 
+/* A change answered once its audit records are durable (ROLLOUT_PENDING, rollout.h): the
+ * request is deferred and answered on its worker thread; the worker serves others meanwhile. */
+typedef struct pending_ack {
+    http_ctx_t *ctx;
+    json_t *rec; /* the answer's body, public already */
+    int status, rc;
+    char err[512];
+} pending_ack_t;
+
+static void ack_answer(http_ctx_t *ctx, void *arg)
+{
+    pending_ack_t *pa = arg;
+    if (pa->rc < 0) {
+        json_decref(pa->rec);
+        reply_rc(ctx, pa->rc, NULL, pa->err);
+    } else {
+        http_reply_json(ctx, pa->status, pa->rec);
+    }
+    free(pa);
+}
+
+/* The audit writer's thread. */
+static void ack_done(void *arg, int rc, const char *err)
+{
+    pending_ack_t *pa = arg;
+    pa->rc = rc;
+    snprintf(pa->err, sizeof(pa->err), "%s", err);
+    http_ctx_post(pa->ctx, ack_answer, pa);
+}
+
+static pending_ack_t *pending_new(http_ctx_t *ctx, int status)
+{
+    pending_ack_t *pa = calloc(1, sizeof(*pa));
+    if (!pa) {
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory; nothing was changed");
+        return NULL;
+    }
+    pa->ctx = ctx;
+    pa->status = status;
+    return pa;
+}
+
+/* Answers a change call's result: now, or (ROLLOUT_PENDING) once ack_done has run. Takes pa. */
+static void answer_change(http_ctx_t *ctx, pending_ack_t *pa, int rc, json_t *rec, const char *field,
+                          const char *err)
+{
+    if (rc == ROLLOUT_PENDING) {
+        pa->rec = rec; /* ack_answer runs on this thread, after this handler returns */
+        return;
+    }
+    int status = pa->status;
+    free(pa);
+    if (rc < 0)
+        reply_rc(ctx, rc, field, err);
+    else
+        http_reply_json(ctx, status, rec);
+}
+
 static bool have_rollout(http_ctx_t *ctx, api_app_t *app)
 {
     if (app->rollout)
@@ -105,16 +165,17 @@ void api_deployments_create(http_ctx_t *ctx)
     json_t *body = body_json(ctx, true);
     if (!body)
         return;
+    pending_ack_t *pa = pending_new(ctx, 201);
+    if (!pa) {
+        json_decref(body);
+        return;
+    }
     json_t *rec = NULL;
     const char *field = NULL;
     char err[512] = "";
-    int rc = rollout_create(app->rollout, body, actor_of(ctx), &rec, &field, err, sizeof(err));
+    int rc = rollout_create(app->rollout, body, actor_of(ctx), ack_done, pa, &rec, &field, err, sizeof(err));
     json_decref(body);
-    if (rc < 0) {
-        reply_rc(ctx, rc, field, err);
-        return;
-    }
-    http_reply_json(ctx, 201, public_record(rec));
+    answer_change(ctx, pa, rc, rc < 0 ? NULL : public_record(rec), field, err);
 }
 
 /* GET /api/v1/deployments[?status=S&model=M] and GET /api/v1/models/{name}/deployments. */
@@ -210,16 +271,18 @@ void api_deployment_action(http_ctx_t *ctx)
         reply_rc(ctx, -EINVAL, "body", "the body must be a JSON object");
         return;
     }
+    pending_ack_t *pa = pending_new(ctx, 200);
+    if (!pa) {
+        json_decref(body);
+        return;
+    }
     json_t *rec = NULL;
     const char *field = NULL;
     char err[512] = "";
-    int rc = rollout_action(app->rollout, id, action, body, actor_of(ctx), &rec, &field, err, sizeof(err));
+    int rc = rollout_action(app->rollout, id, action, body, actor_of(ctx), ack_done, pa, &rec, &field, err,
+                            sizeof(err));
     json_decref(body);
-    if (rc < 0) {
-        reply_rc(ctx, rc, field, err);
-        return;
-    }
-    http_reply_json(ctx, 200, public_record(rec));
+    answer_change(ctx, pa, rc, rc < 0 ? NULL : public_record(rec), field, err);
 }
 
 void api_model_rollback(http_ctx_t *ctx)
@@ -237,14 +300,15 @@ void api_model_rollback(http_ctx_t *ctx)
         reply_rc(ctx, -EINVAL, "to", "\"to\" must be a version string");
         return;
     }
+    pending_ack_t *pa = pending_new(ctx, 200);
+    if (!pa) {
+        json_decref(body);
+        return;
+    }
     json_t *res = NULL;
     char err[512] = "";
     int rc = rollout_model_rollback(app->rollout, name, to ? json_string_value(to) : NULL, actor_of(ctx),
-                                    &res, err, sizeof(err));
+                                    ack_done, pa, &res, err, sizeof(err));
     json_decref(body);
-    if (rc < 0) {
-        reply_rc(ctx, rc, "to", err);
-        return;
-    }
-    http_reply_json(ctx, 200, res);
+    answer_change(ctx, pa, rc, res, "to", err);
 }

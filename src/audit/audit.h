@@ -51,6 +51,9 @@ typedef void (*audit_done_fn)(void *arg, int status);
  * -ESHUTDOWN when closing (done is then NOT called). a NULL: returns 0 and calls done(arg, 0)
  * at once (audit off). */
 int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg);
+/* audit_log_submit whose done means durable (fdatasync) in async mode too: what
+ * audit_log_append_sync waits for, for a caller that must not wait where it submits. */
+int audit_log_submit_durable(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg);
 
 /* The MODEL_INFERENCE record of one prediction, as plain strings (borrowed for the call):
  * the predict hot path's submit without a JSON tree. The record is byte for byte the one

@@ -762,14 +762,24 @@ static int enqueue(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, 
     return push_record(a, mem, rec, done, arg, sync);
 }
 
-int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg)
+static int submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg, bool sync)
 {
     if (!a) {
         if (done)
             done(arg, 0);
         return 0;
     }
-    return enqueue(a, ev, done, arg, false);
+    return enqueue(a, ev, done, arg, sync);
+}
+
+int audit_log_submit(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg)
+{
+    return submit(a, ev, done, arg, false);
+}
+
+int audit_log_submit_durable(audit_log_t *a, const audit_event_t *ev, audit_done_fn done, void *arg)
+{
+    return submit(a, ev, done, arg, true);
 }
 
 int audit_log_submit_inference(audit_log_t *a, const audit_inference_t *inf, audit_done_fn done, void *arg)

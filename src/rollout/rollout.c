@@ -131,13 +131,13 @@ struct rollout {
     metric_family_t *f_stage, *f_traffic;
     rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
     unsigned save_failures; /* under mu: an API call compares it before and after */
-    /* controller audit records queued and not yet written; failed ones come back through
-     * audit_failed (own lock: the audit writer's callback must not take mu, which an API
-     * call may hold while it waits for that writer) */
+    /* audit records queued (the controller's and API calls') and not yet written; failed ones
+     * come back through audit_failed (own lock: the audit writer's callback never takes mu) */
     _Atomic int audit_inflight;
     pthread_mutex_t amu;
     json_t *audit_failed; /* [[deployment_id, event], ...] */
     bool audit_detached;  /* serve is closing the log: nothing moves forward unaudited */
+    struct api_wait *api_wait; /* under mu: the API call in progress, which waits for its audit records */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -314,14 +314,53 @@ static int store_record(rollout_t *r, dep_t *d)
     return rc;
 }
 
+static const char UNSAVED_MSG[] =
+    "the change is in effect in this server but could not be made durable (the database or the audit trail is "
+    "unavailable; see the server log); the server keeps trying to store it: check the deployment before "
+    "relying on it";
+
+/* An API call's audit records: queued under mu (in order with the controller's); the call
+ * is acknowledged by its ack callback once they are durable, so an fdatasync that takes long
+ * holds no lock, no HTTP worker and no other deployment call. Freed by whichever of api_end
+ * and the last record's callback comes second (decided under its mu). */
+typedef struct api_wait {
+    pthread_mutex_t mu;
+    int pending;
+    bool failed, armed; /* armed: api_end has returned ROLLOUT_PENDING (or given up on it) */
+    rollout_ack_fn ack; /* NULL once the call was answered otherwise */
+    void *ack_arg;
+} api_wait_t;
+
+static void api_wait_free(api_wait_t *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+/* One of w's records is written (failed: not). The last one of an armed call acknowledges it. */
+static void api_wait_done(api_wait_t *w, bool failed)
+{
+    pthread_mutex_lock(&w->mu);
+    w->failed |= failed;
+    bool last = --w->pending == 0 && w->armed;
+    pthread_mutex_unlock(&w->mu);
+    if (!last)
+        return;
+    if (w->ack)
+        w->ack(w->ack_arg, w->failed ? -EIO : 0, w->failed ? UNSAVED_MSG : "");
+    api_wait_free(w);
+}
+
 typedef struct audit_cb {
     rollout_t *r;
     char dep_id[32];
     json_t *ev;
+    api_wait_t *w; /* NULL for the controller's own records */
 } audit_cb_t;
 
 /* The audit writer's thread: a failed record goes back to be audited late (the controller
- * moves it to its deployment, see take_failed_audits). Never takes mu. */
+ * moves it to its deployment, see take_failed_audits); an API call waiting for it learns the
+ * outcome. Never takes mu. */
 static void audit_written(void *arg, int status)
 {
     audit_cb_t *cb = arg;
@@ -334,8 +373,10 @@ static void audit_written(void *arg, int status)
         pthread_mutex_unlock(&r->amu);
     }
     json_decref(cb->ev);
-    free(cb);
     atomic_fetch_sub(&r->audit_inflight, 1);
+    if (cb->w)
+        api_wait_done(cb->w, status < 0);
+    free(cb);
 }
 
 static dep_t *find_dep(rollout_t *r, const char *id);
@@ -369,7 +410,9 @@ static void take_failed_audits(rollout_t *r)
 
 /* One DEPLOYMENT_<EVENT> audit record for ev. outcome "failure" (with "stored": false in the
  * detail) when the change is in effect but not stored; late: written after the fact, once the
- * store and the trail took it. from_api: durable before returning. 0 or <0. */
+ * store and the trail took it. from_api: durable (fdatasync) even with AUDIT_DURABILITY=async,
+ * and the API call in progress (r->api_wait) is acknowledged once it is. 0 when queued,
+ * <0 when it could not be (a failure after queueing comes back through audit_written). */
 static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool late, bool from_api)
 {
     const char *event = json_string_value(json_object_get(ev, "event"));
@@ -392,8 +435,6 @@ static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool lat
     int rc;
     if (!r->audit || !audit_log_healthy(r->audit)) {
         rc = -EIO;
-    } else if (from_api) {
-        rc = audit_log_append_sync(r->audit, &aev);
     } else {
         /* queued: the callback tells whether it was written; a failure comes back to be
          * audited late, and the controller holds candidates while any is outstanding */
@@ -403,10 +444,22 @@ static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool lat
             cb->r = r;
             snprintf(cb->dep_id, sizeof(cb->dep_id), "%s", d->id);
             cb->ev = json_incref(ev);
+            cb->w = from_api ? r->api_wait : NULL;
+            if (cb->w) {
+                pthread_mutex_lock(&cb->w->mu);
+                cb->w->pending++;
+                pthread_mutex_unlock(&cb->w->mu);
+            }
             atomic_fetch_add(&r->audit_inflight, 1);
-            rc = audit_log_submit(r->audit, &aev, audit_written, cb);
+            rc = from_api ? audit_log_submit_durable(r->audit, &aev, audit_written, cb)
+                          : audit_log_submit(r->audit, &aev, audit_written, cb);
             if (rc < 0) {
                 atomic_fetch_sub(&r->audit_inflight, 1);
+                if (cb->w) {
+                    pthread_mutex_lock(&cb->w->mu);
+                    cb->w->pending--; /* not armed yet: api_end runs after save() */
+                    pthread_mutex_unlock(&cb->w->mu);
+                }
                 json_decref(cb->ev);
                 free(cb);
             }
@@ -434,7 +487,9 @@ static void audit_late(rollout_t *r, dep_t *d)
 
 /* Writes the record (and an event when event != NULL), then audits the event: "success" only
  * when the change is stored. A change made through the API (actor other than the controller)
- * has its audit record durable before the call answers; the controller's own are queued. On
+ * has its audit record durable before the call is acknowledged (api_end, then the record's
+ * callback);
+ * the controller's own are queued. On
  * any failure r->save_failures counts it (the API answers 503: not acknowledged), the store
  * write is retried by the controller, and the event is audited again ("recorded_late") once
  * both took it. The change is in effect in this process either way (a rollback stops
@@ -1436,6 +1491,7 @@ void rollout_free(rollout_t *r)
         pthread_mutex_unlock(&r->qmu);
         pthread_join(r->shadow_thread, NULL);
     }
+    take_failed_audits(r); /* records that failed as the log closed: kept with the record below */
     for (size_t i = 0; i < r->qlen; i++) {
         shadow_job_t *j = &r->queue[(r->qhead + i) % SHADOW_QUEUE];
         free(j->rows);
@@ -1462,20 +1518,57 @@ void rollout_free(rollout_t *r)
 
 /* ---- control ------------------------------------------------------------------------------ */
 
-/* An API call's change that save() could not make durable: not acknowledged (503). */
-static int unsaved_change(rollout_t *r, unsigned before, char *err, size_t errlen)
+/* An API call holds mu from api_begin (NULL: out of memory, nothing changed) to api_end,
+ * which releases it. rc: the call's own result so far. A change that save() could not store
+ * or queue for the trail is not acknowledged: -EIO (503), *ret freed. When its audit records
+ * are still being written: ROLLOUT_PENDING, and ack runs once they are (rollout.h). */
+static api_wait_t *api_begin(rollout_t *r, rollout_ack_fn ack, void *ack_arg, char *err, size_t errlen)
 {
-    if (r->save_failures == before)
-        return 0;
-    snprintf(err, errlen,
-             "the change is in effect in this server but could not be made durable (the database or the audit "
-             "trail is unavailable; see the server log); the server keeps trying to store it: check the "
-             "deployment before relying on it");
-    return -EIO;
+    api_wait_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory; nothing was changed");
+        return NULL;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    w->ack = ack;
+    w->ack_arg = ack_arg;
+    pthread_mutex_lock(&r->mu);
+    r->api_wait = w;
+    return w;
 }
 
-int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t **ret, const char **ret_field,
-                   char *err, size_t errlen)
+static int api_end(rollout_t *r, api_wait_t *w, unsigned before, int rc, json_t **ret, char *err, size_t errlen)
+{
+    r->api_wait = NULL;
+    if (rc == 0 && r->save_failures != before) {
+        snprintf(err, errlen, "%s", UNSAVED_MSG);
+        rc = -EIO;
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&w->mu);
+    bool mine = w->pending == 0; /* else the last record's callback frees it */
+    if (rc == 0 && w->failed) {
+        snprintf(err, errlen, "%s", UNSAVED_MSG);
+        rc = -EIO;
+    }
+    if (rc < 0)
+        w->ack = NULL; /* answered here */
+    else if (!mine)
+        rc = ROLLOUT_PENDING;
+    w->armed = true;
+    pthread_mutex_unlock(&w->mu);
+    if (mine)
+        api_wait_free(w);
+    if (rc < 0 && ret && *ret) {
+        json_decref(*ret);
+        *ret = NULL;
+    }
+    return rc;
+}
+
+int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_ack_fn ack, void *ack_arg,
+                   json_t **ret, const char **ret_field, char *err, size_t errlen)
 {
     static const char *const top[] = {"model", "version", "strategy", "config"};
     if (!json_is_object(body)) {
@@ -1542,26 +1635,28 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t *
     if (!cand)
         return -ENOENT;
 
-    pthread_mutex_lock(&r->mu);
+    api_wait_t *w = api_begin(r, ack, ack_arg, err, errlen);
+    if (!w) {
+        model_handle_unref(cand);
+        return -ENOMEM;
+    }
+    unsigned before = r->save_failures;
     dep_t *other = active_for_model(r, model);
     if (other) {
         snprintf(err, errlen, "model '%s' already has an active deployment %s (%s)", model, other->id,
                  other->status);
-        pthread_mutex_unlock(&r->mu);
         model_handle_unref(cand);
-        return -EEXIST;
+        return api_end(r, w, before, -EEXIST, NULL, err, errlen);
     }
     if (r->n_deps == MAX_DEPS) {
-        pthread_mutex_unlock(&r->mu);
         model_handle_unref(cand);
         snprintf(err, errlen, "too many deployments in this process; restart the server");
-        return -ENOSPC;
+        return api_end(r, w, before, -ENOSPC, NULL, err, errlen);
     }
     dep_t *d = calloc(1, sizeof(*d));
     if (!d) {
-        pthread_mutex_unlock(&r->mu);
         model_handle_unref(cand);
-        return -ENOMEM;
+        return api_end(r, w, before, -ENOMEM, NULL, err, errlen);
     }
     rollout_new_id(d->id);
     snprintf(d->model, sizeof(d->model), "%s", model);
@@ -1583,30 +1678,27 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t *
                               d->started_ms);
     json_decref(rec);
     if (rc < 0) {
-        pthread_mutex_unlock(&r->mu);
         dep_free(d);
         if (rc == -EEXIST) {
             snprintf(err, errlen, "model '%s' already has an active deployment", model);
-            return -EEXIST;
+            return api_end(r, w, before, -EEXIST, NULL, err, errlen);
         }
         snprintf(err, errlen, "the deployment could not be stored (%s); nothing was started", strerror(-rc));
-        return rc == -EBUSY ? -EAGAIN : rc;
+        return api_end(r, w, before, rc == -EBUSY ? -EAGAIN : rc, NULL, err, errlen);
     }
     add_dep(r, d);
-    unsigned before = r->save_failures;
     save(r, d, "created", actor, NULL);
-    rc = unsaved_change(r, before, err, errlen);
-    if (rc == 0)
-        *ret = dep_json(d);
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    return rc;
+    *ret = dep_json(d);
+    return api_end(r, w, before, 0, ret, err, errlen);
 }
 
 int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
-                   json_t **ret, const char **ret_field, char *err, size_t errlen)
+                   rollout_ack_fn ack, void *ack_arg, json_t **ret, const char **ret_field, char *err,
+                   size_t errlen)
 {
-    pthread_mutex_lock(&r->mu);
+    api_wait_t *w = api_begin(r, ack, ack_arg, err, errlen);
+    if (!w)
+        return -ENOMEM;
     dep_t *d = find_dep(r, id);
     int rc = 0;
     unsigned before = r->save_failures;
@@ -1615,13 +1707,12 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
         json_t *rec = NULL;
         rc = store_deployment_get(r->store, id, &rec);
         json_decref(rec);
-        pthread_mutex_unlock(&r->mu);
         if (rc == 0) {
             snprintf(err, errlen, "deployment %s is finished; it can no longer be changed", id);
-            return -EBUSY;
+            return api_end(r, w, before, -EBUSY, NULL, err, errlen);
         }
         snprintf(err, errlen, "no deployment with id '%s'", id);
-        return -ENOENT;
+        return api_end(r, w, before, -ENOENT, NULL, err, errlen);
     }
     if (strcmp(action, "rollback") == 0) {
         if (d->active) {
@@ -1700,36 +1791,29 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
         snprintf(err, errlen, "unknown action '%s'", action);
     }
     if (rc == 0)
-        rc = unsaved_change(r, before, err, errlen);
-    if (rc == 0)
         *ret = dep_json(d);
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->mu);
-    return rc;
+    return api_end(r, w, before, rc, ret, err, errlen);
 }
 
 int rollout_model_rollback(rollout_t *r, const char *model, const char *to_version, const char *actor,
-                           json_t **ret, char *err, size_t errlen)
+                           rollout_ack_fn ack, void *ack_arg, json_t **ret, char *err, size_t errlen)
 {
     char from[129] = "";
     if (store_model_get_stable(r->store, model, from, sizeof(from)) < 0) {
         snprintf(err, errlen, "no model named '%s' with a stable version", model);
         return -ENOENT;
     }
-    pthread_mutex_lock(&r->mu);
+    api_wait_t *w = api_begin(r, ack, ack_arg, err, errlen);
+    if (!w)
+        return -ENOMEM;
     dep_t *d = active_for_model(r, model);
     int rc = 0;
     unsigned before = r->save_failures;
     if (d && !to_version) {
         do_rollback(r, d, actor, "manual rollback of the model");
-        if ((rc = unsaved_change(r, before, err, errlen)) < 0) {
-            pthread_mutex_unlock(&r->mu);
-            return rc;
-        }
         *ret = json_pack("{s:s,s:s,s:s,s:s,s:s}", "model", model, "from", d->version, "to", from,
                          "deployment_id", d->id, "action", "deployment_rolled_back");
-        pthread_mutex_unlock(&r->mu);
-        return 0;
+        return api_end(r, w, before, 0, ret, err, errlen);
     }
     if (d)
         do_rollback(r, d, actor, "manual rollback of the model");
@@ -1785,14 +1869,11 @@ int rollout_model_rollback(rollout_t *r, const char *model, const char *to_versi
         }
         log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to",
                 target, "actor", actor ? actor : "");
-        rc = unsaved_change(r, before, err, errlen);
-        if (rc == 0)
-            *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target,
-                             "deployment_id", last ? json_string(last->id) : json_null(), "action",
-                             "stable_version_restored");
+        *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target,
+                         "deployment_id", last ? json_string(last->id) : json_null(), "action",
+                         "stable_version_restored");
     }
-    pthread_mutex_unlock(&r->mu);
-    return rc;
+    return api_end(r, w, before, rc, ret, err, errlen);
 }
 
 int rollout_get(rollout_t *r, const char *id, json_t **ret)

@@ -72,22 +72,31 @@ void rollout_route_done(rollout_route_t *rt);
 
 /* ---- control (API handlers) ---- */
 
+/* A change made through the API is acknowledged only once it is stored and its audit
+ * records are durable. The three calls below return 0 when that is so at return, and
+ * ROLLOUT_PENDING (with *ret set) when the audit records are still being written: ack(arg,
+ * rc, err) then runs once, on the audit writer's thread, with rc 0 (durable: answer *ret)
+ * or -EIO (err says why: answer 503). The call itself never waits for the audit writer. */
+#define ROLLOUT_PENDING 1
+typedef void (*rollout_ack_fn)(void *arg, int rc, const char *err);
+
 /* Starts a deployment from a JSON body {"model","version","strategy":"canary"|"blue-green"|
  * "direct","config":{CanaryConfig fields}} (config fields may also sit at the top level).
  * Returns 0 with *ret the new record; -EINVAL (invalid; *ret_field names the field),
  * -ENOENT (unknown model or version), -EEXIST (the model has an active deployment). */
-int rollout_create(rollout_t *r, const json_t *body, const char *actor, json_t **ret, const char **ret_field,
-                   char *err, size_t errlen);
+int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_ack_fn ack, void *ack_arg,
+                   json_t **ret, const char **ret_field, char *err, size_t errlen);
 /* action: "promote" (body {"to": percent} optional), "pause", "resume", "rollback" (body
  * {"reason"} optional). 0 with *ret the record; -ENOENT unknown id; -EBUSY when the
  * deployment's state does not allow it (err says why); -EINVAL bad body (*ret_field). */
 int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
-                   json_t **ret, const char **ret_field, char *err, size_t errlen);
+                   rollout_ack_fn ack, void *ack_arg, json_t **ret, const char **ret_field, char *err,
+                   size_t errlen);
 /* Rolls model back: its active deployment if any, else the last promotion within its
  * rollback window, else (or when to_version is given) makes to_version (or the
  * previous stable version) stable. 0 with *ret {"model","from","to","deployment_id"}. */
 int rollout_model_rollback(rollout_t *r, const char *model, const char *to_version, const char *actor,
-                           json_t **ret, char *err, size_t errlen);
+                           rollout_ack_fn ack, void *ack_arg, json_t **ret, char *err, size_t errlen);
 /* One record (memory first, then the store); -ENOENT. */
 int rollout_get(rollout_t *r, const char *id, json_t **ret);
 /* Records filtered by status/model (NULL = any), newest first. */

@@ -420,10 +420,10 @@ def _wait_ready(srv, status, timeout=15):
     assert srv.get("/ready", timeout=30).status_code == status
 
 
-def _audited_canary_in_stage_0(make_server, tmp_path):
+def _audited_canary_in_stage_0(make_server, tmp_path, **env):
     """A server with an audit log and a 2.0.0 canary deploying at 50 % for an hour: (srv, log, id)."""
     log = str(tmp_path / "audit.log")
-    srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
+    srv = make_server(dict({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log}, **env))
     train(srv, PARK, "2.0.0", "--rounds", "101")
     r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="1h")
     dep = r.json()["deployment_id"]
@@ -558,6 +558,68 @@ def test_every_controller_step_reaches_the_trail_even_when_the_writer_stalls(mak
             break
         time.sleep(0.2)
     assert want <= got, sorted(want - got)
+
+
+def test_a_slow_audit_write_holds_only_its_own_call(make_server, tmp_path):
+    """review20: a deployment change made through the API waited for its audit record's write
+    while holding the controller's lock, so every other deployment call (even a GET) and the
+    controller waited with it, without bound if the disk hung. Now the call waits for its
+    record without holding the lock or its HTTP worker (one worker here: the GET is served by
+    the same thread), and the change is acknowledged (200, audited as success) once the write
+    completes."""
+    import fcntl
+    import threading
+
+    srv, log, dep = _audited_canary_in_stage_0(make_server, tmp_path, MAX_WORKERS="1")
+    out = {}
+
+    def pause():
+        out["resp"] = srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "look"}, timeout=30)
+
+    lock = open(log + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the writer waits for it (fails closed only after 5 s)
+        t = threading.Thread(target=pause)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the pause did not wait for its audit record"
+        d = srv.get("/api/v1/deployments/%s" % dep, timeout=30)
+        assert d.status_code == 200, d.text
+        assert t.is_alive(), "the GET waited for the other call's audit write"
+        assert d.json()["status"] == "paused"  # in effect; not yet acknowledged
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    t.join(30)
+    assert out["resp"].status_code == 200, out["resp"].text
+    paused = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_PAUSED"]
+    assert len(paused) == 1 and paused[0]["outcome"] == "success", paused
+    assert "recorded_late" not in paused[0]["detail"], paused
+
+
+def test_a_change_whose_audit_write_fails_after_queueing_is_not_acknowledged(make_server, tmp_path):
+    """The other end of the test above: the trail was healthy when the pause was queued, then
+    its write failed (the lock held past the writer's 5 s): 503, the pause in effect, and its
+    event audited late as success once the trail is back, exactly once."""
+    import fcntl
+
+    srv, log, dep = _audited_canary_in_stage_0(make_server, tmp_path, MAX_WORKERS="1")
+    lock = open(log + ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        resp = srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "look"}, timeout=30)
+        err = h.assert_error_body(resp, 503)
+        assert "in effect in this server but could not be made durable" in err["message"], err
+        assert record(srv, dep)["status"] == "paused"
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "DEPLOYMENT_PAUSED" not in [x["type"] for x in _audit_records(log)]:
+        time.sleep(0.2)
+    paused = [x for x in _audit_records(log) if x["type"] == "DEPLOYMENT_PAUSED"]
+    assert len(paused) == 1 and paused[0]["outcome"] == "success", paused
+    assert paused[0]["detail"]["recorded_late"] is True, paused
 
 
 def test_late_audits_survive_a_restart(make_server, tmp_path):
