@@ -301,7 +301,7 @@ int store_feedback_window(store_t *s, int64_t since_ms, size_t max, json_t **ret
     window_arg_t a = {since_ms, max, json_array()};
     if (!a.out)
         return -ENOMEM;
-    int rc = store_sqlite_with_db(s, window_fn, &a);
+    int rc = store_sqlite_with_reader(s, window_fn, &a); /* long: the recorder goes on meanwhile */
     if (rc < 0) {
         json_decref(a.out);
         return rc;

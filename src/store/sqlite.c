@@ -215,6 +215,11 @@ typedef struct sqlite_store {
     pthread_mutex_t mu;
     sqlite3 *db;
     sqlite3_stmt *stmts[Q_COUNT_];
+    /* store_sqlite_with_reader's connection, opened on first use (under rmu) */
+    pthread_mutex_t rmu;
+    sqlite3 *rdb;
+    bool rdb_failed;
+    char *path;
 } sqlite_store_t;
 
 static sqlite_store_t *from_base(store_t *s)
@@ -230,6 +235,35 @@ int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg)
     pthread_mutex_lock(&s->mu);
     int rc = fn(s->db, arg);
     pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_sqlite_with_reader(store_t *st, store_sqlite_fn fn, void *arg)
+{
+    if (!st || st->ops != &store_sqlite_ops)
+        return -ENOTSUP;
+    sqlite_store_t *s = from_base(st);
+    pthread_mutex_lock(&s->rmu);
+    if (!s->rdb && !s->rdb_failed) {
+        int rc = sqlite3_open_v2(s->path, &s->rdb,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE, NULL);
+        if (rc != SQLITE_OK) {
+            log_msg(LOG_WARNING, "store: no second connection for long reads; they share the writer's",
+                    "{s:s}", "error", s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
+            sqlite3_close_v2(s->rdb);
+            s->rdb = NULL;
+            s->rdb_failed = true;
+        } else {
+            sqlite3_extended_result_codes(s->rdb, 1);
+            sqlite3_busy_timeout(s->rdb, BUSY_TIMEOUT_MS);
+        }
+    }
+    if (!s->rdb) {
+        pthread_mutex_unlock(&s->rmu);
+        return store_sqlite_with_db(st, fn, arg);
+    }
+    int rc = fn(s->rdb, arg);
+    pthread_mutex_unlock(&s->rmu);
     return rc;
 }
 
@@ -600,7 +634,11 @@ static void sqlite_close(store_t *base)
         sqlite3_finalize(s->stmts[i]);
     if (s->db)
         sqlite3_close_v2(s->db);
+    if (s->rdb)
+        sqlite3_close_v2(s->rdb);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->rmu);
+    free(s->path);
     free(s);
 }
 
@@ -629,6 +667,9 @@ static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen
     }
     s->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    s->path = strdup(path);
+    s->rdb_failed = !s->path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0;
 
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE;
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);

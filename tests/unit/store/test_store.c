@@ -772,6 +772,62 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* review21: the monitor's accuracy window (a join over up to 200k labels, about 1 s) ran on
+ * the writer's connection under its mutex, so every prediction waited for it. A long read
+ * now has its own read-only connection: a write commits while the read is in progress. */
+typedef struct reader_probe {
+    store_t *s;
+    sqlite3 *writer_db;
+    int ping_write_rc, put_rc;
+    int64_t seen;
+} reader_probe_t;
+
+static int note_db(sqlite3 *db, void *arg)
+{
+    *(sqlite3 **)arg = db;
+    return 0;
+}
+
+static int read_while_writing(sqlite3 *db, void *arg)
+{
+    reader_probe_t *p = arg;
+    assert_ptr_not_equal(db, p->writer_db);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM predictions", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW); /* a read transaction is open from here */
+    p->seen = sqlite3_column_int64(st, 0);
+    p->ping_write_rc = store_ping_write(p->s); /* -EBUSY if the writer's mutex were held */
+    store_prediction_t pr = {.id = "0190a1b2-0000-7000-8000-0000000000ff",
+                             .created_ms = 1764228402123,
+                             .model = "alz",
+                             .version = "1.0",
+                             .arm = "stable",
+                             .outputs_json = "[0.5]",
+                             .n_rows = 1,
+                             .latency_ms = 0.5,
+                             .status = 200};
+    p->put_rc = store_predictions_put(p->s, &pr, 1);
+    int rc = sqlite3_exec(db, "CREATE TABLE x(a)", NULL, NULL, NULL); /* read-only */
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? -EPERM : 0;
+}
+
+static void test_long_reads_do_not_hold_the_writer(void **state)
+{
+    (void)state;
+    store_t *s = open_named("reader.db");
+    reader_probe_t p = {.s = s, .ping_write_rc = 1, .put_rc = 1, .seen = -1};
+    assert_int_equal(store_sqlite_with_db(s, note_db, &p.writer_db), 0);
+    assert_int_equal(store_sqlite_with_reader(s, read_while_writing, &p), 0);
+    assert_int_equal(p.seen, 0);
+    assert_int_equal(p.ping_write_rc, 0);
+    assert_int_equal(p.put_rc, 0);
+    int64_t n = -1;
+    assert_int_equal(store_prediction_count(s, &n), 0);
+    assert_int_equal(n, 1);
+    store_close(s);
+}
+
 static void test_shared_store_from_threads(void **state)
 {
     (void)state;
@@ -796,6 +852,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_migrate_reopen),
+        cmocka_unit_test(test_long_reads_do_not_hold_the_writer),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_foreign_database_refused),
         cmocka_unit_test(test_not_a_database),
