@@ -2,7 +2,10 @@
 /* aimedres: one binary for serving, model management, rollouts, monitoring, audit and
  * backups. This file only dispatches to the command groups in src/cli/. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 
@@ -36,8 +39,24 @@ static void usage(FILE *out)
                  "Settings come from environment variables (see docs/configuration.md).\n");
 }
 
+/* A core file of this process would hold patient data (feature values, patient ids in
+ * request buffers) and every secret (SECRET_KEY, API and JWT keys, backup keys): none is
+ * written, by the kernel or a core handler, unless AIMEDRES_ALLOW_CORE_DUMPS=1 (debugging
+ * on a machine cleared for PHI). Also keeps other processes of the same user from
+ * attaching to it (ptrace) or reading its memory. */
+static void no_core_dumps(void)
+{
+    const char *allow = getenv("AIMEDRES_ALLOW_CORE_DUMPS");
+    if (allow && strcmp(allow, "1") == 0)
+        return;
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &rl) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        perror("aimedres: cannot disable core dumps");
+}
+
 int main(int argc, char **argv)
 {
+    no_core_dumps();
     if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
