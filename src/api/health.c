@@ -61,15 +61,11 @@ void api_ready(http_ctx_t *ctx)
     bool db_ok = prc == 0 || prc == -EBUSY; /* busy: a write is under way; writes failing shows below */
     /* the database's own file system (it may be a volume of its own) */
     json_t *db_disk = NULL;
-    char db_path[4096], perr[128];
+    char db_path[4096], db_dir[4096], perr[128];
     if (store_url_file_path(app->cfg->database_url, db_path, sizeof(db_path), perr, sizeof(perr)) == 0) {
-        char *slash = strrchr(db_path, '/');
-        if (slash)
-            *(slash == db_path ? slash + 1 : slash) = '\0';
-        else
-            snprintf(db_path, sizeof(db_path), ".");
+        util_dirname(db_path, db_dir, sizeof(db_dir));
         bool disk_ok = true;
-        db_disk = disk_check(db_path, "database directory", &disk_ok);
+        db_disk = disk_check(db_dir, "database directory", &disk_ok);
         db_ok = db_ok && disk_ok;
     }
     /* writes can fail while reads work (a full disk, another writer's lock): after a failed

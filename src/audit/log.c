@@ -271,12 +271,7 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
     if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
         return -errno;
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s", a->path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        snprintf(dir, sizeof(dir), ".");
+    util_dirname(a->path, dir, sizeof(dir));
     close(a->fd);
     a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (a->fd < 0)

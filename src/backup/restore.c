@@ -686,14 +686,7 @@ static int move_aside(const char *path, const char *id, json_t *moved)
 static int parent_fsync(const char *path)
 {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return util_fsync_dir(".");
-    if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
+    util_dirname(path, dir, sizeof(dir));
     return util_fsync_dir(dir);
 }
 

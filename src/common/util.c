@@ -302,7 +302,7 @@ int util_write_all(int fd, const void *data, size_t len)
 }
 
 /* Directory part of path ("." when there is no slash) into buf. */
-static void dir_of(const char *path, char *buf, size_t buflen)
+void util_dirname(const char *path, char *buf, size_t buflen)
 {
     const char *slash = strrchr(path, '/');
     if (!slash)
@@ -358,7 +358,7 @@ static int commit_tmp(int fd, const char *tmp, const char *path)
         return r;
     }
     char dir[PATH_MAX];
-    dir_of(path, dir, sizeof(dir));
+    util_dirname(path, dir, sizeof(dir));
     return util_fsync_dir(dir);
 }
 

@@ -53,6 +53,8 @@ int util_mkdir_p(const char *path, int mode);
 int util_rmtree(const char *path);
 /* fsync a directory. */
 int util_fsync_dir(const char *path);
+/* The directory part of path into buf: "." when path has no slash, "/" for "/name". */
+void util_dirname(const char *path, char *buf, size_t buflen);
 bool util_path_exists(const char *path);
 
 /* True if s is a safe single path component for model names and versions:

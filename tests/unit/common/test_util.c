@@ -605,9 +605,24 @@ static void test_log_threads(void **state)
     free(buf);
 }
 
+static void test_dirname(void **state)
+{
+    (void)state;
+    char b[64];
+    util_dirname("/var/lib/aimedres/aimedres.db", b, sizeof(b));
+    assert_string_equal(b, "/var/lib/aimedres");
+    util_dirname("/aimedres.db", b, sizeof(b));
+    assert_string_equal(b, "/");
+    util_dirname("aimedres.db", b, sizeof(b));
+    assert_string_equal(b, ".");
+    util_dirname("data/audit.log", b, sizeof(b));
+    assert_string_equal(b, "data");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dirname),
         cmocka_unit_test(test_uuid7_format),
         cmocka_unit_test(test_uuid7_order_and_unique),
         cmocka_unit_test(test_random),
