@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Retention: `audit prune` removes rotated archives older than AUDIT_LOG_RETENTION_DAYS
  * (calendar days, UTC). Rotation never deletes; the active file and the checkpoints are
- * never removed here. The verifier anchors on the first remaining record. */
+ * never removed here. `audit prune` (cli/audit.c) records an AUDIT_PRUNE event naming the
+ * first seq kept and its prev_hash before calling this, so the verifier accepts a chain that
+ * starts there and nowhere else after seq 1. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,9 @@
  * continuity, prev_hash links and each HMAC, then the signed checkpoints (signature, the
  * hash of the record they name, and that the log still reaches the highest checkpointed
  * seq). Stops at the first bad record and says exactly which one and what kind of change
- * it looks like. */
+ * it looks like. The chain must start at seq 1 (genesis) unless an AUDIT_PRUNE record in it
+ * names the first seq kept, and the checkpoints file must reach the last AUDIT_CHECKPOINT
+ * record of the chain. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,16 +84,18 @@ static void free_peeked(json_t **p, size_t n)
         json_decref(p[i]);
 }
 
-static int load_checkpoints(const config_t *cfg, EVP_PKEY *vk, ckpt_t **ret, size_t *ret_n,
+static int load_checkpoints(const config_t *cfg, EVP_PKEY *vk, ckpt_t **ret, size_t *ret_n, bool *ret_exists,
                             audit_verify_result_t *res)
 {
     char path[4200];
     audit_path_checkpoints(cfg->audit_log_path, path, sizeof(path));
     *ret = NULL;
     *ret_n = 0;
+    *ret_exists = false;
     FILE *f = fopen(path, "re");
     if (!f)
         return errno == ENOENT ? 0 : -errno;
+    *ret_exists = true;
     ckpt_t *cks = NULL;
     size_t n = 0, cap = 0;
     char *line;
@@ -177,6 +181,91 @@ static bool seq_follows(const walk_t *w, size_t fi, long off, uint64_t want)
     return found;
 }
 
+/* What the walk learns about the head of the chain and the in-chain checkpoint records. */
+typedef struct head {
+    char file[512]; /* file and line of the first record walked */
+    uint64_t line;
+    char prev[AUDIT_HASH_HEX]; /* its prev_hash */
+    bool explained;            /* an AUDIT_PRUNE record accounts for the records before it */
+    uint64_t pruned_to;        /* highest first_kept_seq named below the first record (0 none) */
+    uint64_t ck_seq;           /* highest checkpoint_seq named by an AUDIT_CHECKPOINT record */
+    char ck_file[512];         /* where that record is */
+    uint64_t ck_line, ck_rec_seq;
+} head_t;
+
+/* Called for every intact record: AUDIT_PRUNE records name the first seq the prune kept and
+ * the prev_hash it continues from (cli/audit.c writes them before removing anything);
+ * AUDIT_CHECKPOINT records name the seq the writer had just checkpointed. */
+static void note_head(head_t *hd, uint64_t first_seq, const char *type, const json_t *rec, const char *path,
+                      uint64_t lineno, uint64_t seq)
+{
+    const json_t *det = json_object_get(rec, "detail");
+    if (strcmp(type, "AUDIT_PRUNE") == 0) {
+        json_t *fk = json_object_get(det, "first_kept_seq");
+        const char *kp = json_string_value(json_object_get(det, "kept_prev_hash"));
+        if (!json_is_integer(fk) || json_integer_value(fk) < 1)
+            return; /* a prune record of an older version: names files, not seqs */
+        uint64_t k = (uint64_t)json_integer_value(fk);
+        if (k > first_seq || (k == first_seq && kp && strcmp(kp, hd->prev) == 0))
+            hd->explained = true; /* the prune took at least what is missing (maybe not all it meant to) */
+        else if (k < first_seq && k > hd->pruned_to)
+            hd->pruned_to = k;
+    } else if (strcmp(type, "AUDIT_CHECKPOINT") == 0) {
+        json_t *cs = json_object_get(det, "checkpoint_seq");
+        if (json_is_integer(cs) && (uint64_t)json_integer_value(cs) > hd->ck_seq) {
+            hd->ck_seq = (uint64_t)json_integer_value(cs);
+            snprintf(hd->ck_file, sizeof(hd->ck_file), "%s", path);
+            hd->ck_line = lineno;
+            hd->ck_rec_seq = seq;
+        }
+    }
+}
+
+/* Without --from the chain starts at seq 1 (genesis prev_hash; checked by the walk) or where
+ * an AUDIT_PRUNE record says the retention prune left it. Anything else is a deleted head. */
+static void check_head(const config_t *cfg, const head_t *hd, const ckpt_t *cks, size_t ncks,
+                       audit_verify_result_t *res)
+{
+    (void)cfg;
+    if (res->first_seq <= 1 || hd->explained)
+        return;
+    uint64_t from = hd->pruned_to ? hd->pruned_to : 1;
+    char why[160] = "";
+    if (ncks > 0 && cks[0].seq < res->first_seq)
+        snprintf(why, sizeof(why), "; a signed checkpoint covers seq %llu", (unsigned long long)cks[0].seq);
+    fail_at(res, hd->file, hd->line, from, "deleted",
+            "the log starts at seq %llu but records %llu..%llu are missing and no AUDIT_PRUNE record "
+            "accounts for them%s (head of the log deleted)",
+            (unsigned long long)res->first_seq, (unsigned long long)from,
+            (unsigned long long)res->first_seq - 1, why);
+}
+
+/* The chain's AUDIT_CHECKPOINT records prove checkpoints were written: the checkpoints file
+ * must exist and reach the last of them (else it was deleted or cut, which would hide a
+ * truncated tail). */
+static void check_ckpt_file(const config_t *cfg, const head_t *hd, const ckpt_t *cks, size_t ncks,
+                            bool exists, audit_verify_result_t *res)
+{
+    uint64_t have = ncks > 0 ? cks[ncks - 1].seq : 0;
+    if (exists && have >= hd->ck_seq)
+        return;
+    char path[4200];
+    audit_path_checkpoints(cfg->audit_log_path, path, sizeof(path));
+    if (!exists)
+        fail_at(res, path, 0, hd->ck_seq, "checkpoint",
+                "%s is missing but the chain records a checkpoint of seq %llu (%s line %llu, seq %llu): the "
+                "checkpoints file was deleted",
+                path, (unsigned long long)hd->ck_seq, hd->ck_file, (unsigned long long)hd->ck_line,
+                (unsigned long long)hd->ck_rec_seq);
+    else
+        fail_at(
+            res, path, (uint64_t)ncks, hd->ck_seq, "checkpoint",
+            "the last checkpoint in %s is seq %llu but the chain records a checkpoint of seq %llu (%s line "
+            "%llu, seq %llu): the checkpoints file was shortened",
+            path, (unsigned long long)have, (unsigned long long)hd->ck_seq, hd->ck_file,
+            (unsigned long long)hd->ck_line, (unsigned long long)hd->ck_rec_seq);
+}
+
 int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result_t *res, char *err,
                  size_t errlen)
 {
@@ -209,7 +298,8 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
         goto out;
     }
     /* no files at all is an empty log: fine unless a checkpoint says records existed */
-    if ((rc = load_checkpoints(cfg, vk, &cks, &ncks, res)) < 0) {
+    bool ck_file = false;
+    if ((rc = load_checkpoints(cfg, vk, &cks, &ncks, &ck_file, res)) < 0) {
         snprintf(err, errlen, "cannot read the checkpoints: %s", strerror(-rc));
         goto out;
     }
@@ -221,6 +311,9 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
     uint64_t expect = 0; /* 0 = take the first record as the anchor */
     char prev[AUDIT_HASH_HEX] = "";
     size_t ci = 0;
+    /* the head (review22): the first record is seq 1 or an AUDIT_PRUNE record accounts for the
+     * records before it; the checkpoints file reaches the chain's last AUDIT_CHECKPOINT record */
+    head_t head = {0};
     for (size_t fi = 0; fi < w.nfiles && res->ok; fi++) {
         const char *path = w.files[fi].path;
         if (from_days >= 0 && w.files[fi].date_days >= 0 && w.files[fi].date_days < from_days)
@@ -272,6 +365,9 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                 expect = seq;
                 snprintf(prev, sizeof(prev), "%s", seq == 1 ? AUDIT_GENESIS_HASH : ph);
                 res->first_seq = seq;
+                snprintf(head.file, sizeof(head.file), "%s", path);
+                head.line = lineno;
+                snprintf(head.prev, sizeof(head.prev), "%s", prev);
             }
             if (hash_ok && seq > expect) {
                 bool later = seq_follows(&w, fi, next_off, expect);
@@ -314,6 +410,8 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                 else if (ci < ncks && cks[ci].seq == seq)
                     res->checkpoints++;
                 const char *type = json_string_value(json_object_get(rec, "type"));
+                if (res->ok && type)
+                    note_head(&head, res->first_seq, type, rec, path, lineno, seq);
                 if (res->ok && type && strcmp(type, "AUDIT_GAP") == 0) {
                     /* the writer's own record of a loss: the chain goes on, the records are gone */
                     const json_t *det = json_object_get(rec, "detail");
@@ -344,6 +442,10 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                 (unsigned long long)res->last_seq, (unsigned long long)cks[ncks - 1].seq,
                 (unsigned long long)res->last_seq + 1, (unsigned long long)cks[ncks - 1].seq);
     }
+    if (res->ok && !from_date && res->records > 0)
+        check_head(cfg, &head, cks, ncks, res);
+    if (res->ok && head.ck_seq > 0)
+        check_ckpt_file(cfg, &head, cks, ncks, ck_file, res);
     rc = 0;
 out:
     audit_files_free(w.files, w.nfiles);

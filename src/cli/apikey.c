@@ -26,12 +26,44 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: aimedres apikey <create|list|revoke> [options]\n\n"
             "  create --name NAME --role ROLE [--expires DURATION] [--env-file FILE]\n"
-            "         ROLE is one of admin|deployer|clinician|auditor|monitor; DURATION like 90d or 12h\n"
-            "         (default: never). Prints the key once, alone on the last line of stdout.\n"
+            "         ROLE is one of admin|deployer|clinician|auditor|monitor; DURATION a number and a\n"
+            "         unit s, m, h or d (90d, 12h), at most 3650d (default: never). Prints the key once,\n"
+            "         alone on the last line of stdout.\n"
             "  list [--json] [--env-file FILE]   key ids, names, roles, dates, status; never secrets\n"
             "  revoke KEY_ID [--env-file FILE]   the running server refuses it within a second\n"
             "Keys are sent as X-API-Key: KEY or Authorization: Bearer KEY. The salt is API_KEY_SALT:\n"
             "changing it invalidates every key.\n");
+}
+
+#define EXPIRES_MAX_DAYS 3650
+
+/* --expires: digits then exactly one unit s, m, h or d, 1 s..3650 d. A bare number is
+ * refused (was seconds, read as days by everyone), and so is anything whose expiry would not
+ * be a date we can print (review22: 99999999d wrapped to 1970). 0 or -EINVAL. */
+static int parse_expires(const char *s, int64_t *ret_ms)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    int64_t v = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > EXPIRES_MAX_DAYS * 86400LL)
+            return -EINVAL; /* already too long in any unit; stops overflow */
+        v = v * 10 + (s[i] - '0');
+    }
+    if (i == 0 || s[i] == '\0' || s[i + 1] != '\0' || v < 1)
+        return -EINVAL;
+    for (size_t u = 0; u < ARRAY_SIZE(units); u++) {
+        if (units[u].unit != s[i])
+            continue;
+        if (v > EXPIRES_MAX_DAYS * 86400000LL / units[u].ms)
+            return -EINVAL;
+        *ret_ms = v * units[u].ms;
+        return 0;
+    }
+    return -EINVAL;
 }
 
 static bool valid_name(const char *s)
@@ -113,9 +145,11 @@ static int run_create(int argc, char **argv)
         return 2;
     }
     int64_t ttl_ms = 0;
-    if (expires && (util_parse_duration_ms(expires, &ttl_ms) < 0 || ttl_ms <= 0)) {
-        fprintf(stderr, "aimedres apikey create: --expires: expected a duration like 90d, 12h, got '%s'\n",
-                expires);
+    if (expires && parse_expires(expires, &ttl_ms) < 0) {
+        fprintf(stderr,
+                "aimedres apikey create: --expires: expected a number and a unit s, m, h or d (90d, 12h), "
+                "at most %dd, got '%s'\n",
+                EXPIRES_MAX_DAYS, expires);
         return 2;
     }
     config_t *cfg = cli_load_config(env_file);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `aimedres audit`: verify the chain and checkpoints (exit 1 naming the first bad record),
  * list events, write a checkpoint now, prune archives past retention, and generate the
- * Ed25519 checkpoint keys. verify, checkpoint and prune record what they did in the log. */
+ * Ed25519 checkpoint keys. verify (when the chain is intact), checkpoint and prune record what
+ * they did in the log; prune records the first seq it keeps before removing anything. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "audit/record.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -116,21 +118,26 @@ static int record_event(const config_t *cfg, const audit_event_t *ev)
     return rc;
 }
 
-static const char *os_user(void)
+/* The actor of CLI records: the OS account running the command (uid), never $USER, which
+ * whoever runs the command can set to anything (review22). */
+static const char *os_user(char *buf, size_t len)
 {
-    const char *u = getenv("USER");
-    return u && *u ? u : "cli";
+    audit_os_user(buf, len);
+    return buf;
 }
 
 static void verify_help(FILE *out)
 {
-    fprintf(out, "usage: aimedres audit verify [--from YYYY-MM-DD] [--json] [--env-file FILE]\n\n"
-                 "Checks every record (seq continuity, prev_hash links, HMAC under the key derived from\n"
-                 "SECRET_KEY) and every checkpoint (Ed25519 signature with AUDIT_VERIFY_KEY_PATH or\n"
-                 "AUDIT_SIGNING_KEY_PATH, the hash of the record it names, that the log reaches it).\n"
-                 "--from starts at the archive of that date (its first record anchors the chain).\n"
-                 "Exit 0 when intact, 1 naming the first bad record (file, line, seq, kind), 2 usage.\n"
-                 "Records an AUDIT_VERIFY event.\n");
+    fprintf(out,
+            "usage: aimedres audit verify [--from YYYY-MM-DD] [--json] [--env-file FILE]\n\n"
+            "Checks every record (seq continuity, prev_hash links, HMAC under the key derived from\n"
+            "SECRET_KEY) and every checkpoint (Ed25519 signature with AUDIT_VERIFY_KEY_PATH or\n"
+            "AUDIT_SIGNING_KEY_PATH, the hash of the record it names, that the log reaches it).\n"
+            "--from starts at the archive of that date (its first record anchors the chain).\n"
+            "Without --from the log must start at seq 1, or where an AUDIT_PRUNE record says\n"
+            "`audit prune` left it; the checkpoints file must reach the chain's last AUDIT_CHECKPOINT.\n"
+            "Exit 0 when intact, 1 naming the first bad record (file, line, seq, kind), 2 usage.\n"
+            "Records an AUDIT_VERIFY event when the chain is intact (a broken chain is left as found).\n");
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -167,21 +174,24 @@ static int cmd_verify(int argc, char **argv)
                (unsigned long long)res.bad_seq, res.bad_file, (unsigned long long)res.bad_line, res.bad_kind,
                res.message);
     }
-    json_t *detail =
-        json_pack("{s:I,s:I}", "records", (json_int_t)res.records, "last_seq", (json_int_t)res.last_seq);
-    if (!res.ok) {
-        json_object_set_new(detail, "first_bad_seq", json_integer((json_int_t)res.bad_seq));
-        json_object_set_new(detail, "kind", json_string(res.bad_kind));
+    if (res.ok) {
+        char user[256];
+        json_t *detail =
+            json_pack("{s:I,s:I}", "records", (json_int_t)res.records, "last_seq", (json_int_t)res.last_seq);
+        audit_event_t ev = {.type = "AUDIT_VERIFY",
+                            .user = os_user(user, sizeof(user)),
+                            .role = "cli",
+                            .action = "E",
+                            .entity_type = "audit_log",
+                            .outcome = "success",
+                            .detail = detail};
+        record_event(cfg, &ev);
+        json_decref(detail);
+    } else {
+        /* appending to a broken chain would bury the damage under a record that links to it
+         * (and change what the next run reports): leave the trail as found */
+        fprintf(stderr, "aimedres audit verify: not recorded in the trail: the chain is broken\n");
     }
-    audit_event_t ev = {.type = "AUDIT_VERIFY",
-                        .user = os_user(),
-                        .role = "cli",
-                        .action = "E",
-                        .entity_type = "audit_log",
-                        .outcome = res.ok ? "success" : "failure",
-                        .detail = detail};
-    record_event(cfg, &ev);
-    json_decref(detail);
     config_free(cfg);
     return res.ok ? 0 : 1;
 }
@@ -273,13 +283,75 @@ static int cmd_checkpoint(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+/* Before removing anything, prune works out where the remaining chain will start: the first
+ * record of the first archive it keeps (or of the active file), else the seq the next record
+ * will take. The AUDIT_PRUNE record carries it (first_kept_seq, kept_prev_hash) so that
+ * `audit verify` can tell a retention prune from a deleted head. Returns the number of
+ * archives the prune would remove (their names appended to names) or -errno. */
+static int prune_plan(const char *log_path, int retention_days, int64_t today, json_t *names,
+                      uint64_t *ret_seq, char ret_prev[AUDIT_HASH_HEX], char *err, size_t errlen)
+{
+    audit_file_t *files;
+    size_t n;
+    int rc = audit_files_list(log_path, &files, &n);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot list %s: %s", log_path, strerror(-rc));
+        return rc;
+    }
+    int count = 0;
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        if (files[i].date_days >= 0 && today - files[i].date_days > retention_days) {
+            const char *slash = strrchr(files[i].path, '/');
+            json_array_append_new(names, json_string(slash ? slash + 1 : files[i].path));
+            count++;
+            continue;
+        }
+        FILE *f = found ? NULL : fopen(files[i].path, "re");
+        if (!f)
+            continue;
+        char *line;
+        size_t len;
+        bool term;
+        int r;
+        while (!found && (r = audit_read_line(f, &line, &len, &term)) != 0) {
+            json_t *rec = r > 0 && term ? audit_record_parse(line, len) : NULL;
+            if (r > 0)
+                free(line);
+            if (rec) {
+                *ret_seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+                snprintf(ret_prev, AUDIT_HASH_HEX, "%s",
+                         json_string_value(json_object_get(rec, "prev_hash")));
+                found = true;
+            }
+            json_decref(rec);
+        }
+        fclose(f);
+    }
+    audit_files_free(files, n);
+    if (!found) {
+        /* nothing left after the prune: the chain goes on from the last record removed */
+        json_t *last = NULL;
+        if ((rc = audit_log_last_record(log_path, &last)) < 0) {
+            snprintf(err, errlen, "cannot read the last record of %s: %s", log_path, strerror(-rc));
+            return rc;
+        }
+        *ret_seq = last ? (uint64_t)json_integer_value(json_object_get(last, "seq")) + 1 : 1;
+        snprintf(ret_prev, AUDIT_HASH_HEX, "%s",
+                 last ? json_string_value(json_object_get(last, "hash")) : AUDIT_GENESIS_HASH);
+        json_decref(last);
+    }
+    return count;
+}
+
 static void prune_help(FILE *out)
 {
     fprintf(out, "usage: aimedres audit prune [--dry-run] [--env-file FILE]\n\n"
                  "Removes rotated archives (<AUDIT_LOG_PATH>.YYYY-MM-DD) dated more than\n"
                  "AUDIT_LOG_RETENTION_DAYS (default 2555, 7 years) calendar days before today (UTC).\n"
-                 "Never the active file or the checkpoints. Prints each file removed and records an\n"
-                 "AUDIT_PRUNE event.\n");
+                 "Never the active file or the checkpoints. Records an AUDIT_PRUNE event naming the\n"
+                 "archives and the first seq kept before removing them (`audit verify` then accepts\n"
+                 "a log starting there), and prints each file removed.\n");
 }
 
 static int cmd_prune(int argc, char **argv)
@@ -303,8 +375,34 @@ static int cmd_prune(int argc, char **argv)
                cfg->audit_log_retention_days);
         rc = 0;
     } else {
-        rc =
-            audit_prune(cfg->audit_log_path, cfg->audit_log_retention_days, today, removed, err, sizeof(err));
+        char user[256];
+        json_t *planned = json_array();
+        uint64_t kept_seq = 0;
+        char kept_prev[AUDIT_HASH_HEX] = "";
+        rc = prune_plan(cfg->audit_log_path, cfg->audit_log_retention_days, today, planned, &kept_seq,
+                        kept_prev, err, sizeof(err));
+        if (rc > 0) {
+            /* the trail says what goes, and where the chain will start, before anything goes */
+            json_t *detail = json_pack("{s:O,s:i,s:I,s:s}", "removed", planned, "retention_days",
+                                       cfg->audit_log_retention_days, "first_kept_seq", (json_int_t)kept_seq,
+                                       "kept_prev_hash", kept_prev);
+            audit_event_t ev = {.type = "AUDIT_PRUNE",
+                                .user = os_user(user, sizeof(user)),
+                                .role = "cli",
+                                .action = "D",
+                                .entity_type = "audit_log",
+                                .outcome = "success",
+                                .detail = detail};
+            if (record_event(cfg, &ev) < 0) {
+                snprintf(err, sizeof(err), "nothing removed: the prune could not be recorded in the trail");
+                rc = -EIO;
+            }
+            json_decref(detail);
+        }
+        json_decref(planned);
+        if (rc >= 0)
+            rc = audit_prune(cfg->audit_log_path, cfg->audit_log_retention_days, today, removed, err,
+                             sizeof(err));
         size_t i;
         json_t *v;
         json_array_foreach(removed, i, v) printf("removed %s\n", json_string_value(v));
@@ -312,15 +410,16 @@ static int cmd_prune(int argc, char **argv)
             fprintf(stderr, "aimedres audit prune: %s\n", err);
         else
             printf("%d archive(s) removed (retention %d days)\n", rc, cfg->audit_log_retention_days);
-        if (json_array_size(removed) > 0) {
+        if (rc < 0 && json_array_size(removed) > 0) {
+            /* part of the plan went: say which (the earlier record named the whole plan) */
             json_t *detail =
                 json_pack("{s:O,s:i}", "removed", removed, "retention_days", cfg->audit_log_retention_days);
             audit_event_t ev = {.type = "AUDIT_PRUNE",
-                                .user = os_user(),
+                                .user = os_user(user, sizeof(user)),
                                 .role = "cli",
                                 .action = "D",
                                 .entity_type = "audit_log",
-                                .outcome = rc < 0 ? "failure" : "success",
+                                .outcome = "failure",
                                 .detail = detail};
             record_event(cfg, &ev);
             json_decref(detail);

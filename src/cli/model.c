@@ -446,11 +446,17 @@ static void print_summary(const char *verb, const json_t *sum)
 /* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */
 static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
 {
-    const char *user = getenv("USER");
+    char user[256]; /* the OS account (uid), not $USER which the caller sets at will (review22) */
+    audit_os_user(user, sizeof(user));
     json_t *detail = json_pack("{s:s,s:s?}", "command", cmd, "version", version);
-    audit_event_t ev = {.type = "MODEL_REGISTERED", .user = user && *user ? user : "cli", .role = "cli",
-                        .action = "C", .entity_type = "model", .entity_id = name,
-                        .outcome = ok ? "success" : "failure", .detail = detail};
+    audit_event_t ev = {.type = "MODEL_REGISTERED",
+                        .user = user,
+                        .role = "cli",
+                        .action = "C",
+                        .entity_type = "model",
+                        .entity_id = name,
+                        .outcome = ok ? "success" : "failure",
+                        .detail = detail};
     int rc = audit_log_append_sync(a, &ev);
     json_decref(detail);
     if (rc < 0)

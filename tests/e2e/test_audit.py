@@ -90,17 +90,16 @@ def tamper_and_check(env, ls, seq, line, kind):
     assert r.returncode == 1, r.stdout + r.stderr
     bad = out["first_bad"]
     assert (bad["seq"], bad["line"], bad["kind"]) == (seq, line, kind), bad
-    # the text form names the record too (the kind may read differently now that the first
-    # run appended its AUDIT_VERIFY record after the tampered one; the record is the same)
+    # a failed verification appends nothing to the broken chain (review22: it used to, and the
+    # next run then reported a different problem), says so, and the text form names the same
+    # record and kind
+    assert lines(env) == ls
+    assert "not recorded in the trail: the chain is broken" in r.stderr, r.stderr
     r2 = h.run_cli(["audit", "verify"], env)
     assert r2.returncode == 1
     assert "first bad record: seq %d," % seq in r2.stdout and " line %d " % line in r2.stdout, r2.stdout
-    # ...and the failed verification is itself recorded
-    assert records_tail_type(env) in ("AUDIT_VERIFY", "AUDIT_CHECKPOINT")
-
-
-def records_tail_type(env):
-    return json.loads(lines(env)[-1])["type"]
+    assert "(%s)" % kind in r2.stdout, r2.stdout
+    assert lines(env) == ls
 
 
 @pytest.mark.parametrize("kind", ["edited", "deleted", "reordered", "inserted", "forged"])
@@ -128,6 +127,76 @@ def test_tampering_is_detected_at_the_exact_record(tmp_path, kind):
         fake = dict(last, seq=last["seq"] + 1, prev_hash=last["hash"], user="admin", hash="ab" * 32)
         ls.append(json.dumps(fake, sort_keys=True, separators=(",", ":")))
         tamper_and_check(env, ls, 9, 9, "forged")
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_deleting_the_head_is_detected(tmp_path, n):
+    # review22: the verifier anchored on whatever record came first
+    env = audit_env(tmp_path)
+    ls = make_log(env, 4)
+    tamper_and_check(env, ls[n:], 1, 1, "deleted")
+    r, out = verify(env)
+    assert "starts at seq %d" % (n + 1) in out["first_bad"]["message"], out
+
+
+def test_prune_records_where_the_chain_starts(tmp_path):
+    # an archive past retention with real records: prune records (before removing) the first
+    # seq it keeps, and verify accepts the chain starting there, and only there
+    env = audit_env(tmp_path)
+    make_log(env, 3)
+    import datetime
+
+    old = datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=2556)
+    d = os.path.dirname(env["AUDIT_LOG_PATH"])
+    archive = os.path.join(d, "audit.log.%s" % old.isoformat())
+    os.rename(env["AUDIT_LOG_PATH"], archive)
+    n_old = len(open(archive).read().splitlines())
+    make_log(env, 2)  # the chain continues in a new active file
+    r = h.run_cli(["audit", "prune"], env)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(archive)
+    prune = [x for x in records(env) if x["type"] == "AUDIT_PRUNE"]
+    assert len(prune) == 1 and prune[0]["detail"]["first_kept_seq"] == n_old + 1, prune
+    assert prune[0]["detail"]["removed"] == [os.path.basename(archive)]
+    # ...and the prune record is covered by a signed checkpoint at once
+    after = [x for x in records(env) if x["seq"] == prune[0]["seq"] + 1]
+    assert after and after[0]["type"] == "AUDIT_CHECKPOINT", after
+    assert after[0]["detail"]["checkpoint_seq"] == prune[0]["seq"]
+    r, out = verify(env)
+    assert r.returncode == 0 and out["first_seq"] == n_old + 1, (r.stderr, out)
+    # deleting one more record at the head is still caught
+    ls = lines(env)
+    tamper_and_check(env, ls[1:], n_old + 1, 1, "deleted")
+
+
+def test_deleted_or_shortened_checkpoints_file_is_detected(tmp_path):
+    # review22: the chain's AUDIT_CHECKPOINT records prove the checkpoints existed
+    env = audit_env(tmp_path)
+    ls = make_log(env, 4)
+    path = env["AUDIT_LOG_PATH"] + ".checkpoints"
+    ck = open(path).read()
+    # 8 records (AUDIT_VERIFY, AUDIT_CHECKPOINT pairs), checkpoints of seqs 1, 3, 5, 7
+    write_lines(env, ls[:-3])  # a tail cut: seqs 1..5 left, the last AUDIT_CHECKPOINT names 3 ...
+    os.remove(path)  # ... hidden by removing the checkpoints
+    r, out = verify(env)
+    assert r.returncode == 1 and out["first_bad"]["kind"] == "checkpoint", out
+    assert "is missing" in out["first_bad"]["message"]
+    with open(path, "w") as f:
+        f.write(ck.splitlines()[0] + "\n")  # ... or by cutting them below it (seq 1 only)
+    r, out = verify(env)
+    assert r.returncode == 1 and out["first_bad"]["kind"] == "checkpoint", out
+    assert "shortened" in out["first_bad"]["message"]
+
+
+def test_cli_records_name_the_os_account_not_USER(tmp_path):
+    import pwd
+
+    env = audit_env(tmp_path, signing=False)
+    env["USER"] = "dr_house"
+    r = h.run_cli(["audit", "verify"], env)
+    assert r.returncode == 0, r.stderr
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert [x["user"] for x in records(env) if x["type"] == "AUDIT_VERIFY"] == [me]
 
 
 def test_truncation_after_a_checkpoint_is_detected(tmp_path):
@@ -430,11 +499,15 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     m = json.load(open(mf))
     m["version"] = "2.0.0"
     json.dump(m, open(mf, "w"))
-    r = h.run_cli(["model", "register", dst], env)
+    import pwd
+
+    r = h.run_cli(["model", "register", dst], dict(env, USER="dr_house"))
     assert r.returncode == 0, r.stderr
     rec = records(env)[-1]
     assert (rec["type"], rec["entity_id"], rec["outcome"], rec["detail"]["version"]) == (
         "MODEL_REGISTERED", "als_classifier", "success", "2.0.0")
+    # the actor is the OS account running the command, not $USER (review22)
+    assert rec["user"] == pwd.getpwuid(os.geteuid()).pw_name, rec
     # a broken audit setup refuses the command before it registers anything
     bad = dict(env, SECRET_KEY=None)
     m["version"] = "3.0.0"
@@ -580,3 +653,21 @@ def test_config_change_recorded_at_start(make_server, tmp_path):
     srv.start()
     last = changes()[-1]["detail"]
     assert last["reason"] == "baseline" and last["previous_state"].startswith("unverifiable"), last
+
+
+def test_apikey_expires_needs_a_unit_and_is_capped(demo_copy):
+    # review22: 99999999d overflowed to an expiry in 1970 and a bare number meant seconds
+    import datetime
+    import re
+
+    env = h.demo_env(demo_copy)
+    for bad in ("99999999d", "3651d", "1", "90", "0d", "12x", "d", "1dd", "-5d", "99999999999999999999s"):
+        r = h.run_cli(["apikey", "create", "--name", "x", "--role", "auditor", "--expires", bad], env)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert "--expires: expected a number and a unit s, m, h or d" in r.stderr and "3650d" in r.stderr
+    year = datetime.datetime.now(datetime.timezone.utc).year
+    for ok, years in (("3650d", 10), ("87600h", 10), ("90s", 0)):
+        r = h.run_cli(["apikey", "create", "--name", "x" + ok, "--role", "auditor", "--expires", ok], env)
+        assert r.returncode == 0, r.stderr
+        m = re.search(r"expires (\d{4})-", r.stdout)
+        assert m and year + years - 1 <= int(m.group(1)) <= year + years, r.stdout

@@ -547,6 +547,124 @@ static void test_tamper_kinds(void **state)
     free_lines(&ls);
 }
 
+/* review22: deleting the head of the log used to pass (the first record present anchored the
+ * chain). Now the chain starts at seq 1 unless an AUDIT_PRUNE record names the first seq kept
+ * and the prev_hash it continues from (what `audit prune` writes before removing archives). */
+static void prune_log(tcfg_t *t, lines_t *ls, uint64_t kept, bool right_prev)
+{
+    make_cfg(t, false, 1000);
+    audit_log_t *a = open_log(&t->cfg);
+    append_n(a, 6, "carol");
+    audit_log_close(a);
+    read_lines(t->path, ls);
+    json_t *r = audit_record_parse(ls->l[kept - 1], strlen(ls->l[kept - 1]));
+    json_t *detail =
+        json_pack("{s:[s],s:i,s:I,s:s}", "removed", "audit.log.2019-01-01", "retention_days", 2555,
+                  "first_kept_seq", (json_int_t)kept, "kept_prev_hash",
+                  right_prev ? json_string_value(json_object_get(r, "prev_hash")) : AUDIT_GENESIS_HASH);
+    audit_event_t ev = {.type = "AUDIT_PRUNE",
+                        .user = "ops",
+                        .role = "cli",
+                        .action = "D",
+                        .outcome = "success",
+                        .detail = detail};
+    a = open_log(&t->cfg);
+    assert_int_equal(audit_log_append_sync(a, &ev), 0);
+    append_n(a, 2, "carol");
+    audit_log_close(a);
+    json_decref(detail);
+    json_decref(r);
+    free_lines(ls);
+    read_lines(t->path, ls);
+    assert_int_equal(ls->n, 9);
+}
+
+static void test_head_deleted(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    lines_t ls;
+    audit_verify_result_t res;
+
+    /* record 1 removed, then records 1..5 */
+    ten_records(&t, &ls);
+    write_lines(t.path, ls.l + 1, ls.n - 1);
+    expect_bad(&t, 1, 1, "deleted");
+    write_lines(t.path, ls.l + 5, ls.n - 5);
+    expect_bad(&t, 1, 1, "deleted");
+    verify(&t.cfg, &res);
+    assert_non_null(strstr(res.message, "starts at seq 6"));
+    /* --from keeps its meaning: verify from that day's file, anchored on its first record */
+    char today[11], err[256];
+    audit_date_format(util_now_ms() / 86400000, today);
+    assert_int_equal(audit_verify(&t.cfg, today, &res, err, sizeof(err)), 0);
+    assert_true(res.ok);
+    assert_int_equal(res.first_seq, 6);
+    free_lines(&ls);
+
+    /* a prune that kept seq 4: the chain may start at 4 (or earlier: a prune cut short) */
+    prune_log(&t, &ls, 4, true);
+    write_lines(t.path, ls.l + 3, ls.n - 3);
+    verify(&t.cfg, &res);
+    assert_true(res.ok);
+    assert_int_equal(res.first_seq, 4);
+    write_lines(t.path, ls.l + 1, ls.n - 1);
+    verify(&t.cfg, &res);
+    assert_true(res.ok);
+    /* ...but not later: record 4 deleted on top of the prune */
+    write_lines(t.path, ls.l + 4, ls.n - 4);
+    expect_bad(&t, 4, 1, "deleted");
+    free_lines(&ls);
+
+    /* a prune record whose prev_hash is not the one of the record it names does not count */
+    prune_log(&t, &ls, 4, false);
+    write_lines(t.path, ls.l + 3, ls.n - 3);
+    expect_bad(&t, 1, 1, "deleted");
+    free_lines(&ls);
+}
+
+/* review22: the AUDIT_CHECKPOINT records of the chain prove checkpoints were written, so the
+ * checkpoints file cannot be deleted or cut (to hide a truncated tail) without verify failing. */
+static void test_checkpoints_file_removed(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    make_cfg(&t, true, 5);
+    audit_log_t *a = open_log(&t.cfg);
+    append_n(a, 12, "dave");
+    audit_log_close(a);
+    audit_verify_result_t res;
+    verify(&t.cfg, &res);
+    assert_true(res.ok);
+    char ck[PATH_MAX + 16], *data;
+    size_t len;
+    snprintf(ck, sizeof(ck), "%s.checkpoints", t.path);
+    assert_int_equal(util_read_file(ck, 1 << 20, &data, &len), 0);
+    assert_int_equal(unlink(ck), 0);
+    verify(&t.cfg, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.bad_kind, "checkpoint");
+    assert_non_null(strstr(res.message, "is missing"));
+    /* the last checkpoint line removed */
+    char *end = data + len - 1;
+    while (end > data && end[-1] != '\n')
+        end--;
+    FILE *f = fopen(ck, "w");
+    fwrite(data, 1, (size_t)(end - data), f);
+    fclose(f);
+    verify(&t.cfg, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.bad_kind, "checkpoint");
+    assert_non_null(strstr(res.message, "shortened"));
+    /* restored */
+    f = fopen(ck, "w");
+    fwrite(data, 1, len, f);
+    fclose(f);
+    verify(&t.cfg, &res);
+    assert_true(res.ok);
+    free(data);
+}
+
 static void test_checkpoints(void **state)
 {
     (void)state;
@@ -731,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_open_refusals),          cmocka_unit_test(test_two_writers_one_file),
         cmocka_unit_test(test_torn_tail_trimmed),      cmocka_unit_test(test_rotation_continues_chain),
         cmocka_unit_test(test_tamper_kinds),           cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_head_deleted),           cmocka_unit_test(test_checkpoints_file_removed),
         cmocka_unit_test(test_disk_full_fails_closed), cmocka_unit_test(test_checkpoint_failure_backs_off),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
