@@ -477,6 +477,7 @@ int jwt_verify(const jwt_keyset_t *ks, const char *token, size_t len, const jwt_
     unsigned char sig[SIG_CAP];
     if (err && errlen)
         err[0] = '\0';
+    ret->signed_ok = false;
     if (!ks || len == 0 || len > JWT_MAX_TOKEN)
         FAIL(-EBADMSG, "token empty or longer than %d bytes", JWT_MAX_TOKEN);
     const char *d1 = memchr(token, '.', len);
@@ -537,6 +538,7 @@ int jwt_verify(const jwt_keyset_t *ks, const char *token, size_t len, const jwt_
                                  : verify_es256(key->pkey, sig, (size_t)siglen, token, signed_len);
     if (!ok)
         FAIL(-EACCES, "bad signature");
+    ret->signed_ok = true;
 
     payload = decode_json(d1 + 1, (size_t)(d2 - d1 - 1), PAYLOAD_CAP);
     if (!payload)

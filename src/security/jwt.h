@@ -54,6 +54,8 @@ typedef struct jwt_claims {
     int64_t exp;    /* "exp" (required) */
     char kid[64];   /* the key that verified it ("" = the HS256 secret) */
     char alg[8];    /* HS256 | RS256 | ES256 */
+    bool signed_ok; /* the signature verified: set even when a later check (exp, nbf, iss,
+                     * aud, claims) refuses the token, which then is genuine but not valid */
 } jwt_claims_t;
 
 /* Verifies token (len bytes, need not be NUL-terminated). Returns 0 and fills *ret, or:

@@ -203,6 +203,7 @@ typedef struct attempt {
     char user[128];
     unsigned roles;
     char reason[128];
+    bool genuine; /* the credential proved authentic (though refused): not counted for lockout */
 } attempt_t;
 
 static void audit_auth(http_ctx_t *ctx, api_app_t *app, const char *type, const attempt_t *at,
@@ -247,7 +248,10 @@ static int fail_401(http_ctx_t *ctx, api_app_t *app, security_t *sec, attempt_t 
 {
     const char *peer = http_ctx_peer(ctx);
     bool presented = at->credential != NULL;
-    bool locked = presented && lockout_fail(sec->lockout, peer, mono_ms());
+    /* only a guess counts towards lockout: a genuine credential that is no longer valid (a
+     * revoked or expired key with its right secret, a correctly signed JWT that expired) is
+     * a client to update, not an attack, and must not lock out everyone at its address */
+    bool locked = presented && !at->genuine && lockout_fail(sec->lockout, peer, mono_ms());
     /* Invalid credentials are bounded by lockout; anonymous requests are not, so they are
      * audited at most once a minute per address (the log line and the counter see all). */
     char anon[96];
@@ -298,6 +302,7 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
         return rc;
     }
     snprintf(at->user, sizeof(at->user), "%s", rec.name);
+    at->genuine = true; /* the secret matched: what follows is not a guess */
     if (rec.revoked_ms) {
         snprintf(at->reason, sizeof(at->reason), "API key revoked");
         return -EACCES;
@@ -320,6 +325,7 @@ static int check_jwt(security_t *sec, const char *tok, size_t n, attempt_t *at, 
     jwt_claims_t c;
     char why[96];
     int rc = jwt_verify(sec->keys, tok, n, &o, &c, why, sizeof(why));
+    at->genuine = c.signed_ok;
     if (rc < 0) {
         snprintf(at->reason, sizeof(at->reason), "invalid token: %s", why);
         return rc;
@@ -405,9 +411,12 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
                  route->role);
         audit_auth(ctx, app, "AUTH_FAILURE", &at, "authorize", "denied");
         count(sec, OUT_FORBIDDEN);
+        bool any = strcmp(route->role, ROLES_READ) == 0; /* any known role: this one has none */
         http_reply_error(ctx, 403, "forbidden",
                          json_pack("{s:s,s:s?}", "required_role", route->role, "role", role),
-                         "this endpoint requires the %s role", route->role);
+                         any ? "this endpoint requires a role (one of %s); the credential has none"
+                             : "this endpoint requires the %s role (or admin)",
+                         any ? roles_list() : route->role);
         return 1;
     }
     count(sec, OUT_SUCCESS);

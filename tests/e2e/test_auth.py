@@ -199,6 +199,11 @@ def test_predict_principal_and_wrong_role(authz):
     r = srv.predict(PARK, body, headers={"X-API-Key": authz["api_keys"]["monitor"]})
     err = h.assert_error_body(r, 403, "forbidden")
     assert err["details"] == {"required_role": "clinician", "role": "monitor"}, err
+    assert err["message"] == "this endpoint requires the clinician role (or admin)", err
+    # review22: a read route named a role "read" that does not exist
+    r = srv.get("/api/v1/models/list", headers={"Authorization": "Bearer " + a.jwt_rs256(authz["keys"], ["janitor"])})
+    err = h.assert_error_body(r, 403, "forbidden")
+    assert err["message"].startswith("this endpoint requires a role (one of admin|"), err
     r = srv.predict(PARK, body, headers={"X-API-Key": authz["api_keys"]["clinician"]})
     assert r.status_code == 200, r.text
     r = srv.predict(PARK, body)
@@ -309,6 +314,30 @@ def test_lockout_after_5_failures(make_server):
     assert srv.get("/health").status_code == 200
     time.sleep(ra + 0.3)
     assert srv.get("/api/v1/models/list", headers=good).status_code == 200
+
+
+def test_a_genuine_but_refused_credential_does_not_lock_out_its_address(make_server):
+    """review22: a tablet retrying with its revoked key (or an expired one, or an expired JWT
+    signed with the right key) locked out every client at its address, valid keys included.
+    Those credentials are authentic, not guesses: 401 each time, no lockout; a wrong secret
+    for the same key id still counts."""
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUTH_LOCKOUT_DURATION="60s"))
+    env = a.server_env(srv)
+    _, good_key, _ = a.create_key(env, "good", "clinician")
+    revoked_id, revoked_key, _ = a.create_key(env, "tablet", "clinician")
+    a.revoke_key(env, revoked_id)
+    _, expired_key, _ = a.create_key(env, "old", "clinician", expires="1s")
+    time.sleep(1.2)
+    expired_jwt = "Bearer " + a.jwt_hs256(["clinician"], exp_in=-120)
+    for hdr, why in (({"X-API-Key": revoked_key}, "revoked"), ({"X-API-Key": expired_key}, "expired"),
+                     ({"Authorization": expired_jwt}, "expired")):
+        for i in range(7):
+            expect_401(srv.get("/api/v1/models/list", headers=hdr), "%s %d" % (why, i + 1))
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": good_key}).status_code == 200
+    guess = revoked_key[:-4] + ("AAAA" if not revoked_key.endswith("AAAA") else "BBBB")
+    for i in range(5):
+        expect_401(srv.get("/api/v1/models/list", headers={"X-API-Key": guess}), "guess %d" % (i + 1))
+    h.assert_error_body(srv.get("/api/v1/models/list", headers={"X-API-Key": good_key}), 429, "locked_out")
 
 
 def test_lockout_defaults_15_minutes(make_server):
