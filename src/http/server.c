@@ -442,12 +442,13 @@ static bool origin_allowed(const char *list, const char *origin)
     return false;
 }
 
+/* Index of a known method, or -1 (method="OTHER", uncached) for any other (fix24). */
 static int method_index(unsigned method)
 {
     for (int i = 0; i < N_METHODS; i++)
         if (method == (1u << i))
             return i;
-    return 0;
+    return -1;
 }
 
 static uint32_t series_for(http_server_t *srv, metric_family_t *fam, _Atomic uint32_t *cache, int mi,
@@ -460,11 +461,11 @@ static uint32_t series_for(http_server_t *srv, metric_family_t *fam, _Atomic uin
     }
     char route[300], labels[400];
     metrics_escape(ri < srv->n_routes ? srv->routes[ri].pattern : "unmatched", route, sizeof(route));
+    const char *mname = mi < 0 ? "OTHER" : router_method_name(1u << mi);
     if (with_status)
-        snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"",
-                 router_method_name(1u << mi), route, status);
+        snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"", mname, route, status);
     else
-        snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\"", router_method_name(1u << mi), route);
+        snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\"", mname, route);
     uint32_t slot = metrics_series(fam, labels);
     if (cache && slot != UINT32_MAX)
         atomic_store_explicit(cache, slot + 1, memory_order_relaxed);
@@ -479,10 +480,11 @@ static void count_request(http_ctx_t *ctx, int status, double seconds)
     size_t si = 0;
     while (si < N_STATUS && known_status[si] != status)
         si++;
-    _Atomic uint32_t *cc =
-        si < N_STATUS ? &srv->count_slots[((size_t)mi * (srv->n_routes + 1) + ri) * N_STATUS + si] : NULL;
+    _Atomic uint32_t *cc = si < N_STATUS && mi >= 0
+                               ? &srv->count_slots[((size_t)mi * (srv->n_routes + 1) + ri) * N_STATUS + si]
+                               : NULL;
     metrics_counter_add(series_for(srv, srv->m_requests, cc, mi, ri, status, true), 1);
-    _Atomic uint32_t *dc = &srv->dur_slots[(size_t)mi * (srv->n_routes + 1) + ri];
+    _Atomic uint32_t *dc = mi >= 0 ? &srv->dur_slots[(size_t)mi * (srv->n_routes + 1) + ri] : NULL;
     metrics_histogram_observe(srv->m_duration, series_for(srv, srv->m_duration, dc, mi, ri, status, false),
                               seconds);
 }

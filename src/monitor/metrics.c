@@ -302,7 +302,9 @@ static void render_series(FILE *out, const metric_family_t *f, const series_t *s
                 print_double(out, f->buckets[b]);
             fprintf(out, "\"} %llu\n", (unsigned long long)cum);
         }
-        uint64_t count = metrics_counter_value(s->slot + (uint32_t)f->n_buckets + 1);
+        /* _count is the +Inf bucket of this same pass (the count slot, read separately, could be
+         * ahead of the buckets under concurrent observations: Prometheus requires them equal) */
+        uint64_t count = cum;
         double sum = (double)metrics_counter_value(s->slot + (uint32_t)f->n_buckets + 2) / 1e9;
         fprintf(out, "%s_sum%s%s%s ", f->name, s->labels[0] ? "{" : "", s->labels, s->labels[0] ? "}" : "");
         print_double(out, sum);

@@ -78,10 +78,11 @@ typedef struct vinfo {
     size_t k;
     char **labels;
     double baseline_accuracy;
-    uint32_t g_acc, g_prec, g_rec, g_f1, g_n;
+    uint32_t g_acc, g_prec, g_rec, g_f1, g_n, g_rmse, g_mae;
     /* latest figures */
     size_t n;
     quality_scores_t scores;
+    double rmse, mae; /* regression: of the window's (prediction, label) pairs; NaN without labels */
 } vinfo_t;
 
 struct monitor {
@@ -107,6 +108,7 @@ struct monitor {
 
     vinfo_t *vinfos;
     metric_family_t *f_psi, *f_ks, *f_score, *f_quality, *f_status, *f_acc, *f_prec, *f_rec, *f_f1, *f_labels;
+    metric_family_t *f_rmse, *f_mae;
     metric_family_t *f_pred, *f_err, *f_dur;
 };
 
@@ -426,6 +428,9 @@ static vinfo_t *vinfo_get(struct monitor *m, const char *model, const char *vers
         v->g_prec = series(m->f_prec, "model=\"%s\",version=\"%s\"", em, ev);
         v->g_rec = series(m->f_rec, "model=\"%s\",version=\"%s\"", em, ev);
         v->g_f1 = series(m->f_f1, "model=\"%s\",version=\"%s\"", em, ev);
+    } else {
+        v->g_rmse = series(m->f_rmse, "model=\"%s\",version=\"%s\"", em, ev);
+        v->g_mae = series(m->f_mae, "model=\"%s\",version=\"%s\"", em, ev);
     }
     v->next = m->vinfos;
     m->vinfos = v;
@@ -465,14 +470,27 @@ static void evaluate_accuracy(struct monitor *m, int64_t now)
         const char *version = json_string_value(json_array_get(json_array_get(rows, i), 1));
         vinfo_t *v = model && version ? vinfo_get(m, model, version) : NULL;
         size_t cnt = 0;
+        double se = 0, ae = 0; /* regression: sums of squared and absolute errors */
         for (size_t r = i; r < n; r++) {
             json_t *row = json_array_get(rows, r);
             if (done[r] || strcmp(json_string_value(json_array_get(row, 0)), model ? model : "") ||
                 strcmp(json_string_value(json_array_get(row, 1)), version ? version : ""))
                 continue;
             done[r] = 1;
-            if (!v || v->regression)
+            if (!v)
                 continue;
+            if (v->regression) {
+                const json_t *pj = json_array_get(row, 2), *lj = json_array_get(row, 3);
+                if (!json_is_number(pj) || !json_is_number(lj))
+                    continue;
+                double d = json_number_value(pj) - json_number_value(lj);
+                if (!isfinite(d))
+                    continue;
+                se += d * d;
+                ae += fabs(d);
+                cnt++;
+                continue;
+            }
             int t = label_index(v, json_array_get(row, 3)), p = label_index(v, json_array_get(row, 2));
             if (t < 0 || p < 0)
                 continue;
@@ -483,14 +501,23 @@ static void evaluate_accuracy(struct monitor *m, int64_t now)
         if (!v)
             continue;
         v->n = cnt;
+        if (v->regression) {
+            v->rmse = cnt ? sqrt(se / (double)cnt) : NAN;
+            v->mae = cnt ? ae / (double)cnt : NAN;
+        }
         if (!v->regression && v->k >= 2)
             quality_classification(yt, yp, cnt, v->k, &v->scores);
     }
 out:
     for (vinfo_t *v = m->vinfos; v; v = v->next) {
         metrics_gauge_set(v->g_n, (double)v->n);
-        if (v->regression)
+        if (v->regression) {
+            if (v->n == 0)
+                v->rmse = v->mae = NAN;
+            metrics_gauge_set(v->g_rmse, v->rmse);
+            metrics_gauge_set(v->g_mae, v->mae);
             continue;
+        }
         if (v->n == 0)
             v->scores = (quality_scores_t){0, NAN, NAN, NAN, NAN};
         metrics_gauge_set(v->g_acc, v->scores.accuracy);
@@ -759,13 +786,14 @@ static json_t *snapshot(struct monitor *m, mentry_t *e, const figures_t *f, int6
     for (vinfo_t *v = m->vinfos; v; v = v->next) {
         if (strcmp(v->model, e->name) != 0)
             continue;
-        json_array_append_new(acc, json_pack("{s:s,s:I,s:o,s:o,s:o,s:o,s:o}", "version", v->version, "labels",
-                                             (json_int_t)v->n, "accuracy",
-                                             num(v->regression ? NAN : v->scores.accuracy), "precision",
-                                             num(v->regression ? NAN : v->scores.precision), "recall",
-                                             num(v->regression ? NAN : v->scores.recall), "f1",
-                                             num(v->regression ? NAN : v->scores.f1), "baseline_accuracy",
-                                             num(v->baseline_accuracy)));
+        json_array_append_new(
+            acc,
+            json_pack("{s:s,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version", v->version, "labels",
+                      (json_int_t)v->n, "accuracy", num(v->regression ? NAN : v->scores.accuracy),
+                      "precision", num(v->regression ? NAN : v->scores.precision), "recall",
+                      num(v->regression ? NAN : v->scores.recall), "f1",
+                      num(v->regression ? NAN : v->scores.f1), "baseline_accuracy", num(v->baseline_accuracy),
+                      "rmse", num(v->regression ? v->rmse : NAN), "mae", num(v->regression ? v->mae : NAN)));
     }
     json_t *alerts = alerts_model_counts(m->alerts, e->name);
     json_t *list = alerts_list_json(m->alerts, e->name, now);
@@ -950,6 +978,12 @@ int monitor_new(const monitor_settings_t *s, store_t *store, model_registry_t *r
                              METRIC_GAUGE, NULL, 0);
     m->f_labels =
         metrics_family("model_feedback_labels", "Labels received in ACCURACY_WINDOW.", METRIC_GAUGE, NULL, 0);
+    m->f_rmse = metrics_family(
+        "model_rmse", "Regression: root mean squared error of labelled predictions in ACCURACY_WINDOW.",
+        METRIC_GAUGE, NULL, 0);
+    m->f_mae = metrics_family("model_mae",
+                              "Regression: mean absolute error of labelled predictions in ACCURACY_WINDOW.",
+                              METRIC_GAUGE, NULL, 0);
     /* the model metrics' families (modelmetrics.c defines them identically; first wins) */
     m->f_pred = metrics_family("model_predictions_total", "Rows scored, by model, version and arm.",
                                METRIC_COUNTER, NULL, 0);

@@ -67,7 +67,9 @@ void monitor_free(struct monitor *m);
 void monitor_observe(struct monitor *m, const model_handle_t *h, const char *arm, const float *rows,
                      size_t n_rows);
 /* Request path, for a 422: errors is the validation details array ({"feature","problem",
- * "instance"?}); missing, out_of_range and wrong_type problems count against data quality. */
+ * "instance"?}); missing, out_of_range and wrong_type problems count against data quality.
+ * The row's other values (absent optional features included: the row is not passed) count
+ * as valid. */
 void monitor_observe_rejected(struct monitor *m, const char *model, const json_t *errors);
 
 /* One evaluation now (the loop calls it; unit tests too). */

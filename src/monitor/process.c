@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Process and host collectors; see process.h. Host CPU percent is measured between two
- * scrapes (the first scrape reports the average since boot), as node_exporter users
- * would compute it with rate(). */
+/* Process and host collectors; see process.h. Host CPU percent is the busy share of the last
+ * complete fixed interval (HOST_CPU_INTERVAL_S), sampled from /proc/stat by a thread of its
+ * own, so every scraper sees the same figure however many there are and however often they
+ * scrape (until the first interval completes it is the average since boot). */
 #include "monitor/process.h"
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,10 +74,13 @@ static void process_collector(FILE *out, void *arg)
             start_time_s);
 }
 
-static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long long last_total, last_idle;
+#define HOST_CPU_INTERVAL_S 15 /* host_cpu_usage_percent covers the last full interval of this length */
 
-static double host_cpu_percent(void)
+static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER;
+static double cpu_percent = -1; /* under cpu_lock */
+
+/* Reads the aggregate jiffies of /proc/stat: 0, or -1 when unreadable. */
+static int read_cpu(unsigned long long *total, unsigned long long *idle)
 {
     FILE *f = fopen("/proc/stat", "re");
     if (!f)
@@ -85,15 +91,76 @@ static double host_cpu_percent(void)
     fclose(f);
     if (n < 4)
         return -1;
-    unsigned long long idle = v[3] + v[4], total = 0;
+    *idle = v[3] + v[4];
+    *total = 0;
     for (int i = 0; i < 8; i++)
-        total += v[i];
+        *total += v[i];
+    return 0;
+}
+
+static double busy_percent(unsigned long long dt, unsigned long long di)
+{
+    return dt ? 100.0 * (double)(dt - (di < dt ? di : dt)) / (double)dt : 0.0;
+}
+
+/* Samples /proc/stat every HOST_CPU_INTERVAL_S and publishes the busy percent of the interval
+ * just completed. Lives as long as the process (detached; holds no resource between samples). */
+static void *cpu_sampler(void *arg)
+{
+    (void)arg;
+    unsigned long long t0 = 0, i0 = 0;
+    bool have = read_cpu(&t0, &i0) == 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (;;) {
+        next.tv_sec += HOST_CPU_INTERVAL_S;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0)
+            ;
+        unsigned long long t1, i1;
+        if (read_cpu(&t1, &i1) < 0) {
+            have = false;
+            continue;
+        }
+        double v = have ? busy_percent(t1 - t0, i1 - i0) : -1;
+        t0 = t1;
+        i0 = i1;
+        have = true;
+        if (v < 0)
+            continue; /* the interval after an unreadable sample is incomplete: keep the last value */
+        pthread_mutex_lock(&cpu_lock);
+        cpu_percent = v;
+        pthread_mutex_unlock(&cpu_lock);
+    }
+    return NULL;
+}
+
+/* Starts the sampler with every signal blocked (the server's signals belong to its event loop). */
+static void start_cpu_sampler(void)
+{
+    unsigned long long tt, ti; /* until the first interval ends: the average since boot */
+    double boot = read_cpu(&tt, &ti) == 0 ? busy_percent(tt, ti) : -1;
     pthread_mutex_lock(&cpu_lock);
-    unsigned long long dt = total - last_total, di = idle - last_idle;
-    last_total = total;
-    last_idle = idle;
+    cpu_percent = boot;
     pthread_mutex_unlock(&cpu_lock);
-    return dt ? 100.0 * (double)(dt - di) / (double)dt : 0.0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) == 0) { /* without the thread the since-boot average stays */
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        (void)pthread_create(&t, &attr, cpu_sampler, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static double host_cpu_percent(void)
+{
+    pthread_mutex_lock(&cpu_lock);
+    double v = cpu_percent;
+    pthread_mutex_unlock(&cpu_lock);
+    return v;
 }
 
 static double host_memory_percent(void)
@@ -127,13 +194,14 @@ static void host_collector(FILE *out, void *arg)
 {
     (void)arg;
     fprintf(out,
-            "# HELP host_cpu_usage_percent Host CPU busy percent since the previous scrape.\n"
+            "# HELP host_cpu_usage_percent Host CPU busy percent over the last complete %d s interval "
+            "(sampled by the server, the same for every scraper).\n"
             "# TYPE host_cpu_usage_percent gauge\nhost_cpu_usage_percent %.2f\n"
             "# HELP host_memory_usage_percent Host memory in use (total - available) percent.\n"
             "# TYPE host_memory_usage_percent gauge\nhost_memory_usage_percent %.2f\n"
             "# HELP host_disk_usage_percent Used percent of the filesystem holding the model storage.\n"
             "# TYPE host_disk_usage_percent gauge\nhost_disk_usage_percent %.2f\n",
-            host_cpu_percent(), host_memory_percent(), host_disk_percent());
+            HOST_CPU_INTERVAL_S, host_cpu_percent(), host_memory_percent(), host_disk_percent());
 }
 
 void process_metrics_register(const char *path)
@@ -144,6 +212,7 @@ void process_metrics_register(const char *path)
     disk_path = path ? strdup(path) : NULL;
     metrics_register_collector(process_collector, NULL);
     metrics_register_collector(host_collector, NULL);
+    start_cpu_sampler();
 }
 
 /* ---- backups (issue 6): time of the last good backup and its age ---- */

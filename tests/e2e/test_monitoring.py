@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import threading
@@ -273,6 +274,47 @@ def test_accuracy_gauge_equals_hand_computed(make_server):
     assert metric(srv, "model_status", model=MODEL) == 2
 
 
+def test_regression_labels_rmse_mae(make_server, tmp_path):
+    """A regression model trained by `aimedres model train`: model_feedback_labels counts its
+    labels and model_rmse / model_mae equal the errors of the pairs the test sent."""
+    import math
+    import random
+    srv = make_server(MON_ENV)
+    rnd = random.Random(7)
+    data = tmp_path / "reg.csv"
+    with open(data, "w") as f:
+        f.write("a,b,c,d,target\n")
+        for _ in range(80):
+            x = [rnd.uniform(-1, 1) for _ in range(4)]
+            f.write("%s,%.4f\n" % (",".join("%.4f" % v for v in x),
+                                    2 * x[0] - x[1] + 0.5 * x[2] + rnd.gauss(0, 0.3)))
+    r = h.run_cli(["model", "train", "--data", str(data), "--label", "target", "--name", "reg_mon",
+                   "--version", "1.0.0", "--task", "regression", "--rounds", "20"], env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    srv.proc.send_signal(signal.SIGHUP)  # load the new model now
+    rows = [{k: round(rnd.uniform(-1, 1), 4) for k in "abcd"} for _ in range(35)]
+    wait_for(lambda: srv.predict("reg_mon", {"instances": rows[:1]}).status_code == 200, what="reg_mon loaded")
+    res = predict_batch(srv, rows, model="reg_mon")
+    values = [p["value"] for p in res["predictions"]]
+    truth = [round(rnd.uniform(-3, 3), 3) for _ in rows]
+    r = srv.post("/api/v1/feedback", json={"feedback": [
+        {"prediction_id": res["prediction_id"], "row": i, "label": t} for i, t in enumerate(truth)]})
+    assert r.status_code == 200, r.text
+    rmse = math.sqrt(sum((v - t) ** 2 for v, t in zip(values, truth)) / len(truth))
+    mae = sum(abs(v - t) for v, t in zip(values, truth)) / len(truth)
+    lab = {"model": "reg_mon", "version": "1.0.0"}
+    wait_for(lambda: metric(srv, "model_feedback_labels", **lab) == 35, what="35 regression labels")
+    # the server holds the prediction as float32-derived doubles: agree to 1e-6 relative
+    assert metric(srv, "model_rmse", **lab) == pytest.approx(rmse, rel=1e-6)
+    assert metric(srv, "model_mae", **lab) == pytest.approx(mae, rel=1e-6)
+    with pytest.raises(KeyError):
+        metric(srv, "model_accuracy", **lab)
+    mon = srv.get("/api/v1/monitoring/reg_mon").json()
+    v = [x for x in mon["accuracy_window"]["versions"] if x["version"] == "1.0.0"][0]
+    assert v["labels"] == 35 and v["accuracy"] is None
+    assert v["rmse"] == pytest.approx(rmse, rel=1e-6) and v["mae"] == pytest.approx(mae, rel=1e-6)
+
+
 # --------------------------------------------------------------------------- drift and quality
 
 
@@ -369,6 +411,31 @@ def test_quality_drops_with_out_of_range_requests(make_server):
     assert mon["data_quality"]["out_of_range"] == n_bad
     alert = wait_for(lambda: active_alerts(srv, "DataQualityLow"), what="DataQualityLow firing")[0]
     assert alert["value"] == pytest.approx(expected, abs=1e-9) and alert["threshold"] == 0.95
+
+
+def test_rejected_row_counts_only_its_reported_problems(make_server):
+    """A 422-rejected row enters the quality window with the problems validation reported; its
+    other values, an absent optional feature included, count as valid (docs/monitoring.md:
+    the 422 path gives the monitor the problems, not the row)."""
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="100"))
+    man = srv.manifest(MODEL)
+    feat = h.first_feature(man, types=("number", "integer"), ranged=True)
+    optional = [f["name"] for f in man["features"] if not f.get("required", True) and f["name"] != feat["name"]]
+    assert optional, "the model needs an optional feature for this test"
+    good = h.valid_instances(man, 40)  # every feature present
+    predict_batch(srv, good)
+    n_bad = 20
+    for _ in range(n_bad):
+        row = h.valid_features(man)
+        row[feat["name"]] = feat["max"] + 1000
+        del row[optional[0]]
+        h.assert_error_body(srv.predict(MODEL, {"features": row}), 422, "validation_failed")
+    nf = len(man["features"])
+    expected = 1 - n_bad / ((len(good) + n_bad) * nf)
+    wait_for(lambda: metric(srv, "data_quality_score", model=MODEL) == pytest.approx(expected, abs=1e-9),
+             what="quality %.4f" % expected)
+    dq = srv.get("/api/v1/monitoring/%s" % MODEL).json()["data_quality"]
+    assert dq["out_of_range"] == n_bad and dq["missing"] == 0, dq
 
 
 # --------------------------------------------------------------------------- delivery

@@ -536,8 +536,8 @@ def feedback(st, items):
 
 
 def test_accuracy_drop_fires_and_resolves(st):
-    """Accuracy: labels that contradict every prediction push model_accuracy below 0.80;
-    labels that agree bring it back."""
+    """Accuracy: 30 labels (the rule's minimum) that contradict every prediction push
+    model_accuracy below 0.80; labels that agree bring it back."""
     srv = st.server
     m = srv.manifest(MODEL)
     classes = h.class_labels(m)
@@ -552,7 +552,7 @@ def test_accuracy_drop_fires_and_resolves(st):
             out.append((body["prediction_id"], body["prediction"]["label"]))
         return out
 
-    preds = predict_rows(rows[:20])
+    preds = predict_rows(rows[:30])
     assert all(lab in classes for _, lab in preds), preds
     feedback(st, [{"prediction_id": pid, "label": [c for c in classes if c != lab][0]} for pid, lab in preds])
     acc = wait_for("model_accuracy{model=%s} < 0.80 in Prometheus" % MODEL,
@@ -571,12 +571,44 @@ def test_accuracy_drop_fires_and_resolves(st):
                     lambda: st.am_alerts("ModelAccuracyDrop", severity="warning", **own), FIRE_TIMEOUT_S)
     assert warn[0]["status"]["state"] == "suppressed" and warn[0]["status"]["inhibitedBy"], warn[0]["status"]
 
-    preds = predict_rows(rows[:40]) + predict_rows(rows[:40]) + predict_rows(rows[:40])
-    feedback(st, [{"prediction_id": pid, "label": lab} for pid, lab in preds])  # 120 agree, 20 contradict
+    preds = predict_rows(rows[:40]) + predict_rows(rows[:40]) + predict_rows(rows[:40]) + predict_rows(rows[:40])
+    feedback(st, [{"prediction_id": pid, "label": lab} for pid, lab in preds])  # 160 agree, 30 contradict
     wait_for("model_accuracy{model=%s} >= 0.80" % MODEL,
              lambda: st.query('model_accuracy{model="%s"} >= 0.80' % MODEL), RESOLVE_TIMEOUT_S)
     check_resolves(st, "ModelAccuracyDrop", labels, receivers)
     check_resolves(st, "ModelAccuracyDrop", dict(own, severity="critical"), receivers)
+
+
+def test_inhibition_is_per_version(st):
+    """The shipped inhibit rule: a critical alert of one model version silences the warning of
+    the same alertname, instance, model and version, not a warning of another version."""
+    now = time.time()
+
+    def iso(t):
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".000Z"
+
+    base = dict(SERVER, alertname="ModelAccuracyDrop", instance="inhibit-probe:8000", model="inhibit_probe",
+                category="model_performance")
+    probes = [dict(base, severity="critical", version="1.1.0"), dict(base, severity="warning", version="1.1.0"),
+              dict(base, severity="warning", version="1.0.0")]
+
+    def push(ends):
+        r = st.http.post(st.am_url("/api/v2/alerts"), json=[
+            {"labels": lab, "startsAt": iso(now), "endsAt": iso(ends)} for lab in probes], timeout=5)
+        assert r.status_code == 200, r.text
+
+    push(now + 300)
+    try:
+        def states():
+            got = {(a["labels"]["severity"], a["labels"]["version"]): a["status"]["state"]
+                   for a in st.am_alerts("ModelAccuracyDrop", model="inhibit_probe")}
+            return got if len(got) == 3 and got[("warning", "1.1.0")] == "suppressed" else None
+
+        got = wait_for("the probe alerts in Alertmanager, the 1.1.0 warning inhibited", states, FIRE_TIMEOUT_S)
+        assert got[("critical", "1.1.0")] == "active", got
+        assert got[("warning", "1.0.0")] == "active", got  # another version's critical does not hide it
+    finally:
+        push(now + 1)  # resolve them
 
 
 def test_data_quality_fires_and_resolves(st):

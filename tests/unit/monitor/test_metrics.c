@@ -4,6 +4,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -69,6 +71,51 @@ static void test_histogram(void **state)
     free(text);
 }
 
+static metric_family_t *conc_family;
+static uint32_t conc_slot;
+static atomic_bool conc_stop;
+
+static void *observer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&conc_stop))
+        metrics_histogram_observe(conc_family, conc_slot, 7.0); /* +Inf */
+    return NULL;
+}
+
+static unsigned long long sample_of(const char *text, const char *prefix)
+{
+    const char *p = strstr(text, prefix);
+    assert_non_null(p);
+    return strtoull(p + strlen(prefix), NULL, 10);
+}
+
+/* Under concurrent observations every rendering's _count equals its own +Inf bucket. */
+static void test_histogram_count_matches_inf_bucket(void **state)
+{
+    (void)state;
+    static const double b[] = {0.5, 1.0};
+    conc_family = metrics_family("t_conc_seconds", "Test concurrent histogram.", METRIC_HISTOGRAM, b, 2);
+    conc_slot = metrics_series(conc_family, "");
+    atomic_store(&conc_stop, false);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, observer, NULL), 0);
+    int mismatches = 0;
+    for (int i = 0; i < 3000; i++) {
+        char *text = metrics_render(NULL);
+        assert_non_null(text);
+        unsigned long long inf = sample_of(text, "t_conc_seconds_bucket{le=\"+Inf\"} ");
+        unsigned long long count = sample_of(text, "t_conc_seconds_count ");
+        mismatches += inf != count;
+        free(text);
+    }
+    atomic_store(&conc_stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(mismatches, 0);
+}
+
 static void test_gauge_and_escape(void **state)
 {
     (void)state;
@@ -104,6 +151,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_threads),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_histogram_count_matches_inf_bucket),
         cmocka_unit_test(test_gauge_and_escape),
         cmocka_unit_test(test_collector),
     };
