@@ -21,7 +21,7 @@
 #include "rollout/rollout.h" /* rollouts (issue 3) */
 #include "security/pseudonym.h"
 
-#define MAX_PATIENT_ID 256
+#define MAX_PATIENT_ID PATIENT_ID_MAX
 #define MAX_REPORTED_PROBLEMS 100 /* feature problems listed in one 422 answer */
 
 /* A 200 goes out only when every durable write of the request has completed: the

@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "audit/audit.h"
 #include "audit/record.h"
+#include "security/pseudonym.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -18,10 +21,11 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: aimedres audit <verify|events|checkpoint|prune|keygen> [options]\n\n"
+            "usage: aimedres audit <verify|events|pseudonym|checkpoint|prune|keygen> [options]\n\n"
             "  verify [--from YYYY-MM-DD] [--json]  check the hash chain and the signed checkpoints;\n"
             "                                       exit 1 naming the first bad record\n"
             "  events [filters]                     print records (JSON lines) in seq order\n"
+            "  pseudonym < ID                       the pseudonym of a patient id read from stdin\n"
             "  checkpoint                           write a signed checkpoint now\n"
             "  prune [--dry-run]                    remove archives older than AUDIT_LOG_RETENTION_DAYS\n"
             "  keygen --private FILE --public FILE  create an Ed25519 key pair for checkpoints\n"
@@ -248,6 +252,53 @@ static int cmd_events(int argc, char **argv)
     return 0;
 }
 
+static void pseudonym_help(FILE *out)
+{
+    fprintf(out,
+            "usage: aimedres audit pseudonym [--env-file FILE] < FILE-WITH-THE-PATIENT-ID\n\n"
+            "Prints the pseudonym (p_...) under which the server records a patient id, for\n"
+            "`audit events --patient`. The id is read from standard input (one line; the newline is\n"
+            "not part of it) so that it stays out of the shell history and the process list. Needs\n"
+            "the server's SECRET_KEY: pseudonyms are keyed by it.\n");
+}
+
+/* review22: an auditor looking up one patient's records had no way to get the pseudonym. */
+static int cmd_pseudonym(int argc, char **argv)
+{
+    opts_t o = {0};
+    int p = parse(argc, argv, "", &o, pseudonym_help);
+    if (p)
+        return p > 0 ? 0 : 2;
+    config_t *cfg = cli_load_config(o.env_file);
+    if (!cfg)
+        return 1;
+    int rc = 1;
+    char id[PATIENT_ID_MAX + 2];
+    size_t n = fread(id, 1, sizeof(id), stdin);
+    if (n > 0 && id[n - 1] == '\n')
+        n--;
+    if (n > 0 && id[n - 1] == '\r')
+        n--;
+    if (!cfg->secret_key || !cfg->secret_key[0])
+        fprintf(stderr, "aimedres audit pseudonym: SECRET_KEY is not set: pseudonyms are keyed by it\n");
+    else if (n == 0)
+        fprintf(stderr, "aimedres audit pseudonym: no patient id on standard input\n");
+    else if (n > PATIENT_ID_MAX || memchr(id, '\n', n))
+        fprintf(stderr, "aimedres audit pseudonym: expected one patient id of at most %d bytes on standard input\n",
+                PATIENT_ID_MAX);
+    else if (pseudonym_init(cfg->secret_key) < 0)
+        fprintf(stderr, "aimedres audit pseudonym: cannot derive the pseudonym key\n");
+    else {
+        char out[PSEUDONYM_LEN];
+        pseudonym_of(id, n, out);
+        printf("%s\n", out);
+        rc = 0;
+    }
+    OPENSSL_cleanse(id, sizeof(id));
+    config_free(cfg);
+    return rc;
+}
+
 static void checkpoint_help(FILE *out)
 {
     fprintf(out,
@@ -461,6 +512,7 @@ int cli_audit(int argc, char **argv)
 {
     static const cli_sub_t subs[] = {{"verify", cmd_verify},
                                      {"events", cmd_events},
+                                     {"pseudonym", cmd_pseudonym},
                                      {"checkpoint", cmd_checkpoint},
                                      {"prune", cmd_prune},
                                      {"keygen", cmd_keygen}};

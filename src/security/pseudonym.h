@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-#define PSEUDONYM_LEN 33 /* "p_" + 30 hex chars + NUL (120 bits) */
+#define PSEUDONYM_LEN 33   /* "p_" + 30 hex chars + NUL (120 bits) */
+#define PATIENT_ID_MAX 256 /* bytes of a patient id the API accepts */
 
 /* Sets the process-wide key. key NULL or empty: a random per-process key is used (only
  * acceptable outside production; pseudonyms then differ across restarts). */

@@ -7,6 +7,7 @@ truncated, forged) naming the record; keygen/checkpoint/prune/events; the audit 
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -61,7 +62,7 @@ def verify(env, *args):
 
 
 def test_help_and_usage():
-    for sub in ("verify", "events", "checkpoint", "prune", "keygen"):
+    for sub in ("verify", "events", "pseudonym", "checkpoint", "prune", "keygen"):
         r = h.run_cli(["audit", sub, "--help"])
         assert r.returncode == 0 and r.stdout.startswith("usage: aimedres audit " + sub), r.stdout
     assert h.run_cli(["audit"]).returncode == 2
@@ -516,6 +517,35 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     assert r.returncode == 1 and "SECRET_KEY" in r.stderr
     r = h.run_cli(["model", "list"], env)
     assert "3.0.0" not in r.stdout
+
+
+def test_pseudonym_finds_one_patients_records(make_server, tmp_path, demo_manifests):
+    """review22: `audit events --patient` takes a pseudonym and nothing gave one. `audit
+    pseudonym` reads the id from stdin (out of shell history) and prints the server's."""
+    env = audit_env(tmp_path, signing=False)
+    srv = make_server(env)
+    name = "parkinsons_predictor"
+    feats = h.valid_features(demo_manifests[name])
+    for pid in ("MRN-0001", "MRN-0002", "MRN-0001"):
+        assert srv.predict(name, {"features": feats, "patient_id": pid}).status_code == 200
+    srv.stop()
+    r = h.run_cli(["audit", "pseudonym"], env, input_text="MRN-0001\n")
+    assert r.returncode == 0, r.stderr
+    p = r.stdout.strip()
+    assert re.fullmatch(r"p_[0-9a-f]{30}", p), p
+    assert h.run_cli(["audit", "pseudonym"], env, input_text="MRN-0001").stdout.strip() == p
+    other = h.run_cli(["audit", "pseudonym"], env, input_text="MRN-0002\n").stdout.strip()
+    assert other != p
+    r = h.run_cli(["audit", "events", "--patient", p, "--type", "MODEL_INFERENCE"], env)
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(got) == 2 and all(e["patient"] == p for e in got), r.stdout
+    wrong = dict(env, SECRET_KEY=SECRET + "-other")
+    assert h.run_cli(["audit", "pseudonym"], wrong, input_text="MRN-0001\n").stdout.strip() != p
+    for bad_input, why in (("", "no patient id"), ("a\nb\n", "one patient id"), ("x" * 300, "one patient id")):
+        r = h.run_cli(["audit", "pseudonym"], env, input_text=bad_input)
+        assert r.returncode == 1 and why in r.stderr, (bad_input[:10], r.stderr)
+    r = h.run_cli(["audit", "pseudonym"], {"AUDIT_LOG_PATH": env["AUDIT_LOG_PATH"]}, input_text="MRN-0001\n")
+    assert r.returncode == 1 and "SECRET_KEY is not set" in r.stderr, r.stderr
 
 
 def test_kill9_under_load_every_answered_prediction_is_audited(make_server, tmp_path, demo_manifests):
