@@ -13,6 +13,11 @@
 #include "audit/record.h"
 #include "common/util.h"
 
+bool audit_file_expired(const audit_file_t *f, int retention_days, int64_t today_days)
+{
+    return f->date_days >= 0 && today_days - f->date_days > retention_days;
+}
+
 int audit_prune(const char *log_path, int retention_days, int64_t today_days, json_t *removed, char *err,
                 size_t errlen)
 {
@@ -29,9 +34,9 @@ int audit_prune(const char *log_path, int retention_days, int64_t today_days, js
     }
     int count = 0;
     /* an archive dated D holds records up to D; it may go once D is more than retention_days
-     * before today: kept while today - D <= retention_days */
+     * before today */
     for (size_t i = 0; i < n; i++) {
-        if (files[i].date_days < 0 || today_days - files[i].date_days <= retention_days)
+        if (!audit_file_expired(&files[i], retention_days, today_days))
             continue;
         if (unlink(files[i].path) < 0) {
             rc = -errno;

@@ -94,6 +94,9 @@ typedef struct audit_file {
  * then the active file if it exists. *ret (caller frees with audit_files_free). 0 or -errno. */
 int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n);
 void audit_files_free(audit_file_t *f, size_t n);
+/* True when f is an archive that retention removes: dated more than retention_days before
+ * today_days (kept while today - date <= retention_days). Never the active file. */
+bool audit_file_expired(const audit_file_t *f, int retention_days, int64_t today_days);
 
 /* Reads the last complete record of the file at fd (size bytes long). *ret_rec is NULL if
  * the file holds no complete line. *ret_valid_len is the length up to and including the

@@ -352,7 +352,7 @@ static int prune_plan(const char *log_path, int retention_days, int64_t today, j
     int count = 0;
     bool found = false;
     for (size_t i = 0; i < n; i++) {
-        if (files[i].date_days >= 0 && today - files[i].date_days > retention_days) {
+        if (audit_file_expired(&files[i], retention_days, today)) {
             const char *slash = strrchr(files[i].path, '/');
             json_array_append_new(names, json_string(slash ? slash + 1 : files[i].path));
             count++;
