@@ -256,8 +256,15 @@ static int fail_401(http_ctx_t *ctx, api_app_t *app, security_t *sec, attempt_t 
      * audited at most once a minute per address (the log line and the counter see all). */
     char anon[96];
     snprintf(anon, sizeof(anon), "anon:%s", peer);
+    /* Genuine refusals are not bounded by lockout either (a revoked key's holder could
+     * otherwise fill the trail at the per-address rate): audited at most once a minute per
+     * key id (API key) or address (JWT), like anonymous requests */
+    char refused[128];
+    snprintf(refused, sizeof(refused), "refused:%s:%s", at->credential ? at->credential : "",
+             at->key_id[0] ? at->key_id : peer);
     int ignored;
-    if (presented || ratelimit_take(sec->success_audit, anon, mono_ms(), &ignored) == 0)
+    const char *bounded = !presented ? anon : at->genuine ? refused : NULL;
+    if (!bounded || ratelimit_take(sec->success_audit, bounded, mono_ms(), &ignored) == 0)
         audit_auth(ctx, app, "AUTH_FAILURE", at, "authenticate", "failure");
     count(sec, OUT_UNAUTHORIZED);
     if (locked) {

@@ -12,6 +12,7 @@ and TRUSTED_PROXIES (X-Forwarded-For believed only from a trusted peer)."""
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import re
 import time
@@ -316,12 +317,15 @@ def test_lockout_after_5_failures(make_server):
     assert srv.get("/api/v1/models/list", headers=good).status_code == 200
 
 
-def test_a_genuine_but_refused_credential_does_not_lock_out_its_address(make_server):
+def test_a_genuine_but_refused_credential_does_not_lock_out_its_address(make_server, tmp_path):
     """review22: a tablet retrying with its revoked key (or an expired one, or an expired JWT
     signed with the right key) locked out every client at its address, valid keys included.
     Those credentials are authentic, not guesses: 401 each time, no lockout; a wrong secret
-    for the same key id still counts."""
-    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUTH_LOCKOUT_DURATION="60s"))
+    for the same key id still counts. review25: unbounded by lockout, each refusal was an
+    AUTH_FAILURE record (300 in 0.3 s): now one a minute per key id (JWT: per address)."""
+    log = str(tmp_path / "audit.log")
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", AUTH_LOCKOUT_DURATION="60s", AUDIT_LOG_PATH=log,
+                                  SECRET_KEY="s" * 32))
     env = a.server_env(srv)
     _, good_key, _ = a.create_key(env, "good", "clinician")
     revoked_id, revoked_key, _ = a.create_key(env, "tablet", "clinician")
@@ -338,6 +342,15 @@ def test_a_genuine_but_refused_credential_does_not_lock_out_its_address(make_ser
     for i in range(5):
         expect_401(srv.get("/api/v1/models/list", headers={"X-API-Key": guess}), "guess %d" % (i + 1))
     h.assert_error_body(srv.get("/api/v1/models/list", headers={"X-API-Key": good_key}), 429, "locked_out")
+    rc, killed = srv.stop()
+    assert rc == 0 and not killed
+    fails = [json.loads(x) for x in open(log) if '"AUTH_FAILURE"' in x]
+    auth = [f for f in fails if f["action"] == "authenticate"]
+    assert len([f for f in auth if f["detail"].get("reason") == "API key revoked"]) == 1, auth
+    assert len([f for f in auth if f["detail"].get("reason") == "API key expired"]) == 1, auth
+    assert len([f for f in auth if "expired" in f["detail"].get("reason", "") and
+                f["detail"].get("credential") == "jwt"]) == 1, auth
+    assert len([f for f in auth if f["detail"].get("reason") == "invalid API key"]) == 5, auth
 
 
 def test_lockout_defaults_15_minutes(make_server):
