@@ -27,7 +27,8 @@
  *   retries every second by appending an AUDIT_RECOVERED record (how many records failed and
  *   since when); its success makes the log healthy again, so /ready recovers without traffic.
  * - A torn last line (crash between write and fdatasync, never acknowledged) is trimmed
- *   under the lock and the trim is logged.
+ *   under the lock and the trim is logged; so is one of <log>.checkpoints, before the next
+ *   checkpoint, and a failed checkpoint append is truncated back like a failed batch.
  * - Checkpoints: after every AUDIT_CHECKPOINT_RECORDS records, or AUDIT_CHECKPOINT_INTERVAL
  *   after a record when fewer came, and at close, the writer signs (seq, hash, ts) of the
  *   file's last record, appends it to <log>.checkpoints (fdatasync) and then appends an
@@ -59,6 +60,9 @@
  * seconds means a stuck process: the batch fails closed (503s, /ready) instead of hanging
  * its requests, and the writer retries every RETRY_MS. */
 #define LOCK_WAIT_MS 5000
+/* A checkpoint line is about 220 bytes: an unterminated tail of the checkpoints file up to
+ * this long is a torn line (trimmed); a longer one was not written by us (left for verify). */
+#define CKPT_TORN_MAX 4096
 
 /* A queued record: the node and the record serialised by the submitter share one
  * allocation (audit_record_prepare_in), freed with free(). */
@@ -354,7 +358,45 @@ static int append_records(audit_log_t *a, audit_prepared_t **recs, size_t n, boo
     return 0;
 }
 
-/* Signs the position of the file's last record and records the checkpoint. Flock held. */
+/* The offset just after the last '\n' of the checkpoints file (fd, size): where a torn last
+ * line (a crash between write and fdatasync, never acknowledged) begins; size when the file
+ * ends with '\n'. An unterminated tail longer than any line is not a torn line: -EBADMSG. */
+static int ckpt_complete_len(int fd, off_t size, off_t *ret)
+{
+    *ret = size;
+    if (size == 0)
+        return 0;
+    size_t want = size > (off_t)CKPT_TORN_MAX ? CKPT_TORN_MAX : (size_t)size;
+    off_t start = size - (off_t)want;
+    char *buf = malloc(want);
+    if (!buf)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, start + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = r < 0 ? -errno : -EIO;
+            free(buf);
+            return e;
+        }
+        got += (size_t)r;
+    }
+    ssize_t end = (ssize_t)want - 1;
+    while (end >= 0 && buf[end] != '\n')
+        end--;
+    free(buf);
+    if (end < 0 && start > 0)
+        return -EBADMSG;
+    *ret = start + (off_t)end + 1;
+    return 0;
+}
+
+/* Signs the position of the file's last record and records the checkpoint. Flock held.
+ * Like the log's own records: a torn last checkpoint line is trimmed first, and a failed or
+ * partial append is truncated away, so the next checkpoint never lands on a partial line
+ * (which `audit verify` would report as a malformed checkpoint for good). */
 static int write_checkpoint(audit_log_t *a)
 {
     if (!a->sign_key)
@@ -368,15 +410,43 @@ static int write_checkpoint(audit_log_t *a)
     int rc = audit_ckpt_sign(a->sign_key, a->last_seq, a->last_hash, ts, &line, &len);
     if (rc < 0)
         return rc;
-    int fd = open(a->ckpt_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = open(a->ckpt_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {
         rc = -errno;
         free(line);
         return rc;
     }
-    rc = write_all(fd, line, len);
-    if (rc == 0 && fdatasync(fd) < 0)
-        rc = -errno;
+    struct stat st;
+    off_t keep = 0;
+    rc = fstat(fd, &st) < 0 ? -errno : ckpt_complete_len(fd, st.st_size, &keep);
+    if (rc == -EBADMSG) {
+        /* not ours to trim (evidence): append as before; verify reports the line as malformed */
+        log_msg(LOG_CRITICAL,
+                "audit checkpoints: the file ends with an unterminated tail longer than any checkpoint "
+                "line (not a torn line); left in place",
+                "{s:s}", "path", a->ckpt_path);
+        keep = st.st_size;
+        rc = 0;
+    }
+    if (rc == 0 && keep < st.st_size) {
+        if (ftruncate(fd, keep) < 0 || fdatasync(fd) < 0)
+            rc = -errno;
+        else
+            log_msg(LOG_WARNING,
+                    "audit checkpoints: trimmed a torn last checkpoint line (written, never acknowledged)",
+                    "{s:s,s:I,s:I}", "path", a->ckpt_path, "trimmed_bytes", (json_int_t)(st.st_size - keep),
+                    "size", (json_int_t)keep);
+    }
+    if (rc == 0) {
+        rc = write_all(fd, line, len);
+        if (rc == 0 && fdatasync(fd) < 0)
+            rc = -errno;
+        /* undo a partial or unsynced append; if even that fails, the next checkpoint trims a
+         * partial line first */
+        if (rc < 0 && (ftruncate(fd, keep) < 0 || fdatasync(fd) < 0))
+            log_msg(LOG_ERROR, "audit checkpoints: could not truncate a failed append", "{s:s,s:s}", "path",
+                    a->ckpt_path, "error", strerror(errno));
+    }
     close(fd);
     json_t *ck = rc == 0 ? json_loadb(line, len, 0, NULL) : NULL;
     free(line);

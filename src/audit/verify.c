@@ -187,6 +187,8 @@ typedef struct head {
     uint64_t line;
     char prev[AUDIT_HASH_HEX]; /* its prev_hash */
     bool explained;            /* an AUDIT_PRUNE record accounts for the records before it */
+    bool legacy;               /* an earlier version's AUDIT_PRUNE (names removed archives) does */
+    bool active;               /* the first record is in the active file (after every archive) */
     uint64_t pruned_to;        /* highest first_kept_seq named below the first record (0 none) */
     uint64_t ck_seq;           /* highest checkpoint_seq named by an AUDIT_CHECKPOINT record */
     char ck_file[512];         /* where that record is */
@@ -203,8 +205,23 @@ static void note_head(head_t *hd, uint64_t first_seq, const char *type, const js
     if (strcmp(type, "AUDIT_PRUNE") == 0) {
         json_t *fk = json_object_get(det, "first_kept_seq");
         const char *kp = json_string_value(json_object_get(det, "kept_prev_hash"));
-        if (!json_is_integer(fk) || json_integer_value(fk) < 1)
-            return; /* a prune record of an older version: names files, not seqs */
+        if (!json_is_integer(fk) || json_integer_value(fk) < 1) {
+            /* an earlier version's prune record names the archives it removed, not seqs: it
+             * accounts for a head that begins a file which sorts after every one of them */
+            const json_t *removed = json_object_get(det, "removed");
+            const char *base = strrchr(hd->file, '/');
+            base = base ? base + 1 : hd->file;
+            bool after = hd->line == 1 && json_array_size(removed) > 0;
+            size_t i;
+            const json_t *it;
+            json_array_foreach(removed, i, it)
+            {
+                const char *r = json_string_value(it);
+                after = after && r && (hd->active || strcmp(r, base) < 0);
+            }
+            hd->legacy |= after;
+            return;
+        }
         uint64_t k = (uint64_t)json_integer_value(fk);
         if (k > first_seq || (k == first_seq && kp && strcmp(kp, hd->prev) == 0))
             hd->explained = true; /* the prune took at least what is missing (maybe not all it meant to) */
@@ -229,6 +246,10 @@ static void check_head(const config_t *cfg, const head_t *hd, const ckpt_t *cks,
     (void)cfg;
     if (res->first_seq <= 1 || hd->explained)
         return;
+    if (hd->legacy) {
+        res->legacy_prune_head = true;
+        return;
+    }
     uint64_t from = hd->pruned_to ? hd->pruned_to : 1;
     char why[160] = "";
     if (ncks > 0 && cks[0].seq < res->first_seq)
@@ -367,6 +388,7 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                 res->first_seq = seq;
                 snprintf(head.file, sizeof(head.file), "%s", path);
                 head.line = lineno;
+                head.active = w.files[fi].date_days < 0;
                 snprintf(head.prev, sizeof(head.prev), "%s", prev);
             }
             if (hash_ok && seq > expect) {
@@ -456,10 +478,11 @@ out:
 
 json_t *audit_verify_result_json(const audit_verify_result_t *res)
 {
-    json_t *o = json_pack("{s:b,s:I,s:I,s:I,s:I,s:b,s:b}", "ok", res->ok, "records", (json_int_t)res->records,
-                          "first_seq", (json_int_t)res->first_seq, "last_seq", (json_int_t)res->last_seq,
-                          "checkpoints_checked", (json_int_t)res->checkpoints, "checkpoints_signed",
-                          res->checkpoints_signed, "torn_tail_ignored", res->torn_tail_ignored);
+    json_t *o = json_pack("{s:b,s:I,s:I,s:I,s:I,s:b,s:b,s:b}", "ok", res->ok, "records",
+                          (json_int_t)res->records, "first_seq", (json_int_t)res->first_seq, "last_seq",
+                          (json_int_t)res->last_seq, "checkpoints_checked", (json_int_t)res->checkpoints,
+                          "checkpoints_signed", res->checkpoints_signed, "torn_tail_ignored",
+                          res->torn_tail_ignored, "legacy_prune_head", res->legacy_prune_head);
     if (o && !res->ok)
         json_object_set_new(o, "first_bad",
                             json_pack("{s:s,s:I,s:I,s:s,s:s}", "file", res->bad_file, "line",

@@ -25,7 +25,7 @@ static void usage(FILE *out)
             "  verify [--from YYYY-MM-DD] [--json]  check the hash chain and the signed checkpoints;\n"
             "                                       exit 1 naming the first bad record\n"
             "  events [filters]                     print records (JSON lines) in seq order\n"
-            "  pseudonym < ID                       the pseudonym of a patient id read from stdin\n"
+            "  pseudonym < IDS                      the pseudonym of each patient id read from stdin\n"
             "  checkpoint                           write a signed checkpoint now\n"
             "  prune [--dry-run]                    remove archives older than AUDIT_LOG_RETENTION_DAYS\n"
             "  keygen --private FILE --public FILE  create an Ed25519 key pair for checkpoints\n"
@@ -168,11 +168,14 @@ static int cmd_verify(int argc, char **argv)
         free(s);
         json_decref(j);
     } else if (res.ok) {
-        printf("audit log intact: %llu records (seq %llu..%llu), %llu checkpoints verified%s%s\n",
+        printf("audit log intact: %llu records (seq %llu..%llu), %llu checkpoints verified%s%s%s\n",
                (unsigned long long)res.records, (unsigned long long)res.first_seq,
                (unsigned long long)res.last_seq, (unsigned long long)res.checkpoints,
                res.checkpoints_signed ? "" : " (signatures NOT checked: no key)",
-               res.torn_tail_ignored ? "; a torn last line (never acknowledged) was ignored" : "");
+               res.torn_tail_ignored ? "; a torn last line (never acknowledged) was ignored" : "",
+               res.legacy_prune_head ? "; the chain starts after archives an earlier version's prune "
+                                       "removed (that start is not proven by the chain)"
+                                     : "");
     } else {
         printf("audit log TAMPERED: first bad record: seq %llu, %s line %llu (%s)\n  %s\n",
                (unsigned long long)res.bad_seq, res.bad_file, (unsigned long long)res.bad_line, res.bad_kind,
@@ -193,8 +196,12 @@ static int cmd_verify(int argc, char **argv)
         json_decref(detail);
     } else {
         /* appending to a broken chain would bury the damage under a record that links to it
-         * (and change what the next run reports): leave the trail as found */
+         * (and change what the next run reports): leave the trail as found, and say it in the
+         * structured log (stderr, or LOG_FILE) where log shippers and alerting look */
         fprintf(stderr, "aimedres audit verify: not recorded in the trail: the chain is broken\n");
+        log_msg(LOG_CRITICAL, "audit chain broken: tampering or loss detected by audit verify",
+                "{s:s,s:I,s:I,s:s}", "file", res.bad_file, "line", (json_int_t)res.bad_line, "seq",
+                (json_int_t)res.bad_seq, "kind", res.bad_kind);
     }
     config_free(cfg);
     return res.ok ? 0 : 1;
@@ -255,14 +262,36 @@ static int cmd_events(int argc, char **argv)
 static void pseudonym_help(FILE *out)
 {
     fprintf(out,
-            "usage: aimedres audit pseudonym [--env-file FILE] < FILE-WITH-THE-PATIENT-ID\n\n"
+            "usage: aimedres audit pseudonym [--env-file FILE] < FILE-OF-PATIENT-IDS\n\n"
             "Prints the pseudonym (p_...) under which the server records a patient id, for\n"
-            "`audit events --patient`. The id is read from standard input (one line; the newline is\n"
-            "not part of it) so that it stays out of the shell history and the process list. Needs\n"
-            "the server's SECRET_KEY: pseudonyms are keyed by it.\n");
+            "`audit events --patient`: one line out for each id read from standard input, one id per\n"
+            "line, so that ids stay out of the shell history and the process list. Exit 1 if a line\n"
+            "is empty or longer than %d bytes (it is named on stderr). Needs the server's SECRET_KEY:\n"
+            "pseudonyms are keyed by it.\n",
+            PATIENT_ID_MAX);
 }
 
 /* review22: an auditor looking up one patient's records had no way to get the pseudonym. */
+/* Reads one line of at most cap - 1 bytes (without its newline and a CR before it) into buf:
+ * its length (0 for an empty line or none), or cap when the line is longer (the rest is
+ * consumed); *eof when input ended. */
+static size_t read_id_line(char *buf, size_t cap, bool *eof)
+{
+    size_t n = 0;
+    int ch;
+    bool over = false;
+    while ((ch = getchar()) != EOF && ch != '\n') {
+        if (n < cap - 1)
+            buf[n++] = (char)ch;
+        else
+            over = true;
+    }
+    *eof = ch == EOF;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    return over ? cap : n;
+}
+
 static int cmd_pseudonym(int argc, char **argv)
 {
     opts_t o = {0};
@@ -272,27 +301,34 @@ static int cmd_pseudonym(int argc, char **argv)
     config_t *cfg = cli_load_config(o.env_file);
     if (!cfg)
         return 1;
-    int rc = 1;
-    char id[PATIENT_ID_MAX + 2];
-    size_t n = fread(id, 1, sizeof(id), stdin);
-    if (n > 0 && id[n - 1] == '\n')
-        n--;
-    if (n > 0 && id[n - 1] == '\r')
-        n--;
-    if (!cfg->secret_key || !cfg->secret_key[0])
+    if (!cfg->secret_key || !cfg->secret_key[0] || pseudonym_init(cfg->secret_key) < 0) {
         fprintf(stderr, "aimedres audit pseudonym: SECRET_KEY is not set: pseudonyms are keyed by it\n");
-    else if (n == 0)
-        fprintf(stderr, "aimedres audit pseudonym: no patient id on standard input\n");
-    else if (n > PATIENT_ID_MAX || memchr(id, '\n', n))
-        fprintf(stderr, "aimedres audit pseudonym: expected one patient id of at most %d bytes on standard input\n",
-                PATIENT_ID_MAX);
-    else if (pseudonym_init(cfg->secret_key) < 0)
-        fprintf(stderr, "aimedres audit pseudonym: cannot derive the pseudonym key\n");
-    else {
+        config_free(cfg);
+        return 1;
+    }
+    /* one id per line, each answered as soon as its line ends (on a terminal too) */
+    int rc = 0;
+    size_t lines = 0;
+    char id[PATIENT_ID_MAX + 1];
+    for (bool eof = false; !eof;) {
+        size_t n = read_id_line(id, sizeof(id), &eof);
+        if (n == 0 && eof)
+            break;
+        lines++;
+        if (n == 0 || n > PATIENT_ID_MAX) {
+            fprintf(stderr, "aimedres audit pseudonym: line %zu: expected a patient id of 1..%d bytes\n", lines,
+                    PATIENT_ID_MAX);
+            rc = 1;
+            continue;
+        }
         char out[PSEUDONYM_LEN];
         pseudonym_of(id, n, out);
         printf("%s\n", out);
-        rc = 0;
+        fflush(stdout);
+    }
+    if (lines == 0) {
+        fprintf(stderr, "aimedres audit pseudonym: no patient id on standard input\n");
+        rc = 1;
     }
     OPENSSL_cleanse(id, sizeof(id));
     config_free(cfg);

@@ -541,9 +541,22 @@ def test_pseudonym_finds_one_patients_records(make_server, tmp_path, demo_manife
     assert len(got) == 2 and all(e["patient"] == p for e in got), r.stdout
     wrong = dict(env, SECRET_KEY=SECRET + "-other")
     assert h.run_cli(["audit", "pseudonym"], wrong, input_text="MRN-0001\n").stdout.strip() != p
-    for bad_input, why in (("", "no patient id"), ("a\nb\n", "one patient id"), ("x" * 300, "one patient id")):
+    r = h.run_cli(["audit", "pseudonym"], env, input_text="MRN-0002\r\nMRN-0001\n")  # one per line
+    assert r.returncode == 0 and r.stdout.split() == [other, p], r.stdout
+    for bad_input, why in (("", "no patient id"), ("MRN-0001\n\n", "line 2: expected a patient id"),
+                           ("x" * 300, "line 1: expected a patient id of 1..256 bytes")):
         r = h.run_cli(["audit", "pseudonym"], env, input_text=bad_input)
         assert r.returncode == 1 and why in r.stderr, (bad_input[:10], r.stderr)
+    # review25: answered as each line ends, not at the end of input (a terminal)
+    proc = subprocess.Popen([h.BIN, "audit", "pseudonym"], env=h.base_env(env), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("MRN-0001\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == p
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
     r = h.run_cli(["audit", "pseudonym"], {"AUDIT_LOG_PATH": env["AUDIT_LOG_PATH"]}, input_text="MRN-0001\n")
     assert r.returncode == 1 and "SECRET_KEY is not set" in r.stderr, r.stderr
 

@@ -579,6 +579,48 @@ static void prune_log(tcfg_t *t, lines_t *ls, uint64_t kept, bool right_prev)
     assert_int_equal(ls->n, 9);
 }
 
+/* review25: a log pruned by an earlier version (its AUDIT_PRUNE names the removed archives,
+ * not the first seq kept) verified before the head check and failed after it: accepted when
+ * the chain starts at the first line of a file after every archive the record names, and
+ * flagged (legacy_prune_head) as a start the chain itself does not prove. */
+static void test_legacy_prune_head(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    audit_verify_result_t res;
+    for (int named = 0; named < 2; named++) {
+        make_cfg(&t, false, 1000);
+        audit_log_t *a = open_log(&t.cfg);
+        append_n(a, 3, "dave");
+        audit_log_close(a);
+        char archive[PATH_MAX + 16];
+        snprintf(archive, sizeof(archive), "%s.2019-01-01", t.path);
+        assert_int_equal(rename(t.path, archive), 0);
+        json_t *detail = named ? json_pack("{s:[s],s:i}", "removed", "audit.log.2019-01-01", "retention_days", 1)
+                               : json_pack("{s:[],s:i}", "removed", "retention_days", 1);
+        audit_event_t ev = {.type = "AUDIT_PRUNE",
+                            .user = "ops",
+                            .role = "cli",
+                            .action = "D",
+                            .outcome = "success",
+                            .detail = detail};
+        a = open_log(&t.cfg);
+        assert_int_equal(audit_log_append_sync(a, &ev), 0);
+        append_n(a, 2, "dave");
+        audit_log_close(a);
+        json_decref(detail);
+        assert_int_equal(unlink(archive), 0);
+        verify(&t.cfg, &res);
+        if (named) {
+            assert_true(res.ok);
+            assert_true(res.legacy_prune_head);
+            assert_int_equal(res.first_seq, 4);
+        } else {
+            expect_bad(&t, 1, 1, "deleted"); /* a prune that names nothing accounts for nothing */
+        }
+    }
+}
+
 static void test_head_deleted(void **state)
 {
     (void)state;
@@ -736,6 +778,117 @@ static void test_checkpoints(void **state)
     free_lines(&ls);
 }
 
+/* review25 (fix27): every line of the checkpoints file parses as a checkpoint and the file
+ * ends with '\n'; returns the number of lines. */
+static size_t assert_ckpt_lines_parse(const char *ck)
+{
+    char *data;
+    size_t len, n = 0;
+    assert_int_equal(util_read_file(ck, 1 << 20, &data, &len), 0);
+    assert_true(len > 0);
+    assert_int_equal(data[len - 1], '\n');
+    for (char *p = data, *nl; p < data + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(data + len - p));
+        assert_non_null(nl);
+        json_t *ck_line = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        if (!ck_line || !json_is_integer(json_object_get(ck_line, "seq")))
+            fail_msg("checkpoint line %zu does not parse: %.*s", n + 1, (int)(nl - p), p);
+        json_decref(ck_line);
+        n++;
+    }
+    free(data);
+    return n;
+}
+
+/* review25 (fix27): a crash while appending a checkpoint line leaves a torn last line; the
+ * next checkpoint must not be appended onto it (verify would report "checkpoint line N is
+ * malformed" for good): it is trimmed first. */
+static void test_torn_checkpoint_line_trimmed(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    make_cfg(&t, true, 1000);
+    audit_log_t *a = open_log(&t.cfg);
+    append_n(a, 3, "erin");
+    assert_int_equal(audit_log_checkpoint(a), 0);
+    append_n(a, 2, "erin");
+    audit_log_close(a); /* final checkpoint */
+    char ck[PATH_MAX + 16], *data;
+    size_t len;
+    snprintf(ck, sizeof(ck), "%s.checkpoints", t.path);
+    assert_int_equal(assert_ckpt_lines_parse(ck), 2);
+    /* half of the last line appended again, as a crash between write and fdatasync leaves it */
+    assert_int_equal(util_read_file(ck, 1 << 20, &data, &len), 0);
+    char *last = data + len - 1;
+    while (last > data && last[-1] != '\n')
+        last--;
+    size_t half = (size_t)(data + len - last) / 2;
+    int fd = open(ck, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, last, half), (ssize_t)half);
+    close(fd);
+    audit_verify_result_t res;
+    verify(&t.cfg, &res);
+    assert_true(res.ok); /* a torn last checkpoint line alone is ignored */
+
+    a = open_log(&t.cfg);
+    append_n(a, 4, "erin");
+    assert_int_equal(audit_log_checkpoint(a), 0); /* trims the torn line, then appends */
+    struct stat st;
+    assert_int_equal(stat(ck, &st), 0);
+    assert_true(st.st_size > (off_t)len); /* the two old lines kept, one new */
+    append_n(a, 1, "erin");
+    audit_log_close(a);
+    verify(&t.cfg, &res);
+    if (!res.ok)
+        fail_msg("verify after a torn checkpoint line: %s", res.message);
+    assert_true(res.checkpoints_signed);
+    assert_int_equal(res.checkpoints, 4);
+    assert_int_equal(assert_ckpt_lines_parse(ck), 4);
+    free(data);
+}
+
+/* review25 (fix27): a short checkpoint write (here RLIMIT_FSIZE, as a full disk would) is
+ * truncated away, so the next checkpoint starts on a line of its own. */
+static void test_checkpoint_short_write_truncated(void **state)
+{
+    (void)state;
+    tcfg_t t;
+    make_cfg(&t, true, 1000);
+    audit_log_t *a = open_log(&t.cfg);
+    append_n(a, 5, "frank");
+    assert_int_equal(audit_log_checkpoint(a), 0);
+    char ck[PATH_MAX + 16];
+    snprintf(ck, sizeof(ck), "%s.checkpoints", t.path);
+    struct stat before, log_st;
+    assert_int_equal(stat(ck, &before), 0);
+    assert_int_equal(stat(t.path, &log_st), 0);
+    assert_true(log_st.st_size > before.st_size + 60); /* the log can not grow under the limit */
+    /* room for 60 more bytes of the checkpoints file: the next line is cut short (EFBIG) */
+    struct rlimit old, lim;
+    signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = (struct rlimit){(rlim_t)before.st_size + 60, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = audit_log_checkpoint(a);
+    setrlimit(RLIMIT_FSIZE, &old);
+    assert_int_equal(rc, -EFBIG);
+    struct stat after;
+    assert_int_equal(stat(ck, &after), 0);
+    assert_int_equal(after.st_size, before.st_size); /* the partial line truncated away */
+    for (int i = 0; i < 50 && !audit_log_healthy(a); i++)
+        usleep(100 * 1000);
+    assert_true(audit_log_healthy(a));
+    append_n(a, 1, "frank");
+    assert_int_equal(audit_log_checkpoint(a), 0);
+    audit_log_close(a);
+    audit_verify_result_t res;
+    verify(&t.cfg, &res);
+    if (!res.ok)
+        fail_msg("verify after a short checkpoint write: %s", res.message);
+    assert_int_equal(assert_ckpt_lines_parse(ck), res.checkpoints);
+}
+
 /* ---- fail closed ---- */
 
 static void test_disk_full_fails_closed(void **state)
@@ -849,8 +1002,11 @@ int main(void)
         cmocka_unit_test(test_open_refusals),          cmocka_unit_test(test_two_writers_one_file),
         cmocka_unit_test(test_torn_tail_trimmed),      cmocka_unit_test(test_rotation_continues_chain),
         cmocka_unit_test(test_tamper_kinds),           cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_legacy_prune_head),
         cmocka_unit_test(test_head_deleted),           cmocka_unit_test(test_checkpoints_file_removed),
         cmocka_unit_test(test_disk_full_fails_closed), cmocka_unit_test(test_checkpoint_failure_backs_off),
+        cmocka_unit_test(test_torn_checkpoint_line_trimmed),
+        cmocka_unit_test(test_checkpoint_short_write_truncated),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
