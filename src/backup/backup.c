@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/record.h"
+#include "audit/snapshot.h"
 #include "backup/fsutil.h"
 #include "backup/interrupt.h"
 #include "backup/pool.h"
@@ -38,6 +41,7 @@ typedef struct item {
     int64_t mtime_ns;
     uint32_t mode;
     bool is_db;
+    int fd; /* owned; >= 0: the audit cut (add_audit): exactly size bytes of this open file */
 } item_t;
 
 typedef struct plan {
@@ -52,6 +56,8 @@ static void plan_free(plan_t *p)
     for (size_t i = 0; i < p->n; i++) {
         free(p->items[i].src);
         free(p->items[i].path);
+        if (p->items[i].fd >= 0)
+            close(p->items[i].fd);
     }
     free(p->items);
 }
@@ -96,6 +102,7 @@ static int plan_add(plan_t *p, const char *src, const char *path, const char *co
     it->mtime_ns = mtime_ns_of(st);
     it->mode = st->st_mode & 07777;
     it->is_db = is_db;
+    it->fd = -1;
     p->n++;
     p->bytes += it->size;
     return 0;
@@ -209,15 +216,41 @@ static int repo_outside_sources(const backup_settings_t *s, char *err, size_t er
     return 0;
 }
 
+/* Adds one file of the audit cut (its descriptor moves into the plan): the bytes it held
+ * under the writer's lock, whatever is appended after. */
+static int add_cut(plan_t *p, const char *src, const char *name, audit_snapshot_file_t *f)
+{
+    char path[PATH_MAX];
+    if (backup_path_join(path, sizeof(path), "audit", name) < 0)
+        return -ENAMETOOLONG;
+    int r = plan_add(p, src, path, "audit", &f->st, false);
+    if (r < 0)
+        return r;
+    p->items[p->n - 1].fd = f->fd;
+    f->fd = -1;
+    return 0;
+}
+
+static bool same_file(const struct stat *a, const audit_snapshot_file_t *f)
+{
+    return f->st.st_nlink > 0 && a->st_dev == f->st.st_dev && a->st_ino == f->st.st_ino;
+}
+
 /* Files in dirname(AUDIT_LOG_PATH) whose names start with basename(AUDIT_LOG_PATH): the
- * log, its rotated archives and checkpoints. */
+ * log, its rotated archives and checkpoints. The active log and <log>.checkpoints are one
+ * consistent cut, taken first (audit/snapshot.h: opened and measured under the writer's
+ * flock, released at once, read later only up to those sizes), so a backup of a server
+ * that is writing never holds a checkpoint beyond its log, nor the reverse. Archives are
+ * immutable and listed after the cut; one that is the cut's log renamed by a rotation
+ * since is skipped (its bytes are the cut's). A lock that stays held, or checkpoints or
+ * archives without the active log, fail the backup: never an inconsistent pair. */
 static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t errlen)
 {
     if (!audit_log_path) {
         note(p->notes, "audit: AUDIT_LOG_PATH is not set, no audit files backed up");
         return 0;
     }
-    char dir[PATH_MAX], prefix[NAME_MAX + 1];
+    char dir[PATH_MAX], prefix[NAME_MAX + 1], ckpt_path[PATH_MAX];
     const char *slash = strrchr(audit_log_path, '/');
     if (!slash)
         snprintf(dir, sizeof(dir), ".");
@@ -226,37 +259,77 @@ static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t er
     else
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - audit_log_path), audit_log_path);
     snprintf(prefix, sizeof(prefix), "%s", slash ? slash + 1 : audit_log_path);
+    audit_path_checkpoints(audit_log_path, ckpt_path, sizeof(ckpt_path));
+    const char *ckpt_name = strrchr(ckpt_path, '/') ? strrchr(ckpt_path, '/') + 1 : ckpt_path;
     DIR *d = opendir(dir);
     if (!d) {
         note(p->notes, "audit: %s does not exist, no audit files backed up", dir);
         return 0;
     }
     size_t plen = strlen(prefix), n = 0;
-    struct dirent *de;
+    audit_snapshot_t cut = {.log = {.fd = -1}, .ckpt = {.fd = -1}};
+    struct stat lst;
+    bool have_log = plen > 0 && stat(audit_log_path, &lst) == 0;
     int r = 0;
+    if (have_log) {
+        char serr[1024] = "";
+        r = audit_snapshot_take(audit_log_path, AUDIT_SNAPSHOT_LOCK_WAIT_MS, &cut, serr, sizeof(serr));
+        if (r == 0 && cut.log.fd < 0) {
+            r = -ENOENT;
+            snprintf(serr, sizeof(serr), "the audit log %s vanished while the backup took it",
+                     audit_log_path);
+        }
+        if (r < 0) {
+            snprintf(err, errlen, "audit: %s", serr);
+            goto done;
+        }
+        if ((r = add_cut(p, audit_log_path, prefix, &cut.log)) < 0 ||
+            (cut.ckpt.fd >= 0 && (r = add_cut(p, ckpt_path, ckpt_name, &cut.ckpt)) < 0)) {
+            snprintf(err, errlen, "audit: %s", strerror(-r));
+            goto done;
+        }
+        n = 1 + (cut.ckpt.st.st_nlink > 0);
+    }
+    struct dirent *de;
     while ((de = readdir(d))) {
         size_t nlen = strlen(de->d_name);
         if (plen == 0 || strncmp(de->d_name, prefix, plen) != 0 ||
             (nlen > 5 && strcmp(de->d_name + nlen - 5, ".lock") == 0)) /* the writer's lock, not data */
             continue;
+        bool is_log = strcmp(de->d_name, prefix) == 0, is_ckpt = strcmp(de->d_name, ckpt_name) == 0;
+        if (have_log && (is_log || is_ckpt))
+            continue; /* taken in the cut */
         char src[PATH_MAX], path[PATH_MAX];
         struct stat st;
         if (backup_path_join(src, sizeof(src), dir, de->d_name) < 0 ||
             backup_path_join(path, sizeof(path), "audit", de->d_name) < 0 || lstat(src, &st) < 0 ||
-            !S_ISREG(st.st_mode))
+            !S_ISREG(st.st_mode) || is_log) /* is_log: created since the stat above (a starting writer) */
             continue;
-        if ((r = plan_add(p, src, path, "audit", &st, false)) < 0)
-            break;
+        if (same_file(&st, &cut.log) || same_file(&st, &cut.ckpt))
+            continue; /* renamed by a rotation after the cut: its bytes are in the cut */
+        if (!have_log && (is_ckpt || (de->d_name[plen] == '.' && de->d_name[plen + 1] >= '0' &&
+                                      de->d_name[plen + 1] <= '9'))) {
+            r = -ENOENT;
+            snprintf(err, errlen,
+                     "audit: the audit log %s does not exist, but %s does: the audit files are incomplete "
+                     "(run `aimedres audit verify`); no backup was made rather than an inconsistent copy",
+                     audit_log_path, src);
+            goto done;
+        }
+        if ((r = plan_add(p, src, path, "audit", &st, false)) < 0) {
+            snprintf(err, errlen, "audit: %s", strerror(-r));
+            goto done;
+        }
         n++;
-    }
-    closedir(d);
-    if (r < 0) {
-        snprintf(err, errlen, "audit: %s", strerror(-r));
-        return r;
     }
     if (n == 0)
         note(p->notes, "audit: no files named %s* in %s yet", prefix, dir);
-    return 0;
+    else if (!have_log)
+        note(p->notes, "audit: the audit log %s does not exist yet", audit_log_path);
+done:
+    audit_snapshot_release(&cut);
+    closedir(d);
+    return r;
 }
 
 static const char *base_name(const char *path)
@@ -363,7 +436,7 @@ static int try_reference(run_t *run, const item_t *it, backup_file_t *out, bool 
         return 0;
     }
     char sha[SHA256_HEX_LEN];
-    int r = util_sha256_file(it->src, sha);
+    int r = it->fd >= 0 ? audit_snapshot_sha256(it->fd, it->size, sha) : util_sha256_file(it->src, sha);
     if (r < 0)
         return r;
     backup_progress_add(&run->prog, it->size);
@@ -401,6 +474,53 @@ static void inject_fault(const char *path, const char *dst, uint64_t stored_size
         close(fd);
 }
 
+/* The audit cut's bytes reach backup_stream_encrypt (which reads to EOF) through a socket
+ * pair fed by this thread: exactly it->size bytes of it->fd, in bounded blocks. */
+typedef struct feeder {
+    pthread_t thread;
+    int fd, out; /* out: the writing end, closed by the thread when done */
+    uint64_t n;
+    int rc;
+} feeder_t;
+
+static void *feeder_main(void *arg)
+{
+    feeder_t *fe = arg;
+    fe->rc = audit_snapshot_copy(fe->fd, fe->n, fe->out);
+    close(fe->out);
+    return NULL;
+}
+
+/* Opens the item for reading: the file itself, or for the audit cut the reading end of a
+ * feeder's socket pair (*ret_fe started; feeder_join after). */
+static int open_source(const item_t *it, feeder_t *fe, bool *ret_fe)
+{
+    *ret_fe = false;
+    if (it->fd < 0) {
+        int in = open(it->src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        return in < 0 ? -errno : in;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    *fe = (feeder_t){.fd = it->fd, .out = sv[1], .n = it->size};
+    int e = pthread_create(&fe->thread, NULL, feeder_main, fe);
+    if (e != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    *ret_fe = true;
+    return sv[0];
+}
+
+/* After the reading end is closed (a feeder blocked in send then fails with EPIPE). */
+static int feeder_join(feeder_t *fe)
+{
+    pthread_join(fe->thread, NULL);
+    return fe->rc;
+}
+
 static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *out)
 {
     char stored[32], dst[PATH_MAX], binding[BACKUP_ID_MAX + 40];
@@ -408,19 +528,25 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
     if (backup_path_join(dst, sizeof(dst), run->partial, stored) < 0)
         return run_fail(run, -ENAMETOOLONG, "path too long");
     snprintf(binding, sizeof(binding), "%s/%s", run->m->id, stored);
-    int in = open(it->src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0) {
-        int e = errno;
-        return run_fail(run, -e, "%s: %s", it->src, strerror(e));
-    }
-    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+    feeder_t fe;
+    bool fed;
+    int in = open_source(it, &fe, &fed);
+    if (in < 0)
+        return run_fail(run, in, "%s: %s", it->src, strerror(-in));
     struct stat st;
-    if (fstat(in, &st) == 0 && !it->is_db)
-        out->mtime_ns = mtime_ns_of(&st);
+    if (fed) {
+        posix_fadvise(it->fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* mtime_ns: the cut's */
+    } else {
+        posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (fstat(in, &st) == 0 && !it->is_db)
+            out->mtime_ns = mtime_ns_of(&st);
+    }
     int o = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (o < 0) {
         int e = errno;
         close(in);
+        if (fed)
+            feeder_join(&fe);
         return run_fail(run, -e, "%s: %s", dst, strerror(e));
     }
     backup_stream_opts_t so = {
@@ -433,6 +559,19 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
     char serr[512] = "";
     int r = backup_stream_encrypt(run->key, in, o, &so, &res, serr, sizeof(serr));
     close(in);
+    if (fed) {
+        int fr = feeder_join(&fe);
+        if (r == 0 && fr < 0) {
+            r = fr;
+            snprintf(serr, sizeof(serr), "reading the audit cut of %s: %s", it->src,
+                     fr == -ENODATA ? "the file is shorter than when the backup took it (truncated since)"
+                                    : strerror(-fr));
+        } else if (r == 0 && res.plain_size != it->size) {
+            r = -EIO;
+            snprintf(serr, sizeof(serr), "audit cut of %s: %llu bytes read, %llu taken", it->src,
+                     (unsigned long long)res.plain_size, (unsigned long long)it->size);
+        }
+    }
     if (r == 0 && fsync(o) < 0) {
         r = -errno;
         snprintf(serr, sizeof(serr), "fsync: %s", strerror(errno));

@@ -1174,3 +1174,100 @@ def test_server_exports_last_backup_gauges(inst):
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed
+
+
+def test_backup_of_a_writing_server_takes_a_consistent_audit_cut(inst, tmp_path):
+    """Backups taken while the server appends records and signs a checkpoint after every one
+    (AUDIT_CHECKPOINT_RECORDS=1) hold the active log and <log>.checkpoints as one cut made
+    under the writer's lock: each restores (restore verifies the audit chain and its signed
+    checkpoints) and its chain verifies. Copying the two files separately, each to its end,
+    gave a checkpoints file naming a seq beyond the copied log (or the reverse), which
+    restore refused."""
+    priv, pub = str(tmp_path / "audit-priv.pem"), str(tmp_path / "audit-pub.pem")
+    r = inst.run(["audit", "keygen", "--private", priv, "--public", pub])
+    assert r.returncode == 0, out(r)
+    audit_env = {"AUDIT_LOG_PATH": inst.audit_log, "SECRET_KEY": bh.SECRET_VALUE, "AUDIT_SIGNING_KEY_PATH": priv,
+                 "AUDIT_CHECKPOINT_RECORDS": "1", "RATE_LIMIT_PER_IP": "off"}
+    srv = h.Server(inst.prod, extra_env=audit_env)
+    srv.start()
+    ckpt_path = inst.audit_log + ".checkpoints"
+    stop = threading.Event()
+    errors = []
+
+    def load(name):
+        body = {"features": h.valid_features(srv.manifest(name))}
+        while not stop.is_set():
+            try:
+                resp = srv.predict(name, body)
+                if resp.status_code != 200:
+                    errors.append(resp.status_code)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+    ids = []
+    threads = [threading.Thread(target=load, args=(n,)) for n in h.DEMO_MODELS[:2]]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        ck_before = len(bh.read_bytes(ckpt_path).splitlines())
+        deadline = time.monotonic() + 35
+        while len(ids) < 10 and time.monotonic() < deadline:
+            r = inst.run(["backup", "full", "--json"], **audit_env)
+            assert r.returncode == 0, out(r)
+            ids.append(json.loads(r.stdout)["id"])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed, srv.log_tail()
+    assert not errors, errors[:5]
+    assert len(ids) >= 5, ids
+    live_log, live_ckpt = bh.read_bytes(inst.audit_log), bh.read_bytes(ckpt_path)
+    # the server kept writing and checkpointing all along (the race was there to lose)
+    assert len(live_ckpt.splitlines()) - ck_before > 3 * len(ids), (len(live_ckpt.splitlines()), ck_before)
+    refused = []
+    for bid in ids:
+        target = tmp_path / ("r-" + bid)
+        r = restore(inst, bid, target, "--components", "audit", **audit_env)
+        if r.returncode != 0:
+            refused.append((bid, r.stdout[-300:] + r.stderr[-300:]))
+            continue
+        restored = os.path.join(str(target), "audit", os.path.basename(inst.audit_log))
+        # the backup holds a prefix of what the server went on writing, the manifest's sizes
+        # (restore then appended its own records to the restored copy)
+        files = {f["path"]: f for f in inst.manifest(bid)["files"]}
+        n_log = files["audit/" + os.path.basename(inst.audit_log)]["size"]
+        n_ck = files["audit/" + os.path.basename(ckpt_path)]["size"]
+        assert 0 < n_log and 0 < n_ck, bid
+        assert live_log.startswith(bh.read_bytes(restored)[:n_log]), bid
+        assert live_ckpt.startswith(bh.read_bytes(restored + ".checkpoints")[:n_ck]), bid
+        v = inst.run(["audit", "verify", "--json"], **dict(audit_env, AUDIT_LOG_PATH=restored))
+        assert v.returncode == 0, (bid, out(v))
+    assert not refused, "%d of %d backups of a writing server did not restore: %s" % (
+        len(refused), len(ids), refused[:2])
+
+
+def test_audit_cut_refused_when_it_cannot_be_consistent(inst, tmp_path):
+    """The audit cut needs the writer's lock: held by a stuck writer past the writer's own
+    wait (5 s), the backup fails naming the audit log and publishes nothing. Checkpoints
+    without their active log are refused too, rather than copied as an inconsistent pair."""
+    with open(inst.audit_log + ".lock", "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        r = inst.run(["backup", "full", "--json"])
+        waited = time.monotonic() - t0
+    assert r.returncode == 1, out(r)
+    assert inst.audit_log in r.stderr and "lock" in r.stderr and "stayed held" in r.stderr, out(r)
+    assert 4.5 < waited < 60, waited
+    assert not os.path.exists(os.path.join(inst.backups, "latest")), out(r)
+    # the lock free again: the same backup goes through
+    b = inst.backup("full")
+    assert "audit/" + os.path.basename(inst.audit_log) in {f["path"] for f in inst.manifest(b["id"])["files"]}
+    with open(inst.audit_log + ".checkpoints", "w") as f:
+        f.write("{}\n")
+    os.rename(inst.audit_log, str(tmp_path / "moved-away.log"))
+    r = inst.run(["backup", "full", "--json"], AUDIT_LOG_PATH=inst.audit_log)
+    assert r.returncode == 1 and "the audit log %s does not exist" % inst.audit_log in r.stderr, out(r)
+    assert inst.latest() == b["id"]
