@@ -112,7 +112,9 @@ typedef struct events_page {
 static void events_reply(http_ctx_t *ctx, void *arg)
 {
     events_page_t *pg = arg;
-    if (pg->status < 0) {
+    if (!ctx) { /* the server stopped first (http_ctx_post) */
+        json_decref(pg->body);
+    } else if (pg->status < 0) {
         json_decref(pg->body);
         refuse_unaudited(ctx);
     } else if (!pg->body) {

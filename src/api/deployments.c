@@ -87,7 +87,9 @@ typedef struct pending_ack {
 static void ack_answer(http_ctx_t *ctx, void *arg)
 {
     pending_ack_t *pa = arg;
-    if (pa->rc < 0) {
+    if (!ctx) { /* the server stopped first: the change stands, its answer is gone */
+        json_decref(pa->rec);
+    } else if (pa->rc < 0) {
         json_decref(pa->rec);
         reply_rc(ctx, pa->rc, NULL, pa->err);
     } else {

@@ -46,7 +46,12 @@ static void reply_after_writes(http_ctx_t *ctx, void *arg)
 {
     pending_t *p = arg;
     int status = atomic_load(&p->status);
-    if (status == 0) {
+    if (!ctx) { /* the server stopped first (http_ctx_post): no answer was given */
+        if (status == 0)
+            log_msg(LOG_WARNING, "prediction stored but not answered: the server stopped first", "{s:s}",
+                    "prediction_id", p->pid);
+        free(p->body);
+    } else if (status == 0) {
         http_reply_text(ctx, 200, "application/json", p->body, p->body_len); /* takes the buffer */
     } else {
         bool audit = atomic_load(&p->failed) == WRITE_AUDIT;

@@ -1635,9 +1635,11 @@ void http_server_free(http_server_t *s)
             event_active(w->wake, EV_READ, 0);
             pthread_join(w->thread, NULL);
         }
-        /* Completions posted after the loop stopped: their requests die with their connections. */
+        /* Completions posted after the loop stopped: their requests die with their connections;
+         * fn(NULL, arg) lets each free what it carries (http_ctx_post) */
         for (post_item_t *it = w->head; it;) {
             post_item_t *next = it->next;
+            it->fn(NULL, it->arg);
             free(it);
             it = next;
         }

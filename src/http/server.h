@@ -108,7 +108,9 @@ void http_reply_error(http_ctx_t *ctx, int status, const char *code, json_t *det
 void http_ctx_add_header(http_ctx_t *ctx, const char *name, const char *value);
 
 /* Runs fn(ctx, arg) on ctx's worker thread soon. Thread-safe. The handler must have
- * returned without replying (deferral) and fn must eventually reply. */
+ * returned without replying (deferral) and fn must eventually reply. When the server is
+ * freed before fn ran (posted after the workers stopped), fn(NULL, arg) runs instead: free
+ * arg, reply to nothing (the request died with its connection). */
 typedef void (*http_post_fn)(http_ctx_t *ctx, void *arg);
 void http_ctx_post(http_ctx_t *ctx, http_post_fn fn, void *arg);
 
