@@ -588,7 +588,8 @@ def test_demo_files(demo_dir):
 
 def _crash_while_reading_stdin(aimedres_bin, cwd, allow):
     """Starts a command that blocks reading stdin, with core files allowed by the shell
-    (ulimit -c unlimited), kills it with SIGSEGV: (its /proc limits line, files in cwd)."""
+    (ulimit -c unlimited), kills it with SIGQUIT (whose default action dumps core, and which the
+    sanitizers do not catch as they do SIGSEGV): (its /proc limits line, files in cwd)."""
     import resource
     import signal
 
@@ -605,8 +606,8 @@ def _crash_while_reading_stdin(aimedres_bin, cwd, allow):
         time.sleep(0.3)  # past main()'s first lines: it is blocked on stdin
         assert p.poll() is None, "the command ended before it could be crashed"
         limits = open("/proc/%d/limits" % p.pid).read()
-        p.send_signal(signal.SIGSEGV)
-        assert p.wait(timeout=30) == -signal.SIGSEGV
+        p.send_signal(signal.SIGQUIT)
+        assert p.wait(timeout=30) == -signal.SIGQUIT
     finally:
         if p.poll() is None:
             p.kill()
@@ -616,8 +617,8 @@ def _crash_while_reading_stdin(aimedres_bin, cwd, allow):
 
 
 def test_no_core_file_holds_patient_data_or_secrets(aimedres_bin, tmp_path):
-    """review22: a crash dumped a core holding a patient id, feature values, SECRET_KEY, the
-    API and JWT keys. Every command now sets its core limit to 0 and is not dumpable, unless
+    """review22: a crash (SIGSEGV) dumped a core holding a patient id, feature values, SECRET_KEY,
+    the API and JWT keys. Every command now sets its core limit to 0 and is not dumpable, unless
     AIMEDRES_ALLOW_CORE_DUMPS=1 (shown here too, so the test can see a core when one is
     written)."""
     pattern = open("/proc/sys/kernel/core_pattern").read().strip()
@@ -628,6 +629,6 @@ def test_no_core_file_holds_patient_data_or_secrets(aimedres_bin, tmp_path):
     assert limit == ["0", "0"], limit
     assert files == [], files
     limit, files = _crash_while_reading_stdin(aimedres_bin, tmp_path / "on", allow=True)
-    assert limit == ["unlimited", "unlimited"], limit
-    if plain:
+    assert limit[1] == "unlimited", limit  # the binary left the limits alone
+    if plain and limit[0] == "unlimited":  # (ASan's runtime lowers the soft limit by itself)
         assert any(f.startswith(pattern.split("%")[0]) for f in files), (pattern, files)
