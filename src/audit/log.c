@@ -292,22 +292,6 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
     return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        if (w == 0)
-            return -EIO;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Appends the records (seq/ts/prev_hash filled here) as one write; durable if sync. With
  * the flock held and state synced. On failure the file and the cache are as before. The
  * lines are sealed straight into a->wbuf (reused from batch to batch). */
@@ -341,7 +325,7 @@ static int append_records(audit_log_t *a, audit_prepared_t **recs, size_t n, boo
             return -EIO;
         len += l;
     }
-    rc = write_all(a->fd, a->wbuf, len);
+    rc = util_write_all(a->fd, a->wbuf, len);
     if (rc == 0 && sync && fdatasync(a->fd) < 0)
         rc = -errno;
     if (rc < 0) {
@@ -366,23 +350,12 @@ static int ckpt_complete_len(int fd, off_t size, off_t *ret)
     *ret = size;
     if (size == 0)
         return 0;
-    size_t want = size > (off_t)CKPT_TORN_MAX ? CKPT_TORN_MAX : (size_t)size;
-    off_t start = size - (off_t)want;
-    char *buf = malloc(want);
-    if (!buf)
-        return -ENOMEM;
-    size_t got = 0;
-    while (got < want) {
-        ssize_t r = pread(fd, buf + got, want - got, start + (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? -errno : -EIO;
-            free(buf);
-            return e;
-        }
-        got += (size_t)r;
-    }
+    char *buf;
+    size_t want;
+    off_t start;
+    int rc = audit_read_tail(fd, size, CKPT_TORN_MAX, &buf, &want, &start);
+    if (rc < 0)
+        return rc;
     ssize_t end = (ssize_t)want - 1;
     while (end >= 0 && buf[end] != '\n')
         end--;
@@ -438,7 +411,7 @@ static int write_checkpoint(audit_log_t *a)
                     "size", (json_int_t)keep);
     }
     if (rc == 0) {
-        rc = write_all(fd, line, len);
+        rc = util_write_all(fd, line, len);
         if (rc == 0 && fdatasync(fd) < 0)
             rc = -errno;
         /* undo a partial or unsynced append; if even that fails, the next checkpoint trims a

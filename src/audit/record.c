@@ -839,15 +839,11 @@ fail:
     return rc;
 }
 
-int audit_file_tail(int fd, off_t size, json_t **ret_rec, off_t *ret_valid_len)
+int audit_read_tail(int fd, off_t size, size_t max, char **ret_buf, size_t *ret_len, off_t *ret_start)
 {
-    *ret_rec = NULL;
-    *ret_valid_len = 0;
-    if (size == 0)
-        return 0;
-    size_t want = size > (off_t)(2 * AUDIT_MAX_LINE) ? 2 * AUDIT_MAX_LINE : (size_t)size;
+    size_t want = size > (off_t)max ? max : (size_t)size;
     off_t start = size - (off_t)want;
-    char *buf = malloc(want);
+    char *buf = malloc(want ? want : 1);
     if (!buf)
         return -ENOMEM;
     size_t got = 0;
@@ -862,6 +858,24 @@ int audit_file_tail(int fd, off_t size, json_t **ret_rec, off_t *ret_valid_len)
         }
         got += (size_t)r;
     }
+    *ret_buf = buf;
+    *ret_len = want;
+    *ret_start = start;
+    return 0;
+}
+
+int audit_file_tail(int fd, off_t size, json_t **ret_rec, off_t *ret_valid_len)
+{
+    *ret_rec = NULL;
+    *ret_valid_len = 0;
+    if (size == 0)
+        return 0;
+    char *buf;
+    size_t want;
+    off_t start;
+    int rc = audit_read_tail(fd, size, 2 * AUDIT_MAX_LINE, &buf, &want, &start);
+    if (rc < 0)
+        return rc;
     /* last '\n' ends the last complete line */
     ssize_t end = (ssize_t)want - 1;
     while (end >= 0 && buf[end] != '\n')

@@ -98,6 +98,9 @@ void audit_files_free(audit_file_t *f, size_t n);
  * today_days (kept while today - date <= retention_days). Never the active file. */
 bool audit_file_expired(const audit_file_t *f, int retention_days, int64_t today_days);
 
+/* Reads the last min(size, max) bytes of the file at fd (size bytes long) into a new buffer
+ * (*ret_buf, caller frees; *ret_len bytes) that starts at file offset *ret_start. 0 or -errno. */
+int audit_read_tail(int fd, off_t size, size_t max, char **ret_buf, size_t *ret_len, off_t *ret_start);
 /* Reads the last complete record of the file at fd (size bytes long). *ret_rec is NULL if
  * the file holds no complete line. *ret_valid_len is the length up to and including the
  * last '\n' (shorter than size when the file ends in a torn line). 0 or -errno/-EBADMSG

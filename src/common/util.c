@@ -295,6 +295,8 @@ int util_write_all(int fd, const void *data, size_t len)
                 continue;
             return -errno;
         }
+        if (n == 0)
+            return -EIO; /* no progress: never loop on it */
         p += n;
         len -= (size_t)n;
     }
