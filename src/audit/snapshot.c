@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,31 +150,6 @@ static int for_blocks(int fd, uint64_t n, block_fn fn, void *arg)
     }
     free(buf);
     return r;
-}
-
-static int write_block(void *arg, const void *data, size_t n)
-{
-    int out = *(int *)arg;
-    const char *p = data;
-    while (n) {
-        ssize_t w = send(out, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == ENOTSOCK)
-            w = write(out, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        if (w == 0)
-            return -EIO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int audit_snapshot_copy(int fd, uint64_t n, int out_fd)
-{
-    return for_blocks(fd, n, write_block, &out_fd);
 }
 
 static int digest_block(void *arg, const void *data, size_t n)

@@ -36,13 +36,8 @@ int audit_snapshot_take(const char *log_path, int wait_ms, audit_snapshot_t *ret
 /* Closes what audit_snapshot_take opened (idempotent; the fds become -1). */
 void audit_snapshot_release(audit_snapshot_t *s);
 
-/* Writes exactly n bytes of fd, from offset 0 (pread: the fd's offset is not used, so
- * several readers may share it), to out_fd, in bounded blocks. -ENODATA when the file
- * holds fewer than n bytes now (it was truncated after the cut), -errno on I/O errors
- * (writes use send(MSG_NOSIGNAL) on a socket, write(2) otherwise). */
-int audit_snapshot_copy(int fd, uint64_t n, int out_fd);
-
-/* sha256 (lowercase hex) of exactly the first n bytes of fd; -ENODATA as above. */
+/* sha256 (lowercase hex) of exactly the first n bytes of fd (pread: the fd's offset is not
+ * used); -ENODATA when the file holds fewer than n bytes now (truncated after the cut). */
 int audit_snapshot_sha256(int fd, uint64_t n, char ret_hex[SHA256_HEX_LEN]);
 
 #endif

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -474,53 +473,6 @@ static void inject_fault(const char *path, const char *dst, uint64_t stored_size
         close(fd);
 }
 
-/* The audit cut's bytes reach backup_stream_encrypt (which reads to EOF) through a socket
- * pair fed by this thread: exactly it->size bytes of it->fd, in bounded blocks. */
-typedef struct feeder {
-    pthread_t thread;
-    int fd, out; /* out: the writing end, closed by the thread when done */
-    uint64_t n;
-    int rc;
-} feeder_t;
-
-static void *feeder_main(void *arg)
-{
-    feeder_t *fe = arg;
-    fe->rc = audit_snapshot_copy(fe->fd, fe->n, fe->out);
-    close(fe->out);
-    return NULL;
-}
-
-/* Opens the item for reading: the file itself, or for the audit cut the reading end of a
- * feeder's socket pair (*ret_fe started; feeder_join after). */
-static int open_source(const item_t *it, feeder_t *fe, bool *ret_fe)
-{
-    *ret_fe = false;
-    if (it->fd < 0) {
-        int in = open(it->src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        return in < 0 ? -errno : in;
-    }
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return -errno;
-    *fe = (feeder_t){.fd = it->fd, .out = sv[1], .n = it->size};
-    int e = pthread_create(&fe->thread, NULL, feeder_main, fe);
-    if (e != 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return -e;
-    }
-    *ret_fe = true;
-    return sv[0];
-}
-
-/* After the reading end is closed (a feeder blocked in send then fails with EPIPE). */
-static int feeder_join(feeder_t *fe)
-{
-    pthread_join(fe->thread, NULL);
-    return fe->rc;
-}
-
 static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *out)
 {
     char stored[32], dst[PATH_MAX], binding[BACKUP_ID_MAX + 40];
@@ -528,50 +480,40 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
     if (backup_path_join(dst, sizeof(dst), run->partial, stored) < 0)
         return run_fail(run, -ENAMETOOLONG, "path too long");
     snprintf(binding, sizeof(binding), "%s/%s", run->m->id, stored);
-    feeder_t fe;
-    bool fed;
-    int in = open_source(it, &fe, &fed);
-    if (in < 0)
-        return run_fail(run, in, "%s: %s", it->src, strerror(-in));
-    struct stat st;
-    if (fed) {
-        posix_fadvise(it->fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* mtime_ns: the cut's */
-    } else {
-        posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-        if (fstat(in, &st) == 0 && !it->is_db)
-            out->mtime_ns = mtime_ns_of(&st);
+    /* the audit cut (it->fd): exactly its bytes, from its start, whatever was appended since */
+    bool cut = it->fd >= 0;
+    int in = cut ? it->fd : open(it->src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0 || (cut && lseek(in, 0, SEEK_SET) < 0)) {
+        int e = errno;
+        return run_fail(run, -e, "%s: %s", it->src, strerror(e));
     }
+    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+    struct stat st;
+    if (!cut && fstat(in, &st) == 0 && !it->is_db)
+        out->mtime_ns = mtime_ns_of(&st); /* the cut's: taken with it */
     int o = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (o < 0) {
         int e = errno;
-        close(in);
-        if (fed)
-            feeder_join(&fe);
+        if (!cut)
+            close(in);
         return run_fail(run, -e, "%s: %s", dst, strerror(e));
     }
     backup_stream_opts_t so = {
         .binding = binding,
         .level = run->s->compression_level,
+        .exact = cut,
+        .exact_size = it->size,
         .progress = backup_progress_add,
         .progress_arg = &run->prog,
     };
     backup_stream_result_t res;
     char serr[512] = "";
     int r = backup_stream_encrypt(run->key, in, o, &so, &res, serr, sizeof(serr));
-    close(in);
-    if (fed) {
-        int fr = feeder_join(&fe);
-        if (r == 0 && fr < 0) {
-            r = fr;
-            snprintf(serr, sizeof(serr), "reading the audit cut of %s: %s", it->src,
-                     fr == -ENODATA ? "the file is shorter than when the backup took it (truncated since)"
-                                    : strerror(-fr));
-        } else if (r == 0 && res.plain_size != it->size) {
-            r = -EIO;
-            snprintf(serr, sizeof(serr), "audit cut of %s: %llu bytes read, %llu taken", it->src,
-                     (unsigned long long)res.plain_size, (unsigned long long)it->size);
-        }
-    }
+    if (!cut)
+        close(in);
+    else if (r == -ENODATA)
+        snprintf(serr, sizeof(serr), "the audit cut of %s: the file is shorter than when the backup took it "
+                 "(truncated since)", it->src);
     if (r == 0 && fsync(o) < 0) {
         r = -errno;
         snprintf(serr, sizeof(serr), "fsync: %s", strerror(errno));

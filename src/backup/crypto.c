@@ -305,12 +305,21 @@ int backup_stream_encrypt(const backup_key_t *key, int in_fd, int out_fd, const 
     size_t cfill = 0;
     bool done = false;
     while (!done) {
-        ssize_t n = read(in_fd, inbuf, READ_BLOCK);
+        size_t want = READ_BLOCK;
+        if (o->exact && o->exact_size - plain < want)
+            want = (size_t)(o->exact_size - plain);
+        ssize_t n = want ? read(in_fd, inbuf, want) : 0;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
             snprintf(err, errlen, "read: %s", strerror(errno));
+            goto out;
+        }
+        if (n == 0 && o->exact && plain < o->exact_size) {
+            r = -ENODATA;
+            snprintf(err, errlen, "the input ended after %llu of %llu bytes (shortened since it was measured)",
+                     (unsigned long long)plain, (unsigned long long)o->exact_size);
             goto out;
         }
         bool eof = n == 0;

@@ -49,6 +49,9 @@ typedef struct backup_stream_opts {
     int level;                /* zstd level for encrypt (1..19; 0 = 3) */
     size_t chunk_size;        /* compressed bytes per chunk for encrypt (0 = BACKUP_CHUNK_DEFAULT) */
     uint64_t max_plain;       /* decrypt: fail with -EFBIG beyond this many plaintext bytes (0 = none) */
+    bool exact;               /* encrypt: read exactly exact_size bytes from in_fd's offset, not to EOF
+                                 (a cut of a growing file); -ENODATA when the input ends sooner */
+    uint64_t exact_size;
     backup_bytes_cb progress; /* called with plaintext bytes read (encrypt) / written (decrypt) */
     void *progress_arg;
 } backup_stream_opts_t;

@@ -385,6 +385,38 @@ static void test_max_plain(void **state)
     close(fd);
 }
 
+/* exact: a cut of a growing file (the audit log): exactly exact_size bytes from the
+ * descriptor's offset, whatever follows; -ENODATA when the file is shorter now. */
+static void test_exact_size(void **state)
+{
+    (void)state;
+    char plain[4096], enc[4096], err[256] = "";
+    path_of(plain, "plain-exact");
+    path_of(enc, "enc-exact");
+    make_file(plain, 300000, false);
+    for (int i = 0; i < 3; i++) {
+        uint64_t want = i == 0 ? 0 : i == 1 ? 123457 : 400000;
+        int ifd = open(plain, O_RDONLY | O_CLOEXEC);
+        int ofd = open(enc, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(ifd >= 0 && ofd >= 0);
+        backup_stream_opts_t o = {.binding = "20261127T000000Z/data/000001", .exact = true, .exact_size = want};
+        backup_stream_result_t e, d;
+        int r = backup_stream_encrypt(&key, ifd, ofd, &o, &e, err, sizeof(err));
+        close(ifd);
+        close(ofd);
+        if (want > 300000) {
+            assert_int_equal(r, -ENODATA);
+            assert_non_null(strstr(err, "300000 of 400000 bytes"));
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_int_equal(e.plain_size, want);
+        assert_int_equal(decrypt_file(&key, enc, NULL, NULL, e.nonce, &d, err, sizeof(err)), 0);
+        assert_int_equal(d.plain_size, want);
+        assert_string_equal(d.sha256, e.sha256);
+    }
+}
+
 /* ------------------------------------------------------------------ keys */
 
 static void test_key_decode(void **state)
@@ -460,6 +492,7 @@ static void test_key_file_and_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_size),
         cmocka_unit_test(test_round_trip_empty),
         cmocka_unit_test(test_round_trip_small),
         cmocka_unit_test(test_round_trip_many_chunks_random),
