@@ -326,9 +326,11 @@ static const char UNSAVED_MSG[] =
 typedef struct api_wait {
     pthread_mutex_t mu;
     int pending;
-    bool failed, armed; /* armed: api_end has returned ROLLOUT_PENDING (or given up on it) */
-    rollout_ack_fn ack; /* NULL once the call was answered otherwise */
+    bool failed, armed; /* armed: api_end has returned ROLLOUT_PENDING */
+    rollout_ack_fn ack;
     void *ack_arg;
+    int rc;        /* the call's own result (0, or an error found after its records were queued) */
+    char err[512]; /* and its message */
 } api_wait_t;
 
 static void api_wait_free(api_wait_t *w)
@@ -347,7 +349,8 @@ static void api_wait_done(api_wait_t *w, bool failed)
     if (!last)
         return;
     if (w->ack)
-        w->ack(w->ack_arg, w->failed ? -EIO : 0, w->failed ? UNSAVED_MSG : "");
+        w->ack(w->ack_arg, w->rc < 0 ? w->rc : w->failed ? -EIO : 0,
+               w->rc < 0 ? w->err : w->failed ? UNSAVED_MSG : "");
     api_wait_free(w);
 }
 
@@ -1520,8 +1523,9 @@ void rollout_free(rollout_t *r)
 
 /* An API call holds mu from api_begin (NULL: out of memory, nothing changed) to api_end,
  * which releases it. rc: the call's own result so far. A change that save() could not store
- * or queue for the trail is not acknowledged: -EIO (503), *ret freed. When its audit records
- * are still being written: ROLLOUT_PENDING, and ack runs once they are (rollout.h). */
+ * or queue for the trail is not acknowledged: -EIO (503), *ret freed. While audit records
+ * the call queued are still being written (a change not stored is audited as such before
+ * its 503, too): ROLLOUT_PENDING, and ack runs with the result once they are (rollout.h). */
 static api_wait_t *api_begin(rollout_t *r, rollout_ack_fn ack, void *ack_arg, char *err, size_t errlen)
 {
     api_wait_t *w = calloc(1, sizeof(*w));
@@ -1547,15 +1551,20 @@ static int api_end(rollout_t *r, api_wait_t *w, unsigned before, int rc, json_t 
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->mu);
     pthread_mutex_lock(&w->mu);
-    bool mine = w->pending == 0; /* else the last record's callback frees it */
+    bool mine = w->pending == 0; /* else the last record's callback answers and frees it */
     if (rc == 0 && w->failed) {
         snprintf(err, errlen, "%s", UNSAVED_MSG);
         rc = -EIO;
     }
-    if (rc < 0)
-        w->ack = NULL; /* answered here */
-    else if (!mine)
+    if (!mine) {
+        w->rc = rc;
+        snprintf(w->err, sizeof(w->err), "%s", rc < 0 ? err : "");
         rc = ROLLOUT_PENDING;
+        if (w->rc < 0 && ret && *ret) {
+            json_decref(*ret); /* the answer will be the error */
+            *ret = NULL;
+        }
+    }
     w->armed = true;
     pthread_mutex_unlock(&w->mu);
     if (mine)

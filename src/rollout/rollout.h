@@ -73,10 +73,11 @@ void rollout_route_done(rollout_route_t *rt);
 /* ---- control (API handlers) ---- */
 
 /* A change made through the API is acknowledged only once it is stored and its audit
- * records are durable. The three calls below return 0 when that is so at return, and
- * ROLLOUT_PENDING (with *ret set) when the audit records are still being written: ack(arg,
- * rc, err) then runs once, on the audit writer's thread, with rc 0 (durable: answer *ret)
- * or -EIO (err says why: answer 503). The call itself never waits for the audit writer. */
+ * records are durable. The three calls below answer at once (0, or <0 with err) when no
+ * audit record of theirs is outstanding, else return ROLLOUT_PENDING (*ret set, or NULL when
+ * the answer will be an error): ack(arg, rc, err) then runs once, on the audit writer's
+ * thread, after those records are written or failed, with rc 0 (durable: answer *ret) or <0
+ * (err says why; -EIO: not durable, 503). The call itself never waits for the audit writer. */
 #define ROLLOUT_PENDING 1
 typedef void (*rollout_ack_fn)(void *arg, int rc, const char *err);
 
