@@ -49,6 +49,7 @@
 #include "audit/audit.h"
 #include "audit/checkpoint.h"
 #include "audit/record.h"
+#include "common/lockfile.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -57,9 +58,8 @@
 #define RETRY_MS 1000
 #define LEASE_MS 20 /* longest the writer keeps the flock across back-to-back batches */
 /* Another writer holds the flock for a batch (a write and an fdatasync). Holding it for
- * seconds means a stuck process: the batch fails closed (503s, /ready) instead of hanging
- * its requests, and the writer retries every RETRY_MS. */
-#define LOCK_WAIT_MS 5000
+ * AUDIT_LOCK_WAIT_MS (record.h) means a stuck process: the batch fails closed (503s, /ready)
+ * instead of hanging its requests, and the writer retries every RETRY_MS. */
 /* A checkpoint line is about 220 bytes: an unterminated tail of the checkpoints file up to
  * this long is a torn line (trimmed); a longer one was not written by us (left for verify). */
 #define CKPT_TORN_MAX 4096
@@ -146,25 +146,16 @@ static int lock_log(audit_log_t *a)
         if (a->lock_fd < 0)
             return -errno;
     }
-    /* polled, so that the wait is bounded: flock(2) has no timeout */
-    int64_t t0 = util_now_ms();
-    long pause_us = 200;
-    for (;;) {
-        if (flock(a->lock_fd, LOCK_EX | LOCK_NB) == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno != EWOULDBLOCK)
-            return -errno;
-        int64_t now = util_now_ms(), stop = atomic_load(&a->stop_ms);
-        if (now - t0 >= LOCK_WAIT_MS || (stop && now - stop >= LOCK_WAIT_MS)) {
-            log_msg(LOG_ERROR, "audit log lock held by another process", "{s:s,s:I}", "lock", a->lock_path,
-                    "waited_ms", (json_int_t)(now - t0));
-            return -ETIMEDOUT;
-        }
-        nanosleep(&(struct timespec){.tv_nsec = pause_us * 1000}, NULL);
-        pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
-    }
+    /* bounded: AUDIT_LOCK_WAIT_MS, and once closing began no later than that after it (a wait
+     * begun before the close ends first by its own bound) */
+    int64_t t0 = util_now_ms(), stop = atomic_load(&a->stop_ms), wait = AUDIT_LOCK_WAIT_MS;
+    if (stop && stop + AUDIT_LOCK_WAIT_MS - t0 < wait)
+        wait = stop + AUDIT_LOCK_WAIT_MS - t0;
+    int rc = lockfile_wait(a->lock_fd, LOCK_EX, (int)(wait > 0 ? wait : 0));
+    if (rc == -ETIMEDOUT)
+        log_msg(LOG_ERROR, "audit log lock held by another process", "{s:s,s:I}", "lock", a->lock_path,
+                "waited_ms", (json_int_t)(util_now_ms() - t0));
+    return rc;
 }
 
 static void unlock_log(audit_log_t *a)

@@ -44,19 +44,12 @@ int audit_prune(const char *log_path, int retention_days, int64_t today_days, js
             break;
         }
         count++;
-        if (removed) {
-            const char *slash = strrchr(files[i].path, '/');
-            json_array_append_new(removed, json_string(slash ? slash + 1 : files[i].path));
-        }
+        if (removed)
+            json_array_append_new(removed, json_string(util_basename(files[i].path)));
     }
     if (count > 0) {
         char dir[4200];
-        snprintf(dir, sizeof(dir), "%s", log_path);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        else
-            snprintf(dir, sizeof(dir), ".");
+        util_dirname(log_path, dir, sizeof(dir));
         util_fsync_dir(dir);
     }
     audit_files_free(files, n);

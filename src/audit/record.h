@@ -15,6 +15,9 @@
 #include "audit/audit.h"
 
 #define AUDIT_MAX_LINE (64 * 1024) /* a record line longer than this is refused / malformed */
+/* The longest anyone (the writer, a backup taking its cut) waits for <log>.lock: past it the
+ * holder is taken to be stuck. */
+#define AUDIT_LOCK_WAIT_MS 5000
 #define AUDIT_HASH_HEX 65
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define AUDIT_KEY_LEN 32

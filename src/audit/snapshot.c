@@ -1,47 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A consistent cut of the active audit log and its checkpoints file (see snapshot.h): the
  * files are opened and measured under the writer's flock, which is released at once (the
- * writer fails closed after waiting AUDIT_SNAPSHOT_LOCK_WAIT_MS for it), and read later
- * from the open descriptors up to the measured sizes, in bounded blocks. */
+ * writer fails closed after waiting AUDIT_LOCK_WAIT_MS for it), and read later from the
+ * open descriptors up to the measured sizes. */
 #include "audit/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "audit/record.h"
-
-#define BLOCK (64 * 1024)
+#include "common/lockfile.h"
 
 static void file_reset(audit_snapshot_file_t *f)
 {
     memset(f, 0, sizeof(*f));
     f->fd = -1;
-}
-
-static int lock_wait(int fd, int wait_ms)
-{
-    int64_t t0 = util_now_ms();
-    long pause_us = 200;
-    for (;;) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno != EWOULDBLOCK)
-            return -errno;
-        if (util_now_ms() - t0 >= wait_ms)
-            return -ETIMEDOUT;
-        nanosleep(&(struct timespec){.tv_nsec = pause_us * 1000}, NULL);
-        pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
-    }
 }
 
 /* Opens path read-only and fstats it; a missing file leaves f->fd at -1. */
@@ -89,7 +68,7 @@ int audit_snapshot_take(const char *log_path, int wait_ms, audit_snapshot_t *ret
         snprintf(err, errlen, "cannot open the audit log's lock file %s: %s", lock_path, strerror(e));
         return -e;
     }
-    int r = lock_wait(lfd, wait_ms);
+    int r = lockfile_wait(lfd, LOCK_EX, wait_ms);
     if (r < 0) {
         if (r == -ETIMEDOUT)
             snprintf(err, errlen,
@@ -119,64 +98,4 @@ void audit_snapshot_release(audit_snapshot_t *s)
     if (s->ckpt.fd >= 0)
         close(s->ckpt.fd);
     s->log.fd = s->ckpt.fd = -1;
-}
-
-typedef int (*block_fn)(void *arg, const void *data, size_t n);
-
-/* Calls fn on the first n bytes of fd, in blocks of at most BLOCK. */
-static int for_blocks(int fd, uint64_t n, block_fn fn, void *arg)
-{
-    char *buf = malloc(BLOCK);
-    if (!buf)
-        return -ENOMEM;
-    int r = 0;
-    uint64_t off = 0;
-    while (off < n) {
-        size_t want = n - off < BLOCK ? (size_t)(n - off) : BLOCK;
-        ssize_t got = pread(fd, buf, want, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            r = -errno;
-            break;
-        }
-        if (got == 0) {
-            r = -ENODATA; /* shorter than at the cut */
-            break;
-        }
-        if ((r = fn(arg, buf, (size_t)got)) < 0)
-            break;
-        off += (uint64_t)got;
-    }
-    free(buf);
-    return r;
-}
-
-static int digest_block(void *arg, const void *data, size_t n)
-{
-    return EVP_DigestUpdate(arg, data, n) == 1 ? 0 : -EIO;
-}
-
-int audit_snapshot_sha256(int fd, uint64_t n, char ret_hex[SHA256_HEX_LEN])
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        return -ENOMEM;
-    int r = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
-    if (r == 0)
-        r = for_blocks(fd, n, digest_block, ctx);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32))
-        r = -EIO;
-    EVP_MD_CTX_free(ctx);
-    if (r < 0)
-        return r;
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; i++) {
-        ret_hex[2 * i] = hex[md[i] >> 4];
-        ret_hex[2 * i + 1] = hex[md[i] & 15];
-    }
-    ret_hex[2 * len] = '\0';
-    return 0;
 }

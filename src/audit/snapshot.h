@@ -12,9 +12,6 @@
 
 #include "common/util.h"
 
-/* The writer's own wait for the flock (log.c LOCK_WAIT_MS): past it, a holder is stuck. */
-#define AUDIT_SNAPSHOT_LOCK_WAIT_MS 5000
-
 typedef struct audit_snapshot_file {
     int fd;         /* open read-only (O_CLOEXEC); -1 when the file did not exist at the cut */
     uint64_t size;  /* its size at the cut: the bytes that belong to the cut */
@@ -27,7 +24,7 @@ typedef struct audit_snapshot {
 } audit_snapshot_t;
 
 /* Takes the cut: under the exclusive flock on <log>.lock (created if absent, as the writer
- * does), waiting at most wait_ms, opens both files and fstats them, then unlocks. A file
+ * does), waiting at most wait_ms (the writer's own bound is AUDIT_LOCK_WAIT_MS, record.h), opens both files and fstats them, then unlocks. A file
  * that does not exist gets fd -1 (no error). Errors: -ETIMEDOUT when the lock stayed held
  * for wait_ms (a stuck writer), -errno from open/fstat/flock; err names the file. On error
  * nothing is left open. */
@@ -35,9 +32,5 @@ int audit_snapshot_take(const char *log_path, int wait_ms, audit_snapshot_t *ret
 
 /* Closes what audit_snapshot_take opened (idempotent; the fds become -1). */
 void audit_snapshot_release(audit_snapshot_t *s);
-
-/* sha256 (lowercase hex) of exactly the first n bytes of fd (pread: the fd's offset is not
- * used); -ENODATA when the file holds fewer than n bytes now (truncated after the cut). */
-int audit_snapshot_sha256(int fd, uint64_t n, char ret_hex[SHA256_HEX_LEN]);
 
 #endif

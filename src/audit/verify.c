@@ -209,8 +209,7 @@ static void note_head(head_t *hd, uint64_t first_seq, const char *type, const js
             /* an earlier version's prune record names the archives it removed, not seqs: it
              * accounts for a head that begins a file which sorts after every one of them */
             const json_t *removed = json_object_get(det, "removed");
-            const char *base = strrchr(hd->file, '/');
-            base = base ? base + 1 : hd->file;
+            const char *base = util_basename(hd->file);
             bool after = hd->line == 1 && json_array_size(removed) > 0;
             size_t i;
             const json_t *it;
@@ -240,10 +239,9 @@ static void note_head(head_t *hd, uint64_t first_seq, const char *type, const js
 
 /* Without --from the chain starts at seq 1 (genesis prev_hash; checked by the walk) or where
  * an AUDIT_PRUNE record says the retention prune left it. Anything else is a deleted head. */
-static void check_head(const config_t *cfg, const head_t *hd, const ckpt_t *cks, size_t ncks,
+static void check_head(const head_t *hd, const ckpt_t *cks, size_t ncks,
                        audit_verify_result_t *res)
 {
-    (void)cfg;
     if (res->first_seq <= 1 || hd->explained)
         return;
     if (hd->legacy) {
@@ -465,7 +463,7 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                 (unsigned long long)res->last_seq + 1, (unsigned long long)cks[ncks - 1].seq);
     }
     if (res->ok && !from_date && res->records > 0)
-        check_head(cfg, &head, cks, ncks, res);
+        check_head(&head, cks, ncks, res);
     if (res->ok && head.ck_seq > 0)
         check_ckpt_file(cfg, &head, cks, ncks, ck_file, res);
     rc = 0;

@@ -250,16 +250,10 @@ static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t er
         return 0;
     }
     char dir[PATH_MAX], prefix[NAME_MAX + 1], ckpt_path[PATH_MAX];
-    const char *slash = strrchr(audit_log_path, '/');
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == audit_log_path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - audit_log_path), audit_log_path);
-    snprintf(prefix, sizeof(prefix), "%s", slash ? slash + 1 : audit_log_path);
+    util_dirname(audit_log_path, dir, sizeof(dir));
+    snprintf(prefix, sizeof(prefix), "%s", util_basename(audit_log_path));
     audit_path_checkpoints(audit_log_path, ckpt_path, sizeof(ckpt_path));
-    const char *ckpt_name = strrchr(ckpt_path, '/') ? strrchr(ckpt_path, '/') + 1 : ckpt_path;
+    const char *ckpt_name = util_basename(ckpt_path);
     DIR *d = opendir(dir);
     if (!d) {
         note(p->notes, "audit: %s does not exist, no audit files backed up", dir);
@@ -272,7 +266,7 @@ static int add_audit(plan_t *p, const char *audit_log_path, char *err, size_t er
     int r = 0;
     if (have_log) {
         char serr[1024] = "";
-        r = audit_snapshot_take(audit_log_path, AUDIT_SNAPSHOT_LOCK_WAIT_MS, &cut, serr, sizeof(serr));
+        r = audit_snapshot_take(audit_log_path, AUDIT_LOCK_WAIT_MS, &cut, serr, sizeof(serr));
         if (r == 0 && cut.log.fd < 0) {
             r = -ENOENT;
             snprintf(serr, sizeof(serr), "the audit log %s vanished while the backup took it",
@@ -329,12 +323,6 @@ done:
     audit_snapshot_release(&cut);
     closedir(d);
     return r;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
 }
 
 static int cmp_items(const void *a, const void *b)
@@ -435,7 +423,7 @@ static int try_reference(run_t *run, const item_t *it, backup_file_t *out, bool 
         return 0;
     }
     char sha[SHA256_HEX_LEN];
-    int r = it->fd >= 0 ? audit_snapshot_sha256(it->fd, it->size, sha) : util_sha256_file(it->src, sha);
+    int r = it->fd >= 0 ? util_sha256_fd(it->fd, it->size, sha) : util_sha256_file(it->src, sha);
     if (r < 0)
         return r;
     backup_progress_add(&run->prog, it->size);
@@ -561,8 +549,8 @@ static json_t *db_info(const char *snapshot, const char *db_path)
     int64_t preds = -1, nver = 0;
     int schema = -1;
     if (backup_db_counts(snapshot, &preds, &nver, &schema, err, sizeof(err)) < 0)
-        return json_pack("{s:s,s:s}", "file", base_name(db_path), "error", err);
-    return json_pack("{s:s,s:I,s:I,s:i}", "file", base_name(db_path), "predictions", (json_int_t)preds,
+        return json_pack("{s:s,s:s}", "file", util_basename(db_path), "error", err);
+    return json_pack("{s:s,s:I,s:I,s:i}", "file", util_basename(db_path), "predictions", (json_int_t)preds,
                      "model_versions", (json_int_t)nver, "schema_version", schema);
 }
 
@@ -961,7 +949,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     } else {
         char path[PATH_MAX];
         if ((r = backup_snapshot_path(s->db_path, run.snap, sizeof(run.snap))) < 0 ||
-            (r = backup_path_join(path, sizeof(path), "db", base_name(s->db_path))) < 0) {
+            (r = backup_path_join(path, sizeof(path), "db", util_basename(s->db_path))) < 0) {
             snprintf(err, errlen, "database path too long");
             goto fail;
         }
@@ -983,7 +971,7 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
             snprintf(err, errlen, "env file %s: not a readable file", o->env_file);
             goto fail;
         }
-        const char *bn = base_name(o->env_file);
+        const char *bn = util_basename(o->env_file);
         backup_path_join(path, sizeof(path), "config", bn[0] == '.' ? bn + 1 : bn); /* no hidden names */
         if ((r = plan_add(&plan, o->env_file, path, "config", &st, false)) < 0)
             goto fail;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/lockfile.h"
 #include "common/util.h"
 
 int backup_repo_path(const char *repo, const char *id, const char *sub, char *buf, size_t len)
@@ -115,38 +116,30 @@ int backup_repo_lock(const char *repo, backup_lock_kind_t kind, bool create, int
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return r;
     }
-    int op = (kind == BACKUP_LOCK_READ_SHARED ? LOCK_SH : LOCK_EX) | LOCK_NB;
-    int64_t deadline = util_mono_ns() / 1000000 + wait_ms;
-    for (;;) {
-        if (flock(fd, op) == 0)
-            break;
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            r = -errno;
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            close(fd);
-            return r;
+    r = lockfile_wait(fd, kind == BACKUP_LOCK_READ_SHARED ? LOCK_SH : LOCK_EX, wait_ms);
+    if (r < 0 && r != -ETIMEDOUT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    if (r == -ETIMEDOUT) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        /* the file holds the pid of the last exclusive holder (a prune); readers share the
+         * lock and write none: when a shared lock is free to take, readers hold it */
+        if (kind == BACKUP_LOCK_READ_EXCLUSIVE && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+            flock(fd, LOCK_UN);
+            pid[0] = '\0';
         }
-        if (util_mono_ns() / 1000000 >= deadline) {
-            char pid[32] = "";
-            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-            pid[n > 0 ? n : 0] = '\0';
-            pid[strcspn(pid, "\n")] = '\0';
-            /* the file holds the pid of the last exclusive holder (a prune); readers share the
-             * lock and write none: when a shared lock is free to take, readers hold it */
-            if (kind == BACKUP_LOCK_READ_EXCLUSIVE && flock(fd, LOCK_SH | LOCK_NB) == 0) {
-                flock(fd, LOCK_UN);
-                pid[0] = '\0';
-            }
-            snprintf(err, errlen, "%s is busy: %s%s%s%s", repo,
-                     kind == BACKUP_LOCK_WRITE         ? "a backup, prune or in-place restore is running"
-                     : kind == BACKUP_LOCK_READ_SHARED ? "a prune is running"
-                                                       : "a verify, check, restore or prune is reading it",
-                     pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
-            close(fd);
-            return -EWOULDBLOCK;
-        }
-        struct timespec ts = {0, 50 * 1000000};
-        nanosleep(&ts, NULL);
+        snprintf(err, errlen, "%s is busy: %s%s%s%s", repo,
+                 kind == BACKUP_LOCK_WRITE         ? "a backup, prune or in-place restore is running"
+                 : kind == BACKUP_LOCK_READ_SHARED ? "a prune is running"
+                                                   : "a verify, check, restore or prune is reading it",
+                 pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        close(fd);
+        return -EWOULDBLOCK;
     }
     if (kind != BACKUP_LOCK_READ_SHARED) {
         char pid[32];

@@ -271,7 +271,6 @@ static void pseudonym_help(FILE *out)
             PATIENT_ID_MAX);
 }
 
-/* review22: an auditor looking up one patient's records had no way to get the pseudonym. */
 /* Reads one line of at most cap - 1 bytes (without its newline and a CR before it) into buf:
  * its length (0 for an empty line or none), or cap when the line is longer (the rest is
  * consumed); *eof when input ended. */
@@ -292,6 +291,7 @@ static size_t read_id_line(char *buf, size_t cap, bool *eof)
     return over ? cap : n;
 }
 
+/* review22: an auditor looking up one patient's records had no way to get the pseudonym. */
 static int cmd_pseudonym(int argc, char **argv)
 {
     opts_t o = {0};
@@ -389,8 +389,7 @@ static int prune_plan(const char *log_path, int retention_days, int64_t today, j
     bool found = false;
     for (size_t i = 0; i < n; i++) {
         if (audit_file_expired(&files[i], retention_days, today)) {
-            const char *slash = strrchr(files[i].path, '/');
-            json_array_append_new(names, json_string(slash ? slash + 1 : files[i].path));
+            json_array_append_new(names, json_string(util_basename(files[i].path)));
             count++;
             continue;
         }

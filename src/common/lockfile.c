@@ -7,7 +7,28 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "common/util.h"
+
+int lockfile_wait(int fd, int op, int wait_ms)
+{
+    int64_t deadline = util_mono_ns() + (int64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000;
+    long pause_us = 200;
+    for (;;) {
+        if (flock(fd, op | LOCK_NB) == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK)
+            return -errno;
+        if (util_mono_ns() >= deadline)
+            return -ETIMEDOUT;
+        nanosleep(&(struct timespec){.tv_nsec = pause_us * 1000}, NULL);
+        pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
+    }
+}
 
 void lockfile_path_for_db(const char *db_path, char *buf, unsigned long len)
 {

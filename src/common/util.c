@@ -164,24 +164,34 @@ void util_sha256_hex(const void *data, size_t n, char ret_hex[SHA256_HEX_LEN])
     to_hex(md, len, ret_hex);
 }
 
-/* Reads fd to its end in IO_BLOCK pieces and hands each to fn; 0, or the first error
- * (-errno from read, -ENOMEM, or what fn returned). */
-static int for_each_block(int fd, int (*fn)(void *arg, const void *data, size_t n), void *arg)
+#define TO_EOF UINT64_MAX
+
+/* Reads fd from offset 0 (pread: its file offset is neither used nor moved) in IO_BLOCK
+ * pieces, up to limit bytes (TO_EOF: to its end), and hands each to fn; 0, or the first
+ * error (-errno from pread, -ENOMEM, -ENODATA when fd ends before limit, or what fn
+ * returned). */
+static int for_each_block(int fd, uint64_t limit, int (*fn)(void *arg, const void *data, size_t n), void *arg)
 {
     unsigned char *block = malloc(IO_BLOCK);
     if (!block)
         return -ENOMEM;
     int r = 0;
-    for (;;) {
-        ssize_t n = read(fd, block, IO_BLOCK);
+    for (uint64_t off = 0; off < limit;) {
+        size_t want = limit - off < IO_BLOCK ? (size_t)(limit - off) : IO_BLOCK;
+        ssize_t n = pread(fd, block, want, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
             break;
         }
-        if (n == 0 || (r = fn(arg, block, (size_t)n)) < 0)
+        if (n == 0) {
+            r = limit == TO_EOF ? 0 : -ENODATA;
             break;
+        }
+        if ((r = fn(arg, block, (size_t)n)) < 0)
+            break;
+        off += (uint64_t)n;
     }
     free(block);
     return r;
@@ -194,10 +204,17 @@ static int digest_block(void *ctx, const void *data, size_t n)
 
 int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
 {
-    int r = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    int r = util_sha256_fd(fd, TO_EOF, ret_hex);
+    close(fd);
+    return r;
+}
+
+int util_sha256_fd(int fd, uint64_t n, char ret_hex[SHA256_HEX_LEN])
+{
+    int r = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) {
         r = -ENOMEM;
@@ -207,7 +224,7 @@ int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
         r = -EIO;
         goto fail;
     }
-    if ((r = for_each_block(fd, digest_block, ctx)) < 0)
+    if ((r = for_each_block(fd, n, digest_block, ctx)) < 0)
         goto fail;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
@@ -218,7 +235,6 @@ int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN])
     to_hex(md, len, ret_hex);
 fail:
     EVP_MD_CTX_free(ctx);
-    close(fd);
     return r;
 }
 
@@ -315,6 +331,12 @@ void util_dirname(const char *path, char *buf, size_t buflen)
         snprintf(buf, buflen, "%.*s", (int)(slash - path), path);
 }
 
+const char *util_basename(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 int util_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -395,7 +417,7 @@ int util_copy_file_atomic(const char *src, const char *dst, int mode)
         close(in);
         return out;
     }
-    int r = for_each_block(in, write_block, &out);
+    int r = for_each_block(in, TO_EOF, write_block, &out);
     close(in);
     if (r < 0) {
         close(out);

@@ -32,6 +32,9 @@ int util_random(void *buf, size_t n);
 
 /* SHA-256 of a whole file as lowercase hex; 0, -errno on I/O failure. Streams in 64 KiB blocks. */
 int util_sha256_file(const char *path, char ret_hex[SHA256_HEX_LEN]);
+/* SHA-256 of the first n bytes of fd (UINT64_MAX: all of it), read with pread (fd's offset
+ * is neither used nor moved); -ENODATA when it holds fewer than n bytes. */
+int util_sha256_fd(int fd, uint64_t n, char ret_hex[SHA256_HEX_LEN]);
 /* Value of one hexadecimal digit (either case), or -1. */
 int util_hexval(char c);
 /* SHA-256 of a buffer as lowercase hex. */
@@ -55,6 +58,8 @@ int util_rmtree(const char *path);
 int util_fsync_dir(const char *path);
 /* The directory part of path into buf: "." when path has no slash, "/" for "/name". */
 void util_dirname(const char *path, char *buf, size_t buflen);
+/* The last component of path (after its last slash; path itself when it has none). */
+const char *util_basename(const char *path);
 bool util_path_exists(const char *path);
 
 /* True if s is a safe single path component for model names and versions:

@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "common/lockfile.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -617,12 +619,64 @@ static void test_dirname(void **state)
     assert_string_equal(b, ".");
     util_dirname("data/audit.log", b, sizeof(b));
     assert_string_equal(b, "data");
+    assert_string_equal(util_basename("/var/log/aimedres/audit.log"), "audit.log");
+    assert_string_equal(util_basename("audit.log"), "audit.log");
+    assert_string_equal(util_basename("/x"), "x");
+}
+
+/* The first n bytes of a file, as a backup reads the audit log's cut: whatever follows is not
+ * hashed, and a file now shorter than n is -ENODATA; the descriptor's offset is not moved. */
+static void test_sha256_fd(void **state)
+{
+    (void)state;
+    char path[4200], want[SHA256_HEX_LEN], got[SHA256_HEX_LEN];
+    snprintf(path, sizeof(path), "%s/prefix.bin", tmpdir);
+    char data[200000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7);
+    assert_int_equal(util_write_file_atomic(path, data, sizeof(data), 0600), 0);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    util_sha256_hex(data, 123457, want);
+    assert_int_equal(util_sha256_fd(fd, 123457, got), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(lseek(fd, 0, SEEK_CUR), 0);
+    util_sha256_hex(data, sizeof(data), want);
+    assert_int_equal(util_sha256_fd(fd, UINT64_MAX, got), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(util_sha256_file(path, got), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(util_sha256_fd(fd, sizeof(data) + 1, got), -ENODATA);
+    close(fd);
+}
+
+/* A held flock times out after the wait; a free one is taken at once. Two open() of one file
+ * are two holders for flock, so one process can play both. */
+static void test_lockfile_wait(void **state)
+{
+    (void)state;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/wait.lock", tmpdir);
+    int a = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), b = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(a >= 0 && b >= 0);
+    assert_int_equal(lockfile_wait(a, LOCK_EX, 0), 0);
+    int64_t t0 = util_mono_ns();
+    assert_int_equal(lockfile_wait(b, LOCK_EX, 50), -ETIMEDOUT);
+    assert_true(util_mono_ns() - t0 >= 50 * 1000000LL);
+    assert_int_equal(lockfile_wait(b, LOCK_SH, 0), -ETIMEDOUT);
+    flock(a, LOCK_UN);
+    assert_int_equal(lockfile_wait(b, LOCK_SH, 50), 0);
+    assert_int_equal(lockfile_wait(a, LOCK_SH, 50), 0); /* shared with b */
+    close(a);
+    close(b);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dirname),
+        cmocka_unit_test(test_sha256_fd),
+        cmocka_unit_test(test_lockfile_wait),
         cmocka_unit_test(test_uuid7_format),
         cmocka_unit_test(test_uuid7_order_and_unique),
         cmocka_unit_test(test_random),
