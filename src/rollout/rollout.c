@@ -491,8 +491,7 @@ static void audit_late(rollout_t *r, dep_t *d)
 /* Writes the record (and an event when event != NULL), then audits the event: "success" only
  * when the change is stored. A change made through the API (actor other than the controller)
  * has its audit record durable before the call is acknowledged (api_end, then the record's
- * callback);
- * the controller's own are queued. On
+ * callback); the controller's own are queued. On
  * any failure r->save_failures counts it (the API answers 503: not acknowledged), the store
  * write is retried by the controller, and the event is audited again ("recorded_late") once
  * both took it. The change is in effect in this process either way (a rollback stops
@@ -1556,23 +1555,19 @@ static int api_end(rollout_t *r, api_wait_t *w, unsigned before, int rc, json_t 
         snprintf(err, errlen, "%s", UNSAVED_MSG);
         rc = -EIO;
     }
+    if (rc < 0 && ret && *ret) {
+        json_decref(*ret); /* the answer, now or later, is the error */
+        *ret = NULL;
+    }
     if (!mine) {
         w->rc = rc;
         snprintf(w->err, sizeof(w->err), "%s", rc < 0 ? err : "");
         rc = ROLLOUT_PENDING;
-        if (w->rc < 0 && ret && *ret) {
-            json_decref(*ret); /* the answer will be the error */
-            *ret = NULL;
-        }
     }
     w->armed = true;
     pthread_mutex_unlock(&w->mu);
     if (mine)
         api_wait_free(w);
-    if (rc < 0 && ret && *ret) {
-        json_decref(*ret);
-        *ret = NULL;
-    }
     return rc;
 }
 
