@@ -773,14 +773,8 @@ static bool archive_date(const char *name, const char *base, int64_t *ret_days)
 int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n)
 {
     char dir[4096], base[1024];
-    const char *slash = strrchr(log_path, '/');
-    if (slash) {
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - log_path) ? (int)(slash - log_path) : 1, log_path);
-        snprintf(base, sizeof(base), "%s", slash + 1);
-    } else {
-        snprintf(dir, sizeof(dir), ".");
-        snprintf(base, sizeof(base), "%s", log_path);
-    }
+    util_dirname(log_path, dir, sizeof(dir));
+    snprintf(base, sizeof(base), "%s", util_basename(log_path));
     DIR *d = opendir(dir);
     if (!d && errno == ENOENT) {
         *ret = NULL; /* no directory yet: an empty log */

@@ -182,10 +182,8 @@ static int start_server(drill_t *d, char *err, size_t errlen)
         if (!is_overridden(environ[i]))
             envp[k++] = environ[i];
     const char *audit_base = NULL;
-    if (d->s->audit_log_path) {
-        audit_base = strrchr(d->s->audit_log_path, '/');
-        audit_base = audit_base ? audit_base + 1 : d->s->audit_log_path;
-    }
+    if (d->s->audit_log_path)
+        audit_base = util_basename(d->s->audit_log_path);
     int r = 0;
     r |= asprintf(&own[o++], "MODEL_STORAGE_PATH=%s/models", d->target) < 0;
     r |= asprintf(&own[o++], "DATABASE_URL=sqlite://%s", d->db_file) < 0;
@@ -743,8 +741,7 @@ stop:
         json_object_set_new(step(&d, "audit", true, 0, "skipped: AUDIT_LOG_PATH is not set"), "skipped",
                             json_true());
     } else if (d.server <= 0 && d.target[0]) {
-        const char *abase = strrchr(s->audit_log_path, '/');
-        abase = abase ? abase + 1 : s->audit_log_path;
+        const char *abase = util_basename(s->audit_log_path);
         char adir[PATH_MAX], alog[PATH_MAX];
         audit_verify_result_t res;
         memset(&res, 0, sizeof(res));

@@ -225,8 +225,7 @@ int backup_repo_latest(const char *repo, char ret_id[BACKUP_ID_MAX])
     if (n < 0)
         return errno == EINVAL ? -EPROTO : -errno;
     target[n] = '\0';
-    const char *base = strrchr(target, '/');
-    base = base ? base + 1 : target;
+    const char *base = util_basename(target);
     if (!backup_id_valid(base))
         return -EPROTO;
     char mpath[PATH_MAX];

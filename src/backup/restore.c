@@ -151,10 +151,8 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
         if (ai == A_CONFIG)
             cfgfile = rel_of(m->files[i].path);
     }
-    if (!dbfile) {
-        const char *slash = strrchr(s->db_path, '/');
-        dbfile = slash ? slash + 1 : s->db_path;
-    }
+    if (!dbfile)
+        dbfile = util_basename(s->db_path);
     int r = 0;
     if (o->target) {
         r |= setp(a[A_DB].dest, o->target, "/", dbfile);
@@ -176,13 +174,7 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
                          "or leave audit out of --components");
                 return -EINVAL;
             }
-            const char *slash = strrchr(s->audit_log_path, '/');
-            if (!slash)
-                snprintf(a[A_AUDIT].dest, PATH_MAX, ".");
-            else
-                snprintf(a[A_AUDIT].dest, PATH_MAX, "%.*s",
-                         slash == s->audit_log_path ? 1 : (int)(slash - s->audit_log_path),
-                         s->audit_log_path);
+            util_dirname(s->audit_log_path, a[A_AUDIT].dest, PATH_MAX);
         }
         if (a[A_CONFIG].selected) {
             const char *src = json_string_value(json_object_get(m->source, "config"));
@@ -587,8 +579,7 @@ static json_t *check_audit_chain(const backup_settings_t *s, const backup_manife
                                  const char *stage_dir, int *failures)
 {
     const char *src = json_string_value(json_object_get(m->source, "audit_log"));
-    const char *base = src ? strrchr(src, '/') : NULL;
-    base = base ? base + 1 : src;
+    const char *base = src ? util_basename(src) : NULL;
     char log[PATH_MAX], err[512] = "";
     if (!base || !s->cfg || backup_path_join(log, sizeof(log), stage_dir, base) < 0) {
         (*failures)++;
@@ -1051,8 +1042,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     if (a[A_AUDIT].selected) {
         /* the restored active log (for the RESTORE record: backup/events.h) */
         const char *src = json_string_value(json_object_get(m->source, "audit_log"));
-        const char *base = src ? strrchr(src, '/') : NULL;
-        base = base ? base + 1 : src;
+        const char *base = src ? util_basename(src) : NULL;
         char alog[PATH_MAX];
         if (base && backup_path_join(alog, sizeof(alog), a[A_AUDIT].dest, base) == 0 &&
             util_path_exists(alog))

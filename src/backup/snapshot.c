@@ -268,14 +268,8 @@ out:
 int backup_snapshot_cleanup_stale(const char *db_path)
 {
     char dir[PATH_MAX], base[NAME_MAX + 1];
-    const char *slash = strrchr(db_path, '/');
-    if (slash) {
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - db_path) ? (int)(slash - db_path) : 1, db_path);
-        snprintf(base, sizeof(base), "%s%s", slash + 1, SNAP_TAG);
-    } else {
-        snprintf(dir, sizeof(dir), ".");
-        snprintf(base, sizeof(base), "%s%s", db_path, SNAP_TAG);
-    }
+    util_dirname(db_path, dir, sizeof(dir));
+    snprintf(base, sizeof(base), "%s%s", util_basename(db_path), SNAP_TAG);
     DIR *d = opendir(dir);
     if (!d)
         return 0;

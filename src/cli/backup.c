@@ -797,12 +797,7 @@ static int report_writable(const char *report)
 {
     char dir[4096];
     const char *slash = strrchr(report, '/');
-    if (slash == report)
-        snprintf(dir, sizeof(dir), "/");
-    else if (slash)
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - report), report);
-    else
-        snprintf(dir, sizeof(dir), ".");
+    util_dirname(report, dir, sizeof(dir));
     struct stat st;
     const char *why = NULL;
     if (slash && !slash[1])

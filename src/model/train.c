@@ -1139,12 +1139,6 @@ static int rows_from_flags(job_t *j)
     return 0;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 /* Writes the holdout rows (features + label) aside as <dir>/.<name>_validation.csv.<pid>;
  * publish_validation renames it into place once the model is registered. */
 static int write_validation(job_t *j, char *pending, size_t pn, char *final, size_t fn, char *err,
@@ -1536,7 +1530,7 @@ static int register_job(job_t *j, const char *verb, const char *source, json_t *
         return -ENOMEM;
     char desc[512];
     snprintf(desc, sizeof(desc), "XGBoost %s model %s by aimedres from %s", model_task_name(j->task), verb,
-             base_name(source));
+             util_basename(source));
     return build_and_register(j, desc, ret_summary, err, errlen);
 }
 
@@ -1684,7 +1678,7 @@ int model_train(const model_train_opts_t *o, json_t **ret_summary, char *err, si
         json_object_set_new(jparams, params[i].key, json_string(params[i].value));
     j.provenance = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:o}", "tool", "aimedres model train",
-        "aimedres_version", AIMEDRES_VERSION, "data_file", base_name(o->data_path), "data_sha256", data_sha,
+        "aimedres_version", AIMEDRES_VERSION, "data_file", util_basename(o->data_path), "data_sha256", data_sha,
         "n_rows", (json_int_t)j.ds.n, "seed", (json_int_t)o->seed, "n_validation", (json_int_t)j.n_val,
         "validation_fraction", o->validation_fraction, "rounds", (json_int_t)o->rounds, "params", jparams);
     rc = register_job(&j, "trained", o->data_path, ret_summary, err, errlen);
@@ -1909,8 +1903,8 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
     util_sha256_file(o->data_path, data_sha);
     j.provenance =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "tool", "aimedres model import", "aimedres_version",
-                  AIMEDRES_VERSION, "booster_file", base_name(o->booster_path), "data_file",
-                  base_name(o->data_path), "data_sha256", data_sha, "n_rows", (json_int_t)j.ds.n);
+                  AIMEDRES_VERSION, "booster_file", util_basename(o->booster_path), "data_file",
+                  util_basename(o->data_path), "data_sha256", data_sha, "n_rows", (json_int_t)j.ds.n);
     rc = register_job(&j, "imported", o->booster_path, ret_summary, err, errlen);
 out:
     if (rc == -ENOMEM && err && !err[0])

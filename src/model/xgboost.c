@@ -358,8 +358,7 @@ static void register_log(void)
 #define PROBE_ROWS 512
 static void compile_trees(xgb_state_t *st, const char *booster_path)
 {
-    const char *base = strrchr(booster_path, '/');
-    base = base ? base + 1 : booster_path;
+    const char *base = util_basename(booster_path);
     bst_ulong len = 0;
     const char *json = NULL;
     char why[256] = "";
