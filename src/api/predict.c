@@ -325,8 +325,8 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
     if (!pin)
         rollout_route(app->rollout, name, jpid ? json_string_value(jpid) : NULL, http_ctx_request_id(ctx),
                       &rt);
-    if (!rt.arm) /* a pinned version bypasses routing: label it as such in metrics and records */
-        rt.arm = pin ? "pinned" : "stable";
+    else /* a pinned version bypasses routing: label it as such in metrics and records */
+        rt.arm = "pinned";
     h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire(app->registry, name, pin, &err);
     if (!h && err != -ENOENT) {
         log_msg(LOG_ERROR, "model unavailable", "{s:s,s:s,s:i}", "request_id", http_ctx_request_id(ctx),

@@ -22,7 +22,7 @@ typedef struct audit_log audit_log_t;
 typedef struct audit_event {
     const char *type; /* MODEL_INFERENCE, DATA_ACCESS, AUTH_SUCCESS, AUTH_FAILURE, MODEL_REGISTERED,
                          DEPLOYMENT_*, CONFIG_CHANGE, BACKUP, RESTORE, AUDIT_VERIFY (required,
-                         [A-Z0-9_], at most 32 chars) */
+                         [A-Z0-9_], at most AUDIT_MAX_TYPE = 64 chars) */
     const char *user, *role, *action, *entity_type, *entity_id, *source_ip, *outcome, *request_id;
     const char *patient_pseudonym;
     json_t *detail; /* borrowed; small object of non-PHI fields e.g. model, version, arm, prediction_id */

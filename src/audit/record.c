@@ -53,7 +53,10 @@ static bool is_pseudonym(const char *s)
 
 int audit_event_validate(const audit_event_t *ev)
 {
-    if (!ev || !ev->type || !*ev->type || strlen(ev->type) > 32)
+    /* 64: the longest deployment event, DEPLOYMENT_<EVENT>, runs past 32 (rollout.c); a SIEM
+     * message id (RFC 5424 MSGID, at most 32) is "-" for a longer type, which stays in the
+     * record's type parameter (siem.c) */
+    if (!ev || !ev->type || !*ev->type || strnlen(ev->type, AUDIT_MAX_TYPE + 1) > AUDIT_MAX_TYPE)
         return -EINVAL;
     for (const char *p = ev->type; *p; p++)
         if (!(isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))

@@ -26,7 +26,10 @@
  * secret_key is NULL or empty. */
 int audit_chain_key(const char *secret_key, unsigned char key[AUDIT_KEY_LEN]);
 
-/* 0 if ev is acceptable (type present and [A-Z0-9_]{1,32}, strings under 1 KiB, a pseudonym
+/* The longest event type (DEPLOYMENT_<EVENT> names of the rollout controller run to 44). */
+#define AUDIT_MAX_TYPE 64
+
+/* 0 if ev is acceptable (type present and [A-Z0-9_]{1,64}, strings under 1 KiB, a pseudonym
  * that looks like one, detail an object or NULL), else -EINVAL. */
 int audit_event_validate(const audit_event_t *ev);
 

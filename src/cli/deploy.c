@@ -381,9 +381,11 @@ static void rollback_usage(FILE *out)
 {
     fprintf(out, "usage: aimedres rollback MODEL [--to VERSION] [--url URL] [--json]\n\n"
                  "Rolls the model back through the running server's API (POST\n"
-                 "/api/v1/models/MODEL/rollback; role deployer): its active deployment, else its last\n"
-                 "promotion (within the rollback window), else to the previous registered version.\n"
-                 "  --to VERSION   make this registered version stable instead\n"
+                 "/api/v1/models/MODEL/rollback; role deployer): its active deployment, else the\n"
+                 "promotion that made its version stable, back to the stable version before it. Refused\n"
+                 "(nothing changes) when there is none, or when --to names a version that does not exist,\n"
+                 "does not load or never served as stable (deploy it with `deploy direct` instead).\n"
+                 "  --to VERSION   make this version, one that served as stable, stable instead\n"
                  "  --url URL      server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n"
                  "  --json         print the server's JSON answer\n"
                  "The API key comes from AIMEDRES_API_KEY when the server has AUTH_ENABLED.\n"
@@ -412,8 +414,18 @@ int cli_rollback(int argc, char **argv)
         default: rollback_usage(stderr); return 2;
         }
     }
-    if (argc - optind != 1 || !util_is_safe_name(argv[optind]) || (to && !util_is_safe_name(to))) {
+    if (argc - optind != 1) {
         rollback_usage(stderr);
+        return 2;
+    }
+    if (!util_is_safe_name(argv[optind])) {
+        fprintf(stderr, "aimedres rollback: invalid model name '%.128s' (letters, digits, '.', '_', '-')\n",
+                argv[optind]);
+        return 2;
+    }
+    if (to && !util_is_safe_name(to)) {
+        fprintf(stderr,
+                "aimedres rollback: --to: invalid version '%.128s' (letters, digits, '.', '_', '-')\n", to);
         return 2;
     }
     char path[512];

@@ -1284,6 +1284,19 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/baseline", o->data_dir);
+    /* The version's own copy (a hard link: the next training replaces the model's file,
+     * not this one); rollout gates prefer it, so training another version does not change the
+     * rows this one is judged on */
+    char vfinal[PATH_MAX];
+    if (snprintf(vfinal, sizeof(vfinal), "%s/%s_%s_validation.csv", dir, o->name, o->version) <
+        (int)sizeof(vfinal)) {
+        unlink(vfinal);
+        if (link(final, vfinal) < 0) {
+            char w[PATH_MAX + 128];
+            snprintf(w, sizeof(w), "could not keep the version's validation CSV %s: %s", vfinal, strerror(errno));
+            json_array_append_new(j->warnings, json_string(w));
+        }
+    }
     util_fsync_dir(dir);
 
     if (ret_summary) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "model/csv.h"
@@ -18,6 +19,11 @@
 
 #define MAX_ROWS 20000
 #define MAX_GROUPS 32
+/* The smallest group a fairness gate compares: rows, and positive labels for the TPR */
+#define FAIR_MIN_ROWS 10
+#define FAIR_MIN_ROWS_S "10"
+#define FAIR_MIN_POSITIVES 5
+#define FAIR_MIN_POSITIVES_S "5"
 #define LAT_BASE_S 1e-6
 #define LAT_GROWTH 1.05
 
@@ -29,6 +35,16 @@ json_t *rollout_gate_test(const char *name, const char *type, double score, doub
     return json_pack("{s:s,s:s,s:o,s:f,s:s,s:b,s:s}", "test_name", name, "test_type", type, "score",
                      isfinite(score) ? json_real(score) : json_null(), "threshold", threshold, "comparison",
                      is_min ? "min" : "max", "passed", passed, "executed_at", at);
+}
+
+double rollout_wilson_upper95(unsigned long long correct, unsigned long long n)
+{
+    if (n == 0 || correct > n)
+        return NAN;
+    double z = ROLLOUT_Z95_ONE_SIDED, nn = (double)n, p = (double)correct / nn, z2 = z * z;
+    double centre = p + z2 / (2 * nn);
+    double spread = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
+    return fmin(1.0, (centre + spread) / (1 + z2 / nn));
 }
 
 /* The offline latency gate compares what a prediction costs, so it times this thread's CPU
@@ -268,7 +284,7 @@ static double rel_drop(double stable, double cand)
 
 /* Positive rate and TPR per group of the sensitive column; the max-min spread of each. */
 static void disparity(const csv_table_t *t, int col, const int *y, const int *pred, double *ret_pr,
-                      double *ret_tpr, size_t *ret_groups)
+                      double *ret_tpr, size_t *ret_groups, size_t *ret_tpr_groups)
 {
     char *names[MAX_GROUPS];
     size_t n_g = 0, cnt[MAX_GROUPS] = {0}, pos[MAX_GROUPS] = {0}, act[MAX_GROUPS] = {0}, tp[MAX_GROUPS] = {0};
@@ -290,23 +306,47 @@ static void disparity(const csv_table_t *t, int col, const int *y, const int *pr
         tp[g] += y[r] == 1 && pred[r] == 1;
     }
     double pr_lo = INFINITY, pr_hi = -INFINITY, t_lo = INFINITY, t_hi = -INFINITY;
-    size_t used = 0;
+    size_t used = 0, used_tpr = 0;
     for (size_t g = 0; g < n_g; g++) {
-        if (cnt[g] < 10) /* too small a group to say anything */
+        if (cnt[g] < FAIR_MIN_ROWS) /* too small a group to say anything */
             continue;
         used++;
         double pr = (double)pos[g] / (double)cnt[g];
         pr_lo = fmin(pr_lo, pr);
         pr_hi = fmax(pr_hi, pr);
-        if (act[g] >= 5) {
+        if (act[g] >= FAIR_MIN_POSITIVES) {
+            used_tpr++;
             double tpr = (double)tp[g] / (double)act[g];
             t_lo = fmin(t_lo, tpr);
             t_hi = fmax(t_hi, tpr);
         }
     }
+    /* A difference needs two groups to compare; fewer is "can not be evaluated" (NAN) */
     *ret_groups = used;
-    *ret_pr = used >= 2 ? pr_hi - pr_lo : 0;
-    *ret_tpr = isfinite(t_lo) && t_hi > t_lo ? t_hi - t_lo : 0;
+    *ret_tpr_groups = used_tpr;
+    *ret_pr = used >= 2 ? pr_hi - pr_lo : NAN;
+    *ret_tpr = used_tpr >= 2 ? t_hi - t_lo : NAN;
+}
+
+/* A fairness gate that can not be evaluated fails, saying why (it used to pass at 0). */
+static void fairness_gate(gatectx_t *g, const char *name, const char *what, double score, double threshold,
+                          size_t groups, const char *column, const char *need)
+{
+    if (isfinite(score)) {
+        gate(g, name, "fairness", what, score, threshold, false);
+        return;
+    }
+    json_t *t = rollout_gate_test(name, "fairness", NAN, threshold, false, false);
+    json_object_set_new(t, "evaluable", json_false());
+    json_object_set_new(t, "groups", json_integer((json_int_t)groups));
+    json_array_append_new(g->tests, t);
+    if (!g->failed) {
+        g->failed = true;
+        snprintf(g->reason, g->reasonlen,
+                 "gate %s failed: can not be evaluated: %zu group%s of the sensitive column '%s' in the "
+                 "validation data %s (2 are needed to compare)",
+                 name, groups, groups == 1 ? "" : "s", column, need);
+    }
 }
 
 int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model_handle_t *stable,
@@ -339,7 +379,15 @@ int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model
             return 1;
         }
     }
-    char cerr[512] = "";
+    char cerr[512] = "", vpath[1024];
+    /* The candidate version's own validation CSV (model train keeps one per version)
+     * wins over the model's, which the last training replaced */
+    size_t plen = strlen(csv_path), slen = strlen("_validation.csv");
+    if (plen > slen && strcmp(csv_path + plen - slen, "_validation.csv") == 0 &&
+        snprintf(vpath, sizeof(vpath), "%.*s_%s_validation.csv", (int)(plen - slen), csv_path, cm->version) <
+            (int)sizeof(vpath) &&
+        access(vpath, R_OK) == 0)
+        csv_path = vpath;
     if ((rc = csv_read_file(csv_path, &t, cerr, sizeof(cerr))) < 0) {
         snprintf(reason, reasonlen, "validation data: %s", cerr);
         return rc;
@@ -398,12 +446,18 @@ int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model
         int col = csv_column_index(t, c->sensitive_column);
         if (col >= 0) {
             double pr, tpr;
-            size_t groups;
-            disparity(t, col, y, cpred, &pr, &tpr, &groups);
-            gate(&g, "demographic_parity_difference", "fairness", "positive-rate difference across groups",
-                 pr, c->max_demographic_disparity, false);
-            gate(&g, "equal_opportunity_difference", "fairness",
-                 "true-positive-rate difference across groups", tpr, c->max_demographic_disparity, false);
+            size_t groups, tpr_groups;
+            disparity(t, col, y, cpred, &pr, &tpr, &groups, &tpr_groups);
+            fairness_gate(&g, "demographic_parity_difference", "positive-rate difference across groups", pr,
+                          c->max_demographic_disparity, groups, c->sensitive_column,
+                          groups == 1 ? "has at least " FAIR_MIN_ROWS_S " rows"
+                                      : "have at least " FAIR_MIN_ROWS_S " rows");
+            fairness_gate(&g, "equal_opportunity_difference", "true-positive-rate difference across groups",
+                          tpr, c->max_demographic_disparity, tpr_groups, c->sensitive_column,
+                          tpr_groups == 1 ? "has at least " FAIR_MIN_ROWS_S " rows and " FAIR_MIN_POSITIVES_S
+                                            " positive labels"
+                                          : "have at least " FAIR_MIN_ROWS_S " rows and " FAIR_MIN_POSITIVES_S
+                                            " positive labels");
         } else {
             json_array_append_new(tests, rollout_gate_test("demographic_disparity", "fairness", NAN,
                                                            c->max_demographic_disparity, false, false));

@@ -20,12 +20,20 @@ json_t *rollout_gate_test(const char *name, const char *type, double score, doub
                           bool passed);
 
 /* Runs every offline gate of cand (borrowed) against stable (borrowed; NULL = none, the
- * comparative gates are skipped) on csv_path, appending one entry per gate to tests.
+ * comparative gates are skipped) on csv_path, appending one entry per gate to tests. When
+ * csv_path is ".../<model>_validation.csv" and ".../<model>_<cand version>_validation.csv"
+ * exists (model train writes one per version), that one is used instead.
  * Returns 0 when all pass; 1 when a gate failed, with reason naming the first failing
  * gate and its numbers ("gate min_accuracy failed: accuracy 0.712 < 0.850"); or a
  * negative errno when the gates could not run (reason explains; e.g. no validation CSV). */
 int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model_handle_t *stable,
                           const char *csv_path, json_t *tests, char *reason, size_t reasonlen);
+
+/* Upper end of the one-sided 95% Wilson score interval (z = 1.6449) of the proportion
+ * correct/n. The live accuracy gate fails only when this is below min_accuracy: the true
+ * accuracy is then below the threshold with 95% confidence. NAN when n is 0 or correct > n. */
+#define ROLLOUT_Z95_ONE_SIDED 1.6448536269514722
+double rollout_wilson_upper95(unsigned long long correct, unsigned long long n);
 
 /* Fine-grained latency histogram (5% wide buckets from 1 us to ~30 s) updated with
  * relaxed atomics; used for per-arm and shadow p95. */

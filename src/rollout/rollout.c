@@ -89,7 +89,11 @@ typedef struct dep {
     int64_t retry_ms;
     char rollback_reason[512];
     json_t *tests, *timeline, *last_checks;
+    json_t *frozen_perf; /* a finished deployment loaded from its record: its stored figures */
     double stable_p95_ref; /* stable arm p95 last seen with enough samples */
+    bool ref_queried;      /* blue/green reference asked of the store (once per process) */
+    long ref_n;            /* recorded stable predictions it found */
+    int awaiting_kind;     /* what awaiting_evidence waits for: 1 requests, 2 a latency reference */
     /* hot path */
     _Atomic int route_mode;
     _Atomic unsigned traffic_bp, epoch;
@@ -238,6 +242,8 @@ static json_t *dep_json(const dep_t *d)
     json_object_set_new(o, "rollback_available_until", iso(d->window_until_ms));
     /* the previous stable version is loaded, so a rollback is a switch, not a deployment */
     json_object_set_new(o, "previous_version_loaded", json_boolean(d->prev_stable != NULL));
+    if (d->frozen_perf) /* not the zeros of arms that no longer run */
+        json_object_set_new(o, "performance_metrics", json_deep_copy(d->frozen_perf));
     /* controller state for restarts */
     if (json_array_size(d->late_audit) > 0)
         json_object_set_new(o, "_late_audit", json_deep_copy(d->late_audit));
@@ -419,7 +425,7 @@ static void take_failed_audits(rollout_t *r)
 static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool late, bool from_api)
 {
     const char *event = json_string_value(json_object_get(ev, "event"));
-    char type[64];
+    char type[96]; /* longer than the audit limit (64): a name past it is refused, not cut */
     snprintf(type, sizeof(type), "DEPLOYMENT_%s", event ? event : "");
     for (char *c = type; *c; c++)
         *c = (*c >= 'a' && *c <= 'z') ? (char)(*c - 32) : (*c == '-' || *c == ' ') ? '_' : *c;
@@ -496,7 +502,8 @@ static void audit_late(rollout_t *r, dep_t *d)
  * write is retried by the controller, and the event is audited again ("recorded_late") once
  * both took it. The change is in effect in this process either way (a rollback stops
  * traffic at once). Caller holds mu. */
-static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
+static int save_ex(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason,
+                   const json_t *extra)
 {
     int64_t now = util_now_ms();
     json_t *ev = NULL;
@@ -506,6 +513,8 @@ static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, co
                        d->traffic);
         if (reason)
             json_object_set_new(ev, "reason", json_string(reason));
+        if (extra) /* e.g. a model rollback's from_version/to_version, in the event and its audit */
+            json_object_update(ev, (json_t *)extra);
         json_array_append(d->timeline, ev);
         if (!d->pending_events)
             d->pending_events = json_array();
@@ -534,6 +543,11 @@ static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, co
     if (!stored || !audited)
         r->save_failures++;
     return stored && audited ? 0 : -EIO;
+}
+
+static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, const char *reason)
+{
+    return save_ex(r, d, event, actor, reason, NULL);
 }
 
 static void set_state(dep_t *d, const char *status, const char *mode)
@@ -655,17 +669,22 @@ static void dep_free(dep_t *d)
     json_decref(d->last_checks);
     json_decref(d->pending_events);
     json_decref(d->late_audit);
+    json_decref(d->frozen_perf);
     free(d);
 }
 
 /* Loads the candidate version's own handle (unloaded on rollback by dropping it). */
-static model_handle_t *load_version(rollout_t *r, const char *model, const char *version, char *err, size_t n)
+/* 0 with *ret, -ENOENT (not registered), -EINVAL (registered but does not load) or -EIO (the
+ * registry could not be read); err says which. */
+static int open_version(rollout_t *r, const char *model, const char *version, model_handle_t **ret, char *err,
+                        size_t n)
 {
     json_t *list = NULL;
     model_handle_t *h = NULL;
+    *ret = NULL;
     if (store_model_list(r->store, &list) < 0) {
         snprintf(err, n, "cannot read the model registry");
-        return NULL;
+        return -EIO;
     }
     size_t i;
     json_t *it;
@@ -677,11 +696,23 @@ static model_handle_t *load_version(rollout_t *r, const char *model, const char 
         if (nm && v && strcmp(nm, model) == 0 && strcmp(v, version) == 0)
             path = json_string_value(json_object_get(it, "path"));
     }
-    if (!path)
+    int rc = 0;
+    if (!path) {
         snprintf(err, n, "model '%s' has no registered version '%s'", model, version);
-    else if (model_handle_open(path, &h, err, n) < 0)
+        rc = -ENOENT;
+    } else if (model_handle_open(path, &h, err, n) < 0) {
         h = NULL;
+        rc = -EINVAL;
+    }
     json_decref(list);
+    *ret = h;
+    return rc;
+}
+
+static model_handle_t *load_version(rollout_t *r, const char *model, const char *version, char *err, size_t n)
+{
+    model_handle_t *h;
+    open_version(r, model, version, &h, err, n);
     return h;
 }
 
@@ -792,13 +823,16 @@ drop:
         metrics_counter_add(r->m_dropped, 1);
 }
 
-/* Same decision? binary: same side of the threshold; multiclass: same argmax;
- * regression: within 1% (relative) or 1e-6. */
-static bool agrees(const model_manifest_t *m, const float *a, const float *b, size_t no)
+/* Same decision? Each version decides under its own manifest: binary: the class each
+ * one's own threshold gives (cm for the candidate's output a, sm for the stable version's b;
+ * sm NULL = the candidate's threshold); multiclass: same argmax; regression: within 1%
+ * (relative) or 1e-6. */
+static bool agrees(const model_manifest_t *cm, const model_manifest_t *sm, const float *a, const float *b,
+                   size_t no)
 {
-    if (m->task == MODEL_TASK_BINARY)
-        return (a[0] >= m->threshold) == (b[0] >= m->threshold);
-    if (m->task == MODEL_TASK_MULTICLASS) {
+    if (cm->task == MODEL_TASK_BINARY)
+        return (a[0] >= cm->threshold) == (b[0] >= (sm ? sm->threshold : cm->threshold));
+    if (cm->task == MODEL_TASK_MULTICLASS) {
         size_t ia = 0, ib = 0;
         for (size_t k = 1; k < no; k++) {
             if (a[k] > a[ia])
@@ -842,9 +876,15 @@ static void *shadow_main(void *arg)
             __atomic_fetch_add(&d->shadow.errors, 1, __ATOMIC_RELAXED);
         } else {
             rollout_latency_observe(&d->shadow.lat, secs);
+            /* The stable outputs were made by the serving version, under its threshold */
+            model_handle_t *sh = model_registry_acquire(r->registry, d->model, NULL, NULL);
+            const model_manifest_t *sm = sh ? model_handle_manifest(sh) : NULL;
+            if (sm && sm->task != m->task)
+                sm = NULL;
             unsigned long long ag = 0;
             for (size_t i = 0; i < job.n_rows; i++)
-                ag += agrees(m, out + i * no, job.stable_out + i * no, no);
+                ag += agrees(m, sm, out + i * no, job.stable_out + i * no, no);
+            model_handle_unref(sh);
             __atomic_fetch_add(&d->shadow.rows, job.n_rows, __ATOMIC_RELAXED);
             __atomic_fetch_add(&d->shadow.agree, ag, __ATOMIC_RELAXED);
         }
@@ -860,6 +900,78 @@ static void *shadow_main(void *arg)
 static void add_test(dep_t *d, json_t *t)
 {
     json_array_append_new(d->tests, t);
+}
+
+/* The live accuracy gate on correct of labels: fails only when the one-sided 95% Wilson
+ * upper bound is below min_accuracy; the bound goes into the check, the test entry and the reason. */
+static void accuracy_check(dep_t *d, json_t *checks, const char *prefix, unsigned long long correct,
+                           unsigned long long labels, bool final, bool *ok, char *reason, size_t n)
+{
+    double thr = d->cfg.min_accuracy, acc = (double)correct / (double)labels;
+    double ub = rollout_wilson_upper95(correct, labels);
+    bool pass = !(ub < thr);
+    char name[96];
+    snprintf(name, sizeof(name), "%s_accuracy", prefix);
+    json_object_set_new(checks, "accuracy",
+                        json_pack("{s:f,s:f,s:b,s:I,s:I,s:f,s:s}", "score", acc, "threshold", thr, "passed",
+                                  pass, "labels", (json_int_t)labels, "correct", (json_int_t)correct,
+                                  "upper_bound_95", ub, "rule",
+                                  "fails when the one-sided 95% Wilson upper bound < threshold"));
+    if (final || !pass) {
+        json_t *t = rollout_gate_test(name, "live", acc, thr, true, pass);
+        json_object_set_new(t, "labels", json_integer((json_int_t)labels));
+        json_object_set_new(t, "correct", json_integer((json_int_t)correct));
+        json_object_set_new(t, "upper_bound_95", json_real(ub));
+        add_test(d, t);
+    }
+    if (!pass && *ok) {
+        *ok = false;
+        snprintf(
+            reason, n,
+            "gate %s failed: accuracy %.4f (%llu of %llu labels), one-sided 95%% upper bound %.4f < %.4f",
+            name, acc, correct, labels, ub, thr);
+    }
+}
+
+/* Blue/green. The stable version serves nothing during the watch, so its p95 reference
+ * is its recorded request latency (predictions.latency_ms, arm "stable") over the BG_REF_WINDOW
+ * before the switch, asked once per process; green's p95 is the same measure since the switch.
+ * Returns green's p95 (NAN: none yet) and notes both in checks. */
+#define BG_REF_WINDOW_MS (15 * 60 * 1000)
+static void bg_reference(rollout_t *r, dep_t *d)
+{
+    if (isfinite(d->stable_p95_ref) || d->ref_queried || !d->prev_version[0])
+        return;
+    double p95 = NAN;
+    long nref = 0;
+    if (store_deployment_latency_p95(r->store, d->model, d->prev_version, "stable",
+                                     d->phase_started_ms - BG_REF_WINDOW_MS, d->phase_started_ms, 0, &p95,
+                                     &nref) < 0)
+        return; /* the store failed: asked again at the next check */
+    d->ref_queried = true;
+    d->ref_n = nref;
+    if (nref >= d->cfg.min_requests && isfinite(p95))
+        d->stable_p95_ref = p95;
+}
+
+static double bg_latency(rollout_t *r, dep_t *d, json_t *checks)
+{
+    bg_reference(r, d);
+    double p95 = NAN;
+    long n = 0;
+    if (store_deployment_latency_p95(r->store, d->model, d->version, "green", d->phase_started_ms,
+                                     util_now_ms() + 1, 0, &p95, &n) < 0)
+        p95 = NAN;
+    json_object_set_new(checks, "stable_p95_reference",
+                        isfinite(d->stable_p95_ref)
+                            ? json_pack("{s:f,s:s}", "p95_ms", d->stable_p95_ref, "source",
+                                        "recorded latency of the stable version before the switch")
+                            : json_pack("{s:n,s:I,s:i,s:s}", "p95_ms", "stable_predictions",
+                                        (json_int_t)d->ref_n, "needed", d->cfg.min_requests, "source",
+                                        "none: too few recorded stable predictions in the 15 minutes before "
+                                        "the switch; the watch does not end (promote or roll back by hand)"));
+    json_object_set_new(checks, "green_p95_ms", jnum(p95));
+    return p95;
 }
 
 /* Checks live arm figures; returns false with reason when a gate fails. final: the
@@ -909,30 +1021,45 @@ static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t
         unsigned long long cerr = __atomic_load_n(&ca->errors, __ATOMIC_RELAXED);
         unsigned long long sreq = __atomic_load_n(&sa->requests, __ATOMIC_RELAXED);
         double sp95 = rollout_latency_quantile_ms(&sa->lat, 0.95);
-        if (sreq >= (unsigned long long)c->min_requests && isfinite(sp95))
+        if (d->phase != PH_BG_WATCH && sreq >= (unsigned long long)c->min_requests && isfinite(sp95))
             d->stable_p95_ref = sp95;
         if ((creq > 0 && creq >= (unsigned long long)c->min_requests) ||
             (creq > 0 && cerr * 1.0 / creq > c->max_error_rate && cerr >= 3)) {
             CHECK("error_rate", (double)cerr / (double)creq, c->max_error_rate, false);
             double cp95 = rollout_latency_quantile_ms(&ca->lat, 0.95);
+            if (d->phase == PH_BG_WATCH)
+                cp95 = bg_latency(r, d, checks); /* both sides from the recorded latency */
             if (isfinite(cp95) && isfinite(d->stable_p95_ref)) {
                 double fl = c->latency_floor_ms;
                 CHECK("p95_latency_ratio", fmax(cp95, fl) / fmax(d->stable_p95_ref, fl),
                       1 + c->max_performance_degradation, false);
             }
         }
-        /* accuracy from feedback labels, once there are enough */
+        /* Accuracy from the feedback labels of every prediction the candidate made in this
+         * deployment (since it started: labels that arrive after their stage still count), once
+         * there are min_labels; it fails only on evidence: when the one-sided 95% Wilson upper
+         * bound of the accuracy is below min_accuracy (docs/rollouts.md, Gates) */
         json_t *acc = NULL;
         const model_manifest_t *m = d->cand ? model_handle_manifest(d->cand) : NULL;
-        if (m && store_deployment_feedback_accuracy(r->store, d->model, d->phase_started_ms,
+        if (m && store_deployment_feedback_accuracy(r->store, d->model, d->started_ms,
                                                     (const char *const *)m->class_labels, m->n_classes,
                                                     &acc) == 0) {
             json_t *v = json_object_get(json_object_get(acc, arm_name(d)), d->version);
             json_int_t labels = json_integer_value(json_object_get(v, "labels"));
+            json_int_t correct = json_integer_value(json_object_get(v, "correct"));
             json_object_set_new(checks, "labels", json_integer(labels));
-            if (labels >= c->min_labels && labels > 0)
-                CHECK("accuracy", (double)json_integer_value(json_object_get(v, "correct")) / (double)labels,
-                      c->min_accuracy, true);
+            json_t *sv =
+                d->prev_version[0] ? json_object_get(json_object_get(acc, "stable"), d->prev_version) : NULL;
+            json_int_t slabels = json_integer_value(json_object_get(sv, "labels"));
+            if (slabels > 0) /* context for the operator: the stable arm's labelled predictions */
+                json_object_set_new(
+                    checks, "stable_accuracy",
+                    json_pack("{s:f,s:I}", "score",
+                              (double)json_integer_value(json_object_get(sv, "correct")) / (double)slabels,
+                              "labels", slabels));
+            if (labels >= c->min_labels && labels > 0 && correct >= 0 && correct <= labels)
+                accuracy_check(d, checks, prefix, (unsigned long long)correct, (unsigned long long)labels,
+                               final, &ok, reason, n);
             json_decref(acc);
         }
     }
@@ -942,10 +1069,11 @@ static bool live_checks(rollout_t *r, dep_t *d, bool final, char *reason, size_t
     return ok;
 }
 
-/* True when the current phase has seen fewer than min_requests requests (shadow predictions
- * in the shadow phase, candidate requests in a stage or blue/green watch): its end can not be
- * judged yet. why says what is missing. */
-static bool short_of_evidence(const dep_t *d, char *why, size_t n)
+/* Nonzero when the current phase has seen fewer than min_requests requests (shadow predictions
+ * in the shadow phase, candidate requests in a stage or blue/green watch): 1, its end can not be
+ * judged yet; or when a blue/green watch has no stable p95 reference: 2. why says what
+ * is missing. */
+static int short_of_evidence(rollout_t *r, dep_t *d, char *why, size_t n)
 {
     unsigned long long have, need = (unsigned long long)d->cfg.min_requests;
     const char *what;
@@ -962,11 +1090,23 @@ static bool short_of_evidence(const dep_t *d, char *why, size_t n)
         else
             snprintf(phase, sizeof(phase), "blue/green watch");
     }
-    if (have >= need)
-        return false;
+    if (have >= need) {
+        if (d->phase != PH_BG_WATCH)
+            return 0;
+        /* A blue/green watch is not passed without the stable version's p95 reference */
+        bg_reference(r, d);
+        if (isfinite(d->stable_p95_ref))
+            return 0;
+        snprintf(why, n,
+                 "blue/green watch has no stable p95 latency reference: %ld of the %llu recorded stable "
+                 "predictions min_requests asks for in the 15 minutes before the switch; it goes on until "
+                 "promoted or rolled back by hand",
+                 d->ref_n, need);
+        return 2;
+    }
     snprintf(why, n, "%s ran its time with %llu of the %llu %s min_requests asks for; it goes on until it has them",
              phase, have, need, what);
-    return true;
+    return 1;
 }
 
 static void start_stage(rollout_t *r, dep_t *d, int stage, const char *actor, const char *why)
@@ -1078,6 +1218,7 @@ static void run_validation(rollout_t *r, dep_t *d)
             d->rollback_triggered = true;
             snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", vr);
             set_state(d, "rolled_back", "rollback");
+            d->traffic = 0; /* the previous version serves again, none of this one */
             d->window_until_ms = 0;
             model_handle_unref(d->prev_stable);
             d->prev_stable = NULL;
@@ -1146,11 +1287,13 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
     char why[256];
     if (hold)
         ending = false; /* checked every interval, ended once the trail is back */
-    if (ending && !d->awaiting_promote && short_of_evidence(d, why, sizeof(why))) {
+    int short_kind = 0;
+    if (ending && !d->awaiting_promote && (short_kind = short_of_evidence(r, d, why, sizeof(why))) != 0) {
         /* no evidence, no promotion: the phase goes on until it has min_requests */
         ending = false;
-        if (!d->awaiting_evidence) {
+        if (!d->awaiting_evidence || d->awaiting_kind != short_kind) {
             d->awaiting_evidence = extended_now = true;
+            d->awaiting_kind = short_kind;
             save(r, d, "extended_awaiting_evidence", "controller", why);
         }
     }
@@ -1696,6 +1839,102 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_
     return api_end(r, w, before, 0, ret, err, errlen);
 }
 
+/* A promotion whose version stops serving because the model was rolled back (to
+ * version `to`): closed as rolled_back, the previous stable it kept loaded released, and the
+ * event (and its audit record) saying who moved the model from which version to which. */
+static void close_promotion(rollout_t *r, dep_t *d, const char *to, const char *event, const char *actor,
+                            const char *reason)
+{
+    json_t *extra = json_pack("{s:s,s:s}", "from_version", d->version, "to_version", to);
+    d->rollback_triggered = true;
+    snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", reason);
+    set_state(d, "rolled_back", "rollback");
+    d->traffic = 0;
+    model_handle_unref(d->prev_stable); /* it serves again through the registry */
+    d->prev_stable = NULL;
+    d->window_until_ms = 0;
+    save_ex(r, d, event, actor, d->rollback_reason, extra);
+    json_decref(extra);
+}
+
+/* The deployment id held in memory, else loaded (inactive) from its stored record so
+ * that an event can be added to it; NULL when unknown. Caller holds mu. */
+static dep_t *held_or_loaded(rollout_t *r, const char *id)
+{
+    dep_t *d = find_dep(r, id);
+    json_t *rec = NULL;
+    if (d || r->n_deps == MAX_DEPS || store_deployment_get(r->store, id, &rec) < 0)
+        return d;
+    d = dep_from_record(r, rec);
+    if (d)
+        d->frozen_perf = json_incref(json_object_get(rec, "performance_metrics"));
+    json_decref(rec);
+    if (!d)
+        return NULL;
+    d->active = false;
+    d->phase = PH_DONE;
+    d->stage = -1;
+    add_dep(r, d);
+    return d;
+}
+
+static bool has_event(const json_t *rec, const char *event)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(rec, "timeline"), i, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "event"));
+        if (name && strcmp(name, event) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* What the stored deployments of a model say about rolling it back from its stable
+ * version `from`: the promotion in force (the newest record with status stable and version
+ * from: its id and previous_version), whether `version` ever served as stable (the version of
+ * a promotion not undone by a failed verification, or the stable version a deployment started
+ * from), and the newest record. */
+typedef struct history {
+    char last_id[32], last_prev[129], newest_id[32];
+    bool was_stable;
+} history_t;
+
+static int read_history(rollout_t *r, const char *model, const char *from, const char *version, history_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    json_t *list = NULL;
+    int rc = store_deployment_list(r->store, NULL, model, false, 0, &list);
+    if (rc == -ENOTSUP)
+        return 0;
+    if (rc < 0)
+        return rc;
+    size_t i;
+    json_t *rec;
+    json_array_foreach(list, i, rec) /* newest first */
+    {
+        const char *id = json_string_value(json_object_get(rec, "deployment_id"));
+        const char *v = json_string_value(json_object_get(rec, "version"));
+        const char *st = json_string_value(json_object_get(rec, "status"));
+        const char *pv = json_string_value(json_object_get(rec, "previous_version"));
+        if (!id || !v)
+            continue;
+        if (!h->newest_id[0])
+            snprintf(h->newest_id, sizeof(h->newest_id), "%s", id);
+        if (!h->last_id[0] && st && strcmp(st, "stable") == 0 && strcmp(v, from) == 0) {
+            snprintf(h->last_id, sizeof(h->last_id), "%s", id);
+            snprintf(h->last_prev, sizeof(h->last_prev), "%s", pv ? pv : "");
+        }
+        if (version && ((pv && strcmp(pv, version) == 0) ||
+                        (strcmp(v, version) == 0 && has_event(rec, "promoted_to_stable") &&
+                         !has_event(rec, "restored_previous_version"))))
+            h->was_stable = true;
+    }
+    json_decref(list);
+    return 0;
+}
+
 int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
                    rollout_ack_fn ack, void *ack_arg, json_t **ret, const char **ret_field, char *err,
                    size_t errlen)
@@ -1706,7 +1945,38 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
     dep_t *d = find_dep(r, id);
     int rc = 0;
     unsigned before = r->save_failures;
-    const char *reason = json_string_value(json_object_get(body, "reason"));
+    json_t *jreason = json_object_get(body, "reason");
+    const char *reason = json_string_value(jreason);
+    if (jreason && !json_is_null(jreason) && !json_is_string(jreason)) { /* never dropped silently */
+        *ret_field = "reason";
+        snprintf(err, errlen, "\"reason\" must be a string");
+        return api_end(r, w, before, -EINVAL, NULL, err, errlen);
+    }
+    /* The model's stable version; a finished deployment acts only on its own */
+    char serving[129] = "";
+    if (d && !d->active && store_model_get_stable(r->store, d->model, serving, sizeof(serving)) < 0)
+        serving[0] = '\0';
+    if (d && !d->active && strcmp(d->status, "stable") == 0 && strcmp(serving, d->version) != 0 &&
+        strcmp(action, "rollback") == 0) {
+        snprintf(err, errlen,
+                 "deployment %s is closed: its version %s no longer serves (the stable version of %s is %s); "
+                 "nothing was changed (roll the model back with `aimedres rollback %s [--to VERSION]`)",
+                 id, d->version, d->model, serving[0] ? serving : "none", d->model);
+        return api_end(r, w, before, -EBUSY, NULL, err, errlen);
+    }
+    if (d && !d->active &&
+        (strcmp(action, "promote") == 0 || strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0)) {
+        char why[400] = "";
+        if (strcmp(d->status, "stable") == 0 && strcmp(serving, d->version) != 0)
+            snprintf(why, sizeof(why),
+                     "; superseded: its version %s no longer serves, the stable version is %s", d->version,
+                     serving[0] ? serving : "none");
+        snprintf(err, errlen,
+                 "deployment %s is finished (status %s%s): %s applies only to an active deployment; "
+                 "nothing was changed",
+                 id, d->status, why, action);
+        return api_end(r, w, before, -EBUSY, NULL, err, errlen);
+    }
     if (!d) {
         json_t *rec = NULL;
         rc = store_deployment_get(r->store, id, &rec);
@@ -1725,22 +1995,17 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
             rc = store_model_set_stable(r->store, d->model, d->prev_version);
             if (rc == 0) {
                 model_registry_sync(r->registry);
-                d->rollback_triggered = true;
-                snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s",
-                         reason ? reason : "manual rollback");
-                set_state(d, "rolled_back", "rollback");
-                d->traffic = 0;
-                model_handle_unref(d->prev_stable);
-                d->prev_stable = NULL;
-                d->window_until_ms = 0;
-                save(r, d, "rolled_back_to_previous_stable", actor, d->rollback_reason);
+                close_promotion(r, d, d->prev_version, "rolled_back_to_previous_stable", actor,
+                                reason ? reason : "manual rollback");
             } else {
                 snprintf(err, errlen, "could not restore version %s: %s", d->prev_version, strerror(-rc));
             }
         } else {
             rc = -EBUSY;
+            const char *hint = " and its rollback window is over (`aimedres rollback MODEL` still goes back "
+                               "to its previous version, loading it)";
             snprintf(err, errlen, "deployment %s is %s%s; nothing to roll back", id, d->status,
-                     strcmp(d->status, "stable") == 0 ? " and its rollback window is over" : "");
+                     strcmp(d->status, "stable") == 0 ? hint : "");
         }
     } else if (strcmp(action, "pause") == 0) {
         if (!d->active || strcmp(d->status, "paused") == 0) {
@@ -1766,9 +2031,25 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
         }
     } else if (strcmp(action, "promote") == 0) {
         json_t *to = json_object_get(body, "to");
+        /* Promote moves forward only, to one of the stages ahead (100: stable) */
+        double cur = d->phase == PH_STAGE && d->stage >= 0 ? d->cfg.stages[d->stage] : 0;
+        bool a_stage = false;
+        for (size_t i = 0; to && i < d->cfg.n_stages; i++)
+            a_stage |= fabs(d->cfg.stages[i] - json_number_value(to)) < 1e-9;
         if (to && (!json_is_number(to) || json_number_value(to) <= 0 || json_number_value(to) > 100)) {
             *ret_field = "to";
             snprintf(err, errlen, "\"to\" must be a traffic percentage in (0, 100]");
+            rc = -EINVAL;
+        } else if (to && d->active && d->phase == PH_STAGE && json_number_value(to) <= cur) {
+            rc = -EBUSY;
+            snprintf(err, errlen,
+                     "deployment %s is at stage %d (%g%%); promote moves forward only, \"to\" %g is not "
+                     "above it; nothing was changed",
+                     id, d->stage + 1, cur, json_number_value(to));
+        } else if (to && d->active && (d->phase == PH_STAGE || d->phase == PH_SHADOW) &&
+                   json_number_value(to) < 100 && !a_stage) {
+            *ret_field = "to";
+            snprintf(err, errlen, "\"to\" must be one of the deployment's stages (canary_stages) or 100");
             rc = -EINVAL;
         } else if (!d->active || strcmp(d->status, "validating") == 0 || strcmp(d->status, "pending") == 0 ||
                    strcmp(d->status, "paused") == 0) {
@@ -1807,77 +2088,117 @@ int rollout_model_rollback(rollout_t *r, const char *model, const char *to_versi
         snprintf(err, errlen, "no model named '%s' with a stable version", model);
         return -ENOENT;
     }
+    /* Where the model goes is decided and checked (registered, loads, served as stable)
+     * before anything changes: a refused rollback leaves a running canary as it was */
+    history_t hist;
+    if (read_history(r, model, from, to_version, &hist) < 0) {
+        snprintf(err, errlen, "the deployment history of '%s' could not be read; nothing was changed", model);
+        return -EIO;
+    }
+    pthread_mutex_lock(&r->mu);
+    bool had_active = active_for_model(r, model) != NULL;
+    dep_t *held = hist.last_id[0] ? find_dep(r, hist.last_id) : NULL;
+    char loaded[129] = ""; /* the previous stable version a promotion keeps loaded (known to load) */
+    if (held && held->prev_stable)
+        snprintf(loaded, sizeof(loaded), "%s", held->prev_version);
+    pthread_mutex_unlock(&r->mu);
+    const char *target = to_version;
+    if (!target && !had_active) {
+        if (!hist.last_prev[0]) {
+            snprintf(
+                err, errlen,
+                "model '%s' has no recorded previous stable version to roll back to: no promotion in force "
+                "made %s stable (give --to VERSION, a version that served as stable); nothing was changed",
+                model, from);
+            return -EBUSY;
+        }
+        target = hist.last_prev;
+    }
+    if (target && strcmp(target, from) == 0 && !had_active) {
+        snprintf(err, errlen, "version %s is already the stable version of '%s'; nothing was changed", target,
+                 model);
+        return -EBUSY;
+    }
+    if (target && strcmp(target, from) != 0) {
+        model_handle_t *h = NULL;
+        int orc = strcmp(target, loaded) == 0 ? 0 : open_version(r, model, target, &h, err, errlen);
+        model_handle_unref(h);
+        if (orc == -EINVAL) {
+            char why[400];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "version %s of '%s' does not load (%s); nothing was changed", target, model,
+                     why);
+        } else if (orc < 0) {
+            size_t l = strlen(err);
+            snprintf(err + l, errlen - l, "; nothing was changed");
+        }
+        if (orc < 0)
+            return orc;
+        if (to_version && !hist.was_stable) {
+            snprintf(err, errlen,
+                     "version %s of '%s' never served as the stable version: a rollback switches only to a "
+                     "version that did (deploy this one with `aimedres deploy direct %s %s`, which runs its "
+                     "gates); nothing was changed",
+                     target, model, model, target);
+            return -EBUSY;
+        }
+    }
     api_wait_t *w = api_begin(r, ack, ack_arg, err, errlen);
     if (!w)
         return -ENOMEM;
-    dep_t *d = active_for_model(r, model);
-    int rc = 0;
     unsigned before = r->save_failures;
-    if (d && !to_version) {
+    dep_t *d = active_for_model(r, model);
+    char now_stable[129] = "";
+    if (store_model_get_stable(r->store, model, now_stable, sizeof(now_stable)) < 0 ||
+        strcmp(now_stable, from) != 0 || (d != NULL) != had_active) {
+        snprintf(err, errlen,
+                 "the deployments of '%s' changed while the rollback was prepared; nothing was "
+                 "changed: try again",
+                 model);
+        return api_end(r, w, before, -EBUSY, NULL, err, errlen);
+    }
+    if (d && (!target || strcmp(target, from) == 0)) {
         do_rollback(r, d, actor, "manual rollback of the model");
         *ret = json_pack("{s:s,s:s,s:s,s:s,s:s}", "model", model, "from", d->version, "to", from,
                          "deployment_id", d->id, "action", "deployment_rolled_back");
         return api_end(r, w, before, 0, ret, err, errlen);
     }
+    /* the stable version changes, from -> target: the promotion in force is closed, else the
+     * change is recorded (and audited) in the model's newest deployment */
+    dep_t *last = hist.last_id[0] ? held_or_loaded(r, hist.last_id) : NULL;
+    if (last && (last->active || strcmp(last->status, "stable") != 0 || strcmp(last->version, from) != 0))
+        last = NULL;
+    dep_t *holder = last ? last : d ? d : hist.newest_id[0] ? held_or_loaded(r, hist.newest_id) : NULL;
+    if (!holder) {
+        snprintf(err, errlen, "no deployment of '%s' to record the rollback in; nothing was changed", model);
+        return api_end(r, w, before, -EBUSY, NULL, err, errlen);
+    }
     if (d)
         do_rollback(r, d, actor, "manual rollback of the model");
-    const char *target = to_version;
-    dep_t *last = NULL;
-    for (size_t i = r->n_deps; i-- > 0;)
-        if (strcmp(r->deps[i]->model, model) == 0 && strcmp(r->deps[i]->status, "stable") == 0 &&
-            strcmp(r->deps[i]->version, from) == 0) {
-            last = r->deps[i];
-            break;
-        }
-    if (!target && last && last->prev_version[0])
-        target = last->prev_version;
-    if (!target) {
-        /* the previous stable version: the newest registered version before the stable one */
-        json_t *list = NULL;
-        static char prev[129];
-        prev[0] = '\0';
-        if (store_model_list(r->store, &list) == 0) {
-            size_t i;
-            json_t *it;
-            json_array_foreach(list, i, it)
-            {
-                const char *nm = json_string_value(json_object_get(it, "name"));
-                const char *v = json_string_value(json_object_get(it, "version"));
-                if (!nm || !v || strcmp(nm, model) != 0)
-                    continue;
-                if (strcmp(v, from) == 0)
-                    break;
-                snprintf(prev, sizeof(prev), "%s", v);
-            }
-            json_decref(list);
-        }
-        if (prev[0])
-            target = prev;
+    int rc = store_model_set_stable(r->store, model, target);
+    if (rc < 0) {
+        snprintf(err, errlen, "could not make version %s of '%s' stable (%s)%s", target, model, strerror(-rc),
+                 d ? "; its active deployment was rolled back" : "; nothing was changed");
+        return api_end(r, w, before, -EIO, NULL, err, errlen);
     }
-    if (!target) {
-        snprintf(err, errlen, "model '%s' has no previous version to roll back to; give --to VERSION", model);
-        rc = -EBUSY;
-    } else if ((rc = store_model_set_stable(r->store, model, target)) < 0) {
-        snprintf(err, errlen, "model '%s' has no version '%s'", model, target);
+    model_registry_sync(r->registry);
+    char reason[320];
+    snprintf(reason, sizeof(reason), "manual rollback of the model from %s to %s", from, target);
+    if (last) {
+        close_promotion(r, last, target,
+                        strcmp(target, last->prev_version) == 0 ? "rolled_back_to_previous_stable"
+                                                                : "rolled_back_to_version",
+                        actor, reason);
     } else {
-        model_registry_sync(r->registry);
-        if (last && strcmp(target, last->prev_version) == 0) {
-            last->rollback_triggered = true;
-            snprintf(last->rollback_reason, sizeof(last->rollback_reason), "manual rollback of the model");
-            set_state(last, "rolled_back", "rollback");
-            last->traffic = 0;
-            model_handle_unref(last->prev_stable); /* it serves again through the registry */
-            last->prev_stable = NULL;
-            last->window_until_ms = 0;
-            save(r, last, "rolled_back_to_previous_stable", actor, last->rollback_reason);
-        }
-        log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to",
-                target, "actor", actor ? actor : "");
-        *ret = json_pack("{s:s,s:s,s:s,s:o,s:s}", "model", model, "from", from, "to", target,
-                         "deployment_id", last ? json_string(last->id) : json_null(), "action",
-                         "stable_version_restored");
+        json_t *extra = json_pack("{s:s,s:s}", "from_version", from, "to_version", target);
+        save_ex(r, holder, "model_rolled_back", actor, reason, extra);
+        json_decref(extra);
     }
-    return api_end(r, w, before, rc, ret, err, errlen);
+    log_msg(LOG_INFO, "model rolled back", "{s:s,s:s,s:s,s:s}", "model", model, "from", from, "to", target,
+            "actor", actor ? actor : "");
+    *ret = json_pack("{s:s,s:s,s:s,s:s,s:s}", "model", model, "from", from, "to", target, "deployment_id",
+                     holder->id, "action", "stable_version_restored");
+    return api_end(r, w, before, 0, ret, err, errlen);
 }
 
 int rollout_get(rollout_t *r, const char *id, json_t **ret)

@@ -93,9 +93,10 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_
 int rollout_action(rollout_t *r, const char *id, const char *action, const json_t *body, const char *actor,
                    rollout_ack_fn ack, void *ack_arg, json_t **ret, const char **ret_field, char *err,
                    size_t errlen);
-/* Rolls model back: its active deployment if any, else the last promotion within its
- * rollback window, else (or when to_version is given) makes to_version (or the
- * previous stable version) stable. 0 with *ret {"model","from","to","deployment_id"}. */
+/* Rolls model back: its active deployment if any, else to to_version or, without it, to the
+ * previous_version recorded by the promotion in force (never to a version that did not serve
+ * as stable: -EBUSY/409 when there is none). The target is checked before anything changes.
+ * 0 with *ret {"model","from","to","deployment_id"}. */
 int rollout_model_rollback(rollout_t *r, const char *model, const char *to_version, const char *actor,
                            rollout_ack_fn ack, void *ack_arg, json_t **ret, char *err, size_t errlen);
 /* One record (memory first, then the store); -ENOENT. */

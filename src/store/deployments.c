@@ -5,6 +5,7 @@
 #include "store/deployments.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,4 +261,70 @@ int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t s
 {
     fb_arg_t f = {model, since_ms, class_labels, n_classes, json_object()};
     return collect(st, fb_fn, &f, f.out, ret);
+}
+
+/* ---- recorded request latency of one version on one arm ------------------------------ */
+
+#define MAX_LAT_ROWS 50000
+
+typedef struct lat_arg {
+    const char *model, *version, *arm;
+    int64_t since_ms, until_ms;
+    int limit;
+    double *v;
+    long n;
+} lat_arg_t;
+
+static int lat_fn(sqlite3 *db, void *a)
+{
+    lat_arg_t *l = a;
+    sqlite3_stmt *st = NULL;
+    int rc = map_rc(
+        db, sqlite3_prepare_v2(db,
+                               "SELECT latency_ms FROM predictions WHERE model = ?1 AND created_ms >= ?2 "
+                               "AND created_ms < ?3 AND version = ?4 AND arm = ?5 AND status = 200 "
+                               "ORDER BY created_ms DESC LIMIT ?6",
+                               -1, &st, NULL));
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_text(st, 1, l->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, l->since_ms);
+    sqlite3_bind_int64(st, 3, l->until_ms);
+    sqlite3_bind_text(st, 4, l->version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, l->arm, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, l->limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && l->n < l->limit)
+        l->v[l->n++] = sqlite3_column_double(st, 0);
+    rc = map_rc(db, rc == SQLITE_ROW ? SQLITE_DONE : rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int store_deployment_latency_p95(store_t *st, const char *model, const char *version, const char *arm,
+                                 int64_t since_ms, int64_t until_ms, int limit, double *p95_ret, long *n_ret)
+{
+    *p95_ret = NAN;
+    *n_ret = 0;
+    if (limit <= 0)
+        limit = 5000;
+    if (limit > MAX_LAT_ROWS)
+        limit = MAX_LAT_ROWS;
+    lat_arg_t l = {model, version, arm, since_ms, until_ms, limit, malloc(sizeof(double) * (size_t)limit), 0};
+    if (!l.v)
+        return -ENOMEM;
+    int rc = store_sqlite_with_reader(st, lat_fn, &l);
+    if (rc == 0 && l.n > 0) {
+        qsort(l.v, (size_t)l.n, sizeof(double), cmp_double);
+        long rank = (long)ceil(0.95 * (double)l.n); /* nearest rank, 1-based */
+        *p95_ret = l.v[(rank < 1 ? 1 : rank) - 1];
+        *n_ret = l.n;
+    }
+    free(l.v);
+    return rc;
 }

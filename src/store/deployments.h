@@ -36,4 +36,10 @@ int store_deployment_events(store_t *st, const char *id, json_t **ret);
 int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t since_ms,
                                        const char *const *class_labels, size_t n_classes, json_t **ret);
 
+/* The p95 (nearest rank) of the recorded request latency (latency_ms) of the newest
+ * `limit` (<= 0: 5000) answered predictions of model/version on arm made in [since_ms,
+ * until_ms), and how many there were (*n_ret). *p95_ret is NAN when there were none. */
+int store_deployment_latency_p95(store_t *st, const char *model, const char *version, const char *arm,
+                                 int64_t since_ms, int64_t until_ms, int limit, double *p95_ret, long *n_ret);
+
 #endif

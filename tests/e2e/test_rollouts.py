@@ -764,6 +764,8 @@ def test_blue_green_switches_and_switches_back(make_server):
     srv = make_server()
     train(srv, PARK, "2.0.0", "--rounds", "101")
     with Traffic(srv, PARK) as t:
+        # the watch compares green with stable's recorded latency before the switch
+        time.sleep(1.5)
         r = deploy(srv, PARK, "2.0.0", "blue-green", stage_duration="1500ms", check_interval="300ms")
         d = wait_until(srv, r.json()["deployment_id"], finished)
     assert d["status"] == "stable", (d["rollback_reason"], d["timeline"][-3:], d["performance_metrics"])
