@@ -16,6 +16,9 @@ PACKAGES="$PACKAGES clang libclang-rt-14-dev llvm"
 PACKAGES="$PACKAGES rsyslog rsyslog-openssl"
 # backups (issue 6): faketime, to run a DR drill "hours later" (its RPO check) in tests/e2e.
 PACKAGES="$PACKAGES faketime"
+# backups (review29): strace's syscall fault injection slows or fails the renames of a restore's
+# swap in tests/e2e/test_restore_interrupted.py, so a signal or kill -9 lands inside it.
+PACKAGES="$PACKAGES strace"
 # deploy units: systemd-analyze verifies the shipped systemd units in tests/e2e (a tool only:
 # nothing is started; on a systemd machine the package is already there).
 PACKAGES="$PACKAGES systemd"

@@ -24,6 +24,7 @@
 #include "backup/pool.h"
 #include "backup/progress.h"
 #include "backup/repo.h"
+#include "backup/restore.h"
 #include "backup/snapshot.h"
 #include "backup/verify.h"
 #include "common/util.h"
@@ -744,30 +745,62 @@ static void slots_free(run_t *run)
     run->slots = NULL;
 }
 
-/* Picks the parent of an incremental: the backup `latest` names, if it authenticates
- * under this key. Otherwise the backup becomes full, with a note saying why. */
-static backup_manifest_t *pick_parent(const backup_settings_t *s, const backup_key_t *key, json_t *notes)
+/* Whether two BACKUP_ENCRYPTION_KEY_ID labels are the same (both unset counts). */
+static bool same_key_id(const char *a, const char *b)
 {
-    char id[BACKUP_ID_MAX], dir[PATH_MAX], err[512];
+    return (!a || !*a) ? (!b || !*b) : (b && strcmp(a, b) == 0);
+}
+
+/* Picks the parent of an incremental: the backup `latest` names, if it authenticates
+ * under this key. Otherwise the backup becomes full, with a note saying why, except when
+ * latest was made under the same BACKUP_ENCRYPTION_KEY_ID with another key: then the key
+ * configured now is wrong (a key command printing something else, a replaced key file), and
+ * a full backup under it would move latest to a backup the real key cannot read: -EKEYREJECTED
+ * (`backup full` is the way to start over with a new key on purpose). */
+static int pick_parent(const backup_settings_t *s, const backup_key_t *key, json_t *notes,
+                       backup_manifest_t **ret, char *err, size_t errlen)
+{
+    char id[BACKUP_ID_MAX], dir[PATH_MAX], lerr[512];
+    *ret = NULL;
     if (backup_repo_latest(s->backup_path, id) < 0) {
         note(notes, "incremental requested but there is no previous backup: made a full backup");
-        return NULL;
+        return 0;
     }
     backup_manifest_t *m = NULL;
-    if (backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir)) < 0 ||
-        backup_manifest_load(dir, key, &m, err, sizeof(err)) < 0) {
+    int r = backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir));
+    if (r == 0)
+        r = backup_manifest_load(dir, key, &m, lerr, sizeof(lerr));
+    if (r == -EKEYREJECTED) {
+        backup_manifest_t *u = NULL;
+        char uerr[512];
+        bool same =
+            backup_manifest_load(dir, NULL, &u, uerr, sizeof(uerr)) == 0 && same_key_id(u->key_id, s->key_id);
+        backup_manifest_free(u);
+        if (same) {
+            snprintf(err, errlen,
+                     "key mismatch: the latest backup %s was made under the same BACKUP_ENCRYPTION_KEY_ID "
+                     "(%s) with another key (%s). The key configured now is probably wrong (check "
+                     "BACKUP_ENCRYPTION_KEY_FILE or what BACKUP_KEY_COMMAND prints); nothing was written. To "
+                     "start over with this key on purpose, run `aimedres backup full` (or give the new key "
+                     "a new BACKUP_ENCRYPTION_KEY_ID)",
+                     id, s->key_id && *s->key_id ? s->key_id : "unset", lerr);
+            return -EKEYREJECTED;
+        }
+    }
+    if (r < 0) {
         note(notes,
              "incremental requested but the latest backup %s cannot be used as parent (%s): made a full "
              "backup",
-             id, err);
-        return NULL;
+             id, lerr);
+        return 0;
     }
     if (strcmp(m->type, "audit-only") == 0) {
         backup_manifest_free(m);
         note(notes, "latest backup %s was reduced to audit files: made a full backup", id);
-        return NULL;
+        return 0;
     }
-    return m;
+    *ret = m;
+    return 0;
 }
 
 static void summary_set(json_t *sum, const char *key, json_t *v)
@@ -877,6 +910,10 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
 
     if ((r = repo_outside_sources(s, err, errlen)) < 0)
         goto fail;
+    /* a restore cut short in its swap left a mix of two states: backing that up would make
+     * it latest */
+    if ((r = backup_restore_journal_check(s->db_path, err, errlen)) < 0)
+        goto fail;
     wlock = backup_repo_lock(s->backup_path, BACKUP_LOCK_WRITE, true, LOCK_WAIT_MS, err, errlen);
     if (wlock < 0) {
         r = wlock;
@@ -897,8 +934,8 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         snprintf(err, errlen, "cannot name the backup: %s", strerror(-r));
         goto fail;
     }
-    if (o->type == BACKUP_INCREMENTAL)
-        parent = pick_parent(s, key, m->notes);
+    if (o->type == BACKUP_INCREMENTAL && (r = pick_parent(s, key, m->notes, &parent, err, errlen)) < 0)
+        goto fail;
     run.parent = parent;
     snprintf(m->type, sizeof(m->type), "%s", parent ? "incremental" : "full");
     if (parent)

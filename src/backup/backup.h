@@ -15,7 +15,10 @@
  * Incremental: a file whose size, mtime (not for the database snapshot, which is new every
  * time) and sha256 equal the entry of the parent (the backup `latest` names) is not stored
  * again: its entry points at the holder, the backup that stores the bytes. Holders are
- * always ancestors, so prune keeps every ancestor of a kept backup. */
+ * always ancestors, so prune keeps every ancestor of a kept backup. An incremental whose
+ * latest cannot be a parent becomes full (noted), except when latest was made under the
+ * same BACKUP_ENCRYPTION_KEY_ID with another key: -EKEYREJECTED, nothing written (the key
+ * configured now is suspect; BACKUP_FULL starts over with it on purpose). */
 #ifndef AIMEDRES_BACKUP_BACKUP_H
 #define AIMEDRES_BACKUP_BACKUP_H
 

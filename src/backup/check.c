@@ -13,18 +13,47 @@
 #include "backup/pool.h"
 #include "backup/progress.h"
 #include "backup/repo.h"
+#include "backup/restore.h"
 #include "backup/verify.h"
 #include "common/util.h"
 
-static json_t *freshness(const backup_settings_t *s, const char *id, int64_t ts, int64_t now)
+/* The age of latest: its time is the one in its id (the directory name; backup_latest_info
+ * checks the manifest names the same id), and only counts when the manifest authenticates
+ * under the key: a forged or damaged manifest (or one a key cannot vouch for) gives no age.
+ * info_r: backup_latest_info's result; id: what `latest` points at (NULL: nothing). */
+static json_t *freshness(const backup_settings_t *s, const backup_key_t *key, const char *id, int info_r,
+                         int64_t ts, int64_t now)
 {
     if (!id)
         return json_pack("{s:b,s:s}", "ok", 0, "message", "no backup found (latest is missing)");
+    char msg[1024];
+    if (info_r < 0) {
+        snprintf(msg, sizeof(msg),
+                 "the manifest of latest backup %s is unreadable or names another backup (%s): its age is "
+                 "unknown",
+                 id, strerror(-info_r));
+        return json_pack("{s:b,s:s,s:s}", "ok", 0, "latest", id, "message", msg);
+    }
+    if (key) {
+        char dir[PATH_MAX], merr[512] = "";
+        backup_manifest_t *m = NULL;
+        int r = backup_repo_path(s->backup_path, id, NULL, dir, sizeof(dir));
+        if (r == 0)
+            r = backup_manifest_load(dir, key, &m, merr, sizeof(merr));
+        backup_manifest_free(m);
+        if (r < 0) {
+            snprintf(msg, sizeof(msg),
+                     "the manifest of latest backup %s does not authenticate under the key (%s): its age "
+                     "is unknown",
+                     id, merr[0] ? merr : strerror(-r));
+            return json_pack("{s:b,s:s,s:s}", "ok", 0, "latest", id, "message", msg);
+        }
+    }
     double age = (double)(now - ts) / 1000.0, max = (double)s->max_age_ms / 1000.0;
     bool ok = age <= max;
     /* text in the units the limit was configured in (BACKUP_MAX_AGE=1m is "1m", not "0.0 h");
      * age_s and max_age_s stay numbers of seconds */
-    char a[24], m[24], msg[160];
+    char a[24], m[24];
     backup_format_duration(now - ts, a, sizeof(a));
     util_format_duration_ms(s->max_age_ms, m, sizeof(m));
     snprintf(msg, sizeof(msg), "latest backup %s is %s old (max %s)", id, a, m);
@@ -106,6 +135,22 @@ static json_t *disk(const backup_settings_t *s)
                      (json_int_t)s->min_free_bytes, "message", msg);
 }
 
+/* No restore journal beside the database: a restore cut short in its swap (restore.h) left a
+ * mix of backup and old data that the server refuses to start on. */
+static json_t *restore_state(const backup_settings_t *s)
+{
+    if (!s->db_path[0])
+        return json_pack("{s:b,s:s}", "ok", 1, "message", "no database path");
+    char msg[2048] = "";
+    int r = backup_restore_journal_check(s->db_path, msg, sizeof(msg));
+    if (r == 0)
+        return json_pack("{s:b,s:s}", "ok", 1, "message", "no interrupted restore");
+    if (r != -EUCLEAN)
+        snprintf(msg, sizeof(msg), "cannot look for a restore journal beside %.1024s: %s", s->db_path,
+                 strerror(-r));
+    return json_pack("{s:b,s:s}", "ok", 0, "message", msg);
+}
+
 /* The shared reader lock of a repository that exists (prune takes it exclusively before it
  * deletes anything, so the check never reads a half-pruned repository). -1 with nothing to
  * lock (no repository, nothing to race); -2 with err when it stays busy or fails. A
@@ -139,9 +184,10 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     }
     if (s->offsite_dir)
         olock = lock_repo(s->offsite_dir, notes, lerr, sizeof(lerr));
-    bool have = backup_latest_info(s->backup_path, &ts, id, sizeof(id)) == 0;
+    bool have = backup_repo_latest(s->backup_path, id) == 0;
+    int info_r = have ? backup_latest_info(s->backup_path, &ts, NULL, 0) : -ENOENT;
     json_t *checks = json_object();
-    json_object_set_new(checks, "freshness", freshness(s, have ? id : NULL, ts, now));
+    json_object_set_new(checks, "freshness", freshness(s, key, have ? id : NULL, info_r, ts, now));
     if (!have)
         json_object_set_new(checks, "integrity",
                             json_pack("{s:b,s:s}", "ok", 0, "message", "no backup to verify"));
@@ -163,6 +209,7 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     if (lock >= 0)
         backup_repo_unlock(lock);
     json_object_set_new(checks, "disk", disk(s));
+    json_object_set_new(checks, "restore", restore_state(s));
     bool ok = true;
     const char *k;
     json_t *v;

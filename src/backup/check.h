@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `backup check`, the backup monitor of the guide §3.4 made strict: the latest backup is
  * younger than BACKUP_MAX_AGE, decrypts and verifies completely, its offsite copy exists
- * and verifies too (when BACKUP_OFFSITE_DIR is set), and the backup disk has at least
- * BACKUP_MIN_FREE bytes free. One JSON report for cron or a monitoring agent. */
+ * and verifies too (when BACKUP_OFFSITE_DIR is set), the backup disk has at least
+ * BACKUP_MIN_FREE bytes free, and no restore was left half done. One JSON report for cron
+ * or a monitoring agent. */
 #ifndef AIMEDRES_BACKUP_CHECK_H
 #define AIMEDRES_BACKUP_CHECK_H
 
@@ -20,8 +21,10 @@
  * part), like verify and restore: backups may run meanwhile, prune waits (and is waited for).
  * key may be NULL when it could not be loaded (key_error says why): integrity then fails.
  * *ret (new reference): {"ok","timestamp","backup_path","latest","checks":{"freshness",
- * "integrity","offsite","disk"}} where each check is {"ok", ...details, "message"}.
- * Returns true when every check passed. */
+ * "integrity","offsite","disk","restore"}} where each check is {"ok", ...details, "message"}.
+ * freshness takes the time from latest's id, and fails when its manifest names another id or
+ * does not authenticate under key; restore fails while a restore journal sits beside the
+ * database (restore.h: a restore cut short in its swap). Returns true when every check passed. */
 bool backup_check(const backup_settings_t *s, const backup_key_t *key, const char *key_error, json_t **ret);
 
 #endif

@@ -4,6 +4,7 @@
  * us over loopback through backup/httpc.c. */
 #include "backup/drill.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +31,7 @@
 #include "backup/manifest.h"
 #include "backup/repo.h"
 #include "backup/restore.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "model/manifest.h"
 #include "model/runtime.h"
@@ -40,6 +44,14 @@ extern char **environ;
 #define HTTP_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 30000
 #define PROB_TOLERANCE 1e-6
+/* Each drill's work dir holds LOCK_NAME, flocked while the drill runs (the kernel drops the
+ * lock however the drill ends, SIGKILL included); KEPT_NAME marks a --keep directory. */
+#define WORK_PREFIX "aimedres-drill-"
+#define LOCK_NAME ".drill.lock"
+#define KEPT_NAME ".drill.kept"
+/* a work dir without a lock file (a drill of an older version, or one killed between mkdtemp
+ * and taking its lock) is stale once it is this old */
+#define UNLOCKED_STALE_S 600
 
 typedef struct drill {
     const backup_settings_t *s;
@@ -108,13 +120,76 @@ static int free_port(void)
     return r;
 }
 
+/* ------------------------------------------------------------------ work dirs */
+
+/* Whether work dir path (an aimedres-drill-* directory) was left by a drill that is gone:
+ * its lock file is not locked, or it has none and is older than UNLOCKED_STALE_S. Kept
+ * (--keep) directories are never stale. */
+static bool stale_work_dir(const char *path)
+{
+    char f[PATH_MAX];
+    struct stat st;
+    if (backup_path_join(f, sizeof(f), path, KEPT_NAME) < 0 || lstat(f, &st) == 0)
+        return false;
+    if (backup_path_join(f, sizeof(f), path, LOCK_NAME) < 0)
+        return false;
+    int fd = open(f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT && lstat(path, &st) == 0 && time(NULL) - st.st_mtime > UNLOCKED_STALE_S;
+    bool free_lock = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd); /* drops the probe's lock too */
+    return free_lock;
+}
+
+/* Removes the work dirs in base that drills killed without cleaning up (SIGKILL, OOM, power
+ * loss) left behind: each is a decrypted copy of production. Returns how many. */
+static int remove_stale_work_dirs(const char *base)
+{
+    DIR *dir = opendir(base);
+    if (!dir)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (strncmp(e->d_name, WORK_PREFIX, strlen(WORK_PREFIX)) != 0 ||
+            backup_path_join(path, sizeof(path), base, e->d_name) < 0 || lstat(path, &st) < 0 ||
+            !S_ISDIR(st.st_mode) || !stale_work_dir(path))
+            continue;
+        if (util_rmtree(path) == 0)
+            n++;
+        else
+            log_warning("dr-drill: cannot remove a stale work directory", "{s:s}", "dir", path);
+    }
+    closedir(dir);
+    return n;
+}
+
+/* Creates and flocks the work dir's lock file: held until the drill ends. */
+static int lock_work_dir(const char *target, char *err, size_t errlen)
+{
+    char f[PATH_MAX];
+    int fd = -1;
+    if (backup_path_join(f, sizeof(f), target, LOCK_NAME) == 0)
+        fd = open(f, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "cannot lock the work directory %.1024s: %s", target, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -EIO;
+    }
+    return fd;
+}
+
 /* ------------------------------------------------------------------ server */
 
 static const char *const overridden[] = {
-    "MODEL_STORAGE_PATH", "DATABASE_URL",   "DATA_DIR",    "RESULTS_PATH",
-    "AUDIT_LOG_PATH",     "LOG_FILE",       "HOST",        "PORT",
-    "PROMETHEUS_PORT",    "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR",
-    "API_KEY_SALT"};
+    "MODEL_STORAGE_PATH", "DATABASE_URL", "DATA_DIR", "RESULTS_PATH", "AUDIT_LOG_PATH", "LOG_FILE", "HOST",
+    "PORT", "PROMETHEUS_PORT", "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR", "API_KEY_SALT",
+    /* the outside world: production's SIEM, Alertmanager and webhook must not hear from a
+     * drill (its records are under production's host name; its alerts would page) */
+    "SIEM_INTEGRATION_ENABLED", "SYSLOG_SERVER", "ALERTMANAGER_URL", "ALERT_WEBHOOK_URL"};
 
 static bool is_overridden(const char *kv)
 {
@@ -199,6 +274,10 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     r |= asprintf(&own[o++], "BACKUP_PATH=%s/backups", d->target) < 0;
     r |= asprintf(&own[o++], "BACKUP_OFFSITE_DIR=") < 0;
     r |= asprintf(&own[o++], "API_KEY_SALT=%s", d->salt) < 0;
+    r |= asprintf(&own[o++], "SIEM_INTEGRATION_ENABLED=false") < 0;
+    r |= asprintf(&own[o++], "SYSLOG_SERVER=") < 0;
+    r |= asprintf(&own[o++], "ALERTMANAGER_URL=") < 0;
+    r |= asprintf(&own[o++], "ALERT_WEBHOOK_URL=") < 0;
     for (size_t i = 0; i < o; i++)
         envp[k++] = own[i];
     envp[k] = NULL;
@@ -577,7 +656,18 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     char id[BACKUP_ID_MAX] = "";
     backup_manifest_t *m = NULL;
     int64_t t0;
-    int predictions = 0;
+    int predictions = 0, lockfd = -1;
+
+    /* what drills killed outright left in the work dir (decrypted copies of production) goes
+     * first */
+    const char *base = o->work_dir                             ? o->work_dir
+                       : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR")
+                                                               : "/tmp";
+    int stale = remove_stale_work_dirs(base);
+    json_object_set_new(d.report, "stale_work_dirs_removed", json_integer(stale));
+    if (stale > 0)
+        log_warning("dr-drill: removed work directories left by drills that were killed", "{s:s,s:i}",
+                    "work_dir", base, "removed", stale);
 
     /* backup */
     t0 = util_mono_ns();
@@ -628,16 +718,18 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
 
     /* isolated target */
     char tmpl[PATH_MAX];
-    const char *base = o->work_dir                             ? o->work_dir
-                       : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR")
-                                                               : "/tmp";
-    snprintf(tmpl, sizeof(tmpl), "%s/aimedres-drill-XXXXXX", base);
+    snprintf(tmpl, sizeof(tmpl), "%s/" WORK_PREFIX "XXXXXX", base);
     if (!mkdtemp(tmpl)) {
         step(&d, "restore", false, 0, "cannot create a temporary directory in %s: %s", base, strerror(errno));
         goto done;
     }
     snprintf(d.target, sizeof(d.target), "%s", tmpl);
     backup_interrupt_add(d.target);
+    lockfd = lock_work_dir(d.target, err, sizeof(err));
+    if (lockfd < 0) {
+        step(&d, "restore", false, 0, "%s", err);
+        goto done;
+    }
     backup_path_join(d.log, sizeof(d.log), d.target, "server.log");
     json_object_set_new(d.report, "target", json_string(d.target));
 
@@ -767,10 +859,17 @@ done:
     if (d.server > 0)
         stop_server(&d);
     if (d.target[0]) {
-        if (o->keep)
+        char kept[PATH_MAX];
+        if (o->keep) {
             json_object_set_new(d.report, "kept", json_true());
-        else
+            /* later drills leave a kept directory alone */
+            if (backup_path_join(kept, sizeof(kept), d.target, KEPT_NAME) == 0)
+                util_write_file_atomic(kept, "kept by dr-drill --keep\n", 24, 0600);
+        } else {
             util_rmtree(d.target);
+        }
+        if (lockfd >= 0)
+            close(lockfd);
         backup_interrupt_forget(d.target);
         step(&d, "cleanup", true, 0, o->keep ? "kept %s" : "removed %s", d.target);
     }

@@ -3,7 +3,10 @@
  * temporary directory, start a server on it on a free loopback port, smoke-check it
  * against production, stop it, clean up, and report the measured RTO and RPO next to the
  * guide's targets (RTO 4 h, RPO 6 h). Production data is only read: the drill server's
- * settings all point into the temporary directory.
+ * settings all point into the temporary directory, and it sends nothing outside (no SIEM,
+ * Alertmanager, webhook, offsite copy, metrics port). Each drill flocks a file in its own
+ * directory while it runs and first removes the aimedres-drill-* directories that drills
+ * killed outright (SIGKILL) left in the work dir: their lock is free.
  *
  * Steps (each recorded with its outcome and duration):
  *   backup    a new backup (incremental by default) or, with use_latest, the latest one
@@ -45,8 +48,8 @@ typedef struct backup_drill_opts {
 
 /* Runs the drill; *ret_report (new reference) is the JSON report: {"ok","started_at",
  * "backup":{"id","type","timestamp"},"rto_s","rpo_s","targets":{"rto_s","rpo_s"},"rto_ok",
- * "rpo_ok","steps":[{"name","ok","seconds","detail"|"error"}],"target"}. Returns true when
- * every step passed. */
+ * "rpo_ok","steps":[{"name","ok","seconds","detail"|"error"}],"target","stale_work_dirs_removed"}.
+ * Returns true when every step passed. */
 bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const backup_drill_opts_t *o,
                   json_t **ret_report);
 

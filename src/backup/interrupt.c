@@ -28,9 +28,13 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char *paths[MAX_PATHS]; /* guarded by mu */
 static _Atomic pid_t child;
 static atomic_bool armed;
-static bool deferred;      /* guarded by mu */
-static atomic_int pending; /* the signal noted while deferred */
+static bool deferred;        /* guarded by mu */
+static atomic_int pending;   /* the signal noted while deferred */
 static atomic_bool cleaning; /* the cleanup has begun: workers create nothing more */
+static bool held;            /* guarded by mu: every signal is only noted (backup_interrupt_hold) */
+static char hold_note[256];  /* guarded by mu: printed when a signal is noted during the hold */
+static char state_note[512]; /* guarded by mu: what is in place, for the messages after a hold (when
+                              * nothing registered is left to remove) */
 
 static void on_signal(int sig)
 {
@@ -84,9 +88,14 @@ static void finish_locked(int sig)
     for (size_t i = 0; i < MAX_PATHS; i++)
         if (paths[i])
             remove_aside(paths[i]);
-    fprintf(stderr, "aimedres: interrupted by signal %d: %s%s\n", sig,
-            n ? "removed the data this run had written" : "nothing to clean up",
-            pid > 0 ? " and stopped the drill server" : "");
+    /* the state after a hold (what is in place) when nothing else was left to remove; a
+     * drill's registered directory is removed as always, and said so */
+    if (!n && pid <= 0 && state_note[0])
+        fprintf(stderr, "aimedres: interrupted by signal %d: %s\n", sig, state_note);
+    else
+        fprintf(stderr, "aimedres: interrupted by signal %d: %s%s\n", sig,
+                n ? "removed the data this run had written" : "nothing to clean up",
+                pid > 0 ? " and stopped the drill server" : "");
     _exit(128 + sig);
 }
 
@@ -101,10 +110,23 @@ static void *watcher(void *arg)
         if (got != 1)
             return NULL;
         pthread_mutex_lock(&mu);
+        if (held) { /* a second signal waits too: the renames must all happen */
+            if (atomic_load(&pending) == 0) {
+                atomic_store(&pending, sig);
+                fprintf(stderr, "aimedres: signal %d: %s\n", sig, hold_note);
+            }
+            pthread_mutex_unlock(&mu);
+            continue;
+        }
         if (deferred && atomic_load(&pending) == 0) { /* a second signal does not wait */
             atomic_store(&pending, sig);
-            fprintf(stderr, "aimedres: signal %d: the backup is published; finishing its audit record first\n",
-                    sig);
+            if (state_note[0])
+                fprintf(stderr, "aimedres: signal %d: %s; finishing its audit record first\n", sig,
+                        state_note);
+            else
+                fprintf(stderr,
+                        "aimedres: signal %d: the backup is published; finishing its audit record first\n",
+                        sig);
             pthread_mutex_unlock(&mu);
             continue;
         }
@@ -190,6 +212,30 @@ void backup_interrupt_resume(void)
     int sig = atomic_load(&pending);
     if (sig)
         finish_locked(sig);
+    pthread_mutex_unlock(&mu);
+}
+
+void backup_interrupt_hold(const char *note)
+{
+    if (!atomic_load(&armed))
+        return;
+    pthread_mutex_lock(&mu); /* after a watcher already at work: it never returns (nothing renamed) */
+    held = true;
+    snprintf(hold_note, sizeof(hold_note), "%s", note ? note : "finishing first");
+    pthread_mutex_unlock(&mu);
+}
+
+void backup_interrupt_release(bool defer, const char *state)
+{
+    if (!atomic_load(&armed))
+        return;
+    pthread_mutex_lock(&mu);
+    held = false;
+    snprintf(state_note, sizeof(state_note), "%s", state ? state : "");
+    if (defer)
+        deferred = true;
+    else if (!deferred && atomic_load(&pending))
+        finish_locked(atomic_load(&pending));
     pthread_mutex_unlock(&mu);
 }
 

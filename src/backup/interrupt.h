@@ -30,6 +30,16 @@ void backup_interrupt_child(pid_t pid);
 void backup_interrupt_defer(void);
 /* The signal noted while deferred (0: none): long deferred work, the offsite copy, stops early. */
 int backup_interrupt_pending(void);
+/* The few renames that must all happen or none (a restore's swap): from here on every signal,
+ * a second one too, is only noted (note is printed on the first) and nothing registered is
+ * removed, until backup_interrupt_release. Blocks while an interruption's cleanup runs (which
+ * ends the process). No-op when not armed. */
+void backup_interrupt_hold(const char *note);
+/* Ends a hold. state says what is in place now: the message of a later interruption that
+ * finds nothing registered to remove (forget the paths now in place first) gives it instead
+ * of "nothing to clean up". defer: a signal noted during the hold stays pending as after backup_interrupt_defer
+ * (the next one acts at once); otherwise a noted signal ends the process now (128+signal). */
+void backup_interrupt_release(bool defer, const char *state);
 /* Ends the deferral: a signal noted meanwhile cleans up and ends the process now (128+signal). */
 void backup_interrupt_resume(void);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "backup/progress.h"
+#include "common/log.h"
 #include "common/util.h"
 
 extern char **environ;
@@ -57,6 +58,31 @@ int backup_key_decode(const uint8_t *buf, size_t len, uint8_t out[BACKUP_KEY_BYT
     }
     OPENSSL_cleanse(text, sizeof(text));
     return r;
+}
+
+int backup_key_decode_text(const uint8_t *buf, size_t len, uint8_t out[BACKUP_KEY_BYTES])
+{
+    if (len >= 1 && buf[len - 1] == '\n')
+        len -= len >= 2 && buf[len - 2] == '\r' ? 2 : 1;
+    if (len != 2 * BACKUP_KEY_BYTES && len != 44)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++)
+        if (isspace(buf[i]))
+            return -EINVAL;
+    return backup_key_decode(buf, len, out);
+}
+
+int backup_key_decode_file(const uint8_t *buf, size_t len, uint8_t out[BACKUP_KEY_BYTES])
+{
+    if (len == BACKUP_KEY_BYTES) {
+        size_t text = 0;
+        for (size_t i = 0; i < len; i++)
+            text += (buf[i] >= 0x20 && buf[i] < 0x7f) || isspace(buf[i]);
+        /* random bytes are all text with odds of about 1e-14 */
+        if (text == len)
+            return backup_key_decode(buf, len, out) == 0 ? 1 : -EINVAL;
+    }
+    return backup_key_decode(buf, len, out);
 }
 
 static int load_file(const char *path, uint8_t *buf, size_t *ret_len, char *err, size_t errlen)
@@ -314,14 +340,31 @@ int backup_key_load(const backup_settings_t *s, backup_key_t *ret, char *err, si
                                       s->key_command_timeout_ms > 0 ? s->key_command_timeout_ms
                                                                     : BACKUP_KEY_COMMAND_TIMEOUT_MS,
                                       buf, &len, err, errlen);
-    if (r == 0) {
-        r = backup_key_decode(buf, len, master);
+    /* what was read is never echoed: it may be a key (in a form we do not take) */
+    if (r == 0 && s->key_file) {
+        r = backup_key_decode_file(buf, len, master);
+        if (r == 1) {
+            /* taken (older backups may use it), but said: a key file is written once, by hand */
+            log_msg(LOG_WARNING,
+                    "BACKUP_ENCRYPTION_KEY_FILE holds 32 bytes of printable text, used as a raw key: a "
+                    "passphrase has far less than 256 bits of entropy; make a key with 'aimedres backup "
+                    "keygen FILE' and take a full backup with it",
+                    "{s:s}", "key_file", s->key_file);
+            r = 0;
+        } else if (r < 0)
+            snprintf(err, errlen,
+                     "BACKUP_ENCRYPTION_KEY_FILE %s: expected 64 hex digits, the base64 of 32 bytes or 32 "
+                     "raw bytes, got %zu bytes of something else; make one with 'aimedres backup keygen "
+                     "FILE'",
+                     s->key_file, len);
+    } else if (r == 0) {
+        r = backup_key_decode_text(buf, len, master);
         if (r < 0)
             snprintf(err, errlen,
-                     "%s: expected 32 raw bytes, 64 hex characters or base64 of 32 bytes, got %zu bytes of "
-                     "something "
-                     "else",
-                     s->key_file ? "BACKUP_ENCRYPTION_KEY_FILE" : "BACKUP_KEY_COMMAND output", len);
+                     "BACKUP_KEY_COMMAND output: expected exactly 64 hex digits or the base64 of 32 bytes, "
+                     "optionally followed by a newline, got %zu bytes of something else (not shown: it may "
+                     "be a key); the command exited 0, so check what it prints",
+                     len);
     }
     if (r == 0)
         backup_key_derive(master, ret);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,21 @@ int backup_repo_new_id(const char *repo, int64_t now_ms, char ret_id[BACKUP_ID_M
     return -EEXIST;
 }
 
+/* ".latest.<pid>" of a process that no longer exists: the symlink backup_repo_set_latest makes
+ * before renaming it over `latest`, left by a backup killed in between. */
+static bool stale_latest_tmp(const char *name)
+{
+    static const char pre[] = ".latest.";
+    if (strncmp(name, pre, sizeof(pre) - 1) != 0)
+        return false;
+    const char *digits = name + sizeof(pre) - 1;
+    char *end;
+    long pid = strtol(digits, &end, 10);
+    if (end == digits || *end || *digits == '-' || *digits == '+' || pid <= 0 || pid == (long)getpid())
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
 int backup_repo_clean_partials(const char *repo)
 {
     DIR *d = opendir(repo);
@@ -326,10 +342,17 @@ int backup_repo_clean_partials(const char *repo)
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t n = strlen(de->d_name);
+        if (stale_latest_tmp(de->d_name)) {
+            char path[PATH_MAX];
+            if (snprintf(path, sizeof(path), "%s/%s", repo, de->d_name) < (int)sizeof(path) &&
+                unlink(path) == 0)
+                removed++;
+            continue;
+        }
         /* ".<id>.partial", and ".<id>.partial.interrupted-<pid>": one an interrupted run had
          * renamed aside to remove when a SIGKILL cut that short */
-        if (de->d_name[0] != '.' ||
-            ((n < 10 || strcmp(de->d_name + n - 8, ".partial") != 0) && !strstr(de->d_name, ".partial.interrupted-")))
+        if (de->d_name[0] != '.' || ((n < 10 || strcmp(de->d_name + n - 8, ".partial") != 0) &&
+                                     !strstr(de->d_name, ".partial.interrupted-")))
             continue;
         char path[PATH_MAX];
         if (snprintf(path, sizeof(path), "%s/%s", repo, de->d_name) >= (int)sizeof(path))
@@ -352,9 +375,32 @@ int backup_latest_info(const char *backup_path, int64_t *ret_ts_ms, char *ret_id
     backup_manifest_t *m = NULL;
     if ((r = backup_manifest_load(dir, NULL, &m, err, sizeof(err))) < 0)
         return r;
-    *ret_ts_ms = m->timestamp_ms;
-    if (ret_id && idlen)
-        snprintf(ret_id, idlen, "%s", m->id);
+    /* the time comes from the id (the directory name, the UTC second the backup started), and
+     * only when the manifest (read without the key) names that very id: a manifest edited to
+     * claim a fresh timestamp moves nothing; one copied from elsewhere is refused */
+    bool same = strcmp(m->id, id) == 0;
     backup_manifest_free(m);
+    int64_t ts = 0;
+    if (!same || (r = backup_id_time_ms(id, &ts)) < 0)
+        return -EBADMSG;
+    *ret_ts_ms = ts;
+    if (ret_id && idlen)
+        snprintf(ret_id, idlen, "%s", id);
+    return 0;
+}
+
+int backup_id_time_ms(const char *id, int64_t *ret_ms)
+{
+    if (!backup_id_valid(id))
+        return -EINVAL;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(id, "%Y%m%dT%H%M%SZ", &tm);
+    if (!end || (*end && *end != '-'))
+        return -EINVAL;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -EINVAL;
+    *ret_ms = (int64_t)t * 1000;
     return 0;
 }

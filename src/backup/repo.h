@@ -61,16 +61,22 @@ int backup_repo_resolve(const char *repo, const char *spec, char ret_id[BACKUP_I
  * that name is taken (complete or partial). */
 int backup_repo_new_id(const char *repo, int64_t now_ms, char ret_id[BACKUP_ID_MAX]);
 
-/* Removes ".<id>.partial" leftovers of crashed backups. Call with the write lock held.
- * Returns how many were removed. */
+/* Removes ".<id>.partial" leftovers of crashed backups, and ".latest.<pid>" symlinks of
+ * backups killed between making and renaming it (pid no longer running). Call with the write
+ * lock held. Returns how many were removed. */
 int backup_repo_clean_partials(const char *repo);
 
 /* "<repo>/<id>" into buf; -ENAMETOOLONG. */
 int backup_repo_path(const char *repo, const char *id, const char *sub, char *buf, size_t len);
 
-/* For metrics: time (epoch ms) and id of the backup `latest` points at, read from its
- * manifest without the key (latest only ever points at a verified backup). ret_id may
- * be NULL. -ENOENT when there is no backup; other -errno on unreadable manifests. */
+/* For metrics: time (epoch ms) and id of the backup `latest` points at. The time is the one
+ * in the id (the directory name: the UTC second the backup started, backup_id_time_ms), used
+ * only when latest's manifest, read without the key, names that same id; the manifest's own
+ * timestamp is not trusted (it is not authenticated here: `backup check` also authenticates
+ * it). ret_id may be NULL. -ENOENT when there is no backup; -EBADMSG when the manifest names
+ * another id; other -errno on unreadable manifests. */
 int backup_latest_info(const char *backup_path, int64_t *ret_ts_ms, char *ret_id, size_t idlen);
+/* The UTC second in a backup id ("20261127T073651Z[-N]") as epoch ms; -EINVAL. */
+int backup_id_time_ms(const char *id, int64_t *ret_ms);
 
 #endif

@@ -756,6 +756,257 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
     return r;
 }
 
+/* ------------------------------------------------------------------ journal */
+
+static const char *const kind_names[] = {"file", "dir", "files"};
+
+static void journal_path_of(const char *db_dest, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s", db_dest, BACKUP_RESTORE_JOURNAL_SUFFIX);
+}
+
+/* fsync every directory of a staged tree (the files were fsynced as written): after a power
+ * cut the journal never names a staging area whose entries did not reach the disk. */
+static int fsync_tree(const char *path, int depth)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    if (depth > MAX_DEPTH)
+        return -ELOOP;
+    DIR *d = opendir(path);
+    if (!d)
+        return -errno;
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char sub[PATH_MAX];
+        if (backup_path_join(sub, sizeof(sub), path, de->d_name) < 0)
+            r = -ENAMETOOLONG;
+        else
+            r = fsync_tree(sub, depth + 1);
+    }
+    closedir(d);
+    return r == 0 ? util_fsync_dir(path) : r;
+}
+
+/* Where swap_area will set a's destination aside; *any false when nothing is there to set aside. */
+static int predicted_aside(const area_t *a, const char *id, char *buf, size_t n, bool *any)
+{
+    struct stat st;
+    *any = false;
+    if (a->kind == KIND_FILES) {
+        char base[PATH_MAX + 8];
+        snprintf(base, sizeof(base), "%s/", a->dest);
+        *any = true; /* replaced audit files go there, if any is replaced */
+        return aside_name(base, id, buf, n);
+    }
+    if (lstat(a->dest, &st) < 0)
+        return 0;
+    *any = true;
+    return aside_name(a->dest, id, buf, n);
+}
+
+/* Written (fsynced, with its directory) before the first rename of the swap and removed after
+ * the last: while it exists the data is a mix of the backup and what was there, and `serve`,
+ * `backup check` and the next restore know it. */
+static int journal_write(const char *path, const char *id, const backup_restore_opts_t *o,
+                         const area_t a[A_COUNT], char *err, size_t errlen)
+{
+    char ts[ISO8601_LEN], note[PATH_MAX + 256];
+    util_iso8601(util_now_ms(), ts);
+    snprintf(note, sizeof(note),
+             "while this file exists a restore's swap was cut short: finish it with `aimedres restore %s%s%s "
+             "--yes` (it completes these renames first)",
+             id, o->target ? " --target " : "", o->target ? o->target : "");
+    json_t *areas = json_array();
+    json_t *j =
+        json_pack("{s:i,s:s,s:I,s:s,s:o,s:o,s:n,s:s}", "format", 1, "id", id, "pid", (json_int_t)getpid(),
+                  "started", ts, "target", o->target ? json_string(o->target) : json_null(), "areas", areas,
+                  "env_file_aside", "note", note);
+    if (!j)
+        return -ENOMEM;
+    for (int i = 0; i < A_COUNT; i++) {
+        if (!a[i].selected)
+            continue;
+        char aside[PATH_MAX + 64];
+        bool any = false;
+        int r = predicted_aside(&a[i], id, aside, sizeof(aside), &any);
+        if (r < 0) {
+            json_decref(j);
+            snprintf(err, errlen, "no free name to set %s aside: %s", a[i].dest, strerror(-r));
+            return r;
+        }
+        json_array_append_new(areas, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", a[i].name, "kind",
+                                               kind_names[a[i].kind], "dest", a[i].dest, "stage", a[i].stage,
+                                               "aside", any ? json_string(aside) : json_null()));
+        if (i == A_CONFIG && any)
+            json_object_set_new(j, "env_file_aside", json_string(aside));
+    }
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!text)
+        return -ENOMEM;
+    int r = util_write_file_atomic(path, text, strlen(text), 0600);
+    free(text);
+    if (r < 0)
+        snprintf(err, errlen, "cannot write the restore journal %s: %s", path, strerror(-r));
+    return r;
+}
+
+static int journal_remove(const char *path)
+{
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return parent_fsync(path);
+}
+
+/* A journal entry's stage must be where this code stages that destination (stage_location
+ * and a pid): a damaged or forged journal renames nothing else into place. */
+static bool stage_plausible(const area_t *a)
+{
+    char dir[PATH_MAX], prefix[NAME_MAX + 16], want[PATH_MAX + NAME_MAX + 16];
+    stage_location(a, dir, prefix);
+    snprintf(want, sizeof(want), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", prefix);
+    size_t n = strlen(want);
+    if (strncmp(a->stage, want, n) != 0 || !a->stage[n])
+        return false;
+    for (const char *p = a->stage + n; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* Finishes the swap a journal describes (renames what is still staged into place, setting
+ * aside what is there, as that restore would have) and removes the journal. Signals are held
+ * meanwhile. 0 with no journal; the finished restore is described in rep "rolled_forward". */
+static int journal_roll_forward(const char *path, json_t *rep, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int r = util_read_file(path, 1u << 20, &text, &len);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) {
+        snprintf(err, errlen, "cannot read the journal %s of an interrupted restore: %s", path, strerror(-r));
+        return r;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(text, len, 0, &je);
+    free(text);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    json_t *areas = json_object_get(j, "areas");
+    if (!id || !backup_id_valid(id) || !json_is_array(areas) || json_array_size(areas) > A_COUNT) {
+        json_decref(j);
+        snprintf(err, errlen,
+                 "the journal %s of an interrupted restore is damaged: finish by hand (see docs/backup.md, "
+                 "\"Interrupted restore\") or remove it",
+                 path);
+        return -EBADMSG;
+    }
+    area_t ar[A_COUNT];
+    size_t n = json_array_size(areas);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(areas, i);
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        const char *dest = json_string_value(json_object_get(e, "dest"));
+        const char *stage = json_string_value(json_object_get(e, "stage"));
+        memset(&ar[i], 0, sizeof(ar[i]));
+        int k = -1;
+        for (int q = 0; kind && q < 3; q++)
+            if (strcmp(kind, kind_names[q]) == 0)
+                k = q;
+        ar[i].name = name ? name : "?";
+        ar[i].kind = (area_kind_t)(k < 0 ? 0 : k);
+        if (!name || k < 0 || !dest || !stage || !dest[0] || setp(ar[i].dest, dest, "", "") < 0 ||
+            setp(ar[i].stage, stage, "", "") < 0 || !stage_plausible(&ar[i])) {
+            json_decref(j);
+            snprintf(err, errlen,
+                     "the journal %s of an interrupted restore is damaged (area %zu): finish by hand (see "
+                     "docs/backup.md, \"Interrupted restore\") or remove it",
+                     path, i);
+            return -EBADMSG;
+        }
+    }
+    json_t *moved = json_array(), *finished = json_array();
+    backup_interrupt_hold("finishing the swap of an interrupted restore first (a few renames)");
+    r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        struct stat st;
+        if (lstat(ar[i].stage, &st) < 0)
+            continue; /* renamed into place before the interruption */
+        ar[i].selected = ar[i].staged = true;
+        if ((r = mkdirs_for(NULL, ar[i].dest)) < 0 ||
+            (ar[i].kind == KIND_FILES && (r = mkdir_tracked(NULL, ar[i].dest)) < 0)) {
+            snprintf(err, errlen, "cannot create the directory of %s: %s", ar[i].dest, strerror(-r));
+            break;
+        }
+        if ((r = swap_area(&ar[i], id, moved, err, errlen)) == 0)
+            json_array_append_new(finished, json_string(ar[i].name));
+    }
+    if (r == 0 && (r = journal_remove(path)) < 0)
+        snprintf(err, errlen, "cannot remove the journal %s: %s", path, strerror(-r));
+    char state[512];
+    snprintf(state, sizeof(state), "the interrupted restore of %s was finished first (%s)", id,
+             r == 0 ? "journal removed" : "not completely: its journal stays");
+    backup_interrupt_release(false, state);
+    if (r < 0) {
+        char why[1024];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "cannot finish the interrupted restore of %s (journal %s): %s", id, path, why);
+        json_decref(moved);
+        json_decref(finished);
+        json_decref(j);
+        return r;
+    }
+    fprintf(stderr,
+            "aimedres: finished the swap of the interrupted restore of %s (journal %s): %zu area(s) put in "
+            "place, %zu path(s) set aside\n",
+            id, path, json_array_size(finished), json_array_size(moved));
+    json_object_set_new(rep, "rolled_forward",
+                        json_pack("{s:s,s:s,s:o,s:o,s:O}", "id", id, "journal", path, "finished", finished,
+                                  "moved_aside", moved, "journal_content", j));
+    json_decref(j);
+    return 0;
+}
+
+int backup_restore_journal_check(const char *db_path, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 32];
+    journal_path_of(db_path, path, sizeof(path));
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    char *text = NULL;
+    size_t len = 0;
+    json_t *j = NULL;
+    if (util_read_file(path, 1u << 20, &text, &len) == 0)
+        j = json_loadb(text, len, 0, NULL);
+    free(text);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const char *target = json_string_value(json_object_get(j, "target"));
+    const char *env = json_string_value(json_object_get(j, "env_file_aside"));
+    json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+    const char *shown = id && backup_id_valid(id) ? id : "<id>";
+    snprintf(
+        err, errlen,
+        "%s: the restore of backup %s %s%s was cut short during its swap (pid %lld%s): the data there is "
+        "a mix of the backup and what was there before. Finish it with `aimedres restore %s%s%s --yes` "
+        "(same settings and --env-file): it completes the swap first%s%s",
+        path, shown, target ? "into " : "in place", target ? target : "", (long long)pid,
+        alive ? " still runs: is a restore swapping right now?" : ", no longer running", shown,
+        target ? " --target " : "", target ? target : "",
+        env ? ". The env file that was in place is kept at " : "", env ? env : "");
+    json_decref(j);
+    return -EUCLEAN;
+}
+
 /* ------------------------------------------------------------------ restore */
 
 int backup_restore(const backup_settings_t *s, const backup_key_t *key, const char *id,
@@ -769,8 +1020,10 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     area_t a[A_COUNT];
     areas_init(a);
     int wlock = -1, rlock = -1, dlock = -1, r;
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], lockpath[PATH_MAX + 8] = "", jpath[PATH_MAX + 32] = "";
     dirlog_t dirs = {.n = 0};
+    bool swapping = false; /* the journal is written: a failure keeps it and the staged data */
+    bool lock_created = false;
 
     /* decrypted data must never land inside the backup storage (unencrypted PHI and secrets
      * beside the encrypted copies, invisible to list and prune) */
@@ -861,8 +1114,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         snprintf(err, errlen, "cannot create the directory of %s: %s", a[A_DB].dest, strerror(-r));
         goto fail;
     }
-    char lockpath[PATH_MAX + 8];
     lockfile_path_for_db(a[A_DB].dest, lockpath, sizeof(lockpath));
+    lock_created = o->target && !util_path_exists(lockpath);
     dlock = lockfile_acquire(lockpath);
     if (dlock < 0) {
         r = dlock == -EWOULDBLOCK ? -EBUSY : dlock;
@@ -882,6 +1135,15 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         } else {
             snprintf(err, errlen, "cannot take the data lock %s: %s", lockpath, strerror(-r));
         }
+        goto fail;
+    }
+
+    /* a restore cut short in its swap (kill -9, power cut): finish that first, while its staged
+     * (verified) data is still there for the stale-stage removal below to find */
+    journal_path_of(a[A_DB].dest, jpath, sizeof(jpath));
+    if ((r = journal_roll_forward(jpath, rep, err, errlen)) < 0) {
+        if (r != -ENOMEM && r != -ENOSPC && r != -EIO)
+            r = -EUCLEAN;
         goto fail;
     }
 
@@ -993,7 +1255,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
                                                         "no audit files restored"));
     if (failures) {
         /* name each failed check and why, so a terminal user need not rerun with --json */
-        int n = snprintf(err, errlen, "refusing to restore: %d check(s) failed on the restored data:", failures);
+        int n =
+            snprintf(err, errlen, "refusing to restore: %d check(s) failed on the restored data:", failures);
         const char *name;
         json_t *c;
         json_object_foreach(checks, name, c)
@@ -1012,20 +1275,70 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         goto fail;
     }
 
-    /* 5. swap in */
+    /* 5. swap in: all or nothing (restore.h, BACKUP_RESTORE_JOURNAL_SUFFIX) */
     int64_t t_swap = util_mono_ns();
     json_t *moved = json_object_get(rep, "moved_aside");
     for (int i = 0; i < A_COUNT; i++) {
         if (!a[i].selected)
             continue;
+        if ((r = fsync_tree(a[i].stage, 0)) < 0 || (r = parent_fsync(a[i].stage)) < 0) {
+            snprintf(err, errlen, "fsync of the staged %s (%s): %s", a[i].name, a[i].stage, strerror(-r));
+            goto fail;
+        }
         if ((r = mkdirs_for(NULL, a[i].dest)) < 0 ||
             (a[i].kind == KIND_FILES && (r = mkdir_tracked(NULL, a[i].dest)) < 0)) {
             snprintf(err, errlen, "cannot create the directory of %s: %s", a[i].dest, strerror(-r));
             goto fail;
         }
-        if ((r = swap_area(&a[i], id, moved, err, errlen)) < 0)
-            goto fail;
     }
+    backup_interrupt_hold("the backup is being swapped into place: finishing that first (a few renames), "
+                          "so that nothing is left half replaced");
+    if ((r = journal_write(jpath, id, o, a, err, errlen)) < 0) {
+        backup_interrupt_release(false, NULL); /* nothing renamed: a noted signal cleans up now */
+        goto fail;
+    }
+    swapping = true;
+    const char *failed_area = NULL;
+    for (int i = 0; i < A_COUNT && !failed_area; i++) {
+        if (a[i].selected && (r = swap_area(&a[i], id, moved, err, errlen)) < 0)
+            failed_area = a[i].name;
+    }
+    if (!failed_area && (r = journal_remove(jpath)) < 0) {
+        snprintf(err, errlen, "every area is in place but the journal %s could not be removed: %s", jpath,
+                 strerror(-r));
+        failed_area = "journal";
+    }
+    /* what is staged now is in place (or, after a failure, kept for the next restore) */
+    for (int i = 0; i < A_COUNT; i++) {
+        backup_interrupt_forget(a[i].stage);
+        a[i].staged = false;
+    }
+    char state[PATH_MAX + 256];
+    if (failed_area) {
+        char why[1024];
+        snprintf(why, sizeof(why), "%s", err);
+        if (strcmp(failed_area, "journal") == 0)
+            snprintf(err, errlen,
+                     "%s. `aimedres serve` refuses to start while it exists: rerun `aimedres restore %s%s%s "
+                     "--yes` (it finds nothing left to rename and removes it) or remove it",
+                     why, id, o->target ? " --target " : "", o->target ? o->target : "");
+        else
+            snprintf(err, errlen,
+                     "the swap stopped at %s: %s. The data is a mix of backup %s and what was there; the "
+                     "journal %s and the staged data stay: fix the cause and rerun `aimedres restore %s%s%s "
+                     "--yes` to finish",
+                     failed_area, why, id, jpath, id, o->target ? " --target " : "",
+                     o->target ? o->target : "");
+        snprintf(state, sizeof(state), "the swap of backup %s stopped at %s: journal %s stays", id,
+                 failed_area, jpath);
+        backup_interrupt_release(false, state);
+        goto fail;
+    }
+    snprintf(state, sizeof(state), "backup %s is restored %s%s (every area swapped in)", id,
+             o->target ? "into " : "in place", o->target ? o->target : "");
+    /* in place: the caller goes on to write the RESTORE audit record (a signal noted meanwhile
+     * stays pending); a --target restore (a drill too) ends now on a noted signal */
+    backup_interrupt_release(!o->target, state);
 
     json_t *dest = json_object(), *comps = json_array();
     for (int i = 0; i < A_COUNT; i++)
@@ -1070,6 +1383,9 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
 
 fail:
     unstage(a);
+    /* a refused --target restore leaves no lock file it made (nor, below, the directories) */
+    if (dlock >= 0 && !swapping && lock_created)
+        unlink(lockpath);
     dirlog_rollback(&dirs);
     lockfile_release(dlock);
     backup_repo_unlock(rlock);

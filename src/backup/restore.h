@@ -28,7 +28,12 @@
  *   5. swap: whatever is in place is renamed aside to "<path>.pre-restore-<id>" (or -1,
  *      -2...: an earlier restore's set-aside data is never overwritten; replaced audit files
  *      go to "<audit dir>/.pre-restore-<id>[-N]/"), the staged copy renamed in, directories
- *      fsynced.
+ *      fsynced. All or nothing: the staged trees are fsynced, then the restore journal (below)
+ *      is written, signals are held (SIGINT/SIGTERM/SIGHUP are noted, not acted on) until the
+ *      last rename, and a failed rename keeps the journal and the staged data for the next
+ *      restore to finish. A signal noted during the swap: an in-place restore finishes normally
+ *      (its RESTORE audit record is written); a --target restore ends 128+signal afterwards,
+ *      saying the backup is in place.
  * Models, baselines and results are replaced as whole directories (the backup's state);
  * audit files are put back file by file into the audit directory, which may hold others. */
 #ifndef AIMEDRES_BACKUP_RESTORE_H
@@ -60,6 +65,20 @@ typedef struct backup_restore_opts {
     bool full_db_check; /* run PRAGMA integrity_check on the restored database (see 4) */
 } backup_restore_opts_t;
 
+/* The restore journal, "<destination database><suffix>": written (fsynced) before the first
+ * rename of step 5, removed (directory fsynced) after the last. Signals are held from writing it
+ * to removing it, so only kill -9, a power cut or a failed rename leaves it: the data is then a
+ * mix of the backup and what was there. It names the backup, every area's destination, staging
+ * path and the name what was there is set aside under (env_file_aside: the env file's). While it
+ * exists `aimedres serve` refuses to start and `backup check` fails; the next restore into the
+ * same place (any backup) first finishes the journal's swap (renames what is still staged into
+ * place: that data was verified before the journal was written) and removes it. */
+#define BACKUP_RESTORE_JOURNAL_SUFFIX ".restore-journal"
+
+/* 0 when no restore journal sits beside db_path; -EUCLEAN with a message in err naming the
+ * journal, the backup and the command that finishes it; other -errno when it cannot be seen. */
+int backup_restore_journal_check(const char *db_path, char *err, size_t errlen);
+
 /* What a restore of m would write where (for the confirmation prompt), without touching
  * anything: {"id","type","timestamp","files","bytes","components":[..],"destinations":{area:path}}.
  * -EINVAL with err when a destination cannot be determined (e.g. audit in place without
@@ -76,7 +95,8 @@ int backup_restore_plan(const backup_settings_t *s, const backup_manifest_t *m,
  *   -EBUSY         a server holds the destination's data lock
  *   -EKEYREJECTED  the backup was made with another key
  *   -EBADMSG       the manifest or a file failed verification (report "bad" names them)
- *   -EUCLEAN       a post-restore check failed (nothing was swapped in)
+ *   -EUCLEAN       a post-restore check failed (nothing was swapped in), or an interrupted
+ *                  restore's journal could not be finished (err says which)
  *   -ENOENT        no such backup, or a stored file is missing
  *   other -errno */
 int backup_restore(const backup_settings_t *s, const backup_key_t *key, const char *id,

@@ -36,15 +36,9 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     s.prod_url = cfg->prod_url;
     /* A relative path would be resolved against the current directory, which is $HOME under
      * cron and / under systemd: the backups would silently land somewhere else. */
-    const char *names[2] = {"BACKUP_PATH", "BACKUP_OFFSITE_DIR"}, *paths[2] = {s.backup_path, s.offsite_dir};
-    for (int i = 0; i < 2; i++)
-        if (paths[i] && paths[i][0] && paths[i][0] != '/') {
-            snprintf(err, errlen,
-                     "%s=%s must be an absolute path (a relative one is resolved against the current "
-                     "directory, which is $HOME under cron and / under systemd)",
-                     names[i], paths[i]);
-            return -EINVAL;
-        }
+    if (backup_settings_check_absolute("BACKUP_PATH", s.backup_path, err, errlen) < 0 ||
+        backup_settings_check_absolute("BACKUP_OFFSITE_DIR", s.offsite_dir, err, errlen) < 0)
+        return -EINVAL;
     /* the store owns URL resolution; PostgreSQL backups (pg_dump) come with that backend */
     int r = store_url_file_path(cfg->database_url, s.db_path, sizeof(s.db_path), err, errlen);
     if (r == -ENOTSUP) {
@@ -73,4 +67,15 @@ int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, cha
     if (!results)
         ret->results_path = ret->results_buf;
     return 0;
+}
+
+int backup_settings_check_absolute(const char *name, const char *path, char *err, size_t errlen)
+{
+    if (!path || !path[0] || path[0] == '/')
+        return 0;
+    snprintf(err, errlen,
+             "%s=%s must be an absolute path (a relative one is resolved against the current directory, "
+             "which is $HOME under cron and / under systemd)",
+             name, path);
+    return -EINVAL;
 }

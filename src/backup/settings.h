@@ -41,4 +41,9 @@ typedef struct backup_settings {
  * (PostgreSQL backups come with that backend), -EINVAL for an unusable path. */
 int backup_settings_from_config(const config_t *cfg, backup_settings_t *ret, char *err, size_t errlen);
 
+/* 0 when path (a repository: BACKUP_PATH, BACKUP_OFFSITE_DIR, --dest, named `name` in the
+ * message) is absolute or empty; else -EINVAL with the reason: a relative path would be
+ * resolved against the current directory, $HOME under cron and / under systemd. */
+int backup_settings_check_absolute(const char *name, const char *path, char *err, size_t errlen);
+
 #endif

@@ -14,6 +14,7 @@
  *      or restore without --yes and without a terminal to ask on. Nothing was done. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,79 @@
     "\nExit status: 0 success; 1 the operation ran and failed (damaged backup, failed check or drill,\n"     \
     "restore refused, no key, repository missing); 2 usage error or a named thing that does not exist\n"     \
     "(unknown backup id, no latest backup, missing --env-file, restore without --yes off a terminal).\n"
+
+/* What the invocation owes stdout when it fails. When stdout is not a terminal (cron, systemd,
+ * a script) or with --json, every failure, the early ones included (a missing key file, bad
+ * settings, an unknown id), ends with exactly one JSON document on stdout: the command's own
+ * report when it printed one (with "ok": false and "error"), else {"ok": false, "error": ...}
+ * with what was said on stderr. dr-drill --report FILE gets that failure report too, so an
+ * old success is never left there. */
+static struct {
+    bool json;          /* a JSON document is owed on stdout */
+    bool printed;       /* one was printed */
+    char error[2048];   /* the errors said on stderr, "; "-separated */
+    const char *report; /* dr-drill --report FILE, NULL when none */
+    bool report_written;
+} g_out;
+
+/* "aimedres: <message>" on stderr, and the message kept for the failure document. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "aimedres: %s\n", msg);
+    size_t n = strlen(g_out.error);
+    if (n + 3 < sizeof(g_out.error))
+        snprintf(g_out.error + n, sizeof(g_out.error) - n, "%s%s", n ? "; " : "", msg);
+}
+
+static void out_begin(const char *report)
+{
+    memset(&g_out, 0, sizeof(g_out));
+    g_out.json = !isatty(STDOUT_FILENO);
+    g_out.report = report;
+}
+
+static json_t *failure_doc(int rc)
+{
+    char iso[ISO8601_LEN];
+    util_iso8601(util_now_ms(), iso);
+    const char *why = g_out.error[0] ? g_out.error
+                      : rc == 2      ? "usage error (see --help)"
+                                     : "failed (see the messages on stderr)";
+    return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", why, "timestamp", iso);
+}
+
+/* The end of every command: rc unchanged, the failure document printed (and written to
+ * --report) when the command did not produce its own. */
+static int out_end(int rc)
+{
+    if (rc == 0)
+        return rc;
+    if (g_out.report && !g_out.report_written) {
+        json_t *doc = failure_doc(rc);
+        char *text = json_dumps(doc, JSON_INDENT(2));
+        int r = text ? util_write_file_atomic(g_out.report, text, strlen(text), 0640) : -ENOMEM;
+        if (r < 0)
+            fprintf(stderr, "aimedres: cannot write the failure report %s: %s\n", g_out.report, strerror(-r));
+        free(text);
+        json_decref(doc);
+    }
+    if (g_out.json && !g_out.printed) {
+        json_t *doc = failure_doc(rc);
+        char *text = json_dumps(doc, JSON_INDENT(2));
+        if (text)
+            puts(text);
+        fflush(stdout);
+        free(text);
+        json_decref(doc);
+    }
+    return rc;
+}
 
 /* Shared state of one invocation. */
 typedef struct ctx {
@@ -135,7 +209,7 @@ static int env_file_status(const char *env_file)
 {
     if (!env_file || access(env_file, F_OK) == 0 || errno != ENOENT)
         return 0;
-    fprintf(stderr, "aimedres: --env-file %s: no such file\n", env_file);
+    say("--env-file %s: no such file", env_file);
     return 2;
 }
 
@@ -150,19 +224,31 @@ static int load(ctx_t *c, const char *env_file, const char *dest, bool need_key)
 {
     memset(c, 0, sizeof(*c));
     c->json = !isatty(STDOUT_FILENO);
-    c->cfg = cli_load_config(env_file);
-    if (!c->cfg)
+    char cerr[4096] = "";
+    if (config_load(env_file, &c->cfg, cerr, sizeof(cerr)) < 0) {
+        for (char *line = cerr, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
+            nl = strchr(line, '\n');
+            if (nl != line)
+                say("config: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
+        }
+        if (!cerr[0])
+            say("config: cannot be loaded");
         return -EINVAL;
+    }
+    if (log_init(c->cfg->log_level, c->cfg->log_file) < 0) {
+        say("cannot open LOG_FILE %s", c->cfg->log_file);
+        return -EINVAL;
+    }
     char err[1024] = "";
     if (backup_settings_from_config(c->cfg, &c->s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         return -EINVAL;
     }
     if (dest)
         c->s.backup_path = dest;
     if (need_key) {
         if (backup_key_load(&c->s, &c->key, err, sizeof(err)) < 0) {
-            fprintf(stderr, "aimedres: backup key: %s\n", err);
+            say("backup key: %s", err);
             return -ENOKEY;
         }
         c->have_key = true;
@@ -177,7 +263,7 @@ static int audit_ready(const ctx_t *c)
     char err[1024] = "";
     if (audit_settings_check(c->cfg, err, sizeof(err)) == 0)
         return 0;
-    fprintf(stderr, "aimedres: the audit log can not be written, so nothing was started: %s\n", err);
+    say("the audit log can not be written, so nothing was started: %s", err);
     return -EINVAL;
 }
 
@@ -187,12 +273,38 @@ static void unload(ctx_t *c)
     config_free(c->cfg);
 }
 
+/* "name: message; ..." of the failing entries of a check report's "checks" object. */
+static void failed_checks(const json_t *checks, char *buf, size_t len)
+{
+    const char *k;
+    json_t *v;
+    buf[0] = '\0';
+    json_object_foreach((json_t *)checks, k, v)
+    {
+        size_t n = strlen(buf);
+        const char *msg = json_string_value(json_object_get(v, "message"));
+        if (json_is_false(json_object_get(v, "ok")) && n + 3 < len)
+            snprintf(buf + n, len - n, "%s%s: %s", n ? "; " : "", k, msg ? msg : "failed");
+    }
+}
+
+/* A failing document gets "error" when it has none: its failed checks, else what was said on
+ * stderr. */
 static void print_json(json_t *j)
 {
+    if (json_is_false(json_object_get(j, "ok")) && !json_object_get(j, "error")) {
+        char why[2048];
+        failed_checks(json_object_get(j, "checks"), why, sizeof(why));
+        json_object_set_new(j, "error",
+                            json_string(why[0]           ? why
+                                        : g_out.error[0] ? g_out.error
+                                                         : "failed (see the report's details)"));
+    }
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     if (s) {
         puts(s);
         free(s);
+        g_out.printed = true;
     }
     fflush(stdout);
 }
@@ -236,8 +348,12 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
     /* BACKUP audit record, after the backup read the audit files (backup/events.h) */
     char aerr[1024] = "";
     int ar = backup_event_backup(&c->s, sum, r, false, aerr, sizeof(aerr));
-    if (ar < 0)
+    if (ar < 0) {
         json_object_set_new(sum, "audit_error", json_string(aerr));
+        json_object_set_new(sum, "ok", json_false());
+        if (!json_object_get(sum, "error"))
+            json_object_set_new(sum, "error", json_string(aerr));
+    }
     if (c->json) {
         print_json(sum);
     } else if (r == 0 || r == -EREMOTEIO) {
@@ -262,9 +378,9 @@ static int do_create(ctx_t *c, backup_type_t type, const char *env_file)
         print_notes(json_object_get(sum, "notes"));
     }
     if (r < 0)
-        fprintf(stderr, "aimedres: backup failed: %s\n", err);
+        say("backup failed: %s", err);
     if (ar < 0)
-        fprintf(stderr, "aimedres: %s\n", aerr);
+        say("%s", aerr);
     json_decref(sum);
     fflush(stdout);
     backup_interrupt_resume(); /* a signal after the publishing ends the process only now: 128+sig */
@@ -280,7 +396,7 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
     int rc = 0;
     int lock = backup_repo_lock(c->s.backup_path, BACKUP_LOCK_READ_SHARED, false, 2000, err, sizeof(err));
     if (lock < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         json_decref(out);
         return 1;
     }
@@ -291,12 +407,12 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
     if (all) {
         backup_repo_list(c->s.backup_path, &ids, &n);
         if (n == 0)
-            fprintf(stderr, "aimedres: no backups in %s\n", c->s.backup_path);
+            say("no backups in %s", c->s.backup_path);
     } else {
         char id[BACKUP_ID_MAX];
         int r = backup_repo_resolve(c->s.backup_path, spec, id, err, sizeof(err));
         if (r < 0) {
-            fprintf(stderr, "aimedres: %s\n", err);
+            say("%s", err);
             backup_repo_unlock(lock);
             json_decref(out);
             return resolve_status(r);
@@ -326,8 +442,17 @@ static int do_verify(ctx_t *c, const char *spec, bool all)
         }
         json_array_append_new(list, rep);
     }
-    if (n == 0)
+    if (n == 0) {
         rc = 1;
+        json_object_set_new(out, "ok", json_false());
+        json_object_set_new(out, "error", json_sprintf("no backups in %s", c->s.backup_path));
+    } else if (rc) {
+        size_t failed = 0, i;
+        json_t *b;
+        json_array_foreach(list, i, b) failed += !json_is_true(json_object_get(b, "ok"));
+        json_object_set_new(out, "error",
+                            json_sprintf("%zu of %zu backup(s) failed verification", failed, n));
+    }
     json_decref(cache);
     backup_repo_unlock(lock);
     if (c->json)
@@ -343,11 +468,11 @@ static int do_list(ctx_t *c)
     size_t n = 0;
     char rerr[1024];
     if (backup_repo_require(c->s.backup_path, rerr, sizeof(rerr)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", rerr); /* "no backups" would hide a typo or an unmounted volume */
+        say("%s", rerr); /* "no backups" would hide a typo or an unmounted volume */
         return 1;
     }
     if (backup_repo_list(c->s.backup_path, &ids, &n) < 0) {
-        fprintf(stderr, "aimedres: cannot list %s\n", c->s.backup_path);
+        say("cannot list %s", c->s.backup_path);
         return 1;
     }
     backup_repo_latest(c->s.backup_path, latest);
@@ -430,7 +555,7 @@ static int do_prune(ctx_t *c, bool dry_run)
         if (r < 0) {
             rc = 1;
             json_object_set_new(out, "ok", json_false());
-            fprintf(stderr, "aimedres: prune %s: %s\n", repos[i], err);
+            say("prune %s: %s", repos[i], err);
         }
         if (!c->json) {
             char fb[24];
@@ -476,7 +601,7 @@ static int do_check(ctx_t *c, const char *env_file, const char *dest)
     if (cr < 0) {
         for (char *line = cerr, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
             nl = strchr(line, '\n');
-            fprintf(stderr, "aimedres: config: %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+            say("config: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
         }
         char iso[ISO8601_LEN];
         util_iso8601(util_now_ms(), iso);
@@ -496,7 +621,7 @@ static int do_check(ctx_t *c, const char *env_file, const char *dest)
     return ok ? 0 : 1;
 }
 
-int cli_backup(int argc, char **argv)
+static int backup_main(int argc, char **argv)
 {
     const char *env_file = NULL, *dest = NULL;
     bool json = false, all = false, dry_run = false;
@@ -515,29 +640,36 @@ int cli_backup(int argc, char **argv)
         switch (ch) {
         case 'e': env_file = optarg; break;
         case 'd': dest = optarg; break;
-        case 'j': json = true; break;
+        case 'j': json = g_out.json = true; break;
         case 'a': all = true; break;
         case 'n': dry_run = true; break;
         case 'h': backup_usage(stdout); return 0;
         default: backup_usage(stderr); return 2;
         }
     }
+    /* --dest is BACKUP_PATH for this run: relative is refused the same way */
+    char derr[1024];
+    if (dest && backup_settings_check_absolute("--dest", dest, derr, sizeof(derr)) < 0) {
+        say("%s", derr);
+        return 2;
+    }
     /* GNU getopt moved the positionals (subcommand, argument) to the end. */
     const char *sub = optind < argc ? argv[optind++] : "incremental";
     const char *arg = optind < argc ? argv[optind++] : NULL;
     if (optind < argc) {
-        fprintf(stderr, "aimedres backup: unexpected '%s'\n", argv[optind]);
+        say("backup: unexpected '%s'", argv[optind]);
         backup_usage(stderr);
         return 2;
     }
     if (strcmp(sub, "keygen") == 0) {
+        g_out.json = false; /* says what it did in words, also to a script */
         if (!arg) {
             backup_usage(stderr);
             return 2;
         }
         char err[512];
         if (backup_key_generate(arg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "aimedres: keygen: %s\n", err);
+            say("keygen: %s", err);
             return 1;
         }
         printf("wrote a new backup key to %s (mode 0600); set BACKUP_ENCRYPTION_KEY_FILE=%s and keep a copy "
@@ -556,7 +688,7 @@ int cli_backup(int argc, char **argv)
         is_create || strcmp(sub, "verify") == 0 || strcmp(sub, "list") == 0 || strcmp(sub, "prune") == 0;
     if (!known || (arg && strcmp(sub, "verify") != 0) || (all && strcmp(sub, "verify") != 0) ||
         (dry_run && strcmp(sub, "prune") != 0) || (all && arg)) {
-        fprintf(stderr, "aimedres backup: unexpected '%s'\n", known ? (arg ? arg : "option") : sub);
+        say("backup: unexpected '%s'", known ? (arg ? arg : "option") : sub);
         backup_usage(stderr);
         return 2;
     }
@@ -590,6 +722,12 @@ int cli_backup(int argc, char **argv)
     return rc;
 }
 
+int cli_backup(int argc, char **argv)
+{
+    out_begin(NULL);
+    return out_end(backup_main(argc, argv));
+}
+
 /* ------------------------------------------------------------------ restore */
 
 static bool confirm(const json_t *plan)
@@ -611,7 +749,7 @@ static bool confirm(const json_t *plan)
     return strcmp(line, "yes") == 0;
 }
 
-int cli_restore(int argc, char **argv)
+static int restore_main(int argc, char **argv)
 {
     const char *env_file = NULL, *target = NULL, *comps = NULL, *from = NULL, *config_dest = NULL;
     bool yes = false, json = false, full_db_check = false;
@@ -637,7 +775,7 @@ int cli_restore(int argc, char **argv)
         case 'f': from = optarg; break;
         case 'C': config_dest = optarg; break;
         case 'y': yes = true; break;
-        case 'j': json = true; break;
+        case 'j': json = g_out.json = true; break;
         case 'F': full_db_check = true; break;
         case 'h': restore_usage(stdout); return 0;
         default: restore_usage(stderr); return 2;
@@ -651,7 +789,7 @@ int cli_restore(int argc, char **argv)
     char err[2048] = "";
     unsigned mask = 0;
     if (comps && backup_components_parse(comps, &mask, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         return 2;
     }
     if (env_file_status(env_file))
@@ -670,12 +808,12 @@ int cli_restore(int argc, char **argv)
     /* a missing repository is an unmounted volume or a typo in BACKUP_PATH/--from (1), an
      * unknown id in an existing one a usage error (2) */
     if (backup_repo_require(c.s.backup_path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         goto out;
     }
     int rr = backup_repo_resolve(c.s.backup_path, spec, id, err, sizeof(err));
     if (rr < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         rc = resolve_status(rr);
         goto out;
     }
@@ -687,17 +825,17 @@ int cli_restore(int argc, char **argv)
                                .full_db_check = full_db_check};
     int mr = backup_manifest_load(dir, &c.key, &m, err, sizeof(err));
     if (mr < 0) {
-        fprintf(stderr, "aimedres: refusing to restore %s: %s\n", id, err);
+        say("refusing to restore %s: %s", id, err);
         /* a refused restore is audited too (a failure in the live log) */
         json_t *frep = json_pack("{s:s}", "error", err);
         char aerr[1024] = "";
         if (backup_event_restore(&c.s, id, frep, mr, &o, false, aerr, sizeof(aerr)) < 0)
-            fprintf(stderr, "aimedres: %s\n", aerr);
+            say("%s", aerr);
         json_decref(frep);
         goto out;
     }
     if (backup_restore_plan(&c.s, m, &o, &plan, err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres: %s\n", err);
+        say("%s", err);
         goto out;
     }
     if (!yes) {
@@ -710,7 +848,7 @@ int cli_restore(int argc, char **argv)
             goto out;
         }
         if (!confirm(plan)) {
-            fprintf(stderr, "aimedres: restore cancelled\n");
+            say("restore cancelled");
             goto out;
         }
     }
@@ -746,9 +884,9 @@ int cli_restore(int argc, char **argv)
         print_bad(json_object_get(rep, "bad"));
     }
     if (r < 0)
-        fprintf(stderr, "aimedres: restore failed: %s\n", err);
+        say("restore failed: %s", err);
     if (ar < 0)
-        fprintf(stderr, "aimedres: %s\n", aerr);
+        say("%s", aerr);
     rc = r == 0 && ar == 0 ? 0 : 1;
 out:
     json_decref(plan);
@@ -756,6 +894,12 @@ out:
     backup_manifest_free(m);
     unload(&c);
     return rc;
+}
+
+int cli_restore(int argc, char **argv)
+{
+    out_begin(NULL);
+    return out_end(restore_main(argc, argv));
 }
 
 /* ------------------------------------------------------------------ dr-drill */
@@ -767,7 +911,7 @@ static int read_api_key(const char *path, char key[APIKEY_KEY_SIZE])
     size_t len = 0;
     int r = util_read_file(path, 4096, &buf, &len);
     if (r < 0) {
-        fprintf(stderr, "aimedres: dr-drill: --api-key-file %s: %s\n", path, strerror(-r));
+        say("dr-drill: --api-key-file %s: %s", path, strerror(-r));
         return -1;
     }
     const char *b = buf;
@@ -782,8 +926,7 @@ static int read_api_key(const char *path, char key[APIKEY_KEY_SIZE])
     if (r == 0)
         snprintf(key, APIKEY_KEY_SIZE, "%.*s", (int)len, b);
     else
-        fprintf(stderr, "aimedres: dr-drill: --api-key-file %s: not an API key (amr_<16 hex>_<43 base64url>)\n",
-                path);
+        say("dr-drill: --api-key-file %s: not an API key (amr_<16 hex>_<43 base64url>)", path);
     explicit_bzero(buf, size);
     free(buf);
     explicit_bzero(secret, sizeof(secret));
@@ -812,7 +955,7 @@ static int report_writable(const char *report)
         why = "names a directory, not a file";
     if (!why)
         return 0;
-    fprintf(stderr, "aimedres: dr-drill: --report %s: %s (%s); nothing was done\n", report, why, dir);
+    say("dr-drill: --report %s: %s (%s); nothing was done", report, why, dir);
     return -1;
 }
 
@@ -830,10 +973,10 @@ static void drill_target_missed(const json_t *rep, const char *which, const char
     backup_format_duration((int64_t)(json_number_value(json_object_get(rep, s_key)) * 1000), got,
                            sizeof(got));
     util_format_duration_ms(json_integer_value(target) * 1000, want, sizeof(want));
-    fprintf(stderr, "aimedres: dr-drill: %s %s%s (target %s)\n", before, got, after, want);
+    say("dr-drill: %s %s%s (target %s)", before, got, after, want);
 }
 
-int cli_dr_drill(int argc, char **argv)
+static int drill_main(int argc, char **argv)
 {
     const char *env_file = NULL, *report = NULL, *url = NULL, *work = NULL, *key_file = NULL;
     bool use_latest = false, full = false, keep = false;
@@ -856,7 +999,7 @@ int cli_dr_drill(int argc, char **argv)
         case 'w': work = optarg; break;
         case 'T':
             if (util_parse_int64(optarg, 1, 86400, &timeout) < 0) {
-                fprintf(stderr, "aimedres: --timeout: expected seconds 1..86400\n");
+                say("--timeout: expected seconds 1..86400");
                 return 2;
             }
             break;
@@ -868,6 +1011,7 @@ int cli_dr_drill(int argc, char **argv)
         default: drill_usage(stderr); return 2;
         }
     }
+    g_out.report = report;
     if (optind != argc || (use_latest && full)) {
         drill_usage(stderr);
         return 2;
@@ -889,25 +1033,26 @@ int cli_dr_drill(int argc, char **argv)
                      ? 0
                      : backup_repo_resolve(c.s.backup_path, "latest", id, rerr, sizeof(rerr));
         if (rr == -ENOENT) {
-            fprintf(stderr, "aimedres: dr-drill: --use-latest: %s\n", rerr);
+            say("dr-drill: --use-latest: %s", rerr);
             unload(&c);
             return 2;
         }
     }
     /* arguments are checked before the drill takes a backup, not when it reaches them */
     if (report && report_writable(report) < 0) {
+        g_out.report = NULL; /* it cannot take the failure report either */
         unload(&c);
         return 2;
     }
     char host[256], uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
     int port;
     if (url && backup_http_parse_url(url, host, sizeof(host), &port, uerr, sizeof(uerr)) < 0) {
-        fprintf(stderr, "aimedres: dr-drill: --url: %s\n", uerr);
+        say("dr-drill: --url: %s", uerr);
         unload(&c);
         return 2;
     }
     if (key_file && !url) {
-        fprintf(stderr, "aimedres: dr-drill: --api-key-file is the key for --url (or PROD_URL); neither is set\n");
+        say("dr-drill: --api-key-file is the key for --url (or PROD_URL); neither is set");
         unload(&c);
         return 2;
     }
@@ -920,7 +1065,7 @@ int cli_dr_drill(int argc, char **argv)
     if (!key_file && url && env_key && *env_key) {
         char id[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE];
         if (apikey_parse(env_key, strlen(env_key), id, secret) < 0) {
-            fprintf(stderr, "aimedres: dr-drill: AIMEDRES_API_KEY is not an API key (amr_<16 hex>_<43 base64url>)\n");
+            say("dr-drill: AIMEDRES_API_KEY is not an API key (amr_<16 hex>_<43 base64url>)");
             unload(&c);
             return 2;
         }
@@ -941,22 +1086,46 @@ int cli_dr_drill(int argc, char **argv)
     json_t *rep = NULL;
     backup_interrupt_arm(); /* Ctrl-C removes the drill's plaintext copy and stops its server */
     bool ok = backup_drill(&c.s, &c.key, &o, &rep);
+    if (!ok && !json_object_get(rep, "error")) {
+        /* the report says why in one line too: the failed steps, the missed targets */
+        char why[2048] = "";
+        size_t i;
+        json_t *st;
+        json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
+        {
+            size_t n = strlen(why);
+            snprintf(why + n, sizeof(why) - n, "%s%s failed: %s", n ? "; " : "", jstr(st, "name"),
+                     jstr(st, "error"));
+        }
+        const char *tg[2] = {"rpo", "rto"};
+        for (int t = 0; t < 2; t++) {
+            char k[16];
+            snprintf(k, sizeof(k), "%s_ok", tg[t]);
+            size_t n = strlen(why);
+            if (json_is_false(json_object_get(rep, k)))
+                snprintf(why + n, sizeof(why) - n, "%s%s target missed", n ? "; " : "", t ? "RTO" : "RPO");
+        }
+        json_object_set_new(rep, "error", json_string(why[0] ? why : "the drill did not complete"));
+    }
     char *text = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     int rc = ok ? 0 : 1;
     if (report && text) {
+        g_out.report_written = true;
         int r = util_write_file_atomic(report, text, strlen(text), 0640);
         if (r < 0) {
-            fprintf(stderr, "aimedres: cannot write the report %s: %s\n", report, strerror(-r));
+            say("cannot write the report %s: %s", report, strerror(-r));
             rc = 1;
         }
     }
-    if (text)
+    if (text) {
         puts(text);
+        g_out.printed = true;
+    }
     if (!ok) {
         size_t i;
         json_t *st;
         json_array_foreach(json_object_get(rep, "steps"), i, st) if (!json_is_true(json_object_get(st, "ok")))
-            fprintf(stderr, "aimedres: dr-drill: %s failed: %s\n", jstr(st, "name"), jstr(st, "error"));
+            say("dr-drill: %s failed: %s", jstr(st, "name"), jstr(st, "error"));
         drill_target_missed(rep, "rpo", "RPO target missed: the backup used was", " old");
         drill_target_missed(rep, "rto", "RTO target missed: restore and start took", "");
     }
@@ -964,4 +1133,10 @@ int cli_dr_drill(int argc, char **argv)
     json_decref(rep);
     unload(&c);
     return rc;
+}
+
+int cli_dr_drill(int argc, char **argv)
+{
+    out_begin(NULL);
+    return out_end(drill_main(argc, argv));
 }

@@ -27,6 +27,7 @@
 #include "audit/configfp.h"      /* audit (issue 5, audit3): CONFIG_CHANGE at start */
 #include "security/clientaddr.h" /* security (issue 5, audit3): TRUSTED_PROXIES */
 #include "rollout/rollout.h"   /* rollouts (issue 3) */
+#include "backup/restore.h"   /* backup: the restore journal */
 
 typedef struct serve_state {
     api_app_t app;
@@ -191,6 +192,13 @@ int cli_serve(int argc, char **argv)
             fprintf(stderr, "aimedres serve: %s: %s\n", lockpath,
                     data_lock == -EWOULDBLOCK ? "another aimedres server already holds this database"
                                               : strerror(-data_lock));
+            goto out;
+        }
+        /* backup: a restore cut short in its swap left a mix of backup and old data */
+        char jerr[2048] = "";
+        int jr = backup_restore_journal_check(dbpath, jerr, sizeof(jerr));
+        if (jr < 0) {
+            fprintf(stderr, "aimedres serve: refusing to start: %s\n", jr == -EUCLEAN ? jerr : strerror(-jr));
             goto out;
         }
     }
