@@ -25,7 +25,8 @@
  * handlers change state through rollout_action/rollout_create under the same mutex.
  * Every change is written to the store (record + event) before the mutex is released,
  * so a restart resumes: validation re-runs, and a shadow phase, stage or blue/green watch
- * starts again (its live measurements were in memory); other timers are wall-clock.
+ * goes on from its stored start with its evidence (the snapshot stored with the record plus
+ * the predictions recorded since: rebuild_evidence); other timers are wall-clock too.
  *
  * Invariants: at most one active deployment per model (the store's unique index is the
  * arbiter); dep_t objects are never freed while the controller lives (the hot path may
@@ -94,6 +95,8 @@ typedef struct dep {
     bool ref_queried;      /* blue/green reference asked of the store (once per process) */
     long ref_n;            /* recorded stable predictions it found */
     int awaiting_kind;     /* what awaiting_evidence waits for: 1 requests, 2 a latency reference */
+    int64_t stats_at_ms;   /* when the stored evidence snapshot this process resumed from was taken */
+    json_t *restored; /* how this phase's evidence was rebuilt after a restart (NULL: it was not) */
     /* hot path */
     _Atomic int route_mode;
     _Atomic unsigned traffic_bp, epoch;
@@ -205,6 +208,81 @@ static json_t *arm_json(const arm_stats_t *a)
                      jnum(rollout_latency_quantile_ms(&a->lat, 0.95)));
 }
 
+/* A latency histogram as [[bucket, count], ...] (non-empty buckets) and back. */
+static json_t *lat_json(const rollout_latency_t *h)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < ROLLOUT_LAT_BUCKETS; i++) {
+        unsigned long long c = __atomic_load_n(&h->counts[i], __ATOMIC_RELAXED);
+        if (c)
+            json_array_append_new(a, json_pack("[I,I]", (json_int_t)i, (json_int_t)c));
+    }
+    return a;
+}
+
+static void lat_restore(rollout_latency_t *h, const json_t *a)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(a, i, it)
+    {
+        json_int_t b = json_integer_value(json_array_get(it, 0)),
+                   c = json_integer_value(json_array_get(it, 1));
+        if (b >= 0 && b < ROLLOUT_LAT_BUCKETS && c > 0)
+            __atomic_store_n(&h->counts[b], (unsigned long long)c, __ATOMIC_RELAXED);
+    }
+}
+
+static json_int_t jcount(const json_t *o, const char *k)
+{
+    json_int_t v = json_integer_value(json_object_get(o, k));
+    return v > 0 ? v : 0;
+}
+
+/* The live evidence of the current phase (per-arm requests, errors and latency
+ * histograms, shadow counts), stored with every record so that a restart resumes it, adding
+ * the store's records made from "at_ms" on (rebuild_evidence). A request in flight at that
+ * instant (counted, not yet recorded: microseconds) may be counted twice or not at all. */
+static json_t *stats_json(const dep_t *d)
+{
+    json_t *arms = json_array();
+    for (int i = 0; i < 2; i++)
+        json_array_append_new(
+            arms, json_pack("{s:I,s:I,s:o}", "requests",
+                            (json_int_t)__atomic_load_n(&d->arms[i].requests, __ATOMIC_RELAXED), "errors",
+                            (json_int_t)__atomic_load_n(&d->arms[i].errors, __ATOMIC_RELAXED), "lat",
+                            lat_json(&d->arms[i].lat)));
+    const shadow_stats_t *sh = &d->shadow;
+    json_t *o =
+        json_pack("{s:o,s:{s:I,s:I,s:I,s:I,s:I,s:o}}", "arms", arms, "shadow", "jobs",
+                  (json_int_t)__atomic_load_n(&sh->jobs, __ATOMIC_RELAXED), "rows",
+                  (json_int_t)__atomic_load_n(&sh->rows, __ATOMIC_RELAXED), "agree",
+                  (json_int_t)__atomic_load_n(&sh->agree, __ATOMIC_RELAXED), "errors",
+                  (json_int_t)__atomic_load_n(&sh->errors, __ATOMIC_RELAXED), "dropped",
+                  (json_int_t)__atomic_load_n(&sh->dropped, __ATOMIC_RELAXED), "lat", lat_json(&sh->lat));
+    json_object_set_new(o, "at_ms", json_integer(util_now_ms()));
+    return o;
+}
+
+static void stats_restore(dep_t *d, const json_t *st)
+{
+    const json_t *arms = json_object_get(st, "arms");
+    for (int i = 0; i < 2; i++) {
+        const json_t *a = json_array_get(arms, (size_t)i);
+        __atomic_store_n(&d->arms[i].requests, (unsigned long long)jcount(a, "requests"), __ATOMIC_RELAXED);
+        __atomic_store_n(&d->arms[i].errors, (unsigned long long)jcount(a, "errors"), __ATOMIC_RELAXED);
+        lat_restore(&d->arms[i].lat, json_object_get(a, "lat"));
+    }
+    const json_t *sh = json_object_get(st, "shadow");
+    __atomic_store_n(&d->shadow.jobs, (unsigned long long)jcount(sh, "jobs"), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->shadow.rows, (unsigned long long)jcount(sh, "rows"), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->shadow.agree, (unsigned long long)jcount(sh, "agree"), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->shadow.errors, (unsigned long long)jcount(sh, "errors"), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->shadow.dropped, (unsigned long long)jcount(sh, "dropped"), __ATOMIC_RELAXED);
+    lat_restore(&d->shadow.lat, json_object_get(sh, "lat"));
+    d->stats_at_ms = json_integer_value(json_object_get(st, "at_ms"));
+}
+
 static json_t *dep_json(const dep_t *d)
 {
     json_t *perf = json_object();
@@ -225,6 +303,8 @@ static json_t *dep_json(const dep_t *d)
      * controller goes on appending to the live timeline and checks. */
     if (d->last_checks)
         json_object_set_new(perf, "last_check", json_deep_copy(d->last_checks));
+    if (d->restored) /* what of this phase's evidence a restart rebuilt, and what not */
+        json_object_set_new(perf, "restored_after_restart", json_deep_copy(d->restored));
     json_t *o =
         json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:o,s:o,s:b}", "deployment_id",
                   d->id, "model", d->model, "version", d->version, "strategy", d->strategy, "mode", d->mode,
@@ -255,6 +335,8 @@ static json_t *dep_json(const dep_t *d)
                                   (json_int_t)d->completed_ms, "paused_from", d->paused_from,
                                   "stable_p95_ref", isfinite(d->stable_p95_ref) ? d->stable_p95_ref : -1.0,
                                   "window_until_ms", (json_int_t)d->window_until_ms));
+    if (d->active && (d->phase == PH_SHADOW || d->phase == PH_STAGE || d->phase == PH_BG_WATCH))
+        json_object_set_new(json_object_get(o, "_state"), "stats", stats_json(d));
     return o;
 }
 
@@ -575,6 +657,8 @@ static void set_route(rollout_t *r, dep_t *d, int mode, double pct)
 static void reset_stats(dep_t *d)
 {
     d->awaiting_evidence = false;
+    json_decref(d->restored); /* a new phase, measured in this process */
+    d->restored = NULL;
     atomic_fetch_add(&d->epoch, 1);
     for (int i = 0; i < 2; i++) {
         __atomic_store_n(&d->arms[i].requests, 0, __ATOMIC_RELAXED);
@@ -670,6 +754,7 @@ static void dep_free(dep_t *d)
     json_decref(d->pending_events);
     json_decref(d->late_audit);
     json_decref(d->frozen_perf);
+    json_decref(d->restored);
     free(d);
 }
 
@@ -1473,6 +1558,8 @@ static dep_t *dep_from_record(rollout_t *r, const json_t *rec)
     snprintf(d->paused_from, sizeof(d->paused_from), "%s", pf ? pf : "");
     double ref = num_or_nan(json_object_get(s, "stable_p95_ref"));
     d->stable_p95_ref = ref >= 0 ? ref : NAN;
+    if (json_is_object(json_object_get(s, "stats"))) /* the phase's evidence as last stored */
+        stats_restore(d, json_object_get(s, "stats"));
     d->active = true;
     d->last_check_ms = util_now_ms();
     (void)r;
@@ -1514,6 +1601,8 @@ static void resume_rollback_windows(rollout_t *r)
         dep_t *d = dep_from_record(r, rec);
         if (!d)
             continue;
+        /* Its stored figures, not the zeros of arms that no longer run */
+        d->frozen_perf = json_incref(json_object_get(rec, "performance_metrics"));
         if (!d->window_until_ms && d->completed_ms) /* records written before window_until_ms was kept */
             d->window_until_ms = d->completed_ms + d->cfg.rollback_window_ms;
         d->active = false;
@@ -1539,6 +1628,59 @@ static void resume_rollback_windows(rollout_t *r)
         save(r, d, "rollback_window_resumed", "controller", reason);
     }
     json_decref(list);
+}
+
+/* After a restart, the evidence of the current phase: the snapshot stored with the record
+ * (dep_from_record restored it) plus, per arm, the answered predictions its version recorded in
+ * the store from the snapshot's time on (from the phase start for a record without one).
+ * Failed predictions are not recorded and the recorded latency is the request's total time, not
+ * the model time the p95 gate compares, so those requests add to the request counts only; the
+ * record says so (performance_metrics.restored_after_restart). Caller holds mu. */
+static void rebuild_evidence(rollout_t *r, dep_t *d, int64_t now)
+{
+    bool snap = d->stats_at_ms > 0;
+    int64_t since = snap && d->stats_at_ms > d->phase_started_ms ? d->stats_at_ms : d->phase_started_ms;
+    json_t *note = json_pack("{s:o,s:o,s:o}", "at", iso(now), "phase_started_at", iso(d->phase_started_ms),
+                             "snapshot_at", snap ? iso(d->stats_at_ms) : json_null());
+    if (d->phase == PH_SHADOW) {
+        json_object_set_new(
+            note, "not_rebuilt",
+            json_string(snap ? "shadow predictions made after the snapshot (the store does not "
+                               "record shadow predictions)"
+                             : "the shadow predictions of this phase (the record predates "
+                               "evidence snapshots; the store does not record them)"));
+    } else {
+        json_t *added = json_object();
+        const char *arm[2] = {"stable", arm_name(d)};
+        const char *ver[2] = {d->prev_version, d->version};
+        for (int i = 0; i < 2; i++) {
+            long n = 0;
+            if (!ver[i][0])
+                continue;
+            if (store_deployment_count_answered(r->store, d->model, ver[i], arm[i], since, now + 1, &n) < 0) {
+                json_object_set_new(added, arm[i], json_null()); /* the store failed: not added */
+                continue;
+            }
+            __atomic_fetch_add(&d->arms[i].requests, (unsigned long long)n, __ATOMIC_RELAXED);
+            json_object_set_new(added, arm[i], json_integer(n));
+        }
+        json_object_set_new(note, "requests_added_from_store", added);
+        json_object_set_new(
+            note, "not_rebuilt",
+            json_string(snap
+                            ? "errors and latency samples of the requests made after the snapshot: failed "
+                              "predictions are not recorded, and the recorded latency is the request's total "
+                              "time, not the model time the p95 check compares; those requests count in "
+                              "requests only"
+                            : "errors and latency samples of this phase (the record predates evidence "
+                              "snapshots): requests are the answered predictions recorded since the phase "
+                              "started"));
+    }
+    json_decref(d->restored);
+    d->restored = note;
+    log_msg(LOG_INFO, "deployment phase resumed with its evidence", "{s:s,s:I,s:I}", "deployment_id", d->id,
+            "candidate_requests", (json_int_t)__atomic_load_n(&d->arms[1].requests, __ATOMIC_RELAXED),
+            "shadow_predictions", (json_int_t)__atomic_load_n(&d->shadow.jobs, __ATOMIC_RELAXED));
 }
 
 int rollout_start(rollout_t *r)
@@ -1572,17 +1714,26 @@ int rollout_start(rollout_t *r)
             set_route(r, d, ROUTE_SPLIT, d->cfg.stages[d->stage]);
         else if (d->phase == PH_BG_WATCH)
             set_route(r, d, ROUTE_SPLIT, 100);
-        const char *why = NULL;
+        char why[512] = "";
         if (d->phase == PH_SHADOW || d->phase == PH_STAGE || d->phase == PH_BG_WATCH) {
-            /* The live measurements of this phase (requests, errors, latencies, shadow
-             * agreement) were the previous process's: the phase starts again, so that its end
-             * is judged on evidence. Resuming the timer instead let a stage end after a restart
-             * with too few requests to check, and promote a candidate that was failing. */
-            d->phase_started_ms = d->last_check_ms = util_now_ms();
-            d->paused_elapsed_ms = 0;
-            why = "the current phase starts again: its live measurements were held by the previous process";
+            /* The phase resumes where it was: its timer runs from its stored start (a
+             * phase whose time passed while the server was down is judged at once), its
+             * evidence is the stored snapshot plus what the store recorded since (see
+             * rebuild_evidence: what can not be rebuilt is said in the record). A paused
+             * phase keeps the time it had run (paused_elapsed_ms). */
+            int64_t now = util_now_ms();
+            if (d->phase_started_ms <= 0 || d->phase_started_ms > now)
+                d->phase_started_ms = now; /* no usable start stored: it starts now */
+            d->last_check_ms = now;
+            rebuild_evidence(r, d, now);
+            char at[ISO8601_LEN];
+            util_iso8601(d->phase_started_ms, at);
+            snprintf(why, sizeof(why),
+                     "the current phase resumes: timer from its start at %s, evidence from the stored record "
+                     "and the predictions recorded since (performance_metrics.restored_after_restart)",
+                     at);
         }
-        save(r, d, "resumed_after_restart", "controller", why);
+        save(r, d, "resumed_after_restart", "controller", why[0] ? why : NULL);
     }
     json_decref(list);
     resume_rollback_windows(r);
@@ -1599,6 +1750,7 @@ int rollout_start(rollout_t *r)
             dep_t *d = dep_from_record(r, rec);
             if (!d)
                 continue;
+            d->frozen_perf = json_incref(json_object_get(rec, "performance_metrics"));
             d->active = false;
             add_dep(r, d);
         }
@@ -1648,6 +1800,8 @@ void rollout_free(rollout_t *r)
         if ((d->unsaved || json_array_size(d->pending_events) > 0) && store_record(r, d) < 0)
             log_msg(LOG_CRITICAL, "deployment change lost at shutdown: the store could not record it", "{s:s,s:s}",
                     "deployment_id", d->id, "status", d->status);
+        else if (d->active && r->started && !d->unsaved)
+            store_record(r, d); /* the phase's evidence as it is now, for the next start */
         dep_free(d);
     }
     pthread_mutex_destroy(&r->mu);

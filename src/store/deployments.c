@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -326,5 +327,56 @@ int store_deployment_latency_p95(store_t *st, const char *model, const char *ver
         *n_ret = l.n;
     }
     free(l.v);
+    return rc;
+}
+
+/* ---- answered predictions of one version on one arm (a restart rebuilds evidence) ---- */
+
+typedef struct count_arg {
+    const char *model, *version, *arm;
+    int64_t since_ms, until_ms;
+    char id_lo[16]; /* UUIDv7 prefix: the ids of predictions made at or after since_ms - 1 s */
+    long n;
+} count_arg_t;
+
+static int count_fn(sqlite3 *db, void *a)
+{
+    count_arg_t *c = a;
+    sqlite3_stmt *st = NULL;
+    int rc = map_rc(db, sqlite3_prepare_v2(db,
+                                           "SELECT count(*) FROM predictions WHERE id >= ?6 AND model = ?1 "
+                                           "AND created_ms >= ?2 AND created_ms < ?3 AND version = ?4 AND "
+                                           "arm = ?5 AND status = 200",
+                                           -1, &st, NULL));
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_text(st, 1, c->model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->since_ms);
+    sqlite3_bind_int64(st, 3, c->until_ms);
+    sqlite3_bind_text(st, 4, c->version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, c->arm, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, c->id_lo, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        c->n = (long)sqlite3_column_int64(st, 0);
+        rc = SQLITE_DONE;
+    }
+    rc = map_rc(db, rc);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_deployment_count_answered(store_t *st, const char *model, const char *version, const char *arm,
+                                    int64_t since_ms, int64_t until_ms, long *n_ret)
+{
+    *n_ret = 0;
+    count_arg_t c = {model, version, arm, since_ms, until_ms, "", 0};
+    /* the id's 48-bit time is taken just before created_ms: start the key range 1 s earlier */
+    uint64_t lo = since_ms > 1000 ? (uint64_t)(since_ms - 1000) : 0;
+    snprintf(c.id_lo, sizeof(c.id_lo), "%08llx-%04llx", (unsigned long long)((lo >> 16) & 0xffffffffULL),
+             (unsigned long long)(lo & 0xffffULL));
+    int rc = store_sqlite_with_reader(st, count_fn, &c);
+    if (rc == 0)
+        *n_ret = c.n;
     return rc;
 }

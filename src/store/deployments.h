@@ -42,4 +42,10 @@ int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t s
 int store_deployment_latency_p95(store_t *st, const char *model, const char *version, const char *arm,
                                  int64_t since_ms, int64_t until_ms, int limit, double *p95_ret, long *n_ret);
 
+/* How many answered predictions (status 200; a failed prediction is not recorded) of
+ * model/version on arm were recorded in [since_ms, until_ms), into *n_ret. A time range is a
+ * key range of the UUIDv7 ids, so this reads only that part of the table. */
+int store_deployment_count_answered(store_t *st, const char *model, const char *version, const char *arm,
+                                    int64_t since_ms, int64_t until_ms, long *n_ret);
+
 #endif

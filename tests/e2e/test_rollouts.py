@@ -277,21 +277,23 @@ def test_restart_mid_canary_resumes(make_server):
     assert "resumed_after_restart" in events(d)
     t_resumed = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "resumed_after_restart"))
     assert t_resumed > t_stage1
-    # the stage starts again at the restart (its live measurements were the previous process's):
-    # stage 2 starts about 4 s after the resumption, not 4 s after stage 1 began
+    # the stage keeps its timer across the restart (review28 #13): stage 2 starts 4 s after
+    # stage 1 began, or at once after the resumption when those 4 s ran out while it was down
+    # (a slow restart), never 4 s after the resumption
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 2 or not d["active"], timeout=30)
     t_stage2 = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "stage_2_started"))
-    assert 3.5 <= t_stage2 - t_resumed <= 7.5, (t_stage2 - t_resumed, t_stage2 - t_stage1)
+    assert 3.5 <= t_stage2 - t_stage1, (t_stage2 - t_stage1, t_resumed - t_stage1)
+    assert t_stage2 <= max(t_stage1 + 4, t_resumed) + 1.5, (t_stage2 - t_stage1, t_resumed - t_stage1)
     d = wait_until(srv, dep, finished, timeout=30)
     assert d["status"] == "stable"
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "2.0.0"
 
 
 def test_restart_mid_stage_judges_the_stage_on_new_evidence(make_server):
-    """The live measurements of a stage are in memory: after a restart the stage starts again,
-    so its end is judged on what the candidate did since. Here the candidate fails (30 % errors)
-    only in traffic that comes after the moment the interrupted stage would have ended: it is
-    rolled back at the restarted stage's end, not promoted for want of evidence."""
+    """A stage keeps its timer across a restart; its end, reached without enough evidence (no
+    traffic yet), waits for evidence. Here the candidate fails (30 % errors) only in traffic
+    that comes after the interrupted stage's end: it is rolled back on that traffic, not
+    promoted for want of evidence."""
     srv = make_server({"ROLLOUT_FAULT_INJECT": "version=2.0.0,error_rate=0.3"})
     train(srv, PARK, "2.0.0", "--rounds", "101")
     stage_s = 8
@@ -308,7 +310,7 @@ def test_restart_mid_stage_judges_the_stage_on_new_evidence(make_server):
     srv.start()
     d = record(srv, dep)
     t_resumed = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "resumed_after_restart"))
-    # traffic only after the interrupted stage's own end, and before the restarted one's
+    # traffic only after the stage's end (timer kept across the restart)
     time.sleep(max(0.0, t_stage0 + stage_s + 0.5 - time.time()))
     assert time.time() < t_resumed + stage_s - 2, "the restart took too long for this test"
     with Traffic(srv, PARK, patients=100000):

@@ -19,6 +19,7 @@
 #include "rollout/gates.h"
 #include "store/deployments.h"
 #include "store/store.h"
+#include "testutil.h"
 
 static void test_wilson_upper_known_values(void **state)
 {
@@ -47,13 +48,8 @@ static void test_wilson_upper_known_values(void **state)
 
 static store_t *open_store(void)
 {
-    const char *base = getenv("AIMEDRES_TEST_TMP");
-    if (!base || !*base)
-        base = "/tmp";
-    util_mkdir_p(base, 0755);
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/evidence-XXXXXX", base);
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(test_tmpdir(dir, sizeof(dir), "evidence"), 0);
     char url[600];
     snprintf(url, sizeof(url), "%s/t.db", dir);
     store_t *st = NULL;
