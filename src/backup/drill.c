@@ -166,14 +166,18 @@ static int remove_stale_work_dirs(const char *base)
     return n;
 }
 
-/* Creates and flocks the work dir's lock file: held until the drill ends. */
+/* Creates and flocks the work dir's lock file: held until the drill ends. The file is locked
+ * under a temporary name and then renamed to LOCK_NAME, so another drill's stale_work_dir never
+ * sees it unlocked (review34: it removed a starting drill's directory in that gap); until then
+ * the directory has no lock file and is young, which stale_work_dir leaves alone. */
 static int lock_work_dir(const char *target, char *err, size_t errlen)
 {
-    char f[PATH_MAX];
+    char f[PATH_MAX], tmp[PATH_MAX];
     int fd = -1;
-    if (backup_path_join(f, sizeof(f), target, LOCK_NAME) == 0)
-        fd = open(f, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (backup_path_join(f, sizeof(f), target, LOCK_NAME) == 0 &&
+        backup_path_join(tmp, sizeof(tmp), target, LOCK_NAME ".new") == 0)
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || rename(tmp, f) < 0) {
         snprintf(err, errlen, "cannot lock the work directory %.1024s: %s", target, strerror(errno));
         if (fd >= 0)
             close(fd);

@@ -348,7 +348,8 @@ int backup_key_load(const backup_settings_t *s, backup_key_t *ret, char *err, si
             log_msg(LOG_WARNING,
                     "BACKUP_ENCRYPTION_KEY_FILE holds 32 bytes of printable text, used as a raw key: a "
                     "passphrase has far less than 256 bits of entropy; make a key with 'aimedres backup "
-                    "keygen FILE' and take a full backup with it",
+                    "keygen FILE' and take a full backup with it (under a new BACKUP_ENCRYPTION_KEY_ID), "
+                    "and keep this file while backups made with it are kept",
                     "{s:s}", "key_file", s->key_file);
             r = 0;
         } else if (r < 0)
@@ -363,7 +364,8 @@ int backup_key_load(const backup_settings_t *s, backup_key_t *ret, char *err, si
             snprintf(err, errlen,
                      "BACKUP_KEY_COMMAND output: expected exactly 64 hex digits or the base64 of 32 bytes, "
                      "optionally followed by a newline, got %zu bytes of something else (not shown: it may "
-                     "be a key); the command exited 0, so check what it prints",
+                     "be a key); the command exited 0, so check what it prints (a command that prints "
+                     "32 raw bytes can pipe them through 'base64')",
                      len);
     }
     if (r == 0)

@@ -5,8 +5,9 @@
  * never written into a backup. A key command prints it as 64 hex digits or as the base64 of
  * 32 bytes (one trailing newline allowed), nothing else: 32 bytes of anything (an error
  * message printed with exit status 0) are not a key. A key file holds 64 hex digits, the
- * base64 of 32 bytes (surrounding whitespace ignored) or 32 raw bytes, but not 32 bytes of
- * printable text: those are a message or a passphrase, not a random key. */
+ * base64 of 32 bytes (surrounding whitespace ignored) or 32 raw bytes; 32 bytes of printable
+ * text (a passphrase, not a random key) are taken, since backups made with the file must stay
+ * restorable, with a warning (backup_key_decode_file returns 1). */
 #ifndef AIMEDRES_BACKUP_KEYS_H
 #define AIMEDRES_BACKUP_KEYS_H
 

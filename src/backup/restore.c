@@ -658,8 +658,11 @@ static int aside_name(const char *path, const char *id, char *aside, size_t n)
     return -EEXIST;
 }
 
-/* Renames path aside (aside_name). Appends to moved. */
-static int move_aside(const char *path, const char *id, json_t *moved)
+/* Renames path aside (aside_name), or with keep links it there, so that path itself is only
+ * ever replaced by the rename that follows: a file's name is never missing, even when the
+ * process dies between the two (the env file a rerun needs; review34). A file system without
+ * hard links falls back to the rename. Appends to moved. */
+static int move_aside(const char *path, const char *id, bool keep, json_t *moved)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
@@ -668,7 +671,13 @@ static int move_aside(const char *path, const char *id, json_t *moved)
     int r = aside_name(path, id, aside, sizeof(aside));
     if (r < 0)
         return r;
-    if (rename(path, aside) < 0)
+    bool linked = false;
+    if (keep && S_ISREG(st.st_mode)) {
+        linked = link(path, aside) == 0;
+        if (!linked && errno != EPERM && errno != EOPNOTSUPP && errno != EMLINK && errno != EXDEV)
+            return -errno;
+    }
+    if (!linked && rename(path, aside) < 0)
         return -errno;
     json_array_append_new(moved, json_string(aside));
     return 0;
@@ -690,10 +699,10 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
         for (size_t i = 0; i < ARRAY_SIZE(sfx) && r == 0; i++) {
             char p[PATH_MAX + 16];
             snprintf(p, sizeof(p), "%s%s", a->dest, sfx[i]);
-            r = move_aside(p, id, moved);
+            r = move_aside(p, id, false, moved);
         }
         if (r == 0)
-            r = move_aside(a->dest, id, moved);
+            r = move_aside(a->dest, id, true, moved);
         if (r == 0 && rename(a->stage, a->dest) < 0)
             r = -errno;
         if (r == 0) {
@@ -704,7 +713,7 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
                 r = -errno;
         }
     } else if (a->kind == KIND_DIR) {
-        r = move_aside(a->dest, id, moved);
+        r = move_aside(a->dest, id, false, moved);
         if (r == 0 && rename(a->stage, a->dest) < 0)
             r = -errno;
     } else {

@@ -994,7 +994,9 @@ static int drill_main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "e:r:u:w:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'e': env_file = optarg; break;
-        case 'r': report = optarg; break;
+        case 'r': /* at once: a later bad option's failure goes to this report too */
+            report = g_out.report = optarg;
+            break;
         case 'u': url = optarg; break;
         case 'w': work = optarg; break;
         case 'T':

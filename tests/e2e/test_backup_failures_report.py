@@ -221,6 +221,12 @@ def test_failed_drill_step_is_in_the_report_and_on_stdout(inst, tmp_path):
     r = inst.run(["dr-drill", "--use-latest", "--report", str(report), "--work-dir", str(tmp_path)])
     doc = one_failure_document(r)
     assert json.loads(report.read_text()) == doc
+    # review34: a bad option after --report fails into that report too
+    for bad in (["--timeout", "0"], ["--bogus"]):
+        report.write_text('{"ok": true}')
+        r = inst.run(["dr-drill", "--report", str(report)] + bad)
+        assert r.returncode == 2, out(r)
+        assert json.loads(report.read_text())["ok"] is False, (bad, report.read_text())
 
 
 # --------------------------------------------------------------------------- finding 7
@@ -384,3 +390,36 @@ def test_drill_killed_with_sigkill_leaves_a_dir_the_next_drill_removes(inst, tmp
                                             "not-a-drill"]
     finally:
         lock.close()
+
+
+def test_a_starting_drill_is_never_taken_for_a_dead_one(inst, tmp_path):
+    """review34: a drill created its lock file and only then locked it; a second drill
+    starting in that gap found the file unlocked and removed the first one's directory. Here
+    the first drill's first flock is held back 3 s (strace's syscall injection) while a second
+    drill runs: both succeed and the second removes nothing."""
+    import shutil
+    if not shutil.which("strace"):
+        pytest.fail("strace is missing (scripts/install-deps.sh installs it)")
+    inst.backup("full")
+    work = tmp_path / "work"
+    work.mkdir()
+    first = subprocess.Popen(["strace", "-f", "-o", "/dev/null", "-e", "trace=flock",
+                              "-e", "inject=flock:delay_enter=3000000:when=1", h.require_binary(),
+                              "dr-drill", "--use-latest", "--work-dir", str(work)],
+                             env=h.base_env(inst.env(ASAN_OPTIONS="detect_leaks=0")), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + h.scaled(30)
+        while not drill_dirs(work) and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        assert drill_dirs(work), "the first drill made no work directory"
+        report = tmp_path / "second.json"
+        r = inst.run(["dr-drill", "--use-latest", "--report", str(report), "--work-dir", str(work)], timeout=180)
+        assert r.returncode == 0, out(r)
+        assert json.load(open(report))["stale_work_dirs_removed"] == 0
+        so, se = first.communicate(timeout=h.scaled(180))
+        assert first.returncode == 0, (so[-2000:], se[-2000:])
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)

@@ -238,6 +238,36 @@ def test_kill9_during_the_swap_then_serve_refuses_and_the_next_restore_finishes(
     assert code is None, "serve did not start after the restore was finished:\n" + text
 
 
+@needs_strace
+def test_kill9_at_every_rename_keeps_the_env_file_and_the_printed_command_finishes(inst):
+    """review34: killed between setting the env file aside and renaming the backup's copy in,
+    the restore left no env file, so the command it printed (`restore <id> --yes --env-file
+    E`) could not run. Killed at each rename of the swap in turn (strace's syscall injection:
+    SIGKILL at the Nth rename), the env file is always in place and that command finishes."""
+    s = inst.backup("full")
+    bid = s["id"]
+    backed_up = state(inst)
+    journal = inst.db + JOURNAL_SUFFIX
+    killed = 0
+    for n in range(1, 40):
+        change_everything(inst)
+        cmd = ["strace", "-f", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+               "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=%d" % n,
+               h.require_binary(), "restore", bid, "--yes", "--json", "--env-file", inst.env_file]
+        r = subprocess.run(cmd, env=h.base_env(inst.env(BACKUP_THREADS="1", **UNDER_PTRACE)),
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=h.scaled(120))
+        if r.returncode == 0:
+            break  # fewer than n renames: every kill point is covered
+        killed += 1
+        assert os.path.exists(inst.env_file), "kill at rename %d left no env file: %s" % (n, out(r))
+        r = inst.run(["restore", bid, "--yes", "--env-file", inst.env_file, "--json"])
+        assert r.returncode == 0, "rename %d: %s" % (n, out(r))
+        assert state(inst) == backed_up, n
+        assert not os.path.exists(journal), n
+    assert state(inst) == backed_up
+    assert killed >= 6, "the swap made fewer renames than areas: %d" % killed
+
+
 def test_serve_and_check_refuse_while_a_journal_exists(inst):
     """The journal alone (as a power cut would leave it) is enough to stop `serve`."""
     s = inst.backup("full")
@@ -378,14 +408,15 @@ def test_age_gauge_takes_the_time_from_the_id(inst):
 
 @needs_strace
 def test_failed_rename_in_the_swap_keeps_the_journal_and_the_next_restore_finishes(inst):
-    """A rename that fails half way through the swap (here: setting the env file aside, made to
-    fail with EIO) leaves the journal and the staged data, and says how to finish."""
+    """A step that fails half way through the swap (here: setting the env file aside, a hard
+    link since review34, made to fail with EIO) leaves the journal and the staged data, and
+    says how to finish."""
     s = inst.backup("full")
     bid = s["id"]
     backed_up = state(inst)
     change_everything(inst)
-    cmd = ["strace", "-f", "-o", "/dev/null", "-P", inst.env_file, "-e", "trace=rename",
-           "-e", "inject=rename:error=EIO:when=1",
+    cmd = ["strace", "-f", "-o", "/dev/null", "-P", inst.env_file, "-e", "trace=link,linkat",
+           "-e", "inject=link,linkat:error=EIO:when=1",
            h.require_binary(), "restore", bid, "--yes", "--env-file", inst.env_file]
     r = subprocess.run(cmd, env=h.base_env(inst.env(**UNDER_PTRACE)), capture_output=True, text=True,
                        timeout=h.scaled(120),
