@@ -1327,6 +1327,9 @@ static void run_validation(rollout_t *r, dep_t *d)
         d->phase = PH_BG_WATCH;
         d->phase_started_ms = d->last_check_ms = util_now_ms();
         reset_stats(d);
+        /* the stable p95 reference of the 15 minutes before the switch, taken now: a pause
+         * moves phase_started_ms, so a first check after it would look at another window */
+        bg_reference(r, d);
         set_state(d, "monitoring", "canary");
         set_route(r, d, ROUTE_SPLIT, 100);
         save(r, d, "switched_to_green", "controller", NULL);

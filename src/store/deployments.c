@@ -207,19 +207,35 @@ static const char *feedback_label(const fb_arg_t *f, const json_t *lab, char *bu
     return NULL;
 }
 
+/* The smallest id (a UUIDv7 prefix: its 48-bit millisecond time) of a prediction made at or
+ * after since_ms. The id's time is taken just before created_ms: the range starts 1 s earlier.
+ * Predictions are keyed by id alone, so "id >= floor" reads only the time range's rows. */
+static void id_floor(int64_t since_ms, char buf[16])
+{
+    uint64_t lo = since_ms > 1000 ? (uint64_t)(since_ms - 1000) : 0;
+    snprintf(buf, 16, "%08llx-%04llx", (unsigned long long)((lo >> 16) & 0xffffffffULL),
+             (unsigned long long)(lo & 0xffffULL));
+}
+
+/* The labelled predictions of the model since since_ms: the key range of their time (not a
+ * scan of the whole table), newest first, at most the newest 100000 labels. */
 static int fb_fn(sqlite3 *db, void *a)
 {
     fb_arg_t *f = a;
     sqlite3_stmt *st = NULL;
+    char id_lo[16];
+    id_floor(f->since_ms, id_lo);
     int rc = map_rc(db, sqlite3_prepare_v2(db,
                                        "SELECT p.arm, p.version, p.outputs_json, f.row_index, f.label_json "
-                                       "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
-                                       "WHERE p.model = ?1 AND p.created_ms >= ?2 LIMIT 100000",
+                                       "FROM predictions p JOIN feedback f ON f.prediction_id = p.id "
+                                       "WHERE p.id >= ?3 AND p.model = ?1 AND p.created_ms >= ?2 "
+                                       "ORDER BY p.id DESC LIMIT 100000",
                                        -1, &st, NULL));
     if (rc < 0)
         return rc;
     sqlite3_bind_text(st, 1, f->model, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, f->since_ms);
+    sqlite3_bind_text(st, 3, id_lo, -1, SQLITE_TRANSIENT);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *arm = (const char *)sqlite3_column_text(st, 0);
         const char *ver = (const char *)sqlite3_column_text(st, 1);
@@ -371,10 +387,7 @@ int store_deployment_count_answered(store_t *st, const char *model, const char *
 {
     *n_ret = 0;
     count_arg_t c = {model, version, arm, since_ms, until_ms, "", 0};
-    /* the id's 48-bit time is taken just before created_ms: start the key range 1 s earlier */
-    uint64_t lo = since_ms > 1000 ? (uint64_t)(since_ms - 1000) : 0;
-    snprintf(c.id_lo, sizeof(c.id_lo), "%08llx-%04llx", (unsigned long long)((lo >> 16) & 0xffffffffULL),
-             (unsigned long long)(lo & 0xffffULL));
+    id_floor(since_ms, c.id_lo);
     int rc = store_sqlite_with_reader(st, count_fn, &c);
     if (rc == 0)
         *n_ret = c.n;
