@@ -547,10 +547,14 @@ def test_sighup_reopens_log_file(make_server, tmp_path):
     rotated = log + ".1"
     os.rename(log, rotated)
     srv.send_signal(signal.SIGHUP)
+    # the new file exists as soon as it is opened, a moment before the server writes to it
+    # (a line logged in between still goes to the moved file: nothing is lost); once the new
+    # file has a line (the reload's), every later line goes there
     deadline = time.monotonic() + 10
-    while not os.path.exists(log) and time.monotonic() < deadline:
+    while not (os.path.exists(log) and os.path.getsize(log) > 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert os.path.exists(log), "no new log file after SIGHUP"
+    assert os.path.getsize(log) > 0, "nothing written to the new log file after SIGHUP"
     size_rotated = os.path.getsize(rotated)
     assert srv.get("/api/v1").status_code == 200
     deadline = time.monotonic() + 10
