@@ -280,7 +280,27 @@ int store_deployment_feedback_accuracy(store_t *st, const char *model, int64_t s
     return collect(st, fb_fn, &f, f.out, ret);
 }
 
-/* ---- recorded request latency of one version on one arm ------------------------------ */
+/* ---- answered predictions of one version on one arm in a time range -------------------- */
+
+/* The rows both queries below read: ?1 model, ?2..?3 created_ms range, ?4 version, ?5 arm,
+ * ?6 the id floor of ?2 (id_floor), which makes the scan a key range of the table. */
+#define ANSWERED_WHERE                                                                                     \
+    "WHERE id >= ?6 AND model = ?1 AND created_ms >= ?2 AND created_ms < ?3 AND version = ?4 AND arm = ?5 " \
+    "AND status = 200"
+
+static void bind_answered(sqlite3_stmt *st, const char *model, const char *version, const char *arm,
+                          int64_t since_ms, int64_t until_ms, char id_lo[16])
+{
+    id_floor(since_ms, id_lo);
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since_ms);
+    sqlite3_bind_int64(st, 3, until_ms);
+    sqlite3_bind_text(st, 4, version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, arm, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, id_lo, -1, SQLITE_STATIC);
+}
+
+/* recorded request latency */
 
 #define MAX_LAT_ROWS 50000
 
@@ -296,20 +316,15 @@ static int lat_fn(sqlite3 *db, void *a)
 {
     lat_arg_t *l = a;
     sqlite3_stmt *st = NULL;
-    int rc = map_rc(
-        db, sqlite3_prepare_v2(db,
-                               "SELECT latency_ms FROM predictions WHERE model = ?1 AND created_ms >= ?2 "
-                               "AND created_ms < ?3 AND version = ?4 AND arm = ?5 AND status = 200 "
-                               "ORDER BY created_ms DESC LIMIT ?6",
-                               -1, &st, NULL));
+    int rc = map_rc(db, sqlite3_prepare_v2(db,
+                                           "SELECT latency_ms FROM predictions " ANSWERED_WHERE
+                                           " ORDER BY created_ms DESC LIMIT ?7",
+                                           -1, &st, NULL));
     if (rc < 0)
         return rc;
-    sqlite3_bind_text(st, 1, l->model, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, l->since_ms);
-    sqlite3_bind_int64(st, 3, l->until_ms);
-    sqlite3_bind_text(st, 4, l->version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, l->arm, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 6, l->limit);
+    char id_lo[16];
+    bind_answered(st, l->model, l->version, l->arm, l->since_ms, l->until_ms, id_lo);
+    sqlite3_bind_int(st, 7, l->limit);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && l->n < l->limit)
         l->v[l->n++] = sqlite3_column_double(st, 0);
     rc = map_rc(db, rc == SQLITE_ROW ? SQLITE_DONE : rc);
@@ -346,12 +361,11 @@ int store_deployment_latency_p95(store_t *st, const char *model, const char *ver
     return rc;
 }
 
-/* ---- answered predictions of one version on one arm (a restart rebuilds evidence) ---- */
+/* count (a restart rebuilds evidence) */
 
 typedef struct count_arg {
     const char *model, *version, *arm;
     int64_t since_ms, until_ms;
-    char id_lo[16]; /* UUIDv7 prefix: the ids of predictions made at or after since_ms - 1 s */
     long n;
 } count_arg_t;
 
@@ -359,19 +373,12 @@ static int count_fn(sqlite3 *db, void *a)
 {
     count_arg_t *c = a;
     sqlite3_stmt *st = NULL;
-    int rc = map_rc(db, sqlite3_prepare_v2(db,
-                                           "SELECT count(*) FROM predictions WHERE id >= ?6 AND model = ?1 "
-                                           "AND created_ms >= ?2 AND created_ms < ?3 AND version = ?4 AND "
-                                           "arm = ?5 AND status = 200",
-                                           -1, &st, NULL));
+    int rc = map_rc(
+        db, sqlite3_prepare_v2(db, "SELECT count(*) FROM predictions " ANSWERED_WHERE, -1, &st, NULL));
     if (rc < 0)
         return rc;
-    sqlite3_bind_text(st, 1, c->model, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, c->since_ms);
-    sqlite3_bind_int64(st, 3, c->until_ms);
-    sqlite3_bind_text(st, 4, c->version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, c->arm, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, c->id_lo, -1, SQLITE_STATIC);
+    char id_lo[16];
+    bind_answered(st, c->model, c->version, c->arm, c->since_ms, c->until_ms, id_lo);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         c->n = (long)sqlite3_column_int64(st, 0);
@@ -386,8 +393,7 @@ int store_deployment_count_answered(store_t *st, const char *model, const char *
                                     int64_t since_ms, int64_t until_ms, long *n_ret)
 {
     *n_ret = 0;
-    count_arg_t c = {model, version, arm, since_ms, until_ms, "", 0};
-    id_floor(since_ms, c.id_lo);
+    count_arg_t c = {model, version, arm, since_ms, until_ms, 0};
     int rc = store_sqlite_with_reader(st, count_fn, &c);
     if (rc == 0)
         *n_ret = c.n;

@@ -58,12 +58,19 @@ static store_t *open_store(void)
     return st;
 }
 
+/* A realistic epoch (2026-11-28) under the test's small offsets */
+#define T0 1764288000000LL
+
 static void put(store_t *st, int i, int64_t at, const char *version, const char *arm, double ms)
 {
+    /* a UUIDv7 as the server makes it: 48-bit milliseconds first (the queries read a key range
+     * of the ids by time) */
     char id[40];
-    snprintf(id, sizeof(id), "p-%d", i);
+    uint64_t t = (uint64_t)(T0 + at);
+    snprintf(id, sizeof(id), "%08llx-%04llx-7000-8000-%012x", (unsigned long long)(t >> 16),
+             (unsigned long long)(t & 0xffff), (unsigned)i);
     store_prediction_t p = {.id = id,
-                            .created_ms = at,
+                            .created_ms = T0 + at,
                             .model = "m",
                             .version = version,
                             .arm = arm,
@@ -81,7 +88,7 @@ static void test_latency_p95_from_records(void **state)
     store_t *st = open_store();
     double p95 = 0;
     long n = -1;
-    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", 0, 100000, 0, &p95, &n), 0);
+    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", T0, T0 + 100000, 0, &p95, &n), 0);
     assert_true(isnan(p95));
     assert_int_equal(n, 0);
     /* stable 1: 1..100 ms at t = 1000..1099; noise that must not count: other arm, version,
@@ -92,11 +99,13 @@ static void test_latency_p95_from_records(void **state)
     put(st, 1002, 1050, "2", "stable", 900);
     put(st, 1003, 5000, "1", "stable", 900); /* after the window */
     put(st, 1004, 10, "1", "stable", 900);   /* before it */
-    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", 1000, 2000, 0, &p95, &n), 0);
+    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", T0 + 1000, T0 + 2000, 0, &p95, &n),
+                     0);
     assert_int_equal(n, 100);
     assert_true(fabs(p95 - 95.0) < 1e-9); /* nearest rank: the 95th of 100 */
     /* the newest `limit` only: 81..100 -> p95 = the 19th of 20 = 99 */
-    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", 1000, 2000, 20, &p95, &n), 0);
+    assert_int_equal(store_deployment_latency_p95(st, "m", "1", "stable", T0 + 1000, T0 + 2000, 20, &p95, &n),
+                     0);
     assert_int_equal(n, 20);
     assert_true(fabs(p95 - 99.0) < 1e-9);
     store_close(st);
