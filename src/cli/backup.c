@@ -75,6 +75,12 @@ static void say(const char *fmt, ...)
         snprintf(g_out.error + n, sizeof(g_out.error) - n, "%s%s", n ? "; " : "", msg);
 }
 
+static void say_report(const char *msg, void *arg)
+{
+    (void)arg;
+    say("%s", msg);
+}
+
 static void out_begin(const char *report)
 {
     memset(&g_out, 0, sizeof(g_out));
@@ -96,26 +102,23 @@ static json_t *failure_doc(int rc)
  * --report) when the command did not produce its own. */
 static int out_end(int rc)
 {
-    if (rc == 0)
+    bool to_report = g_out.report && !g_out.report_written, to_stdout = g_out.json && !g_out.printed;
+    if (rc == 0 || (!to_report && !to_stdout))
         return rc;
-    if (g_out.report && !g_out.report_written) {
-        json_t *doc = failure_doc(rc);
-        char *text = json_dumps(doc, JSON_INDENT(2));
+    json_t *doc = failure_doc(rc);
+    char *text = json_dumps(doc, JSON_INDENT(2));
+    json_decref(doc);
+    if (to_report) {
         int r = text ? util_write_file_atomic(g_out.report, text, strlen(text), 0640) : -ENOMEM;
         if (r < 0)
             fprintf(stderr, "aimedres: cannot write the failure report %s: %s\n", g_out.report, strerror(-r));
-        free(text);
-        json_decref(doc);
     }
-    if (g_out.json && !g_out.printed) {
-        json_t *doc = failure_doc(rc);
-        char *text = json_dumps(doc, JSON_INDENT(2));
+    if (to_stdout) {
         if (text)
             puts(text);
         fflush(stdout);
-        free(text);
-        json_decref(doc);
     }
+    free(text);
     return rc;
 }
 
@@ -224,21 +227,9 @@ static int load(ctx_t *c, const char *env_file, const char *dest, bool need_key)
 {
     memset(c, 0, sizeof(*c));
     c->json = !isatty(STDOUT_FILENO);
-    char cerr[4096] = "";
-    if (config_load(env_file, &c->cfg, cerr, sizeof(cerr)) < 0) {
-        for (char *line = cerr, *nl; *line; line = nl ? nl + 1 : line + strlen(line)) {
-            nl = strchr(line, '\n');
-            if (nl != line)
-                say("config: %.*s", nl ? (int)(nl - line) : (int)strlen(line), line);
-        }
-        if (!cerr[0])
-            say("config: cannot be loaded");
+    c->cfg = cli_load_config_reporting(env_file, say_report, NULL);
+    if (!c->cfg)
         return -EINVAL;
-    }
-    if (log_init(c->cfg->log_level, c->cfg->log_file) < 0) {
-        say("cannot open LOG_FILE %s", c->cfg->log_file);
-        return -EINVAL;
-    }
     char err[1024] = "";
     if (backup_settings_from_config(c->cfg, &c->s, err, sizeof(err)) < 0) {
         say("%s", err);

@@ -29,6 +29,10 @@ int cli_audit(int argc, char **argv);    /* cli/audit.c: verify | events | check
 /* Loads the configuration (env_file may be NULL), prints every problem to stderr as
  * "aimedres: config: ..." and returns NULL on failure. Also initialises logging. */
 config_t *cli_load_config(const char *env_file);
+/* The same, with each problem ("config: ...", without the "aimedres: " prefix) passed to
+ * report instead of printed (the backup commands also keep it for their failure document). */
+typedef void (*cli_report_fn)(const char *msg, void *arg);
+config_t *cli_load_config_reporting(const char *env_file, cli_report_fn report, void *arg);
 /* The same, but logging goes to stderr and LOG_FILE is neither opened nor created (for
  * `config check`, which writes nothing). */
 config_t *cli_load_config_logging_to_stderr(const char *env_file);

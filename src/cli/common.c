@@ -8,23 +8,34 @@
 #include "cli/cli.h"
 #include "common/log.h"
 
-static config_t *load_config(const char *env_file, bool open_log_file)
+static void to_stderr(const char *msg, void *arg)
 {
-    char err[4096] = "";
+    (void)arg;
+    fprintf(stderr, "aimedres: %s\n", msg);
+}
+
+static config_t *load_config(const char *env_file, bool open_log_file, cli_report_fn report, void *arg)
+{
+    char err[4096] = "", msg[4200];
     config_t *cfg = NULL;
     if (config_load(env_file, &cfg, err, sizeof(err)) < 0) {
         const char *line = err;
         while (*line) {
             const char *nl = strchr(line, '\n');
             int len = nl ? (int)(nl - line) : (int)strlen(line);
-            if (len > 0)
-                fprintf(stderr, "aimedres: config: %.*s\n", len, line);
+            if (len > 0) {
+                snprintf(msg, sizeof(msg), "config: %.*s", len, line);
+                report(msg, arg);
+            }
             line += len + (nl ? 1 : 0);
         }
+        if (!err[0])
+            report("config: cannot be loaded", arg);
         return NULL;
     }
     if (log_init(cfg->log_level, open_log_file ? cfg->log_file : NULL) < 0) {
-        fprintf(stderr, "aimedres: cannot open LOG_FILE %s\n", cfg->log_file);
+        snprintf(msg, sizeof(msg), "cannot open LOG_FILE %s", cfg->log_file);
+        report(msg, arg);
         config_free(cfg);
         return NULL;
     }
@@ -33,12 +44,17 @@ static config_t *load_config(const char *env_file, bool open_log_file)
 
 config_t *cli_load_config(const char *env_file)
 {
-    return load_config(env_file, true);
+    return load_config(env_file, true, to_stderr, NULL);
+}
+
+config_t *cli_load_config_reporting(const char *env_file, cli_report_fn report, void *arg)
+{
+    return load_config(env_file, true, report, arg);
 }
 
 config_t *cli_load_config_logging_to_stderr(const char *env_file)
 {
-    return load_config(env_file, false);
+    return load_config(env_file, false, to_stderr, NULL);
 }
 
 store_t *cli_open_store(const config_t *cfg)
