@@ -65,7 +65,7 @@ static void put(store_t *st, int i, int64_t at, const char *version, const char 
 {
     /* a UUIDv7 as the server makes it: 48-bit milliseconds first (the queries read a key range
      * of the ids by time) */
-    char id[40];
+    char id[80]; /* room for the widest the format can make (-Wformat-truncation) */
     uint64_t t = (uint64_t)(T0 + at);
     snprintf(id, sizeof(id), "%08llx-%04llx-7000-8000-%012x", (unsigned long long)(t >> 16),
              (unsigned long long)(t & 0xffff), (unsigned)i);
