@@ -67,7 +67,9 @@ static void usage_train(FILE *out)
             "regression), scores the holdout, infers the schema (types, valid ranges widened by 10%% of\n"
             "the observed span, required when never missing) and drift baselines, registers the version\n"
             "in MODEL_STORAGE_PATH/<name>/<version>/ and writes the holdout rows to\n"
-            "DATA_DIR/baseline/<name>_validation.csv.\n\n"
+            "DATA_DIR/baseline/<name>_validation.csv (the model's latest) and, as a hard link,\n"
+            "DATA_DIR/baseline/<name>_<version>_validation.csv (the version's own, which the rollout\n"
+            "gates read when they judge this version).\n\n"
             "options:\n"
             "  --data CSV             training data with a header row (required)\n"
             "  --label COL            label column (required): 0/1 -> binary, integers 0..19 -> multiclass,\n"
@@ -441,6 +443,9 @@ static void print_summary(const char *verb, const json_t *sum)
     printf("  registered at %s%s\n", json_string_value(json_object_get(sum, "path")),
            json_is_true(json_object_get(sum, "stable")) ? " (stable)" : "");
     printf("  validation CSV %s\n", json_string_value(json_object_get(sum, "validation_csv")));
+    const char *own = json_string_value(json_object_get(sum, "version_validation_csv"));
+    if (own)
+        printf("  this version's validation CSV (read by the rollout gates) %s\n", own);
 }
 
 /* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */

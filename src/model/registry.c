@@ -663,6 +663,15 @@ size_t model_registry_loaded_count(model_registry_t *r)
     return n;
 }
 
+void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, void *arg)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n_entries; i++)
+        if (r->entries[i]->stable)
+            fn(r->entries[i]->name, model_handle_manifest(r->entries[i]->stable)->version, arg);
+    pthread_rwlock_unlock(&r->lock);
+}
+
 json_t *model_registry_failed_json(model_registry_t *r)
 {
     json_t *out = json_array();

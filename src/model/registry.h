@@ -43,6 +43,10 @@ json_t *model_registry_list_json(model_registry_t *r);
 json_t *model_registry_model_json(model_registry_t *r, const char *name);
 /* Number of loaded models (for /ready). */
 size_t model_registry_loaded_count(model_registry_t *r);
+/* Calls fn(name, stable version, arg) for each model with a loaded stable version, under the
+ * registry's read lock: fn must be quick and must not call into the registry. */
+typedef void (*model_registry_each_fn)(const char *name, const char *version, void *arg);
+void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, void *arg);
 /* Models whose stable version failed to load and that have nothing serving:
  * [{"model","error"}] (for /ready). New reference. */
 json_t *model_registry_failed_json(model_registry_t *r);

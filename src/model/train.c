@@ -1287,7 +1287,7 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     /* The version's own copy (a hard link: the next training replaces the model's file,
      * not this one); rollout gates prefer it, so training another version does not change the
      * rows this one is judged on */
-    char vfinal[PATH_MAX];
+    char vfinal[PATH_MAX] = "";
     if (snprintf(vfinal, sizeof(vfinal), "%s/%s_%s_validation.csv", dir, o->name, o->version) <
         (int)sizeof(vfinal)) {
         unlink(vfinal);
@@ -1295,7 +1295,10 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
             char w[PATH_MAX + 128];
             snprintf(w, sizeof(w), "could not keep the version's validation CSV %s: %s", vfinal, strerror(errno));
             json_array_append_new(j->warnings, json_string(w));
+            vfinal[0] = '\0';
         }
+    } else {
+        vfinal[0] = '\0';
     }
     util_fsync_dir(dir);
 
@@ -1310,6 +1313,8 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
                       "metrics", "training", j->training_metrics, "holdout", j->holdout_metrics, "path",
                       json_object_get(info, "path"), "sha256", json_object_get(info, "sha256"), "stable",
                       json_object_get(info, "stable"), "validation_csv", final, "warnings", j->warnings);
+        if (*ret_summary && vfinal[0]) /* what the rollout gates read for this version */
+            json_object_set_new(*ret_summary, "version_validation_csv", json_string(vfinal));
         if (!*ret_summary) {
             rc = -ENOMEM;
             util_errf(err, errlen, "registered, but out of memory building the summary");

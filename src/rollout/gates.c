@@ -381,12 +381,14 @@ int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model
     }
     char cerr[512] = "", vpath[1024];
     /* The candidate version's own validation CSV (model train keeps one per version)
-     * wins over the model's, which the last training replaced */
+     * wins over the model's, which the last training replaced. Only a version without one
+     * (trained before they were kept) is judged on the model's: one that exists but can not
+     * be read fails the validation, never falls back to rows of another version. */
     size_t plen = strlen(csv_path), slen = strlen("_validation.csv");
     if (plen > slen && strcmp(csv_path + plen - slen, "_validation.csv") == 0 &&
         snprintf(vpath, sizeof(vpath), "%.*s_%s_validation.csv", (int)(plen - slen), csv_path, cm->version) <
             (int)sizeof(vpath) &&
-        access(vpath, R_OK) == 0)
+        (access(vpath, F_OK) == 0 || errno != ENOENT))
         csv_path = vpath;
     if ((rc = csv_read_file(csv_path, &t, cerr, sizeof(cerr))) < 0) {
         snprintf(reason, reasonlen, "validation data: %s", cerr);

@@ -58,6 +58,7 @@
 #define SHADOW_QUEUE 1024
 #define MAX_DEPS 4096
 #define TICK_MS 50
+#define GAUGE_REFRESH_MS 1000
 
 enum { ROUTE_NONE = 0, ROUTE_SHADOW, ROUTE_SPLIT };
 enum { PH_VALIDATE = 0, PH_SHADOW, PH_STAGE, PH_BG_WATCH, PH_DONE };
@@ -104,8 +105,15 @@ typedef struct dep {
     model_handle_t *prev_stable; /* kept loaded for the rollback window */
     arm_stats_t arms[2];         /* 0 stable, 1 candidate; reset at each phase start */
     shadow_stats_t shadow;
-    uint32_t g_stage, g_traffic_cand, g_traffic_stable;
 } dep_t;
+
+/* A deployment_stage (version "") or deployment_traffic_percent series shown so far. */
+typedef struct gauge_series {
+    char model[129], version[129];
+    bool traffic;
+    uint32_t slot;
+    double want; /* refresh_gauges: the value it is about to be set to */
+} gauge_series_t;
 
 typedef struct shadow_job {
     dep_t *dep;
@@ -136,6 +144,9 @@ struct rollout {
     bool qstop;
     uint32_t m_dropped;
     metric_family_t *f_stage, *f_traffic;
+    gauge_series_t *gauges; /* under mu; see refresh_gauges */
+    size_t n_gauges, cap_gauges;
+    int64_t gauges_ms; /* the controller's last refresh */
     rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
     unsigned save_failures; /* under mu: an API call compares it before and after */
     /* audit records queued (the controller's and API calls') and not yet written; failed ones
@@ -340,31 +351,79 @@ static json_t *dep_json(const dep_t *d)
     return o;
 }
 
-static void update_gauges(rollout_t *r, dep_t *d)
+/* The series of model (and version, for traffic), created on first use; NULL when the
+ * metrics slot space or memory is exhausted. Caller holds mu. */
+static gauge_series_t *gauge(rollout_t *r, bool traffic, const char *model, const char *version)
 {
-    char m[260], lv[700];
-    metrics_escape(d->model, m, sizeof(m));
-    if (!d->g_stage) {
-        snprintf(lv, sizeof(lv), "model=\"%s\"", m);
-        d->g_stage = metrics_series(r->f_stage, lv) + 1;
-        char v[260];
-        metrics_escape(d->version, v, sizeof(v));
-        snprintf(lv, sizeof(lv), "model=\"%s\",version=\"%s\"", m, v);
-        d->g_traffic_cand = metrics_series(r->f_traffic, lv) + 1;
-        if (d->prev_version[0]) {
-            metrics_escape(d->prev_version, v, sizeof(v));
-            snprintf(lv, sizeof(lv), "model=\"%s\",version=\"%s\"", m, v);
-            d->g_traffic_stable = metrics_series(r->f_traffic, lv) + 1;
-        }
+    for (size_t i = 0; i < r->n_gauges; i++) {
+        gauge_series_t *g = &r->gauges[i];
+        if (g->traffic == traffic && strcmp(g->model, model) == 0 && strcmp(g->version, version) == 0)
+            return g;
     }
-    /* stage: 0 = no canary traffic stage (validation, shadow, done), k = k-th stage */
-    if (d->g_stage && d->g_stage != UINT32_MAX + 1u)
-        metrics_gauge_set(d->g_stage - 1, d->active && d->phase == PH_STAGE ? d->stage + 1 : 0);
-    double cand = d->active ? d->traffic : (strcmp(d->status, "stable") == 0 ? 100 : 0);
-    if (d->g_traffic_cand)
-        metrics_gauge_set(d->g_traffic_cand - 1, cand);
-    if (d->g_traffic_stable)
-        metrics_gauge_set(d->g_traffic_stable - 1, 100 - cand);
+    if (r->n_gauges == r->cap_gauges) {
+        size_t cap = r->cap_gauges ? 2 * r->cap_gauges : 16;
+        gauge_series_t *n = realloc(r->gauges, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        r->gauges = n;
+        r->cap_gauges = cap;
+    }
+    char m[260], v[260], lv[540];
+    metrics_escape(model, m, sizeof(m));
+    metrics_escape(version, v, sizeof(v));
+    if (traffic)
+        snprintf(lv, sizeof(lv), "model=\"%s\",version=\"%s\"", m, v);
+    else
+        snprintf(lv, sizeof(lv), "model=\"%s\"", m);
+    uint32_t slot = metrics_series(traffic ? r->f_traffic : r->f_stage, lv);
+    if (slot == UINT32_MAX)
+        return NULL;
+    gauge_series_t *g = &r->gauges[r->n_gauges++];
+    snprintf(g->model, sizeof(g->model), "%s", model);
+    snprintf(g->version, sizeof(g->version), "%s", version);
+    g->traffic = traffic;
+    g->slot = slot;
+    g->want = 0;
+    return g;
+}
+
+static void want_stable(const char *model, const char *version, void *arg)
+{
+    gauge_series_t *g = gauge(arg, true, model, version);
+    if (g)
+        g->want = 100;
+}
+
+/* deployment_stage and deployment_traffic_percent, computed whole from what serves now:
+ * each model's stable version in the registry serves 100 % unless an active deployment
+ * splits its traffic (the candidate its share, the stable version the rest); every other
+ * version ever shown gets 0, and so does the stage of a model with no canary stage
+ * running. So a rollback, a promotion, a stable version set by another process or a late
+ * save of an old deployment can not leave a stale value behind. Caller holds mu. */
+static void refresh_gauges(rollout_t *r)
+{
+    for (size_t i = 0; i < r->n_gauges; i++)
+        r->gauges[i].want = 0;
+    model_registry_each_stable(r->registry, want_stable, r);
+    for (size_t i = 0; i < r->n_deps; i++) {
+        dep_t *d = r->deps[i];
+        if (!d->active)
+            continue;
+        gauge_series_t *g = gauge(r, false, d->model, "");
+        if (g && d->phase == PH_STAGE)
+            g->want = d->stage + 1;
+        if (atomic_load(&d->route_mode) != ROUTE_SPLIT)
+            continue;
+        for (size_t j = 0; j < r->n_gauges; j++) {
+            gauge_series_t *t = &r->gauges[j];
+            if (t->traffic && t->want == 100 && strcmp(t->model, d->model) == 0)
+                t->want = 100 - d->traffic; /* the stable version serves the rest */
+        }
+        if ((g = gauge(r, true, d->model, d->version)) != NULL)
+            g->want = d->traffic;
+    }
+    for (size_t i = 0; i < r->n_gauges; i++)
+        metrics_gauge_set(r->gauges[i].slot, r->gauges[i].want);
 }
 
 /* Stores the events still pending, oldest first; stops at the first failure. */
@@ -621,7 +680,7 @@ static int save_ex(rollout_t *r, dep_t *d, const char *event, const char *actor,
                     "{s:s,s:s}", "deployment_id", d->id, "event", event);
     }
     json_decref(ev);
-    update_gauges(r, d);
+    refresh_gauges(r);
     if (!stored || !audited)
         r->save_failures++;
     return stored && audited ? 0 : -EIO;
@@ -632,10 +691,11 @@ static int save(rollout_t *r, dep_t *d, const char *event, const char *actor, co
     return save_ex(r, d, event, actor, reason, NULL);
 }
 
+/* mode NULL (or d->mode itself): the mode stays. */
 static void set_state(dep_t *d, const char *status, const char *mode)
 {
     snprintf(d->status, sizeof(d->status), "%s", status);
-    if (mode)
+    if (mode && mode != d->mode) /* snprintf onto its own source is undefined (glibc writes "") */
         snprintf(d->mode, sizeof(d->mode), "%s", mode);
 }
 
@@ -1287,7 +1347,7 @@ static void run_validation(rollout_t *r, dep_t *d)
     if (rc != 0 && (rc < 0 || d->cfg.rollback_on_validation_failure)) {
         d->rollback_triggered = d->cfg.rollback_on_validation_failure;
         snprintf(d->rollback_reason, sizeof(d->rollback_reason), "%s", reason);
-        finish(r, d, "failed", d->mode, "validation_failed", "controller", reason);
+        finish(r, d, "failed", NULL, "validation_failed", "controller", reason);
         return;
     }
     save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", rc ? reason : NULL);
@@ -1435,6 +1495,10 @@ static void *controller_main(void *arg)
                 d->prev_stable = NULL;
                 save(r, d, NULL, NULL, NULL); /* the stored record says so too */
             }
+        }
+        if (now - r->gauges_ms >= GAUGE_REFRESH_MS) { /* the registry may change from outside */
+            refresh_gauges(r);
+            r->gauges_ms = now;
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -1814,6 +1878,7 @@ void rollout_free(rollout_t *r)
     pthread_rwlock_destroy(&r->rw);
     pthread_mutex_destroy(&r->qmu);
     pthread_cond_destroy(&r->qcond);
+    free(r->gauges);
     free(r->data_dir);
     free(r);
 }

@@ -13,7 +13,7 @@ import os
 import time
 
 import aimedres_harness as h
-from test_rollouts import ALS, PARK, deploy, events, finished, record, train, wait_until
+from test_rollouts import ALS, PARK, RELAXED, deploy, events, finished, record, train, wait_until
 
 SECRET = "fix30-rollback-audit-secret-0123456789abcdef"
 # promoted within seconds without traffic (one 100% stage that ends on time alone)
@@ -267,3 +267,81 @@ def test_a_reason_must_be_a_string_and_the_cli_names_a_bad_version(make_server):
     assert r.returncode == 2 and "invalid version '../x'" in r.stderr, r.stderr
     r = h.run_cli(["rollback", "../m"], env=cli_env(srv))
     assert r.returncode == 2 and "invalid model name" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------- review36: gauges and a failed mode
+
+
+def traffic(srv, model):
+    """{version: value} of deployment_traffic_percent for model on /metrics."""
+    prefix = 'deployment_traffic_percent{model="%s",version="' % model
+    out = {}
+    for line in srv.get("/metrics").text.splitlines():
+        if line.startswith(prefix):
+            version, value = line[len(prefix):].split('"} ')
+            out[version] = float(value)
+    return out
+
+
+def wait_traffic(srv, model, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while traffic(srv, model) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return traffic(srv, model)
+
+
+def test_traffic_gauge_follows_what_serves_through_rollbacks(make_server):
+    """review36 #1: after `rollback` and `rollback --to`, deployment_traffic_percent named the
+    wrong version (0 for the one serving everything, 100 for another)."""
+    srv = make_server()
+    env = cli_env(srv)
+    # a model never deployed shows its stable version serving everything
+    assert wait_traffic(srv, PARK, {"1.0.0": 100}) == {"1.0.0": 100}
+    train(srv, ALS, "2.0.0", "--rounds", "101")
+    r = deploy(srv, ALS, "2.0.0", "direct", **RELAXED)
+    assert r.status_code == 201, r.text
+    assert wait_until(srv, r.json()["deployment_id"], finished)["status"] == "stable"
+    assert wait_traffic(srv, ALS, {"2.0.0": 100, "1.0.0": 0}) == {"2.0.0": 100, "1.0.0": 0}
+    r = h.run_cli(["rollback", ALS], env=env)
+    assert r.returncode == 0, r.stderr
+    assert serving(srv, ALS) == "1.0.0"
+    assert wait_traffic(srv, ALS, {"2.0.0": 0, "1.0.0": 100}) == {"2.0.0": 0, "1.0.0": 100}
+    r = h.run_cli(["rollback", ALS, "--to", "2.0.0"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert serving(srv, ALS) == "2.0.0"
+    assert wait_traffic(srv, ALS, {"2.0.0": 100, "1.0.0": 0}) == {"2.0.0": 100, "1.0.0": 0}
+    # a stable version set by another process (`model register --set-stable`) is followed
+    # too, within the controller's refresh
+    r = h.run_cli(["model", "register", "--set-stable",
+                   os.path.join(srv.root, "models", ALS, "1.0.0")], env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    assert wait_traffic(srv, ALS, {"2.0.0": 0, "1.0.0": 100}) == {"2.0.0": 0, "1.0.0": 100}
+
+
+def test_a_deployment_failing_validation_keeps_its_mode(make_server):
+    """review36 #2: the failed deployment's mode was "" (set_state copied the mode onto itself)."""
+    srv = make_server()
+    train(srv, PARK, "0.9.0", "--rounds", "2", "--param", "max_depth=1")
+    r = deploy(srv, PARK, "0.9.0", shadow_duration="1s")
+    d = wait_until(srv, r.json()["deployment_id"], finished, timeout=30)
+    assert d["status"] == "failed" and d["mode"] == "shadow", (d["status"], d["mode"])
+    failed = [e for e in d["timeline"] if e["event"] == "validation_failed"]
+    assert failed and failed[0].get("mode") == "shadow", d["timeline"]
+
+
+def test_a_version_csv_that_can_not_be_read_fails_validation_never_falls_back(make_server):
+    """review36 (suspicion, confirmed with a link loop as root): when the version's own
+    validation CSV exists but could not be read, the gates judged the version on the model's
+    CSV, which can hold another version's holdout."""
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    own = os.path.join(srv.data_dir, "baseline", "%s_2.0.0_validation.csv" % PARK)
+    assert os.path.exists(own)
+    os.remove(own)
+    os.symlink(os.path.basename(own), own)  # a loop: it exists and can not be opened
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", **RELAXED)
+    assert r.status_code == 201, r.text
+    d = wait_until(srv, r.json()["deployment_id"], finished, timeout=30)
+    assert d["status"] == "failed", (d["status"], d["rollback_reason"])
+    assert "validation data" in d["rollback_reason"] and own in d["rollback_reason"], d["rollback_reason"]
+    assert serving(srv, PARK) == "1.0.0"

@@ -36,6 +36,8 @@ def train(srv, model, version, *extra):
                    "--class-labels", classes, "--name", model, "--version", version] + list(extra),
                   env=h.demo_env(srv.root))
     assert r.returncode == 0, r.stderr
+    # the command names the version's own holdout, which the gates read (review36)
+    assert "%s_%s_validation.csv" % (model, version) in r.stdout, r.stdout
 
 
 def deploy(srv, model, version, strategy="canary", **config):
