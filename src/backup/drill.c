@@ -676,7 +676,9 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     /* backup */
     t0 = util_mono_ns();
     if (o->use_latest) {
-        if (backup_repo_resolve(s->backup_path, "latest", id, err, sizeof(err)) < 0) {
+        /* a missing repository says so (is the volume mounted?), not "no latest backup" */
+        if (backup_repo_require(s->backup_path, err, sizeof(err)) < 0 ||
+            backup_repo_resolve(s->backup_path, "latest", id, err, sizeof(err)) < 0) {
             step(&d, "backup", false, t0, "%s", err);
             goto done;
         }

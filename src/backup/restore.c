@@ -82,6 +82,10 @@ typedef struct area {
     uint64_t bytes;
     char dest[PATH_MAX];  /* KIND_FILE: the file; otherwise the directory */
     char stage[PATH_MAX]; /* KIND_FILE: staged file; otherwise staging directory */
+    /* KIND_FILES in place: the audit log's file name; every file of that trail in dest that
+     * the backup does not hold is set aside too ("" for none, and in a journal's roll-forward,
+     * where files already swapped in are no longer staged and must stay) */
+    char trail[NAME_MAX + 1];
     bool staged;
 } area_t;
 
@@ -175,6 +179,7 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
                 return -EINVAL;
             }
             util_dirname(s->audit_log_path, a[A_AUDIT].dest, PATH_MAX);
+            snprintf(a[A_AUDIT].trail, sizeof(a[A_AUDIT].trail), "%s", util_basename(s->audit_log_path));
         }
         if (a[A_CONFIG].selected) {
             const char *src = json_string_value(json_object_get(m->source, "config"));
@@ -690,6 +695,45 @@ static int parent_fsync(const char *path)
     return util_fsync_dir(dir);
 }
 
+/* The files of the audit trail in a->dest (a->trail, and a->trail followed by '.': its
+ * archives, checkpoints, cursor and state files) that the backup does not hold go to
+ * aside_dir too: left in place, a checkpoints file or archive written after the backup would
+ * mix with the restored trail (a checkpoint past the restored log's end: `verify` fails at
+ * once). Lock files stay (they hold no records). 0 or -errno. */
+static int set_aside_trail(const area_t *a, const char *aside_dir, json_t *moved)
+{
+    DIR *d = opendir(a->dest);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    size_t tl = strlen(a->trail), nl;
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, a->trail, tl) != 0 || (n[tl] != '\0' && n[tl] != '.'))
+            continue;
+        if ((nl = strlen(n)) >= 5 && strcmp(n + nl - 5, ".lock") == 0)
+            continue;
+        char staged[PATH_MAX + 300], from[PATH_MAX + 300], to[PATH_MAX + 400];
+        snprintf(staged, sizeof(staged), "%s/%s", a->stage, n);
+        if (util_path_exists(staged))
+            continue; /* replaced by the backup's: the loop below sets it aside */
+        snprintf(from, sizeof(from), "%s/%s", a->dest, n);
+        snprintf(to, sizeof(to), "%s/%s", aside_dir, n);
+        if ((r = util_mkdir_p(aside_dir, 0700)) < 0)
+            break;
+        if (rename(from, to) < 0) {
+            r = -errno;
+            break;
+        }
+        if (json_array_size(moved) == 0 ||
+            strcmp(json_string_value(json_array_get(moved, json_array_size(moved) - 1)), aside_dir) != 0)
+            json_array_append_new(moved, json_string(aside_dir));
+    }
+    closedir(d);
+    return r;
+}
+
 static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t errlen)
 {
     int r = 0;
@@ -727,6 +771,8 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
         snprintf(base, sizeof(base), "%s/", a->dest);
         if (r == 0)
             r = aside_name(base, id, aside_dir, sizeof(aside_dir));
+        if (r == 0 && a->trail[0])
+            r = set_aside_trail(a, aside_dir, moved);
         while (r == 0 && d && (de = readdir(d))) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
@@ -890,16 +936,17 @@ static bool stage_plausible(const area_t *a)
     return true;
 }
 
-/* Finishes the swap a journal describes (renames what is still staged into place, setting
- * aside what is there, as that restore would have) and removes the journal. Signals are held
- * meanwhile. 0 with no journal; the finished restore is described in rep "rolled_forward". */
-static int journal_roll_forward(const char *path, json_t *rep, char *err, size_t errlen)
+/* Reads and checks the journal at path into *ret (the areas in ar[0..*ret_n)): 0, -ENOENT
+ * with no journal, -EBADMSG when it is not what a restore writes ("... is damaged: finish by
+ * hand ..." in err), or another -errno. ar's strings point into *ret. */
+static int journal_load(const char *path, json_t **ret, area_t ar[A_COUNT], size_t *ret_n, char *err,
+                        size_t errlen)
 {
     char *text = NULL;
     size_t len = 0;
     int r = util_read_file(path, 1u << 20, &text, &len);
     if (r == -ENOENT)
-        return 0;
+        return r;
     if (r < 0) {
         snprintf(err, errlen, "cannot read the journal %s of an interrupted restore: %s", path, strerror(-r));
         return r;
@@ -917,7 +964,6 @@ static int journal_roll_forward(const char *path, json_t *rep, char *err, size_t
                  path);
         return -EBADMSG;
     }
-    area_t ar[A_COUNT];
     size_t n = json_array_size(areas);
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(areas, i);
@@ -942,6 +988,25 @@ static int journal_roll_forward(const char *path, json_t *rep, char *err, size_t
             return -EBADMSG;
         }
     }
+    *ret = j;
+    *ret_n = n;
+    return 0;
+}
+
+/* Finishes the swap a journal describes (renames what is still staged into place, setting
+ * aside what is there, as that restore would have) and removes the journal. Signals are held
+ * meanwhile. 0 with no journal; the finished restore is described in rep "rolled_forward". */
+static int journal_roll_forward(const char *path, json_t *rep, char *err, size_t errlen)
+{
+    json_t *j = NULL;
+    area_t ar[A_COUNT];
+    size_t n = 0;
+    int r = journal_load(path, &j, ar, &n, err, errlen);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    const char *id = json_string_value(json_object_get(j, "id"));
     json_t *moved = json_array(), *finished = json_array();
     backup_interrupt_hold("finishing the swap of an interrupted restore first (a few renames)");
     r = 0;
@@ -991,25 +1056,29 @@ int backup_restore_journal_check(const char *db_path, char *err, size_t errlen)
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
-    char *text = NULL;
-    size_t len = 0;
     json_t *j = NULL;
-    if (util_read_file(path, 1u << 20, &text, &len) == 0)
-        j = json_loadb(text, len, 0, NULL);
-    free(text);
+    area_t ar[A_COUNT];
+    size_t n = 0;
+    char why[PATH_MAX + 256];
+    int r = journal_load(path, &j, ar, &n, why, sizeof(why));
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) { /* the restore refuses it too: not the advice to run one */
+        snprintf(err, errlen, "a restore was cut short during its swap and %s", why);
+        return -EUCLEAN;
+    }
     const char *id = json_string_value(json_object_get(j, "id"));
     const char *target = json_string_value(json_object_get(j, "target"));
     const char *env = json_string_value(json_object_get(j, "env_file_aside"));
     json_int_t pid = json_integer_value(json_object_get(j, "pid"));
     bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
-    const char *shown = id && backup_id_valid(id) ? id : "<id>";
     snprintf(
         err, errlen,
         "%s: the restore of backup %s %s%s was cut short during its swap (pid %lld%s): the data there is "
         "a mix of the backup and what was there before. Finish it with `aimedres restore %s%s%s --yes` "
         "(same settings and --env-file): it completes the swap first%s%s",
-        path, shown, target ? "into " : "in place", target ? target : "", (long long)pid,
-        alive ? " still runs: is a restore swapping right now?" : ", no longer running", shown,
+        path, id, target ? "into " : "in place", target ? target : "", (long long)pid,
+        alive ? " still runs: is a restore swapping right now?" : ", no longer running", id,
         target ? " --target " : "", target ? target : "",
         env ? ". The env file that was in place is kept at " : "", env ? env : "");
     json_decref(j);

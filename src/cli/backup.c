@@ -60,6 +60,14 @@ static struct {
     bool report_written;
 } g_out;
 
+/* The message kept for the failure document (appended to what is there). */
+static void note(const char *msg)
+{
+    size_t n = strlen(g_out.error);
+    if (n + 3 < sizeof(g_out.error))
+        snprintf(g_out.error + n, sizeof(g_out.error) - n, "%s%s", n ? "; " : "", msg);
+}
+
 /* "aimedres: <message>" on stderr, and the message kept for the failure document. */
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -70,9 +78,19 @@ static void say(const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     fprintf(stderr, "aimedres: %s\n", msg);
-    size_t n = strlen(g_out.error);
-    if (n + 3 < sizeof(g_out.error))
-        snprintf(g_out.error + n, sizeof(g_out.error) - n, "%s%s", n ? "; " : "", msg);
+    note(msg);
+}
+
+/* getopt has already said on stderr what is wrong with an option; the failure document
+ * names it too. Exit status 2. */
+static int bad_option(char **argv, void (*usage)(FILE *))
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), "invalid option, or an option without its value: %s (see --help)",
+             argv[optind - 1]);
+    note(msg);
+    usage(stderr);
+    return 2;
 }
 
 static void say_report(const char *msg, void *arg)
@@ -635,7 +653,7 @@ static int backup_main(int argc, char **argv)
         case 'a': all = true; break;
         case 'n': dry_run = true; break;
         case 'h': backup_usage(stdout); return 0;
-        default: backup_usage(stderr); return 2;
+        default: return bad_option(argv, backup_usage);
         }
     }
     /* --dest is BACKUP_PATH for this run: relative is refused the same way */
@@ -769,10 +787,14 @@ static int restore_main(int argc, char **argv)
         case 'j': json = g_out.json = true; break;
         case 'F': full_db_check = true; break;
         case 'h': restore_usage(stdout); return 0;
-        default: restore_usage(stderr); return 2;
+        default: return bad_option(argv, restore_usage);
         }
     }
     if (optind != argc - 1) {
+        if (optind == argc)
+            say("restore: which backup? give its ID or 'latest'");
+        else
+            say("restore: one backup at a time (got '%s' after '%s')", argv[argc - 1], argv[optind]);
         restore_usage(stderr);
         return 2;
     }
@@ -831,10 +853,7 @@ static int restore_main(int argc, char **argv)
     }
     if (!yes) {
         if (!isatty(STDIN_FILENO)) {
-            fprintf(
-                stderr,
-                "aimedres: refusing to restore %s without confirmation: no terminal to ask on; pass --yes\n",
-                id);
+            say("refusing to restore %s without confirmation: no terminal to ask on; pass --yes", id);
             rc = 2;
             goto out;
         }
@@ -1001,11 +1020,16 @@ static int drill_main(int argc, char **argv)
         case 'k': keep = true; break;
         case 'K': key_file = optarg; break;
         case 'h': drill_usage(stdout); return 0;
-        default: drill_usage(stderr); return 2;
+        default: return bad_option(argv, drill_usage);
         }
     }
     g_out.report = report;
     if (optind != argc || (use_latest && full)) {
+        if (optind != argc)
+            say("dr-drill: unexpected '%s'", argv[optind]);
+        else
+            say("dr-drill: --use-latest and --full exclude each other (--use-latest restores the latest "
+                "backup, --full takes a new full one)");
         drill_usage(stderr);
         return 2;
     }

@@ -890,6 +890,26 @@ def test_restore_in_place_audit_record(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
+    """review37 #2: a checkpoints file written after the backup stayed in place beside the
+    restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
+    s = inst.backup("full")
+    ckpt = inst.audit_log + ".checkpoints"
+    assert not os.path.exists(ckpt)  # not in the backup
+    with open(ckpt, "w") as f:
+        f.write(json.dumps({"seq": 99999, "hash": "ab" * 32, "ts": "2026-11-28T00:00:00Z"}) + "\n")
+    lock = inst.audit_log + ".lock"
+    had_lock = os.path.exists(lock)
+    r = inst.run(["restore", s["id"], "--yes", "--json"])
+    assert r.returncode == 0, out(r)
+    assert not os.path.exists(ckpt), os.listdir(inst.audit_dir)
+    aside = os.path.join(inst.audit_dir, ".pre-restore-" + s["id"])
+    assert os.path.exists(os.path.join(aside, "audit.log.checkpoints")), os.listdir(aside)
+    assert os.path.exists(lock) == had_lock  # lock files hold no records: they stay
+    r = bh.audit_verify(inst)
+    assert r.returncode == 0, out(r)
+
+
 def test_failed_backup_is_audited(inst, tmp_path):
     """A backup that fails (here: another backup holds the repository) still writes its BACKUP
     record, with outcome failure and the reason."""

@@ -210,6 +210,28 @@ def test_usage_and_unknown_id_fail_with_one_json_document(inst, tmp_path):
     assert "latest" in doc["error"], doc
 
 
+def test_failure_document_says_what_stderr_said(inst, tmp_path):
+    """review36: usage failures put the reason in the document, not "usage error (see --help)"."""
+    inst.backup("full")
+    cases = [
+        (["restore", "latest"], "without confirmation"),
+        (["restore"], "which backup"),
+        (["restore", "latest", "--bogus"], "--bogus"),
+        (["backup", "full", "--bogus"], "--bogus"),
+        (["dr-drill", "--use-latest", "--full"], "exclude each other"),
+    ]
+    for args, want in cases:
+        r = inst.run(args)
+        assert r.returncode == 2, (args, out(r))
+        doc = one_failure_document(r)
+        assert want in doc["error"] and "usage error" not in doc["error"], (args, doc)
+    # the drill's missing repository is a missing repository, not an empty one
+    r = inst.run(["dr-drill", "--use-latest", "--work-dir", str(tmp_path)],
+                 BACKUP_PATH=str(tmp_path / "not-mounted"))
+    assert r.returncode == 1, out(r)
+    assert "mounted" in r.stderr and "no latest backup" not in r.stderr, out(r)
+
+
 def test_failed_drill_step_is_in_the_report_and_on_stdout(inst, tmp_path):
     """A drill that runs and fails (no backup to use) writes its own report, ok false with error."""
     os.makedirs(inst.backups, exist_ok=True)

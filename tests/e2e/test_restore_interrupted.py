@@ -303,6 +303,17 @@ def test_damaged_journal_is_not_acted_on(inst):
     r = inst.run(["restore", s["id"], "--yes", "--env-file", inst.env_file])
     assert r.returncode == 1 and "damaged" in r.stderr and journal in r.stderr, out(r)
     assert os.path.isdir(victim) and os.path.exists(journal)
+    # serve and check say it is damaged too, and do not send the operator to a restore that
+    # refuses it (review36: they printed a literal "<id>" and `aimedres restore <id> --yes`)
+    for content in ('{"id": "x"}', "not json at all"):
+        with open(journal, "w") as f:
+            f.write(content)
+        code, text = serve_result(inst)
+        assert code not in (None, 0) and "damaged" in text and journal in text, text
+        assert "<id>" not in text and "--yes" not in text, text
+        r = inst.run(["backup", "check", "--json"])
+        msg = json.loads(r.stdout)["checks"]["restore"]["message"]
+        assert r.returncode == 1 and "damaged" in msg and "<id>" not in msg, out(r)
 
 
 def test_check_freshness_fails_when_latest_does_not_authenticate(inst):
