@@ -49,6 +49,7 @@ typedef struct cursor {
     uint64_t ino;
     int64_t offset;
     uint64_t seq;
+    char hash[65]; /* of the record at seq ("" in cursors of earlier versions) */
 } cursor_t;
 
 struct audit_siem {
@@ -396,21 +397,38 @@ static void load_cursor(audit_siem_t *s, cursor_t *c)
         c->ino = (uint64_t)json_integer_value(json_object_get(o, "ino"));
         c->offset = json_integer_value(json_object_get(o, "offset"));
         c->seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+        const char *h = json_string_value(json_object_get(o, "hash"));
+        if (h && strlen(h) == 64)
+            memcpy(c->hash, h, 65);
         json_decref(o);
     }
 }
 
 static int save_cursor(audit_siem_t *s, const cursor_t *c)
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "{\"ino\":%llu,\"offset\":%lld,\"seq\":%llu}\n",
-                     (unsigned long long)c->ino, (long long)c->offset, (unsigned long long)c->seq);
+    char buf[320];
+    int n = snprintf(buf, sizeof(buf), "{\"ino\":%llu,\"offset\":%lld,\"seq\":%llu,\"hash\":\"%s\"}\n",
+                     (unsigned long long)c->ino, (long long)c->offset, (unsigned long long)c->seq, c->hash);
     return util_write_file_atomic(s->cursor_path, buf, (size_t)n, 0640);
 }
 
+/* The log the cursor pointed into is not there any more (replaced by another chain,
+ * deleted, rewritten): what is there now is forwarded from its start, with a CRITICAL line
+ * saying so. The receiver gets the records written since, the AUDIT_GAP first when the
+ * server saw the loss; a chain it had already received is sent again only in that case. */
+static void restart_cursor(cursor_t *c, const char *why, uint64_t found_seq)
+{
+    log_msg(LOG_CRITICAL, "siem: the audit log under the forwarder changed; forwarding it again from its start",
+            "{s:s,s:I,s:I}", "why", why, "forwarded_seq", (json_int_t)c->seq, "found_seq",
+            (json_int_t)found_seq);
+    memset(c, 0, sizeof(*c));
+}
+
 /* Finds the file holding the records after c (by inode, else by seq). Returns a malloc'd
- * path and sets *ret_offset, or NULL when nothing is there yet. Updates c->ino/offset when
- * it had to move to another file. */
+ * path, or NULL when nothing is there yet. Updates c->ino/offset when it had to move to
+ * another file, and restarts c (restart_cursor) when the log no longer holds what it
+ * forwarded: its file is shorter than the position (truncated or overwritten in place), or
+ * every file ends before the last seq forwarded (deleted and begun again). */
 static char *locate(audit_siem_t *s, cursor_t *c)
 {
     audit_file_t *files;
@@ -421,6 +439,13 @@ static char *locate(audit_siem_t *s, cursor_t *c)
     for (size_t i = 0; i < n && !path && c->ino; i++) {
         struct stat st;
         if (stat(files[i].path, &st) == 0 && (uint64_t)st.st_ino == c->ino) {
+            if (st.st_size < c->offset) { /* records before the position are skipped by seq */
+                log_msg(LOG_CRITICAL, "siem: the audit log is shorter than the forwarder's position: truncated "
+                        "or overwritten; reading it again from its start",
+                        "{s:s,s:I,s:I}", "file", files[i].path, "size", (json_int_t)st.st_size, "position",
+                        (json_int_t)c->offset);
+                c->offset = 0;
+            }
             if (c->offset < st.st_size || i == n - 1) {
                 path = strdup(files[i].path);
             } else if (i + 1 < n && stat(files[i + 1].path, &st) == 0) {
@@ -431,22 +456,32 @@ static char *locate(audit_siem_t *s, cursor_t *c)
             }
         }
     }
-    for (size_t i = 0; i < n && !path; i++) {
-        /* inode gone (pruned) or first run: the first file whose last seq is past c->seq */
-        int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        struct stat st;
-        json_t *rec = NULL;
-        off_t valid;
-        if (fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec &&
-            (uint64_t)json_integer_value(json_object_get(rec, "seq")) > c->seq) {
-            path = strdup(files[i].path);
-            c->ino = (uint64_t)st.st_ino;
-            c->offset = 0; /* records at or before c->seq are skipped while reading */
+    uint64_t last = 0; /* the highest seq any file ends with */
+    for (int pass = 0; pass < 2 && !path; pass++) {
+        for (size_t i = 0; i < n && !path; i++) {
+            /* inode gone (pruned) or first run: the first file whose last seq is past c->seq */
+            int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            struct stat st;
+            json_t *rec = NULL;
+            off_t valid;
+            if (fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec) {
+                uint64_t seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+                if (seq > last)
+                    last = seq;
+                if (seq > c->seq) {
+                    path = strdup(files[i].path);
+                    c->ino = (uint64_t)st.st_ino;
+                    c->offset = 0; /* records at or before c->seq are skipped while reading */
+                }
+            }
+            json_decref(rec);
+            close(fd);
         }
-        json_decref(rec);
-        close(fd);
+        if (path || pass > 0 || last == 0 || last >= c->seq)
+            break;
+        restart_cursor(c, "every audit file ends before the last record forwarded", last);
     }
     audit_files_free(files, n);
     return path;
@@ -506,6 +541,14 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         if (r > 0)
             free(line);
         uint64_t seq = rec ? (uint64_t)json_integer_value(json_object_get(rec, "seq")) : 0;
+        const char *hash = json_string_value(json_object_get(rec, "hash"));
+        if (rec && seq == c->seq && c->hash[0] && (!hash || strcmp(hash, c->hash) != 0)) {
+            /* the record at the cursor's seq is another one: another chain now */
+            json_decref(rec);
+            restart_cursor(c, "the record at the forwarded seq is not the one forwarded", seq);
+            rc = 0;
+            break;
+        }
         if (!rec || seq <= c->seq) {
             if (!rec)
                 log_msg(LOG_WARNING, "siem: skipping a line that is not an audit record", "{s:I}", "offset",
@@ -519,6 +562,9 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
                     "next", (json_int_t)seq);
         char *msg;
         size_t mlen;
+        char rec_hash[65] = "";
+        if (hash && strlen(hash) == 64)
+            memcpy(rec_hash, hash, 65);
         rc = audit_siem_format(rec, s->facility, s->hostname, &msg, &mlen);
         json_decref(rec);
         if (rc < 0)
@@ -529,6 +575,7 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
             break;
         c->offset = end;
         c->seq = seq;
+        memcpy(c->hash, rec_hash, sizeof(c->hash));
         sent++;
     }
     fclose(f);

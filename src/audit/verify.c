@@ -119,10 +119,11 @@ static int load_checkpoints(const config_t *cfg, EVP_PKEY *vk, ckpt_t **ret, siz
             break;
         }
         if (vk && !audit_ckpt_verify(vk, ck)) {
+            json_int_t seq = json_integer_value(seqv); /* seqv is ck's: read before ck is freed */
             json_decref(ck);
-            fail_at(res, path, lineno, (uint64_t)json_integer_value(seqv), "checkpoint",
+            fail_at(res, path, lineno, (uint64_t)seq, "checkpoint",
                     "checkpoint line %llu (seq %lld): bad signature (forged or made with another key)",
-                    (unsigned long long)lineno, (long long)json_integer_value(seqv));
+                    (unsigned long long)lineno, (long long)seq);
             break;
         }
         if (n == cap) {
@@ -413,7 +414,10 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
                         (unsigned long long)lineno, (unsigned long long)expect,
                         strcmp(kind, "edited") == 0     ? "record edited after it was written"
                         : strcmp(kind, "inserted") == 0 ? "record inserted that was not written by aimedres"
-                                                        : "record forged without the key");
+                        : res->records == 0 /* not one record checks: more likely the wrong key */
+                            ? "record forged without the key, or SECRET_KEY is not the key this log was "
+                              "written with"
+                            : "record forged without the key");
             } else if (strcmp(ph, prev) != 0) {
                 fail_at(
                     res, path, lineno, expect, "forged",

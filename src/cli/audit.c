@@ -35,7 +35,7 @@ static void usage(FILE *out)
 typedef struct opts {
     const char *env_file, *from, *to, *type, *user, *patient, *priv, *pub;
     int64_t limit, after;
-    bool json, dry_run;
+    bool json, dry_run, allow_empty;
 } opts_t;
 
 /* Parses the options a subcommand accepts (allowed: letters of the long options below). */
@@ -48,7 +48,8 @@ static int parse(int argc, char **argv, const char *allowed, opts_t *o, void (*h
         {"limit", required_argument, NULL, 'l'},    {"after", required_argument, NULL, 'a'},
         {"json", no_argument, NULL, 'j'},           {"dry-run", no_argument, NULL, 'n'},
         {"private", required_argument, NULL, 'P'},  {"public", required_argument, NULL, 'Q'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+        {"allow-empty", no_argument, NULL, 'E'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -71,6 +72,7 @@ static int parse(int argc, char **argv, const char *allowed, opts_t *o, void (*h
         case 'p': o->patient = optarg; break;
         case 'j': o->json = true; break;
         case 'n': o->dry_run = true; break;
+        case 'E': o->allow_empty = true; break;
         case 'P': o->priv = optarg; break;
         case 'Q': o->pub = optarg; break;
         case 'l':
@@ -133,7 +135,7 @@ static const char *os_user(char *buf, size_t len)
 static void verify_help(FILE *out)
 {
     fprintf(out,
-            "usage: aimedres audit verify [--from YYYY-MM-DD] [--json] [--env-file FILE]\n\n"
+            "usage: aimedres audit verify [--from YYYY-MM-DD] [--json] [--allow-empty] [--env-file FILE]\n\n"
             "Checks every record (seq continuity, prev_hash links, HMAC under the key derived from\n"
             "SECRET_KEY) and every checkpoint (Ed25519 signature with AUDIT_VERIFY_KEY_PATH or\n"
             "AUDIT_SIGNING_KEY_PATH, the hash of the record it names, that the log reaches it).\n"
@@ -141,13 +143,15 @@ static void verify_help(FILE *out)
             "Without --from the log must start at seq 1, or where an AUDIT_PRUNE record says\n"
             "`audit prune` left it; the checkpoints file must reach the chain's last AUDIT_CHECKPOINT.\n"
             "Exit 0 when intact, 1 naming the first bad record (file, line, seq, kind), 2 usage.\n"
+            "No record at AUDIT_LOG_PATH at all is exit 1 (nothing to verify: never written, deleted,\n"
+            "or the path is wrong) unless --allow-empty (a new installation: the trail begins here).\n"
             "Records an AUDIT_VERIFY event when the chain is intact (a broken chain is left as found).\n");
 }
 
 static int cmd_verify(int argc, char **argv)
 {
     opts_t o = {0};
-    int p = parse(argc, argv, "fj", &o, verify_help);
+    int p = parse(argc, argv, "fjE", &o, verify_help);
     if (p)
         return p > 0 ? 0 : 2;
     config_t *cfg = load(&o);
@@ -160,6 +164,24 @@ static int cmd_verify(int argc, char **argv)
         fprintf(stderr, "aimedres audit verify: %s\n", err);
         config_free(cfg);
         return rc == -EINVAL && o.from && strstr(err, "--from") ? 2 : 1;
+    }
+    if (res.ok && res.records == 0 && !o.allow_empty) {
+        /* nothing there is nothing verified: a wiped trail or a mistyped AUDIT_LOG_PATH must not
+         * read as intact, and appending AUDIT_VERIFY would start a new chain over the loss */
+        snprintf(err, sizeof(err),
+                 "no audit records at %s: nothing to verify (never written, deleted, or AUDIT_LOG_PATH "
+                 "names the wrong place); not recorded in the trail (--allow-empty begins a new one)",
+                 cfg->audit_log_path);
+        fprintf(stderr, "aimedres audit verify: %s\n", err);
+        if (o.json) {
+            json_t *j = json_pack("{s:b,s:s,s:s}", "ok", 0, "kind", "missing", "message", err);
+            char *t = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+            printf("%s\n", t ? t : "{}");
+            free(t);
+            json_decref(j);
+        }
+        config_free(cfg);
+        return 1;
     }
     if (o.json) {
         json_t *j = audit_verify_result_json(&res);

@@ -50,7 +50,7 @@ def records(env):
 def make_log(env, n_verify=6):
     """Each `audit verify` appends an AUDIT_VERIFY record (and a checkpoint pair when signing)."""
     for _ in range(n_verify):
-        r = h.run_cli(["audit", "verify"], env)
+        r = h.run_cli(["audit", "verify", "--allow-empty"], env)
         assert r.returncode == 0, r.stdout + r.stderr
     return lines(env)
 
@@ -83,6 +83,35 @@ def test_clean_log_verifies_and_records_the_verification(tmp_path):
     r, out = verify(env)
     assert r.returncode == 0 and out["ok"] is True and out["checkpoints_signed"] is True
     assert out["checkpoints_checked"] >= 4
+
+
+def test_nothing_to_verify_is_not_intact(tmp_path):
+    """review37 #4: a wiped trail or a mistyped AUDIT_LOG_PATH read as "intact: 0 records" (exit
+    0), and the run then began a new signed chain there (creating the directory)."""
+    env = audit_env(tmp_path)
+    make_log(env, 2)
+    os.remove(env["AUDIT_LOG_PATH"])
+    os.remove(env["AUDIT_LOG_PATH"] + ".checkpoints")
+    r = h.run_cli(["audit", "verify"], env)
+    assert r.returncode == 1 and "nothing to verify" in r.stderr, r.stdout + r.stderr
+    assert not os.path.exists(env["AUDIT_LOG_PATH"])
+    r, out = verify(env)
+    assert r.returncode == 1 and out["ok"] is False and out["kind"] == "missing", (r.stdout, r.stderr)
+    typo = dict(env, AUDIT_LOG_PATH=str(tmp_path / "nodir" / "audti.log"))
+    r = h.run_cli(["audit", "verify"], typo)
+    assert r.returncode == 1 and not os.path.exists(str(tmp_path / "nodir")), r.stdout + r.stderr
+    # a new installation says so, and the trail begins
+    r = h.run_cli(["audit", "verify", "--allow-empty"], typo)
+    assert r.returncode == 0 and os.path.exists(typo["AUDIT_LOG_PATH"]), r.stdout + r.stderr
+    assert h.run_cli(["audit", "verify"], typo).returncode == 0
+
+
+def test_wrong_secret_key_is_named_as_a_possibility(tmp_path):
+    """review37 #8: a mistyped SECRET_KEY was reported only as "record forged without the key"."""
+    env = audit_env(tmp_path)
+    make_log(env, 2)
+    r = h.run_cli(["audit", "verify"], dict(env, SECRET_KEY="another-secret-0123456789abcdef0123456789"))
+    assert r.returncode == 1 and "SECRET_KEY is not the key this log was written with" in r.stdout, r.stdout
 
 
 def tamper_and_check(env, ls, seq, line, kind):
@@ -194,7 +223,7 @@ def test_cli_records_name_the_os_account_not_USER(tmp_path):
 
     env = audit_env(tmp_path, signing=False)
     env["USER"] = "dr_house"
-    r = h.run_cli(["audit", "verify"], env)
+    r = h.run_cli(["audit", "verify", "--allow-empty"], env)
     assert r.returncode == 0, r.stderr
     me = pwd.getpwuid(os.geteuid()).pw_name
     assert [x["user"] for x in records(env) if x["type"] == "AUDIT_VERIFY"] == [me]
@@ -296,6 +325,11 @@ def test_audit_api(make_server, tmp_path):
     assert all(e["seq"] > b["next_cursor"] for e in r2.json()["events"])
     assert srv.get("/api/v1/audit/events", params={"limit": 0}).status_code == 400
     assert srv.get("/api/v1/audit/events", params={"bogus": 1}).status_code == 400
+    # review37 #7: a filter that is not UTF-8 could not be recorded in DATA_ACCESS (the record
+    # lost its whole detail): refused, and named
+    for qs in ("type=%FF", "user=%FF%FE", "patient=p_2edbca274a6f34358ae52ecaeeb2b8&type=%C3"):
+        r = srv.get("/api/v1/audit/events?" + qs)
+        assert r.status_code == 400 and "UTF-8" in r.json()["error"]["message"], (qs, r.text)
     # reading the trail is audited
     def access_records():
         return [x for x in records(env) if x["type"] == "DATA_ACCESS" and x.get("entity_type") == "audit_log"]

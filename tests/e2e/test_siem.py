@@ -127,7 +127,7 @@ def cli_events(env, n):
     """Appends from another process: `audit verify` records an AUDIT_VERIFY event."""
     cli_env = dict(env, SIEM_INTEGRATION_ENABLED="false")
     for _ in range(n):
-        r = h.run_cli(["audit", "verify"], cli_env)
+        r = h.run_cli(["audit", "verify", "--allow-empty"], cli_env)
         assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -177,6 +177,89 @@ def test_tcp_outage_catch_up_exactly_once_in_order(make_server, tmp_path):
         wait_for(lambda: len(rs.seqs()) == len(log_seqs(env)), what="record after restart")
         time.sleep(0.5)
         assert rs.seqs() == log_seqs(env)
+    finally:
+        rs.stop()
+
+
+def _records(env):
+    with open(env["AUDIT_LOG_PATH"]) as f:
+        return [json.loads(l) for l in f.read().splitlines() if l]
+
+
+def test_log_overwritten_in_place_forwards_the_gap_and_what_follows(make_server, tmp_path):
+    """review37 #1a: an older copy written over the live log (same inode, shorter) or the log
+    emptied: the forwarder sat past the end and never sent the AUDIT_GAP record nor the records
+    after it."""
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env = audit_env(tmp_path, rs)
+        srv = make_server(env)
+        for _ in range(6):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 6, what="first records")
+        with open(env["AUDIT_LOG_PATH"], "rb") as f:
+            older = f.read()
+        for _ in range(6):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: rs.seqs() == log_seqs(env), what="second records")
+        with open(env["AUDIT_LOG_PATH"], "r+b") as f:  # in place: the inode stays
+            f.write(older)
+            f.truncate()
+        for _ in range(2):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: any(r["type"] == "AUDIT_GAP" for r in _records(env)), what="the server's AUDIT_GAP")
+        gap = next(r["seq"] for r in _records(env) if r["type"] == "AUDIT_GAP")
+        last = _records(env)[-1]["seq"]
+        wait_for(lambda: last in rs.seqs(), timeout=20, what="the records after the overwrite at the SIEM")
+        assert gap in rs.seqs(), (gap, rs.seqs())
+        assert "shorter than the forwarder's position" in srv.log_text()
+        # emptied: the next records go out too
+        open(env["AUDIT_LOG_PATH"], "r+b").truncate(0)
+        assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: _records(env) and _records(env)[-1]["seq"] > last, what="records after emptying")
+        newest = _records(env)[-1]["seq"]
+        wait_for(lambda: newest in rs.seqs(), timeout=20, what="the records after emptying at the SIEM")
+    finally:
+        rs.stop()
+
+
+def test_new_chain_after_the_log_was_deleted_is_forwarded(make_server, tmp_path):
+    """review37 #1b: the log and checkpoints deleted while the server was stopped, the cursor
+    kept: the new chain (seq 1..) was never forwarded, and nothing said so."""
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env = audit_env(tmp_path, rs)
+        srv = make_server(env)
+        for _ in range(8):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 8, what="first chain")
+        first = len(rs.seqs())
+        srv.stop()
+        for suffix in ("", ".checkpoints"):
+            if os.path.exists(env["AUDIT_LOG_PATH"] + suffix):
+                os.remove(env["AUDIT_LOG_PATH"] + suffix)
+        assert os.path.exists(env["AUDIT_LOG_PATH"] + ".siem-cursor")
+        srv2 = make_server(env)
+        assert srv2.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: len(_records(env)) >= 2, what="the new chain")
+        new = [r["hash"] for r in _records(env)]
+        sent = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[first:]]
+        wait_for(lambda: all(x in sent() for x in new), timeout=20, what="the new chain at the SIEM")
+        assert "forwarding it again from its start" in srv2.log_text()
+        # and a new chain that has grown past the old cursor's seq before the forwarder looks
+        srv2.stop()
+        before = len(rs.received())
+        os.remove(env["AUDIT_LOG_PATH"])
+        if os.path.exists(env["AUDIT_LOG_PATH"] + ".checkpoints"):
+            os.remove(env["AUDIT_LOG_PATH"] + ".checkpoints")
+        cursor = json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))
+        cli_events(env, cursor["seq"] + 2)  # seq 1 .. past the cursor, written with no forwarder
+        srv3 = make_server(env)
+        srv3.get("/api/v1/audit/events", params={"limit": 1})
+        wait_for(lambda: len(_records(env)) > cursor["seq"] + 2, what="records of the third chain")
+        third = [r["hash"] for r in _records(env)]
+        sent3 = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[before:]]
+        wait_for(lambda: all(x in sent3() for x in third), timeout=20, what="the whole third chain")
     finally:
         rs.stop()
 

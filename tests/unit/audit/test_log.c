@@ -751,6 +751,7 @@ static void test_checkpoints(void **state)
     assert_false(res.ok);
     assert_string_equal(res.bad_kind, "checkpoint");
     assert_int_equal(res.bad_line, 1);
+    assert_true(res.bad_seq > 0); /* the line's seq, read before the line was freed (review37) */
 
     /* the whole chain rewritten with the chain key (SECRET_KEY leaked) but without the signing
      * key: the record at a checkpointed seq no longer matches the signed hash */
