@@ -333,6 +333,9 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
                 "model", name, "errno", -err);
         http_reply_error(ctx, 503, "model_unavailable", NULL,
                          "model '%s' is registered but could not be loaded", name);
+        /* failed rows of the model, so its per-model error rate and alerts see the outage: the
+         * pinned version, else "unavailable" (the stable version that failed to load) */
+        model_metrics_observe(name, pin ? pin : "unavailable", rt.arm, n_rows, 0, true);
         goto out;
     }
     if (!h) {

@@ -22,6 +22,7 @@ typedef struct record {
 
 struct alerts {
     pthread_mutex_t mu;
+    char instance[300]; /* the "instance" label ("" for none): alerts_set_instance */
     int64_t retention_ms;
     record_t *recs[ALERTS_MAX];
     size_t n;
@@ -30,6 +31,13 @@ struct alerts {
 const char *alert_severity_name(alert_severity_t s)
 {
     return s == ALERT_CRITICAL ? "critical" : "warning";
+}
+
+void alerts_set_instance(alerts_t *a, const char *instance)
+{
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->instance, sizeof(a->instance), "%s", instance ? instance : "");
+    pthread_mutex_unlock(&a->mu);
 }
 
 int alerts_new(int64_t resolved_retention_ms, alerts_t **ret)
@@ -193,10 +201,12 @@ static json_t *num_or_null(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-static json_t *labels_json(const record_t *r)
+static json_t *labels_json(const alerts_t *a, const record_t *r)
 {
     json_t *l = json_pack("{s:s,s:s,s:s,s:s}", "alertname", r->name, "severity",
                           alert_severity_name(r->severity), "category", r->category, "service", "aimedres");
+    if (a->instance[0]) /* one Alertmanager, several servers: each one's alerts stay apart */
+        json_object_set_new(l, "instance", json_string(a->instance));
     if (r->model)
         json_object_set_new(l, "model", json_string(r->model));
     if (r->version)
@@ -210,7 +220,7 @@ static json_t *annotations_json(const record_t *r)
                      r->description ? r->description : "");
 }
 
-static json_t *api_json(const record_t *r)
+static json_t *api_json(const alerts_t *a, const record_t *r)
 {
     char starts[ISO8601_LEN], ends[ISO8601_LEN];
     util_iso8601(r->starts_ms, starts);
@@ -218,7 +228,7 @@ static json_t *api_json(const record_t *r)
                           "severity", alert_severity_name(r->severity), "category", r->category, "state",
                           r->firing ? "firing" : "resolved", "starts_at", starts, "value",
                           num_or_null(r->value), "threshold", num_or_null(r->threshold), "labels",
-                          labels_json(r), "annotations", annotations_json(r));
+                          labels_json(a, r), "annotations", annotations_json(r));
     json_object_set_new(o, "model", r->model ? json_string(r->model) : json_null());
     json_object_set_new(o, "version", r->version ? json_string(r->version) : json_null());
     if (r->firing) {
@@ -239,18 +249,19 @@ json_t *alerts_list_json(alerts_t *a, const char *model, int64_t now_ms)
         const record_t *r = a->recs[i];
         if (model && !streq(r->model, model))
             continue;
-        json_array_append_new(r->firing ? active : resolved, api_json(r));
+        json_array_append_new(r->firing ? active : resolved, api_json(a, r));
     }
     pthread_mutex_unlock(&a->mu);
     return json_pack("{s:o,s:o}", "active", active, "resolved", resolved);
 }
 
-static json_t *am_json(const record_t *r, int64_t now_ms, int64_t firing_valid_ms, const char *generator_url)
+static json_t *am_json(const alerts_t *a, const record_t *r, int64_t now_ms, int64_t firing_valid_ms,
+                       const char *generator_url)
 {
     char starts[ISO8601_LEN], ends[ISO8601_LEN];
     util_iso8601(r->starts_ms, starts);
     util_iso8601(r->firing ? now_ms + firing_valid_ms : r->ends_ms, ends);
-    json_t *o = json_pack("{s:o,s:o,s:s,s:s}", "labels", labels_json(r), "annotations", annotations_json(r),
+    json_t *o = json_pack("{s:o,s:o,s:s,s:s}", "labels", labels_json(a, r), "annotations", annotations_json(r),
                           "startsAt", starts, "endsAt", ends);
     if (generator_url) {
         char url[1024];
@@ -268,7 +279,7 @@ json_t *alerts_alertmanager_payload(alerts_t *a, int64_t now_ms, int64_t firing_
     pthread_mutex_lock(&a->mu);
     prune(a, now_ms);
     for (size_t i = 0; i < a->n; i++)
-        json_array_append_new(arr, am_json(a->recs[i], now_ms, firing_valid_ms, generator_url));
+        json_array_append_new(arr, am_json(a, a->recs[i], now_ms, firing_valid_ms, generator_url));
     pthread_mutex_unlock(&a->mu);
     if (json_array_size(arr) == 0) {
         json_decref(arr);
@@ -283,7 +294,7 @@ json_t *alerts_spec_json(alerts_t *a, const alert_spec_t *s, int64_t now_ms)
     pthread_mutex_lock(&a->mu);
     for (size_t i = a->n; i-- > 0;)
         if (same_identity(a->recs[i], s)) {
-            o = am_json(a->recs[i], now_ms, 0, NULL);
+            o = am_json(a, a->recs[i], now_ms, 0, NULL);
             json_object_set_new(o, "status", json_string(a->recs[i]->firing ? "firing" : "resolved"));
             if (a->recs[i]->firing)
                 json_object_set_new(o, "endsAt", json_string("0001-01-01T00:00:00Z"));

@@ -40,6 +40,9 @@ typedef struct alerts alerts_t;
 /* resolved_retention_ms: how long resolved alerts stay listed (and re-sent). */
 int alerts_new(int64_t resolved_retention_ms, alerts_t **ret);
 void alerts_free(alerts_t *a);
+/* The "instance" label every alert carries (the server's host:port), so that the alerts of
+ * several servers sharing one Alertmanager neither resolve nor inhibit one another. */
+void alerts_set_instance(alerts_t *a, const char *instance);
 
 /* Reports the rule's outcome at now_ms; value/threshold are shown with the alert (the
  * texts of a firing alert follow the latest evaluation). Returns the transition. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -22,8 +23,8 @@
 #include "store/feedback.h"
 
 #define MAX_MODELS 128
-#define MAX_VA 8         /* (version, arm) pairs tracked per model */
-#define MAX_FEATURES 256 /* features per model the monitor follows */
+#define MAX_VA 64        /* (version, arm) pairs tracked per model and process (docs/monitoring.md) */
+#define MAX_FEATURES 256 /* features per model the monitor follows: the first ones of a wider model */
 #define MAX_BINS 64
 #define FEEDBACK_MAX 200000                    /* labels read per evaluation */
 #define MIN_DRIFT_SAMPLES_DIV 2 /* drift needs window/2 scored values (at least 1): with 100 the
@@ -60,6 +61,7 @@ typedef struct mentry {
     _Atomic bool mismatch;
     va_slot_t va[MAX_VA];
     _Atomic int n_va;
+    _Atomic bool va_full_said; /* the pair that did not fit was logged */
     /* loop-owned */
     tracked_t tracked[MAX_VA + 1];
     size_t n_tracked;
@@ -194,6 +196,10 @@ static mstate_t *mstate_new(const model_manifest_t *mf, size_t window)
     size_t nf = mf->n_features < MAX_FEATURES ? mf->n_features : MAX_FEATURES;
     if (nf == 0)
         return NULL;
+    if (mf->n_features > MAX_FEATURES)
+        log_msg(LOG_WARNING, "monitor: drift and data quality follow the first features of this model only",
+                "{s:s,s:I,s:i}", "model", mf->name, "features", (json_int_t)mf->n_features, "followed",
+                MAX_FEATURES);
     mstate_t *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
@@ -211,11 +217,13 @@ fail:
     return NULL;
 }
 
+/* The window follows the first MAX_FEATURES features of a wider model (rows are read with
+ * the manifest's stride), so a model matches on those. */
 static bool names_match(const mstate_t *st, const model_manifest_t *mf)
 {
     size_t nf = mf->n_features < MAX_FEATURES ? mf->n_features : MAX_FEATURES;
-    if (nf != st->nf || mf->n_features > MAX_FEATURES)
-        return nf == st->nf && mf->n_features == st->nf;
+    if (nf != st->nf)
+        return false;
     for (size_t j = 0; j < nf; j++)
         if (strcmp(st->names[j], mf->features[j].name) != 0)
             return false;
@@ -251,20 +259,34 @@ static mentry_t *entry_for(struct monitor *m, const model_manifest_t *mf)
     return e;
 }
 
+static void va_full(mentry_t *e, const char *version, const char *arm)
+{
+    if (!atomic_exchange(&e->va_full_said, true))
+        log_msg(LOG_WARNING, "monitor: this model has served more (version, arm) pairs than the monitor follows; "
+                "its error rate and latency leave the new ones out until a restart",
+                "{s:s,s:s,s:s,s:i}", "model", e->name, "version", version, "arm", arm, "limit", MAX_VA);
+}
+
 static void note_version_arm(mentry_t *e, const char *version, const char *arm)
 {
     int n = atomic_load_explicit(&e->n_va, memory_order_acquire);
     if (n > MAX_VA)
         n = MAX_VA;
-    for (int i = 0; i < n; i++)
+    for (int i = n - 1; i >= 0; i--) /* newest first: the arms serving now were noted last */
         if (atomic_load_explicit(&e->va[i].ready, memory_order_acquire) &&
             strcmp(e->va[i].version, version) == 0 && strcmp(e->va[i].arm, arm) == 0)
             return;
-    if (n >= MAX_VA || strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
+    if (strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
         return;
+    if (n >= MAX_VA) {
+        va_full(e, version, arm);
+        return;
+    }
     int i = atomic_fetch_add(&e->n_va, 1);
-    if (i >= MAX_VA)
+    if (i >= MAX_VA) {
+        va_full(e, version, arm);
         return;
+    }
     snprintf(e->va[i].version, sizeof(e->va[i].version), "%s", version);
     snprintf(e->va[i].arm, sizeof(e->va[i].arm), "%s", arm);
     atomic_store_explicit(&e->va[i].ready, 1, memory_order_release);
@@ -536,8 +558,12 @@ static tracked_t *track(struct monitor *m, mentry_t *e, const char *version, con
     for (size_t i = 0; i < e->n_tracked; i++)
         if (strcmp(e->tracked[i].version, version) == 0 && strcmp(e->tracked[i].arm, arm) == 0)
             return &e->tracked[i];
-    if (e->n_tracked >= ARRAY_SIZE(e->tracked) || strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
+    if (strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
         return NULL;
+    if (e->n_tracked >= ARRAY_SIZE(e->tracked)) {
+        va_full(e, version, arm);
+        return NULL;
+    }
     tracked_t *t = &e->tracked[e->n_tracked++];
     memset(t, 0, sizeof(*t));
     snprintf(t->version, sizeof(t->version), "%s", version);
@@ -640,6 +666,13 @@ static void evaluate_inputs(struct monitor *m, mentry_t *e, const model_manifest
                 m->retired = st;
             }
             st = fresh;
+            /* the per-feature series are named anew: the old names' last figures go to NaN
+             * (a feature the new schema still has gets its series back below) */
+            for (size_t j = 0; j < e->gauges_nf; j++) {
+                metrics_gauge_set(e->g_psi[j], NAN);
+                metrics_gauge_set(e->g_ks[j], NAN);
+            }
+            e->gauges_nf = 0;
         }
     }
     if (!st)
@@ -1000,8 +1033,17 @@ fail:
 
 void monitor_set_base_url(struct monitor *m, const char *url)
 {
-    if (m && url)
-        snprintf(m->base_url, sizeof(m->base_url), "%s", url);
+    if (!m || !url)
+        return;
+    snprintf(m->base_url, sizeof(m->base_url), "%s", url);
+    /* the alerts' instance label: this machine's name and the server's port (the address in
+     * url may be 0.0.0.0 or 127.0.0.1 on every server) */
+    char host[256] = "", inst[300];
+    const char *port = strrchr(url, ':');
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    snprintf(inst, sizeof(inst), "%s%s", host, port && port[1] != '/' ? port : "");
+    alerts_set_instance(m->alerts, inst);
 }
 
 int monitor_start(struct monitor *m)

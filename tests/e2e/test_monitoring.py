@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -463,6 +464,8 @@ def test_alertmanager_v2_payload_resent_and_resolved(make_server, receiver):
     assert set(a) >= {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
     assert a["labels"]["severity"] == "warning" and a["labels"]["category"] == "model_performance"
     assert a["labels"]["model"] == MODEL
+    # review38 #3: without it, two servers' alerts resolved and inhibited one another
+    assert a["labels"]["instance"] == "%s:%d" % (socket.gethostname(), srv.port), a["labels"]
     assert a["annotations"]["summary"] and a["annotations"]["description"]
     assert a["generatorURL"].endswith("/api/v1/monitoring/%s" % MODEL)
     assert posts[1]["startsAt"] == a["startsAt"]  # re-sent, same alert
@@ -538,6 +541,128 @@ def test_monitoring_endpoints_shape(make_server):
         assert 'model="%s"' % MODEL in "".join(metric_values(srv, name)), name
     # error rate and latency over the interval come from the model metrics
     assert mon["error_rate"] == 0.0 or mon["predictions"]["interval"] == 0
+
+
+def _copy_version(srv, version, model=MODEL):
+    """Registers a copy of model 1.0.0 as `version` (not stable)."""
+    src = os.path.join(srv.root, "models", model, "1.0.0")
+    dst = os.path.join(srv.root, "staging", model, version)
+    shutil.copytree(src, dst)
+    mpath = os.path.join(dst, "manifest.json")
+    with open(mpath) as f:
+        m = json.load(f)
+    m["version"] = version
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+    r = h.run_cli(["model", "register", dst], env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    return os.path.join(srv.root, "models", model, version)
+
+
+def test_many_versions_and_a_broken_one_are_all_counted(make_server):
+    """review38 #1: past 8 (version, arm) pairs of a model the monitor dropped new ones (a new
+    canary's errors and a new stable's traffic were invisible); #2: a version that can not be
+    loaded answered 503 without a per-model error count."""
+    srv = make_server(MON_ENV)
+    man = srv.manifest(MODEL)
+    row = h.valid_features(man)
+    versions = ["1.0.%d" % i for i in range(1, 12)]
+    for v in versions:
+        _copy_version(srv, v)
+    sent = 0
+    for v in versions:  # 11 pinned pairs and the stable one
+        for _ in range(2):
+            r = srv.predict(MODEL, {"features": row, "version": v})
+            assert r.status_code == 200, r.text
+            sent += 1
+    for _ in range(3):
+        assert srv.predict(MODEL, {"features": row}).status_code == 200
+        sent += 1
+    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] >= sent,
+             what="every pair counted (total %d)" % sent)
+    # a version whose booster is damaged after registration: 503, counted as its errors
+    broken = _copy_version(srv, "1.0.99")
+    with open(os.path.join(broken, "model.json"), "w") as f:
+        f.write("garbage")
+    for _ in range(4):
+        r = srv.predict(MODEL, {"features": row, "version": "1.0.99"})
+        h.assert_error_body(r, 503, "model_unavailable")
+    assert metric(srv, "model_prediction_errors_total", model=MODEL, version="1.0.99", arm="pinned") == 4
+
+
+def test_a_wide_model_gets_drift_figures(make_server, tmp_path):
+    """review38 #4: a model with more than 256 features had no drift or quality figures at all
+    (its window never took a row); the first 256 are followed."""
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10"))
+    import random
+    rnd = random.Random(7)
+    nf = 300
+    csv = tmp_path / "wide.csv"
+    with open(csv, "w") as f:
+        f.write(",".join("f%d" % j for j in range(nf)) + ",label\n")
+        for i in range(200):
+            y = i % 2
+            f.write(",".join("%.3f" % (rnd.random() + (0.5 * y if j < 3 else 0)) for j in range(nf)))
+            f.write(",%d\n" % y)
+    r = h.run_cli(["model", "train", "--data", str(csv), "--label", "label", "--name", "wide_model",
+                   "--version", "1.0.0", "--rounds", "5"], env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    wman = srv.manifest("wide_model")
+    wait_for(lambda: srv.predict("wide_model", {"features": h.valid_features(wman)}).status_code == 200,
+             what="the server to load the new model")
+    for _ in range(10):
+        assert srv.predict("wide_model", {"features": h.valid_features(wman)}).status_code == 200
+    mon = wait_for(lambda: (lambda j: j if j.get("drift", {}).get("features") and j["data_quality"]["score"]
+                            is not None else None)(srv.get("/api/v1/monitoring/wide_model").json()),
+                   what="drift figures of the wide model")
+    assert len(mon["drift"]["features"]) == 256, len(mon["drift"]["features"])
+    assert "follow the first features" in srv.log_text()
+
+
+def test_feature_series_follow_a_new_feature_order(make_server, tmp_path):
+    """review38 #5: after a stable version with another feature order, each feature_drift_psi
+    series kept its old feature's name and showed another feature's figure."""
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10"))
+    src = os.path.join(srv.data_dir, "cohorts", "alzheimer.csv")
+    with open(src) as f:
+        rows = list(csv.reader(f))
+    head = rows[0]
+    feats = [c for c in head if c != "demented"][::-1]  # reversed order
+    order = [head.index(c) for c in feats] + [head.index("demented")]
+    dst = tmp_path / "reordered.csv"
+    with open(dst, "w", newline="") as f:
+        w = csv.writer(f)
+        for r in rows:
+            w.writerow([r[i] for i in order])
+    r = h.run_cli(["model", "train", "--data", str(dst), "--label", "demented", "--class-labels",
+                   "nondemented,demented", "--name", MODEL, "--version", "2.0.0", "--set-stable"],
+                  env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    man = srv.manifest(MODEL, "2.0.0")
+    assert [f["name"] for f in man["features"]] == feats
+    wait_for(lambda: srv.predict(MODEL, {"features": h.valid_features(man)}).json().get("version") == "2.0.0",
+             what="2.0.0 serving")
+    sent = [0]
+
+    def consistent():
+        # rows keep coming: the window follows the new order from the evaluation that sees it
+        for _ in range(2):
+            frac = 0.1 + 0.08 * (sent[0] % 10)
+            assert srv.predict(MODEL, {"features": h.valid_features(man, frac=frac)}).status_code == 200
+            sent[0] += 1
+        mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
+        api = {x["name"]: x["psi"] for x in mon["drift"]["features"] if x["psi"] is not None}
+        if len(api) < len(feats):
+            return None
+        exported = metric_values(srv, "feature_drift_psi")
+        for name, psi in api.items():
+            key = '{model="%s",feature="%s"}' % (MODEL, name)
+            if key not in exported or abs(exported[key] - psi) > 1e-6:
+                return None
+        return api
+
+    api = wait_for(consistent, what="each feature's series showing its own PSI")
+    assert len(set(round(v, 6) for v in api.values())) > 1, api  # the check can tell features apart
 
 
 def test_monitor_disabled(make_server):
