@@ -165,6 +165,19 @@ def copy_demo(src, dst):
     return dst
 
 
+def copy_model_version(models_dir, model, dst, new_version, src_version="1.0.0"):
+    """Copies version src_version of model to dst as new_version (its manifest's version
+    changed; the booster and its sha256 as they were): (dst, manifest), to register."""
+    shutil.copytree(os.path.join(models_dir, model, src_version), dst)
+    mf_path = os.path.join(dst, "manifest.json")
+    with open(mf_path) as f:
+        mf = json.load(f)
+    mf["version"] = new_version
+    with open(mf_path, "w") as f:
+        json.dump(mf, f, indent=2)
+    return dst, mf
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ tampered artifact refused with nothing changed."""
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -412,15 +411,7 @@ def booster_file(vdir, manifest):
 
 
 def copy_version(models_dir, dst, new_version):
-    src = os.path.join(models_dir, PARK, "1.0.0")
-    shutil.copytree(src, dst)
-    mf_path = os.path.join(dst, "manifest.json")
-    with open(mf_path) as f:
-        mf = json.load(f)
-    mf["version"] = new_version
-    with open(mf_path, "w") as f:
-        json.dump(mf, f, indent=2)
-    return dst, mf
+    return h.copy_model_version(models_dir, PARK, dst, new_version)
 
 
 def flip_digit(path):

@@ -10,7 +10,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -545,15 +544,8 @@ def test_monitoring_endpoints_shape(make_server):
 
 def _copy_version(srv, version, model=MODEL):
     """Registers a copy of model 1.0.0 as `version` (not stable)."""
-    src = os.path.join(srv.root, "models", model, "1.0.0")
-    dst = os.path.join(srv.root, "staging", model, version)
-    shutil.copytree(src, dst)
-    mpath = os.path.join(dst, "manifest.json")
-    with open(mpath) as f:
-        m = json.load(f)
-    m["version"] = version
-    with open(mpath, "w") as f:
-        json.dump(m, f)
+    dst, _ = h.copy_model_version(os.path.join(srv.root, "models"), model,
+                                  os.path.join(srv.root, "staging", model, version), version)
     r = h.run_cli(["model", "register", dst], env=h.demo_env(srv.root))
     assert r.returncode == 0, r.stderr
     return os.path.join(srv.root, "models", model, version)

@@ -453,15 +453,8 @@ def test_high_error_rate_fires_and_resolves(st):
     """5xx: register a second version of a model, damage its booster on disk: every request
     pinned to it answers 503 model_unavailable. Restoring the file heals it."""
     srv = st.server
-    src = os.path.join(srv.models_dir, ERR_MODEL, "1.0.0")
-    stage = os.path.join(st.tmp, "stage-%s" % BAD_VERSION)
-    shutil.copytree(src, stage)
-    mpath = os.path.join(stage, "manifest.json")
-    with open(mpath) as f:
-        man = json.load(f)
-    man["version"] = BAD_VERSION
-    with open(mpath, "w") as f:
-        json.dump(man, f)
+    stage, man = h.copy_model_version(srv.models_dir, ERR_MODEL, os.path.join(st.tmp, "stage-%s" % BAD_VERSION),
+                                      BAD_VERSION)
     env = dict(h.demo_env(srv.root))
     r = h.run_cli(["model", "register", stage], env=env)
     assert r.returncode == 0, r.stdout + r.stderr

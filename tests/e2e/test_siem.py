@@ -181,6 +181,16 @@ def test_tcp_outage_catch_up_exactly_once_in_order(make_server, tmp_path):
         rs.stop()
 
 
+def _forwarding(make_server, tmp_path, rs, n):
+    """A server forwarding to rs, n reads audited and all of them at rs: (env, server)."""
+    env = audit_env(tmp_path, rs)
+    srv = make_server(env)
+    for _ in range(n):
+        assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+    wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= n, what="the first records at rsyslog")
+    return env, srv
+
+
 def _records(env):
     with open(env["AUDIT_LOG_PATH"]) as f:
         return [json.loads(l) for l in f.read().splitlines() if l]
@@ -192,11 +202,7 @@ def test_log_overwritten_in_place_forwards_the_gap_and_what_follows(make_server,
     after it."""
     rs = Rsyslog(tmp_path / "rsyslog").start()
     try:
-        env = audit_env(tmp_path, rs)
-        srv = make_server(env)
-        for _ in range(6):
-            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
-        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 6, what="first records")
+        env, srv = _forwarding(make_server, tmp_path, rs, 6)
         with open(env["AUDIT_LOG_PATH"], "rb") as f:
             older = f.read()
         for _ in range(6):
@@ -228,11 +234,7 @@ def test_new_chain_after_the_log_was_deleted_is_forwarded(make_server, tmp_path)
     kept: the new chain (seq 1..) was never forwarded, and nothing said so."""
     rs = Rsyslog(tmp_path / "rsyslog").start()
     try:
-        env = audit_env(tmp_path, rs)
-        srv = make_server(env)
-        for _ in range(8):
-            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
-        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 8, what="first chain")
+        env, srv = _forwarding(make_server, tmp_path, rs, 8)
         first = len(rs.seqs())
         srv.stop()
         for suffix in ("", ".checkpoints"):
