@@ -97,6 +97,7 @@ typedef struct audit_verify_result {
     uint64_t last_seq;       /* last good seq */
     uint64_t checkpoints;    /* checkpoints whose signature and hash were checked */
     bool torn_tail_ignored;  /* the active file ends in a partial line (never acknowledged) */
+    bool torn_checkpoint_ignored; /* so does the checkpoints file (trimmed at the next checkpoint) */
     bool legacy_prune_head;  /* the chain starts after archives that an AUDIT_PRUNE record of an
                                 earlier version (no first_kept_seq) names as removed: accepted,
                                 but where the chain starts is not proven by the chain itself */

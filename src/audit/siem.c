@@ -50,6 +50,9 @@ typedef struct cursor {
     int64_t offset;
     uint64_t seq;
     char hash[65]; /* of the record at seq ("" in cursors of earlier versions) */
+    char ts[40];   /* its "ts" (ISO 8601 UTC, fixed width: compares as text; "" likewise) */
+    int64_t rec_off; /* where that record's line starts in the file of ino (-1: in an earlier file) */
+    bool other_chain_said; /* not saved: the CRITICAL line for a replaced chain was logged */
 } cursor_t;
 
 struct audit_siem {
@@ -397,38 +400,86 @@ static void load_cursor(audit_siem_t *s, cursor_t *c)
         c->ino = (uint64_t)json_integer_value(json_object_get(o, "ino"));
         c->offset = json_integer_value(json_object_get(o, "offset"));
         c->seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+        json_t *ro = json_object_get(o, "rec_off");
+        c->rec_off = json_is_integer(ro) ? json_integer_value(ro) : -1;
         const char *h = json_string_value(json_object_get(o, "hash"));
+        const char *t = json_string_value(json_object_get(o, "ts"));
         if (h && strlen(h) == 64)
             memcpy(c->hash, h, 65);
+        if (t && strlen(t) < sizeof(c->ts))
+            snprintf(c->ts, sizeof(c->ts), "%s", t);
         json_decref(o);
     }
 }
 
 static int save_cursor(audit_siem_t *s, const cursor_t *c)
 {
-    char buf[320];
-    int n = snprintf(buf, sizeof(buf), "{\"ino\":%llu,\"offset\":%lld,\"seq\":%llu,\"hash\":\"%s\"}\n",
-                     (unsigned long long)c->ino, (long long)c->offset, (unsigned long long)c->seq, c->hash);
+    char buf[384];
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"ino\":%llu,\"offset\":%lld,\"seq\":%llu,\"hash\":\"%s\",\"ts\":\"%s\",\"rec_off\":%lld}\n",
+                     (unsigned long long)c->ino, (long long)c->offset, (unsigned long long)c->seq, c->hash, c->ts,
+                     (long long)c->rec_off);
     return util_write_file_atomic(s->cursor_path, buf, (size_t)n, 0640);
 }
 
-/* The log the cursor pointed into is not there any more (replaced by another chain,
- * deleted, rewritten): what is there now is forwarded from its start, with a CRITICAL line
- * saying so. The receiver gets the records written since, the AUDIT_GAP first when the
- * server saw the loss; a chain it had already received is sent again only in that case. */
-static void restart_cursor(cursor_t *c, const char *why, uint64_t found_seq)
+/* At start: the file of the cursor's inode must still hold, at rec_off, the record the cursor
+ * names. A log replaced while no forwarder ran (emptied and written again, or a new file on a
+ * reused inode number) may have grown past the position: reading on from there would skip
+ * its first records and start mid-line. Such a file is read again from its start. */
+static void check_cursor(audit_siem_t *s, cursor_t *c)
 {
-    log_msg(LOG_CRITICAL, "siem: the audit log under the forwarder changed; forwarding it again from its start",
-            "{s:s,s:I,s:I}", "why", why, "forwarded_seq", (json_int_t)c->seq, "found_seq",
-            (json_int_t)found_seq);
-    memset(c, 0, sizeof(*c));
+    if (!c->ino || !c->hash[0] || c->rec_off < 0)
+        return; /* nothing forwarded yet, a cursor of an earlier version, or the record is in an
+                 * earlier file (rotated away: not replaced by this) */
+    audit_file_t *files;
+    size_t n;
+    if (audit_files_list(s->log_path, &files, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(files[i].path, &st) < 0 || (uint64_t)st.st_ino != c->ino)
+            continue;
+        bool same = false;
+        FILE *f = fopen(files[i].path, "re");
+        if (f && fseeko(f, c->rec_off, SEEK_SET) == 0) {
+            char *line;
+            size_t len;
+            bool term;
+            if (audit_read_line(f, &line, &len, &term) > 0) {
+                json_t *rec = audit_record_parse(line, len);
+                const char *h = json_string_value(json_object_get(rec, "hash"));
+                same = term && h && strcmp(h, c->hash) == 0;
+                json_decref(rec);
+                free(line);
+            }
+        }
+        if (f)
+            fclose(f);
+        if (!same) {
+            log_msg(LOG_CRITICAL, "siem: the audit log no longer holds the record the forwarder sent last (replaced "
+                    "while stopped); reading it again from its start", "{s:s,s:I}", "file", files[i].path,
+                    "forwarded_seq", (json_int_t)c->seq);
+            c->offset = 0;
+        }
+        break;
+    }
+    audit_files_free(files, n);
 }
 
-/* Finds the file holding the records after c (by inode, else by seq). Returns a malloc'd
- * path, or NULL when nothing is there yet. Updates c->ino/offset when it had to move to
- * another file, and restarts c (restart_cursor) when the log no longer holds what it
- * forwarded: its file is shorter than the position (truncated or overwritten in place), or
- * every file ends before the last seq forwarded (deleted and begun again). */
+/* Whether rec comes after the cursor: a later seq, or (a log emptied, overwritten or begun
+ * again, whose seqs restart below the cursor's) a later time than the record the cursor
+ * names. Records already sent have neither. */
+static bool after_cursor(const cursor_t *c, const json_t *rec)
+{
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+    const char *ts = json_string_value(json_object_get(rec, "ts"));
+    return seq > c->seq || (c->ts[0] && ts && strcmp(ts, c->ts) > 0);
+}
+
+/* Finds the file holding the records after c (by inode, else the first file whose last
+ * record comes after the cursor). Returns a malloc'd path, or NULL when nothing is there yet.
+ * Updates c->ino/offset when it had to move to another file. A file shorter than the
+ * position (truncated or overwritten in place) is read again from its start. */
 static char *locate(audit_siem_t *s, cursor_t *c)
 {
     audit_file_t *files;
@@ -439,7 +490,7 @@ static char *locate(audit_siem_t *s, cursor_t *c)
     for (size_t i = 0; i < n && !path && c->ino; i++) {
         struct stat st;
         if (stat(files[i].path, &st) == 0 && (uint64_t)st.st_ino == c->ino) {
-            if (st.st_size < c->offset) { /* records before the position are skipped by seq */
+            if (st.st_size < c->offset) { /* what was sent is skipped again by after_cursor */
                 log_msg(LOG_CRITICAL, "siem: the audit log is shorter than the forwarder's position: truncated "
                         "or overwritten; reading it again from its start",
                         "{s:s,s:I,s:I}", "file", files[i].path, "size", (json_int_t)st.st_size, "position",
@@ -453,35 +504,32 @@ static char *locate(audit_siem_t *s, cursor_t *c)
                 path = strdup(files[i + 1].path);
                 c->ino = (uint64_t)st.st_ino;
                 c->offset = 0;
+                c->rec_off = -1;
             }
         }
     }
-    uint64_t last = 0; /* the highest seq any file ends with */
-    for (int pass = 0; pass < 2 && !path; pass++) {
-        for (size_t i = 0; i < n && !path; i++) {
-            /* inode gone (pruned) or first run: the first file whose last seq is past c->seq */
-            int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0)
-                continue;
-            struct stat st;
-            json_t *rec = NULL;
-            off_t valid;
-            if (fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec) {
-                uint64_t seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
-                if (seq > last)
-                    last = seq;
-                if (seq > c->seq) {
-                    path = strdup(files[i].path);
-                    c->ino = (uint64_t)st.st_ino;
-                    c->offset = 0; /* records at or before c->seq are skipped while reading */
-                }
-            }
-            json_decref(rec);
-            close(fd);
+    for (size_t i = 0; i < n && !path; i++) {
+        /* inode gone (rotated away and pruned, or the log deleted) or first run */
+        int fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        json_t *rec = NULL;
+        off_t valid;
+        if (fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec &&
+            after_cursor(c, rec)) {
+            uint64_t last = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+            if (c->ino && last <= c->seq)
+                log_msg(LOG_CRITICAL, "siem: the audit log the forwarder read is gone and a new one begun; "
+                        "forwarding the new records", "{s:s,s:I,s:I}", "file", files[i].path, "forwarded_seq",
+                        (json_int_t)c->seq, "last_seq", (json_int_t)last);
+            path = strdup(files[i].path);
+            c->ino = (uint64_t)st.st_ino;
+            c->offset = 0; /* records up to the cursor are skipped while reading */
+            c->rec_off = -1;
         }
-        if (path || pass > 0 || last == 0 || last >= c->seq)
-            break;
-        restart_cursor(c, "every audit file ends before the last record forwarded", last);
+        json_decref(rec);
+        close(fd);
     }
     audit_files_free(files, n);
     return path;
@@ -542,14 +590,15 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
             free(line);
         uint64_t seq = rec ? (uint64_t)json_integer_value(json_object_get(rec, "seq")) : 0;
         const char *hash = json_string_value(json_object_get(rec, "hash"));
-        if (rec && seq == c->seq && c->hash[0] && (!hash || strcmp(hash, c->hash) != 0)) {
-            /* the record at the cursor's seq is another one: another chain now */
-            json_decref(rec);
-            restart_cursor(c, "the record at the forwarded seq is not the one forwarded", seq);
-            rc = 0;
-            break;
+        const char *ts = json_string_value(json_object_get(rec, "ts"));
+        if (rec && seq == c->seq && c->hash[0] && hash && strcmp(hash, c->hash) != 0 && !c->other_chain_said) {
+            /* the record at the cursor's seq is another one: the log was begun again; its
+             * records are newer than the cursor's and go out (after_cursor) */
+            log_msg(LOG_CRITICAL, "siem: the audit record at the forwarded seq is not the one forwarded: the log "
+                    "was replaced by another chain; forwarding its new records", "{s:I}", "seq", (json_int_t)seq);
+            c->other_chain_said = true;
         }
-        if (!rec || seq <= c->seq) {
+        if (!rec || !after_cursor(c, rec)) {
             if (!rec)
                 log_msg(LOG_WARNING, "siem: skipping a line that is not an audit record", "{s:I}", "offset",
                         (json_int_t)start);
@@ -557,14 +606,16 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
             c->offset = end;
             continue;
         }
-        if (c->seq && seq != c->seq + 1)
+        if (c->seq && seq > c->seq + 1)
             log_msg(LOG_WARNING, "siem: gap in the audit sequence", "{s:I,s:I}", "after", (json_int_t)c->seq,
                     "next", (json_int_t)seq);
         char *msg;
         size_t mlen;
-        char rec_hash[65] = "";
+        char rec_hash[65] = "", rec_ts[40] = "";
         if (hash && strlen(hash) == 64)
             memcpy(rec_hash, hash, 65);
+        if (ts && strlen(ts) < sizeof(rec_ts))
+            snprintf(rec_ts, sizeof(rec_ts), "%s", ts);
         rc = audit_siem_format(rec, s->facility, s->hostname, &msg, &mlen);
         json_decref(rec);
         if (rc < 0)
@@ -574,8 +625,10 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         if (rc < 0)
             break;
         c->offset = end;
-        c->seq = seq;
+        c->rec_off = start;
+        c->seq = seq; /* may go down: a log begun again */
         memcpy(c->hash, rec_hash, sizeof(c->hash));
+        memcpy(c->ts, rec_ts, sizeof(c->ts));
         sent++;
     }
     fclose(f);
@@ -598,6 +651,7 @@ static void *forwarder_main(void *arg)
             if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
                 locked = true;
                 load_cursor(s, &c);
+                check_cursor(s, &c);
                 log_msg(LOG_INFO, "siem forwarder started", "{s:s,s:s,s:I}", "server", s->host, "port",
                         s->port, "after_seq", (json_int_t)c.seq);
             } else {

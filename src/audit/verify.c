@@ -108,8 +108,10 @@ static int load_checkpoints(const config_t *cfg, EVP_PKEY *vk, ckpt_t **ret, siz
         json_t *ck = r > 0 ? json_loadb(line, len, 0, NULL) : NULL;
         if (r > 0)
             free(line);
-        if (!term && r > 0 && !ck)
-            break; /* torn last checkpoint line (crash while writing it) */
+        if (!term && r > 0 && !ck) {
+            res->torn_checkpoint_ignored = true; /* crash while writing it: never acknowledged */
+            break;
+        }
         json_t *seqv = json_object_get(ck, "seq");
         const char *hash = json_string_value(json_object_get(ck, "hash"));
         if (!ck || !json_is_integer(seqv) || !hash || strlen(hash) != 64) {
@@ -139,8 +141,18 @@ static int load_checkpoints(const config_t *cfg, EVP_PKEY *vk, ckpt_t **ret, siz
         }
         cks[n].seq = (uint64_t)json_integer_value(seqv);
         snprintf(cks[n].hash, sizeof(cks[n].hash), "%s", hash);
-        n++;
         json_decref(ck);
+        /* the writer appends under the log's lock, each checkpoint after the records it covers:
+         * seqs never go down (a checkpoint retried after a crash may repeat its seq) */
+        if (n > 0 && cks[n].seq < cks[n - 1].seq) {
+            fail_at(res, path, lineno, cks[n].seq, "checkpoint",
+                    "checkpoint line %llu (seq %llu) comes after a checkpoint of seq %llu: lines reordered or "
+                    "copied",
+                    (unsigned long long)lineno, (unsigned long long)cks[n].seq,
+                    (unsigned long long)cks[n - 1].seq);
+            break;
+        }
+        n++;
     }
     fclose(f);
     *ret = cks;
@@ -194,6 +206,9 @@ typedef struct head {
     uint64_t ck_seq;           /* highest checkpoint_seq named by an AUDIT_CHECKPOINT record */
     char ck_file[512];         /* where that record is */
     uint64_t ck_line, ck_rec_seq;
+    /* every (checkpoint_seq, record seq) the chain names: each must have its line */
+    uint64_t (*named)[2];
+    size_t n_named, cap_named;
 } head_t;
 
 /* Called for every intact record: AUDIT_PRUNE records name the first seq the prune kept and
@@ -229,6 +244,18 @@ static void note_head(head_t *hd, uint64_t first_seq, const char *type, const js
             hd->pruned_to = k;
     } else if (strcmp(type, "AUDIT_CHECKPOINT") == 0) {
         json_t *cs = json_object_get(det, "checkpoint_seq");
+        if (json_is_integer(cs) && hd->n_named == hd->cap_named) {
+            size_t cap = hd->cap_named ? 2 * hd->cap_named : 64;
+            uint64_t(*nn)[2] = realloc(hd->named, cap * sizeof(*nn));
+            if (nn) {
+                hd->named = nn;
+                hd->cap_named = cap;
+            }
+        }
+        if (json_is_integer(cs) && hd->n_named < hd->cap_named) {
+            hd->named[hd->n_named][0] = (uint64_t)json_integer_value(cs);
+            hd->named[hd->n_named++][1] = seq;
+        }
         if (json_is_integer(cs) && (uint64_t)json_integer_value(cs) > hd->ck_seq) {
             hd->ck_seq = (uint64_t)json_integer_value(cs);
             snprintf(hd->ck_file, sizeof(hd->ck_file), "%s", path);
@@ -267,10 +294,30 @@ static void check_ckpt_file(const config_t *cfg, const head_t *hd, const ckpt_t 
                             bool exists, audit_verify_result_t *res)
 {
     uint64_t have = ncks > 0 ? cks[ncks - 1].seq : 0;
-    if (exists && have >= hd->ck_seq)
-        return;
     char path[4200];
     audit_path_checkpoints(cfg->audit_log_path, path, sizeof(path));
+    if (exists && have >= hd->ck_seq) {
+        /* and no line the chain names was taken out (cks is sorted by seq) */
+        for (size_t i = 0; i < hd->n_named; i++) {
+            uint64_t want = hd->named[i][0];
+            size_t lo = 0, hi = ncks;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cks[mid].seq < want)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < ncks && cks[lo].seq == want)
+                continue;
+            fail_at(res, path, 0, want, "checkpoint",
+                    "the chain records a checkpoint of seq %llu (AUDIT_CHECKPOINT record seq %llu) but %s has "
+                    "no line for it: the line was deleted",
+                    (unsigned long long)want, (unsigned long long)hd->named[i][1], path);
+            return;
+        }
+        return;
+    }
     if (!exists)
         fail_at(res, path, 0, hd->ck_seq, "checkpoint",
                 "%s is missing but the chain records a checkpoint of seq %llu (%s line %llu, seq %llu): the "
@@ -292,6 +339,10 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
     memset(res, 0, sizeof(*res));
     res->ok = true;
     walk_t w = {.res = res};
+    /* the head (review22): the first record is seq 1 or an AUDIT_PRUNE record accounts for the
+     * records before it; the checkpoints file reaches the chain's last AUDIT_CHECKPOINT record
+     * and holds every one it names (set before any goto out: freed there) */
+    head_t head = {0};
     EVP_PKEY *vk = NULL;
     ckpt_t *cks = NULL;
     size_t ncks = 0;
@@ -331,9 +382,6 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
     uint64_t expect = 0; /* 0 = take the first record as the anchor */
     char prev[AUDIT_HASH_HEX] = "";
     size_t ci = 0;
-    /* the head (review22): the first record is seq 1 or an AUDIT_PRUNE record accounts for the
-     * records before it; the checkpoints file reaches the chain's last AUDIT_CHECKPOINT record */
-    head_t head = {0};
     for (size_t fi = 0; fi < w.nfiles && res->ok; fi++) {
         const char *path = w.files[fi].path;
         if (from_days >= 0 && w.files[fi].date_days >= 0 && w.files[fi].date_days < from_days)
@@ -474,6 +522,7 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
 out:
     audit_files_free(w.files, w.nfiles);
     free(cks);
+    free(head.named);
     EVP_PKEY_free(vk);
     return rc;
 }
@@ -485,6 +534,7 @@ json_t *audit_verify_result_json(const audit_verify_result_t *res)
                           (json_int_t)res->last_seq, "checkpoints_checked", (json_int_t)res->checkpoints,
                           "checkpoints_signed", res->checkpoints_signed, "torn_tail_ignored",
                           res->torn_tail_ignored, "legacy_prune_head", res->legacy_prune_head);
+    json_object_set_new(o, "torn_checkpoint_ignored", json_boolean(res->torn_checkpoint_ignored));
     if (o && !res->ok)
         json_object_set_new(o, "first_bad",
                             json_pack("{s:s,s:I,s:I,s:s,s:s}", "file", res->bad_file, "line",

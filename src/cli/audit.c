@@ -190,11 +190,13 @@ static int cmd_verify(int argc, char **argv)
         free(s);
         json_decref(j);
     } else if (res.ok) {
-        printf("audit log intact: %llu records (seq %llu..%llu), %llu checkpoints verified%s%s%s\n",
+        printf("audit log intact: %llu records (seq %llu..%llu), %llu checkpoints verified%s%s%s%s\n",
                (unsigned long long)res.records, (unsigned long long)res.first_seq,
                (unsigned long long)res.last_seq, (unsigned long long)res.checkpoints,
                res.checkpoints_signed ? "" : " (signatures NOT checked: no key)",
                res.torn_tail_ignored ? "; a torn last line (never acknowledged) was ignored" : "",
+               res.torn_checkpoint_ignored ? "; a torn last checkpoint line (never acknowledged) was ignored"
+                                           : "",
                res.legacy_prune_head ? "; the chain starts after archives an earlier version's prune "
                                        "removed (that start is not proven by the chain)"
                                      : "");

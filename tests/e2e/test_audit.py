@@ -114,6 +114,32 @@ def test_wrong_secret_key_is_named_as_a_possibility(tmp_path):
     assert r.returncode == 1 and "SECRET_KEY is not the key this log was written with" in r.stdout, r.stdout
 
 
+def test_every_checkpoint_line_is_checked(tmp_path):
+    """review37 #6: only the last checkpoint line was compared with the chain; older ones could
+    be deleted, reordered or repeated unnoticed, and a torn last line was ignored silently."""
+    env = audit_env(tmp_path)
+    make_log(env, 4)
+    ck = env["AUDIT_LOG_PATH"] + ".checkpoints"
+    with open(ck) as f:
+        orig = f.read().splitlines(keepends=True)
+    assert len(orig) >= 3, orig
+    cases = {
+        "first deleted": orig[1:],
+        "middle deleted": orig[:1] + orig[2:],
+        "reordered": [orig[1], orig[0]] + orig[2:],
+        "repeated": orig + [orig[0]],
+    }
+    for name, lines in cases.items():
+        with open(ck, "w") as f:
+            f.write("".join(lines))
+        r, out = verify(env)
+        assert r.returncode == 1 and out["first_bad"]["kind"] == "checkpoint", (name, r.stdout, r.stderr)
+    with open(ck, "w") as f:
+        f.write("".join(orig) + '{"hash":"ab')
+    r, out = verify(env)
+    assert r.returncode == 0 and out["torn_checkpoint_ignored"] is True, (r.stdout, r.stderr)
+
+
 def tamper_and_check(env, ls, seq, line, kind):
     write_lines(env, ls)
     r, out = verify(env)
@@ -297,6 +323,17 @@ def test_serve_refuses_audit_without_secret_key(make_server, tmp_path):
     with pytest.raises(h.ServerStartError) as e:
         make_server(env)
     assert "SECRET_KEY" in str(e.value)
+
+
+def test_audit_api_verify_of_a_wiped_trail_is_not_intact(make_server, tmp_path):
+    """review39 #3: GET /api/v1/audit/verify answered ok with 0 records for a deleted trail."""
+    env = audit_env(tmp_path, signing=False)
+    srv = make_server(env)
+    assert srv.get("/api/v1/audit/verify").json()["ok"] is True
+    os.remove(env["AUDIT_LOG_PATH"])
+    r = srv.get("/api/v1/audit/verify")
+    assert r.status_code == 200 and r.json()["ok"] is False, r.text
+    assert r.json()["first_bad"]["kind"] == "missing", r.text
 
 
 def test_audit_api(make_server, tmp_path):

@@ -247,7 +247,7 @@ def test_new_chain_after_the_log_was_deleted_is_forwarded(make_server, tmp_path)
         new = [r["hash"] for r in _records(env)]
         sent = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[first:]]
         wait_for(lambda: all(x in sent() for x in new), timeout=20, what="the new chain at the SIEM")
-        assert "forwarding it again from its start" in srv2.log_text()
+        assert "a new one begun" in srv2.log_text()
         # and a new chain that has grown past the old cursor's seq before the forwarder looks
         srv2.stop()
         before = len(rs.received())
@@ -262,6 +262,72 @@ def test_new_chain_after_the_log_was_deleted_is_forwarded(make_server, tmp_path)
         third = [r["hash"] for r in _records(env)]
         sent3 = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[before:]]
         wait_for(lambda: all(x in sent3() for x in third), timeout=20, what="the whole third chain")
+    finally:
+        rs.stop()
+
+
+def test_log_emptied_while_stopped_or_active_deleted_beside_archives(make_server, tmp_path):
+    """review39 #1: a log emptied while the server was stopped: the next server's records
+    (seq 1..) were held back as "already sent"; #2: a cursor restart re-sent every archive
+    still kept."""
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env, srv = _forwarding(make_server, tmp_path, rs, 8)
+        srv.stop()
+        got = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[sent:]]
+        # the log emptied while stopped: the new chain's records (seq 1..) go out
+        sent = len(rs.received())
+        open(env["AUDIT_LOG_PATH"], "w").close()
+        srv = make_server(env)
+        for _ in range(2):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        new = [r["hash"] for r in _records(env)]
+        assert new and _records(env)[-1]["seq"] < 8, _records(env)[-1]
+        wait_for(lambda: all(x in got() for x in new), timeout=20, what="the records after emptying")
+        srv.stop()
+        # what a rotation leaves: yesterday's archive, then a new active log
+        os.rename(env["AUDIT_LOG_PATH"], env["AUDIT_LOG_PATH"] + ".2026-11-27")
+        srv = make_server(env)
+        for _ in range(3):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        wait_for(lambda: rs.seqs()[-1:] == log_seqs(env)[-1:], what="the active log's records")
+        srv.stop()
+        # the active log deleted, the archive kept: the archive is not sent again
+        sent = len(rs.received())
+        os.remove(env["AUDIT_LOG_PATH"])
+        srv = make_server(env)
+        for _ in range(2):
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        new = [r["hash"] for r in _records(env)]
+        wait_for(lambda: all(x in got() for x in new), timeout=20, what="the records after deleting")
+        time.sleep(1.0)
+        with open(env["AUDIT_LOG_PATH"] + ".2026-11-27") as f:
+            archived = {json.loads(l)["hash"] for l in f if l.strip()}
+        again = [x for x in got() if x in archived]
+        assert not again, "%d archived records sent again" % len(again)
+    finally:
+        rs.stop()
+
+
+def test_log_replaced_in_place_by_a_longer_one_while_stopped(make_server, tmp_path):
+    """review39 (suspicion): a log replaced while no forwarder ran by one longer than the old
+    position (the same inode, as a reused inode number gives) was read on from that position:
+    its first records were skipped and the read began mid-line."""
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env, srv = _forwarding(make_server, tmp_path, rs, 8)
+        srv.stop()
+        sent = len(rs.received())
+        position = json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))["offset"]
+        open(env["AUDIT_LOG_PATH"], "r+").truncate(0)  # same inode
+        while os.path.getsize(env["AUDIT_LOG_PATH"]) <= position + 1000:
+            cli_events(env, 1)
+        srv = make_server(env)
+        assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        new = [r["hash"] for r in _records(env)]
+        got = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[sent:]]
+        wait_for(lambda: all(x in got() for x in new), timeout=20, what="every record of the new log")
+        assert "no longer holds the record the forwarder sent last" in srv.log_text()
     finally:
         rs.stop()
 
