@@ -62,6 +62,8 @@ typedef struct mentry {
     va_slot_t va[MAX_VA];
     _Atomic int n_va;
     _Atomic bool va_full_said; /* the pair that did not fit was logged */
+    _Atomic int n_pinned;      /* pairs of pinned requests: at most MAX_VA / 2 */
+    _Atomic bool pinned_full_said;
     /* loop-owned */
     tracked_t tracked[MAX_VA + 1];
     size_t n_tracked;
@@ -261,7 +263,8 @@ static mentry_t *entry_for(struct monitor *m, const model_manifest_t *mf)
 
 static void va_full(mentry_t *e, const char *version, const char *arm)
 {
-    if (!atomic_exchange(&e->va_full_said, true))
+    bool pinned = strcmp(arm, "pinned") == 0;
+    if (!atomic_exchange(pinned ? &e->pinned_full_said : &e->va_full_said, true))
         log_msg(LOG_WARNING, "monitor: this model has served more (version, arm) pairs than the monitor follows; "
                 "its error rate and latency leave the new ones out until a restart",
                 "{s:s,s:s,s:s,s:i}", "model", e->name, "version", version, "arm", arm, "limit", MAX_VA);
@@ -278,7 +281,10 @@ static void note_version_arm(mentry_t *e, const char *version, const char *arm)
             return;
     if (strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
         return;
-    if (n >= MAX_VA) {
+    /* clients pinning versions may take half the pairs, never the ones rollouts need */
+    bool pinned = strcmp(arm, "pinned") == 0;
+    if (n >= MAX_VA || (pinned && (atomic_load(&e->n_pinned) >= MAX_VA / 2 ||
+                                   atomic_fetch_add(&e->n_pinned, 1) >= MAX_VA / 2))) {
         va_full(e, version, arm);
         return;
     }

@@ -582,6 +582,27 @@ def test_many_versions_and_a_broken_one_are_all_counted(make_server):
     assert metric(srv, "model_prediction_errors_total", model=MODEL, version="1.0.99", arm="pinned") == 4
 
 
+def test_pinned_versions_take_at_most_half_the_pairs(make_server):
+    """review39 #4: requests pinned to many versions could use up every (version, arm) pair the
+    monitor follows, leaving a later canary out of the model's error rate."""
+    srv = make_server(MON_ENV)
+    row = h.valid_features(srv.manifest(MODEL))
+    versions = ["2.0.%d" % i for i in range(34)]
+    for v in versions:
+        _copy_version(srv, v)
+    for v in versions:
+        assert srv.predict(MODEL, {"features": row, "version": v}).status_code == 200
+    for _ in range(3):
+        assert srv.predict(MODEL, {"features": row}).status_code == 200
+    # the stable pair and 32 pinned ones: 2 pinned versions are left out, and said so
+    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] >= 3 + 32,
+             what="the counted pairs")
+    time.sleep(1.5)
+    assert srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] == 3 + 32
+    warned = [x for x in srv.log_records() if "pairs than the monitor follows" in x.get("msg", "")]
+    assert len(warned) == 1 and warned[0]["arm"] == "pinned", warned
+
+
 def test_a_wide_model_gets_drift_figures(make_server, tmp_path):
     """review38 #4: a model with more than 256 features had no drift or quality figures at all
     (its window never took a row); the first 256 are followed."""
