@@ -422,48 +422,29 @@ static int save_cursor(audit_siem_t *s, const cursor_t *c)
     return util_write_file_atomic(s->cursor_path, buf, (size_t)n, 0640);
 }
 
-/* At start: the file of the cursor's inode must still hold, at rec_off, the record the cursor
- * names. A log replaced while no forwarder ran (emptied and written again, or a new file on a
- * reused inode number) may have grown past the position: reading on from there would skip
- * its first records and start mid-line. Such a file is read again from its start. */
-static void check_cursor(audit_siem_t *s, cursor_t *c)
+/* Whether f (the file of the cursor's inode) still holds, at rec_off, the record the cursor
+ * names. A log emptied or deleted and written again past the position (while no forwarder
+ * ran, or while the receiver was away, or on a reused inode number) does not: reading on from
+ * the position would skip its first records (the server's AUDIT_GAP among them) and start
+ * mid-line. Unknown (an earlier cursor, or the record in an earlier file) counts as held. */
+static bool holds_cursor_record(FILE *f, const cursor_t *c)
 {
-    if (!c->ino || !c->hash[0] || c->rec_off < 0)
-        return; /* nothing forwarded yet, a cursor of an earlier version, or the record is in an
-                 * earlier file (rotated away: not replaced by this) */
-    audit_file_t *files;
-    size_t n;
-    if (audit_files_list(s->log_path, &files, &n) < 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        if (stat(files[i].path, &st) < 0 || (uint64_t)st.st_ino != c->ino)
-            continue;
-        bool same = false;
-        FILE *f = fopen(files[i].path, "re");
-        if (f && fseeko(f, c->rec_off, SEEK_SET) == 0) {
-            char *line;
-            size_t len;
-            bool term;
-            if (audit_read_line(f, &line, &len, &term) > 0) {
-                json_t *rec = audit_record_parse(line, len);
-                const char *h = json_string_value(json_object_get(rec, "hash"));
-                same = term && h && strcmp(h, c->hash) == 0;
-                json_decref(rec);
-                free(line);
-            }
+    if (!c->hash[0] || c->rec_off < 0)
+        return true;
+    bool same = false;
+    if (fseeko(f, c->rec_off, SEEK_SET) == 0) {
+        char *line;
+        size_t len;
+        bool term;
+        if (audit_read_line(f, &line, &len, &term) > 0) {
+            json_t *rec = audit_record_parse(line, len);
+            const char *h = json_string_value(json_object_get(rec, "hash"));
+            same = term && h && strcmp(h, c->hash) == 0;
+            json_decref(rec);
+            free(line);
         }
-        if (f)
-            fclose(f);
-        if (!same) {
-            log_msg(LOG_CRITICAL, "siem: the audit log no longer holds the record the forwarder sent last (replaced "
-                    "while stopped); reading it again from its start", "{s:s,s:I}", "file", files[i].path,
-                    "forwarded_seq", (json_int_t)c->seq);
-            c->offset = 0;
-        }
-        break;
     }
-    audit_files_free(files, n);
+    return same;
 }
 
 /* Whether rec comes after the cursor: a later seq, or (a log emptied, overwritten or begun
@@ -496,6 +477,7 @@ static char *locate(audit_siem_t *s, cursor_t *c)
                         "{s:s,s:I,s:I}", "file", files[i].path, "size", (json_int_t)st.st_size, "position",
                         (json_int_t)c->offset);
                 c->offset = 0;
+                c->rec_off = -1;
             }
             if (c->offset < st.st_size || i == n - 1) {
                 path = strdup(files[i].path);
@@ -568,6 +550,13 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         return 0;
     int sent = 0, rc = 0;
     int64_t start_offset = c->offset;
+    if (c->offset > 0 && !holds_cursor_record(f, c)) {
+        log_msg(LOG_CRITICAL, "siem: the audit log no longer holds the record the forwarder sent last (emptied "
+                "or replaced, and written again); reading it again from its start", "{s:I}", "forwarded_seq",
+                (json_int_t)c->seq);
+        c->offset = 0;
+        c->rec_off = -1;
+    }
     if (fseeko(f, c->offset, SEEK_SET) != 0) {
         fclose(f);
         return 0;
@@ -651,7 +640,6 @@ static void *forwarder_main(void *arg)
             if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
                 locked = true;
                 load_cursor(s, &c);
-                check_cursor(s, &c);
                 log_msg(LOG_INFO, "siem forwarder started", "{s:s,s:s,s:I}", "server", s->host, "port",
                         s->port, "after_seq", (json_int_t)c.seq);
             } else {

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -112,6 +113,27 @@ def test_wrong_secret_key_is_named_as_a_possibility(tmp_path):
     make_log(env, 2)
     r = h.run_cli(["audit", "verify"], dict(env, SECRET_KEY="another-secret-0123456789abcdef0123456789"))
     assert r.returncode == 1 and "SECRET_KEY is not the key this log was written with" in r.stdout, r.stdout
+
+
+def test_a_checkpoint_written_during_verify_is_not_tampering(tmp_path):
+    """review40 #1: verify reads the checkpoints, then walks the log; a checkpoint written in
+    between (its line, then its AUDIT_CHECKPOINT record) made a genuine trail fail as "checkpoints
+    file was shortened". strace holds verify's opening of the log for 1.5 s while another process
+    writes a checkpoint (scripts/install-deps.sh installs strace)."""
+    env = audit_env(tmp_path)
+    make_log(env, 3)
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", env["AUDIT_LOG_PATH"], "-e",
+                          "trace=openat", "-e", "inject=openat:delay_enter=1500000:when=1",
+                          h.require_binary(), "audit", "verify", "--json"],
+                         env=h.base_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    before = len(lines(env))
+    r = h.run_cli(["audit", "verify", "--allow-empty"], env)  # appends AUDIT_VERIFY and a checkpoint
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert any(json.loads(l)["type"] == "AUDIT_CHECKPOINT" for l in lines(env)[before:])
+    out, errs = p.communicate(timeout=60)
+    assert p.returncode == 0, out + errs
+    assert json.loads(out)["ok"] is True, out
 
 
 def test_every_checkpoint_line_is_checked(tmp_path):

@@ -328,6 +328,29 @@ def test_log_replaced_in_place_by_a_longer_one_while_stopped(make_server, tmp_pa
         got = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[sent:]]
         wait_for(lambda: all(x in got() for x in new), timeout=20, what="every record of the new log")
         assert "no longer holds the record the forwarder sent last" in srv.log_text()
+        assert srv.log_text().count("CRITICAL") <= 2, srv.log_text()
+    finally:
+        rs.stop()
+
+
+def test_log_emptied_under_a_running_server_during_an_outage(make_server, tmp_path):
+    """review40 #2: the log emptied while the server ran and the receiver was away, and written
+    again past the forwarder's position before it looked: it read on mid-line from there, and
+    the server's AUDIT_GAP record and those after it never reached the SIEM."""
+    rs = Rsyslog(tmp_path / "rsyslog").start()
+    try:
+        env, srv = _forwarding(make_server, tmp_path, rs, 6)
+        position = json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))["offset"]
+        rs.stop()
+        open(env["AUDIT_LOG_PATH"], "r+").truncate(0)  # same inode, under the running server
+        while os.path.getsize(env["AUDIT_LOG_PATH"]) <= position + 1000:
+            assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
+        recs = _records(env)
+        assert any(r["type"] == "AUDIT_GAP" for r in recs), [r["type"] for r in recs]
+        rs.start()
+        want = [r["hash"] for r in recs]
+        got = lambda: {json.loads(m)["hash"] for _, _, m in rs.received()}
+        wait_for(lambda: all(x in got() for x in want), timeout=30, what="the AUDIT_GAP and what follows")
     finally:
         rs.stop()
 
