@@ -72,6 +72,11 @@ def require_binary():
     return BIN
 
 
+# LeakSanitizer cannot run under ptrace (an ASan build, scripts/test-sanitize.sh, fails at exit
+# under strace): the environment of a command run under strace; other builds ignore it
+UNDER_PTRACE = {"ASAN_OPTIONS": "detect_leaks=0"}
+
+
 def base_env(extra=None):
     """A minimal, deterministic environment: nothing from the caller's AiMedRes settings leaks in."""
     env = {

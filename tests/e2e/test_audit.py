@@ -125,7 +125,8 @@ def test_a_checkpoint_written_during_verify_is_not_tampering(tmp_path):
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", env["AUDIT_LOG_PATH"], "-e",
                           "trace=openat", "-e", "inject=openat:delay_enter=1500000:when=1",
                           h.require_binary(), "audit", "verify", "--json"],
-                         env=h.base_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=h.base_env(dict(env, **h.UNDER_PTRACE)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     before = len(lines(env))
     r = h.run_cli(["audit", "verify", "--allow-empty"], env)  # appends AUDIT_VERIFY and a checkpoint

@@ -32,9 +32,7 @@ template, inst = bh.install_fixtures("restore-interrupted-template")
 out = bh.out
 
 JOURNAL_SUFFIX = ".restore-journal"
-# LeakSanitizer cannot run under ptrace (an ASan build, scripts/test-sanitize.sh, would fail
-# at exit under strace); other builds ignore the variable
-UNDER_PTRACE = {"ASAN_OPTIONS": "detect_leaks=0"}
+UNDER_PTRACE = h.UNDER_PTRACE
 NEW_ENV_LINE = "MAX_WORKERS=7\n"
 
 
