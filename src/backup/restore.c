@@ -695,6 +695,24 @@ static int parent_fsync(const char *path)
     return util_fsync_dir(dir);
 }
 
+/* Renames the audit file name in a->dest into aside_dir (created on first use), which moved
+ * names once. 0 or -errno. */
+static int file_aside(const area_t *a, const char *name, const char *aside_dir, json_t *moved)
+{
+    char from[PATH_MAX + 300], to[PATH_MAX + 400];
+    snprintf(from, sizeof(from), "%s/%s", a->dest, name);
+    snprintf(to, sizeof(to), "%s/%s", aside_dir, name);
+    int r = util_mkdir_p(aside_dir, 0700);
+    if (r < 0)
+        return r;
+    if (rename(from, to) < 0)
+        return -errno;
+    if (json_array_size(moved) == 0 ||
+        strcmp(json_string_value(json_array_get(moved, json_array_size(moved) - 1)), aside_dir) != 0)
+        json_array_append_new(moved, json_string(aside_dir));
+    return 0;
+}
+
 /* The files of the audit trail in a->dest (a->trail, and a->trail followed by '.': its
  * archives, checkpoints, cursor and state files) that the backup does not hold go to
  * aside_dir too: left in place, a checkpoints file or archive written after the backup would
@@ -714,21 +732,10 @@ static int set_aside_trail(const area_t *a, const char *aside_dir, json_t *moved
             continue;
         if ((nl = strlen(n)) >= 5 && strcmp(n + nl - 5, ".lock") == 0)
             continue;
-        char staged[PATH_MAX + 300], from[PATH_MAX + 300], to[PATH_MAX + 400];
+        char staged[PATH_MAX + 300];
         snprintf(staged, sizeof(staged), "%s/%s", a->stage, n);
-        if (util_path_exists(staged))
-            continue; /* replaced by the backup's: the loop below sets it aside */
-        snprintf(from, sizeof(from), "%s/%s", a->dest, n);
-        snprintf(to, sizeof(to), "%s/%s", aside_dir, n);
-        if ((r = util_mkdir_p(aside_dir, 0700)) < 0)
-            break;
-        if (rename(from, to) < 0) {
-            r = -errno;
-            break;
-        }
-        if (json_array_size(moved) == 0 ||
-            strcmp(json_string_value(json_array_get(moved, json_array_size(moved) - 1)), aside_dir) != 0)
-            json_array_append_new(moved, json_string(aside_dir));
+        if (!util_path_exists(staged)) /* else replaced by the backup's: swap_area sets it aside */
+            r = file_aside(a, n, aside_dir, moved);
     }
     closedir(d);
     return r;
@@ -776,22 +783,11 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
         while (r == 0 && d && (de = readdir(d))) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
-            char from[PATH_MAX + 300], to[PATH_MAX + 300], old[PATH_MAX + 400];
+            char from[PATH_MAX + 300], to[PATH_MAX + 300];
             snprintf(from, sizeof(from), "%s/%s", a->stage, de->d_name);
             snprintf(to, sizeof(to), "%s/%s", a->dest, de->d_name);
-            if (util_path_exists(to)) {
-                if ((r = util_mkdir_p(aside_dir, 0700)) < 0)
-                    break;
-                snprintf(old, sizeof(old), "%s/%s", aside_dir, de->d_name);
-                if (rename(to, old) < 0) {
-                    r = -errno;
-                    break;
-                }
-                if (json_array_size(moved) == 0 ||
-                    strcmp(json_string_value(json_array_get(moved, json_array_size(moved) - 1)), aside_dir) !=
-                        0)
-                    json_array_append_new(moved, json_string(aside_dir));
-            }
+            if (util_path_exists(to) && (r = file_aside(a, de->d_name, aside_dir, moved)) < 0)
+                break;
             if (rename(from, to) < 0)
                 r = -errno;
         }
