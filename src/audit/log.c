@@ -258,11 +258,27 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
 {
     if (a->last_ts_days < 0 || a->known <= 0 || a->last_ts_days == day_of_ms(now_ms))
         return 0;
+    /* The archive is named by its last record's day, but never by a day before the newest
+     * archive's: after the clock was stepped back across midnight, a day already archived
+     * comes round again, and its name must still sort after every earlier archive (chain
+     * order is name order: audit_files_list). */
+    int64_t day = a->last_ts_days;
+    audit_file_t *files;
+    size_t n;
+    int rc = audit_files_list(a->path, &files, &n);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (files[i].date_days > day)
+            day = files[i].date_days;
+    audit_files_free(files, n);
     char date[11], dst[4300];
-    audit_date_format(a->last_ts_days, date);
+    audit_date_format(day, date);
     snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
     for (int i = 1; util_path_exists(dst) && i < 1000; i++)
         snprintf(dst, sizeof(dst), "%s.%s.%d", a->path, date, i);
+    if (util_path_exists(dst))
+        return -EEXIST; /* a thousand archives for one day: never rename over one */
     if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
         return -errno;
     char dir[4200];

@@ -736,9 +736,13 @@ void audit_path_cursor(const char *log_path, char *buf, size_t len)
     snprintf(buf, len, "%s.siem-cursor", log_path);
 }
 
+/* Chain order: by date, then by the suffix as a number ("….2" before "….10"). */
 static int cmp_files(const void *a, const void *b)
 {
-    return strcmp(((const audit_file_t *)a)->path, ((const audit_file_t *)b)->path);
+    const audit_file_t *x = a, *y = b;
+    if (x->date_days != y->date_days)
+        return x->date_days < y->date_days ? -1 : 1;
+    return (x->part > y->part) - (x->part < y->part);
 }
 
 void audit_files_free(audit_file_t *f, size_t n)
@@ -748,8 +752,9 @@ void audit_files_free(audit_file_t *f, size_t n)
     free(f);
 }
 
-/* "<base>.YYYY-MM-DD" or "<base>.YYYY-MM-DD.N" -> archive date. */
-static bool archive_date(const char *name, const char *base, int64_t *ret_days)
+/* "<base>.YYYY-MM-DD" or "<base>.YYYY-MM-DD.N" (N of at most 9 digits) -> archive date and N
+ * (0 without one). */
+static bool archive_date(const char *name, const char *base, int64_t *ret_days, unsigned *ret_part)
 {
     size_t bl = strlen(base);
     if (strncmp(name, base, bl) != 0 || name[bl] != '.')
@@ -763,13 +768,16 @@ static bool archive_date(const char *name, const char *base, int64_t *ret_days)
     if (audit_date_parse(date, ret_days) < 0)
         return false;
     const char *rest = d + 10;
+    *ret_part = 0;
     if (*rest == '\0')
         return true;
-    if (*rest != '.' || !rest[1])
+    if (*rest != '.' || !rest[1] || strlen(rest + 1) > 9)
         return false;
-    for (const char *p = rest + 1; *p; p++)
+    for (const char *p = rest + 1; *p; p++) {
         if (!isdigit((unsigned char)*p))
             return false;
+        *ret_part = *ret_part * 10 + (unsigned)(*p - '0');
+    }
     return true;
 }
 
@@ -792,7 +800,8 @@ int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n)
     struct dirent *de;
     while ((de = readdir(d))) {
         int64_t days;
-        if (!archive_date(de->d_name, base, &days))
+        unsigned part;
+        if (!archive_date(de->d_name, base, &days, &part))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -807,7 +816,8 @@ int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n)
             rc = -ENOMEM;
             goto fail;
         }
-        files[n++].date_days = days;
+        files[n].date_days = days;
+        files[n++].part = part;
     }
     if (n > 1) /* reliability (issue 7): qsort(NULL, 0, ...) is UB (UBSan, fuzz_audit) */
         qsort(files, n, sizeof(*files), cmp_files);
@@ -820,6 +830,7 @@ int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n)
         files = nf;
         files[n].path = strdup(log_path);
         files[n].date_days = -1;
+        files[n].part = 0;
         if (!files[n].path) {
             rc = -ENOMEM;
             goto fail;

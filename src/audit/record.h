@@ -94,10 +94,12 @@ json_t *audit_record_parse(const char *line, size_t len);
 typedef struct audit_file {
     char *path;
     int64_t date_days; /* archive date, -1 for the active file */
+    unsigned part;     /* N of "<log>.YYYY-MM-DD.N", 0 without a suffix */
 } audit_file_t;
 
-/* The files of the log at log_path: archives "<log>.YYYY-MM-DD[.N]" sorted (chain order),
- * then the active file if it exists. *ret (caller frees with audit_files_free). 0 or -errno. */
+/* The files of the log at log_path: archives "<log>.YYYY-MM-DD[.N]" in chain order (by date,
+ * then by N as a number), then the active file if it exists. *ret (caller frees with
+ * audit_files_free). 0 or -errno. */
 int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n);
 void audit_files_free(audit_file_t *f, size_t n);
 /* True when f is an archive that retention removes: dated more than retention_days before

@@ -137,6 +137,31 @@ def test_a_checkpoint_written_during_verify_is_not_tampering(tmp_path):
     assert json.loads(out)["ok"] is True, out
 
 
+def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path):
+    """review40 #3: archives were named by their last record's day, and listed in text order. A
+    clock stepped back across midnight then gave `….11-29.1` (seq 3) before `….11-30` (seq 2), and
+    `audit verify` called a genuine trail "reordered" for good; `.10` also sorted before `.2`. Each
+    `audit verify` appends a record at its (fake) time: the clock flips between two days 13 times."""
+    env = audit_env(tmp_path)
+    benv = h.base_env(env)
+    # libfaketime is preloaded ahead of the sanitizer build's ASan runtime (see test_backup.py)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+    times = ["2026-11-29 23:59:58"] + ["2026-11-30 00:00:%02d" % i if i % 2 else "2026-11-29 23:59:59"
+                                       for i in range(1, 14)]
+    for i, t in enumerate(times):
+        args = ["audit", "verify"] + (["--allow-empty"] if i == 0 else [])
+        r = subprocess.run(["faketime", t, h.require_binary()] + args, env=benv, capture_output=True, text=True,
+                           timeout=h.scaled(60))
+        assert r.returncode == 0, (t, r.stdout, r.stderr)
+    d = os.path.dirname(env["AUDIT_LOG_PATH"])
+    names = sorted(n for n in os.listdir(d) if n.startswith("audit.log.2026-"))
+    # the first archive keeps its day; every later one sorts after it, up to `.10` and `.11`
+    assert names[0] == "audit.log.2026-11-29" and "audit.log.2026-11-30.11" in names, names
+    assert not any(n.startswith("audit.log.2026-11-29.") for n in names), names
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"] is True, (r.stdout, r.stderr)
+
+
 def test_every_checkpoint_line_is_checked(tmp_path):
     """review37 #6: only the last checkpoint line was compared with the chain; older ones could
     be deleted, reordered or repeated unnoticed, and a torn last line was ignored silently."""

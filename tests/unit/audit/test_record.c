@@ -376,14 +376,24 @@ static void test_prune_boundary(void **state)
     assert_false(exists("audit.log.2017-03-01"));
     assert_int_equal(audit_prune(log, 0, today, NULL, err, sizeof(err)), -EINVAL);
 
-    /* files list: archives in chain order, then the active file */
+    /* files list: archives in chain order (the suffix as a number: review40 #3), then the
+     * active file */
+    touch("audit.log.2017-03-02.10");
+    touch("audit.log.2017-03-02.2");
+    touch("audit.log.2017-03-02.1234567890"); /* not an archive name: suffix too long */
     audit_file_t *files;
     size_t nf;
     assert_int_equal(audit_files_list(log, &files, &nf), 0);
-    assert_int_equal(nf, 3);
-    assert_non_null(strstr(files[0].path, "audit.log.2017-03-02"));
-    assert_non_null(strstr(files[1].path, "audit.log.2017-03-02.1"));
-    assert_int_equal(files[2].date_days, -1);
+    assert_int_equal(nf, 5);
+    const char *want[] = {"/audit.log.2017-03-02", "/audit.log.2017-03-02.1", "/audit.log.2017-03-02.2",
+                          "/audit.log.2017-03-02.10"};
+    for (size_t i = 0; i < 4; i++) {
+        size_t pl = strlen(files[i].path), wl = strlen(want[i]);
+        assert_true(pl > wl);
+        assert_string_equal(files[i].path + pl - wl, want[i]);
+    }
+    assert_int_equal(files[3].part, 10);
+    assert_int_equal(files[4].date_days, -1);
     audit_files_free(files, nf);
     json_decref(removed);
 }
