@@ -206,15 +206,8 @@ void api_audit_verify(http_ctx_t *ctx)
     audit_verify_result_t res;
     char err[1024] = "";
     int rc = audit_verify(app->cfg, NULL, &res, err, sizeof(err));
-    if (rc == 0 && res.ok && res.records == 0) {
-        /* a serving server has written records: none there is a wiped trail, not an intact one
-         * (as `aimedres audit verify` says) */
-        res.ok = false;
-        snprintf(res.bad_kind, sizeof(res.bad_kind), "missing");
-        snprintf(res.bad_file, sizeof(res.bad_file), "%s", app->cfg->audit_log_path);
-        snprintf(res.message, sizeof(res.message), "no audit records at %s: nothing to verify (deleted?)",
-                 app->cfg->audit_log_path);
-    }
+    if (rc == 0) /* a serving server has written records: none there is a wiped trail */
+        audit_verify_refuse_empty(&res, app->cfg->audit_log_path);
     json_t *detail = rc < 0 ? json_pack("{s:s}", "error", err)
                             : json_pack("{s:I,s:I}", "records", (json_int_t)res.records, "last_seq",
                                         (json_int_t)res.last_seq);

@@ -116,6 +116,11 @@ typedef struct audit_verify_result {
 int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result_t *res, char *err,
                  size_t errlen);
 json_t *audit_verify_result_json(const audit_verify_result_t *res); /* new reference */
+/* No record at all is not an intact trail (a wiped trail, or AUDIT_LOG_PATH naming the wrong
+ * place): when res is ok with 0 records, turns it into a failure of kind "missing" naming
+ * log_path, and returns true. The CLI's `audit verify --allow-empty` skips this for a new
+ * installation; restore and the DR drill check the chain of whatever they restored. */
+bool audit_verify_refuse_empty(audit_verify_result_t *res, const char *log_path);
 
 /* Query filter for audit_query; NULL/0 = no constraint. from/to are ISO 8601 UTC timestamps
  * compared as text (inclusive from, exclusive to). */

@@ -577,6 +577,20 @@ out:
     return rc;
 }
 
+bool audit_verify_refuse_empty(audit_verify_result_t *res, const char *log_path)
+{
+    if (!res->ok || res->records > 0)
+        return false;
+    res->ok = false;
+    snprintf(res->bad_kind, sizeof(res->bad_kind), "missing");
+    snprintf(res->bad_file, sizeof(res->bad_file), "%s", log_path);
+    snprintf(res->message, sizeof(res->message),
+             "no audit records at %s: nothing to verify (never written, deleted, or AUDIT_LOG_PATH names the "
+             "wrong place)",
+             log_path);
+    return true;
+}
+
 json_t *audit_verify_result_json(const audit_verify_result_t *res)
 {
     json_t *o = json_pack("{s:b,s:I,s:I,s:I,s:I,s:b,s:b,s:b}", "ok", res->ok, "records",

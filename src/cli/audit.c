@@ -165,16 +165,13 @@ static int cmd_verify(int argc, char **argv)
         config_free(cfg);
         return rc == -EINVAL && o.from && strstr(err, "--from") ? 2 : 1;
     }
-    if (res.ok && res.records == 0 && !o.allow_empty) {
-        /* nothing there is nothing verified: a wiped trail or a mistyped AUDIT_LOG_PATH must not
-         * read as intact, and appending AUDIT_VERIFY would start a new chain over the loss */
-        snprintf(err, sizeof(err),
-                 "no audit records at %s: nothing to verify (never written, deleted, or AUDIT_LOG_PATH "
-                 "names the wrong place); not recorded in the trail (--allow-empty begins a new one)",
-                 cfg->audit_log_path);
-        fprintf(stderr, "aimedres audit verify: %s\n", err);
+    /* nothing there is nothing verified, and appending AUDIT_VERIFY would start a new chain
+     * over the loss */
+    if (!o.allow_empty && audit_verify_refuse_empty(&res, cfg->audit_log_path)) {
+        fprintf(stderr, "aimedres audit verify: %s; not recorded in the trail (--allow-empty begins a new one)\n",
+                res.message);
         if (o.json) {
-            json_t *j = json_pack("{s:b,s:s,s:s}", "ok", 0, "kind", "missing", "message", err);
+            json_t *j = audit_verify_result_json(&res);
             char *t = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
             printf("%s\n", t ? t : "{}");
             free(t);

@@ -97,7 +97,7 @@ def test_nothing_to_verify_is_not_intact(tmp_path):
     assert r.returncode == 1 and "nothing to verify" in r.stderr, r.stdout + r.stderr
     assert not os.path.exists(env["AUDIT_LOG_PATH"])
     r, out = verify(env)
-    assert r.returncode == 1 and out["ok"] is False and out["kind"] == "missing", (r.stdout, r.stderr)
+    assert r.returncode == 1 and out["ok"] is False and out["first_bad"]["kind"] == "missing", (r.stdout, r.stderr)
     typo = dict(env, AUDIT_LOG_PATH=str(tmp_path / "nodir" / "audti.log"))
     r = h.run_cli(["audit", "verify"], typo)
     assert r.returncode == 1 and not os.path.exists(str(tmp_path / "nodir")), r.stdout + r.stderr
