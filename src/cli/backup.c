@@ -85,9 +85,14 @@ static void say(const char *fmt, ...)
  * names it too. Exit status 2. */
 static int bad_option(char **argv, void (*usage)(FILE *))
 {
-    char msg[512];
-    snprintf(msg, sizeof(msg), "invalid option, or an option without its value: %s (see --help)",
-             argv[optind - 1]);
+    char msg[512], opt[3] = {'-', (char)optopt, '\0'};
+    /* getopt names a short option in optopt: inside a cluster ("-qz") argv[optind - 1] is not
+     * the argument that holds it. An unknown long option has optopt 0; a long option without
+     * its value has its own name in argv[optind - 1]. */
+    const char *arg = argv[optind - 1];
+    if (optopt > ' ' && optopt < 127 && strncmp(arg, "--", 2) != 0)
+        arg = opt;
+    snprintf(msg, sizeof(msg), "invalid option, or an option without its value: %s (see --help)", arg);
     note(msg);
     usage(stderr);
     return 2;

@@ -218,6 +218,7 @@ def test_failure_document_says_what_stderr_said(inst, tmp_path):
         (["restore"], "which backup"),
         (["restore", "latest", "--bogus"], "--bogus"),
         (["backup", "full", "--bogus"], "--bogus"),
+        (["backup", "full", "-Zq"], "value: -Z (see --help)"),  # inside a cluster: the option, not "full"
         (["dr-drill", "--use-latest", "--full"], "exclude each other"),
     ]
     for args, want in cases:
