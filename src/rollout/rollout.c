@@ -113,6 +113,7 @@ typedef struct gauge_series {
     bool traffic;
     uint32_t slot;
     double want; /* refresh_gauges: the value it is about to be set to */
+    bool stable; /* refresh_gauges: the registry's stable version of its model */
 } gauge_series_t;
 
 typedef struct shadow_job {
@@ -384,14 +385,17 @@ static gauge_series_t *gauge(rollout_t *r, bool traffic, const char *model, cons
     g->traffic = traffic;
     g->slot = slot;
     g->want = 0;
+    g->stable = false;
     return g;
 }
 
 static void want_stable(const char *model, const char *version, void *arg)
 {
     gauge_series_t *g = gauge(arg, true, model, version);
-    if (g)
+    if (g) {
         g->want = 100;
+        g->stable = true;
+    }
 }
 
 /* deployment_stage and deployment_traffic_percent, computed whole from what serves now:
@@ -402,8 +406,10 @@ static void want_stable(const char *model, const char *version, void *arg)
  * save of an old deployment can not leave a stale value behind. Caller holds mu. */
 static void refresh_gauges(rollout_t *r)
 {
-    for (size_t i = 0; i < r->n_gauges; i++)
+    for (size_t i = 0; i < r->n_gauges; i++) {
         r->gauges[i].want = 0;
+        r->gauges[i].stable = false;
+    }
     model_registry_each_stable(r->registry, want_stable, r);
     for (size_t i = 0; i < r->n_deps; i++) {
         dep_t *d = r->deps[i];
@@ -416,7 +422,7 @@ static void refresh_gauges(rollout_t *r)
             continue;
         for (size_t j = 0; j < r->n_gauges; j++) {
             gauge_series_t *t = &r->gauges[j];
-            if (t->traffic && t->want == 100 && strcmp(t->model, d->model) == 0)
+            if (t->traffic && t->stable && strcmp(t->model, d->model) == 0)
                 t->want = 100 - d->traffic; /* the stable version serves the rest */
         }
         if ((g = gauge(r, true, d->model, d->version)) != NULL)
