@@ -915,8 +915,10 @@ int rollout_fault(const rollout_route_t *rt)
 void rollout_observe(rollout_route_t *rt, double seconds, bool failed)
 {
     dep_t *d = rt->dep;
-    if (!d || rt->shadow || atomic_load_explicit(&d->epoch, memory_order_relaxed) != rt->epoch)
+    if (!d || atomic_load_explicit(&d->epoch, memory_order_relaxed) != rt->epoch)
         return;
+    /* in a shadow phase the stable version answers (rt->handle NULL): its arm counts, as in a
+     * stage; the candidate's copies are counted by the shadow thread */
     arm_stats_t *a = &d->arms[rt->handle ? 1 : 0];
     __atomic_fetch_add(&a->requests, 1, __ATOMIC_RELAXED);
     if (failed)
@@ -1715,6 +1717,23 @@ static void rebuild_evidence(rollout_t *r, dep_t *d, int64_t now)
     int64_t since = snap && d->stats_at_ms > d->phase_started_ms ? d->stats_at_ms : d->phase_started_ms;
     json_t *note = json_pack("{s:o,s:o,s:o}", "at", iso(now), "phase_started_at", iso(d->phase_started_ms),
                              "snapshot_at", snap ? iso(d->stats_at_ms) : json_null());
+    /* per arm, the answered predictions recorded since; in a shadow phase the stable arm only
+     * (the candidate's copies are not recorded) */
+    json_t *added = json_object();
+    const char *arm[2] = {"stable", arm_name(d)};
+    const char *ver[2] = {d->prev_version, d->version};
+    for (int i = 0; i < (d->phase == PH_SHADOW ? 1 : 2); i++) {
+        long n = 0;
+        if (!ver[i][0])
+            continue;
+        if (store_deployment_count_answered(r->store, d->model, ver[i], arm[i], since, now + 1, &n) < 0) {
+            json_object_set_new(added, arm[i], json_null()); /* the store failed: not added */
+            continue;
+        }
+        __atomic_fetch_add(&d->arms[i].requests, (unsigned long long)n, __ATOMIC_RELAXED);
+        json_object_set_new(added, arm[i], json_integer(n));
+    }
+    json_object_set_new(note, "requests_added_from_store", added);
     if (d->phase == PH_SHADOW) {
         json_object_set_new(
             note, "not_rebuilt",
@@ -1723,21 +1742,6 @@ static void rebuild_evidence(rollout_t *r, dep_t *d, int64_t now)
                              : "the shadow predictions of this phase (the record predates "
                                "evidence snapshots; the store does not record them)"));
     } else {
-        json_t *added = json_object();
-        const char *arm[2] = {"stable", arm_name(d)};
-        const char *ver[2] = {d->prev_version, d->version};
-        for (int i = 0; i < 2; i++) {
-            long n = 0;
-            if (!ver[i][0])
-                continue;
-            if (store_deployment_count_answered(r->store, d->model, ver[i], arm[i], since, now + 1, &n) < 0) {
-                json_object_set_new(added, arm[i], json_null()); /* the store failed: not added */
-                continue;
-            }
-            __atomic_fetch_add(&d->arms[i].requests, (unsigned long long)n, __ATOMIC_RELAXED);
-            json_object_set_new(added, arm[i], json_integer(n));
-        }
-        json_object_set_new(note, "requests_added_from_store", added);
         json_object_set_new(
             note, "not_rebuilt",
             json_string(snap
@@ -2466,6 +2470,44 @@ int rollout_list(rollout_t *r, const char *status, const char *model, json_t **r
     pthread_mutex_unlock(&r->mu);
     *ret = list;
     return 0;
+}
+
+static void view_loaded(rollout_model_view_t *v, model_handle_t *h)
+{
+    if (!h || v->n_loaded == ROLLOUT_VIEW_LOADED)
+        return;
+    const char *version = model_handle_manifest(h)->version;
+    for (size_t i = 0; i < v->n_loaded; i++)
+        if (strcmp(v->loaded[i], version) == 0)
+            return;
+    snprintf(v->loaded[v->n_loaded++], sizeof(v->loaded[0]), "%s", version);
+}
+
+void rollout_model_view(rollout_t *r, const char *model, rollout_model_view_t *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (!r || !model)
+        return;
+    pthread_mutex_lock(&r->mu);
+    pthread_rwlock_rdlock(&r->rw); /* d->cand is swapped under it */
+    for (size_t i = 0; i < r->n_deps; i++) {
+        dep_t *d = r->deps[i];
+        if (strcmp(d->model, model) != 0)
+            continue;
+        view_loaded(ret, d->cand);
+        view_loaded(ret, d->prev_stable);
+        if (!d->active)
+            continue;
+        int mode = atomic_load(&d->route_mode);
+        if (mode == ROUTE_SPLIT) {
+            snprintf(ret->split_version, sizeof(ret->split_version), "%s", d->version);
+            ret->split_traffic = d->traffic;
+        } else if (mode == ROUTE_SHADOW) {
+            snprintf(ret->shadow_version, sizeof(ret->shadow_version), "%s", d->version);
+        }
+    }
+    pthread_rwlock_unlock(&r->rw);
+    pthread_mutex_unlock(&r->mu);
 }
 
 json_t *rollout_status(rollout_t *r)

@@ -70,6 +70,21 @@ void rollout_shadow_submit(rollout_t *r, const rollout_route_t *rt, const float 
 /* Releases what rollout_route took. */
 void rollout_route_done(rollout_route_t *rt);
 
+/* What a model's deployments add to the registry's view of it (GET /api/v1/models/...): the
+ * candidate that answers part of the live requests, with its share (as
+ * deployment_traffic_percent shows it), the candidate a shadow phase scores, and the versions
+ * whose handles the controller holds loaded (candidates, and a previous stable version within
+ * its rollback window). */
+#define ROLLOUT_VIEW_LOADED 4
+typedef struct rollout_model_view {
+    char split_version[129];  /* "" when no deployment splits the model's traffic */
+    double split_traffic;     /* percent of live requests split_version answers */
+    char shadow_version[129]; /* "" when no shadow phase runs */
+    char loaded[ROLLOUT_VIEW_LOADED][129];
+    size_t n_loaded;
+} rollout_model_view_t;
+void rollout_model_view(rollout_t *r, const char *model, rollout_model_view_t *ret);
+
 /* ---- control (API handlers) ---- */
 
 /* A change made through the API is acknowledged only once it is stored and its audit

@@ -168,6 +168,53 @@ def test_good_candidate_goes_shadow_stages_stable(make_server):
     assert arms >= {"stable", "canary"}
 
 
+def test_model_api_shows_what_a_deployment_serves(make_server):
+    """review41 #1: /api/v1/models/list said the stable version took 100 % of the traffic while a
+    canary took a share, and /api/v1/models/{name} said the candidate (and, after the promotion,
+    the previous stable version kept for the rollback window) was not loaded. review41 #3: the
+    record's stable arm counted no request during the shadow phase."""
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+
+    def views():
+        listed = next(m for m in srv.get("/api/v1/models/list").json()["models"] if m["name"] == PARK)
+        detail = srv.get("/api/v1/models/" + PARK).json()
+        assert detail["traffic"] == listed["traffic"] and detail.get("shadow") == listed.get("shadow")
+        return listed, {v["version"]: v["loaded"] for v in detail["versions"]}
+
+    with Traffic(srv, PARK):
+        r = deploy(srv, PARK, "2.0.0", shadow_duration="3s", canary_stages=[25, 100], stage_duration="1h",
+                   check_interval="300ms", min_requests=5)
+        assert r.status_code == 201, r.text
+        dep = r.json()["deployment_id"]
+        shadowing = lambda d: d["status"] == "monitoring" and d["mode"] == "shadow"  # noqa: E731
+        wait_until(srv, dep, shadowing)
+        time.sleep(0.5)
+        listed, loaded = views()
+        d = record(srv, dep)
+        if shadowing(d):  # (the phase may have ended meanwhile)
+            assert listed["traffic"] == {"1.0.0": 100} and listed["shadow"] == "2.0.0", listed
+            assert loaded == {"1.0.0": True, "2.0.0": True}, loaded
+            # review41 #3: the stable version answers every request of the shadow phase, and its
+            # arm in the record counts them (it said 0)
+            assert d["performance_metrics"]["stable"]["requests"] > 0, d["performance_metrics"]
+        wait_until(srv, dep, lambda d: d["traffic_percentage"] == 25)
+        listed, loaded = views()
+        assert listed["version"] == "1.0.0" and listed["traffic"] == {"1.0.0": 75, "2.0.0": 25}, listed
+        assert "shadow" not in listed and loaded == {"1.0.0": True, "2.0.0": True}, loaded
+        metrics = srv.get("/metrics").text
+        for v, pct in listed["traffic"].items():
+            assert 'deployment_traffic_percent{model="%s",version="%s"} %d' % (PARK, v, pct) in metrics, metrics
+        r = srv.post("/api/v1/deployments/%s/promote" % dep, json={"to": 100})
+        assert r.status_code == 200, r.text
+        assert record(srv, dep)["status"] == "stable"
+    listed, loaded = views()
+    assert listed["version"] == "2.0.0" and listed["traffic"] == {"2.0.0": 100}, listed
+    # the previous stable version stays loaded for the rollback window, as the record says
+    assert record(srv, dep)["previous_version_loaded"] is True
+    assert loaded == {"1.0.0": True, "2.0.0": True}, loaded
+
+
 def test_worse_candidate_fails_validation_naming_the_gate(make_server):
     srv = make_server()
     train(srv, PARK, "0.9.0", "--rounds", "2", "--param", "max_depth=1")
