@@ -55,7 +55,10 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     serve_state_t *st = arg;
     uint64_t inflight = http_server_inflight(st->app.server);
-    if (inflight == 0 || util_now_ms() >= st->drain_deadline_ms) {
+    /* inflight counts only what the workers have dispatched: first every worker must have
+     * taken in the requests that reached it before the drain */
+    bool done = inflight == 0 && http_server_drained_in(st->app.server);
+    if (done || util_now_ms() >= st->drain_deadline_ms) {
         if (inflight)
             log_msg(LOG_WARNING, "drain deadline reached", "{s:I}", "inflight", (json_int_t)inflight);
         event_base_loopbreak(st->base);

@@ -87,6 +87,7 @@ typedef struct worker {
     struct event *accept_resume; /* re-enables accepting after EMFILE */
     struct event *wake;
     atomic_int cmd;
+    bool drained; /* drain_in ran */
     pthread_mutex_t lock;
     post_item_t *head, *tail;
     conn_t *conns; /* every open connection (doubly linked) */
@@ -106,6 +107,7 @@ struct http_server {
     struct timeval read_tv, write_tv, linger_tv;
     size_t in_limit; /* input buffer cap: head + body + framing slack */
     atomic_bool draining;
+    atomic_int drained_in; /* workers that ran drain_in */
     atomic_uint_fast64_t inflight;
     atomic_uint_fast64_t requests;
     /* Request metrics: series slots cached by (method, route, status) so the hot path
@@ -938,6 +940,41 @@ void http_ctx_post(http_ctx_t *ctx, http_post_fn fn, void *arg)
     event_active(w->wake, EV_READ, 0);
 }
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss);
+
+/* The drain, on each worker: what reached this worker before it is taken in. Connections
+ * waiting in its listener's queue are accepted (closing the socket would reset them), and every
+ * connection between requests reads what its socket holds, so that a request that arrived whole
+ * is dispatched (counted in inflight) before the worker says it has drained in: serve waits for
+ * every worker's word (http_server_drained_in) before it trusts inflight == 0. */
+static void drain_in(worker_t *w)
+{
+    w->drained = true;
+    if (w->listener) {
+        for (;;) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            int cfd = accept4(w->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (cfd < 0)
+                break; /* the queue is empty (or out of descriptors: those are reset) */
+            conn_open(w, cfd, &ss);
+        }
+        event_free(w->listener);
+        w->listener = NULL;
+        if (w->accept_resume)
+            event_del(w->accept_resume);
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if ((c->state == ST_HEAD || c->state == ST_BODY) && !c->read_paused && !c->zombie)
+            on_read(c->fd, EV_READ, c); /* may dispatch, answer or free c */
+    }
+    atomic_fetch_add(&w->srv->drained_in, 1);
+}
+
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -954,14 +991,8 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
         it = next;
     }
     int cmd = atomic_exchange(&w->cmd, 0);
-    if ((cmd & CMD_DRAIN) && w->listener) {
-        event_free(w->listener);
-        w->listener = NULL;
-        if (w->accept_resume)
-            event_del(w->accept_resume);
-        close(w->listen_fd);
-        w->listen_fd = -1;
-    }
+    if ((cmd & CMD_DRAIN) && !w->drained)
+        drain_in(w);
     if (cmd & CMD_STOP)
         event_base_loopbreak(w->base);
 }
@@ -1600,6 +1631,14 @@ void http_server_drain(http_server_t *s)
 bool http_server_draining(const http_server_t *s)
 {
     return atomic_load(&s->draining);
+}
+
+bool http_server_drained_in(const http_server_t *s)
+{
+    int started = 0;
+    for (int i = 0; i < s->n_workers; i++)
+        started += s->workers[i].started;
+    return atomic_load(&s->drained_in) >= started;
 }
 
 uint64_t http_server_inflight(const http_server_t *s)

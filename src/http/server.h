@@ -48,9 +48,14 @@ int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, 
 int http_server_port(const http_server_t *s);
 /* Starts the worker threads. */
 int http_server_start(http_server_t *s);
-/* Stops accepting new connections (thread-safe, idempotent). */
+/* Stops accepting new connections (thread-safe, idempotent). Each worker first takes in what
+ * reached it: the connections queued on its listener, and the requests already in the sockets
+ * of connections between requests. */
 void http_server_drain(http_server_t *s);
 bool http_server_draining(const http_server_t *s);
+/* True once every worker has taken in what reached it before the drain: from then on,
+ * inflight == 0 means every such request has been answered. */
+bool http_server_drained_in(const http_server_t *s);
 /* Requests received and not yet answered. */
 uint64_t http_server_inflight(const http_server_t *s);
 uint64_t http_server_requests_total(const http_server_t *s);

@@ -295,6 +295,59 @@ def test_sigterm_drain_in_flight(make_server):
     assert t_exit - t_term < drain_s / 2, "exit took %.1f s (drain deadline %.0f s)" % (t_exit - t_term, drain_s)
 
 
+def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server):
+    """review41 #2: the drain closed each worker's listener without accepting the connections
+    already queued on it, and the kernel reset them: a predict sent whole before SIGTERM, on a
+    new connection to a worker busy with a slow request, got "connection reset" and no answer.
+    One worker; a 100 % canary whose predicts sleep 1.5 s (ROLLOUT_FAULT_INJECT) keeps it busy.
+    Requests B (new connection) and C (an idle keep-alive connection) are sent whole while A is
+    busy, then SIGTERM: all three are answered 200 and recorded."""
+    srv = make_server({"MAX_WORKERS": "1", "SHUTDOWN_DRAIN_TIMEOUT": "%d" % h.scaled(30),
+                       "ROLLOUT_FAULT_INJECT": "version=2.0.0,delay_ms=1500"})
+    manifest = srv.manifest(PARK)
+    r = h.run_cli(["model", "train", "--data", os.path.join(srv.data_dir, "cohorts", "parkinsons.csv"),
+                   "--label", manifest["label"], "--class-labels", ",".join(manifest["class_labels"]),
+                   "--name", PARK, "--version", "2.0.0", "--rounds", "101"], env=h.demo_env(srv.root))
+    assert r.returncode == 0, r.stderr
+    r = srv.post("/api/v1/deployments", json={"model": PARK, "version": "2.0.0", "strategy": "canary", "config": {
+        "shadow_duration": "0s", "canary_stages": [100], "stage_duration": "1h", "check_interval": "1h",
+        "max_demographic_disparity": 0.5}})
+    assert r.status_code == 201, r.text
+    dep = r.json()["deployment_id"]
+    deadline = time.monotonic() + h.scaled(60)
+    while srv.get("/api/v1/deployments/" + dep).json()["traffic_percentage"] != 100:
+        assert time.monotonic() < deadline, srv.get("/api/v1/deployments/" + dep).text
+        time.sleep(0.1)
+    req = predict_request(h.valid_instances(manifest, 1))
+    before = srv.prediction_ids()
+    idle = keepalive_conn(srv.port)
+    results = {}
+
+    def send(name, sock):
+        try:
+            sock.sendall(req)
+            resp = h.read_raw_response(sock, "POST")
+            results[name] = (resp.status, json.loads(resp.body)["prediction_id"] if resp.status == 200 else resp.body)
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            results[name] = ("failed", repr(e))
+
+    a = threading.Thread(target=send, args=("A", socket.create_connection(("127.0.0.1", srv.port))))
+    a.start()
+    time.sleep(0.4)  # A is in the worker, sleeping
+    threads = [threading.Thread(target=send, args=("B", socket.create_connection(("127.0.0.1", srv.port)))),
+               threading.Thread(target=send, args=("C", idle))]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # B and C are whole in their sockets (the worker reads nothing while busy)
+    srv.send_signal(signal.SIGTERM)
+    for t in [a] + threads:
+        t.join(h.scaled(30))
+    rc = srv.wait(h.scaled(30))
+    assert rc == 0, srv.log_tail()
+    assert {k: v[0] for k, v in results.items()} == {"A": 200, "B": 200, "C": 200}, (results, srv.log_tail())
+    assert {v[1] for v in results.values()} <= srv.prediction_ids() - before
+
+
 def test_sigterm_drain_partial_request(make_server):
     """docs/operations.md: every request fully received before SIGTERM is answered; one still
     being received (headers sent, body not yet) is not processed: its connection is closed,
