@@ -146,7 +146,9 @@ def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path)
     benv = h.base_env(env)
     # libfaketime is preloaded ahead of the sanitizer build's ASan runtime (see test_backup.py)
     benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
-    times = ["2026-11-29 23:59:58"] + ["2026-11-30 00:00:%02d" % i if i % 2 else "2026-11-29 23:59:59"
+    # minutes from midnight: faketime's clock runs on from the given time, and a loaded machine
+    # may take a few seconds to run the command
+    times = ["2026-11-29 23:50:00"] + ["2026-11-30 00:10:%02d" % i if i % 2 else "2026-11-29 23:50:%02d" % i
                                        for i in range(1, 14)]
     for i, t in enumerate(times):
         args = ["audit", "verify"] + (["--allow-empty"] if i == 0 else [])
