@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "cli/cli.h"
+#include "common/buildinfo.h"
 
 static const struct {
     const char *name;
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
-        printf("aimedres %s\n", AIMEDRES_VERSION);
+        printf("aimedres %s (build %s)\n", AIMEDRES_VERSION, aimedres_build);
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -4,6 +4,7 @@
 #include <event2/http.h>
 
 #include "api/api.h"
+#include "common/buildinfo.h"
 #include "common/util.h"
 
 /* The role column is the minimum role (see docs/security.md): NULL = public, "read" =
@@ -55,8 +56,8 @@ const size_t api_metrics_routes_count = ARRAY_SIZE(api_metrics_routes);
 void api_root(http_ctx_t *ctx)
 {
     http_reply_json(ctx, 200,
-                    json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "name", "aimedres", "version",
-                              AIMEDRES_VERSION, "description", "clinical ML model serving", "links", "health",
+                    json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "name", "aimedres", "version",
+                              AIMEDRES_VERSION, "build", aimedres_build, "description", "clinical ML model serving", "links", "health",
                               "/health", "ready", "/ready", "api", "/api/v1", "models",
                               "/api/v1/models/list"));
 }
@@ -77,5 +78,6 @@ void api_index(http_ctx_t *ctx)
     }
     http_reply_json(
         ctx, 200,
-        json_pack("{s:s,s:s,s:o}", "version", "v1", "server_version", AIMEDRES_VERSION, "endpoints", eps));
+        json_pack("{s:s,s:s,s:s,s:o}", "version", "v1", "server_version", AIMEDRES_VERSION, "server_build",
+                  aimedres_build, "endpoints", eps));
 }

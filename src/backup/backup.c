@@ -27,6 +27,7 @@
 #include "backup/restore.h"
 #include "backup/snapshot.h"
 #include "backup/verify.h"
+#include "common/buildinfo.h"
 #include "common/util.h"
 
 #define MAX_DEPTH 32
@@ -942,7 +943,9 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
         snprintf(m->parent, sizeof(m->parent), "%s", parent->id);
     memcpy(m->key_fingerprint, key->fingerprint, sizeof(m->key_fingerprint));
     m->key_id = s->key_id ? strdup(s->key_id) : NULL;
-    m->tool_version = strdup("aimedres " AIMEDRES_VERSION);
+    char tool[128];
+    snprintf(tool, sizeof(tool), "aimedres %s (build %s)", AIMEDRES_VERSION, aimedres_build);
+    m->tool_version = strdup(tool);
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);
     m->host = strdup(host);

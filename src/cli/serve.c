@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "common/buildinfo.h"
 #include "common/lockfile.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -318,9 +319,10 @@ int cli_serve(int argc, char **argv)
     struct timeval ptv = {cfg->model_poll_interval_ms / 1000, (cfg->model_poll_interval_ms % 1000) * 1000};
     event_add(poll_ev, &ptv);
 
-    json_t *where = json_pack("{s:s,s:i,s:i,s:I,s:s}", "host", hopts.host, "port", http_server_port(st.app.server),
-                              "workers", hopts.workers, "models",
-                              (json_int_t)model_registry_loaded_count(st.app.registry), "version", AIMEDRES_VERSION);
+    json_t *where = json_pack("{s:s,s:i,s:i,s:I,s:s,s:s}", "host", hopts.host, "port",
+                              http_server_port(st.app.server), "workers", hopts.workers, "models",
+                              (json_int_t)model_registry_loaded_count(st.app.registry), "version", AIMEDRES_VERSION,
+                              "build", aimedres_build);
     if (where && st.metrics_server) {
         json_object_set_new(where, "metrics_host",
                             json_string(cfg->prometheus_host && *cfg->prometheus_host ? cfg->prometheus_host

@@ -77,9 +77,16 @@ def test_model_train_help_names_flags(aimedres_bin):
         assert flag in out(r), flag
 
 
-def test_version(aimedres_bin):
+def test_version(aimedres_bin, module_server):
+    """review42 #4: every build said "aimedres 0.1.0"; the commit it was built from tells them
+    apart, in --version and in GET / and /api/v1 of the running server."""
     r = h.run_cli(["--version"])
-    assert r.returncode == 0 and r.stdout.startswith("aimedres "), out(r)
+    m = re.fullmatch(r"aimedres (\d+\.\d+\.\d+) \(build ([0-9a-f]{7,}(-dirty)?|unknown)\)\n", r.stdout)
+    assert r.returncode == 0 and m, out(r)
+    root = module_server.get("/").json()
+    assert (root["version"], root["build"]) == (m.group(1), m.group(2)), root
+    index = module_server.get("/api/v1").json()
+    assert (index["server_version"], index["server_build"]) == (m.group(1), m.group(2)), index
 
 
 @pytest.mark.parametrize("args", [
