@@ -16,6 +16,8 @@ int lockfile_acquire(const char *path);
 void lockfile_release(int fd);
 /* 1 if another process holds the lock, 0 if free, <0 on error. Does not keep the lock. */
 int lockfile_is_held(const char *path);
+/* The pid the lock's last holder wrote into it (informational), 0 if none can be read. */
+long lockfile_holder(const char *path);
 /* flock(fd, op) (LOCK_EX or LOCK_SH) waiting at most wait_ms: flock(2) has no timeout, so it
  * polls, pausing 0.2 ms at first and up to 10 ms. 0, -ETIMEDOUT, or -errno. */
 int lockfile_wait(int fd, int op, int wait_ms);

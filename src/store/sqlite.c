@@ -39,6 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/lockfile.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -535,6 +536,22 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
                      "it was written by a newer aimedres; upgrade, or restore a backup made by this version",
                      path, (long long)current, known);
             return -EPROTO;
+        }
+        if (current > 0 && current < known) {
+            /* an upgrade: never under a running server (the older one would go on writing to
+             * tables it no longer knows); serve itself holds the lock when it migrates */
+            char lock[4200];
+            lockfile_path_for_db(path, lock, sizeof(lock));
+            long holder = lockfile_holder(lock);
+            if (lockfile_is_held(lock) == 1 && holder != (long)getpid()) {
+                rollback(s);
+                snprintf(err, errlen,
+                         "database %s has schema version %lld and this aimedres would upgrade it to %d, but "
+                         "a server (pid %ld, %s) is running on it: stop that server first, then start the "
+                         "new one (upgrading: docs/operations.md)",
+                         path, (long long)current, known, holder, lock);
+                return -EBUSY;
+            }
         }
         if (current == known) {
             rc = commit(s); /* commits the schema_migrations table itself on a fresh database */

@@ -13,13 +13,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <dirent.h>
 #include <sqlite3.h>
 
+#include "common/lockfile.h"
 #include "common/util.h"
 #include "store/sqlite.h"
 #include "store/store.h"
@@ -537,6 +540,47 @@ static void test_migration_refuses_broken_reference(void **state)
     assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 0);
 }
 
+/* review42 #4: a newer binary's command (say `model list`) migrated a store under a running
+ * older server, which went on writing to tables it no longer knew. An upgrade is refused while
+ * another process holds the store's lock (nothing changes); the process that holds it (serve,
+ * which takes the lock before it opens the store) migrates. */
+static void test_no_upgrade_under_a_running_server(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], lock[PATH_MAX + 8];
+    make_v5(path, sizeof(path), "v6-locked.db");
+    lockfile_path_for_db(path, lock, sizeof(lock));
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* the "older server": holds the lock until killed */
+        int fd = lockfile_acquire(lock);
+        (void)!write(ready[1], fd >= 0 ? "y" : "n", 1);
+        for (;;)
+            pause();
+    }
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    char pid[32];
+    snprintf(pid, sizeof(pid), "pid %ld", (long)child);
+    expect_open_fails(path, -EBUSY, pid);
+    expect_open_fails(path, -EBUSY, "stop that server first");
+    assert_int_equal(raw_int(path, is_v6), 0);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 0);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(ready[0]);
+    close(ready[1]);
+    /* the lock's holder itself migrates */
+    int fd = lockfile_acquire(lock);
+    assert_true(fd >= 0);
+    store_close(open_path(path));
+    lockfile_release(fd);
+    assert_int_equal(raw_int(path, is_v6), 1);
+}
+
 static int secure_delete_of(sqlite3 *db, void *arg)
 {
     (void)arg;
@@ -867,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_predictions_put_get_count),
         cmocka_unit_test(test_predictions_table_v6),
         cmocka_unit_test(test_migration_refuses_broken_reference),
+        cmocka_unit_test(test_no_upgrade_under_a_running_server),
         cmocka_unit_test(test_migration_busy_is_explained),
         cmocka_unit_test(test_integrity_check_ok),
         cmocka_unit_test(test_integrity_check_detects_corruption),
