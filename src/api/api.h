@@ -59,6 +59,23 @@ void api_model_rollback(http_ctx_t *ctx);
 void api_audit_events(http_ctx_t *ctx);
 void api_audit_verify(http_ctx_t *ctx);
 
+/* An answer held until the request's audit record is durable (api/audited.c): 200 with body,
+ * or the error status, code, details (body) and message; `unaudited` is the 503's message when
+ * the record fails. malloc'd (calloc) by the handler, taken by api_reply_when_audited. */
+typedef struct api_held_reply {
+    http_ctx_t *ctx;
+    int status;
+    const char *code;
+    json_t *body;
+    char message[512];
+    const char *unaudited; /* a string literal */
+    int audit_status;
+} api_held_reply_t;
+struct audit_event;
+/* Queues ev (copied) and sends r's answer once the record is durable, or a 503 saying
+ * r->unaudited when it fails or can not be queued. */
+void api_reply_when_audited(http_ctx_t *ctx, api_held_reply_t *r, const struct audit_event *ev);
+
 /* The routes served on PROMETHEUS_PORT when it is set: /metrics and /health only. */
 extern const http_route_t api_metrics_routes[];
 extern const size_t api_metrics_routes_count;

@@ -88,62 +88,28 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
     return 0;
 }
 
-/* The record of this read of the audit trail, queued; done(arg, status) runs on the audit
- * writer's thread once it is durable (or failed). -errno if it could not be queued. */
-static int audit_access(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
-                        json_t *detail, audit_done_fn done, void *arg)
+#define UNAUDITED                                                                                        \
+    "the audit trail cannot be written; reading it is refused until it recovers (every read of it is "  \
+    "itself audited)"
+
+/* The record of this read of the audit trail (detail borrowed). */
+static audit_event_t access_event(http_ctx_t *ctx, const char *type, const char *action, const char *outcome,
+                                  json_t *detail)
 {
-    api_app_t *app = http_ctx_app(ctx);
-    audit_event_t ev = {.type = type,
-                        .user = http_ctx_user(ctx),
-                        .role = http_ctx_role(ctx),
-                        .action = action,
-                        .entity_type = "audit_log",
-                        .source_ip = http_ctx_peer(ctx),
-                        .outcome = outcome,
-                        .request_id = http_ctx_request_id(ctx),
-                        .detail = detail};
-    return audit_log_submit(app->audit, &ev, done, arg);
+    return (audit_event_t){.type = type,
+                           .user = http_ctx_user(ctx),
+                           .role = http_ctx_role(ctx),
+                           .action = action,
+                           .entity_type = "audit_log",
+                           .source_ip = http_ctx_peer(ctx),
+                           .outcome = outcome,
+                           .request_id = http_ctx_request_id(ctx),
+                           .detail = detail};
 }
 
 static void refuse_unaudited(http_ctx_t *ctx)
 {
-    http_reply_error(ctx, 503, "service_unavailable", NULL,
-                     "the audit trail cannot be written; reading it is refused until it recovers (every read "
-                     "of it is itself audited)");
-}
-
-/* An events page waiting for its own DATA_ACCESS record: a page names users and patient
- * pseudonyms, so it is sent only once that record is durable. The worker does not wait (its
- * other connections go on): the writer's callback posts the answer back to it, as predict. */
-typedef struct events_page {
-    http_ctx_t *ctx;
-    json_t *body;      /* the 200 answer, or NULL when the read failed */
-    char err[256];     /* why the read failed (500) */
-    int status;        /* the record's outcome */
-} events_page_t;
-
-static void events_reply(http_ctx_t *ctx, void *arg)
-{
-    events_page_t *pg = arg;
-    if (!ctx) { /* the server stopped first (http_ctx_post) */
-        json_decref(pg->body);
-    } else if (pg->status < 0) {
-        json_decref(pg->body);
-        refuse_unaudited(ctx);
-    } else if (!pg->body) {
-        http_reply_error(ctx, 500, "audit_read_failed", NULL, "%s", pg->err);
-    } else {
-        http_reply_json(ctx, 200, pg->body);
-    }
-    free(pg);
-}
-
-static void events_audited(void *arg, int status) /* the audit writer's thread */
-{
-    events_page_t *pg = arg;
-    pg->status = status;
-    http_ctx_post(pg->ctx, events_reply, pg);
+    http_reply_error(ctx, 503, "service_unavailable", NULL, UNAUDITED);
 }
 
 void api_audit_events(http_ctx_t *ctx)
@@ -160,21 +126,23 @@ void api_audit_events(http_ctx_t *ctx)
     audit_query_t q = {0};
     struct evkeyvalq kv;
     TAILQ_INIT(&kv);
-    events_page_t *pg = calloc(1, sizeof(*pg));
+    /* a page names users and patient pseudonyms: it is sent only once its own DATA_ACCESS
+     * record is durable */
+    api_held_reply_t *pg = calloc(1, sizeof(*pg));
     if (!pg) {
         http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
         return;
     }
-    pg->ctx = ctx;
-    if (parse_query(http_ctx_query(ctx), &q, &kv, pg->err, sizeof(pg->err)) < 0) {
+    pg->unaudited = UNAUDITED;
+    if (parse_query(http_ctx_query(ctx), &q, &kv, pg->message, sizeof(pg->message)) < 0) {
         evhttp_clear_headers(&kv);
-        http_reply_error(ctx, 400, "invalid_parameter", NULL, "%s", pg->err);
+        http_reply_error(ctx, 400, "invalid_parameter", NULL, "%s", pg->message);
         free(pg);
         return;
     }
     json_t *recs = NULL;
     uint64_t next = 0;
-    int rc = audit_query_run(app->cfg, &q, &recs, &next, pg->err, sizeof(pg->err));
+    int rc = audit_query_run(app->cfg, &q, &recs, &next, pg->message, sizeof(pg->message));
     json_t *detail = json_pack("{s:s?,s:s?,s:s?,s:s?,s:I}", "type", q.type, "user", q.user, "from", q.from,
                                "to", q.to, "returned", (json_int_t)(recs ? json_array_size(recs) : 0));
     if (q.patient_pseudonym && strncmp(q.patient_pseudonym, "p_", 2) == 0 &&
@@ -182,18 +150,17 @@ void api_audit_events(http_ctx_t *ctx)
         json_object_set_new(detail, "patient", json_string(q.patient_pseudonym));
     evhttp_clear_headers(&kv);
     if (rc == 0) {
+        pg->status = 200;
         pg->body = json_pack("{s:o,s:I}", "events", recs, "count", (json_int_t)json_array_size(recs));
         json_object_set_new(pg->body, "next_cursor", next ? json_integer((json_int_t)next) : json_null());
     } else {
         json_decref(recs);
+        pg->status = 500;
+        pg->code = "audit_read_failed";
     }
-    int arc = audit_access(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail, events_audited, pg);
+    audit_event_t ev = access_event(ctx, "DATA_ACCESS", "R", rc < 0 ? "failure" : "success", detail);
+    api_reply_when_audited(ctx, pg, &ev);
     json_decref(detail);
-    if (arc < 0) { /* not queued: no callback will come */
-        json_decref(pg->body);
-        free(pg);
-        refuse_unaudited(ctx);
-    }
 }
 
 void api_audit_verify(http_ctx_t *ctx)
@@ -217,7 +184,8 @@ void api_audit_verify(http_ctx_t *ctx)
     }
     /* queued, not waited for: the result discloses counts only, and is needed most when the
      * log is failing */
-    audit_access(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail, NULL, NULL);
+    audit_event_t ev = access_event(ctx, "AUDIT_VERIFY", "E", rc == 0 && res.ok ? "success" : "failure", detail);
+    audit_log_submit(app->audit, &ev, NULL, NULL);
     json_decref(detail);
     if (rc < 0) {
         http_reply_error(ctx, 500, "audit_verify_failed", NULL, "%s", err);

@@ -3,18 +3,27 @@
  * ({"prediction_id","label","row"?}) or a batch ({"feedback":[...]}), all-or-nothing:
  * stored only if every item is new or a repeat of the same label. Statuses: 200 (stored
  * and/or duplicates), 422 (shape or label type), 404 (unknown prediction), 409 (another
- * label already stored for that prediction row). Labels are never logged or echoed. */
+ * label already stored for that prediction row). Labels are never logged or echoed.
+ *
+ * audit (issue 5): every answer given after the store was asked (stored, duplicates or a
+ * refusal by the store) has a FEEDBACK_RECORDED record (prediction ids and counts, never a
+ * label), durable before the answer, as predict's MODEL_INFERENCE: ground truth is clinical
+ * data, and an attempt to change a stored label (409) is worth an auditor's eye. While the trail
+ * fails, feedback is refused (503) before anything is stored. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "store/feedback.h"
 
 #define FEEDBACK_MAX_BATCH 1000
 #define PREDICTION_ID_MAX 64
+#define AUDITED_IDS 100 /* prediction ids named in one FEEDBACK_RECORDED record */
 
 static void add_problem(json_t *details, long index, const char *field, const char *problem,
                         const char *message)
@@ -69,6 +78,46 @@ static const char *outcome_name(store_feedback_outcome_t o)
     case FEEDBACK_NOT_FOUND: return "not_found";
     default: return "invalid";
     }
+}
+
+/* Queues the FEEDBACK_RECORDED record; the answer goes out once it is durable. Takes r.
+ * refused: the outcome that refused the whole batch (nothing was stored: the store rolled it
+ * back), FEEDBACK_STORED when it was taken. The record names the ids of the items that decided
+ * the answer (every item when taken, the refused ones when not), up to AUDITED_IDS, but never
+ * an id that names no prediction: that string is the client's, and could be anything. */
+static void audit_and_reply(http_ctx_t *ctx, api_held_reply_t *r, const store_feedback_item_t *items, size_t n,
+                            const size_t counts[5], store_feedback_outcome_t refused)
+{
+    bool taken = refused == FEEDBACK_STORED;
+    json_t *ids = json_array();
+    size_t named = 0;
+    for (size_t i = 0; i < n && named < AUDITED_IDS; i++)
+        if ((taken || items[i].outcome == refused) && items[i].outcome != FEEDBACK_NOT_FOUND) {
+            json_array_append_new(ids, json_string(items[i].prediction_id));
+            named++;
+        }
+    json_t *detail = json_pack("{s:I,s:I,s:I,s:o}", "items", (json_int_t)n, "stored",
+                               (json_int_t)(taken ? counts[FEEDBACK_STORED] : 0), "duplicates",
+                               (json_int_t)(taken ? counts[FEEDBACK_DUPLICATE] : 0), "prediction_ids", ids);
+    if (detail && !taken) {
+        json_object_set_new(detail, "problem", json_string(outcome_name(refused)));
+        json_object_set_new(detail, "refused", json_integer((json_int_t)counts[refused]));
+    }
+    audit_event_t ev = {.type = "FEEDBACK_RECORDED",
+                        .user = http_ctx_user(ctx),
+                        .role = http_ctx_role(ctx),
+                        .action = "C",
+                        .entity_type = "prediction",
+                        .entity_id = n == 1 && items[0].outcome != FEEDBACK_NOT_FOUND ? items[0].prediction_id : NULL,
+                        .source_ip = http_ctx_peer(ctx),
+                        .outcome = taken ? "success" : "failure",
+                        .request_id = http_ctx_request_id(ctx),
+                        .detail = detail};
+    r->unaudited = r->status == 200 ? "the feedback was stored but its audit record could not be written; retry "
+                                      "(a repeat is answered as a duplicate)"
+                                    : "the audit record could not be written; retry later";
+    api_reply_when_audited(ctx, r, &ev);
+    json_decref(detail);
 }
 
 void api_feedback(http_ctx_t *ctx)
@@ -131,6 +180,16 @@ void api_feedback(http_ctx_t *ctx)
     if (json_array_size(details) > 0)
         goto invalid;
 
+    if (!audit_log_healthy(app->audit)) { /* fail closed, as predict: nothing is stored */
+        http_reply_error(ctx, 503, "service_unavailable", NULL,
+                         "the audit trail cannot be written; feedback is refused until it recovers");
+        goto out;
+    }
+    api_held_reply_t *reply = calloc(1, sizeof(*reply));
+    if (!reply) {
+        http_reply_error(ctx, 503, "service_unavailable", NULL, "out of memory");
+        goto out;
+    }
     char err[256] = "";
     int rc = store_feedback_submit(app->store, items, n, http_ctx_user(ctx), util_now_ms(), err, sizeof(err));
     if (rc < 0) {
@@ -138,6 +197,7 @@ void api_feedback(http_ctx_t *ctx)
                 "errno", -rc);
         http_reply_error(ctx, 503, "service_unavailable", NULL,
                          "the feedback could not be stored; retry later");
+        free(reply);
         goto out;
     }
     size_t counts[5] = {0};
@@ -158,14 +218,15 @@ void api_feedback(http_ctx_t *ctx)
                 json_object_set_new(d, "index", json_integer((json_int_t)i));
             json_array_append_new(details, d);
         }
-        const char *msg = n == 1 ? items[0].message : "some feedback items were refused; nothing was stored";
-        if (worst == FEEDBACK_INVALID)
-            http_reply_error(ctx, 422, "validation_failed", details, "%s", msg);
-        else if (worst == FEEDBACK_NOT_FOUND)
-            http_reply_error(ctx, 404, "prediction_not_found", details, "%s", msg);
-        else
-            http_reply_error(ctx, 409, "feedback_conflict", details, "%s", msg);
+        snprintf(reply->message, sizeof(reply->message), "%s",
+                 n == 1 ? items[0].message : "some feedback items were refused; nothing was stored");
+        reply->status = worst == FEEDBACK_INVALID ? 422 : worst == FEEDBACK_NOT_FOUND ? 404 : 409;
+        reply->code = worst == FEEDBACK_INVALID     ? "validation_failed"
+                      : worst == FEEDBACK_NOT_FOUND ? "prediction_not_found"
+                                                    : "feedback_conflict";
+        reply->body = details;
         details = NULL;
+        audit_and_reply(ctx, reply, items, n, counts, worst);
         goto out;
     }
     json_t *results = json_array();
@@ -179,7 +240,9 @@ void api_feedback(http_ctx_t *ctx)
         json_object_set_new(body, "status", json_string(outcome_name(items[0].outcome)));
         json_object_set_new(body, "duplicate", json_boolean(items[0].outcome == FEEDBACK_DUPLICATE));
     }
-    http_reply_json(ctx, 200, body);
+    reply->status = 200;
+    reply->body = body;
+    audit_and_reply(ctx, reply, items, n, counts, FEEDBACK_STORED);
     goto out;
 invalid:
     http_reply_error(ctx, 422, "validation_failed", details, "%zu feedback problem%s",

@@ -471,6 +471,9 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         env = {"SECRET_KEY": SECRET, "AUDIT_LOG_PATH": os.path.join(d, "audit.log")}
         srv = make_server(env)
         assert srv.get("/ready").json()["checks"]["audit"]["status"] == "ok"
+        name = "parkinsons_predictor"
+        pred = srv.predict(name, {"features": h.valid_features(srv.manifest(name))})
+        assert pred.status_code == 200, pred.text
         # fill the file system, then cause audit writes
         filler = os.path.join(d, "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -495,6 +498,12 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         r = srv.get("/api/v1/audit/events", params={"limit": 1})
         assert r.status_code == 503 and "events" not in r.json(), r.text
         assert "audit trail cannot be written" in r.json()["error"]["message"]
+        # so is feedback (ground truth): refused before anything is stored
+        pid = pred.json()["prediction_id"]
+        r = srv.post("/api/v1/feedback", json={"prediction_id": pid, "label": "healthy"})
+        assert r.status_code == 503 and "feedback is refused" in r.json()["error"]["message"], r.text
+        with srv.db() as conn:
+            assert conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
         os.unlink(filler)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and srv.get("/ready").status_code != 200:
@@ -638,6 +647,42 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     assert r.returncode == 1 and "SECRET_KEY" in r.stderr
     r = h.run_cli(["model", "list"], env)
     assert "3.0.0" not in r.stdout
+
+
+def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_manifests):
+    """review41 (note): ground-truth labels posted to /api/v1/feedback left no audit record. Each
+    answer the store decided (stored, duplicate, a conflicting label) has a FEEDBACK_RECORDED
+    record naming the prediction ids and counts, never a label."""
+    env = audit_env(tmp_path, signing=False)
+    srv = make_server(env)
+    name = "parkinsons_predictor"
+    feats = h.valid_features(demo_manifests[name])
+    pids = [srv.predict(name, {"features": feats, "patient_id": "MRN-77"}).json()["prediction_id"] for _ in range(3)]
+    fb = lambda body: srv.post("/api/v1/feedback", json=body)  # noqa: E731
+    assert fb({"prediction_id": pids[0], "label": "parkinsons"}).status_code == 200
+    assert fb({"feedback": [{"prediction_id": p, "label": "healthy"} for p in pids[1:]]}).status_code == 200
+    assert fb({"prediction_id": pids[0], "label": "parkinsons"}).json()["status"] == "duplicate"
+    assert fb({"prediction_id": pids[0], "label": "healthy"}).status_code == 409
+    # review43 #3: a refused batch stored nothing, and its record names the item that refused it
+    r = fb({"feedback": [{"prediction_id": pids[0], "label": "parkinsons"},
+                         {"prediction_id": pids[1], "label": "parkinsons"}]})
+    assert r.status_code == 409, r.text
+    # review43 #5: an id that names no prediction is the client's string: not written
+    assert fb({"prediction_id": "MRN-12345-typed-here", "label": "healthy"}).status_code == 404
+    srv.stop()
+    recs = [r for r in records(env) if r["type"] == "FEEDBACK_RECORDED"]
+    got = [(r["outcome"], r.get("entity_id"), r["detail"]["prediction_ids"], r["detail"]["stored"],
+            r["detail"]["duplicates"], r["detail"].get("problem"), r["detail"].get("refused")) for r in recs]
+    assert got == [("success", pids[0], pids[:1], 1, 0, None, None), ("success", None, pids[1:], 2, 0, None, None),
+                   ("success", pids[0], pids[:1], 0, 1, None, None),
+                   ("failure", pids[0], pids[:1], 0, 0, "conflict", 1),
+                   ("failure", None, pids[1:2], 0, 0, "conflict", 1),
+                   ("failure", None, [], 0, 0, "not_found", 1)], got
+    text = open(env["AUDIT_LOG_PATH"]).read()
+    assert "healthy" not in text and "parkinsons\"" not in text.replace("parkinsons_predictor", ""), text[-600:]
+    assert "MRN-77" not in text and "MRN-12345" not in text
+    r, out = verify(env)
+    assert out["ok"] is True, r.stdout
 
 
 def test_pseudonym_finds_one_patients_records(make_server, tmp_path, demo_manifests):
