@@ -258,18 +258,20 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
 {
     if (a->last_ts_days < 0 || a->known <= 0 || a->last_ts_days == day_of_ms(now_ms))
         return 0;
-    /* The archive is named by its last record's day, but never by a day before the newest
-     * archive's: after the clock was stepped back across midnight, a day already archived
-     * comes round again, and its name must still sort after every earlier archive (chain
-     * order is name order: audit_files_list). */
-    int64_t day = a->last_ts_days;
+    /* The archive is named by its last record's day, but not by a day before the newest
+     * archive's when the clock was stepped back across midnight: a day already archived comes
+     * round again, and its name must still sort after every earlier archive (chain order is
+     * name order: audit_files_list). Only names up to tomorrow count: a name dated further
+     * ahead (a clock that ran days fast, a stray file) must not date every later archive,
+     * which would keep them past their retention and use up the day's suffixes. */
+    int64_t day = a->last_ts_days, today = day_of_ms(now_ms);
     audit_file_t *files;
     size_t n;
     int rc = audit_files_list(a->path, &files, &n);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        if (files[i].date_days > day)
+        if (files[i].date_days > day && files[i].date_days <= today + 1)
             day = files[i].date_days;
     audit_files_free(files, n);
     char date[11], dst[4300];
