@@ -295,15 +295,10 @@ def test_sigterm_drain_in_flight(make_server):
     assert t_exit - t_term < drain_s / 2, "exit took %.1f s (drain deadline %.0f s)" % (t_exit - t_term, drain_s)
 
 
-def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server):
-    """review41 #2: the drain closed each worker's listener without accepting the connections
-    already queued on it, and the kernel reset them: a predict sent whole before SIGTERM, on a
-    new connection to a worker busy with a slow request, got "connection reset" and no answer.
-    One worker; a 100 % canary whose predicts sleep 1.5 s (ROLLOUT_FAULT_INJECT) keeps it busy.
-    Requests B (new connection) and C (an idle keep-alive connection) are sent whole while A is
-    busy, then SIGTERM: all three are answered 200 and recorded."""
-    srv = make_server({"MAX_WORKERS": "1", "SHUTDOWN_DRAIN_TIMEOUT": "%d" % h.scaled(30),
-                       "ROLLOUT_FAULT_INJECT": "version=2.0.0,delay_ms=1500"})
+def slow_canary_server(make_server, delay_ms, drain_s):
+    """One worker, and a 100 % canary (2.0.0) whose predicts sleep delay_ms (ROLLOUT_FAULT_INJECT)."""
+    srv = make_server({"MAX_WORKERS": "1", "SHUTDOWN_DRAIN_TIMEOUT": "%d" % drain_s,
+                       "ROLLOUT_FAULT_INJECT": "version=2.0.0,delay_ms=%d" % delay_ms})
     manifest = srv.manifest(PARK)
     r = h.run_cli(["model", "train", "--data", os.path.join(srv.data_dir, "cohorts", "parkinsons.csv"),
                    "--label", manifest["label"], "--class-labels", ",".join(manifest["class_labels"]),
@@ -318,11 +313,11 @@ def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server)
     while srv.get("/api/v1/deployments/" + dep).json()["traffic_percentage"] != 100:
         assert time.monotonic() < deadline, srv.get("/api/v1/deployments/" + dep).text
         time.sleep(0.1)
-    req = predict_request(h.valid_instances(manifest, 1))
-    before = srv.prediction_ids()
-    idle = keepalive_conn(srv.port)
-    results = {}
+    return srv
 
+
+def sender(req, results):
+    """send(name, sock): sends req whole, reads the answer into results[name]."""
     def send(name, sock):
         try:
             sock.sendall(req)
@@ -330,7 +325,22 @@ def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server)
             results[name] = (resp.status, json.loads(resp.body)["prediction_id"] if resp.status == 200 else resp.body)
         except Exception as e:  # noqa: BLE001 - any failure is the finding
             results[name] = ("failed", repr(e))
+    return send
 
+
+def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server):
+    """review41 #2: the drain closed each worker's listener without accepting the connections
+    already queued on it, and the kernel reset them: a predict sent whole before SIGTERM, on a
+    new connection to a worker busy with a slow request, got "connection reset" and no answer.
+    One worker; a 100 % canary whose predicts sleep 1.5 s (ROLLOUT_FAULT_INJECT) keeps it busy.
+    Requests B (new connection) and C (an idle keep-alive connection) are sent whole while A is
+    busy, then SIGTERM: all three are answered 200 and recorded."""
+    srv = slow_canary_server(make_server, 1500, h.scaled(30))
+    req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
+    before = srv.prediction_ids()
+    idle = keepalive_conn(srv.port)
+    results = {}
+    send = sender(req, results)
     a = threading.Thread(target=send, args=("A", socket.create_connection(("127.0.0.1", srv.port))))
     a.start()
     time.sleep(0.4)  # A is in the worker, sleeping
@@ -346,6 +356,38 @@ def test_sigterm_drain_answers_requests_queued_behind_a_busy_worker(make_server)
     assert rc == 0, srv.log_tail()
     assert {k: v[0] for k, v in results.items()} == {"A": 200, "B": 200, "C": 200}, (results, srv.log_tail())
     assert {v[1] for v in results.values()} <= srv.prediction_ids() - before
+
+
+def test_sigterm_drain_takes_nothing_in_after_its_deadline(make_server):
+    """review43 #1: a worker busy past the drain deadline took in the connections queued behind
+    it when the stop came, ran their predicts (recorded, never answered) and held the exit for
+    each. Past the deadline nothing is taken in: exit soon after the busy request, nothing
+    recorded that was not answered."""
+    srv = slow_canary_server(make_server, 3000, 1)
+    req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
+    before = srv.prediction_ids()
+    results = {}
+    send = sender(req, results)
+    threads = [threading.Thread(target=send, args=(n, socket.create_connection(("127.0.0.1", srv.port))))
+               for n in "ABC"]
+    threads[0].start()
+    time.sleep(0.4)  # A is in the worker, sleeping 3 s; B and C wait in the accept queue
+    for t in threads[1:]:
+        t.start()
+    time.sleep(0.2)
+    t_term = time.monotonic()
+    srv.send_signal(signal.SIGTERM)
+    rc = srv.wait(h.scaled(30))
+    took = time.monotonic() - t_term
+    for t in threads:
+        t.join(h.scaled(10))
+    assert rc == 0, srv.log_tail()
+    assert took < 5.5, "exit %.1f s after SIGTERM (one busy request of 3 s, deadline 1 s)\n%s" % (took, srv.log_tail())
+    # A, busy past the deadline, may be recorded unanswered (its record was queued: the stop
+    # writes it; "prediction stored but not answered" in the log); B and C were never taken in
+    answered = {v[1] for v in results.values() if v[0] == 200}
+    stored = srv.prediction_ids() - before
+    assert len(stored - answered) <= 1, ("recorded but never answered: %d" % len(stored - answered), results)
 
 
 def test_sigterm_drain_partial_request(make_server):
