@@ -421,11 +421,12 @@ static int http_json(drill_t *d, const char *host, int port, const char *method,
     return 0;
 }
 
-/* Production's serving set: {"name": "stable version"}. */
+/* Production's serving set: {"name": "stable version"}. Production's store is only read: a
+ * drill run with a newer binary must not upgrade it (review43 #7). */
 static json_t *production_registry(const backup_settings_t *s, char *err, size_t errlen)
 {
     store_t *st = NULL;
-    if (store_open(s->database_url, &st, err, errlen) < 0)
+    if (store_open_flags(s->database_url, STORE_OPEN_NO_UPGRADE, &st, err, errlen) < 0)
         return NULL;
     json_t *rows = NULL, *out = json_object();
     if (store_model_list(st, &rows) == 0) {

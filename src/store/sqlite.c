@@ -512,7 +512,7 @@ static int fk_violations(sqlite_store_t *s, char *fk, size_t fklen, int *ret_rc)
 }
 
 /* Applies pending migrations, one transaction each. Caller holds mu (or owns s alone). */
-static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen)
+static int migrate(sqlite_store_t *s, const char *path, unsigned flags, char *err, size_t errlen)
 {
     const int known = (int)ARRAY_SIZE(migrations);
     for (;;) {
@@ -537,6 +537,15 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
                      path, (long long)current, known);
             return -EPROTO;
         }
+        if (current < known && (flags & STORE_OPEN_NO_UPGRADE)) {
+            rollback(s);
+            snprintf(err, errlen,
+                     current == 0 ? "database %s holds no aimedres store (schema version %lld); not created here"
+                                  : "database %s has schema version %lld, older than this aimedres's %d; not "
+                                    "upgraded here (upgrading: docs/operations.md)",
+                     path, (long long)current, known);
+            return -ESTALE;
+        }
         if (current > 0 && current < known) {
             /* an upgrade: never under a running server (the older one would go on writing to
              * tables it no longer knows); serve itself holds the lock when it migrates */
@@ -545,11 +554,14 @@ static int migrate(sqlite_store_t *s, const char *path, char *err, size_t errlen
             long holder = lockfile_holder(lock);
             if (lockfile_is_held(lock) == 1 && holder != (long)getpid()) {
                 rollback(s);
+                char who[64] = "";
+                if (holder > 0) /* 0: the holder wrote no pid (not an aimedres) */
+                    snprintf(who, sizeof(who), "pid %ld, ", holder);
                 snprintf(err, errlen,
                          "database %s has schema version %lld and this aimedres would upgrade it to %d, but "
-                         "a server (pid %ld, %s) is running on it: stop that server first, then start the "
+                         "a server (%sholding %s) is running on it: stop that server first, then start the "
                          "new one (upgrading: docs/operations.md)",
-                         path, (long long)current, known, holder, lock);
+                         path, (long long)current, known, who, lock);
                 return -EBUSY;
             }
         }
@@ -670,11 +682,12 @@ static int create_private(const char *path)
     return 0;
 }
 
-static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen)
+static int sqlite_open(const char *path, unsigned open_flags, store_t **ret, char *err, size_t errlen)
 {
-    int r = create_private(path);
+    bool no_upgrade = open_flags & STORE_OPEN_NO_UPGRADE;
+    int r = no_upgrade ? (access(path, F_OK) == 0 ? 0 : -errno) : create_private(path);
     if (r < 0) {
-        snprintf(err, errlen, "cannot create database %s: %s", path, strerror(-r));
+        snprintf(err, errlen, "%s database %s: %s", no_upgrade ? "no" : "cannot create", path, strerror(-r));
         return r;
     }
     sqlite_store_t *s = calloc(1, sizeof(*s));
@@ -731,7 +744,7 @@ static int sqlite_open(const char *path, store_t **ret, char *err, size_t errlen
         snprintf(err, errlen, "database %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
     }
-    r = migrate(s, path, err, errlen);
+    r = migrate(s, path, open_flags, err, errlen);
     if (r < 0)
         goto fail;
     rc = sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);

@@ -89,16 +89,23 @@ static int make_parent_dir(const char *path, char *err, size_t errlen)
     return r;
 }
 
-int store_open(const char *url, store_t **ret, char *err, size_t errlen)
+int store_open_flags(const char *url, unsigned flags, store_t **ret, char *err, size_t errlen)
 {
     const char *path = NULL;
     int r = sqlite_path_from_url(url, &path, err, errlen);
     if (r < 0)
         return r;
-    r = make_parent_dir(path, err, errlen);
-    if (r < 0)
-        return r;
-    return store_sqlite_ops.open(path, ret, err, errlen);
+    if (!(flags & STORE_OPEN_NO_UPGRADE)) {
+        r = make_parent_dir(path, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return store_sqlite_ops.open(path, flags, ret, err, errlen);
+}
+
+int store_open(const char *url, store_t **ret, char *err, size_t errlen)
+{
+    return store_open_flags(url, 0, ret, err, errlen);
 }
 
 void store_close(store_t *s)

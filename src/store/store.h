@@ -36,7 +36,7 @@ typedef struct store_prediction {
 /* Backend vtable; see store/sqlite.c. */
 typedef struct store_ops {
     const char *name;
-    int (*open)(const char *location, store_t **ret, char *err, size_t errlen);
+    int (*open)(const char *location, unsigned flags, store_t **ret, char *err, size_t errlen);
     void (*close)(store_t *s);
     int (*ping)(store_t *s);
     int (*ping_write)(store_t *s);
@@ -62,6 +62,11 @@ struct store {
  * "postgresql://..." returns -ENOTSUP with "PostgreSQL backend is not supported yet".
  * Creates the database if needed and runs pending migrations. Caller closes *ret. */
 int store_open(const char *url, store_t **ret, char *err, size_t errlen);
+/* store_open for a reader that must leave the store as it is (the DR drill's look at
+ * production): no database is created and no migration runs; a store older than this binary
+ * is refused (-ESTALE, saying so), as a missing one is (-ENOENT). */
+#define STORE_OPEN_NO_UPGRADE 1u
+int store_open_flags(const char *url, unsigned flags, store_t **ret, char *err, size_t errlen);
 void store_close(store_t *s);
 /* The database file a DATABASE_URL names (sqlite URLs and plain paths), for data locks
  * and backups; -ENOTSUP for server databases (PostgreSQL), -EINVAL for a bad URL, with the

@@ -581,6 +581,30 @@ static void test_no_upgrade_under_a_running_server(void **state)
     assert_int_equal(raw_int(path, is_v6), 1);
 }
 
+/* review43 #7: the DR drill read production's registry through store_open, which upgraded
+ * production. STORE_OPEN_NO_UPGRADE neither creates nor migrates a store. */
+static void test_open_without_upgrade(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[512] = "";
+    make_v5(path, sizeof(path), "v6-readonly.db");
+    store_t *s = NULL;
+    assert_int_equal(store_open_flags(path, STORE_OPEN_NO_UPGRADE, &s, err, sizeof(err)), -ESTALE);
+    assert_null(s);
+    assert_non_null(strstr(err, "not upgraded here"));
+    assert_int_equal(raw_int(path, is_v6), 0);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM schema_migrations WHERE version = 6"), 0);
+    /* nothing created where there is no store */
+    char none[PATH_MAX];
+    path_in(none, sizeof(none), "never-created.db");
+    assert_int_equal(store_open_flags(none, STORE_OPEN_NO_UPGRADE, &s, err, sizeof(err)), -ENOENT);
+    assert_int_equal(access(none, F_OK), -1);
+    /* a store of this version opens */
+    store_close(open_path(path));
+    assert_int_equal(store_open_flags(path, STORE_OPEN_NO_UPGRADE, &s, err, sizeof(err)), 0);
+    store_close(s);
+}
+
 static int secure_delete_of(sqlite3 *db, void *arg)
 {
     (void)arg;
@@ -912,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_predictions_table_v6),
         cmocka_unit_test(test_migration_refuses_broken_reference),
         cmocka_unit_test(test_no_upgrade_under_a_running_server),
+        cmocka_unit_test(test_open_without_upgrade),
         cmocka_unit_test(test_migration_busy_is_explained),
         cmocka_unit_test(test_integrity_check_ok),
         cmocka_unit_test(test_integrity_check_detects_corruption),
