@@ -254,33 +254,56 @@ static int sync_state(audit_log_t *a)
     return 0;
 }
 
+/* True when the archive at path ends in a record of this chain no later than seq. */
+static bool archive_precedes(const char *path, uint64_t seq)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    json_t *rec = NULL;
+    off_t valid;
+    bool yes = fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec &&
+               (uint64_t)json_integer_value(json_object_get(rec, "seq")) <= seq;
+    json_decref(rec);
+    close(fd);
+    return yes;
+}
+
 static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
 {
     if (a->last_ts_days < 0 || a->known <= 0 || a->last_ts_days == day_of_ms(now_ms))
         return 0;
     /* The archive is named by its last record's day, but not by a day before the newest
-     * archive's when the clock was stepped back across midnight: a day already archived comes
-     * round again, and its name must still sort after every earlier archive (chain order is
-     * name order: audit_files_list). Only names up to tomorrow count: a name dated further
-     * ahead (a clock that ran days fast, a stray file) must not date every later archive,
-     * which would keep them past their retention and use up the day's suffixes. */
-    int64_t day = a->last_ts_days, today = day_of_ms(now_ms);
+     * archive's: when the clock was stepped back across midnight (by hours or by days), a day
+     * already archived comes round again, and its name must still sort after every earlier
+     * archive (chain order is name order: audit_files_list). Which names count is told by the
+     * chain, not by the clock being distrusted: an archive counts when it holds records of this
+     * chain up to ours (its last record's seq <= a->last_seq); a stray file does not. Only
+     * archives dated after the last record's day are read (none, unless the clock went back). */
+    int64_t day = a->last_ts_days;
     audit_file_t *files;
     size_t n;
     int rc = audit_files_list(a->path, &files, &n);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        if (files[i].date_days > day && files[i].date_days <= today + 1)
+        if (files[i].date_days > day && archive_precedes(files[i].path, a->last_seq))
             day = files[i].date_days;
+    /* the next suffix of that day: one past the highest there (never probing, never reusing) */
+    long next = -1;
+    for (size_t i = 0; i < n; i++)
+        if (files[i].date_days == day && (long)files[i].part > next)
+            next = (long)files[i].part;
     audit_files_free(files, n);
     char date[11], dst[4300];
     audit_date_format(day, date);
-    snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
-    for (int i = 1; util_path_exists(dst) && i < 1000; i++)
-        snprintf(dst, sizeof(dst), "%s.%s.%d", a->path, date, i);
-    if (util_path_exists(dst))
-        return -EEXIST; /* a thousand archives for one day: never rename over one */
+    if (next < 0)
+        snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
+    else
+        snprintf(dst, sizeof(dst), "%s.%s.%ld", a->path, date, next + 1);
+    if (next >= 999999999 || util_path_exists(dst))
+        return -EEXIST; /* never rename over an archive */
     if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
         return -errno;
     char dir[4200];

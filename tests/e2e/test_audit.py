@@ -172,6 +172,27 @@ def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path)
     assert not any(n.startswith("audit.log.2099-12-31.") for n in os.listdir(d)), sorted(os.listdir(d))
 
 
+def test_a_clock_stepped_back_by_days_keeps_the_chain_in_order(tmp_path):
+    """review44 #1: counting only archive names dated up to "tomorrow" of the stepped-back clock
+    (d0d3c4b) named the archive after a 3-day step back by the earlier day, before the real
+    ones, and verify called the genuine trail tampered ("inserted"). Which names count is told by
+    the chain: an archive holding records up to ours."""
+    env = audit_env(tmp_path, signing=False)
+    benv = h.base_env(env)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+    for i, t in enumerate(["2026-12-05 23:50:00", "2026-12-06 00:10:00", "2026-12-02 23:50:00",
+                           "2026-12-03 00:10:00", "2026-12-06 00:20:00"]):
+        args = ["audit", "verify"] + (["--allow-empty"] if i == 0 else [])
+        r = subprocess.run(["faketime", t, h.require_binary()] + args, env=benv, capture_output=True, text=True,
+                           timeout=h.scaled(60))
+        assert r.returncode == 0, (t, r.stdout, r.stderr, sorted(os.listdir(os.path.dirname(env["AUDIT_LOG_PATH"]))))
+    names = sorted(n for n in os.listdir(os.path.dirname(env["AUDIT_LOG_PATH"])) if n.startswith("audit.log.2026"))
+    assert names == ["audit.log.2026-12-05", "audit.log.2026-12-06", "audit.log.2026-12-06.1",
+                     "audit.log.2026-12-06.2"], names
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"] is True, (r.stdout, r.stderr)
+
+
 def test_every_checkpoint_line_is_checked(tmp_path):
     """review37 #6: only the last checkpoint line was compared with the chain; older ones could
     be deleted, reordered or repeated unnoticed, and a torn last line was ignored silently."""
