@@ -409,6 +409,12 @@ def test_audit_api_verify_of_a_wiped_trail_is_not_intact(make_server, tmp_path):
     env = audit_env(tmp_path, signing=False)
     srv = make_server(env)
     assert srv.get("/api/v1/audit/verify").json()["ok"] is True
+    # that verify's own AUDIT_VERIFY record is queued, not waited for: let it land before the
+    # trail is wiped, or the writer finds its records gone and says so (AUDIT_GAP: "deleted")
+    deadline = time.monotonic() + h.scaled(10)
+    while not any(r["type"] == "AUDIT_VERIFY" for r in records(env)):
+        assert time.monotonic() < deadline, "the AUDIT_VERIFY record was not written"
+        time.sleep(0.05)
     os.remove(env["AUDIT_LOG_PATH"])
     r = srv.get("/api/v1/audit/verify")
     assert r.status_code == 200 and r.json()["ok"] is False, r.text
