@@ -80,19 +80,25 @@ static const char *outcome_name(store_feedback_outcome_t o)
     }
 }
 
-/* Queues the FEEDBACK_RECORDED record; the answer goes out once it is durable. Takes r.
- * refused: the outcome that refused the whole batch (nothing was stored: the store rolled it
- * back), FEEDBACK_STORED when it was taken. The record names the ids of the items that decided
- * the answer (every item when taken, the refused ones when not), up to AUDITED_IDS, but never
- * an id that names no prediction: that string is the client's, and could be anything. */
-static void audit_and_reply(http_ctx_t *ctx, api_held_reply_t *r, const store_feedback_item_t *items, size_t n,
-                            const size_t counts[5], store_feedback_outcome_t refused)
+static bool is_refusal(store_feedback_outcome_t o)
 {
-    bool taken = refused == FEEDBACK_STORED;
+    return o == FEEDBACK_INVALID || o == FEEDBACK_NOT_FOUND || o == FEEDBACK_CONFLICT;
+}
+
+/* Queues the FEEDBACK_RECORDED record; the answer goes out once it is durable. Takes r.
+ * worst: the outcome that gave the status of a refused batch (nothing was stored: the store
+ * rolled it back), FEEDBACK_STORED when it was taken. The record counts every refusal by kind
+ * (one bogus id must not hide an attempt to change a stored label) and names the ids of the
+ * items that decided the answer (every item when taken, every refused one when not), up to
+ * AUDITED_IDS, but never an id that names no prediction: that string is the client's. */
+static void audit_and_reply(http_ctx_t *ctx, api_held_reply_t *r, const store_feedback_item_t *items, size_t n,
+                            const size_t counts[5], store_feedback_outcome_t worst)
+{
+    bool taken = worst == FEEDBACK_STORED;
     json_t *ids = json_array();
     size_t named = 0;
     for (size_t i = 0; i < n && named < AUDITED_IDS; i++)
-        if ((taken || items[i].outcome == refused) && items[i].outcome != FEEDBACK_NOT_FOUND) {
+        if ((taken || is_refusal(items[i].outcome)) && items[i].outcome != FEEDBACK_NOT_FOUND) {
             json_array_append_new(ids, json_string(items[i].prediction_id));
             named++;
         }
@@ -100,8 +106,17 @@ static void audit_and_reply(http_ctx_t *ctx, api_held_reply_t *r, const store_fe
                                (json_int_t)(taken ? counts[FEEDBACK_STORED] : 0), "duplicates",
                                (json_int_t)(taken ? counts[FEEDBACK_DUPLICATE] : 0), "prediction_ids", ids);
     if (detail && !taken) {
-        json_object_set_new(detail, "problem", json_string(outcome_name(refused)));
-        json_object_set_new(detail, "refused", json_integer((json_int_t)counts[refused]));
+        json_t *kinds = json_object();
+        size_t refused = 0;
+        for (int o = 0; o < 5; o++)
+            if (is_refusal((store_feedback_outcome_t)o) && counts[o] > 0) {
+                json_object_set_new(kinds, outcome_name((store_feedback_outcome_t)o),
+                                    json_integer((json_int_t)counts[o]));
+                refused += counts[o];
+            }
+        json_object_set_new(detail, "problem", json_string(outcome_name(worst)));
+        json_object_set_new(detail, "refused", json_integer((json_int_t)refused));
+        json_object_set_new(detail, "problems", kinds);
     }
     audit_event_t ev = {.type = "FEEDBACK_RECORDED",
                         .user = http_ctx_user(ctx),
@@ -208,11 +223,11 @@ void api_feedback(http_ctx_t *ctx)
                                      : counts[FEEDBACK_CONFLICT]  ? FEEDBACK_CONFLICT
                                                                   : FEEDBACK_STORED;
     if (worst != FEEDBACK_STORED) {
-        for (size_t i = 0; i < n; i++) {
-            if (items[i].outcome != worst)
+        for (size_t i = 0; i < n; i++) { /* every refused item, each with its own problem */
+            if (!is_refusal(items[i].outcome))
                 continue;
             json_t *d = json_pack("{s:s,s:I,s:s,s:s}", "prediction_id", items[i].prediction_id, "row",
-                                  (json_int_t)items[i].row, "problem", outcome_name(worst), "message",
+                                  (json_int_t)items[i].row, "problem", outcome_name(items[i].outcome), "message",
                                   items[i].message);
             if (batch)
                 json_object_set_new(d, "index", json_integer((json_int_t)i));

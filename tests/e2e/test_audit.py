@@ -704,18 +704,25 @@ def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_mani
     assert r.status_code == 409, r.text
     # review43 #5: an id that names no prediction is the client's string: not written
     assert fb({"prediction_id": "MRN-12345-typed-here", "label": "healthy"}).status_code == 404
+    # review44 #3: a bogus id in the batch does not hide the attempt to change a stored label,
+    # from the record or from the answer
+    r = fb({"feedback": [{"prediction_id": pids[0], "label": "healthy"},
+                         {"prediction_id": "MRN-888-typed-here", "label": "x"}]})
+    assert r.status_code == 404, r.text
+    assert sorted(d["problem"] for d in r.json()["error"]["details"]) == ["conflict", "not_found"], r.text
     srv.stop()
     recs = [r for r in records(env) if r["type"] == "FEEDBACK_RECORDED"]
     got = [(r["outcome"], r.get("entity_id"), r["detail"]["prediction_ids"], r["detail"]["stored"],
-            r["detail"]["duplicates"], r["detail"].get("problem"), r["detail"].get("refused")) for r in recs]
+            r["detail"]["duplicates"], r["detail"].get("problem"), r["detail"].get("problems")) for r in recs]
     assert got == [("success", pids[0], pids[:1], 1, 0, None, None), ("success", None, pids[1:], 2, 0, None, None),
                    ("success", pids[0], pids[:1], 0, 1, None, None),
-                   ("failure", pids[0], pids[:1], 0, 0, "conflict", 1),
-                   ("failure", None, pids[1:2], 0, 0, "conflict", 1),
-                   ("failure", None, [], 0, 0, "not_found", 1)], got
+                   ("failure", pids[0], pids[:1], 0, 0, "conflict", {"conflict": 1}),
+                   ("failure", None, pids[1:2], 0, 0, "conflict", {"conflict": 1}),
+                   ("failure", None, [], 0, 0, "not_found", {"not_found": 1}),
+                   ("failure", None, pids[:1], 0, 0, "not_found", {"conflict": 1, "not_found": 1})], got
     text = open(env["AUDIT_LOG_PATH"]).read()
     assert "healthy" not in text and "parkinsons\"" not in text.replace("parkinsons_predictor", ""), text[-600:]
-    assert "MRN-77" not in text and "MRN-12345" not in text
+    assert "MRN-77" not in text and "MRN-12345" not in text and "MRN-888" not in text
     r, out = verify(env)
     assert out["ok"] is True, r.stdout
 
