@@ -970,7 +970,8 @@ static void drain_in(worker_t *w, bool stopping)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
-    for (conn_t *c = w->conns, *next; c && !stopping; c = next) {
+    /* each dispatch may run a slow handler on this thread: the deadline is checked before each */
+    for (conn_t *c = w->conns, *next; c && !stopping && !atomic_load(&w->srv->stopping); c = next) {
         next = c->next;
         if ((c->state == ST_HEAD || c->state == ST_BODY) && !c->read_paused && !c->zombie)
             on_read(c->fd, EV_READ, c); /* may dispatch, answer or free c */

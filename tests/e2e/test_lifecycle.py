@@ -390,6 +390,41 @@ def test_sigterm_drain_takes_nothing_in_after_its_deadline(make_server):
     assert len(stored - answered) <= 1, ("recorded but never answered: %d" % len(stored - answered), results)
 
 
+def test_sigterm_drain_checks_its_deadline_before_each_request_it_takes_in(make_server):
+    """review44 #2: a worker that came free before the deadline took in every queued connection
+    and ran their predicts one after another in one go, past the deadline (exit 3.2 s late, one
+    recorded without an answer). Each one taken in now checks the deadline first: the exit comes
+    at most one request's time after it. One worker, predicts of 1.5 s, deadline 3 s, six
+    requests queued behind a busy one."""
+    srv = slow_canary_server(make_server, 1500, 3)
+    req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
+    before = srv.prediction_ids()
+    results = {}
+    send = sender(req, results)
+    names = ["A"] + ["Q%d" % i for i in range(6)]
+    threads = [threading.Thread(target=send, args=(n, socket.create_connection(("127.0.0.1", srv.port))))
+               for n in names]
+    threads[0].start()
+    time.sleep(0.3)
+    for t in threads[1:]:
+        t.start()
+        time.sleep(0.05)
+    time.sleep(0.6)  # A finishes 1.5 s after it started, after the signal
+    t_term = time.monotonic()
+    srv.send_signal(signal.SIGTERM)
+    rc = srv.wait(h.scaled(30))
+    took = time.monotonic() - t_term
+    for t in threads:
+        t.join(h.scaled(10))
+    assert rc == 0, srv.log_tail()
+    assert took < 3 + 1.5 + 1.5, "exit %.1f s after SIGTERM (deadline 3 s, requests of 1.5 s)\n%s" % (
+        took, srv.log_tail())
+    assert results["A"][0] == 200, results
+    answered = {v[1] for v in results.values() if v[0] == 200}
+    stored = srv.prediction_ids() - before
+    assert len(stored - answered) <= 1, ("recorded but never answered: %d" % len(stored - answered), results)
+
+
 def test_sigterm_drain_partial_request(make_server):
     """docs/operations.md: every request fully received before SIGTERM is answered; one still
     being received (headers sent, body not yet) is not processed: its connection is closed,
