@@ -296,9 +296,12 @@ def test_sigterm_drain_in_flight(make_server):
 
 
 def slow_canary_server(make_server, delay_ms, drain_s):
-    """One worker, and a 100 % canary (2.0.0) whose predicts sleep delay_ms (ROLLOUT_FAULT_INJECT)."""
-    srv = make_server({"MAX_WORKERS": "1", "SHUTDOWN_DRAIN_TIMEOUT": "%d" % drain_s,
-                       "ROLLOUT_FAULT_INJECT": "version=2.0.0,delay_ms=%d" % delay_ms})
+    """One worker, and a 100 % canary (2.0.0) whose predicts sleep delay_ms (ROLLOUT_FAULT_INJECT).
+    These tests time the drain against sleeps, not latency gates against a slower build: the
+    harness's scaling of the injected delay (LATENCY_SCALE) is undone."""
+    fault = "version=2.0.0,delay_ms=%d" % round(delay_ms / h.LATENCY_SCALE)
+    assert abs(h.fault_delay_s(fault) - delay_ms / 1000.0) < 0.01, (fault, h.LATENCY_SCALE)
+    srv = make_server({"MAX_WORKERS": "1", "SHUTDOWN_DRAIN_TIMEOUT": "%d" % drain_s, "ROLLOUT_FAULT_INJECT": fault})
     manifest = srv.manifest(PARK)
     r = h.run_cli(["model", "train", "--data", os.path.join(srv.data_dir, "cohorts", "parkinsons.csv"),
                    "--label", manifest["label"], "--class-labels", ",".join(manifest["class_labels"]),
