@@ -193,6 +193,35 @@ def test_a_clock_stepped_back_by_days_keeps_the_chain_in_order(tmp_path):
     assert r.returncode == 0 and out["ok"] is True, (r.stdout, r.stderr)
 
 
+def test_a_rotation_during_verify_is_not_tampering(tmp_path):
+    """review45 #4: verify lists the files, then reads them without the writer's lock; a rotation
+    in between (midnight) made the new active file look like records were deleted, and a genuine
+    trail was reported tampered. strace holds verify's opening of the log for 1.5 s while another
+    process appends the first record of the next day (faketime), which rotates the log."""
+    env = audit_env(tmp_path, signing=False)
+    benv = h.base_env(env)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+
+    def at(t, *args):
+        return ["faketime", t, h.require_binary(), "audit", "verify"] + list(args)
+
+    for i in range(3):
+        r = subprocess.run(at("2026-11-29 23:50:0%d" % i, "--allow-empty"), env=benv, capture_output=True,
+                           text=True, timeout=h.scaled(60))
+        assert r.returncode == 0, r.stdout + r.stderr
+    held = dict(benv, **h.UNDER_PTRACE)
+    held["ASAN_OPTIONS"] = ":".join(x for x in (held.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", env["AUDIT_LOG_PATH"], "-e", "trace=openat",
+                          "-e", "inject=openat:delay_enter=1500000:when=1"] + at("2026-11-29 23:51:00", "--json"),
+                         env=held, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)
+    r = subprocess.run(at("2026-11-30 00:10:00"), env=benv, capture_output=True, text=True, timeout=h.scaled(60))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.path.exists(env["AUDIT_LOG_PATH"] + ".2026-11-29"), "the log did not rotate"
+    out, errs = p.communicate(timeout=h.scaled(60))
+    assert p.returncode == 0 and json.loads(out)["ok"] is True, out + errs
+
+
 def test_every_checkpoint_line_is_checked(tmp_path):
     """review37 #6: only the last checkpoint line was compared with the chain; older ones could
     be deleted, reordered or repeated unnoticed, and a torn last line was ignored silently."""
