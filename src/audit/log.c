@@ -290,20 +290,26 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
     for (size_t i = 0; i < n; i++)
         if (files[i].date_days > day && archive_precedes(files[i].path, a->last_seq))
             day = files[i].date_days;
-    /* the next suffix of that day: one past the highest there (never probing, never reusing) */
+    /* the next suffix of that day: one past the highest archive of this chain there, so that
+     * the new one sorts after it (a stray name, say "….999999999", does not count); then the
+     * first free name from there: never renaming over a file */
     long next = -1;
     for (size_t i = 0; i < n; i++)
-        if (files[i].date_days == day && (long)files[i].part > next)
+        if (files[i].date_days == day && (long)files[i].part > next && archive_precedes(files[i].path, a->last_seq))
             next = (long)files[i].part;
     audit_files_free(files, n);
     char date[11], dst[4300];
     audit_date_format(day, date);
-    if (next < 0)
-        snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
-    else
-        snprintf(dst, sizeof(dst), "%s.%s.%ld", a->path, date, next + 1);
-    if (next >= 999999999 || util_path_exists(dst))
-        return -EEXIST; /* never rename over an archive */
+    for (int tries = 0;; tries++, next++) {
+        if (next < 0)
+            snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
+        else
+            snprintf(dst, sizeof(dst), "%s.%s.%ld", a->path, date, next + 1);
+        if (!util_path_exists(dst))
+            break;
+        if (tries == 1000 || next >= 999999998)
+            return -EEXIST;
+    }
     if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
         return -errno;
     char dir[4200];

@@ -165,10 +165,13 @@ def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path)
     # review43 #2: a name dated days ahead (a stray file, a clock that ran fast) does not date
     # the archives after it
     open(os.path.join(d, "audit.log.2099-12-31"), "w").close()
+    # review45 #1: nor does a stray name with a huge suffix use up the day's suffixes
+    open(os.path.join(d, "audit.log.2026-11-30.999999999"), "w").close()
     r = subprocess.run(["faketime", "2026-12-01 00:05:00", h.require_binary(), "audit", "verify"], env=benv,
                        capture_output=True, text=True, timeout=h.scaled(60))
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    assert os.path.exists(os.path.join(d, "audit.log.2026-11-30.12")), sorted(os.listdir(d))
+    assert r.returncode == 0 and "failing closed" not in r.stderr, (r.stdout, r.stderr)
+    # (the verify above, at today's real date, archived .12; this step's archive follows it)
+    assert os.path.exists(os.path.join(d, "audit.log.2026-11-30.13")), sorted(os.listdir(d))
     assert not any(n.startswith("audit.log.2099-12-31.") for n in os.listdir(d)), sorted(os.listdir(d))
 
 
