@@ -96,11 +96,18 @@ static void audit_and_reply(http_ctx_t *ctx, api_held_reply_t *r, const store_fe
 {
     bool taken = worst == FEEDBACK_STORED;
     json_t *ids = json_array();
-    size_t named = 0;
-    for (size_t i = 0; i < n && named < AUDITED_IDS; i++)
-        if ((taken || is_refusal(items[i].outcome)) && items[i].outcome != FEEDBACK_NOT_FOUND) {
-            json_array_append_new(ids, json_string(items[i].prediction_id));
-            named++;
+    /* distinct ids; of a refused batch the conflicts first (an attempt to change a stored
+     * label), so that no padding of the batch pushes them out of the record */
+    const store_feedback_outcome_t order[] = {FEEDBACK_CONFLICT, FEEDBACK_INVALID};
+    for (size_t pass = 0; pass < (taken ? 1 : 2); pass++)
+        for (size_t i = 0; i < n && json_array_size(ids) < AUDITED_IDS; i++) {
+            if (taken ? false : items[i].outcome != order[pass])
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < json_array_size(ids) && !seen; k++)
+                seen = strcmp(json_string_value(json_array_get(ids, k)), items[i].prediction_id) == 0;
+            if (!seen)
+                json_array_append_new(ids, json_string(items[i].prediction_id));
         }
     json_t *detail = json_pack("{s:I,s:I,s:I,s:o}", "items", (json_int_t)n, "stored",
                                (json_int_t)(taken ? counts[FEEDBACK_STORED] : 0), "duplicates",

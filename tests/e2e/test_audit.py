@@ -742,6 +742,10 @@ def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_mani
                          {"prediction_id": "MRN-888-typed-here", "label": "x"}]})
     assert r.status_code == 404, r.text
     assert sorted(d["problem"] for d in r.json()["error"]["details"]) == ["conflict", "not_found"], r.text
+    # review45 #3: nor does padding the batch with refused copies of another id push it out
+    r = fb({"feedback": [{"prediction_id": pids[2], "label": "healthy", "row": 5}] * 100 +
+                        [{"prediction_id": pids[0], "label": "healthy"}]})
+    assert r.status_code == 422, r.text
     srv.stop()
     recs = [r for r in records(env) if r["type"] == "FEEDBACK_RECORDED"]
     got = [(r["outcome"], r.get("entity_id"), r["detail"]["prediction_ids"], r["detail"]["stored"],
@@ -751,7 +755,8 @@ def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_mani
                    ("failure", pids[0], pids[:1], 0, 0, "conflict", {"conflict": 1}),
                    ("failure", None, pids[1:2], 0, 0, "conflict", {"conflict": 1}),
                    ("failure", None, [], 0, 0, "not_found", {"not_found": 1}),
-                   ("failure", None, pids[:1], 0, 0, "not_found", {"conflict": 1, "not_found": 1})], got
+                   ("failure", None, pids[:1], 0, 0, "not_found", {"conflict": 1, "not_found": 1}),
+                   ("failure", None, [pids[0], pids[2]], 0, 0, "invalid", {"conflict": 1, "invalid": 100})], got
     text = open(env["AUDIT_LOG_PATH"]).read()
     assert "healthy" not in text and "parkinsons\"" not in text.replace("parkinsons_predictor", ""), text[-600:]
     assert "MRN-77" not in text and "MRN-12345" not in text and "MRN-888" not in text
