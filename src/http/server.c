@@ -970,9 +970,14 @@ static void drain_in(worker_t *w, bool stopping)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
-    /* each dispatch may run a slow handler on this thread: the deadline is checked before each */
-    for (conn_t *c = w->conns, *next; c && !stopping && !atomic_load(&w->srv->stopping); c = next) {
-        next = c->next;
+    /* oldest connection first (the list is newest first), so that the requests that waited
+     * longest are the ones taken in; each dispatch may run a slow handler on this thread, so
+     * the deadline is checked before each. The answers of this round go out after it. */
+    conn_t *oldest = w->conns;
+    while (oldest && oldest->next)
+        oldest = oldest->next;
+    for (conn_t *c = oldest, *prev; c && !stopping && !atomic_load(&w->srv->stopping); c = prev) {
+        prev = c->prev;
         if ((c->state == ST_HEAD || c->state == ST_BODY) && !c->read_paused && !c->zombie)
             on_read(c->fd, EV_READ, c); /* may dispatch, answer or free c */
     }
