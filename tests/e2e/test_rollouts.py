@@ -322,10 +322,13 @@ def test_restart_mid_canary_resumes(make_server):
     srv.returncode = None
     srv.start()
     d = record(srv, dep)
-    assert d["status"] == "deploying" and d["current_stage"] == 1 and d["traffic_percentage"] == 50
-    assert "resumed_after_restart" in events(d)
+    assert d["status"] == "deploying" and "resumed_after_restart" in events(d), d["timeline"][-3:]
     t_resumed = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "resumed_after_restart"))
     assert t_resumed > t_stage1
+    if d["current_stage"] == 1:
+        assert d["traffic_percentage"] == 50
+    else:  # a slow restart (a loaded machine, the sanitizer build): the 4 s ran out while it was down
+        assert d["current_stage"] == 2 and t_resumed - t_stage1 >= 3.5, (d["current_stage"], t_resumed - t_stage1)
     # the stage keeps its timer across the restart (review28 #13): stage 2 starts 4 s after
     # stage 1 began, or at once after the resumption when those 4 s ran out while it was down
     # (a slow restart), never 4 s after the resumption
