@@ -62,7 +62,7 @@ void lockfile_release(int fd)
 
 int lockfile_is_held(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO there must not hang us */
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
     int held = 0;
@@ -75,7 +75,7 @@ int lockfile_is_held(const char *path)
 long lockfile_holder(const char *path)
 {
     char buf[32] = "";
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return 0;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);

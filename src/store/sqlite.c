@@ -552,7 +552,19 @@ static int migrate(sqlite_store_t *s, const char *path, unsigned flags, char *er
             char lock[4200];
             lockfile_path_for_db(path, lock, sizeof(lock));
             long holder = lockfile_holder(lock);
-            if (lockfile_is_held(lock) == 1 && holder != (long)getpid()) {
+            int held = lockfile_is_held(lock);
+            if (held < 0 && holder != (long)getpid()) {
+                /* can not tell (a symlink loop, a file system without flock): not upgraded */
+                rollback(s);
+                snprintf(err, errlen,
+                         "database %s has schema version %lld and this aimedres would upgrade it to %d, but "
+                         "can not tell whether a server is running on it (%s: %s): stop every server on it, "
+                         "make %s a regular file or remove it, then start the new one (upgrading: "
+                         "docs/operations.md)",
+                         path, (long long)current, known, lock, strerror(-held), lock);
+                return -EBUSY;
+            }
+            if (held == 1 && holder != (long)getpid()) {
                 rollback(s);
                 char who[64] = "";
                 if (holder > 0) /* 0: the holder wrote no pid (not an aimedres) */
