@@ -107,7 +107,7 @@ struct http_server {
     struct timeval read_tv, write_tv, linger_tv;
     size_t in_limit; /* input buffer cap: head + body + framing slack */
     atomic_bool draining;
-    atomic_bool stopping;  /* http_server_stop was called: the drain deadline is past */
+    atomic_bool stopping;  /* http_server_stop or _free was called: the drain deadline is past */
     atomic_int drained_in; /* workers that ran drain_in */
     atomic_uint_fast64_t inflight;
     atomic_uint_fast64_t requests;
@@ -949,13 +949,13 @@ static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss);
  * connection between requests reads what its socket holds, so that a request that arrived whole
  * is dispatched (counted in inflight) before the worker says it has drained in: serve waits for
  * every worker's word (http_server_drained_in) before it trusts inflight == 0. */
-static void drain_in(worker_t *w, bool stopping)
+static void drain_in(worker_t *w)
 {
     w->drained = true;
     if (w->listener) {
         /* past the drain deadline (the stop came with the drain: the worker was busy until
          * then) nothing more is taken in: it could not be answered */
-        for (; !stopping;) {
+        while (!atomic_load(&w->srv->stopping)) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
             int cfd = accept4(w->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -976,7 +976,7 @@ static void drain_in(worker_t *w, bool stopping)
     conn_t *oldest = w->conns;
     while (oldest && oldest->next)
         oldest = oldest->next;
-    for (conn_t *c = oldest, *prev; c && !stopping && !atomic_load(&w->srv->stopping); c = prev) {
+    for (conn_t *c = oldest, *prev; c && !atomic_load(&w->srv->stopping); c = prev) {
         prev = c->prev;
         if ((c->state == ST_HEAD || c->state == ST_BODY) && !c->read_paused && !c->zombie)
             on_read(c->fd, EV_READ, c); /* may dispatch, answer or free c */
@@ -1001,7 +1001,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     }
     int cmd = atomic_exchange(&w->cmd, 0);
     if ((cmd & CMD_DRAIN) && !w->drained)
-        drain_in(w, (cmd & CMD_STOP) || atomic_load(&w->srv->stopping));
+        drain_in(w); /* a stop (http_server_stop, _free) sets srv->stopping before it posts */
     if (cmd & CMD_STOP)
         event_base_loopbreak(w->base);
 }
@@ -1677,6 +1677,7 @@ void http_server_free(http_server_t *s)
 {
     if (!s)
         return;
+    atomic_store(&s->stopping, true);
     for (int i = 0; s->workers && i < s->n_workers; i++) {
         worker_t *w = &s->workers[i];
         if (w->started) {
