@@ -663,19 +663,42 @@ static int aside_name(const char *path, const char *id, char *aside, size_t n)
     return -EEXIST;
 }
 
-/* Renames path aside (aside_name), or with keep links it there, so that path itself is only
- * ever replaced by the rename that follows: a file's name is never missing, even when the
- * process dies between the two (the env file a rerun needs; review34). A file system without
- * hard links falls back to the rename. Appends to moved. */
-static int move_aside(const char *path, const char *id, bool keep, json_t *moved)
+/* The files SQLite keeps beside a database and pairs with it by name. */
+static const char *const db_sidecars[] = {"-wal", "-shm", "-journal"};
+
+/* aside_name for a database: a name free for the database and for each of its sidecars, so
+ * that the set-aside database and its WAL (or hot journal) stay a pair that SQLite opens with
+ * every record the old store had (review47 #1: the WAL went to <db>-wal.pre-restore-<id>,
+ * which SQLite never reads with <db>.pre-restore-<id>). */
+static int db_aside_name(const char *path, const char *id, char *aside, size_t n)
+{
+    struct stat st;
+    for (int i = 0; i < 100; i++) {
+        if (i == 0)
+            snprintf(aside, n, "%s.pre-restore-%s", path, id);
+        else
+            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+        bool free_ = lstat(aside, &st) < 0 && errno == ENOENT;
+        for (size_t k = 0; free_ && k < ARRAY_SIZE(db_sidecars); k++) {
+            char side[PATH_MAX + 80];
+            snprintf(side, sizeof(side), "%s%s", aside, db_sidecars[k]);
+            free_ = lstat(side, &st) < 0 && errno == ENOENT;
+        }
+        if (free_)
+            return 0;
+    }
+    return -EEXIST;
+}
+
+/* Renames path to aside, or with keep links it there, so that path itself is only ever
+ * replaced by the rename that follows: a file's name is never missing, even when the process
+ * dies between the two (the env file a rerun needs; review34). A file system without hard
+ * links falls back to the rename. Appends to moved. */
+static int move_to_aside(const char *path, const char *aside, bool keep, json_t *moved)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
-    char aside[PATH_MAX + 64];
-    int r = aside_name(path, id, aside, sizeof(aside));
-    if (r < 0)
-        return r;
     bool linked = false;
     if (keep && S_ISREG(st.st_mode)) {
         linked = link(path, aside) == 0;
@@ -686,6 +709,14 @@ static int move_aside(const char *path, const char *id, bool keep, json_t *moved
         return -errno;
     json_array_append_new(moved, json_string(aside));
     return 0;
+}
+
+/* move_to_aside under aside_name(path). */
+static int move_aside(const char *path, const char *id, bool keep, json_t *moved)
+{
+    char aside[PATH_MAX + 64];
+    int r = aside_name(path, id, aside, sizeof(aside));
+    return r < 0 ? r : move_to_aside(path, aside, keep, moved);
 }
 
 static int parent_fsync(const char *path)
@@ -745,15 +776,19 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
 {
     int r = 0;
     if (a->kind == KIND_FILE) {
-        /* the database's WAL and shm belong to the old file: they move aside with it */
-        static const char *const sfx[] = {"-wal", "-shm", "-journal"};
-        for (size_t i = 0; i < ARRAY_SIZE(sfx) && r == 0; i++) {
-            char p[PATH_MAX + 16];
-            snprintf(p, sizeof(p), "%s%s", a->dest, sfx[i]);
-            r = move_aside(p, id, false, moved);
-        }
+        /* the database's WAL, shm and journal belong to the old file: they move aside with it,
+         * under its new name (db_aside_name). The database is linked there first: a rerun
+         * after a crash in between takes the next name, and the first pair stays whole. */
+        char aside[PATH_MAX + 64];
+        r = db_aside_name(a->dest, id, aside, sizeof(aside));
         if (r == 0)
-            r = move_aside(a->dest, id, true, moved);
+            r = move_to_aside(a->dest, aside, true, moved);
+        for (size_t i = 0; i < ARRAY_SIZE(db_sidecars) && r == 0; i++) {
+            char p[PATH_MAX + 16], q[PATH_MAX + 80];
+            snprintf(p, sizeof(p), "%s%s", a->dest, db_sidecars[i]);
+            snprintf(q, sizeof(q), "%s%s", aside, db_sidecars[i]);
+            r = move_to_aside(p, q, false, moved);
+        }
         if (r == 0 && rename(a->stage, a->dest) < 0)
             r = -errno;
         if (r == 0) {

@@ -673,10 +673,14 @@ static void sqlite_close(store_t *base)
         return;
     for (int i = 0; i < Q_COUNT_; i++)
         sqlite3_finalize(s->stmts[i]);
-    if (s->db)
-        sqlite3_close_v2(s->db);
+    /* the reader first: the writer's close is then the last, which checkpoints the WAL into
+     * the database and removes it, so a stopped store is one file (a read-only connection can
+     * not checkpoint, and closed last it left every record since the last checkpoint in the
+     * WAL alone: review47 #1) */
     if (s->rdb)
         sqlite3_close_v2(s->rdb);
+    if (s->db)
+        sqlite3_close_v2(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->rmu);
     free(s->path);

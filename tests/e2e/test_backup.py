@@ -890,6 +890,44 @@ def test_restore_in_place_audit_record(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_restore_in_place_keeps_the_old_wal_paired_with_its_database(inst, tmp_path):
+    """review47 #1: the old database went aside as <db>.pre-restore-<id> but its WAL as
+    <db>-wal.pre-restore-<id>, a name SQLite never pairs with it, so the set-aside store
+    looked as if it had lost every record since its last checkpoint. Both now go aside under
+    one name. The records here are in the WAL alone, as an older server left them at stop."""
+    s = inst.backup("full")
+    conn = sqlite3.connect(inst.db)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    with conn:
+        conn.execute("INSERT INTO predictions (id, created_ms, model, version, arm, outputs_json, n_rows,"
+                     " latency_ms, status) VALUES ('after-the-backup', 1, 'm', '1', 'stable', '[]', 1, 0.1, 200)")
+    saved = tmp_path / "saved"
+    shutil.copyfile(inst.db, str(saved))  # the database and its WAL while the record is in the WAL only
+    shutil.copyfile(inst.db + "-wal", str(saved) + "-wal")
+    conn.close()  # checkpoints and removes the WAL
+    shutil.copyfile(str(saved), inst.db)
+    shutil.copyfile(str(saved) + "-wal", inst.db + "-wal")
+    if os.path.exists(inst.db + "-shm"):
+        os.unlink(inst.db + "-shm")
+    immutable = sqlite3.connect("file:%s?immutable=1" % inst.db, uri=True)
+    assert immutable.execute("SELECT count(*) FROM predictions WHERE id = 'after-the-backup'").fetchone()[0] == 0
+    immutable.close()
+    r = inst.run(["restore", s["id"], "--yes", "--components", "db"])
+    assert r.returncode == 0, out(r)
+    aside = inst.db + ".pre-restore-" + s["id"]
+    assert os.path.exists(aside + "-wal") and not os.path.exists(inst.db + "-wal.pre-restore-" + s["id"])
+    old = sqlite3.connect(aside)
+    try:
+        assert old.execute("SELECT count(*) FROM predictions WHERE id = 'after-the-backup'").fetchone()[0] == 1
+    finally:
+        old.close()
+    restored = sqlite3.connect(inst.db)
+    try:
+        assert restored.execute("SELECT count(*) FROM predictions WHERE id = 'after-the-backup'").fetchone()[0] == 0
+    finally:
+        restored.close()
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 
@@ -621,6 +622,30 @@ def test_register_picked_up_by_running_server(server, tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("registered stable version not served within %.0f s" % h.scaled(5))
+
+
+def test_a_stopped_server_leaves_its_store_in_one_file(server):
+    """review47 #1: the server closed its read-only second connection last, which can not
+    checkpoint, so after a clean stop every record since the last checkpoint was in
+    aimedres.db-wal alone (and an in-place restore then set that WAL aside apart from its
+    database). Stopped, the store is one file that holds every acknowledged prediction."""
+    mf = server.manifest(PARK)
+    ids = []
+    for _ in range(5):
+        r = server.predict(PARK, {"features": h.valid_features(mf)})
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["prediction_id"])
+    rc, killed = server.stop()
+    assert rc == 0 and not killed
+    assert not os.path.exists(server.db_path + "-wal")
+    # immutable: SQLite reads the database file alone, ignoring any WAL
+    conn = sqlite3.connect("file:%s?immutable=1" % server.db_path, uri=True)
+    try:
+        found = {row[0] for row in conn.execute(
+            "SELECT id FROM predictions WHERE id IN (%s)" % ",".join("?" * len(ids)), ids)}
+    finally:
+        conn.close()
+    assert found == set(ids)
 
 
 def test_second_server_on_same_database_refused(server):
