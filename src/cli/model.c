@@ -449,6 +449,7 @@ static void print_summary(const char *verb, const json_t *sum)
 }
 
 /* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */
+/* One MODEL_REGISTERED record, written durably. 0 or -errno. */
 static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
 {
     char user[256]; /* the OS account (uid), not $USER which the caller sets at will (review22) */
@@ -464,9 +465,37 @@ static int audit_registered(audit_log_t *a, const char *cmd, const char *name, c
                         .detail = detail};
     int rc = audit_log_append_sync(a, &ev);
     json_decref(detail);
+    return rc < 0 ? rc : 0;
+}
+
+/* The registration's audit record is written before the store records it (the hook of
+ * model_register_hooked): a registration takes effect only when the trail holds it. One that
+ * fails after that gets a second record, with outcome failure (review47 #3). */
+typedef struct {
+    audit_log_t *audit;
+    const char *cmd;
+    bool refused; /* the record could not be written: the trail is failing */
+} reg_audit_t;
+
+static int audit_before_commit(void *arg, const char *name, const char *version, char *err, size_t errlen)
+{
+    reg_audit_t *ra = arg;
+    int rc = audit_registered(ra->audit, ra->cmd, name, version, true);
+    if (rc < 0) {
+        ra->refused = true;
+        snprintf(err, errlen, "the audit record of the registration can not be written (%s): nothing registered",
+                 strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+/* After model_register_hooked: the failure record, unless the trail refused the first. */
+static void audit_register_failed(const reg_audit_t *ra, const char *name, const char *version)
+{
+    int rc = ra->refused ? 0 : audit_registered(ra->audit, ra->cmd, name, version, false);
     if (rc < 0)
-        fprintf(stderr, "aimedres: audit: cannot record the registration: %s\n", strerror(-rc));
-    return rc < 0 ? 1 : 0;
+        fprintf(stderr, "aimedres: audit: cannot record the failed registration: %s\n", strerror(-rc));
 }
 
 static int run_train_like(int argc, char **argv, bool import)
@@ -512,6 +541,9 @@ static int run_train_like(int argc, char **argv, bool import)
     co->t.storage_path = cfg->model_storage_path;
     co->t.data_dir = cfg->data_dir;
     co->t.store = store;
+    reg_audit_t ra = {.audit = audit, .cmd = cmd};
+    const model_register_hook_t hook = {audit_before_commit, &ra};
+    co->t.register_hook = &hook;
     char err[2048] = "";
     json_t *summary = NULL;
     rc = import ? model_import(&co->t, &summary, err, sizeof(err))
@@ -520,10 +552,8 @@ static int run_train_like(int argc, char **argv, bool import)
         fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
         log_warning("model registration failed", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name,
                     "version", co->t.version);
-        audit_registered(audit, cmd, co->t.name, co->t.version, false); /* audit (issue 5) */
+        audit_register_failed(&ra, co->t.name, co->t.version);
         rc = rc == -EINVAL ? 2 : 1; /* train.h: -EINVAL is a wrong option, a usage error */
-    } else if (audit_registered(audit, cmd, co->t.name, co->t.version, true) != 0) { /* audit (issue 5) */
-        rc = 1;
     } else {
         log_info("model registered", "{s:s, s:s, s:s}", "command", cmd, "name", co->t.name, "version",
                  co->t.version);
@@ -560,14 +590,13 @@ static int run_register(int argc, char **argv)
     }
     char err[2048] = "";
     json_t *info = NULL;
-    rc = model_register(store, cfg->model_storage_path, co->positional[0], co->t.set_stable, &info, err,
-                        sizeof(err));
+    reg_audit_t ra = {.audit = audit, .cmd = "register"};
+    const model_register_hook_t hook = {audit_before_commit, &ra};
+    rc = model_register_hooked(store, cfg->model_storage_path, co->positional[0], co->t.set_stable, &hook, &info,
+                               err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "aimedres: %s\n", err[0] ? err : strerror(-rc));
-        audit_registered(audit, "register", co->positional[0], NULL, false); /* audit (issue 5) */
-        rc = 1;
-    } else if (audit_registered(audit, "register", json_string_value(json_object_get(info, "name")),
-                                json_string_value(json_object_get(info, "version")), true) != 0) { /* audit */
+        audit_register_failed(&ra, co->positional[0], NULL);
         rc = 1;
     } else {
         log_info("model registered", "{s:s, s:s, s:s}", "command", "register", "name",

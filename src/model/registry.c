@@ -784,6 +784,12 @@ out:
 int model_register(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
                    json_t **ret_info, char *err, size_t errlen)
 {
+    return model_register_hooked(store, storage_path, src_dir, set_stable, NULL, ret_info, err, errlen);
+}
+
+int model_register_hooked(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
+                          const model_register_hook_t *hook, json_t **ret_info, char *err, size_t errlen)
+{
     int rc;
     char name_dir[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX], real_src[PATH_MAX], real_dest[PATH_MAX];
     char msg[1024] = "";
@@ -909,6 +915,11 @@ int model_register(store_t *store, const char *storage_path, const char *src_dir
     }
 
     /* 3. Record it; make it stable when asked or when nothing serves yet. */
+    if (hook && hook->before_commit &&
+        (rc = hook->before_commit(hook->arg, m->name, m->version, err, errlen)) != 0) {
+        rc = rc < 0 ? rc : -EIO;
+        goto fail;
+    }
     rc = store_model_version_put(store, m->name, m->version, real_dest, m->booster_sha256,
                                  model_task_name(m->task), manifest_str);
     if (rc < 0) {

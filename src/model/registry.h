@@ -62,4 +62,18 @@ json_t *model_registry_failed_json(model_registry_t *r);
 int model_register(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
                    json_t **ret_info, char *err, size_t errlen);
 
+/* Called by model_register_hooked once everything is checked and the artifact is in storage,
+ * just before the store records the version: non-zero refuses the registration (nothing is
+ * recorded, an artifact this call placed is removed), with err written by the hook. The CLI
+ * writes the MODEL_REGISTERED audit record here, so that no registration takes effect that
+ * the trail does not hold (review47 #3). */
+typedef struct model_register_hook {
+    int (*before_commit)(void *arg, const char *name, const char *version, char *err, size_t errlen);
+    void *arg;
+} model_register_hook_t;
+
+/* model_register with a hook (NULL: none). */
+int model_register_hooked(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
+                          const model_register_hook_t *hook, json_t **ret_info, char *err, size_t errlen);
+
 #endif

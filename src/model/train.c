@@ -1268,7 +1268,8 @@ static int build_and_register(job_t *j, const char *default_description, json_t 
     if ((rc = write_validation(j, pending, sizeof(pending), final, sizeof(final), err, errlen)) < 0)
         goto out;
     char rerr[1024] = "";
-    rc = model_register(o->store, o->storage_path, j->tmpdir, o->set_stable, &info, rerr, sizeof(rerr));
+    rc = model_register_hooked(o->store, o->storage_path, j->tmpdir, o->set_stable, o->register_hook, &info, rerr,
+                               sizeof(rerr));
     if (rc < 0) {
         util_errf(err, errlen, "registration refused: %s", rerr);
         rc = rc == -EINVAL ? -EIO : rc; /* -EINVAL is kept for wrong options (train.h) */

@@ -44,6 +44,7 @@ typedef struct model_train_opts {
     const char *storage_path; /* MODEL_STORAGE_PATH (required) */
     const char *data_dir;     /* DATA_DIR (required): baseline/<name>_validation.csv */
     store_t *store;           /* registry store (required) */
+    const struct model_register_hook *register_hook; /* NULL or model_register_hooked's hook */
 
     /* Train only. */
     const char *task;          /* "binary" | "multiclass" | "regression", NULL = infer */

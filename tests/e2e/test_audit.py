@@ -8,6 +8,7 @@ truncated, forged) naming the record; keygen/checkpoint/prune/events; the audit 
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -714,6 +715,40 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     assert r.returncode == 1 and "SECRET_KEY" in r.stderr
     r = h.run_cli(["model", "list"], env)
     assert "3.0.0" not in r.stdout
+
+
+def test_model_registration_waits_for_its_audit_record(demo_copy, tmp_path):
+    """review47 #3: `model register --set-stable` (and import, train) committed the version and
+    made it stable, then failed to write MODEL_REGISTERED (a full audit disk) and exited 1
+    with the new version serving. The record is now written before the store records the
+    version: when it can not be, nothing is registered. strace makes the audit log's writes
+    fail with ENOSPC (scripts/install-deps.sh installs strace)."""
+    env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
+    src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
+    dst = str(tmp_path / "als-2")
+    shutil.copytree(src, dst)
+    mf = os.path.join(dst, "manifest.json")
+    m = json.load(open(mf))
+    m["version"] = "2.0.0"
+    json.dump(m, open(mf, "w"))
+    assert h.run_cli(["audit", "verify", "--allow-empty"], env).returncode == 0  # the log exists
+    before = lines(env)
+    r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", env["AUDIT_LOG_PATH"], "-e",
+                        "trace=write,pwrite64", "-e", "inject=write,pwrite64:error=ENOSPC",
+                        h.require_binary(), "model", "register", dst, "--set-stable"],
+                       env=h.base_env(dict(env, **h.UNDER_PTRACE)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "nothing registered" in r.stderr, r.stderr
+    listed = h.run_cli(["model", "list"], env)
+    assert "2.0.0" not in listed.stdout, listed.stdout
+    assert not os.path.exists(os.path.join(demo_copy, "models", "als_classifier", "2.0.0"))
+    assert lines(env) == before
+    # with the trail writable the same command registers, and the record precedes nothing else
+    r = h.run_cli(["model", "register", dst, "--set-stable"], env)
+    assert r.returncode == 0, r.stderr
+    rec = records(env)[-1]
+    assert (rec["type"], rec["outcome"], rec["detail"]["version"]) == ("MODEL_REGISTERED", "success", "2.0.0")
+    assert "2.0.0" in h.run_cli(["model", "list"], env).stdout
 
 
 def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_manifests):
