@@ -1416,8 +1416,10 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
     /* Nothing moves a candidate forward while its audit record can not be written; checks
      * and rollbacks (the safe direction) go on, audited late. */
     bool trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
-    /* and for the moment its own last records are queued: a stalled writer stops it here */
-    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0);
+    /* and for the moment its own last records are queued: a stalled writer stops it here; nor
+     * while its last change is not in the store (review47 #4) */
+    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || d->unsaved ||
+                json_array_size(d->pending_events) > 0;
     if (trail_down != d->held_for_audit) {
         d->held_for_audit = trail_down;
         log_msg(trail_down ? LOG_WARNING : LOG_INFO,
@@ -2219,6 +2221,23 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
         }
         snprintf(err, errlen, "no deployment with id '%s'", id);
         return api_end(r, w, before, -ENOENT, NULL, err, errlen);
+    }
+    if (d->active && (strcmp(action, "promote") == 0 || strcmp(action, "resume") == 0)) {
+        /* review47 #4: a move forward takes effect, then is stored; with the database failing
+         * it would hold in this server alone, and a client retrying its 503 moved the candidate
+         * a stage per retry. Refused instead, as while the audit trail fails (the safe
+         * direction, rollback and pause, still goes through). A busy store is no answer. */
+        bool behind = d->unsaved || json_array_size(d->pending_events) > 0;
+        int prc = behind ? -EIO : store_ping_write(r->store);
+        if (prc < 0 && prc != -EBUSY) {
+            snprintf(err, errlen,
+                     "deployment %s is not moved forward while %s; nothing was changed (rollback and pause "
+                     "still work)",
+                     id,
+                     behind ? "its last change is not stored (the database can not be written; see the server log)"
+                            : "the database can not be written");
+            return api_end(r, w, before, -EAGAIN, NULL, err, errlen);
+        }
     }
     if (strcmp(action, "rollback") == 0) {
         if (d->active) {

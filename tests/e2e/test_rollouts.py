@@ -527,6 +527,38 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
 
 
+def test_no_step_forward_while_the_last_one_is_not_stored(make_server, tmp_path):
+    """review47 #4: with the store failing, promote took effect in this server and answered
+    503; a client retrying the 503 moved the canary one stage per retry (10 % -> 50 % -> stable)
+    in memory, while the store still said 10 %. A step forward (promote, resume; the
+    controller's own too) now waits until the last change is stored; rollback still works."""
+    import sqlite3
+
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[10, 50, 100], stage_duration="1h",
+               auto_promote=False)
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the store: saves fail
+        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60), 503)
+        assert "could not be made durable" in err["message"], err
+        assert record(srv, dep)["traffic_percentage"] == 50  # in effect here, as documented
+        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60), 503)
+        assert "not moved forward while its last change is not stored" in err["message"], err
+        d = record(srv, dep)
+        assert d["active"] and d["traffic_percentage"] == 50, d
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    wait_until(srv, dep, lambda d: "deployment record stored after a failure" in srv.log_text(), timeout=15)
+    r = srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["traffic_percentage"] == 100
+
+
 def test_deployment_changes_while_the_audit_trail_fails(make_server, tmp_path):
     """review17/18: with the audit trail unwritable a pause was answered 200 and its audit
     event never written; the controller also promoted. Now nothing moves a candidate forward
