@@ -93,7 +93,36 @@ static uint64_t tree_bytes(const char *path)
     return sum;
 }
 
-/* Rewrites e's manifest as audit-only, then removes data files nobody needs. */
+/* Removes the data files of backup e (directory dir) that nothing needs; counts the bytes. */
+static void drop_unneeded(const char *dir, const entry_t *e, json_t *needed, uint64_t *freed)
+{
+    char data[PATH_MAX];
+    DIR *d = backup_path_join(data, sizeof(data), dir, "data") < 0 ? NULL : opendir(data);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char k[BACKUP_ID_MAX + 64], p[PATH_MAX];
+        char kd[BACKUP_ID_MAX + 8];
+        if (backup_path_join(kd, sizeof(kd), e->id, "data") < 0 ||
+            backup_path_join(k, sizeof(k), kd, de->d_name) < 0 || json_object_get(needed, k) ||
+            backup_path_join(p, sizeof(p), data, de->d_name) < 0)
+            continue;
+        uint64_t sz = tree_bytes(p);
+        if (unlink(p) == 0)
+            *freed += sz;
+    }
+    closedir(d);
+    util_fsync_dir(data);
+}
+
+/* Rewrites e's manifest as audit-only, then removes data files nobody needs. On a full
+ * repository (review47 #2) the new manifest has no room before they are gone: then they go
+ * first. An interruption between the two leaves this expired backup naming files it no
+ * longer has (verify says so) until the next prune rewrites its manifest; nothing kept
+ * needs them. */
 static int reduce(const char *repo, entry_t *e, const backup_key_t *key, json_t *needed, int64_t now,
                   uint64_t *freed, char *err, size_t errlen)
 {
@@ -142,6 +171,10 @@ static int reduce(const char *repo, entry_t *e, const backup_key_t *key, json_t 
         return -ENOMEM;
     }
     r = util_write_file_atomic(mpath, text, strlen(text), 0600);
+    if (r == -ENOSPC || r == -EDQUOT) {
+        drop_unneeded(dir, e, needed, freed);
+        r = util_write_file_atomic(mpath, text, strlen(text), 0600);
+    }
     free(text);
     backup_manifest_free(m);
     if (r < 0) {
@@ -149,26 +182,7 @@ static int reduce(const char *repo, entry_t *e, const backup_key_t *key, json_t 
         return r;
     }
     /* The new manifest is durable: now drop unneeded data files. */
-    char data[PATH_MAX];
-    DIR *d = backup_path_join(data, sizeof(data), dir, "data") < 0 ? NULL : opendir(data);
-    if (!d)
-        return 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        char k[BACKUP_ID_MAX + 64], p[PATH_MAX];
-        char kd[BACKUP_ID_MAX + 8];
-        if (backup_path_join(kd, sizeof(kd), e->id, "data") < 0 ||
-            backup_path_join(k, sizeof(k), kd, de->d_name) < 0 || json_object_get(needed, k) ||
-            backup_path_join(p, sizeof(p), data, de->d_name) < 0)
-            continue;
-        uint64_t sz = tree_bytes(p);
-        if (unlink(p) == 0)
-            *freed += sz;
-    }
-    closedir(d);
-    util_fsync_dir(data);
+    drop_unneeded(dir, e, needed, freed);
     return 0;
 }
 
@@ -245,8 +259,8 @@ int backup_prune(const char *repo, const backup_settings_t *s, const backup_key_
     size_t n = 0;
     entry_t *e = NULL;
     json_t *needed = json_object();
-    json_t *rep = json_pack("{s:s,s:b,s:[],s:[],s:[],s:[],s:I}", "repo", repo, "dry_run", o->dry_run, "kept",
-                            "reduced", "deleted", "untouched", "freed_bytes", (json_int_t)0);
+    json_t *rep = json_pack("{s:s,s:b,s:[],s:[],s:[],s:[],s:[],s:I}", "repo", repo, "dry_run", o->dry_run, "kept",
+                            "reduced", "deleted", "untouched", "failed", "freed_bytes", (json_int_t)0);
     if ((r = backup_repo_require(repo, err, errlen)) < 0)
         goto out;
     if (!o->dry_run) {
@@ -328,31 +342,45 @@ int backup_prune(const char *repo, const backup_settings_t *s, const backup_key_
             }
     }
 
+    /* Deletions first (they write nothing, and free what a full repository's reductions need),
+     * then reductions; one that fails does not stop the others (review47 #2): the run fails
+     * with the first error, and each failed backup is listed under "failed". */
     uint64_t freed = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *list = NULL;
-        switch (e[i].state) {
-        case ST_KEEP: list = "kept"; break;
-        case ST_UNTOUCHED:
-            json_array_append_new(json_object_get(rep, "untouched"),
-                                  json_pack("{s:s,s:s}", "id", e[i].id, "error", e[i].error));
-            continue;
-        case ST_REDUCE:
-            list = strcmp(e[i].m->type, "audit-only") == 0 ? "kept" : "reduced";
-            if (!o->dry_run && strcmp(list, "reduced") == 0 &&
-                (r = reduce(repo, &e[i], key, needed, now, &freed, err, errlen)) < 0)
-                goto out;
-            break;
-        case ST_DELETE:
-            list = "deleted";
-            if (!o->dry_run && (r = delete_backup(repo, e[i].id, &freed, err, errlen)) < 0)
-                goto out;
-            break;
+    int first = 0;
+    char one[PATH_MAX + 256];
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const char *list = NULL;
+            int rc = 0;
+            one[0] = '\0';
+            if (pass == 0 && e[i].state == ST_DELETE) {
+                list = "deleted";
+                if (!o->dry_run)
+                    rc = delete_backup(repo, e[i].id, &freed, one, sizeof(one));
+            } else if (pass == 1 && e[i].state == ST_REDUCE) {
+                list = strcmp(e[i].m->type, "audit-only") == 0 ? "kept" : "reduced";
+                if (!o->dry_run && strcmp(list, "reduced") == 0)
+                    rc = reduce(repo, &e[i], key, needed, now, &freed, one, sizeof(one));
+            } else if (pass == 2 && e[i].state == ST_KEEP) {
+                list = "kept";
+            } else if (pass == 2 && e[i].state == ST_UNTOUCHED) {
+                json_array_append_new(json_object_get(rep, "untouched"),
+                                      json_pack("{s:s,s:s}", "id", e[i].id, "error", e[i].error));
+            }
+            if (rc < 0) {
+                json_array_append_new(json_object_get(rep, "failed"),
+                                      json_pack("{s:s,s:s}", "id", e[i].id, "error", one));
+                if (first == 0) {
+                    first = rc;
+                    snprintf(err, errlen, "%s", one);
+                }
+            } else if (list) {
+                json_array_append_new(json_object_get(rep, list), json_string(e[i].id));
+            }
         }
-        json_array_append_new(json_object_get(rep, list), json_string(e[i].id));
     }
     json_object_set_new(rep, "freed_bytes", json_integer((json_int_t)freed));
-    r = 0;
+    r = first;
 out:
     if (r < 0)
         json_object_set_new(rep, "error", json_string(err));

@@ -587,6 +587,8 @@ static int do_prune(ctx_t *c, bool dry_run)
                 printf("  reduced %s\n", json_string_value(v));
             json_array_foreach(json_object_get(rep, "untouched"), k, v)
                 printf("  left alone %s: %s\n", jstr(v, "id"), jstr(v, "error"));
+            json_array_foreach(json_object_get(rep, "failed"), k, v)
+                printf("  failed %s: %s\n", jstr(v, "id"), jstr(v, "error"));
         }
         json_array_append_new(json_object_get(out, "repositories"), rep);
     }

@@ -814,6 +814,41 @@ def test_no_key_and_usage(inst, tmp_path):
     assert r.returncode == 2
 
 
+def test_prune_frees_a_full_repository(inst, tmp_path):
+    """review47 #2: on a full repository prune freed nothing once backups held audit files
+    (every production backup does): an expired backup still inside the audit retention is
+    reduced to its audit files, and the reduction wrote its new manifest first, which found no
+    room; the run stopped at that first error. Now the data nobody needs goes first when the
+    manifest has no room, and one failure does not stop the others."""
+    fs = str(tmp_path / "repofs")
+    os.makedirs(fs)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", fs], capture_output=True, text=True)
+    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
+    try:
+        repo = os.path.join(fs, "repo")
+        ids = [inst.backup("full", BACKUP_PATH=repo)["id"] for _ in range(3)]
+        st = os.statvfs(fs)
+        with open(os.path.join(fs, "filler"), "wb") as f:  # the volume is full
+            try:
+                f.write(b"\0" * (st.f_bavail * st.f_frsize))
+            except OSError:
+                pass
+        env = h.base_env(inst.env(BACKUP_PATH=repo, BACKUP_KEEP_MIN="1", BACKUP_OFFSITE_DIR=""))
+        env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+        p = subprocess.run(["faketime", "-f", "+100d", h.require_binary(), "backup", "prune", "--json"], env=env,
+                           capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, out(p)
+        rep = json.loads(p.stdout)["repositories"][0]
+        assert sorted(rep["reduced"]) == sorted(ids[:2]) and rep["kept"] == [ids[2]], rep
+        assert rep["failed"] == [] and rep["freed_bytes"] > 0, rep
+        assert os.statvfs(fs).f_bavail > 0
+        # the reduced backups still hold their audit files, and verify says so
+        r = inst.run(["backup", "verify", "--all", "--json"], BACKUP_PATH=repo)
+        assert r.returncode == 0, out(r)
+    finally:
+        subprocess.run(["umount", "-l", fs], capture_output=True)
+
+
 def test_check_waits_for_prune(inst, tmp_path):
     """`backup check` takes the repository's shared reader lock, like verify and restore: while
     a prune holds it exclusively (deleting backups) the check waits instead of reading a
