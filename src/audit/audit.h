@@ -136,10 +136,12 @@ int audit_query_run(const config_t *cfg, const audit_query_t *q, json_t **ret_re
                     uint64_t *ret_next_cursor, char *err, size_t errlen);
 
 /* Removes the rotated archives whose date is more than retention_days before today_days
- * (days since 1970-01-01, UTC). Never the active file. removed (may be NULL) receives the
- * basenames removed. Returns the number removed or -errno. */
-int audit_prune(const char *log_path, int retention_days, int64_t today_days, json_t *removed, char *err,
-                size_t errlen);
+ * (days since 1970-01-01, UTC) and, when planned is not NULL, whose basename it lists (the
+ * names the AUDIT_PRUNE record gave: an archive rotated out after the plan, by that very
+ * record for one, is not removed; review46 #1). Never the active file. removed (may be NULL)
+ * receives the basenames removed. Returns the number removed or -errno. */
+int audit_prune(const char *log_path, int retention_days, int64_t today_days, const json_t *planned,
+                json_t *removed, char *err, size_t errlen);
 
 /* Calendar helpers (proleptic Gregorian, UTC): "YYYY-MM-DD" -> days since 1970-01-01;
  * 0 or -EINVAL (validates month lengths and leap years). */

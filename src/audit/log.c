@@ -257,13 +257,15 @@ static int sync_state(audit_log_t *a)
 /* True when the archive at path ends in a record of this chain no later than seq. */
 static bool archive_precedes(const char *path, uint64_t seq)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* never blocks: a FIFO named like an archive would hold the writer, lock and all (review46 #3) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return false;
     struct stat st;
     json_t *rec = NULL;
     off_t valid;
-    bool yes = fstat(fd, &st) == 0 && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 && rec &&
+    bool yes = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && audit_file_tail(fd, st.st_size, &rec, &valid) == 0 &&
+               rec &&
                (uint64_t)json_integer_value(json_object_get(rec, "seq")) <= seq;
     json_decref(rec);
     close(fd);
@@ -301,14 +303,14 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
     char date[11], dst[4300];
     audit_date_format(day, date);
     for (int tries = 0;; tries++, next++) {
+        if (tries == 1000 || next >= AUDIT_ARCHIVE_PART_MAX)
+            return -EEXIST; /* past the last name archive listers read (review46 #4) */
         if (next < 0)
             snprintf(dst, sizeof(dst), "%s.%s", a->path, date);
         else
             snprintf(dst, sizeof(dst), "%s.%s.%ld", a->path, date, next + 1);
         if (!util_path_exists(dst))
             break;
-        if (tries == 1000 || next >= 999999998)
-            return -EEXIST;
     }
     if (fdatasync(a->fd) < 0 || rename(a->path, dst) < 0)
         return -errno;

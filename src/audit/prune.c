@@ -18,8 +18,16 @@ bool audit_file_expired(const audit_file_t *f, int retention_days, int64_t today
     return f->date_days >= 0 && today_days - f->date_days > retention_days;
 }
 
-int audit_prune(const char *log_path, int retention_days, int64_t today_days, json_t *removed, char *err,
-                size_t errlen)
+static bool listed(const json_t *names, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) if (json_is_string(v) && strcmp(json_string_value(v), name) == 0) return true;
+    return false;
+}
+
+int audit_prune(const char *log_path, int retention_days, int64_t today_days, const json_t *planned,
+                json_t *removed, char *err, size_t errlen)
 {
     if (retention_days < 1) {
         snprintf(err, errlen, "retention must be at least 1 day");
@@ -36,7 +44,8 @@ int audit_prune(const char *log_path, int retention_days, int64_t today_days, js
     /* an archive dated D holds records up to D; it may go once D is more than retention_days
      * before today */
     for (size_t i = 0; i < n; i++) {
-        if (!audit_file_expired(&files[i], retention_days, today_days))
+        if (!audit_file_expired(&files[i], retention_days, today_days) ||
+            (planned && !listed(planned, util_basename(files[i].path))))
             continue;
         if (unlink(files[i].path) < 0) {
             rc = -errno;

@@ -803,6 +803,11 @@ int audit_files_list(const char *log_path, audit_file_t **ret, size_t *ret_n)
         unsigned part;
         if (!archive_date(de->d_name, base, &days, &part))
             continue;
+        /* only regular files hold records: a FIFO named like an archive would block whoever
+         * opens it (the writer at rotation, verify, the SIEM forwarder; review46 #3) */
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+            continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             audit_file_t *nf = realloc(files, cap * sizeof(*files));

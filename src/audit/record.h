@@ -91,6 +91,9 @@ bool audit_record_hash_ok(const json_t *rec, const unsigned char key[AUDIT_KEY_L
  * prev_hash/hash of 64 hex chars and string ts/type. New reference or NULL. */
 json_t *audit_record_parse(const char *line, size_t len);
 
+/* The largest N of an archive name "<log>.YYYY-MM-DD.N" (9 digits): past it no lister reads it. */
+#define AUDIT_ARCHIVE_PART_MAX 999999999L
+
 typedef struct audit_file {
     char *path;
     int64_t date_days; /* archive date, -1 for the active file */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include "audit/audit.h"
@@ -363,23 +364,31 @@ static int verify_once(const config_t *cfg, const char *from_date, audit_verify_
 
 /* The files are listed and read without the writer's lock: a checkpoint written meanwhile (a
  * line, then its AUDIT_CHECKPOINT record) can make a genuine trail look cut ("checkpoint" or
- * "truncated", review40), and a rotation between the listing and the reading can make it look
- * "deleted" (the new active file starts past the records just archived, review45). A bad
- * result counts only when the log and the checkpoints did not change while it was found;
- * otherwise verification runs again (at most five times). */
+ * "truncated", review40), a rotation between the listing and the reading can make it look
+ * "deleted" (the new active file starts past the records just archived, review45), and a file
+ * listed can be gone when it is opened (a prune, the moment of a rotation between its rename
+ * and the new file: review46 #5). A bad result counts only when the log and the checkpoints did
+ * not change while it was found; otherwise, and after a vanished file, verification runs again, pausing longer each time (5 ms up to 200 ms, 20 runs:
+ * about 2.5 s), so that a burst of rotations passes (review46 #6). */
+#define VERIFY_RUNS 20
 int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result_t *res, char *err,
                  size_t errlen)
 {
     int rc = 0;
-    for (int attempt = 0; attempt < 5; attempt++) {
+    long pause_ms = 5;
+    for (int run = 0; run < VERIFY_RUNS; run++) {
         struct stat before[2], after[2];
         trail_state(cfg, before);
         rc = verify_once(cfg, from_date, res, err, errlen);
-        if (rc < 0 || res->ok)
+        if ((rc < 0 && rc != -ENOENT) || (rc == 0 && res->ok))
             return rc;
         trail_state(cfg, after);
-        if (same_state(before, after))
+        if (same_state(before, after) && rc == 0)
             return rc;
+        if (run + 1 < VERIFY_RUNS) {
+            nanosleep(&(struct timespec){.tv_sec = pause_ms / 1000, .tv_nsec = pause_ms % 1000 * 1000000}, NULL);
+            pause_ms = pause_ms < 100 ? pause_ms * 2 : 200;
+        }
     }
     return rc;
 }

@@ -506,10 +506,12 @@ static int cmd_prune(int argc, char **argv)
             }
             json_decref(detail);
         }
-        json_decref(planned);
-        if (rc >= 0)
-            rc = audit_prune(cfg->audit_log_path, cfg->audit_log_retention_days, today, removed, err,
+        /* only what the record named: writing it may have rotated the active file into an
+         * archive that is already past retention (review46 #1) */
+        if (rc > 0)
+            rc = audit_prune(cfg->audit_log_path, cfg->audit_log_retention_days, today, planned, removed, err,
                              sizeof(err));
+        json_decref(planned);
         size_t i;
         json_t *v;
         json_array_foreach(removed, i, v) printf("removed %s\n", json_string_value(v));

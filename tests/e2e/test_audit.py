@@ -138,6 +138,93 @@ def test_a_checkpoint_written_during_verify_is_not_tampering(tmp_path):
     assert json.loads(out)["ok"] is True, out
 
 
+def test_prune_removes_only_what_its_record_names(tmp_path):
+    """review46 #1: prune planned from one listing, then wrote its AUDIT_PRUNE record, which
+    rotated the active file (its last record days old) into an archive already past retention;
+    the removal listed the directory again and removed that archive too: its records were gone
+    and `audit verify` said TAMPERED for good. Prune now removes only the archives its record
+    names. Each command runs at a fake time (faketime)."""
+    env = audit_env(tmp_path, AUDIT_LOG_RETENTION_DAYS=5)
+    benv = h.base_env(env)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+
+    def at(t, *args):
+        r = subprocess.run(["faketime", t, h.require_binary()] + list(args), env=benv, capture_output=True,
+                           text=True, timeout=h.scaled(60))
+        return r
+
+    for i, day in enumerate(("2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04")):
+        r = at(day + " 10:00:00", "audit", "verify", *(["--allow-empty"] if i == 0 else []))
+        assert r.returncode == 0, (day, r.stdout, r.stderr)
+    r = at("2026-12-10 10:00:00", "audit", "prune")
+    assert r.returncode == 0, r.stdout + r.stderr
+    prune = [x for x in records(env) if x["type"] == "AUDIT_PRUNE"]
+    assert len(prune) == 1, prune
+    d = os.path.dirname(env["AUDIT_LOG_PATH"])
+    for name in prune[0]["detail"]["removed"]:
+        assert not os.path.exists(os.path.join(d, name))
+    assert "audit.log.2026-12-04" not in prune[0]["detail"]["removed"]
+    assert os.path.exists(os.path.join(d, "audit.log.2026-12-04"))  # rotated out by the record itself
+    r = at("2026-12-10 10:01:00", "audit", "verify", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout + r.stderr
+    # the next prune names it and removes it
+    r = at("2026-12-10 10:02:00", "audit", "prune")
+    assert r.returncode == 0 and not os.path.exists(os.path.join(d, "audit.log.2026-12-04")), r.stdout + r.stderr
+    r = at("2026-12-10 10:03:00", "audit", "verify", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout + r.stderr
+
+
+def test_an_archive_pruned_while_verify_reads_is_not_an_error(tmp_path):
+    """review46 #5: verify ran again after a bad result, not after an error: an archive listed
+    and then removed by a concurrent `audit prune` gave "cannot open ...: No such file" (exit
+    1, as for a tampered trail; the API answered 500). strace holds verify's opening of the
+    oldest archive for 1.5 s while prune removes it (faketime for the days)."""
+    env = audit_env(tmp_path, AUDIT_LOG_RETENTION_DAYS=5)
+    benv = h.base_env(env)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+    for i, day in enumerate(("2026-12-01", "2026-12-02", "2026-12-03")):
+        r = subprocess.run(["faketime", day + " 10:00:00", h.require_binary(), "audit", "verify"]
+                           + (["--allow-empty"] if i == 0 else []), env=benv, capture_output=True, text=True,
+                           timeout=h.scaled(60))
+        assert r.returncode == 0, r.stdout + r.stderr
+    oldest = os.path.join(os.path.dirname(env["AUDIT_LOG_PATH"]), "audit.log.2026-12-01")
+    assert os.path.exists(oldest)
+    venv = dict(benv, **h.UNDER_PTRACE)
+    p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", oldest, "-e", "trace=openat", "-e",
+                          "inject=openat:delay_enter=1500000:when=1", "faketime", "2026-12-10 10:00:00",
+                          h.require_binary(), "audit", "verify", "--json"],
+                         env=venv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    r = subprocess.run(["faketime", "2026-12-10 10:00:00", h.require_binary(), "audit", "prune"], env=benv,
+                       capture_output=True, text=True, timeout=h.scaled(60))
+    assert r.returncode == 0 and not os.path.exists(oldest), r.stdout + r.stderr
+    out, errs = p.communicate(timeout=h.scaled(120))
+    assert p.returncode == 0, out + errs
+    assert json.loads(out)["ok"] is True, out
+
+
+def test_a_fifo_named_like_an_archive_blocks_nothing(tmp_path):
+    """review46 #3: rotation opened every archive-named file of the day to read its last
+    record, blocking: a FIFO named like one held the writer (and its lock) at midnight, and
+    predicts hung while /ready said 200; verify hung on it too. Only regular files are archives
+    now. Here `audit verify` writes its record after (fake) midnight, which rotates."""
+    env = audit_env(tmp_path)
+    benv = h.base_env(env)
+    benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
+    d = os.path.dirname(env["AUDIT_LOG_PATH"])
+    r = subprocess.run(["faketime", "2026-12-05 23:50:00", h.require_binary(), "audit", "verify", "--allow-empty"],
+                       env=benv, capture_output=True, text=True, timeout=h.scaled(60))
+    assert r.returncode == 0, r.stdout + r.stderr
+    os.mkfifo(os.path.join(d, "audit.log.2026-12-05.3"))
+    try:
+        r = subprocess.run(["faketime", "2026-12-06 00:10:00", h.require_binary(), "audit", "verify", "--json"],
+                           env=benv, capture_output=True, text=True, timeout=h.scaled(20))
+    except subprocess.TimeoutExpired:
+        pytest.fail("audit verify hung on a FIFO named like an archive")
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout + r.stderr
+    assert os.path.isfile(os.path.join(d, "audit.log.2026-12-05"))  # rotated past the FIFO
+
+
 def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path):
     """review40 #3: archives were named by their last record's day, and listed in text order. A
     clock stepped back across midnight then gave `….11-29.1` (seq 3) before `….11-30` (seq 2), and

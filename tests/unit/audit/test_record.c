@@ -359,7 +359,7 @@ static void test_prune_boundary(void **state)
     int retention = (int)(today - d("2017-03-01")); /* 2017-03-01 is exactly at the limit: kept */
     json_t *removed = json_array();
     char err[256];
-    int n = audit_prune(log, retention, today, removed, err, sizeof(err));
+    int n = audit_prune(log, retention, today, NULL, removed, err, sizeof(err));
     assert_int_equal(n, 1);
     assert_int_equal(json_array_size(removed), 1);
     assert_string_equal(json_string_value(json_array_get(removed, 0)), "audit.log.2017-02-28");
@@ -370,14 +370,24 @@ static void test_prune_boundary(void **state)
     assert_true(exists("audit.log"));
     assert_true(exists("audit.log.checkpoints"));
     assert_true(exists("audit.log.2017-03-01.tmp"));
-    /* one day later the next one goes */
-    n = audit_prune(log, retention, today + 1, removed, err, sizeof(err));
+    /* review46 #1: with a plan, an expired archive it does not name stays */
+    json_t *plan = json_pack("[s]", "audit.log.2017-03-01");
+    n = audit_prune(log, retention, today + 2, plan, removed, err, sizeof(err));
+    json_decref(plan);
     assert_int_equal(n, 1);
     assert_false(exists("audit.log.2017-03-01"));
-    assert_int_equal(audit_prune(log, 0, today, NULL, err, sizeof(err)), -EINVAL);
+    assert_true(exists("audit.log.2017-03-02"));
+    /* without one, the next day's goes */
+    n = audit_prune(log, retention, today + 2, NULL, removed, err, sizeof(err));
+    assert_int_equal(n, 2);
+    assert_false(exists("audit.log.2017-03-02"));
+    assert_false(exists("audit.log.2017-03-02.1"));
+    assert_int_equal(audit_prune(log, 0, today, NULL, NULL, err, sizeof(err)), -EINVAL);
 
     /* files list: archives in chain order (the suffix as a number: review40 #3), then the
      * active file */
+    touch("audit.log.2017-03-02");
+    touch("audit.log.2017-03-02.1");
     touch("audit.log.2017-03-02.10");
     touch("audit.log.2017-03-02.2");
     touch("audit.log.2017-03-02.1234567890"); /* not an archive name: suffix too long */
