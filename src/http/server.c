@@ -161,6 +161,7 @@ struct conn {
     bool read_paused; /* read event removed (buffer full while busy, EOF, linger) */
     bool close_after; /* no further request on this connection */
     bool sent_continue;
+    bool drain_cut; /* the drain read this connection: nothing more is read from it */
     bool tls_ready;
     bool tls_read_wants_write;
     enum conn_state state;
@@ -744,7 +745,7 @@ static void start_linger(conn_t *c)
     c->read_paused = false;
 }
 
-static void conn_process(conn_t *c);
+static bool conn_process(conn_t *c);
 
 /* Writes the output buffer; returns false if the connection was closed. */
 static bool conn_flush(conn_t *c)
@@ -941,14 +942,18 @@ void http_ctx_post(http_ctx_t *ctx, http_post_fn fn, void *arg)
     event_active(w->wake, EV_READ, 0);
 }
 
-static void on_read(evutil_socket_t fd, short what, void *arg);
+static bool conn_fill(conn_t *c);
 static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss);
 
 /* The drain, on each worker: what reached this worker before it is taken in. Connections
- * waiting in its listener's queue are accepted (closing the socket would reset them), and every
- * connection between requests reads what its socket holds, so that a request that arrived whole
- * is dispatched (counted in inflight) before the worker says it has drained in: serve waits for
- * every worker's word (http_server_drained_in) before it trusts inflight == 0. */
+ * waiting in its listener's queue are accepted (closing the socket would reset them). Then
+ * every connection between requests reads what its socket holds, once, and nothing more after
+ * that (drain_cut): what was whole by then is taken in, oldest connection first; a request
+ * still arriving then is not, and its connection closes, as does an idle one with nothing owed
+ * (review46 #2: a body completed while the drain dispatched slow requests was read and taken
+ * in ahead of requests that had arrived whole before it). What is taken in is dispatched
+ * (counted in inflight) before the worker says it has drained in: serve waits for every
+ * worker's word (http_server_drained_in) before it trusts inflight == 0. */
 static void drain_in(worker_t *w)
 {
     w->drained = true;
@@ -970,7 +975,20 @@ static void drain_in(worker_t *w)
         close(w->listen_fd);
         w->listen_fd = -1;
     }
-    /* oldest connection first (the list is newest first), so that the requests that waited
+    /* 1. read, without dispatching (a busy connection is cut too: it closes after its answer;
+     * a closing or lingering one goes its own way) */
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->zombie || c->state == ST_CLOSING || c->state == ST_LINGER)
+            continue;
+        bool between = c->state == ST_HEAD || c->state == ST_BODY;
+        if (between && !c->read_paused && !conn_fill(c))
+            continue; /* closed */
+        c->drain_cut = true;
+        if (between)
+            pause_reading(c);
+    }
+    /* 2. oldest connection first (the list is newest first), so that the requests that waited
      * longest are the ones taken in; each dispatch may run a slow handler on this thread, so
      * the deadline is checked before each. The answers of this round go out after it. */
     conn_t *oldest = w->conns;
@@ -978,8 +996,12 @@ static void drain_in(worker_t *w)
         oldest = oldest->next;
     for (conn_t *c = oldest, *prev; c && !atomic_load(&w->srv->stopping); c = prev) {
         prev = c->prev;
-        if ((c->state == ST_HEAD || c->state == ST_BODY) && !c->read_paused && !c->zombie)
-            on_read(c->fd, EV_READ, c); /* may dispatch, answer or free c */
+        if ((c->state != ST_HEAD && c->state != ST_BODY) || c->zombie)
+            continue;
+        if (c->in_len > c->consumed && !conn_process(c)) /* may dispatch, answer or free c */
+            continue;
+        if ((c->state == ST_HEAD || c->state == ST_BODY) && c->out_len == c->out_off)
+            conn_close(c); /* nothing whole, nothing owed */
     }
     atomic_fetch_add(&w->srv->drained_in, 1);
 }
@@ -1223,8 +1245,8 @@ static bool arm_request_deadline(conn_t *c)
 }
 
 /* Parses and dispatches what the input buffer holds, request after request, until it needs
- * more bytes, a request is busy, or the connection is closing. */
-static void conn_process(conn_t *c)
+ * more bytes, a request is busy, or the connection is closing. false: c was freed. */
+static bool conn_process(conn_t *c)
 {
     http_server_t *srv = c->w->srv;
     while (!c->zombie && (c->state == ST_HEAD || c->state == ST_BODY)) {
@@ -1292,17 +1314,18 @@ static void conn_process(conn_t *c)
         break;
     }
     if (c->zombie || c->state == ST_LINGER)
-        return;
+        return true;
     if (c->eof && (c->state == ST_HEAD || c->state == ST_BODY) && c->out_len == c->out_off) {
         conn_free(c); /* the client is gone and nothing is owed to it */
-        return;
+        return false;
     }
-    if (c->read_paused && c->state != ST_BUSY)
+    if (c->read_paused && c->state != ST_BUSY && !c->drain_cut)
         resume_reading(c); /* a busy request no longer pins the buffer */
     if (!arm_request_deadline(c))
-        return; /* refused with 408 */
-    if (c->ssl && c->state != ST_BUSY && c->in_len < c->in_cap && SSL_pending(c->ssl) > 0)
+        return true; /* refused with 408 */
+    if (c->ssl && c->state != ST_BUSY && c->in_len < c->in_cap && SSL_pending(c->ssl) > 0 && !c->drain_cut)
         event_active(c->rev, EV_READ, 0); /* decrypted bytes wait inside OpenSSL */
+    return true;
 }
 
 /* ---------- connection events ---------- */
@@ -1371,6 +1394,20 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
+    if (c->drain_cut) { /* the drain took in what this connection held (drain_in) */
+        pause_reading(c);
+        return;
+    }
+    if (!conn_fill(c))
+        return;
+    if (c->tls_read_wants_write || c->out_len > c->out_off)
+        mark_dirty(c);
+    conn_process(c);
+}
+
+/* Reads what the socket holds into the input buffer. false: c was closed. */
+static bool conn_fill(conn_t *c)
+{
     http_server_t *srv = c->w->srv;
     for (;;) {
         if (c->in_len == c->in_cap) {
@@ -1384,7 +1421,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 cap = c->head_len + (size_t)c->head.content_length; /* the whole body in one step */
             if (!grow_input(c, cap)) {
                 conn_close(c);
-                return;
+                return false;
             }
         }
         size_t room = c->in_cap - c->in_len;
@@ -1403,11 +1440,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             break;
         }
         conn_close(c); /* reset, TLS failure */
-        return;
+        return false;
     }
-    if (c->tls_read_wants_write || c->out_len > c->out_off)
-        mark_dirty(c);
-    conn_process(c);
+    return true;
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)

@@ -416,6 +416,47 @@ def test_sigterm_drain_checks_its_deadline_before_each_request_it_takes_in(make_
     assert len(unanswered) <= 1, ("recorded but never answered: %d" % len(unanswered), results)
 
 
+def test_sigterm_drain_does_not_take_in_a_request_completed_after_it_began(make_server):
+    """review46 #2: the drain read each connection only when its oldest-first walk reached it,
+    so a body completed after SIGTERM, while the walk ran a slow request ahead of it, was read
+    whole and taken in (recorded, answered) although it was still arriving when the drain
+    began. The drain now reads every connection once, first, and nothing after that. One
+    worker, predicts of 2 s: A busy; K whole and S half-sent before SIGTERM; the drain reads
+    both when A ends (2 s), runs K (2 s to 4 s); S's rest comes at 3 s and is not taken in."""
+    srv = slow_canary_server(make_server, 2000, h.scaled(30))
+    req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
+    before = srv.prediction_ids()
+    results = {}
+    send = sender(req, results)
+    t0 = time.monotonic()
+    a = threading.Thread(target=send, args=("A", socket.create_connection(("127.0.0.1", srv.port))))
+    a.start()
+    time.sleep(0.3)  # A is in the worker, sleeping
+    k = threading.Thread(target=send, args=("K", socket.create_connection(("127.0.0.1", srv.port))))
+    k.start()
+    time.sleep(0.1)
+    s = socket.create_connection(("127.0.0.1", srv.port))
+    s.sendall(req[: len(req) - 20])
+    time.sleep(0.2)
+    srv.send_signal(signal.SIGTERM)
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+    try:
+        s.sendall(req[len(req) - 20:])
+        status = h.read_raw_response(s, "POST").status
+    except Exception:  # noqa: BLE001 - closed or reset is the documented outcome
+        status = None
+    finally:
+        s.close()
+    for t in (a, k):
+        t.join(h.scaled(30))
+    rc = srv.wait(h.scaled(30))
+    assert rc == 0, srv.log_tail()
+    assert results.get("A", [None])[0] == 200 and results.get("K", [None])[0] == 200, (results, srv.log_tail())
+    assert status != 200, "a request completed after the drain began was taken in"
+    answered = {v[1] for v in results.values() if v[0] == 200}
+    assert srv.prediction_ids() - before == answered, "a request the drain did not take in was recorded"
+
+
 def test_sigterm_drain_partial_request(make_server):
     """docs/operations.md: every request fully received before SIGTERM is answered; one still
     being received (headers sent, body not yet) is not processed: its connection is closed,
