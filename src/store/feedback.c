@@ -186,8 +186,20 @@ static int submit_fn(sqlite3 *db, void *arg)
         rc = sqlite3_step(fb);
         if (rc == SQLITE_ROW) {
             const char *old = (const char *)sqlite3_column_text(fb, 0);
+            /* written by an earlier item of this batch, not before it (review46 #7: two labels
+             * for one row in a batch were called an attempt to change a stored label) */
+            size_t first = i;
+            for (size_t j = 0; j < i && first == i; j++)
+                if (a->items[j].outcome == FEEDBACK_STORED && a->items[j].row == it->row &&
+                    strcmp(a->items[j].prediction_id, it->prediction_id) == 0)
+                    first = j;
             if (old && strcmp(old, canon) == 0) {
                 set_msg(it, FEEDBACK_DUPLICATE, "this label was already recorded");
+            } else if (first < i) {
+                set_msg(it, FEEDBACK_INVALID,
+                        "prediction '%.40s' row %d is given two different labels in this batch (items %zu and %zu)",
+                        it->prediction_id, it->row, first, i);
+                bad = true;
             } else {
                 set_msg(it, FEEDBACK_CONFLICT,
                         "prediction '%.40s' row %d already has a different label; labels are immutable",

@@ -216,6 +216,13 @@ def test_feedback_statuses(make_server):
     h.assert_error_body(srv.post("/api/v1/feedback", data=b"{}", headers={"Content-Type": "text/plain"}), 415,
                         "unsupported_media_type")
 
+    # review46 #7: one batch giving a row two labels is invalid (422 naming both items), not a
+    # conflict with a stored label (409): nothing is stored for that row
+    err = h.assert_error_body(fb({"feedback": [{"prediction_id": bid, "row": 1, "label": 0},
+                                               {"prediction_id": bid, "row": 1, "label": 1}]}), 422,
+                              "validation_failed")
+    assert "two different labels in this batch" in err["details"][0]["message"], err
+    assert [d["index"] for d in err["details"]] == [1], err
     # batch: all-or-nothing; one unknown id refuses the whole batch, nothing is stored
     items = [{"prediction_id": bid, "row": i, "label": i % 2} for i in range(3)]
     err = h.assert_error_body(fb({"feedback": items + [{"prediction_id": "missing", "label": 0}]}), 404,
