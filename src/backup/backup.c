@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "audit/record.h"
@@ -516,6 +517,9 @@ static int store_item(run_t *run, size_t idx, const item_t *it, backup_file_t *o
         r = -errno;
         snprintf(serr, sizeof(serr), "close: %s", strerror(errno));
     }
+    if (r < 0 && (r == -ENOSPC || r == -EDQUOT)) /* the repository's volume, not the source's (review47 #9) */
+        return run_fail(run, r, "%s: %s: the repository is full (BACKUP_PATH %s)", it->path, serr,
+                        run->s->backup_path);
     if (r < 0)
         return run_fail(run, r, "%s: %s", it->path, serr);
     out->size = res.plain_size; /* what was read, should the file have changed since listed */
@@ -601,8 +605,23 @@ static int snapshot_item(run_t *run, item_t *it)
     int64_t t0 = util_mono_ns();
     backup_interrupt_add(run->snap); /* plaintext: SIGTERM/SIGINT remove it (and end the run) */
     int r = backup_snapshot_take(run->s->db_path, run->snap, &run->snap_hold, serr, sizeof(serr));
-    if (r < 0)
-        return run_fail(run, r, "database snapshot: %s", serr);
+    if (r < 0) {
+        /* the snapshot is written next to the database: a full database volume reads as "disk
+         * I/O error" in SQLite's words (review47 #8, #9), so say how much room there was */
+        char room[256] = "", dir[PATH_MAX];
+        struct stat dst;
+        struct statvfs vst;
+        util_dirname(run->s->db_path, dir, sizeof(dir));
+        if (stat(run->s->db_path, &dst) == 0 && statvfs(dir, &vst) == 0 &&
+            (uint64_t)vst.f_bavail * vst.f_frsize < (uint64_t)dst.st_size + (1u << 20)) {
+            char f[24], d[24];
+            backup_format_bytes((uint64_t)vst.f_bavail * vst.f_frsize, f, sizeof(f));
+            backup_format_bytes((uint64_t)dst.st_size, d, sizeof(d));
+            snprintf(room, sizeof(room), " (the snapshot is written next to the database: %.120s has %s free, the "
+                     "database is %s)", dir, f, d);
+        }
+        return run_fail(run, r, "database snapshot: %s%s", serr, room);
+    }
     run->snap_made = true;
     int64_t t1 = util_mono_ns();
     run->snap_ns = t1 - t0;
@@ -1115,7 +1134,18 @@ int backup_create(const backup_settings_t *s, const backup_key_t *key, const bac
     }
     partial_made = false;
     if ((r = util_fsync_dir(s->backup_path)) < 0 || (r = backup_repo_set_latest(s->backup_path, m->id)) < 0) {
-        snprintf(err, errlen, "publishing %s: %s", m->id, strerror(-r));
+        /* a backup reported failed must not stay listed as good (review47 #5): unless latest
+         * already names it, it goes back to its partial name, which the fail path removes */
+        char named[BACKUP_ID_MAX] = "";
+        bool latest = backup_repo_latest(s->backup_path, named) == 0 && strcmp(named, m->id) == 0;
+        if (!latest && rename(final_dir, run.partial) == 0) {
+            partial_made = true;
+            util_fsync_dir(s->backup_path);
+            snprintf(err, errlen, "publishing %s: %s; not published", m->id, strerror(-r));
+        } else {
+            snprintf(err, errlen, "publishing %s: %s; the backup is in the repository, %s", m->id, strerror(-r),
+                     latest ? "and latest names it" : "but latest does not name it");
+        }
         goto fail;
     }
     backup_repo_unlock(wlock);

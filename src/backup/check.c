@@ -135,6 +135,26 @@ static json_t *disk(const backup_settings_t *s)
                      (json_int_t)s->min_free_bytes, "message", msg);
 }
 
+/* Room for the database snapshot a backup writes next to the database (review47 #8). */
+static json_t *db_disk(const backup_settings_t *s)
+{
+    if (!s->db_path[0])
+        return json_pack("{s:b,s:s}", "ok", 1, "message", "no database path");
+    char dir[PATH_MAX];
+    util_dirname(s->db_path, dir, sizeof(dir));
+    struct stat st;
+    struct statvfs v;
+    if (stat(s->db_path, &st) != 0 || statvfs(dir, &v) != 0)
+        return json_pack("{s:b,s:s}", "ok", 0, "message", "cannot stat the database or its directory");
+    uint64_t free_b = (uint64_t)v.f_bavail * v.f_frsize, need = (uint64_t)st.st_size;
+    char f[24], n[24], msg[PATH_MAX + 160];
+    backup_format_bytes(free_b, f, sizeof(f));
+    backup_format_bytes(need, n, sizeof(n));
+    snprintf(msg, sizeof(msg), "%s free in %s; a backup's database snapshot needs about %s there", f, dir, n);
+    return json_pack("{s:b,s:I,s:I,s:s}", "ok", free_b > need, "free_bytes", (json_int_t)free_b, "needed_bytes",
+                     (json_int_t)need, "message", msg);
+}
+
 /* No restore journal beside the database: a restore cut short in its swap (restore.h) left a
  * mix of backup and old data that the server refuses to start on. */
 static json_t *restore_state(const backup_settings_t *s)
@@ -209,6 +229,7 @@ bool backup_check(const backup_settings_t *s, const backup_key_t *key, const cha
     if (lock >= 0)
         backup_repo_unlock(lock);
     json_object_set_new(checks, "disk", disk(s));
+    json_object_set_new(checks, "db_disk", db_disk(s));
     json_object_set_new(checks, "restore", restore_state(s));
     bool ok = true;
     const char *k;

@@ -1328,8 +1328,9 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         json_array_append_new(bad, json_pack("{s:s,s:s,s:s,s:s}", "path", f->path, "holder", f->holder,
                                              "stored", f->stored, "error", job.errs[i]));
         if (json_array_size(bad) == 1) {
-            snprintf(err, errlen, "refusing to restore: %s (%s/%s): %s", f->path, f->holder, f->stored,
-                     job.errs[i]);
+            bool full = job.codes[i] == -ENOSPC || job.codes[i] == -EDQUOT; /* where it was going (review47 #9) */
+            snprintf(err, errlen, "refusing to restore: %s (%s/%s): %s%s%s", f->path, f->holder, f->stored,
+                     job.errs[i], full ? ": no room to restore into " : "", full ? a[area_of(f->path)].stage : "");
             r = job.codes[i];
         }
     }

@@ -833,6 +833,9 @@ def test_prune_frees_a_full_repository(inst, tmp_path):
                 f.write(b"\0" * (st.f_bavail * st.f_frsize))
             except OSError:
                 pass
+        # review47 #9: the message names the repository, not only the file being stored
+        r = inst.run(["backup", "full"], BACKUP_PATH=repo)
+        assert r.returncode == 1 and "the repository is full (BACKUP_PATH %s)" % repo in r.stderr, out(r)
         env = h.base_env(inst.env(BACKUP_PATH=repo, BACKUP_KEEP_MIN="1", BACKUP_OFFSITE_DIR=""))
         env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
         p = subprocess.run(["faketime", "-f", "+100d", h.require_binary(), "backup", "prune", "--json"], env=env,
@@ -845,6 +848,62 @@ def test_prune_frees_a_full_repository(inst, tmp_path):
         # the reduced backups still hold their audit files, and verify says so
         r = inst.run(["backup", "verify", "--all", "--json"], BACKUP_PATH=repo)
         assert r.returncode == 0, out(r)
+    finally:
+        subprocess.run(["umount", "-l", fs], capture_output=True)
+
+
+def test_a_backup_whose_latest_can_not_be_moved_is_not_left_listed(inst, tmp_path):
+    """review47 #5: a backup renamed into place whose `latest` link could not then be moved
+    (a full disk, out of inodes) was reported failed (exit 1, failure audit record) yet stayed
+    in the repository, listed as a good backup. It now goes back to its partial name and is
+    removed. strace makes the link's symlink() fail with ENOSPC (scripts/install-deps.sh)."""
+    first = inst.backup("full")
+    env = h.base_env(dict(inst.env(), **h.UNDER_PTRACE))
+    r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=symlink,symlinkat", "-e",
+                        "inject=symlink,symlinkat:error=ENOSPC", h.require_binary(), "backup", "incremental",
+                        "--json"], env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 1, out(r)
+    failed = json.loads(r.stdout)
+    assert "not published" in failed["error"], failed
+    assert not os.path.exists(os.path.join(inst.backups, failed["id"])), os.listdir(inst.backups)
+    assert not [n for n in os.listdir(inst.backups) if n.endswith(".partial")], os.listdir(inst.backups)
+    r = inst.run(["backup", "list", "--json"])
+    assert r.returncode == 0, out(r)
+    assert [b["id"] for b in json.loads(r.stdout)["backups"]] == [first["id"]], r.stdout
+    assert inst.backup("incremental")["parent"] == first["id"]
+
+
+def test_a_full_database_volume_is_named_by_backup_and_check(inst, tmp_path):
+    """review47 #8, #9: a backup writes its database snapshot next to the database; on a full
+    database volume it failed with "sqlite backup step: disk I/O error", and `backup check`
+    looked only at BACKUP_PATH. The failure now says how much room there was, and check has a
+    db_disk check."""
+    inst.backup("full")
+    r = inst.run(["backup", "check"])
+    rep = json.loads(r.stdout)
+    assert rep["checks"]["db_disk"]["ok"] is True, rep["checks"]["db_disk"]
+    assert rep["checks"]["db_disk"]["needed_bytes"] == os.path.getsize(inst.db)
+    fs = str(tmp_path / "dbfs")
+    os.makedirs(fs)
+    size = os.path.getsize(inst.db) + (1 << 20)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size, "tmpfs", fs], capture_output=True, text=True)
+    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
+    try:
+        db = os.path.join(fs, "aimedres.db")
+        shutil.copyfile(inst.db, db)
+        st = os.statvfs(fs)
+        with open(os.path.join(fs, "filler"), "wb") as f:
+            try:
+                f.write(b"\0" * (st.f_bavail * st.f_frsize))
+            except OSError:
+                pass
+        r = inst.run(["backup", "check"], DATABASE_URL="sqlite://" + db)
+        assert r.returncode == 1, out(r)
+        dd = json.loads(r.stdout)["checks"]["db_disk"]
+        assert dd["ok"] is False and fs in dd["message"] and "snapshot" in dd["message"], dd
+        r = inst.run(["backup", "full"], DATABASE_URL="sqlite://" + db)
+        assert r.returncode == 1, out(r)
+        assert "the snapshot is written next to the database: %s has" % fs in r.stderr, out(r)
     finally:
         subprocess.run(["umount", "-l", fs], capture_output=True)
 
