@@ -109,8 +109,16 @@ void api_ready(http_ctx_t *ctx)
     /* audit (issue 5): a failing audit disk fails closed, so the balancer stops routing here */
     if (app->audit) {
         bool audit_ok = audit_log_healthy(app->audit);
-        json_object_set_new(json_object_get(body, "checks"), "audit",
-                            json_pack("{s:s}", "status", audit_ok ? "ok" : "fail"));
+        /* records are written but their signed checkpoints are not (review47 #7): reported,
+         * not a reason to stop serving (the chain still holds every record) */
+        int64_t ckpt_failing = audit_log_checkpoints_failing_since(app->audit);
+        json_t *audit = json_pack("{s:s}", "status", !audit_ok ? "fail" : ckpt_failing ? "degraded" : "ok");
+        if (ckpt_failing) {
+            char since[ISO8601_LEN];
+            util_iso8601(ckpt_failing, since);
+            json_object_set_new(audit, "checkpoints_failing_since", json_string(since));
+        }
+        json_object_set_new(json_object_get(body, "checks"), "audit", audit);
         if (!audit_ok) {
             ok = false;
             json_object_set_new(body, "ready", json_false());

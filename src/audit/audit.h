@@ -82,6 +82,9 @@ int audit_log_checkpoint(audit_log_t *a);
 /* False after a write failure until a later write succeeds (the writer retries queued work).
  * /ready uses it. True for NULL. */
 bool audit_log_healthy(audit_log_t *a);
+/* Since when (ms) signed checkpoints fail to be written while records still are (tail
+ * truncation is then not detectable), 0 when the last one was written. */
+int64_t audit_log_checkpoints_failing_since(audit_log_t *a);
 
 /* Writes what is queued, a final checkpoint when records were added since the last one,
  * stops the threads and frees. NULL-safe. */

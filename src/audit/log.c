@@ -114,6 +114,7 @@ struct audit_log {
     bool thread_started;
     pthread_t thread;
     atomic_bool healthy;
+    _Atomic int64_t ckpt_failing_since_ms; /* 0: the last checkpoint was written (review47 #7) */
 };
 
 static int64_t day_of_ms(int64_t ms)
@@ -538,9 +539,14 @@ static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool syn
     if (rc == 0 &&
         (checkpoint_due(a, util_now_ms()) || (force_ckpt == 1 && a->since_ckpt > 0) || force_ckpt == 2)) {
         int crc = write_checkpoint(a);
-        if (crc < 0)
+        int64_t none = 0;
+        if (crc < 0) {
             log_msg(LOG_ERROR, "audit checkpoint failed", "{s:s,s:s}", "path", a->ckpt_path, "error",
                     strerror(-crc));
+            atomic_compare_exchange_strong(&a->ckpt_failing_since_ms, &none, util_now_ms());
+        } else {
+            atomic_store(&a->ckpt_failing_since_ms, 0);
+        }
         if (force_ckpt == 2)
             rc = crc;
     }
@@ -925,6 +931,11 @@ int audit_log_checkpoint(audit_log_t *a)
     if (!a->sign_key)
         return -ENOKEY;
     return submit_wait(a, NULL);
+}
+
+int64_t audit_log_checkpoints_failing_since(audit_log_t *a)
+{
+    return a ? atomic_load(&a->ckpt_failing_since_ms) : 0;
 }
 
 bool audit_log_healthy(audit_log_t *a)

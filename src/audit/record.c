@@ -752,7 +752,7 @@ void audit_files_free(audit_file_t *f, size_t n)
     free(f);
 }
 
-/* "<base>.YYYY-MM-DD" or "<base>.YYYY-MM-DD.N" (N of at most 9 digits) -> archive date and N
+/* "<base>.YYYY-MM-DD" or "<base>.YYYY-MM-DD.N" (N of 1-9 digits, 1 or more) -> archive date and N
  * (0 without one). */
 static bool archive_date(const char *name, const char *base, int64_t *ret_days, unsigned *ret_part)
 {
@@ -771,8 +771,8 @@ static bool archive_date(const char *name, const char *base, int64_t *ret_days, 
     *ret_part = 0;
     if (*rest == '\0')
         return true;
-    if (*rest != '.' || !rest[1] || strlen(rest + 1) > 9)
-        return false;
+    if (*rest != '.' || !rest[1] || strlen(rest + 1) > 9 || rest[1] == '0')
+        return false; /* N as rotation writes it: no leading zero (".01" would be ".1"'s twin) */
     for (const char *p = rest + 1; *p; p++) {
         if (!isdigit((unsigned char)*p))
             return false;

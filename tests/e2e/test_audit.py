@@ -673,6 +673,47 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         subprocess.run(["umount", "-l", d], capture_output=True)
 
 
+def test_failing_checkpoints_are_reported_by_ready(make_server, tmp_path):
+    """review47 #7: while signed checkpoints failed to be written (records still were) the only
+    sign was an ERROR log line: /ready said audit ok, so tail-truncation protection was off
+    unnoticed. /ready's audit check is now "degraded" with checkpoints_failing_since (the
+    replica keeps serving), and ok again once a checkpoint is written. A directory in place of
+    the checkpoints file makes the writes fail."""
+    env = audit_env(tmp_path, AUDIT_CHECKPOINT_RECORDS=2)
+    srv = make_server(env)
+    name = "parkinsons_predictor"
+    body = {"features": h.valid_features(srv.manifest(name))}
+    ck = env["AUDIT_LOG_PATH"] + ".checkpoints"
+
+    def audit_check():
+        return srv.get("/ready").json()["checks"]["audit"]
+
+    for _ in range(3):
+        assert srv.predict(name, body).status_code == 200
+    deadline = time.monotonic() + h.scaled(10)
+    while time.monotonic() < deadline and not os.path.exists(ck):
+        time.sleep(0.1)
+    assert audit_check()["status"] == "ok"
+    os.rename(ck, ck + ".saved")
+    os.mkdir(ck)
+    for _ in range(4):
+        assert srv.predict(name, body).status_code == 200
+    deadline = time.monotonic() + h.scaled(10)
+    while time.monotonic() < deadline and audit_check()["status"] != "degraded":
+        time.sleep(0.1)
+    a = audit_check()
+    assert a["status"] == "degraded" and "checkpoints_failing_since" in a, a
+    assert srv.get("/ready").status_code == 200  # still serving
+    os.rmdir(ck)
+    os.rename(ck + ".saved", ck)
+    for _ in range(4):
+        assert srv.predict(name, body).status_code == 200
+    deadline = time.monotonic() + h.scaled(10)
+    while time.monotonic() < deadline and audit_check()["status"] != "ok":
+        time.sleep(0.1)
+    assert audit_check() == {"status": "ok"}
+
+
 def test_a_stuck_lock_holder_fails_closed_and_does_not_hang_shutdown(make_server, tmp_path, demo_manifests):
     """Another process holding the audit log's lock (a stopped CLI, a hung file system) used
     to hang every audited request, and shutdown, for as long as it held it. Now a batch waits

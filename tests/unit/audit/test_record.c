@@ -391,6 +391,8 @@ static void test_prune_boundary(void **state)
     touch("audit.log.2017-03-02.10");
     touch("audit.log.2017-03-02.2");
     touch("audit.log.2017-03-02.1234567890"); /* not an archive name: suffix too long */
+    touch("audit.log.2017-03-02.01");         /* nor with a leading zero (review46) */
+    touch("audit.log.2017-03-02.0");
     audit_file_t *files;
     size_t nf;
     assert_int_equal(audit_files_list(log, &files, &nf), 0);
