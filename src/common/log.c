@@ -35,6 +35,10 @@ static char *sink_path; /* LOG_FILE, for log_reopen; NULL for stderr (guarded by
 static int sink_regular = -1; /* -1 unknown, 0 pipe/tty/..., 1 regular file */
 static size_t sink_unkicked;
 static unsigned long sink_kicks;
+/* A write that failed or fell short (a full disk): the lines are lost, and a torn line must
+ * not swallow the next one (review47 #6). Guarded by sink_lock. */
+static bool sink_torn;
+static unsigned long sink_dropped;
 
 /* Points the sink at file (NULL or "": stderr); the old file is closed once no writer uses it. */
 static int open_sink(const char *file)
@@ -58,6 +62,7 @@ static int open_sink(const char *file)
     sink_regular = -1;
     sink_unkicked = 0;
     sink_kicks = 0;
+    sink_torn = false;
     pthread_mutex_unlock(&sink_lock);
     if (old != STDERR_FILENO && old != fd)
         close(old);
@@ -135,12 +140,28 @@ static _Thread_local struct {
 static void write_raw(const char *line, size_t len)
 {
     pthread_mutex_lock(&sink_lock);
+    /* after a torn line, its end first: the next line starts a line of its own */
+    if (sink_torn && write(sink_fd, "\n", 1) == 1)
+        sink_torn = false;
     /* One write: a short write on a pipe or full disk drops the tail rather than splitting
      * the line across two writes that another process could interleave with. */
     ssize_t n;
     do {
         n = write(sink_fd, line, len);
     } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)len) {
+        int e = n < 0 ? errno : ENOSPC;
+        if (n > 0)
+            sink_torn = true;
+        if (sink_dropped++ == 0 && sink_fd != STDERR_FILENO) { /* say it once, where someone may see it */
+            char note[160];
+            int k = snprintf(note, sizeof(note),
+                             "aimedres: log lines are being lost: writing the log file failed (%s)\n", strerror(e));
+            if (k > 0 && write(STDERR_FILENO, note, (size_t)k) < 0) {
+                /* nowhere left to say it */
+            }
+        }
+    }
     /* The writeback is started outside the lock (it can take milliseconds, and every
      * logging thread would wait), on a duplicate of the descriptor, which a concurrent
      * log_reopen can not close under it. */
