@@ -647,30 +647,16 @@ static int restore_one(void *arg, size_t i)
 
 /* ------------------------------------------------------------------ swap */
 
-/* The first of "<path>.pre-restore-<id>", "...-1", "...-2"... that does not exist, in
- * aside[n]: what an earlier restore of the same backup set aside is never overwritten. */
-static int aside_name(const char *path, const char *id, char *aside, size_t n)
-{
-    struct stat st;
-    for (int i = 0; i < 100; i++) {
-        if (i == 0)
-            snprintf(aside, n, "%s.pre-restore-%s", path, id);
-        else
-            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
-        if (lstat(aside, &st) < 0 && errno == ENOENT)
-            return 0;
-    }
-    return -EEXIST;
-}
-
 /* The files SQLite keeps beside a database and pairs with it by name. */
 static const char *const db_sidecars[] = {"-wal", "-shm", "-journal"};
 
-/* aside_name for a database: a name free for the database and for each of its sidecars, so
- * that the set-aside database and its WAL (or hot journal) stay a pair that SQLite opens with
- * every record the old store had (review47 #1: the WAL went to <db>-wal.pre-restore-<id>,
- * which SQLite never reads with <db>.pre-restore-<id>). */
-static int db_aside_name(const char *path, const char *id, char *aside, size_t n)
+/* The first of "<path>.pre-restore-<id>", "...-1", "...-2"... that does not exist, in
+ * aside[n]: what an earlier restore of the same backup set aside is never overwritten. With
+ * sidecars (a database), the name must be free with each of db_sidecars appended too, so that
+ * the set-aside database and its WAL (or hot journal) stay a pair that SQLite opens with every
+ * record the old store had (review47 #1: the WAL went to <db>-wal.pre-restore-<id>, which
+ * SQLite never reads with <db>.pre-restore-<id>). */
+static int aside_name_for(const char *path, const char *id, bool sidecars, char *aside, size_t n)
 {
     struct stat st;
     for (int i = 0; i < 100; i++) {
@@ -679,7 +665,7 @@ static int db_aside_name(const char *path, const char *id, char *aside, size_t n
         else
             snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
         bool free_ = lstat(aside, &st) < 0 && errno == ENOENT;
-        for (size_t k = 0; free_ && k < ARRAY_SIZE(db_sidecars); k++) {
+        for (size_t k = 0; free_ && sidecars && k < ARRAY_SIZE(db_sidecars); k++) {
             char side[PATH_MAX + 80];
             snprintf(side, sizeof(side), "%s%s", aside, db_sidecars[k]);
             free_ = lstat(side, &st) < 0 && errno == ENOENT;
@@ -688,6 +674,11 @@ static int db_aside_name(const char *path, const char *id, char *aside, size_t n
             return 0;
     }
     return -EEXIST;
+}
+
+static int aside_name(const char *path, const char *id, char *aside, size_t n)
+{
+    return aside_name_for(path, id, false, aside, n);
 }
 
 /* Renames path to aside, or with keep links it there, so that path itself is only ever
@@ -777,10 +768,10 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
     int r = 0;
     if (a->kind == KIND_FILE) {
         /* the database's WAL, shm and journal belong to the old file: they move aside with it,
-         * under its new name (db_aside_name). The database is linked there first: a rerun
+         * under its new name (aside_name_for). The database is linked there first: a rerun
          * after a crash in between takes the next name, and the first pair stays whole. */
         char aside[PATH_MAX + 64];
-        r = db_aside_name(a->dest, id, aside, sizeof(aside));
+        r = aside_name_for(a->dest, id, true, aside, sizeof(aside));
         if (r == 0)
             r = move_to_aside(a->dest, aside, true, moved);
         for (size_t i = 0; i < ARRAY_SIZE(db_sidecars) && r == 0; i++) {

@@ -183,6 +183,21 @@ def copy_model_version(models_dir, model, dst, new_version, src_version="1.0.0")
     return dst, mf
 
 
+def fill_fs(directory, chunk=1024):
+    """Fills the file system of directory with a file `filler` there, until it has no room
+    (ENOSPC); returns the file's path, for the test to remove."""
+    filler = os.path.join(directory, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,6 @@ truncated, forged) naming the record; keygen/checkpoint/prune/events; the audit 
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 
@@ -630,15 +629,7 @@ def test_full_audit_disk_fails_closed(make_server, tmp_path):
         pred = srv.predict(name, {"features": h.valid_features(srv.manifest(name))})
         assert pred.status_code == 200, pred.text
         # fill the file system, then cause audit writes
-        filler = os.path.join(d, "filler")
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(fd, b"\0" * 1024)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        filler = h.fill_fs(d)
         for _ in range(20):
             srv.get("/api/v1/audit/events", params={"limit": 1})
         import time
@@ -852,13 +843,8 @@ def test_model_registration_waits_for_its_audit_record(demo_copy, tmp_path):
     version: when it can not be, nothing is registered. strace makes the audit log's writes
     fail with ENOSPC (scripts/install-deps.sh installs strace)."""
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
-    src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
-    dst = str(tmp_path / "als-2")
-    shutil.copytree(src, dst)
-    mf = os.path.join(dst, "manifest.json")
-    m = json.load(open(mf))
-    m["version"] = "2.0.0"
-    json.dump(m, open(mf, "w"))
+    dst, _ = h.copy_model_version(os.path.join(demo_copy, "models"), "als_classifier", str(tmp_path / "als-2"),
+                                  "2.0.0")
     assert h.run_cli(["audit", "verify", "--allow-empty"], env).returncode == 0  # the log exists
     before = lines(env)
     r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", env["AUDIT_LOG_PATH"], "-e",

@@ -731,15 +731,7 @@ def test_a_full_log_disk_loses_lines_but_never_glues_them(make_server, tmp_path)
         srv = make_server(extra_env={"LOG_FILE": log, "LOG_LEVEL": "INFO"})
         body = {"features": h.valid_features(srv.manifest(PARK))}
         assert srv.predict(PARK, body).status_code == 200
-        filler = os.path.join(d, "filler")
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(fd, b"\0" * 512)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        filler = h.fill_fs(d, 512)
         for _ in range(30):  # their lines fill the log file's last page, then find no room
             assert srv.predict(PARK, body).status_code == 200
         os.unlink(filler)
