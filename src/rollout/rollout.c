@@ -1471,6 +1471,11 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         save(r, d, NULL, NULL, NULL);
         return;
     }
+    /* a step forward the store could not record would hold in this process alone: probe the
+     * store first, as promote does (review48 #2); checked again at the next interval */
+    int prc = store_ping_write(r->store);
+    if (prc < 0 && prc != -EBUSY)
+        return;
     if (d->phase == PH_BG_WATCH) {
         make_stable(r, d, "controller", "blue/green watch window passed");
     } else if (d->phase == PH_SHADOW) {

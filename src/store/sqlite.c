@@ -170,7 +170,6 @@ enum {
     Q_MV_INSERT,
     Q_GEN_BUMP,
     Q_GEN_GET,
-    Q_PING_WRITE,
     Q_STABLE_SET,
     Q_STABLE_GET,
     Q_MODEL_LIST,
@@ -194,7 +193,6 @@ static const char *const queries[Q_COUNT_] = {
                     "registered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_GEN_BUMP] = "UPDATE registry_meta SET generation = generation + 1 WHERE id = 1",
     [Q_GEN_GET] = "SELECT generation FROM registry_meta WHERE id = 1",
-    [Q_PING_WRITE] = "UPDATE registry_meta SET generation = generation WHERE id = 1",
     [Q_STABLE_SET] = "INSERT INTO model_stable (name, version, updated_at) VALUES (?1, ?2, ?3) "
                      "ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
                      "updated_at = excluded.updated_at WHERE version != excluded.version",
@@ -790,7 +788,9 @@ static int sqlite_ping(store_t *base)
     return r;
 }
 
-/* A row rewritten with its own value: a WAL frame and a sync, nothing changed. */
+/* A real write, committed with its sync: the database header's user_version (which nothing
+ * else uses) counts the probes. A row rewritten with its own value wrote nothing (SQLite skips
+ * an identical cell), so the probe passed on a failing disk (review48 #2). */
 static int sqlite_ping_write(store_t *base)
 {
     sqlite_store_t *s = from_base(base);
@@ -799,8 +799,13 @@ static int sqlite_ping_write(store_t *base)
         return -EBUSY;
     sqlite3_busy_timeout(s->db, PING_WRITE_BUSY_MS);
     int rc = run(s, Q_BEGIN);
+    char val[32] = "", sql[64];
     if (rc == SQLITE_OK)
-        rc = run(s, Q_PING_WRITE);
+        rc = pragma_text(s, "PRAGMA user_version", val, sizeof(val));
+    if (rc == SQLITE_OK) {
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %ld", (strtol(val, NULL, 10) + 1) & 0x7fffffffL);
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    }
     rc = rc == SQLITE_OK ? commit(s) : (rollback(s), rc);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     int r = rc == SQLITE_OK ? 0 : db_fail(s, "ping_write", rc);
