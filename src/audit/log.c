@@ -115,6 +115,7 @@ struct audit_log {
     pthread_t thread;
     atomic_bool healthy;
     _Atomic int64_t ckpt_failing_since_ms; /* 0: the last checkpoint was written (review47 #7) */
+    int64_t ckpt_retry_ms; /* after a failed checkpoint, the next is not tried before (review48 #3) */
 };
 
 static int64_t day_of_ms(int64_t ms)
@@ -485,7 +486,7 @@ static int write_checkpoint(audit_log_t *a)
 
 static bool checkpoint_due(const audit_log_t *a, int64_t now)
 {
-    return a->sign_key && a->since_ckpt > 0 &&
+    return a->sign_key && a->since_ckpt > 0 && now >= a->ckpt_retry_ms &&
            (a->since_ckpt >= a->ckpt_every || now - a->first_unckpt_ms >= a->ckpt_interval_ms);
 }
 
@@ -544,8 +545,10 @@ static int run_batch(audit_log_t *a, audit_prepared_t **recs, size_t n, bool syn
             log_msg(LOG_ERROR, "audit checkpoint failed", "{s:s,s:s}", "path", a->ckpt_path, "error",
                     strerror(-crc));
             atomic_compare_exchange_strong(&a->ckpt_failing_since_ms, &none, util_now_ms());
+            a->ckpt_retry_ms = util_now_ms() + RETRY_MS; /* an idle writer must not spin on it */
         } else {
             atomic_store(&a->ckpt_failing_since_ms, 0);
+            a->ckpt_retry_ms = 0;
         }
         if (force_ckpt == 2)
             rc = crc;

@@ -365,11 +365,12 @@ static int verify_once(const config_t *cfg, const char *from_date, audit_verify_
 /* The files are listed and read without the writer's lock: a checkpoint written meanwhile (a
  * line, then its AUDIT_CHECKPOINT record) can make a genuine trail look cut ("checkpoint" or
  * "truncated", review40), a rotation between the listing and the reading can make it look
- * "deleted" (the new active file starts past the records just archived, review45), and a file
- * listed can be gone when it is opened (a prune, the moment of a rotation between its rename
- * and the new file: review46 #5). A bad result counts only when the log and the checkpoints did
- * not change while it was found; otherwise, and after a vanished file, verification runs again, pausing longer each time (5 ms up to 200 ms, 20 runs:
- * about 2.5 s), so that a burst of rotations passes (review46 #6). */
+ * "deleted" (the new active file starts past the records just archived, review45), and a trail
+ * file listed can be gone when it is opened (a prune, the moment of a rotation between its
+ * rename and the new file: review46 #5; a missing key file is no such thing: review48 #6). A
+ * bad result counts only when the log and the checkpoints did not change while it was found;
+ * otherwise, and after a vanished trail file, verification runs again, pausing longer each time
+ * (5 ms up to 200 ms, 20 runs: about 2.5 s), so that a burst of rotations passes (review46 #6). */
 #define VERIFY_RUNS 20
 int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result_t *res, char *err,
                  size_t errlen)
@@ -380,7 +381,7 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
         struct stat before[2], after[2];
         trail_state(cfg, before);
         rc = verify_once(cfg, from_date, res, err, errlen);
-        if ((rc < 0 && rc != -ENOENT) || (rc == 0 && res->ok))
+        if ((rc < 0 && rc != -ESTALE) || (rc == 0 && res->ok))
             return rc;
         trail_state(cfg, after);
         if (same_state(before, after) && rc == 0)
@@ -390,7 +391,7 @@ int audit_verify(const config_t *cfg, const char *from_date, audit_verify_result
             pause_ms = pause_ms < 100 ? pause_ms * 2 : 200;
         }
     }
-    return rc;
+    return rc == -ESTALE ? -ENOENT : rc;
 }
 
 static int verify_once(const config_t *cfg, const char *from_date, audit_verify_result_t *res, char *err,
@@ -448,7 +449,8 @@ static int verify_once(const config_t *cfg, const char *from_date, audit_verify_
             continue;
         FILE *f = fopen(path, "re");
         if (!f) {
-            rc = -errno;
+            /* a trail file listed and gone: the trail changed under us (-ESTALE: run again) */
+            rc = errno == ENOENT ? -ESTALE : -errno;
             snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
             goto out;
         }

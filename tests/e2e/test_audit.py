@@ -202,6 +202,23 @@ def test_an_archive_pruned_while_verify_reads_is_not_an_error(tmp_path):
     assert json.loads(out)["ok"] is True, out
 
 
+def test_a_missing_key_file_is_not_retried_as_a_changing_trail(tmp_path):
+    """review48 #6: verify ran again (20 times, pausing up to 200 ms) after any "no such file",
+    so a missing AUDIT_VERIFY_KEY_PATH took about 3 s to report, and held an API worker as
+    long. Only a trail file that vanished runs it again. strace counts the key's opens."""
+    env = audit_env(tmp_path)
+    make_log(env, 1)
+    missing = str(tmp_path / "no-such-verify.pem")
+    trace = str(tmp_path / "trace")
+    r = subprocess.run(["strace", "-f", "-qq", "-o", trace, "-e", "trace=openat,open", "-P", missing,
+                        h.require_binary(), "audit", "verify"],
+                       env=h.base_env(dict(env, AUDIT_VERIFY_KEY_PATH=missing, **h.UNDER_PTRACE)),
+                       capture_output=True, text=True, timeout=h.scaled(60))
+    assert r.returncode == 1, r.stdout + r.stderr
+    opens = [l for l in open(trace) if missing in l]
+    assert 1 <= len(opens) <= 2, opens
+
+
 def test_a_fifo_named_like_an_archive_blocks_nothing(tmp_path):
     """review46 #3: rotation opened every archive-named file of the day to read its last
     record, blocking: a FIFO named like one held the writer (and its lock) at midnight, and
@@ -695,6 +712,11 @@ def test_failing_checkpoints_are_reported_by_ready(make_server, tmp_path):
     a = audit_check()
     assert a["status"] == "degraded" and "checkpoints_failing_since" in a, a
     assert srv.get("/ready").status_code == 200  # still serving
+    # review48 #3: an idle writer retried the failing checkpoint at once, forever (a core and
+    # thousands of log lines a second); now once a second
+    before = srv.log_text().count("audit checkpoint failed")
+    time.sleep(1.5)
+    assert srv.log_text().count("audit checkpoint failed") - before <= 3, srv.log_tail()
     os.rmdir(ck)
     os.rename(ck + ".saved", ck)
     for _ in range(4):
