@@ -474,7 +474,8 @@ static int audit_registered(audit_log_t *a, const char *cmd, const char *name, c
 typedef struct {
     audit_log_t *audit;
     const char *cmd;
-    bool refused; /* the record could not be written: the trail is failing */
+    bool refused;  /* the record could not be written: the trail is failing */
+    bool recorded; /* the store holds the version: a later failure does not undo it */
 } reg_audit_t;
 
 static int audit_before_commit(void *arg, const char *name, const char *version, char *err, size_t errlen)
@@ -490,9 +491,20 @@ static int audit_before_commit(void *arg, const char *name, const char *version,
     return 0;
 }
 
-/* After model_register_hooked: the failure record, unless the trail refused the first. */
+static void audit_recorded(void *arg)
+{
+    ((reg_audit_t *)arg)->recorded = true;
+}
+
+/* After model_register_hooked failed: the failure record, unless the trail refused the first,
+ * or the version was registered after all (a later step failed: making it stable, moving the
+ * validation CSV), which the success record already says (review48 #4). */
 static void audit_register_failed(const reg_audit_t *ra, const char *name, const char *version)
 {
+    if (ra->recorded) {
+        fprintf(stderr, "aimedres: the version is registered (and audited as such); what failed is named above\n");
+        return;
+    }
     int rc = ra->refused ? 0 : audit_registered(ra->audit, ra->cmd, name, version, false);
     if (rc < 0)
         fprintf(stderr, "aimedres: audit: cannot record the failed registration: %s\n", strerror(-rc));
@@ -542,7 +554,7 @@ static int run_train_like(int argc, char **argv, bool import)
     co->t.data_dir = cfg->data_dir;
     co->t.store = store;
     reg_audit_t ra = {.audit = audit, .cmd = cmd};
-    const model_register_hook_t hook = {audit_before_commit, &ra};
+    const model_register_hook_t hook = {audit_before_commit, audit_recorded, &ra};
     co->t.register_hook = &hook;
     char err[2048] = "";
     json_t *summary = NULL;
@@ -591,7 +603,7 @@ static int run_register(int argc, char **argv)
     char err[2048] = "";
     json_t *info = NULL;
     reg_audit_t ra = {.audit = audit, .cmd = "register"};
-    const model_register_hook_t hook = {audit_before_commit, &ra};
+    const model_register_hook_t hook = {audit_before_commit, audit_recorded, &ra};
     rc = model_register_hooked(store, cfg->model_storage_path, co->positional[0], co->t.set_stable, &hook, &info,
                                err, sizeof(err));
     if (rc < 0) {

@@ -928,6 +928,8 @@ int model_register_hooked(store_t *store, const char *storage_path, const char *
         goto fail;
     }
     created_dest = false; /* registered: keep the directory whatever happens next */
+    if (hook && hook->recorded)
+        hook->recorded(hook->arg);
     char stable[256];
     bool make_stable =
         set_stable || store_model_get_stable(store, m->name, stable, sizeof(stable)) == -ENOENT;

@@ -69,6 +69,9 @@ int model_register(store_t *store, const char *storage_path, const char *src_dir
  * the trail does not hold (review47 #3). */
 typedef struct model_register_hook {
     int (*before_commit)(void *arg, const char *name, const char *version, char *err, size_t errlen);
+    /* Called (may be NULL) once the store has recorded the version: whatever fails after it
+     * (making it stable, the caller's own steps) leaves the version registered. */
+    void (*recorded)(void *arg);
     void *arg;
 } model_register_hook_t;
 

@@ -887,6 +887,28 @@ def test_model_registration_waits_for_its_audit_record(demo_copy, tmp_path):
     assert "2.0.0" in h.run_cli(["model", "list"], env).stdout
 
 
+def test_a_registration_that_fails_after_it_is_recorded_is_not_audited_as_failed(demo_copy, tmp_path):
+    """review48 #4: `model train --set-stable` registered the version (audited as success
+    before the store recorded it), then failed to move its validation CSV and wrote a second
+    MODEL_REGISTERED record, outcome failure, for a version that was registered and serving.
+    A step failing after the store recorded the version now adds no failure record; the
+    command still exits 1 and says the version is registered."""
+    env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
+    assert h.run_cli(["audit", "verify", "--allow-empty"], env).returncode == 0
+    csv = os.path.join(demo_copy, "data", "baseline", "als_classifier_validation.csv")
+    os.unlink(csv)
+    os.makedirs(os.path.join(csv, "x"))  # a directory where the CSV goes: the move fails after registration
+    r = h.run_cli(["model", "train", "--data", os.path.join(demo_copy, "data", "cohorts", "als.csv"), "--label", "als",
+                   "--class-labels", "mimic_or_control,als", "--name", "als_classifier", "--version", "9.0.0",
+                   "--set-stable"], env)
+    assert r.returncode == 1 and "cannot move the validation CSV" in r.stderr, r.stdout + r.stderr
+    assert "the version is registered" in r.stderr, r.stderr
+    regs = [x for x in records(env) if x["type"] == "MODEL_REGISTERED" and x["detail"].get("version") == "9.0.0"]
+    assert [x["outcome"] for x in regs] == ["success"], regs
+    listed = h.run_cli(["model", "list"], env).stdout
+    assert re.search(r"als_classifier\s+9\.0\.0\s+yes", listed), listed
+
+
 def test_feedback_is_audited_without_its_labels(make_server, tmp_path, demo_manifests):
     """review41 (note): ground-truth labels posted to /api/v1/feedback left no audit record. Each
     answer the store decided (stored, duplicate, a conflicting label) has a FEEDBACK_RECORDED
