@@ -645,6 +645,76 @@ static int restore_one(void *arg, size_t i)
     return 0;
 }
 
+/* Another process that has the database (or its WAL) open, as its pid (its name in comm),
+ * or 0. The data lock keeps a server out, but not a command (`model train`, `apikey create`)
+ * that writes the store while a restore swaps it: it would write into the database set aside
+ * (review48 #5). Linux: /proc/<pid>/fd. */
+static long store_opened_by(const char *db, char *comm, size_t n)
+{
+    struct stat want[2];
+    char wal[PATH_MAX + 8];
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    bool have[2] = {stat(db, &want[0]) == 0, stat(wal, &want[1]) == 0};
+    DIR *proc = opendir("/proc");
+    if (!proc || (!have[0] && !have[1])) {
+        if (proc)
+            closedir(proc);
+        return 0;
+    }
+    long found = 0, self = (long)getpid();
+    struct dirent *de;
+    while (!found && (de = readdir(proc))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == self)
+            continue;
+        char fdd[64];
+        snprintf(fdd, sizeof(fdd), "/proc/%ld/fd", pid);
+        DIR *fds = opendir(fdd);
+        if (!fds)
+            continue; /* gone, or not ours to see */
+        struct dirent *fe;
+        while (!found && (fe = readdir(fds))) {
+            struct stat st;
+            if (fe->d_name[0] == '.' || fstatat(dirfd(fds), fe->d_name, &st, 0) < 0)
+                continue;
+            for (int k = 0; k < 2 && !found; k++)
+                if (have[k] && st.st_dev == want[k].st_dev && st.st_ino == want[k].st_ino)
+                    found = pid;
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+    comm[0] = '\0';
+    if (found) {
+        char cp[64];
+        snprintf(cp, sizeof(cp), "/proc/%ld/comm", found);
+        FILE *f = fopen(cp, "re");
+        if (f) {
+            if (!fgets(comm, (int)n, f))
+                comm[0] = '\0';
+            fclose(f);
+            comm[strcspn(comm, "\n")] = '\0';
+        }
+    }
+    return found;
+}
+
+/* In place, -EBUSY with err when another process has the database open (store_opened_by):
+ * checked once the data lock is held, and again just before the swap. */
+static int refuse_if_opened(const area_t a[A_COUNT], const backup_restore_opts_t *o, char *err, size_t errlen)
+{
+    char comm[64];
+    long holder = o->target ? 0 : store_opened_by(a[A_DB].dest, comm, sizeof(comm));
+    if (holder <= 0)
+        return 0;
+    snprintf(err, errlen,
+             "refusing to restore: process %ld (%s) has the database %s open; let it finish (or stop it) first: "
+             "what it writes would go to the database set aside",
+             holder, comm[0] ? comm : "?", a[A_DB].dest);
+    return -EBUSY;
+}
+
 /* ------------------------------------------------------------------ swap */
 
 /* The files SQLite keeps beside a database and pairs with it by name. */
@@ -679,6 +749,28 @@ static int aside_name_for(const char *path, const char *id, bool sidecars, char 
 static int aside_name(const char *path, const char *id, char *aside, size_t n)
 {
     return aside_name_for(path, id, false, aside, n);
+}
+
+/* The aside name an interrupted run of this restore already linked the database to (the same
+ * file as path), in aside[n]: 1, or 0 when there is none. Its rerun moves the sidecars there
+ * too, so that the first pair stays whole (review48 #1: the rerun took the next name, and the
+ * name the first run gave kept the database without its WAL). */
+static int db_aside_linked(const char *path, const char *id, char *aside, size_t n)
+{
+    struct stat db, st;
+    if (stat(path, &db) < 0)
+        return 0;
+    for (int i = 0; i < 100; i++) {
+        if (i == 0)
+            snprintf(aside, n, "%s.pre-restore-%s", path, id);
+        else
+            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+        if (lstat(aside, &st) < 0)
+            return 0; /* names are taken in order: the first free one ends the search */
+        if (st.st_dev == db.st_dev && st.st_ino == db.st_ino)
+            return 1;
+    }
+    return 0;
 }
 
 /* Renames path to aside, or with keep links it there, so that path itself is only ever
@@ -771,9 +863,13 @@ static int swap_area(area_t *a, const char *id, json_t *moved, char *err, size_t
          * under its new name (aside_name_for). The database is linked there first: a rerun
          * after a crash in between takes the next name, and the first pair stays whole. */
         char aside[PATH_MAX + 64];
-        r = aside_name_for(a->dest, id, true, aside, sizeof(aside));
-        if (r == 0)
-            r = move_to_aside(a->dest, aside, true, moved);
+        if (db_aside_linked(a->dest, id, aside, sizeof(aside)) == 1) {
+            json_array_append_new(moved, json_string(aside)); /* linked by the interrupted run */
+        } else {
+            r = aside_name_for(a->dest, id, true, aside, sizeof(aside));
+            if (r == 0)
+                r = move_to_aside(a->dest, aside, true, moved);
+        }
         for (size_t i = 0; i < ARRAY_SIZE(db_sidecars) && r == 0; i++) {
             char p[PATH_MAX + 16], q[PATH_MAX + 80];
             snprintf(p, sizeof(p), "%s%s", a->dest, db_sidecars[i]);
@@ -1237,6 +1333,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
         }
         goto fail;
     }
+    if ((r = refuse_if_opened(a, o, err, errlen)) < 0)
+        goto fail;
 
     /* a restore cut short in its swap (kill -9, power cut): finish that first, while its staged
      * (verified) data is still there for the stale-stage removal below to find */
@@ -1392,6 +1490,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
             goto fail;
         }
     }
+    if ((r = refuse_if_opened(a, o, err, errlen)) < 0)
+        goto fail;
     backup_interrupt_hold("the backup is being swapped into place: finishing that first (a few renames), "
                           "so that nothing is left half replaced");
     if ((r = journal_write(jpath, id, o, a, err, errlen)) < 0) {

@@ -1022,6 +1022,61 @@ def test_restore_in_place_keeps_the_old_wal_paired_with_its_database(inst, tmp_p
         restored.close()
 
 
+def test_a_rerun_restore_keeps_the_first_aside_pair_whole(inst, tmp_path):
+    """review48 #1: when the swap failed between linking the old database aside and moving its
+    WAL there, the rerun that finished it took the next aside name: the name the first run gave
+    (and the docs point to) kept the database without its WAL. The rerun now moves the WAL
+    beside the database the first run set aside. strace fails the WAL's rename with EIO."""
+    s = inst.backup("full")
+    conn = sqlite3.connect(inst.db)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    with conn:
+        conn.execute("INSERT INTO predictions (id, created_ms, model, version, arm, outputs_json, n_rows,"
+                     " latency_ms, status) VALUES ('in-the-wal', 1, 'm', '1', 'stable', '[]', 1, 0.1, 200)")
+    saved = str(tmp_path / "saved")
+    shutil.copyfile(inst.db, saved)
+    shutil.copyfile(inst.db + "-wal", saved + "-wal")
+    conn.close()
+    shutil.copyfile(saved, inst.db)
+    shutil.copyfile(saved + "-wal", inst.db + "-wal")
+    if os.path.exists(inst.db + "-shm"):
+        os.unlink(inst.db + "-shm")
+    env = h.base_env(dict(inst.env(), **h.UNDER_PTRACE))
+    r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", inst.db + "-wal", "-e",
+                        "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=EIO:when=1",
+                        h.require_binary(), "restore", s["id"], "--yes", "--components", "db"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode != 0, out(r)
+    r = inst.run(["restore", s["id"], "--yes", "--components", "db"])  # finishes the interrupted swap
+    assert r.returncode == 0, out(r)
+    aside = inst.db + ".pre-restore-" + s["id"]
+    assert os.path.exists(aside + "-wal"), sorted(os.listdir(inst.prod))
+    old = sqlite3.connect(aside)
+    try:
+        assert old.execute("SELECT count(*) FROM predictions WHERE id = 'in-the-wal'").fetchone()[0] == 1
+    finally:
+        old.close()
+
+
+def test_restore_in_place_refuses_while_a_command_has_the_store_open(inst, tmp_path):
+    """review48 #5: restore took the data lock, which keeps a server out but not a command: a
+    `model train` running during the restore reported success, and its registration went
+    into the database set aside. A process that has the database open now stops an in-place
+    restore, named by its pid (this test's own connection stands for such a command)."""
+    s = inst.backup("full")
+    holder = sqlite3.connect(inst.db)
+    try:
+        holder.execute("SELECT count(*) FROM model_versions").fetchone()
+        r = inst.run(["restore", s["id"], "--yes", "--components", "db"])
+        assert r.returncode == 1, out(r)
+        assert "process %d" % os.getpid() in r.stderr and "has the database" in r.stderr, out(r)
+        assert not [n for n in os.listdir(inst.prod) if "pre-restore" in n]
+    finally:
+        holder.close()
+    r = inst.run(["restore", s["id"], "--yes", "--components", "db"])
+    assert r.returncode == 0, out(r)
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
