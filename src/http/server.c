@@ -1306,7 +1306,9 @@ static bool conn_process(conn_t *c)
         dispatch(c, c->in + c->head_len, c->body_len);
         continue;
     need_body:
-        if (c->head.expect_continue && !c->sent_continue && c->head.minor == 1 && out_reserve(c, 32)) {
+        /* not while draining: a body the drain will not read must not be invited (review48 #7) */
+        if (c->head.expect_continue && !c->sent_continue && c->head.minor == 1 && !c->drain_cut &&
+            !atomic_load_explicit(&srv->draining, memory_order_relaxed) && out_reserve(c, 32)) {
             OUT_LIT(c, "HTTP/1.1 100 Continue\r\n\r\n");
             c->sent_continue = true;
             mark_dirty(c);

@@ -457,6 +457,40 @@ def test_sigterm_drain_does_not_take_in_a_request_completed_after_it_began(make_
     assert srv.prediction_ids() - before == answered, "a request the drain did not take in was recorded"
 
 
+def test_sigterm_drain_does_not_invite_a_body_it_will_not_read(make_server):
+    """review48 #7: the drain answered a request waiting with `Expect: 100-continue` with
+    "100 Continue", then never read the body it had invited (the client got a reset). While
+    draining no 100 is sent: the connection closes without one. One worker busy with a 1.5 s
+    predict; E sends its headers before SIGTERM; the drain reads it when A ends."""
+    srv = slow_canary_server(make_server, 1500, h.scaled(30))
+    req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
+    head, body = req.split(b"\r\n\r\n", 1)
+    results = {}
+    a = threading.Thread(target=sender(req, results), args=("A", socket.create_connection(("127.0.0.1", srv.port))))
+    a.start()
+    time.sleep(0.3)  # A is in the worker, sleeping
+    e = socket.create_connection(("127.0.0.1", srv.port))
+    e.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+    time.sleep(0.3)
+    srv.send_signal(signal.SIGTERM)
+    e.settimeout(h.scaled(20))
+    got = b""
+    try:
+        while True:
+            b = e.recv(4096)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    finally:
+        e.close()
+    a.join(h.scaled(30))
+    assert srv.wait(h.scaled(30)) == 0, srv.log_tail()
+    assert results["A"][0] == 200, results
+    assert b"100 Continue" not in got, got
+
+
 def test_sigterm_drain_partial_request(make_server):
     """docs/operations.md: every request fully received before SIGTERM is answered; one still
     being received (headers sent, body not yet) is not processed: its connection is closed,
