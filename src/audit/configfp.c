@@ -76,12 +76,6 @@ static int mac_json(const unsigned char key[32], const json_t *v, char out[65])
     return rc;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* config_print's text of every setting, as an object NAME -> text. */
 static json_t *printed_values(const config_t *cfg)
 {
@@ -141,7 +135,7 @@ json_t *audit_config_state(const config_t *cfg)
         if (rc < 0)
             goto out;
         json_t *entry = json_pack("{s:s}", "h", h);
-        bool shown = !secret && !ends_with(name, "_URL") && !ends_with(name, "_COMMAND") && text &&
+        bool shown = !secret && !util_ends_with(name, "_URL") && !util_ends_with(name, "_COMMAND") && text &&
                      strlen(text) <= AUDIT_CONFIG_VALUE_MAX;
         if (entry && shown)
             json_object_set_new(entry, "v", json_string(text));

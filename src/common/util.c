@@ -505,6 +505,12 @@ bool util_path_exists(const char *path)
     return path && stat(path, &st) == 0;
 }
 
+bool util_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 bool util_is_safe_name(const char *s)
 {
     if (!s || !*s || s[0] == '.')

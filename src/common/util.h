@@ -62,6 +62,9 @@ void util_dirname(const char *path, char *buf, size_t buflen);
 const char *util_basename(const char *path);
 bool util_path_exists(const char *path);
 
+/* True when s ends in suffix (case-sensitive; a string equal to suffix counts). */
+bool util_ends_with(const char *s, const char *suffix);
+
 /* True if s is a safe single path component for model names and versions:
  * 1..128 chars of [A-Za-z0-9._-], not starting with '.' (no traversal, no hidden files). */
 bool util_is_safe_name(const char *s);

@@ -134,7 +134,10 @@ static void explain_not_numeric(const model_train_opts_t *o, const csv_table_t *
                   "missing (%zu of the column's cells %s not a number)",
                   o->data_path, t->lines[bad], name, text, text == 1 ? "is" : "are");
     else
-        util_errf(err, errlen, "%s: column '%s' is not numeric (line %zu); exclude it with --drop %s",
+        /* recoding is the way for a feature the model uses (import can not drop those: review49 #5) */
+        util_errf(err, errlen,
+                  "%s: column '%s' is not numeric (line %zu); recode it as numbers (true/false as 1/0, "
+                  "categories as codes), or exclude it with --drop %s if the model does not use it",
                   o->data_path, name, t->lines[bad], name);
 }
 
@@ -1722,6 +1725,7 @@ static bool ends_with_ci(const char *s, const char *suffix)
     return n > k && strcasecmp(s + n - k, suffix) == 0;
 }
 
+
 /* Task from the booster's saved configuration (learner.objective.name, num_class). */
 static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k, char *err, size_t errlen)
 {
@@ -1813,12 +1817,17 @@ int model_import(const model_train_opts_t *o, json_t **ret_summary, char *err, s
         rc = -EINVAL;
         goto out;
     }
-    if (ends_with_ci(o->booster_path, ".json")) {
+    if (util_ends_with(o->booster_path, ".json")) {
         j.booster_format = "json";
-    } else if (ends_with_ci(o->booster_path, ".ubj")) {
+    } else if (util_ends_with(o->booster_path, ".ubj")) {
         j.booster_format = "ubj";
     } else {
-        util_errf(err, errlen, "--booster %s: expected a .json or .ubj file saved by XGBoost (save_model)",
+        /* in lower case, as libxgboost reads it (review49 #6: X.JSON passed here, then failed there) */
+        util_errf(err, errlen,
+                  "--booster: expected a .json or .ubj file saved by XGBoost (save_model), the extension in lower "
+                  "case (XGBoost picks the format by it)%s: %.200s",
+                  ends_with_ci(o->booster_path, ".json") || ends_with_ci(o->booster_path, ".ubj") ? "; rename it"
+                                                                                                  : "",
                   o->booster_path);
         rc = -EINVAL;
         goto out;

@@ -242,6 +242,21 @@ static int check_tree(const json_t *tree, size_t ti, size_t n_features, char *er
         snprintf(err, errlen, "tree %zu has no nodes or node arrays of different lengths", ti);
         return -EINVAL;
     }
+    /* libxgboost trusts "parents" too (review49 #2: one out of range crashed the import) */
+    const json_t *parents = json_object_get(tree, "parents");
+    if (parents && json_array_size(parents) != n) {
+        snprintf(err, errlen, "tree %zu has %zu parents for %zu nodes", ti, json_array_size(parents), n);
+        return -EINVAL;
+    }
+    for (size_t i = 0; parents && i < n; i++) {
+        long long par;
+        /* the root's parent is 2147483647 (XGBoost's kInvalidNodeId as unsigned), or -1 */
+        if (!int_at(parents, i, &par) || !((par >= 0 && (size_t)par < n) || (i == 0 && (par == -1 ||
+                                                                                        par == 2147483647)))) {
+            snprintf(err, errlen, "tree %zu node %zu has a parent outside the tree", ti, i);
+            return -EINVAL;
+        }
+    }
     /* categorical splits: libxgboost reads categories[segment .. segment+size) for each node
      * listed, trusting all three */
     const json_t *cats = json_object_get(tree, "categories"), *cnodes = json_object_get(tree, "categories_nodes"),
@@ -336,14 +351,8 @@ out:
     return rc;
 }
 
-int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen)
+int model_trees_check_doc(const json_t *root, size_t n_features, size_t outputs, char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *root = load_model_json(json, len, &jerr);
-    if (!root) {
-        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
-        return -EINVAL;
-    }
     int rc = 0;
     const json_t *learner = json_object_get(root, "learner");
     if (n_features == 0) { /* a file not loaded yet: its own parameters say */
@@ -358,6 +367,26 @@ int model_trees_check(const char *json, size_t len, size_t n_features, size_t ou
         }
         n_features = (size_t)nf;
         outputs = ncl >= 2 ? (size_t)ncl : 1;
+        float nt = 1;
+        if (json_object_get(mp, "num_target") && float_of(json_object_get(mp, "num_target"), &nt) && nt > 1) {
+            /* said as such, not as a malformed tree group (review49 #4) */
+            snprintf(err, errlen, "multi-output boosters (num_target=%.0f) are not supported", nt);
+            rc = -ENOTSUP;
+            goto out;
+        }
+        /* base_score must be one number: XGBoost 3.1 and later write a vector ("[3.7E-1]", one
+         * per class for multi:*), which this libxgboost reads as 0.5 without a word (review49 #1) */
+        float base;
+        const json_t *bs = json_object_get(mp, "base_score");
+        if (bs && !float_of(bs, &base)) {
+            snprintf(err, errlen,
+                     "base_score is %.40s, not one number: the booster was saved by XGBoost 3.1 or later, whose "
+                     "intercepts this server's libxgboost would ignore (predicting wrongly); save it with an "
+                     "XGBoost before 3.1",
+                     json_is_string(bs) ? json_string_value(bs) : "not a number");
+            rc = -EINVAL;
+            goto out;
+        }
     }
     const json_t *gb = json_object_get(learner, "gradient_booster");
     const char *name = json_string_value(json_object_get(gb, "name"));
@@ -398,6 +427,18 @@ int model_trees_check(const char *json, size_t len, size_t n_features, size_t ou
         }
     }
 out:
+    return rc;
+}
+
+int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = load_model_json(json, len, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
+        return -EINVAL;
+    }
+    int rc = model_trees_check_doc(root, n_features, outputs, err, errlen);
     json_decref(root);
     return rc;
 }

@@ -9,6 +9,7 @@
 #ifndef AIMEDRES_MODEL_TREES_H
 #define AIMEDRES_MODEL_TREES_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 typedef struct model_trees model_trees_t;
@@ -27,6 +28,8 @@ int model_trees_from_json(const char *json, size_t len, size_t n_features, size_
  * loaded, whose learner_model_param gives them (outputs: num_class, else 1). 0, or -EINVAL with the reason
  * (a corrupt artifact, which libxgboost would read out of bounds), or -ENOMEM. */
 int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen);
+/* model_trees_check of a parsed document (a UBJSON booster decoded by model_ubjson_decode). */
+int model_trees_check_doc(const json_t *root, size_t n_features, size_t outputs, char *err, size_t errlen);
 
 /* rows: nrows x n_features row-major, NAN = missing. out: nrows * outputs. Thread-safe
  * (reads only). */

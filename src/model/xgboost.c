@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "model/runtime.h"
 #include "model/trees.h"
+#include "model/ubjson.h"
 
 /* DESIGN: concurrency. XGBoost documents prediction (including inplace prediction) as
  * thread safe for tree boosters (gbtree, dart) since 1.4: each call works on a fresh
@@ -101,10 +102,10 @@ static int sniff_format(const char *path, bool want_json, char *err, size_t errl
     return 0;
 }
 
-/* A JSON booster is checked before libxgboost parses it: some corrupt trees (categorical
- * segments) crash its loader itself. (UBJSON is checked after loading, from the JSON that
- * libxgboost exports: model_xgboost_check.) */
-static int check_file(const char *path, char *err, size_t errlen)
+/* A booster is checked before libxgboost parses it: some corrupt trees (categorical
+ * segments, parents) crash its loader itself. A UBJSON one is decoded here first (review49
+ * #3: corrupt UBJSON crashed or hung the loader, which trusts its counts). */
+static int check_file(const char *path, bool json, char *err, size_t errlen)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -114,13 +115,21 @@ static int check_file(const char *path, char *err, size_t errlen)
         return r;
     }
     char why[256] = "";
-    r = model_trees_check(buf, len, 0, 0, why, sizeof(why));
+    if (json) {
+        r = model_trees_check(buf, len, 0, 0, why, sizeof(why));
+    } else {
+        json_t *doc = model_ubjson_decode((const unsigned char *)buf, len, why, sizeof(why));
+        r = doc ? model_trees_check_doc(doc, 0, 0, why, sizeof(why)) : -EINVAL;
+        json_decref(doc);
+    }
     free(buf);
     if (r == -EINVAL && strncmp(why, "cannot parse", 12) == 0)
         snprintf(err, errlen, "cannot load booster %.256s: %s", path, why); /* truncated, not JSON */
     else if (r == -EINVAL)
         snprintf(err, errlen, "booster is malformed: %s", why);
-    return r;
+    else if (r == -ENOTSUP)
+        snprintf(err, errlen, "%s", why);
+    return r < 0 ? (r == -ENOTSUP ? -EINVAL : r) : r;
 }
 
 int model_xgboost_load_file(void *booster, const char *path, char *err, size_t errlen)
@@ -134,7 +143,7 @@ int model_xgboost_load_file(void *booster, const char *path, char *err, size_t e
     int r = sniff_format(path, json, err, errlen);
     if (r < 0)
         return r;
-    if (json && (r = check_file(path, err, errlen)) < 0)
+    if ((r = check_file(path, json, err, errlen)) < 0)
         return r;
     if (XGBoosterLoadModel(booster, path) != 0) {
         char what[300];

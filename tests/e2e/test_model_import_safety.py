@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -107,6 +108,11 @@ MALFORMED = [
     ("outside", set_node(3, "left_children", 0, 10 ** 6), "tree 3 node 0 has a child index outside the tree"),
     ("loop", loop, "tree 0 node 1 leads back to a node already reached"),
     ("shared", shared_child, "leads back to a node already reached"),
+    # review49 #2: libxgboost trusts "parents"; one out of range crashed the import (SIGSEGV)
+    ("parent", set_node(2, "parents", 3, 10 ** 6), "tree 2 node 3 has a parent outside the tree"),
+    # review49 #1: XGBoost 3.1 writes base_score as a vector, which libxgboost 1.7 reads as 0.5
+    ("base_vector", lambda j: j["learner"]["learner_model_param"].update(base_score="[3.7E-1]"),
+     "base_score is [3.7E-1], not one number"),
 ]
 
 
@@ -157,6 +163,58 @@ def test_malformed_multiclass_group_is_refused(env_root):
     assert ("bad_group", "1") not in registered(env_root)
 
 
+def test_a_multi_output_booster_is_named_as_such(env_root):
+    """review49 #4: a multi-output regression booster (num_target 2) was refused as "malformed"
+    by the check before libxgboost reads it, not with the message that says what it is."""
+    x, score = make_data(3)
+    _, _, _, data_csv = train(env_root, "regression", seed=3)
+    booster = xgb.train({"tree_method": "hist", "max_depth": 2, "nthread": 1},
+                        xgb.DMatrix(x, label=np.c_[score, -score], missing=np.nan, feature_names=FEATURES),
+                        num_boost_round=3)
+    path = os.path.join(env_root, "boosters", "two_targets.json")
+    booster.save_model(path)
+    before = registered(env_root)
+    r = do_import(env_root, path, data_csv, "two_targets")
+    assert r.returncode == 1 and "multi-output boosters (num_target=2) are not supported" in r.stderr, r.stderr[-1000:]
+    assert "malformed" not in r.stderr, r.stderr[-1000:]
+    assert registered(env_root) == before
+
+
+def test_a_corrupt_ubj_booster_is_refused_not_crashed_on(env_root):
+    """review49 #3: a .ubj booster reached libxgboost's loader unchecked (only JSON was checked
+    first): single corrupt bytes crashed the import (SIGSEGV, SIGABRT) or hung it while its
+    memory grew. The UBJSON is now decoded and checked first, every count against the bytes
+    left. 60 single-byte corruptions of one booster, chosen by a fixed seed: each is refused
+    with a reason or imported, never a crash or a hang."""
+    import random
+
+    booster, _, _, data_csv = train(env_root, "binary", seed=4)
+    good = os.path.join(env_root, "boosters", "fuzz-good.ubj")
+    booster.save_model(good)
+    raw = bytearray(open(good, "rb").read())
+    rnd = random.Random(49)
+    before = registered(env_root)
+    crashes = []
+    for k in range(60):
+        bad = bytearray(raw)
+        i = rnd.randrange(len(bad))
+        bad[i] = rnd.randrange(256)
+        path = os.path.join(env_root, "boosters", "fuzz-%d.ubj" % k)
+        with open(path, "wb") as f:
+            f.write(bad)
+        try:  # bytes: libxgboost's messages may quote the corrupt bytes
+            r = subprocess.run([h.require_binary(), "model", "import", "--booster", path, "--data", data_csv,
+                                "--label", "outcome", "--name", "fuzz_%d" % k, "--version", "1"],
+                               env=h.base_env(h.demo_env(env_root)), capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            crashes.append((k, i, "hung"))
+            continue
+        if r.returncode not in (0, 1):
+            crashes.append((k, i, r.returncode, r.stderr[-300:]))
+    assert not crashes, crashes
+    assert set(before) <= set(registered(env_root))
+
+
 def test_a_file_that_is_not_what_its_name_says(env_root):
     booster, _, _, data_csv = train(env_root, "binary")
     d = os.path.join(env_root, "boosters")
@@ -171,12 +229,18 @@ def test_a_file_that_is_not_what_its_name_says(env_root):
     text = os.path.join(d, "notes.json")
     with open(text, "w") as f:
         f.write("not a model\n")
+    upper = os.path.join(d, "UPPER.JSON")  # review49 #6: passed import's check, then failed libxgboost's
+    booster.save_model(os.path.join(d, "upper.json"))
+    os.replace(os.path.join(d, "upper.json"), upper)
     for path, why in ((empty, "is empty: not a booster saved by XGBoost"),
                       (ubj_as_json, "is UBJSON, not JSON: name it .ubj"),
                       (json_as_ubj, "is JSON, not UBJSON: name it .json"),
                       (text, "is not a booster saved by XGBoost")):
         r = do_import(env_root, path, data_csv, "wrong_format")
         assert r.returncode == 1 and why in r.stderr, (path, r.stderr[-1000:])
+    r = do_import(env_root, upper, data_csv, "wrong_format")  # a wrong option: usage (2)
+    assert r.returncode == 2 and "the extension in lower case (XGBoost picks the format by it); rename it" in r.stderr, \
+        r.stderr[-1000:]
     assert ("wrong_format", "1") not in registered(env_root)
 
 

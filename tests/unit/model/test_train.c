@@ -322,6 +322,7 @@ static void test_train_errors(void **state)
     opts_for(&o, data, "y", "bad");
     assert_int_equal(model_train(&o, NULL, err, sizeof(err)), -EBADMSG);
     assert_non_null(strstr(err, "column 'site' is not numeric (line 2)"));
+    assert_non_null(strstr(err, "recode it as numbers")); /* review49 #5: --drop alone misled import */
     assert_non_null(strstr(err, "--drop site"));
 
     opts_for(&o, data, "outcome", "bad");
