@@ -215,6 +215,58 @@ def test_a_corrupt_ubj_booster_is_refused_not_crashed_on(env_root):
     assert set(before) <= set(registered(env_root))
 
 
+def _ubj(v):
+    """UBJSON of v (a list of (key, value) pairs stands for an object that may repeat a key)."""
+    import struct
+
+    def n(k):
+        return b"L" + struct.pack(">q", k)
+    if isinstance(v, Pairs):
+        return b"{" + b"".join(n(len(k.encode())) + k.encode() + _ubj(x) for k, x in v) + b"}"
+    if isinstance(v, dict):
+        return _ubj(Pairs(v.items()))
+    if isinstance(v, list):
+        return b"[" + b"".join(_ubj(x) for x in v) + b"]"
+    if isinstance(v, bool):
+        return b"T" if v else b"F"
+    if v is None:
+        return b"Z"
+    if isinstance(v, int):
+        return b"L" + struct.pack(">q", v)
+    if isinstance(v, float):
+        return b"d" + struct.pack(">f", v)  # libxgboost reads float32 only
+    return b"S" + n(len(v.encode())) + v.encode()
+
+
+class Pairs(list):
+    pass
+
+
+def test_a_ubj_key_given_twice_is_refused(env_root):
+    """review50 #1: the UBJSON check kept the last of two values of one key (jansson), while
+    libxgboost reads the first: an out-of-range "parents" first and a good one last passed the
+    check and crashed the import. A key given twice (or holding a NUL byte, which cut it) is
+    refused. The booster's own JSON, written as UBJSON here, imports as it is."""
+    booster, _, _, data_csv = train(env_root, "binary", seed=5)
+    j = json.loads(booster.save_raw("json"))
+    plain = os.path.join(env_root, "boosters", "by-hand.ubj")
+    with open(plain, "wb") as f:
+        f.write(_ubj(j))
+    r = do_import(env_root, plain, data_csv, "by_hand")
+    assert r.returncode == 0, r.stderr[-1000:]
+    tree = trees(j)[0]
+    bad_parents = list(tree["parents"])
+    bad_parents[3] = 10 ** 6
+    trees(j)[0] = Pairs([("parents", bad_parents)] + list(tree.items()))
+    twice = os.path.join(env_root, "boosters", "twice.ubj")
+    with open(twice, "wb") as f:
+        f.write(_ubj(j))
+    before = registered(env_root)
+    r = do_import(env_root, twice, data_csv, "twice")
+    assert r.returncode == 1 and "a key given twice in one object" in r.stderr, (r.returncode, r.stderr[-1000:])
+    assert registered(env_root) == before
+
+
 def test_a_file_that_is_not_what_its_name_says(env_root):
     booster, _, _, data_csv = train(env_root, "binary")
     d = os.path.join(env_root, "boosters")
