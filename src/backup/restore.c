@@ -710,7 +710,7 @@ static int refuse_if_opened(const area_t a[A_COUNT], const backup_restore_opts_t
         return 0;
     snprintf(err, errlen,
              "refusing to restore: process %ld (%s) has the database %s open; let it finish (or stop it) first: "
-             "what it writes would go to the database set aside",
+             "it would go on using the database set aside",
              holder, comm[0] ? comm : "?", a[A_DB].dest);
     return -EBUSY;
 }
@@ -1335,6 +1335,17 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
     if ((r = refuse_if_opened(a, o, err, errlen)) < 0)
         goto fail;
+    struct stat lst;
+    if (!o->target && lstat(a[A_DB].dest, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        /* the swap renames by name: it would set the link aside and leave its target stale
+         * (review50 #4) */
+        r = -EINVAL;
+        snprintf(err, errlen,
+                 "refusing to restore: the database path %s is a symbolic link; a restore in place replaces "
+                 "files by name: point DATABASE_URL at the database file itself",
+                 a[A_DB].dest);
+        goto fail;
+    }
 
     /* a restore cut short in its swap (kill -9, power cut): finish that first, while its staged
      * (verified) data is still there for the stale-stage removal below to find */

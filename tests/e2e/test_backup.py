@@ -1077,6 +1077,22 @@ def test_restore_in_place_refuses_while_a_command_has_the_store_open(inst, tmp_p
     assert r.returncode == 0, out(r)
 
 
+def test_restore_in_place_refuses_a_symlinked_database_path(inst, tmp_path):
+    """review50 #4: with the database path a symbolic link, an in-place restore set the link
+    aside and put the restored database in its place as a regular file, leaving the link's
+    target (the real database, on its data volume) as it was, and reported success. It is
+    refused now, saying what to do."""
+    s = inst.backup("full")
+    real = str(tmp_path / "volume" / "aimedres.db")
+    os.makedirs(os.path.dirname(real))
+    shutil.move(inst.db, real)
+    os.symlink(real, inst.db)
+    before = bh.db_content(real)
+    r = inst.run(["restore", s["id"], "--yes", "--components", "db"])
+    assert r.returncode == 1 and "is a symbolic link" in r.stderr, out(r)
+    assert os.path.islink(inst.db) and bh.db_content(real) == before
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
