@@ -188,7 +188,8 @@ def test_an_archive_pruned_while_verify_reads_is_not_an_error(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
     oldest = os.path.join(os.path.dirname(env["AUDIT_LOG_PATH"]), "audit.log.2026-12-01")
     assert os.path.exists(oldest)
-    venv = dict(benv, **h.UNDER_PTRACE)
+    venv = dict(benv)  # under ptrace without leak checks, faketime still preloaded (sanitizer build)
+    venv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), h.UNDER_PTRACE["ASAN_OPTIONS"]) if x)
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", oldest, "-e", "trace=openat", "-e",
                           "inject=openat:delay_enter=1500000:when=1", "faketime", "2026-12-10 10:00:00",
                           h.require_binary(), "audit", "verify", "--json"],
