@@ -984,25 +984,32 @@ def test_restore_in_place_audit_record(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def record_in_the_wal_alone(db, pid, tmp_path):
+    """Adds a prediction record that is in db's WAL only, as a server that stopped without a
+    checkpoint (or was killed) leaves it: the database and its WAL are copied while the record
+    is there, and put back after the connection's close has checkpointed and removed the WAL."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    with conn:
+        conn.execute("INSERT INTO predictions (id, created_ms, model, version, arm, outputs_json, n_rows,"
+                     " latency_ms, status) VALUES (?, 1, 'm', '1', 'stable', '[]', 1, 0.1, 200)", (pid,))
+    saved = str(tmp_path / "saved")
+    shutil.copyfile(db, saved)
+    shutil.copyfile(db + "-wal", saved + "-wal")
+    conn.close()
+    shutil.copyfile(saved, db)
+    shutil.copyfile(saved + "-wal", db + "-wal")
+    if os.path.exists(db + "-shm"):
+        os.unlink(db + "-shm")
+
+
 def test_restore_in_place_keeps_the_old_wal_paired_with_its_database(inst, tmp_path):
     """review47 #1: the old database went aside as <db>.pre-restore-<id> but its WAL as
     <db>-wal.pre-restore-<id>, a name SQLite never pairs with it, so the set-aside store
     looked as if it had lost every record since its last checkpoint. Both now go aside under
     one name. The records here are in the WAL alone, as an older server left them at stop."""
     s = inst.backup("full")
-    conn = sqlite3.connect(inst.db)
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    with conn:
-        conn.execute("INSERT INTO predictions (id, created_ms, model, version, arm, outputs_json, n_rows,"
-                     " latency_ms, status) VALUES ('after-the-backup', 1, 'm', '1', 'stable', '[]', 1, 0.1, 200)")
-    saved = tmp_path / "saved"
-    shutil.copyfile(inst.db, str(saved))  # the database and its WAL while the record is in the WAL only
-    shutil.copyfile(inst.db + "-wal", str(saved) + "-wal")
-    conn.close()  # checkpoints and removes the WAL
-    shutil.copyfile(str(saved), inst.db)
-    shutil.copyfile(str(saved) + "-wal", inst.db + "-wal")
-    if os.path.exists(inst.db + "-shm"):
-        os.unlink(inst.db + "-shm")
+    record_in_the_wal_alone(inst.db, "after-the-backup", tmp_path)
     immutable = sqlite3.connect("file:%s?immutable=1" % inst.db, uri=True)
     assert immutable.execute("SELECT count(*) FROM predictions WHERE id = 'after-the-backup'").fetchone()[0] == 0
     immutable.close()
@@ -1028,19 +1035,7 @@ def test_a_rerun_restore_keeps_the_first_aside_pair_whole(inst, tmp_path):
     (and the docs point to) kept the database without its WAL. The rerun now moves the WAL
     beside the database the first run set aside. strace fails the WAL's rename with EIO."""
     s = inst.backup("full")
-    conn = sqlite3.connect(inst.db)
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    with conn:
-        conn.execute("INSERT INTO predictions (id, created_ms, model, version, arm, outputs_json, n_rows,"
-                     " latency_ms, status) VALUES ('in-the-wal', 1, 'm', '1', 'stable', '[]', 1, 0.1, 200)")
-    saved = str(tmp_path / "saved")
-    shutil.copyfile(inst.db, saved)
-    shutil.copyfile(inst.db + "-wal", saved + "-wal")
-    conn.close()
-    shutil.copyfile(saved, inst.db)
-    shutil.copyfile(saved + "-wal", inst.db + "-wal")
-    if os.path.exists(inst.db + "-shm"):
-        os.unlink(inst.db + "-shm")
+    record_in_the_wal_alone(inst.db, "in-the-wal", tmp_path)
     env = h.base_env(dict(inst.env(), **h.UNDER_PTRACE))
     r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", inst.db + "-wal", "-e",
                         "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=EIO:when=1",
