@@ -291,16 +291,25 @@ static int rotate_if_needed(audit_log_t *a, int64_t now_ms)
     int rc = audit_files_list(a->path, &files, &n);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        if (files[i].date_days > day && archive_precedes(files[i].path, a->last_seq))
+    /* each archive dated on or after the last record's day is read once (precedes[i]) */
+    bool *precedes = calloc(n ? n : 1, sizeof(*precedes));
+    if (!precedes) {
+        audit_files_free(files, n);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        precedes[i] = files[i].date_days >= day && archive_precedes(files[i].path, a->last_seq);
+        if (precedes[i] && files[i].date_days > day)
             day = files[i].date_days;
+    }
     /* the next suffix of that day: one past the highest archive of this chain there, so that
      * the new one sorts after it (a stray name, say "….999999999", does not count); then the
      * first free name from there: never renaming over a file */
     long next = -1;
     for (size_t i = 0; i < n; i++)
-        if (files[i].date_days == day && (long)files[i].part > next && archive_precedes(files[i].path, a->last_seq))
+        if (files[i].date_days == day && (long)files[i].part > next && precedes[i])
             next = (long)files[i].part;
+    free(precedes);
     audit_files_free(files, n);
     char date[11], dst[4300];
     audit_date_format(day, date);

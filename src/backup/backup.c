@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "audit/record.h"
@@ -609,14 +608,12 @@ static int snapshot_item(run_t *run, item_t *it)
         /* the snapshot is written next to the database: a full database volume reads as "disk
          * I/O error" in SQLite's words (review47 #8, #9), so say how much room there was */
         char room[256] = "", dir[PATH_MAX];
-        struct stat dst;
-        struct statvfs vst;
-        util_dirname(run->s->db_path, dir, sizeof(dir));
-        if (stat(run->s->db_path, &dst) == 0 && statvfs(dir, &vst) == 0 &&
-            (uint64_t)vst.f_bavail * vst.f_frsize < (uint64_t)dst.st_size + (1u << 20)) {
+        uint64_t db_bytes, free_b;
+        if (backup_db_room(run->s->db_path, dir, sizeof(dir), &db_bytes, &free_b) == 0 &&
+            free_b < db_bytes + (1u << 20)) {
             char f[24], d[24];
-            backup_format_bytes((uint64_t)vst.f_bavail * vst.f_frsize, f, sizeof(f));
-            backup_format_bytes((uint64_t)dst.st_size, d, sizeof(d));
+            backup_format_bytes(free_b, f, sizeof(f));
+            backup_format_bytes(db_bytes, d, sizeof(d));
             snprintf(room, sizeof(room), " (the snapshot is written next to the database: %.120s has %s free, the "
                      "database is %s)", dir, f, d);
         }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "backup/fsutil.h"
 #include "backup/pool.h"
 #include "backup/progress.h"
 #include "backup/repo.h"
@@ -141,12 +142,9 @@ static json_t *db_disk(const backup_settings_t *s)
     if (!s->db_path[0])
         return json_pack("{s:b,s:s}", "ok", 1, "message", "no database path");
     char dir[PATH_MAX];
-    util_dirname(s->db_path, dir, sizeof(dir));
-    struct stat st;
-    struct statvfs v;
-    if (stat(s->db_path, &st) != 0 || statvfs(dir, &v) != 0)
+    uint64_t need, free_b;
+    if (backup_db_room(s->db_path, dir, sizeof(dir), &need, &free_b) < 0)
         return json_pack("{s:b,s:s}", "ok", 0, "message", "cannot stat the database or its directory");
-    uint64_t free_b = (uint64_t)v.f_bavail * v.f_frsize, need = (uint64_t)st.st_size;
     char f[24], n[24], msg[PATH_MAX + 160];
     backup_format_bytes(free_b, f, sizeof(f));
     backup_format_bytes(need, n, sizeof(n));

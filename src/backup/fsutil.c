@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include "common/util.h"
 
 int backup_path_join(char *buf, size_t len, const char *a, const char *b)
 {
@@ -66,4 +70,16 @@ bool backup_path_within(const char *path, const char *root)
     }
     size_t n = strlen(r);
     return strncmp(p, r, n) == 0 && (p[n] == '\0' || p[n] == '/' || (n == 1 && r[0] == '/'));
+}
+
+int backup_db_room(const char *db_path, char *dir, size_t dirlen, uint64_t *ret_db, uint64_t *ret_free)
+{
+    struct stat st;
+    struct statvfs v;
+    util_dirname(db_path, dir, dirlen);
+    if (stat(db_path, &st) != 0 || statvfs(dir, &v) != 0)
+        return -errno;
+    *ret_db = (uint64_t)st.st_size;
+    *ret_free = (uint64_t)v.f_bavail * v.f_frsize;
+    return 0;
 }

@@ -720,6 +720,15 @@ static int refuse_if_opened(const area_t a[A_COUNT], const backup_restore_opts_t
 /* The files SQLite keeps beside a database and pairs with it by name. */
 static const char *const db_sidecars[] = {"-wal", "-shm", "-journal"};
 
+/* The i-th aside name of path for this restore: "<path>.pre-restore-<id>", then "...-1", ... */
+static void aside_candidate(const char *path, const char *id, int i, char *aside, size_t n)
+{
+    if (i == 0)
+        snprintf(aside, n, "%s.pre-restore-%s", path, id);
+    else
+        snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+}
+
 /* The first of "<path>.pre-restore-<id>", "...-1", "...-2"... that does not exist, in
  * aside[n]: what an earlier restore of the same backup set aside is never overwritten. With
  * sidecars (a database), the name must be free with each of db_sidecars appended too, so that
@@ -730,10 +739,7 @@ static int aside_name_for(const char *path, const char *id, bool sidecars, char 
 {
     struct stat st;
     for (int i = 0; i < 100; i++) {
-        if (i == 0)
-            snprintf(aside, n, "%s.pre-restore-%s", path, id);
-        else
-            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+        aside_candidate(path, id, i, aside, n);
         bool free_ = lstat(aside, &st) < 0 && errno == ENOENT;
         for (size_t k = 0; free_ && sidecars && k < ARRAY_SIZE(db_sidecars); k++) {
             char side[PATH_MAX + 80];
@@ -761,10 +767,7 @@ static int db_aside_linked(const char *path, const char *id, char *aside, size_t
     if (stat(path, &db) < 0)
         return 0;
     for (int i = 0; i < 100; i++) {
-        if (i == 0)
-            snprintf(aside, n, "%s.pre-restore-%s", path, id);
-        else
-            snprintf(aside, n, "%s.pre-restore-%s-%d", path, id, i);
+        aside_candidate(path, id, i, aside, n);
         if (lstat(aside, &st) < 0)
             return 0; /* names are taken in order: the first free one ends the search */
         if (st.st_dev == db.st_dev && st.st_ino == db.st_ino)

@@ -448,8 +448,7 @@ static void print_summary(const char *verb, const json_t *sum)
         printf("  this version's validation CSV (read by the rollout gates) %s\n", own);
 }
 
-/* audit (issue 5): the MODEL_REGISTERED record, durable before the command reports; 0 or 1. */
-/* One MODEL_REGISTERED record, written durably. 0 or -errno. */
+/* audit (issue 5): one MODEL_REGISTERED record, written durably. 0 or -errno. */
 static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
 {
     char user[256]; /* the OS account (uid), not $USER which the caller sets at will (review22) */

@@ -1725,7 +1725,6 @@ static bool ends_with_ci(const char *s, const char *suffix)
     return n > k && strcasecmp(s + n - k, suffix) == 0;
 }
 
-
 /* Task from the booster's saved configuration (learner.objective.name, num_class). */
 static int booster_task(BoosterHandle bst, model_task_t *ret_task, size_t *ret_k, char *err, size_t errlen)
 {

@@ -127,9 +127,11 @@ static int check_file(const char *path, bool json, char *err, size_t errlen)
         snprintf(err, errlen, "cannot load booster %.256s: %s", path, why); /* truncated, not JSON */
     else if (r == -EINVAL)
         snprintf(err, errlen, "booster is malformed: %s", why);
-    else if (r == -ENOTSUP)
+    else if (r == -ENOTSUP) { /* refused as what it is, not as malformed; a bad booster all the same */
         snprintf(err, errlen, "%s", why);
-    return r < 0 ? (r == -ENOTSUP ? -EINVAL : r) : r;
+        r = -EINVAL;
+    }
+    return r;
 }
 
 int model_xgboost_load_file(void *booster, const char *path, char *err, size_t errlen)

@@ -446,6 +446,20 @@ static int flush_events(rollout_t *r, dep_t *d)
     return 0;
 }
 
+/* A change of d (its record or an event) is not in the store yet. */
+static bool unstored(const dep_t *d)
+{
+    return d->unsaved || json_array_size(d->pending_events) > 0;
+}
+
+/* The store refuses a write now (a busy store is no answer): no step forward is taken that
+ * would hold in this process alone (review47 #4, review48 #2). */
+static bool store_refuses_writes(rollout_t *r)
+{
+    int rc = store_ping_write(r->store);
+    return rc < 0 && rc != -EBUSY;
+}
+
 /* The record, after the pending events. 0, or <0 with d->unsaved set. */
 static int store_record(rollout_t *r, dep_t *d)
 {
@@ -630,7 +644,7 @@ static int audit_event(rollout_t *r, dep_t *d, json_t *ev, bool stored, bool lat
 static void audit_late(rollout_t *r, dep_t *d)
 {
     bool removed = false;
-    while (json_array_size(d->late_audit) > 0 && !d->unsaved && json_array_size(d->pending_events) == 0 &&
+    while (json_array_size(d->late_audit) > 0 && !unstored(d) &&
            r->audit && audit_log_healthy(r->audit)) {
         if (audit_event(r, d, json_array_get(d->late_audit, 0), true, true, false) < 0)
             break;
@@ -1418,8 +1432,7 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
     bool trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
     /* and for the moment its own last records are queued: a stalled writer stops it here; nor
      * while its last change is not in the store (review47 #4) */
-    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || d->unsaved ||
-                json_array_size(d->pending_events) > 0;
+    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || unstored(d);
     if (trail_down != d->held_for_audit) {
         d->held_for_audit = trail_down;
         log_msg(trail_down ? LOG_WARNING : LOG_INFO,
@@ -1471,10 +1484,8 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         save(r, d, NULL, NULL, NULL);
         return;
     }
-    /* a step forward the store could not record would hold in this process alone: probe the
-     * store first, as promote does (review48 #2); checked again at the next interval */
-    int prc = store_ping_write(r->store);
-    if (prc < 0 && prc != -EBUSY)
+    /* a step forward the store could not record: checked again at the next interval */
+    if (store_refuses_writes(r))
         return;
     if (d->phase == PH_BG_WATCH) {
         make_stable(r, d, "controller", "blue/green watch window passed");
@@ -1501,7 +1512,7 @@ static void *controller_main(void *arg)
         take_failed_audits(r);
         for (size_t i = 0; i < r->n_deps && !r->stop; i++) {
             dep_t *d = r->deps[i];
-            if ((d->unsaved || json_array_size(d->pending_events) > 0) && now >= d->retry_ms)
+            if (unstored(d) && now >= d->retry_ms)
                 store_record(r, d);
             audit_late(r, d);
             step(r, d, now);
@@ -1881,7 +1892,7 @@ void rollout_free(rollout_t *r)
     }
     for (size_t i = 0; i < r->n_deps; i++) {
         dep_t *d = r->deps[i];
-        if ((d->unsaved || json_array_size(d->pending_events) > 0) && store_record(r, d) < 0)
+        if (unstored(d) && store_record(r, d) < 0)
             log_msg(LOG_CRITICAL, "deployment change lost at shutdown: the store could not record it", "{s:s,s:s}",
                     "deployment_id", d->id, "status", d->status);
         else if (d->active && r->started && !d->unsaved)
@@ -2232,9 +2243,8 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
          * it would hold in this server alone, and a client retrying its 503 moved the candidate
          * a stage per retry. Refused instead, as while the audit trail fails (the safe
          * direction, rollback and pause, still goes through). A busy store is no answer. */
-        bool behind = d->unsaved || json_array_size(d->pending_events) > 0;
-        int prc = behind ? -EIO : store_ping_write(r->store);
-        if (prc < 0 && prc != -EBUSY) {
+        bool behind = unstored(d);
+        if (behind || store_refuses_writes(r)) {
             snprintf(err, errlen,
                      "deployment %s is not moved forward while %s; nothing was changed (rollback and pause "
                      "still work)",

@@ -551,27 +551,25 @@ static int migrate(sqlite_store_t *s, const char *path, unsigned flags, char *er
             lockfile_path_for_db(path, lock, sizeof(lock));
             long holder = lockfile_holder(lock);
             int held = lockfile_is_held(lock);
-            if (held < 0 && holder != (long)getpid()) {
-                /* can not tell (a symlink loop, a file system without flock): not upgraded */
+            if ((held < 0 || held == 1) && holder != (long)getpid()) {
                 rollback(s);
+                char why[2 * sizeof(lock) + 320], who[64] = "";
+                if (held < 0) /* can not tell (a symlink loop, a file system without flock) */
+                    snprintf(why, sizeof(why),
+                             "can not tell whether a server is running on it (%s: %s): stop every server on it, "
+                             "make %s a regular file or remove it, then start the new one",
+                             lock, strerror(-held), lock);
+                else {
+                    if (holder > 0) /* 0: the holder wrote no pid (not an aimedres) */
+                        snprintf(who, sizeof(who), "pid %ld, ", holder);
+                    snprintf(why, sizeof(why),
+                             "a server (%sholding %s) is running on it: stop that server first, then start the new one",
+                             who, lock);
+                }
                 snprintf(err, errlen,
-                         "database %s has schema version %lld and this aimedres would upgrade it to %d, but "
-                         "can not tell whether a server is running on it (%s: %s): stop every server on it, "
-                         "make %s a regular file or remove it, then start the new one (upgrading: "
-                         "docs/operations.md)",
-                         path, (long long)current, known, lock, strerror(-held), lock);
-                return -EBUSY;
-            }
-            if (held == 1 && holder != (long)getpid()) {
-                rollback(s);
-                char who[64] = "";
-                if (holder > 0) /* 0: the holder wrote no pid (not an aimedres) */
-                    snprintf(who, sizeof(who), "pid %ld, ", holder);
-                snprintf(err, errlen,
-                         "database %s has schema version %lld and this aimedres would upgrade it to %d, but "
-                         "a server (%sholding %s) is running on it: stop that server first, then start the "
-                         "new one (upgrading: docs/operations.md)",
-                         path, (long long)current, known, who, lock);
+                         "database %s has schema version %lld and this aimedres would upgrade it to %d, but %s "
+                         "(upgrading: docs/operations.md)",
+                         path, (long long)current, known, why);
                 return -EBUSY;
             }
         }
