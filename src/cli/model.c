@@ -448,12 +448,17 @@ static void print_summary(const char *verb, const json_t *sum)
         printf("  this version's validation CSV (read by the rollout gates) %s\n", own);
 }
 
-/* audit (issue 5): one MODEL_REGISTERED record, written durably. 0 or -errno. */
-static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok)
+/* audit (issue 5): one MODEL_REGISTERED record, written durably. 0 or -errno. serving
+ * (NULL on a failure record): {"stable": whether the registration makes the version the
+ * serving one, "previous_stable": the version that served until then, when one did}. */
+static int audit_registered(audit_log_t *a, const char *cmd, const char *name, const char *version, bool ok,
+                            json_t *serving)
 {
     char user[256]; /* the OS account (uid), not $USER which the caller sets at will (review22) */
     audit_os_user(user, sizeof(user));
     json_t *detail = json_pack("{s:s,s:s?}", "command", cmd, "version", version);
+    if (detail && serving)
+        json_object_update(detail, serving);
     audit_event_t ev = {.type = "MODEL_REGISTERED",
                         .user = user,
                         .role = "cli",
@@ -477,10 +482,13 @@ typedef struct {
     bool recorded; /* the store holds the version: a later failure does not undo it */
 } reg_audit_t;
 
-static int audit_before_commit(void *arg, const char *name, const char *version, char *err, size_t errlen)
+static int audit_before_commit(void *arg, const char *name, const char *version, bool make_stable,
+                               const char *previous_stable, char *err, size_t errlen)
 {
     reg_audit_t *ra = arg;
-    int rc = audit_registered(ra->audit, ra->cmd, name, version, true);
+    json_t *serving = json_pack("{s:b,s:s?}", "stable", make_stable, "previous_stable", previous_stable);
+    int rc = serving ? audit_registered(ra->audit, ra->cmd, name, version, true, serving) : -ENOMEM;
+    json_decref(serving);
     if (rc < 0) {
         ra->refused = true;
         snprintf(err, errlen, "the audit record of the registration can not be written (%s): nothing registered",
@@ -496,15 +504,15 @@ static void audit_recorded(void *arg)
 }
 
 /* After model_register_hooked failed: the failure record, unless the trail refused the first,
- * or the version was registered after all (a later step failed: making it stable, moving the
- * validation CSV), which the success record already says (review48 #4). */
+ * or the version was registered after all (a later step failed: moving the validation CSV),
+ * which the success record already says (review48 #4). */
 static void audit_register_failed(const reg_audit_t *ra, const char *name, const char *version)
 {
     if (ra->recorded) {
         fprintf(stderr, "aimedres: the version is registered (and audited as such); what failed is named above\n");
         return;
     }
-    int rc = ra->refused ? 0 : audit_registered(ra->audit, ra->cmd, name, version, false);
+    int rc = ra->refused ? 0 : audit_registered(ra->audit, ra->cmd, name, version, false, NULL);
     if (rc < 0)
         fprintf(stderr, "aimedres: audit: cannot record the failed registration: %s\n", strerror(-rc));
 }

@@ -914,14 +914,24 @@ int model_register_hooked(store_t *store, const char *storage_path, const char *
         }
     }
 
-    /* 3. Record it; make it stable when asked or when nothing serves yet. */
+    /* 3. Record it, and make it stable when asked or when nothing serves yet: one store
+     * transaction, so the audit record written just before says what takes effect. */
+    char stable[256];
+    int g = store_model_get_stable(store, m->name, stable, sizeof(stable));
+    if (g < 0 && g != -ENOENT) {
+        rc = g;
+        errf(err, errlen, "cannot read the stable version of %s from the store: %s", m->name, strerror(-g));
+        goto fail;
+    }
+    bool make_stable = set_stable || g == -ENOENT;
     if (hook && hook->before_commit &&
-        (rc = hook->before_commit(hook->arg, m->name, m->version, err, errlen)) != 0) {
+        (rc = hook->before_commit(hook->arg, m->name, m->version, make_stable, g == 0 ? stable : NULL, err,
+                                  errlen)) != 0) {
         rc = rc < 0 ? rc : -EIO;
         goto fail;
     }
     rc = store_model_version_put(store, m->name, m->version, real_dest, m->booster_sha256,
-                                 model_task_name(m->task), manifest_str);
+                                 model_task_name(m->task), manifest_str, make_stable);
     if (rc < 0) {
         errf(err, errlen, "cannot record %s/%s in the store: %s", m->name, m->version,
              rc == -EEXIST ? "registered with a different booster" : strerror(-rc));
@@ -930,17 +940,6 @@ int model_register_hooked(store_t *store, const char *storage_path, const char *
     created_dest = false; /* registered: keep the directory whatever happens next */
     if (hook && hook->recorded)
         hook->recorded(hook->arg);
-    char stable[256];
-    bool make_stable =
-        set_stable || store_model_get_stable(store, m->name, stable, sizeof(stable)) == -ENOENT;
-    if (make_stable) {
-        rc = store_model_set_stable(store, m->name, m->version);
-        if (rc < 0) {
-            errf(err, errlen, "registered %s/%s but could not make it stable: %s", m->name, m->version,
-                 strerror(-rc));
-            goto fail;
-        }
-    }
     if (ret_info) {
         bool is_stable = store_model_get_stable(store, m->name, stable, sizeof(stable)) == 0 &&
                          strcmp(stable, m->version) == 0;

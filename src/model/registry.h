@@ -66,11 +66,14 @@ int model_register(store_t *store, const char *storage_path, const char *src_dir
  * just before the store records the version: non-zero refuses the registration (nothing is
  * recorded, an artifact this call placed is removed), with err written by the hook. The CLI
  * writes the MODEL_REGISTERED audit record here, so that no registration takes effect that
- * the trail does not hold (review47 #3). */
+ * the trail does not hold (review47 #3). make_stable: the same store transaction makes the
+ * version the serving one (previous_stable: the version that served until then, NULL if
+ * none). */
 typedef struct model_register_hook {
-    int (*before_commit)(void *arg, const char *name, const char *version, char *err, size_t errlen);
+    int (*before_commit)(void *arg, const char *name, const char *version, bool make_stable,
+                         const char *previous_stable, char *err, size_t errlen);
     /* Called (may be NULL) once the store has recorded the version: whatever fails after it
-     * (making it stable, the caller's own steps) leaves the version registered. */
+     * (the caller's own steps) leaves the version registered. */
     void (*recorded)(void *arg);
     void *arg;
 } model_register_hook_t;

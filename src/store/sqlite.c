@@ -876,26 +876,53 @@ static int begin_find_version(sqlite_store_t *s, const char *name, const char *v
     return sqlite3_step(st);
 }
 
-/* Steps the bound registry write st, bumps registry_meta.generation when it changed a row
- * (same transaction, see DESIGN) and commits. SQLite result code. Caller holds mu. */
-static int registry_write(sqlite_store_t *s, sqlite3_stmt *st)
+/* Steps the bound registry write st (and releases it); *changed is set when it changed a
+ * row. SQLite result code. Caller holds mu. */
+static int registry_step(sqlite_store_t *s, sqlite3_stmt *st, bool *changed)
 {
     int rc = sqlite3_step(st);
     release(st);
     if (rc != SQLITE_DONE)
         return rc;
-    if (sqlite3_changes(s->db) > 0 && (rc = run(s, Q_GEN_BUMP)) != SQLITE_OK)
+    if (sqlite3_changes(s->db) > 0)
+        *changed = true;
+    return SQLITE_OK;
+}
+
+/* Bumps registry_meta.generation when the transaction changed a row (same transaction, see
+ * DESIGN) and commits. SQLite result code. Caller holds mu. */
+static int registry_commit(sqlite_store_t *s, bool changed)
+{
+    int rc;
+    if (changed && (rc = run(s, Q_GEN_BUMP)) != SQLITE_OK)
         return rc;
     return commit(s);
 }
 
+/* Steps the model_stable upsert of (name, version). Caller holds mu, in a transaction. */
+static int stable_step(sqlite_store_t *s, const char *name, const char *version, bool *changed)
+{
+    char ts[ISO8601_LEN];
+    now_iso(ts);
+    int rc = SQLITE_OK;
+    sqlite3_stmt *st = stmt(s, Q_STABLE_SET, &rc);
+    if (!st)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ts, -1, SQLITE_STATIC);
+    return registry_step(s, st, changed);
+}
+
 static int sqlite_model_version_put(store_t *base, const char *name, const char *version, const char *path,
-                                    const char *sha256, const char *task, const char *manifest_json)
+                                    const char *sha256, const char *task, const char *manifest_json,
+                                    bool make_stable)
 {
     if (empty(name) || empty(version) || empty(path) || empty(sha256) || empty(task) || !manifest_json)
         return -EINVAL;
     sqlite_store_t *s = from_base(base);
     int r = 0, rc = SQLITE_OK;
+    bool changed = false;
     sqlite3_stmt *st = NULL;
     char ts[ISO8601_LEN];
     now_iso(ts);
@@ -905,22 +932,30 @@ static int sqlite_model_version_put(store_t *base, const char *name, const char 
         const unsigned char *have = sqlite3_column_text(st, 0);
         r = have && strcmp((const char *)have, sha256) == 0 ? 0 : -EEXIST;
         release(st);
-        rollback(s); /* nothing changed: no generation bump */
-        goto out;
+        if (r < 0 || !make_stable) {
+            rollback(s); /* nothing changed: no generation bump */
+            goto out;
+        }
+    } else {
+        release(st);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        if (!(st = stmt(s, Q_MV_INSERT, &rc)))
+            goto fail_db;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, task, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, manifest_json, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, ts, -1, SQLITE_STATIC);
+        if ((rc = registry_step(s, st, &changed)) != SQLITE_OK)
+            goto fail_db;
     }
-    release(st);
-    if (rc != SQLITE_DONE)
+    /* the version and its serving role in one transaction: both or neither */
+    if (make_stable && (rc = stable_step(s, name, version, &changed)) != SQLITE_OK)
         goto fail_db;
-    if (!(st = stmt(s, Q_MV_INSERT, &rc)))
-        goto fail_db;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, sha256, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, task, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, manifest_json, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, ts, -1, SQLITE_STATIC);
-    if ((rc = registry_write(s, st)) != SQLITE_OK)
+    if ((rc = registry_commit(s, changed)) != SQLITE_OK)
         goto fail_db;
     goto out;
 
@@ -938,9 +973,8 @@ static int sqlite_model_set_stable(store_t *base, const char *name, const char *
         return -EINVAL;
     sqlite_store_t *s = from_base(base);
     int r = 0, rc = SQLITE_OK;
+    bool changed = false;
     sqlite3_stmt *st = NULL;
-    char ts[ISO8601_LEN];
-    now_iso(ts);
     pthread_mutex_lock(&s->mu);
     rc = begin_find_version(s, name, version, &st);
     release(st);
@@ -951,12 +985,8 @@ static int sqlite_model_set_stable(store_t *base, const char *name, const char *
     }
     if (rc != SQLITE_ROW)
         goto fail_db;
-    if (!(st = stmt(s, Q_STABLE_SET, &rc)))
-        goto fail_db;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, ts, -1, SQLITE_STATIC);
-    if ((rc = registry_write(s, st)) != SQLITE_OK)
+    if ((rc = stable_step(s, name, version, &changed)) != SQLITE_OK ||
+        (rc = registry_commit(s, changed)) != SQLITE_OK)
         goto fail_db;
     goto out;
 

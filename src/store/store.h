@@ -43,7 +43,7 @@ typedef struct store_ops {
     int (*schema_version)(store_t *s, int *ret);
     int (*integrity_check)(store_t *s, char *err, size_t errlen);
     int (*model_version_put)(store_t *s, const char *name, const char *version, const char *path,
-                             const char *sha256, const char *task, const char *manifest_json);
+                             const char *sha256, const char *task, const char *manifest_json, bool make_stable);
     int (*model_set_stable)(store_t *s, const char *name, const char *version);
     int (*model_list)(store_t *s, json_t **ret);
     int (*model_get_stable)(store_t *s, const char *name, char *ret_version, size_t n);
@@ -86,10 +86,12 @@ int store_schema_version(store_t *s, int *ret);
 /* PRAGMA integrity_check (or the backend's equivalent); 0 if "ok", else -EIO with detail. */
 int store_integrity_check(store_t *s, char *err, size_t errlen);
 
-/* Registers (or re-registers, idempotently for the same sha256) a model version.
- * -EEXIST if name/version exists with a different sha256. Bumps the registry generation. */
+/* Registers (or re-registers, idempotently for the same sha256) a model version; with
+ * make_stable it also becomes the stable (serving) version, in the same transaction.
+ * -EEXIST if name/version exists with a different sha256 (nothing changes). Bumps the
+ * registry generation when something changed. */
 int store_model_version_put(store_t *s, const char *name, const char *version, const char *path,
-                            const char *sha256, const char *task, const char *manifest_json);
+                            const char *sha256, const char *task, const char *manifest_json, bool make_stable);
 /* Makes version the stable (serving) version of name; -ENOENT if not registered.
  * Bumps the registry generation. */
 int store_model_set_stable(store_t *s, const char *name, const char *version);

@@ -847,6 +847,8 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     rec = records(env)[-1]
     assert (rec["type"], rec["entity_id"], rec["outcome"], rec["detail"]["version"]) == (
         "MODEL_REGISTERED", "als_classifier", "success", "2.0.0")
+    # the record says whether the version serves now, and what served before (review50 note)
+    assert rec["detail"]["stable"] is False and rec["detail"]["previous_stable"] == "1.0.0", rec
     # the actor is the OS account running the command, not $USER (review22)
     assert rec["user"] == pwd.getpwuid(os.geteuid()).pw_name, rec
     # a broken audit setup refuses the command before it registers anything
@@ -885,7 +887,8 @@ def test_model_registration_waits_for_its_audit_record(demo_copy, tmp_path):
     assert r.returncode == 0, r.stderr
     rec = records(env)[-1]
     assert (rec["type"], rec["outcome"], rec["detail"]["version"]) == ("MODEL_REGISTERED", "success", "2.0.0")
-    assert "2.0.0" in h.run_cli(["model", "list"], env).stdout
+    assert (rec["detail"]["stable"], rec["detail"]["previous_stable"]) == (True, "1.0.0"), rec
+    assert re.search(r"als_classifier\s+2\.0\.0\s+yes", h.run_cli(["model", "list"], env).stdout)
 
 
 def test_a_registration_that_fails_after_it_is_recorded_is_not_audited_as_failed(demo_copy, tmp_path):
