@@ -416,7 +416,7 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
         goto out;
     }
     if (app->monitor) /* monitor (issue 4): drift and quality windows, lock-free */
-        monitor_observe(app->monitor, h, rt.arm, rows, n_rows);
+        monitor_observe(app->monitor, h, rows, n_rows);
     /* predict4: the results are encoded once, for the record and for the answer */
     rowjson_put(&preds, "[", 1);
     for (size_t i = 0; i < n_rows; i++) {

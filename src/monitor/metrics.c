@@ -143,6 +143,18 @@ out:
     return slot;
 }
 
+void metrics_series_each(metric_family_t *f, const char *prefix, metrics_series_fn fn, void *arg)
+{
+    if (!f)
+        return;
+    size_t n = strlen(prefix);
+    pthread_mutex_lock(&lock);
+    for (series_t *s = f->series; s; s = s->next)
+        if (strncmp(s->labels, prefix, n) == 0)
+            fn(s->labels, arg);
+    pthread_mutex_unlock(&lock);
+}
+
 void metrics_counter_add(uint32_t slot, uint64_t v)
 {
     if (slot >= METRICS_MAX_SLOTS)

@@ -38,6 +38,12 @@ metric_family_t *metrics_family(const char *name, const char *help, metric_type_
  * mutex: call once and cache the result. Returns UINT32_MAX when the slot space is full. */
 uint32_t metrics_series(metric_family_t *f, const char *labels);
 
+/* Calls fn with the labels of each series of f whose labels start with prefix, in creation
+ * order (series are never removed). Takes the registry's mutex: fn must not call back into
+ * the registry. */
+typedef void (*metrics_series_fn)(const char *labels, void *arg);
+void metrics_series_each(metric_family_t *f, const char *prefix, metrics_series_fn fn, void *arg);
+
 void metrics_counter_add(uint32_t slot, uint64_t v);
 void metrics_histogram_observe(const metric_family_t *f, uint32_t slot, double v);
 void metrics_gauge_set(uint32_t slot, double v);

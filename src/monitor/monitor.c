@@ -23,7 +23,6 @@
 #include "store/feedback.h"
 
 #define MAX_MODELS 128
-#define MAX_VA 64        /* (version, arm) pairs tracked per model and process (docs/monitoring.md) */
 #define MAX_FEATURES 256 /* features per model the monitor follows: the first ones of a wider model */
 #define MAX_BINS 64
 #define FEEDBACK_MAX 200000                    /* labels read per evaluation */
@@ -41,15 +40,10 @@ typedef struct mstate {
     struct mstate *retired_next;
 } mstate_t;
 
-typedef struct va_slot {
-    _Atomic int ready;
-    char version[NAME_MAX_LEN];
-    char arm[32];
-} va_slot_t;
-
-/* Counters of one model_* series, with the values seen at the previous evaluation. */
+/* Counters of one (version, arm) of the model_* series, with the values seen at the previous
+ * evaluation. */
 typedef struct tracked {
-    char version[NAME_MAX_LEN], arm[32];
+    char *labels; /* the series' labels, as the metrics registry holds them */
     uint32_t pred, err, dur;
     uint64_t prev_pred, prev_err, prev_buckets[METRICS_MAX_BUCKETS + 1];
     bool primed;
@@ -59,16 +53,13 @@ typedef struct mentry {
     char name[NAME_MAX_LEN];
     _Atomic(mstate_t *) state;
     _Atomic bool mismatch;
-    va_slot_t va[MAX_VA];
-    _Atomic int n_va;
-    _Atomic bool va_full_said; /* the pair that did not fit was logged */
-    _Atomic int n_pinned;      /* pairs of pinned requests: at most MAX_VA / 2 */
-    _Atomic bool pinned_full_said;
     /* loop-owned */
-    tracked_t tracked[MAX_VA + 1];
-    size_t n_tracked;
-    uint32_t g_score, g_quality, g_status, g_psi[MAX_FEATURES], g_ks[MAX_FEATURES];
+    tracked_t *tracked; /* every (version, arm) series the model has had, however many */
+    size_t n_tracked, cap_tracked;
+    uint32_t g_score, g_quality, g_psi[MAX_FEATURES], g_ks[MAX_FEATURES];
     bool gauges_made;
+    uint32_t g_status, g_available;
+    bool status_made;
     size_t gauges_nf;
     int64_t last_eval_ms;
     uint64_t total_pred, total_err;
@@ -111,7 +102,8 @@ struct monitor {
     bool started, stop;
 
     vinfo_t *vinfos;
-    metric_family_t *f_psi, *f_ks, *f_score, *f_quality, *f_status, *f_acc, *f_prec, *f_rec, *f_f1, *f_labels;
+    metric_family_t *f_psi, *f_ks, *f_score, *f_quality, *f_status, *f_available, *f_acc, *f_prec, *f_rec,
+        *f_f1, *f_labels;
     metric_family_t *f_rmse, *f_mae;
     metric_family_t *f_pred, *f_err, *f_dur;
 };
@@ -241,19 +233,20 @@ static mentry_t *find_entry(struct monitor *m, const char *name)
     return NULL;
 }
 
-/* Finds or creates the entry of mf's model (creation under add_mu, published with a
- * release store so lock-free readers see a complete entry). */
-static mentry_t *entry_for(struct monitor *m, const model_manifest_t *mf)
+/* Finds or creates the entry of model name (creation under add_mu, published with a
+ * release store so lock-free readers see a complete entry); mf (NULL: none loads) gives
+ * a new entry its feature window. */
+static mentry_t *entry_named(struct monitor *m, const char *name, const model_manifest_t *mf)
 {
-    mentry_t *e = find_entry(m, mf->name);
-    if (e || strlen(mf->name) >= NAME_MAX_LEN)
+    mentry_t *e = find_entry(m, name);
+    if (e || strlen(name) >= NAME_MAX_LEN)
         return e;
     pthread_mutex_lock(&m->add_mu);
-    e = find_entry(m, mf->name);
+    e = find_entry(m, name);
     size_t n = atomic_load(&m->n_entries);
     if (!e && n < MAX_MODELS && (e = calloc(1, sizeof(*e)))) {
-        snprintf(e->name, sizeof(e->name), "%s", mf->name);
-        atomic_init(&e->state, mstate_new(mf, m->s.drift_window));
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        atomic_init(&e->state, mf ? mstate_new(mf, m->s.drift_window) : NULL);
         m->entries[n] = e;
         atomic_store_explicit(&m->n_entries, n + 1, memory_order_release);
     }
@@ -261,45 +254,12 @@ static mentry_t *entry_for(struct monitor *m, const model_manifest_t *mf)
     return e;
 }
 
-static void va_full(mentry_t *e, const char *version, const char *arm)
+static mentry_t *entry_for(struct monitor *m, const model_manifest_t *mf)
 {
-    bool pinned = strcmp(arm, "pinned") == 0;
-    if (!atomic_exchange(pinned ? &e->pinned_full_said : &e->va_full_said, true))
-        log_msg(LOG_WARNING, "monitor: this model has served more (version, arm) pairs than the monitor follows; "
-                "its error rate and latency leave the new ones out until a restart",
-                "{s:s,s:s,s:s,s:i}", "model", e->name, "version", version, "arm", arm, "limit", MAX_VA);
+    return entry_named(m, mf->name, mf);
 }
 
-static void note_version_arm(mentry_t *e, const char *version, const char *arm)
-{
-    int n = atomic_load_explicit(&e->n_va, memory_order_acquire);
-    if (n > MAX_VA)
-        n = MAX_VA;
-    for (int i = n - 1; i >= 0; i--) /* newest first: the arms serving now were noted last */
-        if (atomic_load_explicit(&e->va[i].ready, memory_order_acquire) &&
-            strcmp(e->va[i].version, version) == 0 && strcmp(e->va[i].arm, arm) == 0)
-            return;
-    if (strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
-        return;
-    /* clients pinning versions may take half the pairs, never the ones rollouts need */
-    bool pinned = strcmp(arm, "pinned") == 0;
-    if (n >= MAX_VA || (pinned && (atomic_load(&e->n_pinned) >= MAX_VA / 2 ||
-                                   atomic_fetch_add(&e->n_pinned, 1) >= MAX_VA / 2))) {
-        va_full(e, version, arm);
-        return;
-    }
-    int i = atomic_fetch_add(&e->n_va, 1);
-    if (i >= MAX_VA) {
-        va_full(e, version, arm);
-        return;
-    }
-    snprintf(e->va[i].version, sizeof(e->va[i].version), "%s", version);
-    snprintf(e->va[i].arm, sizeof(e->va[i].arm), "%s", arm);
-    atomic_store_explicit(&e->va[i].ready, 1, memory_order_release);
-}
-
-void monitor_observe(struct monitor *m, const model_handle_t *h, const char *arm, const float *rows,
-                     size_t n_rows)
+void monitor_observe(struct monitor *m, const model_handle_t *h, const float *rows, size_t n_rows)
 {
     if (!m || !h)
         return;
@@ -307,7 +267,6 @@ void monitor_observe(struct monitor *m, const model_handle_t *h, const char *arm
     mentry_t *e = entry_for(m, mf);
     if (!e)
         return;
-    note_version_arm(e, mf->version, arm ? arm : "stable");
     mstate_t *st = atomic_load_explicit(&e->state, memory_order_acquire);
     if (!st)
         return;
@@ -559,29 +518,75 @@ out:
     json_decref(rows);
 }
 
-static tracked_t *track(struct monitor *m, mentry_t *e, const char *version, const char *arm)
+typedef struct {
+    char **labels;
+    size_t n, cap;
+} label_list_t;
+
+static void collect_labels(const char *labels, void *arg)
 {
-    for (size_t i = 0; i < e->n_tracked; i++)
-        if (strcmp(e->tracked[i].version, version) == 0 && strcmp(e->tracked[i].arm, arm) == 0)
-            return &e->tracked[i];
-    if (strlen(version) >= NAME_MAX_LEN || strlen(arm) >= 32)
-        return NULL;
-    if (e->n_tracked >= ARRAY_SIZE(e->tracked)) {
-        va_full(e, version, arm);
-        return NULL;
+    label_list_t *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = realloc(l->labels, cap * sizeof(*p));
+        if (!p)
+            return;
+        l->labels = p;
+        l->cap = cap;
     }
-    tracked_t *t = &e->tracked[e->n_tracked++];
-    memset(t, 0, sizeof(*t));
-    snprintf(t->version, sizeof(t->version), "%s", version);
-    snprintf(t->arm, sizeof(t->arm), "%s", arm);
-    char em[260], ev[260], ea[64];
+    if ((l->labels[l->n] = strdup(labels)))
+        l->n++;
+}
+
+/* Follows every model_predictions_total series of the model not followed yet: each
+ * (version, arm) that has served, however many versions and rollouts the process has seen.
+ * The metrics registry never removes a series, so the list only grows. */
+static void track_new_series(struct monitor *m, mentry_t *e)
+{
+    char em[260], prefix[280];
+    metrics_escape(e->name, em, sizeof(em));
+    snprintf(prefix, sizeof(prefix), "model=\"%s\",", em);
+    label_list_t l = {0};
+    metrics_series_each(m->f_pred, prefix, collect_labels, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        bool known = false;
+        for (size_t k = 0; k < e->n_tracked && !known; k++)
+            known = strcmp(e->tracked[k].labels, l.labels[i]) == 0;
+        if (known) {
+            free(l.labels[i]);
+            continue;
+        }
+        if (e->n_tracked == e->cap_tracked) {
+            size_t cap = e->cap_tracked ? 2 * e->cap_tracked : 8;
+            tracked_t *t = realloc(e->tracked, cap * sizeof(*t));
+            if (!t) { /* the next evaluation tries again */
+                free(l.labels[i]);
+                continue;
+            }
+            e->tracked = t;
+            e->cap_tracked = cap;
+        }
+        tracked_t *t = &e->tracked[e->n_tracked++];
+        memset(t, 0, sizeof(*t));
+        t->labels = l.labels[i]; /* owned now */
+        t->pred = metrics_series(m->f_pred, t->labels);
+        t->err = metrics_series(m->f_err, t->labels);
+        t->dur = metrics_series(m->f_dur, t->labels);
+    }
+    free(l.labels);
+}
+
+/* Creates the (version, arm) series of the serving version, so /metrics shows it (at 0)
+ * before its first request. */
+static void show_stable_series(struct monitor *m, mentry_t *e, const char *version)
+{
+    char em[260], ev[260], labels[600];
     metrics_escape(e->name, em, sizeof(em));
     metrics_escape(version, ev, sizeof(ev));
-    metrics_escape(arm, ea, sizeof(ea));
-    t->pred = series(m->f_pred, "model=\"%s\",version=\"%s\",arm=\"%s\"", em, ev, ea);
-    t->err = series(m->f_err, "model=\"%s\",version=\"%s\",arm=\"%s\"", em, ev, ea);
-    t->dur = series(m->f_dur, "model=\"%s\",version=\"%s\",arm=\"%s\"", em, ev, ea);
-    return t;
+    snprintf(labels, sizeof(labels), "model=\"%s\",version=\"%s\",arm=\"stable\"", em, ev);
+    metrics_series(m->f_pred, labels);
+    metrics_series(m->f_err, labels);
+    metrics_series(m->f_dur, labels);
 }
 
 /* Quantile of bucket counts (bounds: metrics_latency_buckets, last = +Inf) as
@@ -616,6 +621,7 @@ typedef struct figures {
     json_t *features;
     uint64_t by_code[VALUE_CODES], values;
     size_t window_rows;
+    const char *load_error; /* the registered stable version does not load, nothing serves */
 } figures_t;
 
 /* Prediction counters and latency over the interval, from the model metrics' deltas.
@@ -623,11 +629,8 @@ typedef struct figures {
 static void evaluate_traffic(struct monitor *m, mentry_t *e, const char *stable_version, figures_t *f)
 {
     if (stable_version)
-        track(m, e, stable_version, "stable");
-    int nva = atomic_load_explicit(&e->n_va, memory_order_acquire);
-    for (int i = 0; i < nva && i < MAX_VA; i++)
-        if (atomic_load_explicit(&e->va[i].ready, memory_order_acquire))
-            track(m, e, e->va[i].version, e->va[i].arm);
+        show_stable_series(m, e, stable_version);
+    track_new_series(m, e);
     uint64_t delta[METRICS_MAX_BUCKETS + 1] = {0};
     size_t nb = metrics_latency_buckets_n;
     for (size_t i = 0; i < e->n_tracked; i++) {
@@ -688,7 +691,6 @@ static void evaluate_inputs(struct monitor *m, mentry_t *e, const model_manifest
     if (!e->gauges_made) {
         e->g_score = series(m->f_score, "model=\"%s\"", em);
         e->g_quality = series(m->f_quality, "model=\"%s\"", em);
-        e->g_status = series(m->f_status, "model=\"%s\"", em);
         e->gauges_made = true;
     }
     f->window_rows = feature_window_rows(st->win);
@@ -758,6 +760,14 @@ static void rules_for(rule_ctx_t *rc, mentry_t *e, const figures_t *f)
     const monitor_settings_t *s = &rc->m->s;
     char sum[512], desc[768];
     const char *mn = e->name;
+    /* the stable version is registered but does not load, and nothing else serves: every
+     * request is a 503, with or without traffic to show it */
+    snprintf(sum, sizeof(sum), "Model %s is unavailable", mn);
+    snprintf(desc, sizeof(desc),
+             "The stable version of model %s can not be loaded (%s); its predictions are refused with 503", mn,
+             f->load_error ? f->load_error : "");
+    rule(rc, "ModelUnavailable", ALERT_CRITICAL, mn, NULL, f->load_error != NULL, f->load_error ? 0.0 : 1.0, 1.0,
+         sum, desc);
     /* error rate */
     const struct {
         alert_severity_t sev;
@@ -860,6 +870,20 @@ static json_t *snapshot(struct monitor *m, mentry_t *e, const figures_t *f, int6
         (json_int_t)m->s.accuracy_min_labels);
 }
 
+/* The load error of model name in model_registry_failed_json's list, or NULL. */
+static const char *load_error(const json_t *failed, const char *name)
+{
+    size_t i;
+    const json_t *it;
+    json_array_foreach(failed, i, it)
+    {
+        const char *model = json_string_value(json_object_get(it, "model"));
+        if (model && strcmp(model, name) == 0)
+            return json_string_value(json_object_get(it, "error"));
+    }
+    return NULL;
+}
+
 void monitor_evaluate(struct monitor *m)
 {
     int64_t now = util_now_ms();
@@ -879,6 +903,14 @@ void monitor_evaluate(struct monitor *m)
         model_handle_unref(h);
     }
     json_decref(served);
+    /* and every model whose stable version does not load (nothing of it serves) */
+    json_t *failed = model_registry_failed_json(m->registry);
+    json_array_foreach(failed, i, it)
+    {
+        const char *name = json_string_value(json_object_get(it, "model"));
+        if (name)
+            entry_named(m, name, NULL);
+    }
 
     evaluate_accuracy(m, now);
     rule_ctx_t rc = {m, now, json_array()};
@@ -890,14 +922,28 @@ void monitor_evaluate(struct monitor *m)
         model_handle_t *h = model_registry_acquire(m->registry, e->name, NULL, &err);
         const model_manifest_t *mf = h ? model_handle_manifest(h) : NULL;
         figures_t f = {0};
+        if (!h)
+            f.load_error = load_error(failed, e->name);
         evaluate_traffic(m, e, mf ? mf->version : NULL, &f);
         evaluate_inputs(m, e, mf, &f);
         rules_for(&rc, e, &f);
         int sev = alerts_model_severity(m->alerts, e->name);
-        if (e->gauges_made)
-            metrics_gauge_set(e->g_status, (double)sev);
+        if (!e->status_made) {
+            char em[260];
+            metrics_escape(e->name, em, sizeof(em));
+            e->g_status = series(m->f_status, "model=\"%s\"", em);
+            e->g_available = series(m->f_available, "model=\"%s\"", em);
+            e->status_made = true;
+        }
+        metrics_gauge_set(e->g_status, (double)sev);
+        /* 1 serving, 0 its stable version does not load, NaN no longer registered */
+        metrics_gauge_set(e->g_available, h ? 1.0 : f.load_error ? 0.0 : NAN);
         int64_t start = e->last_eval_ms ? e->last_eval_ms : now - m->s.interval_ms;
-        json_object_set_new(snaps, e->name, snapshot(m, e, &f, start, now, sev));
+        json_t *snap = snapshot(m, e, &f, start, now, sev);
+        json_object_set_new(snap, "available", json_boolean(h != NULL));
+        if (f.load_error)
+            json_object_set_new(snap, "load_error", json_string(f.load_error));
+        json_object_set_new(snaps, e->name, snap);
         json_decref(f.features);
         e->last_eval_ms = now;
         model_handle_unref(h);
@@ -905,6 +951,7 @@ void monitor_evaluate(struct monitor *m)
     pthread_mutex_lock(&m->snap_mu);
     json_decref(m->snapshots);
     m->snapshots = snaps;
+    json_decref(failed);
     pthread_mutex_unlock(&m->snap_mu);
 
     if (alert_delivery_has(m->delivery, DELIVERY_ALERTMANAGER)) {
@@ -1005,6 +1052,9 @@ int monitor_new(const monitor_settings_t *s, store_t *store, model_registry_t *r
         METRIC_GAUGE, NULL, 0);
     m->f_status = metrics_family("model_status", "Model status: 0 HEALTHY, 1 DEGRADED, 2 CRITICAL.",
                                  METRIC_GAUGE, NULL, 0);
+    m->f_available = metrics_family("model_available",
+                                    "1 when a version of the model serves, 0 when its stable version does not load.",
+                                    METRIC_GAUGE, NULL, 0);
     m->f_acc = metrics_family("model_accuracy", "Accuracy of labelled predictions in ACCURACY_WINDOW.",
                               METRIC_GAUGE, NULL, 0);
     m->f_prec = metrics_family("model_precision",
@@ -1075,8 +1125,12 @@ void monitor_free(struct monitor *m)
     alerts_free(m->alerts);
     size_t n = atomic_load(&m->n_entries);
     for (size_t i = 0; i < n; i++) {
-        mstate_free(atomic_load(&m->entries[i]->state));
-        free(m->entries[i]);
+        mentry_t *e = m->entries[i];
+        mstate_free(atomic_load(&e->state));
+        for (size_t k = 0; k < e->n_tracked; k++)
+            free(e->tracked[k].labels);
+        free(e->tracked);
+        free(e);
     }
     while (m->retired) {
         mstate_t *r = m->retired;

@@ -13,7 +13,8 @@
  *   window's are skipped; when the serving version's schema changes the loop builds a new
  *   window (the old one is retired, freed only by monitor_free, so no reader races a free).
  * - Monitor loop (one thread, every MONITOR_INTERVAL, first run at start): reads the
- *   windows, the model metrics' counters and histograms (deltas since the last run) and
+ *   windows, the model metrics' counters and histograms (deltas since the last run, of
+ *   every (version, arm) series the model has in the metrics registry) and
  *   the feedback table, sets the gauges, evaluates the rules (monitor/alerts.h), stores a
  *   JSON snapshot per model for the API and hands deliveries to the delivery thread
  *   (monitor/alertmanager.h). Everything slow is off the request path.
@@ -63,9 +64,9 @@ int monitor_start(struct monitor *m);
 void monitor_free(struct monitor *m);
 
 /* Request path, after a successful predict: rows is n_rows x n_features of h's manifest
- * (NAN = absent optional feature). arm: "stable", "canary", ... Thread-safe, lock-free. */
-void monitor_observe(struct monitor *m, const model_handle_t *h, const char *arm, const float *rows,
-                     size_t n_rows);
+ * (NAN = absent optional feature). Thread-safe, lock-free. (Counts, errors and latency by
+ * version and arm come from the model metrics, monitor/modelmetrics.h.) */
+void monitor_observe(struct monitor *m, const model_handle_t *h, const float *rows, size_t n_rows);
 /* Request path, for a 422: errors is the validation details array ({"feature","problem",
  * "instance"?}); missing, out_of_range and wrong_type problems count against data quality.
  * The row's other values (absent optional features included: the row is not passed) count

@@ -589,25 +589,72 @@ def test_many_versions_and_a_broken_one_are_all_counted(make_server):
     assert metric(srv, "model_prediction_errors_total", model=MODEL, version="1.0.99", arm="pinned") == 4
 
 
-def test_pinned_versions_take_at_most_half_the_pairs(make_server):
-    """review39 #4: requests pinned to many versions could use up every (version, arm) pair the
-    monitor follows, leaving a later canary out of the model's error rate."""
+def test_every_pair_is_counted_however_many(make_server):
+    """review39 #4 and the leftover of session 13: the monitor followed at most 64 (version, arm)
+    pairs of a model for the life of the process (32 of them pinned), so after about 30
+    rollouts, or clients pinning many versions, new arms were left out of the model's error
+    rate and latency until a restart. It now follows every series the model metrics hold."""
     srv = make_server(MON_ENV)
     row = h.valid_features(srv.manifest(MODEL))
-    versions = ["2.0.%d" % i for i in range(34)]
+    versions = ["2.0.%d" % i for i in range(66)]
     for v in versions:
         _copy_version(srv, v)
     for v in versions:
         assert srv.predict(MODEL, {"features": row, "version": v}).status_code == 200
     for _ in range(3):
         assert srv.predict(MODEL, {"features": row}).status_code == 200
-    # the stable pair and 32 pinned ones: 2 pinned versions are left out, and said so
-    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] >= 3 + 32,
-             what="the counted pairs")
+    # 66 pinned pairs and the stable one, past the old limit of 64
+    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] >= 3 + 66,
+             what="every pair counted")
     time.sleep(1.5)
-    assert srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] == 3 + 32
-    warned = [x for x in srv.log_records() if "pairs than the monitor follows" in x.get("msg", "")]
-    assert len(warned) == 1 and warned[0]["arm"] == "pinned", warned
+    assert srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["total"] == 3 + 66
+    # and a failing pair that comes after all of them still counts in the error rate
+    broken = _copy_version(srv, "2.0.99")
+    with open(os.path.join(broken, "model.json"), "w") as f:
+        f.write("garbage")
+    h.assert_error_body(srv.predict(MODEL, {"features": row, "version": "2.0.99"}), 503, "model_unavailable")
+    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["errors_total"] >= 1,
+             what="the late pair's error counted")
+
+
+def test_a_model_whose_stable_version_does_not_load_is_critical(demo_dir, tmp_path):
+    """Leftover of session 13: a model whose registered stable version does not load (nothing of
+    it serves; /ready says "degraded") had no monitor entry at all: no model_status, no alert,
+    and /api/v1/monitoring answered 404 for it. It is now CRITICAL (alert ModelUnavailable),
+    `model_available` is 0, its 503s count in its error rate, and all of it clears once a good
+    booster is back and the models are reloaded."""
+    root = str(tmp_path / "demo")
+    h.copy_demo(demo_dir, root)
+    vdir = os.path.join(root, "models", "als_classifier", "1.0.0")
+    booster = os.path.join(vdir, [f for f in os.listdir(vdir) if f.startswith("model.")][0])
+    good = open(booster, "rb").read()
+    with open(booster, "ab") as f:
+        f.write(b" ")  # the sha256 no longer matches the manifest: the version does not load
+    srv = h.Server(root, extra_env=MON_ENV).start()
+    try:
+        row = h.valid_features(h.read_manifest(os.path.join(demo_dir, "models"), "als_classifier"))
+        for _ in range(3):
+            h.assert_error_body(srv.predict("als_classifier", {"features": row}), 503, "model_unavailable")
+        wait_for(lambda: active_alerts(srv, "ModelUnavailable", "als_classifier"), what="ModelUnavailable firing")
+        wait_for(lambda: srv.get("/api/v1/monitoring/als_classifier").json().get("predictions", {})
+                 .get("errors_total", 0) >= 3, what="the 503s counted")
+        mon = srv.get("/api/v1/monitoring/als_classifier").json()
+        assert mon["status"] == "CRITICAL" and mon["available"] is False and mon["load_error"], mon
+        assert metric(srv, "model_available", model="als_classifier") == 0
+        assert metric(srv, "model_status", model="als_classifier") == 2
+        assert metric(srv, "model_available", model=MODEL) == 1
+        assert not active_alerts(srv, "ModelUnavailable", MODEL)
+        # the booster is mended and the models reloaded: the alert resolves
+        with open(booster, "wb") as f:
+            f.write(good)
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: srv.predict("als_classifier", {"features": row}).status_code == 200, what="reloaded")
+        wait_for(lambda: resolved_alerts(srv, "ModelUnavailable", "als_classifier"), what="ModelUnavailable resolved")
+        wait_for(lambda: metric(srv, "model_available", model="als_classifier") == 1, what="available again")
+        assert srv.get("/api/v1/monitoring/als_classifier").json()["available"] is True
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
 
 
 def test_a_wide_model_gets_drift_figures(make_server, tmp_path):

@@ -131,6 +131,31 @@ static void test_gauge_and_escape(void **state)
     free(text);
 }
 
+static void append_labels(const char *labels, void *arg)
+{
+    strcat(arg, labels);
+    strcat(arg, "|");
+}
+
+/* The monitor follows every (version, arm) series of a model through this (no pair limit). */
+static void test_series_each_by_prefix(void **state)
+{
+    (void)state;
+    metric_family_t *f = metrics_family("t_each_total", "Test counter.", METRIC_COUNTER, NULL, 0);
+    metrics_series(f, "model=\"a\",version=\"1\"");
+    metrics_series(f, "model=\"ab\",version=\"1\"");
+    metrics_series(f, "model=\"a\",version=\"2\"");
+    metrics_series(f, "model=\"a\",version=\"1\""); /* the same series: listed once */
+    char got[256] = "";
+    metrics_series_each(f, "model=\"a\",", append_labels, got);
+    assert_string_equal(got, "model=\"a\",version=\"1\"|model=\"a\",version=\"2\"|");
+    got[0] = '\0';
+    metrics_series_each(f, "model=\"zz\",", append_labels, got);
+    assert_string_equal(got, "");
+    metrics_series_each(NULL, "", append_labels, got); /* no family: nothing, no crash */
+    assert_string_equal(got, "");
+}
+
 static void collector(FILE *out, void *arg)
 {
     fprintf(out, "# HELP t_up Test.\n# TYPE t_up gauge\nt_up %d\n", *(int *)arg);
@@ -153,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_histogram_count_matches_inf_bucket),
         cmocka_unit_test(test_gauge_and_escape),
+        cmocka_unit_test(test_series_each_by_prefix),
         cmocka_unit_test(test_collector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
