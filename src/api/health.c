@@ -73,7 +73,7 @@ void api_ready(http_ctx_t *ctx)
      * store is busy, so this worker is not held) and the disk has room */
     int64_t failing = recorder_failing_since(app->recorder);
     if (db_ok && failing) {
-        if (store_ping_write(app->store) == 0)
+        if (store_ping_write(app->store, 0) == 0)
             recorder_clear_failing(app->recorder);
         else
             db_ok = false;

@@ -4,6 +4,7 @@
 #ifndef AIMEDRES_COMMON_UTIL_H
 #define AIMEDRES_COMMON_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,9 @@ void util_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((fo
 int64_t util_now_ms(void);
 /* Monotonic clock in nanoseconds (for latencies). */
 int64_t util_mono_ns(void);
+/* Locks mu, waiting at most ms milliseconds (on the monotonic clock, so a clock step does not
+ * stretch the wait). 0, or ETIMEDOUT (or another pthread error number). */
+int util_mutex_lock_within(pthread_mutex_t *mu, int ms);
 /* Formats ms-since-epoch as "2026-11-27T07:26:42.123Z" into buf (>= ISO8601_LEN). */
 void util_iso8601(int64_t ms, char *buf);
 

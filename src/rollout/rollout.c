@@ -58,6 +58,12 @@
 #define SHADOW_QUEUE 1024
 #define MAX_DEPS 4096
 #define TICK_MS 50
+/* A step forward first probes the store with a write (store_refuses_writes): it waits this
+ * long for the connection, which prediction traffic keeps busy, and after a failed probe
+ * the next one comes no sooner than the retry interval (a full disk is not probed, and
+ * logged, every tick). */
+#define WRITE_PROBE_WAIT_MS 250
+#define WRITE_PROBE_RETRY_MS 1000
 #define GAUGE_REFRESH_MS 1000
 
 enum { ROUTE_NONE = 0, ROUTE_SHADOW, ROUTE_SPLIT };
@@ -150,6 +156,8 @@ struct rollout {
     int64_t gauges_ms; /* the controller's last refresh */
     rollout_fault_t fault; /* ROLLOUT_FAULT_INJECT (tests); version "" = off */
     unsigned save_failures; /* under mu: an API call compares it before and after */
+    int64_t probe_failed_ms; /* under mu: when the last write probe failed (0: it passed) */
+    int probe_rc;            /* under mu: and its error */
     /* audit records queued (the controller's and API calls') and not yet written; failed ones
      * come back through audit_failed (own lock: the audit writer's callback never takes mu) */
     _Atomic int audit_inflight;
@@ -452,12 +460,19 @@ static bool unstored(const dep_t *d)
     return d->unsaved || json_array_size(d->pending_events) > 0;
 }
 
-/* The store refuses a write now (a busy store is no answer): no step forward is taken that
- * would hold in this process alone (review47 #4, review48 #2). */
-static bool store_refuses_writes(rollout_t *r)
+/* The store does not take a write now: no step forward is taken that would hold in this
+ * process alone (review47 #4, review48 #2). A store still busy after WRITE_PROBE_WAIT_MS
+ * refuses too: under prediction traffic a probe that gave up at once passed while the disk
+ * was full (review51 #2). 0, or the probe's error (-EBUSY: busy). Caller holds mu. */
+static int store_refuses_writes(rollout_t *r)
 {
-    int rc = store_ping_write(r->store);
-    return rc < 0 && rc != -EBUSY;
+    int64_t now = util_now_ms();
+    if (r->probe_failed_ms && now >= r->probe_failed_ms && now - r->probe_failed_ms < WRITE_PROBE_RETRY_MS)
+        return r->probe_rc; /* failed less than a second ago (review51 #5) */
+    int rc = store_ping_write(r->store, WRITE_PROBE_WAIT_MS);
+    r->probe_failed_ms = rc < 0 ? now : 0;
+    r->probe_rc = rc < 0 ? rc : 0;
+    return r->probe_rc;
 }
 
 /* The record, after the pending events. 0, or <0 with d->unsaved set. */
@@ -1484,8 +1499,8 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         save(r, d, NULL, NULL, NULL);
         return;
     }
-    /* a step forward the store could not record: checked again at the next interval */
-    if (store_refuses_writes(r))
+    /* a step forward the store could not record: checked again at a later tick */
+    if (store_refuses_writes(r) < 0)
         return;
     if (d->phase == PH_BG_WATCH) {
         make_stable(r, d, "controller", "blue/green watch window passed");
@@ -2244,13 +2259,21 @@ int rollout_action(rollout_t *r, const char *id, const char *action, const json_
          * a stage per retry. Refused instead, as while the audit trail fails (the safe
          * direction, rollback and pause, still goes through). A busy store is no answer. */
         bool behind = unstored(d);
-        if (behind || store_refuses_writes(r)) {
+        int probe = behind ? 0 : store_refuses_writes(r);
+        if (behind || probe < 0) {
+            char why[160];
+            if (behind)
+                snprintf(why, sizeof(why),
+                         "its last change is not stored (the database can not be written; see the server log)");
+            else if (probe == -EBUSY)
+                snprintf(why, sizeof(why), "the database is busy (no write went through in %d ms; try again)",
+                         WRITE_PROBE_WAIT_MS);
+            else
+                snprintf(why, sizeof(why), "the database can not be written");
             snprintf(err, errlen,
                      "deployment %s is not moved forward while %s; nothing was changed (rollback and pause "
                      "still work)",
-                     id,
-                     behind ? "its last change is not stored (the database can not be written; see the server log)"
-                            : "the database can not be written");
+                     id, why);
             return api_end(r, w, before, -EAGAIN, NULL, err, errlen);
         }
     }

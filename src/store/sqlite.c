@@ -219,6 +219,7 @@ typedef struct sqlite_store {
     sqlite3 *rdb;
     bool rdb_failed;
     char *path;
+    bool probe_failing; /* the last write probe failed (under mu): its log says so once */
 } sqlite_store_t;
 
 static sqlite_store_t *from_base(store_t *s)
@@ -789,11 +790,12 @@ static int sqlite_ping(store_t *base)
 /* A real write, committed with its sync: the database header's user_version (which nothing
  * else uses) counts the probes. A row rewritten with its own value wrote nothing (SQLite skips
  * an identical cell), so the probe passed on a failing disk (review48 #2). */
-static int sqlite_ping_write(store_t *base)
+static int sqlite_ping_write(store_t *base, int wait_ms)
 {
     sqlite_store_t *s = from_base(base);
-    /* a probe answers at once: busy is an answer (readiness must not hold its caller) */
-    if (pthread_mutex_trylock(&s->mu) != 0)
+    /* busy is an answer: readiness (wait_ms 0) must not hold its caller; a rollout step waits
+     * a little, since prediction traffic keeps the connection in use most of the time */
+    if (wait_ms <= 0 ? pthread_mutex_trylock(&s->mu) != 0 : util_mutex_lock_within(&s->mu, wait_ms) != 0)
         return -EBUSY;
     sqlite3_busy_timeout(s->db, PING_WRITE_BUSY_MS);
     int rc = run(s, Q_BEGIN);
@@ -806,7 +808,15 @@ static int sqlite_ping_write(store_t *base)
     }
     rc = rc == SQLITE_OK ? commit(s) : (rollback(s), rc);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    int r = rc == SQLITE_OK ? 0 : db_fail(s, "ping_write", rc);
+    int r = 0;
+    if (rc != SQLITE_OK) {
+        /* probes repeat while the disk is full: one line when they start failing */
+        r = s->probe_failing ? map_rc(s->db, rc) : db_fail(s, "ping_write", rc);
+        s->probe_failing = true;
+    } else if (s->probe_failing) {
+        s->probe_failing = false;
+        log_msg(LOG_INFO, "store: the write probe commits again", NULL);
+    }
     pthread_mutex_unlock(&s->mu);
     return r;
 }

@@ -119,9 +119,9 @@ int store_ping(store_t *s)
     return s->ops->ping(s);
 }
 
-int store_ping_write(store_t *s)
+int store_ping_write(store_t *s, int wait_ms)
 {
-    return s->ops->ping_write(s);
+    return s->ops->ping_write(s, wait_ms);
 }
 
 int store_schema_version(store_t *s, int *ret)

@@ -39,7 +39,7 @@ typedef struct store_ops {
     int (*open)(const char *location, unsigned flags, store_t **ret, char *err, size_t errlen);
     void (*close)(store_t *s);
     int (*ping)(store_t *s);
-    int (*ping_write)(store_t *s);
+    int (*ping_write)(store_t *s, int wait_ms);
     int (*schema_version)(store_t *s, int *ret);
     int (*integrity_check)(store_t *s, char *err, size_t errlen);
     int (*model_version_put)(store_t *s, const char *name, const char *version, const char *path,
@@ -76,11 +76,13 @@ int store_url_file_path(const char *url, char *buf, size_t len, char *err, size_
 /* 0 if the database answers a trivial query; -EBUSY at once when this process's connection
  * is in use (a write under way: the database is there). */
 int store_ping(store_t *s);
-/* 0 if a durable write transaction commits (one that leaves every row as it was): for
+/* 0 if a durable write transaction commits (it bumps a counter no data depends on): for
  * readiness while writes are failing (a foreign write lock, a read-only or failing disk),
- * which a read does not see. A probe: -EBUSY at once when this process's connection is in
- * use, and after 100 ms when another process holds the write lock. */
-int store_ping_write(store_t *s);
+ * which a read does not see. A probe: -EBUSY when this process's connection stays in use
+ * for wait_ms (0: at once, for callers that must not wait behind a write), and after 100 ms
+ * when another process holds the write lock. A failure is logged when the probe starts
+ * failing, and its recovery once, not every probe. */
+int store_ping_write(store_t *s, int wait_ms);
 /* Highest applied migration. */
 int store_schema_version(store_t *s, int *ret);
 /* PRAGMA integrity_check (or the backend's equivalent); 0 if "ok", else -EIO with detail. */

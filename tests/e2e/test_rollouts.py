@@ -530,8 +530,12 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
 def test_no_step_forward_while_the_last_one_is_not_stored(make_server, tmp_path):
     """review47 #4: with the store failing, promote took effect in this server and answered
     503; a client retrying the 503 moved the canary one stage per retry (10 % -> 50 % -> stable)
-    in memory, while the store still said 10 %. A step forward (promote, resume; the
-    controller's own too) now waits until the last change is stored; rollback still works."""
+    in memory, while the store still said 10 %. review51 #2: a step forward probes the store
+    with a write first, and a probe that found the store busy (here another writer holds its
+    lock; under prediction traffic, this server's own connection) counted as a pass, so the
+    first promote still took effect. Now a busy store refuses the step too; a change that
+    takes effect anyway (pause, the safe direction) and is not stored holds every step
+    forward (resume here) until it is stored; rollback still works."""
     import sqlite3
 
     srv = make_server()
@@ -542,21 +546,60 @@ def test_no_step_forward_while_the_last_one_is_not_stored(make_server, tmp_path)
     wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
     locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
     try:
-        locker.execute("BEGIN IMMEDIATE")  # another writer holds the store: saves fail
-        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60), 503)
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the store: writes fail
+        for _ in range(3):  # a client retrying its 503
+            err = h.assert_error_body(srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60), 503)
+            assert "not moved forward while the database is busy" in err["message"], err
+            assert "nothing was changed" in err["message"], err
+        d = record(srv, dep)
+        assert d["active"] and d["traffic_percentage"] == 10 and d["status"] == "deploying", d
+        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/pause" % dep, json={"reason": "look"},
+                                           timeout=60), 503)
         assert "could not be made durable" in err["message"], err
-        assert record(srv, dep)["traffic_percentage"] == 50  # in effect here, as documented
-        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60), 503)
+        assert record(srv, dep)["status"] == "paused"  # in effect here, as documented
+        err = h.assert_error_body(srv.post("/api/v1/deployments/%s/resume" % dep, json={}, timeout=60), 503)
         assert "not moved forward while its last change is not stored" in err["message"], err
         d = record(srv, dep)
-        assert d["active"] and d["traffic_percentage"] == 50, d
+        assert d["status"] == "paused" and d["traffic_percentage"] == 10, d
     finally:
         locker.execute("COMMIT")
         locker.close()
     wait_until(srv, dep, lambda d: "deployment record stored after a failure" in srv.log_text(), timeout=15)
+    r = srv.post("/api/v1/deployments/%s/resume" % dep, json={}, timeout=60)
+    assert r.status_code == 200, r.text
     r = srv.post("/api/v1/deployments/%s/promote" % dep, json={}, timeout=60)
     assert r.status_code == 200, r.text
-    assert r.json()["traffic_percentage"] == 100
+    assert r.json()["traffic_percentage"] == 50
+
+
+def test_the_controller_takes_no_step_while_the_store_is_busy(make_server, tmp_path):
+    """review51 #2 and #5: the controller's own step forward (auto_promote) went ahead when its
+    write probe found the store busy, and while the store failed it probed, and logged an
+    ERROR, every 50 ms tick. Now it holds the stage while a probe does not commit, probes at
+    most once a second, logs the failure once, and steps once the store takes writes."""
+    import sqlite3
+
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    # no live check (and its save) before the stage ends: the step itself meets the busy store
+    r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[10, 50, 100], stage_duration="3s",
+               check_interval="30s", min_requests=0, min_labels=0, auto_promote=True)
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # before stage 0's 3 s are over
+        time.sleep(6)
+        d = record(srv, dep)
+        assert d["traffic_percentage"] == 10 and d["current_stage"] == 0, (d["traffic_percentage"], events(d))
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    probes = [x for x in srv.log_records() if x.get("op") == "ping_write"]
+    assert len(probes) == 1, probes  # said once, not every tick
+    d = wait_until(srv, dep, lambda d: d["traffic_percentage"] >= 50, timeout=30)
+    assert "stage_1_started" in events(d)
+    assert "the write probe commits again" in srv.log_text()
 
 
 def test_deployment_changes_while_the_audit_trail_fails(make_server, tmp_path):

@@ -135,7 +135,7 @@ static void test_open_migrate_reopen(void **state)
     int64_t g1 = -1, g2 = -2;
     assert_int_equal(store_registry_generation(s, &g1), 0);
     int64_t probes = raw_int(path, "PRAGMA user_version");
-    assert_int_equal(store_ping_write(s), 0); /* a committed write that changes no data */
+    assert_int_equal(store_ping_write(s, 0), 0); /* a committed write that changes no data */
     assert_int_equal(store_registry_generation(s, &g2), 0);
     assert_int_equal(g1, g2);
     /* review48 #2: it really writes (a row rewritten with its own value wrote nothing) */
@@ -914,7 +914,7 @@ static int read_while_writing(sqlite3 *db, void *arg)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM predictions", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW); /* a read transaction is open from here */
     p->seen = sqlite3_column_int64(st, 0);
-    p->ping_write_rc = store_ping_write(p->s); /* -EBUSY if the writer's mutex were held */
+    p->ping_write_rc = store_ping_write(p->s, 0); /* -EBUSY if the writer's mutex were held */
     store_prediction_t pr = {.id = "0190a1b2-0000-7000-8000-0000000000ff",
                              .created_ms = 1764228402123,
                              .model = "alz",
