@@ -90,6 +90,59 @@ static bool float_of(const json_t *v, float *ret)
     return false;
 }
 
+/* A whole number as xgboost writes its parameters: a decimal string ("5") or an integer. */
+static bool count_of(const json_t *v, long long *ret)
+{
+    if (json_is_integer(v)) {
+        *ret = json_integer_value(v);
+        return true;
+    }
+    const char *s = json_string_value(v);
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *ret = n;
+    return true;
+}
+
+/* The tree-model parameters libxgboost trusts as it loads the trees (review51 #1): each tree's
+ * "id" indexes the tree array (a repeated id left a slot empty: SIGSEGV), num_trees sizes
+ * tree_info (read past its end, or an 8 GB allocation), and num_parallel_tree times the
+ * outputs divides the tree count in 32 bits (a product wrapping to 0: SIGFPE). XGBoost writes
+ * id = index, num_trees = the count, and num_parallel_tree of at least 1 whose groups fit. */
+static int check_tree_params(const json_t *model, const json_t *trees, size_t outputs, char *err, size_t errlen)
+{
+    size_t nt = json_array_size(trees);
+    const json_t *gp = json_object_get(model, "gbtree_model_param");
+    long long n, npt;
+    if (!count_of(json_object_get(gp, "num_trees"), &n) || n < 0 || (size_t)n != nt) {
+        snprintf(err, errlen, "gbtree_model_param.num_trees is not the number of trees (%zu)", nt);
+        return -EINVAL;
+    }
+    if (!count_of(json_object_get(gp, "num_parallel_tree"), &npt) || npt < 1 ||
+        (nt > 0 && (unsigned long long)npt * outputs > nt) || (nt == 0 && npt > 1)) {
+        snprintf(err, errlen,
+                 "gbtree_model_param.num_parallel_tree is not a count of at least 1 whose trees per round (times "
+                 "%zu output%s) fit in the booster's %zu trees",
+                 outputs, outputs == 1 ? "" : "s", nt);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        long long id;
+        if (!count_of(json_object_get(json_array_get(trees, i), "id"), &id) || id < 0 || (size_t)id != i) {
+            snprintf(err, errlen, "tree %zu has id %s; XGBoost numbers its trees by their place (%zu)", i,
+                     json_is_integer(json_object_get(json_array_get(trees, i), "id")) ? "out of place" : "missing",
+                     i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int read_objective(model_trees_t *t, const json_t *learner, char *err, size_t errlen)
 {
     const char *obj = json_string_value(json_object_get(json_object_get(learner, "objective"), "name"));
@@ -192,9 +245,13 @@ static int read_tree(model_trees_t *t, const json_t *tree, uint32_t first, size_
 
 /* The model JSON as jansson can read it: libxgboost writes NaN (and +-Infinity) as bare
  * tokens, for instance in the split conditions of categorical nodes; outside strings they
- * become null. */
-static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr)
+ * become null. Counts the keys and values on the way (each ',', ':', '[' and '{' outside
+ * strings: an upper bound), and gives up past MODEL_BOOSTER_MAX_VALUES, before jansson
+ * builds them: NULL with *too_large set. */
+static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr, bool *too_large)
 {
+    size_t units = 0;
+    *too_large = false;
     char *copy = malloc(len / 3 * 4 + 16); /* "NaN" (3 bytes) -> "null" (4) at worst */
     if (!copy) {
         snprintf(jerr->text, sizeof(jerr->text), "out of memory");
@@ -224,6 +281,12 @@ static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr)
             continue;
         }
         in_str = c == '"';
+        if ((c == ',' || c == ':' || c == '[' || c == '{') && ++units > MODEL_BOOSTER_MAX_VALUES) {
+            free(copy);
+            *too_large = true;
+            snprintf(jerr->text, sizeof(jerr->text), "too large");
+            return NULL;
+        }
         copy[o++] = c;
     }
     json_t *root = json_loadb(copy, o, JSON_ALLOW_NUL, jerr);
@@ -416,6 +479,8 @@ int model_trees_check_doc(const json_t *root, size_t n_features, size_t outputs,
         rc = -EINVAL;
         goto out;
     }
+    if ((rc = check_tree_params(model, trees, outputs, err, errlen)) < 0)
+        goto out;
     for (size_t i = 0; i < nt && rc == 0; i++) {
         long long g;
         if (!int_at(info, i, &g) || g < 0 || (size_t)g >= outputs) {
@@ -430,14 +495,28 @@ out:
     return rc;
 }
 
-int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen)
+/* The parsed model JSON, or NULL with err said: -E2BIG (too large) or -EINVAL in *rc. */
+static json_t *parse_model(const char *json, size_t len, int *rc, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *root = load_model_json(json, len, &jerr);
+    bool too_large;
+    json_t *root = load_model_json(json, len, &jerr, &too_large);
     if (!root) {
-        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
-        return -EINVAL;
+        *rc = too_large ? -E2BIG : -EINVAL;
+        if (too_large)
+            snprintf(err, errlen, "%s", MODEL_BOOSTER_TOO_LARGE);
+        else
+            snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
     }
+    return root;
+}
+
+int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen)
+{
+    int prc = 0;
+    json_t *root = parse_model(json, len, &prc, err, errlen);
+    if (!root)
+        return prc;
     int rc = model_trees_check_doc(root, n_features, outputs, err, errlen);
     json_decref(root);
     return rc;
@@ -448,12 +527,10 @@ int model_trees_from_json(const char *json, size_t len, size_t n_features, size_
 {
     if (n_features == 0 || outputs == 0 || outputs > MAX_OUTPUTS)
         return fail(err, errlen, -EINVAL, "implausible feature or output count");
-    json_error_t jerr;
-    json_t *root = load_model_json(json, len, &jerr);
-    if (!root) {
-        snprintf(err, errlen, "cannot parse the model JSON: %s", jerr.text);
-        return -EINVAL;
-    }
+    int prc = 0;
+    json_t *root = parse_model(json, len, &prc, err, errlen);
+    if (!root)
+        return prc;
     int r;
     model_trees_t *t = calloc(1, sizeof(*t));
     if (!t) {

@@ -14,10 +14,19 @@
 
 typedef struct model_trees model_trees_t;
 
+/* The keys and values a booster document (JSON or UBJSON) may hold: jansson takes about 40
+ * bytes for each, so this bounds the memory of checking a booster near 1.5 GB (review50 #2,
+ * review51 #4). A booster of 2000 trees of depth 6 holds about 2.5 million; this allows about
+ * 3 million tree nodes. A larger document is refused with MODEL_BOOSTER_TOO_LARGE (-E2BIG). */
+#define MODEL_BOOSTER_MAX_VALUES (32u << 20)
+#define MODEL_BOOSTER_TOO_LARGE                                                                                  \
+    "the booster is too large for this server: it holds more than 33554432 JSON keys and values (about 3 "   \
+    "million tree nodes); the limit bounds the memory its check takes"
+
 /* Builds the evaluator from the booster's model JSON (XGBoosterSaveModelToBuffer with
  * format json). outputs: 1 (binary:logistic, reg:squarederror, reg:logistic...) or the
  * class count (multi:softprob). 0, -ENOTSUP (not a model this evaluator reproduces; err
- * says why) or -EINVAL/-ENOMEM. */
+ * says why) or -EINVAL/-E2BIG/-ENOMEM. */
 int model_trees_from_json(const char *json, size_t len, size_t n_features, size_t outputs,
                           model_trees_t **ret, char *err, size_t errlen);
 
@@ -26,7 +35,8 @@ int model_trees_from_json(const char *json, size_t len, size_t n_features, size_
  * tests a feature the booster has, every tree adds to an existing output, a linear booster
  * has its weight count. Covers gbtree, dart and gblinear JSON. n_features 0: a file not yet
  * loaded, whose learner_model_param gives them (outputs: num_class, else 1). 0, or -EINVAL with the reason
- * (a corrupt artifact, which libxgboost would read out of bounds), or -ENOMEM. */
+ * (a corrupt artifact, which libxgboost would read out of bounds), -E2BIG (over
+ * MODEL_BOOSTER_MAX_VALUES), or -ENOMEM. */
 int model_trees_check(const char *json, size_t len, size_t n_features, size_t outputs, char *err, size_t errlen);
 /* model_trees_check of a parsed document (a UBJSON booster decoded by model_ubjson_decode). */
 int model_trees_check_doc(const json_t *root, size_t n_features, size_t outputs, char *err, size_t errlen);

@@ -4,6 +4,8 @@
  * length-prefixed without a 'S' marker. */
 #include "model/ubjson.h"
 
+#include "model/trees.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,20 +13,24 @@
 
 #define MAX_DEPTH 64
 
-/* Values decoded at most: jansson takes about 40 bytes for each (review50 #2: a 20 MB typed
- * byte array took 818 MB). A booster of 2000 trees of depth 6 holds about 2.5 million. */
-#define MAX_VALUES (16u << 20)
-
 typedef struct {
     const unsigned char *p, *start, *end;
     char *err;
     size_t errlen;
-    size_t values;
+    size_t values, max_values;
 } ubj_t;
 
 static json_t *fail(ubj_t *u, const char *what)
 {
     snprintf(u->err, u->errlen, "UBJSON malformed at byte %zu: %s", (size_t)(u->p - u->start), what);
+    return NULL;
+}
+
+/* Over the limit of keys and values (MODEL_BOOSTER_MAX_VALUES; jansson takes about 40 bytes
+ * for each, review50 #2): a size limit, not a malformed file. */
+static json_t *too_large(ubj_t *u)
+{
+    snprintf(u->err, u->errlen, "%s", MODEL_BOOSTER_TOO_LARGE);
     return NULL;
 }
 
@@ -177,6 +183,11 @@ static json_t *object(ubj_t *u, int depth)
         int e = count < 0 ? at_end(u, '}') : 0;
         if (e == 1)
             return o;
+        /* keys count too (review51 #4: 4M keys took 418 MB) */
+        if (e == 0 && ++u->values > u->max_values) {
+            json_decref(o);
+            return too_large(u);
+        }
         json_t *k = e == 0 ? string(u) : NULL;
         if (k && json_object_get(o, json_string_value(k))) {
             /* jansson would keep the last value and libxgboost reads the first: the check would
@@ -201,8 +212,8 @@ static json_t *value(ubj_t *u, unsigned char t, int depth)
 {
     if (depth > MAX_DEPTH)
         return fail(u, "containers nested too deep");
-    if (++u->values > MAX_VALUES)
-        return fail(u, "more than 16777216 values (larger than any booster this server serves)");
+    if (++u->values > u->max_values)
+        return too_large(u);
     int64_t i;
     switch (t) {
     case 'Z': return json_null();
@@ -244,7 +255,13 @@ static json_t *value(ubj_t *u, unsigned char t, int depth)
 
 json_t *model_ubjson_decode(const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
-    ubj_t u = {.p = buf, .start = buf, .end = buf + len, .err = err, .errlen = errlen};
+    return model_ubjson_decode_limit(buf, len, MODEL_BOOSTER_MAX_VALUES, err, errlen);
+}
+
+json_t *model_ubjson_decode_limit(const unsigned char *buf, size_t len, size_t max_values, char *err,
+                                  size_t errlen)
+{
+    ubj_t u = {.p = buf, .start = buf, .end = buf + len, .err = err, .errlen = errlen, .max_values = max_values};
     if (len < 1) {
         snprintf(err, errlen, "UBJSON malformed: empty");
         return NULL;

@@ -123,7 +123,12 @@ static int check_file(const char *path, bool json, char *err, size_t errlen)
         json_decref(doc);
     }
     free(buf);
-    if (r == -EINVAL && strncmp(why, "cannot parse", 12) == 0)
+    if (!json && r == -EINVAL && strcmp(why, MODEL_BOOSTER_TOO_LARGE) == 0)
+        r = -E2BIG;
+    if (r == -E2BIG) { /* a size limit, not a malformed file */
+        snprintf(err, errlen, "%s", why);
+        r = -EINVAL;
+    } else if (r == -EINVAL && strncmp(why, "cannot parse", 12) == 0)
         snprintf(err, errlen, "cannot load booster %.256s: %s", path, why); /* truncated, not JSON */
     else if (r == -EINVAL)
         snprintf(err, errlen, "booster is malformed: %s", why);

@@ -81,6 +81,10 @@ def trees(j):
     return j["learner"]["gradient_booster"]["model"]["trees"]
 
 
+def gbparam(j):
+    return j["learner"]["gradient_booster"]["model"]["gbtree_model_param"]
+
+
 def set_node(tree_no, key, node, value):
     def edit(j):
         trees(j)[tree_no][key][node] = value
@@ -113,6 +117,14 @@ MALFORMED = [
     # review49 #1: XGBoost 3.1 writes base_score as a vector, which libxgboost 1.7 reads as 0.5
     ("base_vector", lambda j: j["learner"]["learner_model_param"].update(base_score="[3.7E-1]"),
      "base_score is [3.7E-1], not one number"),
+    # review51 #1: libxgboost trusts the trees' ids (one given twice left a slot empty: SIGSEGV),
+    # num_trees (tree_info read past its end, or an 8 GB allocation) and num_parallel_tree (a
+    # 32-bit product wrapping to 0: SIGFPE)
+    ("dup_id", lambda j: trees(j)[1].update(id=0), "tree 1 has id out of place"),
+    ("num_trees", lambda j: gbparam(j).update(num_trees="2147483647"),
+     "gbtree_model_param.num_trees is not the number of trees (12)"),
+    ("parallel", lambda j: gbparam(j).update(num_parallel_tree="1073741824"),
+     "gbtree_model_param.num_parallel_tree is not a count of at least 1"),
 ]
 
 
@@ -265,6 +277,39 @@ def test_a_ubj_key_given_twice_is_refused(env_root):
     r = do_import(env_root, twice, data_csv, "twice")
     assert r.returncode == 1 and "a key given twice in one object" in r.stderr, (r.returncode, r.stderr[-1000:])
     assert registered(env_root) == before
+
+
+def test_tree_ids_and_counts_are_checked_in_ubj_too(env_root):
+    """review51 #1, the UBJSON form: a repeated tree id crashed the import (SIGSEGV) there too."""
+    booster, _, _, data_csv = train(env_root, "binary", seed=7)
+    j = json.loads(booster.save_raw("json"))
+    trees(j)[2]["id"] = 1
+    path = os.path.join(env_root, "boosters", "dup-id.ubj")
+    with open(path, "wb") as f:
+        f.write(_ubj(j))
+    before = registered(env_root)
+    r = do_import(env_root, path, data_csv, "dup_id_ubj")
+    assert r.returncode == 1 and "tree 2 has id out of place" in r.stderr, (r.returncode, r.stderr[-1000:])
+    assert registered(env_root) == before
+
+
+def test_a_booster_over_the_size_limit_is_refused_as_such(env_root):
+    """review51 #4: the .json path had no limit (50 MB of input took 1.09 GB), and the UBJSON
+    limit was worded as "malformed". One limit of keys and values now holds for both, checked
+    before jansson builds them, and said as a size limit."""
+    _, _, _, data_csv = train(env_root, "binary", seed=8)
+    path = os.path.join(env_root, "boosters", "huge.json")
+    with open(path, "w") as f:
+        f.write("{\"learner\":[" + "0," * (1 << 25) + "0]}")  # 2^25 + 3 keys and values, 64 MiB
+    try:
+        before = registered(env_root)
+        r = do_import(env_root, path, data_csv, "huge")
+        assert r.returncode == 1, (r.returncode, r.stderr[-1000:])
+        assert "the booster is too large for this server" in r.stderr, r.stderr[-1000:]
+        assert "malformed" not in r.stderr, r.stderr[-1000:]
+        assert registered(env_root) == before
+    finally:
+        os.unlink(path)
 
 
 def test_a_file_that_is_not_what_its_name_says(env_root):

@@ -18,6 +18,7 @@
 #include <xgboost/c_api.h>
 
 #include "fixture.h"
+#include "model/ubjson.h"
 #include "model/trees.h"
 
 #define NFEAT 6
@@ -281,13 +282,47 @@ static void test_check(void **state)
     assert_non_null(strstr(err, "cannot parse the model JSON"));
 }
 
+/* review51 #4: one limit of keys and values for JSON and UBJSON, keys counted, said as a size
+ * limit (not "malformed"), and checked before jansson builds the values. */
+static void test_size_limit(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    size_t n = MODEL_BOOSTER_MAX_VALUES + 1; /* commas: one more unit than allowed */
+    char *big = malloc(2 * n + 3);
+    assert_non_null(big);
+    big[0] = '[';
+    for (size_t i = 0; i < n; i++) {
+        big[1 + 2 * i] = '0';
+        big[2 + 2 * i] = ',';
+    }
+    memcpy(big + 1 + 2 * n, "0]", 2);
+    assert_int_equal(model_trees_check(big, 2 * n + 3, 0, 0, err, sizeof(err)), -E2BIG);
+    assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
+    free(big);
+
+    /* an object of two keys: 1 + 2 keys + 2 values */
+    const unsigned char obj[] = {'{', 'U', 1, 'a', 'Z', 'U', 1, 'b', 'Z', '}'};
+    json_t *doc = model_ubjson_decode_limit(obj, sizeof(obj), 5, err, sizeof(err));
+    assert_non_null(doc);
+    json_decref(doc);
+    assert_null(model_ubjson_decode_limit(obj, sizeof(obj), 4, err, sizeof(err)));
+    assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
+    /* a typed, counted array of four bytes: 1 + 4 */
+    const unsigned char arr[] = {'[', '$', 'U', '#', 'U', 4, 1, 2, 3, 4};
+    assert_non_null(doc = model_ubjson_decode_limit(arr, sizeof(arr), 5, err, sizeof(err)));
+    json_decref(doc);
+    assert_null(model_ubjson_decode_limit(arr, sizeof(arr), 4, err, sizeof(err)));
+    assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_json),  cmocka_unit_test(test_binary_ubj),
         cmocka_unit_test(test_multiclass),   cmocka_unit_test(test_regression),
         cmocka_unit_test(test_reg_logistic), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_check),        cmocka_unit_test(test_size_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
