@@ -125,6 +125,31 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
     return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
+/* In place, the swap renames each selected area's destination by name: a symbolic link there
+ * would be set aside with the restored data put in its place, and its target left as it was,
+ * stale, for whatever reads it (review50 #4 for the database, review51 #3 for the others; a
+ * link in an area that is not restored does not matter). For the audit trail it is the log
+ * file itself: its files are swapped one by one inside the directory. */
+static int refuse_symlinked(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
+{
+    static const char *const setting[A_COUNT] = {
+        [A_DB] = "DATABASE_URL",      [A_MODELS] = "MODEL_STORAGE_PATH", [A_BASELINE] = "DATA_DIR",
+        [A_CONFIG] = "--env-file",    [A_RESULTS] = "RESULTS_PATH",     [A_AUDIT] = "AUDIT_LOG_PATH",
+    };
+    for (int i = 0; i < A_COUNT; i++) {
+        const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
+        struct stat st;
+        if (!a[i].selected || !p || lstat(p, &st) < 0 || !S_ISLNK(st.st_mode))
+            continue;
+        snprintf(err, errlen,
+                 "refusing to restore: %s is a symbolic link; a restore in place replaces files by name and "
+                 "would leave the link's target as it was: point %s at the real %s (or restore with --target)",
+                 p, setting[i], a[i].kind == KIND_DIR ? "directory" : "file");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Fills dest of every selected area. */
 static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
                          const backup_restore_opts_t *o, area_t a[A_COUNT], char *err, size_t errlen)
@@ -1338,17 +1363,8 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
     if ((r = refuse_if_opened(a, o, err, errlen)) < 0)
         goto fail;
-    struct stat lst;
-    if (!o->target && lstat(a[A_DB].dest, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        /* the swap renames by name: it would set the link aside and leave its target stale
-         * (review50 #4) */
-        r = -EINVAL;
-        snprintf(err, errlen,
-                 "refusing to restore: the database path %s is a symbolic link; a restore in place replaces "
-                 "files by name: point DATABASE_URL at the database file itself",
-                 a[A_DB].dest);
+    if (!o->target && (r = refuse_symlinked(a, s, err, errlen)) < 0)
         goto fail;
-    }
 
     /* a restore cut short in its swap (kill -9, power cut): finish that first, while its staged
      * (verified) data is still there for the stale-stage removal below to find */

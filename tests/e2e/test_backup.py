@@ -1076,7 +1076,8 @@ def test_restore_in_place_refuses_a_symlinked_database_path(inst, tmp_path):
     """review50 #4: with the database path a symbolic link, an in-place restore set the link
     aside and put the restored database in its place as a regular file, leaving the link's
     target (the real database, on its data volume) as it was, and reported success. It is
-    refused now, saying what to do."""
+    refused now, saying what to do. review51 #3: the same for the other areas, and only for
+    the areas the restore replaces."""
     s = inst.backup("full")
     real = str(tmp_path / "volume" / "aimedres.db")
     os.makedirs(os.path.dirname(real))
@@ -1085,7 +1086,31 @@ def test_restore_in_place_refuses_a_symlinked_database_path(inst, tmp_path):
     before = bh.db_content(real)
     r = inst.run(["restore", s["id"], "--yes", "--components", "db"])
     assert r.returncode == 1 and "is a symbolic link" in r.stderr, out(r)
+    assert "DATABASE_URL" in r.stderr, out(r)
     assert os.path.islink(inst.db) and bh.db_content(real) == before
+    # review51 #3: a restore that does not touch the database is not refused for its link ...
+    r = inst.run(["restore", s["id"], "--yes", "--components", "models"])
+    assert r.returncode == 0, out(r)
+    # ... and the other areas' links are refused as the database's is: the model storage (its
+    # target was left stale, the link replaced by a directory) and the audit log file
+    real_models = str(tmp_path / "volume" / "models")
+    shutil.move(inst.models, real_models)
+    os.symlink(real_models, inst.models)
+    r = inst.run(["restore", s["id"], "--yes", "--components", "models"])
+    assert r.returncode == 1 and "%s is a symbolic link" % inst.models in r.stderr, out(r)
+    assert "MODEL_STORAGE_PATH" in r.stderr, out(r)
+    assert os.path.islink(inst.models)
+    real_log = str(tmp_path / "volume" / "audit.log")
+    shutil.move(inst.audit_log, real_log)
+    os.symlink(real_log, inst.audit_log)
+    with open(real_log, "rb") as f:
+        log_before = f.read()
+    r = inst.run(["restore", s["id"], "--yes", "--components", "audit"])
+    assert r.returncode == 1 and "%s is a symbolic link" % inst.audit_log in r.stderr, out(r)
+    assert "AUDIT_LOG_PATH" in r.stderr, out(r)
+    assert os.path.islink(inst.audit_log)
+    with open(real_log, "rb") as f:
+        assert f.read().startswith(log_before)  # the refusal's own record appended, nothing replaced
 
 
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
