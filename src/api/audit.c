@@ -14,18 +14,6 @@
 #include "audit/audit.h"
 #include "common/util.h"
 
-static bool ts_like(const char *s)
-{
-    /* "YYYY-MM-DD" optionally followed by "T..." (compared as text against record ts) */
-    int64_t d;
-    char date[11];
-    if (strlen(s) < 10 || strlen(s) > 40)
-        return false;
-    memcpy(date, s, 10);
-    date[10] = '\0';
-    return audit_date_parse(date, &d) == 0 && (s[10] == '\0' || s[10] == 'T');
-}
-
 /* Fills q from the query string; on a bad parameter writes the reason into err. */
 /* jansson takes only valid UTF-8: a filter it would refuse could not be recorded in the
  * DATA_ACCESS record that says which filters were used */
@@ -56,10 +44,6 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
             return -EINVAL;
         }
         if (strcmp(k, "from") == 0 || strcmp(k, "to") == 0) {
-            if (!ts_like(v)) {
-                snprintf(err, errlen, "%s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z", k);
-                return -EINVAL;
-            }
             *(k[0] == 'f' ? &q->from : &q->to) = v;
         } else if (strcmp(k, "type") == 0) {
             q->type = v;
@@ -85,7 +69,7 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
             return -EINVAL;
         }
     }
-    return 0;
+    return audit_query_check(q, "", err, errlen);
 }
 
 #define UNAUDITED                                                                                        \

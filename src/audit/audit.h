@@ -133,6 +133,13 @@ typedef struct audit_query {
     size_t limit;       /* 1..1000 */
 } audit_query_t;
 
+/* Checks the filters of q as a user typed them, for the API and the CLI alike: from and to
+ * must be ISO 8601 UTC times ("YYYY-MM-DD", optionally followed by "T..."), or a text
+ * comparison would answer "nothing" or "everything" without a word. prefix is put before the
+ * filter's name in the message ("" for the API's from=, "--" for the CLI's --from). 0, or
+ * -EINVAL with the reason in err. */
+int audit_query_check(const audit_query_t *q, const char *prefix, char *err, size_t errlen);
+
 /* Matching records in seq order as a JSON array (new reference in *ret_records);
  * *ret_next_cursor is the seq to pass as after_seq for the next page, 0 when no more. */
 int audit_query_run(const config_t *cfg, const audit_query_t *q, json_t **ret_records,

@@ -37,6 +37,31 @@ static bool matches(const json_t *rec, const audit_query_t *q)
     return true;
 }
 
+static bool ts_like(const char *s)
+{
+    /* "YYYY-MM-DD" optionally followed by "T..." (compared as text against record ts) */
+    int64_t d;
+    char date[11];
+    if (strlen(s) < 10 || strlen(s) > 40)
+        return false;
+    memcpy(date, s, 10);
+    date[10] = '\0';
+    return audit_date_parse(date, &d) == 0 && (s[10] == '\0' || s[10] == 'T');
+}
+
+int audit_query_check(const audit_query_t *q, const char *prefix, char *err, size_t errlen)
+{
+    const char *ts[2] = {q->from, q->to}, *name[2] = {"from", "to"};
+    for (size_t i = 0; i < 2; i++) {
+        if (ts[i] && !ts_like(ts[i])) {
+            snprintf(err, errlen, "%s%s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z", prefix,
+                     name[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* Last seq of a file, 0 if none or unreadable. */
 static uint64_t file_last_seq(const char *path)
 {

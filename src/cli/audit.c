@@ -236,7 +236,7 @@ static void events_help(FILE *out)
         "                             [--patient PSEUDONYM] [--limit N] [--after SEQ] [--env-file FILE]\n\n"
         "Prints matching records as JSON lines in seq order (TS: ISO 8601 UTC, e.g. 2026-11-27 or\n"
         "2026-11-27T08:00:00Z; --from inclusive, --to exclusive). At most --limit (default 100);\n"
-        "when more match, stderr says which --after to pass next.\n");
+        "when more match, stderr says which --after to pass next. A malformed filter is exit 2.\n");
 }
 
 static int cmd_events(int argc, char **argv)
@@ -245,9 +245,6 @@ static int cmd_events(int argc, char **argv)
     int p = parse(argc, argv, "ftyupla", &o, events_help);
     if (p)
         return p > 0 ? 0 : 2;
-    config_t *cfg = load(&o);
-    if (!cfg)
-        return 1;
     audit_query_t q = {.from = o.from,
                        .to = o.to,
                        .type = o.type,
@@ -255,9 +252,17 @@ static int cmd_events(int argc, char **argv)
                        .patient_pseudonym = o.patient,
                        .after_seq = (uint64_t)o.after,
                        .limit = o.limit ? (size_t)o.limit : 100};
+    char err[512] = "";
+    /* the same check as the API's: a mistyped filter is a usage error, not "no records" */
+    if (audit_query_check(&q, "--", err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres audit events: %s\n", err);
+        return 2;
+    }
+    config_t *cfg = load(&o);
+    if (!cfg)
+        return 1;
     json_t *recs = NULL;
     uint64_t next = 0;
-    char err[512] = "";
     int rc = audit_query_run(cfg, &q, &recs, &next, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "aimedres audit events: %s\n", err);

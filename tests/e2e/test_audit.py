@@ -533,6 +533,20 @@ def test_checkpoint_events_and_prune(tmp_path):
     assert records(env)[-2]["type"] == "AUDIT_PRUNE" or records(env)[-1]["type"] == "AUDIT_PRUNE"
 
 
+def test_events_cli_refuses_a_malformed_time(tmp_path):
+    """review52 #1: `audit events --from/--to` took any text and compared it with each record's
+    ts as a string: `--from yesterday` listed nothing and `--to junk` everything, exit 0. Now
+    refused (exit 2) with the API's wording, before any file is read."""
+    env = audit_env(tmp_path, signing=False)
+    make_log(env, 2)
+    for opt, val in (("--from", "yesterday"), ("--from", "2026/11/28"), ("--to", "junk"), ("--to", "2026-13-01")):
+        r = h.run_cli(["audit", "events", opt, val, "--limit", "1"], env)
+        assert r.returncode == 2 and r.stdout == "", (opt, val, r.stdout, r.stderr)
+        assert r.stderr == "aimedres audit events: %s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z\n" % opt
+    r = h.run_cli(["audit", "events", "--from", "2000-01-01", "--to", "2999-01-01T00:00:00Z"], env)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stdout + r.stderr
+
+
 def test_serve_refuses_audit_without_secret_key(make_server, tmp_path):
     env = audit_env(tmp_path, signing=False)
     env["SECRET_KEY"] = None
