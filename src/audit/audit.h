@@ -20,9 +20,9 @@ typedef struct audit_log audit_log_t;
  * pseudonyms (security/pseudonym.h, "p_" + 30 hex); anything else in patient_pseudonym is
  * refused with -EINVAL so a raw identifier cannot reach the log by mistake. */
 typedef struct audit_event {
-    const char *type; /* MODEL_INFERENCE, DATA_ACCESS, AUTH_SUCCESS, AUTH_FAILURE, MODEL_REGISTERED,
-                         DEPLOYMENT_*, CONFIG_CHANGE, BACKUP, RESTORE, AUDIT_VERIFY (required,
-                         [A-Z0-9_], at most AUDIT_MAX_TYPE = 64 chars) */
+    const char *type; /* one of audit_event_types or DEPLOYMENT_* (a new one goes in that list,
+                         or queries refuse it; required, [A-Z0-9_], at most AUDIT_MAX_TYPE = 64
+                         chars) */
     const char *user, *role, *action, *entity_type, *entity_id, *source_ip, *outcome, *request_id;
     const char *patient_pseudonym;
     json_t *detail; /* borrowed; small object of non-PHI fields e.g. model, version, arm, prediction_id */
@@ -133,11 +133,23 @@ typedef struct audit_query {
     size_t limit;       /* 1..1000 */
 } audit_query_t;
 
-/* Checks the filters of q as a user typed them, for the API and the CLI alike: from and to
- * must be ISO 8601 UTC times ("YYYY-MM-DD", optionally followed by "T..."), or a text
- * comparison would answer "nothing" or "everything" without a word. prefix is put before the
- * filter's name in the message ("" for the API's from=, "--" for the CLI's --from). 0, or
- * -EINVAL with the reason in err. */
+/* The event types the server writes, NULL-terminated (the table in audit.md). Deployment
+ * types are not listed: they are DEPLOYMENT_ + the controller's event name in capitals
+ * (DEPLOYMENT_STAGE_2_STARTED...), made at run time (rollout.c), and records of events an
+ * earlier version named differently stay in the trail for years. */
+extern const char *const audit_event_types[];
+/* True when type is one of audit_event_types or DEPLOYMENT_ followed by [A-Z0-9_]. */
+bool audit_event_type_known(const char *type);
+/* True when s has the form of a patient pseudonym: "p_" + 30 lowercase hex digits. */
+bool audit_pseudonym_valid(const char *s);
+
+/* Checks the filters of q as a user typed them, for the API and the CLI alike, so that a
+ * mistake is an error rather than an empty answer ("nobody looked at this patient"): from
+ * and to must be ISO 8601 UTC times ("YYYY-MM-DD", optionally followed by "T..."), or a text
+ * comparison would answer "nothing" or "everything"; patient a pseudonym (never a raw
+ * patient id, which the message does not repeat); type a known event type
+ * (audit_event_type_known). prefix is put before the filter's name in the message ("" for
+ * the API's from=, "--" for the CLI's --from). 0, or -EINVAL with the reason in err. */
 int audit_query_check(const audit_query_t *q, const char *prefix, char *err, size_t errlen);
 
 /* Matching records in seq order as a JSON array (new reference in *ret_records);

@@ -49,6 +49,31 @@ static bool ts_like(const char *s)
     return audit_date_parse(date, &d) == 0 && (s[10] == '\0' || s[10] == 'T');
 }
 
+/* Every type written with a fixed name: grep for `.type = "`, access_event(), audit_auth()
+ * and audit_key_event() callers when adding one. */
+const char *const audit_event_types[] = {
+    "MODEL_INFERENCE", "MODEL_INFERENCE_NOT_DELIVERED", "FEEDBACK_RECORDED", "DATA_ACCESS",
+    "AUTH_SUCCESS",    "AUTH_FAILURE",                  "MODEL_REGISTERED",  "CONFIG_CHANGE",
+    "APIKEY_CREATED",  "APIKEY_REVOKED",                "BACKUP",            "RESTORE",
+    "AUDIT_VERIFY",    "AUDIT_CHECKPOINT",              "AUDIT_RECOVERED",   "AUDIT_GAP",
+    "AUDIT_PRUNE",     NULL};
+
+bool audit_event_type_known(const char *type)
+{
+    static const char deployment[] = "DEPLOYMENT_";
+    for (size_t i = 0; audit_event_types[i]; i++)
+        if (strcmp(type, audit_event_types[i]) == 0)
+            return true;
+    size_t n = strlen(type);
+    if (strncmp(type, deployment, sizeof(deployment) - 1) != 0 || n == sizeof(deployment) - 1 ||
+        n > AUDIT_MAX_TYPE)
+        return false;
+    for (const char *p = type + sizeof(deployment) - 1; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
 int audit_query_check(const audit_query_t *q, const char *prefix, char *err, size_t errlen)
 {
     const char *ts[2] = {q->from, q->to}, *name[2] = {"from", "to"};
@@ -58,6 +83,22 @@ int audit_query_check(const audit_query_t *q, const char *prefix, char *err, siz
                      name[i]);
             return -EINVAL;
         }
+    }
+    if (q->patient_pseudonym && !audit_pseudonym_valid(q->patient_pseudonym)) {
+        /* the value is not repeated: it may well be the patient id itself */
+        snprintf(err, errlen,
+                 "%spatient: expected a pseudonym (p_ and 30 lowercase hex digits), not a patient id; "
+                 "`aimedres audit pseudonym` prints the pseudonym of a patient id",
+                 prefix);
+        return -EINVAL;
+    }
+    if (q->type && !audit_event_type_known(q->type)) {
+        int n = snprintf(err, errlen, "%stype: '%.64s' is not an event type the server writes (", prefix, q->type);
+        for (size_t i = 0; audit_event_types[i] && n >= 0 && (size_t)n < errlen; i++)
+            n += snprintf(err + n, errlen - (size_t)n, "%s, ", audit_event_types[i]);
+        if (n >= 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, "DEPLOYMENT_<EVENT>)");
+        return -EINVAL;
     }
     return 0;
 }

@@ -41,7 +41,7 @@ static bool field_ok(const char *s)
     return !s || strnlen(s, MAX_FIELD + 1) <= MAX_FIELD;
 }
 
-static bool is_pseudonym(const char *s)
+bool audit_pseudonym_valid(const char *s)
 {
     if (strlen(s) != PSEUDONYM_LEN - 1 || s[0] != 'p' || s[1] != '_')
         return false;
@@ -66,7 +66,7 @@ int audit_event_validate(const audit_event_t *ev)
     for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
         if (!field_ok(fields[i]))
             return -EINVAL;
-    if (ev->patient_pseudonym && !is_pseudonym(ev->patient_pseudonym))
+    if (ev->patient_pseudonym && !audit_pseudonym_valid(ev->patient_pseudonym))
         return -EINVAL;
     if (ev->detail && !json_is_object(ev->detail))
         return -EINVAL;

@@ -547,6 +547,49 @@ def test_events_cli_refuses_a_malformed_time(tmp_path):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stdout + r.stderr
 
 
+def test_events_refuse_a_raw_patient_id_and_an_unknown_type(make_server, tmp_path):
+    """review52 #2: patient= given a patient id instead of its pseudonym, or type= given
+    something the server never writes, answered an empty 200 (CLI: no output, exit 0), which
+    reads as "nobody looked at this patient". Both are refused (400 invalid_parameter, CLI
+    exit 2); the message points to `aimedres audit pseudonym` and never repeats the id."""
+    env = audit_env(tmp_path, signing=False)
+    make_log(env, 1)
+    pseudo = "p_" + "0123456789abcdef0123456789abcd"
+    for args, needle in ((["--patient", "MRN-4711"], "aimedres audit pseudonym"),
+                         (["--patient", pseudo.upper()], "aimedres audit pseudonym"),
+                         (["--patient", pseudo + "0"], "aimedres audit pseudonym"),
+                         (["--type", "bogus"], "'bogus' is not an event type"),
+                         (["--type", "MODEL_INFERENCES"], "DEPLOYMENT_<EVENT>"),
+                         (["--type", "DEPLOYMENT_"], "is not an event type")):
+        r = h.run_cli(["audit", "events"] + args, env)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout, r.stderr)
+        assert r.stderr.startswith("aimedres audit events: " + args[0] + ": ") and needle in r.stderr, r.stderr
+        assert "MRN-4711" not in r.stderr
+    for args in (["--patient", pseudo], ["--type", "DEPLOYMENT_STAGE_15_STARTED"], ["--type", "AUDIT_VERIFY"]):
+        r = h.run_cli(["audit", "events"] + args, env)
+        assert r.returncode == 0, (args, r.stderr)
+    # every type the source writes under a fixed name is one a query takes
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
+    pat = re.compile(r'(?:\.type = |access_event\(ctx, |audit_auth\(ctx, app, |audit_key_event\(audit, )"([A-Z][A-Z0-9_]+)"')
+    written = set()
+    for root, _, files in os.walk(src):
+        for f in files:
+            if f.endswith(".c"):
+                written |= set(pat.findall(open(os.path.join(root, f)).read()))
+    assert len(written) >= 17, written
+    for t in sorted(written):
+        r = h.run_cli(["audit", "events", "--type", t, "--limit", "1"], env)
+        assert r.returncode == 0, (t, r.stderr)
+    srv = make_server(env)
+    for qs, needle in (("patient=MRN-4711", "aimedres audit pseudonym"), ("type=bogus", "is not an event type")):
+        r = srv.get("/api/v1/audit/events?" + qs)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter", (qs, r.text)
+        assert r.json()["error"]["message"].startswith(qs.split("=")[0] + ": ") and needle in r.text, r.text
+        assert "MRN-4711" not in r.text
+    r = srv.get("/api/v1/audit/events", params={"patient": pseudo, "type": "DEPLOYMENT_CREATED"})
+    assert r.status_code == 200 and r.json()["count"] == 0, r.text
+
+
 def test_serve_refuses_audit_without_secret_key(make_server, tmp_path):
     env = audit_env(tmp_path, signing=False)
     env["SECRET_KEY"] = None
