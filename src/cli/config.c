@@ -223,8 +223,9 @@ static int config_check(int argc, char **argv)
                 "aimedres: config: warning: PROMETHEUS_HOST=%s has no effect: it binds the PROMETHEUS_PORT "
                 "listener, which is off (PROMETHEUS_PORT=0 or PROMETHEUS_ENABLED=false)\n",
                 cfg->prometheus_host);
+    /* stderr: stdout stays the configuration alone, a valid env file (configuration.md) */
     if (!bad)
-        printf("configuration OK\n");
+        fprintf(stderr, "configuration OK\n");
     config_free(cfg);
     return fflush(stdout) == 0 && !bad ? 0 : 1;
 }

@@ -125,6 +125,23 @@ def test_config_check_redacts_secrets(aimedres_bin):
         assert k in lines, k
 
 
+def test_config_check_output_is_a_valid_env_file(aimedres_bin, tmp_path):
+    """review52 #3: configuration.md says the printed configuration is a valid env file, but
+    stdout ended with `configuration OK`, which the env-file parser refuses (expected
+    KEY=VALUE). That line now goes to stderr; stdout, read back, gives the same settings."""
+    r = h.run_cli(["config", "check"], env={"MAX_WORKERS": "3", "BACKUP_PATH": "/var/backup/aimedres #1"})
+    assert r.returncode == 0 and r.stderr.endswith("configuration OK\n"), out(r)
+    assert all("=" in line for line in r.stdout.splitlines()), r.stdout[-200:]
+    # "minus its secrets": their lines say <unset> or <redacted>, not a value
+    plain = "".join(line + "\n" for line in r.stdout.splitlines() if not line.endswith(("=<unset>", "=<redacted>")))
+    f = tmp_path / "current.env"
+    f.write_text(plain)
+    f.chmod(0o600)
+    r2 = h.run_cli(["config", "check", "--env-file", str(f)], env={})
+    assert r2.returncode == 0, out(r2)
+    assert r2.stdout == r.stdout
+
+
 def test_config_check_unset_secret(aimedres_bin):
     r = h.run_cli(["config", "check"], env={})
     assert r.returncode == 0, out(r)
@@ -226,7 +243,7 @@ def test_config_check_refuses_what_serve_refuses(aimedres_bin, demo_copy, tmp_pa
     ]
     for env, msg in cases:
         r = h.run_cli(["config", "check"], env=env)
-        assert r.returncode == 1 and msg in r.stderr and "configuration OK" not in r.stdout, (env, out(r))
+        assert r.returncode == 1 and msg in r.stderr and "configuration OK" not in r.stderr, (env, out(r))
         assert "hunter2pw" not in out(r)
         srv_env = dict(h.demo_env(demo_copy), **env)
         host = [] if "HOST" in env else ["--host", "127.0.0.1"]  # --host would override HOST

@@ -114,7 +114,7 @@ def test_server_settings_are_known_and_pass_config_check(tmp_path):
         assert re.search(r"%s\b.*(placeholder|REPLACE_ME)" % key, r.stderr, re.I), (key, r.stderr)
     real = {k: os.urandom(24).hex() for k in secrets}
     r = h.run_cli(["config", "check"], env=dict(run, **real))
-    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    assert r.returncode == 0 and "configuration OK" in r.stderr, r.stderr
     cfg = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     for key in ("PORT", "PROMETHEUS_PORT", "TRUSTED_PROXIES", "ENVIRONMENT"):
         assert cfg[key] == run[key], (key, cfg[key], run[key])

@@ -329,7 +329,7 @@ def test_env_names_are_settings_and_pass_config_check(tmp_path):
     r = h.run_cli(["config", "check"], env=run)
     assert r.returncode == 1 and "SECRET_KEY" in r.stderr, r.stderr  # production: secrets required
     r = h.run_cli(["config", "check"], env=dict(run, **secrets))
-    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    assert r.returncode == 0 and "configuration OK" in r.stderr, r.stderr
     cfg = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     for key in ("PORT", "PROMETHEUS_PORT", "ENVIRONMENT", "AUTH_ENABLED", "BACKUP_ENABLED", "MAX_WORKERS"):
         assert cfg[key] == run[key], (key, cfg[key], run[key])
@@ -812,7 +812,7 @@ def test_numbers_from_a_values_file_render_as_the_binary_reads_them(tmp_path):
     run["HOST"] = "0.0.0.0"
     secrets = make_secret_files(tmp_path, docs)
     r = h.run_cli(["config", "check"], env=dict(run, **secrets))
-    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    assert r.returncode == 0 and "configuration OK" in r.stderr, r.stderr
     cfg = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert cfg["DRIFT_WINDOW"] == "1000000" and cfg["MAX_BODY_BYTES"] == "2097152", cfg
     assert cfg["ALERT_ERROR_RATE_CRITICAL"] == "0.05", cfg
