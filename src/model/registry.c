@@ -54,6 +54,7 @@ typedef struct entry {
     char *name;
     model_handle_t *stable;
     int stable_err; /* last load error of the stable version while stable == NULL */
+    char *stable_errmsg; /* its text, as logged (paths relative to MODEL_STORAGE_PATH), for /ready */
     model_handle_t *pins[MAX_PINS];
     size_t n_pins;
 } entry_t;
@@ -103,6 +104,7 @@ static void entry_free(entry_t *e)
     model_handle_unref(e->stable);
     for (size_t i = 0; i < e->n_pins; i++)
         model_handle_unref(e->pins[i]);
+    free(e->stable_errmsg);
     free(e->name);
     free(e);
 }
@@ -203,6 +205,25 @@ static const char *row_str(const json_t *row, const char *key)
 }
 
 /* Opens a registered version and checks it is the artifact the store registered. */
+/* A load error for /ready (unauthenticated): msg with every "<base>/" taken out, so that it
+ * names the artifact (imptest/1.0.0/model.ubj) without disclosing where the store lives.
+ * NULL when out of memory. Caller frees. */
+static char *relative_message(const char *msg, const char *base)
+{
+    size_t bl = strlen(base);
+    char *out = malloc(strlen(msg) + 1), *o = out;
+    if (!out)
+        return NULL;
+    while (*msg) {
+        if (bl && strncmp(msg, base, bl) == 0 && msg[bl] == '/')
+            msg += bl + 1;
+        else
+            *o++ = *msg++;
+    }
+    *o = '\0';
+    return out;
+}
+
 static int open_version(model_registry_t *r, const json_t *row, model_handle_t **ret, char *err,
                         size_t errlen)
 {
@@ -325,17 +346,25 @@ static int sync_locked(model_registry_t *r)
         model_handle_t *h = NULL;
         err[0] = '\0';
         rc = open_version(r, row, &h, err, sizeof(err));
+        /* made before taking the lock: nothing slow under it */
+        char *msg = rc < 0 && err[0] ? relative_message(err, r->storage_path) : NULL;
         pthread_rwlock_wrlock(&r->lock);
         e = get_or_create_entry(r, name);
         if (rc == 0 && e) {
             drop_add(&drops, e->stable);
             e->stable = h;
             e->stable_err = 0;
+            free(e->stable_errmsg);
+            e->stable_errmsg = NULL;
             changes++;
         } else if (e && !e->stable) {
             e->stable_err = rc < 0 ? rc : -ENOMEM;
+            free(e->stable_errmsg);
+            e->stable_errmsg = msg;
+            msg = NULL;
         }
         pthread_rwlock_unlock(&r->lock);
+        free(msg);
         if (rc == 0 && !e)
             model_handle_unref(h);
         if (rc == 0 && e)
@@ -355,6 +384,8 @@ static int sync_locked(model_registry_t *r)
             drop_add(&drops, e->stable);
             e->stable = NULL;
             e->stable_err = 0;
+            free(e->stable_errmsg);
+            e->stable_errmsg = NULL;
             changes++;
             log_info("model unloaded", "{s:s}", "model", e->name);
         }
@@ -676,10 +707,12 @@ json_t *model_registry_failed_json(model_registry_t *r)
 {
     json_t *out = json_array();
     pthread_rwlock_rdlock(&r->lock);
-    for (size_t i = 0; i < r->n_entries; i++)
-        if (!r->entries[i]->stable && r->entries[i]->stable_err)
-            json_array_append_new(out, json_pack("{s:s,s:s}", "model", r->entries[i]->name, "error",
-                                                 strerror(-r->entries[i]->stable_err)));
+    for (size_t i = 0; i < r->n_entries; i++) {
+        const entry_t *e = r->entries[i];
+        if (!e->stable && e->stable_err)
+            json_array_append_new(out, json_pack("{s:s,s:s}", "model", e->name, "error",
+                                                 e->stable_errmsg ? e->stable_errmsg : strerror(-e->stable_err)));
+    }
     pthread_rwlock_unlock(&r->lock);
     return out;
 }

@@ -48,7 +48,9 @@ size_t model_registry_loaded_count(model_registry_t *r);
 typedef void (*model_registry_each_fn)(const char *name, const char *version, void *arg);
 void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, void *arg);
 /* Models whose stable version failed to load and that have nothing serving:
- * [{"model","error"}] (for /ready). New reference. */
+ * [{"model","error"}] (for /ready and the monitor's ModelUnavailable alert); error is the load
+ * error as logged ("booster sha256 mismatch: ..."), with paths relative to MODEL_STORAGE_PATH.
+ * New reference. */
 json_t *model_registry_failed_json(model_registry_t *r);
 
 /* Registers the version directory src_dir (manifest.json + booster):

@@ -111,20 +111,28 @@ def test_ready(module_server):
 def test_ready_reports_a_model_that_fails_to_load(demo_dir, tmp_path):
     """A registered stable version whose booster no longer matches its manifest does not load:
     /ready names it (models "degraded") while the other models keep the replica in rotation,
-    and the broken model answers 503 model_unavailable."""
+    and the broken model answers 503 model_unavailable. review52 #4: failed[].error is the
+    reason the log gives (the sha256 mismatch), not strerror ("Bad message"), and names the
+    artifact relative to MODEL_STORAGE_PATH (/ready needs no credentials)."""
     root = str(tmp_path / "demo")
     h.copy_demo(demo_dir, root)
     booster = [f for f in os.listdir(os.path.join(root, "models", "als_classifier", "1.0.0"))
                if f.startswith("model.")][0]
     with open(os.path.join(root, "models", "als_classifier", "1.0.0", booster), "ab") as f:
         f.write(b" ")
+    pd = os.path.join(root, "models", "parkinsons_predictor", "1.0.0")
+    os.remove(os.path.join(pd, [f for f in os.listdir(pd) if f.startswith("model.")][0]))
     srv = h.Server(root).start()
     try:
         body = srv.get("/ready").json()
         assert body["ready"] is True, body
         models = body["checks"]["models"]
-        assert models["status"] == "degraded" and models["loaded"] == 2, models
-        assert [f["model"] for f in models["failed"]] == ["als_classifier"] and models["failed"][0]["error"], models
+        assert models["status"] == "degraded" and models["loaded"] == 1, models
+        assert [f["model"] for f in models["failed"]] == ["als_classifier", "parkinsons_predictor"], models
+        err = models["failed"][0]["error"]
+        assert err.startswith("booster sha256 mismatch: manifest says "), err
+        err = models["failed"][1]["error"]
+        assert err.startswith("cannot read booster parkinsons_predictor/1.0.0/model.") and root not in err, err
         m = h.read_manifest(os.path.join(demo_dir, "models"), "als_classifier")
         r = srv.post("/api/v1/models/als_classifier/predict", json={"features": h.valid_features(m)})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
