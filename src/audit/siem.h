@@ -22,8 +22,14 @@ typedef struct audit_siem audit_siem_t;
  * for UDP. Caller stops it with audit_siem_stop. 0 or -errno with the reason in err. */
 int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t errlen);
 /* What audit_siem_start would refuse in the settings (SYSLOG_SERVER, the TLS CA it loads),
- * without opening or connecting anything: for `config check`. 0 or -errno with err set. */
+ * without opening or connecting anything: for `config check`. 0 or -errno with err set.
+ * Both check and start nothing without AUDIT_LOG_PATH (there is no trail to forward):
+ * `config check` and `serve` then warn with AUDIT_SIEM_WITHOUT_TRAIL. */
 int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen);
+#define AUDIT_SIEM_WITHOUT_TRAIL                                                                             \
+    "SIEM_INTEGRATION_ENABLED=true has no effect: it forwards the audit trail, and AUDIT_LOG_PATH is unset " \
+    "(no trail: nothing is forwarded, and the SYSLOG_* settings are not checked)"
+
 /* Stops the thread after the batch in flight (bounded by the socket timeouts). NULL-safe. */
 void audit_siem_stop(audit_siem_t *s);
 

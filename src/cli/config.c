@@ -223,6 +223,8 @@ static int config_check(int argc, char **argv)
                 "aimedres: config: warning: PROMETHEUS_HOST=%s has no effect: it binds the PROMETHEUS_PORT "
                 "listener, which is off (PROMETHEUS_PORT=0 or PROMETHEUS_ENABLED=false)\n",
                 cfg->prometheus_host);
+    if (cfg->siem_integration_enabled && !cfg->audit_log_path)
+        fprintf(stderr, "aimedres: config: warning: " AUDIT_SIEM_WITHOUT_TRAIL "\n");
     /* stderr: stdout stays the configuration alone, a valid env file (configuration.md) */
     if (!bad)
         fprintf(stderr, "configuration OK\n");

@@ -168,6 +168,8 @@ int cli_serve(int argc, char **argv)
     }
     if (!st.app.audit)
         log_msg(LOG_WARNING, "AUDIT_LOG_PATH unset: no audit trail", NULL);
+    if (!st.app.audit && cfg->siem_integration_enabled)
+        log_msg(LOG_WARNING, AUDIT_SIEM_WITHOUT_TRAIL, NULL);
     /* security (issue 5, audit3): client addresses behind trusted proxies */
     if (clientaddr_configure(cfg->trusted_proxies, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres serve: %s\n", err);

@@ -307,6 +307,23 @@ def test_config_check_takes_a_ca_directory_for_the_siem(aimedres_bin, tmp_path):
     assert r.returncode == 1 and "a PEM bundle file, or a directory of hashed certificates" in r.stderr, out(r)
 
 
+def test_siem_without_an_audit_trail_is_warned_about(aimedres_bin, make_server):
+    """review52 #5: SIEM_INTEGRATION_ENABLED=true without AUDIT_LOG_PATH forwards nothing (there
+    is no trail) and its SYSLOG_* settings went unchecked, without a word from config check or
+    serve. Both now warn, naming both settings, as for PROMETHEUS_HOST without its listener."""
+    siem = {"SIEM_INTEGRATION_ENABLED": "true", "SYSLOG_SERVER": "127.0.0.1:6514", "SYSLOG_PROTOCOL": "tls",
+            "SYSLOG_CA_PATH": "/nonexistent"}
+    warning = ("SIEM_INTEGRATION_ENABLED=true has no effect: it forwards the audit trail, and AUDIT_LOG_PATH "
+               "is unset (no trail: nothing is forwarded, and the SYSLOG_* settings are not checked)")
+    r = h.run_cli(["config", "check"], env=siem)
+    assert r.returncode == 0 and "aimedres: config: warning: " + warning + "\n" in r.stderr, out(r)
+    r = h.run_cli(["config", "check"], env={})
+    assert r.returncode == 0 and "SIEM_INTEGRATION_ENABLED" not in r.stderr, out(r)
+    srv = make_server(siem)
+    warned = [x for x in srv.log_records() if x.get("msg") == warning]
+    assert warned and warned[0].get("level") == "WARNING", srv.log_tail()
+
+
 def test_config_check_refuses_a_prod_url_the_drill_can_not_use(aimedres_bin):
     """PROD_URL is for dr-drill, which speaks plain HTTP: an https:// URL is refused by config
     check as by the drill, without printing the URL (it may hold credentials)."""
