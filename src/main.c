@@ -19,7 +19,7 @@ static const struct {
     {"model", cli_model, "train | import | register | list | show model versions"},
     {"config", cli_config, "check: print the effective configuration, secrets redacted"},
     {"demo", cli_demo, "generate | init: synthetic demo cohorts and the three demo models"},
-    {"backup", cli_backup, "full | incremental | verify | list | prune | check: encrypted backups"},
+    {"backup", cli_backup, "full | incremental | verify | list | prune | check | keygen: encrypted backups"},
     {"restore", cli_restore, "restore a backup (verified first)"},
     {"dr-drill", cli_dr_drill, "disaster-recovery drill: backup, restore, start, smoke, RTO/RPO report"},
     /* rollouts (issue 3) */
@@ -28,7 +28,8 @@ static const struct {
     {"verify", cli_verify, "post-deployment verification of a running server"},
     {"smoke", cli_smoke, "API smoke tests against a running server"},
     {"apikey", cli_apikey, "create | list | revoke API keys"}, /* security (issue 5) */
-    {"audit", cli_audit, "verify | events | checkpoint | prune | keygen: the audit trail"}, /* audit (issue 5) */
+    /* audit (issue 5) */
+    {"audit", cli_audit, "verify | events | pseudonym | checkpoint | prune | keygen: the audit trail"},
 };
 
 static void usage(FILE *out)

@@ -71,6 +71,30 @@ def test_every_command_has_its_own_help_describing_its_flags(aimedres_bin):
         assert not undescribed, (cmd, undescribed)
 
 
+def test_top_level_help_lists_every_subcommand(aimedres_bin):
+    """review52 #8: `aimedres --help` left out `backup keygen` and `audit pseudonym`, which
+    their commands' --help document. Each subcommand a `<cmd> --help` names (in a usage line,
+    `aimedres cmd a|b|c`, or under `subcommands:`) must appear in cmd's line of the top-level
+    help, so that the two can not drift apart."""
+    top = h.run_cli(["--help"]).stdout
+    lines = dict(re.findall(r"^  (\S+)\s+(.*)$", top.split("commands:")[1], re.M))
+    checked = 0
+    for cmd, summary in lines.items():
+        text = h.run_cli([cmd, "--help"], timeout=30).stdout
+        subs = set()
+        for word in re.findall(r"^(?:usage:)?\s*aimedres %s (\S+)" % re.escape(cmd), text, re.M):
+            alts = word.strip("[]<>").split("|")
+            # a group with a placeholder (restore ID|latest, model <subcommand>) is an argument
+            if (len(alts) > 1 or not word.startswith("<")) and all(re.fullmatch(r"[a-z][a-z-]*", a) for a in alts):
+                subs |= set(alts)
+        if "subcommands:" in text:
+            subs |= set(re.findall(r"^  ([a-z][a-z-]*)\s{2,}", text.split("subcommands:")[1], re.M))
+        for sub in sorted(subs):
+            assert re.search(r"(^|[\s|])%s([\s|:]|$)" % re.escape(sub), summary), (cmd, sub, summary)
+            checked += 1
+    assert checked >= 30, checked  # the parsing found them (model 5, backup 7, deploy 8, audit 6, ...)
+
+
 def test_model_train_help_names_flags(aimedres_bin):
     r = h.run_cli(["model", "train", "--help"])
     for flag in ("--data", "--label", "--name", "--version", "--param"):
