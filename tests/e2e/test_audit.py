@@ -570,7 +570,8 @@ def test_events_refuse_a_raw_patient_id_and_an_unknown_type(make_server, tmp_pat
         assert r.returncode == 0, (args, r.stderr)
     # every type the source writes under a fixed name is one a query takes
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
-    pat = re.compile(r'(?:\.type = |access_event\(ctx, |audit_auth\(ctx, app, |audit_key_event\(audit, )"([A-Z][A-Z0-9_]+)"')
+    pat = re.compile(r'(?:\.type = |access_event\(ctx, |audit_auth\(ctx, app, |audit_key_event\(audit, )'
+                     r'"([A-Z][A-Z0-9_]+)"')
     written = set()
     for root, _, files in os.walk(src):
         for f in files:
