@@ -36,6 +36,32 @@ static const struct {
     {"PATCH", EVHTTP_REQ_PATCH},
 };
 
+/* The 400 answers: each says which rule was broken (RFC 9112 names them). */
+#define BAD_REQUEST_LINE "malformed request line (expected METHOD SP request-target SP HTTP/1.x)"
+#define BAD_VERSION "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 only)"
+#define BAD_CR "bare CR in the request head (a CR is allowed only right before LF)"
+#define BAD_FIELD                                                                                            \
+    "malformed header field (expected name: value, the name a token with no whitespace before the colon)"
+#define BAD_LENGTH "malformed Content-Length (expected digits only)"
+#define TWO_LENGTHS "two different Content-Length values"
+#define BAD_TE "Transfer-Encoding: chunked given more than once or not last"
+#define LENGTH_AND_TE "Content-Length and Transfer-Encoding both present"
+#define BAD_CHUNK_SIZE "malformed chunk size (expected hex digits, optionally followed by ;extension)"
+#define BAD_CHUNK_LINE "chunk size or trailer line longer than 1024 bytes"
+#define BAD_CHUNK_END "chunk data not followed by CRLF (the chunk is longer than its size)"
+
+static int bad(http_head_t *h, const char *why)
+{
+    h->why = why;
+    return -400;
+}
+
+static int bad_chunk(http_chunk_state_t *st, const char *why)
+{
+    st->why = why;
+    return -400;
+}
+
 /* End of the head: the offset just past the empty line, or 0 if not there yet. */
 static size_t find_head_end(const char *buf, size_t len, size_t skip)
 {
@@ -61,10 +87,10 @@ static int parse_request_line(char *line, size_t n, http_head_t *h)
 {
     char *sp = memchr(line, ' ', n);
     if (!sp || sp == line)
-        return -400;
+        return bad(h, BAD_REQUEST_LINE);
     for (char *p = line; p < sp; p++)
         if (!is_tchar((unsigned char)*p))
-            return -400;
+            return bad(h, BAD_REQUEST_LINE);
     *sp = '\0';
     h->method_name = line;
     h->method = 0;
@@ -76,16 +102,18 @@ static int parse_request_line(char *line, size_t n, http_head_t *h)
     char *target = sp + 1, *end = line + n;
     char *sp2 = memchr(target, ' ', (size_t)(end - target));
     if (!sp2 || sp2 == target)
-        return -400;
+        return bad(h, BAD_REQUEST_LINE);
     for (char *p = target; p < sp2; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
-            return -400;
+            return bad(h, BAD_REQUEST_LINE);
     *sp2 = '\0';
     h->target = target;
     char *ver = sp2 + 1;
     size_t vl = (size_t)(end - ver);
+    if (vl < 5 || memcmp(ver, "HTTP/", 5) != 0 || memchr(ver, ' ', vl))
+        return bad(h, BAD_REQUEST_LINE);
     if (vl != 8 || memcmp(ver, "HTTP/1.", 7) != 0 || (ver[7] != '0' && ver[7] != '1'))
-        return -400;
+        return bad(h, BAD_VERSION);
     h->minor = ver[7] - '0';
     return 0;
 }
@@ -123,15 +151,15 @@ static bool token_in_list(const char *list, const char *token)
 }
 
 /* Content-Length: 1*DIGIT. -400 malformed, -413 beyond 2^64-1. */
-static int parse_length(const http_field_t *f, uint64_t *ret)
+static int parse_length(http_head_t *h, const http_field_t *f, uint64_t *ret)
 {
     if (f->value_len == 0)
-        return -400;
+        return bad(h, BAD_LENGTH);
     uint64_t v = 0;
     for (size_t i = 0; i < f->value_len; i++) {
         unsigned char c = (unsigned char)f->value[i];
         if (c < '0' || c > '9')
-            return -400;
+            return bad(h, BAD_LENGTH);
         if (v > (UINT64_MAX - (c - '0')) / 10)
             return -413;
         v = v * 10 + (c - '0');
@@ -148,21 +176,21 @@ static int derive_framing(http_head_t *h, uint64_t max_body)
         const http_field_t *f = &h->fields[i];
         if (strcasecmp(f->name, "Content-Length") == 0) {
             uint64_t v = 0;
-            int rc = parse_length(f, &v);
+            int rc = parse_length(h, f, &v);
             if (rc < 0)
                 return rc;
             if (h->has_length && v != h->content_length)
-                return -400; /* RFC 9112 section 6.3: differing lengths are unrecoverable */
+                return bad(h, TWO_LENGTHS); /* RFC 9112 section 6.3: differing lengths are unrecoverable */
             h->has_length = true;
             h->content_length = v;
         } else if (strcasecmp(f->name, "Transfer-Encoding") == 0) {
             if (++n_te > 1)
-                return -400; /* chunked twice, or a coding after chunked: malformed framing */
+                return bad(h, BAD_TE); /* chunked twice, or a coding after chunked: malformed framing */
             if (strcasecmp(f->value, "chunked") != 0 || strlen(f->value) != f->value_len) {
                 /* chunked twice or not last: malformed (400); gzip, chunked: not implemented */
                 bool last = false;
                 int n = token_count(f->value, "chunked", &last);
-                return n > 1 || (n == 1 && !last) ? -400 : -501;
+                return n > 1 || (n == 1 && !last) ? bad(h, BAD_TE) : -501;
             }
             h->chunked = true;
         } else if (strcasecmp(f->name, "Connection") == 0) {
@@ -177,7 +205,7 @@ static int derive_framing(http_head_t *h, uint64_t max_body)
         }
     }
     if (h->chunked && h->has_length)
-        return -400; /* RFC 9112 section 6.1: a smuggling attempt, never guessed at */
+        return bad(h, LENGTH_AND_TE); /* RFC 9112 section 6.1: a smuggling attempt, never guessed at */
     h->body_too_large = h->has_length && h->content_length > max_body;
     return 0;
 }
@@ -203,14 +231,14 @@ int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, h
     /* A CR is only allowed right before LF; NUL only inside field values (checked below). */
     for (size_t i = skip; i < head_end; i++)
         if (buf[i] == '\r' && buf[i + 1] != '\n')
-            return -400;
+            return bad(h, BAD_CR);
     /* obs-fold: a line starting with SP or HTAB continues the previous field's value */
     size_t first_nl = (size_t)((char *)memchr(buf + skip, '\n', head_end - skip) - buf);
     for (size_t i = first_nl; i + 1 < head_end; i++) {
         if (buf[i] != '\n' || !is_ows(buf[i + 1]))
             continue;
         if (i == first_nl)
-            return -400; /* whitespace after the request line: not a field, not a fold */
+            return bad(h, BAD_FIELD); /* whitespace after the request line: not a field, not a fold */
         buf[i] = ' ';
         if (buf[i - 1] == '\r')
             buf[i - 1] = ' ';
@@ -226,7 +254,7 @@ int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, h
         pos = end + 1;
         if (first) {
             if (memchr(line, '\0', n))
-                return -400;
+                return bad(h, BAD_REQUEST_LINE);
             int rc = parse_request_line(line, n, h);
             if (rc < 0)
                 return rc;
@@ -237,10 +265,10 @@ int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, h
             break; /* the empty line */
         char *colon = memchr(line, ':', n);
         if (!colon || colon == line)
-            return -400;
+            return bad(h, BAD_FIELD);
         for (char *p = line; p < colon; p++)
             if (!is_tchar((unsigned char)*p))
-                return -400; /* includes whitespace before the colon (RFC 9112 section 5.1) */
+                return bad(h, BAD_FIELD); /* includes whitespace before the colon (RFC 9112 section 5.1) */
         if (h->n_fields == HTTP_MAX_FIELDS)
             return -431;
         char *v = colon + 1, *ve = line + n;
@@ -281,11 +309,11 @@ int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, si
             char *nl = avail ? memchr(buf + off, '\n', avail) : NULL;
             if (!nl) {
                 *raw_off = off;
-                return avail > MAX_CHUNK_LINE ? -400 : 0;
+                return avail > MAX_CHUNK_LINE ? bad_chunk(st, BAD_CHUNK_LINE) : 0;
             }
             size_t end = (size_t)(nl - buf), n = end - off;
             if (n > MAX_CHUNK_LINE)
-                return -400;
+                return bad_chunk(st, BAD_CHUNK_LINE);
             if (n > 0 && buf[end - 1] == '\r')
                 n--;
             const char *line = buf + off;
@@ -305,14 +333,14 @@ int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, si
                 size = size * 16 + (uint64_t)util_hexval(line[i]);
             }
             if (i == 0)
-                return -400;
+                return bad_chunk(st, BAD_CHUNK_SIZE);
             while (i < n && is_ows(line[i]))
                 i++;
             if (i < n && line[i] != ';')
-                return -400; /* only a chunk extension may follow the size */
+                return bad_chunk(st, BAD_CHUNK_SIZE); /* only a chunk extension may follow the size */
             for (size_t j = i; j < n; j++)
                 if (line[j] == '\r' || line[j] == '\0')
-                    return -400;
+                    return bad_chunk(st, BAD_CHUNK_SIZE);
             if (size == 0) {
                 st->phase = 3;
                 continue;
@@ -342,7 +370,7 @@ int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, si
             else if (buf[off] == '\r' && buf[off + 1] == '\n')
                 off += 2;
             else
-                return -400;
+                return bad_chunk(st, BAD_CHUNK_END);
             st->phase = 0;
         }
     }

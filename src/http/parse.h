@@ -7,7 +7,9 @@
  *
  * Refusals are HTTP statuses (returned negated) so the server answers them directly:
  * 400 malformed, 413 body over the limit, 414 request line over the head limit, 431 head
- * over the limit or too many fields, 501 unknown method or transfer coding. */
+ * over the limit or too many fields, 501 unknown method or transfer coding. A 400 also
+ * leaves in `why` which rule was broken (set only on that path: nothing on the way of a
+ * good request). */
 #ifndef AIMEDRES_HTTP_PARSE_H
 #define AIMEDRES_HTTP_PARSE_H
 
@@ -36,6 +38,7 @@ typedef struct http_head {
     bool expect_continue; /* "Expect: 100-continue" */
     bool body_too_large;  /* declared Content-Length over max_body: answer 413 with this head */
     unsigned n_host;      /* Host fields (the server wants exactly one in HTTP/1.1) */
+    const char *why;      /* after a -400: which rule the head broke (a static string), for the answer */
     size_t n_fields;
     http_field_t fields[HTTP_MAX_FIELDS]; /* last: the parser clears everything before it */
 } http_head_t;
@@ -59,6 +62,7 @@ const char *http_head_field(const http_head_t *h, const char *name);
 typedef struct http_chunk_state {
     int phase;          /* 0 size line, 1 data, 2 CRLF after data, 3 trailers */
     uint64_t remaining; /* data bytes left in the current chunk */
+    const char *why;    /* after a -400: what is malformed (a static string), for the answer */
 } http_chunk_state_t;
 
 int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, size_t *body_len,

@@ -1102,8 +1102,9 @@ static http_ctx_t *ctx_begin(conn_t *c, const http_head_t *head)
     return ctx;
 }
 
-/* The protocol layer refuses the request with status and closes after the answer. */
-static void refuse(conn_t *c, int status, const http_head_t *head)
+/* The protocol layer refuses the request with status and closes after the answer. why: for a
+ * 400, the rule the parser found broken (NULL: a generic message). */
+static void refuse(conn_t *c, int status, const http_head_t *head, const char *why)
 {
     http_server_t *srv = c->w->srv;
     c->close_after = true;
@@ -1137,7 +1138,8 @@ static void refuse(conn_t *c, int status, const http_head_t *head)
         break;
     default:
         http_reply_error(ctx, 400, "bad_request", NULL, "%s",
-                         "malformed HTTP request (request line, header fields or message framing)");
+                         why ? why
+                             : "malformed HTTP request (request line, header fields or message framing)");
         break;
     }
     c->in_dispatch = false;
@@ -1232,7 +1234,7 @@ static bool arm_request_deadline(conn_t *c)
         c->req_start_ns = now;
     uint64_t spent = now - c->req_start_ns;
     if (spent >= limit) {
-        refuse(c, 408, c->state == ST_BODY ? &c->head : NULL);
+        refuse(c, 408, c->state == ST_BODY ? &c->head : NULL, NULL);
         return false;
     }
     if (!c->read_paused && c->rev) {
@@ -1265,11 +1267,11 @@ static bool conn_process(conn_t *c)
             if (rc == 0)
                 break;
             if (rc < 0) {
-                refuse(c, -rc, NULL);
+                refuse(c, -rc, NULL, c->head.why);
                 break;
             }
             if (c->head.body_too_large) {
-                refuse(c, 413, &c->head); /* with its request id and CORS headers */
+                refuse(c, 413, &c->head, NULL); /* with its request id and CORS headers */
                 break;
             }
             c->head_len = (size_t)rc;
@@ -1284,7 +1286,7 @@ static bool conn_process(conn_t *c)
             int rc = http_decode_chunked(c->in, c->in_len, c->head_len, &c->raw_off, &c->body_len,
                                          srv->opts.max_body_bytes, &c->chunk);
             if (rc < 0) {
-                refuse(c, -rc, &c->head);
+                refuse(c, -rc, &c->head, c->chunk.why);
                 break;
             }
             if (rc == 0) { /* close the gap between decoded data and the raw rest */
@@ -1337,12 +1339,12 @@ static void on_timeout(conn_t *c)
     switch (c->state) {
     case ST_HEAD:
         if (c->in_len > c->consumed) {
-            refuse(c, 408, NULL); /* a request began and stalled */
+            refuse(c, 408, NULL, NULL); /* a request began and stalled */
             return;
         }
         conn_close(c); /* idle keep-alive */
         return;
-    case ST_BODY: refuse(c, 408, &c->head); return;
+    case ST_BODY: refuse(c, 408, &c->head, NULL); return;
     case ST_LINGER: conn_free(c); return;
     default: return; /* busy: the handler answers; closing: the write timeout governs */
     }

@@ -211,3 +211,33 @@ def test_vanished_clients_do_not_disturb_the_server(http_server, body):
     r = http_server.predict(PARK, json.loads(body))
     assert r.status_code == 200, r.text
     assert http_server.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("raw,why", [
+    (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 11\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+     "Content-Length and Transfer-Encoding both present"),
+    (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+     "two different Content-Length values"),
+    (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+     "Transfer-Encoding: chunked given more than once or not last"),
+    (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+     "malformed chunk size (expected hex digits, optionally followed by ;extension)"),
+    (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 only)"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+     "malformed request line (expected METHOD SP request-target SP HTTP/1.x)"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+     "bare CR in the request head (a CR is allowed only right before LF)"),
+])
+def test_a_malformed_request_is_told_what_is_wrong(http_server, raw, why):
+    """review52 #6: every request the protocol layer refused as malformed got one message,
+    "malformed HTTP request (request line, header fields or message framing)". The answer
+    now names the rule the request broke (status and code unchanged: 400 bad_request)."""
+    with connect(http_server) as s:
+        s.sendall(raw)
+        data = recv_all(s)
+    [(status, headers, body)] = split_responses(data, ["GET"])
+    assert status == 400 and headers.get("connection") == "close", data[:300]
+    err = json.loads(body)["error"]
+    assert err["code"] == "bad_request" and err["message"] == why, err

@@ -267,6 +267,63 @@ static void test_chunked_decoding(void **state)
     }
 }
 
+/* review52 #6: every 400 says which rule was broken (one generic message covered them all). */
+static void test_400_says_why(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req, *why;
+    } cases[] = {
+        {"GET\r\n\r\n", "malformed request line"},
+        {"G\001T / HTTP/1.1\r\n\r\n", "malformed request line"},
+        {"GET /health\r\n\r\n", "malformed request line"},
+        {"GET / http/1.1\r\n\r\n", "malformed request line"},
+        {"GET / HTTP/1.1 x\r\n\r\n", "malformed request line"},
+        {"GET / HTTP/2.0\r\n\r\n", "unsupported HTTP version"},
+        {"GET / HTTP/1.2\r\n\r\n", "unsupported HTTP version"},
+        {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "bare CR in the request head"},
+        {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", "malformed header field"},
+        {"GET / HTTP/1.1\r\nName : x\r\n\r\n", "malformed header field"},
+        {"GET / HTTP/1.1\r\n X: y\r\n\r\n", "malformed header field"},
+        {"POST / HTTP/1.1\r\nContent-Length: 1.5\r\n\r\n", "malformed Content-Length"},
+        {"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", "two different Content-Length values"},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "Transfer-Encoding: chunked given more"},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "Transfer-Encoding: chunked given more"},
+        {"POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "Content-Length and Transfer-Encoding both present"},
+    };
+    char buf[256];
+    http_head_t h;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = parse(cases[i].req, &h, buf, sizeof(buf));
+        if (rc != -400 || !h.why || strncmp(h.why, cases[i].why, strlen(cases[i].why)) != 0)
+            fail_msg("case %zu: got %d '%s', want -400 '%s...'", i, rc, h.why ? h.why : "(null)", cases[i].why);
+    }
+    /* a good head leaves it unset (parse clears it) */
+    assert_true(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &h, buf, sizeof(buf)) > 0);
+    assert_null(h.why);
+
+    static const struct {
+        const char *raw, *why;
+    } chunks[] = {
+        {"zz\r\n{}\r\n0\r\n\r\n", "malformed chunk size"},
+        {"0x2\r\n{}\r\n0\r\n\r\n", "malformed chunk size"},
+        {"2 3\r\n{}\r\n0\r\n\r\n", "malformed chunk size"},
+        {"2\r\n{}0\r\n\r\n", "chunk data not followed by CRLF"},
+    };
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        char tmp[64];
+        size_t n = strlen(chunks[i].raw), off = 0, blen = 0;
+        memcpy(tmp, chunks[i].raw, n);
+        http_chunk_state_t st = {0};
+        int rc = http_decode_chunked(tmp, n, 0, &off, &blen, MAX_BODY, &st);
+        if (rc != -400 || !st.why || strncmp(st.why, chunks[i].why, strlen(chunks[i].why)) != 0)
+            fail_msg("chunk case %zu: got %d '%s', want -400 '%s...'", i, rc, st.why ? st.why : "(null)",
+                     chunks[i].why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_framing_refusals),
         cmocka_unit_test(test_limits_414_431),
         cmocka_unit_test(test_chunked_decoding),
+        cmocka_unit_test(test_400_says_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
