@@ -31,7 +31,7 @@ static int parse_query(const char *qs, audit_query_t *q, struct evkeyvalq *kv, c
     if (!qs || !*qs)
         return 0;
     if (evhttp_parse_query_str(qs, kv) < 0) {
-        snprintf(err, errlen, "malformed query string");
+        snprintf(err, errlen, "%s", HTTP_QUERY_MALFORMED);
         return -EINVAL;
     }
     struct evkeyval *e;

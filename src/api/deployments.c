@@ -192,8 +192,12 @@ void api_deployments_list(http_ctx_t *ctx)
     char qmodel[160] = "", qstatus[32] = "";
     const char *model = route && strstr(route->pattern, "{name}") ? http_ctx_param(ctx, 0) : NULL;
     int qrc = http_query_param(ctx, "status", qstatus, sizeof(qstatus));
-    if (qrc == -EINVAL) {
-        http_reply_error(ctx, 400, "invalid_query", NULL, "malformed query string");
+    if (qrc == -EINVAL || qrc == -E2BIG) {
+        if (qrc == -E2BIG)
+            http_reply_error(ctx, 400, "invalid_query", NULL, "query string longer than %d bytes",
+                             ROUTER_MAX_PATH);
+        else
+            http_reply_error(ctx, 400, "invalid_query", NULL, "%s", HTTP_QUERY_MALFORMED);
         return;
     }
     const char *status = NULL;

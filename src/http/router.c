@@ -17,13 +17,27 @@ typedef struct segments {
     char seg[ROUTER_MAX_SEGMENTS][256];
 } segments_t;
 
+/* the messages below name these limits */
+_Static_assert(ROUTER_MAX_PATH == 2048 && ROUTER_MAX_SEGMENTS == 16, "update split_path's messages");
+
+/* Sets what is wrong with the path, for the 400 (on failure only: nothing on the way of a
+ * good path), and returns -EINVAL. */
+static int bad_path(router_match_t *ret, const char *why, size_t segment)
+{
+    ret->why = why;
+    ret->bad_segment = segment;
+    return -EINVAL;
+}
+
 /* Splits and percent-decodes each segment. An empty segment (double slash) is refused
- * except a single trailing slash, which is ignored. */
-static int split_path(const char *path, segments_t *out)
+ * except a single trailing slash, which is ignored. -EINVAL with ret->why on a bad path. */
+static int split_path(const char *path, segments_t *out, router_match_t *ret)
 {
     size_t len = strlen(path);
-    if (len == 0 || path[0] != '/' || len > ROUTER_MAX_PATH)
-        return -EINVAL;
+    if (len == 0 || path[0] != '/')
+        return bad_path(ret, "the request target does not start with /", 0);
+    if (len > ROUTER_MAX_PATH)
+        return bad_path(ret, "longer than 2048 bytes", 0);
     out->n = 0;
     const char *p = path + 1;
     if (*p == '\0')
@@ -34,27 +48,29 @@ static int split_path(const char *path, segments_t *out)
         if (n == 0) {
             if (end == NULL || end[1] == '\0')
                 return 0; /* trailing slash */
-            return -EINVAL;
+            return bad_path(ret, "empty (//)", out->n + 1);
         }
         if (out->n >= ROUTER_MAX_SEGMENTS)
-            return -EINVAL;
+            return bad_path(ret, "more than 16 segments", 0);
         char *dst = out->seg[out->n];
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
             char c = p[i];
             if (c == '%') {
                 if (i + 2 >= n)
-                    return -EINVAL;
+                    return bad_path(ret, "malformed percent-escape (expected % and two hex digits)",
+                                    out->n + 1);
                 int hi = util_hexval(p[i + 1]), lo = util_hexval(p[i + 2]);
                 if (hi < 0 || lo < 0)
-                    return -EINVAL;
+                    return bad_path(ret, "malformed percent-escape (expected % and two hex digits)",
+                                    out->n + 1);
                 c = (char)(hi * 16 + lo);
                 if (c == '\0')
-                    return -EINVAL;
+                    return bad_path(ret, "NUL byte (%00)", out->n + 1);
                 i += 2;
             }
             if (o + 1 >= sizeof(out->seg[0]))
-                return -EINVAL;
+                return bad_path(ret, "longer than 255 bytes decoded", out->n + 1);
             dst[o++] = c;
         }
         dst[o] = '\0';
@@ -134,7 +150,7 @@ int router_match(const http_route_t *routes, size_t n, const char *path, unsigne
     ret->path_route = NULL;
     ret->allowed = 0;
     ret->n_params = 0;
-    if (split_path(path, &segs) < 0)
+    if (split_path(path, &segs, ret) < 0)
         return -EINVAL;
     for (size_t r = 0; r < n; r++) {
         cpattern_t tmp;

@@ -32,13 +32,17 @@ typedef struct router_match {
     unsigned allowed;               /* methods of routes matching the path (for 405) */
     size_t n_params;
     char params[ROUTER_MAX_PARAMS][256]; /* decoded parameter values */
+    /* after -EINVAL only: what is wrong with the path (a static string) and in which segment
+     * (1-based; 0 for the path as a whole) */
+    const char *why;
+    size_t bad_segment;
 } router_match_t;
 
 /* Matches path (the raw, still-encoded path of the request target, without query) against
  * routes for method. Returns 0 with ret->route set on a match; -ENOENT when no pattern
  * matches the path; -EPERM when patterns match the path only with other methods
  * (ret->allowed holds them); -EINVAL for a malformed path (bad escape, NUL, too long,
- * too many segments, parameter over 255 bytes). */
+ * too many segments, parameter over 255 bytes), with ret->why and ret->bad_segment. */
 int router_match(const http_route_t *routes, size_t n, const char *path, unsigned method,
                  router_match_t *ret);
 

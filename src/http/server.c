@@ -327,7 +327,7 @@ int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t 
     char tmp[ROUTER_MAX_PATH + 1];
     size_t n = strcspn(q, "#");
     if (n > ROUTER_MAX_PATH)
-        return -EINVAL;
+        return -E2BIG;
     memcpy(tmp, q, n);
     tmp[n] = '\0';
     struct evkeyvalq params;
@@ -1201,9 +1201,16 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
                          router_method_name(ctx->method), allow);
         goto out;
     }
+    if (rc == -EINVAL) {
+        if (ctx->match.bad_segment)
+            http_reply_error(ctx, 400, "invalid_path", NULL, "malformed request path: segment %zu: %s",
+                             ctx->match.bad_segment, ctx->match.why);
+        else
+            http_reply_error(ctx, 400, "invalid_path", NULL, "malformed request path: %s", ctx->match.why);
+        goto out;
+    }
     if (rc < 0) {
-        http_reply_error(ctx, rc == -EINVAL ? 400 : 404, rc == -EINVAL ? "invalid_path" : "not_found", NULL,
-                         rc == -EINVAL ? "malformed request path" : "no resource at this path");
+        http_reply_error(ctx, 404, "not_found", NULL, "no resource at this path");
         goto out;
     }
     if (srv->opts.authorize && srv->opts.authorize(ctx, ctx->route, srv->opts.authorize_arg) != 0)

@@ -74,8 +74,12 @@ const char *http_ctx_request_id(const http_ctx_t *ctx);
  * with http_query_param. */
 const char *http_ctx_query(const http_ctx_t *ctx);
 /* Decoded value of query parameter name into buf (truncated to len); 0, -ENOENT if
- * absent, -EINVAL if the query is malformed. */
+ * absent, -EINVAL if the query is malformed (HTTP_QUERY_MALFORMED says how), -E2BIG if it is
+ * longer than ROUTER_MAX_PATH. */
 int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t len);
+/* What libevent's query parser refuses, for the 400 of a malformed query string. */
+#define HTTP_QUERY_MALFORMED                                                                                 \
+    "malformed query string: each parameter must be name=value (a non-empty name), joined by &"
 /* True if the request's Content-Type is application/json (any case, optional parameters
  * such as charset). */
 bool http_ctx_is_json(const http_ctx_t *ctx);

@@ -589,6 +589,10 @@ def test_events_refuse_a_raw_patient_id_and_an_unknown_type(make_server, tmp_pat
         assert "MRN-4711" not in r.text
     r = srv.get("/api/v1/audit/events", params={"patient": pseudo, "type": "DEPLOYMENT_CREATED"})
     assert r.status_code == 200 and r.json()["count"] == 0, r.text
+    # review52 #6: a malformed query string says what is wrong with it
+    r = srv.get("/api/v1/audit/events?abc")
+    assert r.status_code == 400 and r.json()["error"]["message"] == (
+        "malformed query string: each parameter must be name=value (a non-empty name), joined by &"), r.text
 
 
 def test_serve_refuses_audit_without_secret_key(make_server, tmp_path):

@@ -241,3 +241,22 @@ def test_a_malformed_request_is_told_what_is_wrong(http_server, raw, why):
     assert status == 400 and headers.get("connection") == "close", data[:300]
     err = json.loads(body)["error"]
     assert err["code"] == "bad_request" and err["message"] == why, err
+
+
+@pytest.mark.parametrize("target,code,message", [
+    ("/api/v1/models/%zz", "invalid_path",
+     "malformed request path: segment 4: malformed percent-escape (expected % and two hex digits)"),
+    ("/api/v1/models//predict", "invalid_path", "malformed request path: segment 4: empty (//)"),
+    ("/api/v1/models/a%00b", "invalid_path", "malformed request path: segment 4: NUL byte (%00)"),
+    ("/api/v1/deployments?abc", "invalid_query",
+     "malformed query string: each parameter must be name=value (a non-empty name), joined by &"),
+])
+def test_a_malformed_path_or_query_is_told_what_is_wrong(http_server, target, code, message):
+    """review52 #6: "malformed request path" and "malformed query string" did not say which
+    segment or what rule; they do now (status and code unchanged)."""
+    with connect(http_server) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target.encode())
+        data = recv_all(s)
+    [(status, _, body)] = split_responses(data, ["GET"])
+    err = json.loads(body)["error"]
+    assert status == 400 and err["code"] == code and err["message"] == message, (status, err)
