@@ -137,6 +137,11 @@ static void print_record(const json_t *d)
         char scs[32] = "n/a";
         if (json_is_number(score) && isfinite(json_number_value(score)))
             snprintf(scs, sizeof(scs), "%.3f", json_number_value(score));
+        if (json_is_true(json_object_get(t, "skipped"))) {
+            printf("  - %s: SKIPPED (%s)\n", json_string_value(json_object_get(t, "test_name")),
+                   json_string_value(json_object_get(t, "reason")));
+            continue;
+        }
         printf("  - %s: %s (score: %s, threshold: %.3f)\n", json_string_value(json_object_get(t, "test_name")),
                json_is_true(json_object_get(t, "passed")) ? "PASS" : "FAIL", scs,
                json_number_value(json_object_get(t, "threshold")));

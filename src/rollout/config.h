@@ -33,6 +33,7 @@ typedef struct rollout_config {
     int min_requests;                    /* 20: per-arm requests before error/latency gates apply */
     int min_labels;                      /* 30: feedback labels before the live accuracy gate */
     char sensitive_column[64];           /* "sex" */
+    bool fairness_gates;                 /* true; false: the disparity gates are not run (recorded) */
     bool auto_rollback_enabled;          /* true */
     bool rollback_on_validation_failure; /* true */
     bool auto_promote;                   /* false */

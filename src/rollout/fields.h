@@ -25,6 +25,7 @@
     X(min_requests, MIN_REQUESTS, INT, "20", min_requests)                                                   \
     X(min_labels, MIN_LABELS, INT, "30", min_labels)                                                         \
     X(sensitive_column, SENSITIVE_COLUMN, STRING, "sex", sensitive_column)                                   \
+    X(fairness_gates, FAIRNESS_GATES, BOOL, "true", fairness_gates)                                          \
     X(auto_rollback_enabled, AUTO_ROLLBACK_ENABLED, BOOL, "true", auto_rollback_enabled)                     \
     X(rollback_on_validation_failure, ROLLBACK_ON_VALIDATION_FAILURE, BOOL, "true",                          \
       rollback_on_validation_failure)                                                                        \

@@ -444,7 +444,16 @@ int rollout_gates_offline(const rollout_config_t *c, model_handle_t *cand, model
         gate(&g, "latency_p95_degradation", "degradation", "relative p95 latency increase vs stable",
              lat < 0 ? 0 : lat, deg, false);
     }
-    if (cm->task == MODEL_TASK_BINARY) {
+    if (cm->task == MODEL_TASK_BINARY && !c->fairness_gates) {
+        /* opted out by the deployment's config (a model whose data has no group column):
+         * listed as not run, never as passed */
+        json_t *skip = rollout_gate_test("demographic_disparity", "fairness", NAN, c->max_demographic_disparity,
+                                         false, false);
+        json_object_set_new(skip, "passed", json_null());
+        json_object_set_new(skip, "skipped", json_true());
+        json_object_set_new(skip, "reason", json_string("not run: fairness_gates=false in the deployment's config"));
+        json_array_append_new(tests, skip);
+    } else if (cm->task == MODEL_TASK_BINARY) {
         int col = csv_column_index(t, c->sensitive_column);
         if (col >= 0) {
             double pr, tpr;

@@ -1387,7 +1387,11 @@ static void run_validation(rollout_t *r, dep_t *d)
         finish(r, d, "failed", NULL, "validation_failed", "controller", reason);
         return;
     }
-    save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", rc ? reason : NULL);
+    /* an opt-out of the fairness gates is said in the event (and so in its audit record) */
+    const char *note = rc ? reason
+                       : !d->cfg.fairness_gates ? "fairness gates not run: fairness_gates=false in the deployment's config"
+                                                : NULL;
+    save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", note);
     if (strcmp(d->strategy, "direct") == 0) {
         char vr[512];
         if (make_stable(r, d, "controller", "direct deployment") < 0) {

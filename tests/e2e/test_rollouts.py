@@ -240,6 +240,36 @@ def test_worse_candidate_fails_validation_naming_the_gate(make_server):
         "equal_opportunity_difference" in d["rollback_reason"], d["rollback_reason"]
 
 
+def test_fairness_gates_can_be_turned_off_and_it_is_recorded(make_server, tmp_path):
+    """Leftover of session 13: the disparity gates could not be opted out of (a model whose data
+    has no group column could only go through with rollback_on_validation_failure=false, which
+    lets every failed gate pass). fairness_gates=false skips them alone: they are listed as not
+    run (never as passed), the validation_passed event (and its audit record) says so, and
+    `deploy status` shows SKIPPED."""
+    log = str(tmp_path / "audit.log")
+    srv = make_server({"SECRET_KEY": "fairness-test-secret-0123456789abcdef", "AUDIT_LOG_PATH": log})
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    # the disparity limit that failed this candidate above, with the gates off
+    r = deploy(srv, PARK, "2.0.0", max_demographic_disparity=0.0, fairness_gates=False, shadow_duration="0s",
+               canary_stages=[50, 100], stage_duration="1h")
+    assert r.status_code == 201, r.text
+    dep = r.json()["deployment_id"]
+    d = wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
+    assert d["config"]["fairness_gates"] is False
+    fair = [t for t in d["validation_tests"] if t["test_type"] == "fairness"]
+    assert len(fair) == 1 and fair[0]["skipped"] is True and fair[0]["passed"] is None, fair
+    assert all(t["passed"] for t in d["validation_tests"] if t["test_type"] != "fairness"), d["validation_tests"]
+    passed = next(e for e in d["timeline"] if e["event"] == "validation_passed")
+    assert "fairness_gates=false" in passed["reason"], passed
+    with open(log) as f:
+        recs = [json.loads(x) for x in f if x.strip()]
+    audited = [x for x in recs if x["type"] == "DEPLOYMENT_VALIDATION_PASSED"]
+    assert audited and "fairness_gates=false" in audited[-1]["detail"]["reason"], audited
+    out = h.run_cli(["deploy", "status", dep], env={"PORT": str(srv.port), "HOST": "127.0.0.1"}).stdout
+    assert "demographic_disparity: SKIPPED (not run: fairness_gates=false" in out, out
+    assert srv.post("/api/v1/deployments/%s/rollback" % dep, json={}).status_code == 200
+
+
 def _share_bound(n, p):
     """Upper bound on the candidate's count for n requests at share p (4 sigma + 2)."""
     return n * p + 4 * math.sqrt(n * p * (1 - p)) + 2
