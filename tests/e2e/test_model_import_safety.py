@@ -270,12 +270,17 @@ def test_a_ubj_key_given_twice_is_refused(env_root):
     bad_parents = list(tree["parents"])
     bad_parents[3] = 10 ** 6
     trees(j)[0] = Pairs([("parents", bad_parents)] + list(tree.items()))
-    twice = os.path.join(env_root, "boosters", "twice.ubj")
-    with open(twice, "wb") as f:
+    assert_ubj_refused(env_root, j, "twice", data_csv, "a key given twice in one object")
+
+
+def assert_ubj_refused(env_root, j, name, data_csv, why):
+    """j written as boosters/<name>.ubj: its import fails saying why, and registers nothing."""
+    path = os.path.join(env_root, "boosters", name + ".ubj")
+    with open(path, "wb") as f:
         f.write(_ubj(j))
     before = registered(env_root)
-    r = do_import(env_root, twice, data_csv, "twice")
-    assert r.returncode == 1 and "a key given twice in one object" in r.stderr, (r.returncode, r.stderr[-1000:])
+    r = do_import(env_root, path, data_csv, name)
+    assert r.returncode == 1 and why in r.stderr, (r.returncode, r.stderr[-1000:])
     assert registered(env_root) == before
 
 
@@ -284,13 +289,7 @@ def test_tree_ids_and_counts_are_checked_in_ubj_too(env_root):
     booster, _, _, data_csv = train(env_root, "binary", seed=7)
     j = json.loads(booster.save_raw("json"))
     trees(j)[2]["id"] = 1
-    path = os.path.join(env_root, "boosters", "dup-id.ubj")
-    with open(path, "wb") as f:
-        f.write(_ubj(j))
-    before = registered(env_root)
-    r = do_import(env_root, path, data_csv, "dup_id_ubj")
-    assert r.returncode == 1 and "tree 2 has id out of place" in r.stderr, (r.returncode, r.stderr[-1000:])
-    assert registered(env_root) == before
+    assert_ubj_refused(env_root, j, "dup_id_ubj", data_csv, "tree 2 has id out of place")
 
 
 def test_a_booster_over_the_size_limit_is_refused_as_such(env_root):
