@@ -20,6 +20,7 @@
 
 #define MAX_NODES_TOTAL (1u << 26) /* 64 Mi nodes: far above any clinical model */
 #define MAX_OUTPUTS 4096
+#define MAX_TREES_PER_ROUND (1u << 20) /* num_parallel_tree: a random forest of a million trees a round */
 
 typedef enum { OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX } transform_t;
 
@@ -118,16 +119,20 @@ static int check_tree_params(const json_t *model, const json_t *trees, size_t ou
 {
     size_t nt = json_array_size(trees);
     const json_t *gp = json_object_get(model, "gbtree_model_param");
-    long long n, npt;
+    long long n, npt = 1;
     if (!count_of(json_object_get(gp, "num_trees"), &n) || n < 0 || (size_t)n != nt) {
         snprintf(err, errlen, "gbtree_model_param.num_trees is not the number of trees (%zu)", nt);
         return -EINVAL;
     }
-    if (!count_of(json_object_get(gp, "num_parallel_tree"), &npt) || npt < 1 ||
-        (nt > 0 && (unsigned long long)npt * outputs > nt) || (nt == 0 && npt > 1)) {
+    /* XGBoost before 1.6 did not write num_parallel_tree (libxgboost reads it as 1: review53
+     * #1). A count whose rounds do not divide the trees makes libxgboost (and the holdout
+     * metrics) read fewer trees than the served predictor (review53 #6). */
+    const json_t *jnpt = json_object_get(gp, "num_parallel_tree");
+    if ((jnpt && !count_of(jnpt, &npt)) || npt < 1 || npt > (long long)MAX_TREES_PER_ROUND ||
+        (nt > 0 && nt % ((size_t)npt * outputs) != 0) || (nt == 0 && npt > 1)) {
         snprintf(err, errlen,
                  "gbtree_model_param.num_parallel_tree is not a count of at least 1 whose trees per round (times "
-                 "%zu output%s) fit in the booster's %zu trees",
+                 "%zu output%s) divide the booster's %zu trees",
                  outputs, outputs == 1 ? "" : "s", nt);
         return -EINVAL;
     }
@@ -245,9 +250,9 @@ static int read_tree(model_trees_t *t, const json_t *tree, uint32_t first, size_
 
 /* The model JSON as jansson can read it: libxgboost writes NaN (and +-Infinity) as bare
  * tokens, for instance in the split conditions of categorical nodes; outside strings they
- * become null. Counts the keys and values on the way (each ',', ':', '[' and '{' outside
- * strings: an upper bound), and gives up past MODEL_BOOSTER_MAX_VALUES, before jansson
- * builds them: NULL with *too_large set. */
+ * become null. Counts the keys and values on the way (each ',' and ':' outside strings, and
+ * each '[' and '{' as MODEL_BOOSTER_CONTAINER_WEIGHT: an upper bound), and gives up past
+ * MODEL_BOOSTER_MAX_VALUES, before jansson builds them: NULL with *too_large set. */
 static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr, bool *too_large)
 {
     size_t units = 0;
@@ -281,7 +286,9 @@ static json_t *load_model_json(const char *json, size_t len, json_error_t *jerr,
             continue;
         }
         in_str = c == '"';
-        if ((c == ',' || c == ':' || c == '[' || c == '{') && ++units > MODEL_BOOSTER_MAX_VALUES) {
+        if (c == ',' || c == ':' || c == '[' || c == '{')
+            units += c == '[' || c == '{' ? MODEL_BOOSTER_CONTAINER_WEIGHT : 1;
+        if (units > MODEL_BOOSTER_MAX_VALUES) {
             free(copy);
             *too_large = true;
             snprintf(jerr->text, sizeof(jerr->text), "too large");

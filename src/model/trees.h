@@ -17,8 +17,12 @@ typedef struct model_trees model_trees_t;
 /* The keys and values a booster document (JSON or UBJSON) may hold: jansson takes about 40
  * bytes for each, so this bounds the memory of checking a booster near 1.5 GB (review50 #2,
  * review51 #4). A booster of 2000 trees of depth 6 holds about 2.5 million; this allows about
- * 3 million tree nodes. A larger document is refused with MODEL_BOOSTER_TOO_LARGE (-E2BIG). */
+ * 3 million tree nodes. A larger document is refused with MODEL_BOOSTER_TOO_LARGE (-E2BIG).
+ * An array or object counts as MODEL_BOOSTER_CONTAINER_WEIGHT values: jansson takes about
+ * 230 bytes for an empty object (review53 #5: 4M empty objects, 8 MB, took 926 MB), while a
+ * booster holds about 14 containers per tree. */
 #define MODEL_BOOSTER_MAX_VALUES (32u << 20)
+#define MODEL_BOOSTER_CONTAINER_WEIGHT 6
 #define MODEL_BOOSTER_TOO_LARGE                                                                                  \
     "the booster is too large for this server: it holds more than 33554432 JSON keys and values (about 3 "   \
     "million tree nodes); the limit bounds the memory its check takes"

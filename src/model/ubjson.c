@@ -212,7 +212,8 @@ static json_t *value(ubj_t *u, unsigned char t, int depth)
 {
     if (depth > MAX_DEPTH)
         return fail(u, "containers nested too deep");
-    if (++u->values > u->max_values)
+    u->values += t == '[' || t == '{' ? MODEL_BOOSTER_CONTAINER_WEIGHT : 1;
+    if (u->values > u->max_values)
         return too_large(u);
     int64_t i;
     switch (t) {

@@ -432,6 +432,8 @@ int model_xgboost_check(void *booster, size_t n_features, size_t outputs, char *
     int r = model_trees_check(json, (size_t)len, n_features, outputs, why, sizeof(why));
     if (r == -EINVAL)
         snprintf(err, errlen, "booster is malformed: %s", why);
+    else if (r < 0) /* too large (libxgboost's JSON holds a few more values than a .ubj file), ... */
+        snprintf(err, errlen, "%s", why[0] ? why : strerror(-r));
     return r;
 }
 

@@ -125,6 +125,9 @@ MALFORMED = [
      "gbtree_model_param.num_trees is not the number of trees (12)"),
     ("parallel", lambda j: gbparam(j).update(num_parallel_tree="1073741824"),
      "gbtree_model_param.num_parallel_tree is not a count of at least 1"),
+    # review53 #6: rounds that do not divide the trees: libxgboost (and the holdout metrics) read
+    # 10 of the 12 trees, the served predictor all 12
+    ("parallel_5", lambda j: gbparam(j).update(num_parallel_tree="5"), "divide the booster's 12 trees"),
 ]
 
 
@@ -282,6 +285,17 @@ def assert_ubj_refused(env_root, j, name, data_csv, why):
     r = do_import(env_root, path, data_csv, name)
     assert r.returncode == 1 and why in r.stderr, (r.returncode, r.stderr[-1000:])
     assert registered(env_root) == before
+
+
+def test_a_booster_saved_before_xgboost_1_6_still_imports(env_root):
+    """review53 #1: XGBoost before 1.6 did not write gbtree_model_param.num_parallel_tree, which
+    libxgboost reads as 1; the check of review51 #1 refused such boosters as malformed, and a
+    model registered with one stopped loading after the upgrade."""
+    booster, _, _, data_csv = train(env_root, "binary", seed=9)
+    path = save_edited(env_root, booster, "before_1_6", lambda j: gbparam(j).pop("num_parallel_tree"))
+    r = do_import(env_root, path, data_csv, "before_1_6")
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert ("before_1_6", "1") in registered(env_root)
 
 
 def test_tree_ids_and_counts_are_checked_in_ubj_too(env_root):

@@ -301,19 +301,30 @@ static void test_size_limit(void **state)
     assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
     free(big);
 
-    /* an object of two keys: 1 + 2 keys + 2 values */
+    /* an object of two keys: the object (a container: review53 #5) + 2 keys + 2 values */
+    const size_t w = MODEL_BOOSTER_CONTAINER_WEIGHT;
     const unsigned char obj[] = {'{', 'U', 1, 'a', 'Z', 'U', 1, 'b', 'Z', '}'};
-    json_t *doc = model_ubjson_decode_limit(obj, sizeof(obj), 5, err, sizeof(err));
+    json_t *doc = model_ubjson_decode_limit(obj, sizeof(obj), w + 4, err, sizeof(err));
     assert_non_null(doc);
     json_decref(doc);
-    assert_null(model_ubjson_decode_limit(obj, sizeof(obj), 4, err, sizeof(err)));
+    assert_null(model_ubjson_decode_limit(obj, sizeof(obj), w + 3, err, sizeof(err)));
     assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
-    /* a typed, counted array of four bytes: 1 + 4 */
+    /* a typed, counted array of four bytes: the array + 4 */
     const unsigned char arr[] = {'[', '$', 'U', '#', 'U', 4, 1, 2, 3, 4};
-    assert_non_null(doc = model_ubjson_decode_limit(arr, sizeof(arr), 5, err, sizeof(err)));
+    assert_non_null(doc = model_ubjson_decode_limit(arr, sizeof(arr), w + 4, err, sizeof(err)));
     json_decref(doc);
-    assert_null(model_ubjson_decode_limit(arr, sizeof(arr), 4, err, sizeof(err)));
+    assert_null(model_ubjson_decode_limit(arr, sizeof(arr), w + 3, err, sizeof(err)));
     assert_string_equal(err, MODEL_BOOSTER_TOO_LARGE);
+    /* empty containers weigh as much in JSON: a list of them reaches the limit sooner */
+    size_t m = MODEL_BOOSTER_MAX_VALUES / (w + 1) + 1;
+    char *empties = malloc(3 * m + 16);
+    assert_non_null(empties);
+    size_t o = (size_t)sprintf(empties, "{\"x\":[");
+    for (size_t i = 0; i < m; i++)
+        o += (size_t)sprintf(empties + o, "{},");
+    memcpy(empties + o, "{}]}", 4);
+    assert_int_equal(model_trees_check(empties, o + 4, 0, 0, err, sizeof(err)), -E2BIG);
+    free(empties);
 }
 
 int main(void)
