@@ -90,6 +90,7 @@ typedef struct dep {
     bool active, rollback_triggered, awaiting_promote;
     bool awaiting_evidence; /* the phase's time is up but it has fewer than min_requests */
     bool held_for_audit;    /* the audit trail is failing: no step forward (see step) */
+    bool validated;         /* its offline gates ran and let it go on (status still "validating") */
     /* not yet in the store (it was busy or failing): the controller retries every second */
     bool unsaved;
     json_t *pending_events; /* [ms, event] not yet stored, in order */
@@ -1392,6 +1393,13 @@ static void run_validation(rollout_t *r, dep_t *d)
                        : !d->cfg.fairness_gates ? "fairness gates not run: fairness_gates=false in the deployment's config"
                                                 : NULL;
     save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", note);
+    d->validated = true; /* the first step forward comes from step(), held like any other */
+}
+
+/* The step out of validation: the direct switch, the blue/green switch, the shadow phase or
+ * the first stage. */
+static void first_step(rollout_t *r, dep_t *d)
+{
     if (strcmp(d->strategy, "direct") == 0) {
         char vr[512];
         if (make_stable(r, d, "controller", "direct deployment") < 0) {
@@ -1466,7 +1474,16 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         save(r, d, "validation_started", NULL, NULL);
     }
     if (strcmp(d->status, "validating") == 0) {
-        run_validation(r, d);
+        if (!d->validated)
+            run_validation(r, d);
+        /* review53 #2: the first step forward went on in the same call whatever the store and
+         * the trail said (a blue/green switch to 100 % while the store was write-locked); it
+         * waits now as every other step does (the gates do not run again) */
+        trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
+        hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || unstored(d);
+        if (d->active && d->validated && strcmp(d->status, "validating") == 0 && !hold &&
+            store_refuses_writes(r) == 0)
+            first_step(r, d);
         return;
     }
     if (strcmp(d->status, "paused") == 0)

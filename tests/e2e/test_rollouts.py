@@ -240,6 +240,39 @@ def test_worse_candidate_fails_validation_naming_the_gate(make_server):
         "equal_opportunity_difference" in d["rollback_reason"], d["rollback_reason"]
 
 
+def test_the_step_out_of_validation_waits_for_the_store(make_server, tmp_path):
+    """review53 #2: the first step forward after the offline gates (here the blue/green switch
+    to 100 %) went on in the same call after a failed save of validation_passed, without the
+    write probe: with another process holding the store's write lock, all of the model's
+    traffic moved to green in this process alone. It now waits like every other step."""
+    import sqlite3
+
+    srv = make_server()
+    train(srv, PARK, "2.0.0", "--rounds", "101")
+    # a validation CSV 40 times as long: the gates take a moment, in which the lock is taken
+    val = os.path.join(srv.data_dir, "baseline", "%s_2.0.0_validation.csv" % PARK)
+    with open(val) as f:
+        head, *rows = f.read().splitlines()
+    with open(val, "w") as f:
+        f.write("\n".join([head] + rows * 40) + "\n")
+    r = deploy(srv, PARK, "2.0.0", "blue-green", stage_duration="1h")
+    assert r.status_code == 201, r.text
+    dep = r.json()["deployment_id"]
+    wait_until(srv, dep, lambda d: d["status"] == "validating", timeout=30)
+    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # during or before the gates: either way no switch
+        time.sleep(8)  # past the store's 5 s busy timeout of the failed save
+        d = record(srv, dep)
+        assert d["traffic_percentage"] == 0 and "switched_to_green" not in events(d), (d["status"], events(d))
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    d = wait_until(srv, dep, lambda d: "switched_to_green" in events(d), timeout=30)
+    assert d["traffic_percentage"] == 100 and events(d).count("validation_passed") == 1, events(d)
+    assert srv.post("/api/v1/deployments/%s/rollback" % dep, json={}).status_code == 200
+
+
 def test_fairness_gates_can_be_turned_off_and_it_is_recorded(make_server, tmp_path):
     """Leftover of session 13: the disparity gates could not be opted out of (a model whose data
     has no group column could only go through with rollback_on_validation_failure=false, which
