@@ -118,11 +118,17 @@ static const char *rel_of(const char *path)
     return s ? s + 1 : path;
 }
 
-/* buf = a + sep + b */
+/* buf = a + sep + b, without trailing slashes: the stage and set-aside names are built from
+ * the last component, and "models/" put them inside the directory being replaced, where no
+ * rename can work (review53 #3: a swap that stopped halfway, for good). */
 static int setp(char *buf, const char *a, const char *sep, const char *b)
 {
     int n = snprintf(buf, PATH_MAX, "%s%s%s", a, sep, b);
-    return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+    if (n < 0 || n >= PATH_MAX)
+        return -ENAMETOOLONG;
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    return 0;
 }
 
 /* In place, the swap renames each selected area's destination by name: a symbolic link there
@@ -132,9 +138,13 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
  * file itself: its files are swapped one by one inside the directory. */
 static int refuse_symlinked(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
 {
-    static const char *const setting[A_COUNT] = {
-        [A_DB] = "DATABASE_URL",      [A_MODELS] = "MODEL_STORAGE_PATH", [A_BASELINE] = "DATA_DIR",
-        [A_CONFIG] = "--env-file",    [A_RESULTS] = "RESULTS_PATH",     [A_AUDIT] = "AUDIT_LOG_PATH",
+    static const char *const hint[A_COUNT] = {
+        [A_DB] = "point DATABASE_URL at the real file",
+        [A_MODELS] = "point MODEL_STORAGE_PATH at the real directory",
+        [A_BASELINE] = "make DATA_DIR/baseline the real directory", /* DATA_DIR itself may be a link */
+        [A_CONFIG] = "pass --env-file the real file",
+        [A_RESULTS] = "point RESULTS_PATH at the real directory",
+        [A_AUDIT] = "point AUDIT_LOG_PATH at the real file",
     };
     for (int i = 0; i < A_COUNT; i++) {
         const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
@@ -143,8 +153,8 @@ static int refuse_symlinked(const area_t a[A_COUNT], const backup_settings_t *s,
             continue;
         snprintf(err, errlen,
                  "refusing to restore: %s is a symbolic link; a restore in place replaces files by name and "
-                 "would leave the link's target as it was: point %s at the real %s (or restore with --target)",
-                 p, setting[i], a[i].kind == KIND_DIR ? "directory" : "file");
+                 "would leave the link's target as it was: %s (or restore with --target)",
+                 p, hint[i]);
         return -EINVAL;
     }
     return 0;
@@ -1363,9 +1373,6 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
     if ((r = refuse_if_opened(a, o, err, errlen)) < 0)
         goto fail;
-    if (!o->target && (r = refuse_symlinked(a, s, err, errlen)) < 0)
-        goto fail;
-
     /* a restore cut short in its swap (kill -9, power cut): finish that first, while its staged
      * (verified) data is still there for the stale-stage removal below to find */
     journal_path_of(a[A_DB].dest, jpath, sizeof(jpath));
@@ -1374,6 +1381,10 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
             r = -EUCLEAN;
         goto fail;
     }
+    /* after the roll-forward: a link in an area this restore replaces does not keep the rerun
+     * a journal asks for from finishing the interrupted one (review53 #3) */
+    if (!o->target && (r = refuse_symlinked(a, s, err, errlen)) < 0)
+        goto fail;
 
     /* what restores killed before they could clean up left here (decrypted PHI) */
     json_t *stale = json_array();

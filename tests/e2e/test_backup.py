@@ -1113,6 +1113,27 @@ def test_restore_in_place_refuses_a_symlinked_database_path(inst, tmp_path):
         assert f.read().startswith(log_before)  # the refusal's own record appended, nothing replaced
 
 
+def test_restore_in_place_with_a_trailing_slash_in_the_paths(inst, tmp_path):
+    """review53 #3: with MODEL_STORAGE_PATH (or RESULTS_PATH) ending in "/", the stage and
+    set-aside names were built inside the directory being replaced; the swap stopped halfway
+    with EINVAL and left a journal no rerun could finish (serve and backup refused to start).
+    The destinations lose their trailing slashes; a symlink behind one is seen too."""
+    s = inst.backup("full")
+    inst.extra = {"MODEL_STORAGE_PATH": inst.models + "/", "RESULTS_PATH": inst.results + "/"}
+    r = inst.run(["restore", s["id"], "--yes", "--components", "models,results"])
+    assert r.returncode == 0, out(r)
+    assert os.path.isdir(inst.models) and not os.path.islink(inst.models)
+    assert not [n for n in os.listdir(inst.models) if "restore" in n], os.listdir(inst.models)
+    assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
+    assert inst.run(["backup", "full"]).returncode == 0
+    real = str(tmp_path / "volume" / "models")
+    os.makedirs(os.path.dirname(real))
+    shutil.move(inst.models, real)
+    os.symlink(real, inst.models)
+    r = inst.run(["restore", s["id"], "--yes", "--components", "models"])
+    assert r.returncode == 1 and "%s is a symbolic link" % inst.models in r.stderr, out(r)
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
