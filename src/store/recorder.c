@@ -61,6 +61,10 @@ struct recorder {
     /* writer thread only */
     item_t **batch_items;
     store_prediction_t *batch;
+    /* an outage of the store is logged when it starts and when it ends, not per batch (review53
+     * #7: on a full disk, thousands of lines a second, on the disk that may hold the log) */
+    uint64_t failed_batches, failed_records;
+    int64_t failed_from_ms; /* 0: the last batch was written */
 
     _Atomic uint64_t records;
     _Atomic uint64_t batches;
@@ -96,11 +100,25 @@ static void *writer_main(void *arg)
             atomic_fetch_add(&r->records, n);
             atomic_fetch_add(&r->batches, 1);
             atomic_store(&r->failing_since_ms, 0);
+            if (r->failed_from_ms) {
+                log_msg(LOG_WARNING, "recorder: batches are written again", "{s:I,s:I,s:I}", "failed_batches",
+                        (json_int_t)r->failed_batches, "failed_records", (json_int_t)r->failed_records,
+                        "failing_ms", (json_int_t)(util_now_ms() - r->failed_from_ms));
+                r->failed_from_ms = 0;
+                r->failed_batches = r->failed_records = 0;
+            }
         } else {
-            int64_t none = 0;
-            atomic_compare_exchange_strong(&r->failing_since_ms, &none, util_now_ms());
-            log_msg(LOG_ERROR, "recorder: batch not written; failing its requests", "{s:I, s:i}", "records",
-                    (json_int_t)n, "errno", -status);
+            int64_t none = 0, now = util_now_ms();
+            atomic_compare_exchange_strong(&r->failing_since_ms, &none, now);
+            if (!r->failed_from_ms) {
+                r->failed_from_ms = now;
+                log_msg(LOG_ERROR,
+                        "recorder: batch not written; failing its requests (said once, until a batch is written "
+                        "again)",
+                        "{s:I, s:i}", "records", (json_int_t)n, "errno", -status);
+            }
+            r->failed_batches++;
+            r->failed_records += n;
         }
         for (size_t i = 0; i < n; i++) {
             item_t *it = r->batch_items[i];

@@ -220,6 +220,8 @@ typedef struct sqlite_store {
     bool rdb_failed;
     char *path;
     bool probe_failing; /* the last write probe failed (under mu): its log says so once */
+    bool put_failing;   /* the last prediction batch failed (under mu): likewise (the recorder
+                         * logs the outage's end) */
 } sqlite_store_t;
 
 static sqlite_store_t *from_base(store_t *s)
@@ -1116,10 +1118,12 @@ static int sqlite_predictions_put(store_t *base, const store_prediction_t *p, si
     }
     if ((rc = commit(s)) != SQLITE_OK)
         goto fail_db;
+    s->put_failing = false;
     goto out;
 
 fail_db:
-    r = db_fail(s, "predictions_put", rc);
+    r = s->put_failing ? map_rc(s->db, rc) : db_fail(s, "predictions_put", rc);
+    s->put_failing = true;
     rollback(s);
 out:
     pthread_mutex_unlock(&s->mu);
