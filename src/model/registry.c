@@ -820,6 +820,24 @@ int model_register(store_t *store, const char *storage_path, const char *src_dir
     return model_register_hooked(store, storage_path, src_dir, set_stable, NULL, ret_info, err, errlen);
 }
 
+/* model_register_hook_t's before_commit, called by the store inside its transaction. */
+typedef struct {
+    const model_register_hook_t *hook;
+    const char *name, *version;
+    char *err;
+    size_t errlen;
+    bool refused; /* the hook refused: err is its reason */
+} put_hook_t;
+
+static int put_hook(void *arg, bool make_stable, const char *previous_stable)
+{
+    put_hook_t *ph = arg;
+    int rc = ph->hook->before_commit(ph->hook->arg, ph->name, ph->version, make_stable, previous_stable, ph->err,
+                                     ph->errlen);
+    ph->refused = rc != 0;
+    return rc;
+}
+
 int model_register_hooked(store_t *store, const char *storage_path, const char *src_dir, bool set_stable,
                           const model_register_hook_t *hook, json_t **ret_info, char *err, size_t errlen)
 {
@@ -948,23 +966,16 @@ int model_register_hooked(store_t *store, const char *storage_path, const char *
     }
 
     /* 3. Record it, and make it stable when asked or when nothing serves yet: one store
-     * transaction, so the audit record written just before says what takes effect. */
-    char stable[256];
-    int g = store_model_get_stable(store, m->name, stable, sizeof(stable));
-    if (g < 0 && g != -ENOENT) {
-        rc = g;
-        errf(err, errlen, "cannot read the stable version of %s from the store: %s", m->name, strerror(-g));
-        goto fail;
-    }
-    bool make_stable = set_stable || g == -ENOENT;
-    if (hook && hook->before_commit &&
-        (rc = hook->before_commit(hook->arg, m->name, m->version, make_stable, g == 0 ? stable : NULL, err,
-                                  errlen)) != 0) {
+     * transaction, inside which the hook writes the audit record, seeing what takes effect. */
+    put_hook_t ph = {hook, m->name, m->version, err, errlen, false};
+    rc = store_model_version_put(store, m->name, m->version, real_dest, m->booster_sha256,
+                                 model_task_name(m->task), manifest_str,
+                                 set_stable ? STORE_STABLE_SET : STORE_STABLE_IF_NONE,
+                                 hook && hook->before_commit ? put_hook : NULL, &ph);
+    if (rc != 0 && ph.refused) { /* the hook said why */
         rc = rc < 0 ? rc : -EIO;
         goto fail;
     }
-    rc = store_model_version_put(store, m->name, m->version, real_dest, m->booster_sha256,
-                                 model_task_name(m->task), manifest_str, make_stable);
     if (rc < 0) {
         errf(err, errlen, "cannot record %s/%s in the store: %s", m->name, m->version,
              rc == -EEXIST ? "registered with a different booster" : strerror(-rc));
@@ -973,6 +984,7 @@ int model_register_hooked(store_t *store, const char *storage_path, const char *
     created_dest = false; /* registered: keep the directory whatever happens next */
     if (hook && hook->recorded)
         hook->recorded(hook->arg);
+    char stable[256];
     if (ret_info) {
         bool is_stable = store_model_get_stable(store, m->name, stable, sizeof(stable)) == 0 &&
                          strcmp(stable, m->version) == 0;

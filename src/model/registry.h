@@ -65,12 +65,13 @@ int model_register(store_t *store, const char *storage_path, const char *src_dir
                    json_t **ret_info, char *err, size_t errlen);
 
 /* Called by model_register_hooked once everything is checked and the artifact is in storage,
- * just before the store records the version: non-zero refuses the registration (nothing is
- * recorded, an artifact this call placed is removed), with err written by the hook. The CLI
- * writes the MODEL_REGISTERED audit record here, so that no registration takes effect that
- * the trail does not hold (review47 #3). make_stable: the same store transaction makes the
- * version the serving one (previous_stable: the version that served until then, NULL if
- * none). */
+ * inside the store transaction that records the version, before it writes (holding the
+ * store's write lock, so no concurrent registration changes what it is told: review53 #4):
+ * non-zero refuses the registration (nothing is recorded, an artifact this call placed is
+ * removed), with err written by the hook. The CLI writes the MODEL_REGISTERED audit record
+ * here, so that no registration takes effect that the trail does not hold (review47 #3).
+ * make_stable: the transaction makes the version the serving one (previous_stable: the
+ * version that served until then, NULL if none). */
 typedef struct model_register_hook {
     int (*before_commit)(void *arg, const char *name, const char *version, bool make_stable,
                          const char *previous_stable, char *err, size_t errlen);

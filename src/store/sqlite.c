@@ -927,10 +927,11 @@ static int stable_step(sqlite_store_t *s, const char *name, const char *version,
 }
 
 static int sqlite_model_version_put(store_t *base, const char *name, const char *version, const char *path,
-                                    const char *sha256, const char *task, const char *manifest_json,
-                                    bool make_stable)
+                                    const char *sha256, const char *task, const char *manifest_json, int stable,
+                                    store_version_put_hook_fn hook, void *arg)
 {
-    if (empty(name) || empty(version) || empty(path) || empty(sha256) || empty(task) || !manifest_json)
+    if (empty(name) || empty(version) || empty(path) || empty(sha256) || empty(task) || !manifest_json ||
+        stable < STORE_STABLE_KEEP || stable > STORE_STABLE_IF_NONE)
         return -EINVAL;
     sqlite_store_t *s = from_base(base);
     int r = 0, rc = SQLITE_OK;
@@ -940,18 +941,42 @@ static int sqlite_model_version_put(store_t *base, const char *name, const char 
     now_iso(ts);
     pthread_mutex_lock(&s->mu);
     rc = begin_find_version(s, name, version, &st);
-    if (rc == SQLITE_ROW) {
+    bool exists = rc == SQLITE_ROW;
+    if (exists) {
         const unsigned char *have = sqlite3_column_text(st, 0);
         r = have && strcmp((const char *)have, sha256) == 0 ? 0 : -EEXIST;
-        release(st);
-        if (r < 0 || !make_stable) {
-            rollback(s); /* nothing changed: no generation bump */
-            goto out;
-        }
-    } else {
-        release(st);
-        if (rc != SQLITE_DONE)
-            goto fail_db;
+    }
+    release(st);
+    if (r < 0) {
+        rollback(s); /* nothing changed: no generation bump */
+        goto out;
+    }
+    if (!exists && rc != SQLITE_DONE)
+        goto fail_db;
+    /* the stable version as this transaction (holding the write lock) sees it */
+    char prev[256] = "";
+    rc = SQLITE_OK;
+    if (!(st = stmt(s, Q_STABLE_GET, &rc)))
+        goto fail_db;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int g = sqlite3_step(st);
+    if (g == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(st, 0));
+    release(st);
+    if (g != SQLITE_ROW && g != SQLITE_DONE) {
+        rc = g;
+        goto fail_db;
+    }
+    bool make_stable = stable == STORE_STABLE_SET || (stable == STORE_STABLE_IF_NONE && !prev[0]);
+    if (hook && (r = hook(arg, make_stable, prev[0] ? prev : NULL)) != 0) {
+        rollback(s);
+        goto out;
+    }
+    if (exists && !make_stable) {
+        rollback(s); /* nothing to change */
+        goto out;
+    }
+    if (!exists) {
         if (!(st = stmt(s, Q_MV_INSERT, &rc)))
             goto fail_db;
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);

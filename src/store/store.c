@@ -135,9 +135,10 @@ int store_integrity_check(store_t *s, char *err, size_t errlen)
 }
 
 int store_model_version_put(store_t *s, const char *name, const char *version, const char *path,
-                            const char *sha256, const char *task, const char *manifest_json, bool make_stable)
+                            const char *sha256, const char *task, const char *manifest_json, int stable,
+                            store_version_put_hook_fn hook, void *arg)
 {
-    return s->ops->model_version_put(s, name, version, path, sha256, task, manifest_json, make_stable);
+    return s->ops->model_version_put(s, name, version, path, sha256, task, manifest_json, stable, hook, arg);
 }
 
 int store_model_set_stable(store_t *s, const char *name, const char *version)

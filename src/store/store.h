@@ -34,6 +34,14 @@ typedef struct store_prediction {
 } store_prediction_t;
 
 /* Backend vtable; see store/sqlite.c. */
+/* store_model_version_put's stable argument. */
+typedef enum {
+    STORE_STABLE_KEEP = 0,    /* the stable version stays as it is */
+    STORE_STABLE_SET = 1,     /* the version becomes the stable one */
+    STORE_STABLE_IF_NONE = 2, /* it does if the model has none (its first version) */
+} store_stable_t;
+typedef int (*store_version_put_hook_fn)(void *arg, bool make_stable, const char *previous_stable);
+
 typedef struct store_ops {
     const char *name;
     int (*open)(const char *location, unsigned flags, store_t **ret, char *err, size_t errlen);
@@ -43,7 +51,8 @@ typedef struct store_ops {
     int (*schema_version)(store_t *s, int *ret);
     int (*integrity_check)(store_t *s, char *err, size_t errlen);
     int (*model_version_put)(store_t *s, const char *name, const char *version, const char *path,
-                             const char *sha256, const char *task, const char *manifest_json, bool make_stable);
+                             const char *sha256, const char *task, const char *manifest_json, int stable,
+                             store_version_put_hook_fn hook, void *arg);
     int (*model_set_stable)(store_t *s, const char *name, const char *version);
     int (*model_list)(store_t *s, json_t **ret);
     int (*model_get_stable)(store_t *s, const char *name, char *ret_version, size_t n);
@@ -88,12 +97,17 @@ int store_schema_version(store_t *s, int *ret);
 /* PRAGMA integrity_check (or the backend's equivalent); 0 if "ok", else -EIO with detail. */
 int store_integrity_check(store_t *s, char *err, size_t errlen);
 
-/* Registers (or re-registers, idempotently for the same sha256) a model version; with
- * make_stable it also becomes the stable (serving) version, in the same transaction.
- * -EEXIST if name/version exists with a different sha256 (nothing changes). Bumps the
- * registry generation when something changed. */
+/* Registers (or re-registers, idempotently for the same sha256) a model version; stable
+ * (store_stable_t) says whether it also becomes the stable (serving) version, in the same
+ * transaction. hook (NULL: none) is called inside that transaction, with the store's write
+ * lock held, before anything is written: with whether the version becomes stable and the
+ * stable version until now (NULL: none), as no concurrent writer can change them any more
+ * (review53 #4); a non-zero return writes nothing and is returned. -EEXIST if name/version
+ * exists with a different sha256 (nothing changes). Bumps the registry generation when
+ * something changed. */
 int store_model_version_put(store_t *s, const char *name, const char *version, const char *path,
-                            const char *sha256, const char *task, const char *manifest_json, bool make_stable);
+                            const char *sha256, const char *task, const char *manifest_json, int stable,
+                            store_version_put_hook_fn hook, void *arg);
 /* Makes version the stable (serving) version of name; -ENOENT if not registered.
  * Bumps the registry generation. */
 int store_model_set_stable(store_t *s, const char *name, const char *version);

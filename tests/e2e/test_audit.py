@@ -8,6 +8,7 @@ truncated, forged) naming the record; keygen/checkpoint/prune/events; the audit 
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -921,6 +922,41 @@ def test_model_register_is_audited(demo_copy, tmp_path):
     assert r.returncode == 1 and "SECRET_KEY" in r.stderr
     r = h.run_cli(["model", "list"], env)
     assert "3.0.0" not in r.stdout
+
+
+def test_concurrent_registrations_are_audited_as_the_store_took_them(demo_copy, tmp_path):
+    """review53 #4: the stable version was read before the store transaction, so two
+    registrations at once could both say they were a model's first version (both "stable":
+    true, no previous_stable) or name a previous_stable that was not serving. The hook now runs
+    inside the transaction, holding the write lock: the records replay to what the store did."""
+    import concurrent.futures
+
+    env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
+    src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
+    dirs = []
+    for k in range(8):
+        for v in ("1.0.0", "1.0.1"):
+            d = str(tmp_path / ("race%d" % k) / v)
+            shutil.copytree(src, d)
+            mf = os.path.join(d, "manifest.json")
+            m = json.load(open(mf))
+            m["name"], m["version"] = "race%d" % k, v
+            json.dump(m, open(mf, "w"))
+            dirs.append(d)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for k in range(8):
+            rs = list(pool.map(lambda d: h.run_cli(["model", "register", d], env), dirs[2 * k:2 * k + 2]))
+            assert all(r.returncode == 0 for r in rs), [r.stderr for r in rs]
+    listed = json.loads(h.run_cli(["model", "list", "--json"], env).stdout)
+    for k in range(8):
+        name = "race%d" % k
+        regs = [x for x in records(env) if x["type"] == "MODEL_REGISTERED" and x["entity_id"] == name]
+        firsts = [x for x in regs if x["detail"]["stable"]]
+        assert len(regs) == 2 and len(firsts) == 1 and firsts[0]["detail"]["previous_stable"] is None, regs
+        other = [x for x in regs if not x["detail"]["stable"]][0]
+        assert other["detail"]["previous_stable"] == firsts[0]["detail"]["version"], regs
+        serving = [m["version"] for m in listed if m["name"] == name and m["stable"]]
+        assert serving == [firsts[0]["detail"]["version"]], (serving, regs)
 
 
 def test_model_registration_waits_for_its_audit_record(demo_copy, tmp_path):

@@ -49,9 +49,13 @@ static store_t *make_live(int n)
     store_t *st = NULL;
     assert_int_equal(store_open(live, &st, err, sizeof(err)), 0);
     assert_int_equal(
-        store_model_version_put(st, "m1", "1.0.0", "/models/m1/1.0.0", "aa", "classification", "{}", false), 0);
+        store_model_version_put(st, "m1", "1.0.0", "/models/m1/1.0.0", "aa", "classification", "{}",
+                                STORE_STABLE_KEEP, NULL, NULL),
+        0);
     assert_int_equal(
-        store_model_version_put(st, "m2", "2.0.0", "/models/m2/2.0.0", "bb", "regression", "{}", false), 0);
+        store_model_version_put(st, "m2", "2.0.0", "/models/m2/2.0.0", "bb", "regression", "{}", STORE_STABLE_KEEP,
+                                NULL, NULL),
+        0);
     for (int i = 0; i < n; i++) {
         char id[64];
         snprintf(id, sizeof(id), "0190a0b0-0000-7000-8000-%012d", i);

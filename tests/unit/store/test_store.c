@@ -299,6 +299,19 @@ static void test_fds_are_cloexec(void **state)
 
 /* ---- registry ------------------------------------------------------------------------ */
 
+/* store_model_version_put leaving the stable version as it is (put), or making it stable. */
+static int put(store_t *s, const char *name, const char *version, const char *path, const char *sha,
+               const char *task, const char *manifest)
+{
+    return store_model_version_put(s, name, version, path, sha, task, manifest, STORE_STABLE_KEEP, NULL, NULL);
+}
+
+static int put_stable(store_t *s, const char *name, const char *version, const char *path, const char *sha,
+                      const char *task, const char *manifest)
+{
+    return store_model_version_put(s, name, version, path, sha, task, manifest, STORE_STABLE_SET, NULL, NULL);
+}
+
 static const char *SHA_A = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 static const char *SHA_B = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
@@ -308,17 +321,17 @@ static void test_model_version_put_idempotent(void **state)
     store_t *s = open_named("registry_put.db");
     int64_t g0 = -1, g1 = -1, g2 = -1;
     assert_int_equal(store_registry_generation(s, &g0), 0);
-    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/m/alz/1.0", SHA_A, "binary", "{\"a\":1}", false), 0);
+    assert_int_equal(put(s, "alz", "1.0", "/m/alz/1.0", SHA_A, "binary", "{\"a\":1}"), 0);
     assert_int_equal(store_registry_generation(s, &g1), 0);
     assert_int_equal(g1, g0 + 1);
 
     /* same sha: accepted, nothing changes */
-    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/elsewhere", SHA_A, "binary", "{}", false), 0);
+    assert_int_equal(put(s, "alz", "1.0", "/elsewhere", SHA_A, "binary", "{}"), 0);
     assert_int_equal(store_registry_generation(s, &g2), 0);
     assert_int_equal(g2, g1);
 
     /* different sha: refused, nothing changes */
-    assert_int_equal(store_model_version_put(s, "alz", "1.0", "/m/alz/1.0", SHA_B, "binary", "{}", false), -EEXIST);
+    assert_int_equal(put(s, "alz", "1.0", "/m/alz/1.0", SHA_B, "binary", "{}"), -EEXIST);
     assert_int_equal(store_registry_generation(s, &g2), 0);
     assert_int_equal(g2, g1);
 
@@ -330,9 +343,9 @@ static void test_model_version_put_idempotent(void **state)
     assert_string_equal(json_string_value(json_object_get(row, "path")), "/m/alz/1.0");
     json_decref(list);
 
-    assert_int_equal(store_model_version_put(s, NULL, "1", "/p", SHA_A, "binary", "{}", false), -EINVAL);
-    assert_int_equal(store_model_version_put(s, "x", "", "/p", SHA_A, "binary", "{}", false), -EINVAL);
-    assert_int_equal(store_model_version_put(s, "x", "1", "/p", NULL, "binary", "{}", false), -EINVAL);
+    assert_int_equal(put(s, NULL, "1", "/p", SHA_A, "binary", "{}"), -EINVAL);
+    assert_int_equal(put(s, "x", "", "/p", SHA_A, "binary", "{}"), -EINVAL);
+    assert_int_equal(put(s, "x", "1", "/p", NULL, "binary", "{}"), -EINVAL);
     store_close(s);
 }
 
@@ -343,8 +356,8 @@ static void test_set_stable(void **state)
     char v[32];
     assert_int_equal(store_model_set_stable(s, "nope", "1.0"), -ENOENT);
     assert_int_equal(store_model_get_stable(s, "nope", v, sizeof(v)), -ENOENT);
-    assert_int_equal(store_model_version_put(s, "park", "1.0", "/m/p/1", SHA_A, "binary", "{}", false), 0);
-    assert_int_equal(store_model_version_put(s, "park", "2.0", "/m/p/2", SHA_B, "binary", "{}", false), 0);
+    assert_int_equal(put(s, "park", "1.0", "/m/p/1", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(put(s, "park", "2.0", "/m/p/2", SHA_B, "binary", "{}"), 0);
     assert_int_equal(store_model_set_stable(s, "park", "3.0"), -ENOENT);
     assert_int_equal(store_model_get_stable(s, "park", v, sizeof(v)), -ENOENT);
 
@@ -380,35 +393,90 @@ static void test_model_version_put_make_stable(void **state)
     store_t *s = open_named("registry_put_stable.db");
     char v[32];
     int64_t g0, g1, g2;
-    assert_int_equal(store_model_version_put(s, "als", "1.0", "/m/a/1", SHA_A, "binary", "{}", true), 0);
+    assert_int_equal(put_stable(s, "als", "1.0", "/m/a/1", SHA_A, "binary", "{}"), 0);
     assert_int_equal(store_model_get_stable(s, "als", v, sizeof(v)), 0);
     assert_string_equal(v, "1.0");
     assert_int_equal(store_registry_generation(s, &g0), 0);
 
     /* a new version without make_stable leaves the stable one */
-    assert_int_equal(store_model_version_put(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}", false), 0);
+    assert_int_equal(put(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}"), 0);
     assert_int_equal(store_model_get_stable(s, "als", v, sizeof(v)), 0);
     assert_string_equal(v, "1.0");
 
     /* re-registering the same artifact with make_stable makes it stable: one bump */
     assert_int_equal(store_registry_generation(s, &g1), 0);
-    assert_int_equal(store_model_version_put(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}", true), 0);
+    assert_int_equal(put_stable(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}"), 0);
     assert_int_equal(store_model_get_stable(s, "als", v, sizeof(v)), 0);
     assert_string_equal(v, "2.0");
     assert_int_equal(store_registry_generation(s, &g2), 0);
     assert_int_equal(g2, g1 + 1);
 
     /* again: nothing changes, no bump */
-    assert_int_equal(store_model_version_put(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}", true), 0);
+    assert_int_equal(put_stable(s, "als", "2.0", "/m/a/2", SHA_B, "binary", "{}"), 0);
     assert_int_equal(store_registry_generation(s, &g1), 0);
     assert_int_equal(g1, g2);
 
     /* a refused registration (another booster under that version) changes the stable one not */
-    assert_int_equal(store_model_version_put(s, "als", "1.0", "/m/a/1", SHA_B, "binary", "{}", true), -EEXIST);
+    assert_int_equal(put_stable(s, "als", "1.0", "/m/a/1", SHA_B, "binary", "{}"), -EEXIST);
     assert_int_equal(store_model_get_stable(s, "als", v, sizeof(v)), 0);
     assert_string_equal(v, "2.0");
     assert_int_equal(store_registry_generation(s, &g1), 0);
     assert_int_equal(g1, g2);
+    store_close(s);
+}
+
+typedef struct {
+    int calls, refuse;
+    bool make_stable;
+    char prev[32];
+} hook_seen_t;
+
+static int seen_hook(void *arg, bool make_stable, const char *previous_stable)
+{
+    hook_seen_t *h = arg;
+    h->calls++;
+    h->make_stable = make_stable;
+    snprintf(h->prev, sizeof(h->prev), "%s", previous_stable ? previous_stable : "(none)");
+    return h->refuse;
+}
+
+/* review53 #4: the hook sees, inside the transaction, whether the version becomes stable and
+ * what was stable; a refusal writes nothing. */
+static void test_model_version_put_hook(void **state)
+{
+    (void)state;
+    store_t *s = open_named("registry_put_hook.db");
+    char v[32];
+    hook_seen_t h = {0};
+    assert_int_equal(store_model_version_put(s, "m", "1", "/m/1", SHA_A, "binary", "{}", STORE_STABLE_IF_NONE,
+                                             seen_hook, &h),
+                     0);
+    assert_true(h.calls == 1 && h.make_stable);
+    assert_string_equal(h.prev, "(none)");
+    h = (hook_seen_t){0};
+    assert_int_equal(store_model_version_put(s, "m", "2", "/m/2", SHA_B, "binary", "{}", STORE_STABLE_IF_NONE,
+                                             seen_hook, &h),
+                     0);
+    assert_true(h.calls == 1 && !h.make_stable);
+    assert_string_equal(h.prev, "1");
+    assert_int_equal(store_model_get_stable(s, "m", v, sizeof(v)), 0);
+    assert_string_equal(v, "1");
+    h = (hook_seen_t){.refuse = -EIO};
+    int64_t g0, g1;
+    assert_int_equal(store_registry_generation(s, &g0), 0);
+    assert_int_equal(store_model_version_put(s, "m", "3", "/m/3", SHA_A, "binary", "{}", STORE_STABLE_SET,
+                                             seen_hook, &h),
+                     -EIO);
+    assert_true(h.calls == 1 && h.make_stable);
+    assert_string_equal(h.prev, "1");
+    assert_int_equal(store_model_get_stable(s, "m", v, sizeof(v)), 0);
+    assert_string_equal(v, "1");
+    assert_int_equal(store_registry_generation(s, &g1), 0);
+    assert_int_equal(g1, g0);
+    json_t *list = NULL;
+    assert_int_equal(store_model_list(s, &list), 0);
+    assert_int_equal(json_array_size(list), 2);
+    json_decref(list);
     store_close(s);
 }
 
@@ -422,9 +490,9 @@ static void test_model_list_shape(void **state)
     assert_int_equal(json_array_size(list), 0);
     json_decref(list);
 
-    assert_int_equal(store_model_version_put(s, "zeta", "1", "/z/1", SHA_A, "regression", "{}", false), 0);
-    assert_int_equal(store_model_version_put(s, "alpha", "2", "/a/2", SHA_A, "binary", "{}", false), 0);
-    assert_int_equal(store_model_version_put(s, "alpha", "10", "/a/10", SHA_B, "multiclass", "{}", false), 0);
+    assert_int_equal(put(s, "zeta", "1", "/z/1", SHA_A, "regression", "{}"), 0);
+    assert_int_equal(put(s, "alpha", "2", "/a/2", SHA_A, "binary", "{}"), 0);
+    assert_int_equal(put(s, "alpha", "10", "/a/10", SHA_B, "multiclass", "{}"), 0);
     assert_int_equal(store_model_set_stable(s, "alpha", "10"), 0);
 
     assert_int_equal(store_model_list(s, &list), 0);
@@ -463,7 +531,7 @@ static void test_generation_visible_to_second_store(void **state)
     int64_t g0, g;
     assert_int_equal(store_registry_generation(poller, &g0), 0);
 
-    assert_int_equal(store_model_version_put(writer, "als", "1", "/als/1", SHA_A, "binary", "{}", false), 0);
+    assert_int_equal(put(writer, "als", "1", "/als/1", SHA_A, "binary", "{}"), 0);
     assert_int_equal(store_registry_generation(poller, &g), 0);
     assert_int_equal(g, g0 + 1);
 
@@ -475,7 +543,7 @@ static void test_generation_visible_to_second_store(void **state)
     assert_int_equal(store_model_get_stable(poller, "als", v, sizeof(v)), 0);
     assert_string_equal(v, "1");
     /* the second connection writes too; the first sees it */
-    assert_int_equal(store_model_version_put(poller, "als", "2", "/als/2", SHA_B, "binary", "{}", false), 0);
+    assert_int_equal(put(poller, "als", "2", "/als/2", SHA_B, "binary", "{}"), 0);
     assert_int_equal(store_registry_generation(writer, &g), 0);
     assert_int_equal(g, g0 + 3);
     store_close(writer);
@@ -806,7 +874,7 @@ static void test_integrity_check_ok(void **state)
 {
     (void)state;
     store_t *s = open_named("integrity.db");
-    assert_int_equal(store_model_version_put(s, "m", "1", "/m/1", SHA_A, "binary", "{}", false), 0);
+    assert_int_equal(put(s, "m", "1", "/m/1", SHA_A, "binary", "{}"), 0);
     assert_int_equal(store_model_set_stable(s, "m", "1"), 0);
     char err[256] = "unset";
     assert_int_equal(store_integrity_check(s, err, sizeof(err)), 0);
@@ -981,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_model_version_put_idempotent),
         cmocka_unit_test(test_set_stable),
         cmocka_unit_test(test_model_version_put_make_stable),
+        cmocka_unit_test(test_model_version_put_hook),
         cmocka_unit_test(test_model_list_shape),
         cmocka_unit_test(test_generation_visible_to_second_store),
         cmocka_unit_test(test_predictions_put_get_count),
