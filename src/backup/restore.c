@@ -118,17 +118,45 @@ static const char *rel_of(const char *path)
     return s ? s + 1 : path;
 }
 
-/* buf = a + sep + b, without trailing slashes: the stage and set-aside names are built from
- * the last component, and "models/" put them inside the directory being replaced, where no
- * rename can work (review53 #3: a swap that stopped halfway, for good). */
+/* buf = a + sep + b, absolute, without "." components and repeated or trailing slashes. The
+ * stage and set-aside names are built from the last component: "models/" or "models/." put
+ * them inside the directory being replaced, where no rename can work (review53 #3, review54
+ * #1: a swap stopped halfway, for good); and a relative path in the journal meant another
+ * directory to a rerun started elsewhere (review54 #2). ".." stays as written (resolving it
+ * lexically could cross a symbolic link) but may not be the last component. 0, or
+ * -ENAMETOOLONG, -EINVAL (a last ".."), -errno (getcwd). */
 static int setp(char *buf, const char *a, const char *sep, const char *b)
 {
-    int n = snprintf(buf, PATH_MAX, "%s%s%s", a, sep, b);
+    char raw[PATH_MAX], cwd[PATH_MAX] = "";
+    int n = snprintf(raw, sizeof(raw), "%s%s%s", a, sep, b);
     if (n < 0 || n >= PATH_MAX)
         return -ENAMETOOLONG;
-    while (n > 1 && buf[n - 1] == '/')
-        buf[--n] = '\0';
-    return 0;
+    if (raw[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+        return -errno;
+    size_t o = 0;
+    const char *parts[2] = {cwd, raw};
+    for (int k = 0; k < 2; k++)
+        for (const char *p = parts[k]; *p;) {
+            while (*p == '/')
+                p++;
+            size_t len = strcspn(p, "/");
+            if (len == 1 && p[0] == '.') {
+                p += len;
+                continue;
+            }
+            if (len == 0)
+                break;
+            if (o + 1 + len >= PATH_MAX)
+                return -ENAMETOOLONG;
+            buf[o++] = '/';
+            memcpy(buf + o, p, len);
+            o += len;
+            p += len;
+        }
+    if (o == 0)
+        buf[o++] = '/';
+    buf[o] = '\0';
+    return strcmp(strrchr(buf, '/') + 1, "..") == 0 ? -EINVAL : 0;
 }
 
 /* In place, the swap renames each selected area's destination by name: a symbolic link there
@@ -213,7 +241,9 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
                          "or leave audit out of --components");
                 return -EINVAL;
             }
-            util_dirname(s->audit_log_path, a[A_AUDIT].dest, PATH_MAX);
+            char dir[PATH_MAX];
+            util_dirname(s->audit_log_path, dir, sizeof(dir));
+            r |= setp(a[A_AUDIT].dest, dir, "", "");
             snprintf(a[A_AUDIT].trail, sizeof(a[A_AUDIT].trail), "%s", util_basename(s->audit_log_path));
         }
         if (a[A_CONFIG].selected) {
@@ -228,7 +258,7 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
         }
     }
     if (r) {
-        snprintf(err, errlen, "a destination path is too long");
+        snprintf(err, errlen, "a destination path is too long, or ends in \"..\" (name the directory itself)");
         return -ENAMETOOLONG;
     }
     return 0;

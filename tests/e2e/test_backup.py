@@ -1119,12 +1119,19 @@ def test_restore_in_place_with_a_trailing_slash_in_the_paths(inst, tmp_path):
     with EINVAL and left a journal no rerun could finish (serve and backup refused to start).
     The destinations lose their trailing slashes; a symlink behind one is seen too."""
     s = inst.backup("full")
+    # review54 #1 and #2: "/." and "./" did the same; a relative path is made absolute (the
+    # journal named it relative to the directory the restore ran in)
+    rel = os.path.relpath(inst.models, inst.root)
+    for models, cwd in ((inst.models + "/", None), (inst.models + "/.", None), (inst.models + "/./", None),
+                        ("./" + rel + "/.", inst.root)):
+        inst.extra = {"MODEL_STORAGE_PATH": models, "RESULTS_PATH": inst.results + "/"}
+        r = subprocess.run([h.require_binary(), "restore", s["id"], "--yes", "--components", "models,results"],
+                           env=h.base_env(inst.env()), cwd=cwd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (models, out(r))
+        assert os.path.isdir(inst.models) and not os.path.islink(inst.models)
+        assert not [n for n in os.listdir(inst.models) if "restore" in n], (models, os.listdir(inst.models))
+        assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
     inst.extra = {"MODEL_STORAGE_PATH": inst.models + "/", "RESULTS_PATH": inst.results + "/"}
-    r = inst.run(["restore", s["id"], "--yes", "--components", "models,results"])
-    assert r.returncode == 0, out(r)
-    assert os.path.isdir(inst.models) and not os.path.islink(inst.models)
-    assert not [n for n in os.listdir(inst.models) if "restore" in n], os.listdir(inst.models)
-    assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
     assert inst.run(["backup", "full"]).returncode == 0
     real = str(tmp_path / "volume" / "models")
     os.makedirs(os.path.dirname(real))
