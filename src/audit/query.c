@@ -19,14 +19,30 @@ static bool str_eq(const json_t *o, const char *k, const char *want)
     return v && strcmp(v, want) == 0;
 }
 
+/* A record's ts ("2026-11-27T08:31:40.308Z") against a bound that ts_like accepted: the bound
+ * without its "Z" is a prefix of the times it stands for (2026-11-27T08:31 is the first
+ * instant of that minute), so a ts starting with it is not before it. */
+static int ts_cmp(const char *ts, const char *bound)
+{
+    size_t n = strlen(bound);
+    if (n > 10 && bound[n - 1] == 'Z')
+        n--;
+    int r = strncmp(ts, bound, n);
+    if (r != 0)
+        return r;
+    return strlen(ts) >= n ? 0 : -1;
+}
+
 static bool matches(const json_t *rec, const audit_query_t *q)
 {
     const char *ts = json_string_value(json_object_get(rec, "ts"));
     if ((uint64_t)json_integer_value(json_object_get(rec, "seq")) <= q->after_seq)
         return false;
-    if (q->from && strcmp(ts, q->from) < 0)
+    if (!ts)
         return false;
-    if (q->to && strcmp(ts, q->to) >= 0)
+    if (q->from && ts_cmp(ts, q->from) < 0)
+        return false;
+    if (q->to && ts_cmp(ts, q->to) >= 0)
         return false;
     if (q->type && !str_eq(rec, "type", q->type))
         return false;
@@ -37,16 +53,53 @@ static bool matches(const json_t *rec, const audit_query_t *q)
     return true;
 }
 
+/* n digits at p whose value is below lim. */
+static bool digits(const char *p, int n, int lim)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v < lim;
+}
+
+/* A UTC time in the records' own form, cut anywhere after the date: YYYY-MM-DD, or that with
+ * THH:MM, THH:MM:SS or THH:MM:SS.fraction, each optionally ending in Z. Anything else (an
+ * offset such as +01:00, T9:00, Tzz) compared as text gave wrong answers (review54 #4). */
 static bool ts_like(const char *s)
 {
-    /* "YYYY-MM-DD" optionally followed by "T..." (compared as text against record ts) */
     int64_t d;
     char date[11];
-    if (strlen(s) < 10 || strlen(s) > 40)
+    size_t n = strlen(s);
+    if (n < 10 || n > 40)
         return false;
     memcpy(date, s, 10);
     date[10] = '\0';
-    return audit_date_parse(date, &d) == 0 && (s[10] == '\0' || s[10] == 'T');
+    if (audit_date_parse(date, &d) != 0)
+        return false;
+    if (n == 10)
+        return true;
+    const char *p = s + 10;
+    if (*p++ != 'T' || !digits(p, 2, 24) || p[2] != ':' || !digits(p + 3, 2, 60))
+        return false;
+    p += 5;
+    if (*p == ':') {
+        if (!digits(p + 1, 2, 60))
+            return false;
+        p += 3;
+        if (*p == '.') {
+            const char *f = ++p;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (p == f || p - f > 9)
+                return false;
+        }
+    }
+    if (*p == 'Z')
+        p++;
+    return *p == '\0';
 }
 
 /* Every type written with a fixed name: grep for `.type = "`, access_event(), audit_auth()
@@ -79,8 +132,10 @@ int audit_query_check(const audit_query_t *q, const char *prefix, char *err, siz
     const char *ts[2] = {q->from, q->to}, *name[2] = {"from", "to"};
     for (size_t i = 0; i < 2; i++) {
         if (ts[i] && !ts_like(ts[i])) {
-            snprintf(err, errlen, "%s%s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z", prefix,
-                     name[i]);
+            snprintf(err, errlen,
+                     "%s%s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z (or 2026-11-27, "
+                     "2026-11-27T08:00; no offset)",
+                     prefix, name[i]);
             return -EINVAL;
         }
     }

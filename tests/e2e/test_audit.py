@@ -540,12 +540,23 @@ def test_events_cli_refuses_a_malformed_time(tmp_path):
     refused (exit 2) with the API's wording, before any file is read."""
     env = audit_env(tmp_path, signing=False)
     make_log(env, 2)
-    for opt, val in (("--from", "yesterday"), ("--from", "2026/11/28"), ("--to", "junk"), ("--to", "2026-13-01")):
+    # review54 #4: only the date was checked: an offset, T9:00 or Tzz after it gave wrong answers
+    for opt, val in (("--from", "yesterday"), ("--from", "2026/11/28"), ("--to", "junk"), ("--to", "2026-13-01"),
+                     ("--from", "2026-11-28T09:00:00+01:00"), ("--from", "2026-11-28T9:00"),
+                     ("--to", "2026-11-28Tzz"), ("--to", "2026-11-28T24:00"), ("--from", "2026-11-28T08:00:00.Z")):
         r = h.run_cli(["audit", "events", opt, val, "--limit", "1"], env)
         assert r.returncode == 2 and r.stdout == "", (opt, val, r.stdout, r.stderr)
-        assert r.stderr == "aimedres audit events: %s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z\n" % opt
+        assert r.stderr.startswith(
+            "aimedres audit events: %s: expected an ISO 8601 UTC time like 2026-11-27T08:00:00Z" % opt), r.stderr
     r = h.run_cli(["audit", "events", "--from", "2000-01-01", "--to", "2999-01-01T00:00:00Z"], env)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stdout + r.stderr
+    # a bound cut after the minute or second, with or without Z, stands for its first instant
+    ts = json.loads(r.stdout.splitlines()[0])["ts"]
+    for cut in (ts[:16], ts[:16] + "Z", ts[:19], ts[:19] + "Z", ts):
+        r = h.run_cli(["audit", "events", "--from", cut], env)
+        assert r.returncode == 0 and len(r.stdout.splitlines()) >= 1, (cut, r.stdout, r.stderr)
+        r = h.run_cli(["audit", "events", "--to", cut], env)
+        assert r.returncode == 0 and ts not in r.stdout, (cut, r.stdout)
 
 
 def test_events_refuse_a_raw_patient_id_and_an_unknown_type(make_server, tmp_path):
