@@ -922,6 +922,24 @@ static size_t distinct_chars(const char *s)
     return n;
 }
 
+/* What `config check` prints in place of a secret is never one: a printed configuration read
+ * back whole made "<unset>" the JWT signing key in staging (review54 #3). In every
+ * environment. */
+static void check_printed_placeholders(const config_t *cfg, struct errs *e)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        if (s->secret == PUBLIC || (s->kind != K_STR && s->kind != K_CHOICE))
+            continue;
+        const char *v = *(char *const *)((const char *)cfg + s->offset);
+        if (v && (strcmp(v, "<unset>") == 0 || strstr(v, "<redacted>")))
+            add_err(e,
+                    "%s: holds what `config check` prints in place of a secret (%s), not a secret: put the "
+                    "secret itself, or leave the line out",
+                    s->name, strcmp(v, "<unset>") == 0 ? "<unset>" : "<redacted>");
+    }
+}
+
 static void check_production(const config_t *cfg, struct errs *e)
 {
     if (cfg->environment != ENV_PRODUCTION)
@@ -1042,6 +1060,7 @@ int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
     if (e.count == 0) {
         /* Cross-field and production rules only make sense on well-formed values. */
         check_cross(cfg, &e);
+        check_printed_placeholders(cfg, &e);
         check_production(cfg, &e);
     }
     if (e.count > 0) {

@@ -164,6 +164,12 @@ def test_config_check_output_is_a_valid_env_file(aimedres_bin, tmp_path):
     r2 = h.run_cli(["config", "check", "--env-file", str(f)], env={})
     assert r2.returncode == 0, out(r2)
     assert r2.stdout == r.stdout
+    # review54 #3: read back whole, the placeholders became secrets (a JWT key "<unset>" signed
+    # forged tokens in staging); such a file is refused, naming each setting
+    f.write_text(r.stdout)
+    r3 = h.run_cli(["config", "check", "--env-file", str(f)], env={})
+    assert r3.returncode == 1, out(r3)
+    assert "JWT_SECRET_KEY: holds what `config check` prints in place of a secret (<unset>)" in r3.stderr, out(r3)
 
 
 def test_config_check_unset_secret(aimedres_bin):
