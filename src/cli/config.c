@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "monitor/alertmanager.h"
 #include "monitor/monitor.h"
+#include "rollout/config.h"
 #include "security/jwt.h"
 #include "security/tls.h"
 #include "store/store.h"
@@ -225,6 +226,8 @@ static int config_check(int argc, char **argv)
                 cfg->prometheus_host);
     if (cfg->siem_integration_enabled && !cfg->audit_log_path)
         fprintf(stderr, "aimedres: config: warning: " AUDIT_SIEM_WITHOUT_TRAIL "\n");
+    if (rollout_settings_fairness_off((const char *const *)cfg->rollout))
+        fprintf(stderr, "aimedres: config: warning: " ROLLOUT_FAIRNESS_OFF_WARNING "\n");
     /* stderr: stdout stays the configuration alone, a valid env file (configuration.md) */
     if (!bad)
         fprintf(stderr, "configuration OK\n");

@@ -34,6 +34,13 @@ _Static_assert(ARRAY_SIZE(fields) == ROLLOUT_N_FIELDS, "fields[] follows rollout
 static int set_field(rollout_config_t *c, const field_t *f, const char *text, const json_t *j, char *err,
                      size_t errlen);
 
+bool rollout_settings_fairness_off(const char *const values[ROLLOUT_N_FIELDS])
+{
+    bool on = true;
+    const char *v = values ? values[ROLLOUT_F_fairness_gates] : NULL;
+    return v && *v && util_parse_bool(v, &on) == 0 && !on;
+}
+
 void rollout_config_defaults(rollout_config_t *c)
 {
     memset(c, 0, sizeof(*c));

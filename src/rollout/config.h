@@ -39,6 +39,14 @@ typedef struct rollout_config {
     bool auto_promote;                   /* false */
 } rollout_config_t;
 
+/* `config check` and `serve` warn with this when ROLLOUT_FAIRNESS_GATES is false: the default
+ * then turns the disparity gates off for every deployment that does not set it (review54 #5). */
+#define ROLLOUT_FAIRNESS_OFF_WARNING                                                                         \
+    "ROLLOUT_FAIRNESS_GATES=false: the demographic-disparity gates are off for every deployment that "    \
+    "does not set fairness_gates itself"
+/* Whether values (config_t.rollout) set ROLLOUT_FAIRNESS_GATES to false. */
+bool rollout_settings_fairness_off(const char *const values[ROLLOUT_N_FIELDS]);
+
 /* The built-in defaults (the defaults column of rollout/fields.h). */
 void rollout_config_defaults(rollout_config_t *c);
 /* Defaults, then values[i] (borrowed; NULL or "" = keep the default) for each field

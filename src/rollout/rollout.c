@@ -1389,10 +1389,10 @@ static void run_validation(rollout_t *r, dep_t *d)
         return;
     }
     /* an opt-out of the fairness gates is said in the event (and so in its audit record) */
-    const char *note = rc ? reason
-                       : !d->cfg.fairness_gates ? "fairness gates not run: fairness_gates=false in the deployment's config"
-                                                : NULL;
-    save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", note);
+    char note[sizeof(reason) + 96];
+    snprintf(note, sizeof(note), "%s%s%s", rc ? reason : "", rc && !d->cfg.fairness_gates ? "; " : "",
+             d->cfg.fairness_gates ? "" : "fairness gates not run: fairness_gates=false in the deployment's config");
+    save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", note[0] ? note : NULL);
     d->validated = true; /* the first step forward comes from step(), held like any other */
 }
 
@@ -1609,6 +1609,8 @@ int rollout_new(store_t *store, model_registry_t *registry, const config_t *cfg,
         snprintf(err, errlen, "ROLLOUT_FAULT_INJECT: %s", msg);
         goto invalid;
     }
+    if (!r->defaults.fairness_gates)
+        log_msg(LOG_WARNING, ROLLOUT_FAIRNESS_OFF_WARNING, NULL);
     r->store = store;
     r->registry = registry;
     r->data_dir = strdup(cfg && cfg->data_dir ? cfg->data_dir : ".");
@@ -2120,7 +2122,9 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_
         return api_end(r, w, before, rc == -EBUSY ? -EAGAIN : rc, NULL, err, errlen);
     }
     add_dep(r, d);
-    save(r, d, "created", actor, NULL);
+    /* an opt-out of the fairness gates is in the record of the deployment's creation too */
+    save(r, d, "created", actor,
+         d->cfg.fairness_gates ? NULL : "fairness_gates=false: the demographic-disparity gates will not run");
     *ret = dep_json(d);
     return api_end(r, w, before, 0, ret, err, errlen);
 }

@@ -294,6 +294,11 @@ def test_fairness_gates_can_be_turned_off_and_it_is_recorded(make_server, tmp_pa
     assert all(t["passed"] for t in d["validation_tests"] if t["test_type"] != "fairness"), d["validation_tests"]
     passed = next(e for e in d["timeline"] if e["event"] == "validation_passed")
     assert "fairness_gates=false" in passed["reason"], passed
+    # review54 #5: the creation's record says it too, and a default of false is warned about
+    created = next(e for e in d["timeline"] if e["event"] == "created")
+    assert "fairness_gates=false" in created["reason"], created
+    r = h.run_cli(["config", "check"], env=dict(h.demo_env(srv.root), ROLLOUT_FAIRNESS_GATES="false"))
+    assert r.returncode == 0 and "warning: ROLLOUT_FAIRNESS_GATES=false" in r.stderr, r.stderr
     with open(log) as f:
         recs = [json.loads(x) for x in f if x.strip()]
     audited = [x for x in recs if x["type"] == "DEPLOYMENT_VALIDATION_PASSED"]
