@@ -60,6 +60,7 @@ struct setting {
 
 static int check_database_url(const char *v, char **ret_norm);
 static int check_host_port(const char *v, char **ret_norm);
+static int check_label_value(const char *v, char **ret_norm);
 static int check_cors(const char *v, char **ret_norm);
 static int check_rate(const char *v, char **ret_norm); /* security (issue 5) */
 static int check_proxies(const char *v, char **ret_norm); /* security (issue 5, audit3) */
@@ -164,6 +165,8 @@ static const struct setting settings[] = {
     INTV("ALERT_ACCURACY_MIN_LABELS", "30", 1, 1000000, alert_accuracy_min_labels), /* monitor */
     STRCHK("ALERTMANAGER_URL", NULL, SECRET_URL, alertmanager_url, NULL, NULL), /* monitor */
     STRCHK("ALERT_WEBHOOK_URL", NULL, SECRET_URL_TAIL, alert_webhook_url, NULL, NULL), /* monitor */
+    STRCHK("ALERT_INSTANCE", NULL, PUBLIC, alert_instance,
+           "a label value: 1..255 printable characters, no quote or backslash", check_label_value), /* monitor */
     MILLIS("ALERT_DELIVERY_TIMEOUT", "5s", 100, 60 * 1000LL, alert_delivery_timeout_ms), /* monitor */
 
     STR("AUDIT_LOG_PATH", NULL, audit_log_path),
@@ -395,6 +398,20 @@ static int check_database_url(const char *v, char **ret_norm)
         (slen == 8 && strncasecmp(v, "postgres", 8) == 0))
         return *rest ? 0 : -EINVAL;
     return -EINVAL;
+}
+
+/* A Prometheus label value an operator types: printable ASCII, no quote or backslash (they
+ * would need escaping in every receiver's templates), 1..255 characters. */
+static int check_label_value(const char *v, char **ret_norm)
+{
+    (void)ret_norm;
+    size_t n = strlen(v);
+    if (n == 0 || n > 255)
+        return -EINVAL;
+    for (const char *q = v; *q; q++)
+        if (*q < 0x21 || *q > 0x7e || *q == '"' || *q == '\\')
+            return -EINVAL;
+    return 0;
 }
 
 static int check_host_port(const char *v, char **ret_norm)

@@ -76,6 +76,7 @@ typedef struct config {
     int alert_accuracy_min_labels;       /* ALERT_ACCURACY_MIN_LABELS, default 30 */
     char *alertmanager_url;              /* ALERTMANAGER_URL: http://host:9093 (NULL = off) */
     char *alert_webhook_url;             /* ALERT_WEBHOOK_URL: generic JSON webhook (NULL = off) */
+    char *alert_instance;                /* ALERT_INSTANCE: the alerts' instance label (NULL: host:port) */
     int alert_delivery_timeout_ms;       /* ALERT_DELIVERY_TIMEOUT per attempt, default 5s */
 
     char *audit_log_path;          /* AUDIT_LOG_PATH */

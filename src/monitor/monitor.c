@@ -150,6 +150,7 @@ int monitor_settings_from_config(const config_t *cfg, monitor_settings_t *ret, c
     s.accuracy_min_labels = (size_t)cfg->alert_accuracy_min_labels;
     s.alertmanager_url = cfg->alertmanager_url;
     s.webhook_url = cfg->alert_webhook_url;
+    s.alert_instance = cfg->alert_instance;
     s.delivery_timeout_ms = cfg->alert_delivery_timeout_ms;
     if (parse_fraction("ALERT_ACCURACY_DROP_CRITICAL", cfg->alert_accuracy_drop_critical, 0, 1,
                        &s.accuracy_drop_critical, err, errlen) < 0 ||
@@ -1099,7 +1100,9 @@ void monitor_set_base_url(struct monitor *m, const char *url)
     if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
         snprintf(host, sizeof(host), "localhost");
     snprintf(inst, sizeof(inst), "%s%s", host, port && port[1] != '/' ? port : "");
-    alerts_set_instance(m->alerts, inst);
+    /* or the operator's: the scrape target Prometheus names this server by (its "instance",
+     * e.g. web-1:9090), so both sources' alerts of one server group and inhibit together */
+    alerts_set_instance(m->alerts, m->s.alert_instance ? m->s.alert_instance : inst);
 }
 
 int monitor_start(struct monitor *m)

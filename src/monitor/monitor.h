@@ -44,6 +44,7 @@ typedef struct monitor_settings {
     double data_quality_threshold;                        /* minimum data_quality_score */
     size_t accuracy_min_labels;                           /* labels needed before judging */
     const char *alertmanager_url, *webhook_url;           /* borrowed from the config */
+    const char *alert_instance;                           /* ALERT_INSTANCE (NULL: host:port) */
     int delivery_timeout_ms;
 } monitor_settings_t;
 

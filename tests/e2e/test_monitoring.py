@@ -486,6 +486,24 @@ def test_alertmanager_v2_payload_resent_and_resolved(make_server, receiver):
     assert sent_resolved[0]["startsAt"] == a["startsAt"]
 
 
+def test_alert_instance_names_the_server_as_prometheus_does(make_server):
+    """Leftover of session 13: the monitor's alerts carried instance=<host>:<port>, never the
+    scrape target Prometheus's own alerts of the same server carry (web-1:9090), so the two
+    sources' alerts of one server neither grouped nor inhibited together. ALERT_INSTANCE sets
+    it; a value a receiver's template would have to escape is refused at start."""
+    srv = make_server(dict(MON_ENV, DRIFT_WINDOW="10", ALERT_INSTANCE="web-1:9090"))
+    man = srv.manifest(MODEL)
+    feat = h.first_feature(man, types=("number", "integer"), ranged=True)
+    for _ in range(10):
+        row = h.valid_features(man)
+        row[feat["name"]] = feat["max"] + 1000
+        srv.predict(MODEL, {"features": row})
+    alert = wait_for(lambda: active_alerts(srv, "DataQualityLow"), what="DataQualityLow firing")[0]
+    assert alert["labels"]["instance"] == "web-1:9090", alert["labels"]
+    r = h.run_cli(["config", "check"], env=dict(h.demo_env(srv.root), ALERT_INSTANCE='web"1'))
+    assert r.returncode != 0 and "ALERT_INSTANCE" in r.stderr, r.stderr
+
+
 def test_hanging_receiver_does_not_slow_predictions(make_server):
     hang = Receiver(hang=True)
     try:
