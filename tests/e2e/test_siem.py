@@ -188,7 +188,18 @@ def _forwarding(make_server, tmp_path, rs, n):
     for _ in range(n):
         assert srv.get("/api/v1/audit/events", params={"limit": 1}).status_code == 200
     wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= n, what="the first records at rsyslog")
+    # the forwarder saves its cursor after the send it stands for: tests read it (a flake of
+    # session 14 read it in between)
+    wait_for(lambda: _cursor_offset(env) == os.path.getsize(env["AUDIT_LOG_PATH"]), what="the cursor saved")
     return env, srv
+
+
+def _cursor_offset(env):
+    try:
+        with open(env["AUDIT_LOG_PATH"] + ".siem-cursor") as f:
+            return json.load(f)["offset"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _records(env):
