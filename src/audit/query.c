@@ -19,18 +19,29 @@ static bool str_eq(const json_t *o, const char *k, const char *want)
     return v && strcmp(v, want) == 0;
 }
 
-/* A record's ts ("2026-11-27T08:31:40.308Z") against a bound that ts_like accepted: the bound
- * without its "Z" is a prefix of the times it stands for (2026-11-27T08:31 is the first
- * instant of that minute), so a ts starting with it is not before it. */
+/* A time of the form ts_like accepts (a record's ts, or a bound), as a key that compares as
+ * text in time order: "YYYY-MM-DDTHH:MM:SS.nnnnnnnnn", the parts it lacks as zeros (a cut
+ * time is the first instant it names: 2026-11-27T08:31 is 08:31:00.000000000) and the
+ * fraction padded to nine digits, so .4181 sorts after .418 (review55 #1). */
+#define TS_KEY_LEN 29
+static void ts_key(const char *s, char key[TS_KEY_LEN + 1])
+{
+    memcpy(key, "0000-00-00T00:00:00.000000000", TS_KEY_LEN + 1);
+    size_t n = strcspn(s, "Z");
+    size_t head = n < 19 ? n : 19; /* date and time of day */
+    memcpy(key, s, head);
+    if (n > 20 && s[19] == '.') {
+        size_t f = n - 20 > 9 ? 9 : n - 20;
+        memcpy(key + 20, s + 20, f);
+    }
+}
+
 static int ts_cmp(const char *ts, const char *bound)
 {
-    size_t n = strlen(bound);
-    if (n > 10 && bound[n - 1] == 'Z')
-        n--;
-    int r = strncmp(ts, bound, n);
-    if (r != 0)
-        return r;
-    return strlen(ts) >= n ? 0 : -1;
+    char a[TS_KEY_LEN + 1], b[TS_KEY_LEN + 1];
+    ts_key(ts, a);
+    ts_key(bound, b);
+    return strcmp(a, b);
 }
 
 static bool matches(const json_t *rec, const audit_query_t *q)

@@ -552,11 +552,17 @@ def test_events_cli_refuses_a_malformed_time(tmp_path):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stdout + r.stderr
     # a bound cut after the minute or second, with or without Z, stands for its first instant
     ts = json.loads(r.stdout.splitlines()[0])["ts"]
-    for cut in (ts[:16], ts[:16] + "Z", ts[:19], ts[:19] + "Z", ts):
+    for cut in (ts[:16], ts[:16] + "Z", ts[:19], ts[:19] + "Z", ts, ts[:-1] + "000000Z"):
         r = h.run_cli(["audit", "events", "--from", cut], env)
-        assert r.returncode == 0 and len(r.stdout.splitlines()) >= 1, (cut, r.stdout, r.stderr)
+        assert r.returncode == 0 and ts in r.stdout, (cut, r.stdout, r.stderr)
         r = h.run_cli(["audit", "events", "--to", cut], env)
         assert r.returncode == 0 and ts not in r.stdout, (cut, r.stdout)
+    # review55 #1: a bound with more fraction digits than the records' milliseconds
+    later = ts[:-1] + "1Z"  # 0.1 ms after the record
+    r = h.run_cli(["audit", "events", "--from", later], env)
+    assert r.returncode == 0 and ts not in r.stdout, (later, r.stdout)
+    r = h.run_cli(["audit", "events", "--to", later], env)
+    assert r.returncode == 0 and ts in r.stdout, (later, r.stdout)
 
 
 def test_events_refuse_a_raw_patient_id_and_an_unknown_type(make_server, tmp_path):
