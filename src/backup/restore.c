@@ -156,6 +156,10 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
     if (o == 0)
         buf[o++] = '/';
     buf[o] = '\0';
+    /* room for the stage and set-aside names beside it (stage_names cut a longer one short:
+     * review55 #4) */
+    if (o > PATH_MAX - NAME_MAX - 64)
+        return -ENAMETOOLONG;
     return strcmp(strrchr(buf, '/') + 1, "..") == 0 ? -EINVAL : 0;
 }
 
@@ -163,8 +167,19 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
  * would be set aside with the restored data put in its place, and its target left as it was,
  * stale, for whatever reads it (review50 #4 for the database, review51 #3 for the others; a
  * link in an area that is not restored does not matter). For the audit trail it is the log
- * file itself: its files are swapped one by one inside the directory. */
-static int refuse_symlinked(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
+ * file itself: its files are swapped one by one inside the directory. A directory that is
+ * "/" or a mount point can not be renamed at all. */
+static bool is_mount_point(const char *dir)
+{
+    struct stat st, up;
+    char parent[PATH_MAX];
+    if (strcmp(dir, "/") == 0)
+        return true;
+    util_dirname(dir, parent, sizeof(parent));
+    return stat(dir, &st) == 0 && stat(parent, &up) == 0 && up.st_dev != st.st_dev;
+}
+
+static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
 {
     static const char *const hint[A_COUNT] = {
         [A_DB] = "point DATABASE_URL at the real file",
@@ -177,6 +192,17 @@ static int refuse_symlinked(const area_t a[A_COUNT], const backup_settings_t *s,
     for (int i = 0; i < A_COUNT; i++) {
         const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
         struct stat st;
+        /* a directory swapped by renaming can not be "/" or a mount point (EBUSY, and a
+         * journal no rerun could finish: review55 #3) */
+        if (a[i].selected && a[i].kind == KIND_DIR && is_mount_point(a[i].dest)) {
+            snprintf(err, errlen,
+                     "refusing to restore: %s is %s; a restore in place replaces the directory by renaming, "
+                     "which %s: point the setting at a directory inside the volume, or restore with --target "
+                     "and copy the files",
+                     a[i].dest, strcmp(a[i].dest, "/") ? "a mount point" : "the root directory",
+                     strcmp(a[i].dest, "/") ? "a mount point does not allow" : "the root does not allow");
+            return -EINVAL;
+        }
         if (!a[i].selected || !p || lstat(p, &st) < 0 || !S_ISLNK(st.st_mode))
             continue;
         snprintf(err, errlen,
@@ -1164,8 +1190,11 @@ static int journal_load(const char *path, json_t **ret, area_t ar[A_COUNT], size
                 k = q;
         ar[i].name = name ? name : "?";
         ar[i].kind = (area_kind_t)(k < 0 ? 0 : k);
-        if (!name || k < 0 || !dest || !stage || !dest[0] || setp(ar[i].dest, dest, "", "") < 0 ||
-            setp(ar[i].stage, stage, "", "") < 0 || !stage_plausible(&ar[i])) {
+        /* a journal of an older aimedres may name relative paths: they meant the directory that
+         * restore ran in, which a rerun elsewhere would take for its own (review55 #2) */
+        if (!name || k < 0 || !dest || !stage || dest[0] != '/' || stage[0] != '/' ||
+            setp(ar[i].dest, dest, "", "") < 0 || setp(ar[i].stage, stage, "", "") < 0 ||
+            !stage_plausible(&ar[i])) {
             json_decref(j);
             snprintf(err, errlen,
                      "the journal %s of an interrupted restore is damaged (area %zu): finish by hand (see "
@@ -1413,7 +1442,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
     /* after the roll-forward: a link in an area this restore replaces does not keep the rerun
      * a journal asks for from finishing the interrupted one (review53 #3) */
-    if (!o->target && (r = refuse_symlinked(a, s, err, errlen)) < 0)
+    if (!o->target && (r = refuse_unswappable(a, s, err, errlen)) < 0)
         goto fail;
 
     /* what restores killed before they could clean up left here (decrypted PHI) */

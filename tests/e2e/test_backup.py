@@ -1141,6 +1141,25 @@ def test_restore_in_place_with_a_trailing_slash_in_the_paths(inst, tmp_path):
     assert r.returncode == 1 and "%s is a symbolic link" % inst.models in r.stderr, out(r)
 
 
+def test_restore_in_place_refuses_a_mount_point_and_a_too_long_path(inst, tmp_path):
+    """review55 #3 and #4: a destination that is a mount point (or "/") can not be renamed: the
+    swap failed with EBUSY and left a journal no rerun could finish; and one longer than about
+    3,770 characters had its stage name cut short. Both are refused before anything changes."""
+    s = inst.backup("full")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", inst.models], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
+    try:
+        r = inst.run(["restore", s["id"], "--yes", "--components", "models"])
+        assert r.returncode == 1 and "%s is a mount point" % inst.models in r.stderr, out(r)
+        assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
+    finally:
+        subprocess.run(["umount", "-l", inst.models], capture_output=True)
+    r = inst.run(["restore", s["id"], "--yes", "--components", "models"],
+                 MODEL_STORAGE_PATH=os.path.join(inst.prod, *(["x" * 200] * 19)))
+    assert r.returncode == 1 and "a destination path is too long" in r.stderr, out(r)
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
