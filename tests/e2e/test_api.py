@@ -4,6 +4,7 @@ discovery, health/readiness, model listing and detail, single and batch predicti
 version pinning, security headers, request ids, durability of predictions in the store
 and the absence of patient ids and feature values from the logs."""
 
+import contextlib
 import datetime
 import math
 import os
@@ -172,16 +173,16 @@ def test_ready_fails_while_the_store_cannot_be_written(make_server, demo_manifes
     assert srv.predict(name, body).status_code == 200
 
 
-def test_ready_fails_while_the_database_disk_is_full(demo_dir, tmp_path):
-    """review18: with the database on a full volume of its own every predict failed while
-    /ready said ready (the model path's disk was fine, and a no-op write still commits).
-    /ready now checks the database directory's free space too."""
+@contextlib.contextmanager
+def db_on_tmpfs(demo_dir, tmp_path, size):
+    """A server on a copy of the demo whose database lives on a tmpfs of its own: (fs, server).
+    The server must stop cleanly (exit 0) when the block ends without an error."""
     import shutil
     import subprocess
 
     fs = str(tmp_path / "dbfs")
     os.makedirs(fs)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", fs], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", fs], capture_output=True, text=True)
     assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
     srv = None
     try:
@@ -190,6 +191,21 @@ def test_ready_fails_while_the_database_disk_is_full(demo_dir, tmp_path):
             if f.startswith("aimedres.db"):
                 shutil.copy(os.path.join(root, f), fs)
         srv = h.Server(root, extra_env={"DATABASE_URL": "sqlite://%s/aimedres.db" % fs}).start()
+        yield fs, srv
+        rc, killed = srv.stop()
+        srv = None
+        assert rc == 0 and not killed
+    finally:
+        if srv:
+            srv.stop()
+        subprocess.run(["umount", "-l", fs], capture_output=True)
+
+
+def test_ready_fails_while_the_database_disk_is_full(demo_dir, tmp_path):
+    """review18: with the database on a full volume of its own every predict failed while
+    /ready said ready (the model path's disk was fine, and a no-op write still commits).
+    /ready now checks the database directory's free space too."""
+    with db_on_tmpfs(demo_dir, tmp_path, "160m") as (fs, srv):
         m = h.read_manifest(os.path.join(demo_dir, "models"), "parkinsons_predictor")
         body = {"features": h.valid_features(m)}
         assert srv.get("/ready").status_code == 200
@@ -205,11 +221,6 @@ def test_ready_fails_while_the_database_disk_is_full(demo_dir, tmp_path):
         r = srv.get("/ready")
         assert r.status_code == 200, r.text
         assert srv.predict("parkinsons_predictor", body).status_code == 200
-    finally:
-        if srv:
-            rc, killed = srv.stop()
-        subprocess.run(["umount", "-l", fs], capture_output=True)
-    assert rc == 0 and not killed
 
 
 def test_a_full_database_disk_is_logged_once_not_per_request(demo_dir, tmp_path):
@@ -217,20 +228,7 @@ def test_a_full_database_disk_is_logged_once_not_per_request(demo_dir, tmp_path)
     ERROR lines (the request's, the store's and the recorder's), thousands a second under load,
     on the condition where the log may share that disk. The store and the recorder now say it
     when it starts and when it ends; the request's own line stays (it names the request)."""
-    import shutil
-    import subprocess
-
-    fs = str(tmp_path / "dbfs")
-    os.makedirs(fs)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", fs], capture_output=True, text=True)
-    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
-    srv = None
-    try:
-        root = h.copy_demo(demo_dir, str(tmp_path / "demo"))
-        for f in os.listdir(root):
-            if f.startswith("aimedres.db"):
-                shutil.copy(os.path.join(root, f), fs)
-        srv = h.Server(root, extra_env={"DATABASE_URL": "sqlite://%s/aimedres.db" % fs}).start()
+    with db_on_tmpfs(demo_dir, tmp_path, "32m") as (fs, srv):
         body = {"features": h.valid_features(h.read_manifest(os.path.join(demo_dir, "models"),
                                                              "parkinsons_predictor"))}
         filler = h.fill_fs(fs, 512)
@@ -252,11 +250,6 @@ def test_a_full_database_disk_is_logged_once_not_per_request(demo_dir, tmp_path)
         # once per outage (the WAL's reused frames may end one early and start another)
         assert 1 <= len(said) <= 3 and len(store) <= len(said) and len(again) >= 1, (len(said), len(store))
         assert sum(x["failed_records"] for x in again) >= 30, again
-    finally:
-        if srv:
-            rc, killed = srv.stop()
-        subprocess.run(["umount", "-l", fs], capture_output=True)
-    assert rc == 0 and not killed
 
 
 # --------------------------------------------------------------------------- models
