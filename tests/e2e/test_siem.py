@@ -258,7 +258,11 @@ def test_new_chain_after_the_log_was_deleted_is_forwarded(make_server, tmp_path)
         new = [r["hash"] for r in _records(env)]
         sent = lambda: [json.loads(m)["hash"] for _, _, m in rs.received()[first:]]
         wait_for(lambda: all(x in sent() for x in new), timeout=20, what="the new chain at the SIEM")
-        assert "a new one begun" in srv2.log_text()
+        # said either way: the new log got another inode ("a new one begun"), or the file system
+        # gave it the deleted log's inode number, which the forwarder then finds shorter than its
+        # position (seen once in CI)
+        text = srv2.log_text()
+        assert "a new one begun" in text or "shorter than the forwarder's position" in text, text[-2000:]
         # and a new chain that has grown past the old cursor's seq before the forwarder looks
         srv2.stop()
         before = len(rs.received())
