@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -169,14 +170,22 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
  * link in an area that is not restored does not matter). For the audit trail it is the log
  * file itself: its files are swapped one by one inside the directory. A directory that is
  * "/" or a mount point can not be renamed at all. */
-static bool is_mount_point(const char *dir)
+/* path (not followed if a link) is the root of a mount: a volume, or a bind mount of a
+ * directory or a file from the same file system, which the device number alone does not show
+ * (review56 #1, #2). */
+static bool is_mount_point(const char *path)
 {
-    struct stat st, up;
-    char parent[PATH_MAX];
-    if (strcmp(dir, "/") == 0)
+    struct statx sx;
+    if (strcmp(path, "/") == 0)
         return true;
-    util_dirname(dir, parent, sizeof(parent));
-    return stat(dir, &st) == 0 && stat(parent, &up) == 0 && up.st_dev != st.st_dev;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) < 0)
+        return false;
+    if (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
+        return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+    struct stat up; /* a kernel before 5.8: another device than its parent's */
+    char parent[PATH_MAX];
+    util_dirname(path, parent, sizeof(parent));
+    return stat(parent, &up) == 0 && makedev(sx.stx_dev_major, sx.stx_dev_minor) != up.st_dev;
 }
 
 static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
@@ -192,24 +201,26 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
     for (int i = 0; i < A_COUNT; i++) {
         const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
         struct stat st;
-        /* a directory swapped by renaming can not be "/" or a mount point (EBUSY, and a
-         * journal no rerun could finish: review55 #3) */
-        if (a[i].selected && a[i].kind == KIND_DIR && is_mount_point(a[i].dest)) {
+        if (!a[i].selected || !p)
+            continue;
+        if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode)) {
             snprintf(err, errlen,
-                     "refusing to restore: %s is %s; a restore in place replaces the directory by renaming, "
-                     "which %s: point the setting at a directory inside the volume, or restore with --target "
-                     "and copy the files",
-                     a[i].dest, strcmp(a[i].dest, "/") ? "a mount point" : "the root directory",
-                     strcmp(a[i].dest, "/") ? "a mount point does not allow" : "the root does not allow");
+                     "refusing to restore: %s is a symbolic link; a restore in place replaces files by name and "
+                     "would leave the link's target as it was: %s (or restore with --target)",
+                     p, hint[i]);
             return -EINVAL;
         }
-        if (!a[i].selected || !p || lstat(p, &st) < 0 || !S_ISLNK(st.st_mode))
-            continue;
-        snprintf(err, errlen,
-                 "refusing to restore: %s is a symbolic link; a restore in place replaces files by name and "
-                 "would leave the link's target as it was: %s (or restore with --target)",
-                 p, hint[i]);
-        return -EINVAL;
+        /* what is swapped by renaming (a directory, the database, the env file, the audit log)
+         * can not be "/" or a mount point: EBUSY, and a journal no rerun could finish
+         * (review55 #3, review56 #1 and #2) */
+        if (is_mount_point(p)) {
+            snprintf(err, errlen,
+                     "refusing to restore: %s is %s; a restore in place replaces it by renaming, which %s: "
+                     "point the setting inside the volume, or restore with --target and copy the files",
+                     p, strcmp(p, "/") ? "a mount point" : "the root directory",
+                     strcmp(p, "/") ? "a mount point does not allow" : "the root does not allow");
+            return -EINVAL;
+        }
     }
     return 0;
 }
@@ -284,7 +295,10 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
         }
     }
     if (r) {
-        snprintf(err, errlen, "a destination path is too long, or ends in \"..\" (name the directory itself)");
+        snprintf(err, errlen,
+                 "a destination path is too long (at most %d characters: the restore stages beside it), or "
+                 "ends in \"..\" (name the directory itself)",
+                 PATH_MAX - NAME_MAX - 64);
         return -ENAMETOOLONG;
     }
     return 0;

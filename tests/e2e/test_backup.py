@@ -1155,6 +1155,21 @@ def test_restore_in_place_refuses_a_mount_point_and_a_too_long_path(inst, tmp_pa
         assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
     finally:
         subprocess.run(["umount", "-l", inst.models], capture_output=True)
+    # review56 #1 and #2: a bind mount from the same file system (same device number), of the
+    # model directory or of the database file itself
+    vol = str(tmp_path / "vol")
+    shutil.copytree(inst.models, vol)
+    db_copy = str(tmp_path / "db-copy")
+    shutil.copy(inst.db, db_copy)
+    for src, dst, comp in ((vol, inst.models, "models"), (db_copy, inst.db, "db")):
+        r = subprocess.run(["mount", "--bind", src, dst], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        try:
+            r = inst.run(["restore", s["id"], "--yes", "--components", comp])
+            assert r.returncode == 1 and "%s is a mount point" % dst in r.stderr, (comp, out(r))
+            assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
+        finally:
+            subprocess.run(["umount", "-l", dst], capture_output=True)
     r = inst.run(["restore", s["id"], "--yes", "--components", "models"],
                  MODEL_STORAGE_PATH=os.path.join(inst.prod, *(["x" * 200] * 19)))
     assert r.returncode == 1 and "a destination path is too long" in r.stderr, out(r)
