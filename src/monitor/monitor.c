@@ -19,6 +19,7 @@
 #include "monitor/alerts.h"
 #include "monitor/drift.h"
 #include "monitor/metrics.h"
+#include "monitor/modelmetrics.h"
 #include "monitor/quality.h"
 #include "store/feedback.h"
 
@@ -544,9 +545,8 @@ static void collect_labels(const char *labels, void *arg)
  * The metrics registry never removes a series, so the list only grows. */
 static void track_new_series(struct monitor *m, mentry_t *e)
 {
-    char em[260], prefix[280];
-    metrics_escape(e->name, em, sizeof(em));
-    snprintf(prefix, sizeof(prefix), "model=\"%s\",", em);
+    char prefix[280];
+    model_metrics_labels(e->name, NULL, NULL, prefix, sizeof(prefix));
     label_list_t l = {0};
     metrics_series_each(m->f_pred, prefix, collect_labels, &l);
     for (size_t i = 0; i < l.n; i++) {
@@ -581,10 +581,8 @@ static void track_new_series(struct monitor *m, mentry_t *e)
  * before its first request. */
 static void show_stable_series(struct monitor *m, mentry_t *e, const char *version)
 {
-    char em[260], ev[260], labels[600];
-    metrics_escape(e->name, em, sizeof(em));
-    metrics_escape(version, ev, sizeof(ev));
-    snprintf(labels, sizeof(labels), "model=\"%s\",version=\"%s\",arm=\"stable\"", em, ev);
+    char labels[700];
+    model_metrics_labels(e->name, version, "stable", labels, sizeof(labels));
     metrics_series(m->f_pred, labels);
     metrics_series(m->f_err, labels);
     metrics_series(m->f_dur, labels);
@@ -1074,13 +1072,10 @@ int monitor_new(const monitor_settings_t *s, store_t *store, model_registry_t *r
     m->f_mae = metrics_family("model_mae",
                               "Regression: mean absolute error of labelled predictions in ACCURACY_WINDOW.",
                               METRIC_GAUGE, NULL, 0);
-    /* the model metrics' families (modelmetrics.c defines them identically; first wins) */
-    m->f_pred = metrics_family("model_predictions_total", "Rows scored, by model, version and arm.",
-                               METRIC_COUNTER, NULL, 0);
-    m->f_err = metrics_family("model_prediction_errors_total", "Rows the model failed to score.",
-                              METRIC_COUNTER, NULL, 0);
-    m->f_dur = metrics_family("model_prediction_duration_seconds", "Time spent in the model for one request.",
-                              METRIC_HISTOGRAM, metrics_latency_buckets, metrics_latency_buckets_n);
+    const model_metric_families_t *mf = model_metrics_families();
+    m->f_pred = mf->predictions;
+    m->f_err = mf->errors;
+    m->f_dur = mf->duration;
     *ret = m;
     return 0;
 fail:

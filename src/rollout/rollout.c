@@ -1450,16 +1450,22 @@ static void first_step(rollout_t *r, dep_t *d)
         start_stage(r, d, 0, "controller", "no shadow phase");
 }
 
+/* Whether a step forward must wait. Nothing moves a candidate forward while its audit record
+ * can not be written (*trail_down); checks and rollbacks (the safe direction) go on, audited
+ * late. Nor for the moment its own last records are queued (a stalled writer stops it here),
+ * nor while its last change is not in the store (review47 #4). */
+static bool forward_held(rollout_t *r, dep_t *d, bool *trail_down)
+{
+    *trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
+    return *trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || unstored(d);
+}
+
 static void step(rollout_t *r, dep_t *d, int64_t now)
 {
     if (!d->active)
         return;
-    /* Nothing moves a candidate forward while its audit record can not be written; checks
-     * and rollbacks (the safe direction) go on, audited late. */
-    bool trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
-    /* and for the moment its own last records are queued: a stalled writer stops it here; nor
-     * while its last change is not in the store (review47 #4) */
-    bool hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || unstored(d);
+    bool trail_down;
+    bool hold = forward_held(r, d, &trail_down);
     if (trail_down != d->held_for_audit) {
         d->held_for_audit = trail_down;
         log_msg(trail_down ? LOG_WARNING : LOG_INFO,
@@ -1479,8 +1485,7 @@ static void step(rollout_t *r, dep_t *d, int64_t now)
         /* review53 #2: the first step forward went on in the same call whatever the store and
          * the trail said (a blue/green switch to 100 % while the store was write-locked); it
          * waits now as every other step does (the gates do not run again) */
-        trail_down = r->audit_detached || (r->audit && !audit_log_healthy(r->audit));
-        hold = trail_down || (r->audit && atomic_load(&r->audit_inflight) > 0) || unstored(d);
+        hold = forward_held(r, d, &trail_down);
         if (d->active && d->validated && strcmp(d->status, "validating") == 0 && !hold &&
             store_refuses_writes(r) == 0)
             first_step(r, d);
