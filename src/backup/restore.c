@@ -188,7 +188,12 @@ static bool is_mount_point(const char *path)
     return stat(parent, &up) == 0 && makedev(sx.stx_dev_major, sx.stx_dev_minor) != up.st_dev;
 }
 
-static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *s, char *err, size_t errlen)
+/* In place: the symbolic link and mount point checks. With --target (in_place false) only the
+ * mount points: a target directory that already holds a volume at, say, models would stop the
+ * swap in the same way, with a journal inside the target (review56 #3). The audit area is
+ * staged inside its directory, so a volume there is renamed into, never renamed. */
+static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *s, bool in_place, char *err,
+                              size_t errlen)
 {
     static const char *const hint[A_COUNT] = {
         [A_DB] = "point DATABASE_URL at the real file",
@@ -201,8 +206,19 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
     for (int i = 0; i < A_COUNT; i++) {
         const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
         struct stat st;
-        if (!a[i].selected || !p)
+        if (!a[i].selected || !p || (!in_place && i == A_AUDIT))
             continue;
+        if (!in_place) {
+            if (is_mount_point(p)) {
+                snprintf(err, errlen,
+                         "refusing to restore: %s is %s; the restore puts the %s in place by renaming, which %s: "
+                         "choose a --target directory without volumes inside it",
+                         p, strcmp(p, "/") ? "a mount point" : "the root directory", a[i].name,
+                         strcmp(p, "/") ? "a mount point does not allow" : "the root does not allow");
+                return -EINVAL;
+            }
+            continue;
+        }
         if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode)) {
             snprintf(err, errlen,
                      "refusing to restore: %s is a symbolic link; a restore in place replaces files by name and "
@@ -1456,7 +1472,7 @@ int backup_restore(const backup_settings_t *s, const backup_key_t *key, const ch
     }
     /* after the roll-forward: a link in an area this restore replaces does not keep the rerun
      * a journal asks for from finishing the interrupted one (review53 #3) */
-    if (!o->target && (r = refuse_unswappable(a, s, err, errlen)) < 0)
+    if ((r = refuse_unswappable(a, s, !o->target, err, errlen)) < 0)
         goto fail;
 
     /* what restores killed before they could clean up left here (decrypted PHI) */

@@ -1175,6 +1175,40 @@ def test_restore_in_place_refuses_a_mount_point_and_a_too_long_path(inst, tmp_pa
     assert r.returncode == 1 and "a destination path is too long" in r.stderr, out(r)
 
 
+def test_restore_target_refuses_a_volume_inside_the_target(inst, tmp_path):
+    """review56 #3: a --target directory that already held a volume at models stopped the swap
+    with EBUSY and left a journal (and decrypted models) inside the target. It is refused before
+    anything is staged; a target that is itself a mount point is fine (only what is inside it
+    is renamed)."""
+    s = inst.backup("full")
+    tgt = str(tmp_path / "tgt")
+    os.makedirs(os.path.join(tgt, "models"))
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", os.path.join(tgt, "models")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, "mounting a tmpfs needs root (make test runs as root): " + r.stderr
+    try:
+        r = inst.run(["restore", s["id"], "--yes", "--target", tgt])
+        want = "refusing to restore: %s/models is a mount point; " % tgt
+        assert r.returncode == 1 and want in r.stderr, out(r)
+        assert "choose a --target directory without volumes inside it" in r.stderr, out(r)
+        assert sorted(os.listdir(tgt)) == ["models"], os.listdir(tgt)  # no journal, no stage
+    finally:
+        subprocess.run(["umount", "-l", os.path.join(tgt, "models")], capture_output=True)
+    # the same target without the volume, and a target that is a volume itself, restore
+    r = inst.run(["restore", s["id"], "--yes", "--target", tgt])
+    assert r.returncode == 0, out(r)
+    vol = str(tmp_path / "voltgt")
+    os.makedirs(vol)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", vol], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = inst.run(["restore", s["id"], "--yes", "--target", vol])
+        assert r.returncode == 0, out(r)
+        assert os.path.isdir(os.path.join(vol, "models")), os.listdir(vol)
+    finally:
+        subprocess.run(["umount", "-l", vol], capture_output=True)
+
+
 def test_restore_in_place_sets_aside_trail_files_the_backup_lacks(inst, tmp_path):
     """review37 #2: a checkpoints file written after the backup stayed in place beside the
     restored log, naming seqs the restored log does not reach: `audit verify` failed at once."""
