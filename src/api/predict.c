@@ -42,46 +42,68 @@ typedef struct pending {
 
 enum { WRITE_RECORD = 1, WRITE_AUDIT = 2 };
 
+/* The trail holds a MODEL_INFERENCE for an answer that was never given: say so, with the
+ * same prediction id, so that an auditor can tell the two apart. who: the request's context
+ * (still readable when the server stopped first, see http_ctx_post). */
+static void audit_not_delivered(const pending_t *p, const http_ctx_t *who, const char *reason)
+{
+    json_t *det = json_pack("{s:s,s:s,s:s,s:s}", "prediction_id", p->pid, "model", p->model, "version",
+                            p->version, "reason", reason);
+    audit_event_t ev = {.type = "MODEL_INFERENCE_NOT_DELIVERED",
+                        .user = http_ctx_user(who),
+                        .role = http_ctx_role(who),
+                        .action = "E",
+                        .entity_type = "prediction",
+                        .entity_id = p->pid,
+                        .source_ip = http_ctx_peer(who),
+                        .outcome = "failure",
+                        .request_id = http_ctx_request_id(who),
+                        .detail = det};
+    if (audit_log_submit(p->audit, &ev, NULL, NULL) < 0)
+        log_msg(LOG_ERROR, "audit record not queued", "{s:s,s:s}", "request_id", http_ctx_request_id(who),
+                "prediction_id", p->pid);
+    json_decref(det);
+}
+
 static void reply_after_writes(http_ctx_t *ctx, void *arg)
 {
     pending_t *p = arg;
     int status = atomic_load(&p->status);
-    if (!ctx) { /* the server stopped first (http_ctx_post): no answer was given */
+    bool audit_failed = status != 0 && atomic_load(&p->failed) == WRITE_AUDIT;
+    /* a record that failed while the MODEL_INFERENCE record was written: the trail says so */
+    bool say_undelivered = status != 0 && !audit_failed && p->audit && atomic_load(&p->audit_status) == 0;
+    if (!ctx) { /* the server stopped first (http_ctx_post): no answer was given, none can be */
+        const http_ctx_t *who = p->ctx;
         if (status == 0)
             log_msg(LOG_WARNING, "prediction stored but not answered: the server stopped first", "{s:s}",
                     "prediction_id", p->pid);
+        else if (audit_failed) /* review57 #1: the store has it, the trail does not */
+            log_msg(LOG_ERROR,
+                    "prediction stored but not answered: its audit record failed and the server stopped first",
+                    "{s:s,s:s,s:i}", "request_id", http_ctx_request_id(who), "prediction_id", p->pid, "errno",
+                    -status);
+        else
+            log_msg(LOG_ERROR, "prediction record failed; not answered: the server stopped first",
+                    "{s:s,s:s,s:i}", "request_id", http_ctx_request_id(who), "prediction_id", p->pid, "errno",
+                    -status);
+        if (say_undelivered)
+            audit_not_delivered(p, who,
+                                "the prediction record could not be stored; not answered: the server stopped first");
         free(p->body);
     } else if (status == 0) {
         http_reply_text(ctx, 200, "application/json", p->body, p->body_len); /* takes the buffer */
     } else {
-        bool audit = atomic_load(&p->failed) == WRITE_AUDIT;
         free(p->body);
-        log_msg(LOG_ERROR, audit ? "audit record failed" : "prediction record failed", "{s:s,s:i}",
-                "request_id", http_ctx_request_id(ctx), "errno", -status);
-        if (!audit && p->audit && atomic_load(&p->audit_status) == 0) {
-            /* the trail holds a MODEL_INFERENCE for an answer that was never given: say so,
-             * with the same prediction id, so that an auditor can tell the two apart */
-            json_t *det = json_pack("{s:s,s:s,s:s,s:s}", "prediction_id", p->pid, "model", p->model, "version",
-                                    p->version, "reason", "the prediction record could not be stored; answered 503");
-            audit_event_t ev = {.type = "MODEL_INFERENCE_NOT_DELIVERED",
-                                .user = http_ctx_user(ctx),
-                                .role = http_ctx_role(ctx),
-                                .action = "E",
-                                .entity_type = "prediction",
-                                .entity_id = p->pid,
-                                .source_ip = http_ctx_peer(ctx),
-                                .outcome = "failure",
-                                .request_id = http_ctx_request_id(ctx),
-                                .detail = det};
-            if (audit_log_submit(p->audit, &ev, NULL, NULL) < 0)
-                log_msg(LOG_ERROR, "audit record not queued", "{s:s}", "request_id", http_ctx_request_id(ctx));
-            json_decref(det);
-        }
+        /* the prediction id says which row of the store has no audit record (audit_failed) */
+        log_msg(LOG_ERROR, audit_failed ? "audit record failed" : "prediction record failed", "{s:s,s:s,s:i}",
+                "request_id", http_ctx_request_id(ctx), "prediction_id", p->pid, "errno", -status);
+        if (say_undelivered)
+            audit_not_delivered(p, ctx, "the prediction record could not be stored; answered 503");
         http_reply_error(
             ctx, 503, "service_unavailable", NULL, "%s",
-            audit ? "the audit record could not be written durably; the prediction is not "
-                    "acknowledged; retry later"
-                  : "the prediction could not be recorded durably and is not acknowledged; retry later");
+            audit_failed ? "the audit record could not be written durably; the prediction is not "
+                           "acknowledged; retry later"
+                         : "the prediction could not be recorded durably and is not acknowledged; retry later");
     }
     free(p);
 }

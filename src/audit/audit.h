@@ -86,6 +86,12 @@ bool audit_log_healthy(audit_log_t *a);
  * truncation is then not detectable), 0 when the last one was written. */
 int64_t audit_log_checkpoints_failing_since(audit_log_t *a);
 
+/* Shutdown's first half: waits until every record queued before the call is written or
+ * failed (its callback has run), bounding lock waits from now on as close does. New records
+ * are still taken: what those callbacks submit (MODEL_INFERENCE_NOT_DELIVERED) reaches the
+ * log at audit_log_close. NULL-safe. */
+void audit_log_quiesce(audit_log_t *a);
+
 /* Writes what is queued, a final checkpoint when records were added since the last one,
  * stops the threads and frees. NULL-safe. */
 void audit_log_close(audit_log_t *a);

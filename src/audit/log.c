@@ -109,8 +109,10 @@ struct audit_log {
     pthread_cond_t cv;
     item_t *head, *tail;
     size_t queued;
+    uint64_t pushed, finished; /* items queued and items done (callback run), ever */
+    pthread_cond_t done_cv;    /* finished moved (audit_log_quiesce) */
     bool stopping;
-    _Atomic int64_t stop_ms; /* when close began (0: running): bounds the lock wait at shutdown */
+    _Atomic int64_t stop_ms; /* when shutdown began (quiesce or close; 0: running): bounds the lock wait */
     bool thread_started;
     pthread_t thread;
     atomic_bool healthy;
@@ -675,6 +677,9 @@ static void *writer_main(void *arg)
             item_free(items[i]);
         }
         pthread_mutex_lock(&a->mu);
+        a->finished += n;
+        if (n)
+            pthread_cond_broadcast(&a->done_cv);
         if (a->locked && (!a->head || util_now_ms() - a->locked_ms >= LEASE_MS)) {
             /* the queue ran dry (or the lease is up): let other processes append. After a
              * lease, pause briefly so that a process blocked in flock gets the lock rather
@@ -747,6 +752,7 @@ int audit_log_open(const config_t *cfg, audit_log_t **ret, char *err, size_t err
     atomic_init(&a->healthy, true);
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_cond_init(&a->done_cv, NULL);
     a->path = strdup(cfg->audit_log_path);
     if (!a->path) {
         rc = -ENOMEM;
@@ -819,6 +825,7 @@ static int push(audit_log_t *a, item_t *it)
         a->head = it;
     a->tail = it;
     a->queued++;
+    a->pushed++;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     return 0;
@@ -955,12 +962,27 @@ bool audit_log_healthy(audit_log_t *a)
     return !a || atomic_load(&a->healthy);
 }
 
+void audit_log_quiesce(audit_log_t *a)
+{
+    if (!a || !a->thread_started)
+        return;
+    int64_t none = 0; /* lock waits from now on are bounded as at close */
+    atomic_compare_exchange_strong(&a->stop_ms, &none, util_now_ms());
+    pthread_mutex_lock(&a->mu);
+    uint64_t target = a->pushed;
+    pthread_cond_signal(&a->cv);
+    while (a->finished < target)
+        pthread_cond_wait(&a->done_cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+}
+
 void audit_log_close(audit_log_t *a)
 {
     if (!a)
         return;
     if (a->thread_started) {
-        atomic_store(&a->stop_ms, util_now_ms());
+        int64_t none = 0; /* or when audit_log_quiesce began */
+        atomic_compare_exchange_strong(&a->stop_ms, &none, util_now_ms());
         pthread_mutex_lock(&a->mu);
         a->stopping = true;
         pthread_cond_signal(&a->cv);
@@ -980,6 +1002,7 @@ void audit_log_close(audit_log_t *a)
     OPENSSL_cleanse(a->key, sizeof(a->key));
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    pthread_cond_destroy(&a->done_cv);
     free(a->wbuf);
     free(a->path);
     free(a);

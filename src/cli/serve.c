@@ -356,6 +356,11 @@ out:
         http_server_stop(st.metrics_server);
     recorder_free(st.app.recorder);
     audit_siem_stop(st.audit_siem); /* audit (issue 5): workers stopped; pending callbacks fire here */
+    /* requests the drain deadline cut off: once the recorder and the trail have said how their
+     * writes ended, each says what became of it, to the log and (MODEL_INFERENCE_NOT_DELIVERED)
+     * to the trail, which is still open (review57 #1) */
+    audit_log_quiesce(st.app.audit);
+    http_server_run_unanswerable(st.app.server);
     rollout_set_audit(st.app.rollout, NULL); /* audit (issue 5): the controller runs on; never a freed log */
     audit_log_close(st.app.audit);           /* audit (issue 5): before the server frees deferred requests */
     http_server_free(st.metrics_server);

@@ -1006,21 +1006,29 @@ static void drain_in(worker_t *w)
     atomic_fetch_add(&w->srv->drained_in, 1);
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+/* The completions posted to the worker (http_ctx_post), in order. Once the loop has stopped
+ * their requests can not be answered any more (answerable false): fn(NULL, arg) lets each
+ * free what it carries and say what became of it. */
+static void run_posted(worker_t *w, bool answerable)
 {
-    (void)fd;
-    (void)what;
-    worker_t *w = arg;
     pthread_mutex_lock(&w->lock);
     post_item_t *it = w->head;
     w->head = w->tail = NULL;
     pthread_mutex_unlock(&w->lock);
     while (it) {
         post_item_t *next = it->next;
-        it->fn(it->ctx, it->arg);
+        it->fn(answerable ? it->ctx : NULL, it->arg);
         free(it);
         it = next;
     }
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    run_posted(w, true);
     int cmd = atomic_exchange(&w->cmd, 0);
     if ((cmd & CMD_DRAIN) && !w->drained)
         drain_in(w); /* a stop (http_server_stop, _free) sets srv->stopping before it posts */
@@ -1719,6 +1727,13 @@ void http_server_stop(http_server_t *s)
     }
 }
 
+void http_server_run_unanswerable(http_server_t *s)
+{
+    for (int i = 0; s && s->workers && i < s->n_workers; i++)
+        if (!s->workers[i].started)
+            run_posted(&s->workers[i], false);
+}
+
 void http_server_free(http_server_t *s)
 {
     if (!s)
@@ -1731,14 +1746,7 @@ void http_server_free(http_server_t *s)
             event_active(w->wake, EV_READ, 0);
             pthread_join(w->thread, NULL);
         }
-        /* Completions posted after the loop stopped: their requests die with their connections;
-         * fn(NULL, arg) lets each free what it carries (http_ctx_post) */
-        for (post_item_t *it = w->head; it;) {
-            post_item_t *next = it->next;
-            it->fn(NULL, it->arg);
-            free(it);
-            it = next;
-        }
+        run_posted(w, false); /* before the connections: fn may still read its ctx */
         while (w->conns)
             conn_free(w->conns);
         if (w->listener)

@@ -60,8 +60,12 @@ bool http_server_drained_in(const http_server_t *s);
 uint64_t http_server_inflight(const http_server_t *s);
 uint64_t http_server_requests_total(const http_server_t *s);
 /* Breaks the worker loops and joins the threads. Deferred requests not yet answered
- * stay pending until http_server_free. */
+ * stay pending until http_server_run_unanswerable or http_server_free. */
 void http_server_stop(http_server_t *s);
+/* After http_server_stop: runs, on the calling thread, the completions posted since
+ * (fn(NULL, arg), see http_ctx_post), so that what they report (say, an audit record)
+ * happens while the rest of the process is still up. http_server_free runs the rest. */
+void http_server_run_unanswerable(http_server_t *s);
 void http_server_free(http_server_t *s);
 
 /* ---- per-request API for handlers (worker thread only, except http_ctx_post) ---- */
@@ -117,9 +121,11 @@ void http_reply_error(http_ctx_t *ctx, int status, const char *code, json_t *det
 void http_ctx_add_header(http_ctx_t *ctx, const char *name, const char *value);
 
 /* Runs fn(ctx, arg) on ctx's worker thread soon. Thread-safe. The handler must have
- * returned without replying (deferral) and fn must eventually reply. When the server is
- * freed before fn ran (posted after the workers stopped), fn(NULL, arg) runs instead: free
- * arg, reply to nothing (the request died with its connection). */
+ * returned without replying (deferral) and fn must eventually reply. When the workers
+ * stopped before fn ran, fn(NULL, arg) runs instead (http_server_run_unanswerable or
+ * http_server_free): free arg and reply to nothing. The ctx given to http_ctx_post is still
+ * readable then (http_ctx_request_id, _user, _role, _peer: the connection is freed after),
+ * never to be replied to. */
 typedef void (*http_post_fn)(http_ctx_t *ctx, void *arg);
 void http_ctx_post(http_ctx_t *ctx, http_post_fn fn, void *arg);
 

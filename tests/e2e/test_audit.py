@@ -909,6 +909,104 @@ def test_an_inference_refused_for_want_of_its_record_is_marked_not_delivered(mak
     assert r.returncode == 0 and out["ok"], r.stdout + r.stderr
 
 
+def _cut_off_at_the_drain_deadline(srv, name, body, hold, release_after, arrived):
+    """Sends one predict, SIGTERMs the server (1 s drain deadline) once arrived() says the
+    request is in flight, while hold() keeps one of the prediction's two writes waiting past
+    its 5 s bound; returns the client's outcome and the exit code."""
+    import threading
+
+    got = {}
+
+    def send():
+        try:
+            got["status"] = srv.predict(name, body, timeout=30, headers={"X-Request-ID": "cut-off-1"}).status_code
+        except Exception as e:  # the connection closes unanswered
+            got["error"] = type(e).__name__
+
+    release = hold()
+    try:
+        t = threading.Thread(target=send)
+        t.start()
+        deadline = time.monotonic() + h.scaled(10)
+        while not arrived() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert arrived(), srv.log_tail()
+        srv.send_signal(__import__("signal").SIGTERM)
+        time.sleep(release_after)
+    finally:
+        release()
+    rc = srv.wait(h.scaled(30))
+    t.join(h.scaled(30))
+    return got, rc
+
+
+def test_a_prediction_cut_off_at_the_drain_deadline_says_what_became_of_it(make_server, tmp_path,
+                                                                           demo_manifests):
+    """review57 #1: a prediction still waiting at the drain deadline whose record then failed
+    left the trail saying MODEL_INFERENCE success for a prediction the store does not have,
+    with nothing in the log; one whose audit record failed was stored, unaudited, without the
+    promised "prediction stored but not answered" line. Both are now said: the first gets
+    MODEL_INFERENCE_NOT_DELIVERED (the trail is still open when it is known) and a log line,
+    the second a log line naming the stored prediction."""
+    import fcntl
+    import sqlite3
+
+    name, feats = next(iter(demo_manifests.items()))
+    body = {"features": h.valid_features(feats)}
+
+    # 1. the store is locked by another process past the recorder's 5 s wait: no record
+    env = audit_env(tmp_path, signing=False, SHUTDOWN_DRAIN_TIMEOUT="1")
+    srv = make_server(env)
+
+    def lock_store():
+        locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN IMMEDIATE")
+        return lambda: (locker.execute("COMMIT"), locker.close())
+
+    def audited():
+        return any(x.get("request_id") == "cut-off-1" for x in records(env))
+
+    got, rc = _cut_off_at_the_drain_deadline(srv, name, body, lock_store, 6.5, audited)
+    assert rc == 0 and "status" not in got, (rc, got, srv.log_tail())
+    recs = records(env)
+    inf = [x for x in recs if x["type"] == "MODEL_INFERENCE" and x.get("request_id") == "cut-off-1"]
+    assert len(inf) == 1, [x["type"] for x in recs]
+    pid = inf[0]["detail"]["prediction_id"]
+    nd = [x for x in recs if x["type"] == "MODEL_INFERENCE_NOT_DELIVERED"]
+    assert len(nd) == 1 and nd[0]["entity_id"] == pid and nd[0]["request_id"] == "cut-off-1", nd
+    assert "the server stopped first" in nd[0]["detail"]["reason"], nd[0]
+    assert srv.prediction_row(pid) is None
+    log = srv.log_text()
+    line = [l for l in log.splitlines() if "prediction record failed; not answered" in l]
+    assert len(line) == 1 and pid in line[0] and "cut-off-1" in line[0], srv.log_tail()
+    r, out = verify(env)
+    assert r.returncode == 0 and out["ok"], r.stdout + r.stderr
+
+    # 2. the audit log's lock is held past the writer's 5 s wait: stored, not audited
+    (tmp_path / "b").mkdir()
+    env2 = audit_env(tmp_path / "b", signing=False, SHUTDOWN_DRAIN_TIMEOUT="1")
+    srv2 = make_server(env2)
+
+    def lock_trail():
+        f = open(env2["AUDIT_LOG_PATH"] + ".lock", "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return lambda: (fcntl.flock(f, fcntl.LOCK_UN), f.close())
+
+    def stored():
+        with __import__("contextlib").closing(srv2.db()) as conn:
+            return conn.execute("SELECT 1 FROM predictions WHERE request_id = 'cut-off-1'").fetchone() is not None
+
+    got, rc = _cut_off_at_the_drain_deadline(srv2, name, body, lock_trail, 6.5, stored)
+    assert rc == 0 and "status" not in got, (rc, got, srv2.log_tail())
+    with __import__("contextlib").closing(srv2.db()) as conn:
+        rows = conn.execute("SELECT id FROM predictions WHERE request_id = 'cut-off-1'").fetchall()
+    assert len(rows) == 1, rows
+    pid = rows[0][0]
+    assert not [x for x in records(env2) if x.get("request_id") == "cut-off-1"]
+    line = [l for l in srv2.log_text().splitlines() if "prediction stored but not answered" in l]
+    assert len(line) == 1 and pid in line[0] and "its audit record failed" in line[0], srv2.log_tail()
+
+
 def test_model_register_is_audited(demo_copy, tmp_path):
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))
     src = os.path.join(demo_copy, "models", "als_classifier", "1.0.0")
