@@ -164,6 +164,16 @@ static int setp(char *buf, const char *a, const char *sep, const char *b)
     return strcmp(strrchr(buf, '/') + 1, "..") == 0 ? -EINVAL : 0;
 }
 
+/* name, in the audit directory, is a file of the trail a restore in place replaces or sets
+ * aside: the log, its rotated files and side files ("<log>" or "<log>.*"), not its lock. */
+static bool is_trail_file(const area_t *a, const char *name)
+{
+    size_t tl = strlen(a->trail), nl = strlen(name);
+    if (strncmp(name, a->trail, tl) != 0 || (name[tl] != '\0' && name[tl] != '.'))
+        return false;
+    return !(nl >= 5 && strcmp(name + nl - 5, ".lock") == 0);
+}
+
 /* In place, the swap renames each selected area's destination by name: a symbolic link there
  * would be set aside with the restored data put in its place, and its target left as it was,
  * stale, for whatever reads it (review50 #4 for the database, review51 #3 for the others; a
@@ -192,6 +202,21 @@ static bool is_mount_point(const char *path)
  * mount points: a target directory that already holds a volume at, say, models would stop the
  * swap in the same way, with a journal inside the target (review56 #3). The audit area is
  * staged inside its directory, so a volume there is renamed into, never renamed. */
+/* A file of the trail in the audit directory that is a mount point (a bind-mounted file),
+ * copied to out. */
+static bool trail_file_mounted(const area_t *a, char *out, size_t outlen)
+{
+    DIR *d = opendir(a->dest);
+    struct dirent *de;
+    bool found = false;
+    while (d && !found && (de = readdir(d)))
+        if (is_trail_file(a, de->d_name) && snprintf(out, outlen, "%s/%s", a->dest, de->d_name) < (int)outlen)
+            found = is_mount_point(out);
+    if (d)
+        closedir(d);
+    return found;
+}
+
 static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *s, bool in_place, char *err,
                               size_t errlen)
 {
@@ -199,7 +224,7 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
         [A_DB] = "point DATABASE_URL at the real file",
         [A_MODELS] = "point MODEL_STORAGE_PATH at the real directory",
         [A_BASELINE] = "make DATA_DIR/baseline the real directory", /* DATA_DIR itself may be a link */
-        [A_CONFIG] = "pass --env-file the real file",
+        [A_CONFIG] = "pass --config-dest the real file (where the backed-up env file goes)",
         [A_RESULTS] = "point RESULTS_PATH at the real directory",
         [A_AUDIT] = "point AUDIT_LOG_PATH at the real file",
     };
@@ -228,13 +253,20 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
         }
         /* what is swapped by renaming (a directory, the database, the env file, the audit log)
          * can not be "/" or a mount point: EBUSY, and a journal no rerun could finish
-         * (review55 #3, review56 #1 and #2) */
+         * (review55 #3, review56 #1 and #2); for the trail, each of its files (review57 #2) */
+        char mounted[PATH_MAX + 256];
+        if (i == A_AUDIT && trail_file_mounted(&a[i], mounted, sizeof(mounted)))
+            p = mounted;
         if (is_mount_point(p)) {
+            /* no setting names the env file's place: --config-dest does (review57 #3) */
             snprintf(err, errlen,
-                     "refusing to restore: %s is %s; a restore in place replaces it by renaming, which %s: "
-                     "point the setting inside the volume, or restore with --target and copy the files",
+                     "refusing to restore: %s is %s; a restore in place replaces it by renaming, which %s: %s, "
+                     "or restore with --target and copy the files",
                      p, strcmp(p, "/") ? "a mount point" : "the root directory",
-                     strcmp(p, "/") ? "a mount point does not allow" : "the root does not allow");
+                     strcmp(p, "/") ? "a mount point does not allow" : "the root does not allow",
+                     i == A_CONFIG ? "pass --config-dest a file inside the volume, leave config out "
+                                     "(--components)"
+                                   : "point the setting inside the volume");
             return -EINVAL;
         }
     }
@@ -273,19 +305,25 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
     }
     if (!dbfile)
         dbfile = util_basename(s->db_path);
-    int r = 0;
+    /* each destination in turn: the first one refused is named (review57 #4) */
+    int r = 0, bad = -1;
+#define SETP(i, base, sep, rel)                                                                                        \
+    do {                                                                                                               \
+        if (r == 0 && (r = setp(a[i].dest, base, sep, rel)) < 0)                                                       \
+            bad = i;                                                                                                   \
+    } while (0)
     if (o->target) {
-        r |= setp(a[A_DB].dest, o->target, "/", dbfile);
-        r |= setp(a[A_MODELS].dest, o->target, "/", "models");
-        r |= setp(a[A_BASELINE].dest, o->target, "/", "data/baseline");
-        r |= setp(a[A_RESULTS].dest, o->target, "/", "data/results");
-        r |= setp(a[A_AUDIT].dest, o->target, "/", "audit");
-        r |= setp(a[A_CONFIG].dest, o->target, "/config/", cfgfile ? cfgfile : "aimedres.env");
+        SETP(A_DB, o->target, "/", dbfile);
+        SETP(A_MODELS, o->target, "/", "models");
+        SETP(A_BASELINE, o->target, "/", "data/baseline");
+        SETP(A_RESULTS, o->target, "/", "data/results");
+        SETP(A_AUDIT, o->target, "/", "audit");
+        SETP(A_CONFIG, o->target, "/config/", cfgfile ? cfgfile : "aimedres.env");
     } else {
-        r |= setp(a[A_DB].dest, s->db_path, "", "");
-        r |= setp(a[A_MODELS].dest, s->model_storage_path, "", "");
-        r |= setp(a[A_BASELINE].dest, s->data_dir, "/", "baseline");
-        r |= setp(a[A_RESULTS].dest, s->results_path, "", "");
+        SETP(A_DB, s->db_path, "", "");
+        SETP(A_MODELS, s->model_storage_path, "", "");
+        SETP(A_BASELINE, s->data_dir, "/", "baseline");
+        SETP(A_RESULTS, s->results_path, "", "");
         if (a[A_AUDIT].selected) {
             if (!s->audit_log_path) {
                 snprintf(err, errlen,
@@ -296,7 +334,7 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
             }
             char dir[PATH_MAX];
             util_dirname(s->audit_log_path, dir, sizeof(dir));
-            r |= setp(a[A_AUDIT].dest, dir, "", "");
+            SETP(A_AUDIT, dir, "", "");
             snprintf(a[A_AUDIT].trail, sizeof(a[A_AUDIT].trail), "%s", util_basename(s->audit_log_path));
         }
         if (a[A_CONFIG].selected) {
@@ -304,18 +342,29 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
             const char *dst = o->config_dest ? o->config_dest : src;
             if (!dst) {
                 snprintf(err, errlen,
-                         "the backup holds an env file but not where it came from: pass --env-file DEST");
+                         "the backup holds an env file but not where it came from: pass --config-dest FILE");
                 return -EINVAL;
             }
-            r |= setp(a[A_CONFIG].dest, dst, "", "");
+            SETP(A_CONFIG, dst, "", "");
         }
     }
-    if (r) {
-        snprintf(err, errlen,
-                 "a destination path is too long (at most %d characters: the restore stages beside it), or "
-                 "ends in \"..\" (name the directory itself)",
-                 PATH_MAX - NAME_MAX - 64);
-        return -ENAMETOOLONG;
+#undef SETP
+    if (r < 0) {
+        static const char *const what[A_COUNT] = {
+            [A_DB] = "the database (DATABASE_URL)",      [A_MODELS] = "the model storage (MODEL_STORAGE_PATH)",
+            [A_BASELINE] = "the baseline (DATA_DIR)",   [A_RESULTS] = "the results (RESULTS_PATH)",
+            [A_AUDIT] = "the audit trail's directory", [A_CONFIG] = "the env file",
+        };
+        if (r == -EINVAL)
+            snprintf(err, errlen, "the destination of %s ends in \"..\": name the directory itself", what[bad]);
+        else if (r == -ENAMETOOLONG)
+            snprintf(err, errlen,
+                     "the destination of %s is too long: at most %d characters once made absolute%s (the restore "
+                     "stages beside it)",
+                     what[bad], PATH_MAX - NAME_MAX - 64, o->target ? ", --target DIR and the name inside it" : "");
+        else
+            snprintf(err, errlen, "the destination of %s: %s", what[bad], strerror(-r));
+        return r;
     }
     return 0;
 }
@@ -961,14 +1010,11 @@ static int set_aside_trail(const area_t *a, const char *aside_dir, json_t *moved
     DIR *d = opendir(a->dest);
     if (!d)
         return errno == ENOENT ? 0 : -errno;
-    size_t tl = strlen(a->trail), nl;
     int r = 0;
     struct dirent *de;
     while (r == 0 && (de = readdir(d))) {
         const char *n = de->d_name;
-        if (strncmp(n, a->trail, tl) != 0 || (n[tl] != '\0' && n[tl] != '.'))
-            continue;
-        if ((nl = strlen(n)) >= 5 && strcmp(n + nl - 5, ".lock") == 0)
+        if (!is_trail_file(a, n))
             continue;
         char staged[PATH_MAX + 300];
         snprintf(staged, sizeof(staged), "%s/%s", a->stage, n);

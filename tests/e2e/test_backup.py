@@ -1170,9 +1170,40 @@ def test_restore_in_place_refuses_a_mount_point_and_a_too_long_path(inst, tmp_pa
             assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
         finally:
             subprocess.run(["umount", "-l", dst], capture_output=True)
+    # review57 #2: a bind-mounted side file of the trail (not the log itself) stopped the swap too
+    side = inst.audit_log + ".config-state"
+    if not os.path.exists(side):
+        open(side, "w").close()
+    side_copy = str(tmp_path / "side-copy")
+    shutil.copy(side, side_copy)
+    r = subprocess.run(["mount", "--bind", side_copy, side], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = inst.run(["restore", s["id"], "--yes", "--components", "audit"])
+        assert r.returncode == 1 and "%s is a mount point" % side in r.stderr, out(r)
+        assert not [n for n in os.listdir(inst.prod) if "journal" in n], os.listdir(inst.prod)
+    finally:
+        subprocess.run(["umount", "-l", side], capture_output=True)
+    # review57 #3: for the env file (no setting names its place) the way out is --config-dest
+    r = inst.run(["backup", "full", "--env-file", inst.env_file, "--json"])
+    assert r.returncode == 0, out(r)
+    cid = json.loads(r.stdout)["id"]
+    env_copy = str(tmp_path / "env-copy")
+    shutil.copy(inst.env_file, env_copy)
+    r = subprocess.run(["mount", "--bind", env_copy, inst.env_file], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = inst.run(["restore", cid, "--yes", "--components", "config"])
+        assert r.returncode == 1 and "%s is a mount point" % inst.env_file in r.stderr, out(r)
+        assert "pass --config-dest a file inside the volume, leave config out (--components)" in r.stderr, out(r)
+    finally:
+        subprocess.run(["umount", "-l", inst.env_file], capture_output=True)
+    # review57 #4: the refusal names the destination and the limit
     r = inst.run(["restore", s["id"], "--yes", "--components", "models"],
                  MODEL_STORAGE_PATH=os.path.join(inst.prod, *(["x" * 200] * 19)))
-    assert r.returncode == 1 and "a destination path is too long" in r.stderr, out(r)
+    assert r.returncode == 1, out(r)
+    assert ("the destination of the model storage (MODEL_STORAGE_PATH) is too long: at most 3777 characters"
+            in r.stderr), out(r)
 
 
 def test_restore_target_refuses_a_volume_inside_the_target(inst, tmp_path):
