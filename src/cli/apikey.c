@@ -318,11 +318,19 @@ static int run_revoke(int argc, char **argv)
         return 2;
     }
     const char *id = argv[optind];
+    char parsed[APIKEY_ID_SIZE], secret[APIKEY_SECRET_SIZE];
     if (!apikey_valid_id(id)) {
-        fprintf(stderr,
-                "aimedres apikey revoke: '%s' is not a key id (16 hex characters, as in `apikey list`)\n",
-                id);
-        return 2;
+        /* a whole key pasted (the natural thing when one leaked) revokes its id; the argument is
+         * never echoed: it may hold a secret (review58 #9) */
+        if (apikey_parse(id, strlen(id), parsed, secret) < 0) {
+            OPENSSL_cleanse(secret, sizeof(secret));
+            fprintf(stderr, "aimedres apikey revoke: the argument is neither a key id (16 hex characters, as in "
+                            "`apikey list`) nor a whole key (amr_<id>_<secret>); it is not shown here\n");
+            return 2;
+        }
+        OPENSSL_cleanse(secret, sizeof(secret));
+        id = parsed;
+        fprintf(stderr, "aimedres apikey revoke: a whole key was given: revoking its id %s\n", id);
     }
     config_t *cfg = cli_load_config(env_file);
     if (!cfg)

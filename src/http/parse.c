@@ -40,6 +40,7 @@ static const struct {
 #define BAD_REQUEST_LINE "malformed request line (expected METHOD SP request-target SP HTTP/1.x)"
 #define BAD_VERSION "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 only)"
 #define BAD_CR "bare CR in the request head (a CR is allowed only right before LF)"
+#define BAD_NUL "NUL in a header field (RFC 9110 section 5.5)"
 #define BAD_FIELD                                                                                            \
     "malformed header field (expected name: value, the name a token with no whitespace before the colon)"
 #define BAD_LENGTH "malformed Content-Length (expected digits only)"
@@ -228,12 +229,16 @@ int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, h
         size_t lim = len < max_head ? len : max_head;
         return lim > skip && memchr(buf + skip, '\n', lim - skip) ? -431 : -414;
     }
-    /* A CR is only allowed right before LF; NUL only inside field values (checked below). */
+    /* A CR is only allowed right before LF. NUL nowhere: in the request line it is malformed
+     * (below); in a field it is refused, not kept, so that no value reads shorter here than
+     * to a proxy in front (review58 #6: a credential cut at its NUL was accepted). */
     for (size_t i = skip; i < head_end; i++)
         if (buf[i] == '\r' && buf[i + 1] != '\n')
             return bad(h, BAD_CR);
     /* obs-fold: a line starting with SP or HTAB continues the previous field's value */
     size_t first_nl = (size_t)((char *)memchr(buf + skip, '\n', head_end - skip) - buf);
+    if (memchr(buf + first_nl, '\0', head_end - first_nl))
+        return bad(h, BAD_NUL);
     for (size_t i = first_nl; i + 1 < head_end; i++) {
         if (buf[i] != '\n' || !is_ows(buf[i + 1]))
             continue;

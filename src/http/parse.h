@@ -22,7 +22,7 @@
 typedef struct http_field {
     const char *name;  /* NUL-terminated, as received (match case-insensitively) */
     const char *value; /* NUL-terminated, surrounding whitespace removed */
-    size_t value_len;  /* the value's length, which a NUL inside it makes longer than strlen */
+    size_t value_len;  /* the value's length (strlen: a NUL in a field is refused) */
 } http_field_t;
 
 typedef struct http_head {

@@ -136,7 +136,7 @@ struct http_ctx {
     char peer[64];
     char origin_ok; /* 1 if the request's Origin is allowed */
     char user[128];
-    char role[32];
+    char role[48]; /* the granting role, or every role held (roles_names) */
     char *extra; /* response headers added by the handler, "Name: value\r\n"... */
     size_t extra_len, extra_cap;
     router_match_t match;
@@ -365,27 +365,41 @@ const char *http_ctx_header(const http_ctx_t *ctx, const char *name)
 
 int http_ctx_header_list(const http_ctx_t *ctx, const char *name, char *buf, size_t len)
 {
-    size_t o = 0;
+    size_t total = 0, count = 0;
+    for (size_t i = 0; ctx->head && i < ctx->head->n_fields; i++)
+        if (strcasecmp(ctx->head->fields[i].name, name) == 0)
+            total += (count++ ? 2 : 0) + strlen(ctx->head->fields[i].value);
+    if (len)
+        buf[0] = '\0';
+    if (count == 0)
+        return -ENOENT;
+    if (len == 0)
+        return -ENOSPC;
+    /* the joined list from byte skip on: the whole, or its last len - 1 bytes */
+    size_t skip = total + 1 > len ? total - (len - 1) : 0, pos = 0, o = 0;
     bool found = false;
-    for (size_t i = 0; ctx->head && i < ctx->head->n_fields; i++) {
+    for (size_t i = 0; i < ctx->head->n_fields; i++) {
         const http_field_t *f = &ctx->head->fields[i];
         if (strcasecmp(f->name, name) != 0)
             continue;
-        size_t n = strlen(f->value), sep = found ? 2 : 0;
-        if (o + sep + n + 1 > len) {
-            if (len)
-                buf[0] = '\0';
-            return -ENOSPC;
-        }
-        memcpy(buf + o, ", ", sep);
-        memcpy(buf + o + sep, f->value, n);
-        o += sep + n;
+        const char *parts[2] = {found ? ", " : "", f->value};
+        for (int k = 0; k < 2; k++)
+            for (const char *c = parts[k]; *c; c++, pos++)
+                if (pos >= skip)
+                    buf[o++] = *c;
         found = true;
     }
-    if (!found)
-        return -ENOENT;
     buf[o] = '\0';
-    return 0;
+    if (!skip)
+        return 0;
+    /* cut: from the first whole entry on */
+    char *comma = strchr(buf, ',');
+    if (!comma) {
+        buf[0] = '\0';
+        return -ENOSPC;
+    }
+    memmove(buf, comma + 1, strlen(comma + 1) + 1);
+    return 1;
 }
 
 void http_ctx_body(http_ctx_t *ctx, const char **ret_data, size_t *ret_len)

@@ -90,8 +90,10 @@ bool http_ctx_is_json(const http_ctx_t *ctx);
 /* Request header value or NULL (the first, if the header is repeated). */
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
 /* Every value of a list-valued header (X-Forwarded-For...), in order, joined with ", " as
- * RFC 9110 section 5.3 combines repeated fields, into buf: 0, -ENOENT if absent, -ENOSPC
- * if the whole does not fit in len - 1 bytes (buf then holds nothing usable). */
+ * RFC 9110 section 5.3 combines repeated fields, into buf: 0, or -ENOENT if absent. When the
+ * whole does not fit in len - 1 bytes, its end: the entries after the first comma of its last
+ * len - 1 bytes, and 1 (the right-most entries are what proxies append); -ENOSPC when that
+ * holds no comma (buf then holds nothing usable). */
 int http_ctx_header_list(const http_ctx_t *ctx, const char *name, char *buf, size_t len);
 /* Request body (contiguous, not NUL-terminated); length 0 if none. */
 void http_ctx_body(http_ctx_t *ctx, const char **ret_data, size_t *ret_len);

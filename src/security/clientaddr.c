@@ -125,6 +125,15 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
                      (int)(n > 60 ? 60 : n), a);
             goto fail;
         }
+        if (slash && nt.prefix - (fam == 4 ? 96 : 0) == 0) {
+            /* review58 S1: every address a proxy, so every client picks its own address
+             * (lockout, rate limits and the trail's source_ip with it) */
+            snprintf(err, errlen,
+                     "'%.*s' trusts every address: each client could then choose its own; list the proxies' "
+                     "addresses or networks",
+                     (int)(n > 60 ? 60 : n), a);
+            goto fail;
+        }
         if (set->n == CLIENTADDR_MAX_PROXIES) {
             snprintf(err, errlen, "more than %d entries", CLIENTADDR_MAX_PROXIES);
             goto fail;
@@ -192,7 +201,15 @@ bool clientaddr_select(const clientaddr_proxies_t *p, const char *peer, const ch
 {
     uint8_t pa[16];
     bool peer_ok = peer && parse_ip(peer, strlen(peer), pa);
-    if (!p || !peer_ok || !contains(p, pa) || !xff || strlen(xff) > CLIENTADDR_MAX_XFF) {
+    size_t xl = xff ? strlen(xff) : 0;
+    if (xl > CLIENTADDR_MAX_XFF) {
+        /* only the end is examined: the right-most entries, those the trusted proxies wrote.
+         * Ignoring a longer header whole let a client pad it and be taken for the proxy
+         * (review58 #1). The entry the cut lands in is not one of them. */
+        const char *tail = strchr(xff + xl - CLIENTADDR_MAX_XFF, ',');
+        xff = tail ? tail + 1 : "";
+    }
+    if (!p || !peer_ok || !contains(p, pa) || !xff) {
         if (peer_ok)
             format_ip(pa, out, outlen);
         else
@@ -259,7 +276,7 @@ void clientaddr_apply(http_ctx_t *ctx)
     /* every X-Forwarded-For header, as one list: a proxy that adds its own header instead of
      * appending to the client's must not let the client's header speak for it */
     char xff[CLIENTADDR_MAX_XFF + 2];
-    const char *list = http_ctx_header_list(ctx, "X-Forwarded-For", xff, sizeof(xff)) == 0 ? xff : NULL;
+    const char *list = http_ctx_header_list(ctx, "X-Forwarded-For", xff, sizeof(xff)) >= 0 ? xff : NULL;
     if (clientaddr_select(g_proxies, peer, list, client, sizeof(client)))
         http_ctx_set_peer(ctx, client);
 }

@@ -13,7 +13,7 @@
 
 #define CLIENTADDR_MAX_PROXIES 64 /* entries in TRUSTED_PROXIES */
 #define CLIENTADDR_MAX_HOPS 32    /* X-Forwarded-For entries examined, right to left */
-#define CLIENTADDR_MAX_XFF 4096   /* a longer header is ignored (the peer is used) */
+#define CLIENTADDR_MAX_XFF 4096   /* of a longer header, the last 4 KiB are examined */
 #define CLIENTADDR_LEN 64         /* room for any address as text (INET6_ADDRSTRLEN is 46) */
 
 typedef struct clientaddr_proxies clientaddr_proxies_t;

@@ -477,7 +477,7 @@ int jwt_verify(const jwt_keyset_t *ks, const char *token, size_t len, const jwt_
     unsigned char sig[SIG_CAP];
     if (err && errlen)
         err[0] = '\0';
-    ret->signed_ok = false;
+    memset(ret, 0, sizeof(*ret));
     if (!ks || len == 0 || len > JWT_MAX_TOKEN)
         FAIL(-EBADMSG, "token empty or longer than %d bytes", JWT_MAX_TOKEN);
     const char *d1 = memchr(token, '.', len);
@@ -546,6 +546,10 @@ int jwt_verify(const jwt_keyset_t *ks, const char *token, size_t len, const jwt_
     const char *sub = json_string_value(json_object_get(payload, "sub"));
     if (!sub || !*sub || strlen(sub) >= sizeof(ret->sub))
         FAIL(-EBADMSG, "sub claim missing or too long");
+    /* known from here on, also for a refusal below (expired, wrong issuer...): a genuine
+     * token's subject is what its AUTH_FAILURE record names (review58 #7) */
+    snprintf(ret->sub, sizeof(ret->sub), "%s", sub);
+    snprintf(ret->kid, sizeof(ret->kid), "%s", key ? key->kid : "");
     int64_t exp = 0, nbf = 0;
     if (number_claim(payload, "exp", true, &exp) != 0)
         FAIL(-EBADMSG, "exp claim missing or not a number");
@@ -574,11 +578,8 @@ int jwt_verify(const jwt_keyset_t *ks, const char *token, size_t len, const jwt_
         if (!match)
             FAIL(-EKEYREJECTED, "wrong audience");
     }
-    memset(ret, 0, sizeof(*ret));
-    snprintf(ret->sub, sizeof(ret->sub), "%s", sub);
     ret->roles = roles_from(claim_path(payload, opts->roles_claim));
     ret->exp = exp;
-    snprintf(ret->kid, sizeof(ret->kid), "%s", key ? key->kid : "");
     snprintf(ret->alg, sizeof(ret->alg), "%s", alg_s);
 out:
     json_decref(header);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +114,19 @@ int ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_re
     if (!rl)
         return 0;
     char k[KEY_MAX];
-    snprintf(k, sizeof(k), "%s", key ? key : "");
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < KEY_MAX) {
+        memcpy(k, key ? key : "", kl + 1);
+    } else {
+        /* a longer key (a JWT subject is up to 127 bytes) by its digest: cut short, two keys
+         * sharing their first 63 bytes shared a bucket (review58 #2). "#" starts no short key. */
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        EVP_Digest(key, kl, md, &mdlen, EVP_sha256(), NULL);
+        k[0] = '#';
+        for (unsigned i = 0; i < (KEY_MAX - 2) / 2 && i < mdlen; i++)
+            snprintf(k + 1 + 2 * i, 3, "%02x", md[i]);
+    }
     uint64_t h = hash_key(k, strlen(k));
     stripe_t *st = &rl->stripes[(h >> 32) % STRIPES];
     int rc = 0;

@@ -3,6 +3,7 @@
 #include "security/roles.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -29,6 +30,29 @@ const char *roles_primary(unsigned mask)
         if (mask & roles[i].bit)
             return roles[i].name;
     return NULL;
+}
+
+const char *roles_granting(unsigned mask, const char *required)
+{
+    if (!roles_satisfies(mask, required))
+        return NULL;
+    unsigned bit = required && strcmp(required, ROLES_READ) != 0 ? roles_bit(required) : 0;
+    if (bit && (mask & bit))
+        return roles_primary(bit);
+    return roles_primary(bit ? ROLE_ADMIN : mask);
+}
+
+const char *roles_names(unsigned mask, char *buf, size_t n)
+{
+    size_t o = 0;
+    if (n)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+        if ((mask & roles[i].bit) && o < n) {
+            int w = snprintf(buf + o, n - o, "%s%s", o ? "," : "", roles[i].name);
+            o += w > 0 ? (size_t)w : 0;
+        }
+    return buf;
 }
 
 bool roles_satisfies(unsigned mask, const char *required)

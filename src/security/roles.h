@@ -7,6 +7,7 @@
 #define AIMEDRES_SECURITY_ROLES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     ROLE_ADMIN = 1u << 0,
@@ -22,6 +23,13 @@ typedef enum {
 unsigned roles_bit(const char *name);
 /* The name of the most privileged role in mask (admin first), or NULL for 0. */
 const char *roles_primary(unsigned mask);
+/* The role of mask that grants a route requiring `required` (the required role itself when
+ * held, else admin; for "read" and public routes the most privileged held), or NULL when
+ * none does. What a request is recorded under (review58 #5: the first of several roles in a
+ * fixed order was recorded, not the one that granted the access). */
+const char *roles_granting(unsigned mask, const char *required);
+/* The names of every role in mask, comma-separated ("" for none), into buf. */
+const char *roles_names(unsigned mask, char *buf, size_t n);
 /* True if a principal holding mask may call a route requiring `required`. */
 bool roles_satisfies(unsigned mask, const char *required);
 /* "admin|deployer|clinician|auditor|monitor", for messages. */

@@ -163,7 +163,7 @@ static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
     unsigned h = id_hash(key_id);
     cache_stripe_t *st = &sec->cache[h % CACHE_STRIPES];
     cached_key_t *slot = &st->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
-    int64_t now = mono_ms(), wall = util_now_ms();
+    int64_t now = mono_ms();
     pthread_mutex_lock(&st->mu);
     if (strcmp(slot->rec.key_id, key_id) == 0 && now - slot->fetched_ms < SECURITY_KEY_CACHE_MS) {
         *ret = slot->rec;
@@ -176,23 +176,35 @@ static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
     int rc = store_apikey_get(sec->store, key_id, &rec);
     if (rc < 0)
         return rc;
-    bool touch = false;
     pthread_mutex_lock(&st->mu);
     int64_t touched = strcmp(slot->rec.key_id, key_id) == 0 ? slot->touched_ms : 0;
-    if (touched < rec.last_used_ms)
-        touched = rec.last_used_ms;
-    if (wall - touched >= TOUCH_EVERY_MS) {
-        touch = true;
-        touched = wall;
-    }
     slot->rec = rec;
     slot->fetched_ms = now;
-    slot->touched_ms = touched;
+    slot->touched_ms = touched > rec.last_used_ms ? touched : rec.last_used_ms;
     pthread_mutex_unlock(&st->mu);
-    if (touch)
-        store_apikey_touch(sec->store, key_id, wall); /* best effort: last use is informative */
     *ret = rec;
     return 0;
+}
+
+/* A key was used: its secret matched and it is active. Its last use is written at most every
+ * TOUCH_EVERY_MS, and only then: a wrong-secret guess at a known id, or a revoked or expired
+ * key, does not make a key look used (review58 #8). Best effort: last use is informative. */
+static void note_key_used(security_t *sec, const char *key_id)
+{
+    unsigned h = id_hash(key_id);
+    cache_stripe_t *st = &sec->cache[h % CACHE_STRIPES];
+    cached_key_t *slot = &st->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
+    int64_t wall = util_now_ms();
+    bool touch = false;
+    pthread_mutex_lock(&st->mu);
+    if (strcmp(slot->rec.key_id, key_id) != 0 || wall - slot->touched_ms >= TOUCH_EVERY_MS) {
+        touch = true;
+        if (strcmp(slot->rec.key_id, key_id) == 0)
+            slot->touched_ms = wall;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (touch)
+        store_apikey_touch(sec->store, key_id, wall);
 }
 
 /* ---------- replies and audit ---------- */
@@ -200,6 +212,7 @@ static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
 typedef struct attempt {
     const char *credential; /* "api_key" | "jwt" | NULL (none presented) */
     char key_id[24];        /* API key id (public part), "" otherwise */
+    char key_name[128];     /* the key's name (informative: names are not unique), "" otherwise */
     char user[128];
     unsigned roles;
     char reason[128];
@@ -217,10 +230,13 @@ static void audit_auth(http_ctx_t *ctx, api_app_t *app, const char *type, const 
         json_object_set_new(detail, "credential", json_string(at->credential));
     if (detail && at->key_id[0])
         json_object_set_new(detail, "key_id", json_string(at->key_id));
+    if (detail && at->key_name[0])
+        json_object_set_new(detail, "key_name", json_string(at->key_name));
     audit_event_t ev = {
         .type = type,
         .user = at->user[0] ? at->user : NULL,
-        .role = roles_primary(at->roles),
+        /* the role the request was admitted under, or refused with (security_authorize) */
+        .role = http_ctx_role(ctx) ? http_ctx_role(ctx) : roles_primary(at->roles),
         .action = action,
         .entity_type = "route",
         .entity_id = http_ctx_route(ctx)->pattern,
@@ -308,7 +324,9 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
         snprintf(at->reason, sizeof(at->reason), "key store unavailable");
         return rc;
     }
-    snprintf(at->user, sizeof(at->user), "%s", rec.name);
+    /* the principal stays apikey:<id>: names are free text and need not be unique, so two
+     * keys (or a key and a JWT subject) named alike were one user in the trail (review58 #3) */
+    snprintf(at->key_name, sizeof(at->key_name), "%s", rec.name);
     at->genuine = true; /* the secret matched: what follows is not a guess */
     if (rec.revoked_ms) {
         snprintf(at->reason, sizeof(at->reason), "API key revoked");
@@ -320,6 +338,7 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     }
     at->roles = roles_bit(rec.role);
     snprintf(rl_key, rl_len, "k:%s", id);
+    note_key_used(sec, id);
     return 0;
 }
 
@@ -335,11 +354,17 @@ static int check_jwt(security_t *sec, const char *tok, size_t n, attempt_t *at, 
     at->genuine = c.signed_ok;
     if (rc < 0) {
         snprintf(at->reason, sizeof(at->reason), "invalid token: %s", why);
+        if (c.signed_ok && c.sub[0] && strncmp(c.sub, "apikey:", 7) != 0) /* genuine: named (review58 #7) */
+            snprintf(at->user, sizeof(at->user), "%s", c.sub);
         return rc;
+    }
+    if (strncmp(c.sub, "apikey:", 7) == 0) { /* the API keys' principals: never a token's */
+        snprintf(at->reason, sizeof(at->reason), "invalid token: sub claim in the API key namespace (apikey:)");
+        return -EACCES;
     }
     snprintf(at->user, sizeof(at->user), "%s", c.sub);
     at->roles = c.roles;
-    snprintf(rl_key, rl_len, "j:%.100s", c.sub);
+    snprintf(rl_key, rl_len, "j:%s", c.sub); /* whole: sub is at most 127 bytes */
     return 0;
 }
 
@@ -366,7 +391,7 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
     }
 
     attempt_t at = {0};
-    char rl_key[128] = "";
+    char rl_key[160] = "";
     const char *xkey = http_ctx_header(ctx, "X-API-Key");
     const char *authz = http_ctx_header(ctx, "Authorization");
     int rc;
@@ -411,7 +436,11 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
         reply_429(ctx, "rate_limited", retry, "request rate limit for this credential exceeded");
         return 1;
     }
-    const char *role = roles_primary(at.roles);
+    /* recorded under the role that grants the route; a refusal names every role held */
+    char held[96];
+    const char *role = roles_granting(at.roles, route->role);
+    if (!role && at.roles)
+        role = roles_names(at.roles, held, sizeof(held));
     http_ctx_set_principal(ctx, at.user, role);
     if (!roles_satisfies(at.roles, route->role)) {
         snprintf(at.reason, sizeof(at.reason), "role %s does not grant %s", role ? role : "(none)",

@@ -1282,7 +1282,7 @@ def test_audit_api_requires_auditor_role(make_server, tmp_path):
     env = dict(audit_env(tmp_path), **ah.auth_env())
     srv = make_server(env)
     cli = ah.server_env(srv)
-    _, auditor, _ = ah.create_key(cli, "audit-reader", "auditor")
+    auditor_id, auditor, _ = ah.create_key(cli, "audit-reader", "auditor")
     _, clinician, _ = ah.create_key(cli, "ward-7", "clinician")
     for path in ("/api/v1/audit/events", "/api/v1/audit/verify"):
         assert srv.get(path).status_code == 401
@@ -1297,7 +1297,7 @@ def test_audit_api_requires_auditor_role(make_server, tmp_path):
         if acc:
             break
         time.sleep(0.05)
-    assert acc and acc[0]["user"] == "audit-reader" and acc[0]["role"] == "auditor"
+    assert acc and acc[0]["user"] == "apikey:" + auditor_id and acc[0]["role"] == "auditor"
 
 
 def test_config_change_recorded_at_start(make_server, tmp_path):

@@ -274,6 +274,25 @@ def test_apikey_cli_create_list_store(make_server, tmp_path):
     assert rr.returncode == 1 and "no key" in rr.stderr
 
 
+def test_last_use_is_written_only_for_a_use(make_server):
+    """review58 #8: a wrong-secret guess at a known key id (ids are not secret) set that key's
+    last use, as did a revoked key: an abandoned key could be kept looking alive."""
+    srv = make_server(a.auth_env())
+    env = a.server_env(srv)
+
+    def last_used(key_id):
+        r = h.run_cli(["apikey", "list", "--json"], env=env)
+        assert r.returncode == 0, r.stderr
+        return next(k for k in json.loads(r.stdout) if k["key_id"] == key_id)["last_used"]
+
+    key_id, key, _ = a.create_key(env, "never used", "monitor")
+    guess = key[: key.rindex(key.split("_", 2)[2])] + "A" * len(key.split("_", 2)[2])
+    expect_401(srv.get("/api/v1/models/list", headers={"X-API-Key": guess}), "invalid API key")
+    assert last_used(key_id) is None
+    assert srv.get("/api/v1/models/list", headers={"X-API-Key": key}).status_code == 200
+    assert last_used(key_id) is not None
+
+
 def test_revocation_within_a_second(make_server):
     srv = make_server(a.auth_env())
     env = a.server_env(srv)
@@ -288,6 +307,18 @@ def test_revocation_within_a_second(make_server):
     assert rr.returncode == 0 and "already revoked" in rr.stdout
     listed = h.run_cli(["apikey", "list"], env=env).stdout
     assert re.search(key_id + r"\s+clinician\s+revoked", listed), listed
+    # review58 #9: the whole key pasted (a leaked one) revokes its id, and its secret is never
+    # echoed; nor is a key-like argument that is not a key
+    id2, key2, _ = a.create_key(env, "leaked", "clinician")
+    rr = h.run_cli(["apikey", "revoke", key2], env=env)
+    secret2 = key2.split("_", 2)[2]
+    assert rr.returncode == 0 and "revoking its id " + id2 in rr.stderr, rr.stdout + rr.stderr
+    assert secret2 not in rr.stdout + rr.stderr
+    listed = h.run_cli(["apikey", "list"], env=env).stdout
+    assert re.search(id2 + r"\s+clinician\s+revoked", listed), listed
+    rr = h.run_cli(["apikey", "revoke", key2[:-1] + "!"], env=env)
+    assert rr.returncode == 2 and secret2[:-1] not in rr.stdout + rr.stderr, rr.stderr
+    assert "neither a key id" in rr.stderr, rr.stderr
 
 
 # --------------------------------------------------------------------------- brute force and rate limits
@@ -466,10 +497,12 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
     def complete(recs):
         return sum(1 for r in recs if r["type"] == "AUTH_FAILURE") >= 3
     recs = read_audit(log, complete)
-    succ = [r for r in recs if r["type"] == "AUTH_SUCCESS" and r.get("user") == "ward-tablet"]
+    # review58 #3: an API key's principal is apikey:<id> (names are free text, not unique)
+    succ = [r for r in recs if r["type"] == "AUTH_SUCCESS" and r.get("user") == "apikey:" + cid]
     assert len(succ) == 1, recs  # at most once a minute per principal
     assert succ[0]["role"] == "clinician" and succ[0]["outcome"] == "success"
     assert succ[0]["detail"]["key_id"] == cid and succ[0]["source_ip"] == "127.0.0.1"
+    assert succ[0]["detail"]["key_name"] == "ward-tablet", succ[0]
     fails = [r for r in recs if r["type"] == "AUTH_FAILURE"]
     anon = [r for r in fails if r["detail"]["reason"] == "no credential"]
     assert len(anon) == 1 and "user" not in anon[0], fails  # anonymous: once a minute per address
@@ -490,6 +523,60 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
         assert mm, m[:2000]
         return int(mm.group(1))
     assert value("success") >= 3 and value("unauthorized") == 4 and value("forbidden") == 1
+
+
+def test_jwt_access_is_recorded_under_the_granting_role_and_a_refused_genuine_token_under_its_subject(
+        make_server, tmp_path):
+    """review58 #5: a JWT with several roles was recorded under the first in a fixed order
+    (reading the audit trail as `clinician`), not the role that granted it; a refusal showed one
+    of its roles. review58 #7: a genuine (signature verified) but expired token was audited
+    without its subject."""
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40, RATE_LIMIT_PER_IP="off"))
+    multi = {"Authorization": "Bearer " + a.jwt_hs256(["clinician", "auditor"], sub="dr-multi")}
+    assert srv.get("/api/v1/audit/events?limit=1", headers=multi).status_code == 200
+    other = {"Authorization": "Bearer " + a.jwt_hs256(["monitor", "clinician"], sub="dr-other")}
+    r = srv.get("/api/v1/audit/verify", headers=other)
+    err = h.assert_error_body(r, 403, "forbidden")
+    assert err["details"]["role"] == "clinician,monitor", err
+    stale = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="dr-stale", exp_in=-120)}
+    expect_401(srv.get("/api/v1/models/list", headers=stale), "expired")
+
+    def complete(recs):
+        return any(x.get("user") == "dr-stale" for x in recs)
+    recs = read_audit(log, complete)
+    access = [x for x in recs if x["type"] == "DATA_ACCESS" and x.get("user") == "dr-multi"]
+    assert access and {x["role"] for x in access} == {"auditor"}, access
+    ok = [x for x in recs if x["type"] == "AUTH_SUCCESS" and x.get("user") == "dr-multi"]
+    assert len(ok) == 1 and ok[0]["role"] == "auditor", ok
+    denied = [x for x in recs if x["type"] == "AUTH_FAILURE" and x.get("user") == "dr-other"]
+    assert len(denied) == 1 and denied[0]["role"] == "clinician,monitor", denied
+    expired = [x for x in recs if x["type"] == "AUTH_FAILURE" and x.get("user") == "dr-stale"]
+    assert len(expired) == 1 and "token expired" in expired[0]["detail"]["reason"], expired
+
+
+def test_each_credential_is_its_own_user_in_the_trail(make_server, tmp_path, demo_manifests):
+    """review58 #3: the audit `user` of an API-key request was the key's name, free text and not
+    unique: two keys named svc-ehr and a JWT with sub svc-ehr made identical MODEL_INFERENCE
+    records. A key's principal is apikey:<id>; a token may not claim that namespace."""
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40, RATE_LIMIT_PER_IP="off"))
+    env = a.server_env(srv)
+    id1, k1, _ = a.create_key(env, "svc-ehr", "clinician")
+    id2, k2, _ = a.create_key(env, "svc-ehr", "clinician")
+    body = {"features": h.valid_features(demo_manifests[PARK])}
+    for hdr in ({"X-API-Key": k1}, {"X-API-Key": k2},
+                {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="svc-ehr")}):
+        assert srv.predict(PARK, body, headers=hdr).status_code == 200
+    forged = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="apikey:" + id1)}
+    err = expect_401(srv.predict(PARK, body, headers=forged), "apikey namespace")
+    assert "API key namespace" in err["message"], err
+
+    def complete(recs):
+        return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 3
+    recs = read_audit(log, complete)
+    users = [x["user"] for x in recs if x["type"] == "MODEL_INFERENCE"]
+    assert sorted(users) == sorted(["apikey:" + id1, "apikey:" + id2, "svc-ehr"]), users
 
 
 # --------------------------------------------------------------------------- API key lifecycle audit
@@ -667,6 +754,16 @@ def test_forwarded_for_repeated_headers_are_one_list(make_server):
     assert r.status == 429 and r.json()["error"]["code"] == "rate_limited", r.body[:200]
     r = two_headers("192.0.2.7", "192.0.2.8")  # and the other way round: a fresh client
     assert r.status == 200, r.body[:200]
+    # review58 #1: a client header padded past 4 KiB was ignored whole, with the proxy's entry:
+    # the client became the proxy (here 127.0.0.1, with a fresh budget). Its end still counts.
+    r = two_headers("6.6.6.6," * 520, "192.0.2.7")
+    assert r.status == 429 and r.json()["error"]["code"] == "rate_limited", r.body[:200]
+    r = two_headers("6.6.6.6," * 520 + " 192.0.2.7", "10.9.9.9")  # one header: its end is the client
+    assert r.status == 200, r.body[:200]
+    r = h.raw_request(srv.port, ("GET /api/v1/models/list HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
+                                 "X-Forwarded-For: %s 192.0.2.7\r\nConnection: close\r\n\r\n"
+                                 % (k, "6.6.6.6," * 520)).encode())
+    assert r.status == 429 and r.json()["error"]["code"] == "rate_limited", r.body[:200]
 
 
 def test_malformed_trusted_proxies_refuses_to_start(make_server):

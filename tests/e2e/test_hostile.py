@@ -239,7 +239,10 @@ def build_cases(park):
     # a bare CR inside a header value is a framing error: refused (400)
     add("header-injection-bare-cr", b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\rInjected: 1\r\n"
         b"Connection: close\r\n\r\n", 400)
-    inj = [b"abc\x00def", b"abc\x7f", b"<script>", b"a" * 200, b"id with space",
+    # a NUL in any field is refused too (RFC 9110 section 5.5; review58 #6)
+    add("header-nul-in-value", b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\x00def\r\n"
+        b"Connection: close\r\n\r\n", 400)
+    inj = [b"abc\x7f", b"<script>", b"a" * 200, b"id with space",
            b"abc\r\n Folded: yes", b"abc;rm -rf /", b"\xff\xfe"]
     for i, v in enumerate(inj):
         data = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + v + b"\r\nConnection: close\r\n\r\n")

@@ -34,7 +34,7 @@ static void test_parse(void **state)
     assert_null(p);
     assert_int_equal(clientaddr_proxies_parse("  ", &p, err, sizeof(err)), 0);
     assert_null(p);
-    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,0.0.0.0/0");
+    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,0.0.0.0/1");
     assert_non_null(p);
     clientaddr_proxies_free(p);
 
@@ -52,6 +52,12 @@ static void test_parse(void **state)
     /* the message names the offending item */
     clientaddr_proxies_parse("127.0.0.1, nope", &p, err, sizeof(err));
     assert_non_null(strstr(err, "'nope'"));
+    /* review58 S1: a /0 trusts every address */
+    assert_int_equal(clientaddr_proxies_parse("127.0.0.1, 0.0.0.0/0", &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "'0.0.0.0/0' trusts every address"));
+    assert_int_equal(clientaddr_proxies_parse("::/0", &p, err, sizeof(err)), -EINVAL);
+    assert_int_equal(clientaddr_proxies_parse("10.0.0.0/1", &p, err, sizeof(err)), 0);
+    clientaddr_proxies_free(p);
     /* too many entries */
     char many[4096] = "";
     for (int i = 0; i <= CLIENTADDR_MAX_PROXIES; i++) {
@@ -86,7 +92,7 @@ static void test_membership(void **state)
     assert_false(clientaddr_is_trusted(NULL, "10.0.0.1"));
     clientaddr_proxies_free(p);
     /* an IPv4 entry never matches a non-mapped IPv6 address with the same low bits */
-    p = parse_ok("0.0.0.0/0");
+    p = parse_ok("0.0.0.0/1,128.0.0.0/1");
     assert_true(clientaddr_is_trusted(p, "203.0.113.9"));
     assert_false(clientaddr_is_trusted(p, "2001:db8::1"));
     clientaddr_proxies_free(p);
@@ -159,6 +165,19 @@ static void test_select(void **state)
     assert_string_equal(pick(p, "127.0.0.1", huge, &fh), "127.0.0.1");
     assert_false(fh);
     free(huge);
+    /* review58 #1: a client that pads the header past the limit is still the client: the
+     * end (what the trusted proxies appended) is examined, not the whole ignored */
+    char *padded = malloc(CLIENTADDR_MAX_XFF * 2);
+    padded[0] = '\0';
+    for (int i = 0; i < 520; i++)
+        strcat(padded, "6.6.6.6,");
+    strcat(padded, " 203.0.113.7");
+    assert_true(strlen(padded) > CLIENTADDR_MAX_XFF);
+    assert_string_equal(pick(p, "127.0.0.1", padded, &fh), "203.0.113.7");
+    assert_true(fh);
+    strcat(padded, ", 10.0.0.2"); /* behind two proxies */
+    assert_string_equal(pick(p, "127.0.0.1", padded, &fh), "203.0.113.7");
+    free(padded);
     /* a peer that is not an address (unix socket, empty) is passed through */
     assert_string_equal(pick(p, "", "203.0.113.7", &fh), "");
     clientaddr_proxies_free(p);

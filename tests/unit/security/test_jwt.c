@@ -304,9 +304,11 @@ static void test_time_and_audience(void **state)
     jwt_claims_t c;
     assert_int_equal(verify(ks, tok, NULL, &c), -EKEYEXPIRED);
     assert_true(c.signed_ok); /* genuine, only expired: not counted for lockout */
+    assert_string_equal(c.sub, "a"); /* review58 #7: and its subject is known, for its audit record */
     sign_hs("another-secret-another-secret-0000", hdr, "{\"sub\":\"a\",\"exp\":1799999000}", tok);
     assert_int_equal(verify(ks, tok, NULL, &c), -EACCES);
     assert_false(c.signed_ok);
+    assert_string_equal(c.sub, ""); /* a forgery names nobody */
     sign_hs(HS_SECRET, hdr, "{\"sub\":\"a\",\"exp\":1799999980,\"roles\":[\"admin\"]}", tok);
     assert_int_equal(verify(ks, tok, NULL, NULL), 0); /* 20 s late: inside the 30 s leeway */
     sign_hs(HS_SECRET, hdr, "{\"sub\":\"a\",\"exp\":1800000600,\"nbf\":1800000300}", tok);

@@ -62,6 +62,22 @@ static void test_bucket(void **state)
     assert_int_equal(ratelimit_take(rl, "k1", t + 100000, &ra), -EAGAIN);
     ratelimit_free(rl);
 
+    /* review58 #2: keys longer than a slot (a JWT subject is up to 127 bytes) that share
+     * their first 63 bytes are still different keys; the same long key is the same bucket */
+    assert_int_equal(ratelimit_parse_spec("1/m", &s), 0);
+    assert_int_equal(ratelimit_new(&s, &rl), 0);
+    char la[130], lb[130];
+    memset(la, 'x', 127);
+    la[127] = '\0';
+    memcpy(lb, la, sizeof(la));
+    la[126] = 'a';
+    lb[126] = 'b';
+    assert_int_equal(ratelimit_take(rl, la, t, &ra), 0);
+    assert_int_equal(ratelimit_take(rl, lb, t, &ra), 0);
+    assert_int_equal(ratelimit_take(rl, la, t, &ra), -EAGAIN);
+    assert_int_equal(ratelimit_take(rl, lb, t, &ra), -EAGAIN);
+    ratelimit_free(rl);
+
     /* slow rates give long Retry-After */
     assert_int_equal(ratelimit_parse_spec("1/m", &s), 0);
     assert_int_equal(ratelimit_new(&s, &rl), 0);
@@ -205,6 +221,16 @@ static void test_roles(void **state)
     assert_true(roles_satisfies(ROLE_MONITOR | ROLE_CLINICIAN, "clinician"));
     assert_string_equal(roles_primary(ROLE_MONITOR | ROLE_ADMIN), "admin");
     assert_null(roles_primary(0));
+    /* review58 #5: the role recorded is the one that grants the route */
+    assert_string_equal(roles_granting(ROLE_AUDITOR | ROLE_CLINICIAN, "auditor"), "auditor");
+    assert_string_equal(roles_granting(ROLE_AUDITOR | ROLE_CLINICIAN, "clinician"), "clinician");
+    assert_string_equal(roles_granting(ROLE_ADMIN | ROLE_MONITOR, "deployer"), "admin");
+    assert_string_equal(roles_granting(ROLE_ADMIN | ROLE_MONITOR, "monitor"), "monitor");
+    assert_string_equal(roles_granting(ROLE_MONITOR | ROLE_CLINICIAN, "read"), "clinician");
+    assert_null(roles_granting(ROLE_MONITOR | ROLE_CLINICIAN, "auditor"));
+    char names[64];
+    assert_string_equal(roles_names(ROLE_MONITOR | ROLE_CLINICIAN, names, sizeof(names)), "clinician,monitor");
+    assert_string_equal(roles_names(0, names, sizeof(names)), "");
 }
 
 int main(void)
