@@ -26,7 +26,7 @@
 #include "audit/audit.h"
 #include "backup/events.h"
 #include "backup/fsutil.h"
-#include "backup/httpc.h"
+#include "common/httpc.h"
 #include "backup/interrupt.h"
 #include "backup/manifest.h"
 #include "backup/repo.h"
@@ -193,7 +193,10 @@ static const char *const overridden[] = {
     "PORT", "PROMETHEUS_PORT", "BACKUP_ENABLED", "BACKUP_PATH", "BACKUP_OFFSITE_DIR", "API_KEY_SALT",
     /* the outside world: production's SIEM, Alertmanager and webhook must not hear from a
      * drill (its records are under production's host name; its alerts would page) */
-    "SIEM_INTEGRATION_ENABLED", "SYSLOG_SERVER", "ALERTMANAGER_URL", "ALERT_WEBHOOK_URL"};
+    "SIEM_INTEGRATION_ENABLED", "SYSLOG_SERVER", "ALERTMANAGER_URL", "ALERT_WEBHOOK_URL",
+    /* the drill talks to its own server on loopback in plain HTTP, whatever production's
+     * TLS settings (its certificate files are not part of a backup) */
+    "TLS_ENABLED"};
 
 static bool is_overridden(const char *kv)
 {
@@ -282,6 +285,7 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     r |= asprintf(&own[o++], "SYSLOG_SERVER=") < 0;
     r |= asprintf(&own[o++], "ALERTMANAGER_URL=") < 0;
     r |= asprintf(&own[o++], "ALERT_WEBHOOK_URL=") < 0;
+    r |= asprintf(&own[o++], "TLS_ENABLED=false") < 0;
     for (size_t i = 0; i < o; i++)
         envp[k++] = own[i];
     envp[k] = NULL;
@@ -349,13 +353,14 @@ static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err
                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), path, tail);
             return -ECHILD;
         }
-        backup_http_response_t resp = {0};
+        httpc_response_t resp = {0};
         char herr[256];
-        if (backup_http_request("127.0.0.1", d->port, "GET", path, NULL, NULL, 2000, &resp, herr,
-                                sizeof(herr)) == 0) {
+        httpc_url_t self = {.host = "127.0.0.1", .port = d->port};
+        httpc_opts_t ho = {.user_agent = "aimedres-dr-drill", .timeout_ms = 2000};
+        if (httpc_request(&self, "GET", path, NULL, &ho, &resp, herr, sizeof(herr)) == 0) {
             int st = resp.status;
             snprintf(last, sizeof(last), "status %d: %.300s", st, resp.body);
-            backup_http_response_free(&resp);
+            httpc_response_free(&resp);
             if (st == 200)
                 return 0;
         } else {
@@ -397,26 +402,30 @@ static int stop_server(drill_t *d)
 
 /* ------------------------------------------------------------------ smoke checks */
 
-/* A request to the drill server (host NULL: with the drill's key) or to production (with
- * --api-key-file's key, if any). */
-static int http_json(drill_t *d, const char *host, int port, const char *method, const char *path,
-                     const char *body, int want_status, json_t **ret, char *err, size_t errlen)
+/* A request to the drill server (prod NULL: with the drill's key) or to production (with
+ * --api-key-file's key, if any; https verified as the other CLIs do, httpc_default_ca). */
+static int http_json(drill_t *d, const httpc_url_t *prod, const char *method, const char *path, const char *body,
+                     int want_status, json_t **ret, char *err, size_t errlen)
 {
-    backup_http_response_t resp = {0};
-    const char *key = host ? d->o->prod_api_key : d->api_key;
-    int r = backup_http_request(host ? host : "127.0.0.1", port, method, path, body, key, HTTP_TIMEOUT_MS,
-                                &resp, err, errlen);
+    httpc_response_t resp = {0};
+    httpc_url_t self = {.host = "127.0.0.1", .port = d->port};
+    httpc_opts_t ho = {.api_key = prod ? d->o->prod_api_key : d->api_key,
+                       .ca_file = prod ? httpc_default_ca() : NULL,
+                       .user_agent = "aimedres-dr-drill",
+                       .timeout_ms = HTTP_TIMEOUT_MS,
+                       .max_response = 8u << 20};
+    int r = httpc_request(prod ? prod : &self, method, path, body, &ho, &resp, err, errlen);
     if (r < 0)
         return r;
     json_error_t jerr;
-    json_t *j = json_loadb(resp.body, resp.body_len, 0, &jerr);
+    json_t *j = json_loadb(resp.body, resp.len, 0, &jerr);
     if (resp.status != want_status || !j) {
         snprintf(err, errlen, "%s %s answered %d: %.300s", method, path, resp.status, resp.body);
         json_decref(j);
-        backup_http_response_free(&resp);
+        httpc_response_free(&resp);
         return -EPROTO;
     }
-    backup_http_response_free(&resp);
+    httpc_response_free(&resp);
     *ret = j;
     return 0;
 }
@@ -531,7 +540,7 @@ static int check_models_and_predict(drill_t *d, int *ret_predictions)
         step(d, "models", false, t0, "cannot read production's registry: %s", err);
         return -EIO;
     }
-    if (http_json(d, NULL, d->port, "GET", "/api/v1/models/list", NULL, 200, &list, err, sizeof(err)) <
+    if (http_json(d, NULL, "GET", "/api/v1/models/list", NULL, 200, &list, err, sizeof(err)) <
         0) {
         step(d, "models", false, t0, "%s", err);
         json_decref(prod);
@@ -556,10 +565,8 @@ static int check_models_and_predict(drill_t *d, int *ret_predictions)
 
     /* One prediction per served model, compared with production's answer. */
     bool prod_http = d->o->prod_url != NULL;
-    char phost[256] = "";
-    int pport = 0;
-    if (prod_http &&
-        backup_http_parse_url(d->o->prod_url, phost, sizeof(phost), &pport, err, sizeof(err)) < 0) {
+    httpc_url_t prod_at = {0};
+    if (prod_http && httpc_parse_url(d->o->prod_url, &prod_at, err, sizeof(err)) < 0) {
         step(d, "predict", false, 0, "%s", err);
         json_decref(served);
         return -EINVAL;
@@ -589,11 +596,11 @@ static int check_models_and_predict(drill_t *d, int *ret_predictions)
         json_decref(req);
         json_t *got = NULL, *want = NULL;
         snprintf(path, sizeof(path), "/api/v1/models/%s/predict", name);
-        int r = http_json(d, NULL, d->port, "POST", path, body, 200, &got, merr, sizeof(merr));
+        int r = http_json(d, NULL, "POST", path, body, 200, &got, merr, sizeof(merr));
         if (r == 0)
             (*ret_predictions)++;
         if (r == 0 && prod_http) {
-            r = http_json(d, phost, pport, "POST", path, body, 200, &want, merr, sizeof(merr));
+            r = http_json(d, &prod_at, "POST", path, body, 200, &want, merr, sizeof(merr));
         } else if (r == 0) {
             char pdir[PATH_MAX];
             snprintf(pdir, sizeof(pdir), "%s/%s/%s", d->s->model_storage_path, name, version);

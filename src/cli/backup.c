@@ -33,7 +33,7 @@
 #include "backup/restore.h"
 #include "backup/retention.h"
 #include "backup/settings.h"
-#include "backup/httpc.h"
+#include "common/httpc.h"
 #include "backup/interrupt.h"
 #include "backup/verify.h"
 #include "cli/cli.h"
@@ -211,7 +211,7 @@ static void drill_usage(FILE *out)
         "free loopback port, check health, models, predictions and record counts against production,\n"
         "stop it, clean up. Prints (and with --report writes) a JSON report with the measured RTO and\n"
         "RPO next to the targets (4h, 6h).\n"
-        "  --url URL      production server (http://host:port, or PROD_URL) to compare predictions with;\n"
+        "  --url URL      production server (http[s]://host:port, or PROD_URL) to compare predictions with;\n"
         "                 default: score the production model files in this process\n"
         "  --api-key-file FILE  an API key (role clinician or admin) sent to --url when production\n"
         "                 has AUTH_ENABLED (default: AIMEDRES_API_KEY, as for deploy and verify); the\n"
@@ -1068,9 +1068,9 @@ static int drill_main(int argc, char **argv)
         unload(&c);
         return 2;
     }
-    char host[256], uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
-    int port;
-    if (url && backup_http_parse_url(url, host, sizeof(host), &port, uerr, sizeof(uerr)) < 0) {
+    char uerr[256], prod_key[APIKEY_KEY_SIZE] = "";
+    httpc_url_t parsed;
+    if (url && httpc_parse_url(url, &parsed, uerr, sizeof(uerr)) < 0) {
         say("dr-drill: --url: %s", uerr);
         unload(&c);
         return 2;

@@ -12,7 +12,7 @@
 
 #include "audit/audit.h"
 #include "audit/siem.h"
-#include "backup/httpc.h"
+#include "common/httpc.h"
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/util.h"
@@ -145,17 +145,15 @@ static int preflight(const config_t *cfg)
         bad++;
     }
     if (cfg->prod_url && *cfg->prod_url) {
-        char host[256];
-        int port;
-        const char *auth = strncmp(cfg->prod_url, "http://", 7) == 0 ? cfg->prod_url + 7 : "";
+        httpc_url_t u;
+        const char *auth = strstr(cfg->prod_url, "://") ? strstr(cfg->prod_url, "://") + 3 : "";
         if (auth[strcspn(auth, "@/")] == '@') {
             fprintf(stderr, "aimedres: config: PROD_URL: credentials in the URL are not used: dr-drill "
                             "sends an API key (--api-key-file or AIMEDRES_API_KEY)\n");
             bad++;
-        } else if (backup_http_parse_url(cfg->prod_url, host, sizeof(host), &port, err, sizeof(err)) < 0) {
+        } else if (httpc_parse_url(cfg->prod_url, &u, err, sizeof(err)) < 0) {
             /* err quotes the URL: printed without it */
-            fprintf(stderr, "aimedres: config: PROD_URL: expected http://host[:port] (dr-drill speaks plain "
-                            "HTTP to it)\n");
+            fprintf(stderr, "aimedres: config: PROD_URL: expected http[s]://host[:port]\n");
             bad++;
         }
     }

@@ -2,7 +2,7 @@
 /* `aimedres deploy canary | blue-green | direct | status | promote | pause | resume |
  * rollback` and `aimedres rollback MODEL [--to VERSION]`. The running server's rollout
  * controller owns every state change, so these commands only talk to its HTTP API
- * (--url, default http://HOST:PORT; the key from AIMEDRES_API_KEY as X-API-Key). */
+ * (--url, default http[s]://HOST:PORT; the key from AIMEDRES_API_KEY as X-API-Key). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -13,7 +13,7 @@
 
 #include "cli/cli.h"
 #include "common/util.h"
-#include "rollout/httpc.h"
+#include "common/httpc.h"
 
 #define TIMEOUT_MS 30000
 
@@ -29,7 +29,8 @@ static void usage(FILE *out)
                  "tells how it ends (a failed gate: status failed, rollback_reason names it).\n"
                  "See also `aimedres rollback MODEL` (--help).\n"
                  "options:\n"
-                 "  --url URL               server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n"
+                 "  --url URL               server (default http://$HOST:$PORT, https:// when\n"
+                 "                          TLS_ENABLED=true; HOST and PORT default to 127.0.0.1, 8080)\n"
                  "  --auto-promote          advance stages and promote to stable when checks pass\n"
                  "  --stages LIST           canary stages in percent, e.g. 5,25,100\n"
                  "  --stage-duration D      per stage (and the blue/green watch window), e.g. 30s, 2h\n"
@@ -44,16 +45,9 @@ static void usage(FILE *out)
                  "  --to PERCENT            promote: to this stage (100: stable)\n"
                  "  --reason TEXT           promote, pause, resume, rollback: recorded with the event\n"
                  "  --json                  print the server's JSON\n"
-                 "Credentials: AIMEDRES_API_KEY (role deployer for changes, read for status).\n");
-}
-
-static void default_url(char *buf, size_t n)
-{
-    const char *host = getenv("HOST"), *port = getenv("PORT");
-    if (!host || !*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
-        host = "127.0.0.1";
-    snprintf(buf, n, "http://%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-             port && *port ? port : "8080");
+                 "Credentials: AIMEDRES_API_KEY (role deployer for changes, read for status).\n"
+                 "https: the certificate is verified against AIMEDRES_CA_FILE, else (TLS_ENABLED=true)\n"
+                 "TLS_CERT_PATH, the server's own, else the system's CAs.\n");
 }
 
 /* Sends the request; prints transport errors and API errors. Returns the JSON body
@@ -61,10 +55,13 @@ static void default_url(char *buf, size_t n)
 static json_t *call(const char *url, const char *method, const char *path, json_t *body, int *ret_status)
 {
     char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    rollout_http_response_t resp;
+    httpc_response_t resp;
     char err[512] = "";
-    int rc = rollout_http_request(url, method, path, payload, getenv("AIMEDRES_API_KEY"), TIMEOUT_MS, &resp,
-                                  err, sizeof(err));
+    httpc_url_t target;
+    httpc_opts_t o = {.api_key = getenv("AIMEDRES_API_KEY"), .ca_file = httpc_default_ca(), .timeout_ms = TIMEOUT_MS};
+    int rc = httpc_parse_url(url, &target, err, sizeof(err));
+    if (rc == 0)
+        rc = httpc_request(&target, method, path, payload, &o, &resp, err, sizeof(err));
     free(payload);
     if (ret_status)
         *ret_status = rc < 0 ? 0 : resp.status;
@@ -72,7 +69,7 @@ static json_t *call(const char *url, const char *method, const char *path, json_
         fprintf(stderr, "aimedres: %s\n", err);
         return NULL;
     }
-    json_t *j = rollout_http_json(&resp);
+    json_t *j = httpc_json(&resp);
     if (resp.status / 100 != 2) {
         json_t *e = json_object_get(j, "error");
         fprintf(stderr, "aimedres: %s %s: HTTP %d %s: %s\n", method, path, resp.status,
@@ -84,7 +81,7 @@ static json_t *call(const char *url, const char *method, const char *path, json_
         json_decref(j);
         j = NULL;
     }
-    rollout_http_response_free(&resp);
+    httpc_response_free(&resp);
     return j;
 }
 
@@ -223,7 +220,7 @@ int cli_deploy(int argc, char **argv)
     }
     const char *sub = argv[1];
     char url[512];
-    default_url(url, sizeof(url));
+    httpc_default_url(url, sizeof(url));
     json_t *cfg = json_object();
     bool wait = false, as_json = false;
     const char *to = NULL, *reason = NULL;
@@ -391,7 +388,8 @@ static void rollback_usage(FILE *out)
                  "(nothing changes) when there is none, or when --to names a version that does not exist,\n"
                  "does not load or never served as stable (deploy it with `deploy direct` instead).\n"
                  "  --to VERSION   make this version, one that served as stable, stable instead\n"
-                 "  --url URL      server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n"
+                 "  --url URL      server (default http://$HOST:$PORT, https:// when TLS_ENABLED=true;\n"
+                 "                 HOST and PORT default to 127.0.0.1 and 8080)\n"
                  "  --json         print the server's JSON answer\n"
                  "The API key comes from AIMEDRES_API_KEY when the server has AUTH_ENABLED.\n"
                  "Exit status: 0 rolled back; 1 the server refused or could not be reached; 2 usage.\n");
@@ -405,7 +403,7 @@ int cli_rollback(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     char url[512];
-    default_url(url, sizeof(url));
+    httpc_default_url(url, sizeof(url));
     const char *to = NULL;
     bool as_json = false;
     int c;

@@ -13,14 +13,15 @@
 
 #include "cli/cli.h"
 #include "common/util.h"
-#include "rollout/httpc.h"
+#include "common/httpc.h"
 
 #define TIMEOUT_MS 15000
 
 typedef struct report {
     int passed, failed, warned;
     const char *url;
-    const char *key;
+    httpc_url_t target;
+    httpc_opts_t opts;
 } report_t;
 
 static void line(report_t *r, int ok, const char *what, const char *fmt, ...)
@@ -42,13 +43,13 @@ static void line(report_t *r, int ok, const char *what, const char *fmt, ...)
 }
 
 static int req(report_t *r, const char *method, const char *path, const char *body,
-               rollout_http_response_t *resp, char *err, size_t n)
+               httpc_response_t *resp, char *err, size_t n)
 {
-    return rollout_http_request(r->url, method, path, body, r->key, TIMEOUT_MS, resp, err, n);
+    return httpc_request(&r->target, method, path, body, &r->opts, resp, err, n);
 }
 
 /* "status N: <the error message of the JSON error body>" of an answer that was not 200, in buf. */
-static const char *unexpected(const rollout_http_response_t *resp, char *buf, size_t n)
+static const char *unexpected(const httpc_response_t *resp, char *buf, size_t n)
 {
     json_t *j = resp->body ? json_loads(resp->body, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -77,7 +78,7 @@ static json_t *feature_value(const json_t *f)
 
 static void smoke(report_t *r)
 {
-    rollout_http_response_t resp;
+    httpc_response_t resp;
     char err[512];
     static const char *const gets[] = {"/health", "/ready", "/api/v1", "/api/v1/models/list"};
     json_t *models = NULL;
@@ -88,11 +89,11 @@ static void smoke(report_t *r)
         }
         line(r, resp.status == 200, gets[i], "HTTP %d in %.1f ms", resp.status, resp.elapsed_ms);
         if (i == 3 && resp.status == 200) {
-            json_t *j = rollout_http_json(&resp);
+            json_t *j = httpc_json(&resp);
             models = json_incref(json_object_get(j, "models"));
             json_decref(j);
         }
-        rollout_http_response_free(&resp);
+        httpc_response_free(&resp);
     }
     size_t i;
     json_t *m;
@@ -106,11 +107,11 @@ static void smoke(report_t *r)
         snprintf(what, sizeof(what), "predict %.20s", name);
         if (req(r, "GET", path, NULL, &resp, err, sizeof(err)) < 0 || resp.status != 200) {
             line(r, 0, what, "GET %s: %s", path, resp.body ? unexpected(&resp, err, sizeof(err)) : err);
-            rollout_http_response_free(&resp);
+            httpc_response_free(&resp);
             continue;
         }
-        json_t *detail = rollout_http_json(&resp);
-        rollout_http_response_free(&resp);
+        json_t *detail = httpc_json(&resp);
+        httpc_response_free(&resp);
         json_t *feats = json_object();
         size_t k;
         json_t *f;
@@ -128,7 +129,7 @@ static void smoke(report_t *r)
         if (req(r, "POST", path, payload, &resp, err, sizeof(err)) < 0) {
             line(r, 0, what, "%s", err);
         } else {
-            json_t *j = rollout_http_json(&resp);
+            json_t *j = httpc_json(&resp);
             line(r, resp.status == 200 && json_object_get(j, "prediction") != NULL, what,
                  "HTTP %d in %.1f ms%s%s", resp.status, resp.elapsed_ms,
                  json_string_value(json_object_get(j, "version")) ? ", version " : "",
@@ -136,7 +137,7 @@ static void smoke(report_t *r)
                      ? json_string_value(json_object_get(j, "version"))
                      : "");
             json_decref(j);
-            rollout_http_response_free(&resp);
+            httpc_response_free(&resp);
         }
         free(payload);
         /* the API refuses a malformed request with 422, not a crash or a 500 */
@@ -145,7 +146,7 @@ static void smoke(report_t *r)
             line(r, 0, what, "%s", err);
         } else {
             line(r, resp.status == 422, what, "HTTP %d (want 422)", resp.status);
-            rollout_http_response_free(&resp);
+            httpc_response_free(&resp);
         }
     }
     json_decref(models);
@@ -177,11 +178,11 @@ static double metric_sum(const char *text, const char *name, const char *filter,
 
 static void server_figures(report_t *r, double max_error_rate)
 {
-    rollout_http_response_t resp;
+    httpc_response_t resp;
     char err[512];
     if (req(r, "GET", "/metrics", NULL, &resp, err, sizeof(err)) < 0 || resp.status != 200) {
         line(r, 0, "metrics", "GET /metrics: %s", resp.body ? unexpected(&resp, err, sizeof(err)) : err);
-        rollout_http_response_free(&resp);
+        httpc_response_free(&resp);
         return;
     }
     bool f1 = false, f2 = false, f3 = false;
@@ -202,7 +203,7 @@ static void server_figures(report_t *r, double max_error_rate)
     double cpu = metric_sum(resp.body, "process_cpu_seconds_total", NULL, &f5);
     line(r, f3 ? 1 : -1, "resource use", "RSS %.1f MiB, open fds %.0f, CPU %.1f s", rss / 1048576.0, fds,
          cpu);
-    rollout_http_response_free(&resp);
+    httpc_response_free(&resp);
 }
 
 static int run(int argc, char **argv, bool full)
@@ -212,10 +213,7 @@ static int run(int argc, char **argv, bool full)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     char url[512];
-    const char *host = getenv("HOST"), *port = getenv("PORT");
-    if (!host || !*host || strcmp(host, "0.0.0.0") == 0)
-        host = "127.0.0.1";
-    snprintf(url, sizeof(url), "http://%s:%s", host, port && *port ? port : "8080");
+    httpc_default_url(url, sizeof(url));
     double max_err = 0.05;
     int c;
     optind = 1;
@@ -230,7 +228,10 @@ static int run(int argc, char **argv, bool full)
             break;
         case 'h':
             printf("usage: aimedres %s [--url URL]%s\n\n%s\n"
-                   "  --url URL    the server (default http://$HOST:$PORT, else http://127.0.0.1:8080)\n%s",
+                   "  --url URL    the server (default http://$HOST:$PORT, https:// when TLS_ENABLED=true;\n"
+                   "               HOST and PORT default to 127.0.0.1 and 8080)\n%s"
+                   "https: the certificate is verified against AIMEDRES_CA_FILE, else (TLS_ENABLED=true)\n"
+                   "TLS_CERT_PATH, the server's own, else the system's CAs.\n",
                    full ? "verify" : "smoke", full ? " [--max-error-rate X]" : "",
                    full ? "Post-deployment verification: health, models loaded, API smoke tests, the error\n"
                           "rate from the server's counters (default limit 0.05) and resource use.\n"
@@ -248,17 +249,24 @@ static int run(int argc, char **argv, bool full)
         fprintf(stderr, "aimedres: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    report_t r = {0, 0, 0, url, getenv("AIMEDRES_API_KEY")};
+    report_t r = {.url = url,
+                  .opts = {.api_key = getenv("AIMEDRES_API_KEY"), .ca_file = httpc_default_ca(),
+                           .timeout_ms = TIMEOUT_MS}};
+    char uerr[256];
+    if (httpc_parse_url(url, &r.target, uerr, sizeof(uerr)) < 0) {
+        fprintf(stderr, "aimedres: --url: %s\n", uerr);
+        return 2;
+    }
     printf("%s of %s\n", full ? "Post-deployment verification" : "API smoke tests", url);
     if (full) {
-        rollout_http_response_t resp;
+        httpc_response_t resp;
         char err[512];
         printf("1. Health\n");
         if (req(&r, "GET", "/health", NULL, &resp, err, sizeof(err)) < 0)
             line(&r, 0, "health", "%s", err);
         else
             line(&r, resp.status == 200, "health", "HTTP %d", resp.status);
-        rollout_http_response_free(&resp);
+        httpc_response_free(&resp);
         if (r.failed) {
             printf("Verification FAILED: the server does not answer\n");
             return 1;
@@ -267,13 +275,13 @@ static int run(int argc, char **argv, bool full)
         if (req(&r, "GET", "/api/v1/models/list", NULL, &resp, err, sizeof(err)) < 0) {
             line(&r, 0, "models loaded", "%s", err);
         } else {
-            json_t *j = rollout_http_json(&resp);
+            json_t *j = httpc_json(&resp);
             size_t n = json_array_size(json_object_get(j, "models"));
             line(&r, resp.status == 200 && n >= 1, "models loaded", "%zu model(s) serving (HTTP %d)", n,
                  resp.status);
             json_decref(j);
         }
-        rollout_http_response_free(&resp);
+        httpc_response_free(&resp);
         printf("3. API smoke tests\n");
     }
     smoke(&r);

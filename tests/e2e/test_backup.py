@@ -1378,6 +1378,36 @@ def test_dr_drill_against_live_production_server(inst, tmp_path):
     assert r.returncode == 0, out(r)
 
 
+def test_dr_drill_against_a_tls_production_server(inst, tmp_path):
+    """review58 #4: with TLS_ENABLED=true in its environment the drill started its own server
+    speaking TLS to its plain-HTTP checks, and an https:// --url was refused. The drill's server
+    now speaks plain HTTP on loopback, and production is compared over verified https (its
+    certificate trusted through TLS_CERT_PATH, as for the other commands)."""
+    key, cert = str(tmp_path / "tls-key.pem"), str(tmp_path / "tls-cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls = {"TLS_ENABLED": "true", "TLS_CERT_PATH": cert, "TLS_KEY_PATH": key}
+
+    class TlsProduction(h.Server):
+        def url(self, path):
+            return "https://127.0.0.1:%d%s" % (self.port, path)
+
+    srv = TlsProduction(inst.prod, extra_env=dict(tls, AUDIT_LOG_PATH=inst.audit_log, SECRET_KEY=bh.SECRET_VALUE))
+    srv.session.verify = cert
+    srv.start()
+    try:
+        report = tmp_path / "drill.json"
+        r = inst.run(["dr-drill", "--full", "--url", "https://127.0.0.1:%d" % srv.port, "--report", str(report),
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180, **tls)
+        assert r.returncode == 0, out(r)
+        steps = {s["name"]: s for s in json.load(open(report))["steps"]}
+        assert "production server's" in steps["predict"]["detail"], steps["predict"]
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed, srv.log_tail()
+
+
 def test_dr_drill_reports_a_missed_rpo(inst, tmp_path):
     """A drill on a backup older than the RPO target (6 h; here the drill runs 7 hours later
     under faketime) exits 1 and says why on stderr, with rpo_s in the report."""
@@ -1437,7 +1467,8 @@ def test_dr_drill_argument_errors_before_any_work(inst, tmp_path):
     good_shape = tmp_path / "good.key"
     good_shape.write_text("amr_0123456789abcdef_" + "A" * 43 + "\n")
     for args, msg in ((["--url", "notaurl"], "--url"),
-                      (["--url", "https://127.0.0.1:1"], "--url"),
+                      (["--url", "ftp://127.0.0.1:1"], "--url"),  # https:// is taken since review58 #4
+                      (["--url", "http://127.0.0.1:99999"], "--url"),
                       (["--url", "http://127.0.0.1:1", "--api-key-file", str(bad_key)], "not an API key"),
                       (["--url", "http://127.0.0.1:1", "--api-key-file", str(tmp_path / "none")], "--api-key-file"),
                       (["--api-key-file", str(good_shape)], "neither is set")):

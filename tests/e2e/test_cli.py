@@ -355,13 +355,16 @@ def test_siem_without_an_audit_trail_is_warned_about(aimedres_bin, make_server):
 
 
 def test_config_check_refuses_a_prod_url_the_drill_can_not_use(aimedres_bin):
-    """PROD_URL is for dr-drill, which speaks plain HTTP: an https:// URL is refused by config
-    check as by the drill, without printing the URL (it may hold credentials)."""
+    """PROD_URL is for dr-drill: http:// or https:// (review58 #4), no credentials in it;
+    refused by config check as by the drill, without printing the URL (it may hold them)."""
     r = h.run_cli(["config", "check"], env={"PROD_URL": "https://u:hunter2pw@prod.example.org"})
-    assert r.returncode == 1 and "PROD_URL: expected http://host[:port]" in r.stderr, out(r)
+    assert r.returncode == 1 and "PROD_URL: credentials in the URL are not used" in r.stderr, out(r)
     assert "hunter2pw" not in out(r)
-    r = h.run_cli(["config", "check"], env={"PROD_URL": "http://prod.example.org:8080"})
-    assert r.returncode == 0, out(r)
+    r = h.run_cli(["config", "check"], env={"PROD_URL": "ftp://prod.example.org"})
+    assert r.returncode == 1 and "PROD_URL: expected http[s]://host[:port]" in r.stderr, out(r)
+    for ok in ("http://prod.example.org:8080", "https://prod.example.org", "https://[2001:db8::1]:8443"):
+        r = h.run_cli(["config", "check"], env={"PROD_URL": ok})
+        assert r.returncode == 0, (ok, out(r))
 
 
 def test_config_check_redacts_urls_and_reads_a_bom(aimedres_bin, tmp_path):

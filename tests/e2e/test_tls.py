@@ -208,3 +208,35 @@ def test_bad_tls_settings_refuse_to_start(demo_dir, tmp_path):
             srv.start()
         srv.stop(timeout=5)
         assert srv.returncode == 1 and needle in str(e.value), str(e.value)
+
+
+def test_the_clis_speak_https_to_a_tls_server(tls_server, tmp_path):
+    """review58 #4: with TLS_ENABLED=true, deploy, verify and smoke defaulted to http:// (the
+    API key went in clear to the TLS port, then "Connection reset") and refused https:// URLs.
+    They speak https now, verifying the certificate and the name dialled."""
+    srv = tls_server(a.auth_env())
+    env = a.server_env(srv)
+    _, admin, _ = a.create_key(env, "ops", "admin")
+    cli = dict(env, PORT=str(srv.port), HOST="127.0.0.1", AIMEDRES_API_KEY=admin)
+    base = "https://127.0.0.1:%d" % srv.port
+
+    def run(args, **extra):
+        r = h.run_cli(args, env=dict(cli, **extra))
+        return r.returncode, r.stdout + r.stderr
+
+    # the default URL is https, trusting the server's own certificate (TLS_CERT_PATH)
+    rc, o = run(["smoke"])
+    assert rc == 0 and base in o, o
+    rc, o = run(["deploy", "status"])  # every deployment (none yet)
+    assert rc == 0, o
+    rc, o = run(["verify", "--url", base], AIMEDRES_CA_FILE=env["TLS_CERT_PATH"])
+    assert rc == 0, o
+    # a certificate that is not trusted, or that does not name the host dialled: refused
+    (tmp_path / "other").mkdir()
+    other, _ = make_cert(tmp_path / "other")
+    rc, o = run(["smoke"], AIMEDRES_CA_FILE=other)
+    assert rc == 1 and "the server's certificate is not trusted" in o, o
+    rc, o = run(["smoke", "--url", "https://localhost:%d" % srv.port])
+    assert rc == 1 and "the server's certificate is not trusted (hostname mismatch)" in o, o
+    rc, o = run(["deploy", "status", "parkinsons_predictor", "--url", "ftp://127.0.0.1:1"])
+    assert rc != 0 and "URL must start with http:// or https://" in o, o
