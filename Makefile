@@ -6,6 +6,8 @@ CMAKE_ARGS ?=
 # CI builds with -Werror; locally too unless WERROR=0.
 WERROR     ?= 1
 VAR        ?= $(CURDIR)/var
+HOST       ?= 127.0.0.1
+PORT       ?= 8080
 
 .PHONY: all deps deps-test build run demo test test-unit test-e2e bench clean
 
@@ -28,9 +30,10 @@ build: $(BUILD)/Makefile
 demo: build
 	@$(BUILD)/aimedres demo init --dir $(VAR)
 
+# HOST and PORT (make variables or the environment, as the server reads them) move it.
 run: deps build demo
 	MODEL_STORAGE_PATH=$(VAR)/models DATABASE_URL=sqlite://$(VAR)/aimedres.db \
-	  exec $(BUILD)/aimedres serve --host 127.0.0.1 --port 8080
+	  exec $(BUILD)/aimedres serve --host $(HOST) --port $(PORT)
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -1,13 +1,20 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# Installs the Debian 12 packages that building, running and testing need, when
-# some are missing. Runs apt-get only as root; otherwise it names what is missing.
+# Installs the Debian 12 packages that building and running need (no argument: `make run`),
+# and with `test` those the tests need too (`make test`), when some are missing. Runs apt-get
+# only as root; otherwise it names what is missing.
+#
+# The test set holds real servers (nginx, Prometheus, Alertmanager, rsyslog) that the tests
+# start on loopback themselves. On a booted systemd machine Debian's packages also enable them
+# as services (nginx on :80, Prometheus on :9090, Alertmanager on :9093): `make run` does not
+# install them (fresh57), and a machine that runs `make test` is a build machine.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config
 libevent-dev libjansson-dev libsqlite3-dev libxgboost-dev libssl-dev libcmocka-dev libzstd-dev
-python3 python3-pytest python3-requests python3-xgboost python3-numpy python3-jwt python3-cryptography
-curl sqlite3 procps"
+python3 curl sqlite3 procps"
+if [ "${1:-}" = test ]; then
+PACKAGES="$PACKAGES python3-pytest python3-requests python3-xgboost python3-numpy python3-jwt python3-cryptography"
 # monitoring (issue 4): promtool, amtool and the real servers for tests/monitoring and the e2e test.
 PACKAGES="$PACKAGES prometheus prometheus-alertmanager python3-yaml"
 # reliability (issue 7): clang + libFuzzer runtime for `make fuzz`, llvm for llvm-symbolizer.
@@ -29,10 +36,11 @@ PACKAGES="$PACKAGES nginx"
 # Helm chart: the Kubernetes 1.22 API models tests/e2e/test_deploy_helm.py checks the rendered
 # chart against, offline. helm itself is no Debian package: see tools() below.
 PACKAGES="$PACKAGES python3-kubernetes"
+fi
 # `install-deps.sh bench`: the peers the benchmarks compare against (not needed for tests;
 # nginx's package starts a system service, so it is installed only when asked for).
 if [ "${1:-}" = bench ]; then
-  PACKAGES="$PACKAGES wrk nginx-light gunicorn python3-flask restic"
+  PACKAGES="$PACKAGES wrk nginx-light gunicorn python3-flask python3-xgboost python3-numpy restic"
 fi
 
 # `install-deps.sh test` (make test): also the tests' tools that are no Debian package, after
