@@ -166,7 +166,7 @@ static const struct setting settings[] = {
     STRCHK("ALERTMANAGER_URL", NULL, SECRET_URL, alertmanager_url, NULL, NULL), /* monitor */
     STRCHK("ALERT_WEBHOOK_URL", NULL, SECRET_URL_TAIL, alert_webhook_url, NULL, NULL), /* monitor */
     STRCHK("ALERT_INSTANCE", NULL, PUBLIC, alert_instance,
-           "a label value: 1..255 printable ASCII characters, no space, quote or backslash", check_label_value),
+           "a label value: 1..255 printable ASCII characters, no space, double quote or backslash", check_label_value),
     MILLIS("ALERT_DELIVERY_TIMEOUT", "5s", 100, 60 * 1000LL, alert_delivery_timeout_ms), /* monitor */
 
     STR("AUDIT_LOG_PATH", NULL, audit_log_path),

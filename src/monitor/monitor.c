@@ -1096,7 +1096,8 @@ void monitor_set_base_url(struct monitor *m, const char *url)
         snprintf(host, sizeof(host), "localhost");
     snprintf(inst, sizeof(inst), "%s%s", host, port && port[1] != '/' ? port : "");
     /* or the operator's: the scrape target Prometheus names this server by (its "instance",
-     * e.g. web-1:9090), so both sources' alerts of one server group and inhibit together */
+     * e.g. web-1:9090), so both sources' alerts of one server carry the same instance (they
+     * still differ in service and the external labels: docs/monitoring.md) */
     alerts_set_instance(m->alerts, m->s.alert_instance ? m->s.alert_instance : inst);
 }
 
