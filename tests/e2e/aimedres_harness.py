@@ -66,6 +66,17 @@ def scaled(seconds):
     return seconds * TIME_SCALE
 
 
+def faketime(spec):
+    """A command prefix that runs what follows at a fake time, as Debian's `faketime` wrapper
+    does ("2026-12-06 00:10:00": start there and run on; "+100d": an offset), by preloading
+    libfaketime directly. The wrapper creates a named semaphore per pid and fails ("sem_open:
+    File exists") when a killed earlier run left one for the pid it now has."""
+    import glob
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert libs, "libfaketime is missing (Debian package faketime)"
+    return ["env", "LD_PRELOAD=" + libs[0], "FAKETIME=" + (spec if spec[:1] in "+-@" else "@" + spec)]
+
+
 def require_binary():
     if not BIN or not os.access(BIN, os.X_OK):
         raise RuntimeError("AIMEDRES_BIN is not set to an executable aimedres binary (got %r)" % BIN)

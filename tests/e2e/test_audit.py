@@ -149,7 +149,7 @@ def test_prune_removes_only_what_its_record_names(tmp_path):
     benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
 
     def at(t, *args):
-        r = subprocess.run(["faketime", t, h.require_binary()] + list(args), env=benv, capture_output=True,
+        r = subprocess.run([*h.faketime(t), h.require_binary()] + list(args), env=benv, capture_output=True,
                            text=True, timeout=h.scaled(60))
         return r
 
@@ -183,7 +183,7 @@ def test_an_archive_pruned_while_verify_reads_is_not_an_error(tmp_path):
     benv = h.base_env(env)
     benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
     for i, day in enumerate(("2026-12-01", "2026-12-02", "2026-12-03")):
-        r = subprocess.run(["faketime", day + " 10:00:00", h.require_binary(), "audit", "verify"]
+        r = subprocess.run([*h.faketime(day + " 10:00:00"), h.require_binary(), "audit", "verify"]
                            + (["--allow-empty"] if i == 0 else []), env=benv, capture_output=True, text=True,
                            timeout=h.scaled(60))
         assert r.returncode == 0, r.stdout + r.stderr
@@ -192,11 +192,11 @@ def test_an_archive_pruned_while_verify_reads_is_not_an_error(tmp_path):
     venv = dict(benv)  # under ptrace without leak checks, faketime still preloaded (sanitizer build)
     venv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), h.UNDER_PTRACE["ASAN_OPTIONS"]) if x)
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-P", oldest, "-e", "trace=openat", "-e",
-                          "inject=openat:delay_enter=1500000:when=1", "faketime", "2026-12-10 10:00:00",
+                          "inject=openat:delay_enter=1500000:when=1", *h.faketime("2026-12-10 10:00:00"),
                           h.require_binary(), "audit", "verify", "--json"],
                          env=venv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    r = subprocess.run(["faketime", "2026-12-10 10:00:00", h.require_binary(), "audit", "prune"], env=benv,
+    r = subprocess.run([*h.faketime("2026-12-10 10:00:00"), h.require_binary(), "audit", "prune"], env=benv,
                        capture_output=True, text=True, timeout=h.scaled(60))
     assert r.returncode == 0 and not os.path.exists(oldest), r.stdout + r.stderr
     out, errs = p.communicate(timeout=h.scaled(120))
@@ -230,12 +230,12 @@ def test_a_fifo_named_like_an_archive_blocks_nothing(tmp_path):
     benv = h.base_env(env)
     benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
     d = os.path.dirname(env["AUDIT_LOG_PATH"])
-    r = subprocess.run(["faketime", "2026-12-05 23:50:00", h.require_binary(), "audit", "verify", "--allow-empty"],
+    r = subprocess.run([*h.faketime("2026-12-05 23:50:00"), h.require_binary(), "audit", "verify", "--allow-empty"],
                        env=benv, capture_output=True, text=True, timeout=h.scaled(60))
     assert r.returncode == 0, r.stdout + r.stderr
     os.mkfifo(os.path.join(d, "audit.log.2026-12-05.3"))
     try:
-        r = subprocess.run(["faketime", "2026-12-06 00:10:00", h.require_binary(), "audit", "verify", "--json"],
+        r = subprocess.run([*h.faketime("2026-12-06 00:10:00"), h.require_binary(), "audit", "verify", "--json"],
                            env=benv, capture_output=True, text=True, timeout=h.scaled(20))
     except subprocess.TimeoutExpired:
         pytest.fail("audit verify hung on a FIFO named like an archive")
@@ -258,7 +258,7 @@ def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path)
                                        for i in range(1, 14)]
     for i, t in enumerate(times):
         args = ["audit", "verify"] + (["--allow-empty"] if i == 0 else [])
-        r = subprocess.run(["faketime", t, h.require_binary()] + args, env=benv, capture_output=True, text=True,
+        r = subprocess.run([*h.faketime(t), h.require_binary()] + args, env=benv, capture_output=True, text=True,
                            timeout=h.scaled(60))
         assert r.returncode == 0, (t, r.stdout, r.stderr)
     d = os.path.dirname(env["AUDIT_LOG_PATH"])
@@ -273,7 +273,7 @@ def test_a_clock_stepped_back_across_midnight_keeps_the_chain_in_order(tmp_path)
     open(os.path.join(d, "audit.log.2099-12-31"), "w").close()
     # review45 #1: nor does a stray name with a huge suffix use up the day's suffixes
     open(os.path.join(d, "audit.log.2026-11-30.999999999"), "w").close()
-    r = subprocess.run(["faketime", "2026-12-01 00:05:00", h.require_binary(), "audit", "verify"], env=benv,
+    r = subprocess.run([*h.faketime("2026-12-01 00:05:00"), h.require_binary(), "audit", "verify"], env=benv,
                        capture_output=True, text=True, timeout=h.scaled(60))
     assert r.returncode == 0 and "failing closed" not in r.stderr, (r.stdout, r.stderr)
     # (the verify above, at today's real date, archived .12; this step's archive follows it)
@@ -292,7 +292,7 @@ def test_a_clock_stepped_back_by_days_keeps_the_chain_in_order(tmp_path):
     for i, t in enumerate(["2026-12-05 23:50:00", "2026-12-06 00:10:00", "2026-12-02 23:50:00",
                            "2026-12-03 00:10:00", "2026-12-06 00:20:00"]):
         args = ["audit", "verify"] + (["--allow-empty"] if i == 0 else [])
-        r = subprocess.run(["faketime", t, h.require_binary()] + args, env=benv, capture_output=True, text=True,
+        r = subprocess.run([*h.faketime(t), h.require_binary()] + args, env=benv, capture_output=True, text=True,
                            timeout=h.scaled(60))
         assert r.returncode == 0, (t, r.stdout, r.stderr, sorted(os.listdir(os.path.dirname(env["AUDIT_LOG_PATH"]))))
     names = sorted(n for n in os.listdir(os.path.dirname(env["AUDIT_LOG_PATH"])) if n.startswith("audit.log.2026"))
@@ -312,7 +312,7 @@ def test_a_rotation_during_verify_is_not_tampering(tmp_path):
     benv["ASAN_OPTIONS"] = ":".join(x for x in (benv.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
 
     def at(t, *args):
-        return ["faketime", t, h.require_binary(), "audit", "verify"] + list(args)
+        return [*h.faketime(t), h.require_binary(), "audit", "verify"] + list(args)
 
     for i in range(3):
         r = subprocess.run(at("2026-11-29 23:50:0%d" % i, "--allow-empty"), env=benv, capture_output=True,

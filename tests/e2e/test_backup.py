@@ -838,7 +838,7 @@ def test_prune_frees_a_full_repository(inst, tmp_path):
         assert r.returncode == 1 and "the repository is full (BACKUP_PATH %s)" % repo in r.stderr, out(r)
         env = h.base_env(inst.env(BACKUP_PATH=repo, BACKUP_KEEP_MIN="1", BACKUP_OFFSITE_DIR=""))
         env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
-        p = subprocess.run(["faketime", "-f", "+100d", h.require_binary(), "backup", "prune", "--json"], env=env,
+        p = subprocess.run([*h.faketime("+100d"), h.require_binary(), "backup", "prune", "--json"], env=env,
                            capture_output=True, text=True, timeout=180)
         assert p.returncode == 0, out(p)
         rep = json.loads(p.stdout)["repositories"][0]
@@ -1416,7 +1416,7 @@ def test_dr_drill_reports_a_missed_rpo(inst, tmp_path):
     env = h.base_env(inst.env())
     # libfaketime is preloaded ahead of the sanitizer build's ASan runtime; ASan tolerates it so
     env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
-    r = subprocess.run(["faketime", "-f", "+7h", h.require_binary(), "dr-drill", "--use-latest", "--report",
+    r = subprocess.run([*h.faketime("+7h"), h.require_binary(), "dr-drill", "--use-latest", "--report",
                         str(report), "--work-dir", str(tmp_path)], env=env, capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 1, out(r)
