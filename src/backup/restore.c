@@ -203,14 +203,17 @@ static bool is_mount_point(const char *path)
  * swap in the same way, with a journal inside the target (review56 #3). The audit area is
  * staged inside its directory, so a volume there is renamed into, never renamed. */
 /* A file of the trail in the audit directory that is a mount point (a bind-mounted file),
- * copied to out. */
+ * copied to out. Under --target (no trail name) any file of the directory: the backup's
+ * files are renamed into it by name (review59 #3). */
 static bool trail_file_mounted(const area_t *a, char *out, size_t outlen)
 {
     DIR *d = opendir(a->dest);
     struct dirent *de;
     bool found = false;
     while (d && !found && (de = readdir(d)))
-        if (is_trail_file(a, de->d_name) && snprintf(out, outlen, "%s/%s", a->dest, de->d_name) < (int)outlen)
+        if ((a->trail[0] ? is_trail_file(a, de->d_name)
+                         : strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) &&
+            snprintf(out, outlen, "%s/%s", a->dest, de->d_name) < (int)outlen)
             found = is_mount_point(out);
     if (d)
         closedir(d);
@@ -229,11 +232,17 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
         [A_AUDIT] = "point AUDIT_LOG_PATH at the real file",
     };
     for (int i = 0; i < A_COUNT; i++) {
-        const char *p = i == A_AUDIT ? s->audit_log_path : a[i].dest;
+        const char *p = i == A_AUDIT && in_place ? s->audit_log_path : a[i].dest;
         struct stat st;
-        if (!a[i].selected || !p || (!in_place && i == A_AUDIT))
+        char mounted[PATH_MAX + 256];
+        if (!a[i].selected || !p)
             continue;
         if (!in_place) {
+            /* the audit directory itself may be a volume: its files are renamed into it */
+            if (i == A_AUDIT && !trail_file_mounted(&a[i], mounted, sizeof(mounted)))
+                continue;
+            if (i == A_AUDIT)
+                p = mounted;
             if (is_mount_point(p)) {
                 snprintf(err, errlen,
                          "refusing to restore: %s is %s; the restore puts the %s in place by renaming, which %s: "
@@ -254,7 +263,6 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
         /* what is swapped by renaming (a directory, the database, the env file, the audit log)
          * can not be "/" or a mount point: EBUSY, and a journal no rerun could finish
          * (review55 #3, review56 #1 and #2); for the trail, each of its files (review57 #2) */
-        char mounted[PATH_MAX + 256];
         if (i == A_AUDIT && trail_file_mounted(&a[i], mounted, sizeof(mounted)))
             p = mounted;
         if (is_mount_point(p)) {
@@ -272,6 +280,8 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
     }
     return 0;
 }
+
+#define RESTORE_DB_PATH_MAX (512 - 64)
 
 /* Fills dest of every selected area. */
 static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
@@ -349,6 +359,16 @@ static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,
         }
     }
 #undef SETP
+    /* SQLite opens the database (and its staged copy, "<dest>.restore-<pid>") by a path of at
+     * most 512 bytes: a longer one failed the restored data's check, as if the backup were
+     * damaged (review59 #4) */
+    if (r == 0 && a[A_DB].selected && strlen(a[A_DB].dest) > RESTORE_DB_PATH_MAX) {
+        snprintf(err, errlen,
+                 "the destination of the database (DATABASE_URL) is too long: at most %d characters once made "
+                 "absolute%s (SQLite opens it, and its staged copy, by a path of at most 512 bytes)",
+                 RESTORE_DB_PATH_MAX, o->target ? ", --target DIR and the file name inside it" : "");
+        return -ENAMETOOLONG;
+    }
     if (r < 0) {
         static const char *const what[A_COUNT] = {
             [A_DB] = "the database (DATABASE_URL)",      [A_MODELS] = "the model storage (MODEL_STORAGE_PATH)",

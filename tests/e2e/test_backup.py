@@ -1198,6 +1198,23 @@ def test_restore_in_place_refuses_a_mount_point_and_a_too_long_path(inst, tmp_pa
         assert "pass --config-dest a file inside the volume, leave config out (--components)" in r.stderr, out(r)
     finally:
         subprocess.run(["umount", "-l", inst.env_file], capture_output=True)
+    # review59 #3: under --target, a volume on a file inside the target's audit directory
+    tgt = str(tmp_path / "tgt-audit")
+    os.makedirs(os.path.join(tgt, "audit"))
+    target_log = os.path.join(tgt, "audit", os.path.basename(inst.audit_log))
+    open(target_log, "w").close()
+    r = subprocess.run(["mount", "--bind", side_copy, target_log], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = inst.run(["restore", s["id"], "--yes", "--target", tgt])
+        assert r.returncode == 1 and "%s is a mount point" % target_log in r.stderr, out(r)
+        assert sorted(os.listdir(tgt)) == ["audit"], os.listdir(tgt)  # no journal, no stage
+    finally:
+        subprocess.run(["umount", "-l", target_log], capture_output=True)
+    # review59 #4: SQLite opens the database by a path of at most 512 bytes
+    r = inst.run(["restore", s["id"], "--yes", "--target", os.path.join(str(tmp_path), "d" * 200, "e" * 240)])
+    assert r.returncode == 1, out(r)
+    assert "the destination of the database (DATABASE_URL) is too long: at most 448 characters" in r.stderr, out(r)
     # review57 #4: the refusal names the destination and the limit
     r = inst.run(["restore", s["id"], "--yes", "--components", "models"],
                  MODEL_STORAGE_PATH=os.path.join(inst.prod, *(["x" * 200] * 19)))
