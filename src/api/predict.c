@@ -42,6 +42,19 @@ typedef struct pending {
 
 enum { WRITE_RECORD = 1, WRITE_AUDIT = 2 };
 
+typedef struct undelivered {
+    char pid[40], rid[64];
+} undelivered_t;
+
+static void not_delivered_done(void *arg, int status)
+{
+    undelivered_t *u = arg;
+    if (status < 0)
+        log_msg(LOG_ERROR, "audit record failed: MODEL_INFERENCE_NOT_DELIVERED not written", "{s:s,s:s,s:i}",
+                "request_id", u->rid, "prediction_id", u->pid, "errno", -status);
+    free(u);
+}
+
 /* The trail holds a MODEL_INFERENCE for an answer that was never given: say so, with the
  * same prediction id, so that an auditor can tell the two apart. who: the request's context
  * (still readable when the server stopped first, see http_ctx_post). */
@@ -59,9 +72,18 @@ static void audit_not_delivered(const pending_t *p, const http_ctx_t *who, const
                         .outcome = "failure",
                         .request_id = http_ctx_request_id(who),
                         .detail = det};
-    if (audit_log_submit(p->audit, &ev, NULL, NULL) < 0)
+    /* a record that then fails (the trail's lock held at shutdown, a full disk) is said in the
+     * log with the ids it carried: nothing else would name it (review59 #6) */
+    undelivered_t *u = malloc(sizeof(*u));
+    if (u) {
+        snprintf(u->pid, sizeof(u->pid), "%s", p->pid);
+        snprintf(u->rid, sizeof(u->rid), "%s", http_ctx_request_id(who));
+    }
+    if (audit_log_submit(p->audit, &ev, u ? not_delivered_done : NULL, u) < 0) {
         log_msg(LOG_ERROR, "audit record not queued", "{s:s,s:s}", "request_id", http_ctx_request_id(who),
                 "prediction_id", p->pid);
+        free(u);
+    }
     json_decref(det);
 }
 

@@ -358,10 +358,16 @@ static int check_jwt(security_t *sec, const char *tok, size_t n, attempt_t *at, 
             snprintf(at->user, sizeof(at->user), "%s", c.sub);
         return rc;
     }
-    if (strncmp(c.sub, "apikey:", 7) == 0) { /* the API keys' principals: never a token's */
+    const char *sp = c.sub + strspn(c.sub, " \t");
+    if (strncasecmp(sp, "apikey:", 7) == 0) { /* the API keys' principals: never a token's */
         snprintf(at->reason, sizeof(at->reason), "invalid token: sub claim in the API key namespace (apikey:)");
         return -EACCES;
     }
+    for (const unsigned char *q = (const unsigned char *)c.sub; *q; q++)
+        if (*q < 0x20 || *q == 0x7f) { /* a subject is written into every record and SIEM line */
+            snprintf(at->reason, sizeof(at->reason), "invalid token: sub claim holds control characters");
+            return -EACCES;
+        }
     snprintf(at->user, sizeof(at->user), "%s", c.sub);
     at->roles = c.roles;
     snprintf(rl_key, rl_len, "j:%s", c.sub); /* whole: sub is at most 127 bytes */

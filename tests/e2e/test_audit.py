@@ -1006,6 +1006,31 @@ def test_a_prediction_cut_off_at_the_drain_deadline_says_what_became_of_it(make_
     line = [l for l in srv2.log_text().splitlines() if "prediction stored but not answered" in l]
     assert len(line) == 1 and pid in line[0] and "its audit record failed" in line[0], srv2.log_tail()
 
+    # 3. review59 #6: as 1, and once MODEL_INFERENCE is written the trail's lock is held too:
+    # the NOT_DELIVERED record can not be written at shutdown, and the log names what it carried
+    (tmp_path / "c").mkdir()
+    env3 = audit_env(tmp_path / "c", signing=False, SHUTDOWN_DRAIN_TIMEOUT="1")
+    srv3 = make_server(env3)
+    trail = open(env3["AUDIT_LOG_PATH"] + ".lock", "a")
+
+    def lock_store_then_trail():
+        locker = sqlite3.connect(srv3.db_path, timeout=1, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN IMMEDIATE")
+        return lambda: (fcntl.flock(trail, fcntl.LOCK_UN), trail.close(), locker.execute("COMMIT"), locker.close())
+
+    def audited_then_locked():
+        if not any(x.get("request_id") == "cut-off-1" for x in records(env3)):
+            return False
+        fcntl.flock(trail, fcntl.LOCK_EX)
+        return True
+
+    got, rc = _cut_off_at_the_drain_deadline(srv3, name, body, lock_store_then_trail, 13, audited_then_locked)
+    assert rc == 0 and "status" not in got, (rc, got, srv3.log_tail())
+    pid = [x for x in records(env3) if x.get("request_id") == "cut-off-1"][0]["detail"]["prediction_id"]
+    assert not [x for x in records(env3) if x["type"] == "MODEL_INFERENCE_NOT_DELIVERED"]
+    line = [l for l in srv3.log_text().splitlines() if "MODEL_INFERENCE_NOT_DELIVERED not written" in l]
+    assert len(line) == 1 and pid in line[0] and "cut-off-1" in line[0], srv3.log_tail()
+
 
 def test_model_register_is_audited(demo_copy, tmp_path):
     env = dict(h.demo_env(demo_copy), **audit_env(tmp_path, signing=False))

@@ -568,9 +568,14 @@ def test_each_credential_is_its_own_user_in_the_trail(make_server, tmp_path, dem
     for hdr in ({"X-API-Key": k1}, {"X-API-Key": k2},
                 {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="svc-ehr")}):
         assert srv.predict(PARK, body, headers=hdr).status_code == 200
-    forged = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="apikey:" + id1)}
-    err = expect_401(srv.predict(PARK, body, headers=forged), "apikey namespace")
-    assert "API key namespace" in err["message"], err
+    for sub in ("apikey:" + id1, "APIKEY:" + id1, " apikey:" + id1):  # review59: any case, leading blanks
+        forged = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub=sub)}
+        err = expect_401(srv.predict(PARK, body, headers=forged), "apikey namespace")
+        assert "API key namespace" in err["message"], (sub, err)
+    # a subject is written into every record and SIEM line: no control characters in it
+    odd = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub='dr\ntype="MODEL_INFERENCE"')}
+    err = expect_401(srv.predict(PARK, body, headers=odd), "control characters")
+    assert "sub claim holds control characters" in err["message"], err
 
     def complete(recs):
         return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 3
