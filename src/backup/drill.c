@@ -403,14 +403,15 @@ static int stop_server(drill_t *d)
 /* ------------------------------------------------------------------ smoke checks */
 
 /* A request to the drill server (prod NULL: with the drill's key) or to production (with
- * --api-key-file's key, if any; https verified as the other CLIs do, httpc_default_ca). */
+ * --api-key-file's key, if any; https trusted as the other commands do, httpc_server_trust). */
 static int http_json(drill_t *d, const httpc_url_t *prod, const char *method, const char *path, const char *body,
                      int want_status, json_t **ret, char *err, size_t errlen)
 {
     httpc_response_t resp = {0};
     httpc_url_t self = {.host = "127.0.0.1", .port = d->port};
     httpc_opts_t ho = {.api_key = prod ? d->o->prod_api_key : d->api_key,
-                       .ca_file = prod ? httpc_default_ca() : NULL,
+                       .ca_file = prod ? d->o->prod_ca_file : NULL,
+                       .pin_file = prod ? d->o->prod_pin_file : NULL,
                        .user_agent = "aimedres-dr-drill",
                        .timeout_ms = HTTP_TIMEOUT_MS,
                        .max_response = 8u << 20};

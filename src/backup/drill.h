@@ -34,8 +34,9 @@
 #define BACKUP_DRILL_RPO_TARGET_S (6 * 3600)
 
 typedef struct backup_drill_opts {
-    const char *prod_url; /* production server (http://host:port) or NULL: in-process scoring */
+    const char *prod_url; /* production server (http[s]://host:port) or NULL: in-process scoring */
     const char *prod_api_key; /* X-API-Key for prod_url (a well-formed key) or NULL */
+    const char *prod_ca_file, *prod_pin_file; /* https trust for prod_url (httpc_opts_t) */
     const char *env_file; /* given to the backup (config component) and the drill server */
     const char *work_dir; /* parent of the temporary target (NULL: TMPDIR or /tmp) */
     const char *exe;      /* the aimedres binary to start (NULL: /proc/self/exe) */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "common/config.h"
+#include "common/httpc.h"
 #include "store/store.h"
 
 int cli_serve(int argc, char **argv);  /* cli/serve.c */
@@ -38,6 +39,18 @@ config_t *cli_load_config_reporting(const char *env_file, cli_report_fn report, 
 config_t *cli_load_config_logging_to_stderr(const char *env_file);
 /* Opens cfg->database_url, printing the reason on failure. */
 store_t *cli_open_store(const config_t *cfg);
+
+/* The server a command talks to through its API (deploy, rollback, verify, smoke). */
+typedef struct cli_target {
+    httpc_server_t srv; /* its own settings (env file, then the environment) */
+    char url_text[512]; /* --url, else srv.url */
+    httpc_url_t url;
+    httpc_opts_t opts; /* AIMEDRES_API_KEY, the https trust, timeout_ms */
+} cli_target_t;
+/* Fills ret from --env-file (NULL: none) and --url (NULL: the server's own HOST, PORT and
+ * TLS_ENABLED). Prints what is wrong, prefixed with prog, and returns 2 (a usage error: an
+ * unreadable env file, a malformed URL, an http:// URL to the server's TLS port), else 0. */
+int cli_target(const char *prog, const char *env_file, const char *url, int timeout_ms, cli_target_t *ret);
 /* True if arg is -h or --help. */
 int cli_is_help(const char *arg);
 

@@ -68,6 +68,26 @@ store_t *cli_open_store(const config_t *cfg)
     return s;
 }
 
+int cli_target(const char *prog, const char *env_file, const char *url, int timeout_ms, cli_target_t *ret)
+{
+    char err[600];
+    memset(ret, 0, sizeof(*ret));
+    if (httpc_server_settings(env_file, &ret->srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres %s: --env-file: %s\n", prog, err);
+        return 2;
+    }
+    snprintf(ret->url_text, sizeof(ret->url_text), "%s", url ? url : ret->srv.url);
+    if (httpc_parse_url(ret->url_text, &ret->url, err, sizeof(err)) < 0 ||
+        httpc_server_check_url(&ret->srv, &ret->url, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aimedres %s: --url: %s\n", prog, err);
+        return 2;
+    }
+    ret->opts.api_key = getenv("AIMEDRES_API_KEY");
+    ret->opts.timeout_ms = timeout_ms;
+    httpc_server_trust(&ret->srv, &ret->opts);
+    return 0;
+}
+
 int cli_is_help(const char *arg)
 {
     return arg && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0);

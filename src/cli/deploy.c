@@ -31,6 +31,8 @@ static void usage(FILE *out)
                  "options:\n"
                  "  --url URL               server (default http://$HOST:$PORT, https:// when\n"
                  "                          TLS_ENABLED=true; HOST and PORT default to 127.0.0.1, 8080)\n"
+                 "  --env-file FILE         read HOST, PORT, TLS_ENABLED, TLS_CERT_PATH from the server's\n"
+                 "                          env file (the environment overrides it)\n"
                  "  --auto-promote          advance stages and promote to stable when checks pass\n"
                  "  --stages LIST           canary stages in percent, e.g. 5,25,100\n"
                  "  --stage-duration D      per stage (and the blue/green watch window), e.g. 30s, 2h\n"
@@ -46,22 +48,20 @@ static void usage(FILE *out)
                  "  --reason TEXT           promote, pause, resume, rollback: recorded with the event\n"
                  "  --json                  print the server's JSON\n"
                  "Credentials: AIMEDRES_API_KEY (role deployer for changes, read for status).\n"
-                 "https: the certificate is verified against AIMEDRES_CA_FILE, else (TLS_ENABLED=true)\n"
-                 "TLS_CERT_PATH, the server's own, else the system's CAs.\n");
+                 "https: trusted are the CAs in AIMEDRES_CA_FILE; else, with TLS_ENABLED=true, the server's\n"
+                 "own certificate (TLS_CERT_PATH: the server must present exactly it); else the system's CAs.\n");
 }
 
 /* Sends the request; prints transport errors and API errors. Returns the JSON body
  * of a 2xx answer (new reference) or NULL. */
-static json_t *call(const char *url, const char *method, const char *path, json_t *body, int *ret_status)
+static cli_target_t g_target; /* set once per command by cli_target */
+
+static json_t *call(const char *method, const char *path, json_t *body, int *ret_status)
 {
     char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
     httpc_response_t resp;
     char err[512] = "";
-    httpc_url_t target;
-    httpc_opts_t o = {.api_key = getenv("AIMEDRES_API_KEY"), .ca_file = httpc_default_ca(), .timeout_ms = TIMEOUT_MS};
-    int rc = httpc_parse_url(url, &target, err, sizeof(err));
-    if (rc == 0)
-        rc = httpc_request(&target, method, path, payload, &o, &resp, err, sizeof(err));
+    int rc = httpc_request(&g_target.url, method, path, payload, &g_target.opts, &resp, err, sizeof(err));
     free(payload);
     if (ret_status)
         *ret_status = rc < 0 ? 0 : resp.status;
@@ -70,6 +70,9 @@ static json_t *call(const char *url, const char *method, const char *path, json_
         return NULL;
     }
     json_t *j = httpc_json(&resp);
+    if (resp.status / 100 == 2 && !j) /* review59 #5: said, not an exit 1 without a word */
+        fprintf(stderr, "aimedres: %s %s: HTTP %d, but the answer is not JSON: %.200s\n", method, path,
+                resp.status, resp.body);
     if (resp.status / 100 != 2) {
         json_t *e = json_object_get(j, "error");
         fprintf(stderr, "aimedres: %s %s: HTTP %d %s: %s\n", method, path, resp.status,
@@ -188,10 +191,12 @@ int cli_deploy(int argc, char **argv)
         O_JSON,
         O_TO,
         O_REASON,
-        O_AUTO
+        O_AUTO,
+        O_ENV
     };
     static const struct option opts[] = {
         {"url", required_argument, NULL, O_URL},
+        {"env-file", required_argument, NULL, O_ENV},
         {"auto-promote", no_argument, NULL, O_AUTO},
         {"stages", required_argument, NULL, O_STAGES},
         {"stage-duration", required_argument, NULL, O_STAGE_DUR},
@@ -219,8 +224,7 @@ int cli_deploy(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *sub = argv[1];
-    char url[512];
-    httpc_default_url(url, sizeof(url));
+    const char *url = NULL, *env_file = NULL;
     json_t *cfg = json_object();
     bool wait = false, as_json = false;
     const char *to = NULL, *reason = NULL;
@@ -228,7 +232,8 @@ int cli_deploy(int argc, char **argv)
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case O_URL: snprintf(url, sizeof(url), "%s", optarg); break;
+        case O_URL: url = optarg; break;
+        case O_ENV: env_file = optarg; break;
         case O_AUTO: json_object_set_new(cfg, "auto_promote", json_true()); break;
         case O_STAGES: json_object_set_new(cfg, "canary_stages", json_string(optarg)); break;
         case O_STAGE_DUR: json_object_set_new(cfg, "stage_duration", json_string(optarg)); break;
@@ -264,6 +269,8 @@ int cli_deploy(int argc, char **argv)
         default: usage(stderr); goto out;
         }
     }
+    if (cli_target("deploy", env_file, url, TIMEOUT_MS, &g_target) != 0)
+        goto out;
     int npos = argc - optind;
     char **pos = argv + optind;
     json_t *res = NULL;
@@ -277,7 +284,7 @@ int cli_deploy(int argc, char **argv)
             json_object_set_new(cfg, "shadow_duration", json_string("0s"));
         json_t *body = json_pack("{s:s,s:s,s:s,s:O}", "model", pos[0], "version", pos[1], "strategy", sub,
                                  "config", cfg);
-        res = call(url, "POST", "/api/v1/deployments", body, NULL);
+        res = call("POST", "/api/v1/deployments", body, NULL);
         json_decref(body);
         if (!res) {
             rc = 1;
@@ -294,7 +301,7 @@ int cli_deploy(int argc, char **argv)
                 struct timespec ts = {0, 250 * 1000000L};
                 nanosleep(&ts, NULL);
                 json_decref(res);
-                res = call(url, "GET", path, NULL, NULL);
+                res = call("GET", path, NULL, NULL);
             }
             if (!res) {
                 rc = 1;
@@ -317,7 +324,7 @@ int cli_deploy(int argc, char **argv)
         }
         snprintf(path, sizeof(path), npos ? "/api/v1/deployments/%s" : "/api/v1/deployments/status",
                  npos ? pos[0] : "");
-        res = call(url, "GET", path, NULL, NULL);
+        res = call("GET", path, NULL, NULL);
         if (!res) {
             rc = 1;
             goto out;
@@ -355,7 +362,7 @@ int cli_deploy(int argc, char **argv)
         if (reason)
             json_object_set_new(body, "reason", json_string(reason));
         snprintf(path, sizeof(path), "/api/v1/deployments/%s/%s", pos[0], sub);
-        res = call(url, "POST", path, body, NULL);
+        res = call("POST", path, body, NULL);
         json_decref(body);
         if (!res) {
             rc = 1;
@@ -381,7 +388,7 @@ out:
 
 static void rollback_usage(FILE *out)
 {
-    fprintf(out, "usage: aimedres rollback MODEL [--to VERSION] [--url URL] [--json]\n\n"
+    fprintf(out, "usage: aimedres rollback MODEL [--to VERSION] [--url URL] [--env-file FILE] [--json]\n\n"
                  "Rolls the model back through the running server's API (POST\n"
                  "/api/v1/models/MODEL/rollback; role deployer): its active deployment, else the\n"
                  "promotion that made its version stable, back to the stable version before it. Refused\n"
@@ -390,6 +397,7 @@ static void rollback_usage(FILE *out)
                  "  --to VERSION   make this version, one that served as stable, stable instead\n"
                  "  --url URL      server (default http://$HOST:$PORT, https:// when TLS_ENABLED=true;\n"
                  "                 HOST and PORT default to 127.0.0.1 and 8080)\n"
+                 "  --env-file FILE  read HOST, PORT, TLS_ENABLED, TLS_CERT_PATH from the server's env file\n"
                  "  --json         print the server's JSON answer\n"
                  "The API key comes from AIMEDRES_API_KEY when the server has AUTH_ENABLED.\n"
                  "Exit status: 0 rolled back; 1 the server refused or could not be reached; 2 usage.\n");
@@ -399,11 +407,11 @@ int cli_rollback(int argc, char **argv)
 {
     static const struct option opts[] = {{"to", required_argument, NULL, 't'},
                                          {"url", required_argument, NULL, 'u'},
+                                         {"env-file", required_argument, NULL, 'e'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    char url[512];
-    httpc_default_url(url, sizeof(url));
+    const char *url = NULL, *env_file = NULL;
     const char *to = NULL;
     bool as_json = false;
     int c;
@@ -411,7 +419,8 @@ int cli_rollback(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 't': to = optarg; break;
-        case 'u': snprintf(url, sizeof(url), "%s", optarg); break;
+        case 'u': url = optarg; break;
+        case 'e': env_file = optarg; break;
         case 'j': as_json = true; break;
         case 'h': rollback_usage(stdout); return 0;
         default: rollback_usage(stderr); return 2;
@@ -431,10 +440,12 @@ int cli_rollback(int argc, char **argv)
                 "aimedres rollback: --to: invalid version '%.128s' (letters, digits, '.', '_', '-')\n", to);
         return 2;
     }
+    if (cli_target("rollback", env_file, url, TIMEOUT_MS, &g_target) != 0)
+        return 2;
     char path[512];
     snprintf(path, sizeof(path), "/api/v1/models/%s/rollback", argv[optind]);
     json_t *body = to ? json_pack("{s:s}", "to", to) : json_object();
-    json_t *res = call(url, "POST", path, body, NULL);
+    json_t *res = call("POST", path, body, NULL);
     json_decref(body);
     if (!res)
         return 1;

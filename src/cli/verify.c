@@ -19,9 +19,7 @@
 
 typedef struct report {
     int passed, failed, warned;
-    const char *url;
-    httpc_url_t target;
-    httpc_opts_t opts;
+    cli_target_t *t;
 } report_t;
 
 static void line(report_t *r, int ok, const char *what, const char *fmt, ...)
@@ -45,7 +43,7 @@ static void line(report_t *r, int ok, const char *what, const char *fmt, ...)
 static int req(report_t *r, const char *method, const char *path, const char *body,
                httpc_response_t *resp, char *err, size_t n)
 {
-    return httpc_request(&r->target, method, path, body, &r->opts, resp, err, n);
+    return httpc_request(&r->t->url, method, path, body, &r->t->opts, resp, err, n);
 }
 
 /* "status N: <the error message of the JSON error body>" of an answer that was not 200, in buf. */
@@ -209,17 +207,18 @@ static void server_figures(report_t *r, double max_error_rate)
 static int run(int argc, char **argv, bool full)
 {
     static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"env-file", required_argument, NULL, 'f'},
                                          {"max-error-rate", required_argument, NULL, 'e'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    char url[512];
-    httpc_default_url(url, sizeof(url));
+    const char *url = NULL, *env_file = NULL;
     double max_err = 0.05;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'u': snprintf(url, sizeof(url), "%s", optarg); break;
+        case 'u': url = optarg; break;
+        case 'f': env_file = optarg; break;
         case 'e':
             if (util_parse_double(optarg, &max_err) < 0 || max_err < 0 || max_err > 1) {
                 fprintf(stderr, "aimedres: --max-error-rate expects a number in [0, 1]\n");
@@ -227,11 +226,13 @@ static int run(int argc, char **argv, bool full)
             }
             break;
         case 'h':
-            printf("usage: aimedres %s [--url URL]%s\n\n%s\n"
+            printf("usage: aimedres %s [--url URL] [--env-file FILE]%s\n\n%s\n"
                    "  --url URL    the server (default http://$HOST:$PORT, https:// when TLS_ENABLED=true;\n"
-                   "               HOST and PORT default to 127.0.0.1 and 8080)\n%s"
-                   "https: the certificate is verified against AIMEDRES_CA_FILE, else (TLS_ENABLED=true)\n"
-                   "TLS_CERT_PATH, the server's own, else the system's CAs.\n",
+                   "               HOST and PORT default to 127.0.0.1 and 8080)\n"
+                   "  --env-file FILE  read HOST, PORT, TLS_ENABLED, TLS_CERT_PATH from the server's env file\n"
+                   "               (the environment overrides it)\n%s"
+                   "https: trusted are the CAs in AIMEDRES_CA_FILE; else, with TLS_ENABLED=true, the server's\n"
+                   "own certificate (TLS_CERT_PATH: the server must present exactly it); else the system's CAs.\n",
                    full ? "verify" : "smoke", full ? " [--max-error-rate X]" : "",
                    full ? "Post-deployment verification: health, models loaded, API smoke tests, the error\n"
                           "rate from the server's counters (default limit 0.05) and resource use.\n"
@@ -249,15 +250,11 @@ static int run(int argc, char **argv, bool full)
         fprintf(stderr, "aimedres: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    report_t r = {.url = url,
-                  .opts = {.api_key = getenv("AIMEDRES_API_KEY"), .ca_file = httpc_default_ca(),
-                           .timeout_ms = TIMEOUT_MS}};
-    char uerr[256];
-    if (httpc_parse_url(url, &r.target, uerr, sizeof(uerr)) < 0) {
-        fprintf(stderr, "aimedres: --url: %s\n", uerr);
+    static cli_target_t target;
+    if (cli_target(full ? "verify" : "smoke", env_file, url, TIMEOUT_MS, &target) != 0)
         return 2;
-    }
-    printf("%s of %s\n", full ? "Post-deployment verification" : "API smoke tests", url);
+    report_t r = {.t = &target};
+    printf("%s of %s\n", full ? "Post-deployment verification" : "API smoke tests", target.url_text);
     if (full) {
         httpc_response_t resp;
         char err[512];

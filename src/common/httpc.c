@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/util.h"
 
 int httpc_parse_url(const char *url, httpc_url_t *ret, char *err, size_t errlen)
@@ -50,6 +52,12 @@ int httpc_parse_url(const char *url, httpc_url_t *ret, char *err, size_t errlen)
         snprintf(ret->host, sizeof(ret->host), "%.*s", (int)(he - h), h);
     }
     ret->port = ret->tls ? 443 : 80;
+    if (*end && strcmp(end, "/") != 0) {
+        /* the commands call /api/v1/... from the root: a prefix would be dropped silently */
+        snprintf(err, errlen, "URL '%.64s': a path, query or fragment is not supported (http[s]://host[:port])",
+                 url);
+        return -EINVAL;
+    }
     if (colon) {
         char digits[8];
         size_t n = (size_t)(end - colon - 1);
@@ -81,31 +89,86 @@ json_t *httpc_json(const httpc_response_t *r)
     return r && r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 }
 
-static bool tls_enabled(void)
+/* ---- the server the commands talk to ---- */
+
+typedef struct server_env {
+    char host[256], port[8], tls[16], cert[4096];
+} server_env_t;
+
+static void take(const char *key, const char *value, server_env_t *e)
 {
-    const char *v = getenv("TLS_ENABLED");
+    if (strcmp(key, "HOST") == 0)
+        snprintf(e->host, sizeof(e->host), "%s", value);
+    else if (strcmp(key, "PORT") == 0)
+        snprintf(e->port, sizeof(e->port), "%s", value);
+    else if (strcmp(key, "TLS_ENABLED") == 0)
+        snprintf(e->tls, sizeof(e->tls), "%s", value);
+    else if (strcmp(key, "TLS_CERT_PATH") == 0)
+        snprintf(e->cert, sizeof(e->cert), "%s", value);
+}
+
+static int take_cb(const char *key, const char *value, void *arg)
+{
+    take(key, value, arg);
+    return 0;
+}
+
+int httpc_server_settings(const char *env_file, httpc_server_t *ret, char *err, size_t errlen)
+{
+    memset(ret, 0, sizeof(*ret));
+    server_env_t e = {0};
+    if (env_file) {
+        int r = config_parse_env_file(env_file, take_cb, &e, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    static const char *const keys[] = {"HOST", "PORT", "TLS_ENABLED", "TLS_CERT_PATH"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *v = getenv(keys[i]);
+        if (v)
+            take(keys[i], v, &e);
+    }
     bool on = false;
-    return v && util_parse_bool(v, &on) == 0 && on;
-}
-
-void httpc_default_url(char *buf, size_t n)
-{
-    const char *host = getenv("HOST"), *port = getenv("PORT");
-    if (!host || !*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+    ret->tls = e.tls[0] && util_parse_bool(e.tls, &on) == 0 && on;
+    const char *host = e.host;
+    if (!*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
         host = "127.0.0.1";
+    snprintf(ret->host, sizeof(ret->host), "%s", host);
+    snprintf(ret->port, sizeof(ret->port), "%s", e.port[0] ? e.port : "8080");
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(buf, n, "%s://%s%s%s:%s", tls_enabled() ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
-             port && *port ? port : "8080");
+    snprintf(ret->url, sizeof(ret->url), "%s://%s%s%s:%s", ret->tls ? "https" : "http", v6 ? "[" : "", host,
+             v6 ? "]" : "", ret->port);
+    const char *ca = getenv("AIMEDRES_CA_FILE");
+    if (ca && *ca)
+        snprintf(ret->ca_file, sizeof(ret->ca_file), "%s", ca);
+    else if (ret->tls && e.cert[0] && access(e.cert, R_OK) == 0)
+        snprintf(ret->pin_file, sizeof(ret->pin_file), "%s", e.cert);
+    return 0;
 }
 
-const char *httpc_default_ca(void)
+void httpc_server_trust(const httpc_server_t *srv, httpc_opts_t *o)
 {
-    const char *ca = getenv("AIMEDRES_CA_FILE"), *cert = getenv("TLS_CERT_PATH");
-    if (ca && *ca)
-        return ca;
-    if (tls_enabled() && cert && *cert && access(cert, R_OK) == 0)
-        return cert;
-    return NULL;
+    o->ca_file = srv->ca_file[0] ? srv->ca_file : NULL;
+    o->pin_file = srv->pin_file[0] ? srv->pin_file : NULL;
+}
+
+static bool is_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
+int httpc_server_check_url(const httpc_server_t *srv, const httpc_url_t *u, char *err, size_t errlen)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%d", u->port);
+    if (!srv->tls || u->tls || strcmp(port, srv->port) != 0 ||
+        !(is_loopback(u->host) || strcmp(u->host, srv->host) == 0))
+        return 0;
+    snprintf(err, errlen,
+             "the server speaks TLS on port %s (TLS_ENABLED=true): an http:// URL would send the request, and its "
+             "API key, in clear; use https://",
+             srv->port);
+    return -EPROTONOSUPPORT;
 }
 
 /* ---- the connection ---- */
@@ -172,8 +235,9 @@ static int dial(const httpc_url_t *u, int64_t deadline, char *err, size_t errlen
         fd = -1;
     }
     freeaddrinfo(res);
+    bool v6 = strchr(u->host, ':') != NULL;
     if (fd < 0)
-        snprintf(err, errlen, "cannot connect to %s:%d: %s", u->host, u->port,
+        snprintf(err, errlen, "cannot connect to %s%s%s:%d: %s", v6 ? "[" : "", u->host, v6 ? "]" : "", u->port,
                  r == -ETIMEDOUT ? "timed out" : strerror(-r));
     return fd < 0 ? r : fd;
 }
@@ -189,22 +253,51 @@ static int ssl_wait(conn_t *c, int rc)
     return -EPROTO;
 }
 
-static int tls_start(conn_t *c, const httpc_url_t *u, const char *ca_file, char *err, size_t errlen)
+/* The first certificate of a PEM file, or NULL. */
+static X509 *read_leaf(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    return x;
+}
+
+static int tls_start(conn_t *c, const httpc_url_t *u, const httpc_opts_t *o, char *err, size_t errlen)
 {
     c->ctx = SSL_CTX_new(TLS_client_method());
     if (!c->ctx || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
         snprintf(err, errlen, "TLS: cannot set up the client");
         return -ENOMEM;
     }
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    if (ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1
-                : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
-        snprintf(err, errlen, "TLS: cannot load the trusted certificates%s%s", ca_file ? " from " : "",
-                 ca_file ? ca_file : "");
-        return -EINVAL;
+    X509 *pin = NULL;
+    if (o->pin_file) {
+        /* the server's own certificate: the peer must present exactly it (checked after the
+         * handshake, before anything is sent); its issuer and names do not matter then */
+        if (!(pin = read_leaf(o->pin_file))) {
+            snprintf(err, errlen, "TLS: cannot read a certificate from %s (TLS_CERT_PATH)", o->pin_file);
+            return -EINVAL;
+        }
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+        if (o->ca_file ? SSL_CTX_load_verify_locations(c->ctx, o->ca_file, NULL) != 1
+                       : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
+            unsigned long e = ERR_peek_last_error();
+            snprintf(err, errlen, "TLS: cannot load the trusted certificates%s%s%s: %s", o->ca_file ? " from " : "",
+                     o->ca_file ? o->ca_file : "", o->ca_file ? " (AIMEDRES_CA_FILE)" : "",
+                     e ? ERR_reason_error_string(e) : "no certificate found");
+            ERR_clear_error();
+            return -EINVAL;
+        }
+        /* a leaf or an intermediate in AIMEDRES_CA_FILE is an anchor too (review59 #1) */
+        if (o->ca_file)
+            X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(c->ctx), X509_V_FLAG_PARTIAL_CHAIN);
     }
     c->ssl = SSL_new(c->ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        X509_free(pin);
         snprintf(err, errlen, "TLS: cannot set up the connection");
         return -ENOMEM;
     }
@@ -212,8 +305,9 @@ static int tls_start(conn_t *c, const httpc_url_t *u, const char *ca_file, char 
     unsigned char ip[16];
     bool is_ip = inet_pton(AF_INET, u->host, ip) == 1 || inet_pton(AF_INET6, u->host, ip) == 1;
     X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
-    if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1
-              : (SSL_set_tlsext_host_name(c->ssl, u->host) != 1 || SSL_set1_host(c->ssl, u->host) != 1)) {
+    if ((!is_ip && SSL_set_tlsext_host_name(c->ssl, u->host) != 1) ||
+        (!pin && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1 : SSL_set1_host(c->ssl, u->host) != 1))) {
+        X509_free(pin);
         snprintf(err, errlen, "TLS: cannot set the name to verify (%s)", u->host);
         return -EINVAL;
     }
@@ -230,12 +324,31 @@ static int tls_start(conn_t *c, const httpc_url_t *u, const char *ca_file, char 
             snprintf(err, errlen,
                      "TLS handshake with %s:%d: the server's certificate is not trusted (%s)%s", u->host, u->port,
                      X509_verify_cert_error_string(vr),
-                     ca_file ? "" : "; set AIMEDRES_CA_FILE to the CA (or the server's own certificate) to trust");
+                     o->ca_file ? ""
+                                : "; set AIMEDRES_CA_FILE to the CA that issued it (or to the certificate itself)");
         else
             snprintf(err, errlen, "TLS handshake with %s:%d failed: %s", u->host, u->port,
                      e ? ERR_reason_error_string(e) : "the connection closed (is it a TLS port?)");
         ERR_clear_error();
+        X509_free(pin);
         return w == -ETIMEDOUT ? w : -EPROTO;
+    }
+    if (pin) {
+        X509 *peer = SSL_get1_peer_certificate(c->ssl);
+        bool same = peer && X509_cmp(peer, pin) == 0;
+        bool expired = same && X509_cmp_current_time(X509_get0_notAfter(peer)) < 0;
+        X509_free(peer);
+        X509_free(pin);
+        if (!same || expired) {
+            snprintf(err, errlen,
+                     "TLS handshake with %s:%d: %s (TLS_CERT_PATH %s); set AIMEDRES_CA_FILE to the CA that issued "
+                     "the server's certificate",
+                     u->host, u->port,
+                     same ? "the server's certificate has expired"
+                          : "the server does not present the certificate this machine's server is configured with",
+                     o->pin_file);
+            return -EPROTO;
+        }
     }
     return 0;
 }
@@ -377,10 +490,17 @@ static long dechunk(char *b, size_t len)
 static int parse_answer(char *buf, size_t got, httpc_response_t *ret)
 {
     int status = 0;
-    char *hdr_end = strstr(buf, "\r\n\r\n");
-    if (strncmp(buf, "HTTP/1.", 7) != 0 || !hdr_end || sscanf(buf + 8, " %d", &status) != 1 || status < 100 ||
-        status > 999)
-        return -EPROTO;
+    char *hdr_end;
+    for (;;) { /* interim answers (100 Continue...) come before the one that counts */
+        hdr_end = strstr(buf, "\r\n\r\n");
+        if (strncmp(buf, "HTTP/1.", 7) != 0 || !hdr_end || sscanf(buf + 8, " %d", &status) != 1 || status < 100 ||
+            status > 999)
+            return -EPROTO;
+        if (status >= 200)
+            break;
+        got -= (size_t)(hdr_end + 4 - buf);
+        buf = hdr_end + 4;
+    }
     *hdr_end = '\0';
     char *b = hdr_end + 4;
     size_t blen = got - (size_t)(b - buf);
@@ -429,7 +549,7 @@ int httpc_request(const httpc_url_t *u, const char *method, const char *path, co
     c.fd = r;
     if (u->tls)
         pipe_block(&guard);
-    if (u->tls && (r = tls_start(&c, u, o->ca_file, err, errlen)) < 0) {
+    if (u->tls && (r = tls_start(&c, u, o, err, errlen)) < 0) {
         conn_close(&c);
         pipe_restore(&guard);
         return r;

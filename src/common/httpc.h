@@ -20,7 +20,10 @@ typedef struct httpc_url {
 
 typedef struct httpc_opts {
     const char *api_key;    /* sent as X-API-Key; NULL for none */
-    const char *ca_file;    /* https: the certificates trusted (PEM); NULL: the system's */
+    const char *ca_file;    /* https: the certificates trusted (PEM; a leaf or an intermediate
+                             * in it is an anchor too); NULL: the system's */
+    const char *pin_file;   /* https, instead: the server's own certificate (PEM, the first one
+                             * is the leaf): the peer must present exactly it, whatever its name */
     const char *user_agent; /* NULL: aimedres-cli/<version> */
     int timeout_ms;         /* the whole exchange */
     size_t max_response;    /* 0: HTTPC_MAX_RESPONSE */
@@ -47,13 +50,24 @@ void httpc_response_free(httpc_response_t *r);
 /* The body as JSON (new reference) or NULL. */
 json_t *httpc_json(const httpc_response_t *r);
 
-/* For the CLIs' default target, the server configured by the environment (HOST, PORT,
- * TLS_ENABLED): "https://..." when TLS_ENABLED=true, else "http://...", with 0.0.0.0 and ::
- * meaning loopback. */
-void httpc_default_url(char *buf, size_t n);
-/* The certificates a CLI trusts for https: AIMEDRES_CA_FILE, else, when TLS_ENABLED=true, the
- * server's own certificate (TLS_CERT_PATH, when set and readable: the CLI runs beside the
- * server), else NULL (the system's CAs). */
-const char *httpc_default_ca(void);
+/* Where the commands that talk to a server (deploy, rollback, verify, smoke) find it: the
+ * server's own settings, HOST, PORT, TLS_ENABLED and TLS_CERT_PATH, from env_file (the
+ * server's env file; NULL for none) with the environment overriding it, as `serve` reads them. */
+typedef struct httpc_server {
+    char url[300];          /* http[s]://HOST:PORT, 0.0.0.0 and :: meaning loopback */
+    bool tls;               /* TLS_ENABLED=true */
+    char host[256];         /* HOST as the URL names it (loopback for 0.0.0.0, ::, unset) */
+    char port[8];
+    char ca_file[4096];     /* AIMEDRES_CA_FILE (the environment only), or "" */
+    char pin_file[4096];    /* without it, with TLS: TLS_CERT_PATH when readable, or "" */
+} httpc_server_t;
+
+/* 0, or -errno with err (an env file that can not be read or parsed). */
+int httpc_server_settings(const char *env_file, httpc_server_t *ret, char *err, size_t errlen);
+/* The trust of ret into o (ca_file, pin_file). */
+void httpc_server_trust(const httpc_server_t *srv, httpc_opts_t *o);
+/* A URL that would send a request in clear to the server's TLS port (http:// to PORT on the
+ * loopback or HOST, with TLS_ENABLED=true): -EPROTONOSUPPORT with err saying to use https. */
+int httpc_server_check_url(const httpc_server_t *srv, const httpc_url_t *u, char *err, size_t errlen);
 
 #endif

@@ -1420,6 +1420,17 @@ def test_dr_drill_against_a_tls_production_server(inst, tmp_path):
         assert r.returncode == 0, out(r)
         steps = {s["name"]: s for s in json.load(open(report))["steps"]}
         assert "production server's" in steps["predict"]["detail"], steps["predict"]
+        # review59 #2: the same settings in the env file (as production keeps them), not the
+        # environment, are read too: production's certificate is trusted from there
+        with open(inst.env_file, "a") as f:
+            f.write("TLS_ENABLED=true\nTLS_CERT_PATH=%s\nTLS_KEY_PATH=%s\n" % (cert, key))
+        r = inst.run(["dr-drill", "--url", "https://127.0.0.1:%d" % srv.port, "--report", str(report),
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180)
+        assert r.returncode == 0, out(r)
+        # and an http:// URL to that TLS port is refused before anything is sent
+        r = inst.run(["dr-drill", "--url", "http://127.0.0.1:%d" % srv.port, "--env-file", inst.env_file,
+                      "--work-dir", str(tmp_path)], PORT=str(srv.port))
+        assert r.returncode == 2 and "use https://" in r.stderr, out(r)
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed, srv.log_tail()

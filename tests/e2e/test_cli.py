@@ -706,3 +706,36 @@ def test_no_core_file_holds_patient_data_or_secrets(aimedres_bin, tmp_path):
     assert limit[1] == "unlimited", limit  # the binary left the limits alone
     if plain and limit[0] == "unlimited":  # (ASan's runtime lowers the soft limit by itself)
         assert any(f.startswith(pattern.split("%")[0]) for f in files), (pattern, files)
+
+
+def test_deploy_says_when_a_2xx_answer_is_not_json(aimedres_bin):
+    """review59 #5: a 2xx answer that was not JSON made deploy and rollback exit 1 without a
+    word, though the server may have acted. It is said, with the start of the answer."""
+    import http.server
+    import threading
+
+    class Plain(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b"accepted, not json"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Plain)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = "http://127.0.0.1:%d" % httpd.server_address[1]
+        for args in (["rollback", "parkinsons_predictor", "--url", url],
+                     ["deploy", "direct", "parkinsons_predictor", "2.0.0", "--url", url]):
+            r = h.run_cli(args, env={})
+            assert r.returncode == 1, out(r)
+            assert "HTTP 200, but the answer is not JSON: accepted, not json" in r.stderr, (args, out(r))
+    finally:
+        httpd.shutdown()

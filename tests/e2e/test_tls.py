@@ -236,7 +236,78 @@ def test_the_clis_speak_https_to_a_tls_server(tls_server, tmp_path):
     other, _ = make_cert(tmp_path / "other")
     rc, o = run(["smoke"], AIMEDRES_CA_FILE=other)
     assert rc == 1 and "the server's certificate is not trusted" in o, o
-    rc, o = run(["smoke", "--url", "https://localhost:%d" % srv.port])
+    rc, o = run(["smoke", "--url", "https://localhost:%d" % srv.port], AIMEDRES_CA_FILE=env["TLS_CERT_PATH"])
     assert rc == 1 and "the server's certificate is not trusted (hostname mismatch)" in o, o
     rc, o = run(["deploy", "status", "parkinsons_predictor", "--url", "ftp://127.0.0.1:1"])
     assert rc != 0 and "URL must start with http:// or https://" in o, o
+    rc, o = run(["smoke", "--url", base + "/prefix"])  # review59: was dropped silently
+    assert rc == 2 and "a path, query or fragment is not supported" in o, o
+
+
+def make_ca_and_leaf(d):
+    """A CA and a leaf it issued for localhost and web-1.example.org (not 127.0.0.1); returns
+    (ca, leaf chain file: leaf then CA, leaf alone, leaf key)."""
+    ca_key, ca = str(d / "ca-key.pem"), str(d / "ca.pem")
+    a.openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+              "-subj", "/CN=test hospital CA", "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign")
+    key, csr, leaf = str(d / "leaf-key.pem"), str(d / "leaf.csr"), str(d / "leaf.pem")
+    a.openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=web-1.example.org")
+    ext = d / "leaf.ext"
+    ext.write_text("subjectAltName=DNS:localhost,DNS:web-1.example.org\n")
+    a.openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", leaf, "-days", "2",
+              "-extfile", str(ext))
+    chain = str(d / "chain.pem")
+    with open(chain, "w") as f:
+        f.write(open(leaf).read() + open(ca).read())
+    return ca, chain, leaf, key
+
+
+def test_the_clis_trust_a_ca_issued_certificate_and_read_the_servers_env_file(demo_dir, tmp_path):
+    """review59 #1: the server's own certificate was trusted only when self-signed (a CA-issued
+    one failed with "unable to get local issuer certificate", also through AIMEDRES_CA_FILE), and
+    the default URL's 127.0.0.1 is a name real certificates do not hold. review59 #2: the
+    commands read TLS_ENABLED from the environment only, so with the documented env file they
+    sent the key in clear to the TLS port. Now: the server's own certificate (TLS_CERT_PATH) is
+    pinned, AIMEDRES_CA_FILE may hold a CA or the leaf, --env-file reads the server's settings,
+    and an http:// URL to the TLS port is refused before anything is sent."""
+    ca, chain, leaf, key = make_ca_and_leaf(tmp_path)
+    root = h.copy_demo(demo_dir, str(tmp_path / "demo"))
+
+    class ByName(TlsServer):  # the certificate names localhost, not 127.0.0.1
+        def url(self, path):
+            return "https://localhost:%d%s" % (self.port, path)
+
+    srv = ByName(root, ca, extra_env={"TLS_ENABLED": "true", "TLS_CERT_PATH": chain, "TLS_KEY_PATH": key,
+                                      "LOG_LEVEL": "WARNING"})
+    srv.start()
+    try:
+        envfile = tmp_path / "aimedres.env"
+        envfile.write_text("TLS_ENABLED=true\nTLS_CERT_PATH=%s\nPORT=%d\n" % (chain, srv.port))
+        plain = {k: v for k, v in srv.env.items() if not k.startswith("TLS_") and k not in ("PORT", "HOST")}
+
+        def run(args, **extra):
+            r = h.run_cli(args, env=dict(plain, **extra))
+            return r.returncode, r.stdout + r.stderr
+
+        rc, o = run(["smoke", "--env-file", str(envfile)])  # https, the server's own certificate pinned
+        assert rc == 0 and "https://127.0.0.1:%d" % srv.port in o, o
+        rc, o = run(["deploy", "status", "--env-file", str(envfile)])
+        assert rc == 0, o
+        for trust in (ca, leaf):  # a CA, or the leaf itself, as the anchor; the name must match
+            rc, o = run(["smoke", "--url", "https://localhost:%d" % srv.port], AIMEDRES_CA_FILE=trust)
+            assert rc == 0, (trust, o)
+        rc, o = run(["smoke", "--url", "https://127.0.0.1:%d" % srv.port], AIMEDRES_CA_FILE=ca)
+        assert rc == 1 and "the server's certificate is not trusted (IP address mismatch)" in o, o
+        # the env file says TLS: an http:// URL to its port would send the key in clear
+        rc, o = run(["verify", "--env-file", str(envfile), "--url", "http://127.0.0.1:%d" % srv.port],
+                    AIMEDRES_API_KEY="amr_0123456789abcdef_" + "A" * 43)
+        assert rc == 2 and "would send the request, and its API key, in clear; use https://" in o, o
+        # another certificate configured than the server presents
+        (tmp_path / "other").mkdir()
+        other, _ = make_cert(tmp_path / "other")
+        rc, o = run(["smoke"], TLS_ENABLED="true", TLS_CERT_PATH=other, PORT=str(srv.port))
+        assert rc == 1 and "does not present the certificate this machine's server is configured with" in o, o
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed, srv.log_tail()
