@@ -342,6 +342,29 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     return 0;
 }
 
+/* Why a token's subject can not name a principal, or NULL: the API keys' namespace (apikey:,
+ * in any case and after blanks, or a non-breaking space), or a control character or Unicode
+ * line separator (a subject is written into every record and SIEM line). */
+static const char *sub_refused(const char *sub)
+{
+    const char *sp = sub;
+    for (;;) {
+        if (*sp == ' ' || *sp == '\t')
+            sp++;
+        else if ((unsigned char)sp[0] == 0xc2 && (unsigned char)sp[1] == 0xa0)
+            sp += 2;
+        else
+            break;
+    }
+    if (strncasecmp(sp, "apikey:", 7) == 0)
+        return "sub claim in the API key namespace (apikey:)";
+    for (const unsigned char *q = (const unsigned char *)sub; *q; q++)
+        if (*q < 0x20 || *q == 0x7f || (q[0] == 0xc2 && q[1] == 0x85) ||
+            (q[0] == 0xe2 && q[1] == 0x80 && (q[2] == 0xa8 || q[2] == 0xa9)))
+            return "sub claim holds control characters";
+    return NULL;
+}
+
 static int check_jwt(security_t *sec, const char *tok, size_t n, attempt_t *at, char *rl_key, size_t rl_len)
 {
     at->credential = "jwt";
@@ -352,22 +375,18 @@ static int check_jwt(security_t *sec, const char *tok, size_t n, attempt_t *at, 
     char why[96];
     int rc = jwt_verify(sec->keys, tok, n, &o, &c, why, sizeof(why));
     at->genuine = c.signed_ok;
+    const char *bad_sub = c.sub[0] ? sub_refused(c.sub) : NULL;
     if (rc < 0) {
         snprintf(at->reason, sizeof(at->reason), "invalid token: %s", why);
-        if (c.signed_ok && c.sub[0] && strncmp(c.sub, "apikey:", 7) != 0) /* genuine: named (review58 #7) */
+        /* genuine: its record names it (review58 #7), if the subject may name anyone (review60 #1) */
+        if (c.signed_ok && c.sub[0] && !bad_sub)
             snprintf(at->user, sizeof(at->user), "%s", c.sub);
         return rc;
     }
-    const char *sp = c.sub + strspn(c.sub, " \t");
-    if (strncasecmp(sp, "apikey:", 7) == 0) { /* the API keys' principals: never a token's */
-        snprintf(at->reason, sizeof(at->reason), "invalid token: sub claim in the API key namespace (apikey:)");
+    if (bad_sub) {
+        snprintf(at->reason, sizeof(at->reason), "invalid token: %s", bad_sub);
         return -EACCES;
     }
-    for (const unsigned char *q = (const unsigned char *)c.sub; *q; q++)
-        if (*q < 0x20 || *q == 0x7f) { /* a subject is written into every record and SIEM line */
-            snprintf(at->reason, sizeof(at->reason), "invalid token: sub claim holds control characters");
-            return -EACCES;
-        }
     snprintf(at->user, sizeof(at->user), "%s", c.sub);
     at->roles = c.roles;
     snprintf(rl_key, rl_len, "j:%s", c.sub); /* whole: sub is at most 127 bytes */

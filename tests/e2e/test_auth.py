@@ -568,20 +568,29 @@ def test_each_credential_is_its_own_user_in_the_trail(make_server, tmp_path, dem
     for hdr in ({"X-API-Key": k1}, {"X-API-Key": k2},
                 {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="svc-ehr")}):
         assert srv.predict(PARK, body, headers=hdr).status_code == 200
+    # review60 #1: a genuine but refused (expired) token does not name such a subject either (the
+    # first genuine refusal from this address: recorded; the next ones within a minute are not)
+    stale = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="APIKEY:%s\nFORGED" % id1, exp_in=-120)}
+    expect_401(srv.predict(PARK, body, headers=stale), "expired")
     for sub in ("apikey:" + id1, "APIKEY:" + id1, " apikey:" + id1):  # review59: any case, leading blanks
         forged = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub=sub)}
         err = expect_401(srv.predict(PARK, body, headers=forged), "apikey namespace")
         assert "API key namespace" in err["message"], (sub, err)
     # a subject is written into every record and SIEM line: no control characters in it
-    odd = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub='dr\ntype="MODEL_INFERENCE"')}
-    err = expect_401(srv.predict(PARK, body, headers=odd), "control characters")
-    assert "sub claim holds control characters" in err["message"], err
+    for sub in ('dr\ntype="MODEL_INFERENCE"', "dr\u2028x"):
+        odd = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub=sub)}
+        err = expect_401(srv.predict(PARK, body, headers=odd), "control characters")
+        assert "sub claim holds control characters" in err["message"], (sub, err)
+
 
     def complete(recs):
-        return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 3
+        return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 3 and any(
+            "token expired" in x["detail"].get("reason", "") for x in recs if x["type"] == "AUTH_FAILURE")
     recs = read_audit(log, complete)
     users = [x["user"] for x in recs if x["type"] == "MODEL_INFERENCE"]
     assert sorted(users) == sorted(["apikey:" + id1, "apikey:" + id2, "svc-ehr"]), users
+    expired = [x for x in recs if x["type"] == "AUTH_FAILURE" and "token expired" in x["detail"]["reason"]]
+    assert len(expired) == 1 and "user" not in expired[0], expired
 
 
 # --------------------------------------------------------------------------- API key lifecycle audit
