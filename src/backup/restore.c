@@ -281,7 +281,7 @@ static int refuse_unswappable(const area_t a[A_COUNT], const backup_settings_t *
     return 0;
 }
 
-#define RESTORE_DB_PATH_MAX (512 - 64)
+#define RESTORE_DB_PATH_MAX CONFIG_SQLITE_PATH_MAX
 
 /* Fills dest of every selected area. */
 static int resolve_areas(const backup_settings_t *s, const backup_manifest_t *m,

@@ -114,7 +114,8 @@ static const struct setting settings[] = {
     INTV("MAX_WORKERS", "4", 1, 256, max_workers),
 
     STRCHK("DATABASE_URL", "sqlite:///var/lib/aimedres/aimedres.db", SECRET_URL, database_url,
-           "sqlite:///path, a plain file path or postgresql://user:password@host:port/db",
+           "sqlite:///path or a plain file path (at most 448 characters: backups and restores open copies "
+           "beside it, and SQLite takes paths of at most 512 bytes), or postgresql://user:password@host:port/db",
            check_database_url),
     INTV("DATABASE_POOL_SIZE", "20", 1, 1000, database_pool_size),
 
@@ -388,12 +389,12 @@ static int check_database_url(const char *v, char **ret_norm)
 {
     (void)ret_norm;
     const char *scheme = strstr(v, "://");
-    if (!scheme)
-        return 0; /* a plain path for SQLite */
+    if (!scheme) /* a plain path for SQLite */
+        return strlen(v) <= CONFIG_SQLITE_PATH_MAX ? 0 : -EINVAL;
     size_t slen = (size_t)(scheme - v);
     const char *rest = scheme + 3;
-    if (slen == 6 && strncasecmp(v, "sqlite", 6) == 0)
-        return *rest ? 0 : -EINVAL;
+    if (slen == 6 && strncasecmp(v, "sqlite", 6) == 0) /* review60 #4: one limit, the restore's */
+        return *rest && strlen(rest) <= CONFIG_SQLITE_PATH_MAX ? 0 : -EINVAL;
     if ((slen == 10 && strncasecmp(v, "postgresql", 10) == 0) ||
         (slen == 8 && strncasecmp(v, "postgres", 8) == 0))
         return *rest ? 0 : -EINVAL;

@@ -13,6 +13,10 @@
 #include "common/log.h"
 #include "rollout/fields.h" /* rollouts (issue 3): ROLLOUT_N_FIELDS */
 
+/* The longest SQLite database path taken (DATABASE_URL): the store, its backup snapshot and
+ * a restore's staged copy beside it each fit SQLite's 512-byte paths. */
+#define CONFIG_SQLITE_PATH_MAX 448
+
 typedef enum { ENV_DEVELOPMENT = 0, ENV_STAGING, ENV_PRODUCTION } config_environment_t;
 
 /* All strings are owned by the config and freed by config_free; never NULL for

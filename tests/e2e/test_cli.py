@@ -739,3 +739,19 @@ def test_deploy_says_when_a_2xx_answer_is_not_json(aimedres_bin):
             assert "HTTP 200, but the answer is not JSON: accepted, not json" in r.stderr, (args, out(r))
     finally:
         httpd.shutdown()
+
+
+def test_config_check_refuses_a_database_path_too_long_to_back_up(aimedres_bin, tmp_path):
+    """review60 #4: serve took a 474-character database path, a backup failed from about 471
+    ("unable to open database file": its snapshot lies beside the store) and a restore in place
+    refused anything over 448, so such a store was backed up nightly and never restorable. One
+    limit now, 448 characters, refused where it is configured."""
+    long_path = "/" + "/".join(["d" * 100] * 4) + "/" + "x" * 41 + ".db"
+    assert len(long_path) > 448
+    for url in ("sqlite://" + long_path, long_path):
+        r = h.run_cli(["config", "check"], env={"DATABASE_URL": url})
+        assert r.returncode == 1 and "DATABASE_URL" in r.stderr and "at most 448 characters" in r.stderr, out(r)
+    ok = "/" + "/".join(["d" * 100] * 4) + "/" + "x" * 20 + ".db"
+    assert len(ok) <= 448
+    r = h.run_cli(["config", "check"], env={"DATABASE_URL": "sqlite://" + ok})
+    assert r.returncode == 0, out(r)
