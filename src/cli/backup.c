@@ -1099,17 +1099,20 @@ static int drill_main(int argc, char **argv)
     /* production's https is trusted as deploy and verify trust it, from the same settings
      * (the env file and the environment: review59 #2) */
     httpc_server_t trust;
+    httpc_opts_t prod_trust = {0};
     if (url && (httpc_server_settings(env_file, &trust, uerr, sizeof(uerr)) < 0 ||
                 httpc_server_check_url(&trust, &parsed, uerr, sizeof(uerr)) < 0)) {
         say("dr-drill: --url: %s", uerr);
         unload(&c);
         return 2;
     }
+    if (url)
+        httpc_server_trust(&trust, &parsed, &prod_trust);
     backup_drill_opts_t o = {
         .prod_url = url,
         .prod_api_key = prod_key[0] ? prod_key : NULL,
-        .prod_ca_file = url && trust.ca_file[0] ? trust.ca_file : NULL,
-        .prod_pin_file = url && trust.pin_file[0] ? trust.pin_file : NULL,
+        .prod_ca_file = url ? prod_trust.ca_file : NULL,
+        .prod_pin_file = url ? prod_trust.pin_file : NULL,
         .env_file = env_file,
         .work_dir = work,
         .use_latest = use_latest,

@@ -84,7 +84,7 @@ int cli_target(const char *prog, const char *env_file, const char *url, int time
     }
     ret->opts.api_key = getenv("AIMEDRES_API_KEY");
     ret->opts.timeout_ms = timeout_ms;
-    httpc_server_trust(&ret->srv, &ret->opts);
+    httpc_server_trust(&ret->srv, &ret->url, &ret->opts);
     return 0;
 }
 

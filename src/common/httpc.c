@@ -5,6 +5,8 @@
 #include "common/httpc.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -146,23 +148,73 @@ int httpc_server_settings(const char *env_file, httpc_server_t *ret, char *err, 
     return 0;
 }
 
-void httpc_server_trust(const httpc_server_t *srv, httpc_opts_t *o)
+/* An address of this machine: loopback, unspecified (0.0.0.0, ::, as a destination they
+ * reach this machine), or one of its interfaces'. */
+static bool local_address(const struct sockaddr *sa, const struct ifaddrs *ifs)
 {
-    o->ca_file = srv->ca_file[0] ? srv->ca_file : NULL;
-    o->pin_file = srv->pin_file[0] ? srv->pin_file : NULL;
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        if ((a >> 24) == 127 || a == 0)
+            return true;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+            (IN6_IS_ADDR_V4MAPPED(a) && (a->s6_addr[12] == 127 || (a->s6_addr[12] | a->s6_addr[13] |
+                                                                    a->s6_addr[14] | a->s6_addr[15]) == 0)))
+            return true;
+    } else {
+        return false;
+    }
+    for (const struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        const struct sockaddr *ia = i->ifa_addr;
+        if (!ia || ia->sa_family != sa->sa_family)
+            continue;
+        if (sa->sa_family == AF_INET && ((const struct sockaddr_in *)ia)->sin_addr.s_addr ==
+                                            ((const struct sockaddr_in *)sa)->sin_addr.s_addr)
+            return true;
+        if (sa->sa_family == AF_INET6 && memcmp(&((const struct sockaddr_in6 *)ia)->sin6_addr,
+                                                &((const struct sockaddr_in6 *)sa)->sin6_addr, 16) == 0)
+            return true;
+    }
+    return false;
 }
 
-static bool is_loopback(const char *host)
+/* The URL names this machine's server (the one the settings describe): its port, and a host
+ * that is this machine by any spelling (review60 #3: LOCALHOST, 0.0.0.0, ::ffff:127.0.0.1,
+ * 2130706433, the machine's own address or name), or the configured HOST. */
+static bool names_this_server(const httpc_server_t *srv, const httpc_url_t *u)
 {
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+    char *end = NULL;
+    long port = strtol(srv->port, &end, 10);
+    if (!end || *end || port != u->port)
+        return false;
+    if (strcasecmp(u->host, srv->host) == 0)
+        return true;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(u->host, NULL, &hints, &res) != 0)
+        return false;
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) < 0)
+        ifs = NULL;
+    bool local = false;
+    for (struct addrinfo *ai = res; ai && !local; ai = ai->ai_next)
+        local = local_address(ai->ai_addr, ifs);
+    freeifaddrs(ifs);
+    freeaddrinfo(res);
+    return local;
+}
+
+void httpc_server_trust(const httpc_server_t *srv, const httpc_url_t *u, httpc_opts_t *o)
+{
+    o->ca_file = srv->ca_file[0] ? srv->ca_file : NULL;
+    /* the server's own certificate, only for the server it belongs to (review60 #2): another
+     * host (a load balancer, production seen from a drill) is checked against the CAs */
+    o->pin_file = srv->pin_file[0] && names_this_server(srv, u) ? srv->pin_file : NULL;
 }
 
 int httpc_server_check_url(const httpc_server_t *srv, const httpc_url_t *u, char *err, size_t errlen)
 {
-    char port[8];
-    snprintf(port, sizeof(port), "%d", u->port);
-    if (!srv->tls || u->tls || strcmp(port, srv->port) != 0 ||
-        !(is_loopback(u->host) || strcmp(u->host, srv->host) == 0))
+    if (!srv->tls || u->tls || !names_this_server(srv, u))
         return 0;
     snprintf(err, errlen,
              "the server speaks TLS on port %s (TLS_ENABLED=true): an http:// URL would send the request, and its "
@@ -259,7 +311,7 @@ static X509 *read_leaf(const char *path)
     FILE *f = fopen(path, "re");
     if (!f)
         return NULL;
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    X509 *x = PEM_read_X509_AUX(f, NULL, NULL, NULL); /* as the server reads its chain (review60 #6) */
     fclose(f);
     return x;
 }
@@ -337,18 +389,20 @@ static int tls_start(conn_t *c, const httpc_url_t *u, const httpc_opts_t *o, cha
         X509 *peer = SSL_get1_peer_certificate(c->ssl);
         bool same = peer && X509_cmp(peer, pin) == 0;
         bool expired = same && X509_cmp_current_time(X509_get0_notAfter(peer)) < 0;
+        bool early = same && X509_cmp_current_time(X509_get0_notBefore(peer)) > 0;
         X509_free(peer);
         X509_free(pin);
-        if (!same || expired) {
+        if (!same)
             snprintf(err, errlen,
-                     "TLS handshake with %s:%d: %s (TLS_CERT_PATH %s); set AIMEDRES_CA_FILE to the CA that issued "
-                     "the server's certificate",
-                     u->host, u->port,
-                     same ? "the server's certificate has expired"
-                          : "the server does not present the certificate this machine's server is configured with",
-                     o->pin_file);
+                     "TLS handshake with %s:%d: the server does not present the certificate this machine's server "
+                     "is configured with (TLS_CERT_PATH %s); set AIMEDRES_CA_FILE to the CA that issued the one it "
+                     "presents",
+                     u->host, u->port, o->pin_file);
+        else if (expired || early)
+            snprintf(err, errlen, "TLS handshake with %s:%d: the server's certificate (TLS_CERT_PATH %s) %s",
+                     u->host, u->port, o->pin_file, expired ? "has expired: renew it" : "is not valid yet");
+        if (!same || expired || early)
             return -EPROTO;
-        }
     }
     return 0;
 }

@@ -64,10 +64,12 @@ typedef struct httpc_server {
 
 /* 0, or -errno with err (an env file that can not be read or parsed). */
 int httpc_server_settings(const char *env_file, httpc_server_t *ret, char *err, size_t errlen);
-/* The trust of ret into o (ca_file, pin_file). */
-void httpc_server_trust(const httpc_server_t *srv, httpc_opts_t *o);
-/* A URL that would send a request in clear to the server's TLS port (http:// to PORT on the
- * loopback or HOST, with TLS_ENABLED=true): -EPROTONOSUPPORT with err saying to use https. */
+/* The https trust for u into o: AIMEDRES_CA_FILE, and the server's own certificate as a pin
+ * only when u names this machine's server (its port, and this machine by any spelling). */
+void httpc_server_trust(const httpc_server_t *srv, const httpc_url_t *u, httpc_opts_t *o);
+/* A URL that would send a request in clear to the server's TLS port (http:// to PORT on this
+ * machine, by any spelling, or HOST, with TLS_ENABLED=true): -EPROTONOSUPPORT with err saying
+ * to use https. */
 int httpc_server_check_url(const httpc_server_t *srv, const httpc_url_t *u, char *err, size_t errlen);
 
 #endif

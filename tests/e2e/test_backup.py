@@ -1415,22 +1415,30 @@ def test_dr_drill_against_a_tls_production_server(inst, tmp_path):
     srv.start()
     try:
         report = tmp_path / "drill.json"
+        # the pin holds for this machine's server: PORT says which (production's settings)
         r = inst.run(["dr-drill", "--full", "--url", "https://127.0.0.1:%d" % srv.port, "--report", str(report),
-                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180, **tls)
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180,
+                     PORT=str(srv.port), **tls)
         assert r.returncode == 0, out(r)
         steps = {s["name"]: s for s in json.load(open(report))["steps"]}
         assert "production server's" in steps["predict"]["detail"], steps["predict"]
         # review59 #2: the same settings in the env file (as production keeps them), not the
         # environment, are read too: production's certificate is trusted from there
         with open(inst.env_file, "a") as f:
-            f.write("TLS_ENABLED=true\nTLS_CERT_PATH=%s\nTLS_KEY_PATH=%s\n" % (cert, key))
+            f.write("TLS_ENABLED=true\nTLS_CERT_PATH=%s\nTLS_KEY_PATH=%s\nPORT=%d\n" % (cert, key, srv.port))
         r = inst.run(["dr-drill", "--url", "https://127.0.0.1:%d" % srv.port, "--report", str(report),
                       "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180)
         assert r.returncode == 0, out(r)
         # and an http:// URL to that TLS port is refused before anything is sent
         r = inst.run(["dr-drill", "--url", "http://127.0.0.1:%d" % srv.port, "--env-file", inst.env_file,
-                      "--work-dir", str(tmp_path)], PORT=str(srv.port))
+                      "--work-dir", str(tmp_path)])
         assert r.returncode == 2 and "use https://" in r.stderr, out(r)
+        # review60 #2: another server than the configured one is not held to the pin (the CAs
+        # are asked: a self-signed certificate is not trusted there)
+        r = inst.run(["dr-drill", "--url", "https://localhost:%d" % srv.port, "--report", str(report),
+                      "--env-file", inst.env_file, "--work-dir", str(tmp_path)], timeout=180,
+                     PORT=str(srv.port + 1))
+        assert r.returncode == 1 and "the server's certificate is not trusted" in out(r), out(r)
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed, srv.log_tail()

@@ -7,6 +7,8 @@ certificate settings stop the server from starting; API keys work over TLS."""
 
 import socket
 import ssl
+import subprocess
+import time
 
 import pytest
 import requests
@@ -303,9 +305,29 @@ def test_the_clis_trust_a_ca_issued_certificate_and_read_the_servers_env_file(de
         rc, o = run(["verify", "--env-file", str(envfile), "--url", "http://127.0.0.1:%d" % srv.port],
                     AIMEDRES_API_KEY="amr_0123456789abcdef_" + "A" * 43)
         assert rc == 2 and "would send the request, and its API key, in clear; use https://" in o, o
-        # another certificate configured than the server presents
+        # review60 #3: this machine by another spelling is still the server's TLS port
+        for host in ("LOCALHOST", "0.0.0.0", "[::ffff:127.0.0.1]", "2130706433"):
+            rc, o = run(["smoke", "--env-file", str(envfile), "--url", "http://%s:%d" % (host, srv.port)])
+            assert rc == 2 and "use https://" in o, (host, o)
+        # review60 #2: the pin is this server's only: another TLS server is checked against the CAs
         (tmp_path / "other").mkdir()
-        other, _ = make_cert(tmp_path / "other")
+        other, other_key = make_cert(tmp_path / "other")
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        other_port = s.getsockname()[1]
+        s.close()
+        peer = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % other_port, "-cert", other,
+                                 "-key", other_key, "-www", "-quiet"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            rc, o = run(["smoke", "--env-file", str(envfile), "--url", "https://localhost:%d" % other_port])
+            assert rc == 1 and "the server's certificate is not trusted" in o, o
+            assert "configured with" not in o, o
+        finally:
+            peer.kill()
+            peer.wait()
+        # another certificate configured than the server presents
         rc, o = run(["smoke"], TLS_ENABLED="true", TLS_CERT_PATH=other, PORT=str(srv.port))
         assert rc == 1 and "does not present the certificate this machine's server is configured with" in o, o
     finally:
