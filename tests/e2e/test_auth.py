@@ -577,18 +577,26 @@ def test_each_credential_is_its_own_user_in_the_trail(make_server, tmp_path, dem
         err = expect_401(srv.predict(PARK, body, headers=forged), "apikey namespace")
         assert "API key namespace" in err["message"], (sub, err)
     # a subject is written into every record and SIEM line: no control characters in it
-    for sub in ('dr\ntype="MODEL_INFERENCE"', "dr\u2028x"):
+    for sub in ('dr\ntype="MODEL_INFERENCE"', "dr\u2028x", "\u200bapikey:k1", "\ufeffapikey:k1",
+                "\u202e1k:yekipa", "x\u009by"):  # review61 #4: invisible and reordering characters
         odd = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub=sub)}
         err = expect_401(srv.predict(PARK, body, headers=odd), "control characters")
-        assert "sub claim holds control characters" in err["message"], (sub, err)
+        assert "sub claim holds control or invisible characters" in err["message"], (sub, err)
+    odd = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub="\u3000apikey:k1")}
+    err = expect_401(srv.predict(PARK, body, headers=odd), "ideographic space")
+    assert "API key namespace" in err["message"], err
+    for sub in ("Dr. Zoë Müller", "医生", "a\u00a0b"):  # names are not refused
+        ok = {"Authorization": "Bearer " + a.jwt_hs256(["clinician"], sub=sub)}
+        assert srv.predict(PARK, body, headers=ok).status_code == 200, sub
 
 
     def complete(recs):
-        return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 3 and any(
+        return sum(1 for x in recs if x["type"] == "MODEL_INFERENCE") >= 6 and any(
             "token expired" in x["detail"].get("reason", "") for x in recs if x["type"] == "AUTH_FAILURE")
     recs = read_audit(log, complete)
     users = [x["user"] for x in recs if x["type"] == "MODEL_INFERENCE"]
-    assert sorted(users) == sorted(["apikey:" + id1, "apikey:" + id2, "svc-ehr"]), users
+    assert sorted(users) == sorted(["apikey:" + id1, "apikey:" + id2, "svc-ehr", "Dr. Zoë Müller", "医生",
+                                    "a\u00a0b"]), users
     expired = [x for x in recs if x["type"] == "AUTH_FAILURE" and "token expired" in x["detail"]["reason"]]
     assert len(expired) == 1 and "user" not in expired[0], expired
 
