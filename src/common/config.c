@@ -12,10 +12,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "security/ratelimit.h" /* security (issue 5): RATE_LIMIT_* form */
@@ -385,16 +387,27 @@ static char *url_password(const char *url)
 
 /* ---- string checks ---- */
 
+/* The path SQLite opens, made absolute as a restore makes it (a relative one counts from the
+ * working directory: review61 #2), fits CONFIG_SQLITE_PATH_MAX. */
+static bool sqlite_path_fits(const char *path)
+{
+    size_t n = strlen(path);
+    char cwd[PATH_MAX];
+    if (path[0] != '/' && getcwd(cwd, sizeof(cwd)))
+        n += strlen(cwd) + 1;
+    return n <= CONFIG_SQLITE_PATH_MAX;
+}
+
 static int check_database_url(const char *v, char **ret_norm)
 {
     (void)ret_norm;
     const char *scheme = strstr(v, "://");
     if (!scheme) /* a plain path for SQLite */
-        return strlen(v) <= CONFIG_SQLITE_PATH_MAX ? 0 : -EINVAL;
+        return sqlite_path_fits(v) ? 0 : -EINVAL;
     size_t slen = (size_t)(scheme - v);
     const char *rest = scheme + 3;
     if (slen == 6 && strncasecmp(v, "sqlite", 6) == 0) /* review60 #4: one limit, the restore's */
-        return *rest && strlen(rest) <= CONFIG_SQLITE_PATH_MAX ? 0 : -EINVAL;
+        return *rest && sqlite_path_fits(rest) ? 0 : -EINVAL;
     if ((slen == 10 && strncasecmp(v, "postgresql", 10) == 0) ||
         (slen == 8 && strncasecmp(v, "postgres", 8) == 0))
         return *rest ? 0 : -EINVAL;
@@ -1046,7 +1059,7 @@ int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
         if (r == -ENOMEM)
             goto fail;
         if (r < 0) {
-            char form[160];
+            char form[400];
             expected_form(s, form, sizeof(form));
             if (!given) {
                 add_err(&e, "%s: built-in default '%s' is invalid (bug)", s->name, v);

@@ -751,6 +751,12 @@ def test_config_check_refuses_a_database_path_too_long_to_back_up(aimedres_bin, 
     for url in ("sqlite://" + long_path, long_path):
         r = h.run_cli(["config", "check"], env={"DATABASE_URL": url})
         assert r.returncode == 1 and "DATABASE_URL" in r.stderr and "at most 448 characters" in r.stderr, out(r)
+        assert "postgresql://user:password@host:port/db" in r.stderr, out(r)  # review61 #3: not cut short
+    # review61 #2: a relative path counts from the working directory, as SQLite opens it
+    deep = tmp_path / ("d" * 200) / ("e" * 240)
+    deep.mkdir(parents=True)
+    r = h.run_cli(["config", "check"], env={"DATABASE_URL": "aimedres.db"}, cwd=str(deep))
+    assert r.returncode == 1 and "at most 448 characters" in r.stderr, out(r)
     ok = "/" + "/".join(["d" * 100] * 4) + "/" + "x" * 20 + ".db"
     assert len(ok) <= 448
     r = h.run_cli(["config", "check"], env={"DATABASE_URL": "sqlite://" + ok})
