@@ -94,7 +94,7 @@ json_t *httpc_json(const httpc_response_t *r)
 /* ---- the server the commands talk to ---- */
 
 typedef struct server_env {
-    char host[256], port[8], tls[16], cert[4096];
+    char host[256], port[24], tls[16], cert[4096];
 } server_env_t;
 
 static void take(const char *key, const char *value, server_env_t *e)
@@ -184,9 +184,8 @@ static bool local_address(const struct sockaddr *sa, const struct ifaddrs *ifs)
  * 2130706433, the machine's own address or name), or the configured HOST. */
 static bool names_this_server(const httpc_server_t *srv, const httpc_url_t *u)
 {
-    char *end = NULL;
-    long port = strtol(srv->port, &end, 10);
-    if (!end || *end || port != u->port)
+    int64_t port; /* as serve reads PORT: leading zeros and '+' taken (review61 #1) */
+    if (util_parse_int64(srv->port, 1, 65535, &port) < 0 || port != u->port)
         return false;
     if (strcasecmp(u->host, srv->host) == 0)
         return true;

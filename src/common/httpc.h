@@ -57,7 +57,7 @@ typedef struct httpc_server {
     char url[300];          /* http[s]://HOST:PORT, 0.0.0.0 and :: meaning loopback */
     bool tls;               /* TLS_ENABLED=true */
     char host[256];         /* HOST as the URL names it (loopback for 0.0.0.0, ::, unset) */
-    char port[8];
+    char port[24];
     char ca_file[4096];     /* AIMEDRES_CA_FILE (the environment only), or "" */
     char pin_file[4096];    /* without it, with TLS: TLS_CERT_PATH when readable, or "" */
 } httpc_server_t;

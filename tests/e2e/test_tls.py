@@ -309,6 +309,10 @@ def test_the_clis_trust_a_ca_issued_certificate_and_read_the_servers_env_file(de
         for host in ("LOCALHOST", "0.0.0.0", "[::ffff:127.0.0.1]", "2130706433"):
             rc, o = run(["smoke", "--env-file", str(envfile), "--url", "http://%s:%d" % (host, srv.port)])
             assert rc == 2 and "use https://" in o, (host, o)
+        # review61 #1: PORT as serve reads it, leading zeros and all
+        rc, o = run(["smoke", "--url", "http://127.0.0.1:%d" % srv.port], TLS_ENABLED="true",
+                    PORT="0000000%d" % srv.port)
+        assert rc == 2 and "use https://" in o, o
         # review60 #2: the pin is this server's only: another TLS server is checked against the CAs
         (tmp_path / "other").mkdir()
         other, other_key = make_cert(tmp_path / "other")
