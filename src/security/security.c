@@ -156,13 +156,20 @@ static unsigned id_hash(const char *id)
     return h;
 }
 
+/* The cache slot a key id maps to, and its stripe (whose mutex guards it). */
+static cached_key_t *slot_of(security_t *sec, const char *key_id, cache_stripe_t **ret_stripe)
+{
+    unsigned h = id_hash(key_id);
+    *ret_stripe = &sec->cache[h % CACHE_STRIPES];
+    return &(*ret_stripe)->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
+}
+
 /* Copies the key's record into *ret: from the cache when fresh, else from the store.
  * 0, -ENOENT (unknown id) or -errno (store trouble). */
 static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
 {
-    unsigned h = id_hash(key_id);
-    cache_stripe_t *st = &sec->cache[h % CACHE_STRIPES];
-    cached_key_t *slot = &st->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
+    cache_stripe_t *st;
+    cached_key_t *slot = slot_of(sec, key_id, &st);
     int64_t now = mono_ms();
     pthread_mutex_lock(&st->mu);
     if (strcmp(slot->rec.key_id, key_id) == 0 && now - slot->fetched_ms < SECURITY_KEY_CACHE_MS) {
@@ -191,9 +198,8 @@ static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
  * key, does not make a key look used (review58 #8). Best effort: last use is informative. */
 static void note_key_used(security_t *sec, const char *key_id)
 {
-    unsigned h = id_hash(key_id);
-    cache_stripe_t *st = &sec->cache[h % CACHE_STRIPES];
-    cached_key_t *slot = &st->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
+    cache_stripe_t *st;
+    cached_key_t *slot = slot_of(sec, key_id, &st);
     int64_t wall = util_now_ms();
     bool touch = false;
     pthread_mutex_lock(&st->mu);
