@@ -1010,6 +1010,16 @@ static void check_production(const config_t *cfg, struct errs *e)
                             s->name, settings[k].name);
             }
     }
+    /* HIPAA's audit controls: production keeps the trail (review58 S9). */
+    if (!cfg->audit_log_path)
+        add_err(e, "AUDIT_LOG_PATH: must be set when ENVIRONMENT=production (the audit trail of every "
+                   "prediction, access decision and change)");
+    /* An identity provider signs tokens for many applications: without an audience, each of
+     * them (with realm-wide roles such as admin) would be accepted here (review58 S8). */
+    if (cfg->jwt_public_keys && !cfg->jwt_audience)
+        add_err(e, "JWT_AUDIENCE: must be set when ENVIRONMENT=production and JWT_PUBLIC_KEYS is set "
+                   "(the aud claim this server's tokens carry; without it a token the identity provider "
+                   "issued for any other application is accepted)");
     char *pw = cfg->database_url ? url_password(cfg->database_url) : NULL;
     const char *which;
     if (pw && has_placeholder(pw, &which))

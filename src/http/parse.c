@@ -302,6 +302,14 @@ const char *http_head_field(const http_head_t *h, const char *name)
     return NULL;
 }
 
+size_t http_head_field_count(const http_head_t *h, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_fields; i++)
+        n += strcasecmp(h->fields[i].name, name) == 0;
+    return n;
+}
+
 #define MAX_CHUNK_LINE 1024
 
 int http_decode_chunked(char *buf, size_t len, size_t start, size_t *raw_off, size_t *body_len,

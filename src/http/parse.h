@@ -53,6 +53,8 @@ int http_parse_head(char *buf, size_t len, size_t max_head, uint64_t max_body, h
 
 /* Looks a field up by name (case-insensitive); the first occurrence, or NULL. */
 const char *http_head_field(const http_head_t *h, const char *name);
+/* How many times the field occurs (case-insensitive name). */
+size_t http_head_field_count(const http_head_t *h, const char *name);
 
 /* Incremental in-place decoder of a chunked body. The raw bytes after the head sit at
  * buf[*raw_off .. len); decoded data is moved down to buf[start .. start + *body_len).

@@ -363,6 +363,11 @@ const char *http_ctx_header(const http_ctx_t *ctx, const char *name)
     return ctx->head ? http_head_field(ctx->head, name) : NULL;
 }
 
+size_t http_ctx_header_count(const http_ctx_t *ctx, const char *name)
+{
+    return ctx->head ? http_head_field_count(ctx->head, name) : 0;
+}
+
 int http_ctx_header_list(const http_ctx_t *ctx, const char *name, char *buf, size_t len)
 {
     size_t total = 0, count = 0;

@@ -89,6 +89,8 @@ int http_query_param(const http_ctx_t *ctx, const char *name, char *buf, size_t 
 bool http_ctx_is_json(const http_ctx_t *ctx);
 /* Request header value or NULL (the first, if the header is repeated). */
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name);
+/* How many times the request carries the header. */
+size_t http_ctx_header_count(const http_ctx_t *ctx, const char *name);
 /* Every value of a list-valued header (X-Forwarded-For...), in order, joined with ", " as
  * RFC 9110 section 5.3 combines repeated fields, into buf: 0, or -ENOENT if absent. When the
  * whole does not fit in len - 1 bytes, its end: the entries after the first comma of its last

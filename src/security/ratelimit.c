@@ -28,6 +28,7 @@ typedef struct bucket {
     char key[KEY_MAX]; /* "" = free */
     double tokens;
     int64_t refilled_ms;
+    uint64_t refused; /* takes refused since the last allowed one */
 } bucket_t;
 
 typedef struct stripe {
@@ -111,6 +112,14 @@ static uint64_t hash_key(const char *k, size_t n)
 
 int ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_retry_after_s)
 {
+    uint64_t ignored;
+    return ratelimit_take_counted(rl, key, now_ms, ret_retry_after_s, &ignored);
+}
+
+int ratelimit_take_counted(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_retry_after_s,
+                           uint64_t *ret_refused)
+{
+    *ret_refused = 0;
     if (!rl)
         return 0;
     char k[KEY_MAX];
@@ -150,6 +159,7 @@ int ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_re
         memcpy(b->key, k, sizeof(b->key));
         b->tokens = rl->spec.burst;
         b->refilled_ms = now_ms;
+        b->refused = 0;
     }
     if (now_ms > b->refilled_ms) {
         b->tokens += (double)(now_ms - b->refilled_ms) / 1000.0 * rl->spec.rate_per_s;
@@ -159,7 +169,10 @@ int ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_re
     }
     if (b->tokens >= 1.0) {
         b->tokens -= 1.0;
+        *ret_refused = b->refused;
+        b->refused = 0;
     } else {
+        b->refused++;
         double wait_s = (1.0 - b->tokens) / rl->spec.rate_per_s;
         int secs = (int)ceil(wait_s);
         *ret_retry_after_s = secs < 1 ? 1 : secs;

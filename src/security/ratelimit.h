@@ -27,7 +27,15 @@ void ratelimit_free(ratelimit_t *rl);
 
 /* Takes one token from key's bucket at time now_ms (monotonic). Returns 0 when allowed;
  * -EAGAIN when the bucket is empty, with *ret_retry_after_s set to the whole seconds
- * (>= 1) until a token is available. Keys longer than 63 bytes are truncated. Thread-safe. */
+ * (>= 1) until a token is available. Keys of 64 bytes or more are replaced by their SHA-256
+ * (so two long keys never share a bucket by their start). Thread-safe. */
 int ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_retry_after_s);
+
+/* ratelimit_take that also counts refusals: when allowed, *ret_refused is the number of takes
+ * refused for this key since its last allowed one (0 with a NULL limiter; a lower bound if
+ * the bucket was evicted meanwhile), and the count starts again. For "at most one record a
+ * minute, with the number left out" (security.c's bounded audit records). */
+int ratelimit_take_counted(ratelimit_t *rl, const char *key, int64_t now_ms, int *ret_retry_after_s,
+                           uint64_t *ret_refused);
 
 #endif

@@ -223,6 +223,7 @@ typedef struct attempt {
     unsigned roles;
     char reason[128];
     bool genuine; /* the credential proved authentic (though refused): not counted for lockout */
+    uint64_t not_recorded; /* like records left out by the once-a-minute bound since the last one */
 } attempt_t;
 
 static void audit_auth(http_ctx_t *ctx, api_app_t *app, const char *type, const attempt_t *at,
@@ -238,6 +239,8 @@ static void audit_auth(http_ctx_t *ctx, api_app_t *app, const char *type, const 
         json_object_set_new(detail, "key_id", json_string(at->key_id));
     if (detail && at->key_name[0])
         json_object_set_new(detail, "key_name", json_string(at->key_name));
+    if (detail && at->not_recorded)
+        json_object_set_new(detail, "not_recorded", json_integer((json_int_t)at->not_recorded));
     audit_event_t ev = {
         .type = type,
         .user = at->user[0] ? at->user : NULL,
@@ -255,6 +258,14 @@ static void audit_auth(http_ctx_t *ctx, api_app_t *app, const char *type, const 
     if (rc < 0)
         log_msg(LOG_ERROR, "audit event refused", "{s:s,s:i}", "type", type, "error", rc);
     json_decref(detail);
+}
+
+/* True when a bounded record (at most one a minute per key) is due now; at->not_recorded
+ * then says how many like it were left out since the last one. */
+static bool audit_due(security_t *sec, const char *key, attempt_t *at)
+{
+    int ignored;
+    return ratelimit_take_counted(sec->success_audit, key, mono_ms(), &ignored, &at->not_recorded) == 0;
 }
 
 static void reply_429(http_ctx_t *ctx, const char *code, int retry_after, const char *what)
@@ -284,14 +295,14 @@ static int fail_401(http_ctx_t *ctx, api_app_t *app, security_t *sec, attempt_t 
     char refused[128];
     snprintf(refused, sizeof(refused), "refused:%s:%s", at->credential ? at->credential : "",
              at->key_id[0] ? at->key_id : peer);
-    int ignored;
     const char *bounded = !presented ? anon : at->genuine ? refused : NULL;
-    if (!bounded || ratelimit_take(sec->success_audit, bounded, mono_ms(), &ignored) == 0)
+    if (!bounded || audit_due(sec, bounded, at))
         audit_auth(ctx, app, "AUTH_FAILURE", at, "authenticate", "failure");
     count(sec, OUT_UNAUTHORIZED);
     if (locked) {
         count(sec, OUT_LOCKOUTS);
         attempt_t lk = *at;
+        lk.not_recorded = 0;
         snprintf(lk.reason, sizeof(lk.reason), "address locked out after repeated failures");
         audit_auth(ctx, app, "AUTH_FAILURE", &lk, "lockout", "failure");
         log_msg(LOG_WARNING, "address locked out after repeated authentication failures", "{s:s,s:i}", "peer",
@@ -437,6 +448,15 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
         return 1;
     }
 
+    /* One credential field each: with two, a front end and this server could each use a
+     * different one (RFC 9110 defines Authorization as a single field; review58 S5). */
+    static const char *const singletons[] = {"X-API-Key", "Authorization"};
+    for (size_t i = 0; i < sizeof(singletons) / sizeof(singletons[0]); i++)
+        if (http_ctx_header_count(ctx, singletons[i]) > 1) {
+            http_reply_error(ctx, 400, "bad_request", json_pack("{s:s}", "header", singletons[i]),
+                             "the %s header is repeated; send one credential", singletons[i]);
+            return 1;
+        }
     attempt_t at = {0};
     char rl_key[160] = "";
     const char *xkey = http_ctx_header(ctx, "X-API-Key");
@@ -445,20 +465,25 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
     if (xkey) {
         rc = check_api_key(sec, xkey, strlen(xkey), &at, rl_key, sizeof(rl_key));
     } else if (authz) {
-        if (strncasecmp(authz, "Bearer ", 7) != 0) {
+        /* the scheme, then blanks, then the token; "Bearer" alone (its blank trimmed as
+         * optional white space) is a Bearer credential without a token */
+        if (strncasecmp(authz, "Bearer", 6) != 0 || (authz[6] != ' ' && authz[6] != '\0')) {
             at.credential = "other";
             snprintf(at.reason, sizeof(at.reason), "unsupported authorization scheme (use Bearer)");
             return fail_401(ctx, app, sec, &at);
         }
-        const char *t = authz + 7;
+        const char *t = authz + 6;
         while (*t == ' ')
             t++;
         size_t n = strlen(t);
         while (n > 0 && t[n - 1] == ' ')
             n--;
-        if (n > JWT_MAX_TOKEN) {
+        if (n == 0 || n > JWT_MAX_TOKEN) {
             at.credential = "jwt";
-            snprintf(at.reason, sizeof(at.reason), "token longer than %d bytes", JWT_MAX_TOKEN);
+            if (n == 0)
+                snprintf(at.reason, sizeof(at.reason), "invalid token: empty (Authorization: Bearer <token>)");
+            else
+                snprintf(at.reason, sizeof(at.reason), "invalid token: longer than %d bytes", JWT_MAX_TOKEN);
             return fail_401(ctx, app, sec, &at);
         }
         rc = strncmp(t, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0
@@ -492,7 +517,12 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
     if (!roles_satisfies(at.roles, route->role)) {
         snprintf(at.reason, sizeof(at.reason), "role %s does not grant %s", role ? role : "(none)",
                  route->role);
-        audit_auth(ctx, app, "AUTH_FAILURE", &at, "authorize", "denied");
+        /* at most once a minute per principal and route: any low-privilege key could otherwise
+         * add a durable, SIEM-forwarded record per request at its rate limit (review58 S3) */
+        char denied[256];
+        snprintf(denied, sizeof(denied), "denied:%s:%s", rl_key, route->pattern);
+        if (app->audit && audit_due(sec, denied, &at))
+            audit_auth(ctx, app, "AUTH_FAILURE", &at, "authorize", "denied");
         count(sec, OUT_FORBIDDEN);
         bool any = strcmp(route->role, ROLES_READ) == 0; /* any known role: this one has none */
         http_reply_error(ctx, 403, "forbidden",
@@ -503,7 +533,7 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
         return 1;
     }
     count(sec, OUT_SUCCESS);
-    if (app->audit && ratelimit_take(sec->success_audit, rl_key, mono_ms(), &retry) == 0)
+    if (app->audit && audit_due(sec, rl_key, &at))
         audit_auth(ctx, app, "AUTH_SUCCESS", &at, "authenticate", "success");
     return 0;
 }

@@ -105,6 +105,19 @@ def base_env(extra=None):
     return env
 
 
+def production_audit_env(directory):
+    """The audit settings production requires (an audit log and its checkpoint signing key),
+    in directory; the key pair is made by `aimedres audit keygen` once."""
+    directory = str(directory)
+    os.makedirs(directory, exist_ok=True)
+    private = os.path.join(directory, "audit-signing.pem")
+    if not os.path.exists(private):
+        r = run_cli(["audit", "keygen", "--private", private, "--public",
+                     os.path.join(directory, "audit-signing.pub.pem")])
+        assert r.returncode == 0, r.stdout + r.stderr
+    return {"AUDIT_LOG_PATH": os.path.join(directory, "audit.log"), "AUDIT_SIGNING_KEY_PATH": private}
+
+
 def run_cli(args, env=None, timeout=120, cwd=None, input_text=None):
     """Runs `aimedres ARGS` to completion; returns CompletedProcess with text stdout/stderr.
     timeout (seconds) is multiplied by TIME_SCALE."""

@@ -428,20 +428,32 @@ def config_value(r, name):
     return m.group(1)
 
 
-def test_auth_enabled_defaults_and_production_rule(aimedres_bin):
+def test_auth_enabled_defaults_and_production_rule(aimedres_bin, tmp_path):
     r = h.run_cli(["config", "check"])
     assert r.returncode == 0, r.stderr
     assert config_value(r, "AUTH_ENABLED") == "false"  # development default
     r = h.run_cli(["config", "check"], env={"ENVIRONMENT": "staging"})
     assert r.returncode == 0 and config_value(r, "AUTH_ENABLED") == "true"
-    prod = {"ENVIRONMENT": "production", "SECRET_KEY": "5e" + "0123456789abcdef" * 3,
-            "JWT_SECRET_KEY": "7a" + "fedcba9876543210" * 3, "API_KEY_SALT": "9c" + "0f1e2d3c4b5a6978" * 3}
+    prod = dict(h.production_audit_env(tmp_path / "audit"), ENVIRONMENT="production",
+                SECRET_KEY="5e" + "0123456789abcdef" * 3, JWT_SECRET_KEY="7a" + "fedcba9876543210" * 3,
+                API_KEY_SALT="9c" + "0f1e2d3c4b5a6978" * 3)
     r = h.run_cli(["config", "check"], env=prod)
     assert r.returncode == 0, r.stderr
     assert config_value(r, "AUTH_ENABLED") == "true"
     r = h.run_cli(["config", "check"], env=dict(prod, AUTH_ENABLED="false"))
     assert r.returncode == 1
     assert "AUTH_ENABLED: must be true when ENVIRONMENT=production" in r.stderr, r.stderr
+    # review58 S9: production keeps an audit trail
+    r = h.run_cli(["config", "check"], env={k: v for k, v in prod.items() if not k.startswith("AUDIT_")})
+    assert r.returncode == 1 and "AUDIT_LOG_PATH: must be set when ENVIRONMENT=production" in r.stderr, r.stderr
+    # review58 S8: an identity provider's keys need the audience this server's tokens carry
+    keys = a.Keys(str(tmp_path / "jwtkeys"))
+    idp = dict(prod, JWT_PUBLIC_KEYS=keys.spec)
+    r = h.run_cli(["config", "check"], env=idp)
+    assert r.returncode == 1 and "JWT_AUDIENCE: must be set when ENVIRONMENT=production and JWT_PUBLIC_KEYS" \
+        in r.stderr, r.stderr
+    r = h.run_cli(["config", "check"], env=dict(idp, JWT_AUDIENCE="aimedres"))
+    assert r.returncode == 0, r.stderr
     r = h.run_cli(["config", "check"], env={"RATE_LIMIT_PER_KEY": "lots"})
     assert r.returncode == 1 and "RATE_LIMIT_PER_KEY" in r.stderr, r.stderr
 
@@ -490,7 +502,8 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
         assert srv.get("/api/v1/models/list", headers={"X-API-Key": ckey}).status_code == 200
     bad = "amr_%s_%s" % (cid, "C" * 42 + "A")
     assert srv.get("/api/v1/models/list", headers={"X-API-Key": bad}).status_code == 401
-    assert srv.get("/metrics", headers={"X-API-Key": ckey}).status_code == 403
+    for _ in range(3):  # review58 S3: one record a minute per principal and route
+        assert srv.get("/metrics", headers={"X-API-Key": ckey}).status_code == 403
     for _ in range(3):
         assert srv.get("/api/v1/alerts").status_code == 401
 
@@ -522,7 +535,7 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
         mm = re.search(r'^auth_requests_total\{outcome="%s"\} (\d+)' % outcome, m, re.M)
         assert mm, m[:2000]
         return int(mm.group(1))
-    assert value("success") >= 3 and value("unauthorized") == 4 and value("forbidden") == 1
+    assert value("success") >= 3 and value("unauthorized") == 4 and value("forbidden") == 3
 
 
 def test_jwt_access_is_recorded_under_the_granting_role_and_a_refused_genuine_token_under_its_subject(
@@ -796,3 +809,33 @@ def test_malformed_trusted_proxies_refuses_to_start(make_server):
     assert r.returncode == 1 and "TRUSTED_PROXIES" in r.stderr, r.stderr
     r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8, fd00::/8"})
     assert r.returncode == 0, r.stderr
+
+
+def test_repeated_credential_fields_are_refused_and_an_empty_bearer_is_named(make_server):
+    """review58 S5: two Authorization or two X-API-Key fields are a 400 before any credential is
+    read (a front end and the server could each act on a different one); S6: "Bearer" without
+    a token, and an over-long token, say "invalid token"."""
+    srv = make_server(a.auth_env(RATE_LIMIT_PER_IP="off", RATE_LIMIT_PER_KEY="off", AUTH_LOCKOUT_THRESHOLD="0"))
+    _, k, _ = a.create_key(a.server_env(srv), "one", "admin")
+    tok = "Bearer " + a.jwt_hs256(["admin"])
+
+    def raw(*fields):
+        head = "GET /api/v1/models/list HTTP/1.1\r\nHost: x\r\n%s\r\nConnection: close\r\n\r\n" % "\r\n".join(fields)
+        return h.raw_request(srv.port, head.encode())
+    assert raw("X-API-Key: " + k).status == 200  # positive controls
+    assert raw("Authorization: " + tok).status == 200
+    assert raw("X-API-Key: " + k, "Authorization: " + tok).status == 200  # the API key is the credential
+    for fields, name in [(("X-API-Key: " + k, "X-API-Key: " + k), "X-API-Key"),
+                         (("Authorization: " + tok, "authorization: " + tok), "Authorization"),
+                         (("X-API-Key: " + k, "Authorization: " + tok, "Authorization: Bearer x"), "Authorization")]:
+        r = raw(*fields)
+        assert r.status == 400, (fields, r.status, r.body[:300])
+        err = r.json()["error"]
+        assert err["code"] == "bad_request" and err["details"]["header"] == name, err
+        assert "the %s header is repeated" % name in err["message"], err
+    for value, msg in [("Bearer", "invalid token: empty"), ("Bearer   ", "invalid token: empty"),
+                       ("bearer " + "a" * 9000, "invalid token: longer than")]:
+        r = raw("Authorization: " + value)
+        assert r.status == 401 and msg in r.json()["error"]["message"], (value[:20], r.body[:300])
+    r = raw("Authorization: Bearerx")
+    assert r.status == 401 and "unsupported authorization scheme" in r.json()["error"]["message"], r.body[:300]

@@ -226,9 +226,9 @@ def test_production_refuses_placeholders(aimedres_bin, env, var):
     ({"API_KEY_SALT": "x" * 64}, "API_KEY_SALT: has only 1 distinct characters"),
     ({"JWT_SECRET_KEY": LONG_SECRET}, "JWT_SECRET_KEY: must differ from SECRET_KEY"),
 ])
-def test_production_refuses_weak_or_shared_secrets(aimedres_bin, env, msg):
-    good = {"ENVIRONMENT": "production", "SECRET_KEY": LONG_SECRET, "JWT_SECRET_KEY": LONG_SECRET + "-jwt",
-            "API_KEY_SALT": LONG_SECRET + "-salt"}
+def test_production_refuses_weak_or_shared_secrets(aimedres_bin, env, msg, tmp_path):
+    good = dict(h.production_audit_env(tmp_path / "audit"), ENVIRONMENT="production", SECRET_KEY=LONG_SECRET,
+                JWT_SECRET_KEY=LONG_SECRET + "-jwt", API_KEY_SALT=LONG_SECRET + "-salt")
     r = h.run_cli(["config", "check"], env=good)
     assert r.returncode == 0, out(r)
     good.update(env)

@@ -536,6 +536,7 @@ static void set_good_production(void)
     setenv("SECRET_KEY", SECRET_A, 1);
     setenv("JWT_SECRET_KEY", SECRET_B, 1);
     setenv("API_KEY_SALT", SECRET_C, 1);
+    setenv("AUDIT_LOG_PATH", "/var/log/aimedres/audit.log", 1);
 }
 
 static void expect_refused(const char *needle)
@@ -587,6 +588,21 @@ static void test_production_rules(void **state)
     setenv("DATABASE_URL", "postgresql://app:9f8e7d6c5b4a@db:5432/app", 1);
     assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
     config_free(cfg);
+    unsetenv("DATABASE_URL");
+
+    /* the audit trail (review58 S9) */
+    unsetenv("AUDIT_LOG_PATH");
+    expect_refused("AUDIT_LOG_PATH: must be set when ENVIRONMENT=production");
+    set_good_production();
+
+    /* an identity provider's keys without an audience (review58 S8) */
+    setenv("JWT_PUBLIC_KEYS", "/etc/aimedres/jwt-keys", 1);
+    expect_refused("JWT_AUDIENCE: must be set when ENVIRONMENT=production and JWT_PUBLIC_KEYS is set");
+    setenv("JWT_AUDIENCE", "aimedres", 1);
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+    config_free(cfg);
+    unsetenv("JWT_PUBLIC_KEYS");
+    unsetenv("JWT_AUDIENCE");
 
     /* The same weak values are accepted outside production. */
     setenv("ENVIRONMENT", "development", 1);
@@ -601,7 +617,7 @@ static void test_production_rules(void **state)
     setenv("DEBUG", "1", 1);
     err[0] = '\0';
     assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), -EINVAL);
-    assert_int_equal(count_lines(err), 4);
+    assert_int_equal(count_lines(err), 5); /* DEBUG, the three secrets, AUDIT_LOG_PATH */
 }
 
 static char *print_to_string(const config_t *cfg)

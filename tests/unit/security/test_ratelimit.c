@@ -86,11 +86,31 @@ static void test_bucket(void **state)
     assert_int_equal(ra, 60);
     ratelimit_free(rl);
 
+    /* counted: an allowed take says how many were refused since the last allowed one */
+    assert_int_equal(ratelimit_parse_spec("1/m", &s), 0);
+    assert_int_equal(ratelimit_new(&s, &rl), 0);
+    uint64_t refused = 99;
+    assert_int_equal(ratelimit_take_counted(rl, "c", t, &ra, &refused), 0);
+    assert_int_equal(refused, 0);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(ratelimit_take_counted(rl, "c", t + i * 1000, &ra, &refused), -EAGAIN);
+    assert_int_equal(ratelimit_take(rl, "c", t + 8000, &ra), -EAGAIN); /* the plain take counts too */
+    assert_int_equal(ratelimit_take_counted(rl, "d", t, &ra, &refused), 0); /* per key */
+    assert_int_equal(refused, 0);
+    assert_int_equal(ratelimit_take_counted(rl, "c", t + 60000, &ra, &refused), 0);
+    assert_int_equal(refused, 8);
+    assert_int_equal(ratelimit_take_counted(rl, "c", t + 120000, &ra, &refused), 0);
+    assert_int_equal(refused, 0); /* and starts again */
+    ratelimit_free(rl);
+
     /* off: no limiter at all, every take passes */
     assert_int_equal(ratelimit_parse_spec("off", &s), 0);
     assert_int_equal(ratelimit_new(&s, &rl), 0);
     assert_null(rl);
     assert_int_equal(ratelimit_take(rl, "x", t, &ra), 0);
+    refused = 99;
+    assert_int_equal(ratelimit_take_counted(rl, "x", t, &ra, &refused), 0);
+    assert_int_equal(refused, 0);
 }
 
 static void test_many_keys_bounded(void **state)
