@@ -38,7 +38,65 @@ typedef struct serve_state {
     struct event *drain_timer;
     int64_t drain_deadline_ms;
     bool stopping;
+    SSL_CTX *tls_ctx;             /* security (issue 5): the context new connections get */
+    tls_files_stamp_t tls_stamp;  /* the certificate and key files it was built from */
 } serve_state_t;
+
+/* A certificate expiring within this many days is warned about at each load. */
+#define TLS_EXPIRY_WARN_DAYS 14
+
+/* Says, at start and at each reload, when the certificate cannot work or soon will not. */
+static void tls_check_dates(SSL_CTX *ctx)
+{
+    int64_t nb, na, now = util_now_ms() / 1000;
+    if (tls_ctx_validity(ctx, &nb, &na) < 0) {
+        log_msg(LOG_WARNING, "TLS certificate dates cannot be read", NULL);
+        return;
+    }
+    char at[ISO8601_LEN];
+    util_iso8601(na * 1000, at);
+    tls_metrics_set_expiry(na);
+    if (now >= na) {
+        log_msg(LOG_ERROR, "TLS certificate has expired: clients refuse it; renew TLS_CERT_PATH (it is reloaded "
+                           "when the file changes, or on SIGHUP)", "{s:s}", "not_after", at);
+    } else if (now < nb) {
+        char from[ISO8601_LEN];
+        util_iso8601(nb * 1000, from);
+        log_msg(LOG_ERROR, "TLS certificate is not valid yet: clients refuse it until not_before (is the clock "
+                           "right?)", "{s:s,s:s}", "not_before", from, "not_after", at);
+    } else if (na - now < TLS_EXPIRY_WARN_DAYS * 86400) {
+        log_msg(LOG_WARNING, "TLS certificate expires soon", "{s:s,s:I}", "not_after", at, "days_left",
+                (json_int_t)((na - now) / 86400));
+    }
+}
+
+/* Replaces the served certificate with what TLS_CERT_PATH and TLS_KEY_PATH hold now; on any
+ * error the server keeps presenting the one it has. */
+static void tls_reload(serve_state_t *st, const char *trigger)
+{
+    const config_t *cfg = st->app.cfg;
+    char err[512];
+    SSL_CTX *ctx = NULL;
+    /* noted first: files that do not load are not retried until they change again */
+    tls_files_stamp(cfg->tls_cert_path, cfg->tls_key_path, &st->tls_stamp);
+    if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &ctx, err, sizeof(err)) < 0) {
+        log_msg(LOG_ERROR, "TLS certificate not reloaded; still presenting the previous one", "{s:s,s:s}",
+                "trigger", trigger, "error", err);
+        return;
+    }
+    /* both listeners (PROMETHEUS_PORT's too) shared the old context, which st held */
+    http_server_swap_tls(st->app.server, ctx);
+    if (st->metrics_server)
+        http_server_swap_tls(st->metrics_server, ctx);
+    tls_ctx_free(st->tls_ctx);
+    st->tls_ctx = ctx;
+    int64_t nb = 0, na = 0;
+    char at[ISO8601_LEN] = "";
+    if (tls_ctx_validity(ctx, &nb, &na) == 0)
+        util_iso8601(na * 1000, at);
+    log_msg(LOG_INFO, "TLS certificate reloaded", "{s:s,s:s}", "trigger", trigger, "not_after", at);
+    tls_check_dates(ctx);
+}
 
 static void usage(FILE *out)
 {
@@ -47,7 +105,8 @@ static void usage(FILE *out)
                  "  --host ADDR      listen address (default HOST or 127.0.0.1)\n"
                  "  --port N         listen port, 0 for an ephemeral one (default PORT or 8080)\n"
                  "  --env-file FILE  read settings from FILE first; the environment overrides it\n"
-                 "Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads models.\n");
+                 "Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads models,\n"
+                 "reopens LOG_FILE and reloads the TLS certificate (also reloaded when its files change).\n");
 }
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -78,6 +137,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         int n = model_registry_sync(st->app.registry);
         log_msg(LOG_INFO, "models reloaded", "{s:i,s:I}", "changes", n, "loaded",
                 (json_int_t)model_registry_loaded_count(st->app.registry));
+        if (st->tls_ctx)
+            tls_reload(st, "SIGHUP");
         return;
     }
     if (st->stopping)
@@ -100,8 +161,15 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     serve_state_t *st = arg;
-    if (!st->stopping)
-        model_registry_poll(st->app.registry);
+    if (st->stopping)
+        return;
+    model_registry_poll(st->app.registry);
+    tls_files_stamp_t now;
+    /* a renewed certificate (certbot, a Kubernetes secret) is picked up without a signal */
+    if (st->tls_ctx &&
+        tls_files_stamp(st->app.cfg->tls_cert_path, st->app.cfg->tls_key_path, &now) == 0 &&
+        memcmp(&now, &st->tls_stamp, sizeof(now)) != 0)
+        tls_reload(st, "files changed");
 }
 
 int cli_serve(int argc, char **argv)
@@ -146,11 +214,16 @@ int cli_serve(int argc, char **argv)
     char err[512] = "";
 
     /* security (issue 5): native TLS; a bad certificate or key refuses to start. */
-    SSL_CTX *tls_ctx = NULL;
-    if (cfg->tls_enabled && tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &tls_ctx,
-                                        err, sizeof(err)) < 0) {
-        fprintf(stderr, "aimedres serve: %s\n", err);
-        goto out;
+    if (cfg->tls_enabled) {
+        tls_files_stamp(cfg->tls_cert_path, cfg->tls_key_path, &st.tls_stamp);
+        if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &st.tls_ctx, err,
+                        sizeof(err)) < 0) {
+            fprintf(stderr, "aimedres serve: %s\n", err);
+            goto out;
+        }
+        int64_t nb, na;
+        tls_metrics_register(tls_ctx_validity(st.tls_ctx, &nb, &na) == 0 ? na : 0);
+        tls_check_dates(st.tls_ctx);
     }
     if (pseudonym_init(cfg->secret_key) < 0) {
         fprintf(stderr, "aimedres serve: cannot initialise patient pseudonyms\n");
@@ -248,7 +321,7 @@ int cli_serve(int argc, char **argv)
         /* security (issue 5): authentication, roles, rate limits; TLS */
         .authorize = security_authorize,
         .authorize_arg = &st.app,
-        .tls_ctx = tls_ctx,
+        .tls_ctx = st.tls_ctx,
     };
     /* security (issue 5): AUTH_ENABLED builds the authenticator; off, every route is open. */
     if (cfg->auth_enabled &&
@@ -367,7 +440,7 @@ out:
     http_server_free(st.app.server);
     security_free(st.app.security); /* security (issue 5) */
     clientaddr_deconfigure();       /* security (issue 5, audit3) */
-    tls_ctx_free(tls_ctx);          /* security (issue 5) */
+    tls_ctx_free(st.tls_ctx);       /* security (issue 5) */
     monitor_free(st.app.monitor);   /* monitor (issue 4): after the workers, before store and registry */
     rollout_free(st.app.rollout);   /* rollouts (issue 3): after the workers, before the registry */
     model_registry_free(st.app.registry);

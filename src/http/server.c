@@ -111,6 +111,7 @@ struct http_server {
     atomic_int drained_in; /* workers that ran drain_in */
     atomic_uint_fast64_t inflight;
     atomic_uint_fast64_t requests;
+    pthread_mutex_t tls_lock; /* guards opts.tls_ctx: replaced while serving (http_server_swap_tls) */
     /* Request metrics: series slots cached by (method, route, status) so the hot path
      * never looks a series up; 0 = not created yet, else slot + 1. */
     metric_family_t *m_requests, *m_duration;
@@ -361,6 +362,17 @@ bool http_ctx_is_json(const http_ctx_t *ctx)
 const char *http_ctx_header(const http_ctx_t *ctx, const char *name)
 {
     return ctx->head ? http_head_field(ctx->head, name) : NULL;
+}
+
+void *http_server_swap_tls(http_server_t *s, void *tls_ctx)
+{
+    if (!s->opts.tls_ctx || !tls_ctx)
+        return NULL; /* plain HTTP stays plain; TLS stays TLS */
+    pthread_mutex_lock(&s->tls_lock);
+    void *old = s->opts.tls_ctx;
+    s->opts.tls_ctx = tls_ctx;
+    pthread_mutex_unlock(&s->tls_lock);
+    return old;
 }
 
 size_t http_ctx_header_count(const http_ctx_t *ctx, const char *name)
@@ -1517,8 +1529,13 @@ static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss)
     c->in = malloc(c->in_cap);
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
-    if (srv->opts.tls_ctx) { /* security (issue 5): TLS */
+    bool tls = srv->opts.tls_ctx != NULL; /* set at start; only its value changes */
+    if (tls) { /* security (issue 5): TLS */
+        /* the connection holds its own reference to the context (SSL_new counts it), so a
+         * replaced certificate stays valid for the connections made with it */
+        pthread_mutex_lock(&srv->tls_lock);
         c->ssl = SSL_new((SSL_CTX *)srv->opts.tls_ctx);
+        pthread_mutex_unlock(&srv->tls_lock);
         if (c->ssl) {
             SSL_set_fd(c->ssl, fd);
             SSL_set_accept_state(c->ssl);
@@ -1529,7 +1546,7 @@ static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss)
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-    if (!c->in || !c->rev || !c->wev || (srv->opts.tls_ctx && !c->ssl)) {
+    if (!c->in || !c->rev || !c->wev || (tls && !c->ssl)) {
         conn_free(c);
         return;
     }
@@ -1627,6 +1644,7 @@ int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, 
     s->n_routes = n_routes;
     s->app = app;
     s->n_workers = opts->workers;
+    pthread_mutex_init(&s->tls_lock, NULL);
     s->read_tv.tv_sec = opts->timeout_s > 0 ? opts->timeout_s : 30;
     s->write_tv.tv_sec = opts->write_timeout_s > 0 ? opts->write_timeout_s : s->read_tv.tv_sec;
     s->linger_tv.tv_sec = LINGER_S;
@@ -1783,6 +1801,7 @@ void http_server_free(http_server_t *s)
     free(s->workers);
     free(s->count_slots);
     free(s->dur_slots);
+    pthread_mutex_destroy(&s->tls_lock);
     free(s->host);
     free(s->cors);
     free(s);

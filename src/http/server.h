@@ -36,7 +36,7 @@ typedef struct http_server_opts {
     void *authorize_arg;
     /* security (issue 5): an OpenSSL SSL_CTX * (security/tls.h); when set, every accepted
      * connection is wrapped in TLS (one SSL per connection, this context shared). Borrowed:
-     * must outlive the server. NULL = plain HTTP. */
+     * must outlive the server, or its replacement (http_server_swap_tls). NULL = plain HTTP. */
     void *tls_ctx;
 } http_server_opts_t;
 
@@ -48,6 +48,10 @@ int http_server_new(const http_server_opts_t *opts, const http_route_t *routes, 
 int http_server_port(const http_server_t *s);
 /* Starts the worker threads. */
 int http_server_start(http_server_t *s);
+/* Connections accepted from now on use tls_ctx (a renewed certificate); thread-safe. Returns
+ * the context it replaces, which the caller releases (connections made with it hold their own
+ * references), or NULL, changing nothing, when the server does not speak TLS. */
+void *http_server_swap_tls(http_server_t *s, void *tls_ctx);
 /* Stops accepting new connections (thread-safe, idempotent). Each worker first takes in what
  * reached it: the connections queued on its listener, and the requests already in the sockets
  * of connections between requests. */

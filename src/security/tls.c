@@ -6,8 +6,14 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "monitor/metrics.h"
 
 static void ssl_reason(char *buf, size_t len)
 {
@@ -75,4 +81,63 @@ fail:
 void tls_ctx_free(SSL_CTX *ctx)
 {
     SSL_CTX_free(ctx);
+}
+
+static int asn1_epoch(const ASN1_TIME *t, int64_t *ret)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return -EINVAL;
+    *ret = (int64_t)timegm(&tm);
+    return 0;
+}
+
+int tls_ctx_validity(SSL_CTX *ctx, int64_t *ret_not_before_s, int64_t *ret_not_after_s)
+{
+    X509 *leaf = ctx ? SSL_CTX_get0_certificate(ctx) : NULL;
+    if (!leaf || asn1_epoch(X509_get0_notBefore(leaf), ret_not_before_s) < 0 ||
+        asn1_epoch(X509_get0_notAfter(leaf), ret_not_after_s) < 0)
+        return -EINVAL;
+    return 0;
+}
+
+int tls_files_stamp(const char *cert_path, const char *key_path, tls_files_stamp_t *ret)
+{
+    const char *paths[2] = {cert_path, key_path};
+    memset(ret, 0, sizeof(*ret));
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (!paths[i] || stat(paths[i], &st) < 0)
+            return paths[i] ? -errno : -EINVAL;
+        uint64_t *v = ret->v + 4 * i;
+        v[0] = (uint64_t)st.st_dev;
+        v[1] = (uint64_t)st.st_ino;
+        v[2] = (uint64_t)st.st_size;
+        v[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    }
+    return 0;
+}
+
+static _Atomic int64_t served_not_after_s;
+
+static void tls_collector(FILE *out, void *arg)
+{
+    (void)arg;
+    fprintf(out,
+            "# HELP tls_certificate_expiry_timestamp_seconds When the certificate the server presents "
+            "expires (notAfter).\n"
+            "# TYPE tls_certificate_expiry_timestamp_seconds gauge\n"
+            "tls_certificate_expiry_timestamp_seconds %lld\n",
+            (long long)atomic_load(&served_not_after_s));
+}
+
+void tls_metrics_register(int64_t not_after_s)
+{
+    atomic_store(&served_not_after_s, not_after_s);
+    metrics_register_collector(tls_collector, NULL);
+}
+
+void tls_metrics_set_expiry(int64_t not_after_s)
+{
+    atomic_store(&served_not_after_s, not_after_s);
 }

@@ -7,6 +7,7 @@
 #define AIMEDRES_SECURITY_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -21,5 +22,23 @@ typedef struct ssl_ctx_st SSL_CTX;
 int tls_ctx_new(const char *cert_path, const char *key_path, const char *min_version, SSL_CTX **ret,
                 char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);
+
+/* The validity window of the context's certificate (the leaf), in Unix seconds: 0, or
+ * -EINVAL when it has none or its dates do not parse. */
+int tls_ctx_validity(SSL_CTX *ctx, int64_t *ret_not_before_s, int64_t *ret_not_after_s);
+
+/* What identifies the certificate and key files' contents without reading them (device,
+ * inode, size, modification time, following symlinks: a Kubernetes secret or certbot's
+ * renewal replaces the files or their links). Two equal stamps: nothing changed. */
+typedef struct tls_files_stamp {
+    uint64_t v[8];
+} tls_files_stamp_t;
+/* 0, or -errno when either file cannot be examined. */
+int tls_files_stamp(const char *cert_path, const char *key_path, tls_files_stamp_t *ret);
+
+/* Exports tls_certificate_expiry_timestamp_seconds (the served certificate's notAfter) on
+ * /metrics; tls_metrics_set_expiry updates it when the certificate is replaced. */
+void tls_metrics_register(int64_t not_after_s);
+void tls_metrics_set_expiry(int64_t not_after_s);
 
 #endif

@@ -5,6 +5,9 @@ level 0, so the client really offers it) and plain HTTP on the TLS port are refu
 TLS_MIN_VERSION=1.3 refuses 1.2; non-ECDHE or non-AEAD TLS 1.2 ciphers are refused; bad
 certificate settings stop the server from starting; API keys work over TLS."""
 
+import os
+import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -337,3 +340,108 @@ def test_the_clis_trust_a_ca_issued_certificate_and_read_the_servers_env_file(de
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed, srv.log_tail()
+
+
+def presented(port):
+    """The DER of the certificate the server presents now (no verification: identity only)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True)
+
+
+def cert_der(path):
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def not_after(path):
+    out = a.openssl("x509", "-in", path, "-noout", "-enddate").stdout.decode()
+    return int(time.mktime(time.strptime(out.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")) - time.timezone)
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(tls_server, tmp_path):
+    """A renewed certificate (certbot, a Kubernetes secret) is picked up when its files change,
+    or on SIGHUP: new connections get it, open ones keep working, a renewal that does not load
+    leaves the server presenting the certificate it has, and /metrics tells when the served
+    certificate expires. A certificate expiring within 14 days is warned about."""
+    srv = tls_server({"LOG_LEVEL": "INFO"})
+    cert, key = srv.env["TLS_CERT_PATH"], srv.env["TLS_KEY_PATH"]
+    assert presented(srv.port) == cert_der(cert)
+    assert "TLS certificate expires soon" in srv.log_tail(200)  # make_cert: 2 days
+
+    def expiry():
+        m = re.search(r"^tls_certificate_expiry_timestamp_seconds (\d+)$", srv.get("/metrics").text, re.M)
+        assert m, "no tls_certificate_expiry_timestamp_seconds"
+        return int(m.group(1))
+    assert expiry() == not_after(cert)
+
+    # an open keep-alive connection made with the old certificate
+    old = srv.session
+    assert old.get(srv.url("/health")).status_code == 200
+
+    renewed = tmp_path / "renewed"
+    renewed.mkdir()
+    a.openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(renewed / "key.pem"), "-out",
+              str(renewed / "cert.pem"), "-days", "90", "-subj", "/CN=127.0.0.1", "-addext",
+              "subjectAltName=IP:127.0.0.1")
+    os.replace(renewed / "key.pem", key)  # as a renewal does: whole files replaced
+    os.replace(renewed / "cert.pem", cert)
+    deadline = time.monotonic() + h.scaled(10)
+    while presented(srv.port) != cert_der(cert):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.2)
+    assert expiry() == not_after(cert)
+    assert old.get(srv.url("/health")).status_code == 200  # the open connection still works
+    fresh = requests.Session()
+    fresh.trust_env = False  # else REQUESTS_CA_BUNDLE, when set, replaces verify
+    fresh.verify = cert
+    assert fresh.get(srv.url("/health")).status_code == 200
+    log = srv.log_tail(400)
+    assert '"msg":"TLS certificate reloaded"' in log and '"trigger":"files changed"' in log, log
+
+    # a damaged renewal: the server keeps presenting what it has, and says why
+    good = open(cert).read()
+    with open(renewed / "served.pem", "w") as f:
+        f.write(good)
+    with open(cert, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    deadline = time.monotonic() + h.scaled(10)
+    while "TLS certificate not reloaded" not in srv.log_tail(400):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.2)
+    assert presented(srv.port) == cert_der(str(renewed / "served.pem"))
+    assert fresh.get(srv.url("/health")).status_code == 200
+    with open(cert, "w") as f:
+        f.write(good)
+    # SIGHUP reloads too (after the poll has seen the restored file, or in its place)
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + h.scaled(10)
+    while '"trigger":"SIGHUP"' not in srv.log_tail(400):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.2)
+    assert presented(srv.port) == cert_der(cert)
+    assert fresh.get(srv.url("/health")).status_code == 200
+
+
+def test_an_expired_certificate_is_named_at_start(demo_dir, tmp_path):
+    """serve starts with an expired certificate (it may be renewed any moment, and the files are
+    watched) but says so at ERROR, and the expiry metric is in the past (TLSCertificateExpiry)."""
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    subprocess.run(h.faketime("-10d") + ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                        "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    root = h.copy_demo(demo_dir, str(tmp_path / "demo"))
+    srv = TlsServer(root, cert, extra_env={"TLS_ENABLED": "true", "TLS_CERT_PATH": cert, "TLS_KEY_PATH": key})
+    srv.session.verify = False
+    srv.start()
+    try:
+        log = srv.log_tail(200)
+        assert '"level":"ERROR"' in log and "TLS certificate has expired" in log, log
+        m = re.search(r"^tls_certificate_expiry_timestamp_seconds (\d+)$", srv.get("/metrics").text, re.M)
+        assert m and int(m.group(1)) == not_after(cert) and int(m.group(1)) < time.time(), m
+    finally:
+        rc, killed = srv.stop()
+        assert not killed and rc == 0, srv.log_tail()

@@ -56,6 +56,8 @@ route ml-team-email,slack-alerts severity=warning category=model_performance ale
 route ml-team-email,slack-alerts severity=warning category=data_quality alertname=DataQualityLow
 route slack-alerts severity=warning category=system alertname=HighMemoryUsage
 route pagerduty-critical,slack-alerts severity=critical category=backup alertname=BackupStale
+route pagerduty-critical,slack-alerts severity=critical category=system alertname=TLSCertificateExpiring
+route slack-alerts severity=warning category=system alertname=TLSCertificateExpiring
 route default-receiver severity=info category=system alertname=Informational
 
 # No secret is written in the shipped file: Slack, PagerDuty and SMTP read theirs from files
