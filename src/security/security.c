@@ -164,16 +164,25 @@ static cached_key_t *slot_of(security_t *sec, const char *key_id, cache_stripe_t
     return &(*ret_stripe)->slots[(h / CACHE_STRIPES) % CACHE_SLOTS];
 }
 
-/* Copies the key's record into *ret: from the cache when fresh, else from the store.
- * 0, -ENOENT (unknown id) or -errno (store trouble). */
-static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
+/* Whether a use of the key would be due for writing down now (the slot's stripe held). */
+static bool touch_due(const cached_key_t *slot, const char *key_id, int64_t wall)
+{
+    return strcmp(slot->rec.key_id, key_id) != 0 || wall - slot->touched_ms >= TOUCH_EVERY_MS;
+}
+
+/* Copies the key's record into *ret: from the cache when fresh, else from the store; and
+ * whether a use would be due for writing down (note_key_used: asked in the same lock, so
+ * the common request takes the stripe once). 0, -ENOENT (unknown id) or -errno (store
+ * trouble). */
+static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret, bool *ret_touch_due)
 {
     cache_stripe_t *st;
     cached_key_t *slot = slot_of(sec, key_id, &st);
-    int64_t now = mono_ms();
+    int64_t now = mono_ms(), wall = util_now_ms();
     pthread_mutex_lock(&st->mu);
     if (strcmp(slot->rec.key_id, key_id) == 0 && now - slot->fetched_ms < SECURITY_KEY_CACHE_MS) {
         *ret = slot->rec;
+        *ret_touch_due = touch_due(slot, key_id, wall);
         pthread_mutex_unlock(&st->mu);
         return 0;
     }
@@ -188,6 +197,7 @@ static int lookup_key(security_t *sec, const char *key_id, store_apikey_t *ret)
     slot->rec = rec;
     slot->fetched_ms = now;
     slot->touched_ms = touched > rec.last_used_ms ? touched : rec.last_used_ms;
+    *ret_touch_due = touch_due(slot, key_id, wall);
     pthread_mutex_unlock(&st->mu);
     *ret = rec;
     return 0;
@@ -203,7 +213,7 @@ static void note_key_used(security_t *sec, const char *key_id)
     int64_t wall = util_now_ms();
     bool touch = false;
     pthread_mutex_lock(&st->mu);
-    if (strcmp(slot->rec.key_id, key_id) != 0 || wall - slot->touched_ms >= TOUCH_EVERY_MS) {
+    if (touch_due(slot, key_id, wall)) { /* still: another thread may have written it meanwhile */
         touch = true;
         if (strcmp(slot->rec.key_id, key_id) == 0)
             slot->touched_ms = wall;
@@ -331,7 +341,8 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     snprintf(at->user, sizeof(at->user), "apikey:%s", id);
     snprintf(at->key_id, sizeof(at->key_id), "%s", id);
     store_apikey_t rec;
-    int rc = lookup_key(sec, id, &rec);
+    bool due = false;
+    int rc = lookup_key(sec, id, &rec, &due);
     if (rc == -ENOENT ||
         (rc == 0 && !apikey_secret_matches(sec->cfg->api_key_salt, secret, rec.secret_hmac))) {
         snprintf(at->reason, sizeof(at->reason), "invalid API key");
@@ -355,7 +366,8 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     }
     at->roles = roles_bit(rec.role);
     snprintf(rl_key, rl_len, "k:%s", id);
-    note_key_used(sec, id);
+    if (due) /* about once a minute per key: the common request takes the stripe once */
+        note_key_used(sec, id);
     return 0;
 }
 
