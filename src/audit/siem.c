@@ -8,12 +8,22 @@
  *   first record after seq by scanning the files in chain order.
  * - Only complete lines are sent; a partial last line waits for the writer to finish it.
  * - States: disconnected -> (connect, backoff 0.5 s doubling to 30 s) -> connected. Before
- *   each batch a connected stream socket is polled: readable or hung up means the receiver
- *   closed it (syslog receivers never send), so we reconnect before sending rather than
- *   writing into a dead connection. A failed send leaves the cursor on the unsent record.
- * - The cursor is written crash-safely after each batch (at most 256 records). */
+ *   each batch a connected stream socket is polled: hung up means the receiver closed it
+ *   (syslog receivers never send), so we reconnect before sending rather than writing into a
+ *   dead connection.
+ * - Delivery is confirmed by time, as syslog has no acknowledgement: a write that succeeds
+ *   only means the bytes reached our socket buffer. A TLS 1.3 receiver that refuses the
+ *   client (a client certificate required) does so after our side of the handshake is done,
+ *   so every write "succeeds" into a connection being torn down (review62 #1). Records
+ *   count as delivered (the cursor is saved) once the connection they went out on has stayed
+ *   up SETTLE_MS after them; when it breaks sooner they are sent again from the last
+ *   delivered record (at least once: the receiver may see some twice, with the same seq and
+ *   hash). A connection that breaks before anything on it settled does not reset the
+ *   backoff, so a receiver that keeps refusing us is retried at the backoff's pace.
+ * - The saved cursor is written crash-safely (atomic rename) when records settle. */
 #include "audit/siem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -23,6 +33,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +46,15 @@
 #include "audit/record.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "monitor/metrics.h"
 
 #define BATCH 256
 #define IO_TIMEOUT_S 5
 #define IDLE_MS 200
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define SETTLE_MS 2000      /* a connection up this long after a record delivered it */
+#define WARN_EVERY_MS 60000 /* a failure that persists is logged again this often */
 #define MAX_MSG (AUDIT_MAX_LINE + 8192)
 
 enum proto { P_UDP, P_TCP, P_TLS };
@@ -63,7 +77,6 @@ struct audit_siem {
     char port[16];
     enum proto proto;
     int facility;
-    char *ca_path;
     char hostname[256];
 
     int sock;
@@ -72,13 +85,44 @@ struct audit_siem {
     int lock_fd;
     int64_t backoff_ms;
     int64_t next_connect_ms;
-    bool was_connected;
+    int64_t connected_ms;   /* when the current connection was made */
+    int64_t last_warn_ms;   /* when a connection failure was last logged (0: none since the last success) */
+    unsigned failures;      /* connection failures since then */
+
+    /* Delivery (see DESIGN): the forwarder reads and sends from cur; saved is what is known
+     * delivered (on disk); pending is cur as it was at pending_ms, to settle next. */
+    cursor_t saved;
+    cursor_t pending;
+    bool has_pending;
+    int64_t pending_ms;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
     pthread_t thread;
 };
+
+/* ---- metrics: one forwarder per process (serve's) ---- */
+
+static _Atomic int64_t siem_delivered_seq; /* seq of the last record delivered */
+static _Atomic int64_t siem_caught_up_ms;  /* when everything in the trail was last delivered */
+static atomic_int siem_connected;
+
+static void siem_collector(FILE *out, void *arg)
+{
+    (void)arg;
+    fprintf(out,
+            "# HELP audit_siem_connected Whether the SIEM forwarder holds a connection to SYSLOG_SERVER "
+            "(1 with UDP once a socket is open).\n"
+            "# TYPE audit_siem_connected gauge\naudit_siem_connected %d\n"
+            "# HELP audit_siem_delivered_seq The seq of the last audit record delivered to the SIEM.\n"
+            "# TYPE audit_siem_delivered_seq gauge\naudit_siem_delivered_seq %lld\n"
+            "# HELP audit_siem_caught_up_timestamp_seconds When every record of the audit trail had last "
+            "been delivered to the SIEM (the forwarder's start until then).\n"
+            "# TYPE audit_siem_caught_up_timestamp_seconds gauge\naudit_siem_caught_up_timestamp_seconds %.3f\n",
+            atomic_load(&siem_connected), (long long)atomic_load(&siem_delivered_seq),
+            (double)atomic_load(&siem_caught_up_ms) / 1e3);
+}
 
 /* ---- formatting ---- */
 
@@ -234,6 +278,12 @@ char *audit_siem_frame(const char *msg, size_t len, size_t *ret_len)
 
 /* ---- transport ---- */
 
+/* "host:port", with brackets around an IPv6 address. */
+static void endpoint(const audit_siem_t *s, char *buf, size_t len)
+{
+    snprintf(buf, len, strchr(s->host, ':') ? "[%s]:%s" : "%s:%s", s->host, s->port);
+}
+
 static void disconnect(audit_siem_t *s)
 {
     if (s->ssl) {
@@ -286,8 +336,10 @@ static int connect_to(audit_siem_t *s, char *err, size_t errlen)
         break;
     }
     freeaddrinfo(ai);
+    char where[300];
+    endpoint(s, where, sizeof(where));
     if (rc < 0) {
-        snprintf(err, errlen, "cannot connect to %s:%s: %s", s->host, s->port, strerror(-rc));
+        snprintf(err, errlen, "cannot connect to %s: %s", where, strerror(-rc));
         return rc;
     }
     if (s->proto == P_TLS) {
@@ -298,12 +350,23 @@ static int connect_to(audit_siem_t *s, char *err, size_t errlen)
         bool named = s->ssl && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), s->host) == 1
                                       : SSL_set_tlsext_host_name(s->ssl, s->host) == 1 &&
                                             SSL_set1_host(s->ssl, s->host) == 1);
-        if (!s->ssl || SSL_set_fd(s->ssl, s->sock) != 1 || !named || SSL_connect(s->ssl) != 1) {
+        int c = -1;
+        errno = 0;
+        if (!s->ssl || SSL_set_fd(s->ssl, s->sock) != 1 || !named || (c = SSL_connect(s->ssl)) != 1) {
+            int e_no = errno;
+            int kind = s->ssl && c <= 0 ? SSL_get_error(s->ssl, c) : SSL_ERROR_SSL;
+            long vr = s->ssl ? SSL_get_verify_result(s->ssl) : X509_V_OK;
             unsigned long e = ERR_get_error();
             char es[256];
-            ERR_error_string_n(e, es, sizeof(es));
-            snprintf(err, errlen, "TLS handshake with %.100s:%s failed: %.200s", s->host, s->port,
-                     e ? es : "closed");
+            if (vr != X509_V_OK) /* why the certificate was refused: expired, wrong name, unknown CA... */
+                snprintf(es, sizeof(es), "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+            else if (e)
+                ERR_error_string_n(e, es, sizeof(es));
+            else if (kind == SSL_ERROR_SYSCALL && (e_no == EAGAIN || e_no == EWOULDBLOCK))
+                snprintf(es, sizeof(es), "no answer within %d s", IO_TIMEOUT_S);
+            else
+                snprintf(es, sizeof(es), "the receiver closed the connection");
+            snprintf(err, errlen, "TLS handshake with %.200s failed: %.200s", where, es);
             ERR_clear_error();
             disconnect(s);
             return -EPROTO;
@@ -538,7 +601,9 @@ static void nap(audit_siem_t *s, int64_t ms)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Sends up to BATCH records after c. Returns records sent, 0 when idle, <0 on a send failure. */
+/* Sends up to BATCH records after c and moves c past them (the caller saves it once they are
+ * delivered). Returns the records sent (1 when only lines that are not records were passed),
+ * 0 when there is nothing new, <0 on a send failure. */
 static int forward_batch(audit_siem_t *s, cursor_t *c)
 {
     char *path = locate(s, c);
@@ -550,6 +615,7 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         return 0;
     int sent = 0, rc = 0;
     int64_t start_offset = c->offset;
+    uint64_t start_ino = c->ino;
     if (c->offset > 0 && !holds_cursor_record(f, c)) {
         log_msg(LOG_CRITICAL, "siem: the audit log no longer holds the record the forwarder sent last (emptied "
                 "or replaced, and written again); reading it again from its start", "{s:I}", "forwarded_seq",
@@ -621,13 +687,94 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         sent++;
     }
     fclose(f);
-    if (sent > 0 || c->offset != start_offset) {
-        int w = save_cursor(s, c);
-        if (w < 0)
-            log_msg(LOG_ERROR, "siem: cannot save the cursor", "{s:s,s:s}", "path", s->cursor_path, "error",
-                    strerror(-w));
-    }
+    if (rc >= 0 && sent == 0 && (c->offset != start_offset || c->ino != start_ino))
+        return 1; /* lines skipped, none sent: moved on all the same */
     return rc < 0 ? rc : sent;
+}
+
+/* Makes what was sent up to s->pending delivered: saved on disk. */
+static void save_delivered(audit_siem_t *s, const cursor_t *c)
+{
+    s->saved = *c;
+    int w = save_cursor(s, c);
+    if (w < 0)
+        log_msg(LOG_ERROR, "siem: cannot save the cursor", "{s:s,s:s}", "path", s->cursor_path, "error",
+                strerror(-w));
+    atomic_store(&siem_delivered_seq, (int64_t)c->seq);
+}
+
+static bool same_position(const cursor_t *a, const cursor_t *b)
+{
+    return a->ino == b->ino && a->offset == b->offset;
+}
+
+/* The connection is up (checked just before): what went out on it SETTLE_MS ago is delivered,
+ * and what went out since waits for its turn. UDP has no connection to judge by: best effort,
+ * each batch counts as delivered once sent. */
+static void settle(audit_siem_t *s, const cursor_t *cur, int64_t now)
+{
+    if (s->proto == P_UDP) {
+        if (!same_position(cur, &s->saved))
+            save_delivered(s, cur);
+        return;
+    }
+    if (s->has_pending && now - s->pending_ms >= SETTLE_MS) {
+        save_delivered(s, &s->pending);
+        s->has_pending = false;
+        s->backoff_ms = 0; /* the receiver keeps what we send: a working connection */
+        s->failures = 0;
+        s->last_warn_ms = 0;
+    }
+    if (!s->has_pending && !same_position(cur, &s->saved)) {
+        s->pending = *cur;
+        s->pending_ms = now;
+        s->has_pending = true;
+    }
+}
+
+/* A failure to log now: the first of a run, then one a minute with how many there were. */
+static bool warn_due(audit_siem_t *s, int64_t now)
+{
+    s->failures++;
+    if (s->last_warn_ms && now - s->last_warn_ms < WARN_EVERY_MS)
+        return false;
+    s->last_warn_ms = now;
+    return true;
+}
+
+/* The connection broke (the receiver closed it, or a send failed): what was sent on it and
+ * not yet delivered goes out again from the last delivered record, after the backoff, which
+ * grows while connections break before delivering anything. */
+static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
+{
+    int64_t now = util_now_ms();
+    bool young = now - s->connected_ms < SETTLE_MS;
+    bool resend = !same_position(cur, &s->saved);
+    uint64_t sent_seq = cur->seq;
+    bool said = cur->other_chain_said;
+    *cur = s->saved; /* at least once */
+    cur->other_chain_said = said;
+    s->has_pending = false;
+    disconnect(s);
+    atomic_store(&siem_connected, 0);
+    if (young)
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+    else
+        s->backoff_ms = BACKOFF_MIN_MS;
+    if (s->backoff_ms > BACKOFF_MAX_MS)
+        s->backoff_ms = BACKOFF_MAX_MS;
+    s->next_connect_ms = now + s->backoff_ms;
+    if (!warn_due(s, now))
+        return;
+    json_t *f = json_pack("{s:s,s:I,s:I,s:I}", "what", what, "retry_in_ms", (json_int_t)s->backoff_ms,
+                          "failures", (json_int_t)s->failures, "delivered_seq", (json_int_t)s->saved.seq);
+    if (f && resend)
+        json_object_set_new(f, "resending_up_to_seq", json_integer((json_int_t)sent_seq));
+    log_json(LOG_WARNING,
+             young ? "siem: the receiver dropped the connection right after accepting it; records sent on it are "
+                     "sent again (does it require a client certificate? SYSLOG_TLS_CERT_PATH)"
+                   : "siem: connection to the receiver lost; records not yet delivered are sent again",
+             f);
 }
 
 static void *forwarder_main(void *arg)
@@ -640,6 +787,8 @@ static void *forwarder_main(void *arg)
             if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
                 locked = true;
                 load_cursor(s, &c);
+                s->saved = c;
+                atomic_store(&siem_delivered_seq, (int64_t)c.seq);
                 log_msg(LOG_INFO, "siem forwarder started", "{s:s,s:s,s:I}", "server", s->host, "port",
                         s->port, "after_seq", (json_int_t)c.seq);
             } else {
@@ -648,15 +797,16 @@ static void *forwarder_main(void *arg)
             }
         }
         if (s->sock < 0) {
-            if (util_now_ms() < s->next_connect_ms) {
+            int64_t now = util_now_ms();
+            if (now < s->next_connect_ms) {
                 nap(s, IDLE_MS);
                 continue;
             }
             char err[512] = "";
             if (connect_to(s, err, sizeof(err)) < 0) {
-                if (s->was_connected || s->backoff_ms == 0)
-                    log_msg(LOG_WARNING, "siem: receiver unreachable; will retry", "{s:s}", "error", err);
-                s->was_connected = false;
+                if (warn_due(s, now))
+                    log_msg(LOG_WARNING, "siem: receiver unreachable; will retry", "{s:s,s:I}", "error", err,
+                            "failures", (json_int_t)s->failures);
                 s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
                 if (s->backoff_ms > BACKOFF_MAX_MS)
                     s->backoff_ms = BACKOFF_MAX_MS;
@@ -664,25 +814,35 @@ static void *forwarder_main(void *arg)
                 continue;
             }
             log_msg(LOG_INFO, "siem: connected", "{s:s,s:s}", "server", s->host, "port", s->port);
-            s->was_connected = true;
-            s->backoff_ms = 0;
+            s->connected_ms = util_now_ms();
+            atomic_store(&siem_connected, 1);
         }
         if (peer_closed(s)) {
-            log_msg(LOG_WARNING, "siem: receiver closed the connection; reconnecting", NULL);
-            disconnect(s);
+            connection_lost(s, &c, "the receiver closed the connection");
             continue;
         }
+        settle(s, &c, util_now_ms());
         int n = forward_batch(s, &c);
         if (n < 0) {
-            log_msg(LOG_WARNING, "siem: send failed; reconnecting", "{s:s}", "error", strerror(-n));
-            disconnect(s);
-            s->backoff_ms = BACKOFF_MIN_MS;
-            s->next_connect_ms = util_now_ms() + s->backoff_ms;
-        } else if (n == 0) {
+            connection_lost(s, &c, "send failed");
+            continue;
+        }
+        if (n == 0) {
+            if (!s->has_pending && same_position(&c, &s->saved))
+                atomic_store(&siem_caught_up_ms, util_now_ms()); /* everything delivered */
             nap(s, IDLE_MS);
         }
     }
+    /* Stopping: records sent on a connection the receiver has not closed count as delivered
+     * unless it closes it within a moment (a receiver refusing us does so at once). */
+    if (locked && s->sock >= 0 && !same_position(&c, &s->saved)) {
+        struct pollfd pfd = {.fd = s->sock, .events = POLLRDHUP};
+        poll(&pfd, 1, 300);
+        if (!peer_closed(s))
+            save_delivered(s, &c);
+    }
     disconnect(s);
+    atomic_store(&siem_connected, 0);
     return NULL;
 }
 
@@ -722,17 +882,44 @@ void audit_siem_stop(audit_siem_t *s)
     SSL_CTX_free(s->ssl_ctx);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
-    free(s->ca_path);
     free(s->log_path);
     free(s);
 }
 
-/* The TLS client context of the forwarder: TLS 1.2+, the peer verified against ca_path (NULL:
- * the system store). */
-static int tls_client_ctx(const char *ca_path, SSL_CTX **ret, char *err, size_t errlen)
+/* Whether dir holds a hashed certificate name (<8 hex digits>.<n>, as c_rehash makes them):
+ * OpenSSL looks certificates up in a directory by those names only, so one without any
+ * verifies nothing (review62 #4). */
+static bool has_hashed_cert(const char *dir)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        const char *n = e->d_name;
+        size_t hex = strspn(n, "0123456789abcdef");
+        found = hex == 8 && n[8] == '.' && n[9] && strspn(n + 9, "0123456789") == strlen(n + 9);
+    }
+    closedir(d);
+    return found;
+}
+
+/* The TLS client context of the forwarder: TLS 1.2+, the peer verified against ca_path (NULL:
+ * the system store; any certificate in it is an anchor: a root, an intermediate or the
+ * receiver's own, as for the CLI's AIMEDRES_CA_FILE, review62 #2), and the client certificate
+ * a receiver may require (RFC 5425 mutual authentication). */
+static int tls_client_ctx(const config_t *cfg, SSL_CTX **ret, char *err, size_t errlen)
+{
+    const char *ca_path = cfg->syslog_ca_path;
+    const char *cert = cfg->syslog_tls_cert_path, *key = cfg->syslog_tls_key_path;
     *ret = NULL;
+    if (!cert != !key) {
+        snprintf(err, errlen, "%s: required when %s is set (the client certificate and its key go together)",
+                 cert ? "SYSLOG_TLS_KEY_PATH" : "SYSLOG_TLS_CERT_PATH", cert ? "SYSLOG_TLS_CERT_PATH" : "SYSLOG_TLS_KEY_PATH");
+        return -EINVAL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         SSL_CTX_free(ctx);
         snprintf(err, errlen, "cannot create a TLS context");
@@ -743,14 +930,40 @@ static int tls_client_ctx(const char *ca_path, SSL_CTX **ret, char *err, size_t 
     struct stat st;
     bool dir = ca_path && stat(ca_path, &st) == 0 && S_ISDIR(st.st_mode);
     int ok = !ca_path ? SSL_CTX_set_default_verify_paths(ctx)
-             : dir    ? SSL_CTX_load_verify_locations(ctx, NULL, ca_path)
+             : dir    ? SSL_CTX_load_verify_locations(ctx, NULL, ca_path) == 1 && has_hashed_cert(ca_path)
                       : SSL_CTX_load_verify_locations(ctx, ca_path, NULL);
     if (ok != 1) {
         ERR_clear_error();
         SSL_CTX_free(ctx);
-        snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s (a PEM bundle file, or a "
-                 "directory of hashed certificates)", ca_path ? ca_path : "the system store");
+        snprintf(err, errlen, "SYSLOG_CA_PATH: cannot load CA certificates from %s (a PEM file, or a directory "
+                 "of hashed certificates: run openssl rehash on it)", ca_path ? ca_path : "the system store");
         return -EINVAL;
+    }
+    if (ca_path)
+        X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_PARTIAL_CHAIN);
+    if (cert) {
+        char why[256] = "";
+        const char *bad = NULL, *file = NULL;
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+            bad = "SYSLOG_TLS_CERT_PATH", file = cert;
+        else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+            bad = "SYSLOG_TLS_KEY_PATH", file = key;
+        else if (SSL_CTX_check_private_key(ctx) != 1)
+            snprintf(why, sizeof(why), "SYSLOG_TLS_KEY_PATH: the key does not match the certificate in "
+                     "SYSLOG_TLS_CERT_PATH");
+        if (bad || why[0]) {
+            unsigned long e = ERR_peek_last_error();
+            if (bad && ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+                snprintf(why, sizeof(why), "SYSLOG_TLS_KEY_PATH: the key does not match the certificate in "
+                         "SYSLOG_TLS_CERT_PATH");
+            else if (bad)
+                snprintf(why, sizeof(why), "%s: cannot load %s: %s", bad, file,
+                         e ? ERR_reason_error_string(e) : "unreadable");
+            ERR_clear_error();
+            SSL_CTX_free(ctx);
+            snprintf(err, errlen, "%s", why);
+            return -EINVAL;
+        }
     }
     *ret = ctx;
     return 0;
@@ -782,7 +995,7 @@ int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen)
     if (!cfg->syslog_protocol || strcmp(cfg->syslog_protocol, "tls") != 0)
         return 0;
     SSL_CTX *ctx = NULL;
-    rc = tls_client_ctx(cfg->syslog_ca_path, &ctx, err, errlen);
+    rc = tls_client_ctx(cfg, &ctx, err, errlen);
     SSL_CTX_free(ctx);
     return rc;
 }
@@ -801,8 +1014,7 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
     pthread_cond_init(&s->cv, NULL);
     int rc;
     s->log_path = strdup(cfg->audit_log_path);
-    s->ca_path = cfg->syslog_ca_path ? strdup(cfg->syslog_ca_path) : NULL;
-    if (!s->log_path || (cfg->syslog_ca_path && !s->ca_path)) {
+    if (!s->log_path) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -821,8 +1033,12 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
         snprintf(err, errlen, "cannot open %s: %s", s->lock_path, strerror(errno));
         goto fail;
     }
-    if (s->proto == P_TLS && (rc = tls_client_ctx(s->ca_path, &s->ssl_ctx, err, errlen)) < 0)
+    if (s->proto == P_TLS && (rc = tls_client_ctx(cfg, &s->ssl_ctx, err, errlen)) < 0)
         goto fail;
+    static atomic_bool registered;
+    atomic_store(&siem_caught_up_ms, util_now_ms()); /* behind from now until it catches up */
+    if (!atomic_exchange(&registered, true))
+        metrics_register_collector(siem_collector, NULL);
     if ((rc = -pthread_create(&s->thread, NULL, forwarder_main, s)) < 0) {
         s->thread = 0;
         snprintf(err, errlen, "cannot start the SIEM forwarder thread");

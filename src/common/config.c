@@ -184,6 +184,8 @@ static const struct setting settings[] = {
     CHOICE("SYSLOG_PROTOCOL", "tcp", syslog_protocol, "udp|tcp|tls"), /* audit */
     INTV("SYSLOG_FACILITY", "13", 0, 23, syslog_facility), /* audit */
     STR("SYSLOG_CA_PATH", NULL, syslog_ca_path), /* audit */
+    STR("SYSLOG_TLS_CERT_PATH", NULL, syslog_tls_cert_path), /* audit: RFC 5425 client certificate */
+    STR("SYSLOG_TLS_KEY_PATH", NULL, syslog_tls_key_path),   /* audit */
 
     BOOLV("BACKUP_ENABLED", "false", backup_enabled),
     STR("BACKUP_PATH", "/var/backup/aimedres", backup_path),

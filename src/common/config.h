@@ -96,6 +96,8 @@ typedef struct config {
     char *syslog_protocol;           /* SYSLOG_PROTOCOL: udp|tcp|tls, default tcp */
     int syslog_facility;             /* SYSLOG_FACILITY: 0..23, default 13 (log audit) */
     char *syslog_ca_path;            /* SYSLOG_CA_PATH: CA bundle for tls (NULL = system store) */
+    char *syslog_tls_cert_path;      /* SYSLOG_TLS_CERT_PATH: client certificate chain for tls (PEM) */
+    char *syslog_tls_key_path;       /* SYSLOG_TLS_KEY_PATH: its private key (PEM) */
 
     bool backup_enabled;            /* BACKUP_ENABLED */
     char *backup_path;              /* BACKUP_PATH, default /var/backup/aimedres */

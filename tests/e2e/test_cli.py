@@ -330,11 +330,20 @@ def test_config_check_takes_a_ca_directory_for_the_siem(aimedres_bin, tmp_path):
             "SIEM_INTEGRATION_ENABLED": "true", "SYSLOG_SERVER": "127.0.0.1:6514", "SYSLOG_PROTOCOL": "tls"}
     cadir = tmp_path / "cas"
     cadir.mkdir()
+    # review62 #4: a directory without hashed certificates verifies nothing
+    r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(cadir)))
+    assert r.returncode == 1 and "run openssl rehash on it" in r.stderr, out(r)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "ca.key"),
+                    "-out", str(cadir / "ca.pem"), "-days", "2", "-subj", "/CN=siem-ca"], check=True,
+                   capture_output=True)
+    r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(cadir)))
+    assert r.returncode == 1, out(r)  # the certificate is there, but not under its hash
+    subprocess.run(["openssl", "rehash", str(cadir)], check=True, capture_output=True)
     r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(cadir)))
     assert r.returncode == 0, out(r)
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     r = h.run_cli(["config", "check"], env=dict(siem, SYSLOG_CA_PATH=str(tmp_path / "junk.pem")))
-    assert r.returncode == 1 and "a PEM bundle file, or a directory of hashed certificates" in r.stderr, out(r)
+    assert r.returncode == 1 and "a PEM file, or a directory of hashed certificates" in r.stderr, out(r)
 
 
 def test_siem_without_an_audit_trail_is_warned_about(aimedres_bin, make_server):

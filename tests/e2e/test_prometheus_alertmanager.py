@@ -443,7 +443,8 @@ def test_prometheus_scrapes_our_metric_names(st):
     wait_for("model_predictions_total of %s" % MODEL,
              lambda: st.query('model_predictions_total{model="%s"} > 0' % MODEL), 10)
     rules = st.http.get(st.prom_url("/api/v1/rules"), timeout=5).json()["data"]["groups"]
-    assert sorted(g["name"] for g in rules) == ["aimedres_application", "aimedres_backups", "aimedres_models",
+    assert sorted(g["name"] for g in rules) == ["aimedres_application", "aimedres_audit", "aimedres_backups",
+                                                "aimedres_models",
                                                "aimedres_system"]
     bad = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r.get("health") not in ("ok", None)]
     assert not bad, bad

@@ -8,6 +8,7 @@ exactly once and in order), UDP, and TLS (RFC 5425) with certificate verificatio
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ TEMPLATE = 'template(name="t" type="string" string="%msgid%|%structured-data%|%m
 class Rsyslog:
     """One private rsyslogd: start(), stop(), received() -> list of (msgid, sd, msg)."""
 
-    def __init__(self, root, proto="tcp", port=None, tls=None):
+    def __init__(self, root, proto="tcp", port=None, tls=None, auth="anon"):
         self.root = str(root)
         os.makedirs(os.path.join(self.root, "work"), exist_ok=True)
         self.port = port or h.free_port()
@@ -47,7 +48,8 @@ class Rsyslog:
         if proto == "udp":
             conf += 'module(load="imudp")\ninput(type="imudp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
         elif tls:
-            conf += 'module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")\n'
+            conf += ('module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
+                     'StreamDriver.AuthMode="%s")\n' % auth)
             conf += 'input(type="imtcp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
         else:
             conf += 'module(load="imtcp")\ninput(type="imtcp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
@@ -114,6 +116,14 @@ def log_seqs(env):
         return [json.loads(l)["seq"] for l in f.read().splitlines()]
 
 
+def _cursor_seq(env):
+    path = env["AUDIT_LOG_PATH"] + ".siem-cursor"
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return json.load(f)["seq"]
+
+
 def wait_for(pred, timeout=45, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,6 +158,8 @@ def test_tcp_outage_catch_up_exactly_once_in_order(make_server, tmp_path):
         assert sd.startswith('[audit@32473 seq="1" type="AUDIT_VERIFY" ')
         assert 'hash="%s"' % rec["hash"] in sd
 
+        # delivered: the connection stayed up 2 s after the records (syslog has no acknowledgement)
+        wait_for(lambda: _cursor_seq(env) == log_seqs(env)[-1], timeout=10, what="the records delivered")
         # outage: rsyslog down while the server and another process append
         rs.stop()
         for _ in range(4):
@@ -166,9 +178,8 @@ def test_tcp_outage_catch_up_exactly_once_in_order(make_server, tmp_path):
         want = log_seqs(env)
         assert got == want, (got, want)
         assert got == list(range(1, len(got) + 1))
-        cursor = json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))
-        assert cursor["seq"] == want[-1]
-        assert "siem: receiver" in srv.log_text() or "reconnecting" in srv.log_text()
+        wait_for(lambda: _cursor_seq(env) == want[-1], timeout=10, what="the cursor at the last record")
+        assert "siem: connection to the receiver lost" in srv.log_text(), srv.log_tail()
 
         # restart of aimedres: the persisted cursor means nothing is sent twice
         srv.stop()
@@ -401,8 +412,16 @@ def _make_certs(d):
         "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem",
         "-days", "2", "-subj", "/CN=other-ca")
+    # the forwarder's client certificate, for a receiver that requires one
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj",
+        "/CN=aimedres-forwarder")
+    with open(os.path.join(d, "client.cnf"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    run("openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "client.pem", "-days", "2", "-extfile", "client.cnf")
     return {k: os.path.join(d, v) for k, v in
-            (("ca", "ca.pem"), ("cert", "srv.pem"), ("key", "srv.key"), ("other", "other.pem"))}
+            (("ca", "ca.pem"), ("cert", "srv.pem"), ("key", "srv.key"), ("other", "other.pem"),
+             ("client", "client.pem"), ("client_key", "client.key"))}
 
 
 def test_tls_delivery_and_verification(make_server, tmp_path):
@@ -424,6 +443,77 @@ def test_tls_delivery_and_verification(make_server, tmp_path):
         wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 3, timeout=30, what="tls records")
         # the receiver stayed up: the TLS 1.3 session tickets it sends after the handshake are not
         # a hang-up (reading them as one made the forwarder redial in a loop and lose records)
-        assert "receiver closed the connection" not in srv.log_text(), srv.log_tail()
+        assert "siem: connection to the receiver lost" not in srv.log_text(), srv.log_tail()
+        assert "dropped the connection" not in srv.log_text(), srv.log_tail()
     finally:
         rs.stop()
+
+
+def test_tls_receiver_that_requires_a_client_certificate_loses_nothing(make_server, tmp_path):
+    """review62 #1: a TLS 1.3 receiver that requires a client certificate (rsyslog
+    AuthMode="x509/certvalid") refuses the forwarder after the forwarder's side of the handshake
+    is done, so every send "succeeded" and the cursor moved past records the receiver never
+    took: the trail was drained into a dead connection in a tight loop. Now nothing counts as
+    delivered until its connection has stayed up, the refusal is named, and with
+    SYSLOG_TLS_CERT_PATH/KEY every record arrives once."""
+    certs = _make_certs(tmp_path / "certs")
+    rs = Rsyslog(tmp_path / "rsyslog", tls=(certs["ca"], certs["cert"], certs["key"]), auth="x509/certvalid").start()
+    try:
+        env = audit_env(tmp_path, rs, proto="tls", SYSLOG_CA_PATH=certs["ca"],
+                        SYSLOG_SERVER="localhost:%d" % rs.port)
+        cli_events(env, 3)
+        srv = make_server(env)
+        for _ in range(10):
+            srv.get("/api/v1/audit/events")
+        wait_for(lambda: "dropped the connection right after accepting it" in srv.log_text(), timeout=20,
+                 what="the refusal in the log")
+        time.sleep(3)  # several refused connections
+        assert rs.seqs() == [] and _cursor_seq(env) == 0, (rs.seqs(), _cursor_seq(env))
+        m = srv.get("/metrics").text
+        assert re.search(r"^audit_siem_delivered_seq 0$", m, re.M), m
+        srv.stop()
+        assert _cursor_seq(env) == 0  # stopping did not count what was refused as delivered
+
+        # the forwarder's certificate: every record arrives, once, in order
+        env.update(SYSLOG_TLS_CERT_PATH=certs["client"], SYSLOG_TLS_KEY_PATH=certs["client_key"])
+        srv = make_server(env)
+        srv.get("/api/v1/audit/events")
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 14, timeout=30, what="every record")
+        wait_for(lambda: _cursor_seq(env) == log_seqs(env)[-1], timeout=10, what="the cursor at the last record")
+        m = srv.get("/metrics").text
+        last = log_seqs(env)[-1]
+        assert re.search(r"^audit_siem_connected 1$", m, re.M), m
+        seq = int(re.search(r"^audit_siem_delivered_seq (\d+)$", m, re.M).group(1))
+        assert seq >= last - 1, (seq, last)  # the metrics request itself may be in flight
+        caught = float(re.search(r"^audit_siem_caught_up_timestamp_seconds (\S+)$", m, re.M).group(1))
+        assert time.time() - caught < 30, caught
+    finally:
+        rs.stop()
+
+
+def test_tls_trust_anchors_and_client_settings(make_server, tmp_path):
+    """review62 #2: SYSLOG_CA_PATH holding the receiver's own (CA-issued) certificate is a trust
+    anchor, as AIMEDRES_CA_FILE is for the CLIs. review62 #4: a directory without hashed
+    certificates verifies nothing and is refused by config check, as are a client certificate
+    without its key and a key that does not match."""
+    certs = _make_certs(tmp_path / "certs")
+    rs = Rsyslog(tmp_path / "rsyslog", tls=(certs["ca"], certs["cert"], certs["key"])).start()
+    try:
+        env = audit_env(tmp_path, rs, proto="tls", SYSLOG_CA_PATH=certs["cert"],
+                        SYSLOG_SERVER="localhost:%d" % rs.port)
+        cli_events(env, 2)
+        srv = make_server(env)
+        srv.get("/api/v1/audit/events")
+        wait_for(lambda: rs.seqs() == log_seqs(env) and len(rs.seqs()) >= 3, timeout=30, what="tls records")
+    finally:
+        rs.stop()
+    empty = tmp_path / "empty-ca-dir"
+    empty.mkdir()
+    for extra, msg in [({"SYSLOG_CA_PATH": str(empty)}, "SYSLOG_CA_PATH: cannot load CA certificates"),
+                       ({"SYSLOG_TLS_CERT_PATH": certs["client"]}, "SYSLOG_TLS_KEY_PATH: required when"),
+                       ({"SYSLOG_TLS_CERT_PATH": certs["client"], "SYSLOG_TLS_KEY_PATH": certs["key"]},
+                        "SYSLOG_TLS_KEY_PATH: the key does not match"),
+                       ({"SYSLOG_TLS_CERT_PATH": certs["client_key"], "SYSLOG_TLS_KEY_PATH": certs["client_key"]},
+                        "SYSLOG_TLS_CERT_PATH: cannot load")]:
+        r = h.run_cli(["config", "check"], env=dict(env, **extra))
+        assert r.returncode == 1 and msg in r.stderr, (extra, r.stderr)

@@ -58,6 +58,7 @@ route slack-alerts severity=warning category=system alertname=HighMemoryUsage
 route pagerduty-critical,slack-alerts severity=critical category=backup alertname=BackupStale
 route pagerduty-critical,slack-alerts severity=critical category=system alertname=TLSCertificateExpiring
 route slack-alerts severity=warning category=system alertname=TLSCertificateExpiring
+route slack-alerts severity=warning category=audit alertname=SIEMForwardingBehind
 route default-receiver severity=info category=system alertname=Informational
 
 # No secret is written in the shipped file: Slack, PagerDuty and SMTP read theirs from files
