@@ -10,6 +10,7 @@
  * in messages or in config_print; DATABASE_URL is shown with its password replaced. */
 #include "common/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -463,12 +464,57 @@ static bool valid_origin(const char *s, size_t n)
         skip = 8;
     else
         return false;
-    for (size_t i = skip; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && c != '.' && c != '-' && c != ':' && c != '[' && c != ']' && c != '_')
+    const char *host = s + skip, *end = s + n;
+    if (host < end && *host == '[') { /* an IPv6 literal, then nothing or ":port" */
+        const char *close_b = memchr(host, ']', (size_t)(end - host));
+        char lit[INET6_ADDRSTRLEN + 1];
+        unsigned char ip[16];
+        size_t ln = close_b ? (size_t)(close_b - host - 1) : 0;
+        if (!close_b || ln == 0 || ln >= sizeof(lit))
+            return false;
+        memcpy(lit, host + 1, ln);
+        lit[ln] = '\0';
+        if (inet_pton(AF_INET6, lit, ip) != 1)
+            return false;
+        host = close_b + 1;
+        if (host < end && (*host != ':' || host + 1 == end))
+            return false;
+    }
+    for (const char *q = host; q < end; q++) {
+        unsigned char c = (unsigned char)*q;
+        if (!isalnum(c) && c != '.' && c != '-' && c != ':' && c != '_')
             return false; /* no path, no trailing slash: browsers send the bare origin */
     }
     return true;
+}
+
+/* Appends origin a (n bytes, valid_origin) to out at *o as a browser sends it: scheme and host
+ * in lower case, no default port, an IPv6 literal in its canonical form (RFC 5952, as
+ * inet_ntop writes it: http://[2001:0DB8::1] is sent as http://[2001:db8::1]). */
+static void put_origin(char *out, size_t *o, const char *a, size_t n)
+{
+    if (n > 12 && strncasecmp(a, "https://", 8) == 0 && memcmp(a + n - 4, ":443", 4) == 0)
+        n -= 4;
+    else if (n > 10 && strncasecmp(a, "http://", 7) == 0 && memcmp(a + n - 3, ":80", 3) == 0)
+        n -= 3;
+    const char *open_b = memchr(a, '[', n);
+    size_t head = open_b ? (size_t)(open_b - a) + 1 : n;
+    for (size_t i = 0; i < head; i++)
+        out[(*o)++] = (char)tolower((unsigned char)a[i]);
+    if (!open_b)
+        return;
+    const char *close_b = memchr(open_b, ']', n - head + 1);
+    char lit[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
+    unsigned char ip[16];
+    size_t ln = (size_t)(close_b - open_b - 1);
+    memcpy(lit, open_b + 1, ln);
+    lit[ln] = '\0';
+    inet_pton(AF_INET6, lit, ip);
+    inet_ntop(AF_INET6, ip, canon, sizeof(canon));
+    for (const char *c = canon; *c; c++)
+        out[(*o)++] = *c;
+    for (const char *c = close_b; c < a + n; c++)
+        out[(*o)++] = (char)tolower((unsigned char)*c);
 }
 
 /* security (issue 5): RATE_LIMIT_* values, parsed by the rate limiter itself. */
@@ -495,7 +541,8 @@ static int check_proxies(const char *v, char **ret_norm)
  * browser sends as https://ehr.example.org). */
 static int check_cors(const char *v, char **ret_norm)
 {
-    char *out = malloc(strlen(v) + 1);
+    /* a canonical IPv6 literal is at most INET6_ADDRSTRLEN long, whatever was written */
+    char *out = malloc(strlen(v) * 2 + INET6_ADDRSTRLEN + 1);
     if (!out)
         return -ENOMEM;
     size_t o = 0;
@@ -510,14 +557,10 @@ static int check_cors(const char *v, char **ret_norm)
             goto fail;
         if (o > 0)
             out[o++] = ',';
-        /* as browsers send Origin: scheme and host in lower case, no default port */
-        if (n > 12 && strncasecmp(a, "https://", 8) == 0 && memcmp(a + n - 4, ":443", 4) == 0)
-            n -= 4;
-        else if (n > 10 && strncasecmp(a, "http://", 7) == 0 && memcmp(a + n - 3, ":80", 3) == 0)
-            n -= 3;
-        for (size_t i = 0; i < n; i++)
-            out[o + i] = (char)tolower((unsigned char)a[i]);
-        o += n;
+        if (star && n == 1)
+            out[o++] = '*';
+        else
+            put_origin(out, &o, a, n);
         items++;
     }
     if (star && items > 1)

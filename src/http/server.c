@@ -1552,6 +1552,10 @@ static void conn_open(worker_t *w, int fd, const struct sockaddr_storage *ss)
     }
     if (ss->ss_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof(c->peer));
+    else if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr))
+        /* an IPv4 client of a server listening on "::": written as IPv4, as it is behind a
+         * proxy, so lockout, rate limits and the trail see one client (review62 #5) */
+        inet_ntop(AF_INET, ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr + 12, c->peer, sizeof(c->peer));
     else if (ss->ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof(c->peer));
     int one = 1;

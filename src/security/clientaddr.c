@@ -125,13 +125,22 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
                      (int)(n > 60 ? 60 : n), a);
             goto fail;
         }
-        if (slash && nt.prefix - (fam == 4 ? 96 : 0) == 0) {
-            /* review58 S1: every address a proxy, so every client picks its own address
-             * (lockout, rate limits and the trail's source_ip with it) */
+        /* review58 S1: every address a proxy, so every client picks its own address (lockout,
+         * rate limits and the trail's source_ip with it). Not only /0: a block wider than a /8
+         * of IPv4 (also written as IPv4-mapped IPv6, ::ffff:0:0/96, or a short IPv6 prefix
+         * that holds those) or a /8 of IPv6 (fd00::/8, the unique local addresses, is as wide
+         * as 10.0.0.0/8) is no proxy network either (review62 #6). */
+        uint8_t mapped0[16] = {0};
+        memcpy(mapped0, v4_mapped, sizeof(v4_mapped));
+        bool holds_v4 = memcmp(nt.addr, v4_mapped, sizeof(v4_mapped)) == 0 || in_net(&nt, mapped0);
+        if (slash && (nt.prefix == (fam == 4 ? 96 : 0) || (holds_v4 ? nt.prefix < 96 + 8 : nt.prefix < 8))) {
             snprintf(err, errlen,
-                     "'%.*s' trusts every address: each client could then choose its own; list the proxies' "
-                     "addresses or networks",
-                     (int)(n > 60 ? 60 : n), a);
+                     "'%.*s' trusts %s: each client there could choose its own address; list the proxies' "
+                     "addresses or networks (at most a /8 of IPv4 or of IPv6)",
+                     (int)(n > 60 ? 60 : n), a,
+                     nt.prefix == (fam == 4 ? 96 : 0) ? "every address"
+                     : holds_v4                       ? "too much of IPv4"
+                                                      : "too much of IPv6");
             goto fail;
         }
         if (set->n == CLIENTADDR_MAX_PROXIES) {

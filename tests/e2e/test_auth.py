@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -839,3 +840,31 @@ def test_repeated_credential_fields_are_refused_and_an_empty_bearer_is_named(mak
         assert r.status == 401 and msg in r.json()["error"]["message"], (value[:20], r.body[:300])
     r = raw("Authorization: Bearerx")
     assert r.status == 401 and "unsupported authorization scheme" in r.json()["error"]["message"], r.body[:300]
+
+
+def test_an_ipv4_client_of_a_dual_stack_listener_is_one_client(make_server, tmp_path):
+    """review62 #5: on an IPv6 socket (here bound to ::ffff:127.0.0.1, loopback only, as a
+    server on "::" takes IPv4 clients) a direct IPv4 client was ::ffff:127.0.0.1 while the same
+    client through a trusted proxy was 127.0.0.1: two lockout counts, two rate-limit buckets,
+    two source_ips in the trail. Now it is 127.0.0.1 both ways."""
+    log = str(tmp_path / "audit" / "audit.log")
+    srv = make_server(a.auth_env(AUDIT_LOG_PATH=log, SECRET_KEY="k" * 40, RATE_LIMIT_PER_IP="off",
+                                 AUTH_LOCKOUT_THRESHOLD="3", TRUSTED_PROXIES="127.0.0.2"),
+                      args=["--host", "::ffff:127.0.0.1"])
+    kid, key, _ = a.create_key(a.server_env(srv), "one", "clinician")
+    bad = "amr_%s_%s" % (kid, "C" * 42 + "A")
+
+    def get(api_key, source, xff=None):
+        extra = "X-Forwarded-For: %s\r\n" % xff if xff else ""
+        req = ("GET /api/v1/models/list HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n%sConnection: close\r\n\r\n"
+               % (api_key, extra)).encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0)) as s:
+            s.sendall(req)
+            return h.read_raw_response(s).status
+    assert get(bad, "127.0.0.2", xff="127.0.0.1") == 401  # through the proxy: client 127.0.0.1
+    assert get(bad, "127.0.0.2", xff="127.0.0.1") == 401
+    assert get(bad, "127.0.0.1") == 401  # direct: the same client, its third failure
+    assert get(key, "127.0.0.1") == 429  # locked out, whichever way it comes
+    recs = read_audit(log, lambda r: sum(1 for x in r if x["type"] == "AUTH_FAILURE") >= 4)
+    ips = {x.get("source_ip") for x in recs if x["type"] == "AUTH_FAILURE"}
+    assert ips == {"127.0.0.1"}, ips

@@ -430,7 +430,10 @@ static void test_value_forms(void **state)
     setenv("STORE_PREDICTION_INPUTS", "YES", 1);
     setenv("TLS_MIN_VERSION", "1.3", 1);
     setenv("ENVIRONMENT", "Staging", 1);
-    setenv("CORS_ALLOWED_ORIGINS", " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ", 1);
+    setenv("CORS_ALLOWED_ORIGINS",
+           " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ,"
+           "http://[2001:0DB8:0::1]:3000,https://[::FFFF:0:0]:443,http://[fd00::1]",
+           1);
     setenv("SYSLOG_SERVER", "[fd00::1]:6514", 1);
     setenv("PROMETHEUS_PORT", "9090", 1);
     config_t *cfg = NULL;
@@ -446,7 +449,10 @@ static void test_value_forms(void **state)
     assert_true(cfg->store_prediction_inputs);
     assert_string_equal(cfg->tls_min_version, "1.3");
     assert_int_equal(cfg->environment, ENV_STAGING);
-    assert_string_equal(cfg->cors_allowed_origins, "https://a.example.org,http://localhost:3000,http://b.example.org");
+    /* as browsers send Origin: IPv6 literals canonical (review62 #7) */
+    assert_string_equal(cfg->cors_allowed_origins,
+                        "https://a.example.org,http://localhost:3000,http://b.example.org,"
+                        "http://[2001:db8::1]:3000,https://[::ffff:0.0.0.0],http://[fd00::1]");
     assert_string_equal(cfg->syslog_server, "[fd00::1]:6514");
     assert_int_equal(cfg->prometheus_port, 9090);
     config_free(cfg);
@@ -511,6 +517,17 @@ static void test_every_error_reported(void **state)
         assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), -EINVAL);
         assert_int_equal(count_lines(err), 1);
         assert_true(strncmp(err, cases[i].name, strlen(cases[i].name)) == 0);
+    }
+    /* review62 #7: a bracket only around a real IPv6 literal, then nothing or a port */
+    clear_env();
+    static const char *const bad_origins[] = {"http://a]b", "http://[2001:db8::g]", "http://[::1]x",
+                                              "http://[::1]:", "http://[]", "https://[::1"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad_origins); i++) {
+        setenv("CORS_ALLOWED_ORIGINS", bad_origins[i], 1);
+        err[0] = '\0';
+        if (config_load(NULL, &cfg, err, sizeof(err)) != -EINVAL ||
+            !strstr(err, "CORS_ALLOWED_ORIGINS: expected '*' or a comma"))
+            fail_msg("'%s' accepted: %s", bad_origins[i], err);
     }
 }
 

@@ -34,7 +34,7 @@ static void test_parse(void **state)
     assert_null(p);
     assert_int_equal(clientaddr_proxies_parse("  ", &p, err, sizeof(err)), 0);
     assert_null(p);
-    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,0.0.0.0/1");
+    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,::ffff:10.0.0.0/104");
     assert_non_null(p);
     clientaddr_proxies_free(p);
 
@@ -56,7 +56,20 @@ static void test_parse(void **state)
     assert_int_equal(clientaddr_proxies_parse("127.0.0.1, 0.0.0.0/0", &p, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "'0.0.0.0/0' trusts every address"));
     assert_int_equal(clientaddr_proxies_parse("::/0", &p, err, sizeof(err)), -EINVAL);
-    assert_int_equal(clientaddr_proxies_parse("10.0.0.0/1", &p, err, sizeof(err)), 0);
+    /* review62 #6: nor more than a /8 of IPv4, however written, or of IPv6 */
+    const char *wide[] = {"10.0.0.0/1", "0.0.0.0/1,128.0.0.0/1", "8.0.0.0/7", "::ffff:0.0.0.0/96",
+                          "::ffff:0:0/100", "::ffff:128.0.0.0/97", "::/8", "::/1", "::/80", "2000::/3", NULL};
+    for (size_t i = 0; wide[i]; i++) {
+        p = (clientaddr_proxies_t *)1;
+        err[0] = '\0';
+        if (clientaddr_proxies_parse(wide[i], &p, err, sizeof(err)) != -EINVAL || !strstr(err, "trusts"))
+            fail_msg("'%s' accepted (%s)", wide[i], err);
+        assert_null(p);
+    }
+    assert_non_null(strstr(err, "'2000::/3' trusts too much of IPv6"));
+    clientaddr_proxies_parse("::ffff:0.0.0.0/96", &p, err, sizeof(err));
+    assert_non_null(strstr(err, "trusts too much of IPv4"));
+    p = parse_ok("10.0.0.0/8,fd00::/8,::ffff:10.0.0.0/104,2001:db8::/32");
     clientaddr_proxies_free(p);
     /* too many entries */
     char many[4096] = "";
@@ -92,8 +105,9 @@ static void test_membership(void **state)
     assert_false(clientaddr_is_trusted(NULL, "10.0.0.1"));
     clientaddr_proxies_free(p);
     /* an IPv4 entry never matches a non-mapped IPv6 address with the same low bits */
-    p = parse_ok("0.0.0.0/1,128.0.0.0/1");
+    p = parse_ok("0.0.0.0/8,203.0.0.0/8");
     assert_true(clientaddr_is_trusted(p, "203.0.113.9"));
+    assert_true(clientaddr_is_trusted(p, "0.0.0.1"));
     assert_false(clientaddr_is_trusted(p, "2001:db8::1"));
     clientaddr_proxies_free(p);
 }
