@@ -11,16 +11,20 @@
  *   each batch a connected stream socket is polled: hung up means the receiver closed it
  *   (syslog receivers never send), so we reconnect before sending rather than writing into a
  *   dead connection.
- * - Delivery is confirmed by time, as syslog has no acknowledgement: a write that succeeds
- *   only means the bytes reached our socket buffer. A TLS 1.3 receiver that refuses the
- *   client (a client certificate required) does so after our side of the handshake is done,
- *   so every write "succeeds" into a connection being torn down (review62 #1). Records
- *   count as delivered (the cursor is saved) once the connection they went out on has stayed
- *   up SETTLE_MS after them; when it breaks sooner they are sent again from the last
- *   delivered record (at least once: the receiver may see some twice, with the same seq and
- *   hash). A connection that breaks before anything on it settled does not reset the
- *   backoff, so a receiver that keeps refusing us is retried at the backoff's pace.
- * - The saved cursor is written crash-safely (atomic rename) when records settle. */
+ * - Delivery is confirmed by the receiver closing its side. Syslog has no acknowledgement, and
+ *   a send that succeeds only means the bytes reached our socket buffer: a TLS 1.3 receiver
+ *   that refuses the client (a client certificate required) does so after our side of the
+ *   handshake is done (review62 #1); a receiver that stops reading, or a proxy whose backend
+ *   is down, takes bytes into buffers and drops them (review64 #1, #2). So records count as
+ *   delivered (the cursor is saved) only when the forwarder ends a connection and the
+ *   receiver answers by ending its side: it has then read everything up to our end of stream
+ *   (a receiver that closes with bytes unread resets the connection instead). The forwarder
+ *   ends its connection once it has sent what the log holds and nothing new came for
+ *   CONFIRM_IDLE_MS, or CONFIRM_MAX_MS after the first unconfirmed record, then reconnects.
+ *   A connection that breaks, or whose end is not answered within IO_TIMEOUT_S, has its
+ *   records sent again from the last confirmed one (at least once: the receiver may see some
+ *   twice, with the same seq and hash), after a backoff that only a confirmation resets.
+ * - The saved cursor is written crash-safely (atomic rename) at each confirmation. */
 #include "audit/siem.h"
 
 #include <dirent.h>
@@ -53,8 +57,10 @@
 #define IDLE_MS 200
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-#define SETTLE_MS 2000      /* a connection up this long after a record delivered it */
-#define WARN_EVERY_MS 60000 /* a failure that persists is logged again this often */
+#define CONFIRM_IDLE_MS 1000 /* caught up and nothing new this long: confirm what was sent */
+#define CONFIRM_MAX_MS 10000 /* and at the latest this long after the first unconfirmed record */
+#define STOP_CONFIRM_MS 2000 /* at stop, wait this long for the receiver's confirmation */
+#define WARN_EVERY_MS 60000  /* a failure that persists is logged again this often */
 #define MAX_MSG (AUDIT_MAX_LINE + 8192)
 
 enum proto { P_UDP, P_TCP, P_TLS };
@@ -89,12 +95,12 @@ struct audit_siem {
     int64_t last_warn_ms;   /* when a connection failure was last logged (0: none since the last success) */
     unsigned failures;      /* connection failures since then */
 
-    /* Delivery (see DESIGN): the forwarder reads and sends from cur; saved is what is known
-     * delivered (on disk); pending is cur as it was at pending_ms, to settle next. */
+    /* Delivery (see DESIGN): the forwarder reads and sends from its cursor; saved is what the
+     * receiver confirmed (on disk). */
     cursor_t saved;
-    cursor_t pending;
-    bool has_pending;
-    int64_t pending_ms;
+    int64_t unconfirmed_ms; /* when the first record not yet confirmed was sent (0: none) */
+    int64_t last_sent_ms;   /* when a record was last sent */
+    bool client_cert;       /* SYSLOG_TLS_CERT_PATH is set */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -602,13 +608,17 @@ static void nap(audit_siem_t *s, int64_t ms)
 }
 
 /* Sends up to BATCH records after c and moves c past them (the caller saves it once they are
- * delivered). Returns the records sent (1 when only lines that are not records were passed),
- * 0 when there is nothing new, <0 on a send failure. */
-static int forward_batch(audit_siem_t *s, cursor_t *c)
+ * delivered); *ret_at_end says whether it stopped at the end of what is written. Returns the
+ * records sent (1 when only lines that are not records were passed), 0 when there is nothing
+ * new, <0 on a send failure. */
+static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
 {
+    *ret_at_end = false;
     char *path = locate(s, c);
-    if (!path)
+    if (!path) {
+        *ret_at_end = true; /* nothing there yet */
         return 0;
+    }
     FILE *f = fopen(path, "re");
     free(path);
     if (!f)
@@ -633,10 +643,13 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
         size_t len;
         bool term;
         int r = audit_read_line(f, &line, &len, &term);
-        if (r == 0)
+        if (r == 0) {
+            *ret_at_end = true; /* of this file: the last one, or locate moves on next time */
             break;
+        }
         if (r > 0 && !term) {
             free(line);
+            *ret_at_end = true;
             break; /* the writer has not finished this line */
         }
         off_t end = ftello(f);
@@ -692,10 +705,11 @@ static int forward_batch(audit_siem_t *s, cursor_t *c)
     return rc < 0 ? rc : sent;
 }
 
-/* Makes what was sent up to s->pending delivered: saved on disk. */
+/* What the receiver confirmed: saved on disk. */
 static void save_delivered(audit_siem_t *s, const cursor_t *c)
 {
     s->saved = *c;
+    s->saved.other_chain_said = false;
     int w = save_cursor(s, c);
     if (w < 0)
         log_msg(LOG_ERROR, "siem: cannot save the cursor", "{s:s,s:s}", "path", s->cursor_path, "error",
@@ -708,28 +722,39 @@ static bool same_position(const cursor_t *a, const cursor_t *b)
     return a->ino == b->ino && a->offset == b->offset;
 }
 
-/* The connection is up (checked just before): what went out on it SETTLE_MS ago is delivered,
- * and what went out since waits for its turn. UDP has no connection to judge by: best effort,
- * each batch counts as delivered once sent. */
-static void settle(audit_siem_t *s, const cursor_t *cur, int64_t now)
+/* Ends the connection so that the receiver's answer says whether it read everything: our side
+ * ends its stream (TLS: close_notify, then TCP's end), and a receiver that has read up to that
+ * end ends its side too. True when its end of stream comes within wait_ms; false when it
+ * resets the connection (it closed with bytes unread), fails, or does not answer.
+ * Disconnects in every case. */
+static bool close_confirmed(audit_siem_t *s, int64_t wait_ms)
 {
-    if (s->proto == P_UDP) {
-        if (!same_position(cur, &s->saved))
-            save_delivered(s, cur);
-        return;
+    bool ok = false;
+    if (s->proto == P_TLS && SSL_shutdown(s->ssl) < 0) {
+        ERR_clear_error();
+        goto out;
     }
-    if (s->has_pending && now - s->pending_ms >= SETTLE_MS) {
-        save_delivered(s, &s->pending);
-        s->has_pending = false;
-        s->backoff_ms = 0; /* the receiver keeps what we send: a working connection */
-        s->failures = 0;
-        s->last_warn_ms = 0;
+    if (shutdown(s->sock, SHUT_WR) < 0)
+        goto out;
+    int64_t deadline = util_now_ms() + wait_ms;
+    for (;;) {
+        int64_t left = deadline - util_now_ms();
+        struct pollfd pfd = {.fd = s->sock, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, (int)left) != 1)
+            break; /* no answer */
+        char buf[4096];
+        ssize_t n = recv(s->sock, buf, sizeof(buf), MSG_DONTWAIT); /* what comes is discarded */
+        if (n == 0) {
+            ok = true; /* its end of stream, after ours: everything was read */
+            break;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            break; /* reset: it closed with our records unread */
     }
-    if (!s->has_pending && !same_position(cur, &s->saved)) {
-        s->pending = *cur;
-        s->pending_ms = now;
-        s->has_pending = true;
-    }
+out:
+    disconnect(s);
+    atomic_store(&siem_connected, 0);
+    return ok;
 }
 
 /* A failure to log now: the first of a run, then one a minute with how many there were. */
@@ -742,38 +767,51 @@ static bool warn_due(audit_siem_t *s, int64_t now)
     return true;
 }
 
-/* The connection broke (the receiver closed it, or a send failed): what was sent on it and
- * not yet delivered goes out again from the last delivered record, after the backoff, which
- * grows while connections break before delivering anything. */
+static void grow_backoff(audit_siem_t *s, int64_t now)
+{
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (s->backoff_ms > BACKOFF_MAX_MS)
+        s->backoff_ms = BACKOFF_MAX_MS;
+    s->next_connect_ms = now + s->backoff_ms;
+}
+
+/* The connection broke, or the receiver did not confirm it: what was sent since the last
+ * confirmation goes out again from there, after the backoff. */
 static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
 {
     int64_t now = util_now_ms();
-    bool young = now - s->connected_ms < SETTLE_MS;
-    bool resend = !same_position(cur, &s->saved);
+    bool young = now - s->connected_ms < 2 * CONFIRM_IDLE_MS;
+    bool resend = s->unconfirmed_ms || cur->seq != s->saved.seq; /* records went out unconfirmed */
     uint64_t sent_seq = cur->seq;
     bool said = cur->other_chain_said;
     *cur = s->saved; /* at least once */
     cur->other_chain_said = said;
-    s->has_pending = false;
-    disconnect(s);
+    s->unconfirmed_ms = 0;
+    if (s->sock >= 0)
+        disconnect(s);
     atomic_store(&siem_connected, 0);
-    if (young)
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-    else
+    if (!resend && !young) {
+        /* an idle connection the receiver ended (a restart, an idle timeout): nothing to send
+         * again, and no reason to wait long */
         s->backoff_ms = BACKOFF_MIN_MS;
-    if (s->backoff_ms > BACKOFF_MAX_MS)
-        s->backoff_ms = BACKOFF_MAX_MS;
-    s->next_connect_ms = now + s->backoff_ms;
+        s->next_connect_ms = now + s->backoff_ms;
+        log_msg(LOG_INFO, "siem: connection to the receiver lost; reconnecting", "{s:s}", "what", what);
+        return;
+    }
+    grow_backoff(s, now);
     if (!warn_due(s, now))
         return;
     json_t *f = json_pack("{s:s,s:I,s:I,s:I}", "what", what, "retry_in_ms", (json_int_t)s->backoff_ms,
                           "failures", (json_int_t)s->failures, "delivered_seq", (json_int_t)s->saved.seq);
     if (f && resend)
         json_object_set_new(f, "resending_up_to_seq", json_integer((json_int_t)sent_seq));
+    /* the likely cause of a TLS receiver that drops us at once: it wants a certificate */
+    if (f && young && s->proto == P_TLS && !s->client_cert)
+        json_object_set_new(f, "hint", json_string("does the receiver require a client certificate? "
+                                                   "SYSLOG_TLS_CERT_PATH, SYSLOG_TLS_KEY_PATH"));
     log_json(LOG_WARNING,
-             young ? "siem: the receiver dropped the connection right after accepting it; records sent on it are "
-                     "sent again (does it require a client certificate? SYSLOG_TLS_CERT_PATH)"
-                   : "siem: connection to the receiver lost; records not yet delivered are sent again",
+             resend ? "siem: records not confirmed by the receiver; sending them again"
+                    : "siem: the receiver ended the connection right after accepting it; will retry",
              f);
 }
 
@@ -807,13 +845,10 @@ static void *forwarder_main(void *arg)
                 if (warn_due(s, now))
                     log_msg(LOG_WARNING, "siem: receiver unreachable; will retry", "{s:s,s:I}", "error", err,
                             "failures", (json_int_t)s->failures);
-                s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-                if (s->backoff_ms > BACKOFF_MAX_MS)
-                    s->backoff_ms = BACKOFF_MAX_MS;
-                s->next_connect_ms = util_now_ms() + s->backoff_ms;
+                grow_backoff(s, util_now_ms());
                 continue;
             }
-            log_msg(LOG_INFO, "siem: connected", "{s:s,s:s}", "server", s->host, "port", s->port);
+            log_msg(LOG_DEBUG, "siem: connected", "{s:s,s:s}", "server", s->host, "port", s->port);
             s->connected_ms = util_now_ms();
             atomic_store(&siem_connected, 1);
         }
@@ -821,24 +856,49 @@ static void *forwarder_main(void *arg)
             connection_lost(s, &c, "the receiver closed the connection");
             continue;
         }
-        settle(s, &c, util_now_ms());
-        int n = forward_batch(s, &c);
+        bool at_end = false;
+        int n = forward_batch(s, &c, &at_end);
         if (n < 0) {
             connection_lost(s, &c, "send failed");
             continue;
         }
-        if (n == 0) {
-            if (!s->has_pending && same_position(&c, &s->saved))
-                atomic_store(&siem_caught_up_ms, util_now_ms()); /* everything delivered */
-            nap(s, IDLE_MS);
+        int64_t now = util_now_ms();
+        if (n > 0) {
+            if (!s->unconfirmed_ms)
+                s->unconfirmed_ms = now;
+            s->last_sent_ms = now;
         }
+        if (same_position(&c, &s->saved)) {
+            if (at_end)
+                atomic_store(&siem_caught_up_ms, now); /* everything delivered */
+        } else if (s->proto == P_UDP) {
+            save_delivered(s, &c); /* best effort: nothing to confirm with */
+            if (at_end)
+                atomic_store(&siem_caught_up_ms, now);
+        } else if ((at_end && now - s->last_sent_ms >= CONFIRM_IDLE_MS) ||
+                   now - s->unconfirmed_ms >= CONFIRM_MAX_MS) {
+            if (!close_confirmed(s, IO_TIMEOUT_S * 1000)) {
+                connection_lost(s, &c, "the receiver did not confirm: it reset the connection, or did not end "
+                                       "its side after ours");
+                continue;
+            }
+            save_delivered(s, &c);
+            if (at_end)
+                atomic_store(&siem_caught_up_ms, now);
+            s->unconfirmed_ms = 0;
+            s->backoff_ms = 0; /* a receiver that confirms: reconnect at once */
+            s->next_connect_ms = 0;
+            s->failures = 0;
+            s->last_warn_ms = 0;
+            continue;
+        }
+        if (n == 0)
+            nap(s, IDLE_MS);
     }
-    /* Stopping: records sent on a connection the receiver has not closed count as delivered
-     * unless it closes it within a moment (a receiver refusing us does so at once). */
-    if (locked && s->sock >= 0 && !same_position(&c, &s->saved)) {
-        struct pollfd pfd = {.fd = s->sock, .events = POLLRDHUP};
-        poll(&pfd, 1, 300);
-        if (!peer_closed(s))
+    /* Stopping: what the receiver confirms within a moment is delivered; the rest goes out
+     * again at the next start. */
+    if (locked && s->sock >= 0 && !same_position(&c, &s->saved) && s->proto != P_UDP) {
+        if (close_confirmed(s, STOP_CONFIRM_MS))
             save_delivered(s, &c);
     }
     disconnect(s);
@@ -1020,6 +1080,7 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
     }
     if ((rc = server_address(cfg, s->host, sizeof(s->host), s->port, sizeof(s->port), err, errlen)) < 0)
         goto fail;
+    s->client_cert = cfg->syslog_tls_cert_path != NULL;
     const char *p = cfg->syslog_protocol ? cfg->syslog_protocol : "tcp";
     s->proto = strcmp(p, "udp") == 0 ? P_UDP : strcmp(p, "tls") == 0 ? P_TLS : P_TCP;
     s->facility = cfg->syslog_facility;

@@ -15,12 +15,12 @@ typedef struct audit_siem audit_siem_t;
 /* Starts the forwarder when cfg->siem_integration_enabled and cfg->audit_log_path are set;
  * otherwise returns 0 with *ret = NULL. Only one forwarder per log runs at a time (flock on
  * <log>.siem-lock; a second one waits for the lock). The cursor (<log>.siem-cursor: file
- * inode, byte offset and seq of the last record delivered) is written crash-safely once the
- * connection records went out on has stayed up a moment after them (syslog has no
- * acknowledgement), so after an outage of the receiver or of aimedres the forwarder resumes
- * where delivery stopped. Delivery is at least once for TCP/TLS (records sent on a
- * connection that broke soon after, or just before a crash, are sent again: receivers can
- * de-duplicate on seq and hash), best effort for UDP. Registers the audit_siem_* metrics.
+ * inode, byte offset and seq of the last record delivered) is written crash-safely when the
+ * receiver confirms records by ending its side of a connection the forwarder ended (syslog
+ * has no acknowledgement), so after an outage of the receiver or of aimedres the forwarder
+ * resumes where delivery stopped. Delivery is at least once for TCP/TLS (records of an
+ * unconfirmed connection are sent again: receivers can de-duplicate on seq and hash), best
+ * effort for UDP. Registers the audit_siem_* metrics.
  * Caller stops it with audit_siem_stop. 0 or -errno with the reason in err. */
 int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t errlen);
 /* What audit_siem_start would refuse in the settings (SYSLOG_SERVER, the TLS CA it loads),
