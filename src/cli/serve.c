@@ -40,6 +40,7 @@ typedef struct serve_state {
     bool stopping;
     SSL_CTX *tls_ctx;             /* security (issue 5): the context new connections get */
     tls_files_stamp_t tls_stamp;  /* the certificate and key files it was built from */
+    int64_t tls_retry_s;          /* a refused, not yet valid renewal: try it again then (0: none) */
 } serve_state_t;
 
 /* A certificate expiring within this many days is warned about at each load. */
@@ -79,9 +80,29 @@ static void tls_reload(serve_state_t *st, const char *trigger)
     SSL_CTX *ctx = NULL;
     /* noted first: files that do not load are not retried until they change again */
     tls_files_stamp(cfg->tls_cert_path, cfg->tls_key_path, &st->tls_stamp);
+    st->tls_retry_s = 0;
     if (tls_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, cfg->tls_min_version, &ctx, err, sizeof(err)) < 0) {
         log_msg(LOG_ERROR, "TLS certificate not reloaded; still presenting the previous one", "{s:s,s:s}",
                 "trigger", trigger, "error", err);
+        return;
+    }
+    /* A renewal that no client would take (expired, or not valid yet) does not replace one
+     * they take now (review63 #4); a not yet valid one is tried again when it becomes valid. */
+    int64_t nb_new, na_new, nb_old, na_old, now = util_now_ms() / 1000;
+    bool new_ok = tls_ctx_validity(ctx, &nb_new, &na_new) == 0 && now >= nb_new && now < na_new;
+    bool old_ok = tls_ctx_validity(st->tls_ctx, &nb_old, &na_old) == 0 && now >= nb_old && now < na_old;
+    if (!new_ok && old_ok) {
+        char when[ISO8601_LEN];
+        bool early = tls_ctx_validity(ctx, &nb_new, &na_new) == 0 && now < nb_new;
+        util_iso8601((early ? nb_new : na_new) * 1000, when);
+        if (early)
+            st->tls_retry_s = nb_new;
+        log_msg(LOG_ERROR, early ? "TLS certificate not reloaded: the new one is not valid yet (it is taken then); "
+                                   "still presenting the previous one"
+                                 : "TLS certificate not reloaded: the new one has expired or its dates cannot be "
+                                   "read; still presenting the previous one",
+                "{s:s,s:s}", "trigger", trigger, early ? "not_before" : "not_after", when);
+        tls_ctx_free(ctx);
         return;
     }
     /* both listeners (PROMETHEUS_PORT's too) shared the old context, which st held */
@@ -170,6 +191,8 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         tls_files_stamp(st->app.cfg->tls_cert_path, st->app.cfg->tls_key_path, &now) == 0 &&
         memcmp(&now, &st->tls_stamp, sizeof(now)) != 0)
         tls_reload(st, "files changed");
+    else if (st->tls_retry_s && util_now_ms() / 1000 >= st->tls_retry_s)
+        tls_reload(st, "renewal now valid");
 }
 
 int cli_serve(int argc, char **argv)

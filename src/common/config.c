@@ -480,17 +480,57 @@ static bool valid_origin(const char *s, size_t n)
         if (host < end && (*host != ':' || host + 1 == end))
             return false;
     }
-    for (const char *q = host; q < end; q++) {
+    const char *colon = memchr(host, ':', (size_t)(end - host));
+    for (const char *q = host; q < (colon ? colon : end); q++) {
         unsigned char c = (unsigned char)*q;
-        if (!isalnum(c) && c != '.' && c != '-' && c != ':' && c != '_')
+        if (!isalnum(c) && c != '.' && c != '-' && c != '_')
             return false; /* no path, no trailing slash: browsers send the bare origin */
     }
-    return true;
+    if (!colon)
+        return host < end || s[skip] == '[';
+    /* a port: 1..65535 as a browser writes it (no leading zero: :080 is sent as :80) */
+    const char *d = colon + 1;
+    size_t nd = (size_t)(end - d);
+    if (nd == 0 || nd > 5 || d[0] == '0' || strspn(d, "0123456789") < nd)
+        return false;
+    long port = 0;
+    for (size_t i = 0; i < nd; i++)
+        port = port * 10 + (d[i] - '0');
+    return port <= 65535 && (colon > host || s[skip] == '[');
+}
+
+/* An IPv6 address as the URL standard writes it (and so browsers, in Origin): hexadecimal
+ * pieces without leading zeros, the first longest run of two or more zero pieces as "::", never
+ * an embedded IPv4 (inet_ntop writes ::ffff:127.0.0.1 where a browser sends ::ffff:7f00:1). */
+static void ipv6_url_form(const unsigned char ip[16], char *out, size_t len)
+{
+    int best = -1, best_n = 1;
+    for (int i = 0; i < 8;) {
+        int n = 0;
+        while (i + n < 8 && ip[2 * (i + n)] == 0 && ip[2 * (i + n) + 1] == 0)
+            n++;
+        if (n > best_n) {
+            best = i;
+            best_n = n;
+        }
+        i += n ? n : 1;
+    }
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 8 && o < len; i++) {
+        if (i == best) {
+            o += (size_t)snprintf(out + o, len - o, "::"); /* the piece before it wrote no ':' */
+            i += best_n - 1;
+            continue;
+        }
+        o += (size_t)snprintf(out + o, len - o, "%x%s", (unsigned)(ip[2 * i] << 8 | ip[2 * i + 1]),
+                              i < 7 && i + 1 != best ? ":" : "");
+    }
 }
 
 /* Appends origin a (n bytes, valid_origin) to out at *o as a browser sends it: scheme and host
- * in lower case, no default port, an IPv6 literal in its canonical form (RFC 5952, as
- * inet_ntop writes it: http://[2001:0DB8::1] is sent as http://[2001:db8::1]). */
+ * in lower case, no default port, an IPv6 literal as the URL standard writes it
+ * (http://[2001:0DB8::1] is sent as http://[2001:db8::1]). */
 static void put_origin(char *out, size_t *o, const char *a, size_t n)
 {
     if (n > 12 && strncasecmp(a, "https://", 8) == 0 && memcmp(a + n - 4, ":443", 4) == 0)
@@ -510,7 +550,7 @@ static void put_origin(char *out, size_t *o, const char *a, size_t n)
     memcpy(lit, open_b + 1, ln);
     lit[ln] = '\0';
     inet_pton(AF_INET6, lit, ip);
-    inet_ntop(AF_INET6, ip, canon, sizeof(canon));
+    ipv6_url_form(ip, canon, sizeof(canon));
     for (const char *c = canon; *c; c++)
         out[(*o)++] = *c;
     for (const char *c = close_b; c < a + n; c++)
@@ -525,13 +565,16 @@ static int check_rate(const char *v, char **ret_norm)
     return ratelimit_parse_spec(v, &spec);
 }
 
+/* Why the last check_* refused its value, when it says more than the expected form
+ * (config_load runs at start and in the CLI, one thread). */
+static char check_reason[240];
+
 /* security (issue 5, audit3): TRUSTED_PROXIES, parsed by security/clientaddr.c itself. */
 static int check_proxies(const char *v, char **ret_norm)
 {
     (void)ret_norm;
-    char why[200];
     clientaddr_proxies_t *p = NULL;
-    int rc = clientaddr_proxies_parse(v, &p, why, sizeof(why));
+    int rc = clientaddr_proxies_parse(v, &p, check_reason, sizeof(check_reason));
     clientaddr_proxies_free(p);
     return rc;
 }
@@ -1110,13 +1153,17 @@ int config_load(const char *env_file, config_t **ret, char *err, size_t errlen)
         const char *v = given ? raw.v[i] : s->def;
         if (!v)
             continue;
+        check_reason[0] = '\0';
         r = parse_setting(s, v, cfg);
         if (r == -ENOMEM)
             goto fail;
         if (r < 0) {
             char form[400];
             expected_form(s, form, sizeof(form));
-            if (!given) {
+            if (check_reason[0] && s->secret == PUBLIC) {
+                /* a well-formed value refused for a reason of its own (review63 #2) */
+                add_err(&e, "%s: %s", s->name, check_reason);
+            } else if (!given) {
                 add_err(&e, "%s: built-in default '%s' is invalid (bug)", s->name, v);
             } else if (s->secret == SECRET) {
                 add_err(&e, "%s: expected %s, got a malformed value", s->name, form);

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
         return -ENOMEM;
     const char *cur = spec, *a;
     size_t n;
+    double v4_addrs = 0, v6_addrs = 0; /* how many addresses the entries trust, together */
     while (util_list_next(&cur, &a, &n)) {
         const char *b = a + n;
         const char *slash = memchr(a, '/', n);
@@ -149,6 +151,18 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
         }
         /* host bits beyond the prefix are ignored: 10.1.2.3/8 means 10.0.0.0/8 */
         set->nets[set->n++] = nt;
+        if (holds_v4)
+            v4_addrs += ldexp(1.0, 128 - nt.prefix);
+        else
+            v6_addrs += ldexp(1.0, 128 - nt.prefix);
+    }
+    /* and together at most two /8s' worth (10.0.0.0/8, 172.16.0.0/12 and 192.168.0.0/16 with
+     * hosts pass; 64 /8s, a quarter of IPv4, do not: review63 #3) */
+    if (v4_addrs > ldexp(1.0, 25) || v6_addrs > ldexp(1.0, 121)) {
+        snprintf(err, errlen, "the entries together trust more than two /8s of %s: each client there could "
+                 "choose its own address; list the proxies' addresses or networks",
+                 v4_addrs > ldexp(1.0, 25) ? "IPv4" : "IPv6");
+        goto fail;
     }
     *ret = set;
     return 0;

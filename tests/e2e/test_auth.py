@@ -810,6 +810,11 @@ def test_malformed_trusted_proxies_refuses_to_start(make_server):
     assert r.returncode == 1 and "TRUSTED_PROXIES" in r.stderr, r.stderr
     r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8, fd00::/8"})
     assert r.returncode == 0, r.stderr
+    # review62 #6, review63 #2: a well-formed but too wide value is refused with its reason
+    for spec, why in [("::ffff:0.0.0.0/96", "'::ffff:0.0.0.0/96' trusts too much of IPv4"),
+                      (",".join("%d.0.0.0/8" % i for i in range(1, 4)), "the entries together trust more than two /8s of IPv4")]:
+        r = h.run_cli(["config", "check"], env={"TRUSTED_PROXIES": spec})
+        assert r.returncode == 1 and "TRUSTED_PROXIES: " + why in r.stderr, r.stderr
 
 
 def test_repeated_credential_fields_are_refused_and_an_empty_bearer_is_named(make_server):

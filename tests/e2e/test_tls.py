@@ -445,3 +445,31 @@ def test_an_expired_certificate_is_named_at_start(demo_dir, tmp_path):
     finally:
         rc, killed = srv.stop()
         assert not killed and rc == 0, srv.log_tail()
+
+
+def test_an_expired_renewal_does_not_replace_a_valid_certificate(tls_server, tmp_path):
+    """review63 #4: a renewal that has expired (a stale file restored, a wrong copy) replaced a
+    working certificate, and every client then refused the server. It is refused now: the
+    server keeps presenting the valid one and says why."""
+    srv = tls_server()
+    cert, key = srv.env["TLS_CERT_PATH"], srv.env["TLS_KEY_PATH"]
+    good = cert_der(cert)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    with open(cert) as f, open(stale / "good.pem", "w") as g:
+        g.write(f.read())
+    subprocess.run(h.faketime("-10d") + ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                                        str(stale / "key.pem"), "-out", str(stale / "cert.pem"), "-days", "2",
+                                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    os.replace(stale / "key.pem", key)
+    os.replace(stale / "cert.pem", cert)
+    deadline = time.monotonic() + h.scaled(10)
+    while "the new one has expired" not in srv.log_tail(200):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.2)
+    assert presented(srv.port) == good
+    fresh = requests.Session()
+    fresh.trust_env = False
+    fresh.verify = str(stale / "good.pem")
+    assert fresh.get(srv.url("/health")).status_code == 200  # a new client still verifies it

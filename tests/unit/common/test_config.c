@@ -432,7 +432,8 @@ static void test_value_forms(void **state)
     setenv("ENVIRONMENT", "Staging", 1);
     setenv("CORS_ALLOWED_ORIGINS",
            " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ,"
-           "http://[2001:0DB8:0::1]:3000,https://[::FFFF:0:0]:443,http://[fd00::1]",
+           "http://[2001:0DB8:0::1]:3000,https://[::FFFF:127.0.0.1]:443,http://[fd00::1],http://[1:0:0:2::]:8080,"
+           "http://[0:0:0:0:0:0:0:0],http://[1:0:2:0:0:3:0:0]",
            1);
     setenv("SYSLOG_SERVER", "[fd00::1]:6514", 1);
     setenv("PROMETHEUS_PORT", "9090", 1);
@@ -452,7 +453,8 @@ static void test_value_forms(void **state)
     /* as browsers send Origin: IPv6 literals canonical (review62 #7) */
     assert_string_equal(cfg->cors_allowed_origins,
                         "https://a.example.org,http://localhost:3000,http://b.example.org,"
-                        "http://[2001:db8::1]:3000,https://[::ffff:0.0.0.0],http://[fd00::1]");
+                        "http://[2001:db8::1]:3000,https://[::ffff:7f00:1],http://[fd00::1],http://[1:0:0:2::]:8080,"
+                        "http://[::],http://[1:0:2::3:0:0]");
     assert_string_equal(cfg->syslog_server, "[fd00::1]:6514");
     assert_int_equal(cfg->prometheus_port, 9090);
     config_free(cfg);
@@ -520,8 +522,10 @@ static void test_every_error_reported(void **state)
     }
     /* review62 #7: a bracket only around a real IPv6 literal, then nothing or a port */
     clear_env();
-    static const char *const bad_origins[] = {"http://a]b", "http://[2001:db8::g]", "http://[::1]x",
-                                              "http://[::1]:", "http://[]", "https://[::1"};
+    static const char *const bad_origins[] = {"http://a]b",    "http://[2001:db8::g]", "http://[::1]x",
+                                              "http://[::1]:",  "http://[]",            "https://[::1",
+                                              "http://::1",     "http://[::1]:3000:4",  "http://a.org:080",
+                                              "http://a:65536", "http://:80",           "http://a.org:"};
     for (size_t i = 0; i < ARRAY_SIZE(bad_origins); i++) {
         setenv("CORS_ALLOWED_ORIGINS", bad_origins[i], 1);
         err[0] = '\0';

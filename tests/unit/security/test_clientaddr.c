@@ -34,7 +34,7 @@ static void test_parse(void **state)
     assert_null(p);
     assert_int_equal(clientaddr_proxies_parse("  ", &p, err, sizeof(err)), 0);
     assert_null(p);
-    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,::ffff:10.0.0.0/104");
+    p = parse_ok(" 10.0.0.0/8 ,127.0.0.1, ::1 , fd00::/8,192.168.1.7/32,::ffff:10.1.0.0/112");
     assert_non_null(p);
     clientaddr_proxies_free(p);
 
@@ -70,6 +70,14 @@ static void test_parse(void **state)
     clientaddr_proxies_parse("::ffff:0.0.0.0/96", &p, err, sizeof(err));
     assert_non_null(strstr(err, "trusts too much of IPv4"));
     p = parse_ok("10.0.0.0/8,fd00::/8,::ffff:10.0.0.0/104,2001:db8::/32");
+    clientaddr_proxies_free(p);
+    /* review63 #3: nor together more than two /8s (64 /8s are a quarter of IPv4) */
+    assert_int_equal(clientaddr_proxies_parse("10.0.0.0/8, 11.0.0.0/8, 12.0.0.0/32", &p, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "together trust more than two /8s of IPv4"));
+    assert_int_equal(clientaddr_proxies_parse("fd00::/8, fc00::/8, fe80::/10", &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "together trust more than two /8s of IPv6"));
+    p = parse_ok("10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.1, fd00::/8, fc00::/9, ::1/128");
     clientaddr_proxies_free(p);
     /* too many entries */
     char many[4096] = "";
