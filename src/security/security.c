@@ -338,7 +338,8 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
         snprintf(at->reason, sizeof(at->reason), "malformed API key");
         return -EINVAL;
     }
-    snprintf(at->user, sizeof(at->user), "apikey:%s", id);
+    /* the id guessed is in detail.key_id; user only once the secret matched: a stranger's
+     * guesses at a key are not that key's principal (review59) */
     snprintf(at->key_id, sizeof(at->key_id), "%s", id);
     store_apikey_t rec;
     bool due = false;
@@ -355,6 +356,7 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     /* the principal stays apikey:<id>: names are free text and need not be unique, so two
      * keys (or a key and a JWT subject) named alike were one user in the trail (review58 #3) */
     snprintf(at->key_name, sizeof(at->key_name), "%s", rec.name);
+    snprintf(at->user, sizeof(at->user), "apikey:%s", id);
     at->genuine = true; /* the secret matched: what follows is not a guess */
     if (rec.revoked_ms) {
         snprintf(at->reason, sizeof(at->reason), "API key revoked");

@@ -455,6 +455,10 @@ def test_auth_enabled_defaults_and_production_rule(aimedres_bin, tmp_path):
         in r.stderr, r.stderr
     r = h.run_cli(["config", "check"], env=dict(idp, JWT_AUDIENCE="aimedres"))
     assert r.returncode == 0, r.stderr
+    # review58 S4: with the IdP's keys, HS256 may be left off
+    r = h.run_cli(["config", "check"], env={k: v for k, v in dict(idp, JWT_AUDIENCE="aimedres").items()
+                                            if k != "JWT_SECRET_KEY"})
+    assert r.returncode == 0, r.stderr
     r = h.run_cli(["config", "check"], env={"RATE_LIMIT_PER_KEY": "lots"})
     assert r.returncode == 1 and "RATE_LIMIT_PER_KEY" in r.stderr, r.stderr
 
@@ -523,6 +527,7 @@ def test_auth_audit_events_and_metrics(make_server, tmp_path):
     bad_key = [r for r in fails if r["action"] == "authenticate" and r not in anon]
     assert len(bad_key) == 1 and bad_key[0]["detail"]["reason"] == "invalid API key", fails
     assert bad_key[0]["detail"]["key_id"] == cid and bad_key[0]["entity_id"] == "/api/v1/models/list"
+    assert "user" not in bad_key[0], bad_key[0]  # a stranger's guess is not the key's principal
     denied = [r for r in fails if r["action"] == "authorize"]
     assert len(denied) == 1 and denied[0]["outcome"] == "denied" and denied[0]["entity_id"] == "/metrics", fails
     with open(log) as f:

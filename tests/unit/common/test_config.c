@@ -622,8 +622,17 @@ static void test_production_rules(void **state)
     setenv("JWT_AUDIENCE", "aimedres", 1);
     assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
     config_free(cfg);
+    /* with them, HS256 may be left off (review58 S4); a placeholder is still refused */
+    unsetenv("JWT_SECRET_KEY");
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+    config_free(cfg);
+    setenv("JWT_SECRET_KEY", "GENERATE_SECURE_JWT_KEY_HERE_0123456789abcdef", 1);
+    expect_refused("JWT_SECRET_KEY: is a template placeholder");
     unsetenv("JWT_PUBLIC_KEYS");
     unsetenv("JWT_AUDIENCE");
+    unsetenv("JWT_SECRET_KEY");
+    expect_refused("JWT_SECRET_KEY: must be set when ENVIRONMENT=production");
+    set_good_production();
 
     /* The same weak values are accepted outside production. */
     setenv("ENVIRONMENT", "development", 1);
