@@ -101,6 +101,9 @@ struct audit_siem {
     int64_t unconfirmed_ms; /* when the first record not yet confirmed was sent (0: none) */
     int64_t last_sent_ms;   /* when a record was last sent */
     bool client_cert;       /* SYSLOG_TLS_CERT_PATH is set */
+    bool probe;             /* the receiver did not answer: ask it, sending nothing, before resending */
+    uint64_t idle_ino;      /* the log file and its size when the forwarder last went idle */
+    int64_t idle_size;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -118,8 +121,8 @@ static void siem_collector(FILE *out, void *arg)
 {
     (void)arg;
     fprintf(out,
-            "# HELP audit_siem_connected Whether the SIEM forwarder holds a connection to SYSLOG_SERVER "
-            "(1 with UDP once a socket is open).\n"
+            "# HELP audit_siem_connected Whether the SIEM forwarder holds a connection to SYSLOG_SERVER (it "
+            "connects when there are records to send).\n"
             "# TYPE audit_siem_connected gauge\naudit_siem_connected %d\n"
             "# HELP audit_siem_delivered_seq The seq of the last audit record delivered to the SIEM.\n"
             "# TYPE audit_siem_delivered_seq gauge\naudit_siem_delivered_seq %lld\n"
@@ -727,9 +730,11 @@ static bool same_position(const cursor_t *a, const cursor_t *b)
  * end ends its side too. True when its end of stream comes within wait_ms; false when it
  * resets the connection (it closed with bytes unread), fails, or does not answer.
  * Disconnects in every case. */
-static bool close_confirmed(audit_siem_t *s, int64_t wait_ms)
+enum confirm { CONFIRMED, REFUSED, NO_ANSWER };
+
+static enum confirm close_confirmed(audit_siem_t *s, int64_t wait_ms)
 {
-    bool ok = false;
+    enum confirm r = REFUSED;
     if (s->proto == P_TLS && SSL_shutdown(s->ssl) < 0) {
         ERR_clear_error();
         goto out;
@@ -740,12 +745,14 @@ static bool close_confirmed(audit_siem_t *s, int64_t wait_ms)
     for (;;) {
         int64_t left = deadline - util_now_ms();
         struct pollfd pfd = {.fd = s->sock, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, (int)left) != 1)
-            break; /* no answer */
+        if (left <= 0 || poll(&pfd, 1, (int)left) != 1) {
+            r = NO_ANSWER; /* hung, or a receiver that does not end what its client ended */
+            break;
+        }
         char buf[4096];
         ssize_t n = recv(s->sock, buf, sizeof(buf), MSG_DONTWAIT); /* what comes is discarded */
         if (n == 0) {
-            ok = true; /* its end of stream, after ours: everything was read */
+            r = CONFIRMED; /* its end of stream, after ours: everything was read */
             break;
         }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -754,7 +761,21 @@ static bool close_confirmed(audit_siem_t *s, int64_t wait_ms)
 out:
     disconnect(s);
     atomic_store(&siem_connected, 0);
-    return ok;
+    return r;
+}
+
+/* Whether the log holds bytes after c that were not there when the forwarder last went idle
+ * (a partial line left by a crashed writer does not keep it reconnecting). */
+static bool log_has_more(audit_siem_t *s, cursor_t *c)
+{
+    char *path = locate(s, c);
+    if (!path)
+        return false;
+    struct stat st;
+    bool more = stat(path, &st) == 0 && st.st_size > c->offset &&
+                !(c->ino == s->idle_ino && (int64_t)st.st_size == s->idle_size);
+    free(path);
+    return more;
 }
 
 /* A failure to log now: the first of a run, then one a minute with how many there were. */
@@ -836,7 +857,12 @@ static void *forwarder_main(void *arg)
         }
         if (s->sock < 0) {
             int64_t now = util_now_ms();
-            if (now < s->next_connect_ms) {
+            /* connected only while there is something to send: no idle connections for a
+             * receiver or a proxy to time out (review65 #4) */
+            bool more = log_has_more(s, &c);
+            if (!more && same_position(&c, &s->saved))
+                atomic_store(&siem_caught_up_ms, now); /* everything delivered, nothing new */
+            if (now < s->next_connect_ms || !more) {
                 nap(s, IDLE_MS);
                 continue;
             }
@@ -851,6 +877,22 @@ static void *forwarder_main(void *arg)
             log_msg(LOG_DEBUG, "siem: connected", "{s:s,s:s}", "server", s->host, "port", s->port);
             s->connected_ms = util_now_ms();
             atomic_store(&siem_connected, 1);
+            if (s->probe) {
+                /* it did not answer last time: every connection then sent everything since the
+                 * last confirmation, and a receiver that was only frozen read them all (copies
+                 * piled up, review65 #2). First it must answer a connection that sends nothing. */
+                if (close_confirmed(s, IO_TIMEOUT_S * 1000) != CONFIRMED) {
+                    if (warn_due(s, util_now_ms()))
+                        log_msg(LOG_WARNING, "siem: the receiver does not answer; records wait until it does",
+                                "{s:I,s:I}", "delivered_seq", (json_int_t)s->saved.seq, "failures",
+                                (json_int_t)s->failures);
+                    grow_backoff(s, util_now_ms());
+                    continue;
+                }
+                s->probe = false;
+                s->next_connect_ms = 0;
+                continue; /* it answers: connect again and send */
+            }
         }
         if (peer_closed(s)) {
             connection_lost(s, &c, "the receiver closed the connection");
@@ -871,15 +913,28 @@ static void *forwarder_main(void *arg)
         if (same_position(&c, &s->saved)) {
             if (at_end)
                 atomic_store(&siem_caught_up_ms, now); /* everything delivered */
+            if (at_end && n == 0 && now - s->last_sent_ms >= CONFIRM_IDLE_MS &&
+                now - s->connected_ms >= CONFIRM_IDLE_MS) {
+                struct stat st;
+                char *path = locate(s, &c);
+                s->idle_ino = c.ino;
+                s->idle_size = path && stat(path, &st) == 0 ? (int64_t)st.st_size : c.offset;
+                free(path);
+                disconnect(s); /* idle: connect again when there is something to send */
+                atomic_store(&siem_connected, 0);
+                continue;
+            }
         } else if (s->proto == P_UDP) {
             save_delivered(s, &c); /* best effort: nothing to confirm with */
             if (at_end)
                 atomic_store(&siem_caught_up_ms, now);
         } else if ((at_end && now - s->last_sent_ms >= CONFIRM_IDLE_MS) ||
                    now - s->unconfirmed_ms >= CONFIRM_MAX_MS) {
-            if (!close_confirmed(s, IO_TIMEOUT_S * 1000)) {
-                connection_lost(s, &c, "the receiver did not confirm: it reset the connection, or did not end "
-                                       "its side after ours");
+            enum confirm r = close_confirmed(s, IO_TIMEOUT_S * 1000);
+            if (r != CONFIRMED) {
+                s->probe = r == NO_ANSWER;
+                connection_lost(s, &c, r == NO_ANSWER ? "the receiver did not end its side after ours within 5 s"
+                                                      : "the receiver reset the connection (records unread)");
                 continue;
             }
             save_delivered(s, &c);
@@ -898,7 +953,7 @@ static void *forwarder_main(void *arg)
     /* Stopping: what the receiver confirms within a moment is delivered; the rest goes out
      * again at the next start. */
     if (locked && s->sock >= 0 && !same_position(&c, &s->saved) && s->proto != P_UDP) {
-        if (close_confirmed(s, STOP_CONFIRM_MS))
+        if (close_confirmed(s, STOP_CONFIRM_MS) == CONFIRMED)
             save_delivered(s, &c);
     }
     disconnect(s);
