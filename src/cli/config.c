@@ -138,6 +138,14 @@ static int preflight(const config_t *cfg)
             fprintf(stderr, "aimedres: config: %s\n", err);
             bad++;
         }
+        /* serve starts with it (and says so), but no client takes it (review65 #7) */
+        int64_t nb, na, now = util_now_ms() / 1000;
+        char when[ISO8601_LEN];
+        if (ctx && tls_ctx_validity(ctx, &nb, &na) == 0 && (now < nb || now >= na)) {
+            util_iso8601((now < nb ? nb : na) * 1000, when);
+            fprintf(stderr, "aimedres: config: warning: TLS_CERT_PATH: the certificate %s %s: clients refuse it\n",
+                    now < nb ? "is not valid before" : "expired at", when);
+        }
         tls_ctx_free(ctx);
     }
     if (audit_settings_check(cfg, err, sizeof(err)) < 0) {

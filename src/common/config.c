@@ -455,6 +455,38 @@ static int check_host_port(const char *v, char **ret_norm)
     return util_parse_int64(colon + 1, 1, 65535, &port) < 0 ? -EINVAL : 0;
 }
 
+/* A host that the URL standard reads as an IPv4 address (its last label a number: 127.1,
+ * 0x7f.0.0.1, 2130706433) is sent by browsers as a dotted quad (127.0.0.1): only that form can
+ * ever match (review65 #5). True for that form and for any name; false for other numeric forms
+ * and for a trailing dot. */
+static bool ipv4_as_browsers_write(const char *h, size_t n)
+{
+    if (n == 0 || h[n - 1] == '.')
+        return false;
+    const char *last = h + n;
+    while (last > h && last[-1] != '.')
+        last--;
+    size_t ln = (size_t)(h + n - last);
+    bool numeric = strspn(last, "0123456789") >= ln ||
+                   (ln >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X'));
+    if (!numeric)
+        return true; /* a name */
+    int parts = 0;
+    for (const char *p = h; p < h + n; parts++) {
+        const char *dot = memchr(p, '.', (size_t)(h + n - p));
+        size_t k = (size_t)((dot ? dot : h + n) - p);
+        if (k == 0 || k > 3 || strspn(p, "0123456789") < k || (k > 1 && p[0] == '0'))
+            return false;
+        int v = 0;
+        for (size_t i = 0; i < k; i++)
+            v = v * 10 + (p[i] - '0');
+        if (v > 255)
+            return false;
+        p = dot ? dot + 1 : h + n;
+    }
+    return parts == 4;
+}
+
 static bool valid_origin(const char *s, size_t n)
 {
     size_t skip;
@@ -481,11 +513,14 @@ static bool valid_origin(const char *s, size_t n)
             return false;
     }
     const char *colon = memchr(host, ':', (size_t)(end - host));
-    for (const char *q = host; q < (colon ? colon : end); q++) {
+    const char *hend = colon ? colon : end;
+    for (const char *q = host; q < hend; q++) {
         unsigned char c = (unsigned char)*q;
         if (!isalnum(c) && c != '.' && c != '-' && c != '_')
             return false; /* no path, no trailing slash: browsers send the bare origin */
     }
+    if (hend > host && !ipv4_as_browsers_write(host, (size_t)(hend - host)))
+        return false;
     if (!colon)
         return host < end || s[skip] == '[';
     /* a port: 1..65535 as a browser writes it (no leading zero: :080 is sent as :80) */

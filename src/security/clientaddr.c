@@ -66,6 +66,15 @@ static bool in_net(const net_t *nt, const uint8_t a[16])
     return (nt->addr[i] & mask) == (a[i] & mask);
 }
 
+/* Whether the block holds IPv4 addresses (as IPv4-mapped IPv6): inside ::ffff:0:0/96, or
+ * wider than it and around it. */
+static bool holds_ipv4(const net_t *nt)
+{
+    uint8_t mapped0[16] = {0};
+    memcpy(mapped0, v4_mapped, sizeof(v4_mapped));
+    return memcmp(nt->addr, v4_mapped, sizeof(v4_mapped)) == 0 || in_net(nt, mapped0);
+}
+
 static bool contains(const clientaddr_proxies_t *p, const uint8_t a[16])
 {
     if (!p)
@@ -132,9 +141,7 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
          * of IPv4 (also written as IPv4-mapped IPv6, ::ffff:0:0/96, or a short IPv6 prefix
          * that holds those) or a /8 of IPv6 (fd00::/8, the unique local addresses, is as wide
          * as 10.0.0.0/8) is no proxy network either (review62 #6). */
-        uint8_t mapped0[16] = {0};
-        memcpy(mapped0, v4_mapped, sizeof(v4_mapped));
-        bool holds_v4 = memcmp(nt.addr, v4_mapped, sizeof(v4_mapped)) == 0 || in_net(&nt, mapped0);
+        bool holds_v4 = holds_ipv4(&nt);
         if (slash && (nt.prefix == (fam == 4 ? 96 : 0) || (holds_v4 ? nt.prefix < 96 + 8 : nt.prefix < 8))) {
             snprintf(err, errlen,
                      "'%.*s' trusts %s: each client there could choose its own address; list the proxies' "
@@ -151,10 +158,22 @@ int clientaddr_proxies_parse(const char *spec, clientaddr_proxies_t **ret, char 
         }
         /* host bits beyond the prefix are ignored: 10.1.2.3/8 means 10.0.0.0/8 */
         set->nets[set->n++] = nt;
-        if (holds_v4)
-            v4_addrs += ldexp(1.0, 128 - nt.prefix);
+    }
+    /* what the entries cover together: blocks are nested or apart, so the union counts each
+     * block not inside another (the first of equal ones; review65 #6: a repeated 10.0.0.0/8
+     * counted three times) */
+    for (size_t i = 0; i < set->n; i++) {
+        const net_t *ni = &set->nets[i];
+        bool inside = false;
+        for (size_t j = 0; j < set->n && !inside; j++)
+            inside = j != i && set->nets[j].prefix <= ni->prefix && in_net(&set->nets[j], ni->addr) &&
+                     (set->nets[j].prefix < ni->prefix || j < i);
+        if (inside)
+            continue;
+        if (holds_ipv4(ni))
+            v4_addrs += ldexp(1.0, 128 - ni->prefix);
         else
-            v6_addrs += ldexp(1.0, 128 - nt.prefix);
+            v6_addrs += ldexp(1.0, 128 - ni->prefix);
     }
     /* and together at most two /8s' worth (10.0.0.0/8, 172.16.0.0/12 and 192.168.0.0/16 with
      * hosts pass; 64 /8s, a quarter of IPv4, do not: review63 #3) */

@@ -433,6 +433,9 @@ def test_an_expired_certificate_is_named_at_start(demo_dir, tmp_path):
     subprocess.run(h.faketime("-10d") + ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
                                         "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
                                         "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    # config check passes (serve starts with it) but warns (review65 #7)
+    r = h.run_cli(["config", "check"], env={"TLS_ENABLED": "true", "TLS_CERT_PATH": cert, "TLS_KEY_PATH": key})
+    assert r.returncode == 0 and "warning: TLS_CERT_PATH: the certificate expired at" in r.stderr, r.stderr
     root = h.copy_demo(demo_dir, str(tmp_path / "demo"))
     srv = TlsServer(root, cert, extra_env={"TLS_ENABLED": "true", "TLS_CERT_PATH": cert, "TLS_KEY_PATH": key})
     srv.session.verify = False

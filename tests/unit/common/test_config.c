@@ -431,7 +431,8 @@ static void test_value_forms(void **state)
     setenv("TLS_MIN_VERSION", "1.3", 1);
     setenv("ENVIRONMENT", "Staging", 1);
     setenv("CORS_ALLOWED_ORIGINS",
-           " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ,"
+           " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ,http://10.0.0.7:8080,"
+           "http://a1.0x7f.example,"
            "http://[2001:0DB8:0::1]:3000,https://[::FFFF:127.0.0.1]:443,http://[fd00::1],http://[1:0:0:2::]:8080,"
            "http://[0:0:0:0:0:0:0:0],http://[1:0:2:0:0:3:0:0]",
            1);
@@ -452,8 +453,8 @@ static void test_value_forms(void **state)
     assert_int_equal(cfg->environment, ENV_STAGING);
     /* as browsers send Origin: IPv6 literals canonical (review62 #7) */
     assert_string_equal(cfg->cors_allowed_origins,
-                        "https://a.example.org,http://localhost:3000,http://b.example.org,"
-                        "http://[2001:db8::1]:3000,https://[::ffff:7f00:1],http://[fd00::1],http://[1:0:0:2::]:8080,"
+                        "https://a.example.org,http://localhost:3000,http://b.example.org,http://10.0.0.7:8080,"
+                        "http://a1.0x7f.example,http://[2001:db8::1]:3000,https://[::ffff:7f00:1],http://[fd00::1],http://[1:0:0:2::]:8080,"
                         "http://[::],http://[1:0:2::3:0:0]");
     assert_string_equal(cfg->syslog_server, "[fd00::1]:6514");
     assert_int_equal(cfg->prometheus_port, 9090);
@@ -525,7 +526,10 @@ static void test_every_error_reported(void **state)
     static const char *const bad_origins[] = {"http://a]b",    "http://[2001:db8::g]", "http://[::1]x",
                                               "http://[::1]:",  "http://[]",            "https://[::1",
                                               "http://::1",     "http://[::1]:3000:4",  "http://a.org:080",
-                                              "http://a:65536", "http://:80",           "http://a.org:"};
+                                              "http://a:65536", "http://:80",           "http://a.org:",
+                                              "http://127.1",   "http://0x7f.0.0.1",    "http://2130706433",
+                                              "http://127.0.0.1.", "http://127.000.0.1", "http://1.2.3.4.5",
+                                              "http://256.1.1.1"};
     for (size_t i = 0; i < ARRAY_SIZE(bad_origins); i++) {
         setenv("CORS_ALLOWED_ORIGINS", bad_origins[i], 1);
         err[0] = '\0';

@@ -79,6 +79,9 @@ static void test_parse(void **state)
     assert_non_null(strstr(err, "together trust more than two /8s of IPv6"));
     p = parse_ok("10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.1, fd00::/8, fc00::/9, ::1/128");
     clientaddr_proxies_free(p);
+    /* review65 #6: repeated or nested entries count once */
+    p = parse_ok("10.0.0.0/8, 10.0.0.0/8, 10.0.0.0/8, 10.1.0.0/16, 11.0.0.0/8, ::ffff:10.0.0.0/104");
+    clientaddr_proxies_free(p);
     /* too many entries */
     char many[4096] = "";
     for (int i = 0; i <= CLIENTADDR_MAX_PROXIES; i++) {
