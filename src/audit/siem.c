@@ -102,8 +102,12 @@ struct audit_siem {
     int64_t last_sent_ms;   /* when a record was last sent */
     bool client_cert;       /* SYSLOG_TLS_CERT_PATH is set */
     bool probe;             /* the receiver did not answer: ask it, sending nothing, before resending */
-    uint64_t idle_ino;      /* the log file and its size when the forwarder last went idle */
-    int64_t idle_size;
+    /* the log file as the last read to its end found it (inode, bytes read up to the end, a
+     * partial line included, and the modification time then), and the same when the
+     * forwarder last went idle: while the file is so, there is nothing new to send */
+    uint64_t end_ino, idle_ino;
+    int64_t end_size, idle_size;
+    int64_t end_mtime_ns, idle_mtime_ns;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -646,14 +650,17 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
         size_t len;
         bool term;
         int r = audit_read_line(f, &line, &len, &term);
-        if (r == 0) {
-            *ret_at_end = true; /* of this file: the last one, or locate moves on next time */
-            break;
-        }
-        if (r > 0 && !term) {
-            free(line);
+        if (r == 0 || (r > 0 && !term)) {
+            /* the end of this file (the last one, or locate moves on next time), or a line the
+             * writer has not finished: note the file as this read found it */
+            struct stat st;
+            s->end_size = ftello(f);
+            s->end_ino = fstat(fileno(f), &st) == 0 ? (uint64_t)st.st_ino : 0;
+            s->end_mtime_ns = s->end_ino ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec : 0;
+            if (r > 0)
+                free(line);
             *ret_at_end = true;
-            break; /* the writer has not finished this line */
+            break;
         }
         off_t end = ftello(f);
         json_t *rec = r > 0 ? audit_record_parse(line, len) : NULL;
@@ -773,7 +780,8 @@ static bool log_has_more(audit_siem_t *s, cursor_t *c)
         return false;
     struct stat st;
     bool more = stat(path, &st) == 0 && st.st_size > c->offset &&
-                !(c->ino == s->idle_ino && (int64_t)st.st_size == s->idle_size);
+                !((uint64_t)st.st_ino == s->idle_ino && (int64_t)st.st_size == s->idle_size &&
+                  (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == s->idle_mtime_ns);
     free(path);
     return more;
 }
@@ -881,9 +889,13 @@ static void *forwarder_main(void *arg)
                 /* it did not answer last time: every connection then sent everything since the
                  * last confirmation, and a receiver that was only frozen read them all (copies
                  * piled up, review65 #2). First it must answer a connection that sends nothing. */
-                if (close_confirmed(s, IO_TIMEOUT_S * 1000) != CONFIRMED) {
+                enum confirm r = close_confirmed(s, IO_TIMEOUT_S * 1000);
+                if (r != CONFIRMED) {
                     if (warn_due(s, util_now_ms()))
-                        log_msg(LOG_WARNING, "siem: the receiver does not answer; records wait until it does",
+                        log_msg(LOG_WARNING,
+                                r == NO_ANSWER ? "siem: the receiver does not answer; records wait until it does"
+                                               : "siem: the receiver resets connections; records wait until it "
+                                                 "answers",
                                 "{s:I,s:I}", "delivered_seq", (json_int_t)s->saved.seq, "failures",
                                 (json_int_t)s->failures);
                     grow_backoff(s, util_now_ms());
@@ -915,11 +927,11 @@ static void *forwarder_main(void *arg)
                 atomic_store(&siem_caught_up_ms, now); /* everything delivered */
             if (at_end && n == 0 && now - s->last_sent_ms >= CONFIRM_IDLE_MS &&
                 now - s->connected_ms >= CONFIRM_IDLE_MS) {
-                struct stat st;
-                char *path = locate(s, &c);
-                s->idle_ino = c.ino;
-                s->idle_size = path && stat(path, &st) == 0 ? (int64_t)st.st_size : c.offset;
-                free(path);
+                /* as the read found the file: a record appended since, or a torn line replaced
+                 * by one of the same length (a new mtime), is seen (review66 #1) */
+                s->idle_ino = s->end_ino;
+                s->idle_size = s->end_size;
+                s->idle_mtime_ns = s->end_mtime_ns;
                 disconnect(s); /* idle: connect again when there is something to send */
                 atomic_store(&siem_connected, 0);
                 continue;

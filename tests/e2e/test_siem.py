@@ -648,3 +648,29 @@ def test_a_frozen_receiver_does_not_get_a_copy_in_every_connection(make_server, 
         assert copies <= 2, sorted(got)
     finally:
         rx.close()
+
+
+def test_a_torn_line_replaced_by_a_record_of_its_length_is_still_sent(make_server, tmp_path):
+    """review66 #1: going idle, the forwarder noted the log's size and took "same file, same
+    size" for "nothing new". A writer that crashed mid-line leaves a torn line; the next writer
+    cuts it and appends its record, and when that record is as long as the torn line the file
+    has the noted size again: the record was never sent, and the metrics said all was
+    delivered. The file's modification time is noted too."""
+    rx = RawReceiver()
+    rx.mode = "read"
+    try:
+        env = audit_env(tmp_path, rx)
+        cli_events(env, 3)
+        srv = make_server(env)
+        wait_for(lambda: _cursor_seq(env) == log_seqs(env)[-1], timeout=15, what="the first records confirmed")
+        with open(env["AUDIT_LOG_PATH"], "rb") as f:
+            last = [r for r in f.read().splitlines(True) if b'"type":"AUDIT_VERIFY"' in r][-1]
+        with open(env["AUDIT_LOG_PATH"], "ab") as f:
+            f.write(b"x" * len(last))  # a torn line, as long as the record that will replace it
+        time.sleep(3)  # the forwarder reads the torn line, sends nothing, goes idle
+        cli_events(env, 1)  # cuts the torn line, appends a record of the same kind and length
+        with open(env["AUDIT_LOG_PATH"], "rb") as f:
+            assert len(f.read().splitlines(True)[-1]) == len(last)
+        wait_for(lambda: set(rx.seqs()) == set(log_seqs(env)), timeout=15, what="the record after the torn line")
+    finally:
+        rx.close()
