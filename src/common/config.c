@@ -461,16 +461,19 @@ static int check_host_port(const char *v, char **ret_norm)
  * and for a trailing dot. */
 static bool ipv4_as_browsers_write(const char *h, size_t n)
 {
-    if (n == 0 || h[n - 1] == '.')
-        return false;
-    const char *last = h + n;
+    /* the last label, before one trailing dot (which a name may keep, as browsers do) */
+    size_t m = n > 0 && h[n - 1] == '.' ? n - 1 : n;
+    const char *last = h + m;
     while (last > h && last[-1] != '.')
         last--;
-    size_t ln = (size_t)(h + n - last);
-    bool numeric = strspn(last, "0123456789") >= ln ||
-                   (ln >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X'));
+    size_t ln = (size_t)(h + m - last);
+    bool hex = ln >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X');
+    bool numeric = ln > 0 && (hex ? strspn(last + 2, "0123456789abcdefABCDEF") >= ln - 2
+                                  : strspn(last, "0123456789") >= ln);
     if (!numeric)
-        return true; /* a name */
+        return true; /* a name (example.com., foo.0xg) */
+    if (m != n)
+        return false; /* 127.0.0.1. is sent as 127.0.0.1 */
     int parts = 0;
     for (const char *p = h; p < h + n; parts++) {
         const char *dot = memchr(p, '.', (size_t)(h + n - p));

@@ -432,7 +432,7 @@ static void test_value_forms(void **state)
     setenv("ENVIRONMENT", "Staging", 1);
     setenv("CORS_ALLOWED_ORIGINS",
            " https://A.example.org:443 , http://localhost:3000, http://b.example.org:80 ,http://10.0.0.7:8080,"
-           "http://a1.0x7f.example,"
+           "http://a1.0x7f.example,http://example.com.,http://foo.0xg,"
            "http://[2001:0DB8:0::1]:3000,https://[::FFFF:127.0.0.1]:443,http://[fd00::1],http://[1:0:0:2::]:8080,"
            "http://[0:0:0:0:0:0:0:0],http://[1:0:2:0:0:3:0:0]",
            1);
@@ -454,7 +454,7 @@ static void test_value_forms(void **state)
     /* as browsers send Origin: IPv6 literals canonical (review62 #7) */
     assert_string_equal(cfg->cors_allowed_origins,
                         "https://a.example.org,http://localhost:3000,http://b.example.org,http://10.0.0.7:8080,"
-                        "http://a1.0x7f.example,http://[2001:db8::1]:3000,https://[::ffff:7f00:1],http://[fd00::1],http://[1:0:0:2::]:8080,"
+                        "http://a1.0x7f.example,http://example.com.,http://foo.0xg,http://[2001:db8::1]:3000,https://[::ffff:7f00:1],http://[fd00::1],http://[1:0:0:2::]:8080,"
                         "http://[::],http://[1:0:2::3:0:0]");
     assert_string_equal(cfg->syslog_server, "[fd00::1]:6514");
     assert_int_equal(cfg->prometheus_port, 9090);
