@@ -24,6 +24,11 @@
  *   A connection that breaks, or whose end is not answered within IO_TIMEOUT_S, has its
  *   records sent again from the last confirmed one (at least once: the receiver may see some
  *   twice, with the same seq and hash), after a backoff that only a confirmation resets.
+ *   After an end that got no answer (a hung receiver), the next connection first sends
+ *   nothing and must be answered: a frozen receiver would otherwise find a copy of the same
+ *   records in every connection queued meanwhile (review65 #2).
+ * - Connected only while there is something to send: the forwarder connects when the log
+ *   holds bytes it has not seen, and closes a connection idle for CONFIRM_IDLE_MS.
  * - The saved cursor is written crash-safely (atomic rename) at each confirmation. */
 #include "audit/siem.h"
 
