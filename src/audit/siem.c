@@ -70,6 +70,20 @@
 
 enum proto { P_UDP, P_TCP, P_TLS };
 
+/* A log file as a read found it: inode, bytes up to the end (a partial line included) and
+ * modification time. */
+typedef struct log_stamp {
+    uint64_t ino;
+    int64_t size;
+    int64_t mtime_ns;
+} log_stamp_t;
+
+static log_stamp_t stamp_of(const struct stat *st, int64_t size)
+{
+    int64_t mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    return (log_stamp_t){(uint64_t)st->st_ino, size, mtime_ns};
+}
+
 typedef struct cursor {
     uint64_t ino;
     int64_t offset;
@@ -107,12 +121,9 @@ struct audit_siem {
     int64_t last_sent_ms;   /* when a record was last sent */
     bool client_cert;       /* SYSLOG_TLS_CERT_PATH is set */
     bool probe;             /* the receiver did not answer: ask it, sending nothing, before resending */
-    /* the log file as the last read to its end found it (inode, bytes read up to the end, a
-     * partial line included, and the modification time then), and the same when the
-     * forwarder last went idle: while the file is so, there is nothing new to send */
-    uint64_t end_ino, idle_ino;
-    int64_t end_size, idle_size;
-    int64_t end_mtime_ns, idle_mtime_ns;
+    /* the log file as the last read to its end found it, and as it was when the forwarder
+     * last went idle: while the file is so, there is nothing new to send */
+    log_stamp_t end, idle;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -311,6 +322,7 @@ static void disconnect(audit_siem_t *s)
     if (s->sock >= 0)
         close(s->sock);
     s->sock = -1;
+    atomic_store(&siem_connected, 0);
 }
 
 static int connect_to(audit_siem_t *s, char *err, size_t errlen)
@@ -659,9 +671,7 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
             /* the end of this file (the last one, or locate moves on next time), or a line the
              * writer has not finished: note the file as this read found it */
             struct stat st;
-            s->end_size = ftello(f);
-            s->end_ino = fstat(fileno(f), &st) == 0 ? (uint64_t)st.st_ino : 0;
-            s->end_mtime_ns = s->end_ino ? (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec : 0;
+            s->end = fstat(fileno(f), &st) == 0 ? stamp_of(&st, ftello(f)) : (log_stamp_t){0};
             if (r > 0)
                 free(line);
             *ret_at_end = true;
@@ -772,7 +782,6 @@ static enum confirm close_confirmed(audit_siem_t *s, int64_t wait_ms)
     }
 out:
     disconnect(s);
-    atomic_store(&siem_connected, 0);
     return r;
 }
 
@@ -784,9 +793,11 @@ static bool log_has_more(audit_siem_t *s, cursor_t *c)
     if (!path)
         return false;
     struct stat st;
-    bool more = stat(path, &st) == 0 && st.st_size > c->offset &&
-                !((uint64_t)st.st_ino == s->idle_ino && (int64_t)st.st_size == s->idle_size &&
-                  (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == s->idle_mtime_ns);
+    bool more = false;
+    if (stat(path, &st) == 0 && st.st_size > c->offset) {
+        log_stamp_t now = stamp_of(&st, st.st_size);
+        more = memcmp(&now, &s->idle, sizeof(now)) != 0;
+    }
     free(path);
     return more;
 }
@@ -823,7 +834,6 @@ static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
     s->unconfirmed_ms = 0;
     if (s->sock >= 0)
         disconnect(s);
-    atomic_store(&siem_connected, 0);
     if (!resend && !young) {
         /* an idle connection the receiver ended (a restart, an idle timeout): nothing to send
          * again, and no reason to wait long */
@@ -934,11 +944,8 @@ static void *forwarder_main(void *arg)
                 now - s->connected_ms >= CONFIRM_IDLE_MS) {
                 /* as the read found the file: a record appended since, or a torn line replaced
                  * by one of the same length (a new mtime), is seen (review66 #1) */
-                s->idle_ino = s->end_ino;
-                s->idle_size = s->end_size;
-                s->idle_mtime_ns = s->end_mtime_ns;
+                s->idle = s->end;
                 disconnect(s); /* idle: connect again when there is something to send */
-                atomic_store(&siem_connected, 0);
                 continue;
             }
         } else if (s->proto == P_UDP) {
@@ -974,7 +981,6 @@ static void *forwarder_main(void *arg)
             save_delivered(s, &c);
     }
     disconnect(s);
-    atomic_store(&siem_connected, 0);
     return NULL;
 }
 
