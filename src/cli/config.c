@@ -139,12 +139,13 @@ static int preflight(const config_t *cfg)
             bad++;
         }
         /* serve starts with it (and says so), but no client takes it (review65 #7) */
-        int64_t nb, na, now = util_now_ms() / 1000;
+        int64_t nb, na;
         char when[ISO8601_LEN];
-        if (ctx && tls_ctx_validity(ctx, &nb, &na) == 0 && (now < nb || now >= na)) {
-            util_iso8601((now < nb ? nb : na) * 1000, when);
+        tls_validity_t v = ctx ? tls_ctx_valid_at(ctx, util_now_ms() / 1000, &nb, &na) : TLS_DATES_UNKNOWN;
+        if (v == TLS_NOT_YET || v == TLS_EXPIRED) {
+            util_iso8601((v == TLS_NOT_YET ? nb : na) * 1000, when);
             fprintf(stderr, "aimedres: config: warning: TLS_CERT_PATH: the certificate %s %s: clients refuse it\n",
-                    now < nb ? "is not valid before" : "expired at", when);
+                    v == TLS_NOT_YET ? "is not valid before" : "expired at", when);
         }
         tls_ctx_free(ctx);
     }

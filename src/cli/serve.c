@@ -50,17 +50,18 @@ typedef struct serve_state {
 static void tls_check_dates(SSL_CTX *ctx)
 {
     int64_t nb, na, now = util_now_ms() / 1000;
-    if (tls_ctx_validity(ctx, &nb, &na) < 0) {
+    tls_validity_t v = tls_ctx_valid_at(ctx, now, &nb, &na);
+    if (v == TLS_DATES_UNKNOWN) {
         log_msg(LOG_WARNING, "TLS certificate dates cannot be read", NULL);
         return;
     }
     char at[ISO8601_LEN];
     util_iso8601(na * 1000, at);
     tls_metrics_set_expiry(na);
-    if (now >= na) {
+    if (v == TLS_EXPIRED) {
         log_msg(LOG_ERROR, "TLS certificate has expired: clients refuse it; renew TLS_CERT_PATH (it is reloaded "
                            "when the file changes, or on SIGHUP)", "{s:s}", "not_after", at);
-    } else if (now < nb) {
+    } else if (v == TLS_NOT_YET) {
         char from[ISO8601_LEN];
         util_iso8601(nb * 1000, from);
         log_msg(LOG_ERROR, "TLS certificate is not valid yet: clients refuse it until not_before (is the clock "
@@ -88,12 +89,11 @@ static void tls_reload(serve_state_t *st, const char *trigger)
     }
     /* A renewal that no client would take (expired, or not valid yet) does not replace one
      * they take now (review63 #4); a not yet valid one is tried again when it becomes valid. */
-    int64_t nb_new, na_new, nb_old, na_old, now = util_now_ms() / 1000;
-    bool new_ok = tls_ctx_validity(ctx, &nb_new, &na_new) == 0 && now >= nb_new && now < na_new;
-    bool old_ok = tls_ctx_validity(st->tls_ctx, &nb_old, &na_old) == 0 && now >= nb_old && now < na_old;
-    if (!new_ok && old_ok) {
+    int64_t nb_new = 0, na_new = 0, nb_old, na_old, now = util_now_ms() / 1000;
+    tls_validity_t v_new = tls_ctx_valid_at(ctx, now, &nb_new, &na_new);
+    if (v_new != TLS_VALID && tls_ctx_valid_at(st->tls_ctx, now, &nb_old, &na_old) == TLS_VALID) {
         char when[ISO8601_LEN];
-        bool early = tls_ctx_validity(ctx, &nb_new, &na_new) == 0 && now < nb_new;
+        bool early = v_new == TLS_NOT_YET;
         util_iso8601((early ? nb_new : na_new) * 1000, when);
         if (early)
             st->tls_retry_s = nb_new;
@@ -111,10 +111,9 @@ static void tls_reload(serve_state_t *st, const char *trigger)
         http_server_swap_tls(st->metrics_server, ctx);
     tls_ctx_free(st->tls_ctx);
     st->tls_ctx = ctx;
-    int64_t nb = 0, na = 0;
     char at[ISO8601_LEN] = "";
-    if (tls_ctx_validity(ctx, &nb, &na) == 0)
-        util_iso8601(na * 1000, at);
+    if (v_new != TLS_DATES_UNKNOWN)
+        util_iso8601(na_new * 1000, at);
     log_msg(LOG_INFO, "TLS certificate reloaded", "{s:s,s:s}", "trigger", trigger, "not_after", at);
     tls_check_dates(ctx);
 }

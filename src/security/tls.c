@@ -101,6 +101,14 @@ int tls_ctx_validity(SSL_CTX *ctx, int64_t *ret_not_before_s, int64_t *ret_not_a
     return 0;
 }
 
+tls_validity_t tls_ctx_valid_at(SSL_CTX *ctx, int64_t now_s, int64_t *ret_not_before_s,
+                                int64_t *ret_not_after_s)
+{
+    if (tls_ctx_validity(ctx, ret_not_before_s, ret_not_after_s) < 0)
+        return TLS_DATES_UNKNOWN;
+    return now_s < *ret_not_before_s ? TLS_NOT_YET : now_s >= *ret_not_after_s ? TLS_EXPIRED : TLS_VALID;
+}
+
 int tls_files_stamp(const char *cert_path, const char *key_path, tls_files_stamp_t *ret)
 {
     const char *paths[2] = {cert_path, key_path};

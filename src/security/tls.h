@@ -26,6 +26,11 @@ void tls_ctx_free(SSL_CTX *ctx);
 /* The validity window of the context's certificate (the leaf), in Unix seconds: 0, or
  * -EINVAL when it has none or its dates do not parse. */
 int tls_ctx_validity(SSL_CTX *ctx, int64_t *ret_not_before_s, int64_t *ret_not_after_s);
+/* Whether clients take the certificate at now_s: TLS_VALID, TLS_NOT_YET (before notBefore),
+ * TLS_EXPIRED, or TLS_DATES_UNKNOWN; the dates in *ret_* when known. */
+typedef enum { TLS_VALID, TLS_NOT_YET, TLS_EXPIRED, TLS_DATES_UNKNOWN } tls_validity_t;
+tls_validity_t tls_ctx_valid_at(SSL_CTX *ctx, int64_t now_s, int64_t *ret_not_before_s,
+                                int64_t *ret_not_after_s);
 
 /* What identifies the certificate and key files' contents without reading them (device,
  * inode, size, modification time, following symlinks: a Kubernetes secret or certbot's
