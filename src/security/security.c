@@ -373,9 +373,6 @@ static int check_api_key(security_t *sec, const char *key, size_t n, attempt_t *
     return 0;
 }
 
-/* Why a token's subject can not name a principal, or NULL: the API keys' namespace (apikey:,
- * in any case and after blanks, or a non-breaking space), or a control character or Unicode
- * line separator (a subject is written into every record and SIEM line). */
 /* An invisible or reordering character (UTF-8 at q): C1 controls, zero-width and bidi
  * marks and overrides, line and paragraph separators, word joiners, the byte-order mark. A
  * subject holding one can display as another (review61 #4: "\u202e1k:yekipa" shows as
@@ -391,6 +388,9 @@ static bool invisible(const unsigned char *q)
     return q[0] == 0xef && q[1] == 0xbb && q[2] == 0xbf;
 }
 
+/* Why a token's subject can not name a principal, or NULL: the API keys' namespace (apikey:,
+ * in any case and after blanks, or a non-breaking space), or a control character or Unicode
+ * invisible character (a subject is written into every record and SIEM line). */
 static const char *sub_refused(const char *sub)
 {
     for (const unsigned char *q = (const unsigned char *)sub; *q; q++)
@@ -465,7 +465,7 @@ int security_authorize(http_ctx_t *ctx, const http_route_t *route, void *arg)
     /* One credential field each: with two, a front end and this server could each use a
      * different one (RFC 9110 defines Authorization as a single field; review58 S5). */
     static const char *const singletons[] = {"X-API-Key", "Authorization"};
-    for (size_t i = 0; i < sizeof(singletons) / sizeof(singletons[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(singletons); i++)
         if (http_ctx_header_count(ctx, singletons[i]) > 1) {
             http_reply_error(ctx, 400, "bad_request", json_pack("{s:s}", "header", singletons[i]),
                              "the %s header is repeated; send one credential", singletons[i]);
