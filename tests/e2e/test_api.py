@@ -153,7 +153,7 @@ def test_ready_fails_while_the_store_cannot_be_written(make_server, demo_manifes
     name, m = next(iter(demo_manifests.items()))
     body = {"features": h.valid_features(m)}
     assert srv.predict(name, body).status_code == 200
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")
         h.assert_error_body(srv.predict(name, body, timeout=60), 503)

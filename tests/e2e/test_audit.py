@@ -827,7 +827,7 @@ def test_a_stuck_lock_holder_fails_closed_and_does_not_hang_shutdown(make_server
         r = srv.predict(name, body, timeout=30)
         waited = time.monotonic() - t0
         h.assert_error_body(r, 503)
-        assert 4.5 <= waited < 12, waited
+        assert 4.5 <= waited < 5 + h.scaled(7), waited
         assert srv.get("/ready").status_code == 503
         h.assert_error_body(srv.predict(name, body), 503)  # at once while unhealthy
         assert "audit log lock held by another process" in srv.log_text()
@@ -844,7 +844,7 @@ def test_a_stuck_lock_holder_fails_closed_and_does_not_hang_shutdown(make_server
         srv.predict(name, body, timeout=30)
         t0 = time.monotonic()
         rc, killed = srv.stop(timeout=30)
-        assert not killed and time.monotonic() - t0 < 15, time.monotonic() - t0
+        assert not killed and time.monotonic() - t0 < 5 + h.scaled(10), time.monotonic() - t0
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
@@ -888,7 +888,7 @@ def test_an_inference_refused_for_want_of_its_record_is_marked_not_delivered(mak
     body = {"features": h.valid_features(feats)}
     ok = srv.predict(name, body)
     assert ok.status_code == 200
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")
         h.assert_error_body(srv.predict(name, body, timeout=60), 503)
@@ -959,7 +959,7 @@ def test_a_prediction_cut_off_at_the_drain_deadline_says_what_became_of_it(make_
     srv = make_server(env)
 
     def lock_store():
-        locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None, check_same_thread=False)
+        locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None, check_same_thread=False)
         locker.execute("BEGIN IMMEDIATE")
         return lambda: (locker.execute("COMMIT"), locker.close())
 
@@ -1014,7 +1014,7 @@ def test_a_prediction_cut_off_at_the_drain_deadline_says_what_became_of_it(make_
     trail = open(env3["AUDIT_LOG_PATH"] + ".lock", "a")
 
     def lock_store_then_trail():
-        locker = sqlite3.connect(srv3.db_path, timeout=1, isolation_level=None, check_same_thread=False)
+        locker = sqlite3.connect(srv3.db_path, timeout=h.scaled(10), isolation_level=None, check_same_thread=False)
         locker.execute("BEGIN IMMEDIATE")
         return lambda: (fcntl.flock(trail, fcntl.LOCK_UN), trail.close(), locker.execute("COMMIT"), locker.close())
 

@@ -155,7 +155,7 @@ def test_trickled_request_gets_408_within_read_timeout(http_server, body, part):
             data, elapsed = trickle_until_answered(s, head + body, 0.4)
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
-    assert READ_TIMEOUT_S * 0.8 <= elapsed < READ_TIMEOUT_S + 2, elapsed
+    assert READ_TIMEOUT_S * 0.8 <= elapsed < READ_TIMEOUT_S * 4 + 5, elapsed
     # the 408's log line (and latency histogram) counts from the request's first byte
     durations = [r["duration_ms"] for r in http_server.log_records() if r.get("status") == 408]
     assert durations and max(durations) >= READ_TIMEOUT_S * 1000 * 0.8, durations

@@ -320,11 +320,14 @@ def slow_canary_server(make_server, delay_ms, drain_s):
     return srv
 
 
-def sender(req, results):
-    """send(name, sock): sends req whole, reads the answer into results[name]."""
+def sender(req, results, sent=None):
+    """send(name, sock): sends req whole (noting when in sent[name]), reads the answer into
+    results[name]."""
     def send(name, sock):
         try:
             sock.sendall(req)
+            if sent is not None:
+                sent[name] = time.monotonic()
             resp = h.read_raw_response(sock, "POST")
             results[name] = (resp.status, json.loads(resp.body)["prediction_id"] if resp.status == 200 else resp.body)
         except Exception as e:  # noqa: BLE001 - any failure is the finding
@@ -398,7 +401,7 @@ def test_sigterm_drain_takes_nothing_in_after_its_deadline(make_server):
     1 s), at most that one recorded unanswered."""
     srv = slow_canary_server(make_server, 3000, 1)
     took, results, unanswered = drain_behind_a_busy_worker(srv, 2, 0, 0.2)
-    assert took < 5.5, "exit %.1f s after SIGTERM (one busy request of 3 s, deadline 1 s)\n%s" % (took, srv.log_tail())
+    assert took < 3 + h.scaled(2.5), "exit %.1f s after SIGTERM (one busy request of 3 s, deadline 1 s)\n%s" % (took, srv.log_tail())
     assert len(unanswered) <= 1, ("recorded but never answered: %d" % len(unanswered), results)
 
 
@@ -410,7 +413,7 @@ def test_sigterm_drain_checks_its_deadline_before_each_request_it_takes_in(make_
     requests queued behind a busy one."""
     srv = slow_canary_server(make_server, 1500, 3)
     took, results, unanswered = drain_behind_a_busy_worker(srv, 6, 0.05, 0.6)
-    assert took < 3 + 1.5 + 1.5, "exit %.1f s after SIGTERM (deadline 3 s, requests of 1.5 s)\n%s" % (
+    assert took < 3 + 1.5 + h.scaled(1.5), "exit %.1f s after SIGTERM (deadline 3 s, requests of 1.5 s)\n%s" % (
         took, srv.log_tail())
     assert results["A"][0] == 200, results
     assert len(unanswered) <= 1, ("recorded but never answered: %d" % len(unanswered), results)
@@ -422,15 +425,31 @@ def test_sigterm_drain_does_not_take_in_a_request_completed_after_it_began(make_
     whole and taken in (recorded, answered) although it was still arriving when the drain
     began. The drain now reads every connection once, first, and nothing after that. One
     worker, predicts of 2 s: A busy; K whole and S half-sent before SIGTERM; the drain reads
-    both when A ends (2 s), runs K (2 s to 4 s); S's rest comes at 3 s and is not taken in."""
-    srv = slow_canary_server(make_server, 2000, h.scaled(30))
+    both when A ends (2 s), runs K (2 s to 4 s); S's rest comes at 3 s and is not taken in.
+    The times count from A's request sent whole (flaky67 #2: counted from before A's thread
+    started, a slow start put A's end, and so the drain's read, after S's rest). A run whose
+    own steps up to SIGTERM took so long that the timeline no longer holds is run again on a
+    new server, at most three times."""
+    for attempt in range(3):
+        if drain_while_a_body_arrives(slow_canary_server(make_server, 2000, h.scaled(30))):
+            return
+    raise AssertionError("three runs missed the timeline: SIGTERM came later than 1.5 s after A began")
+
+
+def drain_while_a_body_arrives(srv):
+    """One run of the test above: False when the timeline did not hold (nothing checked),
+    True when it held and every check passed."""
     req = predict_request(h.valid_instances(srv.manifest(PARK), 1))
     before = srv.prediction_ids()
     results = {}
-    send = sender(req, results)
-    t0 = time.monotonic()
+    sent = {}
+    send = sender(req, results, sent)
     a = threading.Thread(target=send, args=("A", socket.create_connection(("127.0.0.1", srv.port))))
     a.start()
+    deadline = time.monotonic() + h.scaled(10)
+    while "A" not in sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = sent["A"]
     time.sleep(0.3)  # A is in the worker, sleeping
     k = threading.Thread(target=send, args=("K", socket.create_connection(("127.0.0.1", srv.port))))
     k.start()
@@ -439,6 +458,7 @@ def test_sigterm_drain_does_not_take_in_a_request_completed_after_it_began(make_
     s.sendall(req[: len(req) - 20])
     time.sleep(0.2)
     srv.send_signal(signal.SIGTERM)
+    on_time = time.monotonic() - t0 < 1.5  # while A still runs, with K and S's half in their sockets
     time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
     try:
         s.sendall(req[len(req) - 20:])
@@ -450,11 +470,15 @@ def test_sigterm_drain_does_not_take_in_a_request_completed_after_it_began(make_
     for t in (a, k):
         t.join(h.scaled(30))
     rc = srv.wait(h.scaled(30))
+    if not on_time:
+        srv.stop()
+        return False
     assert rc == 0, srv.log_tail()
     assert results.get("A", [None])[0] == 200 and results.get("K", [None])[0] == 200, (results, srv.log_tail())
     assert status != 200, "a request completed after the drain began was taken in"
     answered = {v[1] for v in results.values() if v[0] == 200}
     assert srv.prediction_ids() - before == answered, "a request the drain did not take in was recorded"
+    return True
 
 
 def test_sigterm_drain_does_not_invite_a_body_it_will_not_read(make_server):

@@ -385,7 +385,9 @@ def test_a_few_rows_do_not_judge_quality_or_drift(make_server):
     assert len(required_only) < len(man["features"]), "the model needs an optional feature for this test"
     for _ in range(2):
         assert srv.predict(MODEL, {"features": required_only}).status_code == 200
-    time.sleep(2.5)  # two evaluations (MONITOR_INTERVAL=1s)
+    wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["data_quality"]["values"] > 0,
+             timeout=h.scaled(15), what="an evaluation that counted the two rows")
+    time.sleep(1.5)  # and one more (MONITOR_INTERVAL=1s), which must not fire either
     mon = srv.get("/api/v1/monitoring/%s" % MODEL).json()
     assert mon["data_quality"]["values"] > 0 and mon["data_quality"]["score"] is None, mon["data_quality"]
     assert mon["drift"]["score"] is None, mon["drift"]

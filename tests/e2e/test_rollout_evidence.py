@@ -221,7 +221,7 @@ def test_blue_green_watch_compares_latency_with_the_stable_reference(make_server
     assert d["status"] == "rolled_back", (d["status"], d["performance_metrics"].get("last_check"))
     assert "blue_green_watch_p95_latency_ratio" in d["rollback_reason"], d["rollback_reason"]
     ref = d["performance_metrics"]["last_check"]["stable_p95_reference"]
-    assert ref["p95_ms"] is not None and ref["p95_ms"] < 40, ref
+    assert ref["p95_ms"] is not None and ref["p95_ms"] < h.fault_delay_s(fault) * 1000, ref
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "1.0.0"
 
 

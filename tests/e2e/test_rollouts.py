@@ -259,7 +259,7 @@ def test_the_step_out_of_validation_waits_for_the_store(make_server, tmp_path):
     assert r.status_code == 201, r.text
     dep = r.json()["deployment_id"]
     wait_until(srv, dep, lambda d: d["status"] == "validating", timeout=30)
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")  # during or before the gates: either way no switch
         time.sleep(8)  # past the store's 5 s busy timeout of the failed save
@@ -562,7 +562,7 @@ def test_a_change_the_store_cannot_record_is_not_acknowledged_and_is_stored_late
     import sqlite3
 
     srv, log, dep = _audited_canary_in_stage_0(make_server, tmp_path)
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")  # another writer holds the store
         resp = srv.post("/api/v1/deployments/%s/rollback" % dep, json={"reason": "bad"}, timeout=60)
@@ -612,7 +612,7 @@ def test_no_step_forward_while_the_last_one_is_not_stored(make_server, tmp_path)
                auto_promote=False)
     dep = r.json()["deployment_id"]
     wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")  # another writer holds the store: writes fail
         for _ in range(3):  # a client retrying its 503
@@ -654,7 +654,7 @@ def test_the_controller_takes_no_step_while_the_store_is_busy(make_server, tmp_p
                check_interval="30s", min_requests=0, min_labels=0, auto_promote=True)
     dep = r.json()["deployment_id"]
     wait_until(srv, dep, lambda d: d["status"] == "deploying", timeout=30)
-    locker = sqlite3.connect(srv.db_path, timeout=1, isolation_level=None)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")  # before stage 0's 3 s are over
         time.sleep(6)
@@ -681,7 +681,7 @@ def test_deployment_changes_while_the_audit_trail_fails(make_server, tmp_path):
     log = str(tmp_path / "audit.log")
     srv = make_server({"SECRET_KEY": AUDIT_SECRET, "AUDIT_LOG_PATH": log})
     train(srv, PARK, "2.0.0", "--rounds", "101")
-    stage_s = 8  # longer than the 5 s the trail takes to fail closed
+    stage_s = 5 + round(h.scaled(3))  # longer than the 5 s the trail takes to fail closed
     r = deploy(srv, PARK, "2.0.0", shadow_duration="0s", canary_stages=[50, 100], stage_duration="%ds" % stage_s,
                check_interval="300ms", min_requests=0, auto_promote=True)
     dep = r.json()["deployment_id"]
@@ -739,9 +739,12 @@ def test_every_controller_step_reaches_the_trail_even_when_the_writer_stalls(mak
     lock = open(log + ".lock", "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # the stage when the writer got stuck: a slow machine may already be past stage 0
+        # here (flaky67 #1); from now on at most one more step, whose record waits
+        held_at = record(srv, dep)["current_stage"]
         time.sleep(9)
         d = record(srv, dep)
-        assert d["active"] and d["current_stage"] <= 1, (d["current_stage"], events(d))
+        assert d["active"] and d["current_stage"] <= held_at + 1, (held_at, d["current_stage"], events(d))
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
