@@ -122,7 +122,7 @@ def test_restart_mid_stage_keeps_its_timer_and_evidence(make_server, how):
 def test_stage_whose_time_ran_out_while_down_is_judged_at_once(make_server):
     srv = make_server()
     train(srv, "2.0.0")
-    stage_s = 10
+    stage_s = round(h.scaled(10))  # room for 80 durable predicts before the stage ends
     dep = deploy_canary(srv, stage_s)
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 0, timeout=60)
     end = at(d, "stage_0_started") + stage_s

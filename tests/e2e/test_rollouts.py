@@ -403,7 +403,7 @@ def test_restart_mid_canary_resumes(make_server):
     d = wait_until(srv, dep, lambda d: d["current_stage"] == 2 or not d["active"], timeout=30)
     t_stage2 = iso_s(next(e["at"] for e in d["timeline"] if e["event"] == "stage_2_started"))
     assert 3.5 <= t_stage2 - t_stage1, (t_stage2 - t_stage1, t_resumed - t_stage1)
-    assert t_stage2 <= max(t_stage1 + 4, t_resumed) + 1.5, (t_stage2 - t_stage1, t_resumed - t_stage1)
+    assert t_stage2 <= max(t_stage1 + 4, t_resumed) + h.scaled(1.5), (t_stage2 - t_stage1, t_resumed - t_stage1)
     d = wait_until(srv, dep, finished, timeout=30)
     assert d["status"] == "stable"
     assert srv.get("/api/v1/models/" + PARK).json()["serving_version"] == "2.0.0"
