@@ -483,7 +483,7 @@ def test_bad_jwt_keys_refuse_to_start(make_server, tmp_path):
 def read_audit(path, want, timeout=5.0):
     """Audit records (parsed) once `want(records)` holds, or whatever is there at the timeout."""
     import json
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + h.scaled(timeout)
     recs = []
     while time.monotonic() < deadline:
         try:

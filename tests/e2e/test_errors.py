@@ -212,7 +212,7 @@ def test_body_too_large_declared_length(small_body_server):
             "Content-Type": "application/json", "Content-Length": "1073741824"}) + b'{"features":')
         t0 = time.monotonic()
         resp = h.read_raw_response(s, "POST")
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < h.scaled(5)
     assert_413(resp)
 
 
@@ -646,7 +646,7 @@ def test_read_timeout(make_server):
         except (ConnectionResetError, socket.timeout):
             pass
         took = time.monotonic() - t0
-    assert took < 6, "slow client held the connection %.1f s with READ_TIMEOUT=1" % took
+    assert took < 1 * 4 + 5, "slow client held the connection %.1f s with READ_TIMEOUT=1" % took
     assert data == b"" or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 400"), data[:200]
     # A fresh connection (the session's idle keep-alive one is closed by the same timeout).
     resp = srv.raw(h.build_request("GET", "/health", headers={"Connection": "close"}))

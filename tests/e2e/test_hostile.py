@@ -467,6 +467,8 @@ def test_slow_senders(hostile_server, demo_manifests):
             for i, s in enumerate(socks):
                 if i % 3 == 0:
                     s.sendall(b"X-Slow: 1\r\n")
+            # on a fresh connection: a pooled one idle since before a stall may be closing
+            hostile_server.session.close()
             assert hostile_server.get("/health", timeout=5).status_code == 200
         t0 = time.monotonic()
         for s in socks:

@@ -327,7 +327,15 @@ def test_the_clis_trust_a_ca_issued_certificate_and_read_the_servers_env_file(de
                                  "-key", other_key, "-www", "-quiet"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            deadline = time.monotonic() + h.scaled(10)
+            while True:  # listening (a refused connection would be another finding)
+                assert peer.poll() is None, "openssl s_server exited"
+                try:
+                    socket.create_connection(("127.0.0.1", other_port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "openssl s_server never listened"
+                    time.sleep(0.05)
             rc, o = run(["smoke", "--env-file", str(envfile), "--url", "https://localhost:%d" % other_port])
             assert rc == 1 and "the server's certificate is not trusted" in o, o
             assert "configured with" not in o, o

@@ -472,6 +472,7 @@ typedef struct {
     model_registry_t *reg;
     float expect1, expect2;
     atomic_int *stop;
+    atomic_int *running; /* workers that have acquired at least once */
     int errors, acquired, seen2;
 } acq_worker_t;
 
@@ -494,7 +495,8 @@ static void *acq_worker(void *arg)
         if (out != (is2 ? w->expect2 : w->expect1))
             w->errors++;
         w->seen2 += is2;
-        w->acquired++;
+        if (++w->acquired == 1)
+            atomic_fetch_add(w->running, 1);
         model_handle_unref(h);
     }
     return NULL;
@@ -512,13 +514,18 @@ static void test_concurrent_acquire_during_swaps(void **state)
     float expect1 = predict_one(h1), expect2 = predict_one(h2);
     model_handle_unref(h1);
     model_handle_unref(h2);
-    atomic_int stop = 0;
+    atomic_int stop = 0, running = 0;
     acq_worker_t w[4];
     pthread_t t[4];
     for (int i = 0; i < 4; i++) {
-        w[i] = (acq_worker_t){.reg = reg, .expect1 = expect1, .expect2 = expect2, .stop = &stop};
+        w[i] = (acq_worker_t){
+            .reg = reg, .expect1 = expect1, .expect2 = expect2, .stop = &stop, .running = &running};
         assert_int_equal(pthread_create(&t[i], NULL, acq_worker, &w[i]), 0);
     }
+    /* the swaps run while every worker acquires (a busy machine may start them late) */
+    for (int64_t until = util_mono_ns() + 30 * 1000000000LL;
+         atomic_load(&running) < 4 && util_mono_ns() < until;)
+        usleep(1000);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(store_model_set_stable(store2, "m", i % 2 ? "1" : "2"), 0);
         assert_int_equal(model_registry_poll(reg), 1);
