@@ -474,20 +474,14 @@ static bool ipv4_as_browsers_write(const char *h, size_t n)
         return true; /* a name (example.com., foo.0xg) */
     if (m != n)
         return false; /* 127.0.0.1. is sent as 127.0.0.1 */
-    int parts = 0;
-    for (const char *p = h; p < h + n; parts++) {
-        const char *dot = memchr(p, '.', (size_t)(h + n - p));
-        size_t k = (size_t)((dot ? dot : h + n) - p);
-        if (k == 0 || k > 3 || strspn(p, "0123456789") < k || (k > 1 && p[0] == '0'))
-            return false;
-        int v = 0;
-        for (size_t i = 0; i < k; i++)
-            v = v * 10 + (p[i] - '0');
-        if (v > 255)
-            return false;
-        p = dot ? dot + 1 : h + n;
-    }
-    return parts == 4;
+    /* inet_pton takes exactly the dotted quad: four decimal parts of 0..255, no leading zero */
+    char quad[INET_ADDRSTRLEN];
+    struct in_addr a;
+    if (n >= sizeof(quad))
+        return false;
+    memcpy(quad, h, n);
+    quad[n] = '\0';
+    return inet_pton(AF_INET, quad, &a) == 1;
 }
 
 static bool valid_origin(const char *s, size_t n)
