@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,7 +16,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,6 +30,7 @@
 #include "backup/repo.h"
 #include "backup/restore.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 #include "model/manifest.h"
 #include "model/runtime.h"
@@ -60,7 +59,8 @@ typedef struct drill {
     char target[PATH_MAX];
     char db_file[PATH_MAX];
     pid_t server;
-    int port;
+    int notify_fd; /* where the server says READY=1 and its port (notify.h), -1 before */
+    int port;      /* the drill server's, from its READY=1 (it binds port 0: nothing can take it first) */
     char log[PATH_MAX];
     char env_file[PATH_MAX]; /* the restored env file, "" if the backup has none */
     char salt[APIKEY_SECRET_SIZE];    /* the drill server's API_KEY_SALT (fresh) */
@@ -104,20 +104,6 @@ static void log_tail(const char *path, char *buf, size_t len)
     ssize_t n = pread(fd, buf, len - 1, from);
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = 0};
-    socklen_t al = sizeof(a);
-    int r = bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(fd, (struct sockaddr *)&a, &al) < 0
-                ? -errno
-                : ntohs(a.sin_port);
-    close(fd);
-    return r;
 }
 
 /* ------------------------------------------------------------------ work dirs */
@@ -196,7 +182,9 @@ static const char *const overridden[] = {
     "SIEM_INTEGRATION_ENABLED", "SYSLOG_SERVER", "ALERTMANAGER_URL", "ALERT_WEBHOOK_URL",
     /* the drill talks to its own server on loopback in plain HTTP, whatever production's
      * TLS settings (its certificate files are not part of a backup) */
-    "TLS_ENABLED"};
+    "TLS_ENABLED",
+    /* the drill's own readiness socket, not a service manager's the drill may run under */
+    "NOTIFY_SOCKET"};
 
 static bool is_overridden(const char *kv)
 {
@@ -247,10 +235,12 @@ static int start_server(drill_t *d, char *err, size_t errlen)
         exe[n] = '\0';
     else
         snprintf(exe, sizeof(exe), "%s", src);
-    d->port = free_port();
-    if (d->port < 0) {
-        snprintf(err, errlen, "no free loopback port: %s", strerror(-d->port));
-        return d->port;
+    char notify_addr[64];
+    d->notify_fd = notify_listen(notify_addr, sizeof(notify_addr));
+    if (d->notify_fd < 0) {
+        snprintf(err, errlen, "cannot open the socket the drill server reports its readiness to: %s",
+                 strerror(-d->notify_fd));
+        return d->notify_fd;
     }
     size_t nenv = 0;
     while (environ[nenv])
@@ -275,7 +265,7 @@ static int start_server(drill_t *d, char *err, size_t errlen)
         r |= asprintf(&own[o++], "AUDIT_LOG_PATH=%s/audit/%s", d->target, audit_base) < 0;
     r |= asprintf(&own[o++], "LOG_FILE=%s", d->log) < 0;
     r |= asprintf(&own[o++], "HOST=127.0.0.1") < 0;
-    r |= asprintf(&own[o++], "PORT=%d", d->port) < 0;
+    r |= asprintf(&own[o++], "NOTIFY_SOCKET=%s", notify_addr) < 0;
     r |= asprintf(&own[o++], "PROMETHEUS_PORT=0") < 0;
     r |= asprintf(&own[o++], "BACKUP_ENABLED=false") < 0;
     r |= asprintf(&own[o++], "BACKUP_PATH=%s/backups", d->target) < 0;
@@ -289,9 +279,7 @@ static int start_server(drill_t *d, char *err, size_t errlen)
     for (size_t i = 0; i < o; i++)
         envp[k++] = own[i];
     envp[k] = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", d->port);
-    char *argv[] = {exe, "serve", "--host", "127.0.0.1", "--port", port, NULL, NULL, NULL};
+    char *argv[] = {exe, "serve", "--host", "127.0.0.1", "--port", "0", NULL, NULL, NULL};
     /* The server reads the env file restored from the backup (the configuration is part of
      * what is being drilled); without one, the drill's own. */
     const char *env_file = d->env_file[0] ? d->env_file : d->o->env_file;
@@ -339,20 +327,58 @@ static void server_reaped(drill_t *d)
     backup_interrupt_child(0);
 }
 
+/* Whether the drill server has exited; then it is reaped and err says so, with its status and
+ * log tail ("before <what>"). */
+static bool server_exited(drill_t *d, const char *what, char *err, size_t errlen)
+{
+    int status;
+    if (waitpid(d->server, &status, WNOHANG) != d->server)
+        return false;
+    server_reaped(d);
+    char tail[1024];
+    log_tail(d->log, tail, sizeof(tail));
+    snprintf(err, errlen, "the drill server exited (status %d) before %s; log tail: %s",
+             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), what, tail);
+    return true;
+}
+
+/* Until the drill server, and only it (the sender's pid), says READY=1 with its port. */
+static int wait_ready(drill_t *d, int64_t deadline, char *err, size_t errlen)
+{
+    for (;;) {
+        if (server_exited(d, "it was ready", err, errlen))
+            return -ECHILD;
+        char msg[1024], port[16];
+        pid_t from = 0;
+        ssize_t n = notify_recv(d->notify_fd, 50, msg, sizeof(msg), &from);
+        if (n < 0) {
+            snprintf(err, errlen, "cannot read the drill server's readiness: %s", strerror((int)-n));
+            return (int)n;
+        }
+        int64_t p;
+        if (n > 0 && from == d->server && notify_field(msg, "READY", port, sizeof(port)) &&
+            !strcmp(port, "1") && notify_field(msg, "X_AIMEDRES_PORT", port, sizeof(port)) &&
+            util_parse_int64(port, 1, 65535, &p) == 0) {
+            d->port = (int)p;
+            return 0;
+        }
+        if (util_mono_ns() / 1000000 >= deadline) {
+            char tail[1024];
+            log_tail(d->log, tail, sizeof(tail));
+            snprintf(err, errlen, "the drill server did not report ready in time; log tail: %s", tail);
+            return -ETIMEDOUT;
+        }
+    }
+}
+
 /* GET until 200; fails early if the server exits. */
 static int wait_status(drill_t *d, const char *path, int64_t deadline, char *err, size_t errlen)
 {
-    char last[512] = "no answer";
+    char last[512] = "no answer", what[64];
+    snprintf(what, sizeof(what), "%s answered 200", path);
     for (;;) {
-        int status;
-        if (waitpid(d->server, &status, WNOHANG) == d->server) {
-            server_reaped(d);
-            char tail[1024];
-            log_tail(d->log, tail, sizeof(tail));
-            snprintf(err, errlen, "the drill server exited (status %d) before %s answered 200; log tail: %s",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), path, tail);
+        if (server_exited(d, what, err, errlen))
             return -ECHILD;
-        }
         httpc_response_t resp = {0};
         char herr[256];
         httpc_url_t self = {.host = "127.0.0.1", .port = d->port};
@@ -660,7 +686,7 @@ static int count_predictions(const char *db, int64_t *ret, char *err, size_t err
 bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const backup_drill_opts_t *o,
                   json_t **ret_report)
 {
-    drill_t d = {.s = s, .o = o, .server = -1, .ok = true};
+    drill_t d = {.s = s, .o = o, .server = -1, .notify_fd = -1, .ok = true};
     char started[ISO8601_LEN], err[2048] = "";
     util_iso8601(util_now_ms(), started);
     d.steps = json_array();
@@ -793,7 +819,7 @@ bool backup_drill(const backup_settings_t *s, const backup_key_t *key, const bac
     }
     int64_t deadline =
         util_mono_ns() / 1000000 + (o->ready_timeout_s > 0 ? o->ready_timeout_s : 120) * 1000LL;
-    if (wait_status(&d, "/health", deadline, err, sizeof(err)) < 0 ||
+    if (wait_ready(&d, deadline, err, sizeof(err)) < 0 || wait_status(&d, "/health", deadline, err, sizeof(err)) < 0 ||
         wait_status(&d, "/ready", deadline, err, sizeof(err)) < 0) {
         step(&d, "start", false, t0, "%s", err);
         goto stop;
@@ -873,6 +899,8 @@ stop:
 done:
     if (d.server > 0)
         stop_server(&d);
+    if (d.notify_fd >= 0)
+        close(d.notify_fd);
     if (d.target[0]) {
         char kept[PATH_MAX];
         if (o->keep) {

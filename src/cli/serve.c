@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
 #include "common/buildinfo.h"
 #include "common/lockfile.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 #include "monitor/process.h"
 #include "monitor/monitor.h" /* monitor (issue 4) */
@@ -126,7 +128,9 @@ static void usage(FILE *out)
                  "  --port N         listen port, 0 for an ephemeral one (default PORT or 8080)\n"
                  "  --env-file FILE  read settings from FILE first; the environment overrides it\n"
                  "Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads models,\n"
-                 "reopens LOG_FILE and reloads the TLS certificate (also reloaded when its files change).\n");
+                 "reopens LOG_FILE and reloads the TLS certificate (also reloaded when its files change).\n"
+                 "With NOTIFY_SOCKET set (systemd Type=notify), reports READY=1 and its port\n"
+                 "(X_AIMEDRES_PORT) once it answers, RELOADING=1 around SIGHUP, STOPPING=1 at SIGTERM.\n");
 }
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -145,11 +149,24 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A state change for the service manager (notify.h); a failed send is logged, not fatal: the
+ * manager then times the service out, as it should when it cannot hear it. */
+static void tell_manager(const char *state)
+{
+    int r = notify_send(state);
+    if (r < 0)
+        log_msg(LOG_WARNING, "cannot notify the service manager (NOTIFY_SOCKET)", "{s:s,s:s}", "state", state, "error",
+                strerror(-r));
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     serve_state_t *st = arg;
     if (sig == SIGHUP) {
+        char state[96];
+        snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)(util_mono_ns() / 1000));
+        tell_manager(state);
         int lr = log_reopen(); /* logrotate: `postrotate kill -HUP` */
         if (lr < 0)
             log_msg(LOG_ERROR, "cannot reopen LOG_FILE; still writing to the old file", "{s:s}", "error",
@@ -159,11 +176,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                 (json_int_t)model_registry_loaded_count(st->app.registry));
         if (st->tls_ctx)
             tls_reload(st, "SIGHUP");
+        tell_manager("READY=1");
         return;
     }
     if (st->stopping)
         return;
     st->stopping = true;
+    tell_manager("STOPPING=1\nSTATUS=draining");
     log_msg(LOG_INFO, "draining", "{s:s,s:I,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             "inflight", (json_int_t)http_server_inflight(st->app.server), "deadline_s",
             st->app.cfg->drain_timeout_s);
@@ -227,6 +246,11 @@ int cli_serve(int argc, char **argv)
     config_t *cfg = cli_load_config(env_file);
     if (!cfg)
         return 1;
+    /* systemd's Type=notify (and dr-drill's server): READY=1 once serving. NOTIFY_SOCKET leaves
+     * the environment here, before any thread or child process starts. */
+    if (notify_init() < 0)
+        log_msg(LOG_WARNING, "NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name'): readiness is not reported",
+                NULL);
     int rc = 1;
     serve_state_t st = {0};
     st.app.cfg = cfg;
@@ -427,6 +451,10 @@ int cli_serve(int argc, char **argv)
         json_object_set_new(where, "metrics_port", json_integer(http_server_port(st.metrics_server)));
     }
     log_json(LOG_INFO, "listening", where);
+    char state[256];
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=serving on %s:%d\nMAINPID=%ld\nX_AIMEDRES_PORT=%d", hopts.host,
+             http_server_port(st.app.server), (long)getpid(), http_server_port(st.app.server));
+    tell_manager(state);
     event_base_dispatch(st.base);
 
     http_server_stop(st.app.server);

@@ -61,6 +61,8 @@ def test_unit_agrees_with_the_defaults_and_the_backup_units(tmp_path):
     drain = int(re.match(r"(\d+)", cfg["SHUTDOWN_DRAIN_TIMEOUT"]).group(1))
     assert int(d["TimeoutStopSec"][0]) > drain, (d["TimeoutStopSec"], drain)
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # readiness from the server itself (test_lifecycle checks it sends READY=1 from its own pid)
+    assert d["Type"] == ["notify"] and d["NotifyAccess"] == ["main"], (d["Type"], d.get("NotifyAccess"))
     for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "ProtectHome"):
         assert key in d, key
     assert d["CapabilityBoundingSet"] == [""]

@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import sqlite3
+import struct
+import subprocess
 import threading
 import time
 
@@ -837,3 +839,60 @@ def test_sighup_reopens_log_file(make_server, tmp_path):
         time.sleep(0.05)
     assert any(x.get("route") == "/api/v1" for x in lines), lines
     assert os.path.getsize(rotated) == size_rotated
+
+
+# --------------------------------------------------------------------------- service manager
+
+
+def test_serve_tells_the_service_manager_ready_reloading_and_stopping(demo_copy, tmp_path):
+    """The sd_notify protocol that deploy/systemd's Type=notify unit and dr-drill rely on: READY=1
+    with the port it bound (serve --port 0) once it answers, RELOADING=1 then READY=1 around a
+    SIGHUP, STOPPING=1 at SIGTERM; every message from the server's own pid."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = "aimedres-test-notify-%d-%d" % (os.getpid(), time.monotonic_ns())
+    sock.bind("\0" + name)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.settimeout(h.scaled(60))
+    log = tmp_path / "serve.log"
+    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET="@" + name, LOG_FILE=str(log)))
+    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", "0"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def receive():
+        msg, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
+        creds = [d for lvl, typ, d in anc if lvl == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS]
+        assert creds, "no sender credentials"
+        pid = struct.unpack("3i", creds[0])[0]
+        return pid, dict(line.split("=", 1) for line in msg.decode().split("\n"))
+
+    try:
+        pid, ready = receive()
+        assert pid == proc.pid and ready["READY"] == "1" and ready["MAINPID"] == str(proc.pid), ready
+        port = int(ready["X_AIMEDRES_PORT"])
+        assert port > 0 and ready["STATUS"] == "serving on 127.0.0.1:%d" % port, ready
+        # READY means answering, on the port it names
+        r = requests.get("http://127.0.0.1:%d/health" % port, timeout=h.scaled(10))
+        assert r.status_code == 200, r.text
+        proc.send_signal(signal.SIGHUP)
+        pid, reloading = receive()
+        assert pid == proc.pid and reloading["RELOADING"] == "1" and int(reloading["MONOTONIC_USEC"]) > 0, reloading
+        pid, again = receive()
+        assert pid == proc.pid and again == {"READY": "1"}, again
+        proc.send_signal(signal.SIGTERM)
+        pid, stopping = receive()
+        assert pid == proc.pid and stopping["STOPPING"] == "1", stopping
+        assert proc.wait(timeout=h.scaled(30)) == 0
+        assert "NOTIFY_SOCKET" not in log.read_text()  # no warning: every message was sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
+
+
+def test_serve_without_a_usable_notify_socket_still_serves(make_server):
+    """A NOTIFY_SOCKET that names no socket is a warning, not a reason to refuse to start (the
+    server may be run by hand from a shell a service manager started)."""
+    srv = make_server(extra_env={"NOTIFY_SOCKET": "relative/notify.sock"})
+    assert srv.get("/health").status_code == 200
+    assert "NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name'): readiness is not reported" in srv.log_text()
