@@ -19,8 +19,9 @@ PACKAGES="$PACKAGES python3-pytest python3-requests python3-xgboost python3-nump
 PACKAGES="$PACKAGES prometheus prometheus-alertmanager python3-yaml"
 # reliability (issue 7): clang + libFuzzer runtime for `make fuzz`, llvm for llvm-symbolizer.
 PACKAGES="$PACKAGES clang libclang-rt-14-dev llvm"
-# audit (issue 5): a real rsyslog (TCP/UDP, and TLS via its OpenSSL driver) for tests/e2e/test_siem.py.
-PACKAGES="$PACKAGES rsyslog rsyslog-openssl"
+# audit (issue 5): a real rsyslog (TCP/UDP, TLS via its OpenSSL driver, RELP via imrelp) for
+# tests/e2e/test_siem.py and test_siem_relp.py.
+PACKAGES="$PACKAGES rsyslog rsyslog-openssl rsyslog-relp"
 # backups (issue 6): faketime, to run a DR drill "hours later" (its RPO check) in tests/e2e.
 PACKAGES="$PACKAGES faketime"
 # backups (review29): strace's syscall fault injection slows or fails the renames of a restore's

@@ -27,6 +27,13 @@
  *   After an end that got no answer (a hung receiver), the next connection first sends
  *   nothing and must be answered: a frozen receiver would otherwise find a copy of the same
  *   records in every connection queued meanwhile (review65 #2).
+ * - RELP (relp.h) replaces that confirmation where the receiver speaks it: a session opens with
+ *   "open" (the receiver must offer "syslog"), each record is a transaction, and after each
+ *   batch the forwarder reads the receiver's answers in order; the cursor is saved after the
+ *   last record answered 200. A refusal, a serverclose, a broken session or no answer within
+ *   IO_TIMEOUT_S sends the records after it again, as above. The answer comes from the
+ *   receiver itself, so a proxy in between no longer confirms for it (review65 #1), and no
+ *   probe is needed (a receiver that does not answer does not answer the open either).
  * - Connected only while there is something to send: the forwarder connects when the log
  *   holds bytes it has not seen, and closes a connection idle for CONFIRM_IDLE_MS.
  * - The saved cursor is written crash-safely (atomic rename) at each confirmation. */
@@ -53,6 +60,7 @@
 #include <unistd.h>
 
 #include "audit/record.h"
+#include "audit/relp.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "monitor/metrics.h"
@@ -68,7 +76,7 @@
 #define WARN_EVERY_MS 60000  /* a failure that persists is logged again this often */
 #define MAX_MSG (AUDIT_MAX_LINE + 8192)
 
-enum proto { P_UDP, P_TCP, P_TLS };
+enum proto { P_UDP, P_TCP, P_TLS, P_RELP, P_RELP_TLS };
 
 /* A log file as a read found it: inode, bytes up to the end (a partial line included) and
  * modification time. */
@@ -103,6 +111,8 @@ struct audit_siem {
     enum proto proto;
     int facility;
     char hostname[256];
+    bool tls;  /* tls or relp-tls */
+    bool relp; /* relp or relp-tls: the receiver answers each record (relp.h) */
 
     int sock;
     SSL_CTX *ssl_ctx;
@@ -124,6 +134,17 @@ struct audit_siem {
     /* the log file as the last read to its end found it, and as it was when the forwarder
      * last went idle: while the file is so, there is nothing new to send */
     log_stamp_t end, idle;
+
+    /* RELP: the session's last transaction number, the records of the batch in flight (their
+     * transaction and the cursor after each), and what the receiver sent not yet parsed */
+    unsigned txnr;
+    struct relp_pending {
+        unsigned txnr;
+        cursor_t after;
+    } pending[BATCH];
+    size_t npending;
+    char rbuf[16384];
+    size_t rlen, rused; /* bytes in rbuf; of them, taken by the frame relp_next returned last */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -322,7 +343,155 @@ static void disconnect(audit_siem_t *s)
     if (s->sock >= 0)
         close(s->sock);
     s->sock = -1;
+    s->npending = 0;
+    s->rlen = s->rused = 0;
     atomic_store(&siem_connected, 0);
+}
+
+/* Writes all of buf to the stream connection. 0 or -errno. */
+static int stream_write(audit_siem_t *s, const char *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w;
+        if (s->tls) {
+            w = SSL_write(s->ssl, buf + off, (int)(len - off));
+            if (w <= 0) {
+                ERR_clear_error();
+                return -EPIPE;
+            }
+        } else {
+            w = send(s->sock, buf + off, len - off, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return w < 0 ? -errno : -EPIPE;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads what the receiver sent into rbuf, waiting until deadline_ms (util_now_ms). 1 when bytes
+ * came, 0 at the deadline, -EPIPE at its end of stream or an error, -EPROTO when rbuf is full
+ * without a whole frame. A TLS 1.3 session ticket is processed and waited past. */
+static int stream_fill(audit_siem_t *s, int64_t deadline_ms)
+{
+    if (s->rlen == sizeof(s->rbuf))
+        return -EPROTO;
+    for (;;) {
+        if (!s->tls || SSL_pending(s->ssl) == 0) {
+            int64_t left = deadline_ms - util_now_ms();
+            struct pollfd pfd = {.fd = s->sock, .events = POLLIN};
+            if (left <= 0)
+                return 0;
+            int pr = poll(&pfd, 1, (int)left);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr != 1)
+                return pr == 0 ? 0 : -EPIPE;
+        }
+        size_t room = sizeof(s->rbuf) - s->rlen;
+        if (s->tls) {
+            int n = SSL_read(s->ssl, s->rbuf + s->rlen, (int)room);
+            if (n > 0) {
+                s->rlen += (size_t)n;
+                return 1;
+            }
+            int e = SSL_get_error(s->ssl, n);
+            ERR_clear_error();
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                continue;
+            return -EPIPE;
+        }
+        ssize_t n = recv(s->sock, s->rbuf + s->rlen, room, MSG_DONTWAIT);
+        if (n > 0) {
+            s->rlen += (size_t)n;
+            return 1;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            continue;
+        return -EPIPE;
+    }
+}
+
+/* The next RELP frame from the receiver, by deadline_ms: 1 with *m (its data lives in rbuf
+ * until the next call), 0 at the deadline, -EPIPE (closed), -EPROTO (not RELP). */
+static int relp_next(audit_siem_t *s, int64_t deadline_ms, relp_msg_t *m)
+{
+    if (s->rused) {
+        memmove(s->rbuf, s->rbuf + s->rused, s->rlen - s->rused);
+        s->rlen -= s->rused;
+        s->rused = 0;
+    }
+    for (;;) {
+        size_t used;
+        int r = relp_parse(s->rbuf, s->rlen, m, &used);
+        if (r < 0)
+            return r;
+        if (r == 1) {
+            s->rused = used;
+            return 1;
+        }
+        if ((r = stream_fill(s, deadline_ms)) <= 0)
+            return r;
+    }
+}
+
+/* Sends a RELP command frame; 0 or -errno. */
+static int relp_send(audit_siem_t *s, const char *command, const char *data, size_t len)
+{
+    char *f;
+    size_t fl;
+    s->txnr = relp_next_txnr(s->txnr);
+    int rc = relp_frame(s->txnr, command, data, len, &f, &fl);
+    if (rc < 0)
+        return rc;
+    rc = stream_write(s, f, fl);
+    free(f);
+    return rc;
+}
+
+/* RELP's session open: the receiver must answer 200 and offer the syslog command. */
+static int relp_open(audit_siem_t *s, const char *where, char *err, size_t errlen)
+{
+    static const char offer[] = "relp_version=0\nrelp_software=aimedres," AIMEDRES_VERSION "\ncommands=syslog";
+    s->txnr = 0;
+    relp_msg_t m;
+    int r = relp_send(s, "open", offer, sizeof(offer) - 1);
+    if (r == 0)
+        r = relp_next(s, util_now_ms() + IO_TIMEOUT_S * 1000, &m);
+    if (r == 1 && m.txnr == s->txnr && m.code == 200 && relp_offers(&m, "syslog"))
+        return 0;
+    char why[300];
+    if (r == 1 && strcmp(m.command, "rsp") == 0 && m.code != 200) {
+        char text[200];
+        relp_rsp_text(&m, text, sizeof(text));
+        snprintf(why, sizeof(why), "it answered %d %s", m.code, text);
+    } else if (r == 1 && m.code == 200) {
+        snprintf(why, sizeof(why), "it does not offer the syslog command");
+    } else if (r < 0 && r != -EPROTO && s->tls && !s->client_cert) {
+        /* a TLS receiver that wants a certificate drops us only after our side of the handshake */
+        snprintf(why, sizeof(why), "it closed the connection (does the receiver require a client certificate? "
+                 "SYSLOG_TLS_CERT_PATH, SYSLOG_TLS_KEY_PATH)");
+    } else {
+        snprintf(why, sizeof(why), "%s (is it a RELP receiver? rsyslog: module imrelp)",
+                 r == 0         ? "no answer to the session open within 5 s"
+                 : r == -EPROTO ? "its answer is not RELP"
+                 : r == 1       ? "its answer is not the open's"
+                                : "it closed the connection");
+    }
+    snprintf(err, errlen, "RELP session with %.150s not opened: %.280s", where, why);
+    return -EPROTO;
+}
+
+/* Ends a RELP session politely (close, and its answer for up to 1 s); disconnects. */
+static void relp_close(audit_siem_t *s)
+{
+    relp_msg_t m;
+    if (relp_send(s, "close", NULL, 0) == 0)
+        relp_next(s, util_now_ms() + 1000, &m);
+    disconnect(s);
 }
 
 static int connect_to(audit_siem_t *s, char *err, size_t errlen)
@@ -372,7 +541,7 @@ static int connect_to(audit_siem_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot connect to %s: %s", where, strerror(-rc));
         return rc;
     }
-    if (s->proto == P_TLS) {
+    if (s->tls) {
         s->ssl = SSL_new(s->ssl_ctx);
         unsigned char ipbuf[16];
         bool is_ip = inet_pton(AF_INET, s->host, ipbuf) == 1 || inet_pton(AF_INET6, s->host, ipbuf) == 1;
@@ -404,6 +573,10 @@ static int connect_to(audit_siem_t *s, char *err, size_t errlen)
         /* peer_closed reads post-handshake messages; it must not wait for application data */
         SSL_clear_mode(s->ssl, SSL_MODE_AUTO_RETRY);
     }
+    if (s->relp && relp_open(s, where, err, errlen) < 0) {
+        disconnect(s);
+        return -EPROTO;
+    }
     return 0;
 }
 
@@ -418,6 +591,8 @@ static bool peer_closed(audit_siem_t *s)
 {
     if (s->proto == P_UDP || s->sock < 0)
         return false;
+    if (s->relp && s->rlen > s->rused)
+        return true; /* it sent something unasked: a serverclose (or worse) */
     for (int round = 0; round < 16; round++) {
         struct pollfd pfd = {.fd = s->sock, .events = POLLIN | POLLRDHUP};
         if (poll(&pfd, 1, 0) != 1)
@@ -425,8 +600,10 @@ static bool peer_closed(audit_siem_t *s)
         if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
             return true;
         char buf[4096];
-        if (s->proto == P_TLS) {
+        if (s->tls) {
             int n = SSL_read(s->ssl, buf, sizeof(buf));
+            if (n > 0 && s->relp)
+                return true;
             if (n <= 0) {
                 int e = SSL_get_error(s->ssl, n);
                 ERR_clear_error();
@@ -435,7 +612,7 @@ static bool peer_closed(audit_siem_t *s)
             }
         } else {
             ssize_t n = recv(s->sock, buf, sizeof(buf), MSG_DONTWAIT);
-            if (n == 0)
+            if (n == 0 || (n > 0 && s->relp))
                 return true;
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 return true;
@@ -448,32 +625,13 @@ static int send_msg(audit_siem_t *s, const char *msg, size_t len)
 {
     if (s->proto == P_UDP)
         return send(s->sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+    if (s->relp)
+        return relp_send(s, "syslog", msg, len);
     size_t flen;
     char *f = audit_siem_frame(msg, len, &flen);
     if (!f)
         return -ENOMEM;
-    int rc = 0;
-    size_t off = 0;
-    while (off < flen) {
-        ssize_t w;
-        if (s->proto == P_TLS) {
-            w = SSL_write(s->ssl, f + off, (int)(flen - off));
-            if (w <= 0) {
-                ERR_clear_error();
-                rc = -EPIPE;
-                break;
-            }
-        } else {
-            w = send(s->sock, f + off, flen - off, MSG_NOSIGNAL);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                rc = w < 0 ? -errno : -EPIPE;
-                break;
-            }
-        }
-        off += (size_t)w;
-    }
+    int rc = stream_write(s, f, flen);
     free(f);
     return rc;
 }
@@ -722,6 +880,8 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
         c->seq = seq; /* may go down: a log begun again */
         memcpy(c->hash, rec_hash, sizeof(c->hash));
         memcpy(c->ts, rec_ts, sizeof(c->ts));
+        if (s->relp) /* delivered when the receiver answers this transaction */
+            s->pending[s->npending++] = (struct relp_pending){s->txnr, *c};
         sent++;
     }
     fclose(f);
@@ -757,7 +917,7 @@ enum confirm { CONFIRMED, REFUSED, NO_ANSWER };
 static enum confirm close_confirmed(audit_siem_t *s, int64_t wait_ms)
 {
     enum confirm r = REFUSED;
-    if (s->proto == P_TLS && SSL_shutdown(s->ssl) < 0) {
+    if (s->tls && SSL_shutdown(s->ssl) < 0) {
         ERR_clear_error();
         goto out;
     }
@@ -850,13 +1010,56 @@ static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
     if (f && resend)
         json_object_set_new(f, "resending_up_to_seq", json_integer((json_int_t)sent_seq));
     /* the likely cause of a TLS receiver that drops us at once: it wants a certificate */
-    if (f && young && s->proto == P_TLS && !s->client_cert)
+    if (f && young && s->tls && !s->client_cert)
         json_object_set_new(f, "hint", json_string("does the receiver require a client certificate? "
                                                    "SYSLOG_TLS_CERT_PATH, SYSLOG_TLS_KEY_PATH"));
     log_json(LOG_WARNING,
              resend ? "siem: records not confirmed by the receiver; sending them again"
                     : "siem: the receiver ended the connection right after accepting it; will retry",
              f);
+}
+
+/* RELP: the receiver's answers to the batch in flight, in order. The records it took (200)
+ * are delivered: the cursor is saved after the last of them. 0 when it took them all; <0 with
+ * what went wrong in `what` (the records after the last taken go out again). */
+static int relp_await(audit_siem_t *s, char *what, size_t wlen)
+{
+    size_t done = 0;
+    int rc = 0;
+    int64_t deadline = util_now_ms() + IO_TIMEOUT_S * 1000;
+    while (done < s->npending) {
+        relp_msg_t m;
+        int r = relp_next(s, deadline, &m);
+        const struct relp_pending *p = &s->pending[done];
+        if (r <= 0) {
+            snprintf(what, wlen, "%s",
+                     r == 0         ? "the receiver did not answer within 5 s"
+                     : r == -EPROTO ? "the receiver's answer is not RELP"
+                                    : "the receiver closed the connection");
+            rc = r < 0 ? r : -ETIMEDOUT;
+        } else if (strcmp(m.command, "serverclose") == 0) {
+            snprintf(what, wlen, "the receiver ended the session (serverclose)");
+            rc = -EPIPE;
+        } else if (strcmp(m.command, "rsp") != 0 || m.txnr != p->txnr) {
+            snprintf(what, wlen, "the receiver answered '%s' for transaction %u, expected rsp for %u", m.command,
+                     m.txnr, p->txnr);
+            rc = -EPROTO;
+        } else if (m.code != 200) {
+            char text[200];
+            relp_rsp_text(&m, text, sizeof(text));
+            snprintf(what, wlen, "the receiver refused the record of seq %llu: %d %s",
+                     (unsigned long long)p->after.seq, m.code, text);
+            rc = -EREMOTEIO;
+        }
+        if (rc < 0)
+            break;
+        done++;
+        deadline = util_now_ms() + IO_TIMEOUT_S * 1000; /* it answers: wait on */
+    }
+    if (done)
+        save_delivered(s, &s->pending[done - 1].after);
+    s->npending = 0;
+    return rc;
 }
 
 static void *forwarder_main(void *arg)
@@ -945,13 +1148,33 @@ static void *forwarder_main(void *arg)
                 /* as the read found the file: a record appended since, or a torn line replaced
                  * by one of the same length (a new mtime), is seen (review66 #1) */
                 s->idle = s->end;
-                disconnect(s); /* idle: connect again when there is something to send */
+                if (s->relp)
+                    relp_close(s);
+                else
+                    disconnect(s); /* idle: connect again when there is something to send */
                 continue;
             }
         } else if (s->proto == P_UDP) {
             save_delivered(s, &c); /* best effort: nothing to confirm with */
             if (at_end)
                 atomic_store(&siem_caught_up_ms, now);
+        } else if (s->relp) {
+            /* every record is answered: no connection end to wait for */
+            char what[400];
+            if (!s->npending)
+                save_delivered(s, &c); /* only lines that are not records were passed */
+            else if (relp_await(s, what, sizeof(what)) < 0) {
+                connection_lost(s, &c, what);
+                continue;
+            }
+            if (at_end)
+                atomic_store(&siem_caught_up_ms, util_now_ms());
+            s->unconfirmed_ms = 0;
+            s->backoff_ms = 0;
+            s->next_connect_ms = 0;
+            s->failures = 0;
+            s->last_warn_ms = 0;
+            continue;
         } else if ((at_end && now - s->last_sent_ms >= CONFIRM_IDLE_MS) ||
                    now - s->unconfirmed_ms >= CONFIRM_MAX_MS) {
             enum confirm r = close_confirmed(s, IO_TIMEOUT_S * 1000);
@@ -976,7 +1199,9 @@ static void *forwarder_main(void *arg)
     }
     /* Stopping: what the receiver confirms within a moment is delivered; the rest goes out
      * again at the next start. */
-    if (locked && s->sock >= 0 && !same_position(&c, &s->saved) && s->proto != P_UDP) {
+    if (locked && s->sock >= 0 && s->relp) {
+        relp_close(s); /* every record sent was answered, or goes out again */
+    } else if (locked && s->sock >= 0 && !same_position(&c, &s->saved) && s->proto != P_UDP) {
         if (close_confirmed(s, STOP_CONFIRM_MS) == CONFIRMED)
             save_delivered(s, &c);
     }
@@ -1130,7 +1355,8 @@ int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen)
     int rc = server_address(cfg, host, sizeof(host), port, sizeof(port), err, errlen);
     if (rc < 0)
         return rc;
-    if (!cfg->syslog_protocol || strcmp(cfg->syslog_protocol, "tls") != 0)
+    const char *p = cfg->syslog_protocol;
+    if (!p || (strcmp(p, "tls") != 0 && strcmp(p, "relp-tls") != 0))
         return 0;
     SSL_CTX *ctx = NULL;
     rc = tls_client_ctx(cfg, &ctx, err, errlen);
@@ -1160,7 +1386,13 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
         goto fail;
     s->client_cert = cfg->syslog_tls_cert_path != NULL;
     const char *p = cfg->syslog_protocol ? cfg->syslog_protocol : "tcp";
-    s->proto = strcmp(p, "udp") == 0 ? P_UDP : strcmp(p, "tls") == 0 ? P_TLS : P_TCP;
+    s->proto = strcmp(p, "udp") == 0        ? P_UDP
+               : strcmp(p, "tls") == 0      ? P_TLS
+               : strcmp(p, "relp") == 0     ? P_RELP
+               : strcmp(p, "relp-tls") == 0 ? P_RELP_TLS
+                                            : P_TCP;
+    s->tls = s->proto == P_TLS || s->proto == P_RELP_TLS;
+    s->relp = s->proto == P_RELP || s->proto == P_RELP_TLS;
     s->facility = cfg->syslog_facility;
     if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
         snprintf(s->hostname, sizeof(s->hostname), "-");
@@ -1172,7 +1404,7 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
         snprintf(err, errlen, "cannot open %s: %s", s->lock_path, strerror(errno));
         goto fail;
     }
-    if (s->proto == P_TLS && (rc = tls_client_ctx(cfg, &s->ssl_ctx, err, errlen)) < 0)
+    if (s->tls && (rc = tls_client_ctx(cfg, &s->ssl_ctx, err, errlen)) < 0)
         goto fail;
     static atomic_bool registered;
     atomic_store(&siem_caught_up_ms, util_now_ms()); /* behind from now until it catches up */

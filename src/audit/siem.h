@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* SIEM forwarding: a thread that follows the audit log files with a persisted cursor and
  * sends every record as an RFC 5424 syslog message to SYSLOG_SERVER over UDP (RFC 5426),
- * TCP with octet counting (RFC 6587) or TLS (RFC 5425). Started by `serve` only. */
+ * TCP with octet counting (RFC 6587), TLS (RFC 5425), or RELP over TCP or TLS (relp.h: the
+ * receiver answers each record). Started by `serve` only. */
 #ifndef AIMEDRES_AUDIT_SIEM_H
 #define AIMEDRES_AUDIT_SIEM_H
 
@@ -16,8 +17,8 @@ typedef struct audit_siem audit_siem_t;
  * otherwise returns 0 with *ret = NULL. Only one forwarder per log runs at a time (flock on
  * <log>.siem-lock; a second one waits for the lock). The cursor (<log>.siem-cursor: file
  * inode, byte offset and seq of the last record delivered) is written crash-safely when the
- * receiver confirms records by ending its side of a connection the forwarder ended (syslog
- * has no acknowledgement), so after an outage of the receiver or of aimedres the forwarder
+ * receiver confirms records: over RELP by answering them 200, over TCP/TLS by ending its side
+ * of a connection the forwarder ended (syslog has no acknowledgement), so after an outage of the receiver or of aimedres the forwarder
  * resumes where delivery stopped. Delivery is at least once for TCP/TLS (records of an
  * unconfirmed connection are sent again: receivers can de-duplicate on seq and hash), best
  * effort for UDP. Registers the audit_siem_* metrics.

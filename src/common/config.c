@@ -182,7 +182,7 @@ static const struct setting settings[] = {
     SECONDS("AUDIT_CHECKPOINT_INTERVAL", "5m", 1, 24 * HOUR, audit_checkpoint_interval_s), /* audit */
     STR("AUDIT_SIGNING_KEY_PATH", NULL, audit_signing_key_path), /* audit */
     STR("AUDIT_VERIFY_KEY_PATH", NULL, audit_verify_key_path), /* audit */
-    CHOICE("SYSLOG_PROTOCOL", "tcp", syslog_protocol, "udp|tcp|tls"), /* audit */
+    CHOICE("SYSLOG_PROTOCOL", "tcp", syslog_protocol, "udp|tcp|tls|relp|relp-tls"), /* audit */
     INTV("SYSLOG_FACILITY", "13", 0, 23, syslog_facility), /* audit */
     STR("SYSLOG_CA_PATH", NULL, syslog_ca_path), /* audit */
     STR("SYSLOG_TLS_CERT_PATH", NULL, syslog_tls_cert_path), /* audit: RFC 5425 client certificate */

@@ -93,7 +93,7 @@ typedef struct config {
     int audit_checkpoint_interval_s; /* AUDIT_CHECKPOINT_INTERVAL: and at least every M, default 5m */
     char *audit_signing_key_path;    /* AUDIT_SIGNING_KEY_PATH: Ed25519 private key PEM */
     char *audit_verify_key_path;     /* AUDIT_VERIFY_KEY_PATH: Ed25519 public key PEM */
-    char *syslog_protocol;           /* SYSLOG_PROTOCOL: udp|tcp|tls, default tcp */
+    char *syslog_protocol;           /* SYSLOG_PROTOCOL: udp|tcp|tls|relp|relp-tls, default tcp */
     int syslog_facility;             /* SYSLOG_FACILITY: 0..23, default 13 (log audit) */
     char *syslog_ca_path;            /* SYSLOG_CA_PATH: CA bundle for tls (NULL = system store) */
     char *syslog_tls_cert_path;      /* SYSLOG_TLS_CERT_PATH: client certificate chain for tls (PEM) */

@@ -42,12 +42,19 @@ class Rsyslog:
         self.pidfile = os.path.join(self.root, "rsyslogd.pid")
         self.proto = proto
         g = 'global(workDirectory="%s"' % os.path.join(self.root, "work")
-        if tls:
+        if tls and proto != "relp":
             g += ' DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="%s" ' \
                  'DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s"' % tls
         conf = g + ")\n"
         if proto == "udp":
             conf += 'module(load="imudp")\ninput(type="imudp" address="127.0.0.1" port="%d" ruleset="r")\n' % self.port
+        elif proto == "relp":  # imrelp (rsyslog-relp); with tls: RELP over TLS, client certificates required
+            conf += 'module(load="imrelp")\ninput(type="imrelp" address="127.0.0.1" port="%d" ruleset="r"' % self.port
+            if tls:
+                # librelp's GnuTLS: the client must present a certificate signed by the CA
+                conf += (' tls="on" tls.cacert="%s" tls.mycert="%s" tls.myprivkey="%s" tls.authmode="certvalid"'
+                         % tls)
+            conf += ")\n"
         elif tls:
             conf += ('module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
                      'StreamDriver.AuthMode="%s")\n' % auth)
