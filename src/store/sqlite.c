@@ -1040,41 +1040,64 @@ static const char *col_text(sqlite3_stmt *st, int c)
     return (const char *)sqlite3_column_text(st, c);
 }
 
-static int sqlite_model_list(store_t *base, json_t **ret)
+/* The registry's reads (its generation, the model list) go through the reader connection:
+ * `serve`'s main thread polls them every MODEL_POLL_INTERVAL, and on the writer's connection
+ * they waited behind a prediction commit that itself waited up to BUSY_TIMEOUT_MS for another
+ * process's write lock, holding up a SIGTERM or SIGHUP with them (review67 #1). A WAL reader
+ * does not wait for writers. */
+typedef struct registry_read {
+    int q;
+    const char *op;
+    json_t *arr; /* Q_MODEL_LIST: the rows; else NULL and v holds the one value */
+    int64_t v;
+} registry_read_t;
+
+static int registry_read_fn(sqlite3 *db, void *arg)
 {
-    sqlite_store_t *s = from_base(base);
-    int r = 0, rc = SQLITE_OK;
-    json_t *arr = json_array();
-    if (!arr)
-        return -ENOMEM;
-    pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = stmt(s, Q_MODEL_LIST, &rc);
-    if (!st)
-        goto fail_db;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    registry_read_t *a = arg;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, queries[a->q], -1, &st, NULL);
+    bool found = false;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        found = true;
+        if (!a->arr) {
+            a->v = sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+            break;
+        }
         json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:b}", "name", col_text(st, 0), "version",
                               col_text(st, 1), "path", col_text(st, 2), "sha256", col_text(st, 3), "task",
                               col_text(st, 4), "registered_at", col_text(st, 5), "stable",
                               sqlite3_column_int(st, 6) != 0);
-        if (!o || json_array_append_new(arr, o) < 0) {
-            r = -ENOMEM;
-            release(st);
-            goto out;
+        if (!o || json_array_append_new(a->arr, o) < 0) {
+            sqlite3_finalize(st);
+            return -ENOMEM;
         }
     }
-    release(st);
-    if (rc != SQLITE_DONE)
-        goto fail_db;
-    goto out;
+    if (rc == SQLITE_DONE && !found && !a->arr)
+        rc = SQLITE_NOTFOUND;
+    int r = 0;
+    if (rc != SQLITE_DONE) {
+        r = map_rc(db, rc);
+        log_msg((rc & 0xff) == SQLITE_BUSY ? LOG_WARNING : LOG_ERROR, "store: sqlite error", "{s:s, s:i, s:s}",
+                "op", a->op, "code", rc, "error", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return r;
+}
 
-fail_db:
-    r = db_fail(s, "model_list", rc);
-out:
-    pthread_mutex_unlock(&s->mu);
+static int sqlite_model_list(store_t *base, json_t **ret)
+{
+    registry_read_t a = {.q = Q_MODEL_LIST, .op = "model_list", .arr = json_array()};
+    if (!a.arr)
+        return -ENOMEM;
+    int r = store_sqlite_with_reader(base, registry_read_fn, &a);
     if (r < 0)
-        json_decref(arr);
+        json_decref(a.arr);
     else
-        *ret = arr;
+        *ret = a.arr;
     return r;
 }
 
@@ -1103,7 +1126,11 @@ static int sqlite_model_get_stable(store_t *base, const char *name, char *ret_ve
 
 static int sqlite_registry_generation(store_t *base, int64_t *ret)
 {
-    return locked_int64(from_base(base), Q_GEN_GET, "registry_generation", ret);
+    registry_read_t a = {.q = Q_GEN_GET, .op = "registry_generation"};
+    int r = store_sqlite_with_reader(base, registry_read_fn, &a);
+    if (r == 0)
+        *ret = a.v;
+    return r;
 }
 
 static int sqlite_predictions_put(store_t *base, const store_prediction_t *p, size_t n)

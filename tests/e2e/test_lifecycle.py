@@ -517,6 +517,66 @@ def test_sigterm_drain_does_not_invite_a_body_it_will_not_read(make_server):
     assert b"100 Continue" not in got, got
 
 
+def thread_in_sleep(pid, comm):
+    """Whether the thread of pid named comm is in nanosleep or clock_nanosleep (x86_64 35, 230):
+    the recorder is there only while SQLite's busy handler waits for another process's lock."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != comm:
+                    continue
+            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                return f.read().split()[0] in ("35", "230")
+        except OSError:
+            continue
+    return False
+
+
+def test_sigterm_drains_at_once_while_a_record_waits_for_the_store(make_server):
+    """review67 #1: with another process holding the store's write lock, a prediction's record
+    waits for it (up to 5 s). The main thread's model poll read the registry on the writer's
+    connection, waited behind that record, and held up the SIGTERM with it: the server went on
+    answering /ready 200 and taking connections until the recorder gave up. The registry reads
+    now use the reader connection: the drain begins at once, and the record, once the lock is
+    released, is stored and answered."""
+    srv = make_server({"SHUTDOWN_DRAIN_TIMEOUT": "%d" % h.scaled(20), "MODEL_POLL_INTERVAL": "50ms"})
+    rows = h.valid_instances(srv.manifest(PARK), 1)
+    locker = sqlite3.connect(srv.db_path, timeout=h.scaled(10), isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN IMMEDIATE")
+    released = False
+    try:
+        conn, idle = keepalive_conn(srv.port), keepalive_conn(srv.port)
+        conn.sendall(predict_request(rows))
+        # the record is waiting in SQLite's busy handler (for up to 5 s)
+        deadline = time.monotonic() + h.scaled(4)
+        while not thread_in_sleep(srv.proc.pid, "aimedres-rec"):
+            assert time.monotonic() < deadline, "the recorder never waited for the lock"
+            time.sleep(0.01)
+        time.sleep(0.2)  # several polls (every 50 ms) meanwhile: before the fix one blocked the main thread
+        srv.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + h.scaled(20)
+        while "draining" not in srv.log_text():
+            assert time.monotonic() < deadline, srv.log_tail()
+            time.sleep(0.02)
+        log = srv.log_text()
+        # the drain began while the record still waited: before the recorder gave up on the lock
+        assert "database is locked" not in log[:log.index('"draining"')], srv.log_tail()
+        # it stopped accepting, and the idle connection was closed, while the record still waits
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", srv.port), timeout=h.scaled(5)).close()
+        assert idle.recv(1) == b""
+        locker.execute("COMMIT")
+        released = True
+        resp = h.read_raw_response(conn, "POST")
+        assert resp.status == 200, resp.body
+        assert srv.wait(h.scaled(30)) == 0, srv.log_tail()
+        assert srv.prediction_row(resp.json()["prediction_id"]) is not None
+    finally:
+        if not released:
+            locker.execute("COMMIT")
+        locker.close()
+
+
 def test_sigterm_drain_partial_request(make_server):
     """docs/operations.md: every request fully received before SIGTERM is answered; one still
     being received (headers sent, body not yet) is not processed: its connection is closed,
