@@ -205,16 +205,16 @@ void api_deployments_list(http_ctx_t *ctx)
         for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
             if (strcmp(qstatus, statuses[i]) == 0)
                 status = statuses[i];
-        if (!status) {
-            http_reply_error(ctx, 422, "validation_failed", NULL,
-                             "status: expected one of pending, validating, deploying, monitoring, stable, "
-                             "failed, rolled_back, paused");
+        if (!status) { /* details[0].field names the parameter, as for a body (review67 #3) */
+            reply_rc(ctx, -EINVAL, "status",
+                     "status: expected one of pending, validating, deploying, monitoring, stable, failed, "
+                     "rolled_back, paused");
             return;
         }
     }
     if (!model && http_query_param(ctx, "model", qmodel, sizeof(qmodel)) == 0) {
         if (!util_is_safe_name(qmodel)) {
-            http_reply_error(ctx, 422, "validation_failed", NULL, "model: not a valid model name");
+            reply_rc(ctx, -EINVAL, "model", "model: not a valid model name");
             return;
         }
         model = qmodel;

@@ -373,8 +373,14 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
         rt.arm = "pinned";
     h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire(app->registry, name, pin, &err);
     if (!h && err != -ENOENT) {
-        log_msg(LOG_ERROR, "model unavailable", "{s:s,s:s,s:i}", "request_id", http_ctx_request_id(ctx),
-                "model", name, "errno", -err);
+        /* the version and the reason, as `model failed to load` gave them (review67 #6) */
+        char ver[160] = "", why[1024] = "";
+        if (pin || !model_registry_why_unavailable(app->registry, name, ver, sizeof(ver), why, sizeof(why))) {
+            snprintf(ver, sizeof(ver), "%s", pin ? pin : "");
+            snprintf(why, sizeof(why), "%s", strerror(-err));
+        }
+        log_msg(LOG_ERROR, "model unavailable", "{s:s,s:s,s:s,s:s}", "request_id", http_ctx_request_id(ctx),
+                "model", name, "version", ver, "error", why);
         http_reply_error(ctx, 503, "model_unavailable", NULL,
                          "model '%s' is registered but could not be loaded", name);
         /* failed rows of the model, so its per-model error rate and alerts see the outage: the

@@ -31,7 +31,7 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
 int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen);
 #define AUDIT_SIEM_WITHOUT_TRAIL                                                                             \
     "SIEM_INTEGRATION_ENABLED=true has no effect: it forwards the audit trail, and AUDIT_LOG_PATH is unset " \
-    "(no trail: nothing is forwarded, and the SYSLOG_* settings are not checked)"
+    "(no trail: nothing is forwarded; SYSLOG_SERVER is not required and the SYSLOG_* certificate files are not loaded)"
 
 /* Stops the thread after the batch in flight (bounded by the socket timeouts). NULL-safe. */
 void audit_siem_stop(audit_siem_t *s);

@@ -30,7 +30,8 @@ static void usage(FILE *out)
             "         unit s, m, h or d (90d, 12h), at most 3650d (default: never). Prints the key once,\n"
             "         alone on the last line of stdout.\n"
             "  list [--json] [--env-file FILE]   key ids, names, roles, dates, status; never secrets\n"
-            "  revoke KEY_ID [--env-file FILE]   the running server refuses it within a second\n"
+            "  revoke KEY_ID|KEY [--env-file FILE]   the running server refuses it within a second;\n"
+            "         a whole key (a leaked one, pasted as it is) revokes its id and is never echoed\n"
             "Keys are sent as X-API-Key: KEY or Authorization: Bearer KEY. The salt is API_KEY_SALT:\n"
             "changing it invalidates every key.\n");
 }

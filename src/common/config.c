@@ -1056,7 +1056,9 @@ static void check_cross(const config_t *cfg, struct errs *e)
     if (cfg->prometheus_enabled && cfg->prometheus_port != 0 && cfg->prometheus_port == cfg->port)
         add_err(e, "PROMETHEUS_PORT: must differ from PORT (%d), or be 0 to serve metrics on PORT",
                 cfg->port);
-    if (cfg->siem_integration_enabled && !cfg->syslog_server)
+    /* without a trail SIEM forwards nothing: then it is warned about (AUDIT_SIEM_WITHOUT_TRAIL),
+     * not refused; the forms of the SYSLOG_* settings are checked all the same */
+    if (cfg->siem_integration_enabled && cfg->audit_log_path && !cfg->syslog_server)
         add_err(e, "SYSLOG_SERVER: required when SIEM_INTEGRATION_ENABLED=true");
 }
 

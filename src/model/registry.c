@@ -55,6 +55,7 @@ typedef struct entry {
     model_handle_t *stable;
     int stable_err; /* last load error of the stable version while stable == NULL */
     char *stable_errmsg; /* its text, as logged (paths relative to MODEL_STORAGE_PATH), for /ready */
+    char *stable_errver; /* the version that failed */
     model_handle_t *pins[MAX_PINS];
     size_t n_pins;
 } entry_t;
@@ -105,6 +106,7 @@ static void entry_free(entry_t *e)
     for (size_t i = 0; i < e->n_pins; i++)
         model_handle_unref(e->pins[i]);
     free(e->stable_errmsg);
+    free(e->stable_errver);
     free(e->name);
     free(e);
 }
@@ -362,6 +364,8 @@ static int sync_locked(model_registry_t *r)
             free(e->stable_errmsg);
             e->stable_errmsg = msg;
             msg = NULL;
+            free(e->stable_errver);
+            e->stable_errver = strdup(version);
         }
         pthread_rwlock_unlock(&r->lock);
         free(msg);
@@ -701,6 +705,21 @@ void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, 
         if (r->entries[i]->stable)
             fn(r->entries[i]->name, model_handle_manifest(r->entries[i]->stable)->version, arg);
     pthread_rwlock_unlock(&r->lock);
+}
+
+bool model_registry_why_unavailable(model_registry_t *r, const char *name, char *version, size_t vlen, char *why,
+                                    size_t wlen)
+{
+    bool known = false;
+    pthread_rwlock_rdlock(&r->lock);
+    entry_t *e = find_entry(r, name, NULL);
+    if (e && !e->stable && e->stable_err) {
+        snprintf(version, vlen, "%s", e->stable_errver ? e->stable_errver : "");
+        snprintf(why, wlen, "%s", e->stable_errmsg ? e->stable_errmsg : strerror(-e->stable_err));
+        known = true;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return known;
 }
 
 json_t *model_registry_failed_json(model_registry_t *r)

@@ -52,6 +52,10 @@ void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, 
  * error as logged ("booster sha256 mismatch: ..."), with paths relative to MODEL_STORAGE_PATH.
  * New reference. */
 json_t *model_registry_failed_json(model_registry_t *r);
+/* Of a model in that list: the stable version that failed to load and its load error (as in
+ * the list), for the log line of a request it could not serve. false when it is not there. */
+bool model_registry_why_unavailable(model_registry_t *r, const char *name, char *version, size_t vlen, char *why,
+                                    size_t wlen);
 
 /* Registers the version directory src_dir (manifest.json + booster):
  * checks the name/version are safe path components, the booster's sha256 matches the

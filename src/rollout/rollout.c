@@ -55,6 +55,8 @@
 #include "rollout/gates.h"
 #include "store/deployments.h"
 
+/* the reason the created and validation_passed events give for a deployment that opted out */
+#define FAIRNESS_GATES_OFF "fairness gates not run: fairness_gates=false in the deployment's config"
 #define SHADOW_QUEUE 1024
 #define MAX_DEPS 4096
 #define TICK_MS 50
@@ -1391,7 +1393,7 @@ static void run_validation(rollout_t *r, dep_t *d)
     /* an opt-out of the fairness gates is said in the event (and so in its audit record) */
     char note[sizeof(reason) + 96];
     snprintf(note, sizeof(note), "%s%s%s", rc ? reason : "", rc && !d->cfg.fairness_gates ? "; " : "",
-             d->cfg.fairness_gates ? "" : "fairness gates not run: fairness_gates=false in the deployment's config");
+             d->cfg.fairness_gates ? "" : FAIRNESS_GATES_OFF);
     save(r, d, rc == 0 ? "validation_passed" : "validation_failed_ignored", "controller", note[0] ? note : NULL);
     d->validated = true; /* the first step forward comes from step(), held like any other */
 }
@@ -2127,9 +2129,9 @@ int rollout_create(rollout_t *r, const json_t *body, const char *actor, rollout_
         return api_end(r, w, before, rc == -EBUSY ? -EAGAIN : rc, NULL, err, errlen);
     }
     add_dep(r, d);
-    /* an opt-out of the fairness gates is in the record of the deployment's creation too */
-    save(r, d, "created", actor,
-         d->cfg.fairness_gates ? NULL : "fairness_gates=false: the demographic-disparity gates will not run");
+    /* an opt-out of the fairness gates is in the record of the deployment's creation too, in the
+     * same words (a SIEM rule matches one string; review67 #4) */
+    save(r, d, "created", actor, d->cfg.fairness_gates ? NULL : FAIRNESS_GATES_OFF);
     *ret = dep_json(d);
     return api_end(r, w, before, 0, ret, err, errlen);
 }

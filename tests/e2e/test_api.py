@@ -137,6 +137,10 @@ def test_ready_reports_a_model_that_fails_to_load(demo_dir, tmp_path):
         m = h.read_manifest(os.path.join(demo_dir, "models"), "als_classifier")
         r = srv.post("/api/v1/models/als_classifier/predict", json={"features": h.valid_features(m)})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable", r.text
+        # the log line of that request names the version and the reason (review67 #6)
+        line = [x for x in srv.log_records() if x.get("msg") == "model unavailable"]
+        assert line and line[-1]["model"] == "als_classifier" and line[-1]["version"] == "1.0.0", line
+        assert line[-1]["error"] == models["failed"][0]["error"], line
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed

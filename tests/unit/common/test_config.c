@@ -547,6 +547,13 @@ static void test_cross_checks(void **state)
     setenv("TLS_ENABLED", "true", 1);
     setenv("SIEM_INTEGRATION_ENABLED", "true", 1);
     setenv("PROMETHEUS_PORT", "8080", 1);
+    /* without a trail SIEM has no effect (warned about by config check and serve): SYSLOG_SERVER
+     * is not required (review67 #2) */
+    assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), -EINVAL);
+    assert_int_equal(count_lines(err), 3);
+    assert_null(strstr(err, "SYSLOG_SERVER"));
+    setenv("AUDIT_LOG_PATH", "/var/log/aimedres/audit.log", 1);
+    err[0] = '\0';
     assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), -EINVAL);
     assert_int_equal(count_lines(err), 4);
     assert_non_null(strstr(err, "TLS_CERT_PATH: required when TLS_ENABLED=true"));
