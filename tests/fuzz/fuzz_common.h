@@ -17,6 +17,18 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/* malloc'd copy of exactly size bytes (at least one allocated), for parsers that take a
+ * length: a read past the end is caught. Aborts on OOM. */
+static inline char *fuzz_exact_copy(const uint8_t *data, size_t size)
+{
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        abort();
+    if (size)
+        memcpy(buf, data, size);
+    return buf;
+}
+
 /* malloc'd copy of data with a trailing NUL; aborts on OOM (the fuzzer's limit applies). */
 static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 {

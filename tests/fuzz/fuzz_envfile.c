@@ -32,12 +32,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* the parser takes a length; give it an exact-size heap copy so reads past it are caught */
-    char *buf = malloc(size ? size : 1);
-    if (!buf)
-        abort();
-    if (size)
-        memcpy(buf, data, size);
+    /* the parser takes a length: an exact-size heap copy, so reads past it are caught */
+    char *buf = fuzz_exact_copy(data, size);
     count_t c = {0, 0};
     char err[1024];
     int rc = config_parse_env_buffer(buf, size, "fuzz.env", on_pair, &c, err, sizeof(err));

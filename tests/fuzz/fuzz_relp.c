@@ -17,12 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* an exact-size heap copy: a read past the end is caught */
-    char *buf = malloc(size ? size : 1);
-    if (!buf)
-        abort();
-    if (size)
-        memcpy(buf, data, size);
+    char *buf = fuzz_exact_copy(data, size); /* a read past the end is caught */
     size_t pos = 0;
     for (;;) {
         relp_msg_t m;
