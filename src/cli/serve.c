@@ -249,7 +249,9 @@ int cli_serve(int argc, char **argv)
     /* systemd's Type=notify (and dr-drill's server): READY=1 once serving. NOTIFY_SOCKET leaves
      * the environment here, before any thread or child process starts. */
     if (notify_init() < 0)
-        log_msg(LOG_WARNING, "NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name'): readiness is not reported",
+        log_msg(LOG_WARNING,
+                "NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name', at most 107 bytes): readiness is not "
+                "reported",
                 NULL);
     int rc = 1;
     serve_state_t st = {0};

@@ -51,7 +51,9 @@ int notify_send(const char *state)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    ssize_t n = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&target, target_len);
+    /* never blocks: a listener that does not read (its queue full) must not stop the caller,
+     * serve's main loop, from handling signals (review68 #3); EAGAIN is reported instead */
+    ssize_t n = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&target, target_len);
     int e = n < 0 ? -errno : 0;
     close(fd);
     return e;

@@ -16,9 +16,10 @@
  * before starting threads. 1 when a socket is named, 0 when not, -EINVAL (and nothing is
  * sent later) for a value that names no AF_UNIX socket. */
 int notify_init(void);
-/* Sends state (e.g. "READY=1\nSTATUS=...") to the socket notify_init found. 0 when sent or
- * when there is no socket; -errno when the send failed (the caller logs it: the manager
- * would then time the service out, which is what it should do). */
+/* Sends state (e.g. "READY=1\nSTATUS=...") to the socket notify_init found, without blocking.
+ * 0 when sent or when there is no socket; -errno when the send failed, -EAGAIN when the
+ * listener's queue is full (the caller logs it: the manager would then time the service out,
+ * which is what it should do). */
 int notify_send(const char *state);
 
 /* The listening side. A datagram socket autobound in the abstract namespace, receiving the

@@ -955,4 +955,38 @@ def test_serve_without_a_usable_notify_socket_still_serves(make_server):
     server may be run by hand from a shell a service manager started)."""
     srv = make_server(extra_env={"NOTIFY_SOCKET": "relative/notify.sock"})
     assert srv.get("/health").status_code == 200
-    assert "NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name'): readiness is not reported" in srv.log_text()
+    assert ("NOTIFY_SOCKET names no AF_UNIX socket ('/path' or '@name', at most 107 bytes): readiness is not "
+            "reported") in srv.log_text()
+
+
+def test_a_notify_listener_that_does_not_read_does_not_stop_the_server(demo_copy, tmp_path):
+    """review68 #3: the readiness messages were sent blocking; once a listener that never reads
+    had its queue full (10 datagrams), the next SIGHUP's message blocked the main loop for good
+    and SIGTERM was never handled. They are sent without waiting now: a full queue is logged."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = "aimedres-test-noread-%d-%d" % (os.getpid(), time.monotonic_ns())
+    sock.bind("\0" + name)  # never read
+    log = tmp_path / "serve.log"
+    port = h.free_port()
+    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET="@" + name, LOG_FILE=str(log)))
+    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + h.scaled(60)
+        while '"listening"' not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        for i in range(1, 9):  # 1 + 2 per reload: past the queue of 10
+            proc.send_signal(signal.SIGHUP)
+            while log.read_text().count('"models reloaded"') < i:
+                assert time.monotonic() < deadline, "reload %d not handled" % i
+                time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=h.scaled(30)) == 0
+        text = log.read_text()
+        assert "cannot notify the service manager (NOTIFY_SOCKET)" in text and "temporarily unavailable" in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
