@@ -75,6 +75,7 @@
 #define STOP_CONFIRM_MS 2000 /* at stop, wait this long for the receiver's confirmation */
 #define WARN_EVERY_MS 60000  /* a failure that persists is logged again this often */
 #define MAX_MSG (AUDIT_MAX_LINE + 8192)
+#define RSYSLOG_DEFAULT_MAX_MESSAGE 8096 /* rsyslog's maxMessageSize default (imtcp, imrelp) */
 
 enum proto { P_UDP, P_TCP, P_TLS, P_RELP, P_RELP_TLS };
 
@@ -140,6 +141,7 @@ struct audit_siem {
     unsigned txnr;
     struct relp_pending {
         unsigned txnr;
+        size_t bytes; /* of its syslog message */
         cursor_t after;
     } pending[BATCH];
     size_t npending;
@@ -148,7 +150,9 @@ struct audit_siem {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int64_t size_warned_ms; /* when a message over RSYSLOG_DEFAULT_MAX_MESSAGE was last logged */
     bool stopping;
+    int64_t stop_ms; /* when stopping began (util_now_ms), under mu */
     pthread_t thread;
 };
 
@@ -373,12 +377,12 @@ static int stream_write(audit_siem_t *s, const char *buf, size_t len)
 }
 
 /* Reads what the receiver sent into rbuf, waiting until deadline_ms (util_now_ms). 1 when bytes
- * came, 0 at the deadline, -EPIPE at its end of stream or an error, -EPROTO when rbuf is full
+ * came, 0 at the deadline, -EPIPE at its end of stream or an error, -EMSGSIZE when rbuf is full
  * without a whole frame. A TLS 1.3 session ticket is processed and waited past. */
 static int stream_fill(audit_siem_t *s, int64_t deadline_ms)
 {
     if (s->rlen == sizeof(s->rbuf))
-        return -EPROTO;
+        return -EMSGSIZE;
     for (;;) {
         if (!s->tls || SSL_pending(s->ssl) == 0) {
             int64_t left = deadline_ms - util_now_ms();
@@ -416,7 +420,8 @@ static int stream_fill(audit_siem_t *s, int64_t deadline_ms)
 }
 
 /* The next RELP frame from the receiver, by deadline_ms: 1 with *m (its data lives in rbuf
- * until the next call), 0 at the deadline, -EPIPE (closed), -EPROTO (not RELP). */
+ * until the next call), 0 at the deadline, -EPIPE (closed), -EPROTO (not RELP), -EMSGSIZE (a
+ * frame longer than rbuf). */
 static int relp_next(audit_siem_t *s, int64_t deadline_ms, relp_msg_t *m)
 {
     if (s->rused) {
@@ -464,12 +469,15 @@ static int relp_open(audit_siem_t *s, const char *where, char *err, size_t errle
     if (r == 1 && m.txnr == s->txnr && m.code == 200 && relp_offers(&m, "syslog"))
         return 0;
     char why[300];
-    if (r == 1 && strcmp(m.command, "rsp") == 0 && m.code != 200) {
+    bool rsp = r == 1 && strcmp(m.command, "rsp") == 0 && m.txnr == s->txnr;
+    if (rsp && m.code != 200) {
         char text[200];
         relp_rsp_text(&m, text, sizeof(text));
         snprintf(why, sizeof(why), "it answered %d %s", m.code, text);
-    } else if (r == 1 && m.code == 200) {
+    } else if (rsp) {
         snprintf(why, sizeof(why), "it does not offer the syslog command");
+    } else if (r == -EMSGSIZE) {
+        snprintf(why, sizeof(why), "its answer is longer than 16 KiB");
     } else if (r < 0 && r != -EPROTO && s->tls && !s->client_cert) {
         /* a TLS receiver that wants a certificate drops us only after our side of the handshake */
         snprintf(why, sizeof(why), "it closed the connection (does the receiver require a client certificate? "
@@ -776,6 +784,19 @@ static bool stopping(audit_siem_t *s)
     return st;
 }
 
+/* The deadline of a wait for the receiver that begins now: IO_TIMEOUT_S, and once stopping at
+ * most STOP_CONFIRM_MS after the stop began (a stop is not held by a slow receiver; what it
+ * has not answered by then goes out again at the next start, review68 #4). */
+static int64_t answer_deadline(audit_siem_t *s)
+{
+    int64_t d = util_now_ms() + IO_TIMEOUT_S * 1000;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping && s->stop_ms + STOP_CONFIRM_MS < d)
+        d = s->stop_ms + STOP_CONFIRM_MS;
+    pthread_mutex_unlock(&s->mu);
+    return d;
+}
+
 static void nap(audit_siem_t *s, int64_t ms)
 {
     struct timespec ts;
@@ -871,6 +892,16 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
         json_decref(rec);
         if (rc < 0)
             break;
+        if (mlen > RSYSLOG_DEFAULT_MAX_MESSAGE && util_now_ms() - s->size_warned_ms >= WARN_EVERY_MS) {
+            /* rsyslog left at its default cuts such a message and takes it all the same (imrelp
+             * answers 200): the SIEM then holds a record it cannot verify (review68 #1) */
+            s->size_warned_ms = util_now_ms();
+            log_msg(LOG_WARNING, "siem: a syslog message longer than rsyslog's default limit; a receiver left "
+                    "at it truncates the record (and over RELP still answers 200): set its maxMessageSize, and "
+                    "imrelp's maxDataSize, to at least twice the largest audit record (160k covers all)",
+                    "{s:I,s:I,s:i}", "seq", (json_int_t)seq, "bytes", (json_int_t)mlen, "default_limit",
+                    RSYSLOG_DEFAULT_MAX_MESSAGE);
+        }
         rc = send_msg(s, msg, mlen);
         free(msg);
         if (rc < 0)
@@ -881,7 +912,7 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
         memcpy(c->hash, rec_hash, sizeof(c->hash));
         memcpy(c->ts, rec_ts, sizeof(c->ts));
         if (s->relp) /* delivered when the receiver answers this transaction */
-            s->pending[s->npending++] = (struct relp_pending){s->txnr, *c};
+            s->pending[s->npending++] = (struct relp_pending){s->txnr, mlen, *c};
         sent++;
     }
     fclose(f);
@@ -902,9 +933,11 @@ static void save_delivered(audit_siem_t *s, const cursor_t *c)
     atomic_store(&siem_delivered_seq, (int64_t)c->seq);
 }
 
+/* The same record at the same place: a log emptied and written again can put another record's
+ * end at the saved offset (review68 #5: its confirmation was skipped), so seq and hash count. */
 static bool same_position(const cursor_t *a, const cursor_t *b)
 {
-    return a->ino == b->ino && a->offset == b->offset;
+    return a->ino == b->ino && a->offset == b->offset && a->seq == b->seq && strcmp(a->hash, b->hash) == 0;
 }
 
 /* Ends the connection so that the receiver's answer says whether it read everything: our side
@@ -1021,21 +1054,25 @@ static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
 
 /* RELP: the receiver's answers to the batch in flight, in order. The records it took (200)
  * are delivered: the cursor is saved after the last of them. 0 when it took them all; <0 with
- * what went wrong in `what` (the records after the last taken go out again). */
-static int relp_await(audit_siem_t *s, char *what, size_t wlen)
+ * what went wrong in `what` (the records after the last taken go out again). wait_ms 0: up to
+ * IO_TIMEOUT_S for each answer (bounded at a stop, answer_deadline); else at most wait_ms in
+ * all (what already came, after a send failed). */
+static int relp_await(audit_siem_t *s, int64_t wait_ms, char *what, size_t wlen)
 {
     size_t done = 0;
     int rc = 0;
-    int64_t deadline = util_now_ms() + IO_TIMEOUT_S * 1000;
+    int64_t deadline = wait_ms ? util_now_ms() + wait_ms : answer_deadline(s);
     while (done < s->npending) {
         relp_msg_t m;
         int r = relp_next(s, deadline, &m);
         const struct relp_pending *p = &s->pending[done];
         if (r <= 0) {
-            snprintf(what, wlen, "%s",
-                     r == 0         ? "the receiver did not answer within 5 s"
-                     : r == -EPROTO ? "the receiver's answer is not RELP"
-                                    : "the receiver closed the connection");
+            snprintf(what, wlen, "%s (first unanswered: seq %llu, %zu bytes)",
+                     r == 0             ? "the receiver did not answer in time"
+                     : r == -EMSGSIZE   ? "the receiver sent an answer longer than 16 KiB"
+                     : r == -EPROTO     ? "the receiver's answer is not RELP"
+                                        : "the receiver closed the connection",
+                     (unsigned long long)p->after.seq, p->bytes);
             rc = r < 0 ? r : -ETIMEDOUT;
         } else if (strcmp(m.command, "serverclose") == 0) {
             snprintf(what, wlen, "the receiver ended the session (serverclose)");
@@ -1054,7 +1091,8 @@ static int relp_await(audit_siem_t *s, char *what, size_t wlen)
         if (rc < 0)
             break;
         done++;
-        deadline = util_now_ms() + IO_TIMEOUT_S * 1000; /* it answers: wait on */
+        if (!wait_ms)
+            deadline = answer_deadline(s); /* it answers: wait on */
     }
     if (done)
         save_delivered(s, &s->pending[done - 1].after);
@@ -1131,6 +1169,11 @@ static void *forwarder_main(void *arg)
         bool at_end = false;
         int n = forward_batch(s, &c, &at_end);
         if (n < 0) {
+            /* RELP: what the receiver answered before the session broke is delivered; only the
+             * rest goes out again (review68 #2) */
+            char what[400];
+            if (s->relp && s->npending)
+                relp_await(s, 200, what, sizeof(what));
             connection_lost(s, &c, "send failed");
             continue;
         }
@@ -1139,6 +1182,24 @@ static void *forwarder_main(void *arg)
             if (!s->unconfirmed_ms)
                 s->unconfirmed_ms = now;
             s->last_sent_ms = now;
+        }
+        if (s->relp && (s->npending || !same_position(&c, &s->saved))) {
+            /* every record is answered: no connection end to wait for */
+            char what[400];
+            if (!s->npending)
+                save_delivered(s, &c); /* only lines that are not records were passed */
+            else if (relp_await(s, 0, what, sizeof(what)) < 0) {
+                connection_lost(s, &c, what);
+                continue;
+            }
+            if (at_end)
+                atomic_store(&siem_caught_up_ms, util_now_ms());
+            s->unconfirmed_ms = 0;
+            s->backoff_ms = 0;
+            s->next_connect_ms = 0;
+            s->failures = 0;
+            s->last_warn_ms = 0;
+            continue;
         }
         if (same_position(&c, &s->saved)) {
             if (at_end)
@@ -1158,23 +1219,6 @@ static void *forwarder_main(void *arg)
             save_delivered(s, &c); /* best effort: nothing to confirm with */
             if (at_end)
                 atomic_store(&siem_caught_up_ms, now);
-        } else if (s->relp) {
-            /* every record is answered: no connection end to wait for */
-            char what[400];
-            if (!s->npending)
-                save_delivered(s, &c); /* only lines that are not records were passed */
-            else if (relp_await(s, what, sizeof(what)) < 0) {
-                connection_lost(s, &c, what);
-                continue;
-            }
-            if (at_end)
-                atomic_store(&siem_caught_up_ms, util_now_ms());
-            s->unconfirmed_ms = 0;
-            s->backoff_ms = 0;
-            s->next_connect_ms = 0;
-            s->failures = 0;
-            s->last_warn_ms = 0;
-            continue;
         } else if ((at_end && now - s->last_sent_ms >= CONFIRM_IDLE_MS) ||
                    now - s->unconfirmed_ms >= CONFIRM_MAX_MS) {
             enum confirm r = close_confirmed(s, IO_TIMEOUT_S * 1000);
@@ -1235,6 +1279,7 @@ void audit_siem_stop(audit_siem_t *s)
     if (s->thread) {
         pthread_mutex_lock(&s->mu);
         s->stopping = true;
+        s->stop_ms = util_now_ms();
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);

@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import types
 
 import aimedres_harness as h
 from test_siem import Rsyslog, _make_certs, audit_env, cli_events, log_seqs, wait_for
@@ -174,7 +175,7 @@ def test_relp_through_a_proxy_to_a_frozen_receiver_confirms_nothing(make_server,
         os.kill(rs.proc.pid, signal.SIGSTOP)
         try:
             audited_reads(srv, 5)
-            wait_for(lambda: any(m in srv.log_text() for m in ("the receiver did not answer within 5 s",
+            wait_for(lambda: any(m in srv.log_text() for m in ("the receiver did not answer in time",
                                                                 "no answer to the session open within 5 s")),
                      timeout=30, what="the forwarder noticing that no answer comes")
             assert cursor_seq(env) == delivered, (cursor_seq(env), delivered)
@@ -194,15 +195,18 @@ def test_relp_through_a_proxy_to_a_frozen_receiver_confirms_nothing(make_server,
 
 class ScriptedRelp:
     """A RELP receiver whose answer to each syslog frame is answer(seq of its audit record):
-    "200 OK" or a refusal. Records the seqs it answered 200."""
+    "200 OK", a refusal, or None to end the session there (serverclose, then close). Records
+    the seqs it answered 200 (taken) and every seq it received with its session (received)."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, port=0):
         self.answer = answer
         self.taken = []
+        self.received = []  # (session number, seq)
+        self.sessions = 0
         self.lock = threading.Lock()
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
+        self.ls.bind(("127.0.0.1", port))
         self.ls.listen(8)
         self.port = self.ls.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -217,6 +221,9 @@ class ScriptedRelp:
 
     def _serve(self, c):
         buf = b""
+        with self.lock:
+            self.sessions += 1
+            session = self.sessions
         try:
             while True:
                 m = re.match(rb"(\d+) ([a-z]+) (\d+)[ \n]", buf)
@@ -233,7 +240,13 @@ class ScriptedRelp:
                     else:
                         seq = json.loads(data.split(b"] ", 1)[1])["seq"]
                         with self.lock:
-                            body = self.answer(seq).encode()
+                            self.received.append((session, seq))
+                        text = self.answer(seq)
+                        if text is None:
+                            c.sendall(b"0 serverclose 0\n")
+                            return
+                        body = text.encode()
+                        with self.lock:
                             if body.startswith(b"200"):
                                 self.taken.append(seq)
                     c.sendall(b"%s rsp %d %s\n" % (txnr, len(body), body))
@@ -299,3 +312,119 @@ def test_config_check_accepts_the_relp_protocols(tmp_path):
     assert r.returncode != 0 and "SYSLOG_CA_PATH" in r.stdout + r.stderr, r.stdout + r.stderr
     r = h.run_cli(["config", "check"], dict(base, SYSLOG_PROTOCOL="relp+tls"))
     assert r.returncode != 0 and "SYSLOG_PROTOCOL" in r.stdout + r.stderr and "relp-tls" in r.stdout + r.stderr
+
+
+def test_relp_answers_received_before_a_broken_session_are_credited(make_server, tmp_path):
+    """review68 #2: the receiver ends the session while a large batch is still being written;
+    the 200s it sent for the first records were never read, and those records went out again.
+    They now count as delivered: the next session starts after them."""
+    port = h.free_port()
+    env = audit_env(tmp_path, types.SimpleNamespace(port=port), proto="relp")
+    srv = make_server(env)  # the receiver is not up yet: records wait
+    s = h.requests.Session()
+    for _ in range(120):  # ~14 KB syslog messages: a batch far larger than the socket buffers
+        assert s.get(srv.url("/api/v1/audit/events"), params={"limit": 1, "user": "B" * 7000}).status_code == 200
+    answered = []
+
+    def answer(seq):
+        if len(answered) == 5:
+            return None  # ends the first session after five answers
+        answered.append(seq)
+        return "200 OK"
+
+    rx = ScriptedRelp(answer, port=port)
+    try:
+        wait_for(lambda: rx.sessions >= 1 and len(answered) == 5, timeout=30, what="five answers")
+        first = list(answered)
+        answered.append("stop")  # later sessions: every record answered
+        rx.answer = lambda seq: "200 OK"
+        want = log_seqs(env)
+        wait_for(lambda: cursor_seq(env) == want[-1], timeout=60, what="every record delivered")
+        later = [seq for session, seq in rx.received if session > 1]
+        assert later and later[0] == first[-1] + 1, (first, later[:10])
+        assert not set(first) & set(later), "records answered 200 were sent again"
+        assert list(dict.fromkeys(rx.taken)) == want, (rx.taken[:10], want[:10])
+    finally:
+        rx.close()
+
+
+def test_relp_stop_is_not_held_by_a_slow_receiver(make_server, tmp_path):
+    """review68 #4: at SIGTERM the forwarder waited for every answer of the batch in flight, up
+    to 5 s each (a receiver answering once a second kept a stopped server alive 20 s). A stop
+    now waits for answers up to 2 s in all; what is unanswered goes out at the next start."""
+    port = h.free_port()
+    env = audit_env(tmp_path, types.SimpleNamespace(port=port), proto="relp")
+    srv = make_server(env)
+    audited_reads(srv, 20)
+
+    def slow(seq):
+        time.sleep(1.0)
+        return "200 OK"
+
+    rx = ScriptedRelp(slow, port=port)
+    try:
+        wait_for(lambda: len(rx.taken) >= 2, timeout=30, what="the slow receiver answering")
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait(h.scaled(30)) == 0, srv.log_tail()
+        took = time.monotonic() - t0
+        assert took < 2.0 + 1.0 + h.scaled(2), took  # 2 s for answers, 1 s for RELP's close
+        delivered = cursor_seq(env)
+        assert 0 < delivered < log_seqs(env)[-1], delivered
+        # the rest at the next start, from the cursor
+        rx.answer = lambda seq: "200 OK"
+        srv2 = make_server(env)
+        want = log_seqs(env)
+        wait_for(lambda: cursor_seq(env) == want[-1], timeout=60, what="the rest after the restart")
+        assert list(dict.fromkeys(rx.taken)) == want, (rx.taken, want)
+        assert srv2.get("/health").status_code == 200
+    finally:
+        rx.close()
+
+
+def test_relp_a_log_begun_again_at_the_same_length_is_confirmed(make_server, tmp_path):
+    """review68 #5: a log emptied in place and written again whose first record ends at the old
+    cursor's offset (the baseline CONFIG_CHANGE record has a fixed length): the forwarder took
+    the position for "nothing new", never read the receiver's 200, logged a false "not
+    confirmed" and sent the new record twice. The cursor now compares seq and hash too."""
+    rx = ScriptedRelp(lambda seq: "200 OK")
+    try:
+        env = audit_env(tmp_path, rx, proto="relp", SYSLOG_SERVER="127.0.0.1:%d" % rx.port)
+        srv = make_server(env)
+        first = log_seqs(env)
+        wait_for(lambda: cursor_seq(env) == first[-1], timeout=30, what="the first record delivered")
+        srv.stop()
+        with open(env["AUDIT_LOG_PATH"], "r+b") as f:  # emptied in place: the inode stays
+            f.truncate(0)
+        for leftover in (".config-state",):
+            if os.path.exists(env["AUDIT_LOG_PATH"] + leftover):
+                os.remove(env["AUDIT_LOG_PATH"] + leftover)
+        sessions = rx.sessions
+        srv2 = make_server(env)
+        recs = [json.loads(x) for x in open(env["AUDIT_LOG_PATH"]).read().splitlines()]
+        wait_for(lambda: cursor_seq(env) == recs[-1]["seq"] and
+                 json.load(open(env["AUDIT_LOG_PATH"] + ".siem-cursor"))["hash"] == recs[-1]["hash"],
+                 timeout=30, what="the new chain's record confirmed")
+        time.sleep(1.5)  # the forwarder idles: nothing is sent again
+        again = [seq for session, seq in rx.received if session > sessions]
+        assert again == [r["seq"] for r in recs], (again, [r["seq"] for r in recs])
+        assert "not confirmed" not in srv2.log_text(), srv2.log_tail()
+    finally:
+        rx.close()
+
+
+def test_relp_a_message_over_rsyslogs_default_limit_is_warned_about(make_server, tmp_path):
+    """review68 #1: rsyslog at its default maxMessageSize (8096) cuts a longer message and still
+    answers 200, so the SIEM holds a record it cannot verify. The forwarder says so, with the
+    seq and size, once a minute."""
+    rx = ScriptedRelp(lambda seq: "200 OK")
+    try:
+        env = audit_env(tmp_path, rx, proto="relp", SYSLOG_SERVER="127.0.0.1:%d" % rx.port)
+        srv = make_server(env)
+        audited_reads(srv, 1)
+        assert srv.get("/api/v1/audit/events", params={"limit": 1, "user": "C" * 6000}).status_code == 200
+        wait_for(lambda: cursor_seq(env) == log_seqs(env)[-1], timeout=30, what="the records delivered")
+        warned = [x for x in srv.log_records() if "longer than rsyslog's default limit" in x.get("msg", "")]
+        assert len(warned) == 1 and warned[0]["bytes"] > 8096 and warned[0]["default_limit"] == 8096, warned
+    finally:
+        rx.close()
