@@ -209,15 +209,25 @@ static const char *const queries[Q_COUNT_] = {
     [Q_PRED_COUNT] = "SELECT count(*) FROM predictions",
 };
 
+/* A read-only connection beside the writer's, opened on first use under its mutex. A WAL
+ * reader waits neither for the writer nor for another process's write lock. */
+typedef struct reader {
+    pthread_mutex_t mu;
+    sqlite3 *db;
+    bool off;    /* no second connection for this store (in memory, a URI): the writer's serves */
+    bool failed; /* the last open failed (logged once; tried again at the next use) */
+} reader_t;
+
 typedef struct sqlite_store {
     store_t base; /* first member: a store_t * is a sqlite_store_t * */
     pthread_mutex_t mu;
     sqlite3 *db;
     sqlite3_stmt *stmts[Q_COUNT_];
-    /* store_sqlite_with_reader's connection, opened on first use (under rmu) */
-    pthread_mutex_t rmu;
-    sqlite3 *rdb;
-    bool rdb_failed;
+    /* two readers: long reads (store_sqlite_with_reader: feedback windows, rollout latency)
+     * and the registry's short ones (its generation, the model list), which serve's main
+     * thread and the request workers make and which must not queue behind a long read
+     * (review69 #1) nor behind the writer (review67 #1) */
+    reader_t longr, regr;
     char *path;
     bool probe_failing; /* the last write probe failed (under mu): its log says so once */
     bool put_failing;   /* the last prediction batch failed (under mu): likewise (the recorder
@@ -240,33 +250,41 @@ int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg)
     return rc;
 }
 
+/* fn on rd's connection (opened now if need be), else on the writer's under its mutex. */
+static int with_reader(sqlite_store_t *s, reader_t *rd, store_sqlite_fn fn, void *arg)
+{
+    pthread_mutex_lock(&rd->mu);
+    if (!rd->db && !rd->off) {
+        int rc = sqlite3_open_v2(s->path, &rd->db,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE, NULL);
+        if (rc != SQLITE_OK) {
+            if (!rd->failed)
+                log_msg(LOG_WARNING, "store: no second connection for reads; they share the writer's until one opens",
+                        "{s:s}", "error", rd->db ? sqlite3_errmsg(rd->db) : sqlite3_errstr(rc));
+            sqlite3_close_v2(rd->db);
+            rd->db = NULL;
+            rd->failed = true;
+        } else {
+            rd->failed = false;
+            sqlite3_extended_result_codes(rd->db, 1);
+            sqlite3_busy_timeout(rd->db, BUSY_TIMEOUT_MS);
+        }
+    }
+    if (!rd->db) {
+        pthread_mutex_unlock(&rd->mu);
+        return store_sqlite_with_db(&s->base, fn, arg);
+    }
+    int rc = fn(rd->db, arg);
+    pthread_mutex_unlock(&rd->mu);
+    return rc;
+}
+
 int store_sqlite_with_reader(store_t *st, store_sqlite_fn fn, void *arg)
 {
     if (!st || st->ops != &store_sqlite_ops)
         return -ENOTSUP;
     sqlite_store_t *s = from_base(st);
-    pthread_mutex_lock(&s->rmu);
-    if (!s->rdb && !s->rdb_failed) {
-        int rc = sqlite3_open_v2(s->path, &s->rdb,
-                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE, NULL);
-        if (rc != SQLITE_OK) {
-            log_msg(LOG_WARNING, "store: no second connection for long reads; they share the writer's",
-                    "{s:s}", "error", s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
-            sqlite3_close_v2(s->rdb);
-            s->rdb = NULL;
-            s->rdb_failed = true;
-        } else {
-            sqlite3_extended_result_codes(s->rdb, 1);
-            sqlite3_busy_timeout(s->rdb, BUSY_TIMEOUT_MS);
-        }
-    }
-    if (!s->rdb) {
-        pthread_mutex_unlock(&s->rmu);
-        return store_sqlite_with_db(st, fn, arg);
-    }
-    int rc = fn(s->rdb, arg);
-    pthread_mutex_unlock(&s->rmu);
-    return rc;
+    return with_reader(s, &s->longr, fn, arg);
 }
 
 /* Maps a SQLite (extended) result code to a negative errno. */
@@ -676,12 +694,15 @@ static void sqlite_close(store_t *base)
      * the database and removes it, so a stopped store is one file (a read-only connection can
      * not checkpoint, and closed last it left every record since the last checkpoint in the
      * WAL alone: review47 #1) */
-    if (s->rdb)
-        sqlite3_close_v2(s->rdb);
+    if (s->longr.db)
+        sqlite3_close_v2(s->longr.db);
+    if (s->regr.db)
+        sqlite3_close_v2(s->regr.db);
     if (s->db)
         sqlite3_close_v2(s->db);
     pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->rmu);
+    pthread_mutex_destroy(&s->longr.mu);
+    pthread_mutex_destroy(&s->regr.mu);
     free(s->path);
     free(s);
 }
@@ -712,9 +733,10 @@ static int sqlite_open(const char *path, unsigned open_flags, store_t **ret, cha
     }
     s->base.ops = &store_sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->rmu, NULL);
+    pthread_mutex_init(&s->longr.mu, NULL);
+    pthread_mutex_init(&s->regr.mu, NULL);
     s->path = strdup(path);
-    s->rdb_failed = !s->path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0;
+    s->longr.off = s->regr.off = !s->path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0;
 
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE;
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
@@ -1040,11 +1062,11 @@ static const char *col_text(sqlite3_stmt *st, int c)
     return (const char *)sqlite3_column_text(st, c);
 }
 
-/* The registry's reads (its generation, the model list) go through the reader connection:
- * `serve`'s main thread polls them every MODEL_POLL_INTERVAL, and on the writer's connection
- * they waited behind a prediction commit that itself waited up to BUSY_TIMEOUT_MS for another
- * process's write lock, holding up a SIGTERM or SIGHUP with them (review67 #1). A WAL reader
- * does not wait for writers. */
+/* The registry's reads (its generation, the model list) go through a reader connection of their
+ * own: `serve`'s main thread polls them every MODEL_POLL_INTERVAL, and on the writer's
+ * connection they waited behind a prediction commit that itself waited up to BUSY_TIMEOUT_MS for
+ * another process's write lock, holding up a SIGTERM or SIGHUP with them (review67 #1); on the
+ * long-read connection they waited behind the monitor's feedback window (review69 #1). */
 typedef struct registry_read {
     int q;
     const char *op;
@@ -1093,7 +1115,7 @@ static int sqlite_model_list(store_t *base, json_t **ret)
     registry_read_t a = {.q = Q_MODEL_LIST, .op = "model_list", .arr = json_array()};
     if (!a.arr)
         return -ENOMEM;
-    int r = store_sqlite_with_reader(base, registry_read_fn, &a);
+    int r = with_reader(from_base(base), &from_base(base)->regr, registry_read_fn, &a);
     if (r < 0)
         json_decref(a.arr);
     else
@@ -1127,7 +1149,7 @@ static int sqlite_model_get_stable(store_t *base, const char *name, char *ret_ve
 static int sqlite_registry_generation(store_t *base, int64_t *ret)
 {
     registry_read_t a = {.q = Q_GEN_GET, .op = "registry_generation"};
-    int r = store_sqlite_with_reader(base, registry_read_fn, &a);
+    int r = with_reader(from_base(base), &from_base(base)->regr, registry_read_fn, &a);
     if (r == 0)
         *ret = a.v;
     return r;

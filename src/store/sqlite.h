@@ -20,7 +20,8 @@ int store_sqlite_with_db(store_t *st, store_sqlite_fn fn, void *arg);
 /* store_sqlite_with_db for a long read-only query (a window over many records): fn gets
  * a second, read-only connection under its own mutex, so the writer (the prediction
  * recorder) goes on meanwhile (WAL: the reader sees the last commit before it began). Falls
- * back to the main connection when a second one can not be opened (an in-memory store). */
+ * back to the main connection while a second one can not be opened (an in-memory store). The
+ * registry's short reads have a read-only connection of their own. */
 int store_sqlite_with_reader(store_t *st, store_sqlite_fn fn, void *arg);
 
 /* A SQLite (extended) result code as 0 or -errno, the same mapping the store uses

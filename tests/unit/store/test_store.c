@@ -1014,6 +1014,78 @@ static void test_long_reads_do_not_hold_the_writer(void **state)
     store_close(s);
 }
 
+/* review67 #1, review69 #1: the registry's reads (serve's main thread polls them; request
+ * workers list models) must not wait for the writer's connection, whose mutex a recorder holds
+ * while another process has the write lock, nor for a long read such as the monitor's window.
+ * While each is held in this thread, another thread reads the generation and the model list. */
+typedef struct registry_probe {
+    store_t *s;
+    pthread_t th;
+    int gen_rc, list_rc;
+    size_t models;
+    int done; /* under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    bool in_time;
+} registry_probe_t;
+
+static void *registry_reads(void *arg)
+{
+    registry_probe_t *p = arg;
+    int64_t gen = -1;
+    json_t *list = NULL;
+    p->gen_rc = store_registry_generation(p->s, &gen);
+    p->list_rc = store_model_list(p->s, &list);
+    p->models = json_array_size(list);
+    json_decref(list);
+    pthread_mutex_lock(&p->lock);
+    p->done = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Held connection callback: the registry reads from another thread, waited for up to 5 s. */
+static int hold_while_registry_reads(sqlite3 *db, void *arg)
+{
+    (void)db;
+    registry_probe_t *p = arg;
+    p->done = 0;
+    assert_int_equal(pthread_create(&p->th, NULL, registry_reads, p), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    pthread_mutex_lock(&p->lock);
+    while (!p->done && pthread_cond_timedwait(&p->cv, &p->lock, &ts) == 0)
+        ;
+    p->in_time = p->done;
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+static void test_registry_reads_wait_neither_for_the_writer_nor_for_long_reads(void **state)
+{
+    (void)state;
+    store_t *s = open_named("regreads.db");
+    char dir[PATH_MAX];
+    path_in(dir, sizeof(dir), "regreads-models");
+    assert_int_equal(put_stable(s, "alz", "1.0.0", dir, SHA_A, "binary", "{}"), 0);
+    registry_probe_t p = {.s = s, .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    assert_int_equal(store_sqlite_with_db(s, hold_while_registry_reads, &p), 0);
+    pthread_join(p.th, NULL);
+    assert_true(p.in_time);
+    assert_int_equal(p.gen_rc, 0);
+    assert_int_equal(p.list_rc, 0);
+    assert_int_equal(p.models, 1);
+    p.in_time = false;
+    assert_int_equal(store_sqlite_with_reader(s, hold_while_registry_reads, &p), 0);
+    pthread_join(p.th, NULL);
+    assert_true(p.in_time);
+    assert_int_equal(p.list_rc, 0);
+    assert_int_equal(p.models, 1);
+    store_close(s);
+}
+
 static void test_shared_store_from_threads(void **state)
 {
     (void)state;
@@ -1039,6 +1111,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_migrate_reopen),
         cmocka_unit_test(test_long_reads_do_not_hold_the_writer),
+        cmocka_unit_test(test_registry_reads_wait_neither_for_the_writer_nor_for_long_reads),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_foreign_database_refused),
         cmocka_unit_test(test_not_a_database),
