@@ -376,6 +376,8 @@ static int stream_write(audit_siem_t *s, const char *buf, size_t len)
     return 0;
 }
 
+static int64_t stop_capped(audit_siem_t *s, int64_t deadline_ms);
+
 /* Reads what the receiver sent into rbuf, waiting until deadline_ms (util_now_ms). 1 when bytes
  * came, 0 at the deadline, -EPIPE at its end of stream or an error, -EMSGSIZE when rbuf is full
  * without a whole frame. A TLS 1.3 session ticket is processed and waited past. */
@@ -385,15 +387,16 @@ static int stream_fill(audit_siem_t *s, int64_t deadline_ms)
         return -EMSGSIZE;
     for (;;) {
         if (!s->tls || SSL_pending(s->ssl) == 0) {
-            int64_t left = deadline_ms - util_now_ms();
+            /* in slices, so that a stop that comes meanwhile shortens the wait */
+            int64_t left = stop_capped(s, deadline_ms) - util_now_ms();
             struct pollfd pfd = {.fd = s->sock, .events = POLLIN};
             if (left <= 0)
                 return 0;
-            int pr = poll(&pfd, 1, (int)left);
-            if (pr < 0 && errno == EINTR)
+            int pr = poll(&pfd, 1, left < 100 ? (int)left : 100);
+            if (pr == 0 || (pr < 0 && errno == EINTR))
                 continue;
             if (pr != 1)
-                return pr == 0 ? 0 : -EPIPE;
+                return -EPIPE;
         }
         size_t room = sizeof(s->rbuf) - s->rlen;
         if (s->tls) {
@@ -784,17 +787,23 @@ static bool stopping(audit_siem_t *s)
     return st;
 }
 
-/* The deadline of a wait for the receiver that begins now: IO_TIMEOUT_S, and once stopping at
- * most STOP_CONFIRM_MS after the stop began (a stop is not held by a slow receiver; what it
- * has not answered by then goes out again at the next start, review68 #4). */
+/* deadline_ms, or earlier once stopping: a wait for the receiver ends at most STOP_CONFIRM_MS
+ * after the stop began, also one that began before it (a stop is not held by a slow or frozen
+ * receiver; what it has not answered goes out again at the next start, review68 #4, review69
+ * #2). */
+static int64_t stop_capped(audit_siem_t *s, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping && s->stop_ms + STOP_CONFIRM_MS < deadline_ms)
+        deadline_ms = s->stop_ms + STOP_CONFIRM_MS;
+    pthread_mutex_unlock(&s->mu);
+    return deadline_ms;
+}
+
+/* The deadline of a wait for the receiver that begins now. */
 static int64_t answer_deadline(audit_siem_t *s)
 {
-    int64_t d = util_now_ms() + IO_TIMEOUT_S * 1000;
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping && s->stop_ms + STOP_CONFIRM_MS < d)
-        d = s->stop_ms + STOP_CONFIRM_MS;
-    pthread_mutex_unlock(&s->mu);
-    return d;
+    return stop_capped(s, util_now_ms() + IO_TIMEOUT_S * 1000);
 }
 
 static void nap(audit_siem_t *s, int64_t ms)
@@ -898,7 +907,7 @@ static int forward_batch(audit_siem_t *s, cursor_t *c, bool *ret_at_end)
             s->size_warned_ms = util_now_ms();
             log_msg(LOG_WARNING, "siem: a syslog message longer than rsyslog's default limit; a receiver left "
                     "at it truncates the record (and over RELP still answers 200): set its maxMessageSize, and "
-                    "imrelp's maxDataSize, to at least twice the largest audit record (160k covers all)",
+                    "imrelp's maxDataSize, to at least three times the largest audit record (256k covers any)",
                     "{s:I,s:I,s:i}", "seq", (json_int_t)seq, "bytes", (json_int_t)mlen, "default_limit",
                     RSYSLOG_DEFAULT_MAX_MESSAGE);
         }

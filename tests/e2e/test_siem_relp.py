@@ -220,17 +220,18 @@ class ScriptedRelp:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
-        buf = b""
+        buf, pos = b"", 0  # frames are parsed at pos: no copy of a large buffer per frame
+        header = re.compile(rb"(\d+) ([a-z]+) (\d+)[ \n]")
         with self.lock:
             self.sessions += 1
             session = self.sessions
         try:
             while True:
-                m = re.match(rb"(\d+) ([a-z]+) (\d+)[ \n]", buf)
+                m = header.match(buf, pos)
                 if m and len(buf) >= m.end() + int(m.group(3)) + (1 if int(m.group(3)) else 0):
                     n = int(m.group(3))
                     data = buf[m.end():m.end() + n]
-                    buf = buf[m.end() + n + (1 if n else 0):]
+                    pos = m.end() + n + (1 if n else 0)
                     txnr, cmd = m.group(1), m.group(2)
                     if cmd == b"open":
                         body = b"200 OK\nrelp_version=0\nrelp_software=scripted\ncommands=syslog"
@@ -251,10 +252,11 @@ class ScriptedRelp:
                                 self.taken.append(seq)
                     c.sendall(b"%s rsp %d %s\n" % (txnr, len(body), body))
                     continue
-                d = c.recv(65536)
+                d = c.recv(1 << 20)
                 if not d:
                     return
-                buf += d
+                buf = buf[pos:] + d
+                pos = 0
         except OSError:
             pass
         finally:
@@ -341,8 +343,10 @@ def test_relp_answers_received_before_a_broken_session_are_credited(make_server,
         want = log_seqs(env)
         wait_for(lambda: cursor_seq(env) == want[-1], timeout=60, what="every record delivered")
         later = [seq for session, seq in rx.received if session > 1]
-        assert later and later[0] == first[-1] + 1, (first, later[:10])
-        assert not set(first) & set(later), "records answered 200 were sent again"
+        # the next session starts after what the forwarder read of those answers: all five, unless
+        # its send gave up first (a receiver too slow to read, SO_SNDTIMEO) or the receiver's close
+        # reset the connection before the last answers were read; before the fix, at seq 1 again
+        assert later and 1 < later[0] <= first[-1] + 1, (first, later[:10])
         assert list(dict.fromkeys(rx.taken)) == want, (rx.taken[:10], want[:10])
     finally:
         rx.close()
@@ -427,4 +431,31 @@ def test_relp_a_message_over_rsyslogs_default_limit_is_warned_about(make_server,
         warned = [x for x in srv.log_records() if "longer than rsyslog's default limit" in x.get("msg", "")]
         assert len(warned) == 1 and warned[0]["bytes"] > 8096 and warned[0]["default_limit"] == 8096, warned
     finally:
+        rx.close()
+
+
+def test_relp_stop_is_not_held_by_a_receiver_that_never_answers(make_server, tmp_path):
+    """review69 #2: a wait for answers that began before SIGTERM kept its 5 s deadline (a frozen
+    receiver held the stop 5 s); waits now end 2 s after the stop began, then RELP's close
+    (1 s). Nothing is lost: the unanswered records go out at the next start."""
+    hold = threading.Event()
+
+    def never(seq):
+        hold.wait(h.scaled(60))
+        return "200 OK"
+
+    rx = ScriptedRelp(never)
+    try:
+        env = audit_env(tmp_path, rx, proto="relp")
+        srv = make_server(env)
+        audited_reads(srv, 3)
+        wait_for(lambda: rx.received, timeout=30, what="a record at the receiver")
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait(h.scaled(30)) == 0, srv.log_tail()
+        took = time.monotonic() - t0
+        assert took < 3.0 + h.scaled(1.0), took
+        assert cursor_seq(env) == 0
+    finally:
+        hold.set()
         rx.close()
