@@ -183,19 +183,11 @@ static int preflight(const config_t *cfg)
     return bad;
 }
 
-/* config_parse_env_file callback: 1 (stop) at the first secret setting given a value. */
+/* config_parse_env_file callback: 1 (stop) at the first line that holds a secret. */
 static int sets_a_secret(const char *key, const char *value, void *arg)
 {
-    const config_t *cfg = arg;
-    for (size_t i = 0; *value && config_setting_name(i); i++) {
-        const char *v;
-        bool secret = false;
-        if (strcmp(config_setting_name(i), key) == 0) {
-            config_setting_raw(cfg, i, &v, &secret);
-            return secret;
-        }
-    }
-    return 0;
+    (void)arg;
+    return config_value_is_secret(key, value);
 }
 
 /* Secrets in a file every user of the machine can read: a warning (serve does not refuse
@@ -241,7 +233,7 @@ static int config_check(int argc, char **argv)
     /* an env file without secrets (e.g. `config check` output with its secret lines removed)
      * may be world-readable (review67 #7) */
     char perr[256];
-    if (env_file && config_parse_env_file(env_file, sets_a_secret, cfg, perr, sizeof(perr)) == 1)
+    if (env_file && config_parse_env_file(env_file, sets_a_secret, NULL, perr, sizeof(perr)) == 1)
         warn_world_readable("the env file", env_file);
     if (cfg->tls_enabled)
         warn_world_readable("TLS_KEY_PATH", cfg->tls_key_path);

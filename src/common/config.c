@@ -373,6 +373,37 @@ static char *redact_url(const char *url, bool tail)
     return out;
 }
 
+bool config_value_is_secret(const char *name, const char *value)
+{
+    if (!value || !*value)
+        return false;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (strcmp(settings[i].name, name) != 0)
+            continue;
+        if (settings[i].secret == PUBLIC)
+            return false;
+        if (settings[i].secret != SECRET_URL && settings[i].secret != SECRET_URL_TAIL)
+            return true;
+        char *shown = redact_url(value, settings[i].secret == SECRET_URL_TAIL);
+        bool hides = !shown || strcmp(shown, value) != 0;
+        free(shown);
+        return hides;
+    }
+    /* another program's setting in the same file (the seed guide's .env keeps REDIS_PASSWORD,
+     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by its name, or a URL's password */
+    static const char *const marks[] = {"PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "DSN", "PRIVATE"};
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+        if (strstr(name, marks[i]))
+            return true;
+    size_t n = strlen(name);
+    if (n > 4 && strcmp(name + n - 4, "_KEY") == 0)
+        return true;
+    char *shown = redact_url(value, false);
+    bool hides = !shown || strcmp(shown, value) != 0;
+    free(shown);
+    return hides;
+}
+
 /* Password inside a URL (userinfo or ?password=) into a malloc'd string, or NULL if none. */
 static char *url_password(const char *url)
 {

@@ -152,6 +152,12 @@ const char *config_setting_name(size_t i);
  * (use config_print's text). -ENOENT past the end. */
 int config_setting_raw(const config_t *cfg, size_t i, const char **ret_value, bool *ret_secret);
 
+/* Whether name=value (a line of an env file) holds a secret: one of our secret settings with a
+ * value (a URL setting only with a password, or a webhook's path or query, in it), or another
+ * program's setting whose name says it is one (PASSWORD, SECRET, TOKEN, DSN, ..._KEY) or whose
+ * value is a URL with a password. */
+bool config_value_is_secret(const char *name, const char *value);
+
 /* Prints "KEY=value" lines of the effective configuration, secrets shown as
  * "<redacted>" (or "<unset>"), sorted by key. */
 void config_print(const config_t *cfg, FILE *out);

@@ -436,10 +436,19 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
     # review67 #7: a world-readable file without secrets (config check's own output with its
     # secret lines removed, as configuration.md suggests) is not said to hold any
     public = tmp_path / "public.env"
-    public.write_text("PORT=8081\nLOG_LEVEL=INFO\nSECRET_KEY=\n")
+    public.write_text("PORT=8081\nLOG_LEVEL=INFO\nSECRET_KEY=\nDATABASE_URL=sqlite:///%s\n" % (tmp_path / "x.db"))
     os.chmod(public, 0o644)
     r = h.run_cli(["config", "check", "--env-file", str(public)], env={})
     assert r.returncode == 0 and "readable by every user" not in r.stderr, out(r)
+    # review69 #3: a URL with a password, and other programs' secrets kept in the same file
+    # (the seed guide's .env), still count
+    for line in ("ALERTMANAGER_URL=http://am:s3cretpass@127.0.0.1:9093", "REDIS_PASSWORD=hunter2hunter2",
+                 "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000"):
+        f2 = tmp_path / "one.env"
+        f2.write_text("PORT=8081\n%s\n" % line)
+        os.chmod(f2, 0o644)
+        r = h.run_cli(["config", "check", "--env-file", str(f2)], env={})
+        assert "readable by every user (mode 0644)" in r.stderr, (line, out(r))
 
 
 def test_development_allows_placeholders(aimedres_bin):
