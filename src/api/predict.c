@@ -371,16 +371,14 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
                       &rt);
     else /* a pinned version bypasses routing: label it as such in metrics and records */
         rt.arm = "pinned";
-    h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire(app->registry, name, pin, &err);
+    model_unavailable_t why; /* written only when the acquire fails */
+    why.version[0] = why.error[0] = '\0';
+    h = rt.handle ? model_handle_ref(rt.handle) : model_registry_acquire_why(app->registry, name, pin, &err, &why);
     if (!h && err != -ENOENT) {
         /* the version and the reason, as `model failed to load` gave them (review67 #6) */
-        char ver[160] = "", why[1024] = "";
-        if (pin || !model_registry_why_unavailable(app->registry, name, ver, sizeof(ver), why, sizeof(why))) {
-            snprintf(ver, sizeof(ver), "%s", pin ? pin : "");
-            snprintf(why, sizeof(why), "%s", strerror(-err));
-        }
         log_msg(LOG_ERROR, "model unavailable", "{s:s,s:s,s:s,s:s}", "request_id", http_ctx_request_id(ctx),
-                "model", name, "version", ver, "error", why);
+                "model", name, "version", why.version[0] ? why.version : (pin ? pin : ""), "error",
+                why.error[0] ? why.error : strerror(-err));
         http_reply_error(ctx, 503, "model_unavailable", NULL,
                          "model '%s' is registered but could not be loaded", name);
         /* failed rows of the model, so its per-model error rate and alerts see the outage: the

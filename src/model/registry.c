@@ -465,6 +465,12 @@ static model_handle_t *lookup(model_registry_t *r, const char *name, const char 
 model_handle_t *model_registry_acquire(model_registry_t *r, const char *name, const char *version,
                                        int *ret_err)
 {
+    return model_registry_acquire_why(r, name, version, ret_err, NULL);
+}
+
+model_handle_t *model_registry_acquire_why(model_registry_t *r, const char *name, const char *version,
+                                           int *ret_err, model_unavailable_t *why)
+{
     int err = 0;
     if (!name || !util_is_safe_name(name) || (version && !util_is_safe_name(version))) {
         if (ret_err)
@@ -473,6 +479,13 @@ model_handle_t *model_registry_acquire(model_registry_t *r, const char *name, co
     }
     pthread_rwlock_rdlock(&r->lock);
     model_handle_t *h = lookup(r, name, version, &err);
+    if (!h && !version && why && err != -ENOENT) {
+        /* the stable version that failed to load, and why, as logged at load (review67 #6) */
+        const entry_t *e = find_entry(r, name, NULL);
+        snprintf(why->version, sizeof(why->version), "%s", e && e->stable_errver ? e->stable_errver : "");
+        snprintf(why->error, sizeof(why->error), "%s",
+                 e && e->stable_errmsg ? e->stable_errmsg : strerror(-err));
+    }
     pthread_rwlock_unlock(&r->lock);
     if (h || !version) {
         if (ret_err)
@@ -510,6 +523,12 @@ model_handle_t *model_registry_acquire(model_registry_t *r, const char *name, co
     if (rc < 0) {
         log_error("pinned model version failed to load", "{s:s, s:s, s:s}", "model", name, "version", version,
                   "error", msg);
+        if (why) { /* review69 #4 */
+            char *rel = relative_message(msg, r->storage_path);
+            snprintf(why->version, sizeof(why->version), "%s", version);
+            snprintf(why->error, sizeof(why->error), "%s", rel ? rel : msg[0] ? msg : strerror(-rc));
+            free(rel);
+        }
         if (ret_err)
             *ret_err = rc == -ENOENT ? -EIO : rc; /* registered, so not "unknown" */
         return NULL;
@@ -705,21 +724,6 @@ void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, 
         if (r->entries[i]->stable)
             fn(r->entries[i]->name, model_handle_manifest(r->entries[i]->stable)->version, arg);
     pthread_rwlock_unlock(&r->lock);
-}
-
-bool model_registry_why_unavailable(model_registry_t *r, const char *name, char *version, size_t vlen, char *why,
-                                    size_t wlen)
-{
-    bool known = false;
-    pthread_rwlock_rdlock(&r->lock);
-    entry_t *e = find_entry(r, name, NULL);
-    if (e && !e->stable && e->stable_err) {
-        snprintf(version, vlen, "%s", e->stable_errver ? e->stable_errver : "");
-        snprintf(why, wlen, "%s", e->stable_errmsg ? e->stable_errmsg : strerror(-e->stable_err));
-        known = true;
-    }
-    pthread_rwlock_unlock(&r->lock);
-    return known;
 }
 
 json_t *model_registry_failed_json(model_registry_t *r)

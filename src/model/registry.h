@@ -33,6 +33,16 @@ int model_registry_poll(model_registry_t *r);
  * NULL with *ret_err = -ENOENT (unknown model or version) or another error. */
 model_handle_t *model_registry_acquire(model_registry_t *r, const char *name, const char *version,
                                        int *ret_err);
+/* Why a model version could not be served: the version that failed to load and its load error
+ * as logged (paths relative to MODEL_STORAGE_PATH), for the log line of the request. */
+typedef struct model_unavailable {
+    char version[160];
+    char error[1024];
+} model_unavailable_t;
+/* model_registry_acquire; when it fails with another error than -ENOENT (a registered version
+ * that does not load), *why (if not NULL) says which version and why. */
+model_handle_t *model_registry_acquire_why(model_registry_t *r, const char *name, const char *version,
+                                           int *ret_err, model_unavailable_t *why);
 
 /* [{"name","version","status","task","features":[names],"traffic":{"<version>":100}}]
  * for every model with a loaded stable version. New reference. */
@@ -52,10 +62,6 @@ void model_registry_each_stable(model_registry_t *r, model_registry_each_fn fn, 
  * error as logged ("booster sha256 mismatch: ..."), with paths relative to MODEL_STORAGE_PATH.
  * New reference. */
 json_t *model_registry_failed_json(model_registry_t *r);
-/* Of a model in that list: the stable version that failed to load and its load error (as in
- * the list), for the log line of a request it could not serve. false when it is not there. */
-bool model_registry_why_unavailable(model_registry_t *r, const char *name, char *version, size_t vlen, char *why,
-                                    size_t wlen);
 
 /* Registers the version directory src_dir (manifest.json + booster):
  * checks the name/version are safe path components, the booster's sha256 matches the

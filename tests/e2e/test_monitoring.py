@@ -635,6 +635,10 @@ def test_every_pair_is_counted_however_many(make_server):
     h.assert_error_body(srv.predict(MODEL, {"features": row, "version": "2.0.99"}), 503, "model_unavailable")
     wait_for(lambda: srv.get("/api/v1/monitoring/%s" % MODEL).json()["predictions"]["errors_total"] >= 1,
              what="the late pair's error counted")
+    # the request's log line gives the load error, not an errno text (review69 #4)
+    line = [x for x in srv.log_records() if x.get("msg") == "model unavailable"][-1]
+    assert line["version"] == "2.0.99" and line["error"] != os.strerror(74) and srv.root not in line["error"], line
+    assert "2.0.99" in line["error"] or "booster" in line["error"], line
 
 
 def test_a_model_whose_stable_version_does_not_load_is_critical(demo_dir, tmp_path):
