@@ -149,14 +149,47 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* A state change for the service manager (notify.h); a failed send is logged, not fatal: the
+/* State changes for the service manager (notify.h), sent from the main loop without blocking
+ * it. A listener whose queue is full gets the latest state again every 100 ms until it takes it
+ * (a newer state replaces a waiting one: READY=1 after RELOADING=1, STOPPING=1 after READY=1),
+ * so READY=1 is delayed, not lost (review69 #5). Any other failure is logged, not fatal: the
  * manager then times the service out, as it should when it cannot hear it. */
-static void tell_manager(const char *state)
+static struct {
+    struct event *retry;
+    char pending[256];  /* the state waiting for room in the listener's queue ("" none) */
+    char ready[256];    /* READY=1 with STATUS, MAINPID and X_AIMEDRES_PORT, after a reload too */
+} manager;
+
+static void manager_send(const char *state, bool retrying)
 {
     int r = notify_send(state);
+    if (r == -EAGAIN && manager.retry) {
+        if (!retrying && !manager.pending[0])
+            log_msg(LOG_WARNING, "the service manager's notify queue is full; sending the state again until it "
+                    "takes it", "{s:s}", "state", state);
+        if (state != manager.pending)
+            snprintf(manager.pending, sizeof(manager.pending), "%s", state);
+        event_add(manager.retry, &(struct timeval){0, 100000});
+        return;
+    }
+    manager.pending[0] = '\0';
     if (r < 0)
         log_msg(LOG_WARNING, "cannot notify the service manager (NOTIFY_SOCKET)", "{s:s,s:s}", "state", state, "error",
                 strerror(-r));
+}
+
+static void tell_manager(const char *state)
+{
+    manager_send(state, false);
+}
+
+static void manager_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (manager.pending[0])
+        manager_send(manager.pending, true);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -176,7 +209,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                 (json_int_t)model_registry_loaded_count(st->app.registry));
         if (st->tls_ctx)
             tls_reload(st, "SIGHUP");
-        tell_manager("READY=1");
+        tell_manager(manager.ready);
         return;
     }
     if (st->stopping)
@@ -453,10 +486,10 @@ int cli_serve(int argc, char **argv)
         json_object_set_new(where, "metrics_port", json_integer(http_server_port(st.metrics_server)));
     }
     log_json(LOG_INFO, "listening", where);
-    char state[256];
-    snprintf(state, sizeof(state), "READY=1\nSTATUS=serving on %s:%d\nMAINPID=%ld\nX_AIMEDRES_PORT=%d", hopts.host,
-             http_server_port(st.app.server), (long)getpid(), http_server_port(st.app.server));
-    tell_manager(state);
+    snprintf(manager.ready, sizeof(manager.ready), "READY=1\nSTATUS=serving on %s:%d\nMAINPID=%ld\nX_AIMEDRES_PORT=%d",
+             hopts.host, http_server_port(st.app.server), (long)getpid(), http_server_port(st.app.server));
+    manager.retry = evtimer_new(st.base, manager_retry, NULL);
+    tell_manager(manager.ready);
     event_base_dispatch(st.base);
 
     http_server_stop(st.app.server);
@@ -473,6 +506,12 @@ out:
             event_free(sigs[i]);
     if (poll_ev)
         event_free(poll_ev);
+    if (manager.retry) {
+        if (manager.pending[0]) /* a last try: STOPPING=1 may still be waiting */
+            notify_send(manager.pending);
+        event_free(manager.retry);
+        manager.retry = NULL;
+    }
     if (st.drain_timer)
         event_free(st.drain_timer);
     if (st.app.server)
