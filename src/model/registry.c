@@ -206,21 +206,34 @@ static const char *row_str(const json_t *row, const char *key)
     return json_string_value(json_object_get(row, key));
 }
 
-/* Opens a registered version and checks it is the artifact the store registered. */
-/* A load error for /ready (unauthenticated): msg with every "<base>/" taken out, so that it
- * names the artifact (imptest/1.0.0/model.ubj) without disclosing where the store lives.
- * NULL when out of memory. Caller frees. */
-static char *relative_message(const char *msg, const char *base)
+/* A load error for /ready (unauthenticated) and the request log: msg with the version's
+ * directory written as <name>/<version> and every other "<MODEL_STORAGE_PATH>/" taken out, so
+ * that it names the artifact (imptest/1.0.0/model.ubj) without disclosing where the store
+ * lives, also when the directory is the path recorded at registration (MODEL_STORAGE_PATH
+ * spelled otherwise, or the version's directory missing: review70 #2). NULL when out of
+ * memory. Caller frees. */
+static char *relative_message(const model_registry_t *r, const char *msg, const char *name, const char *version,
+                              const char *store_path)
 {
-    size_t bl = strlen(base);
-    char *out = malloc(strlen(msg) + 1), *o = out;
+    char dir[PATH_MAX], rel[2 * 129];
+    version_dir(r, name, version, store_path, dir, sizeof(dir));
+    snprintf(rel, sizeof(rel), "%s/%s", name, version);
+    const char *base = r->storage_path;
+    size_t dl = strlen(dir), rl = strlen(rel), bl = strlen(base);
+    char *out = malloc(strlen(msg) + 1 + (strlen(msg) / (dl ? dl : 1) + 1) * rl), *o = out;
     if (!out)
         return NULL;
     while (*msg) {
-        if (bl && strncmp(msg, base, bl) == 0 && msg[bl] == '/')
+        if (dl && strncmp(msg, dir, dl) == 0 && (msg[dl] == '/' || msg[dl] == '\0' || msg[dl] == ' ' ||
+                                                 msg[dl] == ':' || msg[dl] == ',')) {
+            memcpy(o, rel, rl);
+            o += rl;
+            msg += dl;
+        } else if (bl && strncmp(msg, base, bl) == 0 && msg[bl] == '/') {
             msg += bl + 1;
-        else
+        } else {
             *o++ = *msg++;
+        }
     }
     *o = '\0';
     return out;
@@ -349,7 +362,7 @@ static int sync_locked(model_registry_t *r)
         err[0] = '\0';
         rc = open_version(r, row, &h, err, sizeof(err));
         /* made before taking the lock: nothing slow under it */
-        char *msg = rc < 0 && err[0] ? relative_message(err, r->storage_path) : NULL;
+        char *msg = rc < 0 && err[0] ? relative_message(r, err, name, version, row_str(row, "path")) : NULL;
         pthread_rwlock_wrlock(&r->lock);
         e = get_or_create_entry(r, name);
         if (rc == 0 && e) {
@@ -360,7 +373,9 @@ static int sync_locked(model_registry_t *r)
             e->stable_errmsg = NULL;
             changes++;
         } else if (e && !e->stable) {
-            e->stable_err = rc < 0 ? rc : -ENOMEM;
+            /* registered, so never "unknown": a missing directory (the models volume not
+             * mounted) is a model that does not load, 503, not a 404 (review70 #1) */
+            e->stable_err = rc == -ENOENT ? -EIO : rc < 0 ? rc : -ENOMEM;
             free(e->stable_errmsg);
             e->stable_errmsg = msg;
             msg = NULL;
@@ -519,14 +534,14 @@ model_handle_t *model_registry_acquire_why(model_registry_t *r, const char *name
     char msg[1024] = "";
     model_handle_t *loaded = NULL;
     rc = open_version(r, row, &loaded, msg, sizeof(msg));
+    char *rel = rc < 0 && why ? relative_message(r, msg, name, version, row_str(row, "path")) : NULL;
     json_decref(list);
     if (rc < 0) {
         log_error("pinned model version failed to load", "{s:s, s:s, s:s}", "model", name, "version", version,
                   "error", msg);
         if (why) { /* review69 #4 */
-            char *rel = relative_message(msg, r->storage_path);
             snprintf(why->version, sizeof(why->version), "%s", version);
-            snprintf(why->error, sizeof(why->error), "%s", rel ? rel : msg[0] ? msg : strerror(-rc));
+            snprintf(why->error, sizeof(why->error), "%s", rel ? rel : strerror(-rc));
             free(rel);
         }
         if (ret_err)

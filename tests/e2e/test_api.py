@@ -582,3 +582,34 @@ def test_log_lines(server):
     assert a["method"] == "GET" and a["status"] == 200 and a["route"] == "/health", a
     assert b["status"] == 404, b
     assert isinstance(a["duration_ms"], (int, float)) and a["duration_ms"] >= 0
+
+
+def test_a_stable_version_whose_directory_is_gone_is_unavailable_not_unknown(demo_dir, tmp_path):
+    """review70 #1: a registered stable version whose directory is missing (the models volume
+    not mounted) answered 404 "no model named" and counted no error, while /ready listed the
+    model as failed. It is a model that does not load: 503 model_unavailable, logged.
+    review70 #2: with MODEL_STORAGE_PATH spelled otherwise than at registration, its load
+    error named the store's absolute path (in /ready, which needs no login, and in the log)."""
+    import shutil
+
+    root = str(tmp_path / "demo")
+    h.copy_demo(demo_dir, root)
+    # a stable version registered in this copy (the demo's own rows name the original's files)
+    dst, _ = h.copy_model_version(os.path.join(root, "models"), "als_classifier",
+                                  os.path.join(root, "staging", "als_classifier", "1.1.0"), "1.1.0")
+    r = h.run_cli(["model", "register", dst, "--set-stable"], env=h.demo_env(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    shutil.rmtree(os.path.join(root, "models", "als_classifier", "1.1.0"))
+    srv = h.Server(root, extra_env={"MODEL_STORAGE_PATH": os.path.join(root, "models") + "/"}).start()
+    try:
+        m = h.read_manifest(os.path.join(demo_dir, "models"), "als_classifier")
+        r = srv.post("/api/v1/models/als_classifier/predict", json={"features": h.valid_features(m)})
+        h.assert_error_body(r, 503, "model_unavailable")
+        failed = srv.get("/ready").json()["checks"]["models"]["failed"]
+        err = [f for f in failed if f["model"] == "als_classifier"][0]["error"]
+        assert "als_classifier/1.1.0" in err and root not in err, err
+        line = [x for x in srv.log_records() if x.get("msg") == "model unavailable"]
+        assert line and line[-1]["version"] == "1.1.0" and line[-1]["error"] == err, line
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
