@@ -377,6 +377,7 @@ static int stream_write(audit_siem_t *s, const char *buf, size_t len)
 }
 
 static int64_t stop_capped(audit_siem_t *s, int64_t deadline_ms);
+static bool stopping(audit_siem_t *s);
 
 /* Reads what the receiver sent into rbuf, waiting until deadline_ms (util_now_ms). 1 when bytes
  * came, 0 at the deadline, -EPIPE at its end of stream or an error, -EMSGSIZE when rbuf is full
@@ -487,7 +488,8 @@ static int relp_open(audit_siem_t *s, const char *where, char *err, size_t errle
                  "SYSLOG_TLS_CERT_PATH, SYSLOG_TLS_KEY_PATH)");
     } else {
         snprintf(why, sizeof(why), "%s (is it a RELP receiver? rsyslog: module imrelp)",
-                 r == 0         ? "no answer to the session open within 5 s"
+                 r == 0 && stopping(s) ? "no answer to the session open before the stop"
+                 : r == 0              ? "no answer to the session open within 5 s"
                  : r == -EPROTO ? "its answer is not RELP"
                  : r == 1       ? "its answer is not the open's"
                                 : "it closed the connection");

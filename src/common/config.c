@@ -390,14 +390,15 @@ bool config_value_is_secret(const char *name, const char *value)
         return hides;
     }
     /* another program's setting in the same file (the seed guide's .env keeps REDIS_PASSWORD,
-     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by its name, or a URL's password */
-    static const char *const marks[] = {"PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "DSN", "PRIVATE"};
-    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
-        if (strstr(name, marks[i]))
+     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by the last word of its name (any
+     * case: SMTP_PASS, sentry_dsn; not PASSWORD_MIN_LENGTH), or a URL's password */
+    static const char *const words[] = {"PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "DSN",
+                                        "KEY", "CREDENTIAL", "CREDENTIALS", "APIKEY"};
+    const char *last = strrchr(name, '_');
+    last = last ? last + 1 : name;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasecmp(last, words[i]) == 0)
             return true;
-    size_t n = strlen(name);
-    if (n > 4 && strcmp(name + n - 4, "_KEY") == 0)
-        return true;
     char *shown = redact_url(value, false);
     bool hides = !shown || strcmp(shown, value) != 0;
     free(shown);

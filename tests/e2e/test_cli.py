@@ -436,14 +436,16 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
     # review67 #7: a world-readable file without secrets (config check's own output with its
     # secret lines removed, as configuration.md suggests) is not said to hold any
     public = tmp_path / "public.env"
-    public.write_text("PORT=8081\nLOG_LEVEL=INFO\nSECRET_KEY=\nDATABASE_URL=sqlite:///%s\n" % (tmp_path / "x.db"))
+    public.write_text("PORT=8081\nLOG_LEVEL=INFO\nSECRET_KEY=\nDATABASE_URL=sqlite:///%s\nPASSWORD_MIN_LENGTH=12\n"
+                      "TOKEN_EXPIRY_MINUTES=30\n" % (tmp_path / "x.db"))
     os.chmod(public, 0o644)
     r = h.run_cli(["config", "check", "--env-file", str(public)], env={})
     assert r.returncode == 0 and "readable by every user" not in r.stderr, out(r)
     # review69 #3: a URL with a password, and other programs' secrets kept in the same file
     # (the seed guide's .env), still count
     for line in ("ALERTMANAGER_URL=http://am:s3cretpass@127.0.0.1:9093", "REDIS_PASSWORD=hunter2hunter2",
-                 "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000"):
+                 "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000",
+                 "SMTP_PASS=hunter2", "aws_secret_access_key=abc"):
         f2 = tmp_path / "one.env"
         f2.write_text("PORT=8081\n%s\n" % line)
         os.chmod(f2, 0o644)
