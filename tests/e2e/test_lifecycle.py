@@ -904,19 +904,31 @@ def test_sighup_reopens_log_file(make_server, tmp_path):
 # --------------------------------------------------------------------------- service manager
 
 
+def notify_socket(tag):
+    """An abstract AF_UNIX datagram socket for NOTIFY_SOCKET: (socket, its "@name")."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = "aimedres-test-%s-%d-%d" % (tag, os.getpid(), time.monotonic_ns())
+    sock.bind("\0" + name)
+    return sock, "@" + name
+
+
+def serve_notifying(demo_copy, tmp_path, notify, port):
+    """`aimedres serve` on demo_copy telling NOTIFY_SOCKET=notify: (process, its LOG_FILE)."""
+    log = tmp_path / "serve.log"
+    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET=notify, LOG_FILE=str(log)))
+    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, log
+
+
 def test_serve_tells_the_service_manager_ready_reloading_and_stopping(demo_copy, tmp_path):
     """The sd_notify protocol that deploy/systemd's Type=notify unit and dr-drill rely on: READY=1
     with the port it bound (serve --port 0) once it answers, RELOADING=1 then READY=1 around a
     SIGHUP, STOPPING=1 at SIGTERM; every message from the server's own pid."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    name = "aimedres-test-notify-%d-%d" % (os.getpid(), time.monotonic_ns())
-    sock.bind("\0" + name)
+    sock, name = notify_socket("notify")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.settimeout(h.scaled(60))
-    log = tmp_path / "serve.log"
-    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET="@" + name, LOG_FILE=str(log)))
-    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", "0"], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, log = serve_notifying(demo_copy, tmp_path, name, 0)
 
     def receive():
         msg, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
@@ -963,14 +975,8 @@ def test_a_notify_listener_that_does_not_read_does_not_stop_the_server(demo_copy
     """review68 #3: the readiness messages were sent blocking; once a listener that never reads
     had its queue full (10 datagrams), the next SIGHUP's message blocked the main loop for good
     and SIGTERM was never handled. They are sent without waiting now: a full queue is logged."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    name = "aimedres-test-noread-%d-%d" % (os.getpid(), time.monotonic_ns())
-    sock.bind("\0" + name)  # never read
-    log = tmp_path / "serve.log"
-    port = h.free_port()
-    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET="@" + name, LOG_FILE=str(log)))
-    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sock, name = notify_socket("noread")  # never read
+    proc, log = serve_notifying(demo_copy, tmp_path, name, h.free_port())
     try:
         deadline = time.monotonic() + h.scaled(60)
         while '"listening"' not in (log.read_text() if log.exists() else ""):
@@ -995,23 +1001,18 @@ def test_a_notify_listener_that_does_not_read_does_not_stop_the_server(demo_copy
 def test_a_ready_message_that_meets_a_full_queue_is_sent_again(demo_copy, tmp_path):
     """review69 #5: a READY=1 that met a full listener queue was dropped for good (a Type=notify
     unit would then time out). It is sent again until the listener takes it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    name = "aimedres-test-full-%d-%d" % (os.getpid(), time.monotonic_ns())
-    sock.bind("\0" + name)
+    sock, name = notify_socket("full")
     filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     filler.setblocking(False)
     queued = 0
     while True:  # fill the queue before the server starts
         try:
-            filler.sendto(b"FILLER=1", "\0" + name)
+            filler.sendto(b"FILLER=1", "\0" + name[1:])
             queued += 1
         except BlockingIOError:
             break
-    log = tmp_path / "serve.log"
     port = h.free_port()
-    env = h.base_env(dict(h.demo_env(demo_copy), NOTIFY_SOCKET="@" + name, LOG_FILE=str(log)))
-    proc = subprocess.Popen([h.require_binary(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, log = serve_notifying(demo_copy, tmp_path, name, port)
     try:
         deadline = time.monotonic() + h.scaled(60)
         while "notify queue is full" not in (log.read_text() if log.exists() else ""):
