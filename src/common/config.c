@@ -390,15 +390,33 @@ bool config_value_is_secret(const char *name, const char *value)
         return hides;
     }
     /* another program's setting in the same file (the seed guide's .env keeps REDIS_PASSWORD,
-     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by the last word of its name (any
-     * case: SMTP_PASS, sentry_dsn; not PASSWORD_MIN_LENGTH), or a URL's password */
-    static const char *const words[] = {"PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "DSN",
-                                        "KEY", "CREDENTIAL", "CREDENTIALS", "APIKEY"};
-    const char *last = strrchr(name, '_');
-    last = last ? last + 1 : name;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(last, words[i]) == 0)
+     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by its name, in any case (PGPASSWORD,
+     * DB_PASSWORD_2, SECRET_KEY_BASE, MYSQL_PWD, SMTP_PASS, sentry_dsn), unless its last word
+     * says it is a limit, a duration or a place (PASSWORD_MIN_LENGTH, TOKEN_EXPIRY_MINUTES,
+     * SECRET_KEY_FILE); or by a URL's password */
+    static const char *const inside[] = {"PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIAL",
+                                         "PRIVATE"};
+    static const char *const last_words[] = {"PASS", "PWD", "KEY", "DSN", "APIKEY", "AUTH"};
+    static const char *const not_secret[] = {"LENGTH", "LEN", "MIN", "MAX", "EXPIRY", "EXPIRES", "TTL",
+                                             "TIMEOUT", "SECONDS", "MINUTES", "HOURS", "DAYS", "PATH",
+                                             "FILE", "DIR", "URL", "ENABLED", "HEADER", "ID", "NAME"};
+    char up[128];
+    size_t n = strlen(name);
+    if (n < sizeof(up)) {
+        for (size_t i = 0; i <= n; i++)
+            up[i] = (char)toupper((unsigned char)name[i]);
+        const char *last = strrchr(up, '_');
+        last = last ? last + 1 : up;
+        bool qualifier = false, secret = false;
+        for (size_t i = 0; i < sizeof(not_secret) / sizeof(not_secret[0]); i++)
+            qualifier |= strcmp(last, not_secret[i]) == 0;
+        for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
+            secret |= strstr(up, inside[i]) != NULL;
+        for (size_t i = 0; i < sizeof(last_words) / sizeof(last_words[0]); i++)
+            secret |= strcmp(last, last_words[i]) == 0;
+        if (secret && !qualifier)
             return true;
+    }
     char *shown = redact_url(value, false);
     bool hides = !shown || strcmp(shown, value) != 0;
     free(shown);

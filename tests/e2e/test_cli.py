@@ -445,7 +445,8 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
     # (the seed guide's .env), still count
     for line in ("ALERTMANAGER_URL=http://am:s3cretpass@127.0.0.1:9093", "REDIS_PASSWORD=hunter2hunter2",
                  "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000",
-                 "SMTP_PASS=hunter2", "aws_secret_access_key=abc"):
+                 "SMTP_PASS=hunter2", "aws_secret_access_key=abc", "PGPASSWORD=abc", "DB_PASSWORD_2=abc",
+                 "SECRET_KEY_BASE=abc", "MYSQL_PWD=abc", "GPG_PASSPHRASE=abc"):
         f2 = tmp_path / "one.env"
         f2.write_text("PORT=8081\n%s\n" % line)
         os.chmod(f2, 0o644)
