@@ -387,8 +387,10 @@ validate_strings:; /* predict4: both paths check patient_id and version alike */
         goto out;
     }
     if (!h) {
-        model_handle_t *any = pin ? model_registry_acquire(app->registry, name, NULL, &err) : NULL;
-        if (any) {
+        int stable_err = -ENOENT;
+        model_handle_t *any = pin ? model_registry_acquire(app->registry, name, NULL, &stable_err) : NULL;
+        /* a model whose stable version does not load is known all the same (review71 #3) */
+        if (any || (pin && stable_err != -ENOENT)) {
             model_handle_unref(any);
             http_reply_error(ctx, 404, "version_not_found", NULL, "model '%s' has no version '%s'", name,
                              pin);

@@ -3,6 +3,7 @@
  * model versions. The work happens in model/train.c and model/registry.c; this file only
  * turns flags into options and results into tables or JSON. */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -784,8 +785,10 @@ static int run_show(int argc, char **argv)
     }
     if (stable)
         pick = stable;
-    char err[1024] = "";
-    if (model_manifest_load(row_s(pick, "path"), &m, err, sizeof(err)) < 0) {
+    char err[1024] = "", dir[PATH_MAX];
+    /* where serve loads it from (review71 #2) */
+    model_version_dir(cfg->model_storage_path, name, row_s(pick, "version"), row_s(pick, "path"), dir, sizeof(dir));
+    if (model_manifest_load(dir, &m, err, sizeof(err)) < 0) {
         fprintf(stderr, "aimedres: %s\n", err);
         rc = 1;
         goto done;

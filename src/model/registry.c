@@ -188,17 +188,26 @@ static entry_t *remove_entry_if_empty(model_registry_t *r, entry_t *e)
     return e;
 }
 
-/* Directory of a registered version: MODEL_STORAGE_PATH/<name>/<version> when present
- * (the storage this process is configured with), else the path the store recorded. */
-static void version_dir(const model_registry_t *r, const char *name, const char *version,
-                        const char *store_path, char *buf, size_t n)
+void model_version_dir(const char *storage_path, const char *name, const char *version, const char *stored_path,
+                       char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/%s/%s", r->storage_path, name, version);
+    snprintf(buf, n, "%s/%s/%s", storage_path, name, version);
     struct stat st;
     if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
         return;
-    if (store_path && *store_path)
-        snprintf(buf, n, "%s", store_path);
+    if (stored_path && *stored_path)
+        snprintf(buf, n, "%s", stored_path);
+}
+
+const char *model_registry_storage_path(const model_registry_t *r)
+{
+    return r->storage_path;
+}
+
+static void version_dir(const model_registry_t *r, const char *name, const char *version,
+                        const char *store_path, char *buf, size_t n)
+{
+    model_version_dir(r->storage_path, name, version, store_path, buf, n);
 }
 
 static const char *row_str(const json_t *row, const char *key)

@@ -28,6 +28,15 @@ int model_registry_sync(model_registry_t *r);
 /* Calls sync only if the store's registry generation moved since the last sync. */
 int model_registry_poll(model_registry_t *r);
 
+/* The directory of a registered version: <storage_path>/<name>/<version> when it is there (the
+ * storage this process is configured with, also after the store was moved or restored
+ * elsewhere), else the path recorded at registration. What serve, deploy and `model show`
+ * open. */
+void model_version_dir(const char *storage_path, const char *name, const char *version, const char *stored_path,
+                       char *buf, size_t n);
+/* The MODEL_STORAGE_PATH the registry was made with. */
+const char *model_registry_storage_path(const model_registry_t *r);
+
 /* Returns a new reference to the handle for name (version NULL = stable). A pinned
  * registered version that is not loaded is loaded on demand and cached.
  * NULL with *ret_err = -ENOENT (unknown model or version) or another error. */

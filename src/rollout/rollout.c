@@ -37,6 +37,7 @@
 #include "rollout/rollout.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -49,6 +50,7 @@
 #include "audit/audit.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "model/registry.h"
 #include "model/schema.h"
 #include "monitor/metrics.h"
 #include "rollout/config.h"
@@ -880,10 +882,15 @@ static int open_version(rollout_t *r, const char *model, const char *version, mo
             path = json_string_value(json_object_get(it, "path"));
     }
     int rc = 0;
+    char dir[PATH_MAX];
+    /* where serve loads it from (review71 #2: the recorded path is another tree's after a
+     * restore elsewhere) */
+    if (path)
+        model_version_dir(model_registry_storage_path(r->registry), model, version, path, dir, sizeof(dir));
     if (!path) {
         snprintf(err, n, "model '%s' has no registered version '%s'", model, version);
         rc = -ENOENT;
-    } else if (model_handle_open(path, &h, err, n) < 0) {
+    } else if (model_handle_open(dir, &h, err, n) < 0) {
         h = NULL;
         rc = -EINVAL;
     }

@@ -610,6 +610,11 @@ def test_a_stable_version_whose_directory_is_gone_is_unavailable_not_unknown(dem
         assert "als_classifier/1.1.0" in err and root not in err, err
         line = [x for x in srv.log_records() if x.get("msg") == "model unavailable"]
         assert line and line[-1]["version"] == "1.1.0" and line[-1]["error"] == err, line
+        # a version it does not have is that, not an unknown model (review71 #3)
+        r = srv.post("/api/v1/models/als_classifier/predict", json={"features": h.valid_features(m), "version": "9.9.9"})
+        h.assert_error_body(r, 404, "version_not_found")
+        r = srv.post("/api/v1/models/no_such_model/predict", json={"features": h.valid_features(m), "version": "9.9.9"})
+        h.assert_error_body(r, 404, "model_not_found")
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed

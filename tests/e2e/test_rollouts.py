@@ -1078,3 +1078,34 @@ def test_deployment_state_changes_are_audited(make_server, tmp_path):
     srv.stop()
     v = h.run_cli(["audit", "verify"], env={"SECRET_KEY": secret, "AUDIT_LOG_PATH": audit_log})
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_store_restored_elsewhere_deploys_and_shows_its_own_models(demo_dir, tmp_path):
+    """review71 #2: deploy (the candidate's handle) and `model show` opened a version at the
+    path recorded at registration, while serve uses MODEL_STORAGE_PATH/<name>/<version>: after
+    the store was restored or moved elsewhere, a pinned predict answered 200 but a canary was
+    refused with the old tree's absolute path (or, had the old tree still been there, read it)."""
+    import shutil
+
+    model = "als_classifier"
+    a = str(tmp_path / "a")
+    h.copy_demo(demo_dir, a)
+    dst, _ = h.copy_model_version(os.path.join(a, "models"), model, os.path.join(a, "staging", model, "1.1.0"),
+                                  "1.1.0")
+    r = h.run_cli(["model", "register", dst], env=h.demo_env(a))
+    assert r.returncode == 0, r.stdout + r.stderr
+    b = str(tmp_path / "b")
+    shutil.copytree(a, b)  # the store and models restored elsewhere...
+    shutil.rmtree(os.path.join(a, "models"))  # ...and the old tree gone
+    r = h.run_cli(["model", "show", model, "--json"], env=h.demo_env(b))
+    assert r.returncode == 0 and "1.1.0" in r.stdout, r.stdout + r.stderr
+    srv = h.Server(b).start()
+    try:
+        m = h.read_manifest(os.path.join(demo_dir, "models"), model)
+        r = srv.post("/api/v1/models/%s/predict" % model, json={"features": h.valid_features(m), "version": "1.1.0"})
+        assert r.status_code == 200, r.text
+        r = deploy(srv, model, "1.1.0")
+        assert r.status_code == 201, r.text
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
