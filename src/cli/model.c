@@ -793,6 +793,16 @@ static int run_show(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    /* what was registered, as serve checks it (review72 #1: another model's files were shown
+     * as this one) */
+    const char *reg_sha = row_s(pick, "sha256");
+    if (strcmp(m->name, name) != 0 || strcmp(m->version, row_s(pick, "version")) != 0 ||
+        (reg_sha && strcmp(reg_sha, m->booster_sha256) != 0)) {
+        fprintf(stderr, "aimedres: %s holds %s/%s (booster sha256 %s), not the registered %s/%s (%s)\n", dir, m->name,
+                m->version, m->booster_sha256, name, row_s(pick, "version"), reg_sha ? reg_sha : "?");
+        rc = 1;
+        goto done;
+    }
     if (co->json) {
         out = json_pack("{s:s, s:o, s:O, s:o}", "name", name, "stable_version",
                         stable ? json_string(row_s(stable, "version")) : json_null(), "versions", versions,

@@ -248,8 +248,8 @@ static char *relative_message(const model_registry_t *r, const char *msg, const 
     return out;
 }
 
-static int open_version(model_registry_t *r, const json_t *row, model_handle_t **ret, char *err,
-                        size_t errlen)
+int model_registry_open_version(model_registry_t *r, const json_t *row, model_handle_t **ret, char *err,
+                                size_t errlen)
 {
     char dir[PATH_MAX];
     const char *name = row_str(row, "name"), *version = row_str(row, "version"),
@@ -277,6 +277,12 @@ static int open_version(model_registry_t *r, const json_t *row, model_handle_t *
     }
     *ret = h;
     return 0;
+}
+
+static int open_version(model_registry_t *r, const json_t *row, model_handle_t **ret, char *err,
+                        size_t errlen)
+{
+    return model_registry_open_version(r, row, ret, err, errlen);
 }
 
 static bool row_registered(const json_t *list, const char *name, const char *version)

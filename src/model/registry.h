@@ -36,6 +36,11 @@ void model_version_dir(const char *storage_path, const char *name, const char *v
                        char *buf, size_t n);
 /* The MODEL_STORAGE_PATH the registry was made with. */
 const char *model_registry_storage_path(const model_registry_t *r);
+/* Opens the version a model list row names (store_model_list) from model_version_dir and
+ * checks it is what was registered: the manifest's name and version, the booster's sha256.
+ * What serve loads, and what deploy opens for a candidate. 0 with *ret, or -errno with err. */
+int model_registry_open_version(model_registry_t *r, const json_t *row, model_handle_t **ret, char *err,
+                                size_t errlen);
 
 /* Returns a new reference to the handle for name (version NULL = stable). A pinned
  * registered version that is not loaded is loaded on demand and cached.

@@ -872,25 +872,21 @@ static int open_version(rollout_t *r, const char *model, const char *version, mo
         return -EIO;
     }
     size_t i;
-    json_t *it;
-    const char *path = NULL;
+    json_t *it, *row = NULL;
     json_array_foreach(list, i, it)
     {
         const char *nm = json_string_value(json_object_get(it, "name"));
         const char *v = json_string_value(json_object_get(it, "version"));
         if (nm && v && strcmp(nm, model) == 0 && strcmp(v, version) == 0)
-            path = json_string_value(json_object_get(it, "path"));
+            row = it;
     }
     int rc = 0;
-    char dir[PATH_MAX];
-    /* where serve loads it from (review71 #2: the recorded path is another tree's after a
-     * restore elsewhere) */
-    if (path)
-        model_version_dir(model_registry_storage_path(r->registry), model, version, path, dir, sizeof(dir));
-    if (!path) {
+    if (!row) {
         snprintf(err, n, "model '%s' has no registered version '%s'", model, version);
         rc = -ENOENT;
-    } else if (model_handle_open(dir, &h, err, n) < 0) {
+    } else if (model_registry_open_version(r->registry, row, &h, err, n) < 0) {
+        /* opened and checked as serve does: where it loads from (review71 #2), the registered
+         * name, version and booster sha256 (review72 #1: a swapped booster was deployed) */
         h = NULL;
         rc = -EINVAL;
     }

@@ -1109,3 +1109,41 @@ def test_a_store_restored_elsewhere_deploys_and_shows_its_own_models(demo_dir, t
     finally:
         rc, killed = srv.stop()
     assert rc == 0 and not killed
+
+
+def test_a_swapped_booster_is_neither_deployed_nor_shown(demo_dir, tmp_path):
+    """review72 #1: deploy (and rollback --to) opened a candidate without serve's checks, so a
+    booster swapped in its directory after registration (its manifest's sha256 rewritten to
+    match) was put in front of patients by a canary while serve refused it; `model show` showed
+    it as the registered version. Both now check the registered name, version and sha256."""
+    import hashlib
+
+    model = "als_classifier"
+    root = str(tmp_path / "demo")
+    h.copy_demo(demo_dir, root)
+    for version, stable in (("1.1.0", False), ("1.2.0", True)):
+        dst, _ = h.copy_model_version(os.path.join(root, "models"), model,
+                                      os.path.join(root, "staging", model, version), version)
+        args = ["model", "register", dst] + (["--set-stable"] if stable else [])
+        r = h.run_cli(args, env=h.demo_env(root))
+        assert r.returncode == 0, r.stdout + r.stderr
+        vdir = os.path.join(root, "models", model, version)
+        with open(os.path.join(vdir, "model.json"), "a") as f:
+            f.write(" ")  # another booster (same predictions, other bytes)
+        with open(os.path.join(vdir, "model.json"), "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        with open(os.path.join(vdir, "manifest.json")) as f:
+            mf = json.load(f)
+        mf["booster"]["sha256"] = sha  # the manifest made to match it
+        with open(os.path.join(vdir, "manifest.json"), "w") as f:
+            json.dump(mf, f)
+    r = h.run_cli(["model", "show", model], env=h.demo_env(root))
+    assert r.returncode == 1 and "not the registered %s/1.2.0" % model in r.stderr, r.stdout + r.stderr
+    srv = h.Server(root).start()
+    try:
+        r = deploy(srv, model, "1.1.0")
+        assert r.status_code in (404, 422) and "differs from the registered" in r.text, r.text
+        assert srv.get("/api/v1/deployments").json()["count"] == 0
+    finally:
+        rc, killed = srv.stop()
+    assert rc == 0 and not killed
