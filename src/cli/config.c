@@ -183,23 +183,27 @@ static int preflight(const config_t *cfg)
     return bad;
 }
 
-/* config_parse_env_file callback: 1 (stop) at the first line that holds a secret. */
+/* config_parse_env_file callback: 1 (stop) at the first line that holds a secret, its name
+ * copied into arg (64 bytes). */
 static int sets_a_secret(const char *key, const char *value, void *arg)
 {
-    (void)arg;
-    return config_value_is_secret(key, value);
+    if (!config_value_is_secret(key, value))
+        return 0;
+    snprintf(arg, 64, "%s", key);
+    return 1;
 }
 
 /* Secrets in a file every user of the machine can read: a warning (serve does not refuse
- * them), naming the file and its mode. */
-static void warn_world_readable(const char *what, const char *path)
+ * them), naming the file, its mode and (for an env file) the first setting that is one. */
+static void warn_world_readable(const char *what, const char *path, const char *setting)
 {
     struct stat st;
     if (path && stat(path, &st) == 0 && (st.st_mode & 0004))
         fprintf(stderr,
-                "aimedres: config: warning: %s %s is readable by every user (mode %04o) and holds secrets: "
+                "aimedres: config: warning: %s %s is readable by every user (mode %04o) and holds secrets%s%s%s: "
                 "chmod o-rwx (e.g. 0640, group of the service user)\n",
-                what, path, (unsigned)(st.st_mode & 07777));
+                what, path, (unsigned)(st.st_mode & 07777), setting ? " (" : "", setting ? setting : "",
+                setting ? ")" : "");
 }
 
 static int config_check(int argc, char **argv)
@@ -232,11 +236,11 @@ static int config_check(int argc, char **argv)
     int bad = preflight(cfg);
     /* an env file without secrets (e.g. `config check` output with its secret lines removed)
      * may be world-readable (review67 #7) */
-    char perr[256];
-    if (env_file && config_parse_env_file(env_file, sets_a_secret, NULL, perr, sizeof(perr)) == 1)
-        warn_world_readable("the env file", env_file);
+    char perr[256], first[64] = "";
+    if (env_file && config_parse_env_file(env_file, sets_a_secret, first, perr, sizeof(perr)) == 1)
+        warn_world_readable("the env file", env_file, first);
     if (cfg->tls_enabled)
-        warn_world_readable("TLS_KEY_PATH", cfg->tls_key_path);
+        warn_world_readable("TLS_KEY_PATH", cfg->tls_key_path, NULL);
     if (cfg->prometheus_host && *cfg->prometheus_host && (!cfg->prometheus_enabled || cfg->prometheus_port == 0))
         fprintf(stderr,
                 "aimedres: config: warning: PROMETHEUS_HOST=%s has no effect: it binds the PROMETHEUS_PORT "

@@ -390,30 +390,39 @@ bool config_value_is_secret(const char *name, const char *value)
         return hides;
     }
     /* another program's setting in the same file (the seed guide's .env keeps REDIS_PASSWORD,
-     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by its name, in any case (PGPASSWORD,
-     * DB_PASSWORD_2, SECRET_KEY_BASE, MYSQL_PWD, SMTP_PASS, sentry_dsn), unless its last word
-     * says it is a limit, a duration or a place (PASSWORD_MIN_LENGTH, TOKEN_EXPIRY_MINUTES,
-     * SECRET_KEY_FILE); or by a URL's password */
-    static const char *const inside[] = {"PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIAL",
-                                         "PRIVATE"};
-    static const char *const last_words[] = {"PASS", "PWD", "KEY", "DSN", "APIKEY", "AUTH"};
+     * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by the words of its name, in any
+     * case: a word holding PASSWORD, PASSWD, PASSPHRASE or SECRET (PGPASSWORD, SECRET_KEY_BASE),
+     * or a word that is TOKEN, KEY, PASS, PWD, DSN, APIKEY, CREDENTIAL(S) or their plural
+     * (API_KEY_1, FERNET_KEYS, SMTP_PASS), unless the last word (numbers aside) says it is a
+     * limit, a duration or a place (PASSWORD_MIN_LENGTH, TOKEN_EXPIRY_MINUTES, SECRET_KEY_FILE);
+     * or by a URL's password */
+    static const char *const holds[] = {"PASSWORD", "PASSWD", "PASSPHRASE", "SECRET"};
+    static const char *const is[] = {"TOKEN", "TOKENS", "KEY", "KEYS", "PASS", "PWD", "DSN", "APIKEY", "APIKEYS",
+                                     "CREDENTIAL", "CREDENTIALS"};
     static const char *const not_secret[] = {"LENGTH", "LEN", "MIN", "MAX", "EXPIRY", "EXPIRES", "TTL",
                                              "TIMEOUT", "SECONDS", "MINUTES", "HOURS", "DAYS", "PATH",
-                                             "FILE", "DIR", "URL", "ENABLED", "HEADER", "ID", "NAME"};
+                                             "FILE", "DIR", "URL", "ENABLED", "HEADER", "ID", "NAME",
+                                             "REGION", "REQUIRE", "UPPERCASE", "LOWERCASE", "ROTATION"};
     char up[128];
     size_t n = strlen(name);
     if (n < sizeof(up)) {
         for (size_t i = 0; i <= n; i++)
             up[i] = (char)toupper((unsigned char)name[i]);
-        const char *last = strrchr(up, '_');
-        last = last ? last + 1 : up;
-        bool qualifier = false, secret = false;
-        for (size_t i = 0; i < sizeof(not_secret) / sizeof(not_secret[0]); i++)
+        bool secret = false, qualifier = false;
+        const char *last = NULL;
+        for (char *w = up, *next; w && *w; w = next) {
+            next = strchr(w, '_');
+            if (next)
+                *next++ = '\0';
+            if (strspn(w, "0123456789") != strlen(w))
+                last = w; /* the last word that is not a number */
+            for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++)
+                secret |= strstr(w, holds[i]) != NULL;
+            for (size_t i = 0; i < sizeof(is) / sizeof(is[0]); i++)
+                secret |= strcmp(w, is[i]) == 0;
+        }
+        for (size_t i = 0; last && i < sizeof(not_secret) / sizeof(not_secret[0]); i++)
             qualifier |= strcmp(last, not_secret[i]) == 0;
-        for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
-            secret |= strstr(up, inside[i]) != NULL;
-        for (size_t i = 0; i < sizeof(last_words) / sizeof(last_words[0]); i++)
-            secret |= strcmp(last, last_words[i]) == 0;
         if (secret && !qualifier)
             return true;
     }

@@ -437,7 +437,8 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
     # secret lines removed, as configuration.md suggests) is not said to hold any
     public = tmp_path / "public.env"
     public.write_text("PORT=8081\nLOG_LEVEL=INFO\nSECRET_KEY=\nDATABASE_URL=sqlite:///%s\nPASSWORD_MIN_LENGTH=12\n"
-                      "TOKEN_EXPIRY_MINUTES=30\n" % (tmp_path / "x.db"))
+                      "TOKEN_EXPIRY_MINUTES=30\nTOKENIZERS_PARALLELISM=false\nPRIVATE_NETWORK=true\nSMTP_AUTH=true\n"
+                      "PASSWORD_REQUIRE_UPPERCASE=true\nSECRETS_MANAGER_REGION=eu-west-1\n" % (tmp_path / "x.db"))
     os.chmod(public, 0o644)
     r = h.run_cli(["config", "check", "--env-file", str(public)], env={})
     assert r.returncode == 0 and "readable by every user" not in r.stderr, out(r)
@@ -446,12 +447,14 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
     for line in ("ALERTMANAGER_URL=http://am:s3cretpass@127.0.0.1:9093", "REDIS_PASSWORD=hunter2hunter2",
                  "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000",
                  "SMTP_PASS=hunter2", "aws_secret_access_key=abc", "PGPASSWORD=abc", "DB_PASSWORD_2=abc",
-                 "SECRET_KEY_BASE=abc", "MYSQL_PWD=abc", "GPG_PASSPHRASE=abc"):
+                 "SECRET_KEY_BASE=abc", "MYSQL_PWD=abc", "GPG_PASSPHRASE=abc", "API_KEY_1=abc", "FERNET_KEYS=abc",
+                 "DB_PASS_2=abc", "SENTRY_DSN_PROD=https://abc@sentry.example.org/1"):
         f2 = tmp_path / "one.env"
         f2.write_text("PORT=8081\n%s\n" % line)
         os.chmod(f2, 0o644)
         r = h.run_cli(["config", "check", "--env-file", str(f2)], env={})
-        assert "readable by every user (mode 0644)" in r.stderr, (line, out(r))
+        assert "readable by every user (mode 0644) and holds secrets (%s)" % line.split("=")[0] in r.stderr, \
+            (line, out(r))
 
 
 def test_development_allows_placeholders(aimedres_bin):
