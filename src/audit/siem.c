@@ -79,6 +79,25 @@
 
 enum proto { P_UDP, P_TCP, P_TLS, P_RELP, P_RELP_TLS };
 
+/* SYSLOG_PROTOCOL (config checked its form; unset: tcp). */
+static enum proto proto_of(const char *name)
+{
+    static const struct {
+        const char *name;
+        enum proto proto;
+    } names[] = {{"udp", P_UDP}, {"tls", P_TLS}, {"relp", P_RELP}, {"relp-tls", P_RELP_TLS}};
+    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i].name) == 0)
+            return names[i].proto;
+    return P_TCP;
+}
+
+/* Whether proto runs over TLS (the client context, SYSLOG_CA_PATH, the client certificate). */
+static bool proto_tls(enum proto p)
+{
+    return p == P_TLS || p == P_RELP_TLS;
+}
+
 /* A log file as a read found it: inode, bytes up to the end (a partial line included) and
  * modification time. */
 typedef struct log_stamp {
@@ -1063,6 +1082,19 @@ static void connection_lost(audit_siem_t *s, cursor_t *cur, const char *what)
              f);
 }
 
+/* The receiver confirmed what was sent (RELP's answers, or its end of a connection we ended):
+ * caught up when at the end of the log; no failure pending, so reconnect at once. */
+static void receiver_confirmed(audit_siem_t *s, bool at_end)
+{
+    if (at_end)
+        atomic_store(&siem_caught_up_ms, util_now_ms());
+    s->unconfirmed_ms = 0;
+    s->backoff_ms = 0;
+    s->next_connect_ms = 0;
+    s->failures = 0;
+    s->last_warn_ms = 0;
+}
+
 /* RELP: the receiver's answers to the batch in flight, in order. The records it took (200)
  * are delivered: the cursor is saved after the last of them. 0 when it took them all; <0 with
  * what went wrong in `what` (the records after the last taken go out again). wait_ms 0: up to
@@ -1203,13 +1235,7 @@ static void *forwarder_main(void *arg)
                 connection_lost(s, &c, what);
                 continue;
             }
-            if (at_end)
-                atomic_store(&siem_caught_up_ms, util_now_ms());
-            s->unconfirmed_ms = 0;
-            s->backoff_ms = 0;
-            s->next_connect_ms = 0;
-            s->failures = 0;
-            s->last_warn_ms = 0;
+            receiver_confirmed(s, at_end);
             continue;
         }
         if (same_position(&c, &s->saved)) {
@@ -1240,13 +1266,7 @@ static void *forwarder_main(void *arg)
                 continue;
             }
             save_delivered(s, &c);
-            if (at_end)
-                atomic_store(&siem_caught_up_ms, now);
-            s->unconfirmed_ms = 0;
-            s->backoff_ms = 0; /* a receiver that confirms: reconnect at once */
-            s->next_connect_ms = 0;
-            s->failures = 0;
-            s->last_warn_ms = 0;
+            receiver_confirmed(s, at_end);
             continue;
         }
         if (n == 0)
@@ -1411,8 +1431,7 @@ int audit_siem_settings_check(const config_t *cfg, char *err, size_t errlen)
     int rc = server_address(cfg, host, sizeof(host), port, sizeof(port), err, errlen);
     if (rc < 0)
         return rc;
-    const char *p = cfg->syslog_protocol;
-    if (!p || (strcmp(p, "tls") != 0 && strcmp(p, "relp-tls") != 0))
+    if (!proto_tls(proto_of(cfg->syslog_protocol)))
         return 0;
     SSL_CTX *ctx = NULL;
     rc = tls_client_ctx(cfg, &ctx, err, errlen);
@@ -1441,13 +1460,8 @@ int audit_siem_start(const config_t *cfg, audit_siem_t **ret, char *err, size_t 
     if ((rc = server_address(cfg, s->host, sizeof(s->host), s->port, sizeof(s->port), err, errlen)) < 0)
         goto fail;
     s->client_cert = cfg->syslog_tls_cert_path != NULL;
-    const char *p = cfg->syslog_protocol ? cfg->syslog_protocol : "tcp";
-    s->proto = strcmp(p, "udp") == 0        ? P_UDP
-               : strcmp(p, "tls") == 0      ? P_TLS
-               : strcmp(p, "relp") == 0     ? P_RELP
-               : strcmp(p, "relp-tls") == 0 ? P_RELP_TLS
-                                            : P_TCP;
-    s->tls = s->proto == P_TLS || s->proto == P_RELP_TLS;
+    s->proto = proto_of(cfg->syslog_protocol);
+    s->tls = proto_tls(s->proto);
     s->relp = s->proto == P_RELP || s->proto == P_RELP_TLS;
     s->facility = cfg->syslog_facility;
     if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)

@@ -373,6 +373,15 @@ static char *redact_url(const char *url, bool tail)
     return out;
 }
 
+/* Whether redact_url would hide part of url (a password; with tail, a path or query). */
+static bool url_hides_secret(const char *url, bool tail)
+{
+    char *shown = redact_url(url, tail);
+    bool hides = !shown || strcmp(shown, url) != 0;
+    free(shown);
+    return hides;
+}
+
 bool config_value_is_secret(const char *name, const char *value)
 {
     if (!value || !*value)
@@ -384,10 +393,7 @@ bool config_value_is_secret(const char *name, const char *value)
             return false;
         if (settings[i].secret != SECRET_URL && settings[i].secret != SECRET_URL_TAIL)
             return true;
-        char *shown = redact_url(value, settings[i].secret == SECRET_URL_TAIL);
-        bool hides = !shown || strcmp(shown, value) != 0;
-        free(shown);
-        return hides;
+        return url_hides_secret(value, settings[i].secret == SECRET_URL_TAIL);
     }
     /* another program's setting in the same file (the seed guide's .env keeps REDIS_PASSWORD,
      * SENTRY_DSN, MLFLOW_TRACKING_URI beside ours): judged by the words of its name, in any
@@ -426,10 +432,7 @@ bool config_value_is_secret(const char *name, const char *value)
         if (secret && !qualifier)
             return true;
     }
-    char *shown = redact_url(value, false);
-    bool hides = !shown || strcmp(shown, value) != 0;
-    free(shown);
-    return hides;
+    return url_hides_secret(value, false);
 }
 
 /* Password inside a URL (userinfo or ?password=) into a malloc'd string, or NULL if none. */
