@@ -98,7 +98,10 @@ class Rsyslog:
         if not os.path.exists(self.out):
             return []
         with open(self.out) as f:
-            return [tuple(l.split("|", 2)) for l in f.read().splitlines() if l]
+            text = f.read()
+        # a line rsyslog is still writing is not received yet (read mid-write, it is cut short)
+        lines = text.split("\n")[:-1]
+        return [tuple(l.split("|", 2)) for l in lines if l]
 
     def seqs(self):
         return [json.loads(m)["seq"] for _, _, m in self.received()]
