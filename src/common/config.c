@@ -416,11 +416,11 @@ bool config_value_is_secret(const char *name, const char *value)
             up[i] = (char)toupper((unsigned char)name[i]);
         bool secret = false, qualifier = false;
         const char *last = NULL;
-        for (char *w = up, *next; w && *w; w = next) {
+        for (char *w = up, *next; w; w = next) { /* every word, empty ones (A__B) passed over */
             next = strchr(w, '_');
             if (next)
                 *next++ = '\0';
-            if (strspn(w, "0123456789") != strlen(w))
+            if (*w && strspn(w, "0123456789") != strlen(w))
                 last = w; /* the last word that is not a number */
             for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++)
                 secret |= strstr(w, holds[i]) != NULL;

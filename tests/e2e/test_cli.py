@@ -448,7 +448,7 @@ def test_config_check_warns_about_a_world_readable_env_file(aimedres_bin, tmp_pa
                  "SENTRY_DSN=https://abc@sentry.example.org/1", "MLFLOW_TRACKING_URI=http://u:pw@mlflow:5000",
                  "SMTP_PASS=hunter2", "aws_secret_access_key=abc", "PGPASSWORD=abc", "DB_PASSWORD_2=abc",
                  "SECRET_KEY_BASE=abc", "MYSQL_PWD=abc", "GPG_PASSPHRASE=abc", "API_KEY_1=abc", "FERNET_KEYS=abc",
-                 "DB_PASS_2=abc", "SENTRY_DSN_PROD=https://abc@sentry.example.org/1"):
+                 "DB_PASS_2=abc", "SENTRY_DSN_PROD=https://abc@sentry.example.org/1", "DB__PASSWORD=abc"):
         f2 = tmp_path / "one.env"
         f2.write_text("PORT=8081\n%s\n" % line)
         os.chmod(f2, 0o644)
